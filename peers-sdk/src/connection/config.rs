@@ -1,0 +1,71 @@
+//! Connection settings.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::codec::CodecConfig;
+use crate::handshake::{HandshakeConfig, ReplayGuard};
+use crate::identity::DeviceKeys;
+use crate::trust::{TrustLevel, TrustPolicy};
+
+/// Settings for [`Connection::connect`](super::Connection::connect) and
+/// [`Connection::accept`](super::Connection::accept).
+///
+/// Cloning is cheap and shares the trust policy and the replay guard, so a
+/// listener clones one config for every socket it accepts.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    /// Our identity and handshake options.
+    pub handshake: HandshakeConfig,
+    /// Decides how much to trust an authenticated peer.
+    pub trust: Arc<dyn TrustPolicy>,
+    /// Peers below this level are refused. Default: [`TrustLevel::Known`].
+    /// [`TrustLevel::Untrusted`] is always refused.
+    pub trust_floor: TrustLevel,
+    /// Framing, chunking and compression limits.
+    pub codec: CodecConfig,
+    /// The whole handshake must finish within this time. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Default timeout of [`emit`](super::Connection::emit). Default: 30 s.
+    pub call_timeout: Duration,
+    /// Most calls this side may have waiting for replies. Default: 1024.
+    pub max_calls_in_flight: usize,
+    /// Most incoming calls handled at once; more are answered
+    /// [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 256.
+    pub max_concurrent_handlers: usize,
+    /// Shared memory of recent first handshake messages (responder side).
+    pub replay_guard: Arc<Mutex<ReplayGuard>>,
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("device", &self.handshake.keys.device_id())
+            .field("trust_floor", &self.trust_floor)
+            .field("codec", &self.codec)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("max_calls_in_flight", &self.max_calls_in_flight)
+            .field("max_concurrent_handlers", &self.max_concurrent_handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionConfig {
+    /// Defaults for a device with `keys` that judges peers with `trust`.
+    pub fn new(keys: Arc<DeviceKeys>, trust: impl TrustPolicy) -> Self {
+        let handshake = HandshakeConfig::new(keys);
+        let window_ms = u64::try_from(handshake.timestamp_window.as_millis()).unwrap_or(u64::MAX);
+        ConnectionConfig {
+            handshake,
+            trust: Arc::new(trust),
+            trust_floor: TrustLevel::Known,
+            codec: CodecConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+            max_calls_in_flight: 1024,
+            max_concurrent_handlers: 256,
+            replay_guard: Arc::new(Mutex::new(ReplayGuard::new(window_ms, ReplayGuard::DEFAULT_CAPACITY))),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Running the handshake over a socket and starting the connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::OsRng;
+use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
+use tracing::{Instrument, debug, info_span};
+
+use super::reader;
+use super::seal::{Opener, Sealer};
+use super::{CloseOnDrop, Connection, ConnectionConfig, ConnectionState, Inner};
+use crate::codec::{FrameDecoder, FrameEncoder};
+use crate::error::{Error, HandshakeError, Result};
+use crate::handshake::{Initiator, Responder, Session};
+use crate::identity::DeviceId;
+use crate::rpc::{Envelope, PendingCalls};
+use crate::socket::{BoxSocket, CloseCode, CloseReason};
+
+/// The wall clock in unix milliseconds, as the handshake's timestamps use it.
+pub(crate) fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+impl Connection {
+    /// Dials: runs the handshake as initiator over `socket` and returns once the
+    /// peer has accepted us.
+    ///
+    /// `expected` is the device we mean to reach; when given, any other device is
+    /// refused with [`HandshakeError::UnexpectedPeer`]. On failure the socket is
+    /// closed with the reason, so the peer learns it too.
+    pub async fn connect(socket: BoxSocket, config: ConnectionConfig, expected: Option<DeviceId>) -> Result<Connection> {
+        let span = info_span!("connect", local = %config.handshake.keys.device_id());
+        let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+        let handshake = async {
+            let security = socket.info().security.clone();
+            let (state, hello) =
+                Initiator::start(config.handshake.clone(), &security, expected, unix_millis(), &mut OsRng)?;
+            socket.send(hello.into()).await?;
+            let response = socket.recv().await?;
+            let verify = state.read(&response, unix_millis())?;
+            let level = config.trust.trust_level(verify.remote()).await;
+            let (finish, session) = verify.finish(level, config.trust_floor, unix_millis())?;
+            socket.send(finish.into()).await?;
+            Ok(session)
+        };
+        let session = match tokio::time::timeout_at(deadline, handshake).instrument(span.clone()).await {
+            Ok(Ok(session)) => session,
+            Ok(Err(err)) => return Err(fail(socket, err).await),
+            Err(_) => return Err(fail(socket, timeout_error(config.handshake_timeout)).await),
+        };
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let connection = start(socket, config.clone(), session, Some(ready_tx));
+        // The responder's first message says it accepted us (or its close says why not).
+        let ready = async {
+            tokio::select! {
+                ready = ready_rx => ready.map_err(|_| connection.inner.closed_error()),
+                reason = connection.closed() => Err(Error::Closed { reason }),
+            }
+        };
+        match tokio::time::timeout_at(deadline, ready).await {
+            Ok(Ok(())) => Ok(connection),
+            Ok(Err(err)) => Err(err),
+            Err(_) => {
+                let err = timeout_error(config.handshake_timeout);
+                connection.close(CloseReason::new(CloseCode::Timeout, err.to_string())).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Accepts: runs the handshake as responder over `socket`.
+    pub async fn accept(socket: BoxSocket, config: ConnectionConfig) -> Result<Connection> {
+        let span = info_span!("accept", local = %config.handshake.keys.device_id());
+        let handshake = async {
+            let security = socket.info().security.clone();
+            let responder = Responder::new(config.handshake.clone(), &security, unix_millis())?;
+            let hello = socket.recv().await?;
+            let (state, response) = {
+                let mut guard = config.replay_guard.lock().unwrap_or_else(|e| e.into_inner());
+                responder.read_hello(&hello, unix_millis(), &mut guard, &mut OsRng)?
+            };
+            socket.send(response.into()).await?;
+            let finish = socket.recv().await?;
+            let verify = state.read(&finish, unix_millis())?;
+            let level = config.trust.trust_level(verify.remote()).await;
+            Ok::<_, Error>(verify.finish(level, config.trust_floor)?)
+        };
+        let session = match tokio::time::timeout(config.handshake_timeout, handshake).instrument(span).await {
+            Ok(Ok(session)) => session,
+            Ok(Err(err)) => return Err(fail(socket, err).await),
+            Err(_) => return Err(fail(socket, timeout_error(config.handshake_timeout)).await),
+        };
+        let connection = start(socket, config, session, None);
+        connection.inner.send(&Envelope::Ready, &[]).await?;
+        Ok(connection)
+    }
+}
+
+fn timeout_error(after: Duration) -> Error {
+    Error::Timeout { what: "handshake".into(), after }
+}
+
+/// Closes the socket with a reason derived from `err` and returns `err`.
+async fn fail(socket: BoxSocket, err: Error) -> Error {
+    let code = match &err {
+        Error::Handshake(HandshakeError::Untrusted { .. } | HandshakeError::SelfConnection) => CloseCode::Refused,
+        Error::Handshake(_) | Error::Codec(_) => CloseCode::ProtocolError,
+        Error::Timeout { .. } => CloseCode::Timeout,
+        Error::Closed { .. } => return err,
+        _ => CloseCode::TransportFailure,
+    };
+    debug!(error = %err, "handshake failed");
+    socket.close(CloseReason::new(code, format!("handshake failed: {err}"))).await;
+    err
+}
+
+/// Builds the shared state and spawns the reader task.
+fn start(socket: BoxSocket, config: ConnectionConfig, session: Session, ready: Option<oneshot::Sender<()>>) -> Connection {
+    let Session { remote, trust, handshake_hash, role, encrypted, send_key, recv_key } = session;
+    let (sealer, opener) = if encrypted {
+        (Sealer::new(Some(&send_key)), Opener::new(Some(&recv_key)))
+    } else {
+        (Sealer::new(None), Opener::new(None))
+    };
+    let inner = Arc::new(Inner {
+        encoder: Mutex::new(FrameEncoder::new(config.codec.clone())),
+        handler_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_handlers.max(1))),
+        socket,
+        remote,
+        trust,
+        role,
+        encrypted,
+        session_id: handshake_hash,
+        sealer: AsyncMutex::new(sealer),
+        pending: Mutex::new(PendingCalls::default()),
+        handlers: RwLock::new(HashMap::new()),
+        state: watch::Sender::new(ConnectionState::Verified),
+        config,
+    });
+    debug!(peer = %inner.remote.device_id, ?role, encrypted, "connection verified");
+    let decoder = FrameDecoder::new(inner.config.codec.clone());
+    let span = info_span!("connection", peer = %inner.remote.device_id);
+    tokio::spawn(reader::run(inner.clone(), opener, decoder, ready).instrument(span));
+    Connection { _owner: Arc::new(CloseOnDrop(inner.clone())), inner }
+}

@@ -1,0 +1,335 @@
+//! An authenticated, encrypted connection with two-way RPC over any [`Socket`].
+//!
+//! [`Connection::connect`] and [`Connection::accept`] run the
+//! [handshake](crate::handshake) over the socket, then spawn one reader task that
+//! opens frames, reassembles messages and dispatches them. Either side may call
+//! the other: [`Connection::expose_rpc`] registers a handler and
+//! [`Connection::emit`] calls one.
+
+mod config;
+mod establish;
+mod reader;
+pub(crate) mod seal;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex as AsyncMutex, watch};
+use tracing::debug;
+
+pub use config::ConnectionConfig;
+
+use self::seal::Sealer;
+use crate::codec::FrameEncoder;
+use crate::error::{Error, Result, decode_msgpack, encode_msgpack};
+use crate::handshake::Role;
+use crate::identity::DeviceInfo;
+use crate::rpc::{Envelope, PendingCalls, RemoteError, RemoteErrorCode};
+use crate::socket::{BoxSocket, CloseCode, CloseReason, SocketInfo};
+use crate::trust::TrustLevel;
+
+/// The lifecycle of a connection after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Authenticated; RPCs flow.
+    Verified,
+    /// Closed, with the reason.
+    Closed(CloseReason),
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;
+type Handler = Arc<dyn Fn(Bytes) -> HandlerFuture + Send + Sync>;
+
+/// A verified connection to another device. Cheap to clone; all clones share it.
+///
+/// Dropping the last clone closes the connection with [`CloseCode::GoingAway`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use peers_sdk::{Connection, ConnectionConfig, DeviceKeys, MemorySocket, TrustLevel, rpc::RemoteError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> peers_sdk::Result<()> {
+/// let alice = Arc::new(DeviceKeys::generate("alice")?);
+/// let bob = Arc::new(DeviceKeys::generate("bob")?);
+/// let trust_everyone = |_: &peers_sdk::DeviceInfo| TrustLevel::Trusted;
+/// let (a, b) = MemorySocket::pair(64, 64 * 1024);
+///
+/// let (dialer, listener) = tokio::join!(
+///     Connection::connect(Box::new(a), ConnectionConfig::new(alice, trust_everyone), None),
+///     Connection::accept(Box::new(b), ConnectionConfig::new(bob, trust_everyone)),
+/// );
+/// let (dialer, listener) = (dialer?, listener?);
+///
+/// listener.expose_rpc("add", |(x, y): (i64, i64)| async move { Ok::<_, RemoteError>(x + y) });
+/// let sum: i64 = dialer.emit("add", &(2, 3)).await?;
+/// assert_eq!(sum, 5);
+/// assert_eq!(listener.remote().user_id, "alice");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+    _owner: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote", &self.inner.remote.device_id)
+            .field("transport", &self.inner.socket.info().transport)
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared by the handles, the reader task and handler tasks.
+struct Inner {
+    socket: BoxSocket,
+    config: ConnectionConfig,
+    remote: DeviceInfo,
+    trust: TrustLevel,
+    role: Role,
+    encrypted: bool,
+    session_id: [u8; 32],
+    encoder: Mutex<FrameEncoder>,
+    sealer: AsyncMutex<Sealer>,
+    pending: Mutex<PendingCalls>,
+    handlers: RwLock<HashMap<String, Handler>>,
+    handler_slots: Arc<tokio::sync::Semaphore>,
+    state: watch::Sender<ConnectionState>,
+}
+
+/// Closes the connection when the last user handle goes away.
+struct CloseOnDrop(Arc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let inner = self.0.clone();
+        if matches!(*inner.state.borrow(), ConnectionState::Closed(_)) {
+            return;
+        }
+        let reason = CloseReason::new(CloseCode::GoingAway, "connection dropped");
+        inner.mark_closed(&reason);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { inner.socket.close(reason).await });
+        }
+    }
+}
+
+impl Connection {
+    /// The authenticated peer.
+    pub fn remote(&self) -> &DeviceInfo {
+        &self.inner.remote
+    }
+
+    /// The trust level the policy gave the peer.
+    pub fn trust(&self) -> TrustLevel {
+        self.inner.trust
+    }
+
+    /// Whether we dialed or accepted.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// The underlying socket's description (transport, locality, addresses).
+    pub fn socket_info(&self) -> &SocketInfo {
+        self.inner.socket.info()
+    }
+
+    /// Whether frames are sealed by our AEAD. False only when the transport's own
+    /// encryption is bound into the handshake and both sides agreed to rely on it.
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.encrypted
+    }
+
+    /// A value unique to this session that both sides share (the final handshake
+    /// hash).
+    pub fn session_id(&self) -> [u8; 32] {
+        self.inner.session_id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Lifecycle events: a receiver that sees every state change.
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Waits until the connection closes and returns why.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            if let ConnectionState::Closed(reason) = &*rx.borrow_and_update() {
+                return reason.clone();
+            }
+            if rx.changed().await.is_err() {
+                return CloseReason::new(CloseCode::GoingAway, "connection dropped");
+            }
+        }
+    }
+
+    /// How many calls this side made that still wait for replies.
+    pub fn pending_calls(&self) -> usize {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Registers `handler` for calls to `method`, replacing any earlier one.
+    ///
+    /// The handler receives the decoded arguments. Arguments that do not decode
+    /// into `A` are answered with [`RemoteErrorCode::BadArguments`] without calling
+    /// it.
+    pub fn expose_rpc<A, R, F, Fut>(&self, method: &str, handler: F)
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RemoteError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |body: Bytes| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let args: A = decode_msgpack("rpc arguments", &body)
+                    .map_err(|e| RemoteError::new(RemoteErrorCode::BadArguments, e.to_string()))?;
+                let result = handler(args).await?;
+                encode_msgpack("rpc result", &result)
+                    .map_err(|e| RemoteError::new(RemoteErrorCode::Internal, e.to_string()))
+            })
+        });
+        self.inner.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(method.to_owned(), erased);
+    }
+
+    /// Removes the handler for `method`; later calls get
+    /// [`RemoteErrorCode::UnknownMethod`].
+    pub fn remove_rpc(&self, method: &str) {
+        self.inner.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(method);
+    }
+
+    /// Calls `method` on the peer with the configured default timeout.
+    pub async fn emit<A, R>(&self, method: &str, args: &A) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.emit_with_timeout(method, args, self.inner.config.call_timeout).await
+    }
+
+    /// Calls `method` on the peer, failing with [`Error::Timeout`] after `timeout`.
+    ///
+    /// A remote failure comes back as [`Error::Remote`]. If the connection closes
+    /// while waiting, the call fails at once with [`Error::Closed`]. Whatever
+    /// happens, nothing of the call is left behind.
+    pub async fn emit_with_timeout<A, R>(&self, method: &str, args: &A, timeout: Duration) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let inner = &self.inner;
+        let body = encode_msgpack("rpc arguments", args)?;
+        let (id, reply) =
+            inner.pending.lock().unwrap_or_else(|e| e.into_inner()).start(inner.config.max_calls_in_flight)?;
+        let guard = PendingGuard { inner, id };
+        let outcome = tokio::time::timeout(timeout, async {
+            inner.send(&Envelope::Call { id, method: method.to_owned() }, &body).await?;
+            reply.await.map_err(|_| inner.closed_error())?
+        })
+        .await;
+        drop(guard);
+        let body = match outcome {
+            Ok(result) => result?,
+            Err(_) => return Err(Error::Timeout { what: format!("rpc call {method:?}"), after: timeout }),
+        };
+        Ok(decode_msgpack("rpc result", &body)?)
+    }
+
+    /// Closes the connection: tells the peer `reason`, closes the socket, and fails
+    /// every pending call.
+    pub async fn close(&self, reason: CloseReason) {
+        self.inner.close(reason).await;
+    }
+}
+
+/// Forgets a call whose caller stopped waiting (timeout or cancellation).
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).cancel(self.id);
+    }
+}
+
+impl Inner {
+    fn closed_error(&self) -> Error {
+        match &*self.state.borrow() {
+            ConnectionState::Closed(reason) => Error::Closed { reason: reason.clone() },
+            ConnectionState::Verified => Error::Closed { reason: CloseReason::new(CloseCode::GoingAway, "closing") },
+        }
+    }
+
+    /// Encodes, frames, seals and sends one message. Frames of different messages
+    /// may interleave; the frames of one message keep their order.
+    async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<()> {
+        if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
+            return Err(self.closed_error());
+        }
+        let message = envelope.encode(body)?;
+        let (headroom, tailroom) = self.sealer.lock().await.overhead();
+        let max_frame = self.socket.info().max_frame_size.saturating_sub(headroom + tailroom);
+        let frames = self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(
+            &message,
+            max_frame,
+            headroom,
+            tailroom,
+        )?;
+        drop(message);
+        for frame in frames {
+            let mut sealer = self.sealer.lock().await;
+            let sealed = sealer.seal(frame)?;
+            self.socket.send(sealed).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the close and fails pending calls; returns false if already closed.
+    fn mark_closed(&self, reason: &CloseReason) -> bool {
+        let changed = self.state.send_if_modified(|state| match state {
+            ConnectionState::Verified => {
+                *state = ConnectionState::Closed(reason.clone());
+                true
+            }
+            ConnectionState::Closed(_) => false,
+        });
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).close(reason);
+        if changed {
+            debug!(peer = %self.remote.device_id, %reason, "connection closed");
+        }
+        changed
+    }
+
+    async fn close(&self, reason: CloseReason) {
+        if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
+            return;
+        }
+        // Best effort: tell the peer why, but never wait long for a stuck socket.
+        let notice = Envelope::Close { reason: reason.clone() };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send(&notice, &[])).await;
+        self.mark_closed(&reason);
+        self.socket.close(reason).await;
+    }
+}

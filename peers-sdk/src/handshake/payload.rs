@@ -1,0 +1,121 @@
+//! Handshake payloads and the channel-binding prologue.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{HandshakeError, decode_msgpack};
+use crate::identity::{DeviceInfo, DeviceKeys};
+use crate::socket::ChannelBinding;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Domain label for the responder's transcript signature.
+pub(crate) const RESPONDER_LABEL: &[u8] = b"peers/v1 handshake responder";
+/// Domain label for the initiator's transcript signature.
+pub(crate) const INITIATOR_LABEL: &[u8] = b"peers/v1 handshake initiator";
+/// First bytes of every prologue.
+const PROLOGUE_LABEL: &[u8] = b"peers/v1";
+
+/// Message 1's payload, sent in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    /// Protocol version.
+    pub(crate) v: u8,
+    /// Initiator's clock, unix milliseconds.
+    pub(crate) ts: u64,
+    /// SHA-256 of the channel-binding bytes, when the transport has a binding.
+    #[serde(with = "serde_bytes")]
+    pub(crate) binding: Option<Vec<u8>>,
+}
+
+/// The signed part of messages 2 and 3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdentityClaim {
+    /// Who the sender is.
+    pub(crate) info: DeviceInfo,
+    /// Sender's clock, unix milliseconds.
+    pub(crate) ts: u64,
+    /// The sender agrees to rely on the transport's bound encryption alone.
+    pub(crate) skip_aead: bool,
+}
+
+/// Messages 2 and 3 payload: the claim's exact bytes and the signature over
+/// `label || transcript hash || claim bytes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SignedIdentity {
+    #[serde(with = "serde_bytes")]
+    pub(crate) claim: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub(crate) sig: [u8; 64],
+}
+
+/// Builds the text that is signed: `label || transcript hash || claim bytes`.
+pub(crate) fn signed_text(label: &[u8], transcript: &[u8; 32], claim: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(label.len() + transcript.len() + claim.len());
+    text.extend_from_slice(label);
+    text.extend_from_slice(transcript);
+    text.extend_from_slice(claim);
+    text
+}
+
+/// Signs `claim` for the transcript `h` with `keys`.
+pub(crate) fn sign_claim(
+    keys: &DeviceKeys,
+    label: &[u8],
+    h: &[u8; 32],
+    claim: &IdentityClaim,
+) -> Result<Vec<u8>, crate::Error> {
+    let claim_bytes = crate::error::encode_msgpack("identity claim", claim)?;
+    let sig = keys.sign(&signed_text(label, h, &claim_bytes));
+    crate::error::encode_msgpack("signed identity", &SignedIdentity { claim: claim_bytes, sig })
+}
+
+/// Decodes a [`SignedIdentity`], checks its signature and the identity's internal
+/// consistency, and returns the claim.
+pub(crate) fn open_claim(
+    payload: &[u8],
+    label: &[u8],
+    h: &[u8; 32],
+    proven_static: &[u8; 32],
+    message: u8,
+) -> Result<IdentityClaim, HandshakeError> {
+    let malformed = |detail: String| HandshakeError::Malformed { message, detail };
+    let signed: SignedIdentity = decode_msgpack("signed identity", payload).map_err(|e| malformed(e.to_string()))?;
+    let claim: IdentityClaim = decode_msgpack("identity claim", &signed.claim).map_err(|e| malformed(e.to_string()))?;
+    claim.info.validate().map_err(|_| HandshakeError::InconsistentIdentity("device id does not match signing key"))?;
+    if &claim.info.static_key != proven_static {
+        return Err(HandshakeError::InconsistentIdentity("static key differs from the one used in the key exchange"));
+    }
+    if !claim.info.verify(&signed_text(label, h, &signed.claim), &signed.sig) {
+        return Err(HandshakeError::BadSignature { device: claim.info.device_id });
+    }
+    Ok(claim)
+}
+
+/// The bytes both sides mix in as the Noise prologue, and their digest for the
+/// Hello. `initiator_side` says whether the caller is the initiator, so both ends
+/// order the binding's two values the same way.
+pub(crate) fn prologue(binding: Option<&ChannelBinding>, initiator_side: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut bytes = PROLOGUE_LABEL.to_vec();
+    let Some(binding) = binding else { return (bytes, None) };
+    let (first, second) =
+        if initiator_side { (&binding.local, &binding.remote) } else { (&binding.remote, &binding.local) };
+    let mut bound = Vec::new();
+    for part in [binding.kind.as_bytes(), first.as_slice(), second.as_slice()] {
+        bound.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        bound.extend_from_slice(part);
+    }
+    let digest = Sha256::digest(&bound).to_vec();
+    bytes.extend_from_slice(&bound);
+    (bytes, Some(digest))
+}
+
+/// Checks a peer timestamp against ours.
+pub(crate) fn check_timestamp(theirs: u64, now: u64, window_ms: u64) -> Result<(), HandshakeError> {
+    let skew_ms = theirs.abs_diff(now);
+    if skew_ms > window_ms {
+        return Err(HandshakeError::StaleTimestamp { skew_ms, window_ms });
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Handshake tests: full runs with a fake clock, tampering, and interop with the
+//! `snow` crate (an independent Noise implementation).
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand_core::OsRng;
+
+use super::payload::{INITIATOR_LABEL, RESPONDER_LABEL};
+use super::*;
+use crate::connection::seal::{Opener, Sealer};
+use crate::socket::ChannelBinding;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn keys(user: &str) -> Arc<DeviceKeys> {
+    Arc::new(DeviceKeys::generate(user).unwrap())
+}
+
+fn plain() -> TransportSecurity {
+    TransportSecurity::default()
+}
+
+/// Runs a whole handshake; the responder's clock is `skew` ms ahead.
+fn run(
+    alice: &Arc<DeviceKeys>,
+    bob: &Arc<DeviceKeys>,
+    sec_a: &TransportSecurity,
+    sec_b: &TransportSecurity,
+    skew: i64,
+) -> Result<(Session, Session), Error> {
+    let later = NOW.saturating_add_signed(skew);
+    let mut guard = ReplayGuard::new(300_000, 16);
+    let (state, m1) = Initiator::start(HandshakeConfig::new(alice.clone()), sec_a, None, NOW, &mut OsRng)?;
+    let responder = Responder::new(HandshakeConfig::new(bob.clone()), sec_b, later)?;
+    let (expect_finish, m2) = responder.read_hello(&m1, later, &mut guard, &mut OsRng)?;
+    let verify = state.read(&m2, NOW)?;
+    assert_eq!(verify.remote().device_id, bob.device_id());
+    let (m3, a) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW)?;
+    let verify = expect_finish.read(&m3, later)?;
+    assert_eq!(verify.remote().device_id, alice.device_id());
+    let b = verify.finish(TrustLevel::Known, TrustLevel::Known)?;
+    Ok((a, b))
+}
+
+#[test]
+fn both_sides_agree_on_keys_and_hash() {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    let (a, b) = run(&alice, &bob, &plain(), &plain(), 0).unwrap();
+    assert_eq!(a.handshake_hash, b.handshake_hash);
+    assert_eq!(*a.send_key, *b.recv_key);
+    assert_eq!(*a.recv_key, *b.send_key);
+    assert_ne!(*a.send_key, *a.recv_key);
+    assert!(a.encrypted && b.encrypted);
+    assert_eq!((a.role, b.role), (Role::Initiator, Role::Responder));
+}
+
+fn bound(local: &[u8], remote: &[u8]) -> TransportSecurity {
+    TransportSecurity {
+        confidential: true,
+        channel_binding: Some(ChannelBinding {
+            kind: "dtls-sha256-fingerprints".into(),
+            local: local.to_vec(),
+            remote: remote.to_vec(),
+        }),
+    }
+}
+
+#[test]
+fn bound_transport_skips_aead_and_mismatched_binding_is_refused() {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    let (a, b) = run(&alice, &bob, &bound(b"fp-a", b"fp-b"), &bound(b"fp-b", b"fp-a"), 0).unwrap();
+    assert!(!a.encrypted && !b.encrypted, "bound, confidential transport should skip the second AEAD");
+    // A man in the middle terminates DTLS on each side: each sees his fingerprint.
+    let err = run(&alice, &bob, &bound(b"fp-a", b"fp-mitm"), &bound(b"fp-b", b"fp-mitm2"), 0).unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::ChannelBindingMismatch)), "{err}");
+    // Binding on one side only is a mismatch too.
+    let err = run(&alice, &bob, &bound(b"fp-a", b"fp-b"), &plain(), 0).unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::ChannelBindingMismatch)), "{err}");
+    // Not confidential: bound but still encrypted by us.
+    let mut weak = bound(b"fp-a", b"fp-b");
+    weak.confidential = false;
+    let mut weak_b = bound(b"fp-b", b"fp-a");
+    weak_b.confidential = false;
+    let (a, _) = run(&alice, &bob, &weak, &weak_b, 0).unwrap();
+    assert!(a.encrypted);
+}
+
+#[test]
+fn self_connection_is_refused() {
+    let alice = keys("alice");
+    let err = run(&alice, &alice, &plain(), &plain(), 0).unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::SelfConnection)), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// With a fake clock: a handshake succeeds exactly when the skew is inside
+    /// the window.
+    #[test]
+    fn timestamp_window_is_enforced(skew in -600_000i64..600_000) {
+        let (alice, bob) = (keys("alice"), keys("bob"));
+        let result = run(&alice, &bob, &plain(), &plain(), skew);
+        if skew.unsigned_abs() <= 300_000 {
+            prop_assert!(result.is_ok(), "skew {} refused: {:?}", skew, result.err());
+        } else {
+            let stale = matches!(result, Err(Error::Handshake(HandshakeError::StaleTimestamp { .. })));
+            prop_assert!(stale);
+        }
+    }
+
+    /// Flipping any byte of any message makes the handshake fail, never succeed
+    /// with altered content, and never panic.
+    #[test]
+    fn any_tampering_fails(which in 0usize..3, at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let (alice, bob) = (keys("alice"), keys("bob"));
+        let mut guard = ReplayGuard::new(300_000, 16);
+        let (state, mut m1) = Initiator::start(HandshakeConfig::new(alice.clone()), &plain(), None, NOW, &mut OsRng).unwrap();
+        if which == 0 { let i = at.index(m1.len()); m1[i] ^= 1 << bit; }
+        let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
+        let Ok((expect_finish, mut m2)) = responder.read_hello(&m1, NOW, &mut guard, &mut OsRng) else {
+            prop_assert_eq!(which, 0); return Ok(());
+        };
+        if which == 1 { let i = at.index(m2.len()); m2[i] ^= 1 << bit; }
+        let Ok(verify) = state.read(&m2, NOW) else { prop_assert!(which <= 1); return Ok(()); };
+        let (mut m3, _) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
+        if which == 2 { let i = at.index(m3.len()); m3[i] ^= 1 << bit; }
+        let outcome = expect_finish.read(&m3, NOW);
+        prop_assert!(outcome.is_err(), "tampered message {} at byte {} was accepted", which + 1, at.index(1000));
+    }
+}
+
+// ---- interop with snow --------------------------------------------------------
+
+const NOISE: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+
+fn snow_builder(keys: &DeviceKeys) -> snow::Builder<'static> {
+    let prologue: &'static [u8] = Box::leak(payload::prologue(None, true).0.into_boxed_slice());
+    let secret: &'static [u8] = Box::leak(Box::new(keys.static_secret().to_bytes()));
+    snow::Builder::new(NOISE.parse().unwrap()).local_private_key(secret).unwrap().prologue(prologue).unwrap()
+}
+
+fn tagged(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend_from_slice(body);
+    v
+}
+
+fn claim_of(keys: &DeviceKeys) -> payload::IdentityClaim {
+    payload::IdentityClaim { info: keys.info(vec![]).unwrap(), ts: NOW, skip_aead: false }
+}
+
+/// Our transport keys must be Noise's: a frame we seal opens in snow's transport
+/// mode and the other way round.
+fn check_transport(session: &Session, mut snow: snow::TransportState) {
+    let mut sealer = Sealer::new(Some(&session.send_key));
+    let mut frame = bytes::BytesMut::from(&[0u8; 8][..]);
+    frame.extend_from_slice(b"from us");
+    let sealed = sealer.seal(frame).unwrap();
+    let mut out = [0u8; 64];
+    let n = snow.read_message(&sealed[8..], &mut out).unwrap();
+    assert_eq!(&out[..n], b"from us");
+
+    let n = snow.write_message(b"from snow", &mut out).unwrap();
+    let mut framed = 0u64.to_be_bytes().to_vec();
+    framed.extend_from_slice(&out[..n]);
+    let mut opener = Opener::new(Some(&session.recv_key));
+    assert_eq!(&opener.open(framed.into()).unwrap()[..], b"from snow");
+}
+
+#[test]
+fn our_initiator_completes_a_handshake_with_snow() {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    let mut snow = snow_builder(&bob).build_responder().unwrap();
+    let mut buf = vec![0u8; 4096];
+
+    let (state, m1) = Initiator::start(HandshakeConfig::new(alice.clone()), &plain(), None, NOW, &mut OsRng).unwrap();
+    let n = snow.read_message(&m1[1..], &mut buf).unwrap();
+    let hello: payload::Hello = crate::error::decode_msgpack("hello", &buf[..n]).unwrap();
+    assert_eq!(hello.v, PROTOCOL_VERSION);
+
+    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
+    let p2 = payload::sign_claim(&bob, RESPONDER_LABEL, &h1, &claim_of(&bob)).unwrap();
+    let n = snow.write_message(&p2, &mut buf).unwrap();
+    let h2: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
+    let verify = state.read(&tagged(TAG_RESPONSE, &buf[..n]), NOW).unwrap();
+    assert_eq!(verify.remote().device_id, bob.device_id());
+    let (m3, session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
+
+    let n = snow.read_message(&m3[1..], &mut buf).unwrap();
+    let remote_static: [u8; 32] = snow.get_remote_static().unwrap().try_into().unwrap();
+    let claim = payload::open_claim(&buf[..n], INITIATOR_LABEL, &h2, &remote_static, 3).unwrap();
+    assert_eq!(claim.info.device_id, alice.device_id());
+    assert_eq!(snow.get_handshake_hash(), session.handshake_hash);
+    check_transport(&session, snow.into_transport_mode().unwrap());
+}
+
+#[test]
+fn snow_initiator_completes_a_handshake_with_our_responder() {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    let mut snow = snow_builder(&alice).build_initiator().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut guard = ReplayGuard::new(300_000, 16);
+
+    let hello = encode_msgpack("hello", &payload::Hello { v: PROTOCOL_VERSION, ts: NOW, binding: None }).unwrap();
+    let n = snow.write_message(&hello, &mut buf).unwrap();
+    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
+    let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
+    let (expect_finish, m2) = responder.read_hello(&tagged(TAG_HELLO, &buf[..n]), NOW, &mut guard, &mut OsRng).unwrap();
+
+    let n = snow.read_message(&m2[1..], &mut buf).unwrap();
+    let remote_static: [u8; 32] = snow.get_remote_static().unwrap().try_into().unwrap();
+    let claim = payload::open_claim(&buf[..n], RESPONDER_LABEL, &h1, &remote_static, 2).unwrap();
+    assert_eq!(claim.info.device_id, bob.device_id());
+
+    let h2: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
+    let p3 = payload::sign_claim(&alice, INITIATOR_LABEL, &h2, &claim_of(&alice)).unwrap();
+    let n = snow.write_message(&p3, &mut buf).unwrap();
+    let verify = expect_finish.read(&tagged(TAG_FINISH, &buf[..n]), NOW).unwrap();
+    assert_eq!(verify.remote().device_id, alice.device_id());
+    let session = verify.finish(TrustLevel::Known, TrustLevel::Known).unwrap();
+    assert_eq!(snow.get_handshake_hash(), session.handshake_hash);
+    check_transport(&session, snow.into_transport_mode().unwrap());
+}

@@ -1,0 +1,21 @@
+//! Core of `peers`: device identity, the transport-agnostic [`Socket`] trait, the
+//! PeerTx codec, and the authenticated [`Connection`] with two-way RPC.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+pub mod codec;
+#[cfg(feature = "test-utils")]
+pub mod conformance;
+mod connection;
+pub mod error;
+pub mod handshake;
+pub mod identity;
+pub mod rpc;
+pub mod socket;
+pub mod trust;
+
+pub use connection::{Connection, ConnectionConfig, ConnectionState};
+pub use error::{CodecError, Error, HandshakeError, Result};
+pub use identity::{DeviceId, DeviceInfo, DeviceKeys};
+pub use socket::{BoxSocket, CloseCode, CloseReason, MemorySocket, Socket, SocketInfo, SocketState};
+pub use trust::{TrustLevel, TrustPolicy, TrustStore};

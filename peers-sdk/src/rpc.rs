@@ -1,0 +1,218 @@
+//! The RPC envelope and the bookkeeping of calls in flight, with no I/O.
+//!
+//! Every message on a [`Connection`](crate::Connection) is a MessagePack
+//! [`Envelope`] header followed directly by a body:
+//!
+//! ```text
+//! +------------------------------+------------------------------------+
+//! | Envelope (MessagePack value) | body: MessagePack of args / result |
+//! +------------------------------+------------------------------------+
+//! ```
+//!
+//! The body is not wrapped in the envelope, so large arguments are not copied an
+//! extra time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Cursor;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::error::{CodecError, Error, encode_msgpack};
+use crate::socket::CloseReason;
+
+/// Longest method name accepted.
+pub const MAX_METHOD_LEN: usize = 256;
+
+/// The header of every message on a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Envelope {
+    /// The responder accepted the handshake; the first message it sends.
+    Ready,
+    /// Call `method`; the body is its MessagePack arguments.
+    Call { id: u64, method: String },
+    /// The successful result of call `id`; the body is its MessagePack value.
+    Reply { id: u64 },
+    /// Call `id` failed; no body.
+    Fail { id: u64, error: RemoteError },
+    /// The sender is closing the connection.
+    Close { reason: CloseReason },
+}
+
+impl Envelope {
+    /// Encodes the header followed by `body`.
+    pub(crate) fn encode(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = encode_msgpack("envelope", self)?;
+        out.extend_from_slice(body);
+        Ok(out)
+    }
+
+    /// Splits a message into its header and body.
+    pub(crate) fn decode(message: Bytes) -> Result<(Envelope, Bytes), CodecError> {
+        let mut cursor = Cursor::new(message.as_ref());
+        let envelope: Envelope = serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&mut cursor))
+            .map_err(|e| CodecError::Decode { what: "envelope", detail: e.to_string() })?;
+        let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX).min(message.len());
+        if let Envelope::Call { method, .. } = &envelope {
+            if method.len() > MAX_METHOD_LEN {
+                return Err(CodecError::Decode { what: "envelope", detail: "method name too long".into() });
+            }
+        }
+        Ok((envelope, message.slice(at..)))
+    }
+}
+
+/// Why a remote call failed, as the remote side reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RemoteErrorCode {
+    /// No handler is registered under that name.
+    UnknownMethod,
+    /// The arguments did not decode into the handler's type.
+    BadArguments,
+    /// The handler returned an error.
+    Handler,
+    /// Too many calls are being handled; try again later.
+    Busy,
+    /// The handler panicked or was cancelled.
+    Internal,
+}
+
+/// An error value returned by the remote side of a call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// The class of failure.
+    pub code: RemoteErrorCode,
+    /// A description for people.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// Longest message carried; longer ones are cut.
+    pub const MAX_MESSAGE_LEN: usize = 1024;
+
+    /// An error with `code` and `message`.
+    pub fn new(code: RemoteErrorCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > Self::MAX_MESSAGE_LEN {
+            let mut cut = Self::MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        RemoteError { code, message }
+    }
+
+    /// A handler's own error.
+    pub fn handler(message: impl fmt::Display) -> Self {
+        Self::new(RemoteErrorCode::Handler, message.to_string())
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// What a pending call receives: the reply body or the error.
+pub(crate) type CallOutcome = Result<Bytes, Error>;
+
+/// Calls waiting for replies. Once closed, new calls are refused and every waiting
+/// call has been failed with the close reason, so no callback outlives the
+/// connection.
+#[derive(Debug, Default)]
+pub(crate) struct PendingCalls {
+    next_id: u64,
+    calls: HashMap<u64, oneshot::Sender<CallOutcome>>,
+    closed: Option<CloseReason>,
+}
+
+impl PendingCalls {
+    /// Registers a new call and returns its id and the receiver of its outcome.
+    pub(crate) fn start(&mut self, max: usize) -> Result<(u64, oneshot::Receiver<CallOutcome>), Error> {
+        if let Some(reason) = &self.closed {
+            return Err(Error::Closed { reason: reason.clone() });
+        }
+        if self.calls.len() >= max {
+            return Err(Error::TooManyCallsInFlight { max });
+        }
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let (tx, rx) = oneshot::channel();
+        self.calls.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    /// Completes call `id`. A reply for a call that is not pending is an error the
+    /// caller logs; it is normal after a timeout.
+    pub(crate) fn complete(&mut self, id: u64, outcome: CallOutcome) -> Result<(), Error> {
+        let tx = self.calls.remove(&id).ok_or(Error::UnknownCall { id })?;
+        // The caller may have stopped waiting; that is not an error.
+        let _ = tx.send(outcome);
+        Ok(())
+    }
+
+    /// Forgets call `id` (its caller gave up).
+    pub(crate) fn cancel(&mut self, id: u64) {
+        self.calls.remove(&id);
+    }
+
+    /// Fails every waiting call and refuses new ones.
+    pub(crate) fn close(&mut self, reason: &CloseReason) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.clone());
+        }
+        for (_, tx) in self.calls.drain() {
+            let _ = tx.send(Err(Error::Closed { reason: reason.clone() }));
+        }
+    }
+
+    /// How many calls wait for replies.
+    pub(crate) fn len(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::CloseCode;
+
+    #[test]
+    fn envelope_and_body_round_trip() {
+        let env = Envelope::Call { id: 7, method: "sum".into() };
+        let msg = env.encode(&rmp_serde::to_vec(&(1, 2)).unwrap()).unwrap();
+        let (back, body) = Envelope::decode(Bytes::from(msg)).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(rmp_serde::from_slice::<(i32, i32)>(&body).unwrap(), (1, 2));
+    }
+
+    #[test]
+    fn truncated_envelope_is_a_decode_error() {
+        let msg = Envelope::Call { id: 7, method: "sum".into() }.encode(&[]).unwrap();
+        for cut in 0..msg.len() {
+            let err = Envelope::decode(Bytes::copy_from_slice(&msg[..cut])).unwrap_err();
+            assert!(matches!(err, CodecError::Decode { what: "envelope", .. }));
+        }
+    }
+
+    #[test]
+    fn unknown_reply_is_an_error_and_close_fails_everything() {
+        let mut pending = PendingCalls::default();
+        let (id, mut rx) = pending.start(2).unwrap();
+        let (_id2, _rx2) = pending.start(2).unwrap();
+        assert!(matches!(pending.start(2), Err(Error::TooManyCallsInFlight { max: 2 })));
+        assert!(matches!(pending.complete(id + 100, Ok(Bytes::new())), Err(Error::UnknownCall { .. })));
+        pending.close(&CloseReason::new(CloseCode::Normal, "bye"));
+        assert_eq!(pending.len(), 0);
+        assert!(matches!(rx.try_recv(), Ok(Err(Error::Closed { .. }))));
+        assert!(matches!(pending.start(2), Err(Error::Closed { .. })));
+        assert!(matches!(pending.complete(id, Ok(Bytes::new())), Err(Error::UnknownCall { .. })));
+    }
+}

@@ -1,0 +1,248 @@
+//! The transport abstraction: a [`Socket`] carries whole frames, in order and
+//! reliably, between two endpoints.
+//!
+//! `peers-sdk` has no network I/O of its own. Transports (socket.io, WebRTC, TCP,
+//! the in-memory [`MemorySocket`] pair) implement [`Socket`]; everything above —
+//! handshake, encryption, chunking, RPC — works on any of them.
+//!
+//! A socket describes itself with [`SocketInfo`]: which transport it is, how local
+//! the peer is (for the connection manager's preference), the largest frame it
+//! carries, and what security the transport already provides. A transport that
+//! offers a [`ChannelBinding`] lets the handshake tie the peer's identity to the
+//! transport's own encryption.
+
+mod memory;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemorySocket;
+
+use crate::error::Result;
+
+/// A bidirectional, message-oriented, ordered and reliable channel between two
+/// endpoints. In the original TypeScript design this was `ISocket`.
+///
+/// # Contract
+///
+/// Implementations must guarantee, and the conformance suite
+/// (`peers_sdk::conformance`, feature `test-utils`) checks:
+///
+/// - frames arrive whole, in the order they were sent, each exactly once;
+/// - [`send`](Socket::send) waits when the peer is not keeping up (backpressure) and
+///   never buffers without bound; a frame larger than
+///   [`SocketInfo::max_frame_size`] fails with [`Error::FrameTooLarge`](crate::Error::FrameTooLarge)
+///   and leaves the socket usable;
+/// - after either side calls [`close`](Socket::close), both sides observe
+///   [`SocketState::Closed`] with the closer's reason, frames sent before the close
+///   are still delivered, and every later `send` or `recv` fails with
+///   [`Error::Closed`](crate::Error::Closed);
+/// - all methods take `&self` and may be called from several tasks at once.
+#[doc(alias = "ISocket")]
+#[async_trait]
+pub trait Socket: Send + Sync + fmt::Debug + 'static {
+    /// What this socket is and what its transport guarantees.
+    fn info(&self) -> &SocketInfo;
+
+    /// Sends one frame, waiting while the transport applies backpressure.
+    async fn send(&self, frame: Bytes) -> Result<()>;
+
+    /// Receives the next frame. Fails with [`Error::Closed`](crate::Error::Closed)
+    /// once the socket is closed and every frame sent before the close was received.
+    async fn recv(&self) -> Result<Bytes>;
+
+    /// Closes the socket, telling the peer `reason`. Closing twice is harmless: the
+    /// first reason wins.
+    async fn close(&self, reason: CloseReason);
+
+    /// The current state.
+    fn state(&self) -> SocketState;
+
+    /// Waits until the socket is closed and returns the reason.
+    async fn closed(&self) -> CloseReason;
+}
+
+/// A boxed socket, as the layers above hold them.
+pub type BoxSocket = Box<dyn Socket>;
+
+/// Whether a socket is usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketState {
+    /// Frames flow both ways.
+    Open,
+    /// Closed; nothing more is sent or received.
+    Closed(CloseReason),
+}
+
+/// Which side closed a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClosedBy {
+    /// This side closed it (or its transport failed here).
+    Local,
+    /// The peer closed it.
+    Remote,
+}
+
+/// Why a socket or connection closed, in broad classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// An orderly close asked for by the application.
+    Normal,
+    /// The endpoint is going away (shutdown, the socket was dropped).
+    GoingAway,
+    /// The peer broke the protocol (bad frame, failed integrity check).
+    ProtocolError,
+    /// The peer is not trusted enough, or failed authentication.
+    Refused,
+    /// Something took too long (handshake, keep-alive).
+    Timeout,
+    /// The underlying transport failed (network error, server gone).
+    TransportFailure,
+    /// A limit was hit (too many connections, message too large).
+    LimitExceeded,
+    /// A better connection to the same device replaced this one.
+    Replaced,
+}
+
+/// Why a socket or connection closed: a code, a human-readable message, and which
+/// side closed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseReason {
+    /// The class of reason.
+    pub code: CloseCode,
+    /// Details for people and logs.
+    pub message: String,
+    /// Who closed.
+    pub by: ClosedBy,
+}
+
+impl CloseReason {
+    /// Maximum length of a close message carried to the peer; longer ones are cut.
+    pub const MAX_MESSAGE_LEN: usize = 256;
+
+    /// A reason for a close made by this side.
+    pub fn new(code: CloseCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > Self::MAX_MESSAGE_LEN {
+            let mut cut = Self::MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        CloseReason { code, message, by: ClosedBy::Local }
+    }
+
+    /// An orderly close.
+    pub fn normal(message: impl Into<String>) -> Self {
+        Self::new(CloseCode::Normal, message)
+    }
+
+    /// The same reason as the peer sees it.
+    pub fn as_remote(&self) -> Self {
+        CloseReason { by: ClosedBy::Remote, ..self.clone() }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by = match self.by {
+            ClosedBy::Local => "locally",
+            ClosedBy::Remote => "by peer",
+        };
+        write!(f, "{:?} {by}: {}", self.code, self.message)
+    }
+}
+
+/// The kind of transport under a socket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// The in-memory pair.
+    Memory,
+    /// socket.io over WebSocket.
+    SocketIo,
+    /// A WebRTC data channel.
+    WebRtc,
+    /// The signaling server's frame relay.
+    Relay,
+    /// Plain TCP.
+    Tcp,
+    /// A transport added by an integrator.
+    Other(Cow<'static, str>),
+}
+
+/// How close the peer is on the network, for the connection manager's preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Locality {
+    /// The same machine (or the same process).
+    Loopback,
+    /// The same local network: private, link-local or configured ranges.
+    Lan,
+    /// Anything else.
+    Internet,
+}
+
+/// A value that ties a transport's own encryption to this particular session, such
+/// as the DTLS certificate fingerprints of a WebRTC connection or a TLS exporter.
+///
+/// Both ends must compute the same bytes from their own view: `local` is this
+/// side's value and `remote` the peer's (for a TLS exporter, both are the exporter
+/// output). The handshake orders them by role, so a man in the middle who
+/// terminates the transport on each side produces two different bindings and the
+/// handshake fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelBinding {
+    /// What kind of binding this is, for example `"dtls-sha256-fingerprints"` or
+    /// `"tls-exporter"`. Both sides must use the same kind.
+    pub kind: Cow<'static, str>,
+    /// This side's value.
+    pub local: Vec<u8>,
+    /// The peer's value, as this side sees it.
+    pub remote: Vec<u8>,
+}
+
+/// What the transport guarantees on its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransportSecurity {
+    /// The transport encrypts frames (DTLS, TLS).
+    pub confidential: bool,
+    /// A channel binding, when the transport can export one.
+    pub channel_binding: Option<ChannelBinding>,
+}
+
+/// Describes a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The transport.
+    pub transport: TransportKind,
+    /// How close the peer is.
+    pub locality: Locality,
+    /// This side's address, when the transport has one.
+    pub local_addr: Option<String>,
+    /// The peer's address as this side sees it, when the transport has one.
+    pub peer_addr: Option<String>,
+    /// The largest frame [`Socket::send`] accepts, in bytes.
+    pub max_frame_size: usize,
+    /// What the transport already guarantees.
+    pub security: TransportSecurity,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_messages_are_bounded_on_a_char_boundary() {
+        let long = "é".repeat(CloseReason::MAX_MESSAGE_LEN);
+        let reason = CloseReason::normal(long);
+        assert!(reason.message.len() <= CloseReason::MAX_MESSAGE_LEN);
+        assert!(reason.message.chars().all(|c| c == 'é'));
+        assert_eq!(reason.as_remote().by, ClosedBy::Remote);
+    }
+}
