@@ -9,6 +9,8 @@ pub mod conformance;
 mod connection;
 pub mod error;
 pub mod handshake;
+#[cfg(test)]
+mod hostile_tests;
 pub mod identity;
 pub mod rpc;
 pub mod socket;

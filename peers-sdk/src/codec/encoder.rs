@@ -93,13 +93,8 @@ impl FrameEncoder {
 
         let mut frames = Vec::with_capacity(payload.len().div_ceil(chunk_capacity));
         for (index, data) in (0..count).zip(payload.chunks(chunk_capacity)) {
-            let header = FrameHeader::Chunk(ChunkHeader {
-                flags,
-                message_id,
-                index,
-                count,
-                total_len: size_u64(payload.len()),
-            });
+            let header =
+                FrameHeader::Chunk(ChunkHeader { flags, message_id, index, count, total_len: size_u64(payload.len()) });
             frames.push(new_frame(headroom, header, data, tailroom)?);
         }
         Ok(frames)
@@ -282,7 +277,10 @@ mod tests {
     #[test]
     fn invalid_config_is_refused() {
         let mut encoder = FrameEncoder::new(CodecConfig { chunk_size: 0, ..config() });
-        assert!(matches!(encoder.encode(b"x", 100, 0, 0), Err(Error::InvalidInput { what: "CodecConfig.chunk_size", .. })));
+        assert!(matches!(
+            encoder.encode(b"x", 100, 0, 0),
+            Err(Error::InvalidInput { what: "CodecConfig.chunk_size", .. })
+        ));
     }
 
     #[test]

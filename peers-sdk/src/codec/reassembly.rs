@@ -245,7 +245,10 @@ mod tests {
         let mut decoder = FrameDecoder::new(config());
         assert_eq!(decoder.decode(Bytes::new()), Err(CodecError::Truncated { needed: 2, have: 0 }));
         assert_eq!(decoder.decode(Bytes::from_static(&[0x07, 0])), Err(CodecError::UnknownFrameType(7)));
-        assert_eq!(decoder.decode(Bytes::from_static(&[0x01, 0, 0])), Err(CodecError::Truncated { needed: 22, have: 3 }));
+        assert_eq!(
+            decoder.decode(Bytes::from_static(&[0x01, 0, 0])),
+            Err(CodecError::Truncated { needed: 22, have: 3 })
+        );
         let empty_brotli = decoder.decode(whole(FrameFlags::COMPRESSED, b""));
         assert!(matches!(empty_brotli, Err(CodecError::Decompress(_))), "{empty_brotli:?}");
         assert_eq!(decoder.decode(Bytes::from_static(&[0x00, 0x04])), Err(CodecError::UnknownFlags(4)));
@@ -254,7 +257,10 @@ mod tests {
     #[test]
     fn declared_total_over_the_limit_is_refused_before_buffering() {
         let mut decoder = FrameDecoder::new(config());
-        assert_eq!(decoder.decode(chunk(1, 0, 2, 1001, b"ab")), Err(CodecError::MessageTooLarge { size: 1001, max: 1000 }));
+        assert_eq!(
+            decoder.decode(chunk(1, 0, 2, 1001, b"ab")),
+            Err(CodecError::MessageTooLarge { size: 1001, max: 1000 })
+        );
         assert_eq!(
             decoder.decode(chunk(1, 0, 2, u64::MAX, b"ab")),
             Err(CodecError::MessageTooLarge { size: u64::MAX, max: 1000 })
@@ -266,7 +272,10 @@ mod tests {
     #[test]
     fn whole_frame_over_the_limit_is_refused() {
         let mut decoder = FrameDecoder::new(config());
-        assert_eq!(decoder.decode(whole(FrameFlags::NONE, &[0; 1001])), Err(CodecError::MessageTooLarge { size: 1001, max: 1000 }));
+        assert_eq!(
+            decoder.decode(whole(FrameFlags::NONE, &[0; 1001])),
+            Err(CodecError::MessageTooLarge { size: 1001, max: 1000 })
+        );
         assert!(decoder.decode(whole(FrameFlags::NONE, &[0; 1000])).unwrap().is_some());
     }
 
@@ -384,11 +393,8 @@ mod tests {
 
     #[test]
     fn buffers_grow_with_data_not_with_declared_length() {
-        let mut decoder = FrameDecoder::new(CodecConfig {
-            max_message_size: 1 << 30,
-            max_reassembly_bytes: 1 << 30,
-            ..config()
-        });
+        let mut decoder =
+            FrameDecoder::new(CodecConfig { max_message_size: 1 << 30, max_reassembly_bytes: 1 << 30, ..config() });
         assert_eq!(decoder.decode(chunk(1, 0, 1000, 1 << 30, b"x")), Ok(None));
         let partial = &decoder.partial[&1];
         assert!(partial.data.capacity() < 1024, "capacity {}", partial.data.capacity());
@@ -431,12 +437,8 @@ mod tests {
 
     #[test]
     fn brotli_bomb_fails_fast() {
-        let config = CodecConfig {
-            max_message_size: 1 << 20,
-            chunk_size: 1 << 20,
-            max_reassembly_bytes: 1 << 20,
-            ..config()
-        };
+        let config =
+            CodecConfig { max_message_size: 1 << 20, chunk_size: 1 << 20, max_reassembly_bytes: 1 << 20, ..config() };
         let mut decoder = FrameDecoder::new(config);
         let bomb = zero_bomb(64); // expands to 1 GiB
         assert_eq!(

@@ -271,6 +271,12 @@ impl Responder {
         Ok(Responder { config, claim, symmetric: SymmetricState::new(&prologue), binding })
     }
 
+    /// Makes message 2 claim `info` (hostile-input tests only).
+    #[cfg(test)]
+    pub(crate) fn forge_info_for_tests(&mut self, info: DeviceInfo) {
+        self.claim.info = info;
+    }
+
     /// Reads message 1 and writes message 2.
     ///
     /// `guard` remembers first messages across handshakes; share one per listener.
