@@ -37,8 +37,8 @@ use bytes::{Buf, Bytes};
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::socket::{ClosedBy, Locality, SocketInfo, TransportKind, TransportSecurity};
 use peers_sdk::{
-    BoxSocket, CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket,
-    SocketState, TrustLevel,
+    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket, SocketState,
+    TrustLevel,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -344,6 +344,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(test)]
 mod tests {
+    use peers_sdk::BoxSocket;
+
     use super::*;
 
     async fn pair() -> (BoxSocket, BoxSocket) {
