@@ -55,10 +55,10 @@ impl Envelope {
         let envelope: Envelope = serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&mut cursor))
             .map_err(|e| CodecError::Decode { what: "envelope", detail: e.to_string() })?;
         let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX).min(message.len());
-        if let Envelope::Call { method, .. } = &envelope {
-            if method.len() > MAX_METHOD_LEN {
-                return Err(CodecError::Decode { what: "envelope", detail: "method name too long".into() });
-            }
+        if let Envelope::Call { method, .. } = &envelope
+            && method.len() > MAX_METHOD_LEN
+        {
+            return Err(CodecError::Decode { what: "envelope", detail: "method name too long".into() });
         }
         Ok((envelope, message.slice(at..)))
     }

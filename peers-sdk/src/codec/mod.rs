@@ -64,7 +64,7 @@
 //! let mut encoder = FrameEncoder::new(config.clone());
 //! let mut decoder = FrameDecoder::new(config);
 //!
-//! // 100 KB of records: compressed if that pays, then cut into frames of at most 16 KiB.
+//! // 80 KB of records: compressed if that pays, then cut into frames of at most 16 KiB.
 //! let message: Vec<u8> = (0..5_000u32).flat_map(|i| format!("{{\"seq\":{i:>8}}},").into_bytes()).collect();
 //! let headroom = 8; // the sealing layer writes a record counter here...
 //! let tailroom = 16; // ...and appends an authentication tag here.

@@ -24,6 +24,7 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 use tracing::debug;
 
 pub use config::ConnectionConfig;
+#[cfg(test)]
 pub(crate) use establish::unix_millis;
 
 use self::seal::Sealer;

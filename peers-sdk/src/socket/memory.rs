@@ -148,10 +148,10 @@ impl Socket for MemorySocket {
             reason = wait_closed(&self.states[0]) => {
                 // Frames the peer sent before it closed are still delivered; after a
                 // local close nothing more is read.
-                if reason.by == ClosedBy::Remote {
-                    if let Ok(frame) = rx.try_recv() {
-                        return Ok(frame);
-                    }
+                if reason.by == ClosedBy::Remote
+                    && let Ok(frame) = rx.try_recv()
+                {
+                    return Ok(frame);
                 }
                 Err(Error::Closed { reason })
             }
