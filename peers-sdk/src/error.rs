@@ -288,10 +288,7 @@ pub(crate) fn decode_msgpack<T: serde::de::DeserializeOwned>(
 }
 
 /// Encodes `value` as MessagePack with named fields.
-pub(crate) fn encode_msgpack<T: serde::Serialize + ?Sized>(
-    what: &'static str,
-    value: &T,
-) -> Result<Vec<u8>, Error> {
+pub(crate) fn encode_msgpack<T: serde::Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>, Error> {
     rmp_serde::to_vec_named(value).map_err(|e| Error::encode(what, e))
 }
 

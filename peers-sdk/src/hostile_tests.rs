@@ -320,11 +320,17 @@ async fn untrusted_key_is_refused_and_both_sides_learn_why() {
     );
     let err = accept.unwrap_err();
     assert!(
-        matches!(err, Error::Handshake(HandshakeError::Untrusted { level: TrustLevel::Unknown, floor: TrustLevel::Known, .. })),
+        matches!(
+            err,
+            Error::Handshake(HandshakeError::Untrusted { level: TrustLevel::Unknown, floor: TrustLevel::Known, .. })
+        ),
         "{err}"
     );
     let err = dial.unwrap_err();
-    assert!(matches!(&err, Error::Closed { reason } if reason.code == CloseCode::Refused && reason.by == ClosedBy::Remote), "{err}");
+    assert!(
+        matches!(&err, Error::Closed { reason } if reason.code == CloseCode::Refused && reason.by == ClosedBy::Remote),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -471,5 +477,8 @@ async fn arguments_of_the_wrong_type_get_bad_arguments() {
     conn.expose_rpc("add", |(x, y): (u32, u32)| async move { Ok::<_, RemoteError>(x + y) });
     peer.send(&Envelope::Call { id: 4, method: "add".into() }, &rmp_serde::to_vec("not numbers").unwrap()).await;
     let (reply, _) = peer.recv().await.unwrap();
-    assert!(matches!(&reply, Envelope::Fail { id: 4, error } if error.code == RemoteErrorCode::BadArguments), "{reply:?}");
+    assert!(
+        matches!(&reply, Envelope::Fail { id: 4, error } if error.code == RemoteErrorCode::BadArguments),
+        "{reply:?}"
+    );
 }

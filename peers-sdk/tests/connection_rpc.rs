@@ -18,7 +18,8 @@ fn config(user: &str) -> ConnectionConfig {
 
 async fn pair_with(a: ConnectionConfig, b: ConnectionConfig) -> (Connection, Connection) {
     let (x, y) = MemorySocket::pair(64, 64 * 1024);
-    let (dialer, listener) = tokio::join!(Connection::connect(Box::new(x), a, None), Connection::accept(Box::new(y), b));
+    let (dialer, listener) =
+        tokio::join!(Connection::connect(Box::new(x), a, None), Connection::accept(Box::new(y), b));
     (dialer.unwrap(), listener.unwrap())
 }
 
@@ -79,7 +80,10 @@ async fn remote_errors_come_back_as_values() {
         Ok::<(), RemoteError>(())
     });
     let err = a.emit::<_, ()>("fail", &()).await.unwrap_err();
-    assert!(matches!(&err, Error::Remote(e) if e.code == RemoteErrorCode::Handler && e.message == "disk full"), "{err}");
+    assert!(
+        matches!(&err, Error::Remote(e) if e.code == RemoteErrorCode::Handler && e.message == "disk full"),
+        "{err}"
+    );
     let err = a.emit::<_, ()>("panic", &()).await.unwrap_err();
     assert!(matches!(&err, Error::Remote(e) if e.code == RemoteErrorCode::Internal), "{err}");
     let err = a.emit::<_, ()>("missing", &()).await.unwrap_err();
@@ -195,4 +199,43 @@ async fn a_slow_handler_does_not_block_other_calls() {
         a.emit::<_, ()>("tick", &()).await.unwrap();
     }
     assert_eq!(count.load(Ordering::SeqCst), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_still_running_are_cancelled_when_the_connection_closes() {
+    struct DropFlag(Arc<AtomicUsize>);
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (a, b) = pair().await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (s, d) = (started.clone(), dropped.clone());
+    b.expose_rpc("hang", move |(): ()| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let flag = DropFlag(d.clone());
+        async move {
+            let _flag = flag;
+            std::future::pending::<Result<(), RemoteError>>().await
+        }
+    });
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let a = a.clone();
+        calls.push(tokio::spawn(async move { a.emit::<_, ()>("hang", &()).await }));
+    }
+    while started.load(Ordering::SeqCst) < 10 {
+        tokio::task::yield_now().await;
+    }
+    a.close(CloseReason::normal("bye")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dropped.load(Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "handlers outlived the connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for call in calls {
+        assert!(matches!(call.await.unwrap(), Err(Error::Closed { .. })));
+    }
 }

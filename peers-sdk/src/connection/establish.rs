@@ -30,7 +30,11 @@ impl Connection {
     /// `expected` is the device we mean to reach; when given, any other device is
     /// refused with [`HandshakeError::UnexpectedPeer`]. On failure the socket is
     /// closed with the reason, so the peer learns it too.
-    pub async fn connect(socket: BoxSocket, config: ConnectionConfig, expected: Option<DeviceId>) -> Result<Connection> {
+    pub async fn connect(
+        socket: BoxSocket,
+        config: ConnectionConfig,
+        expected: Option<DeviceId>,
+    ) -> Result<Connection> {
         let span = info_span!("connect", local = %config.handshake.keys.device_id());
         let deadline = tokio::time::Instant::now() + config.handshake_timeout;
         let handshake = async {
@@ -117,7 +121,12 @@ async fn fail(socket: BoxSocket, err: Error) -> Error {
 }
 
 /// Builds the shared state and spawns the reader task.
-fn start(socket: BoxSocket, config: ConnectionConfig, session: Session, ready: Option<oneshot::Sender<()>>) -> Connection {
+fn start(
+    socket: BoxSocket,
+    config: ConnectionConfig,
+    session: Session,
+    ready: Option<oneshot::Sender<()>>,
+) -> Connection {
     let Session { remote, trust, handshake_hash, role, encrypted, send_key, recv_key } = session;
     let (sealer, opener) = if encrypted {
         (Sealer::new(Some(&send_key)), Opener::new(Some(&recv_key)))

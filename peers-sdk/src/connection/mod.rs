@@ -172,15 +172,7 @@ impl Connection {
 
     /// Waits until the connection closes and returns why.
     pub async fn closed(&self) -> CloseReason {
-        let mut rx = self.inner.state.subscribe();
-        loop {
-            if let ConnectionState::Closed(reason) = &*rx.borrow_and_update() {
-                return reason.clone();
-            }
-            if rx.changed().await.is_err() {
-                return CloseReason::new(CloseCode::GoingAway, "connection dropped");
-            }
-        }
+        self.inner.wait_closed().await
     }
 
     /// How many calls this side made that still wait for replies.
@@ -277,6 +269,18 @@ impl Drop for PendingGuard<'_> {
 }
 
 impl Inner {
+    async fn wait_closed(&self) -> CloseReason {
+        let mut rx = self.state.subscribe();
+        loop {
+            if let ConnectionState::Closed(reason) = &*rx.borrow_and_update() {
+                return reason.clone();
+            }
+            if rx.changed().await.is_err() {
+                return CloseReason::new(CloseCode::GoingAway, "connection dropped");
+            }
+        }
+    }
+
     fn closed_error(&self) -> Error {
         match &*self.state.borrow() {
             ConnectionState::Closed(reason) => Error::Closed { reason: reason.clone() },
@@ -293,12 +297,8 @@ impl Inner {
         let message = envelope.encode(body)?;
         let (headroom, tailroom) = self.sealer.lock().await.overhead();
         let max_frame = self.socket.info().max_frame_size.saturating_sub(headroom + tailroom);
-        let frames = self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(
-            &message,
-            max_frame,
-            headroom,
-            tailroom,
-        )?;
+        let frames =
+            self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(&message, max_frame, headroom, tailroom)?;
         drop(message);
         for frame in frames {
             let mut sealer = self.sealer.lock().await;

@@ -17,7 +17,12 @@ use crate::socket::{CloseCode, CloseReason};
 ///
 /// `ready` is set on the initiator: the first message must then be
 /// [`Envelope::Ready`].
-pub(super) async fn run(inner: Arc<Inner>, mut opener: Opener, mut decoder: FrameDecoder, mut ready: Option<oneshot::Sender<()>>) {
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    mut opener: Opener,
+    mut decoder: FrameDecoder,
+    mut ready: Option<oneshot::Sender<()>>,
+) {
     loop {
         let frame = match inner.socket.recv().await {
             Ok(frame) => frame,
@@ -80,15 +85,31 @@ async fn protocol_error(inner: &Inner, err: Error) {
     inner.socket.close(reason).await;
 }
 
-async fn handle_call(inner: Arc<Inner>, id: u64, method: String, body: Bytes, _slot: tokio::sync::OwnedSemaphorePermit) {
+async fn handle_call(
+    inner: Arc<Inner>,
+    id: u64,
+    method: String,
+    body: Bytes,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let handler = inner.handlers.read().unwrap_or_else(|e| e.into_inner()).get(&method).cloned();
     let outcome = match handler {
         None => Err(RemoteError::new(RemoteErrorCode::UnknownMethod, format!("no handler for {method:?}"))),
-        // The handler runs in its own task so a panic becomes an error reply.
-        Some(handler) => match tokio::spawn(handler(body)).await {
-            Ok(outcome) => outcome,
-            Err(err) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("handler failed: {err}"))),
-        },
+        // The handler runs in its own task so a panic becomes an error reply, and
+        // it is cancelled when the connection closes so nothing outlives it.
+        Some(handler) => {
+            let mut task = tokio::spawn(handler(body));
+            tokio::select! {
+                joined = &mut task => match joined {
+                    Ok(outcome) => outcome,
+                    Err(err) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("handler failed: {err}"))),
+                },
+                _ = inner.wait_closed() => {
+                    task.abort();
+                    return;
+                }
+            }
+        }
     };
     let sent = match outcome {
         Ok(result) => inner.send(&Envelope::Reply { id }, &result).await,

@@ -166,7 +166,10 @@ fn split_tag(frame: &[u8], expected: u8, message: u8) -> Result<&[u8], Handshake
 
 fn take<'a>(input: &mut &'a [u8], n: usize, message: u8) -> Result<&'a [u8], HandshakeError> {
     if input.len() < n {
-        return Err(HandshakeError::Malformed { message, detail: format!("need {n} more bytes, have {}", input.len()) });
+        return Err(HandshakeError::Malformed {
+            message,
+            detail: format!("need {n} more bytes, have {}", input.len()),
+        });
     }
     let (head, rest) = input.split_at(n);
     *input = rest;
@@ -453,4 +456,3 @@ impl VerifyPeer<Responding> {
         })
     }
 }
-

@@ -235,10 +235,8 @@ impl DeviceInfo {
 
     /// The ed25519 key as a verifying key.
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.signing_key).map_err(|_| Error::InvalidInput {
-            what: "signing key",
-            detail: "not a valid ed25519 point".into(),
-        })
+        VerifyingKey::from_bytes(&self.signing_key)
+            .map_err(|_| Error::InvalidInput { what: "signing key", detail: "not a valid ed25519 point".into() })
     }
 
     /// Verifies a signature made with [`DeviceKeys::sign`] by this device.

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::{CloseCode, CloseReason, ClosedBy, Locality, Socket, SocketInfo, SocketState, TransportKind, TransportSecurity};
+use super::{
+    CloseCode, CloseReason, ClosedBy, Locality, Socket, SocketInfo, SocketState, TransportKind, TransportSecurity,
+};
 use crate::error::{Error, Result};
 
 /// One end of an in-memory socket pair, for tests and for integrators who want a
@@ -87,7 +89,9 @@ impl MemorySocket {
     fn closed_error(&self) -> Error {
         match &*self.states[0].borrow() {
             SocketState::Closed(reason) => Error::Closed { reason: reason.clone() },
-            SocketState::Open => Error::Closed { reason: CloseReason::new(CloseCode::TransportFailure, "channel gone") },
+            SocketState::Open => {
+                Error::Closed { reason: CloseReason::new(CloseCode::TransportFailure, "channel gone") }
+            }
         }
     }
 

@@ -1,0 +1,246 @@
+//! Handshakes per second on one core, against the cost of the cryptography alone.
+//!
+//! Rows:
+//! - the sans-IO state machine (`Initiator` → `Responder` → ... → `Session`), both
+//!   ends on this thread, no sockets, no runtime; also split into each side's share,
+//!   since a listener only pays the responder's;
+//! - `Connection::connect` + `Connection::accept` over a fresh `MemorySocket` pair,
+//!   on a current-thread tokio runtime (the handshake plus task spawns, the `Ready`
+//!   message and the teardown);
+//! - the baseline, the "crypto floor": the public-key operations a Noise XX
+//!   handshake with signed transcripts cannot avoid (2 x25519 key generations,
+//!   6 x25519 DH, 2 ed25519 signatures, 2 ed25519 verifications including decoding
+//!   the peer's key). The ratio column is our rate divided by that floor.
+//!
+//! Measurements are interleaved in rounds and the best round is kept, so a busy
+//! machine lowers all rows alike and the ratios hold.
+//!
+//! `cargo bench -p peers-sdk --bench handshake`; shorter: append `-- --quick`, or set
+//! `PEERS_BENCH_SECONDS` to the seconds spent on each row (default 3).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use peers_sdk::handshake::{HandshakeConfig, Initiator, ReplayGuard, Responder, Session};
+use peers_sdk::socket::TransportSecurity;
+use peers_sdk::{Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
+use rand_core::OsRng;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+/// Rounds each row is measured in; the best round counts.
+const ROUNDS: u32 = 3;
+
+fn row_budget() -> Duration {
+    if std::env::args().any(|a| a == "--quick") {
+        return Duration::from_millis(300);
+    }
+    let seconds = std::env::var("PEERS_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(3.0);
+    Duration::from_secs_f64(seconds.max(0.01))
+}
+
+/// Runs each op for `budget / ROUNDS` per round, interleaved, and returns the best
+/// rate (ops per second) of each.
+fn best_rates(budget: Duration, ops: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let slice = budget / ROUNDS;
+    let mut best = vec![0f64; ops.len()];
+    for op in ops.iter_mut() {
+        op(); // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (op, best) in ops.iter_mut().zip(&mut best) {
+            let start = Instant::now();
+            let mut count = 0u64;
+            while start.elapsed() < slice {
+                op();
+                count += 1;
+            }
+            *best = best.max(count as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    best
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Time spent in each side's steps of the sans-IO handshake.
+#[derive(Default)]
+struct SideTimes {
+    initiator: Duration,
+    responder: Duration,
+    handshakes: u32,
+}
+
+/// One complete sans-IO handshake, both ends; returns both sessions.
+fn sans_io_handshake(
+    alice: &HandshakeConfig,
+    bob: &HandshakeConfig,
+    bob_id: DeviceId,
+    guard: &mut ReplayGuard,
+    times: &mut SideTimes,
+) -> (Session, Session) {
+    let security = TransportSecurity::default();
+    let now = unix_millis();
+    let t0 = Instant::now();
+    let (expect_response, hello) = Initiator::start(alice.clone(), &security, Some(bob_id), now, &mut OsRng).unwrap();
+    let t1 = Instant::now();
+    let responder = Responder::new(bob.clone(), &security, now).unwrap();
+    let (expect_finish, response) = responder.read_hello(&hello, now, guard, &mut OsRng).unwrap();
+    let t2 = Instant::now();
+    let verify = expect_response.read(&response, now).unwrap();
+    let (finish, alice_session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, now).unwrap();
+    let t3 = Instant::now();
+    let verify = expect_finish.read(&finish, now).unwrap();
+    let bob_session = verify.finish(TrustLevel::Trusted, TrustLevel::Known).unwrap();
+    let t4 = Instant::now();
+    times.initiator += (t1 - t0) + (t3 - t2);
+    times.responder += (t2 - t1) + (t4 - t3);
+    times.handshakes += 1;
+    (alice_session, bob_session)
+}
+
+/// The keys a handshake's floor works with, prepared once.
+struct FloorKeys {
+    alice_signing: SigningKey,
+    bob_signing: SigningKey,
+    alice_static: StaticSecret,
+    bob_static: StaticSecret,
+    alice_static_public: PublicKey,
+    bob_static_public: PublicKey,
+}
+
+impl FloorKeys {
+    fn new() -> Self {
+        let alice_static = StaticSecret::random_from_rng(OsRng);
+        let bob_static = StaticSecret::random_from_rng(OsRng);
+        FloorKeys {
+            alice_signing: SigningKey::generate(&mut OsRng),
+            bob_signing: SigningKey::generate(&mut OsRng),
+            alice_static_public: PublicKey::from(&alice_static),
+            bob_static_public: PublicKey::from(&bob_static),
+            alice_static,
+            bob_static,
+        }
+    }
+
+    /// The public-key work of one XX handshake with signed transcripts, both ends.
+    fn handshake(&self, transcript: &[u8]) {
+        // Fresh ephemerals: a random scalar and its public key, per side.
+        let alice_e = StaticSecret::random_from_rng(OsRng);
+        let alice_e_public = PublicKey::from(&alice_e);
+        let bob_e = StaticSecret::random_from_rng(OsRng);
+        let bob_e_public = PublicKey::from(&bob_e);
+        // ee, es, se, computed once on each side.
+        black_box(alice_e.diffie_hellman(&bob_e_public));
+        black_box(bob_e.diffie_hellman(&alice_e_public));
+        black_box(alice_e.diffie_hellman(&self.bob_static_public));
+        black_box(self.bob_static.diffie_hellman(&alice_e_public));
+        black_box(self.alice_static.diffie_hellman(&bob_e_public));
+        black_box(bob_e.diffie_hellman(&self.alice_static_public));
+        // Each side signs its transcript; the other decodes the key and verifies.
+        for signer in [&self.bob_signing, &self.alice_signing] {
+            let signature = signer.sign(transcript);
+            let key = VerifyingKey::from_bytes(&signer.verifying_key().to_bytes()).unwrap();
+            assert!(key.verify(black_box(transcript), &signature).is_ok());
+        }
+    }
+}
+
+fn main() {
+    let budget = row_budget();
+    let alice_keys = Arc::new(DeviceKeys::generate("alice").unwrap());
+    let bob_keys = Arc::new(DeviceKeys::generate("bob").unwrap());
+    let bob_id = bob_keys.device_id();
+    let alice = HandshakeConfig::new(alice_keys.clone());
+    let bob = HandshakeConfig::new(bob_keys.clone());
+    // One guard per listener, as `ConnectionConfig` shares it.
+    let mut guard = ReplayGuard::new(300_000, ReplayGuard::DEFAULT_CAPACITY);
+    let mut times = SideTimes::default();
+
+    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let dial_config = ConnectionConfig::new(alice_keys.clone(), trust);
+    let accept_config = ConnectionConfig::new(bob_keys.clone(), trust);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connection_handshake = || async {
+        let (a, b) = MemorySocket::pair(8, 64 * 1024);
+        let (dialer, listener) = tokio::join!(
+            Connection::connect(Box::new(a), dial_config.clone(), Some(bob_id)),
+            Connection::accept(Box::new(b), accept_config.clone()),
+        );
+        assert!(dialer.unwrap().is_encrypted() && listener.unwrap().is_encrypted());
+    };
+
+    let floor = FloorKeys::new();
+    let transcript = [7u8; 200]; // about the size of a label, hash and claim
+
+    println!("handshake benchmark: {budget:?} per row, best of {ROUNDS} interleaved rounds, one thread");
+    let mut sans_io_op = || {
+        black_box(sans_io_handshake(&alice, &bob, bob_id, &mut guard, &mut times));
+    };
+    let mut connection_op = || runtime.block_on(connection_handshake());
+    let mut floor_op = || floor.handshake(&transcript);
+    let rates = best_rates(budget, &mut [&mut sans_io_op, &mut connection_op, &mut floor_op]);
+    let (sans_io, connection, floor_rate) = (rates[0], rates[1], rates[2]);
+
+    // Parts, to see where the time goes (µs per operation).
+    let mut keygen_op = || {
+        black_box(PublicKey::from(&StaticSecret::random_from_rng(OsRng)));
+    };
+    let mut dh_op = || {
+        black_box(floor.alice_static.diffie_hellman(&floor.bob_static_public));
+    };
+    let mut sign_op = || {
+        black_box(floor.alice_signing.sign(&transcript));
+    };
+    let signature = floor.alice_signing.sign(&transcript);
+    let key_bytes = floor.alice_signing.verifying_key().to_bytes();
+    let mut verify_op = || {
+        let key = VerifyingKey::from_bytes(black_box(&key_bytes)).unwrap();
+        assert!(key.verify(&transcript, &signature).is_ok());
+    };
+    let mut static_public_op = || {
+        black_box(alice_keys.static_public());
+    };
+    let mut info_op = || {
+        black_box(alice_keys.info(Vec::new()).unwrap());
+    };
+    let parts = best_rates(
+        budget / 2,
+        &mut [&mut keygen_op, &mut dh_op, &mut sign_op, &mut verify_op, &mut static_public_op, &mut info_op],
+    );
+
+    let line = "-".repeat(92);
+    println!("{line}");
+    println!("{:<62} {:>12} {:>8} {:>7}", "path", "handshakes/s", "µs each", "/floor");
+    println!("{line}");
+    let row = |name: &str, rate: f64| {
+        println!("{name:<62} {rate:>12.0} {:>8.1} {:>7.2}", 1e6 / rate, rate / floor_rate);
+    };
+    row("sans-IO state machine, both ends", sans_io);
+    let per = |d: Duration| d.as_secs_f64() / f64::from(times.handshakes.max(1));
+    let (initiator, responder) = (per(times.initiator), per(times.responder));
+    let share = |name: &str, seconds: f64| {
+        println!("{name:<62} {:>12.0} {:>8.1} {:>7.2}", 1.0 / seconds, seconds * 1e6, 2.0 / seconds / floor_rate);
+    };
+    share("  initiator's steps only (one side; /floor vs half the floor)", initiator);
+    share("  responder's steps only (one side; /floor vs half the floor)", responder);
+    row("Connection::connect + accept, MemorySocket, current_thread", connection);
+    row("baseline: crypto floor, both ends (2 keygen, 6 DH, 2 sign, 2 verify)", floor_rate);
+    println!("{line}");
+    println!("parts, µs per operation:");
+    let names = [
+        "x25519 key generation (OsRng + base point mult)",
+        "x25519 DH",
+        "ed25519 sign (200 bytes)",
+        "ed25519 decode key + verify (200 bytes)",
+        "DeviceKeys::static_public (recomputed on each call)",
+        "DeviceKeys::info (static_public + key checks)",
+    ];
+    for (name, rate) in names.iter().zip(&parts) {
+        println!("  {name:<60} {:>8.1}", 1e6 / rate);
+    }
+    println!("target: 5,000 handshakes/s on one core");
+}

@@ -1,0 +1,205 @@
+//! `Connection` throughput over the in-memory socket pair, with our AEAD on and off.
+//!
+//! Each row sends messages of one size through an RPC, `sink(bytes) -> u32`, with
+//! many calls in flight at once (a window of spawned `emit`s), so the figure is
+//! throughput, not round-trip latency. MB/s count payload bytes delivered to the
+//! handler.
+//!
+//! - AEAD on: a plain `MemorySocket` pair; every frame is sealed with
+//!   ChaCha20-Poly1305.
+//! - AEAD off: a pair that claims `confidential: true` and a matching channel
+//!   binding, so the handshake skips our AEAD (`is_encrypted()` is checked).
+//! - Baseline: the raw `MemorySocket`, each frame a fresh copy of the payload (one
+//!   memcpy), sent and received; no codec, no RPC, no sealing.
+//!
+//! Payloads are random, so the default Brotli setting finds nothing to compress
+//! (1 MiB messages are sampled and sent as they are; 1 KiB ones are below the 4 KiB
+//! threshold); one row uses compressible JSON-like data. Everything runs on one
+//! current-thread runtime: the figures are one core's work for both ends. Modes
+//! are interleaved in rounds and the best round kept.
+//!
+//! `cargo bench -p peers-sdk --bench throughput`; shorter: append `-- --quick`, or
+//! set `PEERS_BENCH_SECONDS` to the seconds spent on each cell (default 2).
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peers_sdk::rpc::RemoteError;
+use peers_sdk::socket::{ChannelBinding, TransportSecurity};
+use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, Socket, TrustLevel};
+use serde_bytes::ByteBuf;
+use tokio::task::JoinSet;
+
+/// Largest socket frame, as a WebRTC data channel would allow.
+const MAX_FRAME: usize = 256 * 1024;
+/// Frames each direction of the memory pair buffers.
+const SOCKET_CAPACITY: usize = 64;
+const ROUNDS: u32 = 3;
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn cell_budget() -> Duration {
+    if std::env::args().any(|a| a == "--quick") {
+        return Duration::from_millis(300);
+    }
+    let seconds = std::env::var("PEERS_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(2.0);
+    Duration::from_secs_f64(seconds.max(0.01))
+}
+
+/// splitmix64, for incompressible payloads.
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut state = len as u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// JSON-like records that Brotli shrinks to about a quarter.
+fn compressible_bytes(len: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(len + 128);
+    let mut i = 0u64;
+    while out.len() < len {
+        i += 1;
+        let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        out.push_str(&format!(
+            "{{\"id\":{i},\"device\":\"dev-{:02x}\",\"ts\":{},\"kind\":\"note\",\"value\":{}}},\n",
+            (r >> 56) % 24,
+            1_760_000_000_000 + (r >> 20) % 1_000_000,
+            (r >> 40) % 10_000,
+        ));
+    }
+    out.truncate(len);
+    out.into_bytes()
+}
+
+/// A connected pair over memory; `bound` makes the transport claim confidentiality
+/// and a channel binding, so our AEAD is skipped.
+async fn connect(bound: bool) -> (Connection, Connection) {
+    let security = if bound {
+        TransportSecurity {
+            confidential: true,
+            channel_binding: Some(ChannelBinding {
+                kind: Cow::Borrowed("bench-binding"),
+                local: vec![1; 32],
+                remote: vec![2; 32],
+            }),
+        }
+    } else {
+        TransportSecurity::default()
+    };
+    let (a, b) = MemorySocket::pair_with_security(SOCKET_CAPACITY, MAX_FRAME, security);
+    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
+    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
+    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let (dialer, listener) = tokio::join!(
+        Connection::connect(Box::new(a), ConnectionConfig::new(alice, trust), None),
+        Connection::accept(Box::new(b), ConnectionConfig::new(bob, trust)),
+    );
+    let (dialer, listener) = (dialer.unwrap(), listener.unwrap());
+    assert_eq!(dialer.is_encrypted(), !bound, "AEAD mode is not the one asked for");
+    assert_eq!(listener.is_encrypted(), !bound);
+    listener.expose_rpc("sink", |data: ByteBuf| async move { Ok::<_, RemoteError>(data.len() as u32) });
+    (dialer, listener)
+}
+
+/// Calls `sink(payload)` with `window` calls in flight for about `budget`; MB/s.
+async fn rpc_rate(dialer: &Connection, payload: &Arc<Vec<u8>>, window: usize, budget: Duration) -> f64 {
+    let mut calls = JoinSet::new();
+    let mut delivered = 0usize;
+    let start = Instant::now();
+    let mut spawn = |calls: &mut JoinSet<_>| {
+        let (dialer, payload) = (dialer.clone(), payload.clone());
+        calls.spawn(async move { dialer.emit::<_, u32>("sink", serde_bytes::Bytes::new(&payload)).await });
+    };
+    for _ in 0..window {
+        spawn(&mut calls);
+    }
+    while let Some(done) = calls.join_next().await {
+        let len = done.unwrap().unwrap() as usize;
+        assert_eq!(len, payload.len());
+        delivered += len;
+        if start.elapsed() < budget {
+            spawn(&mut calls);
+        }
+    }
+    delivered as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// The baseline: the payload copied into fresh frames and sent over a raw pair.
+async fn raw_rate(payload: &Arc<Vec<u8>>, budget: Duration) -> f64 {
+    let (a, b) = MemorySocket::pair(SOCKET_CAPACITY, MAX_FRAME);
+    let payload = payload.clone();
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        while start.elapsed() < budget {
+            for chunk in payload.chunks(MAX_FRAME) {
+                a.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+            }
+        }
+        a.close(CloseReason::normal("done")).await;
+    });
+    let mut received = 0usize;
+    while let Ok(frame) = b.recv().await {
+        received += black_box(frame).len();
+    }
+    sender.await.unwrap();
+    received as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn main() {
+    let budget = cell_budget();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (plain_dialer, _plain_listener) = runtime.block_on(connect(true));
+    let (sealed_dialer, _sealed_listener) = runtime.block_on(connect(false));
+
+    println!(
+        "throughput benchmark: {budget:?} per cell, best of {ROUNDS} interleaved rounds, \
+         one current-thread runtime, socket frames of at most 256 KiB"
+    );
+    let line = "-".repeat(100);
+    println!("{line}");
+    println!(
+        "{:<22} {:>7} {:>11} {:>14} {:>14} {:>14} {:>8} {:>8}",
+        "data", "size", "in flight", "raw socket", "AEAD off", "AEAD on", "on/off", "on/raw"
+    );
+    println!("{:<22} {:>7} {:>11} {:>14} {:>14} {:>14}", "", "", "", "MB/s", "MB/s", "MB/s");
+    println!("{line}");
+    let rows: [(&str, Vec<u8>, usize); 3] = [
+        ("random", random_bytes(KIB), 128),
+        ("random", random_bytes(MIB), 8),
+        ("compressible (JSON)", compressible_bytes(MIB), 8),
+    ];
+    for (data, payload, window) in rows {
+        let payload = Arc::new(payload);
+        let slice = budget / ROUNDS;
+        let (mut raw, mut off, mut on) = (0f64, 0f64, 0f64);
+        runtime.block_on(async {
+            // Warm-up: allocator, code paths, the peers' buffers.
+            rpc_rate(&plain_dialer, &payload, window, slice / 10).await;
+            rpc_rate(&sealed_dialer, &payload, window, slice / 10).await;
+            for _ in 0..ROUNDS {
+                raw = raw.max(raw_rate(&payload, slice).await);
+                off = off.max(rpc_rate(&plain_dialer, &payload, window, slice).await);
+                on = on.max(rpc_rate(&sealed_dialer, &payload, window, slice).await);
+            }
+        });
+        let size = if payload.len() >= MIB { format!("{} MiB", payload.len() / MIB) } else { "1 KiB".into() };
+        println!(
+            "{data:<22} {size:>7} {window:>11} {raw:>14.0} {off:>14.0} {on:>14.0} {:>8.2} {:>8.3}",
+            on / off,
+            on / raw
+        );
+    }
+    println!("{line}");
+    println!("target: AEAD on / off >= 0.8. For compressible data MB/s count bytes before compression.");
+}
