@@ -18,7 +18,8 @@
 //! [`CloseCode::ProtocolError`]. A background task reads frames into a bounded
 //! channel, so a receiver that does not keep up stops the reads, TCP's window fills
 //! and the peer's `send` waits: backpressure end to end. The same task notices the
-//! peer's close (or the stream ending) even when nobody calls `recv`.
+//! peer's close (or the stream ending) even when nobody calls `recv`, as soon as
+//! the frames sent before it fit in the read-ahead: a close never overtakes data.
 //!
 //! What this transport does not do: encrypt, or offer a channel binding. The
 //! handshake and the connection's AEAD layer provide both authentication and
@@ -30,12 +31,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::socket::{ClosedBy, Locality, SocketInfo, TransportKind, TransportSecurity};
+use peers_sdk::socket::{Locality, SocketInfo, TransportKind, TransportSecurity};
 use peers_sdk::{
     CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket, SocketState,
     TrustLevel,
@@ -67,6 +69,9 @@ struct TcpSocket {
     shared: Arc<Shared>,
     frames: Mutex<mpsc::Receiver<Bytes>>,
     reader: JoinHandle<()>,
+    /// `close` was called here: `recv` stops at once, unlike after the peer's close
+    /// or a failure, when the frames that arrived first are still delivered.
+    closed_here: AtomicBool,
 }
 
 /// What the socket and its reader task both use.
@@ -106,7 +111,7 @@ impl TcpSocket {
         });
         let (tx, rx) = mpsc::channel(READ_AHEAD_FRAMES);
         let reader = tokio::spawn(read_frames(read, tx, shared.clone(), info.max_frame_size));
-        Ok(TcpSocket { info, shared, frames: Mutex::new(rx), reader })
+        Ok(TcpSocket { info, shared, frames: Mutex::new(rx), reader, closed_here: AtomicBool::new(false) })
     }
 }
 
@@ -177,10 +182,6 @@ async fn write_frame(half: &mut OwnedWriteHalf, kind: u8, payload: Bytes) -> std
 
 /// The reader task: frames from the stream into `frames` until the stream closes.
 async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, shared: Arc<Shared>, max: usize) {
-    let failed = |what: &str, err: std::io::Error| {
-        let message = format!("{what}: {err}");
-        CloseReason::new(CloseCode::TransportFailure, message)
-    };
     loop {
         let mut header = [0u8; HEADER_LEN];
         match read.read_exact(&mut header).await {
@@ -190,7 +191,7 @@ async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, share
                 return;
             }
             Err(err) => {
-                shared.set_closed(failed("read failed", err));
+                shared.set_closed(CloseReason::new(CloseCode::TransportFailure, format!("read failed: {err}")));
                 return;
             }
         }
@@ -199,11 +200,12 @@ async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, share
         let limit = if kind == KIND_CLOSE { MAX_CLOSE_PAYLOAD } else { max };
         if len > limit || kind > KIND_CLOSE {
             let detail = format!("frame kind {kind} of {len} bytes (limit {limit})");
+            tracing::warn!(%detail, "closing tcp socket: peer broke the framing");
             return shared.close(CloseReason::new(CloseCode::ProtocolError, detail)).await;
         }
         let mut payload = vec![0u8; len];
         if let Err(err) = read.read_exact(&mut payload).await {
-            shared.set_closed(failed("stream ended inside a frame", err));
+            shared.set_closed(CloseReason::new(CloseCode::TransportFailure, format!("inside a frame: {err}")));
             return;
         }
         if kind == KIND_DATA {
@@ -234,10 +236,8 @@ impl Socket for TcpSocket {
         if frame.len() > self.info.max_frame_size {
             return Err(Error::FrameTooLarge { size: frame.len(), max: self.info.max_frame_size });
         }
-        let mut writer = tokio::select! {
-            writer = self.shared.writer.lock() => writer,
-            _ = self.shared.wait_closed() => return Err(self.shared.closed_error()),
-        };
+        // Whoever holds the writer gives it up promptly once the socket closes.
+        let mut writer = self.shared.writer.lock().await;
         if self.state() != SocketState::Open {
             return Err(self.shared.closed_error());
         }
@@ -265,17 +265,15 @@ impl Socket for TcpSocket {
 
     async fn recv(&self) -> peers_sdk::Result<Bytes> {
         let mut frames = self.frames.lock().await;
-        // After a local close nothing more is read; after the peer's close, the
-        // frames it sent first are still delivered, then the channel ends.
-        if let SocketState::Closed(reason) = self.state()
-            && reason.by == ClosedBy::Local
-        {
-            return Err(Error::Closed { reason });
+        if self.closed_here.load(Ordering::Acquire) {
+            return Err(self.shared.closed_error());
         }
+        // After the peer's close or a failure the channel yields what came first, then ends.
         frames.recv().await.ok_or_else(|| self.shared.closed_error())
     }
 
     async fn close(&self, reason: CloseReason) {
+        self.closed_here.store(true, Ordering::Release);
         self.shared.close(reason).await;
         // Stops reading; dropping the reader's sender ends a waiting `recv`.
         self.reader.abort();
@@ -394,9 +392,10 @@ mod tests {
         let (dialed, accepted) = tcp_pair(&listener, 1024).await.unwrap();
         dialed.send(Bytes::from_static(b"last words")).await.unwrap();
         drop(dialed);
-        assert_eq!(accepted.recv().await.unwrap(), "last words");
         let reason = tokio::time::timeout(Duration::from_secs(5), accepted.closed()).await.unwrap();
         assert_eq!(reason.code, CloseCode::TransportFailure);
+        // Data that arrived before the stream ended is still delivered.
+        assert_eq!(accepted.recv().await.unwrap(), "last words");
         assert!(matches!(accepted.recv().await, Err(Error::Closed { .. })));
     }
 }

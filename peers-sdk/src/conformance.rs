@@ -5,9 +5,14 @@
 //! the socket breaks the [`Socket`] contract. The [`socket_conformance_tests!`]
 //! macro turns a pair factory into one `#[tokio::test]` per check:
 //!
-//! ```ignore
-//! async fn pair() -> (peers_sdk::BoxSocket, peers_sdk::BoxSocket) { /* dial and accept */ }
+//! ```
+//! async fn pair() -> (peers_sdk::BoxSocket, peers_sdk::BoxSocket) {
+//!     // A transport would dial and accept here.
+//!     let (a, b) = peers_sdk::MemorySocket::pair(64, 64 * 1024);
+//!     (Box::new(a), Box::new(b))
+//! }
 //! peers_sdk::socket_conformance_tests!(pair);
+//! # fn main() {}
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -373,23 +373,30 @@ async fn handshake_that_never_finishes_times_out() {
 async fn replayed_sealed_frame_closes_with_integrity_error_after_delivering_the_original() {
     let victim = keys("victim");
     let (mut peer, conn) = RawPeer::attack(&victim).await;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
     conn.expose_rpc("note", move |n: u32| {
-        let tx = tx.clone();
-        async move {
-            tx.send(n).await.ok();
-            Ok::<_, RemoteError>(())
-        }
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { Ok::<_, RemoteError>(n + 1) }
     });
     let call = pending_call(&conn);
     let frames = peer.sealed(&Envelope::Call { id: 1, method: "note".into() }, &rmp_serde::to_vec(&7u32).unwrap());
     peer.socket.send(frames[0].clone()).await.unwrap();
+    // The original is delivered: the victim runs the call and replies (after its
+    // own pending "slow" call reaches us).
+    let (reply, body) = loop {
+        match peer.recv().await.unwrap() {
+            (Envelope::Call { .. }, _) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(reply, Envelope::Reply { id: 1 });
+    assert_eq!(rmp_serde::from_slice::<u32>(&body).unwrap(), 8);
     peer.socket.send(frames[0].clone()).await.unwrap();
-    assert_eq!(rx.recv().await, Some(7), "the original frame must be delivered");
     let message = closed_with(&conn, CloseCode::ProtocolError).await;
     assert!(message.contains("integrity"), "{message}");
     fails_closed(call).await;
-    assert!(rx.try_recv().is_err(), "the replay must not be delivered");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the replay must not run the call again");
 }
 
 #[tokio::test]
@@ -481,4 +488,38 @@ async fn arguments_of_the_wrong_type_get_bad_arguments() {
         matches!(&reply, Envelope::Fail { id: 4, error } if error.code == RemoteErrorCode::BadArguments),
         "{reply:?}"
     );
+}
+
+#[tokio::test]
+async fn stream_data_beyond_the_granted_window_closes_the_connection() {
+    let victim = keys("victim");
+    let (mut peer, conn) = RawPeer::attack(&victim).await;
+    conn.expose_stream("sink", |(): (), _reader| std::future::pending::<Result<(), RemoteError>>());
+    peer.send(&Envelope::StreamOpen { id: 1, name: "sink".into() }, &rmp_serde::to_vec(&()).unwrap()).await;
+    let (accept, _) = peer.recv().await.unwrap();
+    let Envelope::StreamAccept { id: 1, window } = accept else { panic!("expected accept, got {accept:?}") };
+    let piece = vec![0u8; 60 * 1024];
+    // Ignore the window: send a quarter more than granted.
+    for _ in 0..(window * 5 / 4) / piece.len() as u64 + 1 {
+        if peer.socket.state() != SocketState::Open {
+            break;
+        }
+        for frame in peer.sealed(&Envelope::StreamData { id: 1 }, &piece) {
+            let _ = peer.socket.send(frame).await;
+        }
+    }
+    let message = closed_with(&conn, CloseCode::ProtocolError).await;
+    assert!(message.contains("window"), "{message}");
+}
+
+#[tokio::test]
+async fn reopening_an_open_stream_id_closes_the_connection() {
+    let victim = keys("victim");
+    let (mut peer, conn) = RawPeer::attack(&victim).await;
+    conn.expose_stream("sink", |(): (), _reader| std::future::pending::<Result<(), RemoteError>>());
+    let open = Envelope::StreamOpen { id: 9, name: "sink".into() };
+    peer.send(&open, &rmp_serde::to_vec(&()).unwrap()).await;
+    peer.send(&open, &rmp_serde::to_vec(&()).unwrap()).await;
+    let message = closed_with(&conn, CloseCode::ProtocolError).await;
+    assert!(message.contains("already open"), "{message}");
 }

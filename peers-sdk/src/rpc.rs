@@ -39,6 +39,21 @@ pub(crate) enum Envelope {
     Fail { id: u64, error: RemoteError },
     /// The sender is closing the connection.
     Close { reason: CloseReason },
+    /// Open stream `id` to the handler `name`; the body is the metadata.
+    StreamOpen { id: u64, name: String },
+    /// The receiver accepted stream `id` and grants `window` bytes of credit.
+    StreamAccept { id: u64, window: u64 },
+    /// A piece of stream `id`; the body is the data.
+    StreamData { id: u64 },
+    /// Stream `id` has no more data.
+    StreamEnd { id: u64 },
+    /// The sender abandoned stream `id`.
+    StreamReset { id: u64, error: RemoteError },
+    /// The receiver consumed `bytes` more of stream `id`; the sender may send that
+    /// much more.
+    StreamCredit { id: u64, bytes: u64 },
+    /// The receiver's handler for stream `id` finished (or refused the stream).
+    StreamDone { id: u64, error: Option<RemoteError> },
 }
 
 impl Envelope {
@@ -55,7 +70,7 @@ impl Envelope {
         let envelope: Envelope = serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&mut cursor))
             .map_err(|e| CodecError::Decode { what: "envelope", detail: e.to_string() })?;
         let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX).min(message.len());
-        if let Envelope::Call { method, .. } = &envelope
+        if let Envelope::Call { method, .. } | Envelope::StreamOpen { name: method, .. } = &envelope
             && method.len() > MAX_METHOD_LEN
         {
             return Err(CodecError::Decode { what: "envelope", detail: "method name too long".into() });

@@ -33,6 +33,12 @@ pub struct ConnectionConfig {
     /// Most incoming calls handled at once; more are answered
     /// [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 256.
     pub max_concurrent_handlers: usize,
+    /// Credit window per incoming stream: the most bytes of one stream buffered
+    /// before the application reads them. Default: 4 MiB.
+    pub stream_window: u64,
+    /// Most incoming streams open at once; more are refused with
+    /// [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 16.
+    pub max_incoming_streams: usize,
     /// Shared memory of recent first handshake messages (responder side).
     pub replay_guard: Arc<Mutex<ReplayGuard>>,
 }
@@ -65,6 +71,8 @@ impl ConnectionConfig {
             call_timeout: Duration::from_secs(30),
             max_calls_in_flight: 1024,
             max_concurrent_handlers: 256,
+            stream_window: Self::DEFAULT_STREAM_WINDOW,
+            max_incoming_streams: 16,
             replay_guard: Arc::new(Mutex::new(ReplayGuard::new(window_ms, ReplayGuard::DEFAULT_CAPACITY))),
         }
     }

@@ -145,6 +145,8 @@ fn start(
         sealer: AsyncMutex::new(sealer),
         pending: Mutex::new(PendingCalls::default()),
         handlers: RwLock::new(HashMap::new()),
+        stream_handlers: RwLock::new(HashMap::new()),
+        streams: Mutex::default(),
         state: watch::Sender::new(ConnectionState::Verified),
         config,
     });

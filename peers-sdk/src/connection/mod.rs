@@ -10,6 +10,7 @@ mod config;
 mod establish;
 mod reader;
 pub(crate) mod seal;
+mod stream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use tracing::debug;
 pub use config::ConnectionConfig;
 #[cfg(test)]
 pub(crate) use establish::unix_millis;
+pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
 use self::seal::Sealer;
 use crate::codec::FrameEncoder;
@@ -106,6 +108,8 @@ struct Inner {
     sealer: AsyncMutex<Sealer>,
     pending: Mutex<PendingCalls>,
     handlers: RwLock<HashMap<String, Handler>>,
+    stream_handlers: RwLock<HashMap<String, stream::StreamHandler>>,
+    streams: Mutex<stream::StreamTable>,
     handler_slots: Arc<tokio::sync::Semaphore>,
     state: watch::Sender<ConnectionState>,
 }
@@ -318,6 +322,7 @@ impl Inner {
             ConnectionState::Closed(_) => false,
         });
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).close(reason);
+        self.close_streams();
         if changed {
             debug!(peer = %self.remote.device_id, %reason, "connection closed");
         }

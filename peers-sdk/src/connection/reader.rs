@@ -63,6 +63,11 @@ pub(super) async fn run(
                 return;
             }
             Envelope::Ready => return protocol_error(&inner, unexpected("a second ready")).await,
+            stream => {
+                if let Err(err) = super::stream::dispatch(&inner, stream, body) {
+                    return protocol_error(&inner, err).await;
+                }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Handshake payloads and the channel-binding prologue.
 
+use ed25519_dalek::Verifier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -83,11 +84,15 @@ pub(crate) fn open_claim(
     let malformed = |detail: String| HandshakeError::Malformed { message, detail };
     let signed: SignedIdentity = decode_msgpack("signed identity", payload).map_err(|e| malformed(e.to_string()))?;
     let claim: IdentityClaim = decode_msgpack("identity claim", &signed.claim).map_err(|e| malformed(e.to_string()))?;
-    claim.info.validate().map_err(|_| HandshakeError::InconsistentIdentity("device id does not match signing key"))?;
+    let key = claim
+        .info
+        .validated_key()
+        .map_err(|_| HandshakeError::InconsistentIdentity("device id does not match signing key"))?;
     if &claim.info.static_key != proven_static {
         return Err(HandshakeError::InconsistentIdentity("static key differs from the one used in the key exchange"));
     }
-    if !claim.info.verify(&signed_text(label, h, &signed.claim), &signed.sig) {
+    let signature = ed25519_dalek::Signature::from_bytes(&signed.sig);
+    if key.verify(&signed_text(label, h, &signed.claim), &signature).is_err() {
         return Err(HandshakeError::BadSignature { device: claim.info.device_id });
     }
     Ok(claim)

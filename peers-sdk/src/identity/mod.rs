@@ -96,6 +96,8 @@ pub struct DeviceKeys {
     user_id: String,
     signing: SigningKey,
     static_secret: StaticSecret,
+    /// Cached: deriving it is a scalar multiplication, and every handshake needs it.
+    static_public: x25519_dalek::PublicKey,
 }
 
 impl fmt::Debug for DeviceKeys {
@@ -118,20 +120,18 @@ impl DeviceKeys {
     pub fn generate_with(user_id: impl Into<String>, rng: &mut impl CryptoRngCore) -> Result<Self> {
         let user_id = user_id.into();
         validate_user_id(&user_id)?;
-        Ok(DeviceKeys {
-            user_id,
-            signing: SigningKey::generate(rng),
-            static_secret: StaticSecret::random_from_rng(rng),
-        })
+        let signing = SigningKey::generate(rng);
+        Ok(Self::assemble(user_id, signing, StaticSecret::random_from_rng(rng)))
     }
 
     pub(crate) fn from_parts(user_id: String, signing_seed: [u8; 32], static_secret: [u8; 32]) -> Result<Self> {
         validate_user_id(&user_id)?;
-        Ok(DeviceKeys {
-            user_id,
-            signing: SigningKey::from_bytes(&signing_seed),
-            static_secret: StaticSecret::from(static_secret),
-        })
+        Ok(Self::assemble(user_id, SigningKey::from_bytes(&signing_seed), StaticSecret::from(static_secret)))
+    }
+
+    fn assemble(user_id: String, signing: SigningKey, static_secret: StaticSecret) -> Self {
+        let static_public = x25519_dalek::PublicKey::from(&static_secret);
+        DeviceKeys { user_id, signing, static_secret, static_public }
     }
 
     /// The user this device belongs to.
@@ -151,7 +151,7 @@ impl DeviceKeys {
 
     /// The x25519 static public key.
     pub fn static_public(&self) -> x25519_dalek::PublicKey {
-        x25519_dalek::PublicKey::from(&self.static_secret)
+        self.static_public
     }
 
     pub(crate) fn static_secret(&self) -> &StaticSecret {
@@ -216,6 +216,11 @@ pub struct DeviceInfo {
 impl DeviceInfo {
     /// Checks sizes and that the device id derives from the signing key.
     pub fn validate(&self) -> Result<()> {
+        self.validated_key().map(|_| ())
+    }
+
+    /// [`validate`](Self::validate), returning the decoded signing key.
+    pub(crate) fn validated_key(&self) -> Result<VerifyingKey> {
         validate_user_id(&self.user_id)?;
         if self.addresses.len() > MAX_ADDRESSES || self.addresses.iter().any(|a| a.len() > MAX_ADDRESS_LEN) {
             return Err(Error::InvalidInput {
@@ -230,7 +235,7 @@ impl DeviceInfo {
                 detail: "does not derive from the signing key".into(),
             });
         }
-        Ok(())
+        Ok(key)
     }
 
     /// The ed25519 key as a verifying key.
