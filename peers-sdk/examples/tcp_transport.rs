@@ -29,7 +29,6 @@
 //! it against the `Socket` contract with
 //! `cargo test -p peers-sdk --all-features --example tcp_transport`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -97,7 +96,7 @@ impl TcpSocket {
         let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
         let info = SocketInfo {
             transport: TransportKind::Tcp,
-            locality: locality(peer),
+            locality: Locality::of_ip(peer.ip()),
             local_addr: Some(local.to_string()),
             peer_addr: Some(peer.to_string()),
             max_frame_size: max_frame_size.min(u32::MAX as usize),
@@ -112,16 +111,6 @@ impl TcpSocket {
         let (tx, rx) = mpsc::channel(READ_AHEAD_FRAMES);
         let reader = tokio::spawn(read_frames(read, tx, shared.clone(), info.max_frame_size));
         Ok(TcpSocket { info, shared, frames: Mutex::new(rx), reader, closed_here: AtomicBool::new(false) })
-    }
-}
-
-/// Loopback for this machine, `Lan` for private and link-local ranges.
-fn locality(peer: SocketAddr) -> Locality {
-    match peer.ip().to_canonical() {
-        ip if ip.is_loopback() => Locality::Loopback,
-        IpAddr::V4(v4) if v4.is_private() || v4.is_link_local() => Locality::Lan,
-        IpAddr::V6(v6) if v6.is_unique_local() || v6.is_unicast_link_local() => Locality::Lan,
-        _ => Locality::Internet,
     }
 }
 
@@ -353,21 +342,6 @@ mod tests {
     }
 
     peers_sdk::socket_conformance_tests!(pair);
-
-    #[test]
-    fn locality_follows_the_address_range() {
-        let at = |ip: &str| locality(SocketAddr::new(ip.parse().unwrap(), 1));
-        assert_eq!(at("127.0.0.1"), Locality::Loopback);
-        assert_eq!(at("::1"), Locality::Loopback);
-        assert_eq!(at("::ffff:127.0.0.1"), Locality::Loopback);
-        assert_eq!(at("192.168.1.20"), Locality::Lan);
-        assert_eq!(at("10.0.0.1"), Locality::Lan);
-        assert_eq!(at("169.254.3.4"), Locality::Lan);
-        assert_eq!(at("fe80::1"), Locality::Lan);
-        assert_eq!(at("fd00::1"), Locality::Lan);
-        assert_eq!(at("8.8.8.8"), Locality::Internet);
-        assert_eq!(at("2001:4860::8888"), Locality::Internet);
-    }
 
     #[tokio::test]
     async fn an_oversized_length_closes_without_allocating() {

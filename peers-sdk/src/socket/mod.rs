@@ -188,6 +188,23 @@ pub enum Locality {
     Internet,
 }
 
+impl Locality {
+    /// Classifies a peer address: loopback, LAN (RFC 1918 private, RFC 6598 shared
+    /// address space, link-local, IPv6 unique-local and link-local), or internet.
+    /// IPv4-mapped IPv6 addresses are classified as IPv4.
+    pub fn of_ip(ip: std::net::IpAddr) -> Locality {
+        use std::net::IpAddr;
+        match ip.to_canonical() {
+            ip if ip.is_loopback() => Locality::Loopback,
+            IpAddr::V4(v4) if v4.is_private() || v4.is_link_local() => Locality::Lan,
+            // 100.64.0.0/10, carrier-grade NAT and overlay networks such as Tailscale.
+            IpAddr::V4(v4) if v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 => Locality::Lan,
+            IpAddr::V6(v6) if v6.is_unique_local() || v6.is_unicast_link_local() => Locality::Lan,
+            _ => Locality::Internet,
+        }
+    }
+}
+
 /// A value that ties a transport's own encryption to this particular session, such
 /// as the DTLS certificate fingerprints of a WebRTC connection or a TLS exporter.
 ///
@@ -236,6 +253,24 @@ pub struct SocketInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locality_classifies_addresses() {
+        let of = |s: &str| Locality::of_ip(s.parse().unwrap());
+        assert_eq!(of("127.0.0.1"), Locality::Loopback);
+        assert_eq!(of("::1"), Locality::Loopback);
+        assert_eq!(of("::ffff:127.0.0.1"), Locality::Loopback);
+        assert_eq!(of("192.168.1.20"), Locality::Lan);
+        assert_eq!(of("10.1.2.3"), Locality::Lan);
+        assert_eq!(of("172.16.0.1"), Locality::Lan);
+        assert_eq!(of("169.254.3.4"), Locality::Lan);
+        assert_eq!(of("100.100.1.1"), Locality::Lan);
+        assert_eq!(of("fd00::1"), Locality::Lan);
+        assert_eq!(of("fe80::1"), Locality::Lan);
+        assert_eq!(of("100.128.0.1"), Locality::Internet);
+        assert_eq!(of("8.8.8.8"), Locality::Internet);
+        assert_eq!(of("2001:db8::1"), Locality::Internet);
+    }
 
     #[test]
     fn close_messages_are_bounded_on_a_char_boundary() {
