@@ -16,7 +16,9 @@ pub mod rpc;
 pub mod socket;
 pub mod trust;
 
-pub use connection::{Connection, ConnectionConfig, ConnectionState, StreamProgress, StreamReader, StreamWriter};
+pub use connection::{
+    Clock, Connection, ConnectionConfig, ConnectionState, StreamProgress, StreamReader, StreamWriter,
+};
 pub use error::{CodecError, Error, HandshakeError, Result};
 pub use identity::{DeviceId, DeviceInfo, DeviceKeys};
 pub use socket::{BoxSocket, CloseCode, CloseReason, MemorySocket, Socket, SocketInfo, SocketState};

@@ -196,8 +196,54 @@ impl PendingCalls {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::socket::CloseCode;
+
+    fn any_envelope() -> impl Strategy<Value = Envelope> {
+        let error = (0usize..5, ".{0,40}").prop_map(|(code, message)| {
+            let codes = [
+                RemoteErrorCode::UnknownMethod,
+                RemoteErrorCode::BadArguments,
+                RemoteErrorCode::Handler,
+                RemoteErrorCode::Busy,
+                RemoteErrorCode::Internal,
+            ];
+            RemoteError::new(codes[code], message)
+        });
+        prop_oneof![
+            Just(Envelope::Ready),
+            (any::<u64>(), ".{0,64}").prop_map(|(id, method)| Envelope::Call { id, method }),
+            any::<u64>().prop_map(|id| Envelope::Reply { id }),
+            (any::<u64>(), error.clone()).prop_map(|(id, error)| Envelope::Fail { id, error }),
+            ".{0,64}".prop_map(|m| Envelope::Close { reason: CloseReason::new(CloseCode::Normal, m) }),
+            (any::<u64>(), ".{0,64}").prop_map(|(id, name)| Envelope::StreamOpen { id, name }),
+            (any::<u64>(), any::<u64>()).prop_map(|(id, window)| Envelope::StreamAccept { id, window }),
+            any::<u64>().prop_map(|id| Envelope::StreamData { id }),
+            any::<u64>().prop_map(|id| Envelope::StreamEnd { id }),
+            (any::<u64>(), error.clone()).prop_map(|(id, error)| Envelope::StreamReset { id, error }),
+            (any::<u64>(), any::<u64>()).prop_map(|(id, bytes)| Envelope::StreamCredit { id, bytes }),
+            (any::<u64>(), proptest::option::of(error)).prop_map(|(id, error)| Envelope::StreamDone { id, error }),
+        ]
+    }
+
+    proptest! {
+        /// Decoding an encoded envelope gives it back, and the body after it intact.
+        #[test]
+        fn envelope_round_trips(envelope in any_envelope(), body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let message = envelope.encode(&body).unwrap();
+            let (back, rest) = Envelope::decode(Bytes::from(message)).unwrap();
+            prop_assert_eq!(back, envelope);
+            prop_assert_eq!(&rest[..], &body[..]);
+        }
+
+        /// Arbitrary bytes never panic the envelope decoder.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Envelope::decode(Bytes::from(bytes));
+        }
+    }
 
     #[test]
     fn envelope_and_body_round_trip() {

@@ -41,7 +41,13 @@ pub struct ConnectionConfig {
     pub max_incoming_streams: usize,
     /// Shared memory of recent first handshake messages (responder side).
     pub replay_guard: Arc<Mutex<ReplayGuard>>,
+    /// The wall clock, unix milliseconds, for handshake timestamps. Default: the
+    /// system clock. Tests replace it to simulate clock skew.
+    pub clock: Clock,
 }
+
+/// A source of unix-millisecond timestamps.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 impl std::fmt::Debug for ConnectionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,6 +80,7 @@ impl ConnectionConfig {
             stream_window: Self::DEFAULT_STREAM_WINDOW,
             max_incoming_streams: 16,
             replay_guard: Arc::new(Mutex::new(ReplayGuard::new(window_ms, ReplayGuard::DEFAULT_CAPACITY))),
+            clock: Arc::new(super::establish::unix_millis),
         }
     }
 }

@@ -40,12 +40,12 @@ impl Connection {
         let handshake = async {
             let security = socket.info().security.clone();
             let (state, hello) =
-                Initiator::start(config.handshake.clone(), &security, expected, unix_millis(), &mut OsRng)?;
+                Initiator::start(config.handshake.clone(), &security, expected, (config.clock)(), &mut OsRng)?;
             socket.send(hello.into()).await?;
             let response = socket.recv().await?;
-            let verify = state.read(&response, unix_millis())?;
+            let verify = state.read(&response, (config.clock)())?;
             let level = config.trust.trust_level(verify.remote()).await;
-            let (finish, session) = verify.finish(level, config.trust_floor, unix_millis())?;
+            let (finish, session) = verify.finish(level, config.trust_floor, (config.clock)())?;
             socket.send(finish.into()).await?;
             Ok(session)
         };
@@ -79,15 +79,15 @@ impl Connection {
         let span = info_span!("accept", local = %config.handshake.keys.device_id());
         let handshake = async {
             let security = socket.info().security.clone();
-            let responder = Responder::new(config.handshake.clone(), &security, unix_millis())?;
+            let responder = Responder::new(config.handshake.clone(), &security, (config.clock)())?;
             let hello = socket.recv().await?;
             let (state, response) = {
                 let mut guard = config.replay_guard.lock().unwrap_or_else(|e| e.into_inner());
-                responder.read_hello(&hello, unix_millis(), &mut guard, &mut OsRng)?
+                responder.read_hello(&hello, (config.clock)(), &mut guard, &mut OsRng)?
             };
             socket.send(response.into()).await?;
             let finish = socket.recv().await?;
-            let verify = state.read(&finish, unix_millis())?;
+            let verify = state.read(&finish, (config.clock)())?;
             let level = config.trust.trust_level(verify.remote()).await;
             Ok::<_, Error>(verify.finish(level, config.trust_floor)?)
         };

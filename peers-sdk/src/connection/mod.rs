@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tracing::debug;
 
-pub use config::ConnectionConfig;
+pub use config::{Clock, ConnectionConfig};
 #[cfg(test)]
 pub(crate) use establish::unix_millis;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};

@@ -103,7 +103,37 @@ impl Opener {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Any run of frames opens in order to the same bytes; flipping any bit of
+        /// any sealed frame makes it fail.
+        #[test]
+        fn seal_open_round_trip_and_tamper_detection(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+            victim in any::<prop::sample::Index>(),
+            bit in any::<prop::sample::Index>(),
+        ) {
+            let key = [9u8; 32];
+            let mut sealer = Sealer::new(Some(&key));
+            let sealed: Vec<Bytes> = frames.iter().map(|f| sealer.seal(frame(f)).unwrap()).collect();
+            let mut opener = Opener::new(Some(&key));
+            for (plain, sealed) in frames.iter().zip(&sealed) {
+                prop_assert_eq!(&opener.open(sealed.clone()).unwrap()[..], &plain[..]);
+            }
+            let mut opener = Opener::new(Some(&key));
+            let target = victim.index(sealed.len());
+            for sealed in &sealed[..target] {
+                opener.open(sealed.clone()).unwrap();
+            }
+            let mut bad = BytesMut::from(sealed[target].clone());
+            let at = bit.index(bad.len() * 8);
+            bad[at / 8] ^= 1 << (at % 8);
+            prop_assert!(opener.open(bad.freeze()).is_err());
+        }
+    }
 
     fn frame(text: &[u8]) -> BytesMut {
         let mut buf = BytesMut::with_capacity(text.len() + 24);
