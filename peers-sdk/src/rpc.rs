@@ -64,6 +64,18 @@ impl Envelope {
         Ok(out)
     }
 
+    /// Encodes the header followed by `value` as MessagePack, into one buffer
+    /// (no intermediate copy of the body).
+    pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
+        &self,
+        what: &'static str,
+        value: &T,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = encode_msgpack("envelope", self)?;
+        rmp_serde::encode::write_named(&mut out, value).map_err(|e| Error::encode(what, e))?;
+        Ok(out)
+    }
+
     /// Splits a message into its header and body.
     pub(crate) fn decode(message: Bytes) -> Result<(Envelope, Bytes), CodecError> {
         let mut cursor = Cursor::new(message.as_ref());

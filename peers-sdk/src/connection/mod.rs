@@ -31,7 +31,7 @@ pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
 use self::seal::Sealer;
 use crate::codec::FrameEncoder;
-use crate::error::{Error, Result, decode_msgpack, encode_msgpack};
+use crate::error::{Error, Result, decode_msgpack};
 use crate::handshake::Role;
 use crate::identity::DeviceInfo;
 use crate::rpc::{Envelope, PendingCalls, RemoteError, RemoteErrorCode};
@@ -47,8 +47,10 @@ pub enum ConnectionState {
     Closed(CloseReason),
 }
 
+/// A handler's output: the complete reply message (envelope and result).
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;
-type Handler = Arc<dyn Fn(Bytes) -> HandlerFuture + Send + Sync>;
+/// A type-erased handler: call id and argument bytes in, reply message out.
+type Handler = Arc<dyn Fn(u64, Bytes) -> HandlerFuture + Send + Sync>;
 
 /// A verified connection to another device. Cheap to clone; all clones share it.
 ///
@@ -197,13 +199,14 @@ impl Connection {
         Fut: Future<Output = Result<R, RemoteError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: Handler = Arc::new(move |body: Bytes| {
+        let erased: Handler = Arc::new(move |id: u64, body: Bytes| {
             let handler = handler.clone();
             Box::pin(async move {
                 let args: A = decode_msgpack("rpc arguments", &body)
                     .map_err(|e| RemoteError::new(RemoteErrorCode::BadArguments, e.to_string()))?;
                 let result = handler(args).await?;
-                encode_msgpack("rpc result", &result)
+                Envelope::Reply { id }
+                    .encode_value("rpc result", &result)
                     .map_err(|e| RemoteError::new(RemoteErrorCode::Internal, e.to_string()))
             })
         });
@@ -236,12 +239,12 @@ impl Connection {
         R: DeserializeOwned,
     {
         let inner = &self.inner;
-        let body = encode_msgpack("rpc arguments", args)?;
         let (id, reply) =
             inner.pending.lock().unwrap_or_else(|e| e.into_inner()).start(inner.config.max_calls_in_flight)?;
         let guard = PendingGuard { inner, id };
+        let message = Envelope::Call { id, method: method.to_owned() }.encode_value("rpc arguments", args)?;
         let outcome = tokio::time::timeout(timeout, async {
-            inner.send(&Envelope::Call { id, method: method.to_owned() }, &body).await?;
+            inner.send_message(&message).await?;
             reply.await.map_err(|_| inner.closed_error())?
         })
         .await;
@@ -292,18 +295,21 @@ impl Inner {
         }
     }
 
-    /// Encodes, frames, seals and sends one message. Frames of different messages
-    /// may interleave; the frames of one message keep their order.
+    /// Encodes and sends `envelope` followed by `body`.
     async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<()> {
+        self.send_message(&envelope.encode(body)?).await
+    }
+
+    /// Frames, seals and sends one encoded message. Frames of different messages
+    /// may interleave; the frames of one message keep their order.
+    async fn send_message(&self, message: &[u8]) -> Result<()> {
         if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
             return Err(self.closed_error());
         }
-        let message = envelope.encode(body)?;
         let (headroom, tailroom) = self.sealer.lock().await.overhead();
         let max_frame = self.socket.info().max_frame_size.saturating_sub(headroom + tailroom);
         let frames =
-            self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(&message, max_frame, headroom, tailroom)?;
-        drop(message);
+            self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(message, max_frame, headroom, tailroom)?;
         for frame in frames {
             let mut sealer = self.sealer.lock().await;
             let sealed = sealer.seal(frame)?;

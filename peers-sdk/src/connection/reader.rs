@@ -103,7 +103,7 @@ async fn handle_call(
         // The handler runs in its own task so a panic becomes an error reply, and
         // it is cancelled when the connection closes so nothing outlives it.
         Some(handler) => {
-            let mut task = tokio::spawn(handler(body));
+            let mut task = tokio::spawn(handler(id, body));
             tokio::select! {
                 joined = &mut task => match joined {
                     Ok(outcome) => outcome,
@@ -117,7 +117,7 @@ async fn handle_call(
         }
     };
     let sent = match outcome {
-        Ok(result) => inner.send(&Envelope::Reply { id }, &result).await,
+        Ok(reply) => inner.send_message(&reply).await,
         Err(error) => inner.send(&Envelope::Fail { id, error }, &[]).await,
     };
     if let Err(err) = sent {
