@@ -17,6 +17,8 @@
 //! `cargo bench -p peers-sdk --bench codec`; shorter: append `-- --quick`, or set
 //! `PEERS_BENCH_SECONDS` to the seconds spent on each cell (default 0.4).
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
 fn cell_budget() -> Duration {
-    if std::env::args().any(|a| a == "--quick") {
-        return Duration::from_millis(40);
-    }
-    let seconds = std::env::var("PEERS_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.4);
-    Duration::from_secs_f64(seconds.max(0.001))
+    common::budget(0.4, Duration::from_millis(40))
 }
 
 /// Seconds per call of each op: the best of `ROUNDS` interleaved rounds of about

@@ -18,6 +18,8 @@
 //! `cargo bench -p peers-sdk --bench handshake`; shorter: append `-- --quick`, or set
 //! `PEERS_BENCH_SECONDS` to the seconds spent on each row (default 3).
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,11 +35,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 const ROUNDS: u32 = 3;
 
 fn row_budget() -> Duration {
-    if std::env::args().any(|a| a == "--quick") {
-        return Duration::from_millis(300);
-    }
-    let seconds = std::env::var("PEERS_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(3.0);
-    Duration::from_secs_f64(seconds.max(0.01))
+    common::budget(3.0, Duration::from_millis(300))
 }
 
 /// Runs each op for `budget / ROUNDS` per round, interleaved, and returns the best

@@ -25,6 +25,8 @@
 //! `cargo bench -p peers-sdk --bench throughput`; shorter: append `-- --quick`, or
 //! set `PEERS_BENCH_SECONDS` to the seconds spent on each cell (default 2).
 
+mod common;
+
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -48,11 +50,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
 fn cell_budget() -> Duration {
-    if std::env::args().any(|a| a == "--quick") {
-        return Duration::from_millis(300);
-    }
-    let seconds = std::env::var("PEERS_BENCH_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(2.0);
-    Duration::from_secs_f64(seconds.max(0.01))
+    common::budget(2.0, Duration::from_millis(300))
 }
 
 /// splitmix64, for incompressible payloads.

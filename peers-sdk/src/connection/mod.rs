@@ -288,6 +288,22 @@ impl Inner {
         }
     }
 
+    /// Runs `work` in its own task, so a panic is caught, until it finishes or the
+    /// connection closes; then it is cancelled and `None` is returned.
+    async fn run_until_closed<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Option<Result<T, tokio::task::JoinError>> {
+        let mut task = tokio::spawn(work);
+        tokio::select! {
+            joined = &mut task => Some(joined),
+            _ = self.wait_closed() => {
+                task.abort();
+                None
+            }
+        }
+    }
+
     fn closed_error(&self) -> Error {
         match &*self.state.borrow() {
             ConnectionState::Closed(reason) => Error::Closed { reason: reason.clone() },

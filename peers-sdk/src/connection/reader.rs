@@ -102,19 +102,11 @@ async fn handle_call(
         None => Err(RemoteError::new(RemoteErrorCode::UnknownMethod, format!("no handler for {method:?}"))),
         // The handler runs in its own task so a panic becomes an error reply, and
         // it is cancelled when the connection closes so nothing outlives it.
-        Some(handler) => {
-            let mut task = tokio::spawn(handler(id, body));
-            tokio::select! {
-                joined = &mut task => match joined {
-                    Ok(outcome) => outcome,
-                    Err(err) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("handler failed: {err}"))),
-                },
-                _ = inner.wait_closed() => {
-                    task.abort();
-                    return;
-                }
-            }
-        }
+        Some(handler) => match inner.run_until_closed(handler(id, body)).await {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(err)) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("handler failed: {err}"))),
+            None => return,
+        },
     };
     let sent = match outcome {
         Ok(reply) => inner.send_message(&reply).await,

@@ -371,16 +371,10 @@ fn protocol(what: &str) -> Error {
 }
 
 async fn run_handler(inner: Arc<Inner>, id: u64, handler: HandlerFuture) {
-    let mut task = tokio::spawn(handler);
-    let result = tokio::select! {
-        joined = &mut task => match joined {
-            Ok(result) => result,
-            Err(err) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("stream handler failed: {err}"))),
-        },
-        _ = inner.wait_closed() => {
-            task.abort();
-            return;
-        }
+    let result = match inner.run_until_closed(handler).await {
+        Some(Ok(result)) => result,
+        Some(Err(err)) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("stream handler failed: {err}"))),
+        None => return,
     };
     inner.streams.lock().unwrap_or_else(|e| e.into_inner()).incoming.remove(&id);
     if let Err(err) = inner.send(&Envelope::StreamDone { id, error: result.err() }, &[]).await {
