@@ -251,7 +251,7 @@ fn main() {
         "ed25519 sign (200 bytes)",
         "ed25519 decode key + verify (200 bytes)",
         "ed25519 decode key only (VerifyingKey::from_bytes)",
-        "DeviceKeys::static_public (recomputed on each call)",
+        "DeviceKeys::static_public (cached)",
         "DeviceKeys::info (static_public + key checks)",
     ];
     for (name, rate) in names.iter().zip(&parts) {
