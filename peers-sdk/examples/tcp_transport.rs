@@ -36,7 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::socket::{Locality, SocketInfo, TransportKind, TransportSecurity};
+use peers_sdk::socket::{Locality, SocketInfo, SocketLifecycle, TransportKind, TransportSecurity};
 use peers_sdk::{
     CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket, SocketState,
     TrustLevel,
@@ -44,7 +44,7 @@ use peers_sdk::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 /// Frame kind of a data frame.
@@ -77,7 +77,7 @@ struct TcpSocket {
 #[derive(Debug)]
 struct Shared {
     writer: Mutex<Writer>,
-    state: watch::Sender<SocketState>,
+    state: SocketLifecycle,
 }
 
 #[derive(Debug)]
@@ -106,7 +106,7 @@ impl TcpSocket {
         let (read, write) = stream.into_split();
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer { half: write, broken: false }),
-            state: watch::Sender::new(SocketState::Open),
+            state: SocketLifecycle::new(),
         });
         let (tx, rx) = mpsc::channel(READ_AHEAD_FRAMES);
         let reader = tokio::spawn(read_frames(read, tx, shared.clone(), info.max_frame_size));
@@ -115,38 +115,11 @@ impl TcpSocket {
 }
 
 impl Shared {
-    fn closed_error(&self) -> Error {
-        match &*self.state.borrow() {
-            SocketState::Closed(reason) => Error::Closed { reason: reason.clone() },
-            SocketState::Open => Error::Closed { reason: CloseReason::new(CloseCode::TransportFailure, "reader gone") },
-        }
-    }
-
-    /// Records the close; the first reason wins. Returns whether this call closed it.
-    fn set_closed(&self, reason: CloseReason) -> bool {
-        self.state.send_if_modified(|state| match state {
-            SocketState::Open => {
-                *state = SocketState::Closed(reason);
-                true
-            }
-            SocketState::Closed(_) => false,
-        })
-    }
-
-    async fn wait_closed(&self) -> CloseReason {
-        let mut rx = self.state.subscribe();
-        let closed = rx.wait_for(|state| matches!(state, SocketState::Closed(_))).await;
-        match closed.as_deref() {
-            Ok(SocketState::Closed(reason)) => reason.clone(),
-            _ => CloseReason::new(CloseCode::GoingAway, "socket dropped"),
-        }
-    }
-
     /// Closes locally: marks the state, so senders stop, then tells the peer why
     /// (best effort) and shuts down our half of the stream.
     async fn close(&self, reason: CloseReason) {
         let reason = CloseReason::new(reason.code, reason.message);
-        if !self.set_closed(reason.clone()) {
+        if !self.state.close(reason.clone()) {
             return;
         }
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
@@ -176,11 +149,11 @@ async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, share
         match read.read_exact(&mut header).await {
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-                shared.set_closed(CloseReason::new(CloseCode::TransportFailure, "stream ended without a close frame"));
+                shared.state.close(CloseReason::new(CloseCode::TransportFailure, "stream ended without a close frame"));
                 return;
             }
             Err(err) => {
-                shared.set_closed(CloseReason::new(CloseCode::TransportFailure, format!("read failed: {err}")));
+                shared.state.close(CloseReason::new(CloseCode::TransportFailure, format!("read failed: {err}")));
                 return;
             }
         }
@@ -194,7 +167,7 @@ async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, share
         }
         let mut payload = vec![0u8; len];
         if let Err(err) = read.read_exact(&mut payload).await {
-            shared.set_closed(CloseReason::new(CloseCode::TransportFailure, format!("inside a frame: {err}")));
+            shared.state.close(CloseReason::new(CloseCode::TransportFailure, format!("inside a frame: {err}")));
             return;
         }
         if kind == KIND_DATA {
@@ -208,7 +181,7 @@ async fn read_frames(mut read: OwnedReadHalf, frames: mpsc::Sender<Bytes>, share
             Ok((code, message)) => CloseReason::new(code, message).as_remote(),
             Err(err) => CloseReason::new(CloseCode::ProtocolError, format!("bad close frame: {err}")),
         };
-        shared.set_closed(reason);
+        shared.state.close(reason);
         // Answer with our FIN, so the peer's reader ends too.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { shared.writer.lock().await.half.shutdown().await }).await;
         return;
@@ -227,14 +200,14 @@ impl Socket for TcpSocket {
         }
         // Whoever holds the writer gives it up promptly once the socket closes.
         let mut writer = self.shared.writer.lock().await;
-        if self.state() != SocketState::Open {
-            return Err(self.shared.closed_error());
+        if !self.shared.state.is_open() {
+            return Err(self.shared.state.closed_error());
         }
         // A peer that stops reading holds this write up; a close must still end it.
         let written = tokio::select! {
             biased;
             written = write_frame(&mut writer.half, KIND_DATA, frame) => Some(written),
-            _ = self.shared.wait_closed() => None,
+            _ = self.shared.state.closed() => None,
         };
         match written {
             Some(Ok(())) => Ok(()),
@@ -242,12 +215,12 @@ impl Socket for TcpSocket {
                 writer.broken = true;
                 drop(writer);
                 self.shared.close(CloseReason::new(CloseCode::TransportFailure, format!("write failed: {err}"))).await;
-                Err(self.shared.closed_error())
+                Err(self.shared.state.closed_error())
             }
             None => {
                 writer.broken = true;
                 let _ = writer.half.shutdown().await;
-                Err(self.shared.closed_error())
+                Err(self.shared.state.closed_error())
             }
         }
     }
@@ -255,10 +228,10 @@ impl Socket for TcpSocket {
     async fn recv(&self) -> peers_sdk::Result<Bytes> {
         let mut frames = self.frames.lock().await;
         if self.closed_here.load(Ordering::Acquire) {
-            return Err(self.shared.closed_error());
+            return Err(self.shared.state.closed_error());
         }
         // After the peer's close or a failure the channel yields what came first, then ends.
-        frames.recv().await.ok_or_else(|| self.shared.closed_error())
+        frames.recv().await.ok_or_else(|| self.shared.state.closed_error())
     }
 
     async fn close(&self, reason: CloseReason) {
@@ -269,11 +242,11 @@ impl Socket for TcpSocket {
     }
 
     fn state(&self) -> SocketState {
-        self.shared.state.borrow().clone()
+        self.shared.state.state()
     }
 
     async fn closed(&self) -> CloseReason {
-        self.shared.wait_closed().await
+        self.shared.state.closed().await
     }
 }
 

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    CloseCode, CloseReason, ClosedBy, Locality, Socket, SocketInfo, SocketState, TransportKind, TransportSecurity,
+    CloseCode, CloseReason, ClosedBy, Locality, Socket, SocketInfo, SocketLifecycle, SocketState, TransportKind,
+    TransportSecurity,
 };
 use crate::error::{Error, Result};
 
@@ -36,7 +37,7 @@ pub struct MemorySocket {
     tx: mpsc::Sender<Bytes>,
     rx: Mutex<mpsc::Receiver<Bytes>>,
     /// `states[0]` is this side's, `states[1]` the peer's.
-    states: [Arc<watch::Sender<SocketState>>; 2],
+    states: [Arc<SocketLifecycle>; 2],
 }
 
 impl MemorySocket {
@@ -57,8 +58,8 @@ impl MemorySocket {
         let capacity = capacity.max(1);
         let (a_tx, b_rx) = mpsc::channel(capacity);
         let (b_tx, a_rx) = mpsc::channel(capacity);
-        let a_state = Arc::new(watch::Sender::new(SocketState::Open));
-        let b_state = Arc::new(watch::Sender::new(SocketState::Open));
+        let a_state = Arc::new(SocketLifecycle::new());
+        let b_state = Arc::new(SocketLifecycle::new());
         let info = |security: TransportSecurity, local: &str, peer: &str| SocketInfo {
             transport: TransportKind::Memory,
             locality: Locality::Loopback,
@@ -87,41 +88,14 @@ impl MemorySocket {
     }
 
     fn closed_error(&self) -> Error {
-        match &*self.states[0].borrow() {
-            SocketState::Closed(reason) => Error::Closed { reason: reason.clone() },
-            SocketState::Open => {
-                Error::Closed { reason: CloseReason::new(CloseCode::TransportFailure, "channel gone") }
-            }
-        }
+        self.states[0].closed_error()
     }
 
     fn close_now(&self, reason: CloseReason) {
         let local = CloseReason { by: ClosedBy::Local, ..reason };
         let remote = local.as_remote();
-        set_closed(&self.states[0], local);
-        set_closed(&self.states[1], remote);
-    }
-}
-
-fn set_closed(state: &watch::Sender<SocketState>, reason: CloseReason) {
-    state.send_if_modified(|s| match s {
-        SocketState::Open => {
-            *s = SocketState::Closed(reason);
-            true
-        }
-        SocketState::Closed(_) => false,
-    });
-}
-
-async fn wait_closed(state: &watch::Sender<SocketState>) -> CloseReason {
-    let mut rx = state.subscribe();
-    loop {
-        if let SocketState::Closed(reason) = &*rx.borrow_and_update() {
-            return reason.clone();
-        }
-        if rx.changed().await.is_err() {
-            return CloseReason::new(CloseCode::GoingAway, "socket dropped");
-        }
+        self.states[0].close(local);
+        self.states[1].close(remote);
     }
 }
 
@@ -135,12 +109,12 @@ impl Socket for MemorySocket {
         if frame.len() > self.info.max_frame_size {
             return Err(Error::FrameTooLarge { size: frame.len(), max: self.info.max_frame_size });
         }
-        if self.state() != SocketState::Open {
+        if !self.states[0].is_open() {
             return Err(self.closed_error());
         }
         tokio::select! {
             sent = self.tx.send(frame) => sent.map_err(|_| self.closed_error()),
-            _ = wait_closed(&self.states[0]) => Err(self.closed_error()),
+            _ = self.states[0].closed() => Err(self.closed_error()),
         }
     }
 
@@ -149,7 +123,7 @@ impl Socket for MemorySocket {
         tokio::select! {
             biased;
             frame = rx.recv() => frame.ok_or_else(|| self.closed_error()),
-            reason = wait_closed(&self.states[0]) => {
+            reason = self.states[0].closed() => {
                 // Frames the peer sent before it closed are still delivered; after a
                 // local close nothing more is read.
                 if reason.by == ClosedBy::Remote
@@ -167,11 +141,11 @@ impl Socket for MemorySocket {
     }
 
     fn state(&self) -> SocketState {
-        self.states[0].borrow().clone()
+        self.states[0].state()
     }
 
     async fn closed(&self) -> CloseReason {
-        wait_closed(&self.states[0]).await
+        self.states[0].closed().await
     }
 }
 

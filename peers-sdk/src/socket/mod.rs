@@ -11,6 +11,7 @@
 //! offers a [`ChannelBinding`] lets the handshake tie the peer's identity to the
 //! transport's own encryption.
 
+mod lifecycle;
 mod memory;
 
 use std::borrow::Cow;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use lifecycle::SocketLifecycle;
 pub use memory::MemorySocket;
 
 use crate::error::Result;
