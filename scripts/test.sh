@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, integration and doc tests.
-# Safe to run repeatedly; it installs nothing the Rust toolchain does not already have.
+# Safe to run repeatedly: missing system packages are installed once, then left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== dependencies"
+bash scripts/install-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
