@@ -409,6 +409,12 @@ impl DisconnectHandler<LocalAdapter, InOrder> for DisconnectHook {
             DisconnectReason::ServerNSDisconnect | DisconnectReason::ClosingServer => {
                 self.core.close_local(CloseReason::new(CloseCode::GoingAway, format!("socket.io: {reason}")));
             }
+            // socketioxide dropped a client that broke the socket.io or engine.io
+            // protocol (a packet it could not parse, such as broken JSON or an
+            // attachment over the size limit; concurrent polling requests).
+            DisconnectReason::PacketParsingError | DisconnectReason::MultipleHttpPollingError => {
+                self.core.dropped_for_violation(format!("socket.io dropped the client: {reason}"));
+            }
             _ => self.core.transport_closed(format!("client disconnected without a reason ({reason})")),
         }
         defer(socket);

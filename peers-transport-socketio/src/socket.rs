@@ -208,6 +208,15 @@ impl Core {
         self.set_closed(CloseReason::new(CloseCode::ProtocolError, error.to_string()), true);
     }
 
+    /// The transport library dropped the peer for breaking its protocol; the
+    /// connection is gone, so the peer cannot be told.
+    pub(crate) fn dropped_for_violation(&self, detail: String) {
+        if !self.is_closed() {
+            warn!(socket = %self.label, %detail, "socket.io socket closed: peer broke the protocol");
+        }
+        self.set_closed(CloseReason::new(CloseCode::ProtocolError, detail), false);
+    }
+
     /// The peer's `"peers:close"`.
     pub(crate) fn on_close_notice(&self, notice: CloseNotice) {
         debug!(socket = %self.label, ?notice, "peer's close notice");
