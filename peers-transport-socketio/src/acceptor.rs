@@ -298,8 +298,10 @@ impl AcceptedConnection {
             local_addr: self.shared.local_addr.map(|addr| addr.to_string()),
             peer_addr: self.peer.map(|addr| addr.to_string()),
             max_frame_size: max_frame,
-            // Plain WebSocket: no encryption of our own, nothing to bind.
-            security: TransportSecurity::default(),
+            // With TLS: confidential, but no channel binding, because the client
+            // (`rust_socketio`, native-tls inside) cannot compute the same one and
+            // a binding offered by one side only fails the peers handshake.
+            security: TransportSecurity { confidential: options.tls.is_some(), channel_binding: None },
         };
         let socket = SocketIoSocket::new(info, core.clone(), outbox, writer);
         match self.shared.queue.try_send(socket) {

@@ -23,9 +23,11 @@
 //!   "EngineIO Error", or worse, a piece that parses as another packet). Our
 //!   hello therefore asks the server to escape 0x1e in the binary frames it sends
 //!   us (`wire::escape_record_separators`). Text is safe: JSON escapes 0x1e.
-//! - It exposes neither the TCP addresses nor the TLS session, so `local_addr`
-//!   is unknown and `https`/`wss` sockets offer no channel binding (a binding
-//!   offered by one side only would fail the handshake).
+//! - It exposes neither the TCP addresses nor the TLS session (it dials
+//!   `https`/`wss` with native-tls; we can only hand it a connector, to trust
+//!   [`ClientOptions::tls_root_certificates`]), so `local_addr` is unknown and
+//!   `https`/`wss` sockets offer no channel binding (a binding offered by one
+//!   side only would fail the handshake).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +40,7 @@ use peers_sdk::socket::{Locality, SocketInfo, TransportKind, TransportSecurity};
 use peers_sdk::{CloseCode, CloseReason};
 use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
 use rust_socketio::{Event, Payload, TransportType};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tracing::debug;
 use url::Url;
@@ -71,6 +74,9 @@ pub struct ClientOptions {
     /// binary event. Default: [`DEFAULT_SMALL_FRAME_LIMIT`] (64 KiB). 0 sends
     /// every frame as binary (slow for small frames: see the module docs).
     pub small_frame_limit: usize,
+    /// For `https`/`wss` URLs: root certificates to trust in addition to the
+    /// system's (for instance a server's self-signed certificate). Default: none.
+    pub tls_root_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +88,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             lan_ranges: Vec::new(),
             small_frame_limit: DEFAULT_SMALL_FRAME_LIMIT,
+            tls_root_certificates: Vec::new(),
         }
     }
 }
@@ -97,7 +104,7 @@ fn done() -> Done {
 }
 
 /// Dials `url` (`http://host:port/`, `ws://…`; `https`/`wss` use the system's
-/// TLS) over WebSocket, joins the namespace and exchanges hellos. The socket
+/// TLS, trusting the system's roots and [`ClientOptions::tls_root_certificates`]) over WebSocket, joins the namespace and exchanges hellos. The socket
 /// never reconnects; when the connection ends, [`closed`](peers_sdk::Socket::closed)
 /// says why.
 pub async fn connect(url: &str, options: ClientOptions) -> Result<SocketIoSocket> {
@@ -112,13 +119,16 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<SocketIoSocket
     let core =
         Core::new(format!("client {}", target.url), options.limits.max_frame_size, options.limits.window(), true);
 
-    let builder = callbacks(ClientBuilder::new(target.url.as_str()), &core)
+    let mut builder = callbacks(ClientBuilder::new(target.url.as_str()), &core)
         .namespace(options.namespace.clone())
         .transport_type(TransportType::Websocket)
         .reconnect(true)
         .reconnect_on_disconnect(false)
         .max_reconnect_attempts(1)
         .reconnect_delay(0, 0);
+    if !options.tls_root_certificates.is_empty() {
+        builder = builder.tls_config(tls_connector(&options.tls_root_certificates)?);
+    }
     let connect_error = |detail: String| Error::Connect { url: target.url.to_string(), detail };
     let client = match tokio::time::timeout(options.connect_timeout, builder.connect()).await {
         Ok(Ok(client)) => client,
@@ -167,6 +177,17 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<SocketIoSocket
     let (outbox, writer) = spawn_writer(core.clone(), link);
     debug!(socket = %core.label, "socket.io client socket open");
     Ok(SocketIoSocket::new(info, core, outbox, writer))
+}
+
+/// A native-tls connector (what `rust_socketio` dials `https`/`wss` with) that
+/// trusts `roots` besides the system's roots.
+fn tls_connector(roots: &[CertificateDer<'static>]) -> Result<native_tls::TlsConnector> {
+    let invalid = |detail: String| Error::InvalidConfig { field: "tls_root_certificates", detail };
+    let mut builder = native_tls::TlsConnector::builder();
+    for root in roots {
+        builder.add_root_certificate(native_tls::Certificate::from_der(root).map_err(|e| invalid(e.to_string()))?);
+    }
+    builder.build().map_err(|e| invalid(e.to_string()))
 }
 
 /// Registers our callbacks; each runs synchronously and returns a ready future.

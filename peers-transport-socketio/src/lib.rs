@@ -18,13 +18,17 @@
 //!   share one socketioxide instance with other namespaces
 //!   ([`configure_builder`], [`SocketIoAcceptor::attach`]);
 //! - classifies peers as loopback, LAN (including configured [`LanRange`]s) or
-//!   internet.
+//!   internet;
+//! - optionally serves TLS with rustls ([`ServerOptions::tls`]); the client
+//!   dials `https`/`wss` with native-tls and can trust extra roots
+//!   ([`ClientOptions::tls_root_certificates`]). Such sockets report
+//!   themselves confidential.
 //!
 //! What it does not do: reconnect (the layers above decide when to dial again),
-//! authenticate or encrypt (the [`Connection`](peers_sdk::Connection) handshake
-//! and AEAD do, on top of it), serve TLS, or offer a channel binding
-//! (`rust_socketio` does not expose the TLS session, so the client side could
-//! not offer the same binding). The wire mapping, flow control and limits are in
+//! authenticate (the [`Connection`](peers_sdk::Connection) handshake does, on
+//! top of it), or offer a channel binding: `rust_socketio` does not expose its
+//! TLS session, so the client side could not offer the same binding, and the
+//! connection's own AEAD stays on over TLS. The wire mapping, flow control and limits are in
 //! `docs/transport-socketio.md`.
 //!
 //! # Example
@@ -68,6 +72,7 @@ mod limits;
 mod locality;
 mod server;
 mod socket;
+mod tls;
 mod wire;
 
 pub use acceptor::SocketIoAcceptor;
@@ -75,6 +80,9 @@ pub use client::{ClientOptions, connect};
 pub use error::{Error, Result};
 pub use limits::FrameLimits;
 pub use locality::{InvalidLanRange, LanRange, classify};
+/// The rustls version [`ServerOptions::tls`] takes (with `rustls::pki_types`).
+pub use rustls;
 pub use server::{ServerOptions, SocketIoServer, configure_builder};
 pub use socket::SocketIoSocket;
+pub use tls::{server_tls_config, server_tls_config_from_pem};
 pub use wire::DEFAULT_SMALL_FRAME_LIMIT;

@@ -1,7 +1,10 @@
 //! [`SocketIoServer`]: socketioxide on axum, listening on its own address, and the
 //! options and builder settings it shares with an embedded [`SocketIoAcceptor`].
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::tls::TlsListener;
 use crate::{FrameLimits, LanRange, SocketIoAcceptor, SocketIoSocket};
 
 /// Settings of a [`SocketIoServer`] or an attached [`SocketIoAcceptor`].
@@ -49,6 +53,20 @@ pub struct ServerOptions {
     pub ping_interval: Duration,
     /// engine.io heartbeat: how long a client may take to answer. Default: 20 s.
     pub ping_timeout: Duration,
+    /// Serve over TLS (`https`/`wss`) with this rustls configuration; `None`
+    /// (the default) serves plain HTTP. Build one with
+    /// [`server_tls_config`](crate::server_tls_config) or
+    /// [`server_tls_config_from_pem`](crate::server_tls_config_from_pem). Sockets
+    /// then report [`TransportSecurity::confidential`](peers_sdk::socket::TransportSecurity::confidential)
+    /// but offer no channel binding (see `docs/transport-socketio.md`). An
+    /// attached [`SocketIoAcceptor`] is served by its owner and only reads it to
+    /// report its sockets as confidential.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With TLS: how long a client may take to finish the TLS handshake. Default: 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// With TLS: most TLS handshakes in progress at once; further connections
+    /// wait in the kernel's accept backlog. Default: 64.
+    pub max_pending_tls_handshakes: usize,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +84,9 @@ impl Default for ServerOptions {
             tcp_nodelay: true,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_pending_tls_handshakes: 64,
         }
     }
 }
@@ -89,6 +110,9 @@ impl ServerOptions {
         }
         if self.handshake_timeout.is_zero() || self.stall_timeout.is_zero() {
             return invalid("handshake_timeout / stall_timeout", "must be positive");
+        }
+        if self.tls.is_some() && (self.tls_handshake_timeout.is_zero() || self.max_pending_tls_handshakes == 0) {
+            return invalid("tls_handshake_timeout / max_pending_tls_handshakes", "must be positive");
         }
         Ok(())
     }
@@ -132,6 +156,7 @@ pub struct SocketIoServer {
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
     path: String,
+    tls: bool,
 }
 
 impl SocketIoServer {
@@ -146,26 +171,40 @@ impl SocketIoServer {
             listener.local_addr().map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
         let nodelay = options.tcp_nodelay;
         let path = options.path.clone();
+        let tls = options.tls.clone();
+        let (tls_timeout, max_handshakes) = (options.tls_handshake_timeout, options.max_pending_tls_handshakes);
         let acceptor = SocketIoAcceptor::attach(&io, options, Some(local_addr))?;
-        let listener = listener.tap_io(move |tcp| {
-            // See docs/transport-socketio.md: without it, Nagle's algorithm holds
-            // back every write that follows an unacknowledged one.
-            if nodelay && let Err(err) = tcp.set_nodelay(true) {
-                debug!(%err, "cannot set TCP_NODELAY");
-            }
-        });
         let app = Router::new().fallback_service(service).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let secure = tls.is_some();
+        let served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+            None => {
+                let listener = listener.tap_io(move |tcp| {
+                    // See docs/transport-socketio.md: without it, Nagle's algorithm holds
+                    // back every write that follows an unacknowledged one.
+                    if nodelay && let Err(err) = tcp.set_nodelay(true) {
+                        debug!(%err, "cannot set TCP_NODELAY");
+                    }
+                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+            }
+            Some(config) => {
+                // `TCP_NODELAY` is set before the TLS handshake. The no-op tap only
+                // gives axum its connect info (the peer address) for this listener.
+                let listener = TlsListener::new(listener, config, nodelay, tls_timeout, max_handshakes).tap_io(|_| {});
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
+            }
+        };
         let serve = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
             if let Err(err) = served.await {
                 warn!(%err, "socket.io server stopped");
             }
         });
-        debug!(%local_addr, "socket.io server listening");
-        Ok(SocketIoServer { acceptor, io, local_addr, stop: Some(stop), serve: Some(serve), path })
+        debug!(%local_addr, tls = secure, "socket.io server listening");
+        Ok(SocketIoServer { acceptor, io, local_addr, stop: Some(stop), serve: Some(serve), path, tls: secure })
     }
 
     /// The address it listens on.
@@ -173,9 +212,15 @@ impl SocketIoServer {
         self.local_addr
     }
 
-    /// The URL a client dials: `http://ADDR/PATH/`.
+    /// The URL a client dials: `http://ADDR/PATH/`, or `https://ADDR/PATH/` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}{}/", self.local_addr, self.path.trim_end_matches('/'))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}/", self.local_addr, self.path.trim_end_matches('/'))
+    }
+
+    /// Whether it serves over TLS ([`ServerOptions::tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The next accepted socket; `None` after shutdown.
