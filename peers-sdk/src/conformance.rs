@@ -162,18 +162,26 @@ pub async fn send_after_close_fails(a: BoxSocket, b: BoxSocket) {
     a.close(CloseReason::normal("twice")).await;
 }
 
-/// A full handshake and RPCs both ways run over the socket.
-pub async fn handshake_and_rpc(a: BoxSocket, b: BoxSocket) {
+/// Connects two fresh devices that trust each other over a socket pair: "alice"
+/// dials over `dialer` expecting "bob", who accepts over `acceptor`. Panics if the
+/// handshake fails or either side authenticated someone else.
+pub async fn connect_trusting(dialer: BoxSocket, acceptor: BoxSocket) -> (Connection, Connection) {
     let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
     let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(a, ConnectionConfig::new(alice.clone(), trust), Some(bob.device_id())),
-        Connection::accept(b, ConnectionConfig::new(bob.clone(), trust)),
+    let (dialed, accepted) = tokio::join!(
+        Connection::connect(dialer, ConnectionConfig::new(alice.clone(), trust), Some(bob.device_id())),
+        Connection::accept(acceptor, ConnectionConfig::new(bob.clone(), trust)),
     );
-    let (dialer, listener) = (dialer.expect("connect failed"), listener.expect("accept failed"));
-    assert_eq!(dialer.remote().device_id, bob.device_id());
-    assert_eq!(listener.remote().device_id, alice.device_id());
+    let (dialed, accepted) = (dialed.expect("connect failed"), accepted.expect("accept failed"));
+    assert_eq!(dialed.remote().device_id, bob.device_id());
+    assert_eq!(accepted.remote().device_id, alice.device_id());
+    (dialed, accepted)
+}
+
+/// A full handshake and RPCs both ways run over the socket.
+pub async fn handshake_and_rpc(a: BoxSocket, b: BoxSocket) {
+    let (dialer, listener) = connect_trusting(a, b).await;
     dialer.expose_rpc("whoami", |(): ()| async { Ok::<_, RemoteError>("alice".to_string()) });
     listener.expose_rpc("echo", |data: serde_bytes::ByteBuf| async move { Ok::<_, RemoteError>(data) });
     let payload = serde_bytes::ByteBuf::from(vec![7u8; 300_000]);

@@ -36,8 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use peers_sdk::conformance::connect_trusting;
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, Socket, TrustLevel};
+use peers_sdk::{Connection, MemorySocket, Socket};
 use peers_transport_socketio::{ClientOptions, FrameLimits, ServerOptions, SocketIoServer, SocketIoSocket, connect};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
@@ -391,19 +392,9 @@ async fn call_rate(caller: &Connection, callers: usize, budget: Duration) -> f64
     calls as f64 / start.elapsed().as_secs_f64()
 }
 
-fn trust_everyone(_: &DeviceInfo) -> TrustLevel {
-    TrustLevel::Trusted
-}
-
 /// A connection pair over `dialed` / `accepted`, each side exposing `sink` and `add1`.
 async fn connection_pair(dialed: Box<dyn Socket>, accepted: Box<dyn Socket>) -> (Connection, Connection) {
-    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
-    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(dialed, ConnectionConfig::new(alice, trust_everyone), None),
-        Connection::accept(accepted, ConnectionConfig::new(bob, trust_everyone)),
-    );
-    let (dialer, listener) = (dialer.unwrap(), listener.unwrap());
+    let (dialer, listener) = connect_trusting(dialed, accepted).await;
     for side in [&dialer, &listener] {
         assert!(side.is_encrypted());
         side.expose_rpc("sink", |data: ByteBuf| async move { Ok::<_, RemoteError>(data.len() as u32) });

@@ -1,12 +1,12 @@
 //! Two devices over a real socket.io server and client on loopback: handshake,
 //! RPCs both ways, a 16 MiB message, 1,000 concurrent calls.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use peers_sdk::Connection;
+use peers_sdk::conformance::connect_trusting;
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::socket::{Locality, TransportKind};
-use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, DeviceKeys, TrustLevel};
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer, connect};
 use serde_bytes::ByteBuf;
 
@@ -15,15 +15,8 @@ async fn two_devices() -> (SocketIoServer, Connection, Connection) {
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
     let url = server.url();
     let (dialed, accepted) = tokio::join!(connect(&url, ClientOptions::default()), server.accept());
-    let (dialed, accepted) = (dialed.unwrap(), accepted.unwrap());
-    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
-    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
-    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(Box::new(dialed), ConnectionConfig::new(alice, trust), Some(bob.device_id())),
-        Connection::accept(Box::new(accepted), ConnectionConfig::new(bob, trust)),
-    );
-    (server, dialer.unwrap(), listener.unwrap())
+    let (dialer, listener) = connect_trusting(Box::new(dialed.unwrap()), Box::new(accepted.unwrap())).await;
+    (server, dialer, listener)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

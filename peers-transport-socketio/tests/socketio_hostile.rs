@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use peers_sdk::conformance::connect_trusting;
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket, TrustLevel};
@@ -56,14 +57,7 @@ fn trust_everyone(_: &DeviceInfo) -> TrustLevel {
 async fn good_client(server: &SocketIoServer) -> (Connection, Connection) {
     let url = server.url();
     let (dialed, accepted) = tokio::join!(connect(&url, ClientOptions::default()), server.accept());
-    let (dialed, accepted) = (dialed.unwrap(), accepted.unwrap());
-    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
-    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(Box::new(dialed), ConnectionConfig::new(alice, trust_everyone), Some(bob.device_id())),
-        Connection::accept(Box::new(accepted), ConnectionConfig::new(bob, trust_everyone)),
-    );
-    let (dialer, listener) = (dialer.unwrap(), listener.unwrap());
+    let (dialer, listener) = connect_trusting(Box::new(dialed.unwrap()), Box::new(accepted.unwrap())).await;
     listener.expose_rpc("add1", |x: u64| async move { Ok::<_, RemoteError>(x + 1) });
     assert_eq!(dialer.emit::<_, u64>("add1", &41).await.unwrap(), 42);
     (dialer, listener)

@@ -1,11 +1,11 @@
 //! Servers that stop, refuse or vanish, as a client sees it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peers_sdk::conformance::connect_trusting;
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::socket::ClosedBy;
-use peers_sdk::{CloseCode, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Error, Socket, TrustLevel};
+use peers_sdk::{CloseCode, Connection, Error, Socket};
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer, SocketIoSocket, connect};
 
 const PROMPT: Duration = Duration::from_secs(5);
@@ -22,14 +22,7 @@ async fn hanging_call(
     server: &SocketIoServer,
 ) -> (Connection, Connection, tokio::task::JoinHandle<peers_sdk::Result<()>>) {
     let (dialed, accepted) = dial(server).await;
-    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
-    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
-    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(Box::new(dialed), ConnectionConfig::new(alice, trust), None),
-        Connection::accept(Box::new(accepted), ConnectionConfig::new(bob, trust)),
-    );
-    let (alice, bob) = (dialer.unwrap(), listener.unwrap());
+    let (alice, bob) = connect_trusting(Box::new(dialed), Box::new(accepted)).await;
     bob.expose_rpc("hang", |(): ()| async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok::<_, RemoteError>(())

@@ -3,11 +3,11 @@
 //! confidential but offer no channel binding, so the connection keeps its own
 //! AEAD. A plain client dialing the TLS port fails promptly with a typed error.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peers_sdk::Socket;
+use peers_sdk::conformance::connect_trusting;
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Socket, TrustLevel};
 use peers_transport_socketio::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use peers_transport_socketio::{
     ClientOptions, Error, ServerOptions, SocketIoServer, connect, server_tls_config, server_tls_config_from_pem,
@@ -50,14 +50,7 @@ async fn connection_over_tls_is_confidential_and_keeps_its_aead() {
     }
     assert!(accepted.info().peer_addr.as_deref().is_some_and(|addr| addr.starts_with("127.0.0.1:")));
 
-    let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
-    let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
-    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
-    let (dialer, listener) = tokio::join!(
-        Connection::connect(Box::new(dialed), ConnectionConfig::new(alice, trust), Some(bob.device_id())),
-        Connection::accept(Box::new(accepted), ConnectionConfig::new(bob, trust)),
-    );
-    let (alice, bob) = (dialer.unwrap(), listener.unwrap());
+    let (alice, bob) = connect_trusting(Box::new(dialed), Box::new(accepted)).await;
     for connection in [&alice, &bob] {
         assert!(connection.socket_info().security.confidential);
         assert!(connection.is_encrypted(), "no binding over TLS: the connection's own AEAD stays on");
