@@ -253,11 +253,13 @@ fn open_connection(shared: &Arc<Shared>, socket: Arc<Io>) {
     socket.on_fallback(EventHandler { kind: EventKind::Unknown, conn: conn.clone() });
     socket.on_disconnect(DisconnectHook { core: core.clone(), gone: gone_tx });
 
+    // The writer must be ready before our hello goes out: the client's hello can
+    // arrive on another thread right after, and `on_hello` hands the writer over.
+    let (outbox, writer) = spawn_writer(core.clone(), link);
+    *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((outbox, writer));
     if let Err(err) = socket.emit(EVENT_HELLO, &hello) {
         core.transport_closed(format!("could not send hello: {err}"));
     }
-    let (outbox, writer) = spawn_writer(core.clone(), link);
-    *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((outbox, writer));
 
     let timeout = options.handshake_timeout;
     tokio::spawn(async move {
