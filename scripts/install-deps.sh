@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: OpenSSL headers and pkg-config (rust_socketio's TLS stack builds
-# against the system OpenSSL); Node.js and npm for the JavaScript interop tests
-# (tests/js/), only when no `node` is installed at all (a newer Node from elsewhere
-# is fine).
-packages=(pkg-config libssl-dev)
+# Debian packages:
+# - pkg-config, libssl-dev: rust_socketio's TLS stack builds against the system OpenSSL;
+# - redis-server: the signaling server's Redis backend tests start their own instance;
+# - chromium: the WebRTC interop test drives a headless page (through puppeteer-core);
+# - iproute2, iptables: the NAT tests build network namespaces and NAT routers;
+# - Node.js and npm for the JavaScript interop tests (tests/js/), only when no `node`
+#   is installed at all (a newer Node from elsewhere is fine).
+packages=(pkg-config libssl-dev redis-server chromium iproute2 iptables)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
@@ -19,7 +22,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 for tool in node npm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool is missing (install Node.js with npm)" >&2; exit 1; }

@@ -1,0 +1,1 @@
+//! The peers signaling server and the client devices use to reach it.

@@ -1,0 +1,1 @@
+//! The peers `Socket` over a WebRTC data channel.
