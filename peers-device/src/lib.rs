@@ -1,1 +1,23 @@
-//! peers-device.
+//! `peers-device`: what applications and daemons use to keep a user's devices,
+//! and the groups they share, in sync.
+//!
+//! This crate holds, so far:
+//!
+//! - [`GroupId`] and the per-group RPC namespace (`listChanges_{groupId}`, ...);
+//! - [`sync`]: the [`SyncGroup`](sync::SyncGroup) trait applications implement (the
+//!   original design's `IPeerDevice`) and the reference engine,
+//!   [`SqliteSyncEngine`](sync::SqliteSyncEngine): a key-value map per group in
+//!   SQLite, last writer wins with a deterministic tie-break, incremental pulls
+//!   from a per-member checkpoint, batched change notification and a periodic full
+//!   resync.
+//!
+//! It does not open connections itself: a `peers_sdk::Connection` to a member is
+//! handed to [`sync::expose_group`] and [`sync::ConnectionPeer`].
+#![deny(missing_docs)]
+
+mod error;
+mod group;
+pub mod sync;
+
+pub use error::{Error, Result};
+pub use group::{GroupId, MAX_GROUP_ID_LEN};

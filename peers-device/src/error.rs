@@ -1,0 +1,70 @@
+//! The crate's one error type.
+
+use peers_sdk::DeviceId;
+
+/// Everything that can go wrong in `peers-device`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A group id is empty, too long or has characters outside `[A-Za-z0-9_.-]`.
+    #[error("invalid group id {id:?}: {reason}")]
+    InvalidGroupId {
+        /// The rejected id (truncated to 80 characters).
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A change from a peer (or a local write) breaks a limit or is malformed.
+    #[error("invalid change from {origin}: {reason}")]
+    InvalidChange {
+        /// The device the change claims to come from.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A peer's change carries a timestamp too far in the future. Accepting it would
+    /// let one device win every later conflict.
+    #[error("change from {origin} is {ahead_ms} ms ahead of this device's clock (limit {limit_ms} ms)")]
+    ClockSkew {
+        /// The device the change claims to come from.
+        origin: String,
+        /// How far ahead it is.
+        ahead_ms: u64,
+        /// The configured limit.
+        limit_ms: u64,
+    },
+    /// The peer is not a member of the group (or the group is not shared with it).
+    #[error("device {device} is not a member of group {group}")]
+    NotAMember {
+        /// The device.
+        device: DeviceId,
+        /// The group.
+        group: String,
+    },
+    /// The embedded database failed.
+    #[error("sync database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database file belongs to another group or a newer schema.
+    #[error("sync database {path}: {reason}")]
+    IncompatibleDatabase {
+        /// The file.
+        path: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A call to a peer failed (connection closed, timeout, remote error).
+    #[error("peer {device}: {source}")]
+    Peer {
+        /// The peer.
+        device: DeviceId,
+        /// The underlying failure.
+        #[source]
+        source: peers_sdk::Error,
+    },
+    /// A blocking database task panicked or was cancelled.
+    #[error("sync worker stopped: {0}")]
+    Worker(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,422 @@
+//! [`SqliteSyncEngine`]: the reference [`SyncGroup`], a key-value map per group
+//! kept in SQLite and synced by pulling from each member.
+//!
+//! Tasks: one notifier per engine (after local writes, and after writes pulled
+//! from a peer so changes travel on to members further away, it waits
+//! [`EngineOptions::notify_debounce`] and then tells every member its head) and one
+//! puller per ready member (woken by that member's notifications, at start, and by
+//! the periodic full resync). Tasks hold only a weak reference to the engine and
+//! stop when it is dropped or the member is gone.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use peers_sdk::DeviceId;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{debug, warn};
+
+use super::store::{Applied, Entry, Store};
+use super::{Change, ChangeBatch, ChangeNotice, ListChanges, NetworkInfo, PeerDevice, SyncGroup, SyncLimits};
+use crate::error::{Error, Result};
+use crate::group::GroupId;
+
+/// Settings of [`SqliteSyncEngine`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    /// Size limits on keys, values and batches.
+    pub limits: SyncLimits,
+    /// How long to gather local writes before notifying members. Default: 20 ms.
+    pub notify_debounce: Duration,
+    /// Changes asked for per `listChanges` call. Default: 1,000.
+    pub page_size: u32,
+    /// How often every member is re-read from the start, as a safety net.
+    /// Default: 1 hour.
+    pub full_resync_interval: Duration,
+    /// The most members synced at once; more are refused. Default: 256.
+    pub max_peers: usize,
+    /// Applied changes kept for slow [`SqliteSyncEngine::subscribe`] receivers
+    /// before they lag. Default: 1,024.
+    pub subscriber_capacity: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            limits: SyncLimits::default(),
+            notify_debounce: Duration::from_millis(20),
+            page_size: 1000,
+            full_resync_interval: Duration::from_secs(3600),
+            max_peers: 256,
+            subscriber_capacity: 1024,
+        }
+    }
+}
+
+/// How syncing with one member is going.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerSyncStatus {
+    /// The member.
+    pub device: DeviceId,
+    /// How far this device has pulled from the member's log.
+    pub checkpoint: u64,
+    /// The member's newest `seq`, as last heard.
+    pub peer_head: u64,
+    /// Changes pulled from it that won and were written.
+    pub written: u64,
+    /// Pulls completed.
+    pub pulls: u64,
+    /// When the last pull finished.
+    pub last_pull: Option<SystemTime>,
+    /// The last pull's failure, if it failed.
+    pub last_error: Option<String>,
+}
+
+impl PeerSyncStatus {
+    /// Everything the member had, as last heard, has been pulled.
+    pub fn caught_up(&self) -> bool {
+        self.checkpoint >= self.peer_head && self.last_error.is_none()
+    }
+}
+
+/// The reference sync engine. Cheap to clone.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use peers_device::GroupId;
+/// use peers_device::sync::{EngineOptions, SqliteSyncEngine};
+///
+/// let me = peers_sdk::DeviceKeys::generate("alice")?.device_id();
+/// let notes = SqliteSyncEngine::in_memory(GroupId::new("notes")?, me, EngineOptions::default()).await?;
+/// notes.put("greeting", b"hello").await?;
+/// assert_eq!(notes.get("greeting").await?, Some(b"hello".to_vec()));
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SqliteSyncEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteSyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSyncEngine").field("group", &self.inner.group).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    group: GroupId,
+    device: DeviceId,
+    store: Arc<Mutex<Store>>,
+    options: EngineOptions,
+    peers: Mutex<HashMap<DeviceId, Member>>,
+    changes: broadcast::Sender<Change>,
+    written: Arc<Notify>,
+    notifier: Mutex<Option<AbortHandle>>,
+}
+
+struct Member {
+    remote: Arc<dyn PeerDevice>,
+    wake: Arc<Notify>,
+    status: Arc<Mutex<PeerSyncStatus>>,
+    task: AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.notifier).take() {
+            task.abort();
+        }
+        for member in lock(&self.peers).values() {
+            member.task.abort();
+        }
+    }
+}
+
+impl SqliteSyncEngine {
+    /// Opens the group's database at `path` (created if missing).
+    pub async fn open(path: PathBuf, group: GroupId, device: DeviceId, options: EngineOptions) -> Result<Self> {
+        let (limits, id) = (options.limits.clone(), group.clone());
+        let store = blocking(move || Store::open(&path, &id, device, limits)).await?;
+        Ok(Self::start(store, group, device, options))
+    }
+
+    /// A group kept in memory only, for tests and examples.
+    pub async fn in_memory(group: GroupId, device: DeviceId, options: EngineOptions) -> Result<Self> {
+        let store = Store::in_memory(&group, device, options.limits.clone())?;
+        Ok(Self::start(store, group, device, options))
+    }
+
+    fn start(store: Store, group: GroupId, device: DeviceId, options: EngineOptions) -> Self {
+        let (changes, _) = broadcast::channel(options.subscriber_capacity.max(1));
+        let inner = Arc::new(Inner {
+            group,
+            device,
+            store: Arc::new(Mutex::new(store)),
+            options,
+            peers: Mutex::new(HashMap::new()),
+            changes,
+            written: Arc::new(Notify::new()),
+            notifier: Mutex::new(None),
+        });
+        let task = tokio::spawn(notify_members(Arc::downgrade(&inner), inner.written.clone())).abort_handle();
+        *lock(&inner.notifier) = Some(task);
+        SqliteSyncEngine { inner }
+    }
+
+    /// Writes `key` and tells the members (after the debounce).
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<Change> {
+        self.write(key, Some(value.to_vec())).await
+    }
+
+    /// Deletes `key` (a tombstone that syncs like a write).
+    pub async fn delete(&self, key: &str) -> Result<Change> {
+        self.write(key, None).await
+    }
+
+    async fn write(&self, key: &str, value: Option<Vec<u8>>) -> Result<Change> {
+        let store = self.inner.store.clone();
+        let key = key.to_owned();
+        let change = blocking(move || lock(&store).put(&key, value.as_deref(), wall_ms())).await?;
+        let _ = self.inner.changes.send(change.clone());
+        self.inner.written.notify_one();
+        Ok(change)
+    }
+
+    /// The value of `key`, if it is set.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.entry(key).await?.and_then(|e| e.value))
+    }
+
+    /// The stored version of `key`, tombstones included.
+    pub async fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        let (store, key) = (self.inner.store.clone(), key.to_owned());
+        blocking(move || lock(&store).get(&key)).await
+    }
+
+    /// Every key that is set, with its value, in key order.
+    pub async fn snapshot(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let store = self.inner.store.clone();
+        blocking(move || lock(&store).snapshot()).await
+    }
+
+    /// This device's summary (head, entry count, digest).
+    pub fn info(&self) -> NetworkInfo {
+        lock(&self.inner.store).info()
+    }
+
+    /// Every change written from now on, local or pulled. A receiver that falls
+    /// more than [`EngineOptions::subscriber_capacity`] behind sees `Lagged`.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    /// How syncing with each ready member is going.
+    pub fn peer_status(&self) -> Vec<PeerSyncStatus> {
+        let mut all: Vec<_> = lock(&self.inner.peers).values().map(|m| lock(&m.status).clone()).collect();
+        all.sort_by_key(|s| s.device);
+        all
+    }
+
+    /// Pulls everything new from `device` now and waits for it.
+    pub async fn sync_now(&self, device: &DeviceId) -> Result<Applied> {
+        let member = lock(&self.inner.peers).get(device).map(|m| (m.remote.clone(), m.status.clone()));
+        let Some((remote, status)) = member else {
+            return Err(Error::NotAMember { device: *device, group: self.inner.group.to_string() });
+        };
+        pull(&self.inner, remote.as_ref(), &status).await
+    }
+}
+
+#[async_trait]
+impl SyncGroup for SqliteSyncEngine {
+    fn group_id(&self) -> &GroupId {
+        &self.inner.group
+    }
+
+    async fn list_changes(&self, from: &DeviceId, request: ListChanges) -> Result<ChangeBatch> {
+        debug!(group = %self.inner.group, peer = %from, since = request.since, "listChanges");
+        let store = self.inner.store.clone();
+        blocking(move || lock(&store).list_changes(request.since, request.limit)).await
+    }
+
+    async fn get_network_info(&self, _from: &DeviceId) -> Result<NetworkInfo> {
+        Ok(self.info())
+    }
+
+    async fn notify_of_changes(&self, from: &DeviceId, notice: ChangeNotice) -> Result<()> {
+        let peers = lock(&self.inner.peers);
+        let member = peers.get(from).ok_or(Error::NotAMember { device: *from, group: self.inner.group.to_string() })?;
+        let mut status = lock(&member.status);
+        status.peer_head = status.peer_head.max(notice.head);
+        member.wake.notify_one();
+        Ok(())
+    }
+
+    async fn peer_ready(&self, remote: Arc<dyn PeerDevice>) {
+        let device = remote.device_id();
+        if device == self.inner.device {
+            warn!(group = %self.inner.group, "refusing to sync with this device itself");
+            return;
+        }
+        let mut peers = lock(&self.inner.peers);
+        if !peers.contains_key(&device) && peers.len() >= self.inner.options.max_peers {
+            warn!(group = %self.inner.group, peer = %device, limit = self.inner.options.max_peers, "too many members");
+            return;
+        }
+        let checkpoint = lock(&self.inner.store).checkpoint(&device).unwrap_or(0);
+        let status = Arc::new(Mutex::new(PeerSyncStatus {
+            device,
+            checkpoint,
+            peer_head: 0,
+            written: 0,
+            pulls: 0,
+            last_pull: None,
+            last_error: None,
+        }));
+        let wake = Arc::new(Notify::new());
+        wake.notify_one();
+        let task = tokio::spawn(pull_member(Arc::downgrade(&self.inner), remote.clone(), wake.clone(), status.clone()));
+        if let Some(old) = peers.insert(device, Member { remote, wake, status, task: task.abort_handle() }) {
+            old.task.abort();
+        }
+    }
+
+    async fn peer_gone(&self, device: &DeviceId) {
+        if let Some(member) = lock(&self.inner.peers).remove(device) {
+            member.task.abort();
+        }
+    }
+}
+
+/// A member's puller: pulls when woken, and re-reads everything periodically.
+async fn pull_member(
+    engine: Weak<Inner>,
+    remote: Arc<dyn PeerDevice>,
+    wake: Arc<Notify>,
+    status: Arc<Mutex<PeerSyncStatus>>,
+) {
+    let Some(interval) = engine.upgrade().map(|e| e.options.full_resync_interval) else { return };
+    loop {
+        let full = tokio::select! {
+            () = wake.notified() => false,
+            () = tokio::time::sleep(interval) => true,
+        };
+        let Some(inner) = engine.upgrade() else { return };
+        if full {
+            let device = remote.device_id();
+            let store = inner.store.clone();
+            if let Err(err) = blocking(move || lock(&store).reset_checkpoint(&device)).await {
+                warn!(%err, "cannot reset checkpoint for the full resync");
+            }
+        }
+        if let Err(err) = pull(&inner, remote.as_ref(), &status).await {
+            debug!(group = %inner.group, peer = %remote.device_id(), %err, "pull failed");
+        }
+    }
+}
+
+/// Pulls pages from `remote` until it has nothing more.
+async fn pull(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<PeerSyncStatus>) -> Result<Applied> {
+    let device = remote.device_id();
+    let result = pull_pages(inner, remote, status).await;
+    let mut status = lock(status);
+    status.last_pull = Some(SystemTime::now());
+    status.pulls += 1;
+    match &result {
+        Ok(applied) => {
+            status.written += applied.written as u64;
+            status.last_error = None;
+        }
+        Err(err) => status.last_error = Some(err.to_string()),
+    }
+    status.checkpoint = lock(&inner.store).checkpoint(&device).unwrap_or(status.checkpoint);
+    result
+}
+
+async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<PeerSyncStatus>) -> Result<Applied> {
+    let device = remote.device_id();
+    let mut applied = Applied::default();
+    let mut restarted = false;
+    loop {
+        let since = lock(&inner.store).checkpoint(&device)?;
+        let batch = remote.list_changes(ListChanges { since, limit: inner.options.page_size }).await?;
+        {
+            let mut status = lock(status);
+            status.peer_head = batch.head;
+        }
+        if batch.head < since && !restarted {
+            // The member's log is behind what we pulled: its database was replaced
+            // or restored. Read it again from the start (once per pull).
+            warn!(group = %inner.group, peer = %device, since, head = batch.head, "member's log went back; re-reading");
+            restarted = true;
+            let store = inner.store.clone();
+            blocking(move || lock(&store).reset_checkpoint(&device)).await?;
+            continue;
+        }
+        let more = batch.more;
+        let store = inner.store.clone();
+        let changes = batch.changes;
+        let (mask, changes) = blocking(move || {
+            let mask = lock(&store).apply(&device, &changes, wall_ms())?;
+            Ok((mask, changes))
+        })
+        .await?;
+        applied.add(&mask);
+        let mut wrote = false;
+        for (change, written) in changes.into_iter().zip(mask) {
+            if written {
+                wrote = true;
+                let _ = inner.changes.send(change);
+            }
+        }
+        if wrote {
+            inner.written.notify_one();
+        }
+        if !more {
+            return Ok(applied);
+        }
+    }
+}
+
+/// Tells every member the head, a debounce after writes. Waits on `written`
+/// without holding the engine, so dropping the engine ends the task.
+async fn notify_members(engine: Weak<Inner>, written: Arc<Notify>) {
+    loop {
+        written.notified().await;
+        let Some(debounce) = engine.upgrade().map(|inner| inner.options.notify_debounce) else { return };
+        tokio::time::sleep(debounce).await;
+        let Some(inner) = engine.upgrade() else { return };
+        let head = lock(&inner.store).info().head;
+        let members: Vec<_> = lock(&inner.peers).values().map(|m| m.remote.clone()).collect();
+        let group = inner.group.clone();
+        drop(inner);
+        let mut calls = JoinSet::new();
+        for member in members {
+            calls.spawn(async move { (member.device_id(), member.notify_of_changes(ChangeNotice { head }).await) });
+        }
+        while let Some(done) = calls.join_next().await {
+            if let Ok((device, Err(err))) = done {
+                debug!(%group, peer = %device, %err, "notifyOfChanges failed");
+            }
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a database call on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Worker(e.to_string()))?
+}

@@ -1,0 +1,241 @@
+//! Tests of the SQLite store: last writer wins, paging, idempotence, refusals
+//! that leave nothing behind, reopening, and convergence under any sync order.
+
+use peers_sdk::{DeviceId, DeviceKeys};
+use proptest::prelude::*;
+
+use super::store::Store;
+use super::types::SyncLimits;
+use crate::error::Error;
+use crate::group::GroupId;
+
+fn device() -> DeviceId {
+    DeviceKeys::generate("u").unwrap().device_id()
+}
+
+fn group() -> GroupId {
+    GroupId::new("g").unwrap()
+}
+
+fn store(device: DeviceId) -> Store {
+    Store::in_memory(&group(), device, SyncLimits::default()).unwrap()
+}
+
+/// Pulls everything `from` has into `to`, page by page, as the engine does.
+fn pull(to: &mut Store, from: &Store, page: u32, wall: u64) {
+    let peer = from.info().device;
+    loop {
+        let batch = from.list_changes(to.checkpoint(&peer).unwrap(), page).unwrap();
+        to.apply(&peer, &batch.changes, wall).unwrap();
+        if !batch.more {
+            break;
+        }
+    }
+}
+
+#[test]
+fn the_later_write_wins_and_ties_break_on_the_device_id() {
+    let (a, b) = (device(), device());
+    let (mut sa, mut sb) = (store(a), store(b));
+    sa.put("k", Some(b"from a"), 1_000).unwrap();
+    sb.put("k", Some(b"from b"), 2_000).unwrap();
+    pull(&mut sa, &sb, 10, 3_000);
+    pull(&mut sb, &sa, 10, 3_000);
+    assert_eq!(sa.get("k").unwrap().unwrap().value.as_deref(), Some(&b"from b"[..]));
+    assert_eq!(sa.info().digest, sb.info().digest);
+
+    // Same wall clock on both: the greater device id wins, on both devices.
+    let (mut sa, mut sb) = (store(a), store(b));
+    sa.put("k", Some(b"from a"), 5_000).unwrap();
+    sb.put("k", Some(b"from b"), 5_000).unwrap();
+    pull(&mut sa, &sb, 10, 5_000);
+    pull(&mut sb, &sa, 10, 5_000);
+    let winner: &[u8] = if a > b { b"from a" } else { b"from b" };
+    assert_eq!(sa.get("k").unwrap().unwrap().value.as_deref(), Some(winner));
+    assert_eq!(sb.get("k").unwrap().unwrap().value.as_deref(), Some(winner));
+}
+
+#[test]
+fn the_log_keeps_one_row_per_key_and_pages_in_seq_order() {
+    let mut s = store(device());
+    for i in 0..25 {
+        s.put(&format!("k{}", i % 10), Some(&[i as u8]), 1_000 + i).unwrap();
+    }
+    let info = s.info();
+    assert_eq!(info.head, 25);
+    assert_eq!(info.entries, 10);
+    let first = s.list_changes(0, 4).unwrap();
+    assert_eq!(first.changes.len(), 4);
+    assert!(first.more);
+    let seqs: Vec<u64> = first.changes.iter().map(|c| c.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    // Only the latest version of each key is listed.
+    let all = s.list_changes(0, 1000).unwrap();
+    assert_eq!(all.changes.len(), 10);
+    assert!(!all.more);
+}
+
+#[test]
+fn a_page_respects_the_byte_cap_but_always_makes_progress() {
+    let limits = SyncLimits { max_batch_bytes: 3_000, ..SyncLimits::default() };
+    let mut s = Store::in_memory(&group(), device(), limits).unwrap();
+    for i in 0..5 {
+        s.put(&format!("k{i}"), Some(&vec![1u8; 2_000]), 1_000).unwrap();
+    }
+    let batch = s.list_changes(0, 1000).unwrap();
+    assert_eq!(batch.changes.len(), 1, "one 2 kB change fits 3 kB, two do not");
+    assert!(batch.more);
+}
+
+#[test]
+fn applying_twice_changes_nothing() {
+    let (a, b) = (device(), device());
+    let (mut sa, mut sb) = (store(a), store(b));
+    sa.put("x", Some(b"1"), 1_000).unwrap();
+    let batch = sa.list_changes(0, 100).unwrap();
+    assert_eq!(sb.apply(&a, &batch.changes, 1_000).unwrap(), vec![true]);
+    let head = sb.info().head;
+    sb.reset_checkpoint(&a).unwrap();
+    assert_eq!(sb.apply(&a, &batch.changes, 1_000).unwrap(), vec![false]);
+    assert_eq!(sb.info().head, head);
+}
+
+#[test]
+fn hostile_batches_are_refused_whole() {
+    let (a, b) = (device(), device());
+    let mut sa = store(a);
+    sa.put("ok", Some(b"1"), 1_000).unwrap();
+    sa.put("ok2", Some(b"2"), 1_000).unwrap();
+    let good = sa.list_changes(0, 100).unwrap().changes;
+    let mut sb = store(b);
+    let before = sb.info();
+
+    let mut skewed = good.clone();
+    skewed[1].timestamp = (1_000 + 11 * 60 * 1000) << 16;
+    assert!(matches!(sb.apply(&a, &skewed, 1_000), Err(Error::ClockSkew { .. })));
+
+    let mut huge = good.clone();
+    huge[1].value = Some(vec![0; (1 << 20) + 1]);
+    assert!(matches!(sb.apply(&a, &huge, 1_000), Err(Error::InvalidChange { .. })));
+
+    let mut empty_key = good.clone();
+    empty_key[0].key.clear();
+    assert!(matches!(sb.apply(&a, &empty_key, 1_000), Err(Error::InvalidChange { .. })));
+
+    let mut backwards = good.clone();
+    backwards.swap(0, 1);
+    assert!(matches!(sb.apply(&a, &backwards, 1_000), Err(Error::InvalidChange { .. })));
+
+    let too_many = vec![good[0].clone(); 1001];
+    assert!(matches!(sb.apply(&a, &too_many, 1_000), Err(Error::InvalidChange { .. })));
+
+    // Nothing of any refused batch was written, and the checkpoint did not move.
+    assert_eq!(sb.info(), before);
+    assert_eq!(sb.checkpoint(&a).unwrap(), 0);
+    assert!(sb.get("ok").unwrap().is_none());
+}
+
+#[test]
+fn a_reopened_database_keeps_data_checkpoints_and_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.sqlite3");
+    let (me, peer) = (device(), device());
+    let first = {
+        let mut s = Store::open(&path, &group(), me, SyncLimits::default()).unwrap();
+        let mut other = store(peer);
+        other.put("from-peer", Some(b"p"), 1_000).unwrap();
+        pull(&mut s, &other, 10, 1_000);
+        s.put("mine", Some(b"m"), 50_000).unwrap()
+    };
+    let mut s = Store::open(&path, &group(), me, SyncLimits::default()).unwrap();
+    assert_eq!(s.get("mine").unwrap().unwrap().value.as_deref(), Some(&b"m"[..]));
+    assert_eq!(s.checkpoint(&peer).unwrap(), 1);
+    // The wall clock went back after the restart; the new write still sorts later.
+    let next = s.put("mine", Some(b"m2"), 10_000).unwrap();
+    assert!(next.timestamp > first.timestamp);
+    assert!(next.seq > first.seq);
+
+    // Another group's (or device's) database is refused.
+    let other_group = GroupId::new("other").unwrap();
+    assert!(matches!(
+        Store::open(&path, &other_group, me, SyncLimits::default()),
+        Err(Error::IncompatibleDatabase { .. })
+    ));
+    assert!(matches!(
+        Store::open(&path, &group(), peer, SyncLimits::default()),
+        Err(Error::IncompatibleDatabase { .. })
+    ));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put { device: usize, key: u8, value: u8, wall: u64 },
+    Delete { device: usize, key: u8, wall: u64 },
+    Pull { to: usize, from: usize, page: u32 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..3usize, 0..6u8, any::<u8>(), 0..50u64).prop_map(|(device, key, value, wall)| Op::Put {
+            device,
+            key,
+            value,
+            wall
+        }),
+        (0..3usize, 0..6u8, 0..50u64).prop_map(|(device, key, wall)| Op::Delete { device, key, wall }),
+        (0..3usize, 0..3usize, 1..4u32).prop_map(|(to, from, page)| Op::Pull { to, from, page }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Whatever the writes and whatever order devices pull in, once every device
+    /// has pulled from every other (twice round, so changes relayed through a third
+    /// device arrive too), all hold the same values and the same digest.
+    #[test]
+    fn any_sync_order_converges(ops in proptest::collection::vec(op(), 1..60)) {
+        let devices: Vec<DeviceId> = (0..3).map(|_| device()).collect();
+        let mut stores: Vec<Store> = devices.iter().map(|d| store(*d)).collect();
+        for op in ops {
+            match op {
+                Op::Put { device, key, value, wall } => {
+                    stores[device].put(&format!("k{key}"), Some(&[value]), 1_000 + wall).unwrap();
+                }
+                Op::Delete { device, key, wall } => {
+                    stores[device].put(&format!("k{key}"), None, 1_000 + wall).unwrap();
+                }
+                Op::Pull { to, from, page } if to != from => {
+                    let (to_store, from_store) = pair(&mut stores, to, from);
+                    pull(to_store, from_store, page, 2_000);
+                }
+                Op::Pull { .. } => {}
+            }
+        }
+        for _ in 0..2 {
+            for to in 0..3 {
+                for from in 0..3 {
+                    if to != from {
+                        let (to_store, from_store) = pair(&mut stores, to, from);
+                        pull(to_store, from_store, 2, 2_000);
+                    }
+                }
+            }
+        }
+        let first = stores[0].snapshot().unwrap();
+        for s in &stores[1..] {
+            prop_assert_eq!(&s.snapshot().unwrap(), &first);
+            prop_assert_eq!(s.info().digest, stores[0].info().digest);
+        }
+    }
+}
+
+fn pair(stores: &mut [Store], to: usize, from: usize) -> (&mut Store, &Store) {
+    assert_ne!(to, from);
+    if to < from {
+        let (left, right) = stores.split_at_mut(from);
+        (&mut left[to], &right[0])
+    } else {
+        let (left, right) = stores.split_at_mut(to);
+        (&mut right[0], &left[from])
+    }
+}

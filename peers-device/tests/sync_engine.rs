@@ -1,0 +1,204 @@
+//! The reference sync engine between devices over real `Connection`s (in-memory
+//! sockets): changes flow both ways and on through a third device, only group
+//! members can call a group's RPCs, and a member that restarts catches up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_device::sync::{ConnectionPeer, EngineOptions, SqliteSyncEngine, SyncGroup, expose_group};
+use peers_device::{Error, GroupId};
+use peers_sdk::rpc::RemoteErrorCode;
+use peers_sdk::{Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Device {
+    id: DeviceId,
+    keys: Arc<DeviceKeys>,
+}
+
+fn device(name: &str) -> Device {
+    let keys = Arc::new(DeviceKeys::generate(name).unwrap());
+    Device { id: keys.device_id(), keys }
+}
+
+async fn engine(group: &GroupId, device: &Device) -> SqliteSyncEngine {
+    SqliteSyncEngine::in_memory(group.clone(), device.id, EngineOptions::default()).await.unwrap()
+}
+
+/// Connects `a` (dialing) and `b` (accepting) with their own keys over an
+/// in-memory socket pair.
+async fn connect(a: &Device, b: &Device) -> (Connection, Connection) {
+    let (near, far) = MemorySocket::pair(64, 1 << 20);
+    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let (ca, cb) = tokio::join!(
+        Connection::connect(Box::new(near), ConnectionConfig::new(a.keys.clone(), trust), Some(b.id)),
+        Connection::accept(Box::new(far), ConnectionConfig::new(b.keys.clone(), trust)),
+    );
+    (ca.unwrap(), cb.unwrap())
+}
+
+/// Registers `engine`'s RPCs on `connection` (the peer is a member).
+fn expose(connection: &Connection, engine: &SqliteSyncEngine) {
+    expose_group(connection, Arc::new(engine.clone()));
+}
+
+/// Tells `engine` the member behind `connection` is ready.
+async fn ready(connection: &Connection, engine: &SqliteSyncEngine) {
+    engine.peer_ready(Arc::new(ConnectionPeer::new(connection.clone(), engine.group_id().clone()))).await;
+}
+
+/// Connects `a` and `b` and wires `groups` (engine on a, engine on b) both ways.
+async fn link(a: &Device, b: &Device, groups: &[(&SqliteSyncEngine, &SqliteSyncEngine)]) -> (Connection, Connection) {
+    let (ca, cb) = connect(a, b).await;
+    for (ea, eb) in groups {
+        expose(&ca, ea);
+        expose(&cb, eb);
+    }
+    for (ea, eb) in groups {
+        ready(&ca, ea).await;
+        ready(&cb, eb).await;
+    }
+    (ca, cb)
+}
+
+async fn wait_for(engine: &SqliteSyncEngine, key: &str, value: Option<&[u8]>) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if engine.get(key).await.unwrap().as_deref() == value {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{key} never became {value:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_flow_both_ways_and_on_through_a_third_device() {
+    let group = GroupId::new("notes").unwrap();
+    let (a, b, c) = (device("a"), device("b"), device("c"));
+    let (ea, eb, ec) = (engine(&group, &a).await, engine(&group, &b).await, engine(&group, &c).await);
+    // a - b - c: a and c are not connected.
+    let _ab = link(&a, &b, &[(&ea, &eb)]).await;
+    let _bc = link(&b, &c, &[(&eb, &ec)]).await;
+
+    ea.put("from-a", b"1").await.unwrap();
+    ec.put("from-c", b"2").await.unwrap();
+    for engine in [&ea, &eb, &ec] {
+        wait_for(engine, "from-a", Some(b"1")).await;
+        wait_for(engine, "from-c", Some(b"2")).await;
+    }
+    ec.delete("from-a").await.unwrap();
+    wait_for(&ea, "from-a", None).await;
+    assert_eq!(ea.info().digest, ec.info().digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_one_group_cannot_reach_another_groups_data() {
+    let shared = GroupId::new("shared").unwrap();
+    let secret = GroupId::new("secret").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let (ea, eb) = (engine(&shared, &a).await, engine(&shared, &b).await);
+    let b_secret = engine(&secret, &b).await;
+    b_secret.put("password", b"hunter2").await.unwrap();
+    let (ca, _cb) = link(&a, &b, &[(&ea, &eb)]).await;
+
+    // a is not in `secret`: b registered no `secret` RPCs on this connection.
+    for method in [secret.list_changes_method(), secret.network_info_method()] {
+        let err = ca.emit::<_, ()>(&method, &()).await.unwrap_err();
+        assert!(
+            matches!(&err, peers_sdk::Error::Remote(e) if e.code == RemoteErrorCode::UnknownMethod),
+            "{method}: {err}"
+        );
+    }
+    // And an engine refuses notifications from devices that are not members.
+    let err = b_secret.notify_of_changes(&a.id, peers_device::sync::ChangeNotice { head: 1 }).await.unwrap_err();
+    assert!(matches!(err, Error::NotAMember { .. }), "{err}");
+    // The shared group works on the same connection.
+    eb.put("hello", b"a").await.unwrap();
+    wait_for(&ea, "hello", Some(b"a")).await;
+    assert!(ea.get("password").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_was_offline_catches_up_page_by_page() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let ea = engine(&group, &a).await;
+    let mut options = EngineOptions::default();
+    options.page_size = 50;
+    let eb = SqliteSyncEngine::in_memory(group.clone(), b.id, options).await.unwrap();
+    for i in 0..500u32 {
+        ea.put(&format!("k{i}"), &i.to_be_bytes()).await.unwrap();
+    }
+    let _link = link(&a, &b, &[(&ea, &eb)]).await;
+    wait_for(&eb, "k499", Some(&499u32.to_be_bytes())).await;
+    tokio::time::timeout(WAIT, async {
+        while eb.info().digest != ea.info().digest {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("digests never matched");
+    assert_eq!(eb.snapshot().await.unwrap().len(), 500);
+    let status = eb.peer_status();
+    assert_eq!(status.len(), 1);
+    assert!(status[0].caught_up(), "{status:?}");
+    assert!(status[0].pulls >= 1);
+    assert_eq!(status[0].written, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_converge_to_the_same_value_everywhere() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let (ea, eb) = (engine(&group, &a).await, engine(&group, &b).await);
+    let _link = link(&a, &b, &[(&ea, &eb)]).await;
+    let writer = |engine: SqliteSyncEngine, tag: u8| async move {
+        for i in 0..100u8 {
+            engine.put(&format!("k{}", i % 5), &[tag, i]).await.unwrap();
+        }
+    };
+    tokio::join!(writer(ea.clone(), 1), writer(eb.clone(), 2));
+    tokio::time::timeout(WAIT, async {
+        while ea.info().digest != eb.info().digest || ea.snapshot().await.unwrap() != eb.snapshot().await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the two devices never converged");
+    assert_eq!(ea.snapshot().await.unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_device_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let ea = engine(&group, &a).await;
+    let path = dir.path().join("g.sqlite3");
+    let open = || SqliteSyncEngine::open(path.clone(), group.clone(), b.id, EngineOptions::default());
+    for i in 0..20u8 {
+        ea.put(&format!("k{i}"), &[i]).await.unwrap();
+    }
+    {
+        let eb = open().await.unwrap();
+        let (ca, cb) = link(&a, &b, &[(&ea, &eb)]).await;
+        wait_for(&eb, "k19", Some(&[19])).await;
+        ca.close(peers_sdk::CloseReason::normal("restart")).await;
+        cb.closed().await;
+        ea.peer_gone(&b.id).await;
+    }
+    for i in 20..25u8 {
+        ea.put(&format!("k{i}"), &[i]).await.unwrap();
+    }
+    let eb = open().await.unwrap();
+    assert_eq!(eb.get("k19").await.unwrap(), Some(vec![19]), "data survived the restart");
+    let _link = link(&a, &b, &[(&ea, &eb)]).await;
+    wait_for(&eb, "k24", Some(&[24])).await;
+    // Only the five new changes were pulled after the restart.
+    let status = eb.peer_status();
+    assert_eq!(status[0].written, 5, "{status:?}");
+}
