@@ -21,5 +21,7 @@ pub use connection::{
 };
 pub use error::{CodecError, Error, HandshakeError, Result};
 pub use identity::{DeviceId, DeviceInfo, DeviceKeys};
-pub use socket::{BoxSocket, CloseCode, CloseReason, MemorySocket, Socket, SocketInfo, SocketState};
+pub use socket::{
+    BoxSocket, CloseCode, CloseReason, MemorySocket, PathInfo, PathKind, Socket, SocketInfo, SocketState,
+};
 pub use trust::{TrustLevel, TrustPolicy, TrustStore};

@@ -154,6 +154,12 @@ impl Connection {
         self.inner.socket.info()
     }
 
+    /// The network path the socket's packets take now, if its transport knows
+    /// (see [`Socket::path`](crate::Socket::path)).
+    pub fn path(&self) -> Option<crate::PathInfo> {
+        self.inner.socket.path()
+    }
+
     /// Whether frames are sealed by our AEAD. False only when the transport's own
     /// encryption is bound into the handshake and both sides agreed to rely on it.
     pub fn is_encrypted(&self) -> bool {

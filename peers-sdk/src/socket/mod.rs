@@ -66,6 +66,48 @@ pub trait Socket: Send + Sync + fmt::Debug + 'static {
 
     /// Waits until the socket is closed and returns the reason.
     async fn closed(&self) -> CloseReason;
+
+    /// The network path the socket's packets take right now, for transports that
+    /// know it (WebRTC reads it from the selected ICE candidate pair). It can change
+    /// during the socket's life. The default, for transports with one fixed path
+    /// described by [`SocketInfo::locality`], is `None`.
+    fn path(&self) -> Option<PathInfo> {
+        None
+    }
+}
+
+/// How a socket's packets travel, as far as its transport can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PathKind {
+    /// Straight between the two hosts' own addresses (ICE host candidates).
+    Direct,
+    /// Through a NAT, with addresses learned from STUN or from the peer (ICE
+    /// server- or peer-reflexive candidates).
+    NatTraversal,
+    /// Through a relay server (TURN, or the signaling server's frame relay).
+    Relayed,
+}
+
+/// The path a socket's packets take, from [`Socket::path`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PathInfo {
+    /// Direct, through a NAT, or relayed.
+    pub kind: PathKind,
+    /// The round-trip time the transport measured, if it measures one.
+    pub rtt: Option<std::time::Duration>,
+    /// This side's end of the path (for example `"udp 192.0.2.1:50000 host"`).
+    pub local: Option<String>,
+    /// The peer's end of the path.
+    pub remote: Option<String>,
+}
+
+impl PathInfo {
+    /// A path of `kind` with nothing else known.
+    pub fn new(kind: PathKind) -> Self {
+        PathInfo { kind, rtt: None, local: None, remote: None }
+    }
 }
 
 /// A boxed socket, as the layers above hold them.
