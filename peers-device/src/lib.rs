@@ -15,9 +15,12 @@
 //! handed to [`sync::expose_group`] and [`sync::ConnectionPeer`].
 #![deny(missing_docs)]
 
+pub mod device_message;
 mod error;
 mod group;
+pub mod manager;
 pub mod sync;
 
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};
+pub use manager::class::ConnectionClass;

@@ -1,0 +1,161 @@
+//! Connection health from pings: latency, error rate, and the decision to give
+//! up on a connection after consecutive failures. Sans-IO: the caller sends the
+//! pings and passes the clock in.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Settings of [`Health`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HealthOptions {
+    /// Time between pings. Default: 15 s.
+    pub ping_interval: Duration,
+    /// A ping not answered within this time failed. Default: 10 s.
+    pub ping_timeout: Duration,
+    /// Consecutive failed pings that close the connection. Default: 3.
+    pub max_failures: u32,
+    /// Pings remembered for the error rate. Default: 20.
+    pub window: usize,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        HealthOptions {
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(10),
+            max_failures: 3,
+            window: 20,
+        }
+    }
+}
+
+/// What the caller should do after recording a ping's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the connection.
+    Healthy,
+    /// Too many consecutive failures: close it.
+    Dead,
+}
+
+/// The health of one connection.
+#[derive(Clone, Debug)]
+pub struct Health {
+    options: HealthOptions,
+    outcomes: VecDeque<Option<Duration>>,
+    consecutive_failures: u32,
+    smoothed_rtt: Option<Duration>,
+    last_rtt: Option<Duration>,
+    next_ping: Instant,
+}
+
+impl Health {
+    /// A connection that has just been verified at `now`.
+    pub fn new(options: HealthOptions, now: Instant) -> Self {
+        let next_ping = now + options.ping_interval;
+        Health {
+            outcomes: VecDeque::with_capacity(options.window.max(1)),
+            options,
+            consecutive_failures: 0,
+            smoothed_rtt: None,
+            last_rtt: None,
+            next_ping,
+        }
+    }
+
+    /// When the next ping is due.
+    pub fn next_ping(&self) -> Instant {
+        self.next_ping
+    }
+
+    /// How long to wait for a ping's answer.
+    pub fn ping_timeout(&self) -> Duration {
+        self.options.ping_timeout
+    }
+
+    /// Records an answered ping that took `rtt`, at `now`.
+    pub fn on_pong(&mut self, rtt: Duration, now: Instant) -> Verdict {
+        self.consecutive_failures = 0;
+        self.last_rtt = Some(rtt);
+        // The usual 1/8 exponential smoothing (as TCP's SRTT).
+        self.smoothed_rtt = Some(match self.smoothed_rtt {
+            None => rtt,
+            Some(srtt) => (srtt * 7 + rtt) / 8,
+        });
+        self.record(Some(rtt), now)
+    }
+
+    /// Records a ping that failed or timed out, at `now`.
+    pub fn on_failure(&mut self, now: Instant) -> Verdict {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.record(None, now)
+    }
+
+    fn record(&mut self, outcome: Option<Duration>, now: Instant) -> Verdict {
+        if self.outcomes.len() >= self.options.window.max(1) {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back(outcome);
+        self.next_ping = now + self.options.ping_interval;
+        if self.consecutive_failures >= self.options.max_failures { Verdict::Dead } else { Verdict::Healthy }
+    }
+
+    /// The smoothed round-trip time, once a ping was answered.
+    pub fn latency(&self) -> Option<Duration> {
+        self.smoothed_rtt
+    }
+
+    /// The last ping's round-trip time.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    /// The share of failed pings among the last [`HealthOptions::window`].
+    pub fn error_rate(&self) -> f64 {
+        if self.outcomes.is_empty() {
+            return 0.0;
+        }
+        self.outcomes.iter().filter(|o| o.is_none()).count() as f64 / self.outcomes.len() as f64
+    }
+
+    /// Consecutive failed pings so far.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_consecutive_failures_are_fatal_but_an_answer_resets_the_count() {
+        let start = Instant::now();
+        let mut health = Health::new(HealthOptions::default(), start);
+        assert_eq!(health.next_ping(), start + Duration::from_secs(15));
+        assert_eq!(health.on_failure(start), Verdict::Healthy);
+        assert_eq!(health.on_failure(start), Verdict::Healthy);
+        assert_eq!(health.on_pong(Duration::from_millis(4), start), Verdict::Healthy);
+        assert_eq!(health.on_failure(start), Verdict::Healthy);
+        assert_eq!(health.on_failure(start), Verdict::Healthy);
+        assert_eq!(health.on_failure(start), Verdict::Dead);
+        assert!((health.error_rate() - 5.0 / 6.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn latency_is_smoothed_and_the_error_rate_windowed() {
+        let start = Instant::now();
+        let options = HealthOptions { window: 4, ..HealthOptions::default() };
+        let mut health = Health::new(options, start);
+        health.on_pong(Duration::from_millis(80), start);
+        assert_eq!(health.latency(), Some(Duration::from_millis(80)));
+        health.on_pong(Duration::from_millis(0), start);
+        assert_eq!(health.latency(), Some(Duration::from_millis(70)));
+        health.on_failure(start);
+        for _ in 0..4 {
+            health.on_pong(Duration::from_millis(1), start);
+        }
+        assert_eq!(health.error_rate(), 0.0, "the failure left the window");
+    }
+}
