@@ -61,6 +61,28 @@ pub enum Error {
         #[source]
         source: peers_sdk::Error,
     },
+    /// A device tried to connect to itself.
+    #[error("refusing a connection to this device itself")]
+    SelfConnection,
+    /// The connection limit is reached and the newcomer is not better than any
+    /// connection held.
+    #[error("connection limit of {limit} reached")]
+    ConnectionLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// The group is not known to the manager.
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
+    /// A device message could not be sent or was refused.
+    #[error(transparent)]
+    DeviceMessage(#[from] crate::device_message::Refusal),
+    /// The manager was shut down.
+    #[error("the connection manager is shut down")]
+    ShutDown,
+    /// Making or using a connection failed.
+    #[error(transparent)]
+    Connection(#[from] peers_sdk::Error),
     /// A blocking database task panicked or was cancelled.
     #[error("sync worker stopped: {0}")]
     Worker(String),

@@ -24,3 +24,4 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};
 pub use manager::class::ConnectionClass;
+pub use manager::{ConnectionManager, Dialer, ManagerConfig, ManagerEvent, ManagerStatus};

@@ -292,6 +292,10 @@ impl SyncGroup for SqliteSyncEngine {
             member.task.abort();
         }
     }
+
+    fn sync_status(&self) -> Vec<PeerSyncStatus> {
+        self.peer_status()
+    }
 }
 
 /// A member's puller: pulls when woken, and re-reads everything periodically.

@@ -62,6 +62,12 @@ pub trait SyncGroup: Send + Sync + 'static {
 
     /// A member is no longer reachable through `peer_ready`'s handle.
     async fn peer_gone(&self, device: &DeviceId);
+
+    /// How syncing with each ready member is going, for status displays. The
+    /// default reports nothing.
+    fn sync_status(&self) -> Vec<PeerSyncStatus> {
+        Vec::new()
+    }
 }
 
 /// Another member of a group, as this device calls it (`IPeerDevice`).

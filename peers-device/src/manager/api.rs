@@ -1,0 +1,431 @@
+//! [`ConnectionManager`]: the public face, and the shared state its tasks use.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use peers_sdk::{BoxSocket, CloseCode, CloseReason, Connection, DeviceId};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::class::ConnectionClass;
+use super::config::ManagerConfig;
+use super::dial::{Dialer, keep_connected};
+use super::health::Health;
+use super::status::{ConnectionStatus, GroupStatus, HistoryEntry, ManagerEvent, ManagerStatus, MemberStatus};
+use crate::device_message::{DeviceMessage, MessageRouter, Route};
+use crate::error::{Error, Result};
+use crate::group::GroupId;
+use crate::sync::{SyncGroup, expose_group, hide_group};
+
+/// Keeps one connection per remote device, routes it to every group both
+/// devices share, prefers the best class of connection and moves traffic to a
+/// better one when it appears.
+///
+/// Cheap to clone; every clone is the same manager. See `docs/ARCHITECTURE.md`
+/// ("peers-device") for the handover protocol and the limits.
+#[derive(Clone)]
+pub struct ConnectionManager {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager").field("device", &self.inner.me).finish_non_exhaustive()
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) config: ManagerConfig,
+    pub(super) me: DeviceId,
+    pub(super) state: Mutex<State>,
+    pub(super) events: broadcast::Sender<ManagerEvent>,
+    pub(super) inbox: mpsc::Sender<DeviceMessage>,
+    inbox_reader: Mutex<Option<mpsc::Receiver<DeviceMessage>>>,
+    pub(super) router: Mutex<MessageRouter>,
+    pub(super) dialers: RwLock<Vec<Arc<dyn Dialer>>>,
+    /// Bumped on every change of connections or dialers; dial loops watch it.
+    pub(super) changed: watch::Sender<u64>,
+    /// Application set-up run on every new connection (its own RPCs).
+    pub(super) setups: RwLock<Vec<ConnectionSetup>>,
+}
+
+/// Application set-up run on every new connection.
+pub(super) type ConnectionSetup = Arc<dyn Fn(&Connection, DeviceId) + Send + Sync>;
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) groups: HashMap<GroupId, GroupEntry>,
+    pub(super) devices: HashMap<DeviceId, DeviceLinks>,
+    pub(super) history: VecDeque<HistoryEntry>,
+    pub(super) next_link: u64,
+    pub(super) wanted: HashMap<DeviceId, AbortHandle>,
+    pub(super) shut_down: bool,
+}
+
+pub(super) struct GroupEntry {
+    pub(super) engine: Arc<dyn SyncGroup>,
+    pub(super) members: HashSet<DeviceId>,
+}
+
+pub(super) struct DeviceLinks {
+    pub(super) links: Vec<Link>,
+    pub(super) active: Option<u64>,
+    pub(super) switched_at: Instant,
+    /// The link each group's engine was last given for this device.
+    pub(super) ready_on: HashMap<GroupId, u64>,
+}
+
+pub(super) struct Link {
+    pub(super) id: u64,
+    pub(super) connection: Connection,
+    pub(super) class: ConnectionClass,
+    pub(super) transport: String,
+    pub(super) dialed: bool,
+    pub(super) since: SystemTime,
+    pub(super) health: Health,
+    /// Groups the peer said it registered on this link.
+    pub(super) remote_ready: HashSet<GroupId>,
+    /// Groups whose RPCs this side registered on this link.
+    pub(super) local_groups: HashSet<GroupId>,
+    pub(super) retiring: bool,
+    pub(super) local_retired: bool,
+    pub(super) peer_retired: bool,
+}
+
+impl DeviceLinks {
+    pub(super) fn link(&self, id: u64) -> Option<&Link> {
+        self.links.iter().find(|l| l.id == id)
+    }
+
+    pub(super) fn link_mut(&mut self, id: u64) -> Option<&mut Link> {
+        self.links.iter_mut().find(|l| l.id == id)
+    }
+
+    pub(super) fn active_link(&self) -> Option<&Link> {
+        self.active.and_then(|id| self.link(id))
+    }
+}
+
+impl Inner {
+    pub(super) fn record(&self, state: &mut State, event: ManagerEvent) {
+        if state.history.len() >= self.config.history.max(1) {
+            state.history.pop_front();
+        }
+        state.history.push_back(HistoryEntry { at: SystemTime::now(), event: event.clone() });
+        let _ = self.events.send(event);
+        self.changed.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    pub(super) fn active_class(&self, device: &DeviceId) -> Option<ConnectionClass> {
+        lock(&self.state).devices.get(device).and_then(|d| d.active_link()).map(|l| l.class)
+    }
+
+    /// Whether this side decides which connection to a device is kept (the side
+    /// with the smaller device id; both sides compute the same answer).
+    pub(super) fn leads(&self, device: &DeviceId) -> bool {
+        self.me < *device
+    }
+}
+
+impl ConnectionManager {
+    /// A manager with no connections and no groups.
+    pub fn new(config: ManagerConfig) -> Self {
+        let me = config.keys().device_id();
+        let (events, _) = broadcast::channel(256);
+        let (inbox, inbox_reader) = mpsc::channel(config.device_message_inbox.max(1));
+        let (changed, _) = watch::channel(0);
+        ConnectionManager {
+            inner: Arc::new(Inner {
+                router: Mutex::new(MessageRouter::new(me, 4096)),
+                config,
+                me,
+                state: Mutex::new(State::default()),
+                events,
+                inbox,
+                inbox_reader: Mutex::new(Some(inbox_reader)),
+                dialers: RwLock::new(Vec::new()),
+                changed,
+                setups: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// This device.
+    pub fn device_id(&self) -> DeviceId {
+        self.inner.me
+    }
+
+    /// Adds a group with the devices that are its other members, and registers
+    /// it on the connections to those members that are up.
+    pub async fn add_group(&self, engine: Arc<dyn SyncGroup>, members: impl IntoIterator<Item = DeviceId>) {
+        let group = engine.group_id().clone();
+        let members: HashSet<DeviceId> = members.into_iter().filter(|d| *d != self.inner.me).collect();
+        let connected: Vec<DeviceId> = {
+            let mut state = lock(&self.inner.state);
+            state.groups.insert(group.clone(), GroupEntry { engine, members: members.clone() });
+            members.iter().filter(|d| state.devices.contains_key(d)).copied().collect()
+        };
+        for device in connected {
+            self.inner.share_group(&device, &group).await;
+        }
+    }
+
+    /// Removes a group: its RPCs go from every connection and its engine is told
+    /// every member is gone.
+    pub async fn remove_group(&self, group: &GroupId) -> Result<()> {
+        let entry = lock(&self.inner.state).groups.remove(group).ok_or(Error::UnknownGroup(group.to_string()))?;
+        for device in entry.members {
+            self.inner.unshare_group(&device, group, &entry.engine).await;
+        }
+        Ok(())
+    }
+
+    /// Adds `device` to `group`'s members (and shares the group on its
+    /// connections, if it is connected).
+    pub async fn add_member(&self, group: &GroupId, device: DeviceId) -> Result<()> {
+        {
+            let mut state = lock(&self.inner.state);
+            let entry = state.groups.get_mut(group).ok_or(Error::UnknownGroup(group.to_string()))?;
+            if device == self.inner.me || !entry.members.insert(device) {
+                return Ok(());
+            }
+        }
+        self.inner.share_group(&device, group).await;
+        Ok(())
+    }
+
+    /// Removes `device` from `group`'s members: it can no longer call the group's
+    /// RPCs, and the engine stops syncing with it.
+    pub async fn remove_member(&self, group: &GroupId, device: &DeviceId) -> Result<()> {
+        let engine = {
+            let mut state = lock(&self.inner.state);
+            let entry = state.groups.get_mut(group).ok_or(Error::UnknownGroup(group.to_string()))?;
+            entry.members.remove(device);
+            entry.engine.clone()
+        };
+        self.inner.unshare_group(device, group, &engine).await;
+        Ok(())
+    }
+
+    /// Runs the handshake as the accepting side over `socket` and adds the
+    /// connection. Returns the authenticated peer.
+    pub async fn accept(&self, socket: BoxSocket) -> Result<DeviceId> {
+        let connection = Connection::accept(socket, self.inner.config.connection.clone()).await?;
+        let device = connection.remote().device_id;
+        self.inner.adopt(connection, false).await?;
+        Ok(device)
+    }
+
+    /// Runs the handshake as the dialing side over `socket`, expecting `expected`
+    /// if given, and adds the connection.
+    pub async fn dial(&self, socket: BoxSocket, expected: Option<DeviceId>) -> Result<DeviceId> {
+        if expected == Some(self.inner.me) {
+            return Err(Error::SelfConnection);
+        }
+        let connection = Connection::connect(socket, self.inner.config.connection.clone(), expected).await?;
+        let device = connection.remote().device_id;
+        self.inner.adopt(connection, true).await?;
+        Ok(device)
+    }
+
+    /// Runs `setup` on every connection verified from now on, before the manager
+    /// uses it: the place to register the application's own RPCs, so they are
+    /// there whichever connection to a device is active.
+    pub fn on_connection(&self, setup: impl Fn(&Connection, DeviceId) + Send + Sync + 'static) {
+        self.inner.setups.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(setup));
+    }
+
+    /// Adds a way of reaching devices; devices kept connected try it from now on.
+    pub fn add_dialer(&self, dialer: Arc<dyn Dialer>) {
+        self.inner.dialers.write().unwrap_or_else(|e| e.into_inner()).push(dialer);
+        self.inner.changed.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// Keeps a connection to `device` up: dials it with every dialer that could
+    /// give a better class than the connection held, with backoff, for as long
+    /// as the manager runs (or until [`forget`](Self::forget)).
+    pub fn keep_connected(&self, device: DeviceId) {
+        if device == self.inner.me {
+            return;
+        }
+        let mut state = lock(&self.inner.state);
+        if state.shut_down || state.wanted.contains_key(&device) {
+            return;
+        }
+        let task = tokio::spawn(keep_connected(Arc::downgrade(&self.inner), device, self.inner.changed.subscribe()));
+        state.wanted.insert(device, task.abort_handle());
+    }
+
+    /// Stops keeping `device` connected (connections that are up stay up).
+    pub fn forget(&self, device: &DeviceId) {
+        if let Some(task) = lock(&self.inner.state).wanted.remove(device) {
+            task.abort();
+        }
+    }
+
+    /// The connection calls to `device` use now.
+    pub fn connection(&self, device: &DeviceId) -> Option<Connection> {
+        lock(&self.inner.state).devices.get(device).and_then(|d| d.active_link()).map(|l| l.connection.clone())
+    }
+
+    /// Sends a signed device message to `to`, over several hops if needed.
+    pub async fn send_device_message(&self, to: DeviceId, kind: &str, payload: Vec<u8>) -> Result<()> {
+        let config = &self.inner.config;
+        let message = DeviceMessage::new(
+            config.keys(),
+            to,
+            kind,
+            payload,
+            now_ms(),
+            config.device_message_lifetime.as_millis() as u64,
+            config.device_message_hops,
+        )?;
+        let neighbours = self.inner.neighbours();
+        let route = lock(&self.inner.router).route(message, None, &neighbours, now_ms())?;
+        match route {
+            Route::Forward(message, next) => {
+                self.inner.forward(message, next).await;
+                Ok(())
+            }
+            Route::Deliver(message) => self
+                .inner
+                .inbox
+                .try_send(message)
+                .map_err(|_| Error::DeviceMessage(crate::device_message::Refusal::NoRoute)),
+        }
+    }
+
+    /// The device messages addressed to this device. There is one reader; later
+    /// calls return `None`.
+    pub fn take_device_messages(&self) -> Option<mpsc::Receiver<DeviceMessage>> {
+        lock(&self.inner.inbox_reader).take()
+    }
+
+    /// Events from now on (a receiver more than 256 behind sees `Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<ManagerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of connections, groups and recent history.
+    pub fn status(&self) -> ManagerStatus {
+        let state = lock(&self.inner.state);
+        let mut connections: Vec<ConnectionStatus> = state
+            .devices
+            .iter()
+            .flat_map(|(device, links)| {
+                links.links.iter().map(move |link| ConnectionStatus {
+                    device: *device,
+                    class: link.class,
+                    transport: link.transport.clone(),
+                    path: link.connection.path(),
+                    peer_addr: link.connection.socket_info().peer_addr.clone(),
+                    active: links.active == Some(link.id),
+                    retiring: link.retiring,
+                    dialed: link.dialed,
+                    encrypted: link.connection.is_encrypted(),
+                    latency: link.health.latency(),
+                    error_rate: link.health.error_rate(),
+                    since: link.since,
+                })
+            })
+            .collect();
+        connections.sort_by_key(|c| (!c.active, c.class, c.device));
+        let mut groups: Vec<GroupStatus> = state
+            .groups
+            .iter()
+            .map(|(group, entry)| {
+                let mut members: Vec<MemberStatus> = entry
+                    .members
+                    .iter()
+                    .map(|device| {
+                        let links = state.devices.get(device);
+                        MemberStatus {
+                            device: *device,
+                            connected: links.is_some_and(|l| !l.links.is_empty()),
+                            ready: links.is_some_and(|l| l.ready_on.contains_key(group)),
+                        }
+                    })
+                    .collect();
+                members.sort_by_key(|m| m.device);
+                GroupStatus { group: group.clone(), members, sync: entry.engine.sync_status() }
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        ManagerStatus { device: self.inner.me, connections, groups, history: state.history.iter().cloned().collect() }
+    }
+
+    /// Closes every connection and stops every task; later connections are refused.
+    pub async fn shutdown(&self) {
+        let connections: Vec<Connection> = {
+            let mut state = lock(&self.inner.state);
+            state.shut_down = true;
+            for (_, task) in state.wanted.drain() {
+                task.abort();
+            }
+            state.devices.values().flat_map(|d| d.links.iter().map(|l| l.connection.clone())).collect()
+        };
+        for connection in connections {
+            connection.close(CloseReason::new(CloseCode::GoingAway, "device shutting down")).await;
+        }
+    }
+}
+
+impl Inner {
+    /// Devices with a usable connection.
+    pub(super) fn neighbours(&self) -> Vec<DeviceId> {
+        lock(&self.state).devices.iter().filter(|(_, d)| d.active.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    /// Registers `group` on every live link to `device` and announces it.
+    pub(super) async fn share_group(self: &Arc<Self>, device: &DeviceId, group: &GroupId) {
+        let targets: Vec<(Connection, Arc<dyn SyncGroup>)> = {
+            let mut state = lock(&self.state);
+            let Some(engine) = state.groups.get(group).map(|g| g.engine.clone()) else { return };
+            let Some(links) = state.devices.get_mut(device) else { return };
+            links
+                .links
+                .iter_mut()
+                .filter_map(|l| {
+                    (!l.retiring && l.local_groups.insert(group.clone()))
+                        .then(|| (l.connection.clone(), engine.clone()))
+                })
+                .collect()
+        };
+        for (connection, engine) in targets {
+            expose_group(&connection, engine);
+            self.announce_groups(connection, vec![group.clone()]);
+        }
+    }
+
+    /// Removes `group` from every link to `device` and tells the engine.
+    pub(super) async fn unshare_group(
+        self: &Arc<Self>,
+        device: &DeviceId,
+        group: &GroupId,
+        engine: &Arc<dyn SyncGroup>,
+    ) {
+        let connections: Vec<Connection> = {
+            let mut state = lock(&self.state);
+            let Some(links) = state.devices.get_mut(device) else { return };
+            links.ready_on.remove(group);
+            links.links.iter_mut().filter_map(|l| l.local_groups.remove(group).then(|| l.connection.clone())).collect()
+        };
+        for connection in connections {
+            hide_group(&connection, group);
+            let groups = vec![group.clone()];
+            tokio::spawn(async move {
+                let _ = super::control::call(&connection, super::control::GROUP_LEFT, &groups).await;
+            });
+        }
+        engine.peer_gone(device).await;
+    }
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,188 @@
+//! The manager's own RPCs on every connection, and the tasks that use them.
+//!
+//! | method               | arguments          | purpose                                   |
+//! |----------------------|--------------------|-------------------------------------------|
+//! | `peers:ping`         | `()`               | health; answered with `()`                |
+//! | `peers:groupReady`   | `[groupId]`        | "I registered these groups' RPCs here"     |
+//! | `peers:groupLeft`    | `[groupId]`        | "I removed them"                          |
+//! | `peers:takeover`     | `()`               | leader: "use this connection from now on" |
+//! | `peers:retire`       | `()`               | "no calls of mine are left on this one"   |
+//! | `peers:deviceMessage`| `DeviceMessage`    | multi-hop signed device messages          |
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
+use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId};
+use serde::Serialize;
+use tracing::{debug, warn};
+
+use super::api::{Inner, lock, now_ms};
+use super::health::Verdict;
+use crate::device_message::{DeviceMessage, Route};
+use crate::group::GroupId;
+
+pub(super) const PING: &str = "peers:ping";
+pub(super) const GROUP_READY: &str = "peers:groupReady";
+pub(super) const GROUP_LEFT: &str = "peers:groupLeft";
+pub(super) const TAKEOVER: &str = "peers:takeover";
+pub(super) const RETIRE: &str = "peers:retire";
+pub(super) const DEVICE_MESSAGE: &str = "peers:deviceMessage";
+
+/// How long a control call keeps retrying while the peer has not registered the
+/// method yet (it registers right after its handshake finishes, which can be a
+/// moment after ours).
+const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
+
+/// Calls a control method, retrying while the peer answers "unknown method".
+pub(super) async fn call<A: Serialize + Sync>(
+    connection: &Connection,
+    method: &str,
+    args: &A,
+) -> peers_sdk::Result<()> {
+    let deadline = Instant::now() + REGISTRATION_GRACE;
+    loop {
+        match connection.emit::<_, ()>(method, args).await {
+            Err(peers_sdk::Error::Remote(e))
+                if e.code == RemoteErrorCode::UnknownMethod && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Registers the control methods on a new link.
+pub(super) fn register(inner: &Arc<Inner>, connection: &Connection, device: DeviceId, link: u64) {
+    connection.expose_rpc(PING, |(): ()| async { Ok::<_, RemoteError>(()) });
+    let weak = Arc::downgrade(inner);
+    connection.expose_rpc(GROUP_READY, move |groups: Vec<GroupId>| {
+        let weak = weak.clone();
+        async move {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_groups_ready(&device, link, groups).await;
+            }
+            Ok::<_, RemoteError>(())
+        }
+    });
+    let weak = Arc::downgrade(inner);
+    connection.expose_rpc(GROUP_LEFT, move |groups: Vec<GroupId>| {
+        let weak = weak.clone();
+        async move {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_groups_left(&device, link, groups).await;
+            }
+            Ok::<_, RemoteError>(())
+        }
+    });
+    let weak = Arc::downgrade(inner);
+    connection.expose_rpc(TAKEOVER, move |(): ()| {
+        let weak = weak.clone();
+        async move {
+            match weak.upgrade() {
+                // Only the leader may move traffic; a takeover from the other side is ignored.
+                Some(inner) if !inner.leads(&device) => inner.on_takeover(&device, link).await,
+                _ => {}
+            }
+            Ok::<_, RemoteError>(())
+        }
+    });
+    let weak = Arc::downgrade(inner);
+    connection.expose_rpc(RETIRE, move |(): ()| {
+        let weak = weak.clone();
+        async move {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_peer_retired(&device, link).await;
+            }
+            Ok::<_, RemoteError>(())
+        }
+    });
+    let weak = Arc::downgrade(inner);
+    connection.expose_rpc(DEVICE_MESSAGE, move |message: DeviceMessage| {
+        let weak = weak.clone();
+        async move {
+            match weak.upgrade() {
+                Some(inner) => inner.on_device_message(device, message).await,
+                None => Err(RemoteError::new(RemoteErrorCode::Busy, "shutting down")),
+            }
+        }
+    });
+}
+
+/// Pings a link on the health schedule; closes it after too many failures.
+pub(super) async fn keep_pinging(inner: Weak<Inner>, connection: Connection, device: DeviceId, link: u64) {
+    loop {
+        let Some(next) = inner.upgrade().and_then(|inner| {
+            let state = lock(&inner.state);
+            state
+                .devices
+                .get(&device)
+                .and_then(|d| d.link(link))
+                .map(|l| (l.health.next_ping(), l.health.ping_timeout()))
+        }) else {
+            return;
+        };
+        let (at, timeout) = next;
+        tokio::time::sleep_until(at.into()).await;
+        let started = Instant::now();
+        let outcome = connection.emit_with_timeout::<_, ()>(PING, &(), timeout).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let verdict = {
+            let mut state = lock(&inner.state);
+            let Some(link) = state.devices.get_mut(&device).and_then(|d| d.link_mut(link)) else { return };
+            match &outcome {
+                Ok(()) => link.health.on_pong(started.elapsed(), Instant::now()),
+                Err(err) => {
+                    debug!(peer = %device, %err, "ping failed");
+                    link.health.on_failure(Instant::now())
+                }
+            }
+        };
+        if verdict == Verdict::Dead {
+            warn!(peer = %device, "closing a connection whose pings keep failing");
+            let failures = inner.config.health.max_failures;
+            let reason = format!("{failures} pings in a row failed");
+            connection.close(CloseReason::new(CloseCode::Timeout, reason)).await;
+            return;
+        }
+    }
+}
+
+impl Inner {
+    /// A device message arrived from the neighbour `from`.
+    async fn on_device_message(self: &Arc<Self>, from: DeviceId, message: DeviceMessage) -> Result<(), RemoteError> {
+        let neighbours = self.neighbours();
+        let route = lock(&self.router).route(message, Some(from), &neighbours, now_ms());
+        match route {
+            Ok(Route::Deliver(message)) => self
+                .inbox
+                .try_send(message)
+                .map_err(|_| RemoteError::new(RemoteErrorCode::Busy, "device message inbox full")),
+            Ok(Route::Forward(message, next)) => {
+                self.forward(message, next).await;
+                Ok(())
+            }
+            Err(refusal) => {
+                debug!(peer = %from, %refusal, "device message refused");
+                Err(RemoteError::handler(refusal))
+            }
+        }
+    }
+
+    /// Sends a device message on to neighbours (each on its own task).
+    pub(super) async fn forward(self: &Arc<Self>, message: DeviceMessage, next: Vec<DeviceId>) {
+        let message = Arc::new(message);
+        for device in next {
+            let connection =
+                lock(&self.state).devices.get(&device).and_then(|d| d.active_link()).map(|l| l.connection.clone());
+            let Some(connection) = connection else { continue };
+            let message = message.clone();
+            tokio::spawn(async move {
+                if let Err(err) = call(&connection, DEVICE_MESSAGE, message.as_ref()).await {
+                    debug!(peer = %device, %err, "device message not forwarded");
+                }
+            });
+        }
+    }
+}

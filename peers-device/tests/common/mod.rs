@@ -1,0 +1,134 @@
+//! Shared harness of the manager tests: devices with a manager and SQLite
+//! engines, linked over in-memory sockets that can pose as any transport.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use peers_device::sync::{EngineOptions, SqliteSyncEngine};
+use peers_device::{ConnectionManager, GroupId, ManagerConfig};
+use peers_sdk::socket::{Locality, TransportKind};
+use peers_sdk::{
+    BoxSocket, CloseReason, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, Socket, SocketInfo,
+    SocketState, TrustLevel,
+};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct Node {
+    pub id: DeviceId,
+    pub keys: Arc<DeviceKeys>,
+    pub manager: ConnectionManager,
+    pub engines: HashMap<String, SqliteSyncEngine>,
+}
+
+/// A device whose manager uses `tune` on its default config.
+pub fn node_with(name: &str, tune: impl FnOnce(&mut ManagerConfig)) -> Node {
+    let keys = Arc::new(DeviceKeys::generate(name).unwrap());
+    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let mut config = ManagerConfig::new(ConnectionConfig::new(keys.clone(), trust));
+    tune(&mut config);
+    Node { id: keys.device_id(), keys, manager: ConnectionManager::new(config), engines: HashMap::new() }
+}
+
+pub fn node(name: &str) -> Node {
+    node_with(name, |_| {})
+}
+
+impl Node {
+    /// Joins `group` with `members` (other devices), creating its engine.
+    pub async fn join(&mut self, group: &str, members: &[DeviceId]) -> SqliteSyncEngine {
+        let id = GroupId::new(group).unwrap();
+        let engine = SqliteSyncEngine::in_memory(id, self.id, EngineOptions::default()).await.unwrap();
+        self.manager.add_group(Arc::new(engine.clone()), members.iter().copied()).await;
+        self.engines.insert(group.to_owned(), engine.clone());
+        engine
+    }
+
+    pub fn engine(&self, group: &str) -> &SqliteSyncEngine {
+        &self.engines[group]
+    }
+}
+
+/// An in-memory socket that reports another transport and locality.
+#[derive(Debug)]
+pub struct PosingSocket {
+    inner: MemorySocket,
+    info: SocketInfo,
+}
+
+#[async_trait]
+impl Socket for PosingSocket {
+    fn info(&self) -> &SocketInfo {
+        &self.info
+    }
+    async fn send(&self, frame: Bytes) -> peers_sdk::Result<()> {
+        self.inner.send(frame).await
+    }
+    async fn recv(&self) -> peers_sdk::Result<Bytes> {
+        self.inner.recv().await
+    }
+    async fn close(&self, reason: CloseReason) {
+        self.inner.close(reason).await
+    }
+    fn state(&self) -> SocketState {
+        self.inner.state()
+    }
+    async fn closed(&self) -> CloseReason {
+        self.inner.closed().await
+    }
+}
+
+/// A socket pair posing as `transport` seen at `locality`.
+pub fn pair(transport: TransportKind, locality: Locality) -> (BoxSocket, BoxSocket) {
+    let (near, far) = MemorySocket::pair(64, 1 << 20);
+    let pose = |inner: MemorySocket| -> BoxSocket {
+        let mut info = inner.info().clone();
+        info.transport = transport.clone();
+        info.locality = locality;
+        Box::new(PosingSocket { inner, info })
+    };
+    (pose(near), pose(far))
+}
+
+/// `a` dials `b` over a pair posing as `transport` at `locality`.
+pub async fn link(a: &Node, b: &Node, transport: TransportKind, locality: Locality) {
+    let (near, far) = pair(transport, locality);
+    let (dialed, accepted) = tokio::join!(a.manager.dial(near, Some(b.id)), b.manager.accept(far));
+    assert_eq!(dialed.unwrap(), b.id);
+    assert_eq!(accepted.unwrap(), a.id);
+}
+
+/// A local (LAN) link.
+pub async fn link_local(a: &Node, b: &Node) {
+    link(a, b, TransportKind::Memory, Locality::Lan).await;
+}
+
+/// Waits until `engine` holds `value` at `key`.
+pub async fn wait_value(engine: &SqliteSyncEngine, key: &str, value: Option<&[u8]>) {
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            if engine.get(key).await.unwrap().as_deref() == value {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "{key} never became {value:?}");
+}
+
+/// Waits until `check` holds, polling.
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let found = tokio::time::timeout(WAIT, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "timed out waiting for {what}");
+}
