@@ -20,6 +20,7 @@ mod error;
 mod group;
 pub mod manager;
 pub mod sync;
+pub mod transports;
 
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};

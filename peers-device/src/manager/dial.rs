@@ -29,9 +29,10 @@ pub trait Dialer: Send + Sync + 'static {
     /// A short name for status and logs.
     fn name(&self) -> &str;
 
-    /// The best class a socket from this dialer can have (the manager does not
-    /// try it when it already holds a connection at least this good).
-    fn class(&self) -> ConnectionClass;
+    /// The best class a socket from this dialer to `device` can have, or `None`
+    /// if it has no way to reach that device. The manager does not try a dialer
+    /// when it already holds a connection at least this good.
+    fn class_for(&self, device: &DeviceId) -> Option<ConnectionClass>;
 
     /// How long a dial (socket plus handshake) may take. Default: 15 s.
     fn timeout(&self) -> Duration {
@@ -75,7 +76,8 @@ pub(super) async fn keep_connected(inner: Weak<Inner>, device: DeviceId, mut cha
             let mut next_wake: Option<Instant> = None;
             for (index, dialer) in dialers.iter().enumerate() {
                 let state = &mut states[index];
-                if state.in_flight || active.is_some_and(|class| dialer.class() >= class) {
+                let Some(class) = dialer.class_for(&device) else { continue };
+                if state.in_flight || active.is_some_and(|active| class >= active) {
                     continue;
                 }
                 if state.next <= now {
