@@ -10,8 +10,10 @@
 //!   owns is the one its signed `DeviceInfo` names.
 
 mod keyfile;
+mod share;
 
 pub use keyfile::MAX_KEY_FILE_LEN;
+pub use share::{MAX_SHARE_CODE_LEN, SHARE_CODE_PREFIX};
 
 use std::fmt;
 use std::str::FromStr;
