@@ -83,6 +83,26 @@ pub enum Error {
     /// Making or using a connection failed.
     #[error(transparent)]
     Connection(#[from] peers_sdk::Error),
+    /// A setting or a configuration file is wrong.
+    #[error("{field}: {reason}")]
+    Config {
+        /// The setting or file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file or socket operation failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The running daemon answered a control request with an error, or not at all.
+    #[error("daemon: {0}")]
+    Daemon(String),
     /// A blocking database task panicked or was cancelled.
     #[error("sync worker stopped: {0}")]
     Worker(String),

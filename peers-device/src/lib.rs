@@ -15,6 +15,7 @@
 //! handed to [`sync::expose_group`] and [`sync::ConnectionPeer`].
 #![deny(missing_docs)]
 
+pub mod daemon;
 pub mod device_message;
 mod error;
 mod group;

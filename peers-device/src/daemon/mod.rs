@@ -1,0 +1,12 @@
+//! The `peers` daemon as a library: the data directory, a running [`Daemon`],
+//! its control socket, and status tables. The `peers` binary is a thin CLI over
+//! this module.
+
+pub mod control;
+mod data_dir;
+mod run;
+mod table;
+
+pub use data_dir::{DataDir, MAX_TRUSTED, TrustedDevice};
+pub use run::{Daemon, DaemonOptions};
+pub use table::render_status;

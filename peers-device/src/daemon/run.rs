@@ -1,0 +1,170 @@
+//! [`Daemon`]: a device that syncs its groups with the devices it trusts, as
+//! `peers run` runs it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use peers_sdk::{ConnectionConfig, DeviceId, TrustLevel, TrustStore};
+use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use super::control::{self, ControlRequest, ControlResponse};
+use super::data_dir::DataDir;
+use super::table::render_status;
+use crate::error::{Error, Result};
+use crate::group::GroupId;
+use crate::manager::{ConnectionManager, ManagerConfig};
+use crate::sync::{EngineOptions, SqliteSyncEngine};
+use crate::transports::{SocketIoDialer, SocketIoListener};
+
+/// Settings of [`Daemon::start`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DaemonOptions {
+    /// Identity, trusted devices and databases.
+    pub data_dir: DataDir,
+    /// Where to accept socket.io connections (`None`: dial only).
+    pub listen: Option<SocketAddr>,
+    /// URLs other devices should dial, put in this device's share code. Default:
+    /// the listening URL.
+    pub advertise: Vec<String>,
+    /// Groups to sync; their members are the trusted devices in them.
+    pub groups: Vec<GroupId>,
+}
+
+impl DaemonOptions {
+    /// A daemon on `data_dir` listening on `listen`, syncing `groups`.
+    pub fn new(data_dir: DataDir, listen: Option<SocketAddr>, groups: Vec<GroupId>) -> Self {
+        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups }
+    }
+}
+
+/// A running device.
+#[derive(Debug)]
+pub struct Daemon {
+    manager: ConnectionManager,
+    engines: HashMap<GroupId, SqliteSyncEngine>,
+    listener: Option<SocketIoListener>,
+    control: Option<JoinHandle<()>>,
+    share_code: String,
+}
+
+impl Daemon {
+    /// Loads the identity and trusted devices, opens the groups' databases,
+    /// listens, dials every trusted member, and answers the control socket.
+    pub async fn start(options: DaemonOptions) -> Result<Daemon> {
+        let data = &options.data_dir;
+        let keys = Arc::new(data.keys()?);
+        let trust = TrustStore::new(TrustLevel::Unknown);
+        let trusted = data.trusted()?;
+        for device in &trusted {
+            trust.set(device.info()?.device_id, TrustLevel::Trusted);
+        }
+        let listener = match options.listen {
+            Some(bind) => {
+                let mut server_options = ServerOptions::default();
+                server_options.bind = bind;
+                let server = SocketIoServer::bind(server_options)
+                    .await
+                    .map_err(|e| Error::Config { field: "listen", reason: e.to_string() })?;
+                Some(server)
+            }
+            None => None,
+        };
+        let mut advertise = options.advertise.clone();
+        if advertise.is_empty()
+            && let Some(server) = &listener
+        {
+            advertise.push(server.url());
+        }
+        let mut connection = ConnectionConfig::new(keys.clone(), trust);
+        connection.handshake.addresses = advertise.clone();
+        let share_code = keys.info(advertise)?.to_share_code();
+        let manager = ConnectionManager::new(ManagerConfig::new(connection));
+
+        let mut engines = HashMap::new();
+        let me = keys.device_id();
+        for group in &options.groups {
+            std::fs::create_dir_all(data.root().join("groups"))
+                .map_err(|source| Error::Io { what: "create the groups directory", source })?;
+            let engine =
+                SqliteSyncEngine::open(data.group_db(group), group.clone(), me, EngineOptions::default()).await?;
+            let members: Vec<DeviceId> = data.members(group)?.iter().map(|i| i.device_id).collect();
+            manager.add_group(Arc::new(engine.clone()), members).await;
+            engines.insert(group.clone(), engine);
+        }
+
+        let dialer = SocketIoDialer::new(ClientOptions::default());
+        for device in &trusted {
+            let info = device.info()?;
+            if !info.addresses.is_empty() && device.groups.iter().any(|g| options.groups.contains(g)) {
+                dialer.set_urls(info.device_id, info.addresses.clone());
+                manager.keep_connected(info.device_id);
+            }
+        }
+        manager.add_dialer(Arc::new(dialer));
+        let listener = listener.map(|server| SocketIoListener::start(manager.clone(), server, 64));
+        if let Some(listener) = &listener {
+            info!(url = listener.url(), "listening");
+        }
+        let control = control::serve(data.control_socket(), handler(manager.clone(), engines.clone()))?;
+        Ok(Daemon { manager, engines, listener, control: Some(control), share_code })
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &ConnectionManager {
+        &self.manager
+    }
+
+    /// The engine of `group`.
+    pub fn engine(&self, group: &GroupId) -> Option<&SqliteSyncEngine> {
+        self.engines.get(group)
+    }
+
+    /// This device's share code (with the advertised URLs).
+    pub fn share_code(&self) -> &str {
+        &self.share_code
+    }
+
+    /// The URL this device listens on.
+    pub fn url(&self) -> Option<&str> {
+        self.listener.as_ref().map(SocketIoListener::url)
+    }
+
+    /// Closes every connection and stops listening.
+    pub async fn shutdown(mut self) {
+        if let Some(control) = self.control.take() {
+            control.abort();
+        }
+        self.manager.shutdown().await;
+        if let Some(listener) = self.listener.take() {
+            listener.shutdown().await;
+        }
+    }
+}
+
+fn handler(manager: ConnectionManager, engines: HashMap<GroupId, SqliteSyncEngine>) -> control::Handler {
+    let engines = Arc::new(engines);
+    Arc::new(move |request| {
+        let (manager, engines) = (manager.clone(), engines.clone());
+        Box::pin(async move {
+            let result = match request {
+                ControlRequest::Status => Ok(ControlResponse::Status { table: render_status(&manager.status()) }),
+                ControlRequest::Put { group, key, value } => match engines.get(&group) {
+                    Some(engine) => engine.put(&key, value.as_bytes()).await.map(|_| ControlResponse::Done),
+                    None => Err(Error::UnknownGroup(group.to_string())),
+                },
+                ControlRequest::Get { group, key } => match engines.get(&group) {
+                    Some(engine) => engine
+                        .get(&key)
+                        .await
+                        .map(|v| ControlResponse::Value { value: v.map(|v| String::from_utf8_lossy(&v).into_owned()) }),
+                    None => Err(Error::UnknownGroup(group.to_string())),
+                },
+            };
+            result.unwrap_or_else(|e| ControlResponse::Error { message: e.to_string() })
+        })
+    })
+}
