@@ -179,6 +179,22 @@ impl SqliteSyncEngine {
         self.write(key, None).await
     }
 
+    /// Writes several keys (a `None` value deletes) in one transaction, all or
+    /// none, and tells the members once.
+    pub async fn put_many(&self, items: Vec<(String, Option<Vec<u8>>)>) -> Result<Vec<Change>> {
+        let store = self.inner.store.clone();
+        let changes = blocking(move || {
+            let items: Vec<(&str, Option<&[u8]>)> = items.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            lock(&store).put_many(&items, wall_ms())
+        })
+        .await?;
+        for change in &changes {
+            let _ = self.inner.changes.send(change.clone());
+        }
+        self.inner.written.notify_one();
+        Ok(changes)
+    }
+
     async fn write(&self, key: &str, value: Option<Vec<u8>>) -> Result<Change> {
         let store = self.inner.store.clone();
         let key = key.to_owned();

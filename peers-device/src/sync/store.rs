@@ -144,21 +144,39 @@ impl Store {
 
     /// Writes (or, with `None`, deletes) `key` locally; returns the change.
     pub(crate) fn put(&mut self, key: &str, value: Option<&[u8]>, wall_ms: u64) -> Result<Change> {
+        let mut changes = self.put_many(&[(key, value)], wall_ms)?;
+        changes.pop().ok_or_else(|| Error::Worker("a write produced no change".into()))
+    }
+
+    /// Writes several keys locally in one transaction (all or none).
+    pub(crate) fn put_many(&mut self, items: &[(&str, Option<&[u8]>)], wall_ms: u64) -> Result<Vec<Change>> {
         let origin = self.device;
-        self.check_sizes(&origin, key, value)?;
-        let timestamp = self.clock.tick(wall_ms);
+        for (key, value) in items {
+            self.check_sizes(&origin, key, *value)?;
+        }
+        let mut clock = self.clock.clone();
+        let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let previous = read_version(&tx, key)?;
-        let seq = self.head + 1;
-        write_entry(&tx, key, value, timestamp, &origin, seq)?;
-        let digest =
-            updated_digest(self.digest, previous.as_ref().map(|(t, o)| (key, *t, o)), (key, timestamp, &origin));
+        let mut changes = Vec::with_capacity(items.len());
+        for (key, value) in items {
+            let timestamp = clock.tick(wall_ms);
+            let previous = read_version(&tx, key)?;
+            head += 1;
+            write_entry(&tx, key, *value, timestamp, &origin, head)?;
+            digest = updated_digest(digest, previous.as_ref().map(|(t, o)| (*key, *t, o)), (key, timestamp, &origin));
+            entries += u64::from(previous.is_none());
+            changes.push(Change {
+                seq: head,
+                key: (*key).to_owned(),
+                value: value.map(<[u8]>::to_vec),
+                timestamp,
+                origin,
+            });
+        }
         tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('digest', ?1)", [&digest[..]])?;
         tx.commit()?;
-        self.head = seq;
-        self.digest = digest;
-        self.entries += u64::from(previous.is_none());
-        Ok(Change { seq, key: key.to_owned(), value: value.map(<[u8]>::to_vec), timestamp, origin })
+        (self.clock, self.head, self.digest, self.entries) = (clock, head, digest, entries);
+        Ok(changes)
     }
 
     /// The stored version of `key`.

@@ -239,3 +239,18 @@ fn pair(stores: &mut [Store], to: usize, from: usize) -> (&mut Store, &Store) {
         (&mut right[0], &left[from])
     }
 }
+
+#[test]
+fn a_batch_of_writes_is_all_or_nothing() {
+    let mut s = store(device());
+    let big = vec![0u8; (1 << 20) + 1];
+    let refused = s.put_many(&[("a", Some(b"1")), ("b", Some(&big))], 1_000);
+    assert!(matches!(refused, Err(Error::InvalidChange { .. })));
+    assert_eq!(s.info().head, 0);
+    assert!(s.get("a").unwrap().is_none());
+    let written = s.put_many(&[("a", Some(b"1")), ("b", None), ("a", Some(b"2"))], 1_000).unwrap();
+    assert_eq!(written.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(s.get("a").unwrap().unwrap().value.as_deref(), Some(&b"2"[..]));
+    assert_eq!(s.info().entries, 2);
+    assert_eq!(s.list_changes(0, 100).unwrap().changes.len(), 2);
+}

@@ -1,0 +1,159 @@
+//! Sync throughput and catch-up, as a program printing a table.
+//!
+//! - Changes applied per second between two devices connected over socket.io on
+//!   loopback (file-backed SQLite), against the rate the same device writes them
+//!   locally (the floor: each change is written once on each side).
+//! - The time a new device takes to catch up on 100,000 changes over socket.io,
+//!   against the same pull in process (engine to engine, no network, no RPC).
+//!
+//! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use peers_device::sync::{
+    ChangeBatch, ChangeNotice, EngineOptions, ListChanges, NetworkInfo, PeerDevice, SqliteSyncEngine, SyncGroup,
+};
+use peers_device::transports::{SocketIoDialer, SocketIoListener};
+use peers_device::{ConnectionManager, GroupId, ManagerConfig};
+use peers_sdk::{ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, TrustLevel};
+use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
+
+struct Device {
+    id: DeviceId,
+    manager: ConnectionManager,
+    engine: SqliteSyncEngine,
+}
+
+async fn device(dir: &std::path::Path, name: &str, group: &GroupId) -> Device {
+    let keys = Arc::new(DeviceKeys::generate(name).unwrap());
+    let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let manager = ConnectionManager::new(ManagerConfig::new(ConnectionConfig::new(keys.clone(), trust)));
+    let path = dir.join(format!("{name}.sqlite3"));
+    let engine = SqliteSyncEngine::open(path, group.clone(), keys.device_id(), EngineOptions::default()).await.unwrap();
+    Device { id: keys.device_id(), manager, engine }
+}
+
+/// `from` listens; `to` dials it over socket.io and both sync `group`.
+async fn connect(from: &Device, to: &Device) -> SocketIoListener {
+    from.manager.add_group(Arc::new(from.engine.clone()), [to.id]).await;
+    to.manager.add_group(Arc::new(to.engine.clone()), [from.id]).await;
+    let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
+    let listener = SocketIoListener::start(from.manager.clone(), server, 4);
+    let dialer = SocketIoDialer::new(ClientOptions::default());
+    dialer.set_urls(from.id, vec![listener.url().to_owned()]);
+    to.manager.add_dialer(Arc::new(dialer));
+    to.manager.keep_connected(from.id);
+    listener
+}
+
+async fn wait_same(a: &SqliteSyncEngine, b: &SqliteSyncEngine) {
+    while a.info().digest != b.info().digest {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn write(engine: &SqliteSyncEngine, prefix: &str, count: usize, batch: usize) {
+    for start in (0..count).step_by(batch) {
+        let items = (start..(start + batch).min(count))
+            .map(|i| (format!("{prefix}{i:08}"), Some(format!("value {i} with some text").into_bytes())))
+            .collect();
+        engine.put_many(items).await.unwrap();
+    }
+}
+
+/// In-process member: calls the other engine directly.
+struct Direct {
+    engine: SqliteSyncEngine,
+    id: DeviceId,
+    caller: DeviceId,
+}
+
+#[async_trait]
+impl PeerDevice for Direct {
+    fn device_id(&self) -> DeviceId {
+        self.id
+    }
+    async fn list_changes(&self, request: ListChanges) -> peers_device::Result<ChangeBatch> {
+        self.engine.list_changes(&self.caller, request).await
+    }
+    async fn get_network_info(&self) -> peers_device::Result<NetworkInfo> {
+        self.engine.get_network_info(&self.caller).await
+    }
+    async fn notify_of_changes(&self, _: ChangeNotice) -> peers_device::Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (live, catch_up) = if quick { (2_000, 10_000) } else { (20_000, 100_000) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId::new("bench").unwrap();
+
+        // Local write rate (the floor), batches of 100.
+        let solo = device(dir.path(), "solo", &group).await;
+        let started = Instant::now();
+        write(&solo.engine, "k", live, 100).await;
+        let local_rate = live as f64 / started.elapsed().as_secs_f64();
+
+        // The same writes on a device whose peer follows over socket.io.
+        let (a, b) = (device(dir.path(), "a", &group).await, device(dir.path(), "b", &group).await);
+        let listener = connect(&a, &b).await;
+        while b.manager.connection(&a.id).is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        write(&a.engine, "k", live, 100).await;
+        wait_same(&a.engine, &b.engine).await;
+        let synced_rate = live as f64 / started.elapsed().as_secs_f64();
+
+        // Catch-up of a new device on `catch_up` changes.
+        let source = device(dir.path(), "source", &group).await;
+        write(&source.engine, "c", catch_up, 1_000).await;
+        let direct = device(dir.path(), "direct", &group).await;
+        let started = Instant::now();
+        let peer = Direct { engine: source.engine.clone(), id: source.id, caller: direct.id };
+        direct.engine.peer_ready(Arc::new(peer)).await;
+        direct.engine.sync_now(&source.id).await.unwrap();
+        wait_same(&source.engine, &direct.engine).await;
+        let in_process = started.elapsed();
+        let newcomer = device(dir.path(), "newcomer", &group).await;
+        let started = Instant::now();
+        let listener2 = connect(&source, &newcomer).await;
+        wait_same(&source.engine, &newcomer.engine).await;
+        let over_socketio = started.elapsed();
+
+        println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
+        let line = "-".repeat(84);
+        println!("{line}");
+        println!("{:<58} {:>12} {:>10}", "measure", "value", "ratio");
+        println!("{line}");
+        println!("{:<58} {:>10.0}/s {:>10}", format!("local writes, batches of 100 ({live} changes)"), local_rate, "-");
+        println!(
+            "{:<58} {:>10.0}/s {:>10.2}",
+            "written on A and applied on B over socket.io",
+            synced_rate,
+            synced_rate / local_rate
+        );
+        println!(
+            "{:<58} {:>10.2} s {:>10}",
+            format!("catch-up on {catch_up} changes, in process (no network)"),
+            in_process.as_secs_f64(),
+            "-"
+        );
+        println!(
+            "{:<58} {:>10.2} s {:>10.2}",
+            format!("catch-up on {catch_up} changes over socket.io (connect included)"),
+            over_socketio.as_secs_f64(),
+            in_process.as_secs_f64() / over_socketio.as_secs_f64()
+        );
+        println!("{line}");
+        println!("ratio: our path's rate over the baseline's (1.00 = no cost over the baseline)");
+        listener.shutdown().await;
+        listener2.shutdown().await;
+    });
+}
