@@ -145,7 +145,7 @@ async fn device_messages_reach_two_hops_once_and_forgeries_are_refused() {
     let (a, b, c) = (node("a"), node("b"), node("c"));
     link_local(&a, &b).await;
     link_local(&b, &c).await;
-    let mut inbox = c.manager.take_device_messages().unwrap();
+    let mut inbox = c.manager.device_messages("hello");
     a.manager.send_device_message(c.id, "hello", b"over b".to_vec()).await.unwrap();
     let message = tokio::time::timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
     assert_eq!((message.from, message.payload.as_slice()), (a.id, &b"over b"[..]));
@@ -162,6 +162,9 @@ async fn device_messages_reach_two_hops_once_and_forgeries_are_refused() {
     assert!(to_c.emit::<_, ()>("peers:deviceMessage", &old).await.is_err());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(inbox.try_recv().is_err(), "nothing else was delivered");
+    // A kind nobody on c receives is refused, not dropped.
+    let unwanted = DeviceMessage::new(&a.keys, c.id, "nobody", vec![], now_ms(), 10_000, 2).unwrap();
+    assert!(to_c.emit::<_, ()>("peers:deviceMessage", &unwanted).await.is_err());
     let _ = Arc::new(());
 }
 

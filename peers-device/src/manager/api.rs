@@ -13,7 +13,7 @@ use super::config::ManagerConfig;
 use super::dial::{Dialer, keep_connected};
 use super::health::Health;
 use super::status::{ConnectionStatus, GroupStatus, HistoryEntry, ManagerEvent, ManagerStatus, MemberStatus};
-use crate::device_message::{DeviceMessage, MessageRouter, Route};
+use crate::device_message::{DeviceMessage, MessageRouter, Refusal, Route};
 use crate::error::{Error, Result};
 use crate::group::GroupId;
 use crate::sync::{SyncGroup, expose_group, hide_group};
@@ -40,8 +40,8 @@ pub(super) struct Inner {
     pub(super) me: DeviceId,
     pub(super) state: Mutex<State>,
     pub(super) events: broadcast::Sender<ManagerEvent>,
-    pub(super) inbox: mpsc::Sender<DeviceMessage>,
-    inbox_reader: Mutex<Option<mpsc::Receiver<DeviceMessage>>>,
+    /// Receivers of device messages, by kind.
+    pub(super) inboxes: Mutex<HashMap<String, mpsc::Sender<DeviceMessage>>>,
     pub(super) router: Mutex<MessageRouter>,
     pub(super) dialers: RwLock<Vec<Arc<dyn Dialer>>>,
     /// Bumped on every change of connections or dialers; dial loops watch it.
@@ -133,7 +133,6 @@ impl ConnectionManager {
     pub fn new(config: ManagerConfig) -> Self {
         let me = config.keys().device_id();
         let (events, _) = broadcast::channel(256);
-        let (inbox, inbox_reader) = mpsc::channel(config.device_message_inbox.max(1));
         let (changed, _) = watch::channel(0);
         ConnectionManager {
             inner: Arc::new(Inner {
@@ -142,8 +141,7 @@ impl ConnectionManager {
                 me,
                 state: Mutex::new(State::default()),
                 events,
-                inbox,
-                inbox_reader: Mutex::new(Some(inbox_reader)),
+                inboxes: Mutex::new(HashMap::new()),
                 dialers: RwLock::new(Vec::new()),
                 changed,
                 setups: RwLock::new(Vec::new()),
@@ -288,18 +286,19 @@ impl ConnectionManager {
                 self.inner.forward(message, next).await;
                 Ok(())
             }
-            Route::Deliver(message) => self
-                .inner
-                .inbox
-                .try_send(message)
-                .map_err(|_| Error::DeviceMessage(crate::device_message::Refusal::NoRoute)),
+            Route::Deliver(message) => self.inner.deliver(message).map_err(|_| Refusal::NoRoute.into()),
         }
     }
 
-    /// The device messages addressed to this device. There is one reader; later
-    /// calls return `None`.
-    pub fn take_device_messages(&self) -> Option<mpsc::Receiver<DeviceMessage>> {
-        lock(&self.inner.inbox_reader).take()
+    /// The device messages of `kind` addressed to this device, from now on. A
+    /// second call for the same kind replaces the first receiver. Messages of a kind
+    /// nobody receives, or arriving while the receiver is full
+    /// ([`ManagerConfig::device_message_inbox`]), are refused back to their
+    /// sender's hop, never dropped silently.
+    pub fn device_messages(&self, kind: &str) -> mpsc::Receiver<DeviceMessage> {
+        let (sender, receiver) = mpsc::channel(self.inner.config.device_message_inbox.max(1));
+        lock(&self.inner.inboxes).insert(kind.to_owned(), sender);
+        receiver
     }
 
     /// Events from now on (a receiver more than 256 behind sees `Lagged`).
@@ -372,6 +371,13 @@ impl ConnectionManager {
 }
 
 impl Inner {
+    /// Hands a device message to the receiver of its kind.
+    pub(super) fn deliver(&self, message: DeviceMessage) -> Result<(), &'static str> {
+        let inboxes = lock(&self.inboxes);
+        let inbox = inboxes.get(&message.kind).ok_or("no receiver for this kind of device message")?;
+        inbox.try_send(message).map_err(|_| "device message inbox full")
+    }
+
     /// Devices with a usable connection.
     pub(super) fn neighbours(&self) -> Vec<DeviceId> {
         lock(&self.state).devices.iter().filter(|(_, d)| d.active.is_some()).map(|(id, _)| *id).collect()

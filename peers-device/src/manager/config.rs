@@ -32,8 +32,8 @@ pub struct ManagerConfig {
     pub device_message_hops: u8,
     /// How long a device message lives. Default: 30 s.
     pub device_message_lifetime: Duration,
-    /// Device messages delivered here and not yet read; when full, senders are
-    /// told the device is busy. Default: 256.
+    /// Device messages of one kind delivered here and not yet read; when full,
+    /// senders are told the device is busy. Default: 256.
     pub device_message_inbox: usize,
     /// Entries of connection history kept for [`status`](super::ConnectionManager::status).
     /// Default: 256.

@@ -155,10 +155,9 @@ impl Inner {
         let neighbours = self.neighbours();
         let route = lock(&self.router).route(message, Some(from), &neighbours, now_ms());
         match route {
-            Ok(Route::Deliver(message)) => self
-                .inbox
-                .try_send(message)
-                .map_err(|_| RemoteError::new(RemoteErrorCode::Busy, "device message inbox full")),
+            Ok(Route::Deliver(message)) => {
+                self.deliver(message).map_err(|reason| RemoteError::new(RemoteErrorCode::Busy, reason))
+            }
             Ok(Route::Forward(message, next)) => {
                 self.forward(message, next).await;
                 Ok(())
