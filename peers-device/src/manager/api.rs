@@ -402,6 +402,7 @@ impl Inner {
             expose_group(&connection, engine);
             self.announce_groups(connection, vec![group.clone()]);
         }
+        self.refresh_groups(device).await;
     }
 
     /// Removes `group` from every link to `device` and tells the engine.

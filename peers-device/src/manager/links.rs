@@ -54,6 +54,9 @@ fn candidate(link: &Link) -> Candidate {
     Candidate { class: link.class, latency: link.health.latency() }
 }
 
+/// Groups a peer may announce on one link.
+const MAX_ANNOUNCED_GROUPS: usize = 1024;
+
 enum Admission {
     ShutDown,
     Refused,
@@ -363,16 +366,19 @@ impl Inner {
         self.refresh_groups(device).await;
     }
 
-    /// The peer registered `groups` on `link_id`.
+    /// The peer registered `groups` on `link_id`. Recorded whether or not they
+    /// are shared yet (this side may join a group after the peer announced it);
+    /// readiness also needs this side's registration.
     pub(super) async fn on_groups_ready(self: &Arc<Self>, device: &DeviceId, link_id: u64, groups: Vec<GroupId>) {
         {
             let mut state = lock(&self.state);
-            let members: Vec<GroupId> = groups
-                .into_iter()
-                .filter(|g| state.groups.get(g).is_some_and(|e| e.members.contains(device)))
-                .collect();
             let Some(link) = state.devices.get_mut(device).and_then(|d| d.link_mut(link_id)) else { return };
-            link.remote_ready.extend(members);
+            for group in groups {
+                if link.remote_ready.len() >= MAX_ANNOUNCED_GROUPS {
+                    break;
+                }
+                link.remote_ready.insert(group);
+            }
         }
         self.refresh_groups(device).await;
     }
@@ -420,8 +426,13 @@ impl Inner {
                                 }
                                 actions.push((group, GroupAction::Ready(engine, connection.clone())));
                             }
-                            (None, Some(_))
-                                if !active.as_ref().is_some_and(|(_, _, local, _)| local.contains(&group)) =>
+                            // Not ready on the active link: keep the link the engine has
+                            // while the group is still ready there (a switch in
+                            // progress), else the member is gone for this group.
+                            (None, Some(current))
+                                if !links.link(current).is_some_and(|l| {
+                                    l.local_groups.contains(&group) && l.remote_ready.contains(&group)
+                                }) =>
                             {
                                 links.ready_on.remove(&group);
                                 actions.push((group, GroupAction::Gone(engine)));
