@@ -22,6 +22,7 @@ mod group;
 pub mod manager;
 pub mod sync;
 pub mod transports;
+mod util;
 
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};

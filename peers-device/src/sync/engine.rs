@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use peers_sdk::DeviceId;
@@ -23,6 +23,7 @@ use super::store::{Applied, Entry, Store};
 use super::{Change, ChangeBatch, ChangeNotice, ListChanges, NetworkInfo, PeerDevice, SyncGroup, SyncLimits};
 use crate::error::{Error, Result};
 use crate::group::GroupId;
+use crate::util::{lock, now_ms};
 
 /// Settings of [`SqliteSyncEngine`].
 #[derive(Clone, Debug)]
@@ -185,7 +186,7 @@ impl SqliteSyncEngine {
         let store = self.inner.store.clone();
         let changes = blocking(move || {
             let items: Vec<(&str, Option<&[u8]>)> = items.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-            lock(&store).put_many(&items, wall_ms())
+            lock(&store).put_many(&items, now_ms())
         })
         .await?;
         for change in &changes {
@@ -198,7 +199,7 @@ impl SqliteSyncEngine {
     async fn write(&self, key: &str, value: Option<Vec<u8>>) -> Result<Change> {
         let store = self.inner.store.clone();
         let key = key.to_owned();
-        let change = blocking(move || lock(&store).put(&key, value.as_deref(), wall_ms())).await?;
+        let change = blocking(move || lock(&store).put(&key, value.as_deref(), now_ms())).await?;
         let _ = self.inner.changes.send(change.clone());
         self.inner.written.notify_one();
         Ok(change)
@@ -383,7 +384,7 @@ async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<
         let store = inner.store.clone();
         let changes = batch.changes;
         let (mask, changes) = blocking(move || {
-            let mask = lock(&store).apply(&device, &changes, wall_ms())?;
+            let mask = lock(&store).apply(&device, &changes, now_ms())?;
             Ok((mask, changes))
         })
         .await?;
@@ -426,14 +427,6 @@ async fn notify_members(engine: Weak<Inner>, written: Arc<Notify>) {
             }
         }
     }
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs a database call on the blocking pool.
