@@ -143,9 +143,16 @@ async fn a_device_that_was_offline_catches_up_page_by_page() {
     .await
     .expect("digests never matched");
     assert_eq!(eb.snapshot().await.unwrap().len(), 500);
+    // The status is updated when the pull that wrote the data finishes.
+    tokio::time::timeout(WAIT, async {
+        while !eb.peer_status().first().is_some_and(|s| s.caught_up() && s.pulls >= 1) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("status never caught up: {:?}", eb.peer_status()));
     let status = eb.peer_status();
     assert_eq!(status.len(), 1);
-    assert!(status[0].caught_up(), "{status:?}");
     assert!(status[0].pulls >= 1);
     assert_eq!(status[0].written, 500);
 }
@@ -199,6 +206,13 @@ async fn a_restarted_device_resumes_from_its_checkpoint() {
     let _link = link(&a, &b, &[(&ea, &eb)]).await;
     wait_for(&eb, "k24", Some(&[24])).await;
     // Only the five new changes were pulled after the restart.
+    tokio::time::timeout(WAIT, async {
+        while !eb.peer_status().first().is_some_and(|s| s.caught_up() && s.written >= 5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("status never caught up: {:?}", eb.peer_status()));
     let status = eb.peer_status();
     assert_eq!(status[0].written, 5, "{status:?}");
 }
