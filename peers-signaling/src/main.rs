@@ -1,0 +1,219 @@
+//! `peers-signaling`: runs a [`SignalingServer`] until interrupted.
+//!
+//! Every setting is a flag, an environment variable (`PEERS_SIGNALING_…`) or a
+//! key of the TOML file given with `--config`; flags and variables win over
+//! the file, the file over the defaults. With no settings at all it listens on
+//! 127.0.0.1:7000 and keeps its queue in SQLite under `./peers-signaling-data`.
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info`). Once listening
+//! it prints `listening on http://ADDR` on stdout.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use peers_signaling::store::StoreConfig;
+use peers_signaling::{ServerConfig, SignalingServer};
+use serde::Deserialize;
+
+/// The peers signaling server.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(version, about)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// A TOML file with any of these settings (keys in snake_case).
+    #[arg(long, env = "PEERS_SIGNALING_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7000].
+    #[arg(long, env = "PEERS_SIGNALING_BIND")]
+    bind: Option<SocketAddr>,
+    /// Directory of the SQLite store [default: ./peers-signaling-data].
+    #[arg(long, env = "PEERS_SIGNALING_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep the queue in memory only (lost on restart).
+    #[arg(long, env = "PEERS_SIGNALING_MEMORY")]
+    memory: Option<bool>,
+    /// socket.io namespace [default: /signaling].
+    #[arg(long, env = "PEERS_SIGNALING_NAMESPACE")]
+    namespace: Option<String>,
+    /// Time to live of queued messages whose sender names none, in ms [default: 60000].
+    #[arg(long, env = "PEERS_SIGNALING_DEFAULT_TTL_MS")]
+    default_ttl_ms: Option<u64>,
+    /// Longest time to live a sender may ask for, in ms [default: 3600000; at most a day].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_TTL_MS")]
+    max_ttl_ms: Option<u64>,
+    /// Most messages queued per device [default: 256].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_DEVICE")]
+    queue_per_device: Option<usize>,
+    /// Most bytes queued per device [default: 1 MiB].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_DEVICE_BYTES")]
+    queue_per_device_bytes: Option<usize>,
+    /// Most messages queued overall [default: 100000].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_TOTAL")]
+    queue_total: Option<usize>,
+    /// Most bytes queued overall [default: 256 MiB].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_TOTAL_BYTES")]
+    queue_total_bytes: Option<usize>,
+    /// Most connections at once [default: 10000].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to register after connecting [default: 10].
+    #[arg(long, env = "PEERS_SIGNALING_REGISTRATION_TIMEOUT_SECS")]
+    registration_timeout_secs: Option<u64>,
+    /// Requests per second per device [default: 50].
+    #[arg(long, env = "PEERS_SIGNALING_DEVICE_RATE")]
+    device_rate: Option<u32>,
+    /// Request burst per device [default: 200].
+    #[arg(long, env = "PEERS_SIGNALING_DEVICE_BURST")]
+    device_burst: Option<u32>,
+    /// Requests per second per IP address [default: 200].
+    #[arg(long, env = "PEERS_SIGNALING_IP_RATE")]
+    ip_rate: Option<u32>,
+    /// Request burst per IP address [default: 1000].
+    #[arg(long, env = "PEERS_SIGNALING_IP_BURST")]
+    ip_burst: Option<u32>,
+    /// STUN URL to hand out (repeat the flag, or comma-separate in the variable).
+    #[arg(long = "stun-url", env = "PEERS_SIGNALING_STUN_URLS", value_delimiter = ',')]
+    #[serde(default)]
+    stun_urls: Vec<String>,
+    /// TURN URL to hand out with credentials (repeat, or comma-separate).
+    #[arg(long = "turn-url", env = "PEERS_SIGNALING_TURN_URLS", value_delimiter = ',')]
+    #[serde(default)]
+    turn_urls: Vec<String>,
+    /// Secret shared with the TURN server (coturn `static-auth-secret`).
+    #[arg(long, env = "PEERS_SIGNALING_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// Lifetime of TURN credentials in seconds [default: 3600].
+    #[arg(long, env = "PEERS_SIGNALING_TURN_TTL_SECS")]
+    turn_ttl_secs: Option<u64>,
+    /// Lifetime of a session without a time to live of its own, in seconds [default: 600].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_TTL_SECS")]
+    session_ttl_secs: Option<u64>,
+    /// Wrong codes a session tolerates before it is locked [default: 3].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_MAX_FAILED_JOINS")]
+    session_max_failed_joins: Option<u32>,
+    /// Session join attempts per minute per IP address [default: 10].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_JOINS_PER_MINUTE")]
+    session_joins_per_minute: Option<u32>,
+    /// Most frame relays open at once [default: 256].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_RELAYS")]
+    max_relays: Option<usize>,
+    /// Most bytes one relay carries [default: 256 MiB].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_BYTES")]
+    relay_max_bytes: Option<u64>,
+    /// Longest life of one relay, in seconds [default: 600].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_SECS")]
+    relay_max_secs: Option<u64>,
+}
+
+impl Settings {
+    /// Fills what the command line left unset from `file`.
+    fn or(self, file: Settings) -> Settings {
+        macro_rules! pick {
+            ($($field:ident),*) => { Settings { config: self.config, $($field: self.$field.or(file.$field),)*
+                stun_urls: if self.stun_urls.is_empty() { file.stun_urls } else { self.stun_urls },
+                turn_urls: if self.turn_urls.is_empty() { file.turn_urls } else { self.turn_urls },
+            } };
+        }
+        pick!(
+            bind,
+            data_dir,
+            memory,
+            namespace,
+            default_ttl_ms,
+            max_ttl_ms,
+            queue_per_device,
+            queue_per_device_bytes,
+            queue_total,
+            queue_total_bytes,
+            max_connections,
+            registration_timeout_secs,
+            device_rate,
+            device_burst,
+            ip_rate,
+            ip_burst,
+            turn_secret,
+            turn_ttl_secs,
+            session_ttl_secs,
+            session_max_failed_joins,
+            session_joins_per_minute,
+            max_relays,
+            relay_max_bytes,
+            relay_max_secs
+        )
+    }
+
+    fn into_config(self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.bind = self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)));
+        config.store = if self.memory == Some(true) {
+            StoreConfig::Memory
+        } else {
+            StoreConfig::Sqlite { data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("peers-signaling-data")) }
+        };
+        if let Some(namespace) = self.namespace {
+            config.namespace = namespace;
+        }
+        let queue = &mut config.queue;
+        set(&mut queue.default_ttl, self.default_ttl_ms.map(Duration::from_millis));
+        set(&mut queue.max_ttl, self.max_ttl_ms.map(Duration::from_millis));
+        set(&mut queue.per_device_messages, self.queue_per_device);
+        set(&mut queue.per_device_bytes, self.queue_per_device_bytes);
+        set(&mut queue.total_messages, self.queue_total);
+        set(&mut queue.total_bytes, self.queue_total_bytes);
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.registration_timeout, self.registration_timeout_secs.map(Duration::from_secs));
+        let rates = &mut config.rate_limits;
+        set(&mut rates.device_per_second, self.device_rate);
+        set(&mut rates.device_burst, self.device_burst);
+        set(&mut rates.ip_per_second, self.ip_rate);
+        set(&mut rates.ip_burst, self.ip_burst);
+        config.ice.stun_urls = self.stun_urls;
+        config.ice.turn_urls = self.turn_urls;
+        config.ice.turn_secret = self.turn_secret;
+        set(&mut config.ice.credential_ttl, self.turn_ttl_secs.map(Duration::from_secs));
+        set(&mut config.sessions.default_ttl, self.session_ttl_secs.map(Duration::from_secs));
+        set(&mut config.sessions.max_failed_joins, self.session_max_failed_joins);
+        set(&mut config.sessions.joins_per_minute_per_ip, self.session_joins_per_minute);
+        set(&mut config.relay.max_relays, self.max_relays);
+        set(&mut config.relay.max_bytes, self.relay_max_bytes);
+        set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
+        config
+    }
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *target = value;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Settings::parse();
+    let settings = match &cli.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            let file: Settings = toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+            cli.or(file)
+        }
+        None => cli,
+    };
+    let config = settings.into_config();
+    config.validate().context("invalid configuration")?;
+    let server = SignalingServer::bind(config).await.context("starting the signaling server")?;
+    println!("listening on {}", server.url().unwrap_or_default());
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! The frame relay: the server's bookkeeping of relays between two devices,
+//! with no I/O and no clock (calls take `now` in unix milliseconds).
+//!
+//! ```text
+//!  A: open(B) ──▶ Waiting(A→B) ──B: open(A) within `pending_wait`──▶ Open(id, A, B)
+//!                     │                                              │ frames both ways, bytes counted
+//!                     └── times out: forgotten (A's open times out)   │
+//!                                      close by a party / a party goes offline /
+//!                                      byte cap / time cap ──────────▶ Closed (both told)
+//! ```
+//!
+//! Both devices must ask for each other: a device cannot push a relay on
+//! another. The server forwards opaque frames (the peers `Connection` seals
+//! them end to end) and counts their bytes against the pair's cap.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use peers_sdk::{CloseCode, DeviceId};
+
+use crate::protocol::{ErrorCode, Rejection};
+
+/// Bounds of the frame relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayLimits {
+    /// Most relays open at once. Default: 256.
+    pub max_relays: usize,
+    /// Most bytes one relay carries, both directions together. Default: 256 MiB.
+    pub max_bytes: u64,
+    /// Longest life of one relay. Default: 10 minutes.
+    pub max_duration: Duration,
+    /// Largest frame. Default: 64 KiB (so a frame in base64 fits a socket.io
+    /// message with room to spare).
+    pub max_frame: usize,
+    /// How long a request waits for the other device to ask too. Default: 30 s.
+    pub pending_wait: Duration,
+    /// Most requests one device may have waiting. Default: 16.
+    pub max_pending_per_device: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_relays: 256,
+            max_bytes: 256 << 20,
+            max_duration: Duration::from_secs(600),
+            max_frame: 64 * 1024,
+            pending_wait: Duration::from_secs(30),
+            max_pending_per_device: 16,
+        }
+    }
+}
+
+impl RelayLimits {
+    /// The largest `max_frame`: its base64 must fit the default socket.io
+    /// message limit (128 KiB) with room for the event.
+    pub const MAX_FRAME_LIMIT: usize = 90 * 1024;
+
+    /// Checks the limits; the error names the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |field, detail: &str| Err(crate::Error::InvalidConfig { field, detail: detail.into() });
+        if self.max_relays == 0 || self.max_bytes == 0 || self.max_pending_per_device == 0 {
+            return invalid("relay.max_relays / max_bytes / max_pending_per_device", "must be at least 1");
+        }
+        if self.max_duration.is_zero() || self.pending_wait.is_zero() {
+            return invalid("relay.max_duration / pending_wait", "must be positive");
+        }
+        if !(1024..=Self::MAX_FRAME_LIMIT).contains(&self.max_frame) {
+            return invalid("relay.max_frame", "must be 1 KiB ..= 90 KiB");
+        }
+        Ok(())
+    }
+}
+
+/// An open relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenRelay {
+    /// Its id.
+    pub id: u64,
+    /// The device that asked first.
+    pub a: DeviceId,
+    /// The device that asked second.
+    pub b: DeviceId,
+    /// Bytes carried so far.
+    pub bytes: u64,
+    /// When it must close (unix milliseconds).
+    pub deadline: u64,
+}
+
+impl OpenRelay {
+    /// The other party, if `device` is one.
+    pub fn other(&self, device: &DeviceId) -> Option<DeviceId> {
+        if *device == self.a {
+            Some(self.b)
+        } else if *device == self.b {
+            Some(self.a)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a request to open a relay led to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// Waiting for the other device to ask.
+    Waiting,
+    /// Both asked: the relay is open.
+    Open(OpenRelay),
+}
+
+/// A relay that ended, and why: both parties are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// The relay.
+    pub relay: OpenRelay,
+    /// The close code the parties see.
+    pub code: CloseCode,
+    /// Why.
+    pub message: String,
+}
+
+/// Every relay and waiting request.
+#[derive(Debug)]
+pub struct RelayTable {
+    limits: RelayLimits,
+    /// (asker, wanted peer) → when the request lapses.
+    pending: HashMap<(DeviceId, DeviceId), u64>,
+    relays: HashMap<u64, OpenRelay>,
+    next_id: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RelayTable {
+    /// An empty table.
+    pub fn new(limits: RelayLimits) -> Self {
+        RelayTable { limits, pending: HashMap::new(), relays: HashMap::new(), next_id: 1 }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &RelayLimits {
+        &self.limits
+    }
+
+    /// `from` asks for a relay with `to`.
+    pub fn open(&mut self, now: u64, from: DeviceId, to: DeviceId) -> Result<Opening, Rejection> {
+        if from == to {
+            return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot relay to itself"));
+        }
+        if self.pending.remove(&(to, from)).is_some_and(|lapses| lapses > now) {
+            if self.relays.len() >= self.limits.max_relays {
+                return Err(Rejection::new(
+                    ErrorCode::TooManyRelays,
+                    format!("the server carries its limit of {} relays", self.limits.max_relays),
+                ));
+            }
+            let relay = OpenRelay {
+                id: self.next_id,
+                a: to,
+                b: from,
+                bytes: 0,
+                deadline: now + millis(self.limits.max_duration),
+            };
+            self.next_id += 1;
+            self.relays.insert(relay.id, relay.clone());
+            return Ok(Opening::Open(relay));
+        }
+        let mine = self.pending.keys().filter(|(asker, _)| *asker == from).count();
+        if mine >= self.limits.max_pending_per_device && !self.pending.contains_key(&(from, to)) {
+            return Err(Rejection::new(
+                ErrorCode::TooManyRelays,
+                format!("a device may wait for {} relays at once", self.limits.max_pending_per_device),
+            ));
+        }
+        self.pending.insert((from, to), now + millis(self.limits.pending_wait));
+        Ok(Opening::Waiting)
+    }
+
+    /// Counts a frame of `len` bytes from `from` on relay `id`; returns the
+    /// device to forward it to. A frame over the pair's byte cap ends the relay.
+    pub fn frame(&mut self, id: u64, from: &DeviceId, len: usize) -> Result<DeviceId, FrameRefusal> {
+        let relay = self.relays.get_mut(&id).ok_or(FrameRefusal::Unknown)?;
+        let to = relay.other(from).ok_or(FrameRefusal::Unknown)?;
+        if len > self.limits.max_frame {
+            return Err(FrameRefusal::Ended(self.end(id, CloseCode::ProtocolError, "relay frame over the size limit")));
+        }
+        relay.bytes += len as u64;
+        if relay.bytes > self.limits.max_bytes {
+            let message = format!("the relay carried its limit of {} bytes", self.limits.max_bytes);
+            return Err(FrameRefusal::Ended(self.end(id, CloseCode::LimitExceeded, &message)));
+        }
+        Ok(to)
+    }
+
+    /// The other party of relay `id`, if `device` is a party.
+    pub fn peer_of(&self, id: u64, device: &DeviceId) -> Option<DeviceId> {
+        self.relays.get(&id).and_then(|relay| relay.other(device))
+    }
+
+    /// Ends relay `id` (a party closed it, or a forward failed).
+    pub fn end(&mut self, id: u64, code: CloseCode, message: &str) -> Option<Ended> {
+        self.relays.remove(&id).map(|relay| Ended { relay, code, message: message.to_owned() })
+    }
+
+    /// `device` went offline: its requests lapse and its relays end.
+    pub fn device_gone(&mut self, device: &DeviceId) -> Vec<Ended> {
+        self.pending.retain(|(asker, wanted), _| asker != device && wanted != device);
+        let ids: Vec<u64> = self.relays.values().filter(|r| r.other(device).is_some()).map(|r| r.id).collect();
+        ids.into_iter()
+            .filter_map(|id| self.end(id, CloseCode::TransportFailure, "the other device went offline"))
+            .collect()
+    }
+
+    /// Ends relays past their time cap and forgets lapsed requests.
+    pub fn expire(&mut self, now: u64) -> Vec<Ended> {
+        self.pending.retain(|_, lapses| *lapses > now);
+        let ids: Vec<u64> = self.relays.values().filter(|r| r.deadline <= now).map(|r| r.id).collect();
+        ids.into_iter()
+            .filter_map(|id| self.end(id, CloseCode::LimitExceeded, "the relay reached its time limit"))
+            .collect()
+    }
+
+    /// The earliest time [`expire`](Self::expire) has work.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.relays.values().map(|r| r.deadline).chain(self.pending.values().copied()).min()
+    }
+
+    /// Relays open now.
+    pub fn len(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// Whether no relay is open.
+    pub fn is_empty(&self) -> bool {
+        self.relays.is_empty()
+    }
+}
+
+/// Why a frame was not forwarded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameRefusal {
+    /// No such relay, or the sender is not a party.
+    Unknown,
+    /// The frame ended the relay (over a cap).
+    Ended(Option<Ended>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(n: u8) -> DeviceId {
+        format!("{n:02x}").repeat(20).parse().unwrap()
+    }
+
+    #[test]
+    fn opens_only_when_both_ask_in_time() {
+        let mut table = RelayTable::new(RelayLimits::default());
+        assert_eq!(table.open(0, device(1), device(2)).unwrap(), Opening::Waiting);
+        let Opening::Open(relay) = table.open(10, device(2), device(1)).unwrap() else { panic!("not open") };
+        assert_eq!((relay.a, relay.b), (device(1), device(2)));
+        assert_eq!(table.frame(relay.id, &device(1), 10).unwrap(), device(2));
+        assert_eq!(table.frame(relay.id, &device(3), 10).unwrap_err(), FrameRefusal::Unknown);
+        // A lapsed request does not pair.
+        assert_eq!(table.open(0, device(3), device(4)).unwrap(), Opening::Waiting);
+        assert_eq!(table.open(40_000, device(4), device(3)).unwrap(), Opening::Waiting);
+        assert_eq!(table.open(1, device(5), device(5)).unwrap_err().code, ErrorCode::SelfAddressed);
+    }
+
+    #[test]
+    fn caps_end_relays() {
+        let limits = RelayLimits { max_bytes: 100, max_relays: 1, ..RelayLimits::default() };
+        let mut table = RelayTable::new(limits);
+        table.open(0, device(1), device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!() };
+        table.open(0, device(3), device(4)).unwrap();
+        assert_eq!(table.open(0, device(4), device(3)).unwrap_err().code, ErrorCode::TooManyRelays);
+        table.frame(relay.id, &device(1), 60).unwrap();
+        let FrameRefusal::Ended(Some(ended)) = table.frame(relay.id, &device(2), 60).unwrap_err() else { panic!() };
+        assert_eq!(ended.code, CloseCode::LimitExceeded);
+        assert!(table.is_empty());
+
+        table.open(0, device(1), device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!() };
+        assert_eq!(table.next_deadline(), Some(relay.deadline));
+        let ended = table.expire(relay.deadline);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].code, CloseCode::LimitExceeded);
+    }
+
+    #[test]
+    fn a_device_going_offline_ends_its_relays_and_requests() {
+        let mut table = RelayTable::new(RelayLimits::default());
+        table.open(0, device(1), device(2)).unwrap();
+        table.open(0, device(2), device(1)).unwrap();
+        table.open(0, device(1), device(3)).unwrap();
+        assert_eq!(table.device_gone(&device(1)).len(), 1);
+        assert_eq!(
+            table.open(1, device(3), device(1)).unwrap(),
+            Opening::Waiting,
+            "the request lapsed with its device"
+        );
+    }
+}

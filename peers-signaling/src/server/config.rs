@@ -1,0 +1,111 @@
+//! [`ServerConfig`]: every setting of the signaling server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ice::IceSettings;
+use crate::notices::NoticeLimits;
+use crate::protocol::{DEFAULT_NAMESPACE, PayloadLimits};
+use crate::queue::QueueLimits;
+use crate::ratelimit::RateLimits;
+use crate::relay::RelayLimits;
+use crate::sessions::SessionLimits;
+use crate::store::StoreConfig;
+
+/// Settings of a [`SignalingServer`](crate::SignalingServer).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where [`SignalingServer::bind`](crate::SignalingServer::bind) listens.
+    /// Default: `127.0.0.1:0` (loopback, any free port).
+    pub bind: SocketAddr,
+    /// The socket.io namespace. Default: `/signaling`.
+    pub namespace: String,
+    /// The socket.io request path. Default: `/socket.io`.
+    pub path: String,
+    /// Where the queue and notices live. Default: SQLite in `./peers-signaling-data`.
+    pub store: StoreConfig,
+    /// Offline queue bounds and times to live.
+    pub queue: QueueLimits,
+    /// Bounds of the notices kept for offline senders.
+    pub notices: NoticeLimits,
+    /// Size limits of signal bodies.
+    pub payload: PayloadLimits,
+    /// Most connections at once; more are refused with a `connect_error`.
+    /// Default: 10,000.
+    pub max_connections: usize,
+    /// A client must register within this time of connecting. Default: 10 s.
+    pub registration_timeout: Duration,
+    /// Most devices one connection may watch. Default: 1024.
+    pub max_subscriptions: usize,
+    /// Rate limits per device and per IP address.
+    pub rate_limits: RateLimits,
+    /// STUN and TURN servers handed out by `"ice-config"`.
+    pub ice: IceSettings,
+    /// Transfer sessions joined by a code.
+    pub sessions: SessionLimits,
+    /// The frame relay between two devices.
+    pub relay: RelayLimits,
+    /// Largest socket.io message a client may send (engine.io `max_payload`).
+    /// Default: 128 KiB (a body of 64 KiB plus framing).
+    pub max_payload: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            namespace: DEFAULT_NAMESPACE.into(),
+            path: "/socket.io".into(),
+            store: StoreConfig::default(),
+            queue: QueueLimits::default(),
+            notices: NoticeLimits::default(),
+            payload: PayloadLimits::default(),
+            max_connections: 10_000,
+            registration_timeout: Duration::from_secs(10),
+            max_subscriptions: 1024,
+            rate_limits: RateLimits::default(),
+            ice: IceSettings::default(),
+            sessions: SessionLimits::default(),
+            relay: RelayLimits::default(),
+            max_payload: 128 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// A configuration with an in-memory store (tests, ephemeral servers).
+    pub fn in_memory() -> Self {
+        ServerConfig { store: StoreConfig::Memory, ..ServerConfig::default() }
+    }
+
+    /// Checks every setting; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field, detail: &str| Err(Error::InvalidConfig { field, detail: detail.into() });
+        if !self.namespace.starts_with('/') {
+            return invalid("namespace", "must start with '/'");
+        }
+        if !self.path.starts_with('/') {
+            return invalid("path", "must start with '/'");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.registration_timeout.is_zero() {
+            return invalid("registration_timeout", "must be positive");
+        }
+        if self.max_subscriptions == 0 {
+            return invalid("max_subscriptions", "must be at least 1");
+        }
+        if self.payload.max_body_bytes + 4096 > self.max_payload {
+            return invalid("max_payload", "must exceed payload.max_body_bytes by at least 4 KiB");
+        }
+        self.queue.validate()?;
+        self.rate_limits.validate()?;
+        self.ice.validate()?;
+        self.sessions.validate()?;
+        self.relay.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,435 @@
+//! The server's shared state: who is registered, who watches whom, the offline
+//! queue and the notices, and the store they are written through to.
+//!
+//! One `std::sync::Mutex` guards it. Every operation is short and never awaits:
+//! socketioxide's `emit` only queues a packet, and the store's writes are small
+//! SQLite statements. Holding the lock across "register, reply, drain the
+//! queue" is what keeps a device's messages in order: no direct relay can slip
+//! between its queued messages.
+//!
+//! Nothing here disconnects a socket while the lock is held (socketioxide runs
+//! the disconnect handler, which takes the lock, synchronously): disconnects
+//! are returned to the caller as [`AfterUnlock`] work.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use peers_sdk::DeviceId;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::socket::Socket;
+use tracing::{debug, info, warn};
+
+use super::metrics as m;
+use crate::notices::{NoticeBoxes, StoredNotice};
+use crate::protocol::{
+    ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, SignalKind,
+    events,
+};
+use crate::queue::{NewMessage, OfflineQueue, QueuedMessage};
+use crate::relay::RelayTable;
+use crate::sessions::{Session, SessionTable};
+use crate::store::Store;
+
+/// One socket.io connection, as the hub sees it. It holds the socket weakly:
+/// socketioxide keeps a socket's handlers (which hold the connection state)
+/// until the socket is dropped, so a strong reference here would be a cycle.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// Unique per server run.
+    pub(crate) id: u64,
+    pub(crate) socket: Weak<Io>,
+}
+
+impl Peer {
+    pub(crate) fn emit<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) -> bool {
+        let Some(socket) = self.socket.upgrade() else { return false };
+        match socket.emit(event, data) {
+            Ok(()) => true,
+            Err(err) => {
+                debug!(peer = self.id, event, %err, "emit failed");
+                false
+            }
+        }
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.socket.upgrade().is_some_and(|s| s.connected())
+    }
+
+    /// Disconnects the socket; never call it with the hub locked.
+    pub(crate) fn disconnect(&self) {
+        if let Some(socket) = self.socket.upgrade() {
+            let _ = socket.disconnect();
+        }
+    }
+}
+
+/// Work to do once the lock is released.
+#[derive(Debug, Default)]
+#[must_use]
+pub(crate) struct AfterUnlock {
+    pub(crate) disconnect: Vec<Arc<Peer>>,
+}
+
+impl AfterUnlock {
+    pub(crate) fn run(self) {
+        for peer in self.disconnect {
+            peer.disconnect();
+        }
+    }
+}
+
+type Io = Socket<LocalAdapter>;
+
+/// A signal ready to relay: validated, sender authenticated.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) from: DeviceId,
+    pub(crate) to: DeviceId,
+    pub(crate) id: String,
+    pub(crate) kind: SignalKind,
+    pub(crate) body: Value,
+    pub(crate) ttl_ms: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Hub {
+    queue: OfflineQueue,
+    notices: NoticeBoxes,
+    sessions: SessionTable,
+    relays: RelayTable,
+    store: Box<dyn Store>,
+    devices: HashMap<DeviceId, Arc<Peer>>,
+    /// device → the connections watching it.
+    watchers: HashMap<DeviceId, HashMap<u64, Arc<Peer>>>,
+    /// connection → the devices it watches.
+    watching: HashMap<u64, HashSet<DeviceId>>,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        queue: OfflineQueue,
+        notices: NoticeBoxes,
+        sessions: SessionTable,
+        relays: RelayTable,
+        store: Box<dyn Store>,
+    ) -> Self {
+        Hub {
+            queue,
+            notices,
+            sessions,
+            relays,
+            store,
+            devices: HashMap::new(),
+            watchers: HashMap::new(),
+            watching: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn sessions(&mut self) -> &mut SessionTable {
+        &mut self.sessions
+    }
+
+    pub(crate) fn relays(&mut self) -> &mut RelayTable {
+        &mut self.relays
+    }
+
+    pub(crate) fn relays_ref(&self) -> &RelayTable {
+        &self.relays
+    }
+
+    /// Emits to `device`'s connection, if it is online.
+    pub(crate) fn emit_to<T: Serialize + ?Sized>(&self, device: &DeviceId, event: &'static str, data: &T) -> bool {
+        self.devices.get(device).is_some_and(|peer| peer.emit(event, data))
+    }
+
+    /// Ends `device`'s relays (it went offline or was replaced) and tells the
+    /// other parties.
+    fn end_relays(&mut self, device: &DeviceId) {
+        for ended in self.relays.device_gone(device) {
+            super::relay_requests::tell_ended(self, &ended);
+        }
+        m::relays(self.relays.len());
+    }
+
+    /// Stores a session's new state.
+    pub(crate) fn save_session(&mut self, session: &Session) {
+        self.persist(|store| store.put_session(session));
+        m::sessions(self.sessions.len());
+    }
+
+    /// Tells `device` (if online) that one of its sessions changed.
+    pub(crate) fn tell_session(&self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>) {
+        if let Some(connection) = self.devices.get(device) {
+            let notice = SessionNotice {
+                transfer_id: session.transfer_id.clone(),
+                state: session.state,
+                peer: peer.map(ToString::to_string),
+                reason: session.reason.clone(),
+            };
+            connection.emit(events::SESSION, &notice);
+        }
+    }
+
+    pub(crate) fn queue_mut(&mut self) -> &mut OfflineQueue {
+        &mut self.queue
+    }
+
+    /// The earliest deadline of a queued message or a session.
+    pub(crate) fn next_expiry(&self) -> Option<u64> {
+        [self.queue.next_expiry(), self.sessions.next_deadline(), self.relays.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Binds `device` to `peer`. A previous connection of the same device is told
+    /// it was replaced and disconnected (after the unlock); watchers hear
+    /// "online" only if the device was offline. `reply` runs before the queued
+    /// messages go out. Returns how many queued messages were delivered.
+    pub(crate) fn register(
+        &mut self,
+        now: u64,
+        device: DeviceId,
+        peer: Arc<Peer>,
+        reply: impl FnOnce(usize),
+        after: &mut AfterUnlock,
+    ) -> usize {
+        self.expire(now);
+        let previous = self.devices.insert(device, peer.clone());
+        match &previous {
+            Some(old) if old.id != peer.id => {
+                info!(%device, old = old.id, new = peer.id, "device registered again; replacing its old connection");
+                old.emit(
+                    events::NOTICE,
+                    &Rejection::new(ErrorCode::Replaced, "a newer connection registered this device"),
+                );
+                after.disconnect.push(old.clone());
+                m::replaced();
+                // The old connection's relays cannot move to the new one.
+                self.end_relays(&device);
+            }
+            Some(_) => {}
+            None => self.announce(&device, true),
+        }
+        m::registered();
+        let queued = self.queue.take(&device);
+        reply(queued.len());
+        let mut delivered = Vec::with_capacity(queued.len());
+        let mut rest = queued.into_iter();
+        while let Some(message) = rest.next() {
+            if peer.emit(events::INCOMING, &incoming(&message, true)) {
+                self.outcome(now, &message.from, &message.id, &message.to, OutcomeKind::Delivered);
+                m::relayed("delivered_from_queue");
+                delivered.push(message.seq);
+            } else {
+                // The new connection is already gone (or its buffer is full):
+                // what is left stays queued, in order, for the next registration.
+                let back: Vec<QueuedMessage> = std::iter::once(message).chain(rest).collect();
+                warn!(%device, left = back.len(), "could not deliver the whole queue; the rest stays queued");
+                self.queue.restore(back);
+                break;
+            }
+        }
+        let count = delivered.len();
+        self.persist(|store| store.delete_messages(&delivered));
+        let (notices, stale) = self.notices.take(now, &device);
+        for stored in &notices {
+            peer.emit(events::OUTCOME, &stored.notice);
+        }
+        let gone: Vec<u64> = notices.iter().chain(&stale).map(|n| n.seq).collect();
+        self.persist(|store| store.delete_notices(&gone));
+        self.gauges();
+        count
+    }
+
+    /// The connection `peer_id` of `device` went away. Returns whether it was the
+    /// device's current connection (and so the device is now offline).
+    pub(crate) fn unregister(&mut self, device: &DeviceId, peer_id: u64) -> bool {
+        let current = self.devices.get(device).is_some_and(|p| p.id == peer_id);
+        if current {
+            self.end_relays(device);
+            self.devices.remove(device);
+            self.announce(device, false);
+        }
+        current
+    }
+
+    /// Drops a connection's presence subscriptions.
+    pub(crate) fn forget_watcher(&mut self, peer_id: u64) {
+        for device in self.watching.remove(&peer_id).unwrap_or_default() {
+            if let Some(watchers) = self.watchers.get_mut(&device) {
+                watchers.remove(&peer_id);
+                if watchers.is_empty() {
+                    self.watchers.remove(&device);
+                }
+            }
+        }
+    }
+
+    fn announce(&self, device: &DeviceId, online: bool) {
+        if let Some(watchers) = self.watchers.get(device) {
+            let notice = PresenceNotice { device: device.to_string(), online };
+            for watcher in watchers.values() {
+                watcher.emit(events::PRESENCE, &notice);
+            }
+        }
+    }
+
+    /// Adds `devices` to what `peer` watches; returns which of them are online.
+    pub(crate) fn subscribe(
+        &mut self,
+        peer: &Arc<Peer>,
+        devices: &[DeviceId],
+        max: usize,
+    ) -> Result<Vec<DeviceId>, Rejection> {
+        let watching = self.watching.entry(peer.id).or_default();
+        let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
+        if watching.len() + new > max {
+            return Err(Rejection::new(
+                ErrorCode::TooManySubscriptions,
+                format!("a connection may watch at most {max} devices ({} already)", watching.len()),
+            ));
+        }
+        for device in devices {
+            watching.insert(*device);
+            self.watchers.entry(*device).or_default().insert(peer.id, peer.clone());
+        }
+        Ok(devices.iter().filter(|d| self.devices.contains_key(d)).copied().collect())
+    }
+
+    /// Removes `devices` from what `peer` watches.
+    pub(crate) fn unsubscribe(&mut self, peer_id: u64, devices: &[DeviceId]) {
+        if let Some(watching) = self.watching.get_mut(&peer_id) {
+            for device in devices {
+                watching.remove(device);
+                if let Some(watchers) = self.watchers.get_mut(device) {
+                    watchers.remove(&peer_id);
+                    if watchers.is_empty() {
+                        self.watchers.remove(device);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays or queues a signal; returns the first outcome.
+    pub(crate) fn relay(&mut self, now: u64, relay: Relay) -> Result<(OutcomeKind, Option<u64>), Rejection> {
+        if let Some(peer) = self.devices.get(&relay.to) {
+            let wire = IncomingSignalWire {
+                id: relay.id,
+                from: relay.from.to_string(),
+                kind: relay.kind,
+                body: relay.body,
+                sent_at: now,
+                queued: false,
+            };
+            if peer.emit(events::INCOMING, &wire) {
+                m::relayed("delivered");
+                return Ok((OutcomeKind::Delivered, None));
+            }
+            m::rejected(ErrorCode::RecipientBusy);
+            return Err(Rejection::new(ErrorCode::RecipientBusy, "the recipient's connection is not taking messages"));
+        }
+        if relay.ttl_ms == 0 {
+            m::relayed("expired");
+            return Ok((OutcomeKind::Expired, None));
+        }
+        let body = serde_json::to_string(&relay.body).unwrap_or_default();
+        let message = NewMessage { to: relay.to, from: relay.from, id: relay.id, kind: relay.kind, body };
+        let queued = self.queue.push(now, message, relay.ttl_ms).inspect_err(|r| m::rejected(r.code))?;
+        if let Err(err) = self.store.put_message(&queued) {
+            warn!(%err, "store failed; refusing the message");
+            let _ = self.queue.take_one(&queued.to, queued.seq);
+            m::rejected(ErrorCode::Internal);
+            return Err(Rejection::new(ErrorCode::Internal, "the server could not store the message"));
+        }
+        m::relayed("queued");
+        self.gauges();
+        Ok((OutcomeKind::Queued, Some(queued.expires_at)))
+    }
+
+    /// Expires due messages (telling their senders) and sessions (telling
+    /// their parties). Returns how many messages expired.
+    pub(crate) fn expire(&mut self, now: u64) -> usize {
+        for ended in self.relays.expire(now) {
+            super::relay_requests::tell_ended(self, &ended);
+        }
+        let (sessions, purged) = self.sessions.expire(now);
+        for session in &sessions {
+            self.save_session(session);
+            self.tell_session(&session.sender, session, session.receiver.as_ref());
+            if let Some(receiver) = &session.receiver {
+                self.tell_session(receiver, session, Some(&session.sender));
+            }
+        }
+        if !purged.is_empty() {
+            self.persist(|store| store.delete_sessions(&purged));
+            m::sessions(self.sessions.len());
+        }
+        let expired = self.queue.expire(now);
+        if expired.is_empty() {
+            return 0;
+        }
+        let seqs: Vec<u64> = expired.iter().map(|m| m.seq).collect();
+        self.persist(|store| store.delete_messages(&seqs));
+        for message in &expired {
+            debug!(id = %message.id, from = %message.from, to = %message.to, "queued message expired");
+            m::expired();
+            self.outcome(now, &message.from, &message.id, &message.to, OutcomeKind::Expired);
+        }
+        let stale: Vec<u64> = self.notices.sweep(now).iter().map(|n| n.seq).collect();
+        self.persist(|store| store.delete_notices(&stale));
+        self.gauges();
+        expired.len()
+    }
+
+    /// Tells `sender` what became of its message: at once if it is online,
+    /// otherwise kept in its notice box.
+    fn outcome(&mut self, now: u64, sender: &DeviceId, id: &str, to: &DeviceId, outcome: OutcomeKind) {
+        let notice = OutcomeNotice { id: id.to_owned(), to: to.to_string(), outcome, at: now };
+        if let Some(peer) = self.devices.get(sender)
+            && peer.emit(events::OUTCOME, &notice)
+        {
+            return;
+        }
+        let (stored, dropped) = self.notices.push(now, *sender, notice);
+        self.persist(|store| store.put_notice(&stored));
+        if !dropped.is_empty() {
+            warn!(device = %sender, dropped = dropped.len(), "notice box full; oldest notices dropped");
+            m::notices_dropped(dropped.len());
+            let seqs: Vec<u64> = dropped.iter().map(|n: &StoredNotice| n.seq).collect();
+            self.persist(|store| store.delete_notices(&seqs));
+        }
+    }
+
+    fn persist(&mut self, write: impl FnOnce(&mut dyn Store) -> crate::Result<()>) {
+        if let Err(err) = write(self.store.as_mut()) {
+            warn!(%err, "store write failed; the in-memory state goes on without it");
+            m::store_errors();
+        }
+    }
+
+    fn gauges(&self) {
+        let (messages, bytes) = self.queue.depth();
+        m::queue_depth(messages, bytes, self.notices.len());
+    }
+
+    pub(crate) fn online_count(&self) -> usize {
+        self.devices.len()
+    }
+}
+
+/// The `"signal"` event for a queued message.
+fn incoming(message: &QueuedMessage, queued: bool) -> IncomingSignalWire {
+    IncomingSignalWire {
+        id: message.id.clone(),
+        from: message.from.to_string(),
+        kind: message.kind,
+        body: serde_json::from_str(&message.body).unwrap_or(Value::Object(Map::new())),
+        sent_at: message.sent_at,
+        queued,
+    }
+}

@@ -1,0 +1,296 @@
+//! [`SignalingServer`]: the socket.io namespace, standalone on its own address
+//! or attached to a `SocketIo` that an existing axum router serves.
+
+mod config;
+mod connection;
+mod http;
+mod hub;
+pub(crate) mod metrics;
+mod relay_requests;
+mod session_requests;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use config::ServerConfig;
+
+use crate::error::{Error, Result};
+use crate::notices::NoticeBoxes;
+use crate::queue::OfflineQueue;
+use crate::ratelimit::Limiters;
+use crate::relay::RelayTable;
+use crate::sessions::SessionTable;
+use hub::Hub;
+
+/// The current time in unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How often idle rate-limit keys and stale notices are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// State shared by the server handle, every connection and the timer task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    hub: Mutex<Hub>,
+    pub(crate) limiters: Limiters,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) next_peer: AtomicU64,
+    expiry_changed: Notify,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn hub(&self) -> MutexGuard<'_, Hub> {
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wake_expiry(&self) {
+        self.expiry_changed.notify_one();
+    }
+
+    pub(crate) fn refusal(&self) -> Option<String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Some("server is shutting down".into())
+        } else if self.connections.load(Ordering::Acquire) >= self.config.max_connections {
+            Some(format!("server_full: the server is at its connection limit ({})", self.config.max_connections))
+        } else {
+            None
+        }
+    }
+}
+
+/// The signaling server: registration by signed challenge, presence, relay of
+/// signals with outcomes, the offline queue with expiry notices, ICE
+/// configuration, rate limits and metrics.
+///
+/// Create it with [`bind`](Self::bind) (its own listener) or
+/// [`attach`](Self::attach) (a namespace on your `SocketIo`, plus
+/// [`http_routes`](Self::http_routes) for `/healthz` and `/metrics`). Dropping
+/// it or calling [`shutdown`](Self::shutdown) stops its timer, removes the
+/// namespace (disconnecting its clients) and, for a bound server, stops the
+/// listener.
+#[derive(Debug)]
+pub struct SignalingServer {
+    shared: Arc<Shared>,
+    timer: JoinHandle<()>,
+    /// The `SocketIo` the namespace lives on (ours when bound).
+    io: SocketIo,
+    listener: Option<Listener>,
+}
+
+#[derive(Debug)]
+struct Listener {
+    io: SocketIo,
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    serve: Option<JoinHandle<()>>,
+}
+
+impl SignalingServer {
+    /// Opens the store, restores the queue and registers the namespace on
+    /// `io`. Build `io` with a `max_payload` of at least
+    /// [`ServerConfig::max_payload`] (socketioxide's default, 100 kB, is enough
+    /// for the default body limit), and serve the router with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so per-IP limits
+    /// apply. Must be called inside a tokio runtime.
+    pub fn attach(io: &SocketIo, config: ServerConfig) -> Result<SignalingServer> {
+        config.validate()?;
+        let shared = Arc::new(Self::open_state(config)?);
+        io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() });
+        let timer = tokio::spawn(run_timer(Arc::downgrade(&shared)));
+        http::install_recorder();
+        Ok(SignalingServer { shared, timer, io: io.clone(), listener: None })
+    }
+
+    /// Listens on [`ServerConfig::bind`] and serves the namespace, `/healthz`
+    /// and `/metrics`.
+    pub async fn bind(config: ServerConfig) -> Result<SignalingServer> {
+        config.validate()?;
+        let (layer, io) = SocketIo::builder()
+            .req_path(config.path.clone())
+            .max_payload(config.max_payload as u64)
+            .ws_max_message_size(config.max_payload)
+            .ws_max_frame_size(config.max_payload)
+            .max_buffer_size(config.queue.per_device_messages.saturating_add(1024))
+            .build_layer();
+        let bind = config.bind;
+        let listener =
+            TcpListener::bind(bind).await.map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
+        let mut server = Self::attach(&io, config)?;
+        let app = server.http_routes().layer(layer).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let listener = listener.tap_io(|tcp| {
+            // Replies are small writes; do not let Nagle hold them back.
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        let serve = tokio::spawn(async move {
+            if let Err(err) = served.into_future().await {
+                warn!(%err, "signaling server stopped");
+            }
+        });
+        info!(%local_addr, namespace = %server.shared.config.namespace, "signaling server listening");
+        server.listener = Some(Listener { io, local_addr, stop: Some(stop), serve: Some(serve) });
+        Ok(server)
+    }
+
+    fn open_state(config: ServerConfig) -> Result<Shared> {
+        let mut store = config.store.open()?;
+        let snapshot = store.load()?;
+        let mut queue = OfflineQueue::new(config.queue.clone());
+        let restored = snapshot.messages.len();
+        queue.restore(snapshot.messages);
+        let mut notices = NoticeBoxes::new(config.notices.clone());
+        notices.restore(snapshot.notices);
+        let mut sessions = SessionTable::new(config.sessions.clone());
+        sessions.restore(snapshot.sessions);
+        let relays = RelayTable::new(config.relay.clone());
+        if restored > 0 {
+            info!(messages = restored, notices = notices.len(), "restored the offline queue");
+        }
+        Ok(Shared {
+            limiters: Limiters::new(&config.rate_limits, &config.sessions),
+            config,
+            hub: Mutex::new(Hub::new(queue, notices, sessions, relays, store)),
+            connections: AtomicUsize::new(0),
+            next_peer: AtomicU64::new(1),
+            expiry_changed: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// `/healthz` (200 "ok") and `/metrics` (Prometheus text), to merge into
+    /// your router.
+    pub fn http_routes(&self) -> Router {
+        http::routes()
+    }
+
+    /// The address a bound server listens on (`None` when attached).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(|l| l.local_addr)
+    }
+
+    /// The base URL of a bound server (`http://ADDR`); clients dial it.
+    pub fn url(&self) -> Option<String> {
+        self.local_addr().map(|addr| format!("http://{addr}"))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Messages and bytes in the offline queue now.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        self.shared.hub().queue_mut().depth()
+    }
+
+    /// Disconnects the namespace's clients (each is told) and removes the
+    /// namespace from the `SocketIo`.
+    async fn remove_namespace(io: SocketIo, namespace: String) {
+        if let Some(operators) = io.of(&namespace) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), operators.disconnect()).await;
+        }
+        // socketioxide refuses (panics) to delete "/" under its v4 protocol.
+        if namespace != "/" {
+            io.delete_ns(&namespace);
+        }
+    }
+
+    /// Stops accepting connections, disconnects every client of the namespace
+    /// and, for a bound server, stops listening. The store keeps what is queued.
+    pub async fn shutdown(mut self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.timer.abort();
+        Self::remove_namespace(self.io.clone(), self.shared.config.namespace.clone()).await;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), listener.io.close()).await;
+            if let Some(stop) = listener.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(serve) = listener.serve.take() {
+                let abort = serve.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(2), serve).await.is_err() {
+                    abort.abort();
+                }
+            }
+        }
+        debug!("signaling server shut down");
+    }
+}
+
+impl Drop for SignalingServer {
+    /// Like [`shutdown`](SignalingServer::shutdown), in the background.
+    fn drop(&mut self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.timer.abort();
+        if self.listener.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Attached: remove the namespace from the owner's `SocketIo`.
+            runtime.spawn(Self::remove_namespace(self.io.clone(), self.shared.config.namespace.clone()));
+        }
+        if let Some(mut listener) = self.listener.take() {
+            if let Some(stop) = listener.stop.take() {
+                let _ = stop.send(());
+            }
+            let io = listener.io.clone();
+            let serve = listener.serve.take();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), io.close()).await;
+                    if let Some(serve) = serve {
+                        serve.abort();
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Expires queued messages at their deadlines and sweeps idle state.
+async fn run_timer(shared: std::sync::Weak<Shared>) {
+    let mut next_sweep = tokio::time::Instant::now() + SWEEP_INTERVAL;
+    loop {
+        let Some(strong) = shared.upgrade() else { return };
+        let now = now_ms();
+        let next = {
+            let mut hub = strong.hub();
+            hub.expire(now);
+            hub.next_expiry()
+        };
+        if tokio::time::Instant::now() >= next_sweep {
+            strong.limiters.sweep();
+            next_sweep = tokio::time::Instant::now() + SWEEP_INTERVAL;
+        }
+        let wait = next.map_or(SWEEP_INTERVAL, |deadline| Duration::from_millis(deadline.saturating_sub(now)));
+        let wake = Arc::clone(&strong);
+        drop(strong);
+        tokio::select! {
+            () = tokio::time::sleep(wait.min(SWEEP_INTERVAL)) => {}
+            () = wake.expiry_changed.notified() => {}
+        }
+    }
+}

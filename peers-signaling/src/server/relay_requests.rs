@@ -1,0 +1,122 @@
+//! The relay events: `"relay-open"` (a request), and `"relay-frame"`,
+//! `"relay-credit"`, `"relay-close"` (forwarded to the other party, no reply).
+//! The bookkeeping is [`RelayTable`](crate::relay::RelayTable).
+
+use peers_sdk::{CloseCode, CloseReason, DeviceId};
+use serde_json::{Map, Value as Json};
+use tracing::{debug, info};
+
+use super::connection::parse;
+use super::hub::Hub;
+use super::{Shared, now_ms};
+use crate::protocol::{self, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpenRequest, RelayOpened, events};
+use crate::relay::{Ended, FrameRefusal, Opening};
+
+type Reply = Result<Map<String, Json>, Rejection>;
+
+pub(super) fn open(shared: &Shared, device: DeviceId, payload: Json) -> Reply {
+    let request: RelayOpenRequest = parse("relay-open", payload)?;
+    let peer = protocol::parse_device_id("peer", &request.peer)?;
+    let mut hub = shared.hub();
+    let max_frame = hub.relays().limits().max_frame as u64;
+    let mut fields = Map::new();
+    match hub.relays().open(now_ms(), device, peer)? {
+        Opening::Waiting => {
+            fields.insert("state".into(), Json::from("waiting"));
+        }
+        Opening::Open(relay) => {
+            info!(relay = relay.id, a = %relay.a, b = %relay.b, "relay open");
+            for (party, other) in [(relay.a, relay.b), (relay.b, relay.a)] {
+                let opened = RelayOpened { relay: relay.id, peer: other.to_string(), max_frame };
+                hub.emit_to(&party, events::RELAY_OPEN, &opened);
+            }
+            fields.insert("state".into(), Json::from("open"));
+            fields.insert("relay".into(), Json::from(relay.id));
+        }
+    }
+    drop(hub);
+    shared.wake_expiry();
+    Ok(fields)
+}
+
+/// Tells both parties that a relay ended.
+pub(super) fn tell_ended(hub: &Hub, ended: &Ended) {
+    debug!(relay = ended.relay.id, code = ?ended.code, message = %ended.message, "relay closed");
+    let notice = close_notice(ended.relay.id, ended.code, &ended.message);
+    for party in [ended.relay.a, ended.relay.b] {
+        hub.emit_to(&party, events::RELAY_CLOSE, &notice);
+    }
+}
+
+fn close_notice(relay: u64, code: CloseCode, message: &str) -> RelayClose {
+    // `CloseReason::new` cuts the message to its wire limit.
+    RelayClose { relay, code, message: CloseReason::new(code, message).message }
+}
+
+/// A relay event the sender may not send: tell it the relay is closed.
+fn refuse(hub: &Hub, device: &DeviceId, relay: u64, message: &str) {
+    hub.emit_to(device, events::RELAY_CLOSE, &close_notice(relay, CloseCode::ProtocolError, message));
+}
+
+/// The decoded length of base64 `data`, if it is not longer than `max` bytes.
+fn decoded_len(data: &str, max: usize) -> Option<usize> {
+    if data.len() > max.div_ceil(3) * 4 || !data.len().is_multiple_of(4) {
+        return None;
+    }
+    let padding = data.bytes().rev().take_while(|&b| b == b'=').count();
+    (data.len() / 4 * 3).checked_sub(padding)
+}
+
+pub(super) fn frame(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
+    let frame: RelayFrame = parse("relay-frame", payload)?;
+    let mut hub = shared.hub();
+    let max = hub.relays().limits().max_frame;
+    // Malformed or oversized data counts as a frame over the limit: it ends
+    // the relay (or, for a relay that does not exist, is refused).
+    let len = decoded_len(&frame.data, max).unwrap_or(usize::MAX);
+    match hub.relays().frame(frame.relay, &device, len) {
+        Ok(to) => {
+            if !hub.emit_to(&to, events::RELAY_FRAME, &frame)
+                && let Some(ended) =
+                    hub.relays().end(frame.relay, CloseCode::TransportFailure, "the other device is not taking frames")
+            {
+                tell_ended(&hub, &ended);
+            }
+        }
+        Err(FrameRefusal::Unknown) => refuse(&hub, &device, frame.relay, "no such relay"),
+        Err(FrameRefusal::Ended(ended)) => {
+            if let Some(ended) = ended {
+                tell_ended(&hub, &ended);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
+    let credit: RelayCredit = parse("relay-credit", payload)?;
+    let hub = shared.hub();
+    match hub.relays_ref().peer_of(credit.relay, &device) {
+        Some(to) => {
+            hub.emit_to(&to, events::RELAY_CREDIT, &credit);
+        }
+        None => refuse(&hub, &device, credit.relay, "no such relay"),
+    }
+    Ok(())
+}
+
+pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
+    let close: RelayClose = parse("relay-close", payload)?;
+    let mut hub = shared.hub();
+    if hub.relays_ref().peer_of(close.relay, &device).is_none() {
+        // Closing a relay that is already gone is harmless.
+        return Ok(());
+    }
+    if let Some(ended) = hub.relays().end(close.relay, close.code, &close.message) {
+        let to = ended.relay.other(&device);
+        if let Some(to) = to {
+            hub.emit_to(&to, events::RELAY_CLOSE, &close_notice(close.relay, close.code, &close.message));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! Transfer sessions joined by a short code: the bookkeeping, with no I/O and
+//! no clock (every call takes `now` in unix milliseconds and, where it needs
+//! them, a random source).
+//!
+//! ```text
+//!   create ─▶ Created ──join(right code)──▶ Joined ──close(token)──▶ Closed
+//!               │  │                          │
+//!               │  └─ 3 wrong secrets ─▶ Closed ("locked")
+//!               └──────── now ≥ expires_at ───┴──────────────────▶ Expired
+//! ```
+//!
+//! A code is `NNNN-SSSSSS`: a 4-digit *slot* that names the session among the
+//! live ones and a 6-character secret in Crockford's base32 (30 bits). A join
+//! that names a live slot with the wrong secret counts against that session;
+//! after [`SessionLimits::max_failed_joins`] the session is closed as locked, so
+//! guessing one session's secret has at most that many tries. (Guessing slots
+//! is limited per IP address by the server.) Exactly one receiver joins.
+//! Tokens are 32 random bytes, returned once and kept only as SHA-256 hashes.
+//! Finished sessions are kept for [`SessionLimits::default_ttl`] after their
+//! deadline so late joins get a clear `session_expired` / `session_closed`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use peers_sdk::DeviceId;
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{ErrorCode, Rejection};
+
+/// Crockford's base32 alphabet (no I, L, O, U).
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const SECRET_LEN: usize = 6;
+const SLOTS: u16 = 10_000;
+
+/// Bounds and times of sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionLimits {
+    /// Lifetime of a session whose creator names none. Default: 10 minutes.
+    pub default_ttl: Duration,
+    /// Longest lifetime a creator may ask for (longer is cut). Default: 1 hour.
+    pub max_ttl: Duration,
+    /// Most sessions kept at once (live or recently finished); at most 5000 so
+    /// slots stay easy to find. Default: 5000.
+    pub max_sessions: usize,
+    /// Most live sessions one device may have created. Default: 16.
+    pub per_device: usize,
+    /// Wrong secrets a session tolerates before it is locked. Default: 3.
+    pub max_failed_joins: u32,
+    /// Join attempts per minute per IP address (a burst of as many). Default: 10.
+    pub joins_per_minute_per_ip: u32,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            default_ttl: Duration::from_secs(600),
+            max_ttl: Duration::from_secs(3600),
+            max_sessions: 5000,
+            per_device: 16,
+            max_failed_joins: 3,
+            joins_per_minute_per_ip: 10,
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Checks the limits; the error names the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |field, detail: &str| Err(crate::Error::InvalidConfig { field, detail: detail.into() });
+        if self.default_ttl.is_zero() || self.default_ttl > self.max_ttl {
+            return invalid("sessions.default_ttl", "must be positive and at most sessions.max_ttl");
+        }
+        if self.max_ttl > Duration::from_secs(24 * 3600) {
+            return invalid("sessions.max_ttl", "must be at most a day");
+        }
+        if self.max_sessions == 0 || self.max_sessions > usize::from(SLOTS / 2) {
+            return invalid("sessions.max_sessions", "must be 1..=5000");
+        }
+        if self.per_device == 0 || self.max_failed_joins == 0 || self.joins_per_minute_per_ip == 0 {
+            return invalid("sessions.per_device / max_failed_joins / joins_per_minute_per_ip", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Waiting for its receiver.
+    Created,
+    /// The receiver joined.
+    Joined,
+    /// Closed by a party, or locked after wrong secrets.
+    Closed,
+    /// Its time ran out.
+    Expired,
+}
+
+/// One session, as kept by the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Names the session in later requests and events.
+    pub transfer_id: String,
+    /// The code's slot.
+    pub slot: u16,
+    /// The code's secret.
+    pub secret: String,
+    /// The creator.
+    pub sender: DeviceId,
+    /// The receiver, once joined.
+    pub receiver: Option<DeviceId>,
+    /// SHA-256 of the sender's token, hex.
+    pub sender_token_hash: String,
+    /// SHA-256 of the receiver's token, hex.
+    pub receiver_token_hash: Option<String>,
+    /// The state.
+    pub state: SessionState,
+    /// Wrong secrets tried so far.
+    pub failed_joins: u32,
+    /// When it ends (unix milliseconds).
+    pub expires_at: u64,
+    /// Why it closed.
+    pub reason: Option<String>,
+}
+
+impl Session {
+    /// The code: `NNNN-SSSSSS`.
+    pub fn code(&self) -> String {
+        format!("{:04}-{}", self.slot, self.secret)
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.state, SessionState::Created | SessionState::Joined)
+    }
+}
+
+fn random_text(rng: &mut impl RngCore, len: usize) -> String {
+    (0..len).map(|_| char::from(ALPHABET[(rng.next_u32() % 32) as usize])).collect()
+}
+
+fn random_hex(rng: &mut impl RngCore, bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rng.next_u32() as u8)).collect()
+}
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a code as people type it: case-insensitive, spaces ignored, `O` as
+/// `0` and `I`/`L` as `1`.
+pub fn parse_code(code: &str) -> Result<(u16, String), Rejection> {
+    let bad = || Rejection::new(ErrorCode::BadRequest, "a code looks like 1234-ABCDEF");
+    if code.len() > 32 {
+        return Err(bad());
+    }
+    let cleaned: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        })
+        .collect();
+    let (slot, secret) = cleaned.split_once('-').ok_or_else(bad)?;
+    if slot.len() != 4 || !slot.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if secret.len() != SECRET_LEN || !secret.bytes().all(|b| ALPHABET.contains(&b)) {
+        return Err(bad());
+    }
+    Ok((slot.parse().map_err(|_| bad())?, secret.to_owned()))
+}
+
+/// What [`SessionTable::create`] hands the creator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// The session.
+    pub session: Session,
+    /// The sender's token (shown once).
+    pub sender_token: String,
+}
+
+/// A failed join: the refusal, and the session if the attempt changed it
+/// (a wrong secret was counted; `state` says whether it is now locked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinFailure {
+    /// The refusal for the joiner.
+    pub rejection: Rejection,
+    /// The session, when the attempt changed it.
+    pub changed: Option<Box<Session>>,
+}
+
+/// Every session, by transfer id and by slot.
+#[derive(Debug)]
+pub struct SessionTable {
+    limits: SessionLimits,
+    sessions: HashMap<String, Session>,
+    slots: HashMap<u16, String>,
+}
+
+impl SessionTable {
+    /// An empty table.
+    pub fn new(limits: SessionLimits) -> Self {
+        SessionTable { limits, sessions: HashMap::new(), slots: HashMap::new() }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// Puts back sessions read from the store.
+    pub fn restore(&mut self, sessions: Vec<Session>) {
+        for session in sessions {
+            self.slots.insert(session.slot, session.transfer_id.clone());
+            self.sessions.insert(session.transfer_id.clone(), session);
+        }
+    }
+
+    /// Creates a session for `sender` lasting `ttl_ms` (default and cap from
+    /// the limits).
+    pub fn create(
+        &mut self,
+        now: u64,
+        rng: &mut impl RngCore,
+        sender: DeviceId,
+        ttl_ms: Option<u64>,
+    ) -> Result<Created, Rejection> {
+        let full = |what: String| Rejection::new(ErrorCode::TooManySessions, what);
+        let mine = self.sessions.values().filter(|s| s.sender == sender && s.is_live()).count();
+        if mine >= self.limits.per_device {
+            return Err(full(format!("a device may have {} live sessions", self.limits.per_device)));
+        }
+        if self.sessions.len() >= self.limits.max_sessions {
+            return Err(full("the server holds its limit of sessions".into()));
+        }
+        let slot = (0..64)
+            .map(|_| (rng.next_u32() % u32::from(SLOTS)) as u16)
+            .find(|slot| !self.slots.contains_key(slot))
+            .or_else(|| (0..SLOTS).find(|slot| !self.slots.contains_key(slot)))
+            .ok_or_else(|| full("no free code".into()))?;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let ttl = ttl_ms.unwrap_or_else(|| millis(self.limits.default_ttl)).min(millis(self.limits.max_ttl)).max(1);
+        let sender_token = random_hex(rng, 32);
+        let session = Session {
+            transfer_id: random_hex(rng, 16),
+            slot,
+            secret: random_text(rng, SECRET_LEN),
+            sender,
+            receiver: None,
+            sender_token_hash: hash(&sender_token),
+            receiver_token_hash: None,
+            state: SessionState::Created,
+            failed_joins: 0,
+            expires_at: now.saturating_add(ttl),
+            reason: None,
+        };
+        self.slots.insert(slot, session.transfer_id.clone());
+        self.sessions.insert(session.transfer_id.clone(), session.clone());
+        Ok(Created { session, sender_token })
+    }
+
+    /// `joiner` joins with `code`. On success returns the session and the
+    /// receiver's token.
+    pub fn join(
+        &mut self,
+        now: u64,
+        rng: &mut impl RngCore,
+        joiner: DeviceId,
+        code: &str,
+    ) -> Result<(Session, String), JoinFailure> {
+        let refuse = |code, message: &str| JoinFailure { rejection: Rejection::new(code, message), changed: None };
+        let (slot, secret) = parse_code(code).map_err(|rejection| JoinFailure { rejection, changed: None })?;
+        let not_found = "no session has this code";
+        let Some(session) = self.slots.get(&slot).and_then(|id| self.sessions.get_mut(id)) else {
+            return Err(refuse(ErrorCode::SessionNotFound, not_found));
+        };
+        if session.secret != secret {
+            if session.state != SessionState::Created {
+                return Err(refuse(ErrorCode::SessionNotFound, not_found));
+            }
+            session.failed_joins += 1;
+            if session.failed_joins >= self.limits.max_failed_joins {
+                session.state = SessionState::Closed;
+                session.reason = Some(format!("locked after {} wrong codes", session.failed_joins));
+            }
+            return Err(JoinFailure {
+                rejection: Rejection::new(ErrorCode::SessionNotFound, not_found),
+                changed: Some(Box::new(session.clone())),
+            });
+        }
+        if session.state.is_live_at(session.expires_at, now) {
+            // Due but not swept yet.
+            session.state = SessionState::Expired;
+            return Err(JoinFailure {
+                rejection: Rejection::new(ErrorCode::SessionExpired, "the session expired"),
+                changed: Some(Box::new(session.clone())),
+            });
+        }
+        match session.state {
+            SessionState::Created if session.sender == joiner => {
+                Err(refuse(ErrorCode::SelfAddressed, "the creator cannot join its own session"))
+            }
+            SessionState::Created => {
+                let token = random_hex(rng, 32);
+                session.state = SessionState::Joined;
+                session.receiver = Some(joiner);
+                session.receiver_token_hash = Some(hash(&token));
+                Ok((session.clone(), token))
+            }
+            SessionState::Joined => Err(refuse(ErrorCode::SessionTaken, "the session already has its receiver")),
+            SessionState::Closed => Err(refuse(ErrorCode::SessionClosed, "the session is closed")),
+            SessionState::Expired => Err(refuse(ErrorCode::SessionExpired, "the session expired")),
+        }
+    }
+
+    /// Closes a session for the party holding `token`.
+    pub fn close(&mut self, transfer_id: &str, token: &str) -> Result<Session, Rejection> {
+        let session = self
+            .sessions
+            .get_mut(transfer_id)
+            .ok_or_else(|| Rejection::new(ErrorCode::SessionNotFound, "no session has this transfer id"))?;
+        let hashed = hash(token);
+        let by = if hashed == session.sender_token_hash {
+            "sender"
+        } else if session.receiver_token_hash.as_deref() == Some(hashed.as_str()) {
+            "receiver"
+        } else {
+            return Err(Rejection::new(ErrorCode::BadToken, "the token does not belong to this session"));
+        };
+        match session.state {
+            SessionState::Closed => Err(Rejection::new(ErrorCode::SessionClosed, "the session is closed")),
+            SessionState::Expired => Err(Rejection::new(ErrorCode::SessionExpired, "the session expired")),
+            SessionState::Created | SessionState::Joined => {
+                session.state = SessionState::Closed;
+                session.reason = Some(format!("closed by the {by}"));
+                Ok(session.clone())
+            }
+        }
+    }
+
+    /// Expires live sessions past their deadline (returned, to notify and
+    /// store) and forgets finished ones past their grace time (ids returned,
+    /// to delete from the store).
+    pub fn expire(&mut self, now: u64) -> (Vec<Session>, Vec<String>) {
+        let grace = u64::try_from(self.limits.default_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut expired = Vec::new();
+        let mut purged = Vec::new();
+        for session in self.sessions.values_mut() {
+            if session.state.is_live_at(session.expires_at, now) {
+                session.state = SessionState::Expired;
+                expired.push(session.clone());
+            } else if !session.is_live() && session.expires_at.saturating_add(grace) <= now {
+                purged.push(session.transfer_id.clone());
+            }
+        }
+        for id in &purged {
+            if let Some(session) = self.sessions.remove(id) {
+                self.slots.remove(&session.slot);
+            }
+        }
+        (expired, purged)
+    }
+
+    /// The earliest time [`expire`](Self::expire) has work.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let grace = u64::try_from(self.limits.default_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.sessions
+            .values()
+            .map(|s| if s.is_live() { s.expires_at } else { s.expires_at.saturating_add(grace) })
+            .min()
+    }
+
+    /// Sessions kept now.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is kept.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+impl SessionState {
+    /// Live but at or past its deadline.
+    fn is_live_at(self, expires_at: u64, now: u64) -> bool {
+        matches!(self, SessionState::Created | SessionState::Joined) && expires_at <= now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand_core::OsRng;
+
+    fn device(n: u8) -> DeviceId {
+        format!("{n:02x}").repeat(20).parse().unwrap()
+    }
+
+    fn table() -> SessionTable {
+        SessionTable::new(SessionLimits::default())
+    }
+
+    #[test]
+    fn create_join_close() {
+        let mut sessions = table();
+        let created = sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        assert_eq!(created.session.expires_at, 600_000);
+        let code = created.session.code().to_lowercase();
+        let (joined, receiver_token) = sessions.join(10, &mut OsRng, device(2), &code).unwrap();
+        assert_eq!((joined.state, joined.receiver), (SessionState::Joined, Some(device(2))));
+        let again = sessions.join(11, &mut OsRng, device(3), &code).unwrap_err();
+        assert_eq!(again.rejection.code, ErrorCode::SessionTaken);
+        assert_eq!(sessions.close(&joined.transfer_id, "wrong").unwrap_err().code, ErrorCode::BadToken);
+        let closed = sessions.close(&joined.transfer_id, &receiver_token).unwrap();
+        assert_eq!(closed.reason.as_deref(), Some("closed by the receiver"));
+        assert_eq!(
+            sessions.close(&joined.transfer_id, &created.sender_token).unwrap_err().code,
+            ErrorCode::SessionClosed
+        );
+        assert_eq!(
+            sessions.join(12, &mut OsRng, device(3), &code).unwrap_err().rejection.code,
+            ErrorCode::SessionClosed
+        );
+    }
+
+    #[test]
+    fn wrong_secrets_lock_the_session() {
+        let mut sessions = table();
+        let created = sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        let wrong_secret = if created.session.secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
+        let wrong = format!("{:04}-{wrong_secret}", created.session.slot);
+        for attempt in 1..=3 {
+            let failure = sessions.join(1, &mut OsRng, device(9), &wrong).unwrap_err();
+            assert_eq!(failure.rejection.code, ErrorCode::SessionNotFound);
+            let changed = failure.changed.unwrap();
+            assert_eq!(changed.failed_joins, attempt);
+            assert_eq!(changed.state == SessionState::Closed, attempt == 3);
+        }
+        // Even the right code is useless now.
+        let failure = sessions.join(1, &mut OsRng, device(2), &created.session.code()).unwrap_err();
+        assert_eq!(failure.rejection.code, ErrorCode::SessionClosed);
+    }
+
+    #[test]
+    fn sessions_expire_and_are_forgotten_after_a_grace_time() {
+        let mut sessions = table();
+        let created = sessions.create(0, &mut OsRng, device(1), Some(1000)).unwrap();
+        assert_eq!(sessions.next_deadline(), Some(1000));
+        let (expired, purged) = sessions.expire(1000);
+        assert_eq!((expired.len(), purged.len()), (1, 0));
+        let failure = sessions.join(1001, &mut OsRng, device(2), &created.session.code()).unwrap_err();
+        assert_eq!(failure.rejection.code, ErrorCode::SessionExpired);
+        let (_, purged) = sessions.expire(1000 + 600_000);
+        assert_eq!(purged, vec![created.session.transfer_id.clone()]);
+        assert!(sessions.is_empty());
+        let failure = sessions.join(700_000, &mut OsRng, device(2), &created.session.code()).unwrap_err();
+        assert_eq!(failure.rejection.code, ErrorCode::SessionNotFound);
+    }
+
+    #[test]
+    fn creation_is_bounded_per_device_and_overall() {
+        let limits = SessionLimits { per_device: 2, max_sessions: 3, ..SessionLimits::default() };
+        let mut sessions = SessionTable::new(limits);
+        sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        assert_eq!(sessions.create(0, &mut OsRng, device(1), None).unwrap_err().code, ErrorCode::TooManySessions);
+        sessions.create(0, &mut OsRng, device(2), None).unwrap();
+        assert_eq!(sessions.create(0, &mut OsRng, device(3), None).unwrap_err().code, ErrorCode::TooManySessions);
+        let creator = sessions.create(0, &mut OsRng, device(1), None);
+        assert!(creator.is_err());
+    }
+
+    #[test]
+    fn codes_are_read_forgivingly_and_checked() {
+        assert_eq!(parse_code(" 0042-abcdef ").unwrap(), (42, "ABCDEF".into()));
+        assert_eq!(parse_code("1234-o1l0ab").unwrap(), (1234, "0110AB".into()));
+        for bad in ["", "1234", "123-ABCDEF", "1234-ABCDE", "1234-ABCDEU", "abcd-ABCDEF", &"9".repeat(100)] {
+            assert!(parse_code(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_created_code_parses_back(seed in any::<u64>()) {
+            let mut rng = rand_core::block::BlockRng::new(Counter(seed));
+            let mut sessions = table();
+            let created = sessions.create(0, &mut rng, device(1), None).unwrap();
+            let (slot, secret) = parse_code(&created.session.code()).unwrap();
+            prop_assert_eq!((slot, secret), (created.session.slot, created.session.secret.clone()));
+            prop_assert_eq!(created.sender_token.len(), 64);
+        }
+    }
+
+    /// A deterministic block generator for the property test.
+    struct Counter(u64);
+
+    impl rand_core::block::BlockRngCore for Counter {
+        type Item = u32;
+        type Results = [u32; 4];
+        fn generate(&mut self, results: &mut [u32; 4]) {
+            for r in results.iter_mut() {
+                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *r = (self.0 >> 32) as u32;
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Helpers shared by the signaling integration tests: a server on loopback,
+//! registered clients, and a raw socket.io client for hostile requests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use peers_sdk::DeviceKeys;
+use peers_signaling::protocol::{self, NONCE_LEN};
+use peers_signaling::{ClientEvent, ClientOptions, IncomingSignal, ServerConfig, SignalingClient, SignalingServer};
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Payload, TransportType};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should happen promptly.
+pub const PROMPT: Duration = Duration::from_secs(5);
+
+pub async fn server(config: ServerConfig) -> SignalingServer {
+    SignalingServer::bind(config).await.expect("server binds")
+}
+
+pub fn keys(name: &str) -> DeviceKeys {
+    DeviceKeys::generate(name).unwrap()
+}
+
+pub async fn client(server: &SignalingServer, keys: &DeviceKeys) -> SignalingClient {
+    SignalingClient::connect(&server.url().unwrap(), keys, ClientOptions::default()).await.expect("client registers")
+}
+
+pub async fn recv<T>(rx: &mut mpsc::Receiver<T>) -> T {
+    tokio::time::timeout(PROMPT, rx.recv()).await.expect("nothing arrived in time").expect("channel closed")
+}
+
+/// Asserts that nothing arrives for `wait`.
+pub async fn nothing<T: std::fmt::Debug>(rx: &mut mpsc::Receiver<T>, wait: Duration) {
+    if let Ok(Some(item)) = tokio::time::timeout(wait, rx.recv()).await {
+        panic!("unexpected {item:?}");
+    }
+}
+
+/// The next event matching `pick`, skipping others.
+pub async fn event<T>(rx: &mut mpsc::Receiver<ClientEvent>, pick: impl Fn(&ClientEvent) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv()).await.expect("event did not come").expect("closed");
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+    }
+}
+
+pub async fn incoming(rx: &mut mpsc::Receiver<IncomingSignal>) -> IncomingSignal {
+    recv(rx).await
+}
+
+/// A socket.io client that speaks the protocol by hand, to send what a real
+/// client would not.
+pub struct RawClient {
+    pub client: Client,
+    pub nonce: [u8; NONCE_LEN],
+    replies: mpsc::UnboundedReceiver<(String, Value)>,
+    next_req: u64,
+}
+
+type Done = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl RawClient {
+    pub async fn connect(url: &str) -> RawClient {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
+        let record = |name: &'static str| {
+            let tx = tx.clone();
+            move |payload: Payload, _: Client| -> Done {
+                if let Payload::Text(mut values) = payload {
+                    let _ = tx.send((name.to_owned(), values.pop().unwrap_or(Value::Null)));
+                }
+                Box::pin(async {})
+            }
+        };
+        let client = ClientBuilder::new(url)
+            .namespace(protocol::DEFAULT_NAMESPACE)
+            .transport_type(TransportType::Websocket)
+            .reconnect(false)
+            .on("challenge", record("challenge"))
+            .on("reply", record("reply"))
+            .on("notice", record("notice"))
+            .on("signal", record("signal"))
+            .on("presence", record("presence"))
+            .on(rust_socketio::Event::Close, record("close"))
+            .connect()
+            .await
+            .expect("raw client connects");
+        let (name, challenge) = tokio::time::timeout(PROMPT, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(name, "challenge");
+        let nonce = protocol::decode_fixed::<NONCE_LEN>("nonce", challenge["nonce"].as_str().unwrap()).unwrap();
+        RawClient { client, nonce, replies: rx, next_req: 1 }
+    }
+
+    /// A registration request for `keys` signing `nonce`.
+    pub fn registration(keys: &DeviceKeys, nonce: &[u8; NONCE_LEN]) -> Value {
+        json!({
+            "public_key": protocol::encode(keys.signing_public().as_bytes()),
+            "signature": protocol::encode(&keys.sign(&protocol::register_message(nonce))),
+        })
+    }
+
+    /// Sends `payload` (an object; `req` is added) as `event` and returns the reply.
+    pub async fn request(&mut self, event: &str, mut payload: Value) -> Value {
+        let req = self.next_req;
+        self.next_req += 1;
+        payload["req"] = json!(req);
+        self.client.emit(event.to_owned(), Payload::Text(vec![payload])).await.unwrap();
+        loop {
+            let (name, value) = self.next().await;
+            if name == "reply" && value["req"] == json!(req) {
+                return value;
+            }
+        }
+    }
+
+    /// Sends raw socket.io arguments without waiting.
+    pub async fn emit(&self, event: &str, args: Vec<Value>) {
+        self.client.emit(event.to_owned(), Payload::Text(args)).await.unwrap();
+    }
+
+    /// The next event the server sent: (name, argument).
+    pub async fn next(&mut self) -> (String, Value) {
+        tokio::time::timeout(PROMPT, self.replies.recv()).await.expect("raw client heard nothing").expect("closed")
+    }
+
+    /// Skips events until one named `name`; returns its argument.
+    pub async fn expect(&mut self, name: &str) -> Value {
+        loop {
+            let (got, value) = self.next().await;
+            if got == name {
+                return value;
+            }
+        }
+    }
+
+    pub async fn register(&mut self, keys: &DeviceKeys) -> Value {
+        let request = Self::registration(keys, &self.nonce);
+        self.request("register", request).await
+    }
+}
+
+/// The error code of a failed reply.
+pub fn code(reply: &Value) -> &str {
+    assert_eq!(reply["ok"], json!(false), "expected a refusal, got {reply}");
+    reply["error"]["code"].as_str().unwrap()
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the raw
+/// response (headers and body).
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PROMPT, tcp.read_to_string(&mut response)).await.unwrap().unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+/// Opens an engine.io long-polling session by hand and joins `/signaling`;
+/// returns its sid.
+pub async fn polling_session(addr: std::net::SocketAddr) -> String {
+    let (status, response) = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", "").await;
+    assert_eq!(status, 200, "{response}");
+    let start = response.find("\"sid\":\"").expect("engine.io handshake") + 7;
+    let sid = response[start..].split('"').next().unwrap().to_owned();
+    let (status, response) =
+        http(addr, "POST", &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"), "40/signaling,").await;
+    assert_eq!(status, 200, "{response}");
+    // The connect ack and the challenge may come in separate polls.
+    let mut seen = String::new();
+    for _ in 0..5 {
+        let (_, response) = http(addr, "GET", &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"), "").await;
+        seen.push_str(&response);
+        if seen.contains("challenge") {
+            return sid;
+        }
+    }
+    panic!("joined /signaling but got no challenge: {seen}");
+}
