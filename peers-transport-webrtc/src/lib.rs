@@ -1,1 +1,70 @@
-//! The peers `Socket` over a WebRTC data channel.
+//! The peers [`Socket`](peers_sdk::Socket) over a WebRTC data channel.
+//!
+//! What it does:
+//!
+//! - [`WebRtcEndpoint`] dials a device by id ([`connect`](WebRtcEndpoint::connect))
+//!   and hands out the connections other devices open
+//!   ([`accept`](WebRtcEndpoint::accept)), with trickle ICE over any [`Signaling`]
+//!   channel, STUN/TURN servers from the configuration and from the signaling
+//!   channel, and a connect timeout (15 s) that ends in [`Error::ConnectTimeout`]
+//!   so the caller can fall back to socket.io.
+//! - [`WebRtcSocket`] carries frames over one reliable, ordered data channel, with
+//!   backpressure on the channel's buffered amount, a close that carries its
+//!   reason, and the selected path as data ([`PathInfo`]: host, server-reflexive
+//!   or relayed, and the round-trip time).
+//! - Every socket is confidential (DTLS) and reports a channel binding of both
+//!   DTLS certificate fingerprints ([`BINDING_KIND`]), after checking that the
+//!   certificate the peer presented matches its SDP. The `Connection` handshake
+//!   binds them, so a man in the middle who terminates DTLS on each side is
+//!   refused, and the inner AEAD layer is skipped only then.
+//! - Every incoming signal is checked (sizes, SDP shape, session) before use; bad
+//!   ones are refused with a typed error and leave no state behind.
+//!
+//! What it does not do: authenticate devices (the `Connection` handshake on top
+//! does), choose between transports (the connection manager does), or run a
+//! signaling server (`peers-signaling` does). The WebRTC library (`webrtc` 0.17,
+//! see `docs/decisions/0002-webrtc-line.md`) stays behind the `Socket`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use peers_sdk::{DeviceKeys, Socket};
+//! use peers_transport_webrtc::{MemorySignalingHub, WebRtcConfig, WebRtcEndpoint};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (alice, bob) = (DeviceKeys::generate("alice")?, DeviceKeys::generate("bob")?);
+//! // Any `Signaling` works; the in-memory hub (feature `test-utils`) needs no server.
+//! let hub = MemorySignalingHub::new();
+//! let dialer = WebRtcEndpoint::new(Arc::new(hub.join(alice.device_id())), WebRtcConfig::loopback());
+//! let listener = WebRtcEndpoint::new(Arc::new(hub.join(bob.device_id())), WebRtcConfig::loopback());
+//!
+//! let (dialed, accepted) = tokio::join!(dialer.connect(bob.device_id()), listener.accept());
+//! let (dialed, accepted) = (dialed?, accepted?);
+//! dialed.send("hello".into()).await?;
+//! assert_eq!(accepted.recv().await?, "hello");
+//! assert!(dialed.info().security.channel_binding.is_some());
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(missing_docs)]
+
+mod config;
+mod endpoint;
+mod error;
+mod peer;
+mod sdp;
+mod session;
+pub mod signal;
+mod signaling;
+mod socket;
+
+pub use config::{CandidateScope, IceServer, WebRtcConfig};
+pub use endpoint::WebRtcEndpoint;
+pub use error::{Error, Result, SignalRefusal};
+pub use peer::{ConnectionClass, PathInfo, PeerState};
+pub use sdp::{format_fingerprint, sha256_fingerprint};
+pub use signal::{IceCandidate, SessionId, Signal, SignalKindName, SignalPayload};
+pub use signaling::{IncomingSignal, Signaling};
+#[cfg(feature = "test-utils")]
+pub use signaling::{Interceptor, MemorySignaling, MemorySignalingHub};
+pub use socket::{BINDING_KIND, WebRtcSocket};
