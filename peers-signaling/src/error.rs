@@ -31,6 +31,15 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// The Redis backend failed (connection, command or script), or returned
+    /// something this server cannot read.
+    #[error("redis {operation}: {detail}")]
+    Redis {
+        /// What the server was doing.
+        operation: &'static str,
+        /// What failed.
+        detail: String,
+    },
     /// The URL to dial is not usable.
     #[error("invalid url {url:?}: {detail}")]
     InvalidUrl {

@@ -26,8 +26,13 @@
 //! - **A frame relay** between two registered devices that both ask for it,
 //!   as a [`Socket`](peers_sdk::Socket) on each side ([`RelaySocket`]), with
 //!   byte and time caps per pair ([`relay`]).
+//! - **Several instances behind one Redis** ([`store::StoreConfig::Redis`]):
+//!   the queue, notices, presence, sessions and per-device rate limits live
+//!   in Redis, and deliveries cross instances through `socketioxide-redis`
+//!   rooms, so any instance can serve any device. A frame relay needs both
+//!   devices on one instance.
 //!
-//! What it does not do: run several instances over Redis (not yet), serve TLS
+//! What it does not do: relay frames between instances, serve TLS
 //! itself (put a TLS-terminating proxy in front; the client dials `https`),
 //! authenticate the server to devices (that is what TLS is for), or reconnect
 //! a client (the caller decides when to dial again).

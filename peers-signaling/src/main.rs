@@ -4,6 +4,7 @@
 //! key of the TOML file given with `--config`; flags and variables win over
 //! the file, the file over the defaults. With no settings at all it listens on
 //! 127.0.0.1:7000 and keeps its queue in SQLite under `./peers-signaling-data`.
+//! With `--redis-url` several instances share one Redis instead.
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info`). Once listening
 //! it prints `listening on http://ADDR` on stdout.
 
@@ -35,6 +36,16 @@ struct Settings {
     /// Keep the queue in memory only (lost on restart).
     #[arg(long, env = "PEERS_SIGNALING_MEMORY")]
     memory: Option<bool>,
+    /// Share the queue, notices, presence and rate limits with other instances
+    /// through this Redis (`redis://host:port[/db]`); replaces the SQLite store.
+    #[arg(long, env = "PEERS_SIGNALING_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of the Redis keys and channels [default: peers-signaling].
+    #[arg(long, env = "PEERS_SIGNALING_REDIS_KEY_PREFIX")]
+    redis_key_prefix: Option<String>,
+    /// How long a crashed instance's devices stay online in Redis, in ms [default: 10000].
+    #[arg(long, env = "PEERS_SIGNALING_REDIS_PRESENCE_TTL_MS")]
+    redis_presence_ttl_ms: Option<u64>,
     /// socket.io namespace [default: /signaling].
     #[arg(long, env = "PEERS_SIGNALING_NAMESPACE")]
     namespace: Option<String>,
@@ -121,6 +132,9 @@ impl Settings {
             bind,
             data_dir,
             memory,
+            redis_url,
+            redis_key_prefix,
+            redis_presence_ttl_ms,
             namespace,
             default_ttl_ms,
             max_ttl_ms,
@@ -145,13 +159,28 @@ impl Settings {
         )
     }
 
-    fn into_config(self) -> ServerConfig {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::default();
         config.bind = self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)));
-        config.store = if self.memory == Some(true) {
-            StoreConfig::Memory
-        } else {
-            StoreConfig::Sqlite { data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("peers-signaling-data")) }
+        config.store = match self.redis_url {
+            Some(url) => {
+                if self.memory == Some(true) || self.data_dir.is_some() {
+                    anyhow::bail!("invalid setting redis_url: cannot be combined with memory or data_dir");
+                }
+                let mut store = StoreConfig::redis(url);
+                if let StoreConfig::Redis { key_prefix, presence_ttl, .. } = &mut store {
+                    set(key_prefix, self.redis_key_prefix);
+                    set(presence_ttl, self.redis_presence_ttl_ms.map(Duration::from_millis));
+                }
+                store
+            }
+            None if self.redis_key_prefix.is_some() || self.redis_presence_ttl_ms.is_some() => {
+                anyhow::bail!("invalid setting redis_key_prefix / redis_presence_ttl_ms: they need redis_url")
+            }
+            None if self.memory == Some(true) => StoreConfig::Memory,
+            None => {
+                StoreConfig::Sqlite { data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("peers-signaling-data")) }
+            }
         };
         if let Some(namespace) = self.namespace {
             config.namespace = namespace;
@@ -180,7 +209,7 @@ impl Settings {
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
-        config
+        Ok(config)
     }
 }
 
@@ -209,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => cli,
     };
-    let config = settings.into_config();
+    let config = settings.into_config()?;
     config.validate().context("invalid configuration")?;
     let server = SignalingServer::bind(config).await.context("starting the signaling server")?;
     println!("listening on {}", server.url().unwrap_or_default());

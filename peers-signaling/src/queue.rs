@@ -97,6 +97,63 @@ impl QueueLimits {
     }
 }
 
+/// A queue bound a new message would break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QueueBound {
+    DeviceMessages,
+    DeviceBytes,
+    TotalMessages,
+    TotalBytes,
+}
+
+/// What is queued now, for one recipient and overall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueUsage {
+    pub(crate) device_messages: usize,
+    pub(crate) device_bytes: usize,
+    pub(crate) total_messages: usize,
+    pub(crate) total_bytes: usize,
+}
+
+impl QueueLimits {
+    /// The first bound a message of `size` bytes would break, if any. The
+    /// in-process queue and the Redis backend's script check the same bounds
+    /// in the same order.
+    pub(crate) fn full_bound(&self, usage: &QueueUsage, size: usize) -> Option<QueueBound> {
+        if usage.device_messages >= self.per_device_messages {
+            Some(QueueBound::DeviceMessages)
+        } else if usage.device_bytes + size > self.per_device_bytes {
+            Some(QueueBound::DeviceBytes)
+        } else if usage.total_messages >= self.total_messages {
+            Some(QueueBound::TotalMessages)
+        } else if usage.total_bytes + size > self.total_bytes {
+            Some(QueueBound::TotalBytes)
+        } else {
+            None
+        }
+    }
+
+    /// The `queue_full` refusal naming `bound`.
+    pub(crate) fn refusal(&self, bound: QueueBound, usage: &QueueUsage, size: usize) -> Rejection {
+        let what = match bound {
+            QueueBound::DeviceMessages => {
+                format!("the recipient's queue holds its limit of {} messages", self.per_device_messages)
+            }
+            QueueBound::DeviceBytes => format!(
+                "the recipient's queue would exceed its limit of {} bytes ({} queued, message {size})",
+                self.per_device_bytes, usage.device_bytes
+            ),
+            QueueBound::TotalMessages => {
+                format!("the server's queue holds its limit of {} messages", self.total_messages)
+            }
+            QueueBound::TotalBytes => {
+                format!("the server's queue would exceed its limit of {} bytes", self.total_bytes)
+            }
+        };
+        Rejection::new(ErrorCode::QueueFull, what)
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -194,26 +251,15 @@ impl OfflineQueue {
 
     fn check_room(&self, message: &QueuedMessage) -> Result<(), Rejection> {
         let size = message.size();
-        let full = |what: String| Err(Rejection::new(ErrorCode::QueueFull, what));
         let limits = &self.limits;
         let device = self.devices.get(&message.to);
         let (device_messages, device_bytes) = device.map_or((0, 0), |d| (d.messages.len(), d.bytes));
-        if device_messages >= limits.per_device_messages {
-            return full(format!("the recipient's queue holds its limit of {} messages", limits.per_device_messages));
+        let usage =
+            QueueUsage { device_messages, device_bytes, total_messages: self.messages, total_bytes: self.bytes };
+        match limits.full_bound(&usage, size) {
+            Some(bound) => Err(limits.refusal(bound, &usage, size)),
+            None => Ok(()),
         }
-        if device_bytes + size > limits.per_device_bytes {
-            return full(format!(
-                "the recipient's queue would exceed its limit of {} bytes ({device_bytes} queued, message {size})",
-                limits.per_device_bytes
-            ));
-        }
-        if self.messages >= limits.total_messages {
-            return full(format!("the server's queue holds its limit of {} messages", limits.total_messages));
-        }
-        if self.bytes + size > limits.total_bytes {
-            return full(format!("the server's queue would exceed its limit of {} bytes", limits.total_bytes));
-        }
-        Ok(())
     }
 
     fn insert(&mut self, message: QueuedMessage) {

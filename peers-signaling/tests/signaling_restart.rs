@@ -3,43 +3,15 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use common::*;
 use peers_signaling::{ClientEvent, ClientOptions, Outcome, SignalKind, SignalingClient};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peers-signaling");
-
-/// Starts the binary with `args` and returns it with the URL it printed.
-async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("binary printed nothing")
-        .unwrap()
-        .expect("binary exited");
-    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected output {line:?}")).to_owned();
-    (child, url)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_survive_killing_the_server() {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
-    let (mut server, url) = start(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
+    let (mut server, url) = start_binary(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
     let alice_keys = keys("alice");
     let bob_keys = keys("bob");
     let alice = SignalingClient::connect(&url, &alice_keys, ClientOptions::default()).await.unwrap();
@@ -57,7 +29,7 @@ async fn queued_messages_survive_killing_the_server() {
     let reason = tokio::time::timeout(PROMPT, alice.closed()).await.expect("the client noticed the server died");
     assert!(alice.is_closed(), "{reason}");
 
-    let (_server, url) = start(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
+    let (_server, url) = start_binary(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
     let bob = SignalingClient::connect(&url, &bob_keys, ClientOptions::default()).await.unwrap();
     let mut bob_in = bob.incoming().unwrap();
     for (n, id) in ids.iter().enumerate() {
@@ -83,24 +55,20 @@ async fn settings_come_from_a_toml_file_and_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("signaling.toml");
     std::fs::write(&file, "bind = \"127.0.0.1:0\"\nmemory = true\nqueue_per_device = 1\n").unwrap();
-    let (_server, url) = start(&["--config", file.to_str().unwrap()]).await;
+    let (_server, url) = start_binary(&["--config", file.to_str().unwrap()]).await;
     let alice = SignalingClient::connect(&url, &keys("alice"), ClientOptions::default()).await.unwrap();
     let bob = keys("bob").device_id();
     assert!(matches!(alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome, Outcome::Queued { .. }));
     let second = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();
     assert!(matches!(second.outcome, Outcome::Rejected { .. }), "the file's queue_per_device = 1 applies: {second:?}");
 
-    let failure = |args: Vec<String>| async move {
-        let out = Command::new(BINARY).args(&args).stdin(Stdio::null()).output().await.unwrap();
-        assert!(!out.status.success(), "{args:?} started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    let stderr = failure(vec!["--memory".into(), "true".into(), "--max-ttl-ms".into(), "999999999999".into()]).await;
+    let stderr =
+        binary_fails(vec!["--memory".into(), "true".into(), "--max-ttl-ms".into(), "999999999999".into()]).await;
     assert!(stderr.contains("queue.max_ttl"), "{stderr}");
     std::fs::write(&file, "bind = \"127.0.0.1:0\"\nqueue_size = 3\n").unwrap();
-    let stderr = failure(vec!["--config".into(), file.to_str().unwrap().into()]).await;
+    let stderr = binary_fails(vec!["--config".into(), file.to_str().unwrap().into()]).await;
     assert!(stderr.contains("queue_size"), "{stderr}");
     let stderr =
-        failure(vec!["--memory".into(), "true".into(), "--turn-url".into(), "turn:127.0.0.1:3478".into()]).await;
+        binary_fails(vec!["--memory".into(), "true".into(), "--turn-url".into(), "turn:127.0.0.1:3478".into()]).await;
     assert!(stderr.contains("ice.turn_secret"), "{stderr}");
 }

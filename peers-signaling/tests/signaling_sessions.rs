@@ -8,28 +8,7 @@ use std::time::Duration;
 use common::*;
 use peers_signaling::sessions::SessionState;
 use peers_signaling::store::StoreConfig;
-use peers_signaling::{ClientEvent, Error, ErrorCode, ServerConfig, SignalingClient};
-
-fn session_event(event: &ClientEvent) -> Option<(String, SessionState, Option<String>)> {
-    match event {
-        ClientEvent::Session { transfer_id, state, reason, .. } => Some((transfer_id.clone(), *state, reason.clone())),
-        _ => None,
-    }
-}
-
-fn refusal(result: Result<impl std::fmt::Debug, Error>) -> ErrorCode {
-    match result {
-        Err(Error::Refused { rejection, .. }) => rejection.code,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-/// A code for the same slot with a different secret.
-fn wrong_code(code: &str) -> String {
-    let (slot, secret) = code.split_once('-').unwrap();
-    let other = if secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
-    format!("{slot}-{other}")
-}
+use peers_signaling::{ErrorCode, ServerConfig, SignalingClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_receiver_joins_by_code_and_either_side_closes() {

@@ -101,6 +101,7 @@ impl ServerConfig {
         if self.payload.max_body_bytes + 4096 > self.max_payload {
             return invalid("max_payload", "must exceed payload.max_body_bytes by at least 4 KiB");
         }
+        self.store.validate()?;
         self.queue.validate()?;
         self.rate_limits.validate()?;
         self.ice.validate()?;

@@ -17,14 +17,18 @@
 //!
 //! Handlers implement socketioxide's handler traits directly and run in the
 //! connection's read loop (socketioxide spawns closure handlers, which could
-//! reorder an offer and its candidates); nothing in them awaits.
+//! reorder an offer and its candidates); nothing in them awaits. They are
+//! generic over the socket.io adapter. With the Redis backend, requests that
+//! need Redis go, in arrival order, to one task per connection
+//! ([`run_jobs`]), which awaits them one at a time (see `cluster.rs`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::ConnectInfo;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -32,21 +36,24 @@ use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json, json};
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::AckSender;
-use socketioxide::handler::{ConnectHandler, DisconnectHandler, FromMessageParts, MessageHandler, Value};
+use socketioxide::adapter::Adapter;
+use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket as IoSocket};
+use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::hub::{AfterUnlock, Peer, Relay};
-use super::{Shared, metrics as m, now_ms, relay_requests, session_requests};
+use super::hub::{AfterUnlock, Peer, PeerSocket, Relay};
+use super::{Shared, cluster, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{
-    self, Challenge, EmptyRequest, ErrorCode, NONCE_LEN, PROTOCOL_VERSION, RegisterRequest, Rejection, SignalKind,
-    SignalRequest, SubscribeRequest, events,
+    self, Challenge, EmptyRequest, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, RegisterRequest, Rejection,
+    SignalKind, SignalRequest, SubscribeRequest, events,
 };
 use crate::ratelimit::Limited;
 
-type Io = IoSocket<LocalAdapter>;
+type Io<A> = IoSocket<A>;
+
+/// Requests one connection may have waiting for its Redis task.
+const JOBS_IN_FLIGHT: usize = 64;
 
 /// Marks our handler trait implementations (run in the read loop, in order).
 #[derive(Debug)]
@@ -60,8 +67,8 @@ pub(crate) struct Namespace {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl ConnectHandler<LocalAdapter, InOrder> for Namespace {
-    fn call_middleware<'a>(&'a self, socket: Arc<Io>, _auth: &'a Option<Value>) -> MiddlewareFuture<'a> {
+impl<A: Adapter> ConnectHandler<A, InOrder> for Namespace {
+    fn call_middleware<'a>(&'a self, socket: Arc<Io<A>>, _auth: &'a Option<Value>) -> MiddlewareFuture<'a> {
         let refusal = self.shared.refusal();
         Box::pin(async move {
             match refusal {
@@ -75,24 +82,37 @@ impl ConnectHandler<LocalAdapter, InOrder> for Namespace {
         })
     }
 
-    fn call(&self, socket: Arc<Io>, _auth: Option<Value>) {
+    fn call(&self, socket: Arc<Io<A>>, _auth: Option<Value>) {
         open(&self.shared, socket);
     }
 }
 
-fn open(shared: &Arc<Shared>, socket: Arc<Io>) {
+fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     let live = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
     let ip = socket.req_parts().extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let peer = Arc::new(Peer { id: shared.next_peer.fetch_add(1, Ordering::Relaxed), socket: Arc::downgrade(&socket) });
+    let dyn_socket: Arc<dyn PeerSocket> = socket.clone();
+    let peer =
+        Arc::new(Peer { id: shared.next_peer.fetch_add(1, Ordering::Relaxed), socket: Arc::downgrade(&dyn_socket) });
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
+    let (jobs, queued_jobs) = if shared.cluster.is_some() {
+        let (tx, rx) = mpsc::channel(JOBS_IN_FLIGHT);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let conn = Arc::new(Connection {
         shared: shared.clone(),
         peer: peer.clone(),
         ip,
         nonce: Mutex::new(Some(nonce)),
         device: Mutex::new(None),
+        jobs,
+        watching: Mutex::new(HashSet::new()),
     });
+    if let Some(rx) = queued_jobs {
+        tokio::spawn(run_jobs(Arc::downgrade(&conn), rx));
+    }
     for (event, kind) in [
         (events::REGISTER, Event::Register),
         (events::SIGNAL, Event::Signal),
@@ -137,31 +157,39 @@ fn open(shared: &Arc<Shared>, socket: Arc<Io>) {
 
 /// One connection's state, shared by its handlers.
 #[derive(Debug)]
-struct Connection {
-    shared: Arc<Shared>,
-    peer: Arc<Peer>,
+pub(super) struct Connection {
+    pub(super) shared: Arc<Shared>,
+    pub(super) peer: Arc<Peer>,
     ip: Option<IpAddr>,
     /// The challenge; taken by the first registration attempt.
     nonce: Mutex<Option<[u8; NONCE_LEN]>>,
-    device: Mutex<Option<DeviceId>>,
+    pub(super) device: Mutex<Option<DeviceId>>,
+    /// Redis mode: the connection's task, which runs its requests in order.
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Redis mode: the devices this connection watches (their rooms).
+    pub(super) watching: Mutex<HashSet<DeviceId>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Connection {
-    fn device(&self) -> Option<DeviceId> {
+    pub(super) fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    pub(super) fn device(&self) -> Option<DeviceId> {
         *lock(&self.device)
     }
 
-    fn registered(&self) -> Result<DeviceId, Rejection> {
+    pub(super) fn registered(&self) -> Result<DeviceId, Rejection> {
         self.device().ok_or_else(|| Rejection::new(ErrorCode::NotRegistered, "register before sending requests"))
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Event {
+pub(super) enum Event {
     Register,
     Signal,
     Subscribe,
@@ -185,30 +213,80 @@ struct EventHandler {
 
 /// Where a reply goes: the socket.io ack the client asked for, or a `"reply"`
 /// event.
-struct Replier {
-    socket: Arc<Io>,
+pub(super) struct Replier {
+    socket: Arc<dyn PeerSocket>,
     ack_id: Option<i64>,
     req: Option<u64>,
 }
 
 impl Replier {
-    fn send(self, result: Result<Map<String, Json>, Rejection>) {
+    pub(super) fn send(self, result: Result<Map<String, Json>, Rejection>) {
         if let Err(rejection) = &result {
             m::rejected(rejection.code);
         }
         let value = protocol::reply(self.req, result);
         if self.ack_id.is_some() {
-            let mut nothing = Value::Str("".into(), None);
-            let Ok(ack) = AckSender::<LocalAdapter>::from_message_parts(&self.socket, &mut nothing, &self.ack_id);
-            let _ = ack.send(&value);
+            self.socket.ack(self.ack_id, &value);
         } else {
-            let _ = self.socket.emit(events::REPLY, &value);
+            let _ = self.socket.emit_json(events::REPLY, &value);
         }
     }
 }
 
-impl MessageHandler<LocalAdapter, InOrder> for EventHandler {
-    fn call(&self, socket: Arc<Io>, value: Value, ack_id: Option<i64>) {
+/// A request waiting for the connection's Redis task.
+struct Job {
+    kind: Event,
+    name: String,
+    payload: Json,
+    replier: Replier,
+}
+
+/// Redis mode: runs one connection's requests in arrival order, awaiting
+/// Redis for each. Ends with the connection.
+async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.recv().await {
+        let Some(conn) = conn.upgrade() else { return };
+        let Some(cluster) = conn.shared.cluster.clone() else { return };
+        if let Some(device) = conn.device() {
+            match cluster.allow(&conn.shared.config.rate_limits, &device).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    job.replier.send(Err(rate_limited(Limited::Device)));
+                    continue;
+                }
+                Err(rejection) => {
+                    job.replier.send(Err(rejection));
+                    continue;
+                }
+            }
+        }
+        match job.kind {
+            Event::Register => match verify_registration(&conn, job.payload) {
+                Ok(device) => cluster::register(&cluster, &conn, device, job.replier).await,
+                Err(rejection) => registration_refused(&conn, rejection, job.replier),
+            },
+            Event::Signal => job.replier.send(cluster::signal(&cluster, &conn, job.payload).await),
+            Event::Subscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, true).await),
+            Event::Unsubscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, false).await),
+            kind @ (Event::SessionCreate | Event::SessionJoin | Event::SessionClose) => {
+                job.replier.send(cluster_sessions::request(&cluster, &conn, kind, job.payload).await)
+            }
+            kind => handle(&conn, kind, &job.name, job.payload, job.replier),
+        }
+    }
+}
+
+fn rate_limited(limited: Limited) -> Rejection {
+    let whose = match limited {
+        Limited::Device => "this device",
+        Limited::Ip => "this address",
+    };
+    Rejection::new(ErrorCode::RateLimited, format!("too many requests from {whose}"))
+}
+
+impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
+    fn call(&self, socket: Arc<Io<A>>, value: Value, ack_id: Option<i64>) {
+        let socket: Arc<dyn PeerSocket> = socket;
         let (name, payload) = match arguments(value) {
             Ok(parsed) => parsed,
             Err(rejection) => {
@@ -234,36 +312,45 @@ impl MessageHandler<LocalAdapter, InOrder> for EventHandler {
             return;
         }
         let replier = Replier { socket, ack_id, req: protocol::request_number(&payload) };
-        if let Err(limited) = conn.shared.limiters.check(conn.ip, conn.device().as_ref()) {
-            let whose = match limited {
-                Limited::Device => "this device",
-                Limited::Ip => "this address",
-            };
-            replier.send(Err(Rejection::new(ErrorCode::RateLimited, format!("too many requests from {whose}"))));
+        // With Redis, the device's budget lives there (checked by the task).
+        let local_device = if conn.jobs.is_some() { None } else { conn.device() };
+        if let Err(limited) = conn.shared.limiters.check(conn.ip, local_device.as_ref()) {
+            replier.send(Err(rate_limited(limited)));
             return;
         }
-        match self.kind {
-            Event::Register => register(conn, payload, replier),
-            Event::Signal => replier.send(signal(conn, payload)),
-            Event::Subscribe => replier.send(subscribe(conn, payload, true)),
-            Event::Unsubscribe => replier.send(subscribe(conn, payload, false)),
-            Event::IceConfig => replier.send(ice_config(conn, payload)),
-            Event::SessionCreate => replier
-                .send(conn.registered().and_then(|device| session_requests::create(&conn.shared, device, payload))),
-            Event::SessionJoin => replier.send(
-                conn.registered().and_then(|device| session_requests::join(&conn.shared, conn.ip, device, payload)),
-            ),
-            Event::SessionClose => replier
-                .send(conn.registered().and_then(|device| session_requests::close(&conn.shared, device, payload))),
-            Event::RelayOpen => {
-                replier.send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, payload)))
+        if let Some(jobs) = &conn.jobs {
+            let job = Job { kind: self.kind, name, payload, replier };
+            if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+                jobs.try_send(job)
+            {
+                job.replier.send(Err(Rejection::new(
+                    ErrorCode::RateLimited,
+                    format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
+                )));
             }
-            Event::RelayFrame | Event::RelayCredit | Event::RelayClose => {}
-            Event::Unknown => replier.send(Err(Rejection::new(
-                ErrorCode::UnknownEvent,
-                format!("unknown event {:?}", protocol::clip(&name)),
-            ))),
+            return;
         }
+        handle(conn, self.kind, &name, payload, replier);
+    }
+}
+
+/// Answers a request without awaiting anything.
+fn handle(conn: &Arc<Connection>, kind: Event, name: &str, payload: Json, replier: Replier) {
+    match kind {
+        Event::Register => register(conn, payload, replier),
+        Event::Signal => replier.send(signal(conn, payload)),
+        Event::Subscribe => replier.send(subscribe(conn, payload, true)),
+        Event::Unsubscribe => replier.send(subscribe(conn, payload, false)),
+        Event::IceConfig => replier.send(ice_config(conn, payload)),
+        Event::SessionCreate | Event::SessionJoin | Event::SessionClose => replier.send(
+            conn.registered().and_then(|device| session_requests::local(&conn.shared, conn.ip, device, kind, payload)),
+        ),
+        Event::RelayOpen => {
+            replier.send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, payload)))
+        }
+        Event::RelayFrame | Event::RelayCredit | Event::RelayClose => {}
+        Event::Unknown => replier
+            .send(Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(name))))),
     }
 }
 
@@ -294,50 +381,58 @@ pub(super) fn parse<T: DeserializeOwned>(what: &str, payload: Json) -> Result<T,
         .map_err(|e| Rejection::new(ErrorCode::BadRequest, format!("malformed {what} request: {e}")))
 }
 
+/// Checks a registration request against this connection's challenge (which
+/// it spends); returns the device it proves.
+fn verify_registration(conn: &Connection, payload: Json) -> Result<DeviceId, Rejection> {
+    if conn.device().is_some() {
+        return Err(Rejection::new(ErrorCode::AlreadyRegistered, "this connection already registered"));
+    }
+    let request: RegisterRequest = parse("register", payload)?;
+    let nonce = lock(&conn.nonce)
+        .take()
+        .ok_or_else(|| Rejection::new(ErrorCode::BadSignature, "the challenge was already used"))?;
+    let key_bytes = protocol::decode_fixed::<32>("public_key", &request.public_key)?;
+    let signature = protocol::decode_fixed::<64>("signature", &request.signature)?;
+    let key = VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|_| Rejection::new(ErrorCode::BadRequest, "public_key is not an ed25519 key"))?;
+    key.verify_strict(&protocol::register_message(&nonce), &Signature::from_bytes(&signature)).map_err(|_| {
+        Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge")
+    })?;
+    Ok(DeviceId::from_public_key(&key))
+}
+
+/// Answers a refused registration; unless the connection was already
+/// registered, its challenge is spent and it is disconnected.
+pub(super) fn registration_refused(conn: &Connection, rejection: Rejection, replier: Replier) {
+    info!(peer = conn.peer.id, code = %rejection.code, "registration refused");
+    m::registration_failed(rejection.code);
+    let already = rejection.code == ErrorCode::AlreadyRegistered;
+    replier.send(Err(rejection));
+    if !already {
+        let peer = conn.peer.clone();
+        tokio::spawn(async move { peer.disconnect() });
+    }
+}
+
+/// The successful registration reply.
+pub(super) fn registered_reply(device: &DeviceId, queued: usize) -> Map<String, Json> {
+    let mut fields = Map::new();
+    fields.insert("device_id".into(), Json::String(device.to_string()));
+    fields.insert("queued".into(), Json::from(queued));
+    fields
+}
+
 fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
     let shared = &conn.shared;
-    let outcome = (|| {
-        if conn.device().is_some() {
-            return Err(Rejection::new(ErrorCode::AlreadyRegistered, "this connection already registered"));
-        }
-        let request: RegisterRequest = parse("register", payload)?;
-        let nonce = lock(&conn.nonce)
-            .take()
-            .ok_or_else(|| Rejection::new(ErrorCode::BadSignature, "the challenge was already used"))?;
-        let key_bytes = protocol::decode_fixed::<32>("public_key", &request.public_key)?;
-        let signature = protocol::decode_fixed::<64>("signature", &request.signature)?;
-        let key = VerifyingKey::from_bytes(&key_bytes)
-            .map_err(|_| Rejection::new(ErrorCode::BadRequest, "public_key is not an ed25519 key"))?;
-        key.verify_strict(&protocol::register_message(&nonce), &Signature::from_bytes(&signature)).map_err(|_| {
-            Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge")
-        })?;
-        Ok(DeviceId::from_public_key(&key))
-    })();
-    let device = match outcome {
+    let device = match verify_registration(conn, payload) {
         Ok(device) => device,
-        Err(rejection) => {
-            info!(peer = conn.peer.id, code = %rejection.code, "registration refused");
-            m::registration_failed(rejection.code);
-            let already = rejection.code == ErrorCode::AlreadyRegistered;
-            replier.send(Err(rejection));
-            if !already {
-                // The challenge is spent: this connection cannot register any more.
-                let peer = conn.peer.clone();
-                tokio::spawn(async move { peer.disconnect() });
-            }
-            return;
-        }
+        Err(rejection) => return registration_refused(conn, rejection, replier),
     };
     let mut after = AfterUnlock::default();
     {
         let mut hub = shared.hub();
         *lock(&conn.device) = Some(device);
-        let reply = |queued: usize| {
-            let mut fields = Map::new();
-            fields.insert("device_id".into(), Json::String(device.to_string()));
-            fields.insert("queued".into(), Json::from(queued));
-            replier.send(Ok(fields));
-        };
+        let reply = |queued: usize| replier.send(Ok(registered_reply(&device, queued)));
         let delivered = hub.register(now_ms(), device, conn.peer.clone(), reply, &mut after);
         info!(%device, peer = conn.peer.id, delivered, "device registered");
     }
@@ -345,7 +440,8 @@ fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
     shared.wake_expiry();
 }
 
-fn signal(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Rejection> {
+/// A signal request, checked, from the registered device: ready to relay.
+pub(super) fn parse_signal(conn: &Connection, payload: Json) -> Result<Relay, Rejection> {
     let from = conn.registered()?;
     let shared = &conn.shared;
     let request: SignalRequest = parse("signal", payload)?;
@@ -357,22 +453,33 @@ fn signal(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Re
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot signal itself"));
     }
     let ttl_ms = shared.config.queue.ttl_ms(request.ttl_ms);
-    let id = request.id.clone();
-    let relay = Relay { from, to, id: request.id, kind, body: request.body, ttl_ms };
-    let (outcome, expires_at) = shared.hub().relay(now_ms(), relay)?;
-    if expires_at.is_some() {
-        shared.wake_expiry();
-    }
+    Ok(Relay { from, to, id: request.id, kind, body: request.body, ttl_ms })
+}
+
+/// The reply to a signal: its id and first outcome.
+pub(super) fn signal_reply(id: String, outcome: OutcomeKind, expires_at: Option<u64>) -> Map<String, Json> {
     let mut fields = Map::new();
     fields.insert("id".into(), Json::String(id));
     fields.insert("outcome".into(), serde_json::to_value(outcome).unwrap_or(Json::Null));
     if let Some(expires_at) = expires_at {
         fields.insert("expires_at".into(), Json::from(expires_at));
     }
-    Ok(fields)
+    fields
 }
 
-fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<String, Json>, Rejection> {
+fn signal(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Rejection> {
+    let shared = &conn.shared;
+    let relay = parse_signal(conn, payload)?;
+    let id = relay.id.clone();
+    let (outcome, expires_at) = shared.hub().relay(now_ms(), relay)?;
+    if expires_at.is_some() {
+        shared.wake_expiry();
+    }
+    Ok(signal_reply(id, outcome, expires_at))
+}
+
+/// The devices of a subscribe or unsubscribe request.
+pub(super) fn parse_subscribe(conn: &Connection, payload: Json, add: bool) -> Result<Vec<DeviceId>, Rejection> {
     conn.registered()?;
     let request: SubscribeRequest = parse(if add { "subscribe" } else { "unsubscribe" }, payload)?;
     if request.devices.len() > protocol::MAX_SUBSCRIBE_BATCH {
@@ -381,17 +488,26 @@ fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<Str
             format!("at most {} devices per request", protocol::MAX_SUBSCRIBE_BATCH),
         ));
     }
-    let devices =
-        request.devices.iter().map(|d| protocol::parse_device_id("device", d)).collect::<Result<Vec<_>, _>>()?;
-    let mut hub = conn.shared.hub();
+    request.devices.iter().map(|d| protocol::parse_device_id("device", d)).collect()
+}
+
+/// The reply to a subscribe: which of the devices are online.
+pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
     let mut fields = Map::new();
+    fields.insert("online".into(), json!(online.iter().map(ToString::to_string).collect::<Vec<_>>()));
+    fields
+}
+
+fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<String, Json>, Rejection> {
+    let devices = parse_subscribe(conn, payload, add)?;
+    let mut hub = conn.shared.hub();
     if add {
         let online = hub.subscribe(&conn.peer, &devices, conn.shared.config.max_subscriptions)?;
-        fields.insert("online".into(), json!(online.iter().map(ToString::to_string).collect::<Vec<_>>()));
+        Ok(online_reply(&online))
     } else {
         hub.unsubscribe(conn.peer.id, &devices);
+        Ok(Map::new())
     }
-    Ok(fields)
 }
 
 fn ice_config(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Rejection> {
@@ -410,8 +526,8 @@ struct Closed {
     conn: Arc<Connection>,
 }
 
-impl DisconnectHandler<LocalAdapter, InOrder> for Closed {
-    fn call_with_defer(&self, socket: Arc<Io>, reason: DisconnectReason, defer: fn(Arc<Io>)) {
+impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
+    fn call_with_defer(&self, socket: Arc<Io<A>>, reason: DisconnectReason, defer: fn(Arc<Io<A>>)) {
         let conn = &self.conn;
         let shared = &conn.shared;
         let live = shared.connections.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
@@ -425,6 +541,9 @@ impl DisconnectHandler<LocalAdapter, InOrder> for Closed {
             hub.forget_watcher(conn.peer.id);
             hub.online_count()
         };
+        if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {
+            cluster::disconnected(cluster, device, conn.peer.id);
+        }
         m::connections(live, online);
         debug!(peer = conn.peer.id, %reason, "signaling connection closed");
         defer(socket);

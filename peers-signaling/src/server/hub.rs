@@ -17,11 +17,14 @@ use std::sync::{Arc, Weak};
 use peers_sdk::DeviceId;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use socketioxide::adapter::LocalAdapter;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::AckSender;
+use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use tracing::{debug, info, warn};
 
 use super::metrics as m;
+use super::session_requests::SessionHost;
 use crate::notices::{NoticeBoxes, StoredNotice};
 use crate::protocol::{
     ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, SignalKind,
@@ -32,20 +35,71 @@ use crate::relay::RelayTable;
 use crate::sessions::{Session, SessionTable};
 use crate::store::Store;
 
+/// What the server needs of a socket.io socket, whatever its adapter (the
+/// in-process one, or Redis when several instances share the state).
+pub(crate) trait PeerSocket: Send + Sync + 'static {
+    /// Queues `event` with one JSON argument for this socket.
+    fn emit_json(&self, event: &'static str, data: &Value) -> Result<(), String>;
+    /// Whether the socket is still connected.
+    fn is_connected(&self) -> bool;
+    /// Disconnects it (the disconnect handler runs synchronously).
+    fn close(self: Arc<Self>);
+    /// Answers the socket.io ack `ack_id` with `data`.
+    fn ack(self: Arc<Self>, ack_id: Option<i64>, data: &Value);
+    /// Adds the socket to a room (adapter-wide in Redis mode).
+    fn join_room(&self, room: String);
+    /// Removes the socket from a room.
+    fn leave_room(&self, room: String);
+}
+
+impl<A: Adapter> PeerSocket for Socket<A> {
+    fn emit_json(&self, event: &'static str, data: &Value) -> Result<(), String> {
+        self.emit(event, data).map_err(|err| err.to_string())
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected()
+    }
+
+    fn close(self: Arc<Self>) {
+        let _ = self.disconnect();
+    }
+
+    fn ack(self: Arc<Self>, ack_id: Option<i64>, data: &Value) {
+        let mut nothing = socketioxide::handler::Value::Str("".into(), None);
+        let Ok(ack) = AckSender::<A>::from_message_parts(&self, &mut nothing, &ack_id);
+        let _ = ack.send(data);
+    }
+
+    fn join_room(&self, room: String) {
+        self.join(room);
+    }
+
+    fn leave_room(&self, room: String) {
+        self.leave(room);
+    }
+}
+
 /// One socket.io connection, as the hub sees it. It holds the socket weakly:
 /// socketioxide keeps a socket's handlers (which hold the connection state)
 /// until the socket is dropped, so a strong reference here would be a cycle.
-#[derive(Debug)]
 pub(crate) struct Peer {
     /// Unique per server run.
     pub(crate) id: u64,
-    pub(crate) socket: Weak<Io>,
+    pub(crate) socket: Weak<dyn PeerSocket>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 impl Peer {
     pub(crate) fn emit<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) -> bool {
         let Some(socket) = self.socket.upgrade() else { return false };
-        match socket.emit(event, data) {
+        let sent = serde_json::to_value(data).map_err(|err| err.to_string()).and_then(|v| socket.emit_json(event, &v));
+        match sent {
             Ok(()) => true,
             Err(err) => {
                 debug!(peer = self.id, event, %err, "emit failed");
@@ -55,13 +109,13 @@ impl Peer {
     }
 
     pub(crate) fn connected(&self) -> bool {
-        self.socket.upgrade().is_some_and(|s| s.connected())
+        self.socket.upgrade().is_some_and(|s| s.is_connected())
     }
 
     /// Disconnects the socket; never call it with the hub locked.
     pub(crate) fn disconnect(&self) {
         if let Some(socket) = self.socket.upgrade() {
-            let _ = socket.disconnect();
+            socket.close();
         }
     }
 }
@@ -80,8 +134,6 @@ impl AfterUnlock {
         }
     }
 }
-
-type Io = Socket<LocalAdapter>;
 
 /// A signal ready to relay: validated, sender authenticated.
 #[derive(Debug)]
@@ -128,10 +180,6 @@ impl Hub {
         }
     }
 
-    pub(crate) fn sessions(&mut self) -> &mut SessionTable {
-        &mut self.sessions
-    }
-
     pub(crate) fn relays(&mut self) -> &mut RelayTable {
         &mut self.relays
     }
@@ -152,25 +200,6 @@ impl Hub {
             super::relay_requests::tell_ended(self, &ended);
         }
         m::relays(self.relays.len());
-    }
-
-    /// Stores a session's new state.
-    pub(crate) fn save_session(&mut self, session: &Session) {
-        self.persist(|store| store.put_session(session));
-        m::sessions(self.sessions.len());
-    }
-
-    /// Tells `device` (if online) that one of its sessions changed.
-    pub(crate) fn tell_session(&self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>) {
-        if let Some(connection) = self.devices.get(device) {
-            let notice = SessionNotice {
-                transfer_id: session.transfer_id.clone(),
-                state: session.state,
-                peer: peer.map(ToString::to_string),
-                reason: session.reason.clone(),
-            };
-            connection.emit(events::SESSION, &notice);
-        }
     }
 
     pub(crate) fn queue_mut(&mut self) -> &mut OfflineQueue {
@@ -288,10 +317,7 @@ impl Hub {
         let watching = self.watching.entry(peer.id).or_default();
         let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
         if watching.len() + new > max {
-            return Err(Rejection::new(
-                ErrorCode::TooManySubscriptions,
-                format!("a connection may watch at most {max} devices ({} already)", watching.len()),
-            ));
+            return Err(too_many_subscriptions(max, watching.len()));
         }
         for device in devices {
             watching.insert(*device);
@@ -357,18 +383,7 @@ impl Hub {
         for ended in self.relays.expire(now) {
             super::relay_requests::tell_ended(self, &ended);
         }
-        let (sessions, purged) = self.sessions.expire(now);
-        for session in &sessions {
-            self.save_session(session);
-            self.tell_session(&session.sender, session, session.receiver.as_ref());
-            if let Some(receiver) = &session.receiver {
-                self.tell_session(receiver, session, Some(&session.sender));
-            }
-        }
-        if !purged.is_empty() {
-            self.persist(|store| store.delete_sessions(&purged));
-            m::sessions(self.sessions.len());
-        }
+        super::session_requests::expire(self, now);
         let expired = self.queue.expire(now);
         if expired.is_empty() {
             return 0;
@@ -420,10 +435,62 @@ impl Hub {
     pub(crate) fn online_count(&self) -> usize {
         self.devices.len()
     }
+
+    /// Redis mode: records that `device` is registered on `peer` in this
+    /// instance (for sessions and relays, which stay local); presence, the
+    /// queue and "replaced" are handled through Redis. An older local
+    /// connection's relays end.
+    pub(crate) fn bind_local(&mut self, device: DeviceId, peer: Arc<Peer>) {
+        if let Some(old) = self.devices.insert(device, peer.clone())
+            && old.id != peer.id
+        {
+            self.end_relays(&device);
+        }
+    }
+}
+
+impl SessionHost for Hub {
+    fn sessions(&mut self) -> &mut SessionTable {
+        &mut self.sessions
+    }
+
+    fn save_session(&mut self, session: &Session) {
+        self.persist(|store| store.put_session(session));
+        m::sessions(self.sessions.len());
+    }
+
+    fn delete_sessions(&mut self, transfer_ids: &[String]) {
+        self.persist(|store| store.delete_sessions(transfer_ids));
+        m::sessions(self.sessions.len());
+    }
+
+    fn tell_session(&mut self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>) {
+        if let Some(connection) = self.devices.get(device) {
+            connection.emit(events::SESSION, &session_notice(session, peer));
+        }
+    }
+}
+
+/// The `"session"` event telling a party that `session` changed.
+pub(crate) fn session_notice(session: &Session, peer: Option<&DeviceId>) -> SessionNotice {
+    SessionNotice {
+        transfer_id: session.transfer_id.clone(),
+        state: session.state,
+        peer: peer.map(ToString::to_string),
+        reason: session.reason.clone(),
+    }
+}
+
+/// The refusal of a subscription over the per-connection limit.
+pub(crate) fn too_many_subscriptions(max: usize, already: usize) -> Rejection {
+    Rejection::new(
+        ErrorCode::TooManySubscriptions,
+        format!("a connection may watch at most {max} devices ({already} already)"),
+    )
 }
 
 /// The `"signal"` event for a queued message.
-fn incoming(message: &QueuedMessage, queued: bool) -> IncomingSignalWire {
+pub(crate) fn incoming(message: &QueuedMessage, queued: bool) -> IncomingSignalWire {
     IncomingSignalWire {
         id: message.id.clone(),
         from: message.from.to_string(),

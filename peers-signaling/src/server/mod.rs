@@ -1,6 +1,8 @@
 //! [`SignalingServer`]: the socket.io namespace, standalone on its own address
 //! or attached to a `SocketIo` that an existing axum router serves.
 
+mod cluster;
+mod cluster_sessions;
 mod config;
 mod connection;
 mod http;
@@ -17,7 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::serve::ListenerExt;
-use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -31,6 +36,9 @@ use crate::queue::OfflineQueue;
 use crate::ratelimit::Limiters;
 use crate::relay::RelayTable;
 use crate::sessions::SessionTable;
+use crate::store::StoreConfig;
+use crate::store::redis::{PubSubDriver, RedisState, with_resp3};
+use cluster::{Cluster, RedisIo};
 use hub::Hub;
 
 /// The current time in unix milliseconds.
@@ -51,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) next_peer: AtomicU64,
     expiry_changed: Notify,
     shutting_down: AtomicBool,
+    /// Redis mode: the shared state and the rooms across instances.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl Shared {
@@ -86,15 +96,53 @@ impl Shared {
 #[derive(Debug)]
 pub struct SignalingServer {
     shared: Arc<Shared>,
-    timer: JoinHandle<()>,
+    /// The expiry timer, and in Redis mode the heartbeat and Redis expiry loops.
+    tasks: Vec<JoinHandle<()>>,
     /// The `SocketIo` the namespace lives on (ours when bound).
-    io: SocketIo,
+    io: AnyIo,
     listener: Option<Listener>,
+}
+
+/// A `SocketIo` with either adapter.
+#[derive(Clone, Debug)]
+enum AnyIo {
+    Local(SocketIo),
+    Redis(SocketIo<RedisIo>),
+}
+
+impl AnyIo {
+    /// Disconnects the namespace's clients and removes the namespace.
+    async fn remove_namespace(self, namespace: String) {
+        async fn remove<A: Adapter>(io: SocketIo<A>, namespace: String) {
+            if let Some(operators) = io.of(&namespace) {
+                let _ = tokio::time::timeout(Duration::from_secs(2), operators.disconnect()).await;
+            }
+            // socketioxide refuses (panics) to delete "/" under its v4 protocol.
+            if namespace != "/" {
+                io.delete_ns(&namespace);
+            }
+        }
+        match self {
+            AnyIo::Local(io) => remove(io, namespace).await,
+            AnyIo::Redis(io) => remove(io, namespace).await,
+        }
+    }
+
+    /// Closes every connection of the `SocketIo`.
+    async fn close(self) {
+        let closing = async {
+            match self {
+                AnyIo::Local(io) => io.close().await,
+                AnyIo::Redis(io) => io.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
 }
 
 #[derive(Debug)]
 struct Listener {
-    io: SocketIo,
+    io: AnyIo,
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
@@ -107,32 +155,90 @@ impl SignalingServer {
     /// for the default body limit), and serve the router with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so per-IP limits
     /// apply. Must be called inside a tokio runtime.
+    ///
+    /// The Redis store ([`StoreConfig::Redis`]) needs [`bind`](Self::bind):
+    /// it brings its own socket.io adapter.
     pub fn attach(io: &SocketIo, config: ServerConfig) -> Result<SignalingServer> {
         config.validate()?;
-        let shared = Arc::new(Self::open_state(config)?);
+        if matches!(config.store, StoreConfig::Redis { .. }) {
+            return Err(Error::InvalidConfig {
+                field: "store",
+                detail: "the Redis store needs SignalingServer::bind (it brings its own socket.io adapter)".into(),
+            });
+        }
+        let shared = Arc::new(Self::open_state(config, None)?);
         io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() });
-        let timer = tokio::spawn(run_timer(Arc::downgrade(&shared)));
-        http::install_recorder();
-        Ok(SignalingServer { shared, timer, io: io.clone(), listener: None })
+        Ok(Self::start(shared, AnyIo::Local(io.clone())))
     }
 
-    /// Listens on [`ServerConfig::bind`] and serves the namespace, `/healthz`
-    /// and `/metrics`.
-    pub async fn bind(config: ServerConfig) -> Result<SignalingServer> {
-        config.validate()?;
-        let (layer, io) = SocketIo::builder()
+    fn start(shared: Arc<Shared>, io: AnyIo) -> SignalingServer {
+        let mut tasks = vec![tokio::spawn(run_timer(Arc::downgrade(&shared)))];
+        if let Some(cluster) = &shared.cluster {
+            tasks.push(tokio::spawn(cluster::run_heartbeat(Arc::downgrade(cluster))));
+            tasks.push(tokio::spawn(cluster::run_expiry(Arc::downgrade(cluster))));
+        }
+        http::install_recorder();
+        SignalingServer { shared, tasks, io, listener: None }
+    }
+
+    fn builder(config: &ServerConfig) -> SocketIoBuilder {
+        SocketIo::builder()
             .req_path(config.path.clone())
             .max_payload(config.max_payload as u64)
             .ws_max_message_size(config.max_payload)
             .ws_max_frame_size(config.max_payload)
             .max_buffer_size(config.queue.per_device_messages.saturating_add(1024))
-            .build_layer();
+    }
+
+    /// Connects to Redis and registers the namespace on a `SocketIo` with the
+    /// Redis adapter.
+    async fn attach_redis(config: ServerConfig) -> Result<(SignalingServer, SocketIoLayer<RedisIo>)> {
+        let StoreConfig::Redis { url, key_prefix, presence_ttl } = &config.store else {
+            return Err(Error::InvalidConfig { field: "store", detail: "not a Redis store".into() });
+        };
+        let client = redis::Client::open(with_resp3(url).as_str())
+            .map_err(|err| Error::InvalidConfig { field: "store.redis_url", detail: err.to_string() })?;
+        let state =
+            RedisState::connect(&client, key_prefix, config.queue.clone(), config.notices.clone(), *presence_ttl)
+                .await?;
+        let adapter_config = RedisAdapterConfig::new().with_prefix(format!("{key_prefix}:socket.io"));
+        let pubsub = PubSubDriver::connect(&client)
+            .await
+            .map_err(|err| Error::Redis { operation: "connect the socket.io adapter", detail: err.to_string() })?;
+        let adapter = RedisAdapterCtr::new_with_driver(pubsub.clone(), adapter_config);
+        let (layer, io) = Self::builder(&config).with_adapter::<RedisIo>(adapter).build_layer();
+        let cluster = Cluster::start(state, pubsub, config.namespace.clone(), config.sessions.clone())
+            .await
+            .map_err(|err| Error::Redis { operation: "subscribe", detail: err.to_string() })?;
+        let cluster = Arc::new(cluster);
+        cluster.set_io(io.clone());
+        let shared = Arc::new(Self::open_state(config, Some(cluster))?);
+        io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() })
+            .await
+            .map_err(|err| Error::Redis { operation: "join the socket.io adapter", detail: err.to_string() })?;
+        Ok((Self::start(shared, AnyIo::Redis(io)), layer))
+    }
+
+    /// Listens on [`ServerConfig::bind`] and serves the namespace, `/healthz`
+    /// and `/metrics`. With [`StoreConfig::Redis`] it first connects to Redis.
+    pub async fn bind(config: ServerConfig) -> Result<SignalingServer> {
+        config.validate()?;
         let bind = config.bind;
         let listener =
             TcpListener::bind(bind).await.map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
-        let mut server = Self::attach(&io, config)?;
-        let app = server.http_routes().layer(layer).into_make_service_with_connect_info::<SocketAddr>();
+        let (mut server, app) = if matches!(config.store, StoreConfig::Redis { .. }) {
+            let (server, layer) = Self::attach_redis(config).await?;
+            let app = server.http_routes().layer(layer);
+            (server, app)
+        } else {
+            let (layer, io) = Self::builder(&config).build_layer();
+            let server = Self::attach(&io, config)?;
+            let app = server.http_routes().layer(layer);
+            (server, app)
+        };
+        let io = server.io.clone();
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = listener.tap_io(|tcp| {
             // Replies are small writes; do not let Nagle hold them back.
@@ -151,7 +257,7 @@ impl SignalingServer {
         Ok(server)
     }
 
-    fn open_state(config: ServerConfig) -> Result<Shared> {
+    fn open_state(config: ServerConfig, cluster: Option<Arc<Cluster>>) -> Result<Shared> {
         let mut store = config.store.open()?;
         let snapshot = store.load()?;
         let mut queue = OfflineQueue::new(config.queue.clone());
@@ -173,6 +279,7 @@ impl SignalingServer {
             next_peer: AtomicU64::new(1),
             expiry_changed: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            cluster,
         })
     }
 
@@ -202,31 +309,20 @@ impl SignalingServer {
         self.shared.connections.load(Ordering::Acquire)
     }
 
-    /// Messages and bytes in the offline queue now.
+    /// Messages and bytes in this process's offline queue now (with the
+    /// Redis store the queue lives in Redis and this is `(0, 0)`).
     pub fn queue_depth(&self) -> (usize, usize) {
         self.shared.hub().queue_mut().depth()
-    }
-
-    /// Disconnects the namespace's clients (each is told) and removes the
-    /// namespace from the `SocketIo`.
-    async fn remove_namespace(io: SocketIo, namespace: String) {
-        if let Some(operators) = io.of(&namespace) {
-            let _ = tokio::time::timeout(Duration::from_secs(2), operators.disconnect()).await;
-        }
-        // socketioxide refuses (panics) to delete "/" under its v4 protocol.
-        if namespace != "/" {
-            io.delete_ns(&namespace);
-        }
     }
 
     /// Stops accepting connections, disconnects every client of the namespace
     /// and, for a bound server, stops listening. The store keeps what is queued.
     pub async fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        self.timer.abort();
-        Self::remove_namespace(self.io.clone(), self.shared.config.namespace.clone()).await;
+        self.tasks.iter().for_each(JoinHandle::abort);
+        self.io.clone().remove_namespace(self.shared.config.namespace.clone()).await;
         if let Some(mut listener) = self.listener.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), listener.io.close()).await;
+            listener.io.clone().close().await;
             if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }
@@ -245,12 +341,12 @@ impl Drop for SignalingServer {
     /// Like [`shutdown`](SignalingServer::shutdown), in the background.
     fn drop(&mut self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        self.timer.abort();
+        self.tasks.iter().for_each(JoinHandle::abort);
         if self.listener.is_none()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             // Attached: remove the namespace from the owner's `SocketIo`.
-            runtime.spawn(Self::remove_namespace(self.io.clone(), self.shared.config.namespace.clone()));
+            runtime.spawn(self.io.clone().remove_namespace(self.shared.config.namespace.clone()));
         }
         if let Some(mut listener) = self.listener.take() {
             if let Some(stop) = listener.stop.take() {
@@ -260,7 +356,7 @@ impl Drop for SignalingServer {
             let serve = listener.serve.take();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), io.close()).await;
+                    io.close().await;
                     if let Some(serve) = serve {
                         serve.abort();
                     }

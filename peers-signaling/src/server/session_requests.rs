@@ -1,6 +1,8 @@
 //! The session requests: `"session-create"`, `"session-join"`,
-//! `"session-close"`. The bookkeeping is [`SessionTable`](crate::sessions::SessionTable);
-//! this file checks the requests, stores each change and tells the other party.
+//! `"session-close"`, and their expiry. The bookkeeping is [`SessionTable`];
+//! this file checks the requests, stores each change and tells the other
+//! party, through a [`SessionHost`]: the hub (one instance) or a table loaded
+//! from Redis (several, see `cluster_sessions.rs`).
 
 use std::net::IpAddr;
 
@@ -9,11 +11,23 @@ use rand_core::OsRng;
 use serde_json::{Map, Value as Json};
 use tracing::info;
 
-use super::connection::parse;
+use super::connection::{Event, parse};
 use super::{Shared, metrics as m, now_ms};
 use crate::protocol::{ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest};
-use crate::ratelimit::Limited;
-use crate::sessions::SessionState;
+use crate::ratelimit::{Limited, Limiters};
+use crate::sessions::{Session, SessionState, SessionTable};
+
+/// Where the session requests find the table, keep changes and reach parties.
+pub(super) trait SessionHost {
+    /// The sessions.
+    fn sessions(&mut self) -> &mut SessionTable;
+    /// Keeps a session's new state.
+    fn save_session(&mut self, session: &Session);
+    /// Forgets sessions past their grace time.
+    fn delete_sessions(&mut self, transfer_ids: &[String]);
+    /// Tells `device` (if online) that one of its sessions changed.
+    fn tell_session(&mut self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>);
+}
 
 type Reply = Result<Map<String, Json>, Rejection>;
 
@@ -21,13 +35,53 @@ fn fields(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Map<String, 
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-pub(super) fn create(shared: &Shared, device: DeviceId, payload: Json) -> Reply {
-    let request: SessionCreateRequest = parse("session-create", payload)?;
-    let mut hub = shared.hub();
-    let created = hub.sessions().create(now_ms(), &mut OsRng, device, request.ttl_ms)?;
-    hub.save_session(&created.session);
-    drop(hub);
+/// One session request, in the process's own hub.
+pub(super) fn local(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, event: Event, payload: Json) -> Reply {
+    let reply = {
+        let mut hub = shared.hub();
+        handle(&mut *hub, &shared.limiters, ip, device, event, payload)
+    };
     shared.wake_expiry();
+    reply
+}
+
+/// One session request.
+pub(super) fn handle(
+    host: &mut impl SessionHost,
+    limiters: &Limiters,
+    ip: Option<IpAddr>,
+    device: DeviceId,
+    event: Event,
+    payload: Json,
+) -> Reply {
+    match event {
+        Event::SessionCreate => create(host, device, payload),
+        Event::SessionJoin => join(host, limiters, ip, device, payload),
+        Event::SessionClose => close(host, device, payload),
+        other => Err(Rejection::new(ErrorCode::Internal, format!("{other:?} is not a session request"))),
+    }
+}
+
+/// Expires sessions due at `now` (telling their parties) and forgets those
+/// past their grace time.
+pub(super) fn expire(host: &mut impl SessionHost, now: u64) {
+    let (sessions, purged) = host.sessions().expire(now);
+    for session in &sessions {
+        host.save_session(session);
+        host.tell_session(&session.sender, session, session.receiver.as_ref());
+        if let Some(receiver) = &session.receiver {
+            host.tell_session(receiver, session, Some(&session.sender));
+        }
+    }
+    if !purged.is_empty() {
+        host.delete_sessions(&purged);
+    }
+}
+
+fn create(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply {
+    let request: SessionCreateRequest = parse("session-create", payload)?;
+    let created = host.sessions().create(now_ms(), &mut OsRng, device, request.ttl_ms)?;
+    host.save_session(&created.session);
     m::session_event("created");
     info!(%device, transfer = %created.session.transfer_id, "session created");
     let session = created.session;
@@ -39,17 +93,22 @@ pub(super) fn create(shared: &Shared, device: DeviceId, payload: Json) -> Reply 
     ]))
 }
 
-pub(super) fn join(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, payload: Json) -> Reply {
+fn join(
+    host: &mut impl SessionHost,
+    limiters: &Limiters,
+    ip: Option<IpAddr>,
+    device: DeviceId,
+    payload: Json,
+) -> Reply {
     let request: SessionJoinRequest = parse("session-join", payload)?;
-    if let Err(limited) = shared.limiters.check_join(ip, &device) {
+    if let Err(limited) = limiters.check_join(ip, &device) {
         let whose = if limited == Limited::Ip { "this address" } else { "this device" };
         return Err(Rejection::new(ErrorCode::RateLimited, format!("too many session joins from {whose}")));
     }
-    let mut hub = shared.hub();
-    match hub.sessions().join(now_ms(), &mut OsRng, device, &request.code) {
+    match host.sessions().join(now_ms(), &mut OsRng, device, &request.code) {
         Ok((session, token)) => {
-            hub.save_session(&session);
-            hub.tell_session(&session.sender, &session, Some(&device));
+            host.save_session(&session);
+            host.tell_session(&session.sender, &session, Some(&device));
             m::session_event("joined");
             info!(%device, transfer = %session.transfer_id, "session joined");
             Ok(fields([
@@ -62,11 +121,11 @@ pub(super) fn join(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, payloa
         Err(failure) => {
             m::session_event("join_failed");
             if let Some(session) = failure.changed {
-                hub.save_session(&session);
+                host.save_session(&session);
                 if session.state == SessionState::Closed {
                     info!(transfer = %session.transfer_id, "session locked after wrong codes");
                     m::session_event("locked");
-                    hub.tell_session(&session.sender, &session, None);
+                    host.tell_session(&session.sender, &session, None);
                 }
             }
             Err(failure.rejection)
@@ -74,16 +133,15 @@ pub(super) fn join(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, payloa
     }
 }
 
-pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Reply {
+fn close(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply {
     let request: SessionCloseRequest = parse("session-close", payload)?;
-    let mut hub = shared.hub();
-    let session = hub.sessions().close(&request.transfer_id, &request.token)?;
-    hub.save_session(&session);
+    let session = host.sessions().close(&request.transfer_id, &request.token)?;
+    host.save_session(&session);
     m::session_event("closed");
     for party in [Some(session.sender), session.receiver].into_iter().flatten() {
         if party != device {
             let other = if party == session.sender { session.receiver } else { Some(session.sender) };
-            hub.tell_session(&party, &session, other.as_ref());
+            host.tell_session(&party, &session, other.as_ref());
         }
     }
     Ok(fields([

@@ -8,16 +8,21 @@
 //!
 //! - [`SqliteStore`]: the default, one SQLite file in a data directory, zero setup.
 //! - [`MemoryStore`]: nothing survives the process; for tests and ephemeral servers.
+//! - [`StoreConfig::Redis`]: several instances share one Redis, which is then
+//!   the authority for the queue, the notices, presence, sessions and
+//!   per-device rate limits; not a write-through [`Store`].
 
 mod memory;
+pub(crate) mod redis;
 mod sqlite;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use memory::MemoryStore;
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::notices::StoredNotice;
 use crate::queue::QueuedMessage;
 use crate::sessions::Session;
@@ -64,6 +69,24 @@ pub enum StoreConfig {
         /// The data directory.
         data_dir: PathBuf,
     },
+    /// Redis, shared by several server instances (each running its own
+    /// [`SignalingServer::bind`](crate::SignalingServer::bind)). Redis holds
+    /// the queue, the outcome notices, presence, sessions and per-device rate
+    /// limits, and carries deliveries between instances (socket.io rooms over
+    /// `socketioxide-redis`). Frame relays stay in the instance that holds
+    /// both parties.
+    Redis {
+        /// `redis://[user:pass@]host:port[/db]`; `protocol=resp3` is added when
+        /// missing (the socket.io adapter needs RESP3 pub/sub).
+        url: String,
+        /// Prefix of every key and channel, so several deployments can share
+        /// one Redis. 1-64 bytes of `A-Z a-z 0-9 . _ : -`. Default `peers-signaling`.
+        key_prefix: String,
+        /// How long a device stays "online" in Redis without its instance's
+        /// heartbeat (sent every third of it): after a crash, its devices go
+        /// offline within this time. Default: 10 s; 1 s to 5 min.
+        presence_ttl: Duration,
+    },
 }
 
 impl Default for StoreConfig {
@@ -74,10 +97,40 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Opens the store.
+    /// Redis at `url` with the default key prefix and presence lifetime.
+    pub fn redis(url: impl Into<String>) -> Self {
+        StoreConfig::Redis {
+            url: url.into(),
+            key_prefix: "peers-signaling".into(),
+            presence_ttl: Duration::from_secs(10),
+        }
+    }
+
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let StoreConfig::Redis { url, key_prefix, presence_ttl } = self else { return Ok(()) };
+        let invalid = |field, detail: String| Err(Error::InvalidConfig { field, detail });
+        if let Err(err) = ::redis::Client::open(redis::with_resp3(url).as_str()) {
+            return invalid("store.redis_url", format!("not a usable Redis URL: {err}"));
+        }
+        if key_prefix.is_empty()
+            || key_prefix.len() > 64
+            || !key_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b))
+        {
+            return invalid("store.key_prefix", "must be 1-64 bytes of A-Z a-z 0-9 . _ : -".into());
+        }
+        if *presence_ttl < Duration::from_secs(1) || *presence_ttl > Duration::from_secs(300) {
+            return invalid("store.presence_ttl", format!("{presence_ttl:?} is outside 1 s to 5 min"));
+        }
+        Ok(())
+    }
+
+    /// Opens the store. For [`StoreConfig::Redis`] this is an in-memory
+    /// store for the in-process part (which then holds nothing durable): the
+    /// shared state is opened by the server.
     pub fn open(&self) -> Result<Box<dyn Store>> {
         Ok(match self {
-            StoreConfig::Memory => Box::new(MemoryStore::default()),
+            StoreConfig::Memory | StoreConfig::Redis { .. } => Box::new(MemoryStore::default()),
             StoreConfig::Sqlite { data_dir } => Box::new(SqliteStore::open_in_dir(data_dir)?),
         })
     }

@@ -14,6 +14,42 @@ use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub mod redis_server;
+
+/// The `peers-signaling` binary of this package.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_peers-signaling");
+
+/// Starts the binary with `args` and returns it (killed on drop) with the URL
+/// it printed.
+pub async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(BINARY)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("binary printed nothing")
+        .unwrap()
+        .expect("binary exited");
+    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected output {line:?}")).to_owned();
+    (child, url)
+}
+
+/// Runs the binary with `args`, which must make it fail; returns its stderr.
+pub async fn binary_fails(args: Vec<String>) -> String {
+    let out =
+        tokio::process::Command::new(BINARY).args(&args).stdin(std::process::Stdio::null()).output().await.unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// How long a test waits for something that should happen promptly.
 pub const PROMPT: Duration = Duration::from_secs(5);
 
@@ -187,4 +223,27 @@ pub async fn polling_session(addr: std::net::SocketAddr) -> String {
         }
     }
     panic!("joined /signaling but got no challenge: {seen}");
+}
+
+/// A `ClientEvent::Session` as (transfer id, state, reason).
+pub fn session_event(event: &ClientEvent) -> Option<(String, peers_signaling::sessions::SessionState, Option<String>)> {
+    match event {
+        ClientEvent::Session { transfer_id, state, reason, .. } => Some((transfer_id.clone(), *state, reason.clone())),
+        _ => None,
+    }
+}
+
+/// The code of a refused request.
+pub fn refusal(result: Result<impl std::fmt::Debug, peers_signaling::Error>) -> peers_signaling::ErrorCode {
+    match result {
+        Err(peers_signaling::Error::Refused { rejection, .. }) => rejection.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A session code for the same slot with a different secret.
+pub fn wrong_code(code: &str) -> String {
+    let (slot, secret) = code.split_once('-').unwrap();
+    let other = if secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
+    format!("{slot}-{other}")
 }

@@ -1,0 +1,502 @@
+//! Redis mode: several server instances share one Redis ([`StoreConfig::Redis`](crate::store::StoreConfig::Redis)).
+//!
+//! Redis is the authority for the queue, the outcome notices, presence,
+//! sessions (`cluster_sessions.rs`) and per-device rate limits
+//! ([`RedisState`]); deliveries cross instances as
+//! socket.io room broadcasts through `socketioxide-redis`. Every registered
+//! socket joins the room `d:<device id>`; a socket watching a device joins
+//! `w:<device id>`.
+//!
+//! ```text
+//!  register ─▶ claim presence "pending" ─(an older connection held it)─▶ "replaced" + disconnect to d:<dev>
+//!     │ join d:<dev>, announce online to w:<dev> (if it was offline)
+//!     ▼
+//!  take a batch of the queue ─(non-empty)─▶ emit each, "delivered" notice to its sender ─┐
+//!     │ (empty: the script turns presence "up" atomically)  ◀─────────────────────────────┘
+//!     ▼
+//!  notices kept for this device ─▶ emitted
+//!
+//!  signal ─▶ send.lua: recipient "up" ─▶ emit to d:<to> (delivered)
+//!                       otherwise ─▶ queued / expired (ttl 0) / queue_full
+//! ```
+//!
+//! A sender that sees the recipient "pending" queues: the registration's
+//! drain loop takes it, so a direct delivery never overtakes queued messages.
+//! Each instance refreshes the presence of the devices it holds (a third of
+//! `presence_ttl`), and stays subscribed to its own `P:alive:<instance>`
+//! channel: before delivering to a device another instance holds, the
+//! sender checks that channel still has a subscriber, so a crashed instance's
+//! devices count as offline as soon as Redis sees its connection close (and
+//! at the latest when their presence runs out).
+//! Each instance also runs the expiry loop; `expire.lua` hands each due
+//! message to one instance, which tells its sender.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use peers_sdk::DeviceId;
+use rand_core::{OsRng, RngCore};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use socketioxide::SocketIo;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tracing::{debug, info, warn};
+
+use super::connection::{
+    Connection, Replier, lock, online_reply, parse_signal, parse_subscribe, registered_reply, registration_refused,
+    signal_reply,
+};
+use super::hub::{incoming, too_many_subscriptions};
+use super::{metrics as m, now_ms};
+use crate::error::Error;
+use crate::protocol::{ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, events};
+use crate::queue::QueuedMessage;
+use crate::ratelimit::RateLimits;
+use crate::sessions::SessionLimits;
+use crate::store::redis::{NotifyOutcome, PubSubDriver, RedisState, SendOutcome};
+
+/// The socket.io adapter of Redis mode.
+pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;
+
+/// How often the expiry loop looks for due messages.
+const EXPIRY_POLL: Duration = Duration::from_millis(200);
+/// How often the shared sessions are checked for deadlines.
+const SESSION_EXPIRY: Duration = Duration::from_secs(1);
+/// How often stale notice boxes are swept.
+const NOTICE_SWEEP: Duration = Duration::from_secs(30);
+
+/// `N` random bytes as hex: instance names, lock tokens.
+pub(super) fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn device_room(device: &DeviceId) -> String {
+    format!("d:{device}")
+}
+
+fn watch_room(device: &DeviceId) -> String {
+    format!("w:{device}")
+}
+
+/// The refusal for a request Redis could not serve; the request had no effect.
+pub(super) fn unavailable(err: Error) -> Rejection {
+    warn!(%err, "redis request failed");
+    m::store_errors();
+    Rejection::new(ErrorCode::Internal, "the shared store is unavailable; the request had no effect")
+}
+
+/// This instance's part of Redis mode.
+pub(crate) struct Cluster {
+    pub(crate) state: RedisState,
+    /// The socket.io adapter's pub/sub connection (pinged by the heartbeat).
+    pubsub: PubSubDriver,
+    /// Random per start; names this instance in presence values.
+    instance: String,
+    namespace: String,
+    io: OnceLock<SocketIo<RedisIo>>,
+    /// The devices registered here (device → connection), for the heartbeat.
+    held: Mutex<HashMap<DeviceId, u64>>,
+    /// Keeps the "alive" subscription (nothing is ever published on it).
+    _alive: MessageStream<ChanItem>,
+    /// The limits of the shared sessions (for their expiry).
+    sessions: SessionLimits,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("instance", &self.instance).finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Names this instance and subscribes its "alive" channel, which Redis
+    /// drops the moment this process's connection closes.
+    pub(crate) async fn start(
+        state: RedisState,
+        pubsub: PubSubDriver,
+        namespace: String,
+        sessions: SessionLimits,
+    ) -> Result<Cluster, redis::RedisError> {
+        let instance = random_hex::<8>();
+        let alive = pubsub.subscribe(state.alive_channel(&instance), 1).await?;
+        Ok(Cluster {
+            state,
+            pubsub,
+            instance,
+            namespace,
+            io: OnceLock::new(),
+            held: Mutex::new(HashMap::new()),
+            _alive: alive,
+            sessions,
+        })
+    }
+
+    /// Gives the cluster the `SocketIo` its rooms live on (once, at start).
+    pub(crate) fn set_io(&self, io: SocketIo<RedisIo>) {
+        let _ = self.io.set(io);
+    }
+
+    /// The presence token of connection `peer_id` on this instance.
+    fn token(&self, peer_id: u64) -> String {
+        format!("{}|{peer_id}", self.instance)
+    }
+
+    fn room(&self, room: String) -> Option<BroadcastOperators<RedisIo>> {
+        Some(self.io.get()?.of(&self.namespace)?.to(room))
+    }
+
+    /// Emits to every socket in `room`, on any instance.
+    async fn emit<T: Serialize + ?Sized>(&self, room: String, event: &'static str, data: &T) -> Result<(), String> {
+        let Some(operators) = self.room(room) else { return Err("the namespace is gone".into()) };
+        operators.emit(event, data).await.map_err(|err| err.to_string())
+    }
+
+    /// Emits `event` to `device`'s connection, on whatever instance holds it.
+    pub(super) async fn tell<T: Serialize + ?Sized>(&self, device: &DeviceId, event: &'static str, data: &T) {
+        if let Err(err) = self.emit(device_room(device), event, data).await {
+            warn!(%device, event, %err, "could not reach the device");
+        }
+    }
+
+    async fn announce(&self, device: &DeviceId, online: bool) {
+        let notice = PresenceNotice { device: device.to_string(), online };
+        if let Err(err) = self.emit(watch_room(device), events::PRESENCE, &notice).await {
+            warn!(%device, %err, "could not announce presence");
+        }
+    }
+
+    /// Whether the instance named in `holder` (a presence value of `device`)
+    /// is alive. If it is not, `device`'s presence is released (only if it
+    /// is still that holder's) and its watchers hear "offline". On a Redis
+    /// error it is taken as alive.
+    async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
+        let mut parts = holder.split('|');
+        let (Some(instance), Some(connection)) = (parts.next(), parts.next()) else { return true };
+        if instance == self.instance {
+            return true;
+        }
+        match self.state.instance_alive(instance).await {
+            Ok(true) | Err(_) => true,
+            Ok(false) => {
+                info!(%device, instance, "the device's instance is gone; it is offline");
+                if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
+                    self.announce(device, false).await;
+                }
+                false
+            }
+        }
+    }
+
+    /// Checks one request against `device`'s rate budget in Redis.
+    pub(crate) async fn allow(&self, limits: &RateLimits, device: &DeviceId) -> Result<bool, Rejection> {
+        self.state.allow(now_ms(), device, limits.device_per_second, limits.device_burst).await.map_err(unavailable)
+    }
+
+    /// Tells `sender` what became of its message: at once if it is up
+    /// somewhere, otherwise kept in its notice box in Redis.
+    async fn outcome(&self, now: u64, message: &QueuedMessage, outcome: OutcomeKind) {
+        let notice = OutcomeNotice { id: message.id.clone(), to: message.to.to_string(), outcome, at: now };
+        let sender = &message.from;
+        let mut notified = self.state.notify(now, sender, &notice).await;
+        if let Ok(NotifyOutcome::Online { holder }) = &notified
+            && !self.holder_alive(sender, holder).await
+        {
+            // Its instance died: the presence is gone now, so this keeps it.
+            notified = self.state.notify(now, sender, &notice).await;
+        }
+        match notified {
+            Ok(NotifyOutcome::Online { .. }) => {
+                if let Err(err) = self.emit(device_room(sender), events::OUTCOME, &notice).await {
+                    warn!(device = %sender, %err, "could not send an outcome notice");
+                }
+            }
+            Ok(NotifyOutcome::Stored { dropped: 0 }) => {}
+            Ok(NotifyOutcome::Stored { dropped }) => {
+                warn!(device = %sender, dropped, "notice box full; oldest notices dropped");
+                m::notices_dropped(dropped);
+            }
+            Ok(NotifyOutcome::Refused) => {
+                warn!(device = %sender, id = %notice.id, "notices full overall; this notice was not kept");
+                m::notices_dropped(1);
+            }
+            Err(err) => {
+                warn!(device = %sender, id = %notice.id, %err, "could not keep an outcome notice");
+                m::store_errors();
+            }
+        }
+    }
+}
+
+/// Registers `device` (its signature already checked) on `conn`: presence,
+/// rooms, the queue and the notices, as drawn in the module docs.
+pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, device: DeviceId, replier: Replier) {
+    let token = cluster.token(conn.peer.id);
+    let previous = match cluster.state.claim(&device, &token).await {
+        Ok(previous) => previous,
+        Err(err) => return registration_refused(conn, unavailable(err), replier),
+    };
+    let room = device_room(&device);
+    if previous.is_some() {
+        // An older connection (here or on another instance, or a crashed
+        // instance's leftover) held the device: the new one wins.
+        info!(%device, peer = conn.peer.id, "device registered again; replacing its old connection");
+        let replaced = Rejection::new(ErrorCode::Replaced, "a newer connection registered this device");
+        if let Err(err) = cluster.emit(room.clone(), events::NOTICE, &replaced).await {
+            warn!(%device, %err, "could not tell the old connection it was replaced");
+        }
+        if let Some(operators) = cluster.room(room.clone())
+            && let Err(err) = operators.disconnect().await
+        {
+            warn!(%device, %err, "could not disconnect the old connection");
+        }
+        m::replaced();
+    }
+    *lock(&conn.device) = Some(device);
+    conn.shared.hub().bind_local(device, conn.peer.clone());
+    if let Some(socket) = conn.peer.socket.upgrade() {
+        socket.join_room(room);
+    }
+    lock(&cluster.held).insert(device, conn.peer.id);
+    if !conn.peer.connected() {
+        // It closed before it had a device, so its disconnect handler could
+        // not clean up: do it here (both are idempotent).
+        conn.shared.hub().unregister(&device, conn.peer.id);
+        disconnected(cluster, device, conn.peer.id);
+        return;
+    }
+    if previous.is_none() {
+        cluster.announce(&device, true).await;
+    }
+    m::registered();
+    let mut replier = Some(replier);
+    let mut delivered = 0usize;
+    loop {
+        let batch = match cluster.state.take(&device, &token).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                // What is left stays queued; the device has to register again.
+                let rejection = unavailable(err);
+                if let Some(replier) = replier.take() {
+                    replier.send(Err(rejection));
+                }
+                conn.peer.disconnect();
+                return;
+            }
+        };
+        if let Some(replier) = replier.take() {
+            replier.send(Ok(registered_reply(&device, batch.len())));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let mut rest = batch.into_iter();
+        while let Some(message) = rest.next() {
+            if !conn.peer.emit(events::INCOMING, &incoming(&message, true)) {
+                let back: Vec<QueuedMessage> = std::iter::once(message).chain(rest).collect();
+                warn!(%device, left = back.len(), "could not deliver the whole queue; the rest stays queued");
+                if let Err(err) = cluster.state.requeue(&back).await {
+                    warn!(%device, %err, lost = back.len(), "could not put undelivered messages back");
+                    m::store_errors();
+                }
+                return;
+            }
+            delivered += 1;
+            m::relayed("delivered_from_queue");
+            cluster.outcome(now_ms(), &message, OutcomeKind::Delivered).await;
+        }
+    }
+    match cluster.state.take_notices(now_ms(), &device).await {
+        Ok((notices, _stale)) => {
+            for notice in &notices {
+                conn.peer.emit(events::OUTCOME, notice);
+            }
+        }
+        Err(err) => {
+            warn!(%device, %err, "could not read the notices kept for this device");
+            m::store_errors();
+        }
+    }
+    info!(%device, peer = conn.peer.id, delivered, "device registered");
+}
+
+/// Relays or queues a signal through Redis; returns the reply.
+pub(super) async fn signal(
+    cluster: &Cluster,
+    conn: &Connection,
+    payload: Json,
+) -> Result<Map<String, Json>, Rejection> {
+    let relay = parse_signal(conn, payload)?;
+    let now = now_ms();
+    let message = QueuedMessage {
+        seq: 0,
+        to: relay.to,
+        from: relay.from,
+        id: relay.id,
+        kind: relay.kind,
+        body: serde_json::to_string(&relay.body).unwrap_or_default(),
+        sent_at: now,
+        expires_at: now.saturating_add(relay.ttl_ms),
+    };
+    let mut sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
+    if let SendOutcome::Deliver { holder } = &sent
+        && !cluster.holder_alive(&message.to, holder).await
+    {
+        // Its instance died: the presence is gone now, so this queues it.
+        sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
+    }
+    match sent {
+        SendOutcome::Deliver { .. } => {
+            let wire = IncomingSignalWire {
+                id: message.id.clone(),
+                from: message.from.to_string(),
+                kind: message.kind,
+                body: relay.body,
+                sent_at: now,
+                queued: false,
+            };
+            if let Err(err) = cluster.emit(device_room(&message.to), events::INCOMING, &wire).await {
+                debug!(to = %message.to, %err, "delivery failed");
+                return Err(Rejection::new(
+                    ErrorCode::RecipientBusy,
+                    "the recipient's connection is not taking messages",
+                ));
+            }
+            m::relayed("delivered");
+            Ok(signal_reply(message.id, OutcomeKind::Delivered, None))
+        }
+        SendOutcome::Expired => {
+            m::relayed("expired");
+            Ok(signal_reply(message.id, OutcomeKind::Expired, None))
+        }
+        SendOutcome::Full(bound, usage) => Err(cluster.state.queue_limits().refusal(bound, &usage, message.size())),
+        SendOutcome::Queued { seq } => {
+            debug!(seq, id = %message.id, to = %message.to, "queued in redis");
+            m::relayed("queued");
+            Ok(signal_reply(message.id, OutcomeKind::Queued, Some(message.expires_at)))
+        }
+    }
+}
+
+/// Subscribes to (joins the watch rooms of) or unsubscribes from devices.
+pub(super) async fn subscribe(
+    cluster: &Cluster,
+    conn: &Connection,
+    payload: Json,
+    add: bool,
+) -> Result<Map<String, Json>, Rejection> {
+    let devices = parse_subscribe(conn, payload, add)?;
+    let socket = conn.peer.socket.upgrade();
+    {
+        let mut watching = lock(&conn.watching);
+        if add {
+            let max = conn.shared.config.max_subscriptions;
+            let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
+            if watching.len() + new > max {
+                return Err(too_many_subscriptions(max, watching.len()));
+            }
+        }
+        for device in &devices {
+            let changed = if add { watching.insert(*device) } else { watching.remove(device) };
+            if let (true, Some(socket)) = (changed, &socket) {
+                if add {
+                    socket.join_room(watch_room(device));
+                } else {
+                    socket.leave_room(watch_room(device));
+                }
+            }
+        }
+    }
+    if !add {
+        return Ok(Map::new());
+    }
+    let online = cluster.state.online(&devices).await.map_err(unavailable)?;
+    Ok(online_reply(&online))
+}
+
+/// Connection `peer_id` of `device` closed: ends its presence unless a newer
+/// registration holds it, and tells the watchers.
+pub(super) fn disconnected(cluster: &Arc<Cluster>, device: DeviceId, peer_id: u64) {
+    {
+        let mut held = lock(&cluster.held);
+        if held.get(&device) == Some(&peer_id) {
+            held.remove(&device);
+        }
+    }
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        match cluster.state.release(&device, &cluster.token(peer_id)).await {
+            Ok(true) => {
+                info!(%device, "device offline");
+                cluster.announce(&device, false).await;
+            }
+            Ok(false) => {}
+            Err(err) => {
+                warn!(%device, %err, "could not end the presence; it runs out with presence_ttl");
+                m::store_errors();
+            }
+        }
+    });
+}
+
+/// Keeps the presence of this instance's devices alive, and the pub/sub
+/// connection awake.
+pub(super) async fn run_heartbeat(cluster: Weak<Cluster>) {
+    let every = cluster.upgrade().map_or(Duration::from_secs(1), |c| c.state.presence_ttl() / 3);
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let held: Vec<(DeviceId, String)> =
+            lock(&cluster.held).iter().map(|(device, peer)| (*device, cluster.token(*peer))).collect();
+        if let Err(err) = cluster.state.refresh(&held).await {
+            warn!(%err, devices = held.len(), "presence heartbeat failed");
+            m::store_errors();
+        }
+        if let Err(err) = cluster.pubsub.ping().await {
+            warn!(%err, "redis pub/sub connection is down; deliveries between instances wait for it");
+        }
+    }
+}
+
+/// Expires due messages (telling their senders) and sessions, and sweeps
+/// stale notice boxes.
+pub(super) async fn run_expiry(cluster: Weak<Cluster>) {
+    let mut next_sweep = tokio::time::Instant::now() + NOTICE_SWEEP;
+    let mut next_sessions = tokio::time::Instant::now() + SESSION_EXPIRY;
+    loop {
+        let Some(strong) = cluster.upgrade() else { return };
+        let now = now_ms();
+        let more = match strong.state.expire(now).await {
+            Ok(expired) => {
+                for message in &expired {
+                    debug!(id = %message.id, from = %message.from, to = %message.to, "queued message expired");
+                    m::expired();
+                    strong.outcome(now, message, OutcomeKind::Expired).await;
+                }
+                !expired.is_empty()
+            }
+            Err(err) => {
+                warn!(%err, "expiry failed");
+                m::store_errors();
+                false
+            }
+        };
+        if tokio::time::Instant::now() >= next_sessions {
+            super::cluster_sessions::expire(&strong, &strong.sessions).await;
+            next_sessions = tokio::time::Instant::now() + SESSION_EXPIRY;
+        }
+        if tokio::time::Instant::now() >= next_sweep {
+            if let Err(err) = strong.state.sweep_notices(now).await {
+                warn!(%err, "notice sweep failed");
+            }
+            next_sweep = tokio::time::Instant::now() + NOTICE_SWEEP;
+        }
+        drop(strong);
+        if !more {
+            tokio::time::sleep(EXPIRY_POLL).await;
+        }
+    }
+}

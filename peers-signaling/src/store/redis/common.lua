@@ -1,0 +1,39 @@
+-- Shared by the queue scripts. Keys (P = the key prefix, ARGV[1]):
+--   P:m          hash   seq -> message JSON {to, from, id, kind, body, sent_at, expires_at, size}
+--   P:q:<dev>    zset   the seqs waiting for <dev>, scored by seq (the order)
+--   P:dl         zset   every queued seq, scored by its expiry (unix ms)
+--   P:qn, P:qb   hash   <dev> -> messages / bytes waiting for <dev>
+--   P:tot        hash   n, b -> messages / bytes waiting overall
+--   P:on:<dev>   string "<instance>|<connection>|pending|up", with a TTL
+
+-- Removes one queued message everywhere; returns its JSON (nil if unknown).
+local function remove_message(p, seq)
+  local json = redis.call('HGET', p .. ':m', seq)
+  redis.call('ZREM', p .. ':dl', seq)
+  if not json then return nil end
+  local m = cjson.decode(json)
+  local size = math.floor(tonumber(m.size) or 0)
+  redis.call('HDEL', p .. ':m', seq)
+  redis.call('ZREM', p .. ':q:' .. m.to, seq)
+  if redis.call('HINCRBY', p .. ':qn', m.to, -1) <= 0 then redis.call('HDEL', p .. ':qn', m.to) end
+  if redis.call('HINCRBY', p .. ':qb', m.to, -size) <= 0 then redis.call('HDEL', p .. ':qb', m.to) end
+  redis.call('HINCRBY', p .. ':tot', 'n', -1)
+  redis.call('HINCRBY', p .. ':tot', 'b', -size)
+  return json
+end
+
+-- Adds one message with a known seq (a new one, or one put back).
+local function insert_message(p, seq, to, expires_at, size, json)
+  redis.call('HSET', p .. ':m', seq, json)
+  redis.call('ZADD', p .. ':q:' .. to, seq, seq)
+  redis.call('ZADD', p .. ':dl', expires_at, seq)
+  redis.call('HINCRBY', p .. ':qn', to, 1)
+  redis.call('HINCRBY', p .. ':qb', to, size)
+  redis.call('HINCRBY', p .. ':tot', 'n', 1)
+  redis.call('HINCRBY', p .. ':tot', 'b', size)
+end
+
+-- Whether a presence value says the device takes direct deliveries.
+local function is_up(presence)
+  return presence and string.sub(presence, -3) == '|up'
+end

@@ -1,0 +1,13 @@
+-- The lock around the sessions (P:sessions, hash transfer id -> JSON): a
+-- holder token with a TTL. ARGV: key, op ('take' or 'give'), token, ttl_ms.
+-- take returns 1 if this token now holds it; give releases it only if it does.
+local key, op, token = ARGV[1], ARGV[2], ARGV[3]
+if op == 'take' then
+  if redis.call('SET', key, token, 'NX', 'PX', ARGV[4]) then return 1 end
+  return 0
+end
+if redis.call('GET', key) == token then
+  redis.call('DEL', key)
+  return 1
+end
+return 0

@@ -1,0 +1,371 @@
+//! The Redis backend: two server instances share one real `redis-server`
+//! (started by each test on a free loopback port). Devices on different
+//! instances reach each other, the queue and its bounds, expiry notices,
+//! presence and rate limits hold across instances, and killing an instance
+//! (the real binary, SIGKILL) loses no queued message.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::{PRESENCE_TTL, RedisServer, connect, pair, redis_config};
+use common::*;
+use peers_signaling::{ClientEvent, ClientOptions, ErrorCode, Outcome, OutgoingSignal, SignalKind, SignalingClient};
+use serde_json::{Value, json};
+
+fn body(kind: SignalKind, n: usize) -> Value {
+    match kind {
+        SignalKind::Offer | SignalKind::Answer => json!({"sdp": format!("v=0 sdp {n}")}),
+        SignalKind::IceCandidate => json!({"candidate": format!("candidate:{n}")}),
+        SignalKind::Error => json!({"message": format!("error {n}")}),
+        _ => json!({"n": n}),
+    }
+}
+
+fn outcome_event(event: &ClientEvent) -> Option<(String, Outcome)> {
+    match event {
+        ClientEvent::Outcome { id, outcome, .. } => Some((id.clone(), outcome.clone())),
+        _ => None,
+    }
+}
+
+fn presence_event(event: &ClientEvent) -> Option<(peers_sdk::DeviceId, bool)> {
+    match event {
+        ClientEvent::Presence { device, online } => Some((*device, *online)),
+        _ => None,
+    }
+}
+
+/// Messages and bytes queued overall, read from Redis itself.
+async fn redis_queue_total(redis: &RedisServer) -> (u64, u64) {
+    let n: Option<u64> = redis.query(redis::cmd("HGET").arg("test:tot").arg("n")).await;
+    let b: Option<u64> = redis.query(redis::cmd("HGET").arg("test:tot").arg("b")).await;
+    (n.unwrap_or(0), b.unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_one_instance_reaches_a_device_on_the_other() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (alice_keys, alice) = connect(&one.url().unwrap(), "alice").await;
+    let (bob_keys, bob) = connect(&two.url().unwrap(), "bob").await;
+    let mut alice_events = alice.events().unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    let mut alice_in = alice.incoming().unwrap();
+
+    // Presence is shared: each sees the other online across instances.
+    assert_eq!(alice.subscribe_presence(&[bob_keys.device_id()]).await.unwrap(), vec![bob_keys.device_id()]);
+    assert_eq!(bob.subscribe_presence(&[alice_keys.device_id()]).await.unwrap(), vec![alice_keys.device_id()]);
+
+    // All six kinds, in order, delivered directly.
+    let mut sent = Vec::new();
+    for (n, kind) in SignalKind::ALL.iter().copied().enumerate() {
+        let result = alice.send(&bob_keys.device_id(), kind, body(kind, n)).await.unwrap();
+        assert_eq!(result.outcome, Outcome::Delivered, "{kind:?}");
+        sent.push((result.id, kind, body(kind, n)));
+    }
+    for (id, kind, body) in &sent {
+        let got = incoming(&mut bob_in).await;
+        assert_eq!((&got.id, got.kind, &got.body, got.queued), (id, *kind, body, false));
+        assert_eq!(got.from, alice_keys.device_id());
+    }
+    // And back.
+    let answer = bob.send(&alice_keys.device_id(), SignalKind::Answer, body(SignalKind::Answer, 99)).await.unwrap();
+    assert_eq!(answer.outcome, Outcome::Delivered);
+    let got = incoming(&mut alice_in).await;
+    assert_eq!((got.id, got.from), (answer.id, bob_keys.device_id()));
+
+    // A device registering on instance two is announced to a watcher on one,
+    // and so is its going away.
+    let carol_keys = keys("carol");
+    assert!(alice.subscribe_presence(&[carol_keys.device_id()]).await.unwrap().is_empty());
+    let carol = SignalingClient::connect(&two.url().unwrap(), &carol_keys, ClientOptions::default()).await.unwrap();
+    // (Bob's own announcement, published before alice subscribed, may still be
+    // in flight between the instances: only carol's events count here.)
+    let carol_id = carol_keys.device_id();
+    let about_carol = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == carol_id).map(|(_, on)| on);
+    assert!(event(&mut alice_events, about_carol).await, "carol online");
+    carol.close().await;
+    assert!(!event(&mut alice_events, about_carol).await, "carol offline");
+    // Nothing was queued on the way.
+    assert_eq!(redis_queue_total(&redis).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_through_one_instance_is_delivered_on_the_other_in_order() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (alice_keys, alice) = connect(&one.url().unwrap(), "alice").await;
+    let mut alice_events = alice.events().unwrap();
+    let bob_keys = keys("bob");
+    let mut sent = Vec::new();
+    for n in 0..12 {
+        let kind = SignalKind::ALL[n % SignalKind::ALL.len()];
+        let result = alice.send(&bob_keys.device_id(), kind, body(kind, n)).await.unwrap();
+        assert!(matches!(result.outcome, Outcome::Queued { expires_at } if expires_at > 0), "{result:?}");
+        sent.push((result.id, kind, body(kind, n)));
+    }
+    let (messages, bytes) = redis_queue_total(&redis).await;
+    assert_eq!(messages, 12, "the queue lives in Redis");
+    assert!(bytes > 0);
+
+    let bob = SignalingClient::connect(&two.url().unwrap(), &bob_keys, ClientOptions::default()).await.unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    for (id, kind, body) in &sent {
+        let got = incoming(&mut bob_in).await;
+        assert_eq!((&got.id, got.kind, &got.body, got.queued), (id, *kind, body, true));
+        assert_eq!(got.from, alice_keys.device_id());
+    }
+    // The sender, on the other instance, hears "delivered" for each, in order.
+    for (id, _, _) in &sent {
+        assert_eq!(event(&mut alice_events, outcome_event).await, (id.clone(), Outcome::Delivered));
+    }
+    assert_eq!(redis_queue_total(&redis).await, (0, 0));
+    // From now on messages go straight through, after the queued ones.
+    let direct = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({})).await.unwrap();
+    assert_eq!(direct.outcome, Outcome::Delivered);
+    let got = incoming(&mut bob_in).await;
+    assert_eq!((got.id, got.queued), (direct.id, false));
+}
+
+/// Starts the binary against `redis`.
+async fn start_instance(redis: &RedisServer) -> (tokio::process::Child, String) {
+    let ttl = PRESENCE_TTL.as_millis().to_string();
+    let url = redis.url();
+    start_binary(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--redis-url",
+        &url,
+        "--redis-key-prefix",
+        "test",
+        "--redis-presence-ttl-ms",
+        &ttl,
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_instance_loses_no_queued_message() {
+    let redis = RedisServer::start().await;
+    let (mut first, first_url) = start_instance(&redis).await;
+    let second = server(redis_config(&redis)).await;
+    let second_url = second.url().unwrap();
+    let alice_keys = keys("alice");
+    let bob_keys = keys("bob");
+    let alice = SignalingClient::connect(&first_url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let (carol_keys, carol) = connect(&first_url, "carol").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let sent = alice
+            .send(&bob_keys.device_id(), SignalKind::IceCandidate, json!({"candidate": format!("c{n}")}))
+            .await
+            .unwrap();
+        assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+        ids.push(sent.id);
+    }
+    // No graceful shutdown: the instance dies holding alice's and carol's connections.
+    first.kill().await.unwrap();
+    tokio::time::timeout(PROMPT, alice.closed()).await.expect("alice noticed the instance died");
+    tokio::time::timeout(PROMPT, carol.closed()).await.expect("carol noticed the instance died");
+
+    // Both re-register on the surviving instance; bob gets every message, in order.
+    let alice = SignalingClient::connect(&second_url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let mut alice_events = alice.events().unwrap();
+    let bob = SignalingClient::connect(&second_url, &bob_keys, ClientOptions::default()).await.unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let got = incoming(&mut bob_in).await;
+        assert_eq!((&got.id, got.from, got.body), (id, alice_keys.device_id(), json!({"candidate": format!("c{n}")})));
+        assert!(got.queued);
+    }
+    for id in &ids {
+        assert_eq!(event(&mut alice_events, outcome_event).await, (id.clone(), Outcome::Delivered));
+    }
+    // Carol's presence is still held by the dead instance (it runs out only
+    // after PRESENCE_TTL), but her instance is gone from Redis: a message for
+    // her is queued rather than sent into the void, and reaches her on the
+    // other instance.
+    let later = alice.send(&carol_keys.device_id(), SignalKind::Ready, json!({"late": true})).await.unwrap();
+    assert!(matches!(later.outcome, Outcome::Queued { .. }), "{later:?}");
+    let carol = SignalingClient::connect(&second_url, &carol_keys, ClientOptions::default()).await.unwrap();
+    let got = incoming(&mut carol.incoming().unwrap()).await;
+    assert_eq!((got.id, got.body, got.queued), (later.id, json!({"late": true}), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_bounds_hold_across_instances() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.queue.per_device_messages = 3;
+    config.queue.total_messages = 5;
+    let (one, two) = pair(config).await;
+    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
+    let (_, dave) = connect(&two.url().unwrap(), "dave").await;
+    let (bob, erin, frank) = (keys("bob").device_id(), keys("erin").device_id(), keys("frank").device_id());
+    let queued = |outcome: &Outcome| matches!(outcome, Outcome::Queued { .. });
+    let refused = |outcome: Outcome| match outcome {
+        Outcome::Rejected { reason } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    for _ in 0..2 {
+        assert!(queued(&alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome));
+    }
+    assert!(queued(&dave.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome));
+    // Bob's queue is full whichever instance the fourth message comes through.
+    let reason = refused(dave.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome);
+    assert_eq!(reason.code, ErrorCode::QueueFull);
+    assert!(reason.message.contains("recipient's queue"), "{}", reason.message);
+    for _ in 0..2 {
+        assert!(queued(&alice.send(&erin, SignalKind::Ready, json!({})).await.unwrap().outcome));
+    }
+    // Five queued overall: the server-wide bound refuses the next one.
+    let reason = refused(dave.send(&frank, SignalKind::Ready, json!({})).await.unwrap().outcome);
+    assert_eq!(reason.code, ErrorCode::QueueFull);
+    assert!(reason.message.contains("server's queue"), "{}", reason.message);
+    assert_eq!(redis_queue_total(&redis).await.0, 5, "a refused message is not queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_notices_reach_the_sender_on_any_instance() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (alice_keys, alice) = connect(&one.url().unwrap(), "alice").await;
+    let mut alice_events = alice.events().unwrap();
+    let bob = keys("bob").device_id();
+    let short = |ttl_ms| {
+        OutgoingSignal::new(bob, SignalKind::Offer, json!({"sdp": "v=0"})).with_ttl(Duration::from_millis(ttl_ms))
+    };
+
+    // Online sender: the notice comes at the deadline.
+    let sent = alice.send_signal(short(300)).await.unwrap();
+    assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+    assert_eq!(event(&mut alice_events, outcome_event).await, (sent.id, Outcome::Expired));
+    // A time to live of zero expires at once.
+    assert_eq!(alice.send_signal(short(0)).await.unwrap().outcome, Outcome::Expired);
+
+    // Offline sender: the notice waits in Redis and reaches it on the other instance.
+    let sent = alice.send_signal(short(300)).await.unwrap();
+    assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+    alice.close().await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(redis_queue_total(&redis).await, (0, 0), "the expired message left the queue");
+    let alice = SignalingClient::connect(&two.url().unwrap(), &alice_keys, ClientOptions::default()).await.unwrap();
+    let mut alice_events = alice.events().unwrap();
+    assert_eq!(event(&mut alice_events, outcome_event).await, (sent.id, Outcome::Expired));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_on_another_instance_replaces_the_old_connection_and_rate_limits_are_shared() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.rate_limits.device_per_second = 1;
+    config.rate_limits.device_burst = 6;
+    let (one, two) = pair(config).await;
+    let (bob_keys, old_bob) = connect(&one.url().unwrap(), "bob").await;
+    let mut old_events = old_bob.events().unwrap();
+    let (alice_keys, alice) = connect(&one.url().unwrap(), "alice").await;
+    let bob = bob_keys.device_id();
+    for _ in 0..3 {
+        assert_eq!(alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome, Outcome::Delivered);
+    }
+
+    // Bob registers again on instance two: the old connection is told and closed,
+    // and messages reach the new one.
+    let new_bob = SignalingClient::connect(&two.url().unwrap(), &bob_keys, ClientOptions::default()).await.unwrap();
+    let notice = event(&mut old_events, |e| match e {
+        ClientEvent::Notice(rejection) => Some(rejection.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(notice, ErrorCode::Replaced);
+    tokio::time::timeout(PROMPT, old_bob.closed()).await.expect("the old connection was closed");
+    let mut new_in = new_bob.incoming().unwrap();
+    for _ in 0..3 {
+        let sent = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();
+        assert_eq!(sent.outcome, Outcome::Delivered);
+        assert_eq!(incoming(&mut new_in).await.id, sent.id);
+    }
+
+    // Alice spent her burst of 6 on instance one. Her budget lives in Redis,
+    // so moving to instance two does not refill it: only what the rate (1/s)
+    // gave back since then gets through.
+    alice.close().await;
+    let alice = SignalingClient::connect(&two.url().unwrap(), &alice_keys, ClientOptions::default()).await.unwrap();
+    let mut accepted = 0;
+    loop {
+        match alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome {
+            Outcome::Delivered => accepted += 1,
+            Outcome::Rejected { reason } => {
+                assert_eq!(reason.code, ErrorCode::RateLimited);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(accepted < 6, "a fresh budget: the rate limit is not shared");
+    }
+    assert!(accepted <= 3, "{accepted} accepted after the burst was spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_refuses_requests_clearly_and_the_server_recovers() {
+    let mut redis = RedisServer::start().await;
+    let one = server(redis_config(&redis)).await;
+    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
+    let (bob_keys, bob) = connect(&one.url().unwrap(), "bob").await;
+    let mut bob_in = bob.incoming().unwrap();
+    let bob = bob_keys.device_id();
+    let first = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();
+    assert_eq!(first.outcome, Outcome::Delivered);
+    assert_eq!(incoming(&mut bob_in).await.id, first.id);
+
+    redis.stop();
+    let refused = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();
+    let Outcome::Rejected { reason } = refused.outcome else { panic!("sent without Redis: {refused:?}") };
+    assert_eq!(reason.code, ErrorCode::Internal, "{reason:?}");
+    assert!(!alice.is_closed(), "the connection stays up");
+
+    // Redis comes back empty: the instance reconnects, its heartbeat puts
+    // bob's presence back, and signals flow again.
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = alice.send(&bob, SignalKind::Ready, json!({"again": true})).await.unwrap();
+        if sent.outcome == Outcome::Delivered {
+            let got = incoming(&mut bob_in).await;
+            assert_eq!((got.id, got.body), (sent.id, json!({"again": true})));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recovered: {sent:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_redis_settings_from_a_toml_file_and_errors_name_the_field() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signaling.toml");
+    let toml = format!("bind = \"127.0.0.1:0\"\nredis_url = \"{}\"\nredis_key_prefix = \"from-toml\"\n", redis.url());
+    std::fs::write(&file, toml).unwrap();
+    let (_instance, url) = start_binary(&["--config", file.to_str().unwrap()]).await;
+    let (_, alice) = connect(&url, "alice").await;
+    let sent = alice.send(&keys("bob").device_id(), SignalKind::Ready, json!({})).await.unwrap();
+    assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+    let queued: Option<u64> = redis.query(redis::cmd("HGET").arg("from-toml:tot").arg("n")).await;
+    assert_eq!(queued, Some(1), "queued in Redis under the file's key prefix");
+
+    let url = redis.url();
+    let stderr = binary_fails(vec!["--redis-url".into(), url.clone(), "--memory".into(), "true".into()]).await;
+    assert!(stderr.contains("redis_url"), "{stderr}");
+    let stderr =
+        binary_fails(vec!["--redis-url".into(), url.clone(), "--redis-key-prefix".into(), "no spaces".into()]).await;
+    assert!(stderr.contains("store.key_prefix"), "{stderr}");
+    let stderr = binary_fails(vec!["--redis-url".into(), url, "--redis-presence-ttl-ms".into(), "10".into()]).await;
+    assert!(stderr.contains("store.presence_ttl"), "{stderr}");
+    let stderr = binary_fails(vec!["--redis-url".into(), "http://not-redis".into()]).await;
+    assert!(stderr.contains("store.redis_url"), "{stderr}");
+    let stderr =
+        binary_fails(vec!["--redis-presence-ttl-ms".into(), "5000".into(), "--memory".into(), "true".into()]).await;
+    assert!(stderr.contains("redis_url"), "{stderr}");
+}

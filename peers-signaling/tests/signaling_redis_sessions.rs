@@ -1,0 +1,75 @@
+//! Sessions by code with the Redis backend: created on one instance, joined,
+//! guessed at, closed and expired through the other, against a real
+//! `redis-server` started by each test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::{RedisServer, connect, pair, redis_config};
+use common::*;
+use peers_signaling::ErrorCode;
+use peers_signaling::sessions::SessionState;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_created_on_one_instance_is_joined_and_closed_through_the_other() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let mut sender_events = sender.events().unwrap();
+    let (_, receiver) = connect(&two.url().unwrap(), "receiver").await;
+    let (_, intruder) = connect(&two.url().unwrap(), "intruder").await;
+
+    let created = sender.create_session(None).await.unwrap();
+    let joined = receiver.join_session(&created.code).await.unwrap();
+    assert_eq!((&joined.transfer_id, &joined.sender), (&created.transfer_id, sender.device_id()));
+    // The sender hears it on its own instance.
+    let (id, state, _) = event(&mut sender_events, session_event).await;
+    assert_eq!((id.as_str(), state), (created.transfer_id.as_str(), SessionState::Joined));
+    // Exactly one receiver, whichever instance asks.
+    assert_eq!(refusal(intruder.join_session(&created.code).await), ErrorCode::SessionTaken);
+    // The receiver's token, presented on instance two, closes it; the sender is told.
+    receiver.close_session(&created.transfer_id, &joined.receiver_token).await.unwrap();
+    let (_, state, reason) = event(&mut sender_events, session_event).await;
+    assert_eq!(state, SessionState::Closed, "{reason:?}");
+    assert_eq!(refusal(intruder.join_session(&created.code).await), ErrorCode::SessionClosed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_on_any_instance_count_against_the_same_session() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let mut sender_events = sender.events().unwrap();
+    let (_, guesser_one) = connect(&one.url().unwrap(), "guesser-1").await;
+    let (_, guesser_two) = connect(&two.url().unwrap(), "guesser-2").await;
+    let created = sender.create_session(None).await.unwrap();
+    let wrong = wrong_code(&created.code);
+    // Three wrong secrets in all (the default limit), spread over both instances.
+    assert_eq!(refusal(guesser_one.join_session(&wrong).await), ErrorCode::SessionNotFound);
+    assert_eq!(refusal(guesser_two.join_session(&wrong).await), ErrorCode::SessionNotFound);
+    assert_eq!(refusal(guesser_two.join_session(&wrong).await), ErrorCode::SessionNotFound);
+    let (_, state, reason) = event(&mut sender_events, session_event).await;
+    assert_eq!(state, SessionState::Closed);
+    assert!(reason.as_deref().is_some_and(|r| r.contains("locked")), "{reason:?}");
+    // Now even the right code is refused, on either instance.
+    assert_eq!(refusal(guesser_one.join_session(&created.code).await), ErrorCode::SessionClosed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_session_expires_and_its_parties_are_told() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let mut sender_events = sender.events().unwrap();
+    let (_, receiver) = connect(&two.url().unwrap(), "receiver").await;
+    let mut receiver_events = receiver.events().unwrap();
+    let created = sender.create_session(Some(Duration::from_millis(800))).await.unwrap();
+    receiver.join_session(&created.code).await.unwrap();
+    assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
+    for events in [&mut sender_events, &mut receiver_events] {
+        let (id, state, _) = event(events, session_event).await;
+        assert_eq!((id.as_str(), state), (created.transfer_id.as_str(), SessionState::Expired));
+    }
+    assert_eq!(refusal(receiver.join_session(&created.code).await), ErrorCode::SessionExpired);
+}
