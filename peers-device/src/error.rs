@@ -71,6 +71,9 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// There is no connection to the device.
+    #[error("not connected to {0}")]
+    NotConnected(DeviceId),
     /// The group is not known to the manager.
     #[error("unknown group {0}")]
     UnknownGroup(String),

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod daemon;
+pub mod demo;
 pub mod device_message;
 mod error;
 mod group;

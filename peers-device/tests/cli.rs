@@ -36,10 +36,15 @@ impl Drop for Daemon {
 }
 
 fn run(data: &Path, port: u16) -> Daemon {
+    run_with(data, &["--listen", &format!("127.0.0.1:{port}")])
+}
+
+fn run_with(data: &Path, args: &[&str]) -> Daemon {
     let child = Command::new(PEERS)
         .arg("--data-dir")
         .arg(data)
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--group", "notes"])
+        .args(["run", "--group", "notes"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -83,4 +88,36 @@ fn two_daemons_sync_a_value_and_report_their_connection() {
     let status = ok(&b, &["status"]);
     assert!(status.contains("local") && status.contains("socket.io"), "{status}");
     assert!(!peers(&b, &["get", "notes", "missing"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_without_listeners_meet_through_the_signaling_server() {
+    let server = peers_signaling::SignalingServer::bind(peers_signaling::ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&a, &["init"]);
+    ok(&b, &["init"]);
+    let (code_a, code_b) = (share_code(&ok(&a, &["info"])), share_code(&ok(&b, &["info"])));
+    ok(&a, &["trust", &code_b, "--group", "notes"]);
+    ok(&b, &["trust", &code_a, "--group", "notes"]);
+    let _da = run_with(&a, &["--signaling", &url]);
+    let _db = run_with(&b, &["--signaling", &url]);
+    let (a2, b2) = (a.clone(), b.clone());
+    tokio::task::spawn_blocking(move || {
+        eventually("the daemons to answer", || peers(&a2, &["status"]).status.success());
+        ok(&a2, &["put", "notes", "met", "through signaling"]);
+        eventually("b to get the value", || {
+            let out = peers(&b2, &["get", "notes", "met"]);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "through signaling"
+        });
+        // They end on WebRTC (the relay, if it came first, gave way).
+        eventually("a WebRTC connection", || {
+            let status = ok(&b2, &["status"]);
+            status.lines().any(|l| l.contains("webrtc-direct") && l.contains(" yes "))
+        });
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
 }

@@ -54,6 +54,10 @@ enum Command {
         /// Groups to sync (repeatable).
         #[arg(long = "group", env = "PEERS_GROUPS", value_delimiter = ',', required = true)]
         groups: Vec<GroupId>,
+        /// A signaling server (http://host:port/): reach members over WebRTC and
+        /// its relay too.
+        #[arg(long, env = "PEERS_SIGNALING_URL")]
+        signaling: Option<String>,
     },
     /// Show connections, their classes and latency, and per-group sync state.
     Status,
@@ -73,6 +77,9 @@ enum Command {
         /// The key.
         key: String,
     },
+    /// Run a signaling server and three devices in two groups in this process,
+    /// and watch them connect and sync.
+    Demo,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -85,7 +92,11 @@ fn default_data_dir() -> PathBuf {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            // Our crates' warnings by default; the WebRTC stack's own are chatty.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error,peers_device=warn,peers_sdk=warn,peers_signaling=warn,peers_transport_socketio=warn,peers_transport_webrtc=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -115,9 +126,10 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
             let info = data.trust(&code, &groups)?;
             println!("trusted {} ({}) in {} group(s)", info.device_id, info.user_id, groups.len());
         }
-        Command::Run { listen, advertise, groups } => {
+        Command::Run { listen, advertise, groups, signaling } => {
             let mut options = DaemonOptions::new(data, listen, groups);
             options.advertise = advertise;
+            options.signaling = signaling;
             let daemon = Daemon::start(options).await?;
             println!("device {}", daemon.manager().device_id());
             println!("share code {}", daemon.share_code());
@@ -142,6 +154,9 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
                 }
                 Err(err) => return Err(err.into()),
             }
+        }
+        Command::Demo => {
+            peers_device::demo::run(&mut std::io::stdout()).await?;
         }
         Command::Get { group, key } => {
             let request = ControlRequest::Get { group: group.clone(), key: key.clone() };

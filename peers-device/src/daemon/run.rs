@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use peers_sdk::{ConnectionConfig, DeviceId, TrustLevel, TrustStore};
+use peers_sdk::{ConnectionConfig, DeviceId, DeviceKeys, TrustLevel, TrustStore};
+use peers_signaling::ClientOptions as SignalingOptions;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
+use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -15,9 +17,10 @@ use super::data_dir::DataDir;
 use super::table::render_status;
 use crate::error::{Error, Result};
 use crate::group::GroupId;
+use crate::manager::backoff::BackoffOptions;
 use crate::manager::{ConnectionManager, ManagerConfig};
 use crate::sync::{EngineOptions, SqliteSyncEngine};
-use crate::transports::{SocketIoDialer, SocketIoListener};
+use crate::transports::{SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
 
 /// Settings of [`Daemon::start`].
 #[derive(Clone, Debug)]
@@ -32,12 +35,16 @@ pub struct DaemonOptions {
     pub advertise: Vec<String>,
     /// Groups to sync; their members are the trusted devices in them.
     pub groups: Vec<GroupId>,
+    /// A signaling server to register with (`http://host:port/`): members are
+    /// then also reached over WebRTC signaled through it, and through its frame
+    /// relay as the last resort.
+    pub signaling: Option<String>,
 }
 
 impl DaemonOptions {
     /// A daemon on `data_dir` listening on `listen`, syncing `groups`.
     pub fn new(data_dir: DataDir, listen: Option<SocketAddr>, groups: Vec<GroupId>) -> Self {
-        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups }
+        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: None }
     }
 }
 
@@ -49,6 +56,8 @@ pub struct Daemon {
     listener: Option<SocketIoListener>,
     control: Option<JoinHandle<()>>,
     share_code: String,
+    /// Held for as long as the daemon runs.
+    _signaling: Option<(SignalingServerLink, WebRtcListener)>,
 }
 
 impl Daemon {
@@ -97,10 +106,19 @@ impl Daemon {
         }
 
         let dialer = SocketIoDialer::new(ClientOptions::default());
+        let signaling = match &options.signaling {
+            Some(url) => Some(start_signaling(&manager, url, &keys).await?),
+            None => None,
+        };
         for device in &trusted {
             let info = device.info()?;
-            if !info.addresses.is_empty() && device.groups.iter().any(|g| options.groups.contains(g)) {
+            if !device.groups.iter().any(|g| options.groups.contains(g)) {
+                continue;
+            }
+            if !info.addresses.is_empty() {
                 dialer.set_urls(info.device_id, info.addresses.clone());
+            }
+            if !info.addresses.is_empty() || signaling.is_some() {
                 manager.keep_connected(info.device_id);
             }
         }
@@ -110,7 +128,7 @@ impl Daemon {
             info!(url = listener.url(), "listening");
         }
         let control = control::serve(data.control_socket(), handler(manager.clone(), engines.clone()))?;
-        Ok(Daemon { manager, engines, listener, control: Some(control), share_code })
+        Ok(Daemon { manager, engines, listener, control: Some(control), share_code, _signaling: signaling })
     }
 
     /// The manager.
@@ -143,6 +161,31 @@ impl Daemon {
             listener.shutdown().await;
         }
     }
+}
+
+/// Registers with the signaling server at `url` and adds WebRTC (signaled
+/// through it) and its frame relay as ways to reach devices.
+async fn start_signaling(
+    manager: &ConnectionManager,
+    url: &str,
+    keys: &Arc<DeviceKeys>,
+) -> Result<(SignalingServerLink, WebRtcListener)> {
+    url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: e.to_string() })?;
+    let config = WebRtcConfig::default();
+    // Registers in the background and again after every disconnection.
+    let link = SignalingServerLink::start(
+        manager.clone(),
+        url.to_owned(),
+        keys.clone(),
+        SignalingOptions::default(),
+        BackoffOptions::default(),
+        config.connect_timeout,
+    );
+    let endpoint = Arc::new(WebRtcEndpoint::new(link.signaling.clone(), config));
+    let listener = WebRtcListener::start(manager.clone(), endpoint.clone());
+    manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint)));
+    manager.add_dialer(link.relay.clone());
+    Ok((link, listener))
 }
 
 fn handler(manager: ConnectionManager, engines: HashMap<GroupId, SqliteSyncEngine>) -> control::Handler {

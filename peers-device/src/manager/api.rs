@@ -117,8 +117,11 @@ impl Inner {
         self.changed.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
-    pub(super) fn active_class(&self, device: &DeviceId) -> Option<ConnectionClass> {
-        lock(&self.state).devices.get(device).and_then(|d| d.active_link()).map(|l| l.class)
+    /// The best class among the links to `device` that are not retiring (one may
+    /// be verified but not active yet, while the leader's takeover is on its way).
+    pub(super) fn best_class(&self, device: &DeviceId) -> Option<ConnectionClass> {
+        let state = lock(&self.state);
+        state.devices.get(device)?.links.iter().filter(|l| !l.retiring).map(|l| l.class).min()
     }
 
     /// Whether this side decides which connection to a device is kept (the side
@@ -260,6 +263,29 @@ impl ConnectionManager {
         if let Some(task) = lock(&self.inner.state).wanted.remove(device) {
             task.abort();
         }
+    }
+
+    /// Pings `device` over its active connection now and returns the round trip;
+    /// the result counts in the connection's health like a scheduled ping.
+    pub async fn ping(&self, device: &DeviceId) -> Result<std::time::Duration> {
+        let (connection, link) = {
+            let state = lock(&self.inner.state);
+            let links = state.devices.get(device).ok_or(Error::NotConnected(*device))?;
+            let link = links.active_link().ok_or(Error::NotConnected(*device))?;
+            (link.connection.clone(), link.id)
+        };
+        let timeout = self.inner.config.health.ping_timeout;
+        let started = Instant::now();
+        let outcome = connection.emit_with_timeout::<_, ()>(super::control::PING, &(), timeout).await;
+        let rtt = started.elapsed();
+        let mut state = lock(&self.inner.state);
+        if let Some(link) = state.devices.get_mut(device).and_then(|d| d.link_mut(link)) {
+            match &outcome {
+                Ok(()) => link.health.on_pong(rtt, Instant::now()),
+                Err(_) => link.health.on_failure(Instant::now()),
+            };
+        }
+        outcome.map(|()| rtt).map_err(Error::Connection)
     }
 
     /// The connection calls to `device` use now.

@@ -66,7 +66,7 @@ pub(super) async fn keep_connected(inner: Weak<Inner>, device: DeviceId, mut cha
                     in_flight: false,
                 });
             }
-            let active = inner.active_class(&device);
+            let active = inner.best_class(&device);
             if was_connected && active.is_none() {
                 for state in &mut states {
                     state.next = state.backoff.on_closed(now, unit());

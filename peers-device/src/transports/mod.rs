@@ -1,5 +1,9 @@
 //! The transports the manager dials and listens with.
 
+mod server;
 mod socketio;
+mod webrtc;
 
+pub use server::{LinkState, RelayDialer, ServerSignaling, SignalingServerLink};
 pub use socketio::{SocketIoDialer, SocketIoListener, url_class};
+pub use webrtc::{DeviceMessageSignaling, WEBRTC_SIGNAL_KIND, WebRtcDialer, WebRtcListener};

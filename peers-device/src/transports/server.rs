@@ -1,0 +1,333 @@
+//! The signaling server as a transport source: WebRTC signals through it
+//! ([`ServerSignaling`]) and its end-to-end encrypted frame relay as a last-resort
+//! [`Dialer`] ([`RelayDialer`]).
+//!
+//! A supervisor task keeps the device registered and reads the client's
+//! incoming signals, routing them: offers,
+//! answers, candidates, cancels and errors to the WebRTC endpoint; a `ready`
+//! signal whose body is `{"relay": true}` is a peer asking for a frame relay, which
+//! is opened and handed to the manager as an accepted connection. (The relay
+//! needs both devices to ask; `ready` is how the dialing side asks the other.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use std::time::Instant;
+
+use peers_sdk::{BoxSocket, DeviceId, DeviceKeys};
+use peers_signaling::{ClientOptions, Outcome, OutgoingSignal, SignalKind, SignalingClient};
+use peers_transport_webrtc::{Error, IceServer, IncomingSignal, Signal, SignalKindName, Signaling};
+use rand_core::{OsRng, RngCore};
+use serde_json::json;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::ConnectionClass;
+use crate::manager::backoff::{Backoff, BackoffOptions};
+use crate::manager::{ConnectionManager, Dialer};
+
+/// WebRTC signals waiting for the endpoint.
+const WEBRTC_QUEUE: usize = 256;
+/// How long a relay request waits for the other side.
+const RELAY_WAIT: Duration = Duration::from_secs(15);
+
+/// Whether the link is registered with the signaling server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// Connecting or registering.
+    Connecting,
+    /// Registered; signals and relays work.
+    Registered,
+    /// Not registered; the reason, and a retry follows on the backoff.
+    Disconnected(String),
+}
+
+/// The signaling server, seen by the manager: its WebRTC signaling and its
+/// relay, over a registration that is kept up.
+///
+/// A supervisor task registers with the server and registers again, with
+/// jittered exponential backoff, whenever the connection ends (the server
+/// restarted, the network changed). While it is down, signals and relay dials
+/// fail at once with a clear error and the manager's dialers back off.
+#[derive(Debug)]
+pub struct SignalingServerLink {
+    /// WebRTC signaling through the server, for a `WebRtcEndpoint`.
+    pub signaling: Arc<ServerSignaling>,
+    /// Frame relays through the server, as a dialer.
+    pub relay: Arc<RelayDialer>,
+    state: watch::Receiver<LinkState>,
+    supervisor: JoinHandle<()>,
+}
+
+/// The client in use, if registered.
+type Current = Arc<std::sync::RwLock<Option<SignalingClient>>>;
+
+fn current_client(current: &Current) -> Result<SignalingClient, String> {
+    current
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or_else(|| "not registered with the signaling server".into())
+}
+
+impl SignalingServerLink {
+    /// Registers `keys`' device with the server at `url` (in the background) and
+    /// keeps it registered; relays other devices ask for are accepted into
+    /// `manager`. WebRTC signals are sent with a time to live of `signal_ttl`
+    /// (the connect timeout is a good value).
+    pub fn start(
+        manager: ConnectionManager,
+        url: String,
+        keys: Arc<DeviceKeys>,
+        options: ClientOptions,
+        backoff: BackoffOptions,
+        signal_ttl: Duration,
+    ) -> Self {
+        let (webrtc_tx, webrtc_rx) = mpsc::channel(WEBRTC_QUEUE);
+        let current: Current = Arc::default();
+        let (state_tx, state) = watch::channel(LinkState::Connecting);
+        let supervisor =
+            tokio::spawn(supervise(manager, url, keys.clone(), options, backoff, current.clone(), webrtc_tx, state_tx));
+        let device = keys.device_id();
+        SignalingServerLink {
+            signaling: Arc::new(ServerSignaling {
+                device,
+                current: current.clone(),
+                incoming: Mutex::new(webrtc_rx),
+                ttl: signal_ttl,
+            }),
+            relay: Arc::new(RelayDialer { device, current }),
+            state,
+            supervisor,
+        }
+    }
+
+    /// The registration's state, as it changes.
+    pub fn state(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// Waits until registered, for at most `timeout`; the last failure otherwise.
+    pub async fn registered(&self, timeout: Duration) -> Result<(), String> {
+        let mut state = self.state.clone();
+        let wait = state.wait_for(|s| *s == LinkState::Registered);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(match &*self.state.borrow() {
+                LinkState::Disconnected(reason) => reason.clone(),
+                _ => format!("not registered within {timeout:?}"),
+            }),
+        }
+    }
+}
+
+impl Drop for SignalingServerLink {
+    fn drop(&mut self) {
+        self.supervisor.abort();
+    }
+}
+
+/// Registers, routes incoming signals until the connection ends, and again.
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    manager: ConnectionManager,
+    url: String,
+    keys: Arc<DeviceKeys>,
+    options: ClientOptions,
+    backoff: BackoffOptions,
+    current: Current,
+    webrtc: mpsc::Sender<peers_signaling::IncomingSignal>,
+    state: watch::Sender<LinkState>,
+) {
+    let mut backoff = Backoff::new(backoff);
+    loop {
+        state.send_replace(LinkState::Connecting);
+        let client = match SignalingClient::connect(&url, &keys, options.clone()).await {
+            Ok(client) => client,
+            Err(err) => {
+                debug!(%url, %err, "signaling registration failed");
+                state.send_replace(LinkState::Disconnected(err.to_string()));
+                sleep_until(backoff.on_dial_failed(Instant::now(), unit())).await;
+                continue;
+            }
+        };
+        let Some(mut incoming) = client.incoming() else { return };
+        backoff.on_connected(Instant::now());
+        *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        state.send_replace(LinkState::Registered);
+        info!(%url, "registered with the signaling server");
+        let reason = loop {
+            let signal = tokio::select! {
+                reason = client.closed() => break reason,
+                signal = incoming.recv() => match signal {
+                    Some(signal) => signal,
+                    None => break "incoming signals ended".to_owned(),
+                },
+            };
+            if signal.kind == SignalKind::Ready {
+                if signal.body.get("relay").and_then(|v| v.as_bool()) == Some(true) {
+                    accept_relay(manager.clone(), client.clone(), signal.from);
+                }
+                continue;
+            }
+            // Backpressure rather than loss: the endpoint reads promptly.
+            if webrtc.send(signal).await.is_err() {
+                return;
+            }
+        };
+        *current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        warn!(%url, %reason, "signaling connection ended; registering again");
+        state.send_replace(LinkState::Disconnected(reason));
+        sleep_until(backoff.on_closed(Instant::now(), unit())).await;
+    }
+}
+
+fn accept_relay(manager: ConnectionManager, client: SignalingClient, peer: DeviceId) {
+    tokio::spawn(async move {
+        match client.open_relay(&peer, RELAY_WAIT).await {
+            Ok(socket) => {
+                if let Err(err) = manager.accept(Box::new(socket)).await {
+                    debug!(%peer, %err, "relayed connection not kept");
+                }
+            }
+            Err(err) => debug!(%peer, %err, "relay asked for could not open"),
+        }
+    });
+}
+
+async fn sleep_until(at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+}
+
+/// A uniform random number in [0, 1) for backoff jitter.
+fn unit() -> f64 {
+    f64::from(OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// The WebRTC `Signaling` trait over the signaling server's client.
+///
+/// Signals are sent with a time to live, so an offer to a device that is offline
+/// waits in the server's queue only as long as the dialer does.
+#[derive(Debug)]
+pub struct ServerSignaling {
+    device: DeviceId,
+    current: Current,
+    incoming: Mutex<mpsc::Receiver<peers_signaling::IncomingSignal>>,
+    ttl: Duration,
+}
+
+impl ServerSignaling {
+    /// WebRTC signaling over one registered `client`, without registering again
+    /// or answering relay requests (for tools and transport tests; devices use
+    /// [`SignalingServerLink`]). Takes the client's incoming signals: `None` if
+    /// they were taken already.
+    pub fn over_client(client: SignalingClient, signal_ttl: Duration) -> Option<ServerSignaling> {
+        let incoming = client.incoming()?;
+        let device = *client.device_id();
+        let current: Current = Arc::new(std::sync::RwLock::new(Some(client)));
+        Some(ServerSignaling { device, current, incoming: Mutex::new(incoming), ttl: signal_ttl })
+    }
+}
+
+fn kind_to_server(kind: SignalKindName) -> SignalKind {
+    match kind {
+        SignalKindName::Offer => SignalKind::Offer,
+        SignalKindName::Answer => SignalKind::Answer,
+        SignalKindName::Candidate => SignalKind::IceCandidate,
+        SignalKindName::Cancel => SignalKind::Cancel,
+        SignalKindName::Error => SignalKind::Error,
+    }
+}
+
+fn kind_from_server(kind: SignalKind) -> Option<SignalKindName> {
+    Some(match kind {
+        SignalKind::Offer => SignalKindName::Offer,
+        SignalKind::Answer => SignalKindName::Answer,
+        SignalKind::IceCandidate => SignalKindName::Candidate,
+        SignalKind::Cancel => SignalKindName::Cancel,
+        SignalKind::Error => SignalKindName::Error,
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl Signaling for ServerSignaling {
+    fn local_device(&self) -> DeviceId {
+        self.device
+    }
+
+    async fn send(&self, to: DeviceId, signal: Signal) -> peers_transport_webrtc::Result<()> {
+        let kind = kind_to_server(signal.payload.kind_name());
+        let outgoing = OutgoingSignal::new(to, kind, signal.body()).with_ttl(self.ttl);
+        let client = current_client(&self.current).map_err(Error::Signaling)?;
+        let sent = client.send_signal(outgoing).await.map_err(|e| Error::Signaling(e.to_string()))?;
+        match sent.outcome {
+            Outcome::Delivered | Outcome::Queued { .. } => Ok(()),
+            Outcome::Expired => Err(Error::Signaling(format!("{to} is offline"))),
+            Outcome::Rejected { reason } => Err(Error::Signaling(format!("server refused the signal: {reason:?}"))),
+        }
+    }
+
+    async fn recv(&self) -> peers_transport_webrtc::Result<Option<IncomingSignal>> {
+        let mut incoming = self.incoming.lock().await;
+        loop {
+            let Some(signal) = incoming.recv().await else { return Ok(None) };
+            let Some(kind) = kind_from_server(signal.kind) else { continue };
+            return match Signal::from_body(kind, &signal.body) {
+                Ok(parsed) => Ok(Some(IncomingSignal { from: signal.from, signal: parsed })),
+                Err(reason) => Err(Error::InvalidSignal { from: signal.from, reason }),
+            };
+        }
+    }
+
+    async fn ice_servers(&self) -> peers_transport_webrtc::Result<Vec<IceServer>> {
+        let client = current_client(&self.current).map_err(Error::Signaling)?;
+        let config = client.ice_config().await.map_err(|e| Error::Signaling(e.to_string()))?;
+        Ok(config
+            .ice_servers
+            .into_iter()
+            .map(|server| IceServer {
+                urls: server.urls,
+                username: server.username.unwrap_or_default(),
+                credential: server.credential.unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// Dials devices through the signaling server's frame relay: asks the peer with a
+/// `ready` signal, then opens the relay (both sides must ask).
+#[derive(Debug, Clone)]
+pub struct RelayDialer {
+    device: DeviceId,
+    current: Current,
+}
+
+#[async_trait]
+impl Dialer for RelayDialer {
+    fn name(&self) -> &str {
+        "server-relay"
+    }
+
+    fn class_for(&self, device: &DeviceId) -> Option<ConnectionClass> {
+        (*device != self.device).then_some(ConnectionClass::ServerRelay)
+    }
+
+    fn timeout(&self) -> Duration {
+        RELAY_WAIT + Duration::from_secs(10)
+    }
+
+    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String> {
+        let ask = OutgoingSignal::new(device, SignalKind::Ready, json!({ "relay": true })).with_ttl(RELAY_WAIT);
+        let client = current_client(&self.current)?;
+        let sent = client.send_signal(ask).await.map_err(|e| e.to_string())?;
+        if !matches!(sent.outcome, Outcome::Delivered) {
+            return Err(format!("the peer did not get the relay request: {:?}", sent.outcome));
+        }
+        let socket = client.open_relay(&device, RELAY_WAIT).await.map_err(|e| e.to_string())?;
+        Ok(Box::new(socket))
+    }
+}
