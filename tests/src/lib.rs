@@ -6,6 +6,12 @@
 //! `scripts/install-deps.sh` installs (`npm ci` in `tests/`).
 #![deny(missing_docs)]
 
+pub mod nat;
+pub mod netns;
+pub mod signaling;
+pub mod turn;
+pub mod webrtc;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;

@@ -1,0 +1,75 @@
+// Shared by the WebRTC interop drivers (webrtc_node_datachannel.mjs,
+// webrtc_chromium.mjs): a device registered with the peers signaling server
+// (docs/signaling.md), and the frame pattern both sides check.
+//
+// Registration: the server sends "challenge" {v, nonce}; we sign
+// "peers/v1 signaling register" || nonce with a fresh ed25519 key and send
+// "register" {public_key, signature}. Signals follow docs/transport-webrtc.md
+// section 1: every body carries the session id the dialer chose.
+
+import * as ed from "@noble/ed25519";
+import { io } from "socket.io-client";
+import { randomBytes } from "node:crypto";
+
+export function report(event, fields = {}) {
+  process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
+}
+
+export function fail(message) {
+  process.stderr.write(`${process.argv[1]}: ${message}\n`);
+  process.exit(1);
+}
+
+/// pattern(seed, length): the bytes of frame `seed`, as the Rust side makes them.
+export function pattern(seed, length) {
+  const out = new Uint8Array(length);
+  for (let j = 0; j < length; j++) out[j] = (seed * 131 + j * 7 + (j >> 8)) & 0xff;
+  return out;
+}
+
+export function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/// Connects to the server at `origin`, registers, and returns
+/// { deviceId, send(to, kind, body), onSignal(handler), close() }.
+export async function registerDevice(origin) {
+  const socket = io(origin + "/signaling", { transports: ["websocket"], reconnection: false });
+  const challenge = await new Promise((resolve, reject) => {
+    socket.once("challenge", resolve);
+    socket.once("connect_error", (e) => reject(new Error(`connect_error: ${e.message}`)));
+    setTimeout(() => reject(new Error("no challenge within 10 s")), 10_000);
+  });
+  const secretKey = ed.utils.randomSecretKey();
+  const publicKey = await ed.getPublicKeyAsync(secretKey);
+  const message = Buffer.concat([Buffer.from("peers/v1 signaling register", "ascii"), Buffer.from(challenge.nonce, "base64")]);
+  const signature = await ed.signAsync(message, secretKey);
+  const reply = await socket.timeout(10_000).emitWithAck("register", {
+    public_key: Buffer.from(publicKey).toString("base64"),
+    signature: Buffer.from(signature).toString("base64"),
+  });
+  if (!reply.ok) throw new Error(`register refused: ${JSON.stringify(reply.error)}`);
+  let next = 0;
+  const prefix = randomBytes(4).toString("hex");
+  return {
+    deviceId: reply.device_id,
+    async send(to, kind, body) {
+      const id = `js-${prefix}-${next++}`;
+      const answer = await socket.timeout(10_000).emitWithAck("signal", { id, to, kind, body, ttl_ms: 15_000 });
+      if (!answer.ok) throw new Error(`signal ${kind} refused: ${JSON.stringify(answer.error)}`);
+      return answer.outcome;
+    },
+    onSignal(handler) {
+      socket.on("signal", handler);
+    },
+    close() {
+      socket.close();
+    },
+  };
+}
+
+export function sessionId() {
+  return randomBytes(16).toString("hex");
+}

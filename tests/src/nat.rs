@@ -1,0 +1,233 @@
+//! NAT scenarios: the real `peers-signaling` server and a STUN/TURN server in
+//! the lab's internet namespace, and `peers` daemons on hosts behind the NATs,
+//! driven through their command line like a person would.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+use crate::netns::{INTERNET_SERVER_IP, NatKind, Ns, TwoLans};
+
+/// The TURN realm and shared secret of the scenarios.
+const REALM: &str = "peers";
+const TURN_SECRET: &str = "nat-matrix-secret";
+/// The signaling server's port in the internet namespace.
+const SIGNALING_PORT: u16 = 8080;
+/// The STUN/TURN port.
+const TURN_PORT: u16 = 3478;
+
+/// A binary of the workspace, next to the running test's own directory
+/// (`cargo test --workspace` builds them all before running any test).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo test --workspace)", path.display());
+    path
+}
+
+/// A `peers` daemon on a lab host.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its host.
+    pub host: Ns,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Runs `peers --data-dir <data> <args>` on the test's own namespace (for
+    /// init, info, trust, put, get, status: they touch files and the control
+    /// socket only).
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(workspace_binary("peers"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .await
+            .expect("peers")
+    }
+
+    /// `cli`, asserting success; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args).await;
+        assert!(out.status.success(), "peers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The share code `peers info` prints.
+    pub async fn share_code(&self) -> String {
+        let info = self.ok(&["info"]).await;
+        info.lines().find_map(|l| l.strip_prefix("share code ")).expect("share code").trim().to_owned()
+    }
+
+    /// Stops the daemon (SIGKILL).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// A running scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    /// The network.
+    pub lab: TwoLans,
+    servers: Vec<Child>,
+    /// The devices.
+    pub daemons: Vec<Daemon>,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// Builds the lab with NATs of `kinds` and starts the servers.
+    pub async fn start(kinds: (NatKind, NatKind)) -> Scenario {
+        crate::netns::Lab::available().expect("NAT scenarios run as root with iproute2 and iptables");
+        let lab = TwoLans::build(kinds.0, kinds.1);
+        let turn_addr = format!("{INTERNET_SERVER_IP}:{TURN_PORT}");
+        let turn = spawn_ready(
+            lab.lab.command(&lab.internet, workspace_binary("turn_server")).args([
+                &turn_addr,
+                INTERNET_SERVER_IP,
+                REALM,
+                TURN_SECRET,
+            ]),
+            "listening",
+        )
+        .await;
+        let signaling = lab
+            .lab
+            .command(&lab.internet, workspace_binary("peers-signaling"))
+            .args(["--bind", &format!("{INTERNET_SERVER_IP}:{SIGNALING_PORT}"), "--memory", "true"])
+            .args(["--stun-url", &format!("stun:{turn_addr}")])
+            .args(["--turn-url", &format!("turn:{turn_addr}?transport=udp")])
+            .args(["--turn-secret", TURN_SECRET])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("peers-signaling");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        Scenario { lab, servers: vec![turn, signaling], daemons: Vec::new(), dir }
+    }
+
+    /// The signaling server's URL, as hosts dial it.
+    pub fn signaling_url() -> String {
+        format!("http://{INTERNET_SERVER_IP}:{SIGNALING_PORT}/")
+    }
+
+    /// Adds a device `name` on LAN `lan` (host number `host`), with an identity.
+    pub async fn device(&mut self, name: &str, lan: u8, host: u8) -> usize {
+        let ns = self.lab.host(name, lan, host);
+        let daemon = Daemon { data: self.dir.path().join(name), host: ns, child: None };
+        daemon.ok(&["init", "--user", name]).await;
+        self.daemons.push(daemon);
+        self.daemons.len() - 1
+    }
+
+    /// Makes the devices trust each other as members of `group`, advertising
+    /// `urls` (per device; empty for none).
+    pub async fn trust_all(&self, group: &str, urls: &[Vec<String>]) {
+        let mut codes = Vec::new();
+        for (daemon, urls) in self.daemons.iter().zip(urls) {
+            let mut args = vec!["info".to_owned()];
+            for url in urls {
+                args.extend(["--advertise".to_owned(), url.clone()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let info = daemon.ok(&args).await;
+            codes.push(info.lines().find_map(|l| l.strip_prefix("share code ")).expect("code").trim().to_owned());
+        }
+        for (i, daemon) in self.daemons.iter().enumerate() {
+            for (j, code) in codes.iter().enumerate() {
+                if i != j {
+                    daemon.ok(&["trust", code, "--group", group]).await;
+                }
+            }
+        }
+    }
+
+    /// Starts device `index`'s daemon on its host with extra `args`.
+    pub fn run(&mut self, index: usize, group: &str, args: &[&str]) {
+        let daemon = &mut self.daemons[index];
+        let child = self
+            .lab
+            .lab
+            .command(&daemon.host, workspace_binary("peers"))
+            .arg("--data-dir")
+            .arg(&daemon.data)
+            .args(["run", "--group", group, "--signaling", &Self::signaling_url()])
+            .args(args)
+            .env("RUST_LOG", std::env::var("PEERS_NAT_LOG").unwrap_or_else(|_| "error".into()))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("peers run");
+        daemon.child = Some(child);
+    }
+
+    /// Polls `daemon`'s `peers status` until a line satisfies `check`, for at
+    /// most `limit`; returns the time it took and the status.
+    pub async fn wait_status(
+        &self,
+        index: usize,
+        limit: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> Result<(Duration, String), String> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < limit {
+            let out = self.daemons[index].cli(&["status"]).await;
+            if out.status.success() {
+                last = String::from_utf8_lossy(&out.stdout).into_owned();
+                if last.lines().any(&check) {
+                    return Ok((started.elapsed(), last));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last)
+    }
+
+    /// Polls `peers get` on `index` until `key` holds `value`.
+    pub async fn wait_value(&self, index: usize, group: &str, key: &str, value: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let out = self.daemons[index].cli(&["get", group, key]).await;
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == value {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+/// Spawns `command` and waits for a stdout line starting with `ready`.
+async fn spawn_ready(command: &mut tokio::process::Command, ready: &str) -> Child {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    match line {
+        Ok(Ok(Some(line))) if line.starts_with(ready) => child,
+        other => panic!("server did not start: {other:?}"),
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.start_kill();
+        }
+        for daemon in &mut self.daemons {
+            if let Some(child) = daemon.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
