@@ -1,8 +1,9 @@
-//! P4 through the real signaling server: time from `WebRtcEndpoint::connect` to a
-//! verified `Connection` between two devices on loopback, with the signals going
-//! through `peers-signaling` (in process, on 127.0.0.1) and, as the baseline in the
-//! same run, through in-memory signaling. Prints median and p95 of each and the
-//! ratio.
+//! P4: time from `WebRtcEndpoint::connect` to a verified `Connection` between two
+//! devices on loopback (signaling, ICE, DTLS, SCTP, the data channel, then our
+//! handshake and the responder's `Ready`), with the signals going through
+//! `peers-signaling` (in process, on 127.0.0.1) and, as the baseline in the same
+//! run, through in-memory signaling. Prints median and p95 of the total and of its
+//! two parts (channel open, handshake), and the ratio of the medians.
 //!
 //! `cargo bench -p peers-device --bench connect` (`PEERS_BENCH_RUNS`, default 20).
 
@@ -23,18 +24,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// `runs` dials from `alice` to `bob` over the given signaling channels; the
-/// total time of each, sorted.
+/// Sorted samples of one signaling path: channel open, handshake, total.
+struct Samples {
+    open: Vec<Duration>,
+    handshake: Vec<Duration>,
+    total: Vec<Duration>,
+}
+
+/// `runs` dials from `alice` to `bob` over the given signaling channels.
 async fn measure(
     runs: usize,
     alice: &Arc<DeviceKeys>,
     bob: &Arc<DeviceKeys>,
     dialing: Arc<dyn Signaling>,
     accepting: Arc<dyn Signaling>,
-) -> Vec<Duration> {
+) -> Samples {
     let dialer = WebRtcEndpoint::new(dialing, WebRtcConfig::loopback());
     let listener = Arc::new(WebRtcEndpoint::new(accepting, WebRtcConfig::loopback()));
-    let mut totals = Vec::new();
+    let mut samples = Samples { open: Vec::new(), handshake: Vec::new(), total: Vec::new() };
     for _ in 0..runs {
         let accept = {
             let (listener, bob) = (listener.clone(), bob.clone());
@@ -45,6 +52,7 @@ async fn measure(
         };
         let started = Instant::now();
         let socket = dialer.connect(bob.device_id()).await.expect("dial");
+        let opened = started.elapsed();
         let connection = Connection::connect(
             Box::new(socket),
             ConnectionConfig::new(alice.clone(), trust_all),
@@ -52,13 +60,18 @@ async fn measure(
         )
         .await
         .expect("handshake");
-        totals.push(started.elapsed());
+        let total = started.elapsed();
+        samples.open.push(opened);
+        samples.handshake.push(total - opened);
+        samples.total.push(total);
         let accepted = accept.await.expect("task");
         connection.close(CloseReason::normal("bench")).await;
         accepted.closed().await;
     }
-    totals.sort();
-    totals
+    for list in [&mut samples.open, &mut samples.handshake, &mut samples.total] {
+        list.sort();
+    }
+    samples
 }
 
 fn main() {
@@ -90,17 +103,23 @@ fn main() {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("P4: connect() to a verified Connection, WebRTC on loopback, {runs} runs each");
         println!();
-        println!("| signaling | median ms | p95 ms | median / baseline |");
-        println!("|---|---|---|---|");
-        let base = percentile(&memory, 0.5);
+        println!("| signaling | part | median ms | p95 ms | median / baseline |");
+        println!("|---|---|---|---|---|");
         for (name, samples) in [("in memory (baseline)", &memory), ("peers-signaling server", &through_server)] {
-            let median = percentile(samples, 0.5);
-            println!(
-                "| {name} | {:.1} | {:.1} | {:.2} |",
-                ms(median),
-                ms(percentile(samples, 0.95)),
-                median.as_secs_f64() / base.as_secs_f64()
-            );
+            let parts = [
+                ("channel open", &samples.open, &memory.open),
+                ("handshake + Ready", &samples.handshake, &memory.handshake),
+                ("total", &samples.total, &memory.total),
+            ];
+            for (part, list, base) in parts {
+                let median = percentile(list, 0.5);
+                println!(
+                    "| {name} | {part} | {:.1} | {:.1} | {:.2} |",
+                    ms(median),
+                    ms(percentile(list, 0.95)),
+                    median.as_secs_f64() / percentile(base, 0.5).as_secs_f64()
+                );
+            }
         }
         println!();
         println!("target: median under 100 ms through the signaling server");

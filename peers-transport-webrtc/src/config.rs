@@ -24,6 +24,10 @@ pub enum CandidateScope {
     AllInterfaces,
     /// Only the loopback interface: for tests and benchmarks on one machine.
     LoopbackOnly,
+    /// Only relayed (TURN) candidates (ICE transport policy `relay`): every path
+    /// goes through a TURN server, and the peer never learns this device's own
+    /// addresses. Needs a TURN server (from the config or the signaling channel).
+    RelayOnly,
 }
 
 /// How a [`WebRtcEndpoint`](crate::WebRtcEndpoint) dials and accepts.

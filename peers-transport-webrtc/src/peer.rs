@@ -10,6 +10,7 @@ use peers_sdk::socket::Locality;
 use sha2::{Digest, Sha256};
 use webrtc::api::APIBuilder;
 use webrtc::api::setting_engine::SettingEngine;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
@@ -52,7 +53,10 @@ pub(crate) async fn new_peer_connection(
         .into_iter()
         .map(|server| RTCIceServer { urls: server.urls, username: server.username, credential: server.credential })
         .collect();
-    let rtc_config = RTCConfiguration { ice_servers, ..Default::default() };
+    let mut rtc_config = RTCConfiguration { ice_servers, ..Default::default() };
+    if config.candidate_scope == CandidateScope::RelayOnly {
+        rtc_config.ice_transport_policy = RTCIceTransportPolicy::Relay;
+    }
     let pc = api.new_peer_connection(rtc_config).await.map_err(Error::webrtc)?;
     Ok(Arc::new(pc))
 }
