@@ -10,7 +10,6 @@ use peers_sdk::socket::Locality;
 use sha2::{Digest, Sha256};
 use webrtc::api::APIBuilder;
 use webrtc::api::setting_engine::SettingEngine;
-use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
@@ -19,6 +18,7 @@ use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 
 use crate::config::{CandidateScope, IceServer, WebRtcConfig};
 use crate::error::{Error, Result};

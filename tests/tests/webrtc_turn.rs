@@ -24,8 +24,7 @@ async fn relay_only_devices_connect_through_turn_with_signaling_credentials() {
     let server = SignalingServer::bind(config).await.unwrap();
     let url = server.url().unwrap();
 
-    let mut webrtc = WebRtcConfig::default();
-    webrtc.candidate_scope = CandidateScope::RelayOnly;
+    let webrtc = WebRtcConfig { candidate_scope: CandidateScope::RelayOnly, ..WebRtcConfig::default() };
     let alice = Device::register(&url, "alice", webrtc.clone()).await;
     let bob = Device::register(&url, "bob", webrtc).await;
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
