@@ -76,11 +76,9 @@ async fn handshake_rpc_both_ways_16_mib_and_clean_close() {
     alice.close(CloseReason::normal("done")).await;
     let seen = tokio::time::timeout(common::PROMPT, bob.closed()).await.expect("bob never saw the close");
     assert_eq!((seen.code, seen.message.as_str(), seen.by), (CloseCode::Normal, "done", ClosedBy::Remote));
-    // Alice's own view carries her reason. (Which side it is attributed to is
-    // peers-sdk's business: `Connection::close` records the close only after the
-    // notice is sent, so a fast peer's answering close can be recorded first.)
+    // Alice's own view carries her reason, as hers, however fast Bob answered.
     let own = tokio::time::timeout(common::PROMPT, alice.closed()).await.unwrap();
-    assert_eq!((own.code, own.message.as_str()), (CloseCode::Normal, "done"));
+    assert_eq!((own.code, own.message.as_str(), own.by), (CloseCode::Normal, "done", ClosedBy::Local));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,10 +62,9 @@ async fn two_devices_connect_authenticate_and_talk_through_the_server() {
     b.close(CloseReason::normal("bob is done")).await;
     let seen = tokio::time::timeout(PROMPT, a.closed()).await.expect("alice never saw the close");
     assert_eq!((seen.code, seen.message.as_str(), seen.by), (CloseCode::Normal, "bob is done", ClosedBy::Remote));
-    // The closer's own view carries its reason (see webrtc_connection.rs on which
-    // side peers-sdk attributes it to).
+    // The closer's own view carries its reason, as its own.
     let own = b.closed().await;
-    assert_eq!((own.code, own.message.as_str()), (CloseCode::Normal, "bob is done"));
+    assert_eq!((own.code, own.message.as_str(), own.by), (CloseCode::Normal, "bob is done", ClosedBy::Local));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,7 @@ fn start(
         stream_handlers: RwLock::new(HashMap::new()),
         streams: Mutex::default(),
         state: watch::Sender::new(ConnectionState::Verified),
+        closing: Mutex::new(None),
         config,
     });
     debug!(peer = %inner.remote.device_id, ?role, encrypted, "connection verified");

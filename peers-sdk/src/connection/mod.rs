@@ -114,6 +114,10 @@ struct Inner {
     streams: Mutex<stream::StreamTable>,
     handler_slots: Arc<tokio::sync::Semaphore>,
     state: watch::Sender<ConnectionState>,
+    /// Set by [`Connection::close`] before its notice goes out, so a peer that
+    /// answers the notice faster than this side records the close cannot make
+    /// the close look remote: this side's reason wins.
+    closing: Mutex<Option<CloseReason>>,
 }
 
 /// Closes the connection when the last user handle goes away.
@@ -342,6 +346,8 @@ impl Inner {
 
     /// Records the close and fails pending calls; returns false if already closed.
     fn mark_closed(&self, reason: &CloseReason) -> bool {
+        let closing = self.closing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let reason = closing.as_ref().unwrap_or(reason);
         let changed = self.state.send_if_modified(|state| match state {
             ConnectionState::Verified => {
                 *state = ConnectionState::Closed(reason.clone());
@@ -360,6 +366,13 @@ impl Inner {
     async fn close(&self, reason: CloseReason) {
         if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
             return;
+        }
+        {
+            let mut closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+            if closing.is_some() {
+                return;
+            }
+            *closing = Some(reason.clone());
         }
         // Best effort: tell the peer why, but never wait long for a stuck socket.
         let notice = Envelope::Close { reason: reason.clone() };
