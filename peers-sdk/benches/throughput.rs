@@ -5,14 +5,15 @@
 //! throughput, not round-trip latency. MB/s count payload bytes delivered to the
 //! handler.
 //!
-//! - AEAD on: a plain `MemorySocket` pair; every frame is sealed with
-//!   ChaCha20-Poly1305.
+//! - AEAD on: a plain `MemorySocket` pair; every frame is sealed, once with each
+//!   transport cipher (`ConnectionConfig::with_ciphers` forces it): ChaCha20-Poly1305
+//!   and AES-256-GCM (negotiated by default where the CPU has AES instructions).
 //! - AEAD off: a pair that claims `confidential: true` and a matching channel
 //!   binding, so the handshake skips our AEAD (`is_encrypted()` is checked).
 //! - Baseline: the raw `MemorySocket`, each frame a fresh copy of the payload (one
 //!   memcpy), sent and received; no codec, no RPC, no sealing.
-//! - AEAD floor: ChaCha20-Poly1305 alone sealing and opening the same frames and a
-//!   small reply, in place, with no I/O. It bounds what AEAD-on can reach: the
+//! - AEAD floor: the cipher alone sealing and opening the same frames and a small
+//!   reply, in place, with no I/O. It bounds what AEAD-on can reach: the
 //!   `model` column is the on/off ratio a stack whose only extra cost is this AEAD
 //!   work would show, `floor / (floor + off)`.
 //!
@@ -33,11 +34,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce};
+use peers_sdk::handshake::TransportCipher;
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::socket::{ChannelBinding, TransportSecurity};
 use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, Socket, TrustLevel};
+use ring::aead;
 use serde_bytes::ByteBuf;
 use tokio::task::JoinSet;
 
@@ -86,9 +87,9 @@ fn compressible_bytes(len: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A connected pair over memory; `bound` makes the transport claim confidentiality
-/// and a channel binding, so our AEAD is skipped.
-async fn connect(bound: bool) -> (Connection, Connection) {
+/// A connected pair over memory sealing with `cipher`; `bound` makes the transport
+/// claim confidentiality and a channel binding, so our AEAD is skipped.
+async fn connect(bound: bool, cipher: TransportCipher) -> (Connection, Connection) {
     let security = if bound {
         TransportSecurity {
             confidential: true,
@@ -106,12 +107,15 @@ async fn connect(bound: bool) -> (Connection, Connection) {
     let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
     let (dialer, listener) = tokio::join!(
-        Connection::connect(Box::new(a), ConnectionConfig::new(alice, trust), None),
+        Connection::connect(Box::new(a), ConnectionConfig::new(alice, trust).with_ciphers([cipher]), None),
         Connection::accept(Box::new(b), ConnectionConfig::new(bob, trust)),
     );
     let (dialer, listener) = (dialer.unwrap(), listener.unwrap());
     assert_eq!(dialer.is_encrypted(), !bound, "AEAD mode is not the one asked for");
     assert_eq!(listener.is_encrypted(), !bound);
+    if !bound {
+        assert_eq!(dialer.cipher(), Some(cipher), "negotiated another cipher");
+    }
     listener.expose_rpc("sink", |data: ByteBuf| async move { Ok::<_, RemoteError>(data.len() as u32) });
     (dialer, listener)
 }
@@ -160,11 +164,15 @@ async fn raw_rate(payload: &Arc<Vec<u8>>, budget: Duration) -> f64 {
     received as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-/// The AEAD floor: seal and open every frame of `payload` and a 32-byte reply, in
-/// place; MB/s of payload.
-fn aead_floor_rate(payload: &[u8], budget: Duration) -> f64 {
-    let seal = ChaCha20Poly1305::new(Key::from_slice(&[7; 32]));
-    let open = ChaCha20Poly1305::new(Key::from_slice(&[7; 32]));
+/// The AEAD floor of `cipher` (`ring`, as the connection uses it): seal and open
+/// every frame of `payload` and a 32-byte reply, in place; MB/s of payload.
+fn aead_floor_rate(cipher: TransportCipher, payload: &[u8], budget: Duration) -> f64 {
+    let algorithm = match cipher {
+        TransportCipher::Aes256Gcm => &aead::AES_256_GCM,
+        _ => &aead::CHACHA20_POLY1305,
+    };
+    let key = || aead::LessSafeKey::new(aead::UnboundKey::new(algorithm, &[7; 32]).unwrap());
+    let (seal, open) = (key(), key());
     let mut frames: Vec<Vec<u8>> = payload.chunks(MAX_FRAME).map(<[u8]>::to_vec).collect();
     frames.push(vec![0; 32]);
     let mut counter = 0u64;
@@ -175,9 +183,11 @@ fn aead_floor_rate(payload: &[u8], budget: Duration) -> f64 {
             counter += 1;
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&counter.to_le_bytes());
-            let nonce = Nonce::from(nonce);
-            let tag = seal.encrypt_in_place_detached(&nonce, &[], frame).unwrap();
-            open.decrypt_in_place_detached(&nonce, &[], frame, &tag).unwrap();
+            let nonce = || aead::Nonce::assume_unique_for_key(nonce);
+            let tag = seal.seal_in_place_separate_tag(nonce(), aead::Aad::empty(), frame).unwrap();
+            frame.extend_from_slice(tag.as_ref());
+            let len = open.open_in_place(nonce(), aead::Aad::empty(), frame).unwrap().len();
+            frame.truncate(len);
         }
         done += payload.len();
     }
@@ -187,20 +197,32 @@ fn aead_floor_rate(payload: &[u8], budget: Duration) -> f64 {
 fn main() {
     let budget = cell_budget();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (plain_dialer, _plain_listener) = runtime.block_on(connect(true));
-    let (sealed_dialer, _sealed_listener) = runtime.block_on(connect(false));
+    let ciphers = [TransportCipher::ChaCha20Poly1305, TransportCipher::Aes256Gcm];
+    let (plain_dialer, _plain_listener) = runtime.block_on(connect(true, ciphers[0]));
+    let sealed: Vec<(Connection, Connection)> =
+        ciphers.iter().map(|&cipher| runtime.block_on(connect(false, cipher))).collect();
 
     println!(
         "throughput benchmark: {budget:?} per cell, best of {ROUNDS} interleaved rounds, \
          one current-thread runtime, socket frames of at most 256 KiB"
     );
-    let line = "-".repeat(112);
+    let line = "-".repeat(131);
     println!("{line}");
     println!(
-        "{:<20} {:>6} {:>9} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}",
-        "data", "size", "in flight", "raw socket", "AEAD floor", "AEAD off", "AEAD on", "on/off", "model", "on/raw"
+        "{:<20} {:>6} {:>9} {:>18} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}",
+        "data",
+        "size",
+        "in flight",
+        "AEAD",
+        "raw socket",
+        "AEAD floor",
+        "AEAD off",
+        "AEAD on",
+        "on/off",
+        "model",
+        "on/raw"
     );
-    println!("{:<20} {:>6} {:>9} {:>11} {:>11} {:>11} {:>11}", "", "", "", "MB/s", "MB/s", "MB/s", "MB/s");
+    println!("{:<20} {:>6} {:>9} {:>18} {:>11} {:>11} {:>11} {:>11}", "", "", "", "", "MB/s", "MB/s", "MB/s", "MB/s");
     println!("{line}");
     let rows: [(&str, Vec<u8>, usize); 3] = [
         ("random", random_bytes(KIB), 128),
@@ -210,25 +232,34 @@ fn main() {
     for (data, payload, window) in rows {
         let payload = Arc::new(payload);
         let slice = budget / ROUNDS;
-        let (mut raw, mut floor, mut off, mut on) = (0f64, 0f64, 0f64, 0f64);
+        let (mut raw, mut off) = (0f64, 0f64);
+        let (mut floor, mut on) = ([0f64; 2], [0f64; 2]);
         runtime.block_on(async {
             // Warm-up: allocator, code paths, the peers' buffers.
             rpc_rate(&plain_dialer, &payload, window, slice / 10).await;
-            rpc_rate(&sealed_dialer, &payload, window, slice / 10).await;
+            for (dialer, _) in &sealed {
+                rpc_rate(dialer, &payload, window, slice / 10).await;
+            }
             for _ in 0..ROUNDS {
                 raw = raw.max(raw_rate(&payload, slice).await);
-                floor = floor.max(aead_floor_rate(&payload, slice));
                 off = off.max(rpc_rate(&plain_dialer, &payload, window, slice).await);
-                on = on.max(rpc_rate(&sealed_dialer, &payload, window, slice).await);
+                for (i, (dialer, _)) in sealed.iter().enumerate() {
+                    floor[i] = floor[i].max(aead_floor_rate(ciphers[i], &payload, slice));
+                    on[i] = on[i].max(rpc_rate(dialer, &payload, window, slice).await);
+                }
             }
         });
         let size = if payload.len() >= MIB { format!("{} MiB", payload.len() / MIB) } else { "1 KiB".into() };
-        println!(
-            "{data:<20} {size:>6} {window:>9} {raw:>11.0} {floor:>11.0} {off:>11.0} {on:>11.0} {:>7.2} {:>7.2} {:>7.3}",
-            on / off,
-            floor / (floor + off),
-            on / raw
-        );
+        for (i, cipher) in ciphers.iter().enumerate() {
+            let (floor, on) = (floor[i], on[i]);
+            println!(
+                "{data:<20} {size:>6} {window:>9} {:>18} {raw:>11.0} {floor:>11.0} {off:>11.0} {on:>11.0} {:>7.2} {:>7.2} {:>7.3}",
+                cipher.to_string(),
+                on / off,
+                floor / (floor + off),
+                on / raw
+            );
+        }
     }
     println!("{line}");
     println!("target: AEAD on / off >= 0.8. For compressible data MB/s count bytes before compression.");

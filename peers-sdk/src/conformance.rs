@@ -166,12 +166,23 @@ pub async fn send_after_close_fails(a: BoxSocket, b: BoxSocket) {
 /// dials over `dialer` expecting "bob", who accepts over `acceptor`. Panics if the
 /// handshake fails or either side authenticated someone else.
 pub async fn connect_trusting(dialer: BoxSocket, acceptor: BoxSocket) -> (Connection, Connection) {
+    connect_trusting_with(dialer, acceptor, &crate::handshake::TransportCipher::preferred()).await
+}
+
+/// [`connect_trusting`] with both sides accepting only `ciphers` for the transport
+/// frames (see [`ConnectionConfig::with_ciphers`]).
+pub async fn connect_trusting_with(
+    dialer: BoxSocket,
+    acceptor: BoxSocket,
+    ciphers: &[crate::handshake::TransportCipher],
+) -> (Connection, Connection) {
     let alice = Arc::new(DeviceKeys::generate("alice").unwrap());
     let bob = Arc::new(DeviceKeys::generate("bob").unwrap());
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
+    let config = |keys| ConnectionConfig::new(keys, trust).with_ciphers(ciphers.iter().copied());
     let (dialed, accepted) = tokio::join!(
-        Connection::connect(dialer, ConnectionConfig::new(alice.clone(), trust), Some(bob.device_id())),
-        Connection::accept(acceptor, ConnectionConfig::new(bob.clone(), trust)),
+        Connection::connect(dialer, config(alice.clone()), Some(bob.device_id())),
+        Connection::accept(acceptor, config(bob.clone())),
     );
     let (dialed, accepted) = (dialed.expect("connect failed"), accepted.expect("accept failed"));
     assert_eq!(dialed.remote().device_id, bob.device_id());

@@ -257,6 +257,26 @@ pub enum HandshakeError {
         /// The device that answered.
         actual: DeviceId,
     },
+    /// The initiator's cipher offer and the responder's allowed ciphers have nothing
+    /// in common (one side restricted its list, or the peer is too new).
+    #[error("no common transport cipher: peer offered ids {offered:?}")]
+    NoCommonCipher {
+        /// The cipher ids the initiator offered (ChaCha20-Poly1305's `[1]` when it
+        /// sent no offer).
+        offered: Vec<u8>,
+    },
+    /// The responder chose a cipher id this crate does not know.
+    #[error("peer chose unknown transport cipher id {id}")]
+    UnknownCipher {
+        /// The id on the wire.
+        id: u8,
+    },
+    /// The responder chose a cipher the initiator did not offer.
+    #[error("peer chose {cipher}, which we did not offer")]
+    CipherNotOffered {
+        /// The cipher it chose.
+        cipher: crate::handshake::TransportCipher,
+    },
     /// The trust policy put the peer below the configured floor.
     #[error("{device} is {level:?}, below the required {floor:?}")]
     Untrusted {

@@ -58,10 +58,11 @@ impl RawPeer {
         let (m3, session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, now()).unwrap();
         a.send(m3.into()).await.unwrap();
         let victim_conn = accept.await.unwrap().unwrap();
+        let (sealer, opener) = crate::connection::seal::for_session(&session);
         let mut peer = RawPeer {
             socket: a,
-            sealer: Sealer::new(Some(&session.send_key)),
-            opener: Opener::new(Some(&session.recv_key)),
+            sealer,
+            opener,
             encoder: FrameEncoder::new(CodecConfig::default()),
             decoder: FrameDecoder::new(CodecConfig::default()),
         };
@@ -72,7 +73,7 @@ impl RawPeer {
 
     fn sealed(&mut self, envelope: &Envelope, body: &[u8]) -> Vec<Bytes> {
         let message = envelope.encode(body).unwrap();
-        let frames = self.encoder.encode(&message, MAX_FRAME - 24, 8, 16).unwrap();
+        let frames = self.encoder.encode(message.as_slice(), MAX_FRAME - 24, 8, 16).unwrap();
         frames.into_iter().map(|f| self.sealer.seal(f).unwrap()).collect()
     }
 
@@ -436,10 +437,10 @@ async fn truncated_messagepack_envelope_closes_the_connection_and_fails_pending_
     let victim = keys("victim");
     let (mut peer, conn) = RawPeer::attack(&victim).await;
     let call = pending_call(&conn);
-    let mut whole = Envelope::Call { id: 1, method: "note".into() }.encode(&[]).unwrap();
-    whole.truncate(whole.len() - 2);
+    let message = Envelope::Call { id: 1, method: "note".into() }.encode(&[]).unwrap();
+    let whole = &message.as_slice()[..message.as_slice().len() - 2];
     let mut plaintext = vec![0x00, 0x00];
-    plaintext.extend_from_slice(&whole);
+    plaintext.extend_from_slice(whole);
     let sealed = peer.seal_raw(&plaintext);
     peer.socket.send(sealed).await.unwrap();
     let message = closed_with(&conn, CloseCode::ProtocolError).await;

@@ -20,6 +20,7 @@ pub use connection::{
     Clock, Connection, ConnectionConfig, ConnectionState, StreamProgress, StreamReader, StreamWriter,
 };
 pub use error::{CodecError, Error, HandshakeError, Result};
+pub use handshake::TransportCipher;
 pub use identity::{DeviceId, DeviceInfo, DeviceKeys};
 pub use socket::{
     BoxSocket, CloseCode, CloseReason, MemorySocket, PathInfo, PathKind, Socket, SocketInfo, SocketState,

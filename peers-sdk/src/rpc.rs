@@ -20,7 +20,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::error::{CodecError, Error, encode_msgpack};
+use crate::codec::MessageBuf;
+use crate::error::{CodecError, Error};
 use crate::socket::CloseReason;
 
 /// Longest method name accepted.
@@ -58,21 +59,28 @@ pub(crate) enum Envelope {
 
 impl Envelope {
     /// Encodes the header followed by `body`.
-    pub(crate) fn encode(&self, body: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut out = encode_msgpack("envelope", self)?;
+    pub(crate) fn encode(&self, body: &[u8]) -> Result<MessageBuf, Error> {
+        let mut out = self.encode_header(body.len())?;
         out.extend_from_slice(body);
         Ok(out)
     }
 
-    /// Encodes the header followed by `value` as MessagePack, into one buffer
-    /// (no intermediate copy of the body).
+    /// Encodes the header followed by `value` as MessagePack, into one buffer that
+    /// becomes the frame (no intermediate copy of the body).
     pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
         &self,
         what: &'static str,
         value: &T,
-    ) -> Result<Vec<u8>, Error> {
-        let mut out = encode_msgpack("envelope", self)?;
+    ) -> Result<MessageBuf, Error> {
+        let mut out = self.encode_header(0)?;
         rmp_serde::encode::write_named(&mut out, value).map_err(|e| Error::encode(what, e))?;
+        Ok(out)
+    }
+
+    /// A message buffer holding the header, with room for `body_len` more bytes.
+    fn encode_header(&self, body_len: usize) -> Result<MessageBuf, Error> {
+        let mut out = MessageBuf::with_capacity(64usize.saturating_add(body_len));
+        rmp_serde::encode::write_named(&mut out, self).map_err(|e| Error::encode("envelope", e))?;
         Ok(out)
     }
 
@@ -245,7 +253,7 @@ mod tests {
         #[test]
         fn envelope_round_trips(envelope in any_envelope(), body in proptest::collection::vec(any::<u8>(), 0..512)) {
             let message = envelope.encode(&body).unwrap();
-            let (back, rest) = Envelope::decode(Bytes::from(message)).unwrap();
+            let (back, rest) = Envelope::decode(Bytes::copy_from_slice(message.as_slice())).unwrap();
             prop_assert_eq!(back, envelope);
             prop_assert_eq!(&rest[..], &body[..]);
         }
@@ -261,7 +269,7 @@ mod tests {
     fn envelope_and_body_round_trip() {
         let env = Envelope::Call { id: 7, method: "sum".into() };
         let msg = env.encode(&rmp_serde::to_vec(&(1, 2)).unwrap()).unwrap();
-        let (back, body) = Envelope::decode(Bytes::from(msg)).unwrap();
+        let (back, body) = Envelope::decode(Bytes::copy_from_slice(msg.as_slice())).unwrap();
         assert_eq!(back, env);
         assert_eq!(rmp_serde::from_slice::<(i32, i32)>(&body).unwrap(), (1, 2));
     }
@@ -269,6 +277,7 @@ mod tests {
     #[test]
     fn truncated_envelope_is_a_decode_error() {
         let msg = Envelope::Call { id: 7, method: "sum".into() }.encode(&[]).unwrap();
+        let msg = msg.as_slice();
         for cut in 0..msg.len() {
             let err = Envelope::decode(Bytes::copy_from_slice(&msg[..cut])).unwrap_err();
             assert!(matches!(err, CodecError::Decode { what: "envelope", .. }));

@@ -69,6 +69,8 @@
 mod client;
 mod error;
 pub mod ice;
+#[cfg(feature = "load-gen")]
+pub mod load;
 pub mod notices;
 pub mod protocol;
 pub mod queue;

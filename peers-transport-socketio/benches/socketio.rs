@@ -11,9 +11,11 @@
 //! - *SocketIoSocket*: our socket, 1 MiB frames, `send` in a loop, `recv` on the
 //!   other side (credit flow control, escaping towards the client).
 //! - *Connection*: RPCs `sink(1 MiB)` with 8 calls in flight over our socket: the
-//!   whole stack (MessagePack, framing, ChaCha20-Poly1305, credit).
+//!   whole stack (MessagePack, framing, AEAD, credit), once with each transport
+//!   cipher: the one negotiated by default (AES-256-GCM on a CPU with AES
+//!   instructions) and ChaCha20-Poly1305 forced by `ConnectionConfig::with_ciphers`.
 //! - *Connection over MemorySocket*: the same RPCs without socket.io, the ceiling
-//!   the stack itself sets on this machine.
+//!   the stack itself sets on this machine, with each cipher.
 //!
 //! **P2, small RPCs**: round trips per second of a tiny value, one caller calling
 //! in sequence and 32 callers at once. Baseline: a `rust_socketio` text event that
@@ -36,7 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use peers_sdk::conformance::connect_trusting;
+use peers_sdk::conformance::connect_trusting_with;
+use peers_sdk::handshake::TransportCipher;
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::{Connection, MemorySocket, Socket};
 use peers_transport_socketio::{ClientOptions, FrameLimits, ServerOptions, SocketIoServer, SocketIoSocket, connect};
@@ -392,11 +395,16 @@ async fn call_rate(caller: &Connection, callers: usize, budget: Duration) -> f64
     calls as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A connection pair over `dialed` / `accepted`, each side exposing `sink` and `add1`.
-async fn connection_pair(dialed: Box<dyn Socket>, accepted: Box<dyn Socket>) -> (Connection, Connection) {
-    let (dialer, listener) = connect_trusting(dialed, accepted).await;
+/// A connection pair over `dialed` / `accepted` sealing with the first of
+/// `ciphers`, each side exposing `sink` and `add1`.
+async fn connection_pair(
+    dialed: Box<dyn Socket>,
+    accepted: Box<dyn Socket>,
+    ciphers: &[TransportCipher],
+) -> (Connection, Connection) {
+    let (dialer, listener) = connect_trusting_with(dialed, accepted, ciphers).await;
     for side in [&dialer, &listener] {
-        assert!(side.is_encrypted());
+        assert_eq!(side.cipher(), ciphers.first().copied());
         side.expose_rpc("sink", |data: ByteBuf| async move { Ok::<_, RemoteError>(data.len() as u32) });
         side.expose_rpc("add1", |x: u64| async move { Ok::<_, RemoteError>(x + 1) });
     }
@@ -413,7 +421,7 @@ async fn socket_pair(server: &SocketIoServer) -> (SocketIoSocket, SocketIoSocket
 
 /// One measured row: its label and the best figure over the rounds.
 struct Row {
-    label: &'static str,
+    label: String,
     direction: &'static str,
     best: f64,
 }
@@ -430,10 +438,18 @@ async fn run(budget: Duration) {
     let raw = Arc::new(raw_pair(&server).await);
     let (client_socket, server_socket) = socket_pair(&server).await;
     let (client_socket, server_socket) = (Arc::new(client_socket), Arc::new(server_socket));
-    let (dialed, accepted) = socket_pair(&server).await;
-    let (alice, bob) = connection_pair(Box::new(dialed), Box::new(accepted)).await;
-    let (near, far) = MemorySocket::pair(64, FrameLimits::default().max_frame_size);
-    let (memory_alice, _memory_bob) = connection_pair(Box::new(near), Box::new(far)).await;
+    // The default negotiation (AES-256-GCM first where the CPU has AES), then
+    // ChaCha20-Poly1305 only.
+    let cipher_lists = [TransportCipher::preferred(), vec![TransportCipher::ChaCha20Poly1305]];
+    let mut pairs = Vec::new();
+    let mut memory_pairs = Vec::new();
+    for ciphers in &cipher_lists {
+        let (dialed, accepted) = socket_pair(&server).await;
+        pairs.push(connection_pair(Box::new(dialed), Box::new(accepted), ciphers).await);
+        let (near, far) = MemorySocket::pair(64, FrameLimits::default().max_frame_size);
+        memory_pairs.push(connection_pair(Box::new(near), Box::new(far), ciphers).await);
+    }
+    let (alice, bob) = pairs[0].clone();
 
     let random = random_bytes(MIB);
     let payload = Arc::new(random.clone());
@@ -444,34 +460,45 @@ async fn run(budget: Duration) {
 
     let c2s = "client → server";
     let s2c = "server → client";
-    let mut p1 = [
-        Row { label: "raw: socketioxide + rust_socketio, binary events", direction: c2s, best: 0.0 },
-        Row { label: "raw: socketioxide + rust_socketio, binary events", direction: s2c, best: 0.0 },
-        Row { label: "SocketIoSocket frames (credit, escaping)", direction: c2s, best: 0.0 },
-        Row { label: "SocketIoSocket frames (credit, escaping)", direction: s2c, best: 0.0 },
-        Row { label: "Connection RPC, 8 in flight (AEAD on)", direction: c2s, best: 0.0 },
-        Row { label: "Connection RPC, 8 in flight (AEAD on)", direction: s2c, best: 0.0 },
-        Row { label: "Connection RPC over MemorySocket (no socket.io)", direction: "in process", best: 0.0 },
+    let row = |label: &str, direction: &'static str| Row { label: label.to_owned(), direction, best: 0.0 };
+    let mut p1 = vec![
+        row("raw: socketioxide + rust_socketio, binary events", c2s),
+        row("raw: socketioxide + rust_socketio, binary events", s2c),
+        row("SocketIoSocket frames (credit, escaping)", c2s),
+        row("SocketIoSocket frames (credit, escaping)", s2c),
     ];
+    for (dialer, _) in &pairs {
+        let cipher = dialer.cipher().map_or_else(|| "no AEAD".into(), |c| c.to_string());
+        p1.push(row(&format!("Connection RPC, 8 in flight, {cipher}"), c2s));
+        p1.push(row(&format!("Connection RPC, 8 in flight, {cipher}"), s2c));
+    }
+    for (dialer, _) in &memory_pairs {
+        let cipher = dialer.cipher().map_or_else(|| "no AEAD".into(), |c| c.to_string());
+        p1.push(row(&format!("Connection over MemorySocket, {cipher}"), "in process"));
+    }
     let mut p2 = [
-        Row { label: "raw: rust_socketio text event echo, 1 caller", direction: c2s, best: 0.0 },
-        Row { label: "raw: rust_socketio text event echo, 32 callers", direction: c2s, best: 0.0 },
-        Row { label: "raw: rust_socketio text event echo, 1 caller", direction: s2c, best: 0.0 },
-        Row { label: "Connection emit(add1), 1 caller", direction: c2s, best: 0.0 },
-        Row { label: "Connection emit(add1), 32 callers", direction: c2s, best: 0.0 },
-        Row { label: "Connection emit(add1), 1 caller", direction: s2c, best: 0.0 },
+        row("raw: rust_socketio text event echo, 1 caller", c2s),
+        row("raw: rust_socketio text event echo, 32 callers", c2s),
+        row("raw: rust_socketio text event echo, 1 caller", s2c),
+        row("Connection emit(add1), 1 caller", c2s),
+        row("Connection emit(add1), 32 callers", c2s),
+        row("Connection emit(add1), 1 caller", s2c),
     ];
 
     for _ in 0..ROUNDS {
-        let figures = [
+        let mut figures = vec![
             raw.upload(&frame, budget).await,
             raw.download(&raw_download_payload, budget).await,
             socket_rate(&client_socket, &server_socket, &frame, budget).await,
             socket_rate(&server_socket, &client_socket, &frame, budget).await,
-            rpc_rate(&alice, &payload, budget).await,
-            rpc_rate(&bob, &payload, budget).await,
-            rpc_rate(&memory_alice, &payload, budget).await,
         ];
+        for (dialer, listener) in &pairs {
+            figures.push(rpc_rate(dialer, &payload, budget).await);
+            figures.push(rpc_rate(listener, &payload, budget).await);
+        }
+        for (dialer, _) in &memory_pairs {
+            figures.push(rpc_rate(dialer, &payload, budget).await);
+        }
         for (row, figure) in p1.iter_mut().zip(figures) {
             row.best = row.best.max(figure);
         }
@@ -492,30 +519,30 @@ async fn run(budget: Duration) {
         "socket.io benchmark: {budget:?} per cell, best of {ROUNDS} interleaved rounds, \
          multi-thread runtime (2 workers), loopback, both ends in one process"
     );
-    let line = "-".repeat(96);
+    let line = "-".repeat(104);
     println!("\nP1: throughput, 1 MiB messages of random bytes");
     println!("{line}");
-    println!("{:<52} {:<16} {:>10} {:>8}", "path", "direction", "MB/s", "/raw");
+    println!("{:<60} {:<16} {:>10} {:>8}", "path", "direction", "MB/s", "/raw");
     println!("{line}");
     let raw_of =
         |direction: &str| p1.iter().find(|r| r.label.starts_with("raw") && r.direction == direction).map(|r| r.best);
     for row in &p1 {
         let ratio = raw_of(row.direction).map_or_else(|| "-".into(), |raw| format!("{:.2}", row.best / raw));
-        println!("{:<52} {:<16} {:>10.0} {:>8}", row.label, row.direction, row.best, ratio);
+        println!("{:<60} {:<16} {:>10.0} {:>8}", row.label, row.direction, row.best, ratio);
     }
     println!("{line}");
     println!("target: Connection / raw >= 0.7 and >= 580 MB/s");
 
     println!("\nP2: small RPC round trips (a u64 there and back)");
     println!("{line}");
-    println!("{:<52} {:<16} {:>10} {:>8} {:>6}", "path", "direction", "calls/s", "µs/call", "/raw");
+    println!("{:<60} {:<16} {:>10} {:>8} {:>6}", "path", "direction", "calls/s", "µs/call", "/raw");
     println!("{line}");
     for (i, row) in p2.iter().enumerate() {
         // Each Connection row against the raw row of the same shape.
         let raw = if i < 3 { row.best } else { p2[i - 3].best };
         let per_call = 1e6 / row.best * if row.label.contains("32") { CALLERS as f64 } else { 1.0 };
         println!(
-            "{:<52} {:<16} {:>10.0} {:>8.1} {:>6.2}",
+            "{:<60} {:<16} {:>10.0} {:>8.1} {:>6.2}",
             row.label,
             row.direction,
             row.best,

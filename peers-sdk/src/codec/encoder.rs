@@ -4,6 +4,7 @@ use bytes::BytesMut;
 
 use super::compress::compress_if_worthwhile;
 use super::frame::{CHUNK_HEADER_LEN, ChunkHeader, FrameFlags, FrameHeader, WHOLE_HEADER_LEN};
+use super::message::MessageBuf;
 use super::{CodecConfig, size_u64, too_large};
 use crate::error::Error;
 
@@ -57,9 +58,45 @@ impl FrameEncoder {
         headroom: usize,
         tailroom: usize,
     ) -> Result<Vec<BytesMut>, Error> {
+        self.check(message.len(), max_frame)?;
+        let compressed = compress_if_worthwhile(message, self.config.compression);
+        match &compressed {
+            Some(compressed) => self.frames(compressed, FrameFlags::COMPRESSED, max_frame, headroom, tailroom),
+            None => self.frames(message, FrameFlags::NONE, max_frame, headroom, tailroom),
+        }
+    }
+
+    /// [`encode`](Self::encode) for a message built in a [`MessageBuf`]: when it goes
+    /// out as one uncompressed WHOLE frame, that frame is the message's own buffer,
+    /// with no copy.
+    pub(crate) fn encode_message(
+        &mut self,
+        message: MessageBuf,
+        max_frame: usize,
+        headroom: usize,
+        tailroom: usize,
+    ) -> Result<Vec<BytesMut>, Error> {
+        let len = message.as_slice().len();
+        self.check(len, max_frame)?;
+        if let Some(compressed) = compress_if_worthwhile(message.as_slice(), self.config.compression) {
+            return self.frames(&compressed, FrameFlags::COMPRESSED, max_frame, headroom, tailroom);
+        }
+        let message = if len <= self.whole_capacity(max_frame) {
+            match message.into_whole_frame(FrameFlags::NONE, headroom, tailroom) {
+                Ok(frame) => return Ok(vec![frame]),
+                Err(message) => message,
+            }
+        } else {
+            message
+        };
+        self.frames(message.as_slice(), FrameFlags::NONE, max_frame, headroom, tailroom)
+    }
+
+    /// The configuration, the message size and `max_frame` allow encoding.
+    fn check(&self, len: usize, max_frame: usize) -> Result<(), Error> {
         self.config.validate()?;
-        if message.len() > self.config.max_message_size {
-            return Err(too_large(message.len(), self.config.max_message_size).into());
+        if len > self.config.max_message_size {
+            return Err(too_large(len, self.config.max_message_size).into());
         }
         let min_frame = CHUNK_HEADER_LEN + 1;
         if max_frame < min_frame {
@@ -68,14 +105,25 @@ impl FrameEncoder {
                 detail: format!("{max_frame} bytes cannot carry a chunk; the minimum is {min_frame}"),
             });
         }
-        let compressed = compress_if_worthwhile(message, self.config.compression);
-        let (payload, flags) = match &compressed {
-            Some(compressed) => (compressed.as_slice(), FrameFlags::COMPRESSED),
-            None => (message, FrameFlags::NONE),
-        };
+        Ok(())
+    }
 
-        let whole_capacity = self.config.chunk_size.min(max_frame - WHOLE_HEADER_LEN);
-        if payload.len() <= whole_capacity {
+    /// The most data bytes a WHOLE frame carries; `max_frame` is at least
+    /// `CHUNK_HEADER_LEN + 1` ([`check`](Self::check)).
+    fn whole_capacity(&self, max_frame: usize) -> usize {
+        self.config.chunk_size.min(max_frame - WHOLE_HEADER_LEN)
+    }
+
+    /// Cuts `payload` (the message as sent) into a WHOLE frame or CHUNK frames.
+    fn frames(
+        &mut self,
+        payload: &[u8],
+        flags: FrameFlags,
+        max_frame: usize,
+        headroom: usize,
+        tailroom: usize,
+    ) -> Result<Vec<BytesMut>, Error> {
+        if payload.len() <= self.whole_capacity(max_frame) {
             let header = FrameHeader::Whole { flags };
             let frame = new_frame(headroom, header, payload, tailroom)?;
             return Ok(vec![frame]);
@@ -295,6 +343,26 @@ mod tests {
                 out = decoder.decode(frame.split_off(4).freeze()).unwrap();
             }
             assert_eq!(out.unwrap(), message);
+        }
+    }
+
+    /// A message built in a `MessageBuf` gives the same frames as the same bytes
+    /// through `encode`; an uncompressed WHOLE frame reuses the buffer in place.
+    #[test]
+    fn message_buffers_encode_like_slices_and_whole_frames_are_not_copied() {
+        let cases = [(b"tiny".to_vec(), 1500), (incompressible(900), 1500), (compressible(5_000), 1500)];
+        let cases = cases.into_iter().chain([(incompressible(5_000), 1500), (incompressible(900), 100)]);
+        for (message, max_frame) in cases {
+            let mut buf = MessageBuf::with_capacity(message.len());
+            buf.extend_from_slice(&message);
+            let start = buf.as_slice().as_ptr();
+            let expected = FrameEncoder::new(config()).encode(&message, max_frame, 8, 16).unwrap();
+            let frames = FrameEncoder::new(config()).encode_message(buf, max_frame, 8, 16).unwrap();
+            assert_eq!(frames, expected, "{} bytes, max_frame {max_frame}", message.len());
+            assert!(frames.iter().all(|frame| frame.capacity() - frame.len() >= 16));
+            if frames.len() == 1 && message.len() < 4096 {
+                assert_eq!(frames[0][10..].as_ptr(), start, "the WHOLE frame copied the message");
+            }
         }
     }
 }

@@ -85,10 +85,12 @@
 mod compress;
 mod encoder;
 mod frame;
+mod message;
 mod reassembly;
 
 pub use encoder::FrameEncoder;
 pub use frame::{CHUNK_HEADER_LEN, ChunkHeader, FrameFlags, FrameHeader, TYPE_CHUNK, TYPE_WHOLE, WHOLE_HEADER_LEN};
+pub(crate) use message::MessageBuf;
 pub use reassembly::FrameDecoder;
 
 use crate::error::{CodecError, Error};
@@ -105,7 +107,8 @@ pub struct CodecConfig {
     pub max_message_size: usize,
     /// Data bytes carried by each frame (not counting its header). A message longer
     /// than this is chunked even when the socket could carry it in one frame, so a
-    /// large message does not hold up the ones queued behind it. Default 1 MiB.
+    /// large message does not hold up the ones queued behind it. Default
+    /// [`DEFAULT_CHUNK_SIZE`](Self::DEFAULT_CHUNK_SIZE), 1 MiB + 1 KiB.
     pub chunk_size: usize,
     /// How many chunked messages may be partially received at once. Default 8.
     pub max_partial_messages: usize,
@@ -121,7 +124,7 @@ impl Default for CodecConfig {
     fn default() -> Self {
         CodecConfig {
             max_message_size: 64 * 1024 * 1024,
-            chunk_size: 1024 * 1024,
+            chunk_size: Self::DEFAULT_CHUNK_SIZE,
             max_partial_messages: 8,
             max_reassembly_bytes: 128 * 1024 * 1024,
             compression: Compression::default(),
@@ -130,6 +133,13 @@ impl Default for CodecConfig {
 }
 
 impl CodecConfig {
+    /// The default [`chunk_size`](Self::chunk_size): 1 MiB of application data plus
+    /// 1 KiB for the RPC envelope and MessagePack headers around it, so a call or
+    /// reply carrying a 1 MiB buffer travels as one WHOLE frame (received without a
+    /// reassembly copy) on a socket whose frames hold it, rather than as a full
+    /// chunk and a chunk of a few bytes.
+    pub const DEFAULT_CHUNK_SIZE: usize = (1 << 20) + 1024;
+
     /// Checks that the limits are usable, naming the first field that is not.
     ///
     /// Fails with [`Error::InvalidInput`] if a size or count is zero, if `chunk_size`

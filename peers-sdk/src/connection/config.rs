@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::codec::CodecConfig;
-use crate::handshake::{HandshakeConfig, ReplayGuard};
+use crate::handshake::{HandshakeConfig, ReplayGuard, TransportCipher};
 use crate::identity::DeviceKeys;
 use crate::trust::{TrustLevel, TrustPolicy};
 
@@ -54,6 +54,7 @@ impl std::fmt::Debug for ConnectionConfig {
         f.debug_struct("ConnectionConfig")
             .field("device", &self.handshake.keys.device_id())
             .field("trust_floor", &self.trust_floor)
+            .field("ciphers", &self.handshake.ciphers)
             .field("codec", &self.codec)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("call_timeout", &self.call_timeout)
@@ -82,5 +83,14 @@ impl ConnectionConfig {
             replay_guard: Arc::new(Mutex::new(ReplayGuard::new(window_ms, ReplayGuard::DEFAULT_CAPACITY))),
             clock: Arc::new(super::establish::unix_millis),
         }
+    }
+
+    /// Restricts (or reorders) the AEADs this side accepts for transport frames,
+    /// its preference first; for example `[TransportCipher::ChaCha20Poly1305]` to
+    /// never use AES-GCM. The default is [`TransportCipher::preferred`]. An empty
+    /// list makes `connect` and `accept` fail with [`Error::InvalidInput`](crate::Error::InvalidInput).
+    pub fn with_ciphers(mut self, ciphers: impl IntoIterator<Item = TransportCipher>) -> Self {
+        self.handshake.ciphers = ciphers.into_iter().collect();
+        self
     }
 }

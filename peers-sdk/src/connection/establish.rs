@@ -9,7 +9,7 @@ use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 use tracing::{Instrument, debug, info_span};
 
 use super::reader;
-use super::seal::{Opener, Sealer};
+use super::seal;
 use super::{CloseOnDrop, Connection, ConnectionConfig, ConnectionState, Inner};
 use crate::codec::{FrameDecoder, FrameEncoder};
 use crate::error::{Error, HandshakeError, Result};
@@ -127,12 +127,8 @@ fn start(
     session: Session,
     ready: Option<oneshot::Sender<()>>,
 ) -> Connection {
-    let Session { remote, trust, handshake_hash, role, encrypted, send_key, recv_key } = session;
-    let (sealer, opener) = if encrypted {
-        (Sealer::new(Some(&send_key)), Opener::new(Some(&recv_key)))
-    } else {
-        (Sealer::new(None), Opener::new(None))
-    };
+    let (sealer, opener) = seal::for_session(&session);
+    let Session { remote, trust, handshake_hash, role, encrypted, cipher, .. } = session;
     let inner = Arc::new(Inner {
         encoder: Mutex::new(FrameEncoder::new(config.codec.clone())),
         handler_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_handlers.max(1))),
@@ -140,7 +136,7 @@ fn start(
         remote,
         trust,
         role,
-        encrypted,
+        cipher: encrypted.then_some(cipher),
         session_id: handshake_hash,
         sealer: AsyncMutex::new(sealer),
         pending: Mutex::new(PendingCalls::default()),
@@ -151,7 +147,7 @@ fn start(
         closing: Mutex::new(None),
         config,
     });
-    debug!(peer = %inner.remote.device_id, ?role, encrypted, "connection verified");
+    debug!(peer = %inner.remote.device_id, ?role, encrypted, %cipher, "connection verified");
     let decoder = FrameDecoder::new(inner.config.codec.clone());
     let span = info_span!("connection", peer = %inner.remote.device_id);
     tokio::spawn(reader::run(inner.clone(), opener, decoder, ready).instrument(span));

@@ -30,9 +30,9 @@ pub(crate) use establish::unix_millis;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
 use self::seal::Sealer;
-use crate::codec::FrameEncoder;
+use crate::codec::{FrameEncoder, MessageBuf};
 use crate::error::{Error, Result, decode_msgpack};
-use crate::handshake::Role;
+use crate::handshake::{Role, TransportCipher};
 use crate::identity::DeviceInfo;
 use crate::rpc::{Envelope, PendingCalls, RemoteError, RemoteErrorCode};
 use crate::socket::{BoxSocket, CloseCode, CloseReason, SocketInfo};
@@ -48,7 +48,7 @@ pub enum ConnectionState {
 }
 
 /// A handler's output: the complete reply message (envelope and result).
-type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<MessageBuf, RemoteError>> + Send>>;
 /// A type-erased handler: call id and argument bytes in, reply message out.
 type Handler = Arc<dyn Fn(u64, Bytes) -> HandlerFuture + Send + Sync>;
 
@@ -104,7 +104,8 @@ struct Inner {
     remote: DeviceInfo,
     trust: TrustLevel,
     role: Role,
-    encrypted: bool,
+    /// The AEAD sealing our frames; `None` on a bound, confidential transport.
+    cipher: Option<TransportCipher>,
     session_id: [u8; 32],
     encoder: Mutex<FrameEncoder>,
     sealer: AsyncMutex<Sealer>,
@@ -167,7 +168,13 @@ impl Connection {
     /// Whether frames are sealed by our AEAD. False only when the transport's own
     /// encryption is bound into the handshake and both sides agreed to rely on it.
     pub fn is_encrypted(&self) -> bool {
-        self.inner.encrypted
+        self.inner.cipher.is_some()
+    }
+
+    /// The AEAD the handshake negotiated for our frames, or `None` when
+    /// [`is_encrypted`](Self::is_encrypted) is false.
+    pub fn cipher(&self) -> Option<TransportCipher> {
+        self.inner.cipher
     }
 
     /// A value unique to this session that both sides share (the final handshake
@@ -254,7 +261,7 @@ impl Connection {
         let guard = PendingGuard { inner, id };
         let message = Envelope::Call { id, method: method.to_owned() }.encode_value("rpc arguments", args)?;
         let outcome = tokio::time::timeout(timeout, async {
-            inner.send_message(&message).await?;
+            inner.send_message(message).await?;
             reply.await.map_err(|_| inner.closed_error())?
         })
         .await;
@@ -323,19 +330,22 @@ impl Inner {
 
     /// Encodes and sends `envelope` followed by `body`.
     async fn send(&self, envelope: &Envelope, body: &[u8]) -> Result<()> {
-        self.send_message(&envelope.encode(body)?).await
+        self.send_message(envelope.encode(body)?).await
     }
 
     /// Frames, seals and sends one encoded message. Frames of different messages
     /// may interleave; the frames of one message keep their order.
-    async fn send_message(&self, message: &[u8]) -> Result<()> {
+    async fn send_message(&self, message: MessageBuf) -> Result<()> {
         if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
             return Err(self.closed_error());
         }
         let (headroom, tailroom) = self.sealer.lock().await.overhead();
         let max_frame = self.socket.info().max_frame_size.saturating_sub(headroom + tailroom);
-        let frames =
-            self.encoder.lock().unwrap_or_else(|e| e.into_inner()).encode(message, max_frame, headroom, tailroom)?;
+        let frames = self
+            .encoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .encode_message(message, max_frame, headroom, tailroom)?;
         for frame in frames {
             let mut sealer = self.sealer.lock().await;
             let sealed = sealer.seal(frame)?;

@@ -109,7 +109,7 @@ async fn handle_call(
         },
     };
     let sent = match outcome {
-        Ok(reply) => inner.send_message(&reply).await,
+        Ok(reply) => inner.send_message(reply).await,
         Err(error) => inner.send(&Envelope::Fail { id, error }, &[]).await,
     };
     if let Err(err) = sent {

@@ -42,7 +42,12 @@
 //! After message 3 both sides [`split`](Session) the chaining key into one key per
 //! direction. The AEAD layer is skipped only when the transport is confidential, a
 //! channel binding was mixed into the prologue and both sides asked to skip.
+//!
+//! The transport frames' AEAD is negotiated: the Hello lists the initiator's
+//! ciphers, the responder's signed claim names its choice ([`TransportCipher`],
+//! ADR 0004). The offer is in `h1`, so a downgrade on the way fails message 2.
 
+mod cipher;
 mod noise;
 mod payload;
 mod replay;
@@ -56,7 +61,8 @@ use rand_core::CryptoRngCore;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-pub(crate) use noise::nonce;
+pub use cipher::TransportCipher;
+pub(crate) use noise::nonce_bytes;
 pub use payload::PROTOCOL_VERSION;
 pub use replay::ReplayGuard;
 
@@ -88,6 +94,10 @@ pub struct HandshakeConfig {
     /// Skip our own AEAD layer when the transport's encryption is bound into the
     /// handshake. Both sides must agree; otherwise frames are sealed.
     pub skip_aead_when_bound: bool,
+    /// The AEADs we accept for transport frames, our preference first; must not be
+    /// empty. Default: [`TransportCipher::preferred`] (AES-256-GCM first where the
+    /// CPU accelerates it). Set it to `[ChaCha20Poly1305]` to never use AES-GCM.
+    pub ciphers: Vec<TransportCipher>,
 }
 
 impl HandshakeConfig {
@@ -99,7 +109,15 @@ impl HandshakeConfig {
             addresses: Vec::new(),
             timestamp_window: Duration::from_secs(300),
             skip_aead_when_bound: true,
+            ciphers: TransportCipher::preferred(),
         }
+    }
+
+    fn check_ciphers(&self) -> Result<(), Error> {
+        if self.ciphers.is_empty() {
+            return Err(Error::InvalidInput { what: "HandshakeConfig::ciphers", detail: "the list is empty".into() });
+        }
+        Ok(())
     }
 
     fn window_ms(&self) -> u64 {
@@ -111,6 +129,7 @@ impl HandshakeConfig {
             info: self.keys.info(self.addresses.clone())?,
             ts: now,
             skip_aead: self.skip_aead_when_bound && security.confidential && security.channel_binding.is_some(),
+            aead: None,
         })
     }
 }
@@ -138,6 +157,8 @@ pub struct Session {
     /// Whether frames are sealed with our AEAD (false only on bound, confidential
     /// transports where both sides agreed).
     pub encrypted: bool,
+    /// The AEAD negotiated for transport frames (unused when `encrypted` is false).
+    pub cipher: TransportCipher,
     pub(crate) send_key: Zeroizing<[u8; 32]>,
     pub(crate) recv_key: Zeroizing<[u8; 32]>,
 }
@@ -149,6 +170,7 @@ impl std::fmt::Debug for Session {
             .field("trust", &self.trust)
             .field("role", &self.role)
             .field("encrypted", &self.encrypted)
+            .field("cipher", &self.cipher)
             .finish_non_exhaustive()
     }
 }
@@ -198,11 +220,15 @@ impl Initiator {
         now: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<(ExpectResponse, Vec<u8>), Error> {
+        config.check_ciphers()?;
         let (prologue, binding) = prologue(security.channel_binding.as_ref(), true);
         let mut symmetric = SymmetricState::new(&prologue);
         let ephemeral = StaticSecret::random_from_rng(rng);
         let e_pub = PublicKey::from(&ephemeral).to_bytes();
-        let hello = encode_msgpack("hello", &Hello { v: PROTOCOL_VERSION, ts: now, binding })?;
+        let hello = encode_msgpack(
+            "hello",
+            &Hello { v: PROTOCOL_VERSION, ts: now, binding, aeads: Some(cipher::encode_offer(&config.ciphers)) },
+        )?;
         let mut out = vec![TAG_HELLO];
         out.extend_from_slice(&e_pub);
         symmetric.mix_hash(&e_pub);
@@ -247,8 +273,9 @@ impl ExpectResponse {
         s.mix_key(dh(&self.ephemeral, &rs)?.as_slice());
         let payload = s.decrypt_and_hash(input, 2)?;
         let remote = open_claim(&payload, payload::RESPONDER_LABEL, &self.h1, &rs, 2)?;
+        let cipher = cipher::accept_choice(remote.aead, &self.config.ciphers)?;
         check_peer(&self.config, &remote, now, self.expected)?;
-        Ok(VerifyPeer { remote, state: Initiating { inner: self, re } })
+        Ok(VerifyPeer { remote, state: Initiating { inner: self, re, cipher } })
     }
 }
 
@@ -269,6 +296,7 @@ impl std::fmt::Debug for Responder {
 impl Responder {
     /// Prepares to answer a handshake on a socket with `security`.
     pub fn new(config: HandshakeConfig, security: &TransportSecurity, now: u64) -> Result<Self, Error> {
+        config.check_ciphers()?;
         let (prologue, binding) = prologue(security.channel_binding.as_ref(), false);
         let claim = config.claim(security, now)?;
         Ok(Responder { config, claim, symmetric: SymmetricState::new(&prologue), binding })
@@ -304,6 +332,7 @@ impl Responder {
         }
         check_timestamp(hello.ts, now, self.config.window_ms())?;
         guard.check(&re, now)?;
+        let cipher = cipher::choose(hello.aeads.as_deref(), &self.config.ciphers)?;
 
         let h1 = s.handshake_hash();
         let ephemeral = StaticSecret::random_from_rng(rng);
@@ -315,9 +344,10 @@ impl Responder {
         out.extend_from_slice(&s.encrypt_and_hash(self.config.keys.static_public().as_bytes()));
         s.mix_key(dh(self.config.keys.static_secret(), &re)?.as_slice());
         self.claim.ts = now;
+        self.claim.aead = Some(cipher.id());
         let signed = sign_claim(&self.config.keys, payload::RESPONDER_LABEL, &h1, &self.claim)?;
         out.extend_from_slice(&self.symmetric.encrypt_and_hash(&signed));
-        Ok((ExpectFinish { responder: self, ephemeral }, out))
+        Ok((ExpectFinish { responder: self, ephemeral, cipher }, out))
     }
 }
 
@@ -325,6 +355,7 @@ impl Responder {
 pub struct ExpectFinish {
     responder: Responder,
     ephemeral: StaticSecret,
+    cipher: TransportCipher,
 }
 
 impl std::fmt::Debug for ExpectFinish {
@@ -392,6 +423,7 @@ impl<S> VerifyPeer<S> {
 pub struct Initiating {
     inner: ExpectResponse,
     re: [u8; 32],
+    cipher: TransportCipher,
 }
 
 impl std::fmt::Debug for Initiating {
@@ -416,7 +448,7 @@ impl VerifyPeer<Initiating> {
     /// session.
     pub fn finish(self, level: TrustLevel, floor: TrustLevel, now: u64) -> Result<(Vec<u8>, Session), Error> {
         check_trust(&self.remote.info, level, floor)?;
-        let Initiating { inner, re } = self.state;
+        let Initiating { inner, re, cipher } = self.state;
         let ExpectResponse { config, mut claim, mut symmetric, .. } = inner;
         let h2 = symmetric.handshake_hash();
         let mut out = vec![TAG_FINISH];
@@ -428,6 +460,7 @@ impl VerifyPeer<Initiating> {
         let (to_responder, to_initiator) = symmetric.split();
         let session = Session {
             encrypted: !(claim.skip_aead && self.remote.skip_aead),
+            cipher,
             remote: self.remote.info,
             trust: level,
             handshake_hash: symmetric.handshake_hash(),
@@ -443,10 +476,11 @@ impl VerifyPeer<Responding> {
     /// Applies the trust decision and returns the session.
     pub fn finish(self, level: TrustLevel, floor: TrustLevel) -> Result<Session, HandshakeError> {
         check_trust(&self.remote.info, level, floor)?;
-        let responder = self.state.inner.responder;
+        let ExpectFinish { responder, cipher, .. } = self.state.inner;
         let (to_responder, to_initiator) = responder.symmetric.split();
         Ok(Session {
             encrypted: !(responder.claim.skip_aead && self.remote.skip_aead),
+            cipher,
             remote: self.remote.info,
             trust: level,
             handshake_hash: responder.symmetric.handshake_hash(),

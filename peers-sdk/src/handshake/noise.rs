@@ -21,12 +21,16 @@ pub(crate) const LEN: usize = 32;
 /// Length of a ChaCha20-Poly1305 tag.
 pub(crate) const TAG_LEN: usize = 16;
 
-/// The 96-bit ChaCha20-Poly1305 nonce Noise uses: 32 zero bits, then the 64-bit
-/// counter little-endian.
-pub(crate) fn nonce(counter: u64) -> Nonce {
+/// The 96-bit nonce Noise uses: 32 zero bits, then the 64-bit counter
+/// little-endian. The transport frames use the same layout with either cipher.
+pub(crate) fn nonce_bytes(counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::from(n)
+    n
+}
+
+fn nonce(counter: u64) -> Nonce {
+    Nonce::from(nonce_bytes(counter))
 }
 
 /// Noise `HKDF` with two outputs; identical to RFC 5869 with the chaining key as

@@ -28,6 +28,11 @@ pub(crate) struct Hello {
     /// SHA-256 of the channel-binding bytes, when the transport has a binding.
     #[serde(with = "serde_bytes")]
     pub(crate) binding: Option<Vec<u8>>,
+    /// Transport cipher ids the initiator accepts, its preference first
+    /// ([`cipher`](super::cipher)). Absent means ChaCha20-Poly1305 only, as sent by
+    /// initiators that predate negotiation.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub(crate) aeads: Option<Vec<u8>>,
 }
 
 /// The signed part of messages 2 and 3.
@@ -39,6 +44,10 @@ pub(crate) struct IdentityClaim {
     pub(crate) ts: u64,
     /// The sender agrees to rely on the transport's bound encryption alone.
     pub(crate) skip_aead: bool,
+    /// The transport cipher id the responder chose (message 2 only). Absent means
+    /// ChaCha20-Poly1305, as sent by responders that predate negotiation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) aead: Option<u8>,
 }
 
 /// Messages 2 and 3 payload: the claim's exact bytes and the signature over

@@ -8,7 +8,7 @@ use rand_core::OsRng;
 
 use super::payload::{INITIATOR_LABEL, RESPONDER_LABEL};
 use super::*;
-use crate::connection::seal::{Opener, Sealer};
+use crate::connection::seal::{FrameCipher, Opener, Sealer, for_session};
 use crate::socket::ChannelBinding;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -29,16 +29,29 @@ fn run(
     sec_b: &TransportSecurity,
     skew: i64,
 ) -> Result<(Session, Session), Error> {
+    let configs = (HandshakeConfig::new(alice.clone()), HandshakeConfig::new(bob.clone()));
+    run_with(configs, sec_a, sec_b, skew, |m1| m1)
+}
+
+/// [`run`] with explicit configs; `wire` may rewrite message 1 on its way.
+fn run_with(
+    (config_a, config_b): (HandshakeConfig, HandshakeConfig),
+    sec_a: &TransportSecurity,
+    sec_b: &TransportSecurity,
+    skew: i64,
+    wire: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> Result<(Session, Session), Error> {
+    let (alice, bob) = (config_a.keys.device_id(), config_b.keys.device_id());
     let later = NOW.saturating_add_signed(skew);
     let mut guard = ReplayGuard::new(300_000, 16);
-    let (state, m1) = Initiator::start(HandshakeConfig::new(alice.clone()), sec_a, None, NOW, &mut OsRng)?;
-    let responder = Responder::new(HandshakeConfig::new(bob.clone()), sec_b, later)?;
-    let (expect_finish, m2) = responder.read_hello(&m1, later, &mut guard, &mut OsRng)?;
+    let (state, m1) = Initiator::start(config_a, sec_a, None, NOW, &mut OsRng)?;
+    let responder = Responder::new(config_b, sec_b, later)?;
+    let (expect_finish, m2) = responder.read_hello(&wire(m1), later, &mut guard, &mut OsRng)?;
     let verify = state.read(&m2, NOW)?;
-    assert_eq!(verify.remote().device_id, bob.device_id());
+    assert_eq!(verify.remote().device_id, bob);
     let (m3, a) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW)?;
     let verify = expect_finish.read(&m3, later)?;
-    assert_eq!(verify.remote().device_id, alice.device_id());
+    assert_eq!(verify.remote().device_id, alice);
     let b = verify.finish(TrustLevel::Known, TrustLevel::Known)?;
     Ok((a, b))
 }
@@ -148,13 +161,16 @@ fn tagged(tag: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn claim_of(keys: &DeviceKeys) -> payload::IdentityClaim {
-    payload::IdentityClaim { info: keys.info(vec![]).unwrap(), ts: NOW, skip_aead: false }
+    payload::IdentityClaim { info: keys.info(vec![]).unwrap(), ts: NOW, skip_aead: false, aead: None }
 }
 
 /// Our transport keys must be Noise's: a frame we seal opens in snow's transport
 /// mode and the other way round.
 fn check_transport(session: &Session, mut snow: snow::TransportState) {
-    let mut sealer = Sealer::new(Some(&session.send_key));
+    // The peer did not negotiate, so the transport stays Noise's ChaChaPoly.
+    assert_eq!(session.cipher, TransportCipher::ChaCha20Poly1305);
+    let chacha = |key| Some(FrameCipher::new(TransportCipher::ChaCha20Poly1305, key));
+    let mut sealer = Sealer::new(chacha(&session.send_key));
     let mut frame = bytes::BytesMut::from(&[0u8; 8][..]);
     frame.extend_from_slice(b"from us");
     let sealed = sealer.seal(frame).unwrap();
@@ -165,7 +181,7 @@ fn check_transport(session: &Session, mut snow: snow::TransportState) {
     let n = snow.write_message(b"from snow", &mut out).unwrap();
     let mut framed = 0u64.to_be_bytes().to_vec();
     framed.extend_from_slice(&out[..n]);
-    let mut opener = Opener::new(Some(&session.recv_key));
+    let mut opener = Opener::new(chacha(&session.recv_key));
     assert_eq!(&opener.open(framed.into()).unwrap()[..], b"from snow");
 }
 
@@ -203,7 +219,8 @@ fn snow_initiator_completes_a_handshake_with_our_responder() {
     let mut buf = vec![0u8; 4096];
     let mut guard = ReplayGuard::new(300_000, 16);
 
-    let hello = encode_msgpack("hello", &payload::Hello { v: PROTOCOL_VERSION, ts: NOW, binding: None }).unwrap();
+    let hello =
+        encode_msgpack("hello", &payload::Hello { v: PROTOCOL_VERSION, ts: NOW, binding: None, aeads: None }).unwrap();
     let n = snow.write_message(&hello, &mut buf).unwrap();
     let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
     let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
@@ -222,4 +239,150 @@ fn snow_initiator_completes_a_handshake_with_our_responder() {
     let session = verify.finish(TrustLevel::Known, TrustLevel::Known).unwrap();
     assert_eq!(snow.get_handshake_hash(), session.handshake_hash);
     check_transport(&session, snow.into_transport_mode().unwrap());
+}
+
+// ---- transport cipher negotiation (ADR 0004) ------------------------------------
+
+const BOTH: [TransportCipher; 2] = [TransportCipher::Aes256Gcm, TransportCipher::ChaCha20Poly1305];
+const CHACHA: [TransportCipher; 1] = [TransportCipher::ChaCha20Poly1305];
+const AES: [TransportCipher; 1] = [TransportCipher::Aes256Gcm];
+
+fn configs(offer: &[TransportCipher], allowed: &[TransportCipher]) -> (HandshakeConfig, HandshakeConfig) {
+    let mut initiator = HandshakeConfig::new(keys("alice"));
+    initiator.ciphers = offer.to_vec();
+    let mut responder = HandshakeConfig::new(keys("bob"));
+    responder.ciphers = allowed.to_vec();
+    (initiator, responder)
+}
+
+/// A frame sealed on each side opens on the other.
+fn assert_frames_flow(a: &Session, b: &Session) {
+    let (mut seal_a, mut open_a) = for_session(a);
+    let (mut seal_b, mut open_b) = for_session(b);
+    for (sealer, opener) in [(&mut seal_a, &mut open_b), (&mut seal_b, &mut open_a)] {
+        let mut frame = bytes::BytesMut::from(&[0u8; 8][..]);
+        frame.extend_from_slice(b"hello");
+        assert_eq!(&opener.open(sealer.seal(frame).unwrap()).unwrap()[..], b"hello");
+    }
+}
+
+#[test]
+fn negotiation_prefers_aes_gcm_when_both_offer_it_and_falls_back_to_chacha() {
+    use TransportCipher::{Aes256Gcm, ChaCha20Poly1305};
+    let cases: [(&[TransportCipher], &[TransportCipher], TransportCipher); 6] = [
+        (&BOTH, &BOTH, Aes256Gcm),
+        (&CHACHA, &BOTH, ChaCha20Poly1305),
+        (&BOTH, &CHACHA, ChaCha20Poly1305),
+        (&AES, &AES, Aes256Gcm),
+        // The responder's preference decides among what was offered.
+        (&[ChaCha20Poly1305, Aes256Gcm], &BOTH, Aes256Gcm),
+        (&BOTH, &[ChaCha20Poly1305, Aes256Gcm], ChaCha20Poly1305),
+    ];
+    for (offer, allowed, expected) in cases {
+        let (a, b) = run_with(configs(offer, allowed), &plain(), &plain(), 0, |m1| m1).unwrap();
+        assert_eq!((a.cipher, b.cipher), (expected, expected), "offer {offer:?}, responder allows {allowed:?}");
+        assert_frames_flow(&a, &b);
+    }
+}
+
+#[test]
+fn default_preference_always_ends_with_chacha() {
+    let preferred = TransportCipher::preferred();
+    assert_eq!(preferred.last(), Some(&TransportCipher::ChaCha20Poly1305));
+    assert_eq!(HandshakeConfig::new(keys("alice")).ciphers, preferred);
+}
+
+#[test]
+fn no_common_cipher_or_an_empty_list_is_refused() {
+    let err = run_with(configs(&CHACHA, &AES), &plain(), &plain(), 0, |m1| m1).unwrap_err();
+    assert!(matches!(&err, Error::Handshake(HandshakeError::NoCommonCipher { offered }) if offered == &[1]), "{err}");
+    for (offer, allowed) in [(&[][..], &BOTH[..]), (&BOTH[..], &[][..])] {
+        let err = run_with(configs(offer, allowed), &plain(), &plain(), 0, |m1| m1).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    }
+}
+
+/// Rewrites the cipher offer of message 1, as a man in the middle would.
+fn rewrite_offer(m1: Vec<u8>, offer: Option<Vec<u8>>) -> Vec<u8> {
+    let (head, hello) = m1.split_at(1 + LEN);
+    let mut hello: payload::Hello = crate::error::decode_msgpack("hello", hello).unwrap();
+    assert_eq!(hello.aeads.as_deref(), Some(&[2, 1][..]), "the offer is readable in message 1");
+    hello.aeads = offer;
+    let mut out = head.to_vec();
+    out.extend_from_slice(&encode_msgpack("hello", &hello).unwrap());
+    out
+}
+
+#[test]
+fn a_downgraded_offer_fails_the_handshake() {
+    // Stripping AES-GCM, or the whole offer (posing as an older initiator): the
+    // responder goes along and picks ChaCha20-Poly1305, but the offer is part of the
+    // handshake hash, so the initiator cannot open message 2.
+    for forged in [Some(vec![1]), None] {
+        let err =
+            run_with(configs(&BOTH, &BOTH), &plain(), &plain(), 0, |m1| rewrite_offer(m1, forged.clone())).unwrap_err();
+        assert!(matches!(err, Error::Handshake(HandshakeError::DecryptFailed { message: 2 })), "{forged:?}: {err}");
+    }
+}
+
+/// Our initiator offering `offer` reads a message 2 (written by snow, with our
+/// payload) whose claim names `choice`.
+fn initiator_given_choice(offer: &[TransportCipher], choice: Option<u8>) -> Result<TransportCipher, HandshakeError> {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    let mut snow = snow_builder(&bob).build_responder().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut config = HandshakeConfig::new(alice);
+    config.ciphers = offer.to_vec();
+    let (state, m1) = Initiator::start(config, &plain(), None, NOW, &mut OsRng).unwrap();
+    snow.read_message(&m1[1..], &mut buf).unwrap();
+    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
+    let claim = payload::IdentityClaim { aead: choice, ..claim_of(&bob) };
+    let n = snow.write_message(&payload::sign_claim(&bob, RESPONDER_LABEL, &h1, &claim).unwrap(), &mut buf).unwrap();
+    let verify = state.read(&tagged(TAG_RESPONSE, &buf[..n]), NOW)?;
+    let (_, session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
+    Ok(session.cipher)
+}
+
+#[test]
+fn unknown_or_unoffered_choices_are_refused() {
+    assert_eq!(initiator_given_choice(&BOTH, Some(2)), Ok(TransportCipher::Aes256Gcm));
+    assert_eq!(initiator_given_choice(&BOTH, None), Ok(TransportCipher::ChaCha20Poly1305), "an older responder");
+    for id in [0, 3, 0x80, 0xff] {
+        assert_eq!(initiator_given_choice(&BOTH, Some(id)), Err(HandshakeError::UnknownCipher { id }));
+    }
+    let cipher = TransportCipher::Aes256Gcm;
+    assert_eq!(initiator_given_choice(&CHACHA, Some(2)), Err(HandshakeError::CipherNotOffered { cipher }));
+    let cipher = TransportCipher::ChaCha20Poly1305;
+    assert_eq!(initiator_given_choice(&AES, None), Err(HandshakeError::CipherNotOffered { cipher }));
+}
+
+/// Our responder allowing `allowed` answers a message 1 (written by snow) that
+/// offers `offer`.
+fn responder_given_offer(offer: Option<Vec<u8>>, allowed: &[TransportCipher]) -> Result<TransportCipher, Error> {
+    let mut snow = snow_builder(&keys("alice")).build_initiator().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let hello = payload::Hello { v: PROTOCOL_VERSION, ts: NOW, binding: None, aeads: offer };
+    let n = snow.write_message(&encode_msgpack("hello", &hello).unwrap(), &mut buf).unwrap();
+    let mut config = HandshakeConfig::new(keys("bob"));
+    config.ciphers = allowed.to_vec();
+    let responder = Responder::new(config, &plain(), NOW)?;
+    let mut guard = ReplayGuard::new(300_000, 16);
+    let (finish, _) = responder.read_hello(&tagged(TAG_HELLO, &buf[..n]), NOW, &mut guard, &mut OsRng)?;
+    Ok(finish.cipher)
+}
+
+#[test]
+fn offers_with_unknown_ids_are_read_safely() {
+    // Unknown ids are skipped (room for future ciphers) ...
+    assert_eq!(responder_given_offer(Some(vec![99, 2, 1]), &BOTH).unwrap(), TransportCipher::Aes256Gcm);
+    // ... but an offer of nothing we know is refused, never a panic.
+    for offer in [vec![0, 99, 255], vec![]] {
+        let err = responder_given_offer(Some(offer.clone()), &BOTH).unwrap_err();
+        assert!(
+            matches!(&err, Error::Handshake(HandshakeError::NoCommonCipher { offered }) if offered == &offer),
+            "{err}"
+        );
+    }
+    let err = responder_given_offer(Some(vec![1; 17]), &BOTH).unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::Malformed { message: 1, .. })), "{err}");
 }

@@ -39,7 +39,7 @@ use relay::RelayCore;
 
 use crate::error::{Error, Result};
 use crate::ice::IceConfig;
-use crate::protocol::{self, Challenge, DEFAULT_NAMESPACE, NONCE_LEN, OutcomeKind, Rejection, SignalKind, events};
+use crate::protocol::{self, Challenge, DEFAULT_NAMESPACE, OutcomeKind, Rejection, SignalKind, events};
 
 /// Settings of [`SignalingClient::connect`].
 #[derive(Clone, Debug)]
@@ -358,16 +358,10 @@ impl SignalingClient {
             },
             _ = closed.wait_for(Option::is_some) => return Err(shared.closed_error()),
         };
-        if challenge.v != protocol::PROTOCOL_VERSION {
-            return Err(Error::Protocol { what: "challenge", detail: format!("unsupported version {}", challenge.v) });
-        }
-        let nonce = protocol::decode_fixed::<NONCE_LEN>("nonce", &challenge.nonce)
-            .map_err(|r| Error::Protocol { what: "challenge", detail: r.message })?;
-        let signature = keys.sign(&protocol::register_message(&nonce));
-        let request = json!({
-            "public_key": protocol::encode(keys.signing_public().as_bytes()),
-            "signature": protocol::encode(&signature),
-        });
+        let request = protocol::answer_challenge(keys, &challenge)
+            .map_err(|detail| Error::Protocol { what: "challenge", detail })?;
+        let request = serde_json::to_value(request)
+            .map_err(|err| Error::Protocol { what: "register request", detail: err.to_string() })?;
         let reply = this.request_as(events::REGISTER, "registration", request).await?;
         let registered = reply.get("device_id").and_then(Value::as_str).unwrap_or_default();
         if registered != keys.device_id().to_string() {

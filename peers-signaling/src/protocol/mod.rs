@@ -96,6 +96,23 @@ pub fn register_message(nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
     message
 }
 
+/// Answers a server's [`Challenge`]: checks its version, decodes the nonce and
+/// signs [`register_message`] with `keys`. The result is the `"register"`
+/// request without its `req` number. Shared by [`SignalingClient`](crate::SignalingClient)
+/// and any client that speaks the protocol itself.
+pub fn answer_challenge(keys: &peers_sdk::DeviceKeys, challenge: &Challenge) -> Result<RegisterRequest, String> {
+    if challenge.v != PROTOCOL_VERSION {
+        return Err(format!("unsupported version {}", challenge.v));
+    }
+    let nonce = decode_fixed::<NONCE_LEN>("nonce", &challenge.nonce).map_err(|r| r.message)?;
+    let signature = keys.sign(&register_message(&nonce));
+    Ok(RegisterRequest {
+        req: None,
+        public_key: encode(keys.signing_public().as_bytes()),
+        signature: encode(&signature),
+    })
+}
+
 /// The kinds of signal the server relays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
