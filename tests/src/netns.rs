@@ -148,14 +148,28 @@ impl Lab {
             rule.push("--random-fully");
         }
         run("ip", &rule);
+        // A home router's stateful firewall: from the WAN only replies get in.
+        // Without it, a hole-punching packet that arrives before the router
+        // has a mapping for it is delivered to the router itself, and the
+        // conntrack entry that creates then clashes with the mapping the LAN
+        // host's own packet needs, so MASQUERADE picks another port and hole
+        // punching never succeeds. Dropping the packet discards its unconfirmed
+        // entry, as on real routers.
+        for chain in ["INPUT", "FORWARD"] {
+            let ns = &router.name;
+            let established = ["netns", "exec", ns, "iptables", "-A", chain, "-i", wan, "-m", "conntrack"];
+            run("ip", &[&established[..], &["--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]].concat());
+            run("ip", &["netns", "exec", ns, "iptables", "-A", chain, "-i", wan, "-j", "DROP"]);
+        }
     }
 
-    /// Drops every UDP packet `router` would forward.
+    /// Drops every UDP packet `router` would forward (ahead of its firewall's rules).
     pub fn block_udp(&mut self, router: &Ns) {
-        run("ip", &["netns", "exec", &router.name, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+        run("ip", &["netns", "exec", &router.name, "iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP"]);
     }
 
-    /// Drops each packet `router` forwards with probability `p`.
+    /// Drops each packet `router` forwards with probability `p` (ahead of its
+    /// firewall's rules).
     pub fn lose_packets(&mut self, router: &Ns, p: f64) {
         let p = format!("{p}");
         run(
@@ -165,7 +179,7 @@ impl Lab {
                 "exec",
                 &router.name,
                 "iptables",
-                "-A",
+                "-I",
                 "FORWARD",
                 "-m",
                 "statistic",

@@ -1,7 +1,7 @@
 //! The NAT matrix: devices on real (namespaced) LANs behind real NATs connect
 //! through the real signaling server, end on the class the network allows, and
-//! sync a group. Scenario letters follow the issue: a) same LAN, d) UDP
-//! blocked at one NAT. (b, c, e and f are not here yet: see docs/NAT.md.)
+//! sync a group. Scenario letters follow the issue: a) same LAN, b) both NATs
+//! endpoint-independent, c) both symmetric, d) UDP blocked at one NAT.
 
 use std::time::Duration;
 
@@ -32,6 +32,31 @@ async fn a_same_lan_connects_over_a_local_socket() {
     let (took, status) = s.wait_status(b, LIMIT, active("local")).await.unwrap_or_else(|status| panic!("{status}"));
     eprintln!("a) local in {took:?}\n{status}");
     syncs(&s).await;
+}
+
+/// Two devices on different LANs behind NATs of `kinds`, run with no direct
+/// listener; waits for `class` on device 1 and checks the group syncs.
+async fn across_nats(letter: &str, kinds: (NatKind, NatKind), class: &'static str) {
+    let mut s = Scenario::start(kinds).await;
+    let a = s.device("a", 1, 2).await;
+    let b = s.device("b", 2, 2).await;
+    s.trust_all(GROUP, &[vec![], vec![]]).await;
+    s.run(a, GROUP, &[]);
+    s.run(b, GROUP, &[]);
+    let (took, status) =
+        s.wait_status(b, LIMIT, active(class)).await.unwrap_or_else(|status| panic!("no {class}:\n{status}"));
+    eprintln!("{letter}) {class} in {took:?}\n{status}");
+    syncs(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_endpoint_independent_nats_connect_directly_over_webrtc() {
+    across_nats("b", (NatKind::EndpointIndependent, NatKind::EndpointIndependent), "webrtc-direct").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_symmetric_nats_connect_over_turn() {
+    across_nats("c", (NatKind::Symmetric, NatKind::Symmetric), "webrtc-relayed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
