@@ -193,6 +193,16 @@ impl Scenario {
         Err(last)
     }
 
+    /// Writes `value` (any size the engine takes) under `key` on device
+    /// `index`, through a file as a person would for large values.
+    pub async fn put_file(&self, index: usize, group: &str, key: &str, value: &str) {
+        let path = self.dir.path().join(format!("value-{index}-{key}"));
+        std::fs::write(&path, value).expect("value file");
+        let path = path.to_str().expect("UTF-8 path");
+        self.daemons[index].ok(&["put", group, key, "--file", path]).await;
+        let _ = std::fs::remove_file(path);
+    }
+
     /// Polls `peers get` on `index` until `key` holds `value`.
     pub async fn wait_value(&self, index: usize, group: &str, key: &str, value: &str, limit: Duration) -> bool {
         let started = Instant::now();

@@ -252,9 +252,30 @@ impl TwoLans {
     /// Adds a host `name` on LAN 1 or 2 with the last octet `host` (2 to 254).
     pub fn host(&mut self, name: &str, lan: u8, host: u8) -> Ns {
         let ns = self.lab.namespace(name);
-        let router = if lan == 1 { self.nat1.clone() } else { self.nat2.clone() };
-        self.lab.attach(&ns, &format!("10.0.{lan}.{host}/24"), &router, "lan");
-        self.lab.default_route(&ns, &format!("10.0.{lan}.1"));
+        self.plug(&ns, lan, host);
         ns
+    }
+
+    /// Moves `host` to LAN `lan` with the last octet `octet`, like a laptop
+    /// that leaves one network and joins another: its old link goes away (and
+    /// with it its address and routes), then the new one comes up.
+    pub fn move_host(&mut self, host: &Ns, lan: u8, octet: u8) {
+        let links = StdCommand::new("ip").args(["-n", &host.name, "-o", "link", "show"]).output().expect("ip link");
+        let links = String::from_utf8_lossy(&links.stdout);
+        // Lines read "2: v3a@if4: <...>"; every link but loopback goes.
+        for name in links.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)) {
+            if name != "lo" {
+                run("ip", &["-n", &host.name, "link", "del", name]);
+            }
+        }
+        self.plug(host, lan, octet);
+    }
+
+    /// Connects `host` to LAN `lan` as `10.0.<lan>.<octet>` with its router as
+    /// the default gateway.
+    fn plug(&mut self, host: &Ns, lan: u8, octet: u8) {
+        let router = if lan == 1 { self.nat1.clone() } else { self.nat2.clone() };
+        self.lab.attach(host, &format!("10.0.{lan}.{octet}/24"), &router, "lan");
+        self.lab.default_route(host, &format!("10.0.{lan}.1"));
     }
 }
