@@ -8,6 +8,7 @@
 
 pub mod nat;
 pub mod netns;
+pub mod proxy;
 pub mod signaling;
 pub mod turn;
 pub mod webrtc;

@@ -55,9 +55,10 @@ enum Command {
         #[arg(long = "group", env = "PEERS_GROUPS", value_delimiter = ',', required = true)]
         groups: Vec<GroupId>,
         /// A signaling server (http://host:port/): reach members over WebRTC and
-        /// its relay too.
-        #[arg(long, env = "PEERS_SIGNALING_URL")]
-        signaling: Option<String>,
+        /// its relay too. Repeat it (or separate with commas) for instances of
+        /// one deployment to fail over between, in order of preference.
+        #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',')]
+        signaling: Vec<String>,
     },
     /// Show connections, their classes and latency, and per-group sync state.
     Status,

@@ -35,16 +35,17 @@ pub struct DaemonOptions {
     pub advertise: Vec<String>,
     /// Groups to sync; their members are the trusted devices in them.
     pub groups: Vec<GroupId>,
-    /// A signaling server to register with (`http://host:port/`): members are
-    /// then also reached over WebRTC signaled through it, and through its frame
-    /// relay as the last resort.
-    pub signaling: Option<String>,
+    /// Signaling servers to register with (`http://host:port/`): members are
+    /// then also reached over WebRTC signaled through them, and through their
+    /// frame relay as the last resort. Several URLs are instances of one
+    /// deployment to fail over between, in order of preference; empty: none.
+    pub signaling: Vec<String>,
 }
 
 impl DaemonOptions {
     /// A daemon on `data_dir` listening on `listen`, syncing `groups`.
     pub fn new(data_dir: DataDir, listen: Option<SocketAddr>, groups: Vec<GroupId>) -> Self {
-        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: None }
+        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: Vec::new() }
     }
 }
 
@@ -106,9 +107,9 @@ impl Daemon {
         }
 
         let dialer = SocketIoDialer::new(ClientOptions::default());
-        let signaling = match &options.signaling {
-            Some(url) => Some(start_signaling(&manager, url, &keys).await?),
-            None => None,
+        let signaling = match options.signaling.is_empty() {
+            false => Some(start_signaling(&manager, &options.signaling, &keys).await?),
+            true => None,
         };
         for device in &trusted {
             let info = device.info()?;
@@ -163,19 +164,21 @@ impl Daemon {
     }
 }
 
-/// Registers with the signaling server at `url` and adds WebRTC (signaled
+/// Registers with the signaling server at `urls` and adds WebRTC (signaled
 /// through it) and its frame relay as ways to reach devices.
 async fn start_signaling(
     manager: &ConnectionManager,
-    url: &str,
+    urls: &[String],
     keys: &Arc<DeviceKeys>,
 ) -> Result<(SignalingServerLink, WebRtcListener)> {
-    url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: e.to_string() })?;
+    for url in urls {
+        url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: format!("{url}: {e}") })?;
+    }
     let config = WebRtcConfig::default();
     // Registers in the background and again after every disconnection.
     let link = SignalingServerLink::start(
         manager.clone(),
-        url.to_owned(),
+        urls.to_vec(),
         keys.clone(),
         SignalingOptions::default(),
         BackoffOptions::default(),

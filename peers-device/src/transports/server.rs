@@ -30,6 +30,9 @@ use crate::manager::{ConnectionManager, Dialer};
 
 /// WebRTC signals waiting for the endpoint.
 const WEBRTC_QUEUE: usize = 256;
+/// A registration that lasted this long was healthy: when it ends, the next
+/// URL is tried at once.
+const LASTING_REGISTRATION: Duration = Duration::from_secs(30);
 /// How long a relay request waits for the other side.
 const RELAY_WAIT: Duration = Duration::from_secs(15);
 
@@ -62,6 +65,37 @@ pub struct SignalingServerLink {
     supervisor: JoinHandle<()>,
 }
 
+/// The signaling servers a link may register with: one, or several instances
+/// of one deployment (sharing a Redis store) to fail over between, in order of
+/// preference. Made from a `String`, a `&str` or a `Vec<String>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerUrls(Vec<String>);
+
+impl ServerUrls {
+    /// The URLs, in order of preference.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<String> for ServerUrls {
+    fn from(url: String) -> Self {
+        ServerUrls(vec![url])
+    }
+}
+
+impl From<&str> for ServerUrls {
+    fn from(url: &str) -> Self {
+        ServerUrls(vec![url.to_owned()])
+    }
+}
+
+impl From<Vec<String>> for ServerUrls {
+    fn from(urls: Vec<String>) -> Self {
+        ServerUrls(urls)
+    }
+}
+
 /// The client in use, if registered.
 type Current = Arc<std::sync::RwLock<Option<SignalingClient>>>;
 
@@ -74,13 +108,21 @@ fn current_client(current: &Current) -> Result<SignalingClient, String> {
 }
 
 impl SignalingServerLink {
-    /// Registers `keys`' device with the server at `url` (in the background) and
+    /// Registers `keys`' device with the server at `urls` (in the background) and
     /// keeps it registered; relays other devices ask for are accepted into
     /// `manager`. WebRTC signals are sent with a time to live of `signal_ttl`
     /// (the connect timeout is a good value).
+    ///
+    /// With several URLs the link registers with the first that answers and,
+    /// when that connection ends or a registration fails, moves on to the next
+    /// one at once; it backs off only after every URL has failed in a row.
+    ///
+    /// # Panics
+    ///
+    /// If `urls` is empty.
     pub fn start(
         manager: ConnectionManager,
-        url: String,
+        urls: impl Into<ServerUrls>,
         keys: Arc<DeviceKeys>,
         options: ClientOptions,
         backoff: BackoffOptions,
@@ -89,8 +131,10 @@ impl SignalingServerLink {
         let (webrtc_tx, webrtc_rx) = mpsc::channel(WEBRTC_QUEUE);
         let current: Current = Arc::default();
         let (state_tx, state) = watch::channel(LinkState::Connecting);
+        let urls = urls.into();
+        assert!(!urls.0.is_empty(), "a signaling link needs at least one URL");
         let supervisor =
-            tokio::spawn(supervise(manager, url, keys.clone(), options, backoff, current.clone(), webrtc_tx, state_tx));
+            tokio::spawn(supervise(manager, urls, keys.clone(), options, backoff, current.clone(), webrtc_tx, state_tx));
         let device = keys.device_id();
         SignalingServerLink {
             signaling: Arc::new(ServerSignaling {
@@ -134,7 +178,7 @@ impl Drop for SignalingServerLink {
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     manager: ConnectionManager,
-    url: String,
+    urls: ServerUrls,
     keys: Arc<DeviceKeys>,
     options: ClientOptions,
     backoff: BackoffOptions,
@@ -143,17 +187,27 @@ async fn supervise(
     state: watch::Sender<LinkState>,
 ) {
     let mut backoff = Backoff::new(backoff);
+    let urls = urls.0;
+    // The URL to try next, and how many have failed in a row.
+    let (mut next, mut failed) = (0, 0);
     loop {
+        let url = &urls[next % urls.len()];
+        next += 1;
         state.send_replace(LinkState::Connecting);
-        let client = match SignalingClient::connect(&url, &keys, options.clone()).await {
+        let client = match SignalingClient::connect(url, &keys, options.clone()).await {
             Ok(client) => client,
             Err(err) => {
                 debug!(%url, %err, "signaling registration failed");
                 state.send_replace(LinkState::Disconnected(err.to_string()));
-                sleep_until(backoff.on_dial_failed(Instant::now(), unit())).await;
+                failed += 1;
+                let delay = backoff.on_dial_failed(Instant::now(), unit());
+                if failed >= urls.len() {
+                    sleep_until(delay).await;
+                }
                 continue;
             }
         };
+        let registered_at = Instant::now();
         let Some(mut incoming) = client.incoming() else { return };
         backoff.on_connected(Instant::now());
         *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
@@ -181,7 +235,14 @@ async fn supervise(
         *current.write().unwrap_or_else(|e| e.into_inner()) = None;
         warn!(%url, %reason, "signaling connection ended; registering again");
         state.send_replace(LinkState::Disconnected(reason));
-        sleep_until(backoff.on_closed(Instant::now(), unit())).await;
+        let delay = backoff.on_closed(Instant::now(), unit());
+        // A registration that lasted starts a fresh round of the URLs; one
+        // that died young counts as a failure, so servers that accept and
+        // drop at once are not hammered.
+        failed = if registered_at.elapsed() >= LASTING_REGISTRATION { 1 } else { failed + 1 };
+        if failed >= urls.len() {
+            sleep_until(delay).await;
+        }
     }
 }
 
