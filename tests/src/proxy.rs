@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,6 +19,7 @@ pub struct Proxy {
     cuts: watch::Sender<u64>,
     flip_at: Arc<AtomicU64>,
     flipped: Arc<AtomicU64>,
+    silent: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -33,17 +34,23 @@ impl Proxy {
         let (cuts, _) = watch::channel(0);
         let flip_at = Arc::new(AtomicU64::new(NEVER));
         let flipped = Arc::new(AtomicU64::new(0));
+        let silent = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
-            let (cuts, flip_at, flipped) = (cuts.clone(), flip_at.clone(), flipped.clone());
+            let (cuts, flip_at, flipped, silent) = (cuts.clone(), flip_at.clone(), flipped.clone(), silent.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let Ok(server) = TcpStream::connect(target).await else { continue };
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                    tokio::spawn(carry(client, server, cuts.subscribe(), flip_at.clone(), flipped.clone()));
+                    let faults = Faults {
+                        flip_at: flip_at.load(Ordering::SeqCst),
+                        flipped: flipped.clone(),
+                        silent: silent.clone(),
+                    };
+                    tokio::spawn(carry(client, server, cuts.subscribe(), faults));
                 }
             }
         });
-        Proxy { addr, cuts, flip_at, flipped, task }
+        Proxy { addr, cuts, flip_at, flipped, silent, task }
     }
 
     /// The proxy's address.
@@ -67,6 +74,12 @@ impl Proxy {
         self.flip_at.store(offset, Ordering::SeqCst);
     }
 
+    /// While `silent`, every byte is swallowed and nothing is closed: the
+    /// path vanished without a word, as when a network goes away.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+
     /// How many bytes were flipped so far.
     pub fn flipped(&self) -> u64 {
         self.flipped.load(Ordering::SeqCst)
@@ -80,19 +93,21 @@ impl Drop for Proxy {
     }
 }
 
-/// Carries one connection both ways until either side ends or a cut.
-async fn carry(
-    client: TcpStream,
-    server: TcpStream,
-    mut cuts: watch::Receiver<u64>,
-    flip_at: Arc<AtomicU64>,
+/// What a connection's pumps do to the bytes.
+#[derive(Clone)]
+struct Faults {
+    flip_at: u64,
     flipped: Arc<AtomicU64>,
-) {
-    let flip_at = flip_at.load(Ordering::SeqCst);
+    silent: Arc<AtomicBool>,
+}
+
+/// Carries one connection both ways until either side ends or a cut.
+async fn carry(client: TcpStream, server: TcpStream, mut cuts: watch::Receiver<u64>, faults: Faults) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, flip_at, flipped);
-    let down = pump(server_read, client_write, NEVER, Arc::default());
+    let down_faults = Faults { flip_at: NEVER, ..faults.clone() };
+    let up = pump(client_read, server_write, faults);
+    let down = pump(server_read, client_write, down_faults);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = cuts.changed() => {}
@@ -100,13 +115,8 @@ async fn carry(
     // Dropping both halves of both streams closes them.
 }
 
-/// Copies `from` to `to`, inverting the byte at `flip_at`.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    flip_at: u64,
-    flipped: Arc<AtomicU64>,
-) {
+/// Copies `from` to `to`, applying `faults`.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, faults: Faults) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = 0u64;
     loop {
@@ -114,11 +124,14 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if (at..at + n as u64).contains(&flip_at) {
-            buf[(flip_at - at) as usize] ^= 0xff;
-            flipped.fetch_add(1, Ordering::SeqCst);
+        if (at..at + n as u64).contains(&faults.flip_at) {
+            buf[(faults.flip_at - at) as usize] ^= 0xff;
+            faults.flipped.fetch_add(1, Ordering::SeqCst);
         }
         at += n as u64;
+        if faults.silent.load(Ordering::SeqCst) {
+            continue;
+        }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
         }

@@ -1,7 +1,9 @@
 //! Faults on the wire, through a TCP proxy between two devices: the transport
 //! drops mid-stream (pending calls fail at once and the manager dials again),
-//! and a byte is flipped in transit (the connection closes with an integrity
-//! error and the corrupted message is never delivered).
+//! the path goes silent after a network change (the manager's probe closes the
+//! connection and dials again), and a byte is flipped in transit (the
+//! connection closes with an integrity error and the corrupted message is
+//! never delivered).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use peers_device::transports::{SocketIoDialer, SocketIoListener};
 use peers_device::{ConnectionManager, ManagerConfig};
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::{CloseCode, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, TrustLevel};
+use peers_sdk::{CloseCode, Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, TrustLevel};
 use peers_tests::proxy::Proxy;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer, connect};
 use serde_bytes::ByteBuf;
@@ -27,8 +29,16 @@ fn through(proxy: &Proxy, server: &SocketIoServer) -> String {
     server.url().replace(&server.local_addr().to_string(), &proxy.addr().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_transport_fails_pending_calls_at_once_and_the_manager_dials_again() {
+/// Device a keeps device b connected over socket.io through a proxy; b
+/// answers `slow` (never in time) and `echo`.
+struct ThroughProxy {
+    a: ConnectionManager,
+    b_id: DeviceId,
+    proxy: Proxy,
+    listener: SocketIoListener,
+}
+
+async fn through_proxy() -> ThroughProxy {
     let (a_config, b_config) = (config("a"), config("b"));
     let b_id = b_config.handshake.keys.device_id();
     let (a, b) =
@@ -43,13 +53,18 @@ async fn a_dropped_transport_fails_pending_calls_at_once_and_the_manager_dials_a
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
     let proxy = Proxy::start(server.local_addr()).await;
     let url = through(&proxy, &server);
-    let listener = SocketIoListener::start(b.clone(), server, 16);
+    let listener = SocketIoListener::start(b, server, 16);
     let dialer = SocketIoDialer::new(ClientOptions::default());
     dialer.set_urls(b_id, vec![url]);
     a.add_dialer(Arc::new(dialer));
     a.keep_connected(b_id);
-    let first = connected(&a, &b_id).await;
+    ThroughProxy { a, b_id, proxy, listener }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transport_fails_pending_calls_at_once_and_the_manager_dials_again() {
+    let ThroughProxy { a, b_id, proxy, listener } = through_proxy().await;
+    let first = connected(&a, &b_id).await;
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let conn = first.clone();
@@ -73,8 +88,32 @@ async fn a_dropped_transport_fails_pending_calls_at_once_and_the_manager_dials_a
     listener.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_network_change_a_silent_connection_is_closed_and_dialed_again() {
+    let ThroughProxy { a, b_id, proxy, listener } = through_proxy().await;
+    let first = connected(&a, &b_id).await;
+    // The path vanishes without a FIN or RST; the regular pings would take
+    // three intervals of 15 s to notice.
+    proxy.set_silent(true);
+    let changed = Instant::now();
+    a.network_changed();
+    let reason =
+        tokio::time::timeout(Duration::from_secs(8), first.closed()).await.expect("the dead connection stayed");
+    assert_eq!(reason.code, CloseCode::TransportFailure, "{reason:?}");
+    let closed_after = changed.elapsed();
+    proxy.set_silent(false);
+    let second = connected(&a, &b_id).await;
+    assert_eq!(second.emit::<_, u64>("echo", &9).await.unwrap(), 9);
+    eprintln!(
+        "silent connection closed {closed_after:?} after the change; connected again after {:?}",
+        changed.elapsed()
+    );
+    a.shutdown().await;
+    listener.shutdown().await;
+}
+
 /// Waits until `manager` has an open connection to `device`.
-async fn connected(manager: &ConnectionManager, device: &peers_sdk::DeviceId) -> Connection {
+async fn connected(manager: &ConnectionManager, device: &DeviceId) -> Connection {
     let started = Instant::now();
     loop {
         if let Some(conn) =

@@ -33,6 +33,11 @@ const WEBRTC_QUEUE: usize = 256;
 /// A registration that lasted this long was healthy: when it ends, the next
 /// URL is tried at once.
 const LASTING_REGISTRATION: Duration = Duration::from_secs(30);
+/// After a network change, the server must answer within this time or the
+/// link registers again.
+const NETWORK_PROBE: Duration = Duration::from_secs(3);
+/// Why a registration was given up after a network change.
+const NETWORK_CHANGED: &str = "no answer from the server after a network change";
 /// How long a relay request waits for the other side.
 const RELAY_WAIT: Duration = Duration::from_secs(15);
 
@@ -62,6 +67,7 @@ pub struct SignalingServerLink {
     /// Frame relays through the server, as a dialer.
     pub relay: Arc<RelayDialer>,
     state: watch::Receiver<LinkState>,
+    network: watch::Sender<u64>,
     supervisor: JoinHandle<()>,
 }
 
@@ -133,8 +139,18 @@ impl SignalingServerLink {
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let urls = urls.into();
         assert!(!urls.0.is_empty(), "a signaling link needs at least one URL");
-        let supervisor =
-            tokio::spawn(supervise(manager, urls, keys.clone(), options, backoff, current.clone(), webrtc_tx, state_tx));
+        let (network, network_rx) = watch::channel(0);
+        let supervisor = tokio::spawn(supervise(
+            manager,
+            urls,
+            keys.clone(),
+            options,
+            backoff,
+            current.clone(),
+            webrtc_tx,
+            state_tx,
+            network_rx,
+        ));
         let device = keys.device_id();
         SignalingServerLink {
             signaling: Arc::new(ServerSignaling {
@@ -145,8 +161,17 @@ impl SignalingServerLink {
             }),
             relay: Arc::new(RelayDialer { device, current }),
             state,
+            network,
             supervisor,
         }
+    }
+
+    /// Tells the link that this device's network changed: it asks the server
+    /// for something at once and, if no answer comes within a few seconds,
+    /// registers again right away instead of waiting for the connection's
+    /// keep-alive to time out.
+    pub fn network_changed(&self) {
+        self.network.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The registration's state, as it changes.
@@ -185,6 +210,7 @@ async fn supervise(
     current: Current,
     webrtc: mpsc::Sender<peers_signaling::IncomingSignal>,
     state: watch::Sender<LinkState>,
+    mut network: watch::Receiver<u64>,
 ) {
     let mut backoff = Backoff::new(backoff);
     let urls = urls.0;
@@ -216,6 +242,15 @@ async fn supervise(
         let reason = loop {
             let signal = tokio::select! {
                 reason = client.closed() => break reason,
+                Ok(()) = network.changed() => {
+                    match tokio::time::timeout(NETWORK_PROBE, client.ice_config()).await {
+                        Ok(Ok(_)) => continue,
+                        _ => {
+                            let _ = tokio::time::timeout(NETWORK_PROBE, client.close()).await;
+                            break NETWORK_CHANGED.to_owned();
+                        }
+                    }
+                }
                 signal = incoming.recv() => match signal {
                     Some(signal) => signal,
                     None => break "incoming signals ended".to_owned(),
@@ -234,7 +269,14 @@ async fn supervise(
         };
         *current.write().unwrap_or_else(|e| e.into_inner()) = None;
         warn!(%url, %reason, "signaling connection ended; registering again");
+        // After a network change the old path is gone, not the server: the
+        // same URL again, at once.
+        let network_changed = reason == NETWORK_CHANGED;
         state.send_replace(LinkState::Disconnected(reason));
+        if network_changed {
+            next -= 1;
+            continue;
+        }
         let delay = backoff.on_closed(Instant::now(), unit());
         // A registration that lasted starts a fresh round of the URLs; one
         // that died young counts as a failure, so servers that accept and
