@@ -92,6 +92,9 @@ pub(super) struct Link {
     /// Groups whose RPCs this side registered on this link.
     pub(super) local_groups: HashSet<GroupId>,
     pub(super) retiring: bool,
+    /// The peer adopted this link too: its `peers:groupReady` arrived here, which
+    /// it sends once it has run its set-up (the application's RPCs) on the link.
+    pub(super) peer_adopted: bool,
     pub(super) local_retired: bool,
     pub(super) peer_retired: bool,
 }

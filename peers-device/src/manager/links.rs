@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! leader                                   follower
-//! adopt(new): should_switch(active, new)?
+//! the peer's first groupReady on new (it has adopted new and run its set-up):
+//!   should_switch(active, new)?
 //!   active = best
 //!   peers:takeover ──(on best)──────────▶  active = the link it arrived on
 //!   retire every other link                retire every other link
@@ -16,7 +17,8 @@
 //! ```
 //!
 //! The follower never closes a link on preference; it follows the leader's
-//! `takeover`. A group becomes ready on a link when this side registered its
+//! `takeover`, or, should that never arrive, the leader's `retire` of the link
+//! in use (it then moves to its best other link). A group becomes ready on a link when this side registered its
 //! RPCs there and the peer's `peers:groupReady` for it arrived; the engine is
 //! handed the active link of each ready group.
 
@@ -199,6 +201,7 @@ impl Inner {
                 remote_ready: Default::default(),
                 local_groups: groups.iter().map(|(id, _)| id.clone()).collect(),
                 retiring: false,
+                peer_adopted: false,
                 local_retired: false,
                 peer_retired: false,
             });
@@ -237,7 +240,12 @@ impl Inner {
             let mut state = lock(&self.state);
             let Some(links) = state.devices.get_mut(device) else { return };
             let now = Instant::now();
-            let live: Vec<&Link> = links.links.iter().filter(|l| !l.retiring).collect();
+            // Only links the peer has adopted too may take traffic or be retired: a
+            // call on one it has not would find none of its RPCs registered yet. A
+            // newer link is decided on when its `groupReady` arrives.
+            let active = links.active;
+            let live: Vec<&Link> =
+                links.links.iter().filter(|l| !l.retiring && (l.peer_adopted || active == Some(l.id))).collect();
             let Some(mut best) = links.active_link().filter(|l| !l.retiring).or_else(|| live.first().copied()) else {
                 return;
             };
@@ -335,16 +343,28 @@ impl Inner {
 
     /// The peer retired `link_id`.
     pub(super) async fn on_peer_retired(self: &Arc<Self>, device: &DeviceId, link_id: u64) {
-        let (close, retire_too) = {
+        let (close, retire_too, follow) = {
             let mut state = lock(&self.state);
             let Some(links) = state.devices.get_mut(device) else { return };
             let active = links.active;
+            // The follower's fallback: the leader retired the link in use here, so it
+            // keeps another one, whose takeover has not arrived (or never will).
+            let follow = (active == Some(link_id) && !self.leads(device))
+                .then(|| {
+                    let others = links.links.iter().filter(|l| l.id != link_id && !l.retiring);
+                    others.min_by_key(|l| (l.class, l.health.latency())).map(|l| l.id)
+                })
+                .flatten();
             let Some(link) = links.link_mut(link_id) else { return };
             link.peer_retired = true;
-            (link.local_retired.then(|| link.connection.clone()), !link.retiring && active != Some(link_id))
+            (link.local_retired.then(|| link.connection.clone()), !link.retiring && active != Some(link_id), follow)
         };
         if let Some(connection) = close {
             connection.close(CloseReason::new(CloseCode::Replaced, "superseded by a better connection")).await;
+        } else if let Some(next) = follow {
+            // As if the takeover had arrived on `next`: it becomes active and every
+            // other link, this one included, is retired.
+            self.on_takeover(device, next).await;
         } else if retire_too {
             self.retire(*device, link_id);
         }
@@ -389,7 +409,7 @@ impl Inner {
     /// are shared yet (this side may join a group after the peer announced it);
     /// readiness also needs this side's registration.
     pub(super) async fn on_groups_ready(self: &Arc<Self>, device: &DeviceId, link_id: u64, groups: Vec<GroupId>) {
-        {
+        let newly_adopted = {
             let mut state = lock(&self.state);
             let Some(link) = state.devices.get_mut(device).and_then(|d| d.link_mut(link_id)) else { return };
             for group in groups {
@@ -398,6 +418,10 @@ impl Inner {
                 }
                 link.remote_ready.insert(group);
             }
+            !std::mem::replace(&mut link.peer_adopted, true)
+        };
+        if newly_adopted && self.leads(device) {
+            self.decide(device);
         }
         self.refresh_groups(device).await;
     }
