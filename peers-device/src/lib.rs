@@ -21,6 +21,7 @@ pub mod device_message;
 mod error;
 mod group;
 pub mod manager;
+pub mod netmon;
 pub mod sync;
 pub mod transports;
 mod util;

@@ -155,15 +155,7 @@ async fn killing_an_instance_loses_no_queued_message() {
     let bob_keys = keys("bob");
     let alice = SignalingClient::connect(&first_url, &alice_keys, ClientOptions::default()).await.unwrap();
     let (carol_keys, carol) = connect(&first_url, "carol").await;
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        let sent = alice
-            .send(&bob_keys.device_id(), SignalKind::IceCandidate, json!({"candidate": format!("c{n}")}))
-            .await
-            .unwrap();
-        assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
-        ids.push(sent.id);
-    }
+    let ids = queue_five_candidates(&alice, &bob_keys.device_id()).await;
     // No graceful shutdown: the instance dies holding alice's and carol's connections.
     first.kill().await.unwrap();
     tokio::time::timeout(PROMPT, alice.closed()).await.expect("alice noticed the instance died");
@@ -173,12 +165,7 @@ async fn killing_an_instance_loses_no_queued_message() {
     let alice = SignalingClient::connect(&second_url, &alice_keys, ClientOptions::default()).await.unwrap();
     let mut alice_events = alice.events().unwrap();
     let bob = SignalingClient::connect(&second_url, &bob_keys, ClientOptions::default()).await.unwrap();
-    let mut bob_in = bob.incoming().unwrap();
-    for (n, id) in ids.iter().enumerate() {
-        let got = incoming(&mut bob_in).await;
-        assert_eq!((&got.id, got.from, got.body), (id, alice_keys.device_id(), json!({"candidate": format!("c{n}")})));
-        assert!(got.queued);
-    }
+    expect_five_candidates(&mut bob.incoming().unwrap(), &ids, &alice_keys).await;
     for id in &ids {
         assert_eq!(event(&mut alice_events, outcome_event).await, (id.clone(), Outcome::Delivered));
     }

@@ -15,15 +15,7 @@ async fn queued_messages_survive_killing_the_server() {
     let alice_keys = keys("alice");
     let bob_keys = keys("bob");
     let alice = SignalingClient::connect(&url, &alice_keys, ClientOptions::default()).await.unwrap();
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        let sent = alice
-            .send(&bob_keys.device_id(), SignalKind::IceCandidate, json!({"candidate": format!("c{n}")}))
-            .await
-            .unwrap();
-        assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
-        ids.push(sent.id);
-    }
+    let ids = queue_five_candidates(&alice, &bob_keys.device_id()).await;
     // No graceful shutdown: the process dies with the messages queued.
     server.kill().await.unwrap();
     let reason = tokio::time::timeout(PROMPT, alice.closed()).await.expect("the client noticed the server died");
@@ -31,12 +23,7 @@ async fn queued_messages_survive_killing_the_server() {
 
     let (_server, url) = start_binary(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
     let bob = SignalingClient::connect(&url, &bob_keys, ClientOptions::default()).await.unwrap();
-    let mut bob_in = bob.incoming().unwrap();
-    for (n, id) in ids.iter().enumerate() {
-        let got = incoming(&mut bob_in).await;
-        assert_eq!((&got.id, got.from, got.body), (id, alice_keys.device_id(), json!({"candidate": format!("c{n}")})));
-        assert!(got.queued);
-    }
+    expect_five_candidates(&mut bob.incoming().unwrap(), &ids, &alice_keys).await;
     // Alice was offline when they were delivered: she hears it when she is back.
     let alice = SignalingClient::connect(&url, &alice_keys, ClientOptions::default()).await.unwrap();
     let mut events = alice.events().unwrap();

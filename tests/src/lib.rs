@@ -9,6 +9,7 @@
 pub mod device;
 pub mod nat;
 pub mod netns;
+pub mod proxy;
 pub mod signaling;
 pub mod turn;
 pub mod webrtc;

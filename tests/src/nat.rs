@@ -14,8 +14,12 @@ use crate::netns::{INTERNET_SERVER_IP, NatKind, Ns, TwoLans};
 /// The TURN realm and shared secret of the scenarios.
 const REALM: &str = "peers";
 const TURN_SECRET: &str = "nat-matrix-secret";
-/// The signaling server's port in the internet namespace.
+/// The signaling server's port in the internet namespace (a second instance,
+/// when there is one, listens on the next port).
 const SIGNALING_PORT: u16 = 8080;
+/// The Redis port on the internet namespace's loopback, for two signaling
+/// instances.
+const REDIS_PORT: u16 = 6379;
 /// The STUN/TURN port.
 const TURN_PORT: u16 = 3478;
 
@@ -80,14 +84,31 @@ pub struct Scenario {
     /// The network.
     pub lab: TwoLans,
     servers: Vec<Child>,
+    /// The signaling instances, in the order devices try them.
+    signaling: Vec<Child>,
     /// The devices.
     pub daemons: Vec<Daemon>,
     dir: tempfile::TempDir,
 }
 
+/// How the scenario runs its signaling server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalingSetup {
+    /// One instance with the in-memory store.
+    Single,
+    /// Two instances sharing a Redis server, both given to the devices.
+    RedisPair,
+}
+
 impl Scenario {
-    /// Builds the lab with NATs of `kinds` and starts the servers.
+    /// Builds the lab with NATs of `kinds` and starts the servers (one
+    /// signaling instance).
     pub async fn start(kinds: (NatKind, NatKind)) -> Scenario {
+        Self::start_with(kinds, SignalingSetup::Single).await
+    }
+
+    /// Builds the lab with NATs of `kinds` and starts the servers.
+    pub async fn start_with(kinds: (NatKind, NatKind), setup: SignalingSetup) -> Scenario {
         crate::netns::Lab::available().expect("NAT scenarios run as root with iproute2 and iptables");
         let lab = TwoLans::build(kinds.0, kinds.1);
         let turn_addr = format!("{INTERNET_SERVER_IP}:{TURN_PORT}");
@@ -101,24 +122,44 @@ impl Scenario {
             "listening",
         )
         .await;
-        let signaling = lab
-            .lab
-            .command(&lab.internet, workspace_binary("peers-signaling"))
-            .args(["--bind", &format!("{INTERNET_SERVER_IP}:{SIGNALING_PORT}"), "--memory", "true"])
-            .args(["--stun-url", &format!("stun:{turn_addr}")])
-            .args(["--turn-url", &format!("turn:{turn_addr}?transport=udp")])
-            .args(["--turn-secret", TURN_SECRET])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("peers-signaling");
+        let mut servers = vec![turn];
+        let store = match setup {
+            SignalingSetup::Single => vec!["--memory".to_owned(), "true".to_owned()],
+            SignalingSetup::RedisPair => {
+                servers.push(start_redis(&lab).await);
+                vec!["--redis-url".to_owned(), format!("redis://127.0.0.1:{REDIS_PORT}")]
+            }
+        };
+        let instances = if setup == SignalingSetup::RedisPair { 2 } else { 1 };
+        let mut signaling = Vec::new();
+        for port in (SIGNALING_PORT..).take(instances) {
+            let mut command = lab.lab.command(&lab.internet, workspace_binary("peers-signaling"));
+            command
+                .args(["--bind", &format!("{INTERNET_SERVER_IP}:{port}")])
+                .args(&store)
+                .args(["--stun-url", &format!("stun:{turn_addr}")])
+                .args(["--turn-url", &format!("turn:{turn_addr}?transport=udp")])
+                .args(["--turn-secret", TURN_SECRET])
+                .stderr(Stdio::null());
+            signaling.push(spawn_ready(&mut command, "listening").await);
+        }
         let dir = tempfile::tempdir().expect("temporary directory");
-        Scenario { lab, servers: vec![turn, signaling], daemons: Vec::new(), dir }
+        Scenario { lab, servers, signaling, daemons: Vec::new(), dir }
     }
 
-    /// The signaling server's URL, as hosts dial it.
-    pub fn signaling_url() -> String {
-        format!("http://{INTERNET_SERVER_IP}:{SIGNALING_PORT}/")
+    /// The signaling instances' URLs, as hosts dial them, comma-separated in
+    /// the order devices try them.
+    pub fn signaling_urls(&self) -> String {
+        let urls: Vec<String> = (SIGNALING_PORT..)
+            .take(self.signaling.len())
+            .map(|port| format!("http://{INTERNET_SERVER_IP}:{port}/"))
+            .collect();
+        urls.join(",")
+    }
+
+    /// Kills signaling instance `index` (SIGKILL: no goodbye to anyone).
+    pub async fn kill_signaling(&mut self, index: usize) {
+        let _ = self.signaling[index].kill().await;
     }
 
     /// Adds a device `name` on LAN `lan` (host number `host`), with an identity.
@@ -154,6 +195,7 @@ impl Scenario {
 
     /// Starts device `index`'s daemon on its host with extra `args`.
     pub fn run(&mut self, index: usize, group: &str, args: &[&str]) {
+        let urls = self.signaling_urls();
         let daemon = &mut self.daemons[index];
         let child = self
             .lab
@@ -161,7 +203,7 @@ impl Scenario {
             .command(&daemon.host, workspace_binary("peers"))
             .arg("--data-dir")
             .arg(&daemon.data)
-            .args(["run", "--group", group, "--signaling", &Self::signaling_url()])
+            .args(["run", "--group", group, "--signaling", &urls])
             .args(args)
             .env("RUST_LOG", std::env::var("PEERS_NAT_LOG").unwrap_or_else(|_| "error".into()))
             .stdout(Stdio::null())
@@ -193,6 +235,16 @@ impl Scenario {
         Err(last)
     }
 
+    /// Writes `value` (any size the engine takes) under `key` on device
+    /// `index`, through a file as a person would for large values.
+    pub async fn put_file(&self, index: usize, group: &str, key: &str, value: &str) {
+        let path = self.dir.path().join(format!("value-{index}-{key}"));
+        std::fs::write(&path, value).expect("value file");
+        let path = path.to_str().expect("UTF-8 path");
+        self.daemons[index].ok(&["put", group, key, "--file", path]).await;
+        let _ = std::fs::remove_file(path);
+    }
+
     /// Polls `peers get` on `index` until `key` holds `value`.
     pub async fn wait_value(&self, index: usize, group: &str, key: &str, value: &str, limit: Duration) -> bool {
         let started = Instant::now();
@@ -205,6 +257,29 @@ impl Scenario {
         }
         false
     }
+}
+
+/// Starts `redis-server` on the internet namespace's loopback (only the
+/// signaling instances beside it use it) and waits until it answers.
+async fn start_redis(lab: &TwoLans) -> Child {
+    let port = REDIS_PORT.to_string();
+    let child = lab
+        .lab
+        .command(&lab.internet, "redis-server")
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (install it: scripts/install-deps.sh)");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let mut ping = lab.lab.command(&lab.internet, "redis-cli");
+        ping.args(["-h", "127.0.0.1", "-p", &port, "ping"]);
+        if ping.output().await.is_ok_and(|out| out.stdout.starts_with(b"PONG")) {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not answer in the lab");
 }
 
 /// Spawns `command` and waits for a stdout line starting with `ready`.
@@ -221,7 +296,7 @@ async fn spawn_ready(command: &mut tokio::process::Command, ready: &str) -> Chil
 
 impl Drop for Scenario {
     fn drop(&mut self) {
-        for server in &mut self.servers {
+        for server in self.servers.iter_mut().chain(&mut self.signaling) {
             let _ = server.start_kill();
         }
         for daemon in &mut self.daemons {

@@ -148,14 +148,28 @@ impl Lab {
             rule.push("--random-fully");
         }
         run("ip", &rule);
+        // A home router's stateful firewall: from the WAN only replies get in.
+        // Without it, a hole-punching packet that arrives before the router
+        // has a mapping for it is delivered to the router itself, and the
+        // conntrack entry that creates then clashes with the mapping the LAN
+        // host's own packet needs, so MASQUERADE picks another port and hole
+        // punching never succeeds. Dropping the packet discards its unconfirmed
+        // entry, as on real routers.
+        for chain in ["INPUT", "FORWARD"] {
+            let ns = &router.name;
+            let established = ["netns", "exec", ns, "iptables", "-A", chain, "-i", wan, "-m", "conntrack"];
+            run("ip", &[&established[..], &["--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]].concat());
+            run("ip", &["netns", "exec", ns, "iptables", "-A", chain, "-i", wan, "-j", "DROP"]);
+        }
     }
 
-    /// Drops every UDP packet `router` would forward.
+    /// Drops every UDP packet `router` would forward (ahead of its firewall's rules).
     pub fn block_udp(&mut self, router: &Ns) {
-        run("ip", &["netns", "exec", &router.name, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP"]);
+        run("ip", &["netns", "exec", &router.name, "iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP"]);
     }
 
-    /// Drops each packet `router` forwards with probability `p`.
+    /// Drops each packet `router` forwards with probability `p` (ahead of its
+    /// firewall's rules).
     pub fn lose_packets(&mut self, router: &Ns, p: f64) {
         let p = format!("{p}");
         run(
@@ -165,7 +179,7 @@ impl Lab {
                 "exec",
                 &router.name,
                 "iptables",
-                "-A",
+                "-I",
                 "FORWARD",
                 "-m",
                 "statistic",
@@ -238,9 +252,30 @@ impl TwoLans {
     /// Adds a host `name` on LAN 1 or 2 with the last octet `host` (2 to 254).
     pub fn host(&mut self, name: &str, lan: u8, host: u8) -> Ns {
         let ns = self.lab.namespace(name);
-        let router = if lan == 1 { self.nat1.clone() } else { self.nat2.clone() };
-        self.lab.attach(&ns, &format!("10.0.{lan}.{host}/24"), &router, "lan");
-        self.lab.default_route(&ns, &format!("10.0.{lan}.1"));
+        self.plug(&ns, lan, host);
         ns
+    }
+
+    /// Moves `host` to LAN `lan` with the last octet `octet`, like a laptop
+    /// that leaves one network and joins another: its old link goes away (and
+    /// with it its address and routes), then the new one comes up.
+    pub fn move_host(&mut self, host: &Ns, lan: u8, octet: u8) {
+        let links = StdCommand::new("ip").args(["-n", &host.name, "-o", "link", "show"]).output().expect("ip link");
+        let links = String::from_utf8_lossy(&links.stdout);
+        // Lines read "2: v3a@if4: <...>"; every link but loopback goes.
+        for name in links.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)) {
+            if name != "lo" {
+                run("ip", &["-n", &host.name, "link", "del", name]);
+            }
+        }
+        self.plug(host, lan, octet);
+    }
+
+    /// Connects `host` to LAN `lan` as `10.0.<lan>.<octet>` with its router as
+    /// the default gateway.
+    fn plug(&mut self, host: &Ns, lan: u8, octet: u8) {
+        let router = if lan == 1 { self.nat1.clone() } else { self.nat2.clone() };
+        self.lab.attach(host, &format!("10.0.{lan}.{octet}/24"), &router, "lan");
+        self.lab.default_route(host, &format!("10.0.{lan}.1"));
     }
 }

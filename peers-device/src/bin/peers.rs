@@ -55,9 +55,10 @@ enum Command {
         #[arg(long = "group", env = "PEERS_GROUPS", value_delimiter = ',', required = true)]
         groups: Vec<GroupId>,
         /// A signaling server (http://host:port/): reach members over WebRTC and
-        /// its relay too.
-        #[arg(long, env = "PEERS_SIGNALING_URL")]
-        signaling: Option<String>,
+        /// its relay too. Repeat it (or separate with commas) for instances of
+        /// one deployment to fail over between, in order of preference.
+        #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',')]
+        signaling: Vec<String>,
     },
     /// Show connections, their classes and latency, and per-group sync state.
     Status,
@@ -68,7 +69,11 @@ enum Command {
         /// The key.
         key: String,
         /// The value.
-        value: String,
+        #[arg(required_unless_present = "file")]
+        value: Option<String>,
+        /// Read the value from this file (UTF-8 text) instead.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
     },
     /// Read a key in a group.
     Get {
@@ -143,7 +148,12 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
             ControlResponse::Status { table } => print!("{table}"),
             other => return Err(format!("unexpected answer {other:?}").into()),
         },
-        Command::Put { group, key, value } => {
+        Command::Put { group, key, value, file } => {
+            let value = match (value, file) {
+                (Some(value), _) => value,
+                (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+                (None, None) => return Err("give a value or --file".into()),
+            };
             let request = ControlRequest::Put { group: group.clone(), key: key.clone(), value: value.clone() };
             match control::request(&data.control_socket(), &request).await {
                 Ok(ControlResponse::Done) => {}

@@ -9,6 +9,7 @@ use peers_sdk::{ConnectionConfig, DeviceId, DeviceKeys, TrustLevel, TrustStore};
 use peers_signaling::ClientOptions as SignalingOptions;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -19,8 +20,12 @@ use crate::error::{Error, Result};
 use crate::group::GroupId;
 use crate::manager::backoff::BackoffOptions;
 use crate::manager::{ConnectionManager, ManagerConfig};
+use crate::netmon::NetworkMonitor;
 use crate::sync::{EngineOptions, SqliteSyncEngine};
 use crate::transports::{SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
+
+/// How often the daemon reads its interface addresses to notice a network change.
+const NETWORK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Settings of [`Daemon::start`].
 #[derive(Clone, Debug)]
@@ -35,16 +40,17 @@ pub struct DaemonOptions {
     pub advertise: Vec<String>,
     /// Groups to sync; their members are the trusted devices in them.
     pub groups: Vec<GroupId>,
-    /// A signaling server to register with (`http://host:port/`): members are
-    /// then also reached over WebRTC signaled through it, and through its frame
-    /// relay as the last resort.
-    pub signaling: Option<String>,
+    /// Signaling servers to register with (`http://host:port/`): members are
+    /// then also reached over WebRTC signaled through them, and through their
+    /// frame relay as the last resort. Several URLs are instances of one
+    /// deployment to fail over between, in order of preference; empty: none.
+    pub signaling: Vec<String>,
 }
 
 impl DaemonOptions {
     /// A daemon on `data_dir` listening on `listen`, syncing `groups`.
     pub fn new(data_dir: DataDir, listen: Option<SocketAddr>, groups: Vec<GroupId>) -> Self {
-        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: None }
+        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: Vec::new() }
     }
 }
 
@@ -57,7 +63,9 @@ pub struct Daemon {
     control: Option<JoinHandle<()>>,
     share_code: String,
     /// Held for as long as the daemon runs.
-    _signaling: Option<(SignalingServerLink, WebRtcListener)>,
+    _signaling: Option<(Arc<SignalingServerLink>, WebRtcListener)>,
+    /// Address changes, turned into `network_changed` calls.
+    _network: NetworkMonitor,
 }
 
 impl Daemon {
@@ -106,9 +114,9 @@ impl Daemon {
         }
 
         let dialer = SocketIoDialer::new(ClientOptions::default());
-        let signaling = match &options.signaling {
-            Some(url) => Some(start_signaling(&manager, url, &keys).await?),
-            None => None,
+        let signaling = match options.signaling.is_empty() {
+            false => Some(start_signaling(&manager, &options.signaling, &keys).await?),
+            true => None,
         };
         for device in &trusted {
             let info = device.info()?;
@@ -128,7 +136,17 @@ impl Daemon {
             info!(url = listener.url(), "listening");
         }
         let control = control::serve(data.control_socket(), handler(manager.clone(), engines.clone()))?;
-        Ok(Daemon { manager, engines, listener, control: Some(control), share_code, _signaling: signaling })
+        let network = NetworkMonitor::start(NETWORK_POLL);
+        tokio::spawn(on_network_change(network.changes(), manager.clone(), signaling.as_ref().map(|s| s.0.clone())));
+        Ok(Daemon {
+            manager,
+            engines,
+            listener,
+            control: Some(control),
+            share_code,
+            _signaling: signaling,
+            _network: network,
+        })
     }
 
     /// The manager.
@@ -163,19 +181,36 @@ impl Daemon {
     }
 }
 
-/// Registers with the signaling server at `url` and adds WebRTC (signaled
+/// Tells the manager and the signaling link about each network change, until
+/// the monitor stops.
+async fn on_network_change(
+    mut changes: watch::Receiver<u64>,
+    manager: ConnectionManager,
+    link: Option<Arc<SignalingServerLink>>,
+) {
+    while changes.changed().await.is_ok() {
+        manager.network_changed();
+        if let Some(link) = &link {
+            link.network_changed();
+        }
+    }
+}
+
+/// Registers with the signaling server at `urls` and adds WebRTC (signaled
 /// through it) and its frame relay as ways to reach devices.
 async fn start_signaling(
     manager: &ConnectionManager,
-    url: &str,
+    urls: &[String],
     keys: &Arc<DeviceKeys>,
-) -> Result<(SignalingServerLink, WebRtcListener)> {
-    url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: e.to_string() })?;
+) -> Result<(Arc<SignalingServerLink>, WebRtcListener)> {
+    for url in urls {
+        url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: format!("{url}: {e}") })?;
+    }
     let config = WebRtcConfig::default();
     // Registers in the background and again after every disconnection.
     let link = SignalingServerLink::start(
         manager.clone(),
-        url.to_owned(),
+        urls.to_vec(),
         keys.clone(),
         SignalingOptions::default(),
         BackoffOptions::default(),
@@ -185,7 +220,7 @@ async fn start_signaling(
     let listener = WebRtcListener::start(manager.clone(), endpoint.clone());
     manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint)));
     manager.add_dialer(link.relay.clone());
-    Ok((link, listener))
+    Ok((Arc::new(link), listener))
 }
 
 fn handler(manager: ConnectionManager, engines: HashMap<GroupId, SqliteSyncEngine>) -> control::Handler {

@@ -46,6 +46,9 @@ pub(super) struct Inner {
     pub(super) dialers: RwLock<Vec<Arc<dyn Dialer>>>,
     /// Bumped on every change of connections or dialers; dial loops watch it.
     pub(super) changed: watch::Sender<u64>,
+    /// Bumped by [`ConnectionManager::network_changed`]: dial loops seeing a new
+    /// value forget their backoff.
+    pub(super) network_epoch: std::sync::atomic::AtomicU64,
     /// Application set-up run on every new connection (its own RPCs).
     pub(super) setups: RwLock<Vec<ConnectionSetup>>,
 }
@@ -150,6 +153,7 @@ impl ConnectionManager {
                 inboxes: Mutex::new(HashMap::new()),
                 dialers: RwLock::new(Vec::new()),
                 changed,
+                network_epoch: std::sync::atomic::AtomicU64::new(0),
                 setups: RwLock::new(Vec::new()),
             }),
         }
@@ -289,6 +293,35 @@ impl ConnectionManager {
             };
         }
         outcome.map(|()| rtt).map_err(Error::Connection)
+    }
+
+    /// Tells the manager that this device's network changed (an address came
+    /// or went, the default route moved). Every active connection is pinged at
+    /// once and closed if it does not answer within
+    /// [`HealthOptions::network_probe_timeout`](super::health::HealthOptions::network_probe_timeout),
+    /// and devices kept connected are dialed again without waiting out their
+    /// backoff. Without this a connection whose path vanished is noticed only
+    /// by the regular pings (three failures, 15 s apart by default).
+    ///
+    /// [`NetworkMonitor`](crate::netmon::NetworkMonitor) notices address
+    /// changes by itself; call this directly when the platform tells you first
+    /// (a mobile OS's connectivity callback, say).
+    pub fn network_changed(&self) {
+        self.inner.network_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let connections: Vec<(DeviceId, Connection)> = {
+            let mut state = lock(&self.inner.state);
+            let connections = state
+                .devices
+                .iter()
+                .filter_map(|(device, links)| links.active_link().map(|l| (*device, l.connection.clone())))
+                .collect();
+            self.inner.record(&mut state, ManagerEvent::NetworkChanged);
+            connections
+        };
+        let timeout = self.inner.config.health.network_probe_timeout;
+        for (device, connection) in connections {
+            super::links::spawn_probe(connection, device, timeout, "no answer after a network change");
+        }
     }
 
     /// The connection calls to `device` use now.

@@ -54,11 +54,21 @@ pub(super) async fn keep_connected(inner: Weak<Inner>, device: DeviceId, mut cha
     let (done_tx, mut done_rx) = mpsc::channel::<(usize, bool)>(16);
     let mut states: Vec<DialerState> = Vec::new();
     let mut was_connected = false;
+    let mut network_epoch = 0;
     loop {
         let next_wake = {
             let Some(inner) = inner.upgrade() else { return };
             let dialers = inner.dialers.read().unwrap_or_else(|e| e.into_inner()).clone();
             let now = Instant::now();
+            let epoch = inner.network_epoch.load(std::sync::atomic::Ordering::SeqCst);
+            if epoch != network_epoch {
+                // The network changed: what failed before may work now.
+                network_epoch = epoch;
+                for state in &mut states {
+                    state.backoff = Backoff::new(inner.config.backoff.clone());
+                    state.next = now;
+                }
+            }
             while states.len() < dialers.len() {
                 states.push(DialerState {
                     backoff: Backoff::new(inner.config.backoff.clone()),

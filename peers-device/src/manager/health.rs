@@ -17,6 +17,10 @@ pub struct HealthOptions {
     pub max_failures: u32,
     /// Pings remembered for the error rate. Default: 20.
     pub window: usize,
+    /// After [`ConnectionManager::network_changed`](super::ConnectionManager::network_changed),
+    /// a connection that does not answer a ping within this time is closed.
+    /// Default: 3 s.
+    pub network_probe_timeout: Duration,
 }
 
 impl Default for HealthOptions {
@@ -26,6 +30,7 @@ impl Default for HealthOptions {
             ping_timeout: Duration::from_secs(10),
             max_failures: 3,
             window: 20,
+            network_probe_timeout: Duration::from_secs(3),
         }
     }
 }

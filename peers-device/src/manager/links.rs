@@ -114,11 +114,30 @@ impl Inner {
         }
         self.announce_groups(connection.clone(), groups.into_iter().map(|(id, _)| id).collect());
         self.spawn_watchers(&connection, device, link_id);
+        if !dialed {
+            self.probe_kept_link(device, link_id, class);
+        }
         if self.leads(&device) {
             self.decide(&device);
         }
         self.refresh_groups(&device).await;
         Ok(())
+    }
+
+    /// A peer that dials again while this side holds an active link that the
+    /// new one cannot beat has most likely lost that link (its network changed,
+    /// or the link died on its side first). Pings the active link at once and
+    /// closes it if it does not answer, so the peer's next dial is kept rather
+    /// than replaced until the regular pings give up.
+    fn probe_kept_link(&self, device: DeviceId, new_link: u64, class: ConnectionClass) {
+        let kept = {
+            let state = lock(&self.state);
+            let active = state.devices.get(&device).and_then(|d| d.active_link());
+            active.filter(|l| l.id != new_link && !l.retiring && l.class <= class).map(|l| l.connection.clone())
+        };
+        if let Some(kept) = kept {
+            spawn_probe(kept, device, self.config.health.network_probe_timeout, "no answer while the peer dialed again");
+        }
     }
 
     /// Admits a connection into the state (evicting at the limit), or refuses it.
@@ -480,4 +499,15 @@ impl Inner {
             }
         }
     }
+}
+
+/// Pings `connection` and closes it with `why` if no answer comes within
+/// `timeout`.
+pub(super) fn spawn_probe(connection: Connection, device: DeviceId, timeout: std::time::Duration, why: &'static str) {
+    tokio::spawn(async move {
+        if let Err(err) = connection.emit_with_timeout::<_, ()>(control::PING, &(), timeout).await {
+            debug!(peer = %device, %err, why, "closing an unresponsive connection");
+            connection.close(CloseReason::new(CloseCode::TransportFailure, why)).await;
+        }
+    });
 }

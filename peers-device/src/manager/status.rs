@@ -55,6 +55,8 @@ pub enum ManagerEvent {
         /// The peer.
         device: DeviceId,
     },
+    /// This device's network changed; connections are being probed.
+    NetworkChanged,
     /// A dial attempt failed.
     DialFailed {
         /// The device dialed.

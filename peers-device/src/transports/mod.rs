@@ -4,6 +4,6 @@ mod server;
 mod socketio;
 mod webrtc;
 
-pub use server::{LinkState, RelayDialer, ServerSignaling, SignalingServerLink};
+pub use server::{LinkState, RelayDialer, ServerSignaling, ServerUrls, SignalingServerLink};
 pub use socketio::{SocketIoDialer, SocketIoListener, url_class};
 pub use webrtc::{DeviceMessageSignaling, WEBRTC_SIGNAL_KIND, WebRtcDialer, WebRtcListener};

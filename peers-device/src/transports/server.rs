@@ -30,6 +30,14 @@ use crate::manager::{ConnectionManager, Dialer};
 
 /// WebRTC signals waiting for the endpoint.
 const WEBRTC_QUEUE: usize = 256;
+/// A registration that lasted this long was healthy: when it ends, the next
+/// URL is tried at once.
+const LASTING_REGISTRATION: Duration = Duration::from_secs(30);
+/// After a network change, the server must answer within this time or the
+/// link registers again.
+const NETWORK_PROBE: Duration = Duration::from_secs(3);
+/// Why a registration was given up after a network change.
+const NETWORK_CHANGED: &str = "no answer from the server after a network change";
 /// How long a relay request waits for the other side.
 const RELAY_WAIT: Duration = Duration::from_secs(15);
 
@@ -59,7 +67,39 @@ pub struct SignalingServerLink {
     /// Frame relays through the server, as a dialer.
     pub relay: Arc<RelayDialer>,
     state: watch::Receiver<LinkState>,
+    network: watch::Sender<u64>,
     supervisor: JoinHandle<()>,
+}
+
+/// The signaling servers a link may register with: one, or several instances
+/// of one deployment (sharing a Redis store) to fail over between, in order of
+/// preference. Made from a `String`, a `&str` or a `Vec<String>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerUrls(Vec<String>);
+
+impl ServerUrls {
+    /// The URLs, in order of preference.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<String> for ServerUrls {
+    fn from(url: String) -> Self {
+        ServerUrls(vec![url])
+    }
+}
+
+impl From<&str> for ServerUrls {
+    fn from(url: &str) -> Self {
+        ServerUrls(vec![url.to_owned()])
+    }
+}
+
+impl From<Vec<String>> for ServerUrls {
+    fn from(urls: Vec<String>) -> Self {
+        ServerUrls(urls)
+    }
 }
 
 /// The client in use, if registered.
@@ -74,13 +114,21 @@ fn current_client(current: &Current) -> Result<SignalingClient, String> {
 }
 
 impl SignalingServerLink {
-    /// Registers `keys`' device with the server at `url` (in the background) and
+    /// Registers `keys`' device with the server at `urls` (in the background) and
     /// keeps it registered; relays other devices ask for are accepted into
     /// `manager`. WebRTC signals are sent with a time to live of `signal_ttl`
     /// (the connect timeout is a good value).
+    ///
+    /// With several URLs the link registers with the first that answers and,
+    /// when that connection ends or a registration fails, moves on to the next
+    /// one at once; it backs off only after every URL has failed in a row.
+    ///
+    /// # Panics
+    ///
+    /// If `urls` is empty.
     pub fn start(
         manager: ConnectionManager,
-        url: String,
+        urls: impl Into<ServerUrls>,
         keys: Arc<DeviceKeys>,
         options: ClientOptions,
         backoff: BackoffOptions,
@@ -89,8 +137,20 @@ impl SignalingServerLink {
         let (webrtc_tx, webrtc_rx) = mpsc::channel(WEBRTC_QUEUE);
         let current: Current = Arc::default();
         let (state_tx, state) = watch::channel(LinkState::Connecting);
-        let supervisor =
-            tokio::spawn(supervise(manager, url, keys.clone(), options, backoff, current.clone(), webrtc_tx, state_tx));
+        let urls = urls.into();
+        assert!(!urls.0.is_empty(), "a signaling link needs at least one URL");
+        let (network, network_rx) = watch::channel(0);
+        let supervisor = tokio::spawn(supervise(
+            manager,
+            urls,
+            keys.clone(),
+            options,
+            backoff,
+            current.clone(),
+            webrtc_tx,
+            state_tx,
+            network_rx,
+        ));
         let device = keys.device_id();
         SignalingServerLink {
             signaling: Arc::new(ServerSignaling {
@@ -101,8 +161,17 @@ impl SignalingServerLink {
             }),
             relay: Arc::new(RelayDialer { device, current }),
             state,
+            network,
             supervisor,
         }
+    }
+
+    /// Tells the link that this device's network changed: it asks the server
+    /// for something at once and, if no answer comes within a few seconds,
+    /// registers again right away instead of waiting for the connection's
+    /// keep-alive to time out.
+    pub fn network_changed(&self) {
+        self.network.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The registration's state, as it changes.
@@ -134,26 +203,37 @@ impl Drop for SignalingServerLink {
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     manager: ConnectionManager,
-    url: String,
+    urls: ServerUrls,
     keys: Arc<DeviceKeys>,
     options: ClientOptions,
     backoff: BackoffOptions,
     current: Current,
     webrtc: mpsc::Sender<peers_signaling::IncomingSignal>,
     state: watch::Sender<LinkState>,
+    mut network: watch::Receiver<u64>,
 ) {
     let mut backoff = Backoff::new(backoff);
+    let urls = urls.0;
+    // The URL to try next, and how many have failed in a row.
+    let (mut next, mut failed) = (0, 0);
     loop {
+        let url = &urls[next % urls.len()];
+        next += 1;
         state.send_replace(LinkState::Connecting);
-        let client = match SignalingClient::connect(&url, &keys, options.clone()).await {
+        let client = match SignalingClient::connect(url, &keys, options.clone()).await {
             Ok(client) => client,
             Err(err) => {
                 debug!(%url, %err, "signaling registration failed");
                 state.send_replace(LinkState::Disconnected(err.to_string()));
-                sleep_until(backoff.on_dial_failed(Instant::now(), unit())).await;
+                failed += 1;
+                let delay = backoff.on_dial_failed(Instant::now(), unit());
+                if failed >= urls.len() {
+                    sleep_until(delay).await;
+                }
                 continue;
             }
         };
+        let registered_at = Instant::now();
         let Some(mut incoming) = client.incoming() else { return };
         backoff.on_connected(Instant::now());
         *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
@@ -162,6 +242,15 @@ async fn supervise(
         let reason = loop {
             let signal = tokio::select! {
                 reason = client.closed() => break reason,
+                Ok(()) = network.changed() => {
+                    match tokio::time::timeout(NETWORK_PROBE, client.ice_config()).await {
+                        Ok(Ok(_)) => continue,
+                        _ => {
+                            let _ = tokio::time::timeout(NETWORK_PROBE, client.close()).await;
+                            break NETWORK_CHANGED.to_owned();
+                        }
+                    }
+                }
                 signal = incoming.recv() => match signal {
                     Some(signal) => signal,
                     None => break "incoming signals ended".to_owned(),
@@ -180,8 +269,22 @@ async fn supervise(
         };
         *current.write().unwrap_or_else(|e| e.into_inner()) = None;
         warn!(%url, %reason, "signaling connection ended; registering again");
+        // After a network change the old path is gone, not the server: the
+        // same URL again, at once.
+        let network_changed = reason == NETWORK_CHANGED;
         state.send_replace(LinkState::Disconnected(reason));
-        sleep_until(backoff.on_closed(Instant::now(), unit())).await;
+        if network_changed {
+            next -= 1;
+            continue;
+        }
+        let delay = backoff.on_closed(Instant::now(), unit());
+        // A registration that lasted starts a fresh round of the URLs; one
+        // that died young counts as a failure, so servers that accept and
+        // drop at once are not hammered.
+        failed = if registered_at.elapsed() >= LASTING_REGISTRATION { 1 } else { failed + 1 };
+        if failed >= urls.len() {
+            sleep_until(delay).await;
+        }
     }
 }
 

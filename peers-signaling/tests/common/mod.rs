@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use peers_sdk::DeviceKeys;
 use peers_signaling::protocol::{self, NONCE_LEN};
-use peers_signaling::{ClientEvent, ClientOptions, IncomingSignal, ServerConfig, SignalingClient, SignalingServer};
+use peers_signaling::{
+    ClientEvent, ClientOptions, IncomingSignal, Outcome, ServerConfig, SignalKind, SignalingClient, SignalingServer,
+};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
@@ -89,6 +91,28 @@ pub async fn event<T>(rx: &mut mpsc::Receiver<ClientEvent>, pick: impl Fn(&Clien
 
 pub async fn incoming(rx: &mut mpsc::Receiver<IncomingSignal>) -> IncomingSignal {
     recv(rx).await
+}
+
+/// Sends the candidates `c0` to `c4` from `from` to the offline device `to`,
+/// asserting each is queued; returns their ids.
+pub async fn queue_five_candidates(from: &SignalingClient, to: &peers_sdk::DeviceId) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let sent = from.send(to, SignalKind::IceCandidate, json!({"candidate": format!("c{n}")})).await.unwrap();
+        assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+        ids.push(sent.id);
+    }
+    ids
+}
+
+/// Asserts that `rx` gets the candidates of [`queue_five_candidates`] (`ids`,
+/// from `from`), in order and marked as queued.
+pub async fn expect_five_candidates(rx: &mut mpsc::Receiver<IncomingSignal>, ids: &[String], from: &DeviceKeys) {
+    for (n, id) in ids.iter().enumerate() {
+        let got = incoming(rx).await;
+        assert_eq!((&got.id, got.from, got.body), (id, from.device_id(), json!({"candidate": format!("c{n}")})));
+        assert!(got.queued);
+    }
 }
 
 /// A socket.io client that speaks the protocol by hand, to send what a real
