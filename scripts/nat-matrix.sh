@@ -3,7 +3,8 @@
 # and prints the matrix that docs/NAT.md reports: successes, the class reached,
 # and the time to reach it (min / median / max), plus the scenario's own
 # second figure where it prints one (e: the 16 MiB transfer; f: both changes
-# across after the move). Needs root, like the tests.
+# across after the move). A failed run's output is kept in a temporary file
+# named on stderr. Needs root, like the tests.
 #
 #   bash scripts/nat-matrix.sh [RUNS]
 set -uo pipefail
@@ -38,7 +39,13 @@ for name in "${scenarios[@]}"; do
   ok=0 class="-" firsts="" seconds=""
   for _ in $(seq "$runs"); do
     out=$(cargo test -q -p peers-tests --test nat_matrix -- --nocapture --exact "$name" 2>&1)
-    if [ $? -eq 0 ]; then
+    status=$?
+    if [ $status -ne 0 ]; then
+      log=$(mktemp "${TMPDIR:-/tmp}/nat-matrix-${name%%_*}-XXXX.log")
+      printf '%s\n' "$out" >"$log"
+      echo "scenario ${name%%_*} failed; its output is in $log" >&2
+    fi
+    if [ $status -eq 0 ]; then
       ok=$((ok + 1))
       lines=$(grep -E '^[a-f]\) .* in [0-9.]+(ms|µs|s)$' <<<"$out")
       first=$(head -n1 <<<"$lines")
