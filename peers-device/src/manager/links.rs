@@ -136,7 +136,12 @@ impl Inner {
             active.filter(|l| l.id != new_link && !l.retiring && l.class <= class).map(|l| l.connection.clone())
         };
         if let Some(kept) = kept {
-            spawn_probe(kept, device, self.config.health.network_probe_timeout, "no answer while the peer dialed again");
+            spawn_probe(
+                kept,
+                device,
+                self.config.health.network_probe_timeout,
+                "no answer while the peer dialed again",
+            );
         }
     }
 

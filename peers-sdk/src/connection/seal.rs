@@ -29,7 +29,7 @@ pub(crate) const SEAL_TAILROOM: usize = 16;
 
 /// The negotiated AEAD with its key. Both ciphers come from `ring`, whose
 /// assembly runs AES-256-GCM at several GB/s with AES-NI/VAES and CLMUL, and
-/// ChaCha20-Poly1305 with AVX2 (ADR 0004 has the measurements); the algorithm is
+/// ChaCha20-Poly1305 with AVX2 (ADR 0003 has the measurements); the algorithm is
 /// a field of the key, so each frame's seal and open is a direct call, no `dyn`.
 pub(crate) struct FrameCipher(LessSafeKey);
 

@@ -1,4 +1,4 @@
-//! Negotiation of the AEAD that seals transport frames (ADR 0004).
+//! Negotiation of the AEAD that seals transport frames (ADR 0003).
 //!
 //! The handshake itself always uses ChaCha20-Poly1305 (`Noise_XX_25519_ChaChaPoly_SHA256`);
 //! only the frames after it use the negotiated cipher, keyed by the same split.

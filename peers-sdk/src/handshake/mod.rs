@@ -45,7 +45,7 @@
 //!
 //! The transport frames' AEAD is negotiated: the Hello lists the initiator's
 //! ciphers, the responder's signed claim names its choice ([`TransportCipher`],
-//! ADR 0004). The offer is in `h1`, so a downgrade on the way fails message 2.
+//! ADR 0003). The offer is in `h1`, so a downgrade on the way fails message 2.
 
 mod cipher;
 mod noise;

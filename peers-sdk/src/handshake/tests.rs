@@ -241,7 +241,7 @@ fn snow_initiator_completes_a_handshake_with_our_responder() {
     check_transport(&session, snow.into_transport_mode().unwrap());
 }
 
-// ---- transport cipher negotiation (ADR 0004) ------------------------------------
+// ---- transport cipher negotiation (ADR 0003) ------------------------------------
 
 const BOTH: [TransportCipher; 2] = [TransportCipher::Aes256Gcm, TransportCipher::ChaCha20Poly1305];
 const CHACHA: [TransportCipher; 1] = [TransportCipher::ChaCha20Poly1305];
