@@ -190,7 +190,7 @@ impl RelayTable {
         }
         relay.bytes += len as u64;
         if relay.bytes > self.limits.max_bytes {
-            let message = format!("the relay carried its limit of {} bytes", self.limits.max_bytes);
+            let message = over_cap(&self.limits);
             return Err(FrameRefusal::Ended(self.end(id, CloseCode::LimitExceeded, &message)));
         }
         Ok(to)
@@ -238,6 +238,69 @@ impl RelayTable {
     pub fn is_empty(&self) -> bool {
         self.relays.is_empty()
     }
+}
+
+/// One party's end of a relay whose other party may be on another instance
+/// (Redis mode): what the party sent, the credit the other party granted it,
+/// and the other party's running total as last reported. Both instances
+/// keep one; together they hold the byte cap for both directions (see
+/// [`admit`](Self::admit) and [`deliverable`](Self::deliverable)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayLeg {
+    /// Frames and bytes this party sent.
+    pub sent: (u64, u64),
+    /// The cumulative frames and bytes the other party allows it.
+    pub granted: (u64, u64),
+    /// Bytes the other party sent, as last reported.
+    pub other_total: u64,
+}
+
+impl Default for RelayLeg {
+    fn default() -> Self {
+        RelayLeg {
+            sent: (0, 0),
+            granted: (crate::protocol::RELAY_WINDOW_FRAMES, crate::protocol::RELAY_WINDOW_BYTES),
+            other_total: 0,
+        }
+    }
+}
+
+impl RelayLeg {
+    /// A frame of `len` bytes from this party: within the frame size, the
+    /// other party's credit and `own + len + other's total <= max_bytes`.
+    /// Returns this party's new running total, to send along with the frame.
+    pub fn admit(&mut self, len: u64, limits: &RelayLimits) -> Result<u64, (CloseCode, String)> {
+        if len > limits.max_frame as u64 {
+            return Err((CloseCode::ProtocolError, "relay frame over the size limit".into()));
+        }
+        if self.sent.0 >= self.granted.0 || self.sent.1 + len > self.granted.1 {
+            return Err((CloseCode::ProtocolError, "relay frame beyond the credit the other device granted".into()));
+        }
+        if (self.sent.1 + len).saturating_add(self.other_total) > limits.max_bytes {
+            return Err((CloseCode::LimitExceeded, over_cap(limits)));
+        }
+        self.sent = (self.sent.0 + 1, self.sent.1 + len);
+        Ok(self.sent.1)
+    }
+
+    /// A frame from the other party, which had sent `total` bytes with it:
+    /// it may be delivered if `own + total <= max_bytes`.
+    pub fn deliverable(&mut self, total: u64, limits: &RelayLimits) -> Result<(), (CloseCode, String)> {
+        self.other_total = self.other_total.max(total);
+        if self.sent.1.saturating_add(total) > limits.max_bytes {
+            return Err((CloseCode::LimitExceeded, over_cap(limits)));
+        }
+        Ok(())
+    }
+
+    /// The other party granted cumulative limits.
+    pub fn grant(&mut self, frames: u64, bytes: u64) {
+        self.granted = (self.granted.0.max(frames), self.granted.1.max(bytes));
+    }
+}
+
+fn over_cap(limits: &RelayLimits) -> String {
+    format!("the relay carried its limit of {} bytes", limits.max_bytes)
 }
 
 /// Why a frame was not forwarded.
@@ -290,6 +353,78 @@ mod tests {
         let ended = table.expire(relay.deadline);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].code, CloseCode::LimitExceeded);
+    }
+
+    /// One instance's side in the simulation below: its leg (`None` once
+    /// ended) and the events on their way to the other instance.
+    struct Side {
+        leg: Option<RelayLeg>,
+        outbox: std::collections::VecDeque<Option<(u64, u64)>>,
+    }
+
+    impl Side {
+        fn new() -> Side {
+            let mut leg = RelayLeg::default();
+            leg.grant(u64::MAX, u64::MAX);
+            Side { leg: Some(leg), outbox: Default::default() }
+        }
+
+        /// The leg ended here: a close (`None`) follows what is in flight.
+        fn end(&mut self) {
+            self.leg = None;
+            self.outbox.push_back(None);
+        }
+    }
+
+    proptest::proptest! {
+        /// Two instances, each admitting its party's frames and delivering
+        /// the other's in any interleaving, never deliver more than the cap
+        /// both ways together.
+        #[test]
+        fn two_legs_hold_the_byte_cap_together(steps in proptest::collection::vec((0u8..4, 1u64..3000), 1..400)) {
+            let limits = RelayLimits { max_bytes: 20_000, ..RelayLimits::default() };
+            let mut sides = [Side::new(), Side::new()];
+            let mut delivered = 0u64;
+            for (op, len) in steps {
+                let (me, other) = ((op % 2) as usize, 1 - (op % 2) as usize);
+                if op < 2 {
+                    let admitted = sides[me].leg.as_mut().map(|leg| leg.admit(len, &limits));
+                    match admitted {
+                        Some(Ok(total)) => sides[me].outbox.push_back(Some((len, total))),
+                        Some(Err(_)) => sides[me].end(),
+                        None => {}
+                    }
+                } else if let Some(event) = sides[other].outbox.pop_front() {
+                    match (event, sides[me].leg.as_mut()) {
+                        (Some((len, total)), Some(leg)) => match leg.deliverable(total, &limits) {
+                            Ok(()) => delivered += len,
+                            Err(_) => sides[me].end(),
+                        },
+                        (None, Some(_)) => sides[me].leg = None,
+                        (_, None) => {}
+                    }
+                }
+                proptest::prop_assert!(delivered <= limits.max_bytes, "{delivered} delivered");
+            }
+        }
+    }
+
+    #[test]
+    fn a_leg_checks_size_credit_and_cap() {
+        let limits = RelayLimits { max_bytes: 10_000, ..RelayLimits::default() };
+        let mut leg = RelayLeg::default();
+        assert_eq!(leg.admit(limits.max_frame as u64 + 1, &limits).unwrap_err().0, CloseCode::ProtocolError);
+        assert_eq!(leg.admit(4_000, &limits), Ok(4_000));
+        leg.deliverable(5_000, &limits).unwrap();
+        assert_eq!(leg.admit(2_000, &limits).unwrap_err().0, CloseCode::LimitExceeded, "4,000 + 2,000 + 5,000");
+        assert_eq!(leg.deliverable(7_000, &limits).unwrap_err().0, CloseCode::LimitExceeded);
+        let mut leg = RelayLeg::default();
+        for _ in 0..crate::protocol::RELAY_WINDOW_FRAMES {
+            leg.admit(1, &RelayLimits::default()).unwrap();
+        }
+        assert_eq!(leg.admit(1, &RelayLimits::default()).unwrap_err().0, CloseCode::ProtocolError, "beyond credit");
+        leg.grant(crate::protocol::RELAY_WINDOW_FRAMES + 1, 1 << 30);
+        leg.admit(1, &RelayLimits::default()).unwrap();
     }
 
     #[test]

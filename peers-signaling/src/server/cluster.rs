@@ -44,12 +44,14 @@ use socketioxide::operators::BroadcastOperators;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tracing::{debug, info, warn};
 
+use super::cluster_relay::{self, ClusterRelays};
+use super::config::ServerConfig;
 use super::connection::{
     Connection, Replier, lock, online_reply, parse_signal, parse_subscribe, registered_reply, registration_refused,
     signal_reply,
 };
 use super::hub::{incoming, too_many_subscriptions};
-use super::{metrics as m, now_ms};
+use super::{Shared, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, events};
 use crate::queue::QueuedMessage;
@@ -104,6 +106,8 @@ pub(crate) struct Cluster {
     _alive: MessageStream<ChanItem>,
     /// The limits of the shared sessions (for their expiry).
     sessions: SessionLimits,
+    /// The relay legs of this instance's devices (`cluster_relay.rs`).
+    pub(super) relays: ClusterRelays,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -115,24 +119,32 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Names this instance and subscribes its "alive" channel, which Redis
     /// drops the moment this process's connection closes.
+    /// Also subscribes its relay channel (`P:relay:<instance>`).
     pub(crate) async fn start(
         state: RedisState,
         pubsub: PubSubDriver,
-        namespace: String,
-        sessions: SessionLimits,
+        config: &ServerConfig,
     ) -> Result<Cluster, redis::RedisError> {
         let instance = random_hex::<8>();
         let alive = pubsub.subscribe(state.alive_channel(&instance), 1).await?;
+        let inbound =
+            pubsub.subscribe_channel(state.relay_channel(&instance), cluster_relay::queue_size(&config.relay)).await?;
         Ok(Cluster {
             state,
             pubsub,
             instance,
-            namespace,
+            namespace: config.namespace.clone(),
             io: OnceLock::new(),
             held: Mutex::new(HashMap::new()),
             _alive: alive,
-            sessions,
+            sessions: config.sessions.clone(),
+            relays: ClusterRelays::new(config.relay.clone(), inbound),
         })
+    }
+
+    /// This instance's name (random per start).
+    pub(super) fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Gives the cluster the `SocketIo` its rooms live on (once, at start).
@@ -141,7 +153,7 @@ impl Cluster {
     }
 
     /// The presence token of connection `peer_id` on this instance.
-    fn token(&self, peer_id: u64) -> String {
+    pub(super) fn token(&self, peer_id: u64) -> String {
         format!("{}|{peer_id}", self.instance)
     }
 
@@ -265,7 +277,7 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
         // It closed before it had a device, so its disconnect handler could
         // not clean up: do it here (both are idempotent).
         conn.shared.hub().unregister(&device, conn.peer.id);
-        disconnected(cluster, device, conn.peer.id);
+        disconnected(&conn.shared, cluster, device, conn.peer.id);
         return;
     }
     if previous.is_none() {
@@ -419,15 +431,19 @@ pub(super) async fn subscribe(
 
 /// Connection `peer_id` of `device` closed: ends its presence unless a newer
 /// registration holds it, and tells the watchers.
-pub(super) fn disconnected(cluster: &Arc<Cluster>, device: DeviceId, peer_id: u64) {
+pub(super) fn disconnected(shared: &Shared, cluster: &Arc<Cluster>, device: DeviceId, peer_id: u64) {
     {
         let mut held = lock(&cluster.held);
         if held.get(&device) == Some(&peer_id) {
             held.remove(&device);
         }
     }
+    cluster_relay::device_gone(shared, cluster, device, peer_id);
     let cluster = cluster.clone();
     tokio::spawn(async move {
+        if let Err(err) = cluster.state.relay_drop(&device, &cluster.token(peer_id)).await {
+            warn!(%device, %err, "could not drop the relay requests; they lapse with relay.pending_wait");
+        }
         match cluster.state.release(&device, &cluster.token(peer_id)).await {
             Ok(true) => {
                 info!(%device, "device offline");

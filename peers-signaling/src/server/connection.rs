@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::hub::{AfterUnlock, Peer, PeerSocket, Relay};
-use super::{Shared, cluster, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
+use super::{Shared, cluster, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{
     self, Challenge, EmptyRequest, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, RegisterRequest, Rejection,
     SignalKind, SignalRequest, SubscribeRequest, events,
@@ -268,6 +268,7 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
             Event::Signal => job.replier.send(cluster::signal(&cluster, &conn, job.payload).await),
             Event::Subscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, true).await),
             Event::Unsubscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, false).await),
+            Event::RelayOpen => job.replier.send(cluster_relay::open(&cluster, &conn, job.payload).await),
             kind @ (Event::SessionCreate | Event::SessionJoin | Event::SessionClose) => {
                 job.replier.send(cluster_sessions::request(&cluster, &conn, kind, job.payload).await)
             }
@@ -542,7 +543,7 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
             hub.online_count()
         };
         if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {
-            cluster::disconnected(cluster, device, conn.peer.id);
+            cluster::disconnected(shared, cluster, device, conn.peer.id);
         }
         m::connections(live, online);
         debug!(peer = conn.peer.id, %reason, "signaling connection closed");

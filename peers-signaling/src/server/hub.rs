@@ -193,6 +193,11 @@ impl Hub {
         self.devices.get(device).is_some_and(|peer| peer.emit(event, data))
     }
 
+    /// `device`'s connection on this instance, if it is registered here.
+    pub(crate) fn peer(&self, device: &DeviceId) -> Option<Arc<Peer>> {
+        self.devices.get(device).cloned()
+    }
+
     /// Ends `device`'s relays (it went offline or was replaced) and tells the
     /// other parties.
     fn end_relays(&mut self, device: &DeviceId) {

@@ -2,6 +2,7 @@
 //! or attached to a `SocketIo` that an existing axum router serves.
 
 mod cluster;
+mod cluster_relay;
 mod cluster_sessions;
 mod config;
 mod connection;
@@ -134,7 +135,9 @@ impl AnyIo {
     async fn remove_namespace(self, namespace: String) {
         async fn remove<A: Adapter>(io: SocketIo<A>, namespace: String) {
             if let Some(operators) = io.of(&namespace) {
-                let _ = tokio::time::timeout(Duration::from_secs(2), operators.disconnect()).await;
+                // Only this instance's clients: with the Redis adapter a
+                // broadcast would reach every instance's.
+                let _ = tokio::time::timeout(Duration::from_secs(2), operators.local().disconnect()).await;
             }
             // socketioxide refuses (panics) to delete "/" under its v4 protocol.
             if namespace != "/" {
@@ -195,6 +198,7 @@ impl SignalingServer {
         if let Some(cluster) = &shared.cluster {
             tasks.push(tokio::spawn(cluster::run_heartbeat(Arc::downgrade(cluster))));
             tasks.push(tokio::spawn(cluster::run_expiry(Arc::downgrade(cluster))));
+            tasks.extend(cluster_relay::spawn_tasks(&shared));
         }
         http::install_recorder();
         SignalingServer { shared, tasks, io, listener: None }
@@ -226,7 +230,7 @@ impl SignalingServer {
             .map_err(|err| Error::Redis { operation: "connect the socket.io adapter", detail: err.to_string() })?;
         let adapter = RedisAdapterCtr::new_with_driver(pubsub.clone(), adapter_config);
         let (layer, io) = Self::builder(&config).with_adapter::<RedisIo>(adapter).build_layer();
-        let cluster = Cluster::start(state, pubsub, config.namespace.clone(), config.sessions.clone())
+        let cluster = Cluster::start(state, pubsub, &config)
             .await
             .map_err(|err| Error::Redis { operation: "subscribe", detail: err.to_string() })?;
         let cluster = Arc::new(cluster);
@@ -339,8 +343,11 @@ impl SignalingServer {
     /// and, for a bound server, stops listening. The store keeps what is queued.
     pub async fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        self.tasks.iter().for_each(JoinHandle::abort);
         self.io.clone().remove_namespace(self.shared.config.namespace.clone()).await;
+        // After the clients are gone, so that Redis mode's relay closes reach
+        // the other instances.
+        cluster_relay::flush(&self.shared, Duration::from_secs(1)).await;
+        self.tasks.iter().for_each(JoinHandle::abort);
         if let Some(mut listener) = self.listener.take() {
             listener.io.clone().close().await;
             if let Some(stop) = listener.stop.take() {

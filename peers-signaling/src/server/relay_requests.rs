@@ -1,11 +1,14 @@
 //! The relay events: `"relay-open"` (a request), and `"relay-frame"`,
 //! `"relay-credit"`, `"relay-close"` (forwarded to the other party, no reply).
-//! The bookkeeping is [`RelayTable`](crate::relay::RelayTable).
+//! The bookkeeping is [`RelayTable`](crate::relay::RelayTable); in Redis mode
+//! frames, credit and closes go to `cluster_relay.rs` instead (and
+//! `"relay-open"` never reaches this file).
 
 use peers_sdk::{CloseCode, CloseReason, DeviceId};
 use serde_json::{Map, Value as Json};
 use tracing::{debug, info};
 
+use super::cluster_relay;
 use super::connection::parse;
 use super::hub::Hub;
 use super::{Shared, now_ms};
@@ -48,18 +51,18 @@ pub(super) fn tell_ended(hub: &Hub, ended: &Ended) {
     }
 }
 
-fn close_notice(relay: u64, code: CloseCode, message: &str) -> RelayClose {
+pub(super) fn close_notice(relay: u64, code: CloseCode, message: &str) -> RelayClose {
     // `CloseReason::new` cuts the message to its wire limit.
     RelayClose { relay, code, message: CloseReason::new(code, message).message }
 }
 
 /// A relay event the sender may not send: tell it the relay is closed.
-fn refuse(hub: &Hub, device: &DeviceId, relay: u64, message: &str) {
+pub(super) fn refuse(hub: &Hub, device: &DeviceId, relay: u64, message: &str) {
     hub.emit_to(device, events::RELAY_CLOSE, &close_notice(relay, CloseCode::ProtocolError, message));
 }
 
 /// The decoded length of base64 `data`, if it is not longer than `max` bytes.
-fn decoded_len(data: &str, max: usize) -> Option<usize> {
+pub(super) fn decoded_len(data: &str, max: usize) -> Option<usize> {
     if data.len() > max.div_ceil(3) * 4 || !data.len().is_multiple_of(4) {
         return None;
     }
@@ -69,6 +72,10 @@ fn decoded_len(data: &str, max: usize) -> Option<usize> {
 
 pub(super) fn frame(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
     let frame: RelayFrame = parse("relay-frame", payload)?;
+    if let Some(cluster) = &shared.cluster {
+        cluster_relay::frame(shared, cluster, device, frame);
+        return Ok(());
+    }
     let mut hub = shared.hub();
     let max = hub.relays().limits().max_frame;
     // Malformed or oversized data counts as a frame over the limit: it ends
@@ -95,6 +102,10 @@ pub(super) fn frame(shared: &Shared, device: DeviceId, payload: Json) -> Result<
 
 pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
     let credit: RelayCredit = parse("relay-credit", payload)?;
+    if let Some(cluster) = &shared.cluster {
+        cluster_relay::credit(shared, cluster, device, credit);
+        return Ok(());
+    }
     let hub = shared.hub();
     match hub.relays_ref().peer_of(credit.relay, &device) {
         Some(to) => {
@@ -107,6 +118,10 @@ pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result
 
 pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
     let close: RelayClose = parse("relay-close", payload)?;
+    if let Some(cluster) = &shared.cluster {
+        cluster_relay::close(shared, cluster, device, close);
+        return Ok(());
+    }
     let mut hub = shared.hub();
     if hub.relays_ref().peer_of(close.relay, &device).is_none() {
         // Closing a relay that is already gone is harmless.

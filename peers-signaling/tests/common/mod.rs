@@ -147,6 +147,7 @@ impl RawClient {
             .on("notice", record("notice"))
             .on("signal", record("signal"))
             .on("presence", record("presence"))
+            .on("relay-close", record("relay-close"))
             .on(rust_socketio::Event::Close, record("close"))
             .connect()
             .await

@@ -21,6 +21,11 @@
 //! P:rl:<dev>    string   GCRA state of <dev>'s request rate, expires
 //! P:sessions    hash     transfer id -> session (JSON)
 //! P:sessions:lock string the holder of the sessions lock, expires
+//! P:rq:<dev>    zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
+//! P:rid         counter  last relay id given
+//! P:relays      zset     open relay ids by deadline (the relay cap)
+//! P:r:<id>      string   "<a>|<a token>|<b>|<b token>", expires at the deadline
+//! P:relay:<instance>  pub/sub channel: relay events for that instance
 //! ```
 //!
 //! Sessions are read, changed by the in-process [`SessionTable`](crate::sessions::SessionTable)
@@ -31,6 +36,7 @@
 //! primary with replicas), not Redis Cluster.
 
 mod pubsub;
+mod relay;
 
 use std::time::Duration;
 
@@ -44,6 +50,7 @@ use crate::notices::NoticeLimits;
 use crate::protocol::{OutcomeNotice, SignalKind};
 use crate::sessions::Session;
 pub(crate) use pubsub::PubSubDriver;
+pub(crate) use relay::RelayPairing;
 
 use crate::queue::{QueueBound, QueueLimits, QueueUsage, QueuedMessage};
 
@@ -83,6 +90,7 @@ struct Scripts {
     notices: Script,
     ratelimit: Script,
     lock: Script,
+    relay: Script,
 }
 
 /// A queued message as stored in `P:m`.
@@ -229,6 +237,7 @@ impl RedisState {
             notices: script!("notices.lua"),
             ratelimit: script!("ratelimit.lua"),
             lock: script!("lock.lua"),
+            relay: script!("relay.lua"),
         };
         Ok(RedisState {
             connection,

@@ -48,7 +48,7 @@ fn route(push: PushInfo, handlers: &Handlers) {
     if let Some(sender) = sender
         && sender.try_send((channel.clone(), payload)).is_err()
     {
-        warn!(%channel, "socket.io adapter is behind; a pub/sub message was dropped");
+        warn!(%channel, "the reader of a pub/sub channel is behind; a message was dropped");
     }
 }
 
@@ -71,6 +71,22 @@ impl PubSubDriver {
         Ok(PubSubDriver { connection, handlers })
     }
 
+    /// Subscribes `chan`; its messages arrive on the receiver, at most `size`
+    /// waiting (more are dropped, logged). Re-subscribed after a reconnection.
+    pub(crate) async fn subscribe_channel(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<mpsc::Receiver<ChanItem>, RedisError> {
+        let (sender, receiver) = mpsc::channel(size.max(1));
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(chan.clone(), sender);
+        if let Err(err) = self.connection.clone().subscribe(chan.as_str()).await {
+            self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&chan);
+            return Err(err);
+        }
+        Ok(receiver)
+    }
+
     /// One round trip, so that a lost connection is noticed and re-made (with
     /// its subscriptions) without waiting for a delivery to fail.
     pub(crate) async fn ping(&self) -> Result<(), RedisError> {
@@ -87,13 +103,7 @@ impl Driver for PubSubDriver {
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
-        let (sender, receiver) = mpsc::channel(size.max(1));
-        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(chan.clone(), sender);
-        if let Err(err) = self.connection.clone().subscribe(chan.as_str()).await {
-            self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&chan);
-            return Err(err);
-        }
-        Ok(MessageStream::new(receiver))
+        self.subscribe_channel(chan, size).await.map(MessageStream::new)
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
