@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_device::sync::{ConnectionPeer, EngineOptions, SqliteSyncEngine, SyncGroup, expose_group};
+use peers_device::sync::{
+    ChangeBatch, ChangeNotice, ConnectionPeer, EngineOptions, ListChanges, NetworkInfo, PeerDevice, SqliteSyncEngine,
+    SyncGroup, expose_group,
+};
 use peers_device::{Error, GroupId};
 use peers_sdk::rpc::RemoteErrorCode;
 use peers_sdk::{Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
@@ -215,4 +218,52 @@ async fn a_restarted_device_resumes_from_its_checkpoint() {
     .unwrap_or_else(|_| panic!("status never caught up: {:?}", eb.peer_status()));
     let status = eb.peer_status();
     assert_eq!(status[0].written, 5, "{status:?}");
+}
+
+/// A member reached over a faltering link: its first `failures` listChanges
+/// calls fail.
+struct Faltering {
+    remote: SqliteSyncEngine,
+    remote_id: DeviceId,
+    asker: DeviceId,
+    failures: std::sync::atomic::AtomicU32,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl PeerDevice for Faltering {
+    fn device_id(&self) -> DeviceId {
+        self.remote_id
+    }
+    async fn list_changes(&self, request: ListChanges) -> peers_device::Result<ChangeBatch> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        if self.failures.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(Error::Worker("the link faltered".into()));
+        }
+        self.remote.list_changes(&self.asker, request).await
+    }
+    async fn get_network_info(&self) -> peers_device::Result<NetworkInfo> {
+        self.remote.get_network_info(&self.asker).await
+    }
+    async fn notify_of_changes(&self, _notice: ChangeNotice) -> peers_device::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_is_tried_again_without_another_notice() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let eb = engine(&group, &b).await;
+    eb.put("k", b"v").await.unwrap();
+    let mut options = EngineOptions::default();
+    options.retry_first = Duration::from_millis(50);
+    let ea = SqliteSyncEngine::in_memory(group.clone(), a.id, options).await.unwrap();
+    let member =
+        Arc::new(Faltering { remote: eb.clone(), remote_id: b.id, asker: a.id, failures: 3.into(), calls: 0.into() });
+    // Being ready wakes one pull; it fails, and b never notifies again.
+    ea.peer_ready(member.clone()).await;
+    wait_for(&ea, "k", Some(b"v")).await;
+    assert!(member.calls.load(std::sync::atomic::Ordering::SeqCst) >= 4);
 }

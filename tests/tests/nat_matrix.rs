@@ -49,10 +49,12 @@ async fn two_lans(kinds: (NatKind, NatKind), fault: impl FnOnce(&mut Scenario)) 
 }
 
 /// Waits for `class` on device 1 and prints how long it took.
+/// (`class` may be a prefix, such as `webrtc` for either WebRTC class.)
 async fn reaches(s: &Scenario, letter: &str, class: &'static str) {
     let (took, status) =
         s.wait_status(1, LIMIT, active(class)).await.unwrap_or_else(|status| panic!("no {class}:\n{status}"));
-    eprintln!("{letter}) {class} in {took:?}\n{status}");
+    let reached = status.lines().find(|l| active(class)(l)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or(class);
+    eprintln!("{letter}) {reached} in {took:?}\n{status}");
 }
 
 /// Scenarios b and c: `class` is reached and the group syncs.
@@ -114,16 +116,22 @@ async fn e_five_percent_loss_carries_16_mib_intact() {
         s.lab.lab.lose_packets(&nat1, 0.05);
     })
     .await;
-    reaches(&s, "e", "webrtc-direct").await;
+    // Lost checks may let the TURN pair win the race: either WebRTC class
+    // will do, what is asserted is the transfer.
+    reaches(&s, "e", "webrtc").await;
     // 32 values of 512 KiB: 16 MiB through the lossy NAT.
     let values: Vec<String> = (0..32).map(|_| random_text(512 * 1024)).collect();
     let started = Instant::now();
     for (i, value) in values.iter().enumerate() {
         s.put_file(0, GROUP, &format!("blob-{i}"), value).await;
     }
+    // SCTP recovers from loss slowly (about 0.3 MB/s here, 55 to 95 s in all);
+    // the bound is for the whole transfer, with room for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(300);
     for (i, value) in values.iter().enumerate() {
-        let arrived = s.wait_value(1, GROUP, &format!("blob-{i}"), value, Duration::from_secs(120)).await;
-        assert!(arrived, "blob-{i} never arrived intact");
+        let left = deadline.saturating_duration_since(Instant::now());
+        let arrived = s.wait_value(1, GROUP, &format!("blob-{i}"), value, left).await;
+        assert!(arrived, "blob-{i} never arrived intact (after {:?})", started.elapsed());
     }
     eprintln!("e) 16 MiB through 5 % loss in {:?}", started.elapsed());
 }

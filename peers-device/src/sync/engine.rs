@@ -43,6 +43,12 @@ pub struct EngineOptions {
     /// Applied changes kept for slow [`SqliteSyncEngine::subscribe`] receivers
     /// before they lag. Default: 1,024.
     pub subscriber_capacity: usize,
+    /// After a failed pull (a call timed out, the connection faltered), the
+    /// next try comes after this delay, doubling up to
+    /// [`retry_max`](Self::retry_max) while pulls keep failing. Default: 1 s.
+    pub retry_first: Duration,
+    /// The longest delay between tries of a failing pull. Default: 60 s.
+    pub retry_max: Duration,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +60,8 @@ impl Default for EngineOptions {
             full_resync_interval: Duration::from_secs(3600),
             max_peers: 256,
             subscriber_capacity: 1024,
+            retry_first: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
         }
     }
 }
@@ -315,18 +323,21 @@ impl SyncGroup for SqliteSyncEngine {
     }
 }
 
-/// A member's puller: pulls when woken, and re-reads everything periodically.
+/// A member's puller: pulls when woken, tries again with backoff after a
+/// failed pull (the member may not notify again: its last notice may have
+/// been the one that woke this pull), and re-reads everything periodically.
 async fn pull_member(
     engine: Weak<Inner>,
     remote: Arc<dyn PeerDevice>,
     wake: Arc<Notify>,
     status: Arc<Mutex<PeerSyncStatus>>,
 ) {
-    let Some(interval) = engine.upgrade().map(|e| e.options.full_resync_interval) else { return };
+    let Some(options) = engine.upgrade().map(|e| e.options.clone()) else { return };
+    let mut retry: Option<Duration> = None;
     loop {
         let full = tokio::select! {
             () = wake.notified() => false,
-            () = tokio::time::sleep(interval) => true,
+            () = tokio::time::sleep(retry.unwrap_or(options.full_resync_interval)) => retry.is_none(),
         };
         let Some(inner) = engine.upgrade() else { return };
         if full {
@@ -336,8 +347,13 @@ async fn pull_member(
                 warn!(%err, "cannot reset checkpoint for the full resync");
             }
         }
-        if let Err(err) = pull(&inner, remote.as_ref(), &status).await {
-            debug!(group = %inner.group, peer = %remote.device_id(), %err, "pull failed");
+        match pull(&inner, remote.as_ref(), &status).await {
+            Ok(_) => retry = None,
+            Err(err) => {
+                let next = retry.map_or(options.retry_first, |d| (d * 2).min(options.retry_max));
+                debug!(group = %inner.group, peer = %remote.device_id(), %err, ?next, "pull failed; trying again");
+                retry = Some(next);
+            }
         }
     }
 }
