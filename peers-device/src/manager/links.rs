@@ -507,12 +507,17 @@ impl Inner {
 }
 
 /// Pings `connection` and closes it with `why` if no answer comes within
-/// `timeout`.
+/// `timeout`. Any answer counts, an error reply included: a link the peer is
+/// still adopting answers `UnknownMethod` until its control RPCs are
+/// registered, and it is alive.
 pub(super) fn spawn_probe(connection: Connection, device: DeviceId, timeout: std::time::Duration, why: &'static str) {
     tokio::spawn(async move {
-        if let Err(err) = connection.emit_with_timeout::<_, ()>(control::PING, &(), timeout).await {
-            debug!(peer = %device, %err, why, "closing an unresponsive connection");
-            connection.close(CloseReason::new(CloseCode::TransportFailure, why)).await;
+        match connection.emit_with_timeout::<_, ()>(control::PING, &(), timeout).await {
+            Ok(()) | Err(peers_sdk::Error::Remote(_)) => {}
+            Err(err) => {
+                debug!(peer = %device, %err, why, "closing an unresponsive connection");
+                connection.close(CloseReason::new(CloseCode::TransportFailure, why)).await;
+            }
         }
     });
 }
