@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis_server::{PRESENCE_TTL, RedisServer, connect, pair, redis_config};
+use common::redis_server::{RedisServer, connect, pair, redis_config, start_instance};
 use common::*;
 use peers_signaling::{ClientEvent, ClientOptions, ErrorCode, Outcome, OutgoingSignal, SignalKind, SignalingClient};
 use serde_json::{Value, json};
@@ -126,23 +126,6 @@ async fn a_message_queued_through_one_instance_is_delivered_on_the_other_in_orde
     assert_eq!(direct.outcome, Outcome::Delivered);
     let got = incoming(&mut bob_in).await;
     assert_eq!((got.id, got.queued), (direct.id, false));
-}
-
-/// Starts the binary against `redis`.
-async fn start_instance(redis: &RedisServer) -> (tokio::process::Child, String) {
-    let ttl = PRESENCE_TTL.as_millis().to_string();
-    let url = redis.url();
-    start_binary(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--redis-url",
-        &url,
-        "--redis-key-prefix",
-        "test",
-        "--redis-presence-ttl-ms",
-        &ttl,
-    ])
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

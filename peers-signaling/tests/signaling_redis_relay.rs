@@ -9,11 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use common::redis_server::{RedisServer, connect, pair, redis_config};
+use common::redis_server::{RedisServer, connect, pair, redis_config, start_instance};
 use common::*;
-use peers_sdk::socket::SocketInfo;
 use peers_sdk::{BoxSocket, CloseCode, CloseReason, Socket, SocketState};
 use peers_signaling::{Error, RelaySocket, ServerConfig, SignalingClient, SignalingServer};
 
@@ -39,46 +37,10 @@ async fn cross_relay(configure: impl FnOnce(&mut ServerConfig)) -> CrossRelay {
     CrossRelay { a, b, one, two, clients: (alice, bob), redis }
 }
 
-/// A relay socket that keeps both instances, both clients and Redis alive.
-#[derive(Debug)]
-struct Held {
-    socket: Arc<RelaySocket>,
-    _keep: Arc<dyn std::any::Any + Send + Sync>,
-}
-
-impl std::fmt::Debug for CrossRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CrossRelay").finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl Socket for Held {
-    fn info(&self) -> &SocketInfo {
-        self.socket.info()
-    }
-    async fn send(&self, frame: Bytes) -> peers_sdk::Result<()> {
-        self.socket.send(frame).await
-    }
-    async fn recv(&self) -> peers_sdk::Result<Bytes> {
-        self.socket.recv().await
-    }
-    async fn close(&self, reason: CloseReason) {
-        self.socket.close(reason).await
-    }
-    fn state(&self) -> SocketState {
-        self.socket.state()
-    }
-    async fn closed(&self) -> CloseReason {
-        self.socket.closed().await
-    }
-}
-
 async fn conformance_pair() -> (BoxSocket, BoxSocket) {
     let relay = cross_relay(|_| {}).await;
     let (a, b) = (relay.a.clone(), relay.b.clone());
-    let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(relay);
-    (Box::new(Held { socket: a, _keep: keep.clone() }), Box::new(Held { socket: b, _keep: keep }))
+    held_pair(a, b, relay)
 }
 
 peers_sdk::socket_conformance_tests!(conformance_pair);
@@ -155,19 +117,7 @@ async fn shutting_down_one_instance_closes_the_relay_for_the_other_party() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_binary_of_one_party_closes_the_relay_for_the_other_promptly() {
     let redis = RedisServer::start().await;
-    let ttl = common::redis_server::PRESENCE_TTL.as_millis().to_string();
-    let url = redis.url();
-    let (mut binary, binary_url) = start_binary(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--redis-url",
-        &url,
-        "--redis-key-prefix",
-        "test",
-        "--redis-presence-ttl-ms",
-        &ttl,
-    ])
-    .await;
+    let (mut binary, binary_url) = start_instance(&redis).await;
     let two = server(redis_config(&redis)).await;
     let (_, alice) = connect(&binary_url, "alice").await;
     let (_, bob) = connect(&two.url().unwrap(), "bob").await;

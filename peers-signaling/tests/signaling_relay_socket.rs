@@ -7,42 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::*;
-use peers_sdk::socket::SocketInfo;
-use peers_sdk::{BoxSocket, CloseCode, CloseReason, Socket, SocketState};
+use peers_sdk::{BoxSocket, CloseCode, Socket};
 use peers_signaling::{Error, ErrorCode, RelaySocket, ServerConfig, SignalingClient, SignalingServer};
 use serde_json::json;
-
-/// A relay socket that keeps its server and both clients alive.
-#[derive(Debug)]
-struct Held {
-    socket: RelaySocket,
-    _keep: Arc<(SignalingServer, SignalingClient, SignalingClient)>,
-}
-
-#[async_trait]
-impl Socket for Held {
-    fn info(&self) -> &SocketInfo {
-        self.socket.info()
-    }
-    async fn send(&self, frame: Bytes) -> peers_sdk::Result<()> {
-        self.socket.send(frame).await
-    }
-    async fn recv(&self) -> peers_sdk::Result<Bytes> {
-        self.socket.recv().await
-    }
-    async fn close(&self, reason: CloseReason) {
-        self.socket.close(reason).await
-    }
-    fn state(&self) -> SocketState {
-        self.socket.state()
-    }
-    async fn closed(&self) -> CloseReason {
-        self.socket.closed().await
-    }
-}
 
 async fn relay_pair_on(
     config: ServerConfig,
@@ -56,8 +25,7 @@ async fn relay_pair_on(
 
 async fn pair() -> (BoxSocket, BoxSocket) {
     let (sa, sb, server, a, b) = relay_pair_on(ServerConfig::in_memory()).await;
-    let keep = Arc::new((server, a, b));
-    (Box::new(Held { socket: sa, _keep: keep.clone() }), Box::new(Held { socket: sb, _keep: keep }))
+    held_pair(Arc::new(sa), Arc::new(sb), (server, a, b))
 }
 
 peers_sdk::socket_conformance_tests!(pair);

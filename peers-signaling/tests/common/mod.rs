@@ -6,10 +6,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use peers_sdk::DeviceKeys;
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use peers_sdk::socket::SocketInfo;
+use peers_sdk::{BoxSocket, CloseReason, DeviceKeys, Socket, SocketState};
 use peers_signaling::protocol::{self, NONCE_LEN};
 use peers_signaling::{
-    ClientEvent, ClientOptions, IncomingSignal, Outcome, ServerConfig, SignalKind, SignalingClient, SignalingServer,
+    ClientEvent, ClientOptions, IncomingSignal, Outcome, RelaySocket, ServerConfig, SignalKind, SignalingClient,
+    SignalingServer,
 };
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
@@ -271,4 +278,40 @@ pub fn wrong_code(code: &str) -> String {
     let (slot, secret) = code.split_once('-').unwrap();
     let other = if secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
     format!("{slot}-{other}")
+}
+
+/// The two ends of a relay as the conformance suite's boxed pair; each keeps
+/// `keep` (the servers, clients and Redis behind the relay) alive while in use.
+pub fn held_pair(a: Arc<RelaySocket>, b: Arc<RelaySocket>, keep: impl Any + Send + Sync) -> (BoxSocket, BoxSocket) {
+    let keep: Arc<dyn Any + Send + Sync> = Arc::new(keep);
+    (Box::new(HeldRelay { socket: a, _keep: keep.clone() }), Box::new(HeldRelay { socket: b, _keep: keep }))
+}
+
+/// A relay socket that keeps what it needs alive.
+#[derive(Debug)]
+struct HeldRelay {
+    socket: Arc<RelaySocket>,
+    _keep: Arc<dyn Any + Send + Sync>,
+}
+
+#[async_trait]
+impl Socket for HeldRelay {
+    fn info(&self) -> &SocketInfo {
+        self.socket.info()
+    }
+    async fn send(&self, frame: Bytes) -> peers_sdk::Result<()> {
+        self.socket.send(frame).await
+    }
+    async fn recv(&self) -> peers_sdk::Result<Bytes> {
+        self.socket.recv().await
+    }
+    async fn close(&self, reason: CloseReason) {
+        self.socket.close(reason).await
+    }
+    fn state(&self) -> SocketState {
+        self.socket.state()
+    }
+    async fn closed(&self) -> CloseReason {
+        self.socket.closed().await
+    }
 }

@@ -111,3 +111,20 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// Starts the binary against `redis`.
+pub async fn start_instance(redis: &RedisServer) -> (tokio::process::Child, String) {
+    let ttl = PRESENCE_TTL.as_millis().to_string();
+    let url = redis.url();
+    super::start_binary(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--redis-url",
+        &url,
+        "--redis-key-prefix",
+        "test",
+        "--redis-presence-ttl-ms",
+        &ttl,
+    ])
+    .await
+}
