@@ -88,4 +88,4 @@ pub use error::{Error, Result};
 pub use ice::{IceConfig, IceServer, IceSettings};
 pub use protocol::{ErrorCode, Rejection, SignalKind};
 pub use ratelimit::RateLimits;
-pub use server::{ServerConfig, SignalingServer};
+pub use server::{ServerConfig, SignalingServer, detach_request_head};

@@ -121,11 +121,27 @@ async fn a_message_queued_through_one_instance_is_delivered_on_the_other_in_orde
         assert_eq!(event(&mut alice_events, outcome_event).await, (id.clone(), Outcome::Delivered));
     }
     assert_eq!(redis_queue_total(&redis).await, (0, 0));
-    // From now on messages go straight through, after the queued ones.
-    let direct = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({})).await.unwrap();
-    assert_eq!(direct.outcome, Outcome::Delivered);
-    let got = incoming(&mut bob_in).await;
-    assert_eq!((got.id, got.queued), (direct.id, false));
+    // Once the registration's drain has seen the queue empty, messages go
+    // straight through. Until then (its last look may come just after the
+    // outcomes above) a message still takes the queue, behind the others.
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let sent = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({})).await.unwrap();
+        let got = incoming(&mut bob_in).await;
+        assert_eq!(got.id, sent.id, "a later message overtook an earlier one");
+        match sent.outcome {
+            Outcome::Delivered => {
+                assert!(!got.queued);
+                break;
+            }
+            Outcome::Queued { .. } => {
+                assert!(got.queued);
+                assert_eq!(event(&mut alice_events, outcome_event).await, (sent.id, Outcome::Delivered));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "messages to an online device are still queued");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,6 +291,52 @@ async fn registering_on_another_instance_replaces_the_old_connection_and_rate_li
         assert!(accepted < 6, "a fresh budget: the rate limit is not shared");
     }
     assert!(accepted <= 3, "{accepted} accepted after the burst was spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_spreading_requests_over_instances_gets_one_budget() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.rate_limits.ip_per_second = 1;
+    config.rate_limits.ip_burst = 12;
+    let (one, two) = pair(config).await;
+    // Every client here comes from 127.0.0.1. Registering costs one request each.
+    let (bob_keys, _bob) = connect(&one.url().unwrap(), "bob").await;
+    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
+    let (_, carol) = connect(&two.url().unwrap(), "carol").await;
+    let bob = bob_keys.device_id();
+    let started = std::time::Instant::now();
+    // Alice, on instance one, spends what is left of the address's burst.
+    let mut spent = 0;
+    loop {
+        match alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome {
+            Outcome::Delivered => spent += 1,
+            Outcome::Rejected { reason } => {
+                assert_eq!(reason.code, ErrorCode::RateLimited);
+                assert!(reason.message.contains("this address"), "{}", reason.message);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(spent <= 12, "the address's burst of 12 did not hold");
+    }
+    // Carol, on instance two, has spent one request there: a budget of that
+    // instance's own would let about 11 more through. The shared one gives
+    // only what the rate (1/s) returned since.
+    let mut accepted = 0u64;
+    loop {
+        match carol.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome {
+            Outcome::Delivered => accepted += 1,
+            Outcome::Rejected { reason } => {
+                assert_eq!(reason.code, ErrorCode::RateLimited, "{reason:?}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(accepted < 11, "instance two gave the address a fresh budget");
+    }
+    let returned = started.elapsed().as_secs() + 1;
+    assert!(accepted <= returned, "{accepted} accepted on instance two, only {returned} returned by the rate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,3 +73,28 @@ async fn a_shared_session_expires_and_its_parties_are_told() {
     }
     assert_eq!(refusal(receiver.join_session(&created.code).await), ErrorCode::SessionExpired);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_guesses_from_one_address_count_on_every_instance() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.sessions.joins_per_minute_per_ip = 3;
+    let (one, two) = pair(config).await;
+    let (_, guesser_one) = connect(&one.url().unwrap(), "guesser-1").await;
+    let (_, guesser_two) = connect(&two.url().unwrap(), "guesser-2").await;
+    // No session exists: every guess is wrong. Two from this address on
+    // instance one, then two on instance two: each device and each instance
+    // saw at most two, but the address made four, over its three a minute.
+    for code in ["1111-AAAAAA", "2222-AAAAAA"] {
+        assert_eq!(refusal(guesser_one.join_session(code).await), ErrorCode::SessionNotFound);
+    }
+    assert_eq!(refusal(guesser_two.join_session("3333-AAAAAA").await), ErrorCode::SessionNotFound);
+    let refused = guesser_two.join_session("4444-AAAAAA").await;
+    match refused {
+        Err(peers_signaling::Error::Refused { rejection, .. }) => {
+            assert_eq!(rejection.code, ErrorCode::RateLimited);
+            assert!(rejection.message.contains("this address"), "{}", rejection.message);
+        }
+        other => panic!("the fourth guess from one address was not limited: {other:?}"),
+    }
+}

@@ -66,12 +66,16 @@ async fn the_byte_cap_closes_both_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_cap_and_the_relay_cap_hold() {
     let mut config = ServerConfig::in_memory();
-    config.relay.max_duration = Duration::from_millis(400);
+    // Long enough for the second pair's attempt below to fall inside the
+    // first relay's life even on a loaded machine.
+    config.relay.max_duration = Duration::from_millis(1500);
     config.relay.max_relays = 1;
-    let (sa, sb, server, _a, _b) = relay_pair_on(config).await;
+    let server = server(config).await;
+    let (a, b) = (client(&server, &keys("a")).await, client(&server, &keys("b")).await);
+    let (c, d) = (client(&server, &keys("c")).await, client(&server, &keys("d")).await);
+    let (sa, sb) = tokio::join!(a.open_relay(b.device_id(), PROMPT), b.open_relay(a.device_id(), PROMPT));
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
     // A second pair cannot open a relay while the first is open.
-    let c = client(&server, &keys("c")).await;
-    let d = client(&server, &keys("d")).await;
     let c_waits = c.open_relay(d.device_id(), PROMPT);
     let d_asks = async {
         tokio::time::sleep(Duration::from_millis(50)).await;

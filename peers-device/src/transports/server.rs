@@ -239,21 +239,22 @@ async fn supervise(
         *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         state.send_replace(LinkState::Registered);
         info!(%url, "registered with the signaling server");
-        let reason = loop {
+        // Why the registration ended, and whether a network change ended it.
+        let (reason, network_changed) = loop {
             let signal = tokio::select! {
-                reason = client.closed() => break reason,
+                reason = client.closed() => break (reason, false),
                 Ok(()) = network.changed() => {
                     match tokio::time::timeout(NETWORK_PROBE, client.ice_config()).await {
                         Ok(Ok(_)) => continue,
                         _ => {
                             let _ = tokio::time::timeout(NETWORK_PROBE, client.close()).await;
-                            break NETWORK_CHANGED.to_owned();
+                            break (NETWORK_CHANGED.to_owned(), true);
                         }
                     }
                 }
                 signal = incoming.recv() => match signal {
                     Some(signal) => signal,
-                    None => break "incoming signals ended".to_owned(),
+                    None => break ("incoming signals ended".to_owned(), false),
                 },
             };
             if signal.kind == SignalKind::Ready {
@@ -271,7 +272,6 @@ async fn supervise(
         warn!(%url, %reason, "signaling connection ended; registering again");
         // After a network change the old path is gone, not the server: the
         // same URL again, at once.
-        let network_changed = reason == NETWORK_CHANGED;
         state.send_replace(LinkState::Disconnected(reason));
         if network_changed {
             next -= 1;

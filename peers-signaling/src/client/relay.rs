@@ -32,7 +32,7 @@ use rust_socketio::Payload;
 use rust_socketio::asynchronous::Client;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::protocol::{RELAY_WINDOW_BYTES, RELAY_WINDOW_FRAMES, RelayClose, RelayCredit, RelayFrame, events};
 
@@ -101,8 +101,12 @@ impl RelayCore {
 
     /// A local close; the writer tells the peer.
     fn close_local(&self, reason: CloseReason) {
+        // Set before the state flips: the writer, on another thread, may see
+        // the close and look at this flag before `close` returns. (A flag left
+        // set by a close that lost the race to a quiet one at most sends the
+        // server a close for a relay it already ended, which it ignores.)
+        self.notify_peer.store(true, Ordering::Release);
         if self.state.close(CloseReason { by: ClosedBy::Local, ..reason }) {
-            self.notify_peer.store(true, Ordering::Release);
             self.wake_all();
         }
     }
@@ -260,8 +264,10 @@ async fn write(
             }
             Ok::<_, String>(())
         };
-        if let Ok(Err(err)) = tokio::time::timeout(CLOSE_TIMEOUT, notice).await {
-            debug!(relay = core.id, %err, "could not tell the peer the relay closed");
+        match tokio::time::timeout(CLOSE_TIMEOUT, notice).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => debug!(relay = core.id, %err, "could not tell the peer the relay closed"),
+            Err(_) => warn!(relay = core.id, "telling the peer the relay closed took over {CLOSE_TIMEOUT:?}; gave up"),
         }
     }
     on_end();

@@ -32,6 +32,7 @@
 //! message to one instance, which tells its sender.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -55,8 +56,9 @@ use super::{Shared, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, events};
 use crate::queue::QueuedMessage;
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;
+use crate::store::redis::Budget;
 use crate::store::redis::{NotifyOutcome, PubSubDriver, RedisState, SendOutcome};
 
 /// The socket.io adapter of Redis mode.
@@ -203,9 +205,52 @@ impl Cluster {
         }
     }
 
-    /// Checks one request against `device`'s rate budget in Redis.
-    pub(crate) async fn allow(&self, limits: &RateLimits, device: &DeviceId) -> Result<bool, Rejection> {
-        self.state.allow(now_ms(), device, limits.device_per_second, limits.device_burst).await.map_err(unavailable)
+    /// Counts one request against the budgets in Redis of `ip` and, once
+    /// registered, `device`, so a client spreading its requests over the
+    /// instances gets no more than on one; which budget had no room, if any.
+    pub(crate) async fn allow(
+        &self,
+        limits: &RateLimits,
+        device: Option<&DeviceId>,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<Limited>, Rejection> {
+        let mut budgets = Vec::with_capacity(2);
+        let mut whose = Vec::with_capacity(2);
+        if let Some(ip) = ip {
+            budgets.push(Budget::per_second(format!("ip:{ip}"), limits.ip_per_second, limits.ip_burst));
+            whose.push(Limited::Ip);
+        }
+        if let Some(device) = device {
+            budgets.push(Budget::per_second(format!("dev:{device}"), limits.device_per_second, limits.device_burst));
+            whose.push(Limited::Device);
+        }
+        self.check(&budgets, &whose).await
+    }
+
+    /// Counts one session join (a code guess) against the join budgets in
+    /// Redis of `ip` and `device`, shared by every instance.
+    pub(crate) async fn allow_join(
+        &self,
+        limits: &SessionLimits,
+        device: &DeviceId,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<Limited>, Rejection> {
+        let per_minute = limits.joins_per_minute_per_ip;
+        let mut budgets = vec![Budget::per_minute(format!("join-dev:{device}"), per_minute, per_minute)];
+        let mut whose = vec![Limited::Device];
+        if let Some(ip) = ip {
+            budgets.push(Budget::per_minute(format!("join-ip:{ip}"), per_minute, per_minute));
+            whose.push(Limited::Ip);
+        }
+        self.check(&budgets, &whose).await
+    }
+
+    async fn check(&self, budgets: &[Budget], whose: &[Limited]) -> Result<Option<Limited>, Rejection> {
+        if budgets.is_empty() {
+            return Ok(None);
+        }
+        let refused = self.state.allow(now_ms(), budgets).await.map_err(unavailable)?;
+        Ok(refused.and_then(|i| whose.get(i).copied()))
     }
 
     /// Tells `sender` what became of its message: at once if it is up

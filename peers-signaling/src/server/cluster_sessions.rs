@@ -99,6 +99,13 @@ pub(super) async fn request(
 ) -> Result<serde_json::Map<String, Json>, Rejection> {
     let device = conn.registered()?;
     let shared = &conn.shared;
+    // Code guesses count in Redis too, so spreading them over the instances
+    // gains nothing (the per-code lock lives in the shared session table).
+    if kind == Event::SessionJoin
+        && let Some(limited) = cluster.allow_join(&shared.config.sessions, &device, conn.ip()).await?
+    {
+        return Err(session_requests::too_many_joins(limited));
+    }
     cluster
         .with_sessions(&shared.config.sessions, |sessions| {
             session_requests::handle(sessions, &shared.limiters, conn.ip(), device, kind, payload)

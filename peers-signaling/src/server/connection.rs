@@ -247,17 +247,15 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.recv().await {
         let Some(conn) = conn.upgrade() else { return };
         let Some(cluster) = conn.shared.cluster.clone() else { return };
-        if let Some(device) = conn.device() {
-            match cluster.allow(&conn.shared.config.rate_limits, &device).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    job.replier.send(Err(rate_limited(Limited::Device)));
-                    continue;
-                }
-                Err(rejection) => {
-                    job.replier.send(Err(rejection));
-                    continue;
-                }
+        match cluster.allow(&conn.shared.config.rate_limits, conn.device().as_ref(), conn.ip).await {
+            Ok(None) => {}
+            Ok(Some(limited)) => {
+                job.replier.send(Err(rate_limited(limited)));
+                continue;
+            }
+            Err(rejection) => {
+                job.replier.send(Err(rejection));
+                continue;
             }
         }
         match job.kind {
@@ -277,7 +275,7 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn rate_limited(limited: Limited) -> Rejection {
+pub(super) fn rate_limited(limited: Limited) -> Rejection {
     let whose = match limited {
         Limited::Device => "this device",
         Limited::Ip => "this address",

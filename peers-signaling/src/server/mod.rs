@@ -50,14 +50,32 @@ pub(crate) fn now_ms() -> u64 {
 /// How often idle rate-limit keys and stale notices are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The WebSocket read buffer of each connection. engineioxide's default is
+/// 4 KiB per connection, held for the connection's life; signaling messages
+/// are about 1 KiB, and the buffer grows for a longer one.
+const WS_READ_BUFFER: usize = 1024;
+
 /// Copies a request's URI and header values into allocations of their own.
 ///
 /// engine.io keeps every connection's request head for the connection's life,
 /// and hyper parses the URI and header values as slices of its HTTP/1 read
 /// buffer (8–16 KiB), so without this each idle WebSocket connection would
 /// keep that whole buffer alive (the signaling load bench measured 16 KiB of
-/// its 30 KiB per idle device there).
-async fn detach_request_head(mut request: axum::extract::Request) -> axum::extract::Request {
+/// its 30 KiB per idle device there). [`SignalingServer::bind`] adds it; add it
+/// yourself when you [`attach`](SignalingServer::attach) to your own router:
+///
+/// ```
+/// # async fn build(config: peers_signaling::ServerConfig) -> peers_signaling::Result<()> {
+/// let (layer, io) = socketioxide::SocketIo::builder().build_layer();
+/// let server = peers_signaling::SignalingServer::attach(&io, config)?;
+/// let app = axum::Router::<()>::new()
+///     .layer(layer)
+///     .layer(axum::middleware::map_request(peers_signaling::detach_request_head));
+/// # let _ = (server, app);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn detach_request_head(mut request: axum::extract::Request) -> axum::extract::Request {
     for value in request.headers_mut().values_mut() {
         if let Ok(copy) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
             *value = copy;
@@ -211,6 +229,7 @@ impl SignalingServer {
             .ws_max_message_size(config.max_payload)
             .ws_max_frame_size(config.max_payload)
             .max_buffer_size(config.queue.per_device_messages.saturating_add(1024))
+            .ws_read_buffer_size(WS_READ_BUFFER)
     }
 
     /// Connects to Redis and registers the namespace on a `SocketIo` with the

@@ -93,6 +93,12 @@ fn create(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply
     ]))
 }
 
+/// A join refused for the join rate of `limited`.
+pub(super) fn too_many_joins(limited: Limited) -> Rejection {
+    let whose = if limited == Limited::Ip { "this address" } else { "this device" };
+    Rejection::new(ErrorCode::RateLimited, format!("too many session joins from {whose}"))
+}
+
 fn join(
     host: &mut impl SessionHost,
     limiters: &Limiters,
@@ -102,8 +108,7 @@ fn join(
 ) -> Reply {
     let request: SessionJoinRequest = parse("session-join", payload)?;
     if let Err(limited) = limiters.check_join(ip, &device) {
-        let whose = if limited == Limited::Ip { "this address" } else { "this device" };
-        return Err(Rejection::new(ErrorCode::RateLimited, format!("too many session joins from {whose}")));
+        return Err(too_many_joins(limited));
     }
     match host.sessions().join(now_ms(), &mut OsRng, device, &request.code) {
         Ok((session, token)) => {

@@ -18,7 +18,8 @@
 //! P:n:<dev>     list     outcome notices for <dev>
 //! P:nt          counter  notices kept overall
 //! P:nb          zset     <dev> scored by when its newest notice runs out
-//! P:rl:<dev>    string   GCRA state of <dev>'s request rate, expires
+//! P:rl:<what>   string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
+//!                        join-dev:<dev>, join-ip:<ip>), expires
 //! P:sessions    hash     transfer id -> session (JSON)
 //! P:sessions:lock string the holder of the sessions lock, expires
 //! P:rq:<dev>    zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
@@ -507,22 +508,38 @@ impl RedisState {
             .map_err(redis_error("sweep notices"))
     }
 
-    /// One request of `device`'s budget at `per_second` with `burst`; whether
-    /// it is allowed.
-    pub(crate) async fn allow(&self, now: u64, device: &DeviceId, per_second: u32, burst: u32) -> Result<bool> {
-        let interval = 1000.0 / f64::from(per_second.max(1));
-        let allowed: u64 = self
-            .scripts
-            .ratelimit
-            .prepare_invoke()
-            .arg(format!("{}:rl:{device}", self.prefix))
-            .arg(now)
-            .arg(interval)
-            .arg(burst.max(1))
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("rate limit"))?;
-        Ok(allowed == 1)
+    /// One request against each of `budgets` at once (see [`Budget`]): `None`
+    /// if every budget had room (and now counts it), otherwise the index of
+    /// the first one without room (and nothing counts).
+    pub(crate) async fn allow(&self, now: u64, budgets: &[Budget]) -> Result<Option<usize>> {
+        let mut invoke = self.scripts.ratelimit.prepare_invoke();
+        invoke.arg(now);
+        for budget in budgets {
+            invoke.arg(format!("{}:rl:{}", self.prefix, budget.key)).arg(budget.interval_ms).arg(budget.burst.max(1));
+        }
+        let refused: usize =
+            invoke.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("rate limit"))?;
+        Ok(refused.checked_sub(1))
+    }
+}
+
+/// A rate budget shared by every instance: requests one per `interval_ms` on
+/// average, with bursts of up to `burst`.
+#[derive(Clone, Debug)]
+pub(crate) struct Budget {
+    /// What it limits, for example `ip:192.0.2.1` (prefixed in Redis).
+    pub(crate) key: String,
+    pub(crate) interval_ms: f64,
+    pub(crate) burst: u32,
+}
+
+impl Budget {
+    pub(crate) fn per_second(key: String, per_second: u32, burst: u32) -> Budget {
+        Budget { key, interval_ms: 1000.0 / f64::from(per_second.max(1)), burst }
+    }
+
+    pub(crate) fn per_minute(key: String, per_minute: u32, burst: u32) -> Budget {
+        Budget { key, interval_ms: 60_000.0 / f64::from(per_minute.max(1)), burst }
     }
 }
 
