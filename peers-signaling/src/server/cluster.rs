@@ -312,7 +312,7 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
         }
         m::replaced();
     }
-    *lock(&conn.device) = Some(device);
+    conn.bind(device);
     conn.shared.hub().bind_local(device, conn.peer.clone());
     if let Some(socket) = conn.peer.socket.upgrade() {
         socket.join_room(room);

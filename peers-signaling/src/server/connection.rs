@@ -40,6 +40,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket as IoSocket};
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::hub::{AfterUnlock, Peer, PeerSocket, Relay};
@@ -109,6 +110,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         device: Mutex::new(None),
         jobs,
         watching: Mutex::new(HashSet::new()),
+        registration_timer: Mutex::new(None),
     });
     if let Some(rx) = queued_jobs {
         tokio::spawn(run_jobs(Arc::downgrade(&conn), rx));
@@ -138,7 +140,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
 
     let timeout = shared.config.registration_timeout;
     let weak = Arc::downgrade(&conn);
-    tokio::spawn(async move {
+    let timer = tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
         if let Some(conn) = weak.upgrade()
             && conn.device().is_none()
@@ -153,6 +155,8 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
             conn.peer.disconnect();
         }
     });
+    // Ended at registration, so an idle device does not keep a timer.
+    *lock(&conn.registration_timer) = Some(timer.abort_handle());
 }
 
 /// One connection's state, shared by its handlers.
@@ -168,6 +172,8 @@ pub(super) struct Connection {
     jobs: Option<mpsc::Sender<Job>>,
     /// Redis mode: the devices this connection watches (their rooms).
     pub(super) watching: Mutex<HashSet<DeviceId>>,
+    /// The task that disconnects the connection if it does not register in time.
+    registration_timer: Mutex<Option<AbortHandle>>,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -181,6 +187,14 @@ impl Connection {
 
     pub(super) fn device(&self) -> Option<DeviceId> {
         *lock(&self.device)
+    }
+
+    /// Binds the connection to `device` (its registration succeeded).
+    pub(super) fn bind(&self, device: DeviceId) {
+        *lock(&self.device) = Some(device);
+        if let Some(timer) = lock(&self.registration_timer).take() {
+            timer.abort();
+        }
     }
 
     pub(super) fn registered(&self) -> Result<DeviceId, Rejection> {
@@ -430,7 +444,7 @@ fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
     let mut after = AfterUnlock::default();
     {
         let mut hub = shared.hub();
-        *lock(&conn.device) = Some(device);
+        conn.bind(device);
         let reply = |queued: usize| replier.send(Ok(registered_reply(&device, queued)));
         let delivered = hub.register(now_ms(), device, conn.peer.clone(), reply, &mut after);
         info!(%device, peer = conn.peer.id, delivered, "device registered");
