@@ -10,8 +10,8 @@
 //!   so the caller can fall back to socket.io.
 //! - [`WebRtcSocket`] carries frames over one reliable, ordered data channel, with
 //!   backpressure on the channel's buffered amount, a close that carries its
-//!   reason, and the selected path as data ([`PathInfo`]: host, server-reflexive
-//!   or relayed, and the round-trip time).
+//!   reason, and the selected path as data (a [`peers_sdk::PathInfo`]: direct,
+//!   through a NAT or relayed, its ends, and the round-trip time).
 //! - Every socket is confidential (DTLS) and reports a channel binding of both
 //!   DTLS certificate fingerprints ([`BINDING_KIND`]), after checking that the
 //!   certificate the peer presented matches its SDP. The `Connection` handshake
@@ -61,7 +61,7 @@ mod socket;
 pub use config::{CandidateScope, IceServer, WebRtcConfig};
 pub use endpoint::WebRtcEndpoint;
 pub use error::{Error, Result, SignalRefusal};
-pub use peer::{ConnectionClass, PathInfo, PeerState};
+pub use peer::PeerState;
 pub use sdp::{format_fingerprint, sha256_fingerprint};
 pub use signal::{IceCandidate, SessionId, Signal, SignalKindName, SignalPayload};
 pub use signaling::{IncomingSignal, Signaling};

@@ -3,10 +3,12 @@
 //! certificate. The rest of the crate talks to the library only through here and
 //! `socket.rs`, so the library can change behind the `Socket`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use peers_sdk::socket::Locality;
+use peers_sdk::{PathInfo, PathKind};
 use sha2::{Digest, Sha256};
 use webrtc::api::APIBuilder;
 use webrtc::api::setting_engine::SettingEngine;
@@ -88,77 +90,38 @@ pub(crate) async fn remote_certificate_fingerprint(pc: &RTCPeerConnection) -> Re
     Ok(Sha256::digest(&certificate).into())
 }
 
-/// How a connection reaches the peer, from the selected ICE candidate pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ConnectionClass {
-    /// Both ends use host candidates: a direct path on the LAN (or loopback).
-    Host,
-    /// At least one end uses a server- or peer-reflexive candidate: direct through a
-    /// NAT.
-    ServerReflexive,
-    /// At least one end uses a relayed (TURN) candidate.
-    Relayed,
-}
-
-/// The selected path of a connection, as data.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PathInfo {
-    /// Direct, through NAT, or relayed.
-    pub class: ConnectionClass,
-    /// How close the peer's address is.
-    pub locality: Locality,
-    /// Our end of the selected pair, `ip:port`.
-    pub local_addr: String,
-    /// The peer's end of the selected pair, `ip:port`.
-    pub remote_addr: String,
-    /// The round-trip time measured over the data channel, when it was measured.
-    pub rtt: Option<Duration>,
-}
-
-impl PathInfo {
-    /// This path as [`peers_sdk::PathInfo`]: host pairs are direct, reflexive ones
-    /// go through a NAT, TURN ones are relayed.
-    pub fn to_sdk(&self) -> peers_sdk::PathInfo {
-        let kind = match self.class {
-            ConnectionClass::Host => peers_sdk::PathKind::Direct,
-            ConnectionClass::ServerReflexive => peers_sdk::PathKind::NatTraversal,
-            ConnectionClass::Relayed => peers_sdk::PathKind::Relayed,
-        };
-        let mut path = peers_sdk::PathInfo::new(kind);
-        path.rtt = self.rtt;
-        path.local = Some(self.local_addr.clone());
-        path.remote = Some(self.remote_addr.clone());
-        path
-    }
-}
-
-/// Reads the selected candidate pair; `None` before ICE selected one.
+/// Reads the selected candidate pair as a path; `None` before ICE selected one.
+/// Its ends are `ip:port`; it has no round-trip time yet.
 pub(crate) async fn selected_path(pc: &RTCPeerConnection) -> Option<PathInfo> {
     let pair = pc.sctp().transport().ice_transport().get_selected_candidate_pair().await?;
-    let locality_of = |address: &str| address.parse().map(Locality::of_ip).unwrap_or(Locality::Internet);
     // A peer-reflexive candidate is an address learned from a connectivity check
     // rather than from signaling; with trickle ICE that is often just a host
     // address whose candidate had not arrived yet. On a private or loopback address
     // it is direct; on a public one, a NAT mapping.
     let rank = |typ: RTCIceCandidateType, address: &str| match typ {
-        RTCIceCandidateType::Relay => ConnectionClass::Relayed,
-        RTCIceCandidateType::Srflx => ConnectionClass::ServerReflexive,
-        RTCIceCandidateType::Prflx if locality_of(address) == Locality::Internet => ConnectionClass::ServerReflexive,
-        _ => ConnectionClass::Host,
+        RTCIceCandidateType::Relay => 2,
+        RTCIceCandidateType::Srflx => 1,
+        RTCIceCandidateType::Prflx if locality_of(address) == Locality::Internet => 1,
+        _ => 0,
     };
-    let class = rank(pair.local.typ, &pair.local.address).max(rank(pair.remote.typ, &pair.remote.address));
-    let locality = locality_of(&pair.remote.address);
+    let kind = match rank(pair.local.typ, &pair.local.address).max(rank(pair.remote.typ, &pair.remote.address)) {
+        2 => PathKind::Relayed,
+        1 => PathKind::NatTraversal,
+        _ => PathKind::Direct,
+    };
     let addr = |address: &str, port: u16| {
         if address.contains(':') { format!("[{address}]:{port}") } else { format!("{address}:{port}") }
     };
-    Some(PathInfo {
-        class,
-        locality,
-        local_addr: addr(&pair.local.address, pair.local.port),
-        remote_addr: addr(&pair.remote.address, pair.remote.port),
-        rtt: None,
-    })
+    let mut path = PathInfo::new(kind);
+    path.local = Some(addr(&pair.local.address, pair.local.port));
+    path.remote = Some(addr(&pair.remote.address, pair.remote.port));
+    Some(path)
+}
+
+/// How close an address (an IP, or `ip:port` as in a [`PathInfo`]) is.
+pub(crate) fn locality_of(address: &str) -> Locality {
+    let ip = address.parse::<IpAddr>().or_else(|_| address.parse::<SocketAddr>().map(|a| a.ip()));
+    ip.map_or(Locality::Internet, Locality::of_ip)
 }
 
 /// The broad state of a connection attempt or connection.

@@ -22,7 +22,7 @@ use peers_sdk::socket::{
     ChannelBinding, CloseCode, CloseReason, ClosedBy, Locality, Socket, SocketInfo, SocketLifecycle, SocketState,
     TransportKind, TransportSecurity,
 };
-use peers_sdk::{DeviceId, Error as SdkError};
+use peers_sdk::{DeviceId, Error as SdkError, PathInfo};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -32,7 +32,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 
 use crate::config::WebRtcConfig;
 use crate::error::{Error, Result};
-use crate::peer::{self, PathInfo, PeerState};
+use crate::peer::{self, PeerState};
 use crate::sdp;
 
 /// The channel binding kind this transport reports: each side's SHA-256 DTLS
@@ -131,9 +131,9 @@ impl WebRtcSocket {
         };
         let info = SocketInfo {
             transport: TransportKind::WebRtc,
-            locality: path.as_ref().map_or(Locality::Internet, |p| p.locality),
-            local_addr: path.as_ref().map(|p| p.local_addr.clone()),
-            peer_addr: path.as_ref().map(|p| p.remote_addr.clone()),
+            locality: path.as_ref().and_then(|p| p.remote.as_deref()).map_or(Locality::Internet, peer::locality_of),
+            local_addr: path.as_ref().and_then(|p| p.local.clone()),
+            peer_addr: path.as_ref().and_then(|p| p.remote.clone()),
             max_frame_size,
             security: TransportSecurity {
                 confidential: true,
@@ -463,8 +463,8 @@ impl Socket for WebRtcSocket {
 
     /// The selected candidate pair as last read ([`WebRtcSocket::path`] reads it
     /// again), in the transport-neutral form the connection manager classifies.
-    fn path(&self) -> Option<peers_sdk::PathInfo> {
-        self.last_path().map(|path| path.to_sdk())
+    fn path(&self) -> Option<PathInfo> {
+        self.last_path()
     }
 }
 

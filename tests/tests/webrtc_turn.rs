@@ -5,11 +5,11 @@
 //! path as relayed.
 
 use peers_sdk::rpc::RemoteError;
-use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, TrustLevel};
+use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, PathKind, TrustLevel};
 use peers_signaling::{ServerConfig, SignalingServer};
 use peers_tests::turn::TurnServer;
 use peers_tests::webrtc::Device;
-use peers_transport_webrtc::{CandidateScope, ConnectionClass, WebRtcConfig};
+use peers_transport_webrtc::{CandidateScope, WebRtcConfig};
 
 const SECRET: &str = "turn-test-secret";
 
@@ -32,7 +32,7 @@ async fn relay_only_devices_connect_through_turn_with_signaling_credentials() {
     let (dialed, accepted) = (dialed.expect("dial through TURN"), accepted.expect("accept through TURN"));
     for socket in [&dialed, &accepted] {
         let path = socket.path().await.expect("a selected pair");
-        assert_eq!(path.class, ConnectionClass::Relayed, "{path:?}");
+        assert_eq!(path.kind, PathKind::Relayed, "{path:?}");
     }
     let (a, b) = tokio::join!(
         Connection::connect(Box::new(dialed), ConnectionConfig::new(alice.keys.clone(), trust), Some(bob.id())),
