@@ -14,6 +14,7 @@ mod hostile_tests;
 pub mod identity;
 pub mod rpc;
 pub mod socket;
+pub mod text;
 pub mod trust;
 
 pub use connection::{

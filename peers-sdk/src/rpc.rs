@@ -131,13 +131,7 @@ impl RemoteError {
     /// An error with `code` and `message`.
     pub fn new(code: RemoteErrorCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
-        if message.len() > Self::MAX_MESSAGE_LEN {
-            let mut cut = Self::MAX_MESSAGE_LEN;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        crate::text::truncate(&mut message, Self::MAX_MESSAGE_LEN);
         RemoteError { code, message }
     }
 

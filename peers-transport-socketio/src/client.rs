@@ -119,13 +119,9 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<SocketIoSocket
     let core =
         Core::new(format!("client {}", target.url), options.limits.max_frame_size, options.limits.window(), true);
 
-    let mut builder = callbacks(ClientBuilder::new(target.url.as_str()), &core)
-        .namespace(options.namespace.clone())
-        .transport_type(TransportType::Websocket)
-        .reconnect(true)
-        .reconnect_on_disconnect(false)
-        .max_reconnect_attempts(1)
-        .reconnect_delay(0, 0);
+    let ended = core.clone();
+    let builder = client_builder(target.url.as_str(), &options.namespace, move |why| ended.transport_closed(why));
+    let mut builder = callbacks(builder, &core);
     if !options.tls_root_certificates.is_empty() {
         builder = builder.tls_config(tls_connector(&options.tls_root_certificates)?);
     }
@@ -205,7 +201,6 @@ fn callbacks(builder: ClientBuilder, core: &Arc<Core>) -> ClientBuilder {
     let error_core = core.clone();
     let close_core = core.clone();
     let any_core = core.clone();
-    let reconnect_core = core.clone();
     builder
         .on(EVENT_BINARY, on(on_binary))
         .on(EVENT_TEXT, on(on_text))
@@ -228,9 +223,25 @@ fn callbacks(builder: ClientBuilder, core: &Arc<Core>) -> ClientBuilder {
             }
             done()
         })
+}
+
+/// A `rust_socketio` client builder for `url` set up the way every peers
+/// client uses one: `namespace`, WebSocket only, and no reconnection of its
+/// own (reconnecting is the layer above's job). The library reports a stream
+/// that simply ends only to its reconnect logic (see the module docs), so
+/// reconnection stays on with one attempt and no delay; `ended` runs then, with
+/// the message `"connection to the server ended"`, and the attempt gets an
+/// empty address, which fails before any I/O.
+pub fn client_builder(url: &str, namespace: &str, ended: impl Fn(&str) + Send + Sync + 'static) -> ClientBuilder {
+    ClientBuilder::new(url)
+        .namespace(namespace)
+        .transport_type(TransportType::Websocket)
+        .reconnect(true)
+        .reconnect_on_disconnect(false)
+        .max_reconnect_attempts(1)
+        .reconnect_delay(0, 0)
         .on_reconnect(move || -> Pin<Box<dyn Future<Output = ReconnectSettings> + Send>> {
-            // The stream ended without a socket.io disconnect (see the module docs).
-            reconnect_core.transport_closed("connection to the server ended");
+            ended("connection to the server ended");
             let mut settings = ReconnectSettings::new();
             settings.address("");
             Box::pin(std::future::ready(settings))

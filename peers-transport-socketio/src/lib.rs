@@ -76,7 +76,7 @@ mod tls;
 mod wire;
 
 pub use acceptor::SocketIoAcceptor;
-pub use client::{ClientOptions, connect};
+pub use client::{ClientOptions, client_builder, connect};
 pub use error::{Error, Result};
 pub use limits::FrameLimits;
 pub use locality::{InvalidLanRange, LanRange, classify};

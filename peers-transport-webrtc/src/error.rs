@@ -120,14 +120,7 @@ impl Error {
 /// Cuts a message to at most 256 bytes on a char boundary, so nothing a peer sends
 /// grows our errors without bound.
 pub(crate) fn bounded(mut text: String) -> String {
-    const MAX: usize = 256;
-    if text.len() > MAX {
-        let mut cut = MAX;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
+    peers_sdk::text::truncate(&mut text, 256);
     text
 }
 

@@ -245,13 +245,7 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), SignalRe
 
 /// Cuts a reason to [`MAX_REASON_LEN`] on a char boundary.
 pub(crate) fn cut(mut reason: String) -> String {
-    if reason.len() > MAX_REASON_LEN {
-        let mut end = MAX_REASON_LEN;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
+    peers_sdk::text::truncate(&mut reason, MAX_REASON_LEN);
     reason
 }
 

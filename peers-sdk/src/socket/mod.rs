@@ -172,13 +172,7 @@ impl CloseReason {
     /// A reason for a close made by this side.
     pub fn new(code: CloseCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
-        if message.len() > Self::MAX_MESSAGE_LEN {
-            let mut cut = Self::MAX_MESSAGE_LEN;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        crate::text::truncate(&mut message, Self::MAX_MESSAGE_LEN);
         CloseReason { code, message, by: ClosedBy::Local }
     }
 

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use peers_sdk::DeviceId;
-use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
+use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -51,7 +51,6 @@ pub(super) fn callbacks(builder: ClientBuilder, shared: &Arc<Shared>) -> ClientB
     };
     let error_shared = shared.clone();
     let close_shared = shared.clone();
-    let reconnect_shared = shared.clone();
     let relay_shared = shared.clone();
     builder
         .on(events::CHALLENGE, on(on_challenge))
@@ -106,12 +105,6 @@ pub(super) fn callbacks(builder: ClientBuilder, shared: &Arc<Shared>) -> ClientB
         .on(Event::Close, move |_: Payload, _: Client| -> Done {
             close_shared.close("the server disconnected");
             done()
-        })
-        .on_reconnect(move || -> Pin<Box<dyn Future<Output = ReconnectSettings> + Send>> {
-            reconnect_shared.close("connection to the server ended");
-            let mut settings = ReconnectSettings::new();
-            settings.address("");
-            Box::pin(std::future::ready(settings))
         })
 }
 

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use peers_sdk::{DeviceId, DeviceKeys};
 use rand_core::{OsRng, RngCore};
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Payload, TransportType};
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::Client;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
@@ -320,13 +320,11 @@ impl SignalingClient {
             relays: Mutex::new(HashMap::new()),
             relay_waiters: Mutex::new(HashMap::new()),
         });
-        let builder = callbacks::callbacks(ClientBuilder::new(parsed.as_str()), &shared)
-            .namespace(options.namespace.clone())
-            .transport_type(TransportType::Websocket)
-            .reconnect(true)
-            .reconnect_on_disconnect(false)
-            .max_reconnect_attempts(1)
-            .reconnect_delay(0, 0);
+        let ended = shared.clone();
+        let builder = peers_transport_socketio::client_builder(parsed.as_str(), &options.namespace, move |why| {
+            ended.close(why);
+        });
+        let builder = callbacks::callbacks(builder, &shared);
         let connect_error = |detail: String| Error::Connect { url: url.to_owned(), detail };
         let timeout = options.connect_timeout;
         let client = match tokio::time::timeout(timeout, builder.connect()).await {

@@ -299,7 +299,7 @@ impl Rejection {
     /// A rejection; the message is cut to [`Self::MAX_MESSAGE_LEN`].
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let mut message = message.into();
-        truncate(&mut message, Self::MAX_MESSAGE_LEN);
+        peers_sdk::text::truncate(&mut message, Self::MAX_MESSAGE_LEN);
         Rejection { code, message }
     }
 }
@@ -312,20 +312,10 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-}
-
 /// A short, printable excerpt of untrusted text for error messages.
 pub(crate) fn clip(text: &str) -> String {
     let mut text = text.to_owned();
-    truncate(&mut text, 64);
+    peers_sdk::text::truncate(&mut text, 64);
     text
 }
 
