@@ -58,8 +58,7 @@ use crate::protocol::{ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice,
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;
-use crate::store::redis::Budget;
-use crate::store::redis::{NotifyOutcome, PubSubDriver, RedisState, SendOutcome};
+use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisState, SendOutcome};
 
 /// The socket.io adapter of Redis mode.
 pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;
