@@ -60,6 +60,11 @@ enum Mode {
         /// Also measure our server with its in-memory store.
         #[arg(long)]
         memory_row: bool,
+        /// Also measure our server with the Redis store, against the Redis at
+        /// this URL (for example `redis-server --port 6390 --save ''` and
+        /// `redis://127.0.0.1:6390`). Redis's own memory is not counted.
+        #[arg(long, value_name = "URL")]
+        redis_row: Option<String>,
         /// Skip the PeerJS baseline (print the stated figures instead).
         #[arg(long)]
         no_peerjs: bool,
@@ -102,16 +107,17 @@ async fn main() -> anyhow::Result<()> {
         rate: 2_000,
         seconds: 30,
         memory_row: false,
+        redis_row: None,
         no_peerjs: false,
         node: PathBuf::from("node"),
     }) {
-        Mode::P6 { devices, rate, seconds, memory_row, no_peerjs, node } => {
+        Mode::P6 { devices, rate, seconds, memory_row, redis_row, no_peerjs, node } => {
             let mut config = SteadyConfig::default();
             config.devices = devices;
             config.rate = rate;
             config.duration = Duration::from_secs(seconds);
             config.spread = devices.div_ceil(100).clamp(1, peers_signaling::load::MAX_SOURCE_ADDRESSES);
-            p6(&server_bin, &config, memory_row, (!no_peerjs).then_some(node)).await
+            p6(&server_bin, &config, memory_row, redis_row, (!no_peerjs).then_some(node)).await
         }
         Mode::Churn { devices, seconds, rate, ttl, queue_per_device } => {
             let mut config = ChurnConfig::default();
@@ -146,6 +152,7 @@ async fn p6(
     bin: &std::path::Path,
     config: &SteadyConfig,
     memory_row: bool,
+    redis_row: Option<String>,
     node: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     check_fd_limit(config.devices)?;
@@ -155,6 +162,9 @@ async fn p6(
     let mut stores = vec![("peers-signaling, SQLite store", ServerStore::Sqlite(data.path().to_path_buf()))];
     if memory_row {
         stores.push(("peers-signaling, memory store", ServerStore::Memory));
+    }
+    if let Some(url) = redis_row {
+        stores.push(("peers-signaling, Redis store", ServerStore::Redis(url)));
     }
     let namespace = peers_signaling::protocol::DEFAULT_NAMESPACE.to_owned();
     for (label, store) in stores {

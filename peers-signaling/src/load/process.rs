@@ -21,6 +21,10 @@ pub enum ServerStore {
     Sqlite(PathBuf),
     /// In memory only.
     Memory,
+    /// In the Redis at this URL (`redis://host:port`), under its own key
+    /// prefix. The Redis server's memory is its own, not the signaling
+    /// server's.
+    Redis(String),
 }
 
 /// A server running in a child process; killed when dropped.
@@ -41,6 +45,12 @@ impl ServerProcess {
         match store {
             ServerStore::Sqlite(dir) => args.extend(["--data-dir".to_owned(), dir.display().to_string()]),
             ServerStore::Memory => args.extend(["--memory".to_owned(), "true".to_owned()]),
+            ServerStore::Redis(url) => args.extend([
+                "--redis-url".to_owned(),
+                url.clone(),
+                "--redis-key-prefix".to_owned(),
+                format!("load-{}", std::process::id()),
+            ]),
         }
         args.extend(extra.iter().cloned());
         let mut command = raised_fd_limit(bin, &args);
