@@ -213,17 +213,13 @@ impl Cluster {
         device: Option<&DeviceId>,
         ip: Option<IpAddr>,
     ) -> Result<Option<Limited>, Rejection> {
-        let mut budgets = Vec::with_capacity(2);
-        let mut whose = Vec::with_capacity(2);
-        if let Some(ip) = ip {
-            budgets.push(Budget::per_second(format!("ip:{ip}"), limits.ip_per_second, limits.ip_burst));
-            whose.push(Limited::Ip);
-        }
-        if let Some(device) = device {
-            budgets.push(Budget::per_second(format!("dev:{device}"), limits.device_per_second, limits.device_burst));
-            whose.push(Limited::Device);
-        }
-        self.check(&budgets, &whose).await
+        let ip =
+            ip.map(|ip| (Budget::per_second(format!("ip:{ip}"), limits.ip_per_second, limits.ip_burst), Limited::Ip));
+        let device = device.map(|device| {
+            let budget = Budget::per_second(format!("dev:{device}"), limits.device_per_second, limits.device_burst);
+            (budget, Limited::Device)
+        });
+        self.check(&[ip, device]).await
     }
 
     /// Counts one session join (a code guess) against the join budgets in
@@ -235,21 +231,20 @@ impl Cluster {
         ip: Option<IpAddr>,
     ) -> Result<Option<Limited>, Rejection> {
         let per_minute = limits.joins_per_minute_per_ip;
-        let mut budgets = vec![Budget::per_minute(format!("join-dev:{device}"), per_minute, per_minute)];
-        let mut whose = vec![Limited::Device];
-        if let Some(ip) = ip {
-            budgets.push(Budget::per_minute(format!("join-ip:{ip}"), per_minute, per_minute));
-            whose.push(Limited::Ip);
-        }
-        self.check(&budgets, &whose).await
+        let device = (Budget::per_minute(format!("join-dev:{device}"), per_minute, per_minute), Limited::Device);
+        let ip = ip.map(|ip| (Budget::per_minute(format!("join-ip:{ip}"), per_minute, per_minute), Limited::Ip));
+        self.check(&[Some(device), ip]).await
     }
 
-    async fn check(&self, budgets: &[Budget], whose: &[Limited]) -> Result<Option<Limited>, Rejection> {
+    /// Counts one request against each budget present; which one had no room.
+    async fn check(&self, budgets: &[Option<(Budget, Limited)>]) -> Result<Option<Limited>, Rejection> {
+        let budgets: Vec<&(Budget, Limited)> = budgets.iter().flatten().collect();
         if budgets.is_empty() {
             return Ok(None);
         }
-        let refused = self.state.allow(now_ms(), budgets).await.map_err(unavailable)?;
-        Ok(refused.and_then(|i| whose.get(i).copied()))
+        let refused =
+            self.state.allow(now_ms(), budgets.iter().map(|(budget, _)| budget)).await.map_err(unavailable)?;
+        Ok(refused.and_then(|i| budgets.get(i).map(|(_, whose)| *whose)))
     }
 
     /// Tells `sender` what became of its message: at once if it is up

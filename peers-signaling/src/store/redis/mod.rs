@@ -511,7 +511,11 @@ impl RedisState {
     /// One request against each of `budgets` at once (see [`Budget`]): `None`
     /// if every budget had room (and now counts it), otherwise the index of
     /// the first one without room (and nothing counts).
-    pub(crate) async fn allow(&self, now: u64, budgets: &[Budget]) -> Result<Option<usize>> {
+    pub(crate) async fn allow<'a>(
+        &self,
+        now: u64,
+        budgets: impl IntoIterator<Item = &'a Budget>,
+    ) -> Result<Option<usize>> {
         let mut invoke = self.scripts.ratelimit.prepare_invoke();
         invoke.arg(now);
         for budget in budgets {
