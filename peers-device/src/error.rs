@@ -80,6 +80,9 @@ pub enum Error {
     /// A device message could not be sent or was refused.
     #[error(transparent)]
     DeviceMessage(#[from] crate::device_message::Refusal),
+    /// A transfer or pairing by code failed (see [`crate::transfer::TransferError`]).
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
     /// The manager was shut down.
     #[error("the connection manager is shut down")]
     ShutDown,

@@ -23,6 +23,7 @@ mod group;
 pub mod manager;
 pub mod netmon;
 pub mod sync;
+pub mod transfer;
 pub mod transports;
 mod util;
 

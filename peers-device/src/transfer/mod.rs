@@ -1,0 +1,78 @@
+//! Send and pair by code: the sans-IO parts.
+//!
+//! A person sends files to someone, or pairs two devices, with a short code such as
+//! `7-maple-orbit` ([`TransferCode`]). The number finds a signaling session; the words
+//! are the password of a PAKE ([`pake`], SPAKE2) run between the two devices through
+//! the signaling server, which confirms each side's device key before anything else
+//! moves, so the server cannot put itself in the middle, and a wrong guess burns the
+//! session. Then the files move over an ordinary authenticated `Connection`, checked
+//! chunk by chunk against the [`Manifest`]'s BLAKE3 hashes, and resume from the last
+//! verified chunk ([`progress`]).
+//!
+//! This module holds the parts without I/O: codes, the PAKE states, the manifest with
+//! its validation and path rules, and the sender's and receiver's positions; plus
+//! [`scan`], which builds a manifest from disk. It does not open connections.
+//!
+//! ```
+//! use peers_device::transfer::{Cursor, Manifest, Reception, Sending};
+//!
+//! let manifest = Manifest { chunk_size: 1 << 20, entries: vec![] };
+//! let reception = Reception::new(manifest.clone(), Cursor::START)?;
+//! let mut sending = Sending::new(manifest, reception.resume_point())?;
+//! assert!(sending.next_chunk().is_none() && reception.is_complete());
+//! # Ok::<(), peers_device::transfer::TransferError>(())
+//! ```
+
+pub mod code;
+pub mod manifest;
+pub mod pake;
+pub mod progress;
+pub mod scan;
+
+pub use code::TransferCode;
+pub use manifest::{Entry, EntryKind, Manifest};
+pub use progress::{ChunkRef, Cursor, Reception, Sending};
+
+/// Why a code, a PAKE, a manifest or a chunk was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The text is not a transfer code.
+    #[error("bad code: {0}")]
+    BadCode(String),
+    /// The PAKE's confirmation failed: the other side typed a different code, or
+    /// someone guessed. The session is burnt.
+    #[error("the code did not match on both sides (mistyped, or someone guessed it); start again with a new code")]
+    WrongCode,
+    /// The peer broke the transfer protocol.
+    #[error("transfer protocol: {0}")]
+    Protocol(String),
+    /// A manifest breaks a bound or a rule.
+    #[error("bad manifest: {0}")]
+    BadManifest(String),
+    /// A name that could leave the target directory, or that cannot be used here.
+    #[error("unsafe path {path:?}: {reason}")]
+    UnsafePath {
+        /// The name (cut to 300 bytes).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A chunk's bytes do not match the manifest (the sender's file changed, or the
+    /// bytes were tampered with); nothing of it is written.
+    #[error("chunk {chunk} of entry {entry} does not match the manifest")]
+    ChunkMismatch {
+        /// The entry index.
+        entry: usize,
+        /// The chunk index within the file.
+        chunk: u32,
+    },
+    /// Reading or writing local files failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// What was being done, and to which path.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
