@@ -245,7 +245,7 @@ mod hash_list {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
         let bytes: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
-        if bytes.len() % 32 != 0 {
+        if !bytes.len().is_multiple_of(32) {
             return Err(serde::de::Error::custom("chunk hashes are not a multiple of 32 bytes"));
         }
         Ok(bytes.chunks_exact(32).filter_map(|c| Hash::try_from(c).ok()).collect())

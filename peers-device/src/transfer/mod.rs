@@ -9,9 +9,11 @@
 //! chunk by chunk against the [`Manifest`]'s BLAKE3 hashes, and resume from the last
 //! verified chunk ([`progress`]).
 //!
-//! This module holds the parts without I/O: codes, the PAKE states, the manifest with
-//! its validation and path rules, and the sender's and receiver's positions; plus
-//! [`scan`], which builds a manifest from disk. It does not open connections.
+//! The parts without I/O: codes, the PAKE states, the manifest with its validation and
+//! path rules, and the sender's and receiver's positions. Around them: [`scan`], which
+//! builds a manifest from disk, and [`exchange`], which moves a transfer over a
+//! `Connection` that is already authenticated ([`send`], [`expose_receiver`]). This
+//! module does not open connections or sessions.
 //!
 //! ```
 //! use peers_device::transfer::{Cursor, Manifest, Reception, Sending};
@@ -24,12 +26,14 @@
 //! ```
 
 pub mod code;
+pub mod exchange;
 pub mod manifest;
 pub mod pake;
 pub mod progress;
 pub mod scan;
 
 pub use code::TransferCode;
+pub use exchange::{ReceiveHandle, ReceiveOptions, Received, TransferProgress, expose_receiver, send};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
 
@@ -67,6 +71,20 @@ pub enum TransferError {
         /// The chunk index within the file.
         chunk: u32,
     },
+    /// The receiver said no.
+    #[error("the receiver declined: {0}")]
+    Declined(String),
+    /// The target's file system lacks room for the rest of the transfer.
+    #[error("not enough disk space: {needed} bytes needed, {available} available")]
+    NoSpace {
+        /// Bytes still to come.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
+    /// A file being sent changed since it was scanned; the receiver would refuse it.
+    #[error("{0} changed while it was being sent")]
+    SourceChanged(String),
     /// Reading or writing local files failed.
     #[error("cannot {what}: {source}")]
     Io {

@@ -1,0 +1,467 @@
+//! Moving a transfer over an authenticated `Connection`.
+//!
+//! ```text
+//!  sender                                                receiver
+//!   call "peers:transfer:offer"  Offer{manifest}  ──▶    validate; ask (names, total size);
+//!                                                        check free space; find earlier partial data
+//!                       ◀── Answer::Accept{from: Cursor} | Answer::Decline{reason}
+//!   stream "peers:transfer:data"  DataHeader{digest, from}
+//!     the chunks' bytes from `from`, in order     ──▶    each chunk checked against its hash, then
+//!                                                        written to the staging directory, position saved
+//!   finish()                                      ◀──    Ok once every chunk is verified, synced and the
+//!                                                        entries are moved into place
+//! ```
+//!
+//! The receiver writes into a hidden staging directory in the target directory,
+//! `.peers-transfer-<digest>`, with a `resume` file holding the position after the last
+//! verified chunk. A later offer of the same manifest (same digest) resumes there, so
+//! verified bytes are not sent again. Only a complete, verified transfer is moved into
+//! place, each top-level entry under a free name (`name (1).ext`) so nothing existing
+//! is replaced. A chunk that does not match fails the transfer and leaves the staging
+//! directory as it was.
+
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use peers_sdk::Connection;
+use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::TransferError;
+use super::manifest::{EntryKind, Hash, Manifest};
+use super::progress::{ChunkRef, Cursor, Reception, Sending};
+use super::scan::{Scanned, read_full};
+use crate::{Error, Result};
+
+/// The offer call's name.
+pub const OFFER_METHOD: &str = "peers:transfer:offer";
+/// The data stream's name.
+pub const DATA_STREAM: &str = "peers:transfer:data";
+/// How long a sender waits for the receiving person to answer an offer.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The sender's offer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Offer {
+    /// What would be sent.
+    pub manifest: Manifest,
+}
+
+/// The receiver's answer to an [`Offer`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    /// Send the chunks from `from` on (the start, or where an earlier attempt stopped).
+    Accept {
+        /// The first chunk the receiver does not have.
+        from: Cursor,
+    },
+    /// Do not send.
+    Decline {
+        /// Why, for the sending person.
+        reason: String,
+    },
+}
+
+/// The data stream's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataHeader {
+    /// The accepted manifest's digest.
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+    /// The first chunk on the stream.
+    pub from: Cursor,
+}
+
+/// How far a transfer has got, for a progress bar; both sides report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferProgress {
+    /// Bytes verified (receiver) or handed to the connection (sender), including
+    /// bytes a resumed transfer did not need to send again.
+    pub bytes_done: u64,
+    /// Bytes of file content in the transfer.
+    pub bytes_total: u64,
+    /// Bytes this attempt skipped because the receiver had them already.
+    pub bytes_resumed: u64,
+}
+
+/// Sends `scanned` over `conn` to a receiver that called [`expose_receiver`], reporting
+/// progress in `progress`. Returns when the receiver has verified and stored
+/// everything.
+pub async fn send(
+    conn: &Connection,
+    scanned: &Scanned,
+    answer_timeout: Duration,
+    progress: &watch::Sender<TransferProgress>,
+) -> Result<()> {
+    let offer = Offer { manifest: scanned.manifest.clone() };
+    let answer: Answer = conn.emit_with_timeout(OFFER_METHOD, &offer, answer_timeout).await?;
+    let from = match answer {
+        Answer::Accept { from } => from,
+        Answer::Decline { reason } => return Err(TransferError::Declined(reason).into()),
+    };
+    let mut sending = Sending::new(scanned.manifest.clone(), from)?;
+    let resumed = sending.sent_bytes();
+    let total = scanned.manifest.total_size();
+    progress.send_replace(TransferProgress { bytes_done: resumed, bytes_total: total, bytes_resumed: resumed });
+    let header = DataHeader { digest: scanned.manifest.digest().to_vec(), from };
+    let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
+    let mut reader = SourceReader::default();
+    while let Some(chunk) = sending.next_chunk() {
+        let source = scanned
+            .sources
+            .get(chunk.entry)
+            .ok_or_else(|| TransferError::Protocol("a chunk of an entry without a source".into()))?
+            .clone();
+        let (back, bytes) = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let bytes = reader.read(&source, &chunk);
+            (reader, bytes)
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))?;
+        reader = back;
+        writer.write(&bytes?).await?;
+        progress.send_modify(|p| p.bytes_done = sending.sent_bytes());
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// The sender's open file, kept from one chunk to the next.
+#[derive(Default)]
+struct SourceReader {
+    open: Option<(usize, File)>,
+}
+
+impl SourceReader {
+    /// Reads `chunk` from `path` and checks it against the manifest.
+    fn read(&mut self, path: &Path, chunk: &ChunkRef) -> std::result::Result<Vec<u8>, TransferError> {
+        let io = |e| TransferError::Io { what: format!("read {}", path.display()), source: e };
+        if self.open.as_ref().is_none_or(|(entry, _)| *entry != chunk.entry) {
+            self.open = Some((chunk.entry, File::open(path).map_err(io)?));
+        }
+        let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
+        file.seek(SeekFrom::Start(chunk.offset)).map_err(io)?;
+        let mut bytes = vec![0u8; chunk.len as usize];
+        let n = read_full(file, &mut bytes).map_err(io)?;
+        bytes.truncate(n);
+        chunk.check(&bytes).map_err(|_| TransferError::SourceChanged(path.display().to_string()))?;
+        Ok(bytes)
+    }
+}
+
+/// What the receiving side decides about an offer (ask the person, or accept).
+pub type Decide = Arc<dyn Fn(&Manifest) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// How a receiver treats offers.
+#[derive(Clone)]
+pub struct ReceiveOptions {
+    /// Where the entries go; created if missing.
+    pub out_dir: PathBuf,
+    /// Asked once per offer, after validation and the space check.
+    pub decide: Decide,
+}
+
+impl std::fmt::Debug for ReceiveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiveOptions").field("out_dir", &self.out_dir).finish_non_exhaustive()
+    }
+}
+
+/// What a finished transfer produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The top-level entries as stored, relative to the target directory (renamed
+    /// where the name was taken).
+    pub stored: Vec<String>,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+/// The receiving side's progress and outcome.
+#[derive(Debug)]
+pub struct ReceiveHandle {
+    /// Progress, updated per verified chunk.
+    pub progress: watch::Receiver<TransferProgress>,
+    /// The outcome: `None` until the transfer ends.
+    pub outcome: watch::Receiver<Option<std::result::Result<Received, String>>>,
+}
+
+impl ReceiveHandle {
+    /// Waits for the transfer to end.
+    pub async fn finished(&mut self) -> std::result::Result<Received, String> {
+        match self.outcome.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or_else(|| Err("no outcome".into())),
+            Err(_) => Err("the receiver stopped".into()),
+        }
+    }
+}
+
+/// One offer's state on the receiving side.
+enum Phase {
+    /// No offer accepted yet.
+    Waiting,
+    /// An offer accepted; the data stream has not started.
+    Accepted(Box<Staging>),
+    /// The data stream is running, or the transfer ended.
+    Taken,
+}
+
+/// Registers the transfer handlers on `conn`: offers are validated, decided and
+/// answered; the data is checked and stored under `options.out_dir`.
+pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> ReceiveHandle {
+    let (progress_tx, progress) = watch::channel(TransferProgress::default());
+    let (outcome_tx, outcome) = watch::channel(None);
+    let phase = Arc::new(Mutex::new(Phase::Waiting));
+    let offer_phase = phase.clone();
+    let progress_tx = Arc::new(progress_tx);
+    let offer_progress = progress_tx.clone();
+    conn.expose_rpc(OFFER_METHOD, move |offer: Offer| {
+        let (phase, options, progress) = (offer_phase.clone(), options.clone(), offer_progress.clone());
+        async move {
+            let (answer, staging) = answer_offer(offer.manifest, &options).await.map_err(RemoteError::handler)?;
+            if let Some(staging) = staging {
+                let done = staging.reception.verified_bytes();
+                progress.send_replace(TransferProgress {
+                    bytes_done: done,
+                    bytes_total: staging.reception.manifest().total_size(),
+                    bytes_resumed: done,
+                });
+                *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Accepted(Box::new(staging));
+            }
+            Ok(answer)
+        }
+    });
+    let outcome_tx = Arc::new(outcome_tx);
+    conn.expose_stream(DATA_STREAM, move |header: DataHeader, mut reader| {
+        let (phase, progress, outcome) = (phase.clone(), progress_tx.clone(), outcome_tx.clone());
+        async move {
+            let taken = std::mem::replace(&mut *phase.lock().unwrap_or_else(|e| e.into_inner()), Phase::Taken);
+            let Phase::Accepted(staging) = taken else {
+                return Err(RemoteError::new(RemoteErrorCode::BadArguments, "no accepted offer for this data"));
+            };
+            // Closing the connection cancels this handler: the guard still reports it.
+            let guard = OutcomeGuard(outcome);
+            let result = receive_data(*staging, &header, &mut reader, &progress).await;
+            guard.0.send_replace(Some(result.clone()));
+            result.map(|_| ()).map_err(RemoteError::handler)
+        }
+    });
+    ReceiveHandle { progress, outcome }
+}
+
+/// Sets an "interrupted" outcome if the data handler ends without one.
+struct OutcomeGuard(Arc<watch::Sender<Option<std::result::Result<Received, String>>>>);
+
+impl Drop for OutcomeGuard {
+    fn drop(&mut self) {
+        self.0.send_if_modified(|outcome| {
+            let unset = outcome.is_none();
+            if unset {
+                *outcome = Some(Err("the transfer was interrupted (the connection closed)".into()));
+            }
+            unset
+        });
+    }
+}
+
+/// Validates and decides an offer; on acceptance, prepares its staging directory.
+async fn answer_offer(manifest: Manifest, options: &ReceiveOptions) -> Result<(Answer, Option<Staging>)> {
+    manifest.validate()?;
+    if !(options.decide)(&manifest).await {
+        return Ok((Answer::Decline { reason: "the receiver declined".into() }, None));
+    }
+    let out_dir = options.out_dir.clone();
+    let staging = tokio::task::spawn_blocking(move || Staging::open(&out_dir, manifest))
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))??;
+    Ok((Answer::Accept { from: staging.reception.resume_point() }, Some(staging)))
+}
+
+/// Reads the data stream into the staging directory, then moves the entries into place.
+async fn receive_data(
+    mut staging: Staging,
+    header: &DataHeader,
+    reader: &mut peers_sdk::StreamReader,
+    progress: &watch::Sender<TransferProgress>,
+) -> std::result::Result<Received, String> {
+    if header.digest != staging.reception.manifest().digest() || header.from != staging.reception.resume_point() {
+        return Err("the data does not start where the offer was accepted".into());
+    }
+    let mut pending = BytesMut::new();
+    while let Some(expected) = staging.reception.expected().copied() {
+        while (pending.len() as u64) < expected.len {
+            match reader.next().await.map_err(|e| e.to_string())? {
+                Some(piece) => pending.extend_from_slice(&piece),
+                None => return Err(format!("the stream ended before chunk {:?}", expected.at)),
+            }
+        }
+        let chunk = pending.split_to(expected.len as usize);
+        staging.reception.accept(expected.at, &chunk).map_err(|e| e.to_string())?;
+        staging = tokio::task::spawn_blocking(move || staging.write(&expected, &chunk).map(|()| staging))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        progress.send_modify(|p| p.bytes_done = staging.reception.verified_bytes());
+    }
+    if !pending.is_empty() || reader.next().await.map_err(|e| e.to_string())?.is_some() {
+        return Err("bytes after the last chunk".into());
+    }
+    tokio::task::spawn_blocking(move || staging.finish()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+}
+
+/// The receiver's staging directory for one manifest.
+struct Staging {
+    out_dir: PathBuf,
+    dir: PathBuf,
+    reception: Reception,
+    open: Option<(usize, File)>,
+}
+
+impl Staging {
+    /// The staging directory's name for a manifest digest.
+    fn dir_name(digest: &Hash) -> String {
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        format!(".peers-transfer-{hex}")
+    }
+
+    /// Opens (or creates) the staging directory of `manifest` under `out_dir`, with
+    /// its directories and empty files, resuming from its saved position; checks that
+    /// the disk has room for the rest.
+    fn open(out_dir: &Path, manifest: Manifest) -> Result<Self> {
+        let io = |what: String| move |source| TransferError::Io { what, source };
+        let dir = out_dir.join(Self::dir_name(&manifest.digest()));
+        fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let resume_file = dir.join("resume");
+        let from = match fs::read(&resume_file) {
+            Ok(bytes) => decode_cursor(&bytes).unwrap_or(Cursor::START),
+            Err(_) => Cursor::START,
+        };
+        // A saved position that does not fit the manifest (a damaged file) starts over.
+        let reception = match Reception::new(manifest.clone(), from) {
+            Ok(reception) => reception,
+            Err(_) => Reception::new(manifest, Cursor::START)?,
+        };
+        let needed = reception.manifest().total_size().saturating_sub(reception.verified_bytes());
+        if let Some(available) = available_space(&dir)
+            && available < needed
+        {
+            return Err(TransferError::NoSpace { needed, available }.into());
+        }
+        for entry in &reception.manifest().entries {
+            let path = dir.join("data").join(&entry.path);
+            match &entry.kind {
+                EntryKind::Dir => fs::create_dir_all(&path).map_err(io(format!("create {}", path.display())))?,
+                EntryKind::File { .. } => {
+                    if let Some(parent) = path.parent() {
+                        fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+                    }
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(io(format!("create {}", path.display())))?;
+                }
+            }
+        }
+        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None })
+    }
+
+    /// Writes a verified chunk at its place and saves the position after it.
+    fn write(&mut self, chunk: &ChunkRef, bytes: &[u8]) -> std::result::Result<(), TransferError> {
+        let entry = self
+            .reception
+            .manifest()
+            .entries
+            .get(chunk.entry)
+            .ok_or_else(|| TransferError::Protocol("no such entry".into()))?;
+        let path = self.dir.join("data").join(&entry.path);
+        let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
+        if self.open.as_ref().is_none_or(|(i, _)| *i != chunk.entry) {
+            if let Some((_, previous)) = self.open.take() {
+                previous.sync_all().map_err(io)?;
+            }
+            self.open = Some((chunk.entry, OpenOptions::new().write(true).open(&path).map_err(io)?));
+        }
+        let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
+        file.seek(SeekFrom::Start(chunk.offset)).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        let resume = self.dir.join("resume");
+        let tmp = self.dir.join("resume.tmp");
+        fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
+        fs::rename(&tmp, &resume).map_err(io)
+    }
+
+    /// Syncs, sets modes, moves every top-level entry into place under a free name and
+    /// removes the staging directory.
+    fn finish(mut self) -> std::result::Result<Received, String> {
+        if let Some((_, file)) = self.open.take() {
+            file.sync_all().map_err(|e| e.to_string())?;
+        }
+        let manifest = self.reception.manifest();
+        let data = self.dir.join("data");
+        set_modes(&data, manifest);
+        let mut stored = vec![];
+        for entry in manifest.entries.iter().filter(|e| !e.path.contains('/')) {
+            let name = super::manifest::free_name(&entry.path, |p| self.out_dir.join(p).symlink_metadata().is_ok())
+                .map_err(|e| e.to_string())?;
+            fs::rename(data.join(&entry.path), self.out_dir.join(&name)).map_err(|e| format!("move {name}: {e}"))?;
+            stored.push(name);
+        }
+        let bytes = manifest.total_size();
+        fs::remove_dir_all(&self.dir).map_err(|e| format!("remove {}: {e}", self.dir.display()))?;
+        Ok(Received { stored, bytes })
+    }
+}
+
+fn encode_cursor(at: Cursor) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&at.entry.to_be_bytes());
+    out[4..].copy_from_slice(&at.chunk.to_be_bytes());
+    out
+}
+
+fn decode_cursor(bytes: &[u8]) -> Option<Cursor> {
+    let entry = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    let chunk = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+    Some(Cursor { entry, chunk })
+}
+
+#[cfg(unix)]
+fn set_modes(data: &Path, manifest: &Manifest) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in &manifest.entries {
+        if let EntryKind::File { executable: true, .. } = entry.kind {
+            let path = data.join(&entry.path);
+            if let Ok(meta) = fs::metadata(&path) {
+                let mut permissions = meta.permissions();
+                let mode = permissions.mode() & 0o777;
+                // Execute wherever read is allowed: 0644 becomes 0755.
+                permissions.set_mode(mode | ((mode & 0o444) >> 2));
+                let _ = fs::set_permissions(&path, permissions);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_modes(_: &Path, _: &Manifest) {}
+
+/// Bytes free for an unprivileged user on the file system holding `dir`.
+#[cfg(unix)]
+fn available_space(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn available_space(_: &Path) -> Option<u64> {
+    None
+}
