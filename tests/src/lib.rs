@@ -6,6 +6,7 @@
 //! `scripts/install-deps.sh` installs (`npm ci` in `tests/`).
 #![deny(missing_docs)]
 
+pub mod coturn;
 pub mod device;
 pub mod nat;
 pub mod netns;
