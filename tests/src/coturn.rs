@@ -11,7 +11,6 @@
 //! echoes them to stderr.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::netns::{Lab, Ns};
+use crate::netns::Ns;
 
 /// Log lines kept for failure messages.
 const LOG_LINES: usize = 400;
@@ -106,16 +105,17 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    /// Starts coturn with `config` in `ns` of `lab` and waits until it answers a
-    /// STUN binding request there (`turnutils_stunclient`, coturn's own client).
-    pub async fn start(lab: &Lab, ns: &Ns, config: &CoturnConfig) -> Coturn {
+    /// Starts coturn with `config` in the lab namespace `ns` (or, with `None`,
+    /// in the test's own namespace, for a loopback address) and waits until it
+    /// answers a STUN binding request there (`turnutils_stunclient`, coturn's
+    /// own client).
+    pub async fn start(ns: Option<&Ns>, config: &CoturnConfig) -> Coturn {
         let dir = tempfile::tempdir().expect("temporary directory");
         let conf = dir.path().join("turnserver.conf");
         let pid = dir.path().join("turnserver.pid");
         let db = dir.path().join("turndb");
         std::fs::write(&conf, config.lines().join("\n") + "\n").expect("turnserver.conf");
-        let mut child = lab
-            .command(ns, "turnserver")
+        let mut child = command(ns, "turnserver")
             .arg("-c")
             .arg(&conf)
             .args(["--log-file", "stdout", "--simple-log", "--verbose", "--pidfile"])
@@ -158,18 +158,17 @@ impl Coturn {
             turn_url: format!("turn:{addr}?transport=udp"),
             stun_url: format!("stun:{addr}"),
         };
-        coturn.wait_ready(lab, ns, config).await;
+        coturn.wait_ready(ns, config).await;
         coturn
     }
 
     /// Polls with `turnutils_stunclient` until coturn answers.
-    async fn wait_ready(&self, lab: &Lab, ns: &Ns, config: &CoturnConfig) {
+    async fn wait_ready(&self, ns: Option<&Ns>, config: &CoturnConfig) {
         let started = Instant::now();
         let port = config.port.to_string();
         while started.elapsed() < START_LIMIT {
             // The client retries forever on its own; `timeout` bounds one try.
-            let probe = lab
-                .command(ns, "timeout")
+            let probe = command(ns, "timeout")
                 .args(["1", "turnutils_stunclient", "-p", &port, &config.ip])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -188,10 +187,20 @@ impl Coturn {
         log.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// Where coturn's configuration file is (for a failure message).
-    pub fn config_path(&self) -> PathBuf {
-        self._dir.path().join("turnserver.conf")
-    }
+}
+
+/// A command running `program` in `ns`, or here with `None`; killed on drop.
+fn command(ns: Option<&Ns>, program: &str) -> tokio::process::Command {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut command = tokio::process::Command::new("ip");
+            command.args(["netns", "exec", &ns.name, program]);
+            command
+        }
+        None => tokio::process::Command::new(program),
+    };
+    command.kill_on_drop(true);
+    command
 }
 
 impl Drop for Coturn {

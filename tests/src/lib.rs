@@ -12,7 +12,6 @@ pub mod nat;
 pub mod netns;
 pub mod proxy;
 pub mod signaling;
-pub mod turn;
 pub mod webrtc;
 
 use std::path::{Path, PathBuf};

@@ -115,7 +115,7 @@ impl Scenario {
         crate::netns::Lab::available().expect("NAT scenarios run as root with iproute2 and iptables");
         let lab = TwoLans::build(kinds.0, kinds.1);
         let turn_config = CoturnConfig::new(INTERNET_SERVER_IP, TURN_PORT, REALM, TURN_SECRET);
-        let turn = Coturn::start(&lab.lab, &lab.internet, &turn_config).await;
+        let turn = Coturn::start(Some(&lab.internet), &turn_config).await;
         let mut servers = Vec::new();
         let store = match setup {
             SignalingSetup::Single => vec!["--memory".to_owned(), "true".to_owned()],
