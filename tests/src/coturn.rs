@@ -56,13 +56,7 @@ pub struct CoturnConfig {
 impl CoturnConfig {
     /// The documented configuration on `ip:port`.
     pub fn new(ip: &str, port: u16, realm: &str, secret: &str) -> Self {
-        CoturnConfig {
-            ip: ip.to_owned(),
-            port,
-            realm: realm.to_owned(),
-            secret: secret.to_owned(),
-            extra: Vec::new(),
-        }
+        CoturnConfig { ip: ip.to_owned(), port, realm: realm.to_owned(), secret: secret.to_owned(), extra: Vec::new() }
     }
 
     /// The `turnserver.conf` lines (the ones `docs/NAT.md` shows, plus the
@@ -151,7 +145,7 @@ impl Coturn {
             });
         }
         let addr = format!("{}:{}", config.ip, config.port);
-        let coturn = Coturn {
+        let mut coturn = Coturn {
             child,
             log,
             _dir: dir,
@@ -163,10 +157,13 @@ impl Coturn {
     }
 
     /// Polls with `turnutils_stunclient` until coturn answers.
-    async fn wait_ready(&self, ns: Option<&Ns>, config: &CoturnConfig) {
+    async fn wait_ready(&mut self, ns: Option<&Ns>, config: &CoturnConfig) {
         let started = Instant::now();
         let port = config.port.to_string();
         while started.elapsed() < START_LIMIT {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("coturn exited at start ({status}); its log:\n{}", self.log_text());
+            }
             // The client retries forever on its own; `timeout` bounds one try.
             let probe = command(ns, "timeout")
                 .args(["1", "turnutils_stunclient", "-p", &port, &config.ip])
@@ -186,7 +183,6 @@ impl Coturn {
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.iter().cloned().collect::<Vec<_>>().join("\n")
     }
-
 }
 
 /// A command running `program` in `ns`, or here with `None`; killed on drop.
