@@ -4,12 +4,16 @@
 # and the time to reach it (min / median / max), plus the scenario's own
 # second figure where it prints one (e: the 16 MiB transfer; f: both changes
 # across after the move). A failed run's output is kept in a temporary file
-# named on stderr. Needs root, like the tests.
+# named on stderr. Needs root, like the tests, and coturn (`turnserver`, the
+# lab's STUN/TURN server; scripts/install-deps.sh installs it).
 #
 #   bash scripts/nat-matrix.sh [RUNS]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
+for tool in turnserver turnutils_stunclient ip iptables; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "nat-matrix: $tool is missing (run scripts/install-deps.sh)" >&2; exit 1; }
+done
 
 cargo build -q --workspace --bins
 cargo test -q -p peers-tests --test nat_matrix --no-run 2>/dev/null

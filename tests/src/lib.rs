@@ -6,12 +6,12 @@
 //! `scripts/install-deps.sh` installs (`npm ci` in `tests/`).
 #![deny(missing_docs)]
 
+pub mod coturn;
 pub mod device;
 pub mod nat;
 pub mod netns;
 pub mod proxy;
 pub mod signaling;
-pub mod turn;
 pub mod webrtc;
 
 use std::path::{Path, PathBuf};

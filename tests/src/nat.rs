@@ -1,5 +1,5 @@
 //! NAT scenarios: the real `peers-signaling` server and a STUN/TURN server in
-//! the lab's internet namespace, and `peers` daemons on hosts behind the NATs,
+//! the lab's internet namespace (coturn), and `peers` daemons on hosts behind the NATs,
 //! driven through their command line like a person would.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
+use crate::coturn::{Coturn, CoturnConfig};
 use crate::netns::{INTERNET_SERVER_IP, NatKind, Ns, TwoLans};
 
 /// The TURN realm and shared secret of the scenarios.
@@ -83,6 +84,8 @@ impl Daemon {
 pub struct Scenario {
     /// The network.
     pub lab: TwoLans,
+    /// The STUN/TURN server (coturn) in the internet namespace.
+    pub turn: Coturn,
     servers: Vec<Child>,
     /// The signaling instances, in the order devices try them.
     signaling: Vec<Child>,
@@ -111,18 +114,9 @@ impl Scenario {
     pub async fn start_with(kinds: (NatKind, NatKind), setup: SignalingSetup) -> Scenario {
         crate::netns::Lab::available().expect("NAT scenarios run as root with iproute2 and iptables");
         let lab = TwoLans::build(kinds.0, kinds.1);
-        let turn_addr = format!("{INTERNET_SERVER_IP}:{TURN_PORT}");
-        let turn = spawn_ready(
-            lab.lab.command(&lab.internet, workspace_binary("turn_server")).args([
-                &turn_addr,
-                INTERNET_SERVER_IP,
-                REALM,
-                TURN_SECRET,
-            ]),
-            "listening",
-        )
-        .await;
-        let mut servers = vec![turn];
+        let turn_config = CoturnConfig::new(INTERNET_SERVER_IP, TURN_PORT, REALM, TURN_SECRET);
+        let turn = Coturn::start(Some(&lab.internet), &turn_config).await;
+        let mut servers = Vec::new();
         let store = match setup {
             SignalingSetup::Single => vec!["--memory".to_owned(), "true".to_owned()],
             SignalingSetup::RedisPair => {
@@ -137,14 +131,14 @@ impl Scenario {
             command
                 .args(["--bind", &format!("{INTERNET_SERVER_IP}:{port}")])
                 .args(&store)
-                .args(["--stun-url", &format!("stun:{turn_addr}")])
-                .args(["--turn-url", &format!("turn:{turn_addr}?transport=udp")])
+                .args(["--stun-url", &turn.stun_url])
+                .args(["--turn-url", &turn.turn_url])
                 .args(["--turn-secret", TURN_SECRET])
                 .stderr(Stdio::null());
             signaling.push(spawn_ready(&mut command, "listening").await);
         }
         let dir = tempfile::tempdir().expect("temporary directory");
-        Scenario { lab, servers, signaling, daemons: Vec::new(), dir }
+        Scenario { lab, turn, servers, signaling, daemons: Vec::new(), dir }
     }
 
     /// The signaling instances' URLs, as hosts dial them, comma-separated in

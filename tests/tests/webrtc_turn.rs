@@ -1,13 +1,13 @@
 //! WebRTC through TURN with the signaling server's time-limited credentials: two
 //! devices restricted to relayed candidates get their ICE servers from
-//! `peers-signaling` (coturn REST credentials), the test's TURN server accepts
-//! them, the connection carries a handshake and RPCs, and both sides report the
-//! path as relayed.
+//! `peers-signaling` (coturn REST credentials), a real coturn on loopback
+//! accepts them, the connection carries a handshake and RPCs, and both sides
+//! report the path as relayed.
 
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::{Connection, ConnectionConfig, DeviceInfo, PathKind, TrustLevel};
 use peers_signaling::{ServerConfig, SignalingServer};
-use peers_tests::turn::TurnServer;
+use peers_tests::coturn::{Coturn, CoturnConfig};
 use peers_tests::webrtc::Device;
 use peers_transport_webrtc::{CandidateScope, WebRtcConfig};
 
@@ -15,11 +15,15 @@ const SECRET: &str = "turn-test-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_only_devices_connect_through_turn_with_signaling_credentials() {
-    let turn =
-        TurnServer::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1".parse().unwrap(), "peers", SECRET).await.unwrap();
-    let (_, turn_url) = turn.urls();
+    // A free UDP port on loopback for coturn to listen on.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut coturn = CoturnConfig::new("127.0.0.1", port, "peers", SECRET);
+    // Both devices' relayed addresses are on loopback here; coturn refuses
+    // loopback peers unless told otherwise.
+    coturn.extra.push("allow-loopback-peers".into());
+    let turn = Coturn::start(None, &coturn).await;
     let mut config = ServerConfig::in_memory();
-    config.ice.turn_urls = vec![turn_url];
+    config.ice.turn_urls = vec![turn.turn_url.clone()];
     config.ice.turn_secret = Some(SECRET.into());
     let server = SignalingServer::bind(config).await.unwrap();
     let url = server.url().unwrap();
@@ -43,6 +47,6 @@ async fn relay_only_devices_connect_through_turn_with_signaling_credentials() {
     assert_eq!(a.path().map(|p| p.kind), Some(peers_sdk::PathKind::Relayed));
     b.expose_rpc("twice", |n: u64| async move { Ok::<_, RemoteError>(n * 2) });
     assert_eq!(a.emit::<_, u64>("twice", &21).await.unwrap(), 42);
-    turn.close().await;
+    drop(turn);
     server.shutdown().await;
 }

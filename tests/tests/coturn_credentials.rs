@@ -1,11 +1,15 @@
-//! The test STUN/TURN server accepts the coturn-REST credentials the signaling
-//! server hands out, relays data, and refuses wrong or expired credentials.
+//! A real coturn, configured as docs/NAT.md documents, accepts the time-limited
+//! credentials `peers-signaling` hands out (coturn's REST format, made by the
+//! signaling server's own code), relays data with them, and refuses a password
+//! made with another secret and an expired username.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peers_tests::turn::{RestAuthHandler, TurnServer};
+use peers_sdk::DeviceId;
+use peers_signaling::ice::turn_credentials;
+use peers_tests::coturn::{Coturn, CoturnConfig};
 use tokio::net::UdpSocket;
 use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
@@ -32,25 +36,30 @@ async fn client(server: SocketAddr, username: &str, password: &str) -> Client {
     client
 }
 
-fn username(valid_for: i64) -> String {
+/// Credentials for a device, expiring `valid_for` seconds from now.
+fn credentials(secret: &str, valid_for: i64) -> (String, String) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    format!("{}:5e1f0000000000000000000000000000000000aa", now + valid_for)
+    let device: DeviceId = "5e".repeat(20).parse().unwrap();
+    turn_credentials(secret.as_bytes(), &device, (now + valid_for) as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relays_with_rest_credentials_and_refuses_bad_ones() {
-    let server =
-        TurnServer::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1".parse().unwrap(), REALM, SECRET).await.unwrap();
-    let auth = RestAuthHandler::new(SECRET);
+async fn coturn_relays_with_signaling_credentials_and_refuses_bad_ones() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = CoturnConfig::new("127.0.0.1", port, REALM, SECRET);
+    // The peer below is a plain socket on loopback.
+    config.extra.push("allow-loopback-peers".into());
+    let coturn = Coturn::start(None, &config).await;
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     // STUN: the server reports our address.
-    let user = username(300);
-    let good = client(server.addr(), &user, &auth.password(&user)).await;
+    let (user, password) = credentials(SECRET, 300);
+    let good = client(server, &user, &password).await;
     let mapped = good.send_binding_request().await.unwrap();
     assert_eq!(mapped.ip().to_string(), "127.0.0.1");
 
     // TURN: an allocation relays a datagram to a plain UDP peer.
-    let relay = good.allocate().await.unwrap();
+    let relay = good.allocate().await.unwrap_or_else(|e| panic!("allocate: {e}\n{}", coturn.log_text()));
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     relay.send_to(b"through the relay", peer.local_addr().unwrap()).await.unwrap();
     let mut buf = [0u8; 64];
@@ -60,10 +69,10 @@ async fn relays_with_rest_credentials_and_refuses_bad_ones() {
     good.close().await.unwrap();
 
     // A password made with another secret, and expired credentials, get no allocation.
-    let wrong = client(server.addr(), &user, &RestAuthHandler::new("guess").password(&user)).await;
+    let (_, guessed) = credentials("guess", 300);
+    let wrong = client(server, &user, &guessed).await;
     assert!(wrong.allocate().await.is_err());
-    let old = username(-10);
-    let expired = client(server.addr(), &old, &auth.password(&old)).await;
+    let (old, old_password) = credentials(SECRET, -10);
+    let expired = client(server, &old, &old_password).await;
     assert!(expired.allocate().await.is_err());
-    server.close().await;
 }
