@@ -277,8 +277,10 @@ async fn ours_round(url: &str, keys: &Arc<DeviceKeys>, params: &Params, data: &A
         rates.push(mb_per_s(params.stream_bytes, t.elapsed()));
     }
     let t = Instant::now();
-    let (): () =
-        connection.emit_with_timeout("source", &(params.stream_bytes, MIB), Duration::from_secs(120)).await.unwrap();
+    connection
+        .emit_with_timeout::<_, ()>("source", &(params.stream_bytes, MIB), Duration::from_secs(120))
+        .await
+        .unwrap();
     rates.push(mb_per_s(params.stream_bytes, t.elapsed()));
     connection.close(CloseReason::normal("done")).await;
     Figures { connect, first_echo, round_trips_per_s, mb_per_s: rates }
