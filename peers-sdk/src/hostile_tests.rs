@@ -524,3 +524,25 @@ async fn reopening_an_open_stream_id_closes_the_connection() {
     let message = closed_with(&conn, CloseCode::ProtocolError).await;
     assert!(message.contains("already open"), "{message}");
 }
+
+#[tokio::test]
+async fn opening_streams_without_reading_the_refusals_closes_the_connection() {
+    let victim = keys("victim");
+    let (mut peer, conn) = RawPeer::attack(&victim).await;
+    conn.expose_stream("held", |(): (), _reader| std::future::pending::<Result<(), RemoteError>>());
+    let limit = trusting(&victim).max_incoming_streams;
+    // Far more opens than the victim may run or refuse at once, and never a read:
+    // the answers pile up in the socket until the victim stops answering.
+    let meta = rmp_serde::to_vec(&()).unwrap();
+    for id in 1..=(limit as u64 * 20) {
+        if conn.state() != crate::ConnectionState::Verified {
+            break;
+        }
+        let frames = peer.sealed(&Envelope::StreamOpen { id, name: "held".into() }, &meta);
+        for frame in frames {
+            let _ = peer.socket.send(frame).await;
+        }
+    }
+    let message = closed_with(&conn, CloseCode::ProtocolError).await;
+    assert!(message.contains("refusals"), "{message}");
+}

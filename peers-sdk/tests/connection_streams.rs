@@ -149,3 +149,52 @@ async fn closing_the_connection_fails_a_blocked_writer_at_once() {
     let result = tokio::time::timeout(Duration::from_secs(5), task).await.expect("writer hung").unwrap();
     assert!(matches!(result, Err(Error::Closed { .. })), "{result:?}");
 }
+
+/// Issue 13: every incoming stream runs in one of the handler slots it shares
+/// with calls and counts against `max_incoming_streams`; beyond either limit a
+/// stream is refused with `Busy`, and refusing many grows nothing.
+#[tokio::test]
+async fn streams_beyond_the_limits_are_refused_busy_and_grow_nothing() {
+    // (max_incoming_streams, max_concurrent_handlers): each limit binding in turn.
+    for (streams, slots) in [(2, 64), (64, 2)] {
+        let (x, y) = MemorySocket::pair(64, 64 * 1024);
+        let mut limited = config("bob");
+        limited.max_incoming_streams = streams;
+        limited.max_concurrent_handlers = slots;
+        let (a, b) = tokio::join!(
+            Connection::connect(Box::new(x), config("alice"), None),
+            Connection::accept(Box::new(y), limited)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = release.clone();
+        b.expose_stream("held", move |(): (), _reader| {
+            let gate = gate.clone();
+            async move {
+                let _ = gate.acquire().await;
+                Ok(())
+            }
+        });
+        let admitted = streams.min(slots);
+        let mut held = Vec::new();
+        for _ in 0..admitted {
+            let mut writer = a.open_stream("held", &()).await.unwrap();
+            writer.write(b"x").await.unwrap();
+            writer.flush().await.unwrap();
+            held.push(writer);
+        }
+        let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        for _ in 0..500 {
+            let writer = a.open_stream("held", &()).await.unwrap();
+            let err = writer.finish().await.unwrap_err();
+            assert!(matches!(&err, Error::Remote(e) if e.code == RemoteErrorCode::Busy), "{err}");
+        }
+        let after = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        assert!(after <= tasks + 2, "refused streams left tasks behind: {tasks} before, {after} after");
+        // The admitted streams still work once released.
+        release.add_permits(admitted);
+        for writer in held {
+            writer.finish().await.unwrap();
+        }
+    }
+}

@@ -72,6 +72,7 @@ mod limits;
 mod locality;
 mod server;
 mod socket;
+mod tcp;
 mod tls;
 mod wire;
 

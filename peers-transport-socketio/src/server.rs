@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
+use crate::tcp::PlainListener;
 use crate::tls::TlsListener;
 use crate::{FrameLimits, LanRange, SocketIoAcceptor, SocketIoSocket};
 
@@ -49,6 +50,12 @@ pub struct ServerOptions {
     /// Set `TCP_NODELAY` on accepted connections (so small frames are not held
     /// back by Nagle's algorithm). Default: true.
     pub tcp_nodelay: bool,
+    /// Set `TCP_QUICKACK` after every read from an accepted connection, so the
+    /// server acknowledges at once instead of delaying its ACKs. Clients whose
+    /// library leaves Nagle's algorithm on (`rust_socketio` does) otherwise hold
+    /// a small message back until the previous one is acknowledged: up to 40 ms
+    /// on Linux (see `docs/transport-socketio.md`). Default: true.
+    pub tcp_quickack: bool,
     /// engine.io heartbeat: how often the server pings. Default: 25 s.
     pub ping_interval: Duration,
     /// engine.io heartbeat: how long a client may take to answer. Default: 20 s.
@@ -82,6 +89,7 @@ impl Default for ServerOptions {
             stall_timeout: Duration::from_secs(30),
             lan_ranges: Vec::new(),
             tcp_nodelay: true,
+            tcp_quickack: true,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             tls: None,
@@ -169,7 +177,7 @@ impl SocketIoServer {
             .map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
         let local_addr =
             listener.local_addr().map_err(|source| Error::Bind { addr: options.bind.to_string(), source })?;
-        let nodelay = options.tcp_nodelay;
+        let (nodelay, quickack) = (options.tcp_nodelay, options.tcp_quickack);
         let path = options.path.clone();
         let tls = options.tls.clone();
         let (tls_timeout, max_handshakes) = (options.tls_handshake_timeout, options.max_pending_tls_handshakes);
@@ -182,19 +190,18 @@ impl SocketIoServer {
         let secure = tls.is_some();
         let served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
             None => {
-                let listener = listener.tap_io(move |tcp| {
-                    // See docs/transport-socketio.md: without it, Nagle's algorithm holds
-                    // back every write that follows an unacknowledged one.
-                    if nodelay && let Err(err) = tcp.set_nodelay(true) {
-                        debug!(%err, "cannot set TCP_NODELAY");
-                    }
-                });
+                // See docs/transport-socketio.md section 4: `TCP_NODELAY` so our own
+                // writes are never held back by Nagle's algorithm, quick ACKs so the
+                // client's are not (its library leaves Nagle on). The no-op tap only
+                // gives axum its connect info (the peer address) for this listener.
+                let listener = PlainListener::new(listener, nodelay, quickack).tap_io(|_| {});
                 Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
             }
             Some(config) => {
                 // `TCP_NODELAY` is set before the TLS handshake. The no-op tap only
                 // gives axum its connect info (the peer address) for this listener.
-                let listener = TlsListener::new(listener, config, nodelay, tls_timeout, max_handshakes).tap_io(|_| {});
+                let listener =
+                    TlsListener::new(listener, config, (nodelay, quickack), tls_timeout, max_handshakes).tap_io(|_| {});
                 Box::pin(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
             }
         };

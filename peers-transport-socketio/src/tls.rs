@@ -17,6 +17,8 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::tcp::{QuickAck, is_per_connection};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -56,15 +58,16 @@ pub fn server_tls_config_from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Resu
     server_tls_config(certs, key)
 }
 
-type Handshake = Option<(TlsStream<TcpStream>, SocketAddr)>;
+type Handshake = Option<(TlsStream<QuickAck>, SocketAddr)>;
 
-/// Accepts TCP, sets `TCP_NODELAY` if asked, and yields connections whose TLS
+/// Accepts TCP, sets `TCP_NODELAY` and quick ACKs if asked ([`QuickAck`]), and yields connections whose TLS
 /// handshake succeeded. Failed or timed-out handshakes are logged (`debug`) and
 /// dropped.
 pub(crate) struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    nodelay: bool,
+    /// `TCP_NODELAY`, `TCP_QUICKACK` after reads.
+    tcp_options: (bool, bool),
     handshake_timeout: Duration,
     max_pending: usize,
     pending: JoinSet<Handshake>,
@@ -74,14 +77,14 @@ impl TlsListener {
     pub(crate) fn new(
         tcp: TcpListener,
         config: Arc<ServerConfig>,
-        nodelay: bool,
+        tcp_options: (bool, bool),
         handshake_timeout: Duration,
         max_pending: usize,
     ) -> Self {
         TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
-            nodelay,
+            tcp_options,
             handshake_timeout,
             max_pending: max_pending.max(1),
             pending: JoinSet::new(),
@@ -89,11 +92,7 @@ impl TlsListener {
     }
 
     fn start_handshake(&mut self, tcp: TcpStream, peer: SocketAddr) {
-        if self.nodelay
-            && let Err(err) = tcp.set_nodelay(true)
-        {
-            debug!(%err, "cannot set TCP_NODELAY");
-        }
+        let tcp = QuickAck::new(tcp, self.tcp_options.0, self.tcp_options.1);
         let acceptor = self.acceptor.clone();
         let timeout = self.handshake_timeout;
         self.pending.spawn(async move {
@@ -113,7 +112,7 @@ impl TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<QuickAck>;
     type Addr = SocketAddr;
 
     /// Cancel-safe: both branches are (`TcpListener::accept`, `JoinSet::join_next`).
@@ -142,12 +141,4 @@ impl Listener for TlsListener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
     }
-}
-
-/// Errors that concern one incoming connection only.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-    )
 }

@@ -30,14 +30,16 @@ pub struct ConnectionConfig {
     pub call_timeout: Duration,
     /// Most calls this side may have waiting for replies. Default: 1024.
     pub max_calls_in_flight: usize,
-    /// Most incoming calls handled at once; more are answered
-    /// [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 256.
+    /// Most incoming calls and streams handled at once. A call beyond it waits
+    /// for a slot (which stops reading from the peer); a stream beyond it is
+    /// refused [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 256.
     pub max_concurrent_handlers: usize,
     /// Credit window per incoming stream: the most bytes of one stream buffered
     /// before the application reads them. Default: 4 MiB.
     pub stream_window: u64,
-    /// Most incoming streams open at once; more are refused with
-    /// [`Busy`](crate::rpc::RemoteErrorCode::Busy). Default: 16.
+    /// Most incoming streams open at once (each also takes a handler slot);
+    /// more are refused with [`Busy`](crate::rpc::RemoteErrorCode::Busy).
+    /// Default: 16.
     pub max_incoming_streams: usize,
     /// Shared memory of recent first handshake messages (responder side).
     pub replay_guard: Arc<Mutex<ReplayGuard>>,

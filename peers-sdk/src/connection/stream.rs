@@ -29,10 +29,11 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::{Connection, ConnectionConfig, Inner};
+use crate::codec::MessageBuf;
 use crate::error::{Error, Result, decode_msgpack, encode_msgpack};
 use crate::rpc::{Envelope, RemoteError, RemoteErrorCode};
 
-/// Largest piece a [`StreamWriter`] puts in one message.
+/// Largest piece a [`StreamWriter`] puts in one message, and the most it buffers.
 const MAX_PIECE: usize = 256 * 1024;
 
 pub(super) type StreamHandler = Arc<dyn Fn(Bytes, StreamReader) -> HandlerFuture + Send + Sync>;
@@ -41,8 +42,8 @@ type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), RemoteError>> + Send
 /// How far a stream has got, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StreamProgress {
-    /// Bytes handed to the connection by the sender (or received, on the
-    /// receiving side).
+    /// Bytes the sender's writes handed to the stream, within the receiver's
+    /// credit (or received, on the receiving side).
     pub transferred: u64,
     /// Bytes the receiving application has consumed (the sender learns this from
     /// returned credit).
@@ -68,6 +69,59 @@ struct OutgoingState {
     credit_changed: Notify,
     done: Mutex<Option<oneshot::Sender<Option<RemoteError>>>>,
     progress: watch::Sender<StreamProgress>,
+    /// What the writer buffered and the flusher has not taken yet.
+    buffer: Mutex<WriteBuffer>,
+    /// Wakes the flusher: data was buffered, or the writer finished or left.
+    to_flusher: Notify,
+    /// Wakes the writer: the flusher took the buffer, sent it, or stopped.
+    to_writer: Notify,
+}
+
+/// A stream's outgoing bytes between [`StreamWriter::write`] and the flusher
+/// task, which hands them to the connection as one `StreamData` message each
+/// time it is free: a lone write goes out at once, and writes that come faster
+/// than the connection takes them are coalesced into pieces of up to
+/// [`MAX_PIECE`] bytes (Nagle's idea, without a timer).
+struct WriteBuffer {
+    /// `StreamData{id}` with the buffered bytes after it, ready to send.
+    message: MessageBuf,
+    /// Bytes in `message` after the envelope.
+    len: usize,
+    /// The flusher is handing a piece to the connection.
+    sending: bool,
+    phase: WriterPhase,
+    /// Why the flusher stopped, for the writer's next call.
+    failed: Option<Error>,
+}
+
+/// Where the writer is, as the flusher sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriterPhase {
+    /// Writing; the flusher sends what is buffered.
+    Writing,
+    /// `finish` flushed everything and sends the end itself; the flusher stops.
+    Finished,
+    /// The writer was dropped before `finish`: the flusher resets the stream
+    /// (after the piece it may be sending) and stops.
+    Abandoned,
+    /// The flusher stopped because sending failed.
+    Failed,
+}
+
+impl WriteBuffer {
+    fn new(id: u64) -> Result<WriteBuffer> {
+        Ok(WriteBuffer {
+            message: Envelope::StreamData { id }.encode(&[])?,
+            len: 0,
+            sending: false,
+            phase: WriterPhase::Writing,
+            failed: None,
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Both directions' stream bookkeeping for one connection.
@@ -75,6 +129,8 @@ struct OutgoingState {
 pub(super) struct StreamTable {
     next_id: u64,
     incoming: HashMap<u64, IncomingState>,
+    /// Refusals of incoming streams spawned but not yet handed to the socket.
+    refusals_unsent: usize,
     outgoing: HashMap<u64, Arc<OutgoingState>>,
 }
 
@@ -105,21 +161,24 @@ impl Connection {
         let inner = &self.inner;
         let meta = encode_msgpack("stream metadata", meta)?;
         let (done_tx, done_rx) = oneshot::channel();
+        let id = {
+            let mut table = inner.streams.lock().unwrap_or_else(|e| e.into_inner());
+            table.next_id = table.next_id.wrapping_add(1);
+            table.next_id
+        };
         let state = Arc::new(OutgoingState {
             credit: Mutex::new(0),
             credit_changed: Notify::new(),
             done: Mutex::new(Some(done_tx)),
             progress: watch::Sender::new(StreamProgress::default()),
+            buffer: Mutex::new(WriteBuffer::new(id)?),
+            to_flusher: Notify::new(),
+            to_writer: Notify::new(),
         });
-        let id = {
-            let mut table = inner.streams.lock().unwrap_or_else(|e| e.into_inner());
-            table.next_id = table.next_id.wrapping_add(1);
-            let id = table.next_id;
-            table.outgoing.insert(id, state.clone());
-            id
-        };
+        inner.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.insert(id, state.clone());
         let writer = StreamWriter { inner: self.inner.clone(), id, state, done: Some(done_rx), ended: false };
         inner.send(&Envelope::StreamOpen { id, name: name.to_owned() }, &meta).await?;
+        tokio::spawn(run_flusher(self.inner.clone(), id, writer.state.clone()));
         Ok(writer)
     }
 }
@@ -142,15 +201,54 @@ impl std::fmt::Debug for StreamWriter {
 
 impl StreamWriter {
     /// Sends `data`, waiting for the receiver's credit when its window is full.
+    ///
+    /// Returns once `data` is within the receiver's credit and in the stream's
+    /// send buffer (at most 256 KiB), from which it goes out at once if the
+    /// connection is free, or together with the writes that follow otherwise
+    /// (small writes are coalesced into larger messages). A failure to send
+    /// surfaces at the next `write`, [`flush`](Self::flush) or
+    /// [`finish`](Self::finish).
     pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            let grant = self.wait_credit(data.len().min(MAX_PIECE)).await?;
+            let room = self.wait_buffer(|buffer| MAX_PIECE.saturating_sub(buffer.len)).await?;
+            let grant = self.wait_credit(data.len().min(room)).await?;
             let (piece, rest) = data.split_at(grant);
-            self.inner.send(&Envelope::StreamData { id: self.id }, piece).await?;
+            {
+                let mut buffer = lock(&self.state.buffer);
+                buffer.message.extend_from_slice(piece);
+                buffer.len += piece.len();
+            }
+            self.state.to_flusher.notify_one();
             self.state.progress.send_modify(|p| p.transferred += piece.len() as u64);
             data = rest;
         }
         Ok(())
+    }
+
+    /// Waits until everything written so far was handed to the connection.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.wait_buffer(|buffer| usize::from(buffer.len == 0 && !buffer.sending)).await.map(drop)
+    }
+
+    /// Waits until `ready` gives a non-zero value for the send buffer, or the
+    /// flusher stopped (an error).
+    async fn wait_buffer(&self, ready: impl Fn(&WriteBuffer) -> usize) -> Result<usize> {
+        loop {
+            {
+                let mut buffer = lock(&self.state.buffer);
+                if let Some(err) = buffer.failed.take() {
+                    return Err(err);
+                }
+                if buffer.phase == WriterPhase::Failed {
+                    return Err(self.inner.closed_error());
+                }
+                let value = ready(&buffer);
+                if value > 0 {
+                    return Ok(value);
+                }
+            }
+            self.state.to_writer.notified().await;
+        }
     }
 
     /// Waits until some credit is available and takes up to `want` bytes of it.
@@ -188,7 +286,10 @@ impl StreamWriter {
     /// Ends the stream and waits for the receiver's handler to finish; its error,
     /// if any, comes back as [`Error::Remote`].
     pub async fn finish(mut self) -> Result<()> {
+        self.flush().await?;
         self.ended = true;
+        lock(&self.state.buffer).phase = WriterPhase::Finished;
+        self.state.to_flusher.notify_one();
         self.inner.send(&Envelope::StreamEnd { id: self.id }, &[]).await?;
         let done = self.done.take().ok_or_else(|| self.inner.closed_error())?;
         let outcome = tokio::select! {
@@ -203,14 +304,67 @@ impl StreamWriter {
 }
 
 impl Drop for StreamWriter {
+    /// Before `finish`: the flusher resets the stream (after the piece it may
+    /// be sending) and stops.
     fn drop(&mut self) {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.remove(&self.id);
-        if !self.ended && !self.inner.is_closed() {
-            let (inner, id) = (self.inner.clone(), self.id);
-            let error = RemoteError::new(RemoteErrorCode::Handler, "sender abandoned the stream");
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { inner.send(&Envelope::StreamReset { id, error }, &[]).await });
+        if !self.ended {
+            let mut buffer = lock(&self.state.buffer);
+            if buffer.phase == WriterPhase::Writing {
+                buffer.phase = WriterPhase::Abandoned;
             }
+        }
+        self.state.to_flusher.notify_one();
+    }
+}
+
+/// A stream's flusher task: hands what the writer buffered to the connection,
+/// one message per turn, until the writer finishes or leaves.
+async fn run_flusher(inner: Arc<Inner>, id: u64, state: Arc<OutgoingState>) {
+    loop {
+        let (phase, piece) = {
+            let mut buffer = lock(&state.buffer);
+            buffer.sending = buffer.len > 0 && buffer.phase == WriterPhase::Writing;
+            let piece = match buffer.sending {
+                true => match WriteBuffer::new(id) {
+                    Ok(fresh) => {
+                        buffer.len = 0;
+                        Some(std::mem::replace(&mut buffer.message, fresh.message))
+                    }
+                    Err(err) => {
+                        buffer.sending = false;
+                        buffer.phase = WriterPhase::Failed;
+                        buffer.failed = Some(err);
+                        None
+                    }
+                },
+                false => None,
+            };
+            (buffer.phase, piece)
+        };
+        // The writer may wait for room, for the flush, or for the failure.
+        state.to_writer.notify_one();
+        match (phase, piece) {
+            (_, Some(message)) => {
+                if let Err(err) = inner.send_message(message).await {
+                    let mut buffer = lock(&state.buffer);
+                    buffer.sending = false;
+                    buffer.phase = WriterPhase::Failed;
+                    buffer.failed = Some(err);
+                    drop(buffer);
+                    state.to_writer.notify_one();
+                    return;
+                }
+            }
+            (WriterPhase::Writing, None) => state.to_flusher.notified().await,
+            (WriterPhase::Abandoned, None) => {
+                if !inner.is_closed() {
+                    let error = RemoteError::new(RemoteErrorCode::Handler, "sender abandoned the stream");
+                    let _ = inner.send(&Envelope::StreamReset { id, error }, &[]).await;
+                }
+                return;
+            }
+            (WriterPhase::Finished | WriterPhase::Failed, None) => return,
         }
     }
 }
@@ -292,30 +446,34 @@ pub(super) fn dispatch(inner: &Arc<Inner>, envelope: Envelope, body: Bytes) -> R
     let mut table = inner.streams.lock().unwrap_or_else(|e| e.into_inner());
     match envelope {
         Envelope::StreamOpen { id, name } => {
-            let handler = inner.stream_handlers.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned();
-            let refuse = |error: RemoteError| {
-                let inner = inner.clone();
-                tokio::spawn(async move { inner.send(&Envelope::StreamDone { id, error: Some(error) }, &[]).await });
-            };
-            let Some(handler) = handler else {
-                refuse(RemoteError::new(RemoteErrorCode::UnknownMethod, format!("no stream handler for {name:?}")));
-                return Ok(());
-            };
-            if table.incoming.len() >= inner.config.max_incoming_streams {
-                refuse(RemoteError::new(RemoteErrorCode::Busy, "too many incoming streams"));
-                return Ok(());
-            }
             if table.incoming.contains_key(&id) {
                 return Err(protocol("a stream id that is already open"));
             }
+            let handler = inner.stream_handlers.read().unwrap_or_else(|e| e.into_inner()).get(&name).cloned();
+            // Every stream runs in a handler slot (shared with calls) and counts
+            // against `max_incoming_streams`; beyond either it is refused `Busy`.
+            let admitted = match handler {
+                None => {
+                    Err(RemoteError::new(RemoteErrorCode::UnknownMethod, format!("no stream handler for {name:?}")))
+                }
+                Some(_) if table.incoming.len() >= inner.config.max_incoming_streams => {
+                    Err(RemoteError::new(RemoteErrorCode::Busy, "too many incoming streams"))
+                }
+                Some(handler) => match inner.handler_slots.clone().try_acquire_owned() {
+                    Ok(slot) => Ok((handler, slot)),
+                    Err(_) => Err(RemoteError::new(RemoteErrorCode::Busy, "no free handler slot for a stream")),
+                },
+            };
+            let (handler, slot) = match admitted {
+                Ok(admitted) => admitted,
+                Err(error) => return refuse(inner, &mut table, id, error),
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             let window = inner.config.stream_window;
             table.incoming.insert(id, IncomingState { tx, received: 0, allowed: window });
-            let accept = inner.clone();
-            tokio::spawn(async move { accept.send(&Envelope::StreamAccept { id, window }, &[]).await });
             let reader =
                 StreamReader { inner: inner.clone(), id, rx, unacknowledged: 0, progress: StreamProgress::default() };
-            tokio::spawn(run_handler(inner.clone(), id, handler(body, reader)));
+            tokio::spawn(run_handler(inner.clone(), id, window, handler(body, reader), slot));
         }
         Envelope::StreamData { id } => {
             // Data for a stream the receiver already finished is dropped: its
@@ -370,7 +528,39 @@ fn protocol(what: &str) -> Error {
     Error::Codec(crate::error::CodecError::Decode { what: "stream", detail: format!("peer sent {what}") })
 }
 
-async fn run_handler(inner: Arc<Inner>, id: u64, handler: HandlerFuture) {
+/// Answers a `StreamOpen` with its refusal. At most `max_incoming_streams`
+/// refusals wait to be sent at once: a peer that opens streams faster than it
+/// reads the answers breaks the protocol (the connection closes) instead of
+/// growing a queue of them here.
+fn refuse(inner: &Arc<Inner>, table: &mut StreamTable, id: u64, error: RemoteError) -> Result<()> {
+    if table.refusals_unsent >= inner.config.max_incoming_streams {
+        return Err(protocol("stream opens faster than it reads their refusals"));
+    }
+    table.refusals_unsent += 1;
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        if let Err(err) = inner.send(&Envelope::StreamDone { id, error: Some(error) }, &[]).await {
+            debug!(%err, "could not refuse a stream");
+        }
+        let mut table = lock(&inner.streams);
+        table.refusals_unsent = table.refusals_unsent.saturating_sub(1);
+    });
+    Ok(())
+}
+
+/// Runs an accepted stream's handler in its handler slot: accepts the stream,
+/// runs the handler, reports its result.
+async fn run_handler(
+    inner: Arc<Inner>,
+    id: u64,
+    window: u64,
+    handler: HandlerFuture,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    if let Err(err) = inner.send(&Envelope::StreamAccept { id, window }, &[]).await {
+        debug!(%err, "could not accept a stream");
+        return;
+    }
     let result = match inner.run_until_closed(handler).await {
         Some(Ok(result)) => result,
         Some(Err(err)) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("stream handler failed: {err}"))),

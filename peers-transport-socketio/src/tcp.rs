@@ -1,0 +1,135 @@
+//! Accepted TCP connections: `TCP_NODELAY` on every one, and quick ACKs.
+//!
+//! `rust_socketio` dials with Nagle's algorithm on and offers no way to turn it
+//! off. A client that writes two small WebSocket messages in a row (its
+//! transport hello and then the first handshake message; a stream's last piece
+//! and its end; a frame and a credit grant) sends the first at once and holds
+//! the second until the first is acknowledged. If the server has nothing to send
+//! back yet, Linux delays that ACK (up to 40 ms, "delayed ACK"), and the client's
+//! second message waits for it: 40 ms added to a connect or a round trip.
+//!
+//! The server cannot switch the client's Nagle off, but it can stop delaying its
+//! ACKs: [`QuickAck`] sets `TCP_QUICKACK` after every read that returned data,
+//! which sends an ACK still pending at once and leaves the kernel's "ping-pong"
+//! mode, so the client's held segment goes out one loopback round trip later
+//! instead of 40 ms later. The flag is not permanent (the kernel falls back to
+//! delayed ACKs on its own), hence once per read: one `setsockopt` per read
+//! call, which carries many messages when data streams in.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::serve::Listener;
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+/// A TCP stream that sets `TCP_QUICKACK` after each read that returned data
+/// (when `enabled`).
+#[derive(Debug)]
+pub(crate) struct QuickAck {
+    tcp: TcpStream,
+    enabled: bool,
+}
+
+impl QuickAck {
+    /// Wraps an accepted stream, setting `TCP_NODELAY` if `nodelay`.
+    pub(crate) fn new(tcp: TcpStream, nodelay: bool, quickack: bool) -> QuickAck {
+        if nodelay && let Err(err) = tcp.set_nodelay(true) {
+            debug!(%err, "cannot set TCP_NODELAY");
+        }
+        QuickAck { tcp, enabled: quickack }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if self.enabled
+            && matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && let Err(err) = SockRef::from(&self.tcp).set_tcp_quickack(true)
+        {
+            // Not fatal: ACKs are merely delayed again. Stop trying.
+            debug!(%err, "cannot set TCP_QUICKACK");
+            self.enabled = false;
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Accepts plain TCP for axum, each connection wrapped in [`QuickAck`].
+pub(crate) struct PlainListener {
+    tcp: TcpListener,
+    nodelay: bool,
+    quickack: bool,
+}
+
+impl PlainListener {
+    pub(crate) fn new(tcp: TcpListener, nodelay: bool, quickack: bool) -> PlainListener {
+        PlainListener { tcp, nodelay, quickack }
+    }
+}
+
+impl Listener for PlainListener {
+    type Io = QuickAck;
+    type Addr = SocketAddr;
+
+    /// Cancel-safe (`TcpListener::accept` is).
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.tcp.accept().await {
+                Ok((tcp, peer)) => return (QuickAck::new(tcp, self.nodelay, self.quickack), peer),
+                Err(err) if is_per_connection(&err) => {}
+                Err(err) => {
+                    // Out of file descriptors and the like: back off like axum does.
+                    debug!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Errors that concern one incoming connection only.
+pub(crate) fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
