@@ -6,16 +6,16 @@
 //! +----------------------+-------------------------------------------+
 //! | length: u32 (BE)     | body: MessagePack, `length` bytes         |
 //! +----------------------+-------------------------------------------+
-//!   length <= MAX_MESSAGE (the value limit + 1 MiB); a longer one is refused
-//!   unread, and the connection closed.
+//!   length <= MAX_MESSAGE (the value limit + 1 MiB); a longer request is
+//!   answered with an error without reading its body.
 //!
-//! requests (externally tagged maps)         responses
-//! {"status": null}                       -> {"status": {"table": "..."}}
-//! {"put": {"group", "key", "value": bin}}-> "done"
-//! {"get": {"group", "key"}}              -> {"value": {"value": bin | nil}}
-//! {"trust": {"share_code", "groups"}}    -> {"trusted": {"device", "user", "groups"}}
-//! {"untrust": {"device"}}                -> {"untrusted": {"device"}}
-//! any failure                            -> {"error": {"message": "..."}}
+//! request body (externally tagged, named fields)  response body
+//! "status"                                      -> {"status": {"table": str}}
+//! {"put": {"group", "key", "value": bin}}       -> "done"
+//! {"get": {"group", "key"}}                     -> {"value": {"value": bin | nil}}
+//! {"trust": {"share_code", "groups": [str]}}    -> {"trusted": {"device", "user", "groups"}}
+//! {"untrust": {"device"}}                       -> {"untrusted": {"device"}}
+//! any failure                                   -> {"error": {"message": str}}
 //! ```
 
 use std::future::Future;
@@ -259,5 +259,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = request(&dir.path().join("peers.sock"), &ControlRequest::Status, DEFAULT_TIMEOUT).await.unwrap_err();
         assert!(matches!(err, Error::DaemonNotListening { .. }), "{err}");
+    }
+
+    /// The bodies other clients write and read, as `docs/device.md` draws them.
+    #[test]
+    fn bodies_are_externally_tagged_messagepack_with_named_fields() {
+        let encode = |r: &ControlRequest| rmp_serde::to_vec_named(r).unwrap();
+        assert_eq!(encode(&ControlRequest::Status), b"\xa6status");
+        let get = ControlRequest::Get { group: GroupId::new("g").unwrap(), key: "k".into() };
+        assert_eq!(encode(&get), b"\x81\xa3get\x82\xa5group\xa1g\xa3key\xa1k");
+        assert_eq!(rmp_serde::to_vec_named(&ControlResponse::Done).unwrap(), b"\xa4done");
+        let value = ControlResponse::Value { value: Some(vec![0xff]) };
+        let bytes = rmp_serde::to_vec_named(&value).unwrap();
+        assert_eq!(bytes, b"\x81\xa5value\x81\xa5value\xc4\x01\xff", "values are MessagePack bin");
+        assert_eq!(rmp_serde::from_slice::<ControlResponse>(&bytes).unwrap(), value);
     }
 }
