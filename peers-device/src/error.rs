@@ -109,6 +109,23 @@ pub enum Error {
     /// The running daemon answered a control request with an error, or not at all.
     #[error("daemon: {0}")]
     Daemon(String),
+    /// No process listens on the daemon's control socket (no socket file, or
+    /// nobody accepting on it).
+    #[error("no daemon listens on {socket}: {source}")]
+    DaemonNotListening {
+        /// The control socket's path.
+        socket: String,
+        /// The failure to connect.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory's lock: a running daemon (or
+    /// one starting), or another `peers` command writing it.
+    #[error("{path} is in use by another process (a `peers run` daemon, or another `peers` command)")]
+    DataDirInUse {
+        /// The data directory.
+        path: String,
+    },
     /// A blocking database task panicked or was cancelled.
     #[error("sync worker stopped: {0}")]
     Worker(String),

@@ -1,14 +1,19 @@
 //! `peers`: the device daemon and its command line. Every flag can also be set
 //! through the environment variable named in `--help`.
 
+use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use peers_device::GroupId;
 use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
-use peers_device::daemon::{Daemon, DaemonOptions, DataDir};
-use peers_device::sync::{EngineOptions, SqliteSyncEngine};
+use peers_device::daemon::{Daemon, DaemonOptions, DataDir, DataDirLock};
+use peers_device::sync::{EngineOptions, MAX_VALUE_LEN, SqliteSyncEngine};
+
+// The help texts below say "32 MiB".
+const _: () = assert!(MAX_VALUE_LEN == 32 << 20, "update the --help texts of put");
 
 #[derive(Parser, Debug)]
 #[command(name = "peers", version, about = "Keep your devices, and the groups they share, in sync.")]
@@ -17,6 +22,9 @@ struct Cli {
     /// Default: $XDG_DATA_HOME/peers, or ~/.local/share/peers.
     #[arg(long, env = "PEERS_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Seconds to wait for the running daemon's answer.
+    #[arg(long, env = "PEERS_CONTROL_TIMEOUT", global = true, default_value_t = 30)]
+    control_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,9 +33,11 @@ struct Cli {
 enum Command {
     /// Create this device's identity.
     Init {
-        /// The user this device belongs to.
-        #[arg(long, env = "PEERS_USER", default_value = "me")]
-        user: String,
+        /// The user this device belongs to (devices of one user share it).
+        /// Default: the OS user name ($USER, $LOGNAME or $USERNAME, else this
+        /// process's user in /etc/passwd).
+        #[arg(long, env = "PEERS_USER")]
+        user: Option<String>,
     },
     /// Print this device's id and share code (give the code to `peers trust` elsewhere).
     Info {
@@ -35,15 +45,25 @@ enum Command {
         #[arg(long, env = "PEERS_ADVERTISE", value_delimiter = ',')]
         advertise: Vec<String>,
     },
-    /// Trust a device from its share code, as a member of groups.
+    /// Trust a device from its share code, as a member of groups. A running
+    /// daemon connects to it at once.
     Trust {
         /// The other device's share code.
         code: String,
-        /// Groups it is a member of (repeatable).
-        #[arg(long = "group", env = "PEERS_GROUPS", value_delimiter = ',')]
+        /// Groups it is a member of (at least one; repeatable).
+        #[arg(long = "group", env = "PEERS_GROUPS", value_delimiter = ',', required = true)]
         groups: Vec<GroupId>,
     },
-    /// Run the daemon: listen, connect to trusted devices, sync groups.
+    /// Stop trusting a device: a running daemon drops it from every group and
+    /// disconnects it at once.
+    Untrust {
+        /// Its device id (or a unique prefix of at least 4 characters, as
+        /// `peers status` shows), or its share code.
+        device: String,
+    },
+    /// Run the daemon: listen, connect to trusted devices, sync groups. It
+    /// holds the data directory's lock while it runs: other `peers` commands
+    /// go through its control socket.
     Run {
         /// Address to accept socket.io connections on (for example 0.0.0.0:7700).
         #[arg(long, env = "PEERS_LISTEN")]
@@ -62,20 +82,23 @@ enum Command {
     },
     /// Show connections, their classes and latency, and per-group sync state.
     Status,
-    /// Write a key in a group.
+    /// Write a key in a group. Values are any bytes, up to 32 MiB; keys are
+    /// 1 to 1,024 bytes of UTF-8.
     Put {
         /// The group.
         group: GroupId,
         /// The key.
         key: String,
-        /// The value.
+        /// The value, as text.
         #[arg(required_unless_present = "file")]
         value: Option<String>,
-        /// Read the value from this file (UTF-8 text) instead.
+        /// Read the value from this file instead (any bytes, up to 32 MiB; `-`
+        /// reads standard input).
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
     },
-    /// Read a key in a group.
+    /// Read a key in a group: its bytes, exactly as written, on standard output
+    /// (followed by a newline only when that is a terminal).
     Get {
         /// The group.
         group: GroupId,
@@ -103,10 +126,13 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "error,peers_device=warn,peers_sdk=warn,peers_signaling=warn,peers_transport_socketio=warn,peers_transport_webrtc=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let data = DataDir::new(cli.data_dir.clone().unwrap_or_else(default_data_dir));
-    match run(cli.command, data).await {
+    let timeout = Duration::from_secs(cli.control_timeout.max(1));
+    match run(cli.command, data, timeout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("peers: {err}");
@@ -115,11 +141,104 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::Error>> {
+/// How long a command waits for another one holding the data directory (a
+/// daemon that is starting holds it longer: then this command fails).
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Who answers a request: the running daemon, or (when none runs) this
+/// process, holding the data directory's lock while it works.
+enum Route {
+    Daemon(ControlResponse),
+    Direct(DataDirLock),
+}
+
+/// Sends `request` to the running daemon. Only when no process listens on the
+/// control socket and none holds the data directory's lock may the caller
+/// work on the data directory itself; a daemon that holds the lock but does
+/// not answer (starting, stuck, its socket removed) is an error.
+async fn route(data: &DataDir, request: &ControlRequest, timeout: Duration) -> CliResult<Route> {
+    match control::request(&data.control_socket(), request, timeout).await {
+        Ok(ControlResponse::Error { message }) => Err(format!("the daemon refused: {message}").into()),
+        Ok(response) => Ok(Route::Daemon(response)),
+        Err(peers_device::Error::DaemonNotListening { socket, source }) => match data.lock(LOCK_WAIT).await {
+            Ok(lock) => Ok(Route::Direct(lock)),
+            Err(peers_device::Error::DataDirInUse { path }) => Err(format!(
+                "{path} is held by a daemon whose control socket {socket} does not answer ({source}): it is \
+                 starting, stuck, or its socket was removed. Nothing was done; try again when `peers status` answers."
+            )
+            .into()),
+            Err(err) => Err(err.into()),
+        },
+        Err(err) => Err(format!("{err}. This command did not touch the data directory.").into()),
+    }
+}
+
+fn unexpected(response: ControlResponse) -> Box<dyn std::error::Error> {
+    format!("unexpected answer from the daemon: {response:?}").into()
+}
+
+/// The OS user name: from the environment, else (a service or container
+/// without those variables) this process's user in `/etc/passwd`.
+fn os_user() -> Option<String> {
+    let from_env = ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .filter_map(std::env::var_os)
+        .map(|name| name.to_string_lossy().trim().to_owned())
+        .find(|name| !name.is_empty());
+    from_env.or_else(passwd_user)
+}
+
+#[cfg(unix)]
+fn passwd_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().map(|line| line.split(':').collect::<Vec<_>>()).find_map(|fields| match fields.as_slice() {
+        [name, _, id, ..] if *id == uid && !name.is_empty() => Some((*name).to_owned()),
+        _ => None,
+    })
+}
+
+#[cfg(not(unix))]
+fn passwd_user() -> Option<String> {
+    None
+}
+
+/// The value of `put`: its text, or the bytes of `file` (`-`: standard input),
+/// refused beyond the limit without reading further.
+fn read_value(value: Option<String>, file: Option<PathBuf>) -> CliResult<Vec<u8>> {
+    let too_big = |len: usize| format!("a value of {len} bytes or more (the limit is {MAX_VALUE_LEN} bytes, 32 MiB)");
+    let bytes = match (value, file) {
+        (Some(value), _) => value.into_bytes(),
+        (None, Some(path)) => {
+            let mut bytes = Vec::new();
+            let limit = MAX_VALUE_LEN as u64 + 1;
+            let read = match path.as_os_str() == "-" {
+                true => std::io::stdin().lock().take(limit).read_to_end(&mut bytes),
+                false => std::fs::File::open(&path).and_then(|f| f.take(limit).read_to_end(&mut bytes)),
+            };
+            read.map_err(|e| format!("{}: {e}", path.display()))?;
+            bytes
+        }
+        (None, None) => return Err("give a value or --file".into()),
+    };
+    if bytes.len() > MAX_VALUE_LEN {
+        return Err(too_big(bytes.len()).into());
+    }
+    Ok(bytes)
+}
+
+async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()> {
     match command {
         Command::Init { user } => {
+            let user = user
+                .or_else(os_user)
+                .ok_or("no OS user name ($USER, $LOGNAME, $USERNAME, /etc/passwd): give --user")?;
             let keys = data.init(&user)?;
             println!("device {}", keys.device_id());
+            println!("user {user}");
             println!("created in {}", data.root().display());
         }
         Command::Info { advertise } => {
@@ -128,8 +247,26 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
             println!("share code {}", keys.info(advertise)?.to_share_code());
         }
         Command::Trust { code, groups } => {
-            let info = data.trust(&code, &groups)?;
-            println!("trusted {} ({}) in {} group(s)", info.device_id, info.user_id, groups.len());
+            let request = ControlRequest::Trust { share_code: code.clone(), groups: groups.clone() };
+            let (device, user, groups) = match route(&data, &request, timeout).await? {
+                Route::Daemon(ControlResponse::Trusted { device, user, groups }) => (device, user, groups),
+                Route::Daemon(other) => return Err(unexpected(other)),
+                Route::Direct(_lock) => {
+                    let info = data.trust(&code, &groups)?;
+                    (info.device_id.to_string(), info.user_id, groups)
+                }
+            };
+            let groups: Vec<&str> = groups.iter().map(GroupId::as_str).collect();
+            println!("trusted {device} ({user}) in {}", groups.join(", "));
+        }
+        Command::Untrust { device } => {
+            let request = ControlRequest::Untrust { device: device.clone() };
+            let device = match route(&data, &request, timeout).await? {
+                Route::Daemon(ControlResponse::Untrusted { device }) => device,
+                Route::Daemon(other) => return Err(unexpected(other)),
+                Route::Direct(_lock) => data.untrust(&device)?.device_id.to_string(),
+            };
+            println!("no longer trusting {device}");
         }
         Command::Run { listen, advertise, groups, signaling } => {
             let mut options = DaemonOptions::new(data, listen, groups);
@@ -144,25 +281,21 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
             wait_for_signal().await;
             daemon.shutdown().await;
         }
-        Command::Status => match control::request(&data.control_socket(), &ControlRequest::Status).await? {
-            ControlResponse::Status { table } => print!("{table}"),
-            other => return Err(format!("unexpected answer {other:?}").into()),
+        Command::Status => match route(&data, &ControlRequest::Status, timeout).await? {
+            Route::Daemon(ControlResponse::Status { table }) => print!("{table}"),
+            Route::Daemon(other) => return Err(unexpected(other)),
+            Route::Direct(_lock) => return Err(format!("no daemon is running on {}", data.root().display()).into()),
         },
         Command::Put { group, key, value, file } => {
-            let value = match (value, file) {
-                (Some(value), _) => value,
-                (None, Some(path)) => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-                (None, None) => return Err("give a value or --file".into()),
-            };
+            let value = read_value(value, file)?;
             let request = ControlRequest::Put { group: group.clone(), key: key.clone(), value: value.clone() };
-            match control::request(&data.control_socket(), &request).await {
-                Ok(ControlResponse::Done) => {}
-                Ok(other) => return Err(format!("{other:?}").into()),
-                // No daemon running: write the database directly; it syncs on the next run.
-                Err(peers_device::Error::Io { .. }) => {
-                    open_engine(&data, group).await?.put(&key, value.as_bytes()).await?;
+            match route(&data, &request, timeout).await? {
+                Route::Daemon(ControlResponse::Done) => {}
+                Route::Daemon(other) => return Err(unexpected(other)),
+                // No daemon: write the database (it syncs on the next run).
+                Route::Direct(_lock) => {
+                    open_engine(&data, group).await?.put(&key, &value).await?;
                 }
-                Err(err) => return Err(err.into()),
             }
         }
         Command::Demo => {
@@ -170,18 +303,18 @@ async fn run(command: Command, data: DataDir) -> Result<(), Box<dyn std::error::
         }
         Command::Get { group, key } => {
             let request = ControlRequest::Get { group: group.clone(), key: key.clone() };
-            let value = match control::request(&data.control_socket(), &request).await {
-                Ok(ControlResponse::Value { value }) => value,
-                Ok(other) => return Err(format!("{other:?}").into()),
-                Err(peers_device::Error::Io { .. }) => {
-                    open_engine(&data, group).await?.get(&key).await?.map(|v| String::from_utf8_lossy(&v).into_owned())
-                }
-                Err(err) => return Err(err.into()),
+            let value = match route(&data, &request, timeout).await? {
+                Route::Daemon(ControlResponse::Value { value }) => value,
+                Route::Daemon(other) => return Err(unexpected(other)),
+                Route::Direct(_lock) => open_engine(&data, group).await?.get(&key).await?,
             };
-            match value {
-                Some(value) => println!("{value}"),
-                None => return Err(format!("{key} is not set").into()),
+            let Some(value) = value else { return Err(format!("{key} is not set").into()) };
+            let mut out = std::io::stdout().lock();
+            out.write_all(&value)?;
+            if out.is_terminal() && !value.ends_with(b"\n") {
+                out.write_all(b"\n")?;
             }
+            out.flush()?;
         }
     }
     Ok(())

@@ -4,9 +4,10 @@
 
 pub mod control;
 mod data_dir;
+mod members;
 mod run;
 mod table;
 
-pub use data_dir::{DataDir, MAX_TRUSTED, TrustedDevice};
+pub use data_dir::{DataDir, DataDirLock, MAX_TRUSTED, TrustedDevice};
 pub use run::{Daemon, DaemonOptions};
 pub use table::render_status;

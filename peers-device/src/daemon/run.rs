@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use peers_sdk::{ConnectionConfig, DeviceId, DeviceKeys, TrustLevel, TrustStore};
@@ -14,7 +15,8 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::control::{self, ControlRequest, ControlResponse};
-use super::data_dir::DataDir;
+use super::data_dir::{DataDir, DataDirLock};
+use super::members::Members;
 use super::table::render_status;
 use crate::error::{Error, Result};
 use crate::group::GroupId;
@@ -26,6 +28,10 @@ use crate::transports::{SignalingServerLink, SocketIoDialer, SocketIoListener, W
 
 /// How often the daemon reads its interface addresses to notice a network change.
 const NETWORK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a starting daemon waits for a `peers` command that holds the data
+/// directory for a moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Settings of [`Daemon::start`].
 #[derive(Clone, Debug)]
@@ -60,20 +66,28 @@ pub struct Daemon {
     manager: ConnectionManager,
     engines: HashMap<GroupId, SqliteSyncEngine>,
     listener: Option<SocketIoListener>,
-    control: Option<JoinHandle<()>>,
+    /// The control socket's task and path.
+    control: Option<(JoinHandle<()>, PathBuf)>,
     share_code: String,
     /// Held for as long as the daemon runs.
     _signaling: Option<(Arc<SignalingServerLink>, WebRtcListener)>,
     /// Address changes, turned into `network_changed` calls.
     _network: NetworkMonitor,
+    /// The data directory's lock, held for the daemon's whole life.
+    _lock: DataDirLock,
 }
 
 impl Daemon {
-    /// Loads the identity and trusted devices, opens the groups' databases,
-    /// listens, dials every trusted member, and answers the control socket.
+    /// Takes the data directory's lock (waiting up to 5 s for a `peers`
+    /// command holding it, failing with [`Error::DataDirInUse`] if another
+    /// process keeps it), loads the identity
+    /// and trusted devices, opens the groups' databases, listens, dials every
+    /// trusted member, and answers the control socket. The lock is held until
+    /// the daemon is dropped.
     pub async fn start(options: DaemonOptions) -> Result<Daemon> {
         let data = &options.data_dir;
         let keys = Arc::new(data.keys()?);
+        let lock = data.lock(LOCK_WAIT).await?;
         let trust = TrustStore::new(TrustLevel::Unknown);
         let trusted = data.trusted()?;
         for device in &trusted {
@@ -96,7 +110,7 @@ impl Daemon {
         {
             advertise.push(server.url());
         }
-        let mut connection = ConnectionConfig::new(keys.clone(), trust);
+        let mut connection = ConnectionConfig::new(keys.clone(), trust.clone());
         connection.handshake.addresses = advertise.clone();
         let share_code = keys.info(advertise)?.to_share_code();
         let manager = ConnectionManager::new(ManagerConfig::new(connection));
@@ -118,34 +132,36 @@ impl Daemon {
             false => Some(start_signaling(&manager, &options.signaling, &keys).await?),
             true => None,
         };
+        let members = Arc::new(Members {
+            data: data.clone(),
+            trust,
+            manager: manager.clone(),
+            dialer: dialer.clone(),
+            groups: options.groups.clone(),
+            signaling: signaling.is_some(),
+            writing: tokio::sync::Mutex::new(()),
+        });
         for device in &trusted {
-            let info = device.info()?;
-            if !device.groups.iter().any(|g| options.groups.contains(g)) {
-                continue;
-            }
-            if !info.addresses.is_empty() {
-                dialer.set_urls(info.device_id, info.addresses.clone());
-            }
-            if !info.addresses.is_empty() || signaling.is_some() {
-                manager.keep_connected(info.device_id);
-            }
+            members.admit(&device.info()?, &device.groups).await?;
         }
         manager.add_dialer(Arc::new(dialer));
         let listener = listener.map(|server| SocketIoListener::start(manager.clone(), server, 64));
         if let Some(listener) = &listener {
             info!(url = listener.url(), "listening");
         }
-        let control = control::serve(data.control_socket(), handler(manager.clone(), engines.clone()))?;
+        let socket = data.control_socket();
+        let control = control::serve(socket.clone(), handler(manager.clone(), engines.clone(), members))?;
         let network = NetworkMonitor::start(NETWORK_POLL);
         tokio::spawn(on_network_change(network.changes(), manager.clone(), signaling.as_ref().map(|s| s.0.clone())));
         Ok(Daemon {
             manager,
             engines,
             listener,
-            control: Some(control),
+            control: Some((control, socket)),
             share_code,
             _signaling: signaling,
             _network: network,
+            _lock: lock,
         })
     }
 
@@ -171,8 +187,9 @@ impl Daemon {
 
     /// Closes every connection and stops listening.
     pub async fn shutdown(mut self) {
-        if let Some(control) = self.control.take() {
+        if let Some((control, socket)) = self.control.take() {
             control.abort();
+            let _ = std::fs::remove_file(socket);
         }
         self.manager.shutdown().await;
         if let Some(listener) = self.listener.take() {
@@ -223,24 +240,37 @@ async fn start_signaling(
     Ok((Arc::new(link), listener))
 }
 
-fn handler(manager: ConnectionManager, engines: HashMap<GroupId, SqliteSyncEngine>) -> control::Handler {
+fn handler(
+    manager: ConnectionManager,
+    engines: HashMap<GroupId, SqliteSyncEngine>,
+    members: Arc<Members>,
+) -> control::Handler {
     let engines = Arc::new(engines);
     Arc::new(move |request| {
-        let (manager, engines) = (manager.clone(), engines.clone());
+        let (manager, engines, members) = (manager.clone(), engines.clone(), members.clone());
         Box::pin(async move {
+            let engine = |group: &GroupId| engines.get(group).ok_or_else(|| Error::UnknownGroup(group.to_string()));
             let result = match request {
                 ControlRequest::Status => Ok(ControlResponse::Status { table: render_status(&manager.status()) }),
-                ControlRequest::Put { group, key, value } => match engines.get(&group) {
-                    Some(engine) => engine.put(&key, value.as_bytes()).await.map(|_| ControlResponse::Done),
-                    None => Err(Error::UnknownGroup(group.to_string())),
+                ControlRequest::Put { group, key, value } => match engine(&group) {
+                    Ok(engine) => engine.put(&key, &value).await.map(|_| ControlResponse::Done),
+                    Err(e) => Err(e),
                 },
-                ControlRequest::Get { group, key } => match engines.get(&group) {
-                    Some(engine) => engine
-                        .get(&key)
-                        .await
-                        .map(|v| ControlResponse::Value { value: v.map(|v| String::from_utf8_lossy(&v).into_owned()) }),
-                    None => Err(Error::UnknownGroup(group.to_string())),
+                ControlRequest::Get { group, key } => match engine(&group) {
+                    Ok(engine) => engine.get(&key).await.map(|value| ControlResponse::Value { value }),
+                    Err(e) => Err(e),
                 },
+                ControlRequest::Trust { share_code, groups } => {
+                    members.trust(&share_code, &groups).await.map(|(info, groups)| ControlResponse::Trusted {
+                        device: info.device_id.to_string(),
+                        user: info.user_id,
+                        groups,
+                    })
+                }
+                ControlRequest::Untrust { device } => members
+                    .untrust(&device)
+                    .await
+                    .map(|info| ControlResponse::Untrusted { device: info.device_id.to_string() }),
             };
             result.unwrap_or_else(|e| ControlResponse::Error { message: e.to_string() })
         })

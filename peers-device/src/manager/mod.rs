@@ -12,6 +12,7 @@ pub mod health;
 mod links;
 pub mod preference;
 mod status;
+mod trust;
 
 pub use api::ConnectionManager;
 pub use config::ManagerConfig;

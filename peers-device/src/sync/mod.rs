@@ -33,7 +33,7 @@ use peers_sdk::DeviceId;
 pub use engine::{EngineOptions, PeerSyncStatus, SqliteSyncEngine};
 pub use rpc::{ConnectionPeer, expose_group, hide_group};
 pub use store::{Applied, Entry};
-pub use types::{Change, ChangeBatch, ChangeNotice, ListChanges, NetworkInfo, SyncLimits};
+pub use types::{Change, ChangeBatch, ChangeNotice, ListChanges, MAX_VALUE_LEN, NetworkInfo, SyncLimits};
 
 use crate::error::Result;
 use crate::group::GroupId;

@@ -5,7 +5,7 @@ use peers_sdk::{DeviceId, DeviceKeys};
 use proptest::prelude::*;
 
 use super::store::Store;
-use super::types::SyncLimits;
+use super::types::{MAX_VALUE_LEN, SyncLimits};
 use crate::error::Error;
 use crate::group::GroupId;
 
@@ -88,6 +88,32 @@ fn a_page_respects_the_byte_cap_but_always_makes_progress() {
 }
 
 #[test]
+fn a_value_at_the_limit_travels_alone_in_its_page() {
+    let (a, b) = (device(), device());
+    let (mut sa, mut sb) = (store(a), store(b));
+    let big: Vec<u8> = (0..MAX_VALUE_LEN).map(|i| (i % 251) as u8).collect();
+    sa.put("small", Some(b"1"), 1_000).unwrap();
+    sa.put("big", Some(&big), 1_000).unwrap();
+    sa.put("after", Some(b"2"), 1_000).unwrap();
+    assert!(matches!(sa.put("over", Some(&vec![0; MAX_VALUE_LEN + 1]), 1_000), Err(Error::InvalidChange { .. })));
+    let limits = SyncLimits::default();
+    let mut pages = 0;
+    loop {
+        let batch = sa.list_changes(sb.checkpoint(&a).unwrap(), 1000).unwrap();
+        let bytes: usize = batch.changes.iter().map(|c| c.weight()).sum();
+        assert!(bytes <= limits.max_batch_bytes || batch.changes.len() == 1, "a page over the cap holds one change");
+        sb.apply(&a, &batch.changes, 1_000).unwrap();
+        pages += 1;
+        if !batch.more {
+            break;
+        }
+    }
+    assert_eq!(pages, 3, "the big value is a page of its own");
+    assert_eq!(sb.get("big").unwrap().unwrap().value.unwrap(), big);
+    assert_eq!(sb.info().digest, sa.info().digest);
+}
+
+#[test]
 fn applying_twice_changes_nothing() {
     let (a, b) = (device(), device());
     let (mut sa, mut sb) = (store(a), store(b));
@@ -115,7 +141,7 @@ fn hostile_batches_are_refused_whole() {
     assert!(matches!(sb.apply(&a, &skewed, 1_000), Err(Error::ClockSkew { .. })));
 
     let mut huge = good.clone();
-    huge[1].value = Some(vec![0; (1 << 20) + 1]);
+    huge[1].value = Some(vec![0; MAX_VALUE_LEN + 1]);
     assert!(matches!(sb.apply(&a, &huge, 1_000), Err(Error::InvalidChange { .. })));
 
     let mut empty_key = good.clone();
@@ -243,7 +269,7 @@ fn pair(stores: &mut [Store], to: usize, from: usize) -> (&mut Store, &Store) {
 #[test]
 fn a_batch_of_writes_is_all_or_nothing() {
     let mut s = store(device());
-    let big = vec![0u8; (1 << 20) + 1];
+    let big = vec![0u8; MAX_VALUE_LEN + 1];
     let refused = s.put_many(&[("a", Some(b"1")), ("b", Some(&big))], 1_000);
     assert!(matches!(refused, Err(Error::InvalidChange { .. })));
     assert_eq!(s.info().head, 0);

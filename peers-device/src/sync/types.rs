@@ -73,18 +73,29 @@ pub struct ChangeNotice {
     pub head: u64,
 }
 
+/// The largest value by default, in bytes: 32 MiB.
+///
+/// A `listChanges` page holds changes up to [`SyncLimits::max_batch_bytes`], or a
+/// single change when that one alone is larger, so the largest page is one change
+/// of this size plus its key: 33 MiB at most, within a `Connection`'s 64 MiB
+/// message limit (`CodecConfig::max_message_size`), which the codec carries in
+/// 1 MiB chunks so a large page does not hold up the calls queued behind it.
+pub const MAX_VALUE_LEN: usize = 32 << 20;
+
 /// Bounds on what the sync engine accepts and sends.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SyncLimits {
     /// The longest key, in bytes. Default: 1 KiB.
     pub max_key_len: usize,
-    /// The largest value, in bytes. Default: 1 MiB.
+    /// The largest value, in bytes. Default: [`MAX_VALUE_LEN`] (32 MiB). Both
+    /// ends of a group must accept what its members write.
     pub max_value_len: usize,
     /// The most changes in one batch. Default: 1,000.
     pub max_batch_changes: usize,
     /// The most bytes (by [`Change::weight`]) in one batch; a batch always holds at
-    /// least one change. Default: 4 MiB.
+    /// least one change (so a page is at most this, or one change of up to
+    /// `max_key_len + max_value_len` and its allowance). Default: 4 MiB.
     pub max_batch_bytes: usize,
     /// How far ahead of this device's clock a change may be. Default: 10 minutes.
     pub max_clock_skew_ms: u64,
@@ -94,7 +105,7 @@ impl Default for SyncLimits {
     fn default() -> Self {
         SyncLimits {
             max_key_len: 1024,
-            max_value_len: 1 << 20,
+            max_value_len: MAX_VALUE_LEN,
             max_batch_changes: 1000,
             max_batch_bytes: 4 << 20,
             max_clock_skew_ms: 10 * 60 * 1000,
