@@ -205,6 +205,7 @@ impl StreamWriter {
 impl Drop for StreamWriter {
     fn drop(&mut self) {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.remove(&self.id);
+        self.inner.activity.settled();
         if !self.ended && !self.inner.is_closed() {
             let (inner, id) = (self.inner.clone(), self.id);
             let error = RemoteError::new(RemoteErrorCode::Handler, "sender abandoned the stream");
@@ -273,6 +274,11 @@ impl Inner {
         if let Some(state) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).incoming.get_mut(&id) {
             state.allowed = state.allowed.saturating_add(bytes);
         }
+    }
+
+    /// Streams this side opened and has not finished.
+    pub(super) fn outgoing_streams(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.len()
     }
 
     /// Wakes every stream writer so it notices the close.
