@@ -334,7 +334,9 @@ impl Inner {
                         CloseWhy::Superseded => {
                             CloseReason::new(CloseCode::Replaced, "superseded by a better connection")
                         }
-                        CloseWhy::Silent => CloseReason::new(CloseCode::Timeout, "nothing received in time (liveness)"),
+                        CloseWhy::Silent => {
+                            CloseReason::new(CloseCode::TransportFailure, "nothing received in time (liveness)")
+                        }
                     };
                     match retiring.take() {
                         Some(retire) if retire.session_id() == connection.session_id() => {
