@@ -16,10 +16,11 @@ use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 
 use crate::error::{Error, Result};
 use crate::group::GroupId;
-use crate::manager::backoff::BackoffOptions;
 use crate::manager::{ConnectionManager, ManagerConfig};
 use crate::sync::{EngineOptions, SqliteSyncEngine};
-use crate::transports::{SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
+use crate::transports::{
+    ReconnectOptions, SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener,
+};
 use crate::{ConnectionClass, ManagerStatus};
 
 /// Changes written to the shared group.
@@ -236,7 +237,7 @@ async fn start_device(
         signaling_url.to_owned(),
         keys.clone(),
         SignalingOptions::default(),
-        BackoffOptions::default(),
+        ReconnectOptions::default(),
         config.connect_timeout,
     );
     link.registered(STEP_TIMEOUT).await.map_err(fail("register"))?;

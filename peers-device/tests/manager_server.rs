@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use peers_device::Dialer;
-use peers_device::manager::backoff::BackoffOptions;
-use peers_device::transports::{LinkState, SignalingServerLink};
+use peers_device::transports::{LinkState, ReconnectOptions, SignalingServerLink};
 use peers_signaling::{ClientOptions, ServerConfig, SignalingServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,18 +16,13 @@ async fn the_link_registers_again_after_the_server_restarts() {
     let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
     let (url, addr) = (server.url().unwrap(), server.local_addr().unwrap());
     let (a, b) = (node("a"), node("b"));
-    let fast = || {
-        let mut backoff = BackoffOptions::default();
-        backoff.initial = Duration::from_millis(100);
-        backoff
-    };
     let start = |node: &Node| {
         SignalingServerLink::start(
             node.manager.clone(),
             url.clone(),
             node.keys.clone(),
             ClientOptions::default(),
-            fast(),
+            ReconnectOptions::default(),
             Duration::from_secs(15),
         )
     };

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peers_device::manager::backoff::BackoffOptions;
 use peers_device::sync::{EngineOptions, SqliteSyncEngine};
 use peers_device::transports::{
-    DeviceMessageSignaling, SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener,
+    DeviceMessageSignaling, ReconnectOptions, SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer,
+    WebRtcListener,
 };
 use peers_device::{ConnectionClass, ConnectionManager, GroupId, ManagerConfig, ManagerEvent};
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
@@ -163,7 +163,7 @@ impl TestDevice {
             url.to_owned(),
             self.keys.clone(),
             peers_signaling::ClientOptions::default(),
-            BackoffOptions::default(),
+            ReconnectOptions::default(),
             config.connect_timeout,
         );
         link.registered(WAIT).await.expect("registered with the signaling server");

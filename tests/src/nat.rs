@@ -89,6 +89,8 @@ pub struct Scenario {
     servers: Vec<Child>,
     /// The signaling instances, in the order devices try them.
     signaling: Vec<Child>,
+    /// Each instance's command line, to restart it.
+    signaling_args: Vec<Vec<String>>,
     /// The devices.
     pub daemons: Vec<Daemon>,
     dir: tempfile::TempDir,
@@ -101,6 +103,8 @@ pub enum SignalingSetup {
     Single,
     /// Two instances sharing a Redis server, both given to the devices.
     RedisPair,
+    /// One instance with the SQLite store (what survives a restart).
+    Sqlite,
 }
 
 impl Scenario {
@@ -117,8 +121,13 @@ impl Scenario {
         let turn_config = CoturnConfig::new(INTERNET_SERVER_IP, TURN_PORT, REALM, TURN_SECRET);
         let turn = Coturn::start(Some(&lab.internet), &turn_config).await;
         let mut servers = Vec::new();
+        let dir = tempfile::tempdir().expect("temporary directory");
         let store = match setup {
             SignalingSetup::Single => vec!["--memory".to_owned(), "true".to_owned()],
+            SignalingSetup::Sqlite => {
+                let data = dir.path().join("signaling-data");
+                vec!["--data-dir".to_owned(), data.to_str().expect("UTF-8 path").to_owned()]
+            }
             SignalingSetup::RedisPair => {
                 servers.push(start_redis(&lab).await);
                 vec!["--redis-url".to_owned(), format!("redis://127.0.0.1:{REDIS_PORT}")]
@@ -126,19 +135,33 @@ impl Scenario {
         };
         let instances = if setup == SignalingSetup::RedisPair { 2 } else { 1 };
         let mut signaling = Vec::new();
+        let mut signaling_args = Vec::new();
         for port in (SIGNALING_PORT..).take(instances) {
-            let mut command = lab.lab.command(&lab.internet, workspace_binary("peers-signaling"));
-            command
-                .args(["--bind", &format!("{INTERNET_SERVER_IP}:{port}")])
-                .args(&store)
-                .args(["--stun-url", &turn.stun_url])
-                .args(["--turn-url", &turn.turn_url])
-                .args(["--turn-secret", TURN_SECRET])
-                .stderr(Stdio::null());
-            signaling.push(spawn_ready(&mut command, "listening").await);
+            let mut args = vec!["--bind".to_owned(), format!("{INTERNET_SERVER_IP}:{port}")];
+            args.extend(store.iter().cloned());
+            args.extend(["--stun-url".to_owned(), turn.stun_url.clone()]);
+            args.extend(["--turn-url".to_owned(), turn.turn_url.clone()]);
+            args.extend(["--turn-secret".to_owned(), TURN_SECRET.to_owned()]);
+            signaling.push(start_signaling(&lab, &args).await);
+            signaling_args.push(args);
         }
-        let dir = tempfile::tempdir().expect("temporary directory");
-        Scenario { lab, turn, servers, signaling, daemons: Vec::new(), dir }
+        Scenario { lab, turn, servers, signaling, signaling_args, daemons: Vec::new(), dir }
+    }
+
+    /// Starts signaling instance `index` again (after [`kill_signaling`](Self::kill_signaling)),
+    /// with its store as it was left.
+    pub async fn restart_signaling(&mut self, index: usize) {
+        self.signaling[index] = start_signaling(&self.lab, &self.signaling_args[index]).await;
+    }
+
+    /// Cuts device `index`'s host off the network (every packet in or out
+    /// dropped, silently), or puts it back.
+    pub fn isolate(&self, index: usize, cut: bool) {
+        let ns = self.daemons[index].host.name.clone();
+        let op = if cut { "-I" } else { "-D" };
+        for (chain, side) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
+            crate::netns::run("ip", &["netns", "exec", &ns, "iptables", op, chain, "!", side, "lo", "-j", "DROP"]);
+        }
     }
 
     /// The signaling instances' URLs, as hosts dial them, comma-separated in
@@ -274,6 +297,13 @@ async fn start_redis(lab: &TwoLans) -> Child {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("redis-server did not answer in the lab");
+}
+
+/// Starts a `peers-signaling` instance in the internet namespace.
+async fn start_signaling(lab: &TwoLans, args: &[String]) -> Child {
+    let mut command = lab.lab.command(&lab.internet, workspace_binary("peers-signaling"));
+    command.args(args).stderr(Stdio::null());
+    spawn_ready(&mut command, "listening").await
 }
 
 /// Spawns `command` and waits for a stdout line starting with `ready`.

@@ -20,11 +20,12 @@ use super::members::Members;
 use super::table::render_status;
 use crate::error::{Error, Result};
 use crate::group::GroupId;
-use crate::manager::backoff::BackoffOptions;
 use crate::manager::{ConnectionManager, ManagerConfig};
 use crate::netmon::NetworkMonitor;
 use crate::sync::{EngineOptions, SqliteSyncEngine};
-use crate::transports::{SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
+use crate::transports::{
+    ReconnectOptions, SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener,
+};
 
 /// How often the daemon reads its interface addresses to notice a network change.
 const NETWORK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -230,7 +231,7 @@ async fn start_signaling(
         urls.to_vec(),
         keys.clone(),
         SignalingOptions::default(),
-        BackoffOptions::default(),
+        ReconnectOptions::default(),
         config.connect_timeout,
     );
     let endpoint = Arc::new(WebRtcEndpoint::new(link.signaling.clone(), config));

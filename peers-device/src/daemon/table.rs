@@ -9,6 +9,10 @@ use crate::manager::ManagerStatus;
 pub fn render_status(status: &ManagerStatus) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "device {}", status.device);
+    for s in &status.signaling {
+        let error = s.last_error.as_deref().map_or_else(String::new, |e| format!(" (last error: {e})"));
+        let _ = writeln!(out, "signaling {} {} for {}{error}", s.url, s.state.name(), age(s.since));
+    }
     let _ = writeln!(
         out,
         "\n{:<12} {:<15} {:<10} {:<7} {:>9} {:>6} {:>8}",
@@ -36,6 +40,13 @@ pub fn render_status(status: &ManagerStatus) -> String {
             c.error_rate * 100.0,
             age(c.since),
         );
+    }
+    if !status.paths.is_empty() {
+        let _ = writeln!(out, "\n{:<12} {:<15} WHY THIS PATH", "PEER", "PATH");
+    }
+    for p in &status.paths {
+        let class = p.class.map_or("-", |c| c.name());
+        let _ = writeln!(out, "{:<12} {:<15} {}", short(&p.device.to_string()), class, p.why);
     }
     let _ = writeln!(
         out,

@@ -11,8 +11,12 @@ use tokio::task::AbortHandle;
 use super::class::ConnectionClass;
 use super::config::ManagerConfig;
 use super::dial::{Dialer, keep_connected};
-use super::health::Health;
-use super::status::{ConnectionStatus, GroupStatus, HistoryEntry, ManagerEvent, ManagerStatus, MemberStatus};
+use super::health::{Health, Verdict};
+use super::link_table::{LinkPhase, LinkTable};
+use super::status::PathNotes;
+use super::status::{
+    ConnectionStatus, GroupStatus, HistoryEntry, ManagerEvent, ManagerStatus, MemberStatus, PathStatus, SignalingStatus,
+};
 use crate::device_message::{DeviceMessage, MessageRouter, Refusal, Route};
 use crate::error::{Error, Result};
 use crate::group::GroupId;
@@ -51,6 +55,9 @@ pub(super) struct Inner {
     pub(super) network_epoch: std::sync::atomic::AtomicU64,
     /// Application set-up run on every new connection (its own RPCs).
     pub(super) setups: RwLock<Vec<ConnectionSetup>>,
+    /// The signaling registrations reporting here (for status); dropped links
+    /// are forgotten.
+    pub(super) signaling: Mutex<Vec<std::sync::Weak<Mutex<SignalingStatus>>>>,
 }
 
 /// Application set-up run on every new connection.
@@ -63,7 +70,21 @@ pub(super) struct State {
     pub(super) history: VecDeque<HistoryEntry>,
     pub(super) next_link: u64,
     pub(super) wanted: HashMap<DeviceId, AbortHandle>,
+    /// Why each device is not on a better path: the last failure of each way
+    /// there (a dialer's attempt, a link that went silent). Kept for devices
+    /// kept connected or connected.
+    pub(super) path_notes: HashMap<DeviceId, PathNotes>,
     pub(super) shut_down: bool,
+}
+
+impl State {
+    /// Notes why `device` is not on a `class` path (`way` is the dialer or
+    /// transport). Only for devices kept connected or connected: bounded.
+    pub(super) fn note_path(&mut self, device: DeviceId, way: &str, class: ConnectionClass, reason: String) {
+        if self.wanted.contains_key(&device) || self.devices.contains_key(&device) {
+            self.path_notes.entry(device).or_default().record(way, class, reason);
+        }
+    }
 }
 
 pub(super) struct GroupEntry {
@@ -72,11 +93,14 @@ pub(super) struct GroupEntry {
 }
 
 pub(super) struct DeviceLinks {
+    /// The connections and what the driver keeps per link.
     pub(super) links: Vec<Link>,
-    pub(super) active: Option<u64>,
-    pub(super) switched_at: Instant,
+    /// The decisions: which link is active, each link's phase.
+    pub(super) table: LinkTable,
     /// The link each group's engine was last given for this device.
     pub(super) ready_on: HashMap<GroupId, u64>,
+    /// When the table's deadline timer fires, if one is set.
+    pub(super) timer: Option<Instant>,
 }
 
 pub(super) struct Link {
@@ -91,12 +115,6 @@ pub(super) struct Link {
     pub(super) remote_ready: HashSet<GroupId>,
     /// Groups whose RPCs this side registered on this link.
     pub(super) local_groups: HashSet<GroupId>,
-    pub(super) retiring: bool,
-    /// The peer adopted this link too: its `peers:groupReady` arrived here, which
-    /// it sends once it has run its set-up (the application's RPCs) on the link.
-    pub(super) peer_adopted: bool,
-    pub(super) local_retired: bool,
-    pub(super) peer_retired: bool,
 }
 
 impl DeviceLinks {
@@ -109,7 +127,26 @@ impl DeviceLinks {
     }
 
     pub(super) fn active_link(&self) -> Option<&Link> {
-        self.active.and_then(|id| self.link(id))
+        self.table.active().and_then(|id| self.link(id))
+    }
+
+    /// Records a health ping's outcome (`rtt`, or `None` if it failed) on
+    /// `link`, and its latency for the link choice.
+    pub(super) fn record_ping(&mut self, link: u64, rtt: Option<std::time::Duration>, now: Instant) -> Option<Verdict> {
+        let entry = self.links.iter_mut().find(|l| l.id == link)?;
+        let verdict = match rtt {
+            Some(rtt) => entry.health.on_pong(rtt, now),
+            None => entry.health.on_failure(now),
+        };
+        if let Some(latency) = entry.health.latency() {
+            self.table.latency(link, latency);
+        }
+        Some(verdict)
+    }
+
+    /// Superseded: draining or retired.
+    pub(super) fn retiring(&self, id: u64) -> bool {
+        self.table.phase(id).is_some_and(LinkPhase::is_retiring)
     }
 }
 
@@ -126,8 +163,7 @@ impl Inner {
     /// The best class among the links to `device` that are not retiring (one may
     /// be verified but not active yet, while the leader's takeover is on its way).
     pub(super) fn best_class(&self, device: &DeviceId) -> Option<ConnectionClass> {
-        let state = lock(&self.state);
-        state.devices.get(device)?.links.iter().filter(|l| !l.retiring).map(|l| l.class).min()
+        lock(&self.state).devices.get(device)?.table.best_class()
     }
 
     /// Whether this side decides which connection to a device is kept (the side
@@ -137,7 +173,23 @@ impl Inner {
     }
 }
 
+impl Inner {
+    fn signaling_status(&self) -> Vec<SignalingStatus> {
+        let mut links = lock(&self.signaling);
+        links.retain(|l| l.strong_count() > 0);
+        links.iter().filter_map(std::sync::Weak::upgrade).map(|s| lock(&s).clone()).collect()
+    }
+}
+
 impl ConnectionManager {
+    /// Shows a signaling registration in [`status`](Self::status) for as long
+    /// as `status` is alive (the `SignalingServerLink` keeps it up to date).
+    pub(crate) fn report_signaling(&self, status: &Arc<Mutex<SignalingStatus>>) {
+        let mut links = lock(&self.inner.signaling);
+        links.retain(|l| l.strong_count() > 0);
+        links.push(Arc::downgrade(status));
+    }
+
     /// A manager with no connections and no groups.
     pub fn new(config: ManagerConfig) -> Self {
         let me = config.keys().device_id();
@@ -155,6 +207,7 @@ impl ConnectionManager {
                 changed,
                 network_epoch: std::sync::atomic::AtomicU64::new(0),
                 setups: RwLock::new(Vec::new()),
+                signaling: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -267,8 +320,12 @@ impl ConnectionManager {
 
     /// Stops keeping `device` connected (connections that are up stay up).
     pub fn forget(&self, device: &DeviceId) {
-        if let Some(task) = lock(&self.inner.state).wanted.remove(device) {
+        let mut state = lock(&self.inner.state);
+        if let Some(task) = state.wanted.remove(device) {
             task.abort();
+        }
+        if !state.devices.contains_key(device) {
+            state.path_notes.remove(device);
         }
     }
 
@@ -286,11 +343,8 @@ impl ConnectionManager {
         let outcome = connection.emit_with_timeout::<_, ()>(super::control::PING, &(), timeout).await;
         let rtt = started.elapsed();
         let mut state = lock(&self.inner.state);
-        if let Some(link) = state.devices.get_mut(device).and_then(|d| d.link_mut(link)) {
-            match &outcome {
-                Ok(()) => link.health.on_pong(rtt, Instant::now()),
-                Err(_) => link.health.on_failure(Instant::now()),
-            };
+        if let Some(links) = state.devices.get_mut(device) {
+            links.record_ping(link, outcome.as_ref().ok().map(|()| rtt), Instant::now());
         }
         outcome.map(|()| rtt).map_err(Error::Connection)
     }
@@ -381,8 +435,8 @@ impl ConnectionManager {
                     transport: link.transport.clone(),
                     path: link.connection.path(),
                     peer_addr: link.connection.socket_info().peer_addr.clone(),
-                    active: links.active == Some(link.id),
-                    retiring: link.retiring,
+                    active: links.table.active() == Some(link.id),
+                    retiring: links.retiring(link.id),
                     dialed: link.dialed,
                     encrypted: link.connection.is_encrypted(),
                     latency: link.health.latency(),
@@ -413,7 +467,29 @@ impl ConnectionManager {
             })
             .collect();
         groups.sort_by(|a, b| a.group.cmp(&b.group));
-        ManagerStatus { device: self.inner.me, connections, groups, history: state.history.iter().cloned().collect() }
+        let mut peers: Vec<DeviceId> = state.devices.keys().chain(state.wanted.keys()).copied().collect();
+        peers.sort();
+        peers.dedup();
+        let paths = peers
+            .into_iter()
+            .map(|device| {
+                let class = state.devices.get(&device).and_then(|d| d.active_link()).map(|l| l.class);
+                let notes = state.path_notes.get(&device);
+                PathStatus {
+                    device,
+                    class,
+                    why: notes.map_or_else(|| PathNotes::default().why(class), |n| n.why(class)),
+                }
+            })
+            .collect();
+        ManagerStatus {
+            device: self.inner.me,
+            connections,
+            groups,
+            paths,
+            signaling: self.inner.signaling_status(),
+            history: state.history.iter().cloned().collect(),
+        }
     }
 
     /// Closes every connection and stops every task; later connections are refused.
@@ -442,7 +518,7 @@ impl Inner {
 
     /// Devices with a usable connection.
     pub(super) fn neighbours(&self) -> Vec<DeviceId> {
-        lock(&self.state).devices.iter().filter(|(_, d)| d.active.is_some()).map(|(id, _)| *id).collect()
+        lock(&self.state).devices.iter().filter(|(_, d)| d.table.active().is_some()).map(|(id, _)| *id).collect()
     }
 
     /// Registers `group` on every live link to `device` and announces it.
@@ -451,12 +527,13 @@ impl Inner {
             let mut state = lock(&self.state);
             let Some(engine) = state.groups.get(group).map(|g| g.engine.clone()) else { return };
             let Some(links) = state.devices.get_mut(device) else { return };
+            let table = &links.table;
             links
                 .links
                 .iter_mut()
                 .filter_map(|l| {
-                    (!l.retiring && l.local_groups.insert(group.clone()))
-                        .then(|| (l.connection.clone(), engine.clone()))
+                    let retiring = table.phase(l.id).is_some_and(LinkPhase::is_retiring);
+                    (!retiring && l.local_groups.insert(group.clone())).then(|| (l.connection.clone(), engine.clone()))
                 })
                 .collect()
         };

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing::{debug, warn};
 
 use super::api::{Inner, lock, now_ms};
-use super::health::Verdict;
+use super::health::{Liveness, LivenessStep, Verdict};
 use crate::device_message::{DeviceMessage, Route};
 use crate::group::GroupId;
 
@@ -128,16 +128,17 @@ pub(super) async fn keep_pinging(inner: Weak<Inner>, connection: Connection, dev
         let started = Instant::now();
         let outcome = connection.emit_with_timeout::<_, ()>(PING, &(), timeout).await;
         let Some(inner) = inner.upgrade() else { return };
+        if let Err(err) = &outcome {
+            debug!(peer = %device, %err, "ping failed");
+        }
+        let rtt = outcome.is_ok().then(|| started.elapsed());
         let verdict = {
             let mut state = lock(&inner.state);
-            let Some(link) = state.devices.get_mut(&device).and_then(|d| d.link_mut(link)) else { return };
-            match &outcome {
-                Ok(()) => link.health.on_pong(started.elapsed(), Instant::now()),
-                Err(err) => {
-                    debug!(peer = %device, %err, "ping failed");
-                    link.health.on_failure(Instant::now())
-                }
-            }
+            let Some(verdict) = state.devices.get_mut(&device).and_then(|d| d.record_ping(link, rtt, Instant::now()))
+            else {
+                return;
+            };
+            verdict
         };
         if verdict == Verdict::Dead {
             warn!(peer = %device, "closing a connection whose pings keep failing");
@@ -145,6 +146,42 @@ pub(super) async fn keep_pinging(inner: Weak<Inner>, connection: Connection, dev
             let reason = format!("{failures} pings in a row failed");
             connection.close(CloseReason::new(CloseCode::Timeout, reason)).await;
             return;
+        }
+    }
+}
+
+/// The liveness check of one link: pings it whenever nothing has arrived on
+/// it for [`HealthOptions::liveness_idle`](super::health::HealthOptions::liveness_idle),
+/// and reports it silent once nothing at all arrived for
+/// [`liveness_timeout`](super::health::HealthOptions::liveness_timeout). Ends
+/// when the connection closes.
+pub(super) async fn keep_alive(inner: Weak<Inner>, connection: Connection, device: DeviceId, link: u64) {
+    let Some(options) = inner.upgrade().map(|inner| inner.config.health.clone()) else { return };
+    let liveness = Liveness::new(&options);
+    let closed = connection.closed();
+    tokio::pin!(closed);
+    loop {
+        let next = match liveness.step(connection.last_received(), Instant::now()) {
+            LivenessStep::Wait(at) => at,
+            LivenessStep::Probe(at) => {
+                // The answer (any frame) is what counts, not this call's result;
+                // at most timeout / idle pings are out at once.
+                let (probe, timeout) = (connection.clone(), options.liveness_timeout);
+                tokio::spawn(async move {
+                    let _ = probe.emit_with_timeout::<_, ()>(PING, &(), timeout).await;
+                });
+                at
+            }
+            LivenessStep::Dead => {
+                if let Some(inner) = inner.upgrade() {
+                    inner.on_silent(&device, link).await;
+                }
+                return;
+            }
+        };
+        tokio::select! {
+            _ = &mut closed => return,
+            () = tokio::time::sleep_until(next.into()) => {}
         }
     }
 }

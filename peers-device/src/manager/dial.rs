@@ -153,6 +153,9 @@ async fn attempt(
         Err(reason) => {
             debug!(peer = %device, dialer = dialer.name(), %reason, "dial failed");
             let mut state = lock(&inner.state);
+            if let Some(class) = dialer.class_for(&device) {
+                state.note_path(device, dialer.name(), class, reason.clone());
+            }
             let event = ManagerEvent::DialFailed { device, dialer: dialer.name().to_owned(), reason };
             inner.record(&mut state, event);
             false

@@ -1,6 +1,7 @@
 //! Connection health from pings: latency, error rate, and the decision to give
-//! up on a connection after consecutive failures. Sans-IO: the caller sends the
-//! pings and passes the clock in.
+//! up on a connection after consecutive failures; and [`Liveness`], the fast
+//! check that notices a path that died silently within seconds. Sans-IO: the
+//! caller sends the pings and passes the clock in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +22,13 @@ pub struct HealthOptions {
     /// a connection that does not answer a ping within this time is closed.
     /// Default: 3 s.
     pub network_probe_timeout: Duration,
+    /// Liveness: when nothing has arrived on a connection for this long, it is
+    /// pinged (and again each time this passes while it stays silent). Any
+    /// frame received counts, so a busy connection costs no pings. Default: 1 s.
+    pub liveness_idle: Duration,
+    /// Liveness: a connection on which nothing at all arrived for this long,
+    /// pings included, is closed as dead and traffic fails over. Default: 3 s.
+    pub liveness_timeout: Duration,
 }
 
 impl Default for HealthOptions {
@@ -31,6 +39,8 @@ impl Default for HealthOptions {
             max_failures: 3,
             window: 20,
             network_probe_timeout: Duration::from_secs(3),
+            liveness_idle: Duration::from_secs(1),
+            liveness_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -130,9 +140,68 @@ impl Health {
     }
 }
 
+/// What the liveness check wants done at a given moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LivenessStep {
+    /// The peer was heard recently: check again at this time.
+    Wait(Instant),
+    /// Silent for a while: send a ping now (its answer counts as hearing the
+    /// peer), then check again at this time.
+    Probe(Instant),
+    /// Nothing at all arrived for the whole timeout: the path is dead.
+    Dead,
+}
+
+/// The liveness check of one connection: silence is measured from the last
+/// frame received (of any kind), so pings go out only on idle connections.
+/// A connection silent for [`HealthOptions::liveness_timeout`] is dead, even
+/// though its transport (ICE, TCP) may take much longer to give up.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness {
+    idle: Duration,
+    timeout: Duration,
+}
+
+impl Liveness {
+    /// The check with `options`' idle time and timeout.
+    pub fn new(options: &HealthOptions) -> Self {
+        let timeout = options.liveness_timeout.max(Duration::from_millis(1));
+        Liveness { idle: options.liveness_idle.clamp(Duration::from_millis(1), timeout), timeout }
+    }
+
+    /// What to do at `now`, the peer having been heard last at `last_heard`.
+    pub fn step(&self, last_heard: Instant, now: Instant) -> LivenessStep {
+        let silent = now.saturating_duration_since(last_heard);
+        if silent >= self.timeout {
+            LivenessStep::Dead
+        } else if silent >= self.idle {
+            // Probe again an idle period later, but check exactly at the timeout.
+            LivenessStep::Probe((now + self.idle).min(last_heard + self.timeout))
+        } else {
+            LivenessStep::Wait(last_heard + self.idle)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liveness_pings_only_when_idle_and_declares_death_at_the_timeout() {
+        let heard = Instant::now();
+        let live = Liveness::new(&HealthOptions::default());
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(live.step(heard, heard + ms(400)), LivenessStep::Wait(heard + s(1)), "traffic flows: no ping");
+        assert_eq!(live.step(heard, heard + s(1)), LivenessStep::Probe(heard + s(2)));
+        assert_eq!(live.step(heard, heard + s(2)), LivenessStep::Probe(heard + s(3)));
+        assert_eq!(live.step(heard, heard + ms(2500)), LivenessStep::Probe(heard + s(3)), "never past the timeout");
+        assert_eq!(live.step(heard, heard + s(3)), LivenessStep::Dead);
+        // An answer (any frame) moves `heard` on.
+        let later = heard + ms(2900);
+        assert_eq!(live.step(later, heard + s(3)), LivenessStep::Wait(later + s(1)));
+    }
 
     #[test]
     fn three_consecutive_failures_are_fatal_but_an_answer_resets_the_count() {

@@ -1,5 +1,6 @@
-//! Connections to one device: adopting a verified connection, choosing the
-//! active one, handing traffic over without losing calls in flight, and closing.
+//! The driver of the [`LinkTable`](super::link_table::LinkTable)s: adopting a
+//! verified connection, carrying out the table's decisions (takeovers, drains,
+//! retires, closes, probes), and handing each group's engine the active link.
 //!
 //! Handover protocol (both sides run it; the side with the smaller device id, the
 //! *leader*, makes the choices, so the two sides never disagree):
@@ -10,30 +11,29 @@
 //!   should_switch(active, new)?
 //!   active = best
 //!   peers:takeover ──(on best)──────────▶  active = the link it arrived on
-//!   retire every other link                retire every other link
-//! retire(link): wait until no call of this side is in flight on it (bounded by
-//!   drain_timeout), send peers:retire on it; close it once both sides retired
-//!   (or after a second drain_timeout).
+//!   drain every other link                 drain every other link
+//! drain(link): wait until Connection::idle() (no call or stream of this side
+//!   in flight; bounded by drain_timeout), send peers:retire on it; close it
+//!   once both sides retired (or after a second drain_timeout).
 //! ```
 //!
-//! The follower never closes a link on preference; it follows the leader's
-//! `takeover`, or, should that never arrive, the leader's `retire` of the link
-//! in use (it then moves to its best other link). A group becomes ready on a link when this side registered its
-//! RPCs there and the peer's `peers:groupReady` for it arrived; the engine is
-//! handed the active link of each ready group.
+//! Failover: each link's liveness check (`control::keep_alive`) reports a link
+//! silent for `liveness_timeout`; the table closes it and moves traffic to the
+//! best remaining link at once, and the dial loops dial the next class.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use peers_sdk::socket::TransportKind;
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::api::{DeviceLinks, Inner, Link, State, lock};
 use super::class::ConnectionClass;
 use super::control::{self, register};
 use super::health::Health;
-use super::preference::{Candidate, Occupant, pick_eviction, should_switch};
+use super::link_table::{CloseWhy, LinkAction, LinkTable};
+use super::preference::{Candidate, Occupant, pick_eviction};
 use super::status::ManagerEvent;
 use crate::error::{Error, Result};
 use crate::group::GroupId;
@@ -62,7 +62,34 @@ const MAX_ANNOUNCED_GROUPS: usize = 1024;
 enum Admission {
     ShutDown,
     Refused,
-    Admitted { link_id: u64, evicted: Vec<Connection>, groups: Vec<(GroupId, Arc<dyn SyncGroup>)> },
+    Admitted {
+        link_id: u64,
+        evicted: Vec<Connection>,
+        groups: Vec<(GroupId, Arc<dyn SyncGroup>)>,
+        actions: Vec<Resolved>,
+    },
+}
+
+/// A [`LinkAction`] with the connection it is about, ready to carry out.
+enum Resolved {
+    Switched,
+    SendTakeover(Connection),
+    Drain(u64, Connection),
+    SendRetire(Connection),
+    Close(Connection, CloseWhy),
+    Probe(Connection),
+}
+
+/// Sends `peers:retire` (bounded by `timeout`), then closes with `close` if given.
+fn send_retire(connection: Connection, timeout: std::time::Duration, close: Option<CloseReason>) {
+    tokio::spawn(async move {
+        if let Err(err) = connection.emit_with_timeout::<_, ()>(control::RETIRE, &(), timeout).await {
+            debug!(%err, "retire not delivered");
+        }
+        if let Some(reason) = close {
+            connection.close(reason).await;
+        }
+    });
 }
 
 enum GroupAction {
@@ -88,7 +115,7 @@ impl Inner {
                 self.admit(&mut state, &connection, device, class, dialed, transport)
             }
         };
-        let (link_id, evicted, groups) = match admission {
+        let (link_id, evicted, groups, actions) = match admission {
             Admission::ShutDown => {
                 connection.close(CloseReason::new(CloseCode::GoingAway, "device shutting down")).await;
                 return Err(Error::ShutDown);
@@ -98,7 +125,7 @@ impl Inner {
                 connection.close(CloseReason::new(CloseCode::LimitExceeded, reason)).await;
                 return Err(Error::ConnectionLimit { limit: self.config.max_connections });
             }
-            Admission::Admitted { link_id, evicted, groups } => (link_id, evicted, groups),
+            Admission::Admitted { link_id, evicted, groups, actions } => (link_id, evicted, groups, actions),
         };
         info!(peer = %device, %class, link = link_id, "connection verified");
         for victim in evicted {
@@ -114,35 +141,9 @@ impl Inner {
         }
         self.announce_groups(connection.clone(), groups.into_iter().map(|(id, _)| id).collect());
         self.spawn_watchers(&connection, device, link_id);
-        if !dialed {
-            self.probe_kept_link(device, link_id, class);
-        }
-        if self.leads(&device) {
-            self.decide(&device);
-        }
+        self.carry_out(device, actions);
         self.refresh_groups(&device).await;
         Ok(())
-    }
-
-    /// A peer that dials again while this side holds an active link that the
-    /// new one cannot beat has most likely lost that link (its network changed,
-    /// or the link died on its side first). Pings the active link at once and
-    /// closes it if it does not answer, so the peer's next dial is kept rather
-    /// than replaced until the regular pings give up.
-    fn probe_kept_link(&self, device: DeviceId, new_link: u64, class: ConnectionClass) {
-        let kept = {
-            let state = lock(&self.state);
-            let active = state.devices.get(&device).and_then(|d| d.active_link());
-            active.filter(|l| l.id != new_link && !l.retiring && l.class <= class).map(|l| l.connection.clone())
-        };
-        if let Some(kept) = kept {
-            spawn_probe(
-                kept,
-                device,
-                self.config.health.network_probe_timeout,
-                "no answer while the peer dialed again",
-            );
-        }
     }
 
     /// Admits a connection into the state (evicting at the limit), or refuses it.
@@ -155,68 +156,65 @@ impl Inner {
         dialed: bool,
         transport: String,
     ) -> Admission {
-        {
-            let mut evicted = Vec::new();
-            let known = state.devices.get(&device).is_some_and(|d| !d.links.is_empty());
-            let connected = state.devices.values().filter(|d| !d.links.is_empty()).count();
-            if !known && connected >= self.config.max_connections {
-                let occupants: Vec<Occupant> = state
-                    .devices
-                    .iter()
-                    .filter_map(|(id, d)| {
-                        d.active_link().map(|l| Occupant { device: *id, candidate: candidate(l), pinned: false })
-                    })
-                    .collect();
-                match pick_eviction(&occupants, Candidate { class, latency: None }) {
-                    None => {
-                        self.record(state, ManagerEvent::Evicted { device, class });
-                        return Admission::Refused;
-                    }
-                    Some(victim) => {
-                        if let Some(links) = state.devices.get(&victim) {
-                            let victim_class = links.active_link().map_or(class, |l| l.class);
-                            evicted.extend(links.links.iter().map(|l| l.connection.clone()));
-                            self.record(state, ManagerEvent::Evicted { device: victim, class: victim_class });
-                        }
+        let mut evicted = Vec::new();
+        let known = state.devices.get(&device).is_some_and(|d| !d.links.is_empty());
+        let connected = state.devices.values().filter(|d| !d.links.is_empty()).count();
+        if !known && connected >= self.config.max_connections {
+            let occupants: Vec<Occupant> = state
+                .devices
+                .iter()
+                .filter_map(|(id, d)| {
+                    d.active_link().map(|l| Occupant { device: *id, candidate: candidate(l), pinned: false })
+                })
+                .collect();
+            match pick_eviction(&occupants, Candidate { class, latency: None }) {
+                None => {
+                    self.record(state, ManagerEvent::Evicted { device, class });
+                    return Admission::Refused;
+                }
+                Some(victim) => {
+                    if let Some(links) = state.devices.get(&victim) {
+                        let victim_class = links.active_link().map_or(class, |l| l.class);
+                        evicted.extend(links.links.iter().map(|l| l.connection.clone()));
+                        self.record(state, ManagerEvent::Evicted { device: victim, class: victim_class });
                     }
                 }
             }
-            let groups: Vec<(GroupId, Arc<dyn SyncGroup>)> = state
-                .groups
-                .iter()
-                .filter(|(_, g)| g.members.contains(&device))
-                .map(|(id, g)| (id.clone(), g.engine.clone()))
-                .collect();
-            state.next_link += 1;
-            let id = state.next_link;
-            let links = state.devices.entry(device).or_insert_with(|| DeviceLinks {
-                links: Vec::new(),
-                active: None,
-                switched_at: Instant::now(),
-                ready_on: Default::default(),
-            });
-            links.links.push(Link {
-                id,
-                connection: connection.clone(),
-                class,
-                transport: transport.clone(),
-                dialed,
-                since: SystemTime::now(),
-                health: Health::new(self.config.health.clone(), Instant::now()),
-                remote_ready: Default::default(),
-                local_groups: groups.iter().map(|(id, _)| id.clone()).collect(),
-                retiring: false,
-                peer_adopted: false,
-                local_retired: false,
-                peer_retired: false,
-            });
-            if links.active.is_none() {
-                links.active = Some(id);
-                links.switched_at = Instant::now();
-            }
-            self.record(state, ManagerEvent::Connected { device, class, transport });
-            Admission::Admitted { link_id: id, evicted, groups }
         }
+        let groups: Vec<(GroupId, Arc<dyn SyncGroup>)> = state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.contains(&device))
+            .map(|(id, g)| (id.clone(), g.engine.clone()))
+            .collect();
+        state.next_link += 1;
+        let id = state.next_link;
+        let now = Instant::now();
+        let leader = self.leads(&device);
+        let links = state.devices.entry(device).or_insert_with(|| DeviceLinks {
+            links: Vec::new(),
+            table: LinkTable::new(leader, self.config.preference.clone(), self.config.drain_timeout, now),
+            ready_on: Default::default(),
+            timer: None,
+        });
+        links.links.push(Link {
+            id,
+            connection: connection.clone(),
+            class,
+            transport: transport.clone(),
+            dialed,
+            since: SystemTime::now(),
+            health: Health::new(self.config.health.clone(), now),
+            remote_ready: Default::default(),
+            local_groups: groups.iter().map(|(id, _)| id.clone()).collect(),
+        });
+        let decided = links.table.adopted(id, class, dialed, now);
+        let actions = self.resolve(state, device, decided);
+        if let Some(notes) = state.path_notes.get_mut(&device) {
+            notes.connected(class);
+        }
+        self.record(state, ManagerEvent::Connected { device, class, transport });
+        Admission::Admitted { link_id: id, evicted, groups, actions }
     }
 
     fn spawn_watchers(self: &Arc<Self>, connection: &Connection, device: DeviceId, link_id: u64) {
@@ -228,6 +226,7 @@ impl Inner {
             }
         });
         tokio::spawn(control::keep_pinging(Arc::downgrade(self), connection.clone(), device, link_id));
+        tokio::spawn(control::keep_alive(Arc::downgrade(self), connection.clone(), device, link_id));
     }
 
     /// Tells the peer which groups this side registered on `connection`.
@@ -239,174 +238,193 @@ impl Inner {
         });
     }
 
-    /// Leader only: picks the active link and tells the follower.
-    pub(super) fn decide(self: &Arc<Self>, device: &DeviceId) {
-        let (takeover, retire) = {
+    /// Feeds one input to `device`'s table and carries out what it decides;
+    /// refreshes the groups when traffic moved.
+    async fn update(
+        self: &Arc<Self>,
+        device: &DeviceId,
+        input: impl FnOnce(&mut LinkTable, Instant) -> Vec<LinkAction>,
+    ) {
+        let actions = {
             let mut state = lock(&self.state);
             let Some(links) = state.devices.get_mut(device) else { return };
-            let now = Instant::now();
-            // Only links the peer has adopted too may take traffic or be retired: a
-            // call on one it has not would find none of its RPCs registered yet. A
-            // newer link is decided on when its `groupReady` arrives.
-            let active = links.active;
-            let live: Vec<&Link> =
-                links.links.iter().filter(|l| !l.retiring && (l.peer_adopted || active == Some(l.id))).collect();
-            let Some(mut best) = links.active_link().filter(|l| !l.retiring).or_else(|| live.first().copied()) else {
-                return;
-            };
-            for link in &live {
-                if link.id != best.id
-                    && should_switch(candidate(best), candidate(link), links.switched_at, now, &self.config.preference)
-                {
-                    best = link;
-                }
-            }
-            let best_id = best.id;
-            let takeover = (live.len() > 1 || links.active != Some(best_id)).then(|| best.connection.clone());
-            let retire: Vec<u64> = live.iter().filter(|l| l.id != best_id).map(|l| l.id).collect();
-            let from = links.active_link().map(|l| l.class);
-            let to = best.class;
-            if links.active != Some(best_id) {
-                links.active = Some(best_id);
-                links.switched_at = now;
-                if let Some(from) = from {
-                    self.record(&mut state, ManagerEvent::Switched { device: *device, from, to });
-                }
-            }
-            (takeover, retire)
+            let decided = input(&mut links.table, Instant::now());
+            self.resolve(&mut state, *device, decided)
         };
-        if let Some(connection) = takeover {
-            tokio::spawn(async move {
-                if let Err(err) = control::call(&connection, control::TAKEOVER, &()).await {
-                    debug!(%err, "takeover not delivered");
-                }
-            });
+        let moved = actions.iter().any(|a| matches!(a, Resolved::Switched));
+        self.carry_out(*device, actions);
+        if moved {
+            self.refresh_groups(device).await;
         }
-        for id in retire {
-            self.retire(*device, id);
+    }
+
+    /// Under the state lock: records events and finds the connections the
+    /// table's actions are about.
+    fn resolve(&self, state: &mut State, device: DeviceId, decided: Vec<LinkAction>) -> Vec<Resolved> {
+        let mut resolved = Vec::new();
+        for action in decided {
+            let connection = |state: &State, link: u64| {
+                state.devices.get(&device).and_then(|d| d.link(link)).map(|l| l.connection.clone())
+            };
+            match action {
+                LinkAction::Switched { from, class, .. } => {
+                    if let Some(from) = from {
+                        info!(peer = %device, %from, to = %class, "traffic moved to another connection");
+                        self.record(state, ManagerEvent::Switched { device, from, to: class });
+                    }
+                    resolved.push(Resolved::Switched);
+                }
+                LinkAction::SendTakeover(link) => {
+                    resolved.extend(connection(state, link).map(Resolved::SendTakeover));
+                }
+                LinkAction::Drain(link) => resolved.extend(connection(state, link).map(|c| Resolved::Drain(link, c))),
+                LinkAction::SendRetire(link) => resolved.extend(connection(state, link).map(Resolved::SendRetire)),
+                LinkAction::Close(link, why) => {
+                    if why == CloseWhy::Silent {
+                        let silent = self.config.health.liveness_timeout;
+                        let reason = format!("went silent (nothing received for {silent:?})");
+                        if let Some(l) = state.devices.get(&device).and_then(|d| d.link(link)) {
+                            let (way, class) = (l.transport.clone(), l.class);
+                            warn!(peer = %device, %class, link, "connection went silent; failing over");
+                            state.note_path(device, &way, class, reason);
+                        }
+                    }
+                    resolved.extend(connection(state, link).map(|c| Resolved::Close(c, why)));
+                }
+                LinkAction::Probe(link) => resolved.extend(connection(state, link).map(Resolved::Probe)),
+            }
+        }
+        resolved
+    }
+
+    /// Carries out resolved actions (outside the state lock).
+    fn carry_out(self: &Arc<Self>, device: DeviceId, actions: Vec<Resolved>) {
+        let drain = self.config.drain_timeout;
+        let mut deadlines = false;
+        let mut retiring: Option<Connection> = None;
+        for action in actions {
+            match action {
+                Resolved::Switched => {}
+                Resolved::SendTakeover(connection) => {
+                    tokio::spawn(async move {
+                        if let Err(err) = control::call(&connection, control::TAKEOVER, &()).await {
+                            debug!(%err, "takeover not delivered");
+                        }
+                    });
+                }
+                Resolved::Drain(link, connection) => {
+                    deadlines = true;
+                    let weak = Arc::downgrade(self);
+                    tokio::spawn(async move {
+                        connection.idle().await;
+                        if let Some(inner) = weak.upgrade() {
+                            inner.update(&device, |table, now| table.drained(link, now)).await;
+                        }
+                    });
+                }
+                Resolved::SendRetire(connection) => {
+                    deadlines = true;
+                    // A close for the same link may follow: it waits for the retire.
+                    if let Some(previous) = retiring.replace(connection.clone()) {
+                        send_retire(previous, drain, None);
+                    }
+                }
+                Resolved::Close(connection, why) => {
+                    let reason = match why {
+                        CloseWhy::Superseded => {
+                            CloseReason::new(CloseCode::Replaced, "superseded by a better connection")
+                        }
+                        CloseWhy::Silent => {
+                            CloseReason::new(CloseCode::TransportFailure, "nothing received in time (liveness)")
+                        }
+                    };
+                    match retiring.take() {
+                        Some(retire) if retire.session_id() == connection.session_id() => {
+                            send_retire(retire, drain, Some(reason));
+                        }
+                        other => {
+                            if let Some(retire) = other {
+                                send_retire(retire, drain, None);
+                            }
+                            tokio::spawn(async move { connection.close(reason).await });
+                        }
+                    }
+                }
+                Resolved::Probe(connection) => spawn_probe(
+                    connection,
+                    device,
+                    self.config.health.network_probe_timeout,
+                    "no answer while the peer dialed again",
+                ),
+            }
+        }
+        if let Some(retire) = retiring {
+            send_retire(retire, drain, None);
+        }
+        if deadlines {
+            self.schedule_tick(device);
+        }
+    }
+
+    /// Runs the table's `tick` at its next drain or retire deadline (one
+    /// timer per device, moved earlier when a nearer deadline comes).
+    fn schedule_tick(self: &Arc<Self>, device: DeviceId) {
+        {
+            let mut state = lock(&self.state);
+            let Some(links) = state.devices.get_mut(&device) else { return };
+            let Some(at) = links.table.next_deadline() else { return };
+            if links.timer.is_some_and(|set| set <= at) {
+                return;
+            }
+            links.timer = Some(at);
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Some(links) = lock(&inner.state).devices.get_mut(&device)
+                    && links.timer == Some(at)
+                {
+                    links.timer = None;
+                }
+                inner.update(&device, LinkTable::tick).await;
+                inner.schedule_tick(device);
+            });
         }
     }
 
     /// Follower: the leader made `link_id` the active link.
     pub(super) async fn on_takeover(self: &Arc<Self>, device: &DeviceId, link_id: u64) {
-        let retire: Vec<u64> = {
-            let mut state = lock(&self.state);
-            let Some(links) = state.devices.get_mut(device) else { return };
-            let Some(to) = links.link(link_id).filter(|l| !l.retiring).map(|l| l.class) else { return };
-            let from = links.active_link().map(|l| l.class);
-            let changed = links.active != Some(link_id);
-            links.active = Some(link_id);
-            let retire = links.links.iter().filter(|l| l.id != link_id && !l.retiring).map(|l| l.id).collect();
-            if changed {
-                links.switched_at = Instant::now();
-                if let Some(from) = from {
-                    self.record(&mut state, ManagerEvent::Switched { device: *device, from, to });
-                }
-            }
-            retire
-        };
-        for id in retire {
-            self.retire(*device, id);
-        }
-        self.refresh_groups(device).await;
-    }
-
-    /// Stops using a link: drains this side's calls on it, then says so.
-    pub(super) fn retire(self: &Arc<Self>, device: DeviceId, link_id: u64) {
-        let connection = {
-            let mut state = lock(&self.state);
-            let Some(link) = state.devices.get_mut(&device).and_then(|d| d.link_mut(link_id)) else { return };
-            if link.retiring {
-                return;
-            }
-            link.retiring = true;
-            link.connection.clone()
-        };
-        let weak = Arc::downgrade(self);
-        let drain = self.config.drain_timeout;
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + drain;
-            while connection.pending_calls() > 0 && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            let _ = connection.emit_with_timeout::<_, ()>(control::RETIRE, &(), drain).await;
-            let close_now = weak.upgrade().is_some_and(|inner| {
-                let mut state = lock(&inner.state);
-                state.devices.get_mut(&device).and_then(|d| d.link_mut(link_id)).is_some_and(|link| {
-                    link.local_retired = true;
-                    link.peer_retired
-                })
-            });
-            if !close_now {
-                // The peer has calls of its own to finish; it closes when done, or
-                // this side does after a second drain period.
-                tokio::time::sleep(drain).await;
-            }
-            connection.close(CloseReason::new(CloseCode::Replaced, "superseded by a better connection")).await;
-        });
+        self.update(device, |table, now| table.takeover(link_id, now)).await;
     }
 
     /// The peer retired `link_id`.
     pub(super) async fn on_peer_retired(self: &Arc<Self>, device: &DeviceId, link_id: u64) {
-        let (close, retire_too, follow) = {
-            let mut state = lock(&self.state);
-            let Some(links) = state.devices.get_mut(device) else { return };
-            let active = links.active;
-            // The follower's fallback: the leader retired the link in use here, so it
-            // keeps another one, whose takeover has not arrived (or never will).
-            let follow = (active == Some(link_id) && !self.leads(device))
-                .then(|| {
-                    let others = links.links.iter().filter(|l| l.id != link_id && !l.retiring);
-                    others.min_by_key(|l| (l.class, l.health.latency())).map(|l| l.id)
-                })
-                .flatten();
-            let Some(link) = links.link_mut(link_id) else { return };
-            link.peer_retired = true;
-            (link.local_retired.then(|| link.connection.clone()), !link.retiring && active != Some(link_id), follow)
-        };
-        if let Some(connection) = close {
-            connection.close(CloseReason::new(CloseCode::Replaced, "superseded by a better connection")).await;
-        } else if let Some(next) = follow {
-            // As if the takeover had arrived on `next`: it becomes active and every
-            // other link, this one included, is retired.
-            self.on_takeover(device, next).await;
-        } else if retire_too {
-            self.retire(*device, link_id);
-        }
+        self.update(device, |table, now| table.peer_retired(link_id, now)).await;
+    }
+
+    /// The liveness check gave up on `link_id`.
+    pub(super) async fn on_silent(self: &Arc<Self>, device: &DeviceId, link_id: u64) {
+        self.update(device, |table, now| table.probe_failed(link_id, now)).await;
     }
 
     /// A link closed: forget it, move to another link or mark the device gone.
     pub(super) async fn link_closed(self: &Arc<Self>, device: &DeviceId, link_id: u64, reason: String) {
-        let leader_decides = {
+        let actions = {
             let mut state = lock(&self.state);
             let Some(links) = state.devices.get_mut(device) else { return };
             let Some(position) = links.links.iter().position(|l| l.id == link_id) else { return };
             let link = links.links.remove(position);
-            let mut switched = None;
-            if links.active == Some(link_id) {
-                let next = links
-                    .links
-                    .iter()
-                    .filter(|l| !l.retiring)
-                    .min_by_key(|l| (l.class, l.health.latency()))
-                    .map(|l| (l.id, l.class));
-                links.active = next.map(|(id, _)| id);
-                links.switched_at = Instant::now();
-                switched = next.map(|(_, class)| class);
-            }
-            let empty = links.links.is_empty();
-            if empty {
+            let decided = links.table.closed(link_id, Instant::now());
+            if links.links.is_empty() {
                 state.devices.remove(device);
+                if !state.wanted.contains_key(device) {
+                    state.path_notes.remove(device);
+                }
             }
             self.record(&mut state, ManagerEvent::Closed { device: *device, class: link.class, reason });
-            if let Some(to) = switched {
-                self.record(&mut state, ManagerEvent::Switched { device: *device, from: link.class, to });
-            }
-            !empty && self.leads(device)
+            self.resolve(&mut state, *device, decided)
         };
-        if leader_decides {
-            self.decide(device);
-        }
+        self.carry_out(*device, actions);
         self.refresh_groups(device).await;
     }
 
@@ -414,7 +432,7 @@ impl Inner {
     /// are shared yet (this side may join a group after the peer announced it);
     /// readiness also needs this side's registration.
     pub(super) async fn on_groups_ready(self: &Arc<Self>, device: &DeviceId, link_id: u64, groups: Vec<GroupId>) {
-        let newly_adopted = {
+        {
             let mut state = lock(&self.state);
             let Some(link) = state.devices.get_mut(device).and_then(|d| d.link_mut(link_id)) else { return };
             for group in groups {
@@ -423,11 +441,8 @@ impl Inner {
                 }
                 link.remote_ready.insert(group);
             }
-            !std::mem::replace(&mut link.peer_adopted, true)
-        };
-        if newly_adopted && self.leads(device) {
-            self.decide(device);
         }
+        self.update(device, |table, now| table.group_ready(link_id, now)).await;
         self.refresh_groups(device).await;
     }
 

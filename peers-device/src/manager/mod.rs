@@ -1,6 +1,8 @@
 //! The [`ConnectionManager`] and its parts. The rules (classes, preference and
-//! eviction, health, backoff) are sans-IO modules tested without sockets or
-//! sleeps; `api`, `links`, `control` and `dial` are the async driver around them.
+//! eviction, health and liveness, backoff, and the [`link_table`] that makes
+//! every handover and failover decision) are sans-IO modules tested without
+//! sockets or sleeps; `api`, `links`, `control` and `dial` are the async driver
+//! around them.
 
 mod api;
 pub mod backoff;
@@ -9,6 +11,7 @@ mod config;
 mod control;
 mod dial;
 pub mod health;
+pub mod link_table;
 mod links;
 pub mod preference;
 mod status;
@@ -17,4 +20,7 @@ mod trust;
 pub use api::ConnectionManager;
 pub use config::ManagerConfig;
 pub use dial::Dialer;
-pub use status::{ConnectionStatus, GroupStatus, HistoryEntry, ManagerEvent, ManagerStatus, MemberStatus};
+pub use status::{
+    ConnectionStatus, GroupStatus, HistoryEntry, LinkState, ManagerEvent, ManagerStatus, MemberStatus, PathStatus,
+    SignalingStatus,
+};

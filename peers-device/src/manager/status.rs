@@ -131,6 +131,104 @@ pub struct GroupStatus {
     pub sync: Vec<PeerSyncStatus>,
 }
 
+/// Whether a signaling registration is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// Connecting or registering.
+    Connecting,
+    /// Registered; signals and relays work.
+    Registered,
+    /// Not registered; the reason, and a retry follows on the backoff.
+    Disconnected(String),
+}
+
+impl LinkState {
+    /// A short name for status tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Registered => "registered",
+            LinkState::Disconnected(_) => "disconnected",
+        }
+    }
+}
+
+/// A signaling registration, as `peers status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignalingStatus {
+    /// The server registered with, or being tried.
+    pub url: String,
+    /// Registered or not.
+    pub state: LinkState,
+    /// When `state` last changed.
+    pub since: SystemTime,
+    /// The last failure (a refused registration, a connection that ended), if any.
+    pub last_error: Option<String>,
+}
+
+/// Why calls to a device take the path they take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PathStatus {
+    /// The peer.
+    pub device: DeviceId,
+    /// The active connection's class, if connected.
+    pub class: Option<ConnectionClass>,
+    /// The last failure of each better way (`"webrtc: ICE failed ..."`,
+    /// `"webrtc: silent for 3 s"`), or that nothing better was tried or failed.
+    pub why: String,
+}
+
+/// The most notes kept per device (one per way, the oldest dropped).
+const MAX_PATH_NOTES: usize = 8;
+/// The longest reason kept in a note.
+const MAX_NOTE_LEN: usize = 200;
+
+/// The last failure of each way of reaching one device.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PathNotes(Vec<(String, ConnectionClass, String)>);
+
+impl PathNotes {
+    /// `way` (a dialer or transport name) that gives `class` failed for `reason`.
+    pub(crate) fn record(&mut self, way: &str, class: ConnectionClass, mut reason: String) {
+        if reason.len() > MAX_NOTE_LEN {
+            let mut end = MAX_NOTE_LEN;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        self.0.retain(|(w, _, _)| w != way);
+        if self.0.len() >= MAX_PATH_NOTES {
+            self.0.remove(0);
+        }
+        self.0.push((way.to_owned(), class, reason));
+    }
+
+    /// A link of `class` came up: failures of ways no better than it explain nothing now.
+    pub(crate) fn connected(&mut self, class: ConnectionClass) {
+        self.0.retain(|(_, c, _)| *c < class);
+    }
+
+    /// The explanation for being on `class` (`None`: not connected).
+    pub(crate) fn why(&self, class: Option<ConnectionClass>) -> String {
+        let better: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, c, _)| class.is_none_or(|active| *c < active))
+            .map(|(way, _, reason)| format!("{way}: {reason}"))
+            .collect();
+        match (class, better.is_empty()) {
+            (None, true) => "not connected".to_owned(),
+            (None, false) => format!("not connected; {}", better.join("; ")),
+            (Some(_), true) => "best path found".to_owned(),
+            (Some(_), false) => better.join("; "),
+        }
+    }
+}
+
 /// A snapshot of everything the manager knows.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -141,6 +239,10 @@ pub struct ManagerStatus {
     pub connections: Vec<ConnectionStatus>,
     /// Every group.
     pub groups: Vec<GroupStatus>,
+    /// For each peer connected or kept connected, why it is on its path.
+    pub paths: Vec<PathStatus>,
+    /// The signaling registrations.
+    pub signaling: Vec<SignalingStatus>,
     /// Recent events, oldest first.
     pub history: Vec<HistoryEntry>,
 }
@@ -149,5 +251,32 @@ impl ManagerStatus {
     /// The active connection to `device`, if any.
     pub fn active(&self, device: &DeviceId) -> Option<&ConnectionStatus> {
         self.connections.iter().find(|c| c.active && c.device == *device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ConnectionClass::{ServerRelay, WebRtcDirect, WebRtcRelayed};
+
+    #[test]
+    fn path_notes_explain_only_better_ways_and_forget_what_a_new_link_answers() {
+        let mut notes = PathNotes::default();
+        assert_eq!(notes.why(Some(ServerRelay)), "best path found");
+        notes.record("webrtc", WebRtcDirect, "ICE failed, no relayed candidates".into());
+        notes.record("server-relay", ServerRelay, "not registered".into());
+        assert_eq!(notes.why(Some(ServerRelay)), "webrtc: ICE failed, no relayed candidates");
+        assert_eq!(
+            notes.why(None),
+            "not connected; webrtc: ICE failed, no relayed candidates; server-relay: not registered"
+        );
+        notes.record("webrtc", WebRtcDirect, "x".repeat(1000));
+        assert_eq!(notes.why(Some(WebRtcRelayed)).len(), "webrtc: ".len() + MAX_NOTE_LEN, "one note per way, bounded");
+        notes.connected(WebRtcDirect);
+        assert_eq!(notes.why(None), "not connected");
+        for i in 0..20 {
+            notes.record(&format!("way{i}"), WebRtcDirect, "down".into());
+        }
+        assert_eq!(notes.0.len(), MAX_PATH_NOTES);
     }
 }

@@ -1,22 +1,29 @@
 //! [`SqliteSyncEngine`]: the reference [`SyncGroup`], a key-value map per group
 //! kept in SQLite and synced by pulling from each member.
 //!
-//! Tasks: one notifier per engine (after local writes, and after writes pulled
+//! Tasks: one announcer per engine (after local writes, and after writes pulled
 //! from a peer so changes travel on to members further away, it waits
-//! [`EngineOptions::notify_debounce`] and then tells every member its head) and one
-//! puller per ready member (woken by that member's notifications, at start, and by
-//! the periodic full resync). Tasks hold only a weak reference to the engine and
-//! stop when it is dropped or the member is gone.
+//! [`EngineOptions::notify_debounce`] and then hands every member's notifier the
+//! new head, waiting for none of them); per ready member, one notifier (sends
+//! that member the newest head, one notice at a time, each bounded by
+//! [`EngineOptions::notify_timeout`]; heads announced meanwhile collapse into
+//! one) and one puller (woken by that member's notices, when its link comes up,
+//! by a poll timer that backs off while the member has nothing new, and by the
+//! periodic full resync). A slow or vanished member therefore stalls only its
+//! own two tasks. Tasks hold only a weak reference to the engine and stop when
+//! it is dropped or the member is gone.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use peers_sdk::DeviceId;
-use tokio::sync::{Notify, broadcast};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::store::{Applied, Entry, Store};
@@ -49,6 +56,16 @@ pub struct EngineOptions {
     pub retry_first: Duration,
     /// The longest delay between tries of a failing pull. Default: 60 s.
     pub retry_max: Duration,
+    /// A change notice to one member that is not answered within this time is
+    /// given up (the member's puller polls anyway). Other members never wait
+    /// for it. Default: 2 s.
+    pub notify_timeout: Duration,
+    /// Without notices, a member is pulled this long after the last pull that
+    /// brought something (or after its link came up), the delay doubling up to
+    /// [`poll_max`](Self::poll_max) while polls bring nothing. Default: 2 s.
+    pub poll_first: Duration,
+    /// The longest delay between polls of a quiet member. Default: 60 s.
+    pub poll_max: Duration,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +79,9 @@ impl Default for EngineOptions {
             subscriber_capacity: 1024,
             retry_first: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            notify_timeout: Duration::from_secs(2),
+            poll_first: Duration::from_secs(2),
+            poll_max: Duration::from_secs(60),
         }
     }
 }
@@ -129,11 +149,23 @@ struct Inner {
     notifier: Mutex<Option<AbortHandle>>,
 }
 
+/// One ready member: its puller, and its notifier fed through a one-slot
+/// watch (the newest head to tell it), so it holds a bounded amount of work
+/// whatever the member does.
 struct Member {
     remote: Arc<dyn PeerDevice>,
     wake: Arc<Notify>,
     status: Arc<Mutex<PeerSyncStatus>>,
-    task: AbortHandle,
+    heads: watch::Sender<u64>,
+    puller: AbortHandle,
+    notifier: AbortHandle,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.puller.abort();
+        self.notifier.abort();
+    }
 }
 
 impl Drop for Inner {
@@ -141,9 +173,7 @@ impl Drop for Inner {
         if let Some(task) = lock(&self.notifier).take() {
             task.abort();
         }
-        for member in lock(&self.peers).values() {
-            member.task.abort();
-        }
+        lock(&self.peers).clear();
     }
 }
 
@@ -173,7 +203,7 @@ impl SqliteSyncEngine {
             written: Arc::new(Notify::new()),
             notifier: Mutex::new(None),
         });
-        let task = tokio::spawn(notify_members(Arc::downgrade(&inner), inner.written.clone())).abort_handle();
+        let task = tokio::spawn(announce_head(Arc::downgrade(&inner), inner.written.clone())).abort_handle();
         *lock(&inner.notifier) = Some(task);
         SqliteSyncEngine { inner }
     }
@@ -304,18 +334,30 @@ impl SyncGroup for SqliteSyncEngine {
             last_pull: None,
             last_error: None,
         }));
+        // The link (re)came up: pull at once, and tell the member our head.
         let wake = Arc::new(Notify::new());
         wake.notify_one();
-        let task = tokio::spawn(pull_member(Arc::downgrade(&self.inner), remote.clone(), wake.clone(), status.clone()));
-        if let Some(old) = peers.insert(device, Member { remote, wake, status, task: task.abort_handle() }) {
-            old.task.abort();
-        }
+        let puller =
+            tokio::spawn(pull_member(Arc::downgrade(&self.inner), remote.clone(), wake.clone(), status.clone()));
+        let head = lock(&self.inner.store).info().head;
+        let (heads, head_rx) = watch::channel(head);
+        let notifier = tokio::spawn(notify_member(
+            self.inner.group.clone(),
+            remote.clone(),
+            head_rx,
+            self.inner.options.notify_timeout,
+        ));
+        let member =
+            Member { remote, wake, status, heads, puller: puller.abort_handle(), notifier: notifier.abort_handle() };
+        // The member replaced (its tasks aborted on drop) outside the lock.
+        let old = peers.insert(device, member);
+        drop(peers);
+        drop(old);
     }
 
     async fn peer_gone(&self, device: &DeviceId) {
-        if let Some(member) = lock(&self.inner.peers).remove(device) {
-            member.task.abort();
-        }
+        let gone = lock(&self.inner.peers).remove(device);
+        drop(gone);
     }
 
     fn sync_status(&self) -> Vec<PeerSyncStatus> {
@@ -323,9 +365,10 @@ impl SyncGroup for SqliteSyncEngine {
     }
 }
 
-/// A member's puller: pulls when woken, tries again with backoff after a
-/// failed pull (the member may not notify again: its last notice may have
-/// been the one that woke this pull), and re-reads everything periodically.
+/// A member's puller: pulls when woken (a notice, the link coming up), polls
+/// on a timer that backs off while the member has nothing new (notices can be
+/// lost: the member's notifier gives up on a slow link), tries again with
+/// backoff after a failed pull, and re-reads everything periodically.
 async fn pull_member(
     engine: Weak<Inner>,
     remote: Arc<dyn PeerDevice>,
@@ -333,28 +376,110 @@ async fn pull_member(
     status: Arc<Mutex<PeerSyncStatus>>,
 ) {
     let Some(options) = engine.upgrade().map(|e| e.options.clone()) else { return };
-    let mut retry: Option<Duration> = None;
+    let mut schedule = PullSchedule::new(&options, Instant::now());
     loop {
-        let full = tokio::select! {
-            () = wake.notified() => false,
-            () = tokio::time::sleep(retry.unwrap_or(options.full_resync_interval)) => retry.is_none(),
+        let cause = tokio::select! {
+            () = wake.notified() => PullCause::Woken,
+            () = tokio::time::sleep_until(schedule.next()) => schedule.due(Instant::now()),
         };
         let Some(inner) = engine.upgrade() else { return };
-        if full {
+        if cause == PullCause::FullResync {
             let device = remote.device_id();
             let store = inner.store.clone();
             if let Err(err) = blocking(move || lock(&store).reset_checkpoint(&device)).await {
                 warn!(%err, "cannot reset checkpoint for the full resync");
             }
         }
-        match pull(&inner, remote.as_ref(), &status).await {
-            Ok(_) => retry = None,
+        let outcome = pull(&inner, remote.as_ref(), &status).await;
+        let now = Instant::now();
+        match outcome {
+            Ok(applied) => schedule.on_pulled(cause, applied.written + applied.ignored > 0, now),
             Err(err) => {
-                let next = retry.map_or(options.retry_first, |d| (d * 2).min(options.retry_max));
+                let next = schedule.on_failed(now);
                 debug!(group = %inner.group, peer = %remote.device_id(), %err, ?next, "pull failed; trying again");
-                retry = Some(next);
             }
         }
+    }
+}
+
+/// Why a pull runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PullCause {
+    /// A notice, or the member's link came up.
+    Woken,
+    /// The poll timer.
+    Poll,
+    /// The retry after a failed pull.
+    Retry,
+    /// The periodic full re-read.
+    FullResync,
+}
+
+/// When a member's puller runs next without being woken. Sans-IO.
+#[derive(Clone, Debug)]
+struct PullSchedule {
+    retry_first: Duration,
+    retry_max: Duration,
+    poll_first: Duration,
+    poll_max: Duration,
+    full_every: Duration,
+    /// The retry delay in use while pulls keep failing.
+    retry: Option<Duration>,
+    /// The poll delay in use; doubles while polls bring nothing.
+    poll: Duration,
+    next_poll: Instant,
+    next_full: Instant,
+}
+
+impl PullSchedule {
+    fn new(options: &EngineOptions, now: Instant) -> Self {
+        let poll = options.poll_first.max(Duration::from_millis(1));
+        PullSchedule {
+            retry_first: options.retry_first,
+            retry_max: options.retry_max,
+            poll_first: poll,
+            poll_max: options.poll_max.max(poll),
+            full_every: options.full_resync_interval,
+            retry: None,
+            poll,
+            next_poll: now + poll,
+            next_full: now + options.full_resync_interval,
+        }
+    }
+
+    /// The next deadline (retry, poll or full resync).
+    fn next(&self) -> Instant {
+        self.next_poll.min(self.next_full)
+    }
+
+    /// The deadline passed at `now`: what kind of pull it is.
+    fn due(&self, now: Instant) -> PullCause {
+        if now >= self.next_full {
+            PullCause::FullResync
+        } else if self.retry.is_some() {
+            PullCause::Retry
+        } else {
+            PullCause::Poll
+        }
+    }
+
+    /// A pull succeeded; `brought` says whether the member had anything new.
+    fn on_pulled(&mut self, cause: PullCause, brought: bool, now: Instant) {
+        self.retry = None;
+        if cause == PullCause::FullResync {
+            self.next_full = now + self.full_every;
+        }
+        self.poll =
+            if brought || cause == PullCause::Woken { self.poll_first } else { (self.poll * 2).min(self.poll_max) };
+        self.next_poll = now + self.poll;
+    }
+
+    /// A pull failed: the next try comes after the retry delay.
+    fn on_failed(&mut self, now: Instant) -> Duration {
+        let delay = self.retry.map_or(self.retry_first, |d| (d * 2).min(self.retry_max));
+        self.retry = Some(delay);
+        self.next_poll = now + delay;
+        delay
     }
 }
 
@@ -421,26 +546,42 @@ async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<
     }
 }
 
-/// Tells every member the head, a debounce after writes. Waits on `written`
-/// without holding the engine, so dropping the engine ends the task.
-async fn notify_members(engine: Weak<Inner>, written: Arc<Notify>) {
+/// A debounce after writes, hands every member's notifier the new head.
+/// Waits on `written` without holding the engine, so dropping the engine ends
+/// the task; waits for no member.
+async fn announce_head(engine: Weak<Inner>, written: Arc<Notify>) {
     loop {
         written.notified().await;
         let Some(debounce) = engine.upgrade().map(|inner| inner.options.notify_debounce) else { return };
         tokio::time::sleep(debounce).await;
         let Some(inner) = engine.upgrade() else { return };
         let head = lock(&inner.store).info().head;
-        let members: Vec<_> = lock(&inner.peers).values().map(|m| m.remote.clone()).collect();
-        let group = inner.group.clone();
-        drop(inner);
-        let mut calls = JoinSet::new();
-        for member in members {
-            calls.spawn(async move { (member.device_id(), member.notify_of_changes(ChangeNotice { head }).await) });
+        for member in lock(&inner.peers).values() {
+            member.heads.send_if_modified(|told| std::mem::replace(told, head) != head);
         }
-        while let Some(done) = calls.join_next().await {
-            if let Ok((device, Err(err))) = done {
-                debug!(%group, peer = %device, %err, "notifyOfChanges failed");
+    }
+}
+
+/// One member's notifier: tells it the newest head, one notice at a time,
+/// each given up after `timeout`. Heads announced while a notice is out
+/// collapse into the newest.
+async fn notify_member(
+    group: GroupId,
+    remote: Arc<dyn PeerDevice>,
+    mut heads: watch::Receiver<u64>,
+    timeout: Duration,
+) {
+    loop {
+        let head = *heads.borrow_and_update();
+        if head > 0 {
+            match tokio::time::timeout(timeout, remote.notify_of_changes(ChangeNotice { head })).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => debug!(%group, peer = %remote.device_id(), %err, "notifyOfChanges failed"),
+                Err(_) => debug!(%group, peer = %remote.device_id(), ?timeout, "notifyOfChanges not answered in time"),
             }
+        }
+        if heads.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -448,4 +589,64 @@ async fn notify_members(engine: Weak<Inner>, written: Arc<Notify>) {
 /// Runs a database call on the blocking pool.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(|e| Error::Worker(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> EngineOptions {
+        EngineOptions {
+            retry_first: Duration::from_secs(1),
+            retry_max: Duration::from_secs(4),
+            poll_first: Duration::from_secs(2),
+            poll_max: Duration::from_secs(8),
+            full_resync_interval: Duration::from_secs(100),
+            ..EngineOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_quiet_member_is_polled_less_and_less_and_a_busy_one_every_poll_first() {
+        let start = Instant::now();
+        let mut schedule = PullSchedule::new(&options(), start);
+        assert_eq!(schedule.next(), start + Duration::from_secs(2));
+        assert_eq!(schedule.due(schedule.next()), PullCause::Poll);
+        let mut now = schedule.next();
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            schedule.on_pulled(PullCause::Poll, false, now);
+            delays.push(schedule.next() - now);
+            now = schedule.next();
+        }
+        let secs: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [4, 8, 8, 8], "doubling up to poll_max");
+        schedule.on_pulled(PullCause::Poll, true, now);
+        assert_eq!(schedule.next() - now, Duration::from_secs(2), "a poll that brought changes resets");
+        schedule.on_pulled(PullCause::Poll, false, now);
+        schedule.on_pulled(PullCause::Woken, false, now);
+        assert_eq!(schedule.next() - now, Duration::from_secs(2), "a notice resets");
+    }
+
+    #[test]
+    fn failures_retry_with_their_own_backoff_then_polling_resumes() {
+        let start = Instant::now();
+        let mut schedule = PullSchedule::new(&options(), start);
+        let secs: Vec<u64> = (0..4).map(|_| schedule.on_failed(start).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 4]);
+        assert_eq!(schedule.due(schedule.next()), PullCause::Retry);
+        schedule.on_pulled(PullCause::Retry, false, start);
+        assert_eq!(schedule.on_failed(start), Duration::from_secs(1), "a success forgets the retry delay");
+    }
+
+    #[test]
+    fn the_full_resync_comes_on_its_own_clock() {
+        let start = Instant::now();
+        let mut schedule = PullSchedule::new(&options(), start);
+        let late = start + Duration::from_secs(100);
+        assert_eq!(schedule.due(late), PullCause::FullResync);
+        schedule.on_pulled(PullCause::FullResync, false, late);
+        assert_eq!(schedule.due(late + Duration::from_secs(8)), PullCause::Poll);
+        assert!(schedule.next() <= late + Duration::from_secs(100));
+    }
 }

@@ -4,6 +4,7 @@ mod server;
 mod socketio;
 mod webrtc;
 
-pub use server::{LinkState, RelayDialer, ServerSignaling, ServerUrls, SignalingServerLink};
+pub use crate::manager::LinkState;
+pub use server::{ReconnectOptions, RelayDialer, ServerSignaling, ServerUrls, SignalingServerLink};
 pub use socketio::{SocketIoDialer, SocketIoListener, url_class};
 pub use webrtc::{DeviceMessageSignaling, WEBRTC_SIGNAL_KIND, WebRtcDialer, WebRtcListener};

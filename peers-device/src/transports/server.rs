@@ -10,10 +10,9 @@
 //! needs both devices to ask; `ready` is how the dialing side asks the other.)
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use std::time::Instant;
 
 use peers_sdk::{BoxSocket, DeviceId, DeviceKeys};
 use peers_signaling::{ClientOptions, Outcome, OutgoingSignal, SignalKind, SignalingClient};
@@ -26,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::ConnectionClass;
 use crate::manager::backoff::{Backoff, BackoffOptions};
-use crate::manager::{ConnectionManager, Dialer};
+use crate::manager::{ConnectionManager, Dialer, LinkState, SignalingStatus};
 
 /// WebRTC signals waiting for the endpoint.
 const WEBRTC_QUEUE: usize = 256;
@@ -40,17 +39,66 @@ const NETWORK_PROBE: Duration = Duration::from_secs(3);
 const NETWORK_CHANGED: &str = "no answer from the server after a network change";
 /// How long a relay request waits for the other side.
 const RELAY_WAIT: Duration = Duration::from_secs(15);
+/// How long a signal, an ICE configuration request or a relay dial made while
+/// the link is (re)registering waits for the registration before failing with
+/// "not registered": at start-up, the first WebRTC dial usually comes a moment
+/// before the first registration.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(5);
 
-/// Whether the link is registered with the signaling server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How the registration retries after a failure: its own jittered exponential
+/// backoff, capped at a few seconds and with no cooldown, so that a server
+/// that restarts often is registered with again within seconds of each start.
+/// (The device links' [`BackoffOptions`] cooldown is for peers that keep
+/// dropping connections; a restarting server is not that.)
+#[derive(Clone, Debug)]
 #[non_exhaustive]
-pub enum LinkState {
-    /// Connecting or registering.
-    Connecting,
-    /// Registered; signals and relays work.
-    Registered,
-    /// Not registered; the reason, and a retry follows on the backoff.
-    Disconnected(String),
+pub struct ReconnectOptions {
+    /// The first delay. Default: 250 ms.
+    pub initial: Duration,
+    /// The longest delay. Default: 2 s.
+    pub max: Duration,
+}
+
+impl Default for ReconnectOptions {
+    fn default() -> Self {
+        ReconnectOptions { initial: Duration::from_millis(250), max: Duration::from_secs(2) }
+    }
+}
+
+impl ReconnectOptions {
+    /// The schedule: equal jitter between half the delay and the delay, no cooldown.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(BackoffOptions {
+            initial: self.initial,
+            max: self.max.max(self.initial),
+            young_deaths_for_cooldown: u32::MAX,
+            cooldown: Duration::ZERO,
+            ..BackoffOptions::default()
+        })
+    }
+}
+
+type SharedStatus = Arc<std::sync::Mutex<SignalingStatus>>;
+
+/// Publishes the link's state: the watch, and the status the manager shows.
+struct Reporter {
+    state: watch::Sender<LinkState>,
+    status: SharedStatus,
+}
+
+impl Reporter {
+    fn set(&self, url: &str, state: LinkState) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let LinkState::Disconnected(reason) = &state {
+            status.last_error = Some(reason.clone());
+        }
+        if status.state != state || status.url != url {
+            status.since = SystemTime::now();
+        }
+        status.url = url.to_owned();
+        status.state = state.clone();
+        self.state.send_replace(state);
+    }
 }
 
 /// The signaling server, seen by the manager: its WebRTC signaling and its
@@ -67,6 +115,7 @@ pub struct SignalingServerLink {
     /// Frame relays through the server, as a dialer.
     pub relay: Arc<RelayDialer>,
     state: watch::Receiver<LinkState>,
+    status: SharedStatus,
     network: watch::Sender<u64>,
     supervisor: JoinHandle<()>,
 }
@@ -113,6 +162,17 @@ fn current_client(current: &Current) -> Result<SignalingClient, String> {
         .ok_or_else(|| "not registered with the signaling server".into())
 }
 
+/// The registered client, waiting up to [`REGISTRATION_WAIT`] for a
+/// registration in progress.
+async fn registered_client(current: &Current, state: &watch::Receiver<LinkState>) -> Result<SignalingClient, String> {
+    if let Ok(client) = current_client(current) {
+        return Ok(client);
+    }
+    let mut state = state.clone();
+    let _ = tokio::time::timeout(REGISTRATION_WAIT, state.wait_for(|s| *s == LinkState::Registered)).await;
+    current_client(current)
+}
+
 impl SignalingServerLink {
     /// Registers `keys`' device with the server at `urls` (in the background) and
     /// keeps it registered; relays other devices ask for are accepted into
@@ -121,7 +181,8 @@ impl SignalingServerLink {
     ///
     /// With several URLs the link registers with the first that answers and,
     /// when that connection ends or a registration fails, moves on to the next
-    /// one at once; it backs off only after every URL has failed in a row.
+    /// one at once; it backs off (`reconnect`) only after every URL has failed
+    /// in a row.
     ///
     /// # Panics
     ///
@@ -131,7 +192,7 @@ impl SignalingServerLink {
         urls: impl Into<ServerUrls>,
         keys: Arc<DeviceKeys>,
         options: ClientOptions,
-        backoff: BackoffOptions,
+        reconnect: ReconnectOptions,
         signal_ttl: Duration,
     ) -> Self {
         let (webrtc_tx, webrtc_rx) = mpsc::channel(WEBRTC_QUEUE);
@@ -139,16 +200,24 @@ impl SignalingServerLink {
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let urls = urls.into();
         assert!(!urls.0.is_empty(), "a signaling link needs at least one URL");
+        let status = Arc::new(std::sync::Mutex::new(SignalingStatus {
+            url: urls.0[0].clone(),
+            state: LinkState::Connecting,
+            since: SystemTime::now(),
+            last_error: None,
+        }));
+        manager.report_signaling(&status);
         let (network, network_rx) = watch::channel(0);
+        let reporter = Reporter { state: state_tx, status: status.clone() };
         let supervisor = tokio::spawn(supervise(
             manager,
             urls,
             keys.clone(),
             options,
-            backoff,
+            reconnect,
             current.clone(),
             webrtc_tx,
-            state_tx,
+            reporter,
             network_rx,
         ));
         let device = keys.device_id();
@@ -156,14 +225,22 @@ impl SignalingServerLink {
             signaling: Arc::new(ServerSignaling {
                 device,
                 current: current.clone(),
+                state: Some(state.clone()),
                 incoming: Mutex::new(webrtc_rx),
                 ttl: signal_ttl,
             }),
-            relay: Arc::new(RelayDialer { device, current }),
+            relay: Arc::new(RelayDialer { device, current, state: Some(state.clone()) }),
             state,
+            status,
             network,
             supervisor,
         }
+    }
+
+    /// The registration now: server, state, since when, last error (also in
+    /// the manager's [`status`](ConnectionManager::status)).
+    pub fn status(&self) -> SignalingStatus {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Tells the link that this device's network changed: it asks the server
@@ -206,27 +283,34 @@ async fn supervise(
     urls: ServerUrls,
     keys: Arc<DeviceKeys>,
     options: ClientOptions,
-    backoff: BackoffOptions,
+    reconnect: ReconnectOptions,
     current: Current,
     webrtc: mpsc::Sender<peers_signaling::IncomingSignal>,
-    state: watch::Sender<LinkState>,
+    report: Reporter,
     mut network: watch::Receiver<u64>,
 ) {
-    let mut backoff = Backoff::new(backoff);
+    let mut backoff = reconnect.backoff();
     let urls = urls.0;
     // The URL to try next, and how many have failed in a row.
     let (mut next, mut failed) = (0, 0);
     loop {
         let url = &urls[next % urls.len()];
         next += 1;
-        state.send_replace(LinkState::Connecting);
+        report.set(url, LinkState::Connecting);
         let client = match SignalingClient::connect(url, &keys, options.clone()).await {
             Ok(client) => client,
             Err(err) => {
-                debug!(%url, %err, "signaling registration failed");
-                state.send_replace(LinkState::Disconnected(err.to_string()));
                 failed += 1;
                 let delay = backoff.on_dial_failed(Instant::now(), unit());
+                let wait = delay.saturating_duration_since(Instant::now());
+                // The first failure of a streak is worth a warning; the retries
+                // that follow every few seconds are not.
+                if failed == 1 {
+                    warn!(%url, %err, "signaling registration failed; retrying");
+                } else {
+                    debug!(%url, %err, failed, ?wait, "signaling registration failed again");
+                }
+                report.set(url, LinkState::Disconnected(err.to_string()));
                 if failed >= urls.len() {
                     sleep_until(delay).await;
                 }
@@ -237,7 +321,7 @@ async fn supervise(
         let Some(mut incoming) = client.incoming() else { return };
         backoff.on_connected(Instant::now());
         *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
-        state.send_replace(LinkState::Registered);
+        report.set(url, LinkState::Registered);
         info!(%url, "registered with the signaling server");
         // Why the registration ended, and whether a network change ended it.
         let (reason, network_changed) = loop {
@@ -270,17 +354,18 @@ async fn supervise(
         };
         *current.write().unwrap_or_else(|e| e.into_inner()) = None;
         warn!(%url, %reason, "signaling connection ended; registering again");
+        report.set(url, LinkState::Disconnected(reason));
         // After a network change the old path is gone, not the server: the
         // same URL again, at once.
-        state.send_replace(LinkState::Disconnected(reason));
         if network_changed {
             next -= 1;
             continue;
         }
+        // A registration that lasted starts a fresh round of the URLs, at once;
+        // one that died young counts as a failure, so servers that accept and
+        // drop at once are not hammered (but the delay stays a few seconds at
+        // most: a server restarting often is not a peer to cool down on).
         let delay = backoff.on_closed(Instant::now(), unit());
-        // A registration that lasted starts a fresh round of the URLs; one
-        // that died young counts as a failure, so servers that accept and
-        // drop at once are not hammered.
         failed = if registered_at.elapsed() >= LASTING_REGISTRATION { 1 } else { failed + 1 };
         if failed >= urls.len() {
             sleep_until(delay).await;
@@ -318,6 +403,9 @@ fn unit() -> f64 {
 pub struct ServerSignaling {
     device: DeviceId,
     current: Current,
+    /// The link's state, to wait for a registration in progress (`None`: a
+    /// single client, nothing to wait for).
+    state: Option<watch::Receiver<LinkState>>,
     incoming: Mutex<mpsc::Receiver<peers_signaling::IncomingSignal>>,
     ttl: Duration,
 }
@@ -331,7 +419,16 @@ impl ServerSignaling {
         let incoming = client.incoming()?;
         let device = *client.device_id();
         let current: Current = Arc::new(std::sync::RwLock::new(Some(client)));
-        Some(ServerSignaling { device, current, incoming: Mutex::new(incoming), ttl: signal_ttl })
+        Some(ServerSignaling { device, current, state: None, incoming: Mutex::new(incoming), ttl: signal_ttl })
+    }
+}
+
+impl ServerSignaling {
+    async fn client(&self) -> Result<SignalingClient, String> {
+        match &self.state {
+            Some(state) => registered_client(&self.current, state).await,
+            None => current_client(&self.current),
+        }
     }
 }
 
@@ -365,7 +462,7 @@ impl Signaling for ServerSignaling {
     async fn send(&self, to: DeviceId, signal: Signal) -> peers_transport_webrtc::Result<()> {
         let kind = kind_to_server(signal.payload.kind_name());
         let outgoing = OutgoingSignal::new(to, kind, signal.body()).with_ttl(self.ttl);
-        let client = current_client(&self.current).map_err(Error::Signaling)?;
+        let client = self.client().await.map_err(Error::Signaling)?;
         let sent = client.send_signal(outgoing).await.map_err(|e| Error::Signaling(e.to_string()))?;
         match sent.outcome {
             Outcome::Delivered | Outcome::Queued { .. } => Ok(()),
@@ -387,7 +484,7 @@ impl Signaling for ServerSignaling {
     }
 
     async fn ice_servers(&self) -> peers_transport_webrtc::Result<Vec<IceServer>> {
-        let client = current_client(&self.current).map_err(Error::Signaling)?;
+        let client = self.client().await.map_err(Error::Signaling)?;
         let config = client.ice_config().await.map_err(|e| Error::Signaling(e.to_string()))?;
         Ok(config
             .ice_servers
@@ -407,6 +504,7 @@ impl Signaling for ServerSignaling {
 pub struct RelayDialer {
     device: DeviceId,
     current: Current,
+    state: Option<watch::Receiver<LinkState>>,
 }
 
 #[async_trait]
@@ -425,7 +523,10 @@ impl Dialer for RelayDialer {
 
     async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String> {
         let ask = OutgoingSignal::new(device, SignalKind::Ready, json!({ "relay": true })).with_ttl(RELAY_WAIT);
-        let client = current_client(&self.current)?;
+        let client = match &self.state {
+            Some(state) => registered_client(&self.current, state).await?,
+            None => current_client(&self.current)?,
+        };
         let sent = client.send_signal(ask).await.map_err(|e| e.to_string())?;
         if !matches!(sent.outcome, Outcome::Delivered) {
             return Err(format!("the peer did not get the relay request: {:?}", sent.outcome));

@@ -145,6 +145,7 @@ fn start(
         streams: Mutex::default(),
         state: watch::Sender::new(ConnectionState::Verified),
         closing: Mutex::new(None),
+        activity: super::activity::Activity::new(),
         config,
     });
     debug!(peer = %inner.remote.device_id, ?role, encrypted, %cipher, "connection verified");

@@ -6,6 +6,7 @@
 //! the other: [`Connection::expose_rpc`] registers a handler and
 //! [`Connection::emit`] calls one.
 
+mod activity;
 mod config;
 mod establish;
 mod reader;
@@ -119,6 +120,8 @@ struct Inner {
     /// answers the notice faster than this side records the close cannot make
     /// the close look remote: this side's reason wins.
     closing: Mutex<Option<CloseReason>>,
+    /// When the peer was last heard, and the wake-up for [`Connection::idle`].
+    activity: activity::Activity,
 }
 
 /// Closes the connection when the last user handle goes away.
@@ -289,6 +292,7 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()).cancel(self.id);
+        self.inner.activity.settled();
     }
 }
 
@@ -367,6 +371,7 @@ impl Inner {
         });
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).close(reason);
         self.close_streams();
+        self.activity.settled();
         if changed {
             debug!(peer = %self.remote.device_id, %reason, "connection closed");
         }

@@ -25,7 +25,10 @@ pub(super) async fn run(
 ) {
     loop {
         let frame = match inner.socket.recv().await {
-            Ok(frame) => frame,
+            Ok(frame) => {
+                inner.activity.heard();
+                frame
+            }
             Err(Error::Closed { reason }) => {
                 inner.mark_closed(&reason);
                 return;

@@ -308,6 +308,7 @@ impl Drop for StreamWriter {
     /// be sending) and stops.
     fn drop(&mut self) {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.remove(&self.id);
+        self.inner.activity.settled();
         if !self.ended {
             let mut buffer = lock(&self.state.buffer);
             if buffer.phase == WriterPhase::Writing {
@@ -427,6 +428,11 @@ impl Inner {
         if let Some(state) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).incoming.get_mut(&id) {
             state.allowed = state.allowed.saturating_add(bytes);
         }
+    }
+
+    /// Streams this side opened and has not finished.
+    pub(super) fn outgoing_streams(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.len()
     }
 
     /// Wakes every stream writer so it notices the close.
