@@ -202,7 +202,7 @@ impl RelayTable {
                 relay.bytes = relay.legs[0].sent.1 + relay.legs[1].sent.1;
                 Ok(to)
             }
-            Err((code, message)) => Err(FrameRefusal::Ended(self.end(id, code, &message))),
+            Err((code, message)) => Err(FrameRefusal::Ended(self.end(id, code, &message).map(Box::new))),
         }
     }
 
@@ -330,7 +330,7 @@ pub enum FrameRefusal {
     /// No such relay, or the sender is not a party.
     Unknown,
     /// The frame ended the relay (over a cap).
-    Ended(Option<Ended>),
+    Ended(Option<Box<Ended>>),
 }
 
 #[cfg(test)]

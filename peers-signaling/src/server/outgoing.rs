@@ -25,6 +25,7 @@
 //!   drops its queue.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -91,8 +92,14 @@ impl OutgoingBudget {
         !self.closing.swap(true, Ordering::AcqRel)
     }
 
+    /// Counts `len` bytes written. Never beyond what was queued: bytes the
+    /// budget did not count (engine.io pings, Redis-mode room emits) must not
+    /// turn into credit for later emits.
     fn drained(&self, len: u64) {
-        self.drained.fetch_add(len, Ordering::AcqRel);
+        let queued = self.queued.load(Ordering::Acquire);
+        let _ = self.drained.fetch_update(Ordering::AcqRel, Ordering::Acquire, |drained| {
+            Some(drained.saturating_add(len).min(queued.max(drained)))
+        });
     }
 }
 
@@ -361,8 +368,6 @@ impl AsyncWrite for MeteredStream {
     }
 }
 
-use std::future::Future as _;
-
 /// The engine.io query parameters of a request: its session and transport.
 fn engine_query(request: &Request) -> (Option<String>, Option<String>) {
     let (mut sid, mut transport) = (None, None);
@@ -467,6 +472,9 @@ mod tests {
         assert_eq!(budget.outstanding(), 50);
         assert!(budget.admit(50));
         assert!(!budget.admit(1));
+        budget.drained(10_000);
+        assert_eq!(budget.outstanding(), 0);
+        assert!(!budget.admit(101), "bytes it never counted give no credit");
     }
 
     #[test]
