@@ -239,6 +239,18 @@ pub enum HandshakeError {
     /// The first message was seen before (same ephemeral key) within the window.
     #[error("replayed handshake message")]
     Replayed,
+    /// The replay guard remembers its capacity of first messages, none of
+    /// them old enough to forget: new first messages are refused until some
+    /// age out of the timestamp window (a flood, or a guard too small).
+    #[error("the replay guard is full ({capacity} first messages within the window)")]
+    ReplayGuardFull {
+        /// The guard's capacity.
+        capacity: usize,
+    },
+    /// The peer's ed25519 signing key is of small order or not canonically
+    /// encoded.
+    #[error("peer's ed25519 signing key is weak or not canonical")]
+    WeakSigningKey,
     /// Our own handshake message came back to us.
     #[error("reflected handshake message")]
     Reflected,

@@ -30,8 +30,8 @@ pub struct IceSettings {
     pub turn_urls: Vec<String>,
     /// The secret shared with the TURN server.
     pub turn_secret: Option<String>,
-    /// How long TURN credentials stay valid. Default (when zero): 1 hour; at
-    /// most 24 hours.
+    /// How long TURN credentials stay valid. Default (when zero): 10 minutes
+    /// (a leaked credential is worth little); at most 24 hours.
     pub credential_ttl: Duration,
 }
 
@@ -47,7 +47,7 @@ impl std::fmt::Debug for IceSettings {
 }
 
 /// Default lifetime of TURN credentials.
-pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(600);
 /// Longest lifetime of TURN credentials.
 pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 

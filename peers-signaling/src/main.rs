@@ -70,6 +70,9 @@ struct Settings {
     /// Most connections at once [default: 10000].
     #[arg(long, env = "PEERS_SIGNALING_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Most TCP connections at once from one address (IPv6: one /64) [default: 128].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
     /// Seconds a client has to register after connecting [default: 10].
     #[arg(long, env = "PEERS_SIGNALING_REGISTRATION_TIMEOUT_SECS")]
     registration_timeout_secs: Option<u64>,
@@ -96,7 +99,7 @@ struct Settings {
     /// Secret shared with the TURN server (coturn `static-auth-secret`).
     #[arg(long, env = "PEERS_SIGNALING_TURN_SECRET", hide_env_values = true)]
     turn_secret: Option<String>,
-    /// Lifetime of TURN credentials in seconds [default: 3600].
+    /// Lifetime of TURN credentials in seconds [default: 600].
     #[arg(long, env = "PEERS_SIGNALING_TURN_TTL_SECS")]
     turn_ttl_secs: Option<u64>,
     /// Lifetime of a session without a time to live of its own, in seconds [default: 600].
@@ -117,6 +120,12 @@ struct Settings {
     /// Longest life of one relay, in seconds [default: 600].
     #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_SECS")]
     relay_max_secs: Option<u64>,
+    /// Most bytes queued for one connection and not yet written [default: 524288].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_OUTGOING_BYTES")]
+    max_outgoing_bytes: Option<usize>,
+    /// A client that takes no bytes for this long is disconnected, in ms [default: 5000].
+    #[arg(long, env = "PEERS_SIGNALING_WRITE_STALL_TIMEOUT_MS")]
+    write_stall_timeout_ms: Option<u64>,
 }
 
 impl Settings {
@@ -143,6 +152,7 @@ impl Settings {
             queue_total,
             queue_total_bytes,
             max_connections,
+            max_connections_per_address,
             registration_timeout_secs,
             device_rate,
             device_burst,
@@ -155,7 +165,9 @@ impl Settings {
             session_joins_per_minute,
             max_relays,
             relay_max_bytes,
-            relay_max_secs
+            relay_max_secs,
+            max_outgoing_bytes,
+            write_stall_timeout_ms
         )
     }
 
@@ -193,6 +205,7 @@ impl Settings {
         set(&mut queue.total_messages, self.queue_total);
         set(&mut queue.total_bytes, self.queue_total_bytes);
         set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_connections_per_address, self.max_connections_per_address);
         set(&mut config.registration_timeout, self.registration_timeout_secs.map(Duration::from_secs));
         let rates = &mut config.rate_limits;
         set(&mut rates.device_per_second, self.device_rate);
@@ -209,6 +222,8 @@ impl Settings {
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
+        set(&mut config.max_outgoing_bytes, self.max_outgoing_bytes);
+        set(&mut config.write_stall_timeout, self.write_stall_timeout_ms.map(Duration::from_millis));
         Ok(config)
     }
 }

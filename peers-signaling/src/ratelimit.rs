@@ -43,18 +43,36 @@ impl RateLimits {
             ("rate_limits.ip_per_second", self.ip_per_second),
             ("rate_limits.ip_burst", self.ip_burst),
         ] {
-            if value == 0 {
-                return Err(Error::InvalidConfig { field, detail: "must be at least 1".into() });
+            if value == 0 || value > MAX_RATE {
+                return Err(Error::InvalidConfig { field, detail: format!("must be 1 ..= {MAX_RATE}") });
             }
         }
         Ok(())
     }
 }
 
+/// What a request costs in the limiters' units. A relay frame, credit or
+/// close costs one unit per started 16 KiB: a relay may carry `REQUEST_COST`
+/// small events, or 3 frames of 64 KiB, for each request the limits allow
+/// (with the defaults, 800 small events or 160 full frames, 10 MiB, per second
+/// per device), and a flood of them is bounded.
+pub(crate) const REQUEST_COST: u32 = 16;
+
+/// Bytes of a relay event per unit: a 64 KiB frame costs 5 units.
+pub(crate) const RELAY_UNIT_BYTES: usize = 16 * 1024;
+
+/// The largest rate or burst a limit may name (it is kept in units).
+const MAX_RATE: u32 = u32::MAX / REQUEST_COST;
+
 fn quota(per_second: u32, burst: u32) -> Quota {
-    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-    Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+    let units = |n: u32| NonZeroU32::new(n.min(MAX_RATE).saturating_mul(REQUEST_COST)).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(units(per_second)).allow_burst(units(burst))
 }
+
+const COST: NonZeroU32 = match NonZeroU32::new(REQUEST_COST) {
+    Some(cost) => cost,
+    None => NonZeroU32::MIN,
+};
 
 /// Which limit a request broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +105,7 @@ impl Limiters {
 
     /// Counts one session join attempt from `ip` (when known) and `device`.
     pub(crate) fn check_join(&self, ip: Option<IpAddr>, device: &DeviceId) -> Result<(), Limited> {
-        if let Some(ip) = ip
+        if let Some(ip) = ip.map(group)
             && self.join_ips.check_key(&ip).is_err()
         {
             return Err(Limited::Ip);
@@ -97,13 +115,25 @@ impl Limiters {
 
     /// Counts one request from `ip` (when known) and `device` (when registered).
     pub(crate) fn check(&self, ip: Option<IpAddr>, device: Option<&DeviceId>) -> Result<(), Limited> {
+        self.check_cost(ip, device, COST)
+    }
+
+    /// Counts one relay frame, credit or close of `len` bytes: one unit
+    /// (1/[`REQUEST_COST`] of a request) per started [`RELAY_UNIT_BYTES`].
+    pub(crate) fn check_relay_event(&self, ip: Option<IpAddr>, device: &DeviceId, len: usize) -> Result<(), Limited> {
+        let units = u32::try_from(len / RELAY_UNIT_BYTES + 1).unwrap_or(u32::MAX);
+        self.check_cost(ip, Some(device), NonZeroU32::new(units).unwrap_or(NonZeroU32::MIN))
+    }
+
+    fn check_cost(&self, ip: Option<IpAddr>, device: Option<&DeviceId>, cost: NonZeroU32) -> Result<(), Limited> {
+        let ip = ip.map(group);
         if let Some(ip) = ip
-            && self.ips.check_key(&ip).is_err()
+            && !matches!(self.ips.check_key_n(&ip, cost), Ok(Ok(())))
         {
             return Err(Limited::Ip);
         }
         if let Some(device) = device
-            && self.devices.check_key(device).is_err()
+            && !matches!(self.devices.check_key_n(device, cost), Ok(Ok(())))
         {
             return Err(Limited::Device);
         }
@@ -120,6 +150,22 @@ impl Limiters {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// The key of an address for every per-address limit: an IPv4 address, or
+/// the /64 network of an IPv6 address (one subscriber usually holds a whole
+/// /64, so single IPv6 addresses would be free for the taking).
+pub(crate) fn group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
     }
 }
 
@@ -142,5 +188,29 @@ mod tests {
         let tight = Limiters::new(&RateLimits { ip_burst: 1, ..limits }, &Default::default());
         assert!(tight.check(Some(ip), None).is_ok());
         assert_eq!(tight.check(Some(ip), None), Err(Limited::Ip));
+    }
+
+    #[test]
+    fn relay_events_cost_a_fraction_of_a_request() {
+        let limits = RateLimits { device_per_second: 1, device_burst: 2, ip_per_second: 1000, ip_burst: 1000 };
+        let limiters = Limiters::new(&limits, &Default::default());
+        let a: DeviceId = "11".repeat(20).parse().unwrap();
+        for _ in 0..2 * REQUEST_COST {
+            assert!(limiters.check_relay_event(None, &a, 100).is_ok());
+        }
+        assert_eq!(limiters.check_relay_event(None, &a, 100), Err(Limited::Device));
+        assert_eq!(limiters.check(None, Some(&a)), Err(Limited::Device), "the same budget");
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(group(a), group(b));
+        assert_ne!(group(a), group(c));
+        let v4: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(group(v4), v4);
+        assert_eq!(group("::ffff:127.0.0.2".parse().unwrap()), v4);
     }
 }

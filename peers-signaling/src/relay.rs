@@ -86,6 +86,8 @@ pub struct OpenRelay {
     pub bytes: u64,
     /// When it must close (unix milliseconds).
     pub deadline: u64,
+    /// `a`'s and `b`'s ends: what each sent and the credit the other granted.
+    pub legs: [RelayLeg; 2],
 }
 
 impl OpenRelay {
@@ -164,6 +166,7 @@ impl RelayTable {
                 b: from,
                 bytes: 0,
                 deadline: now + millis(self.limits.max_duration),
+                legs: Default::default(),
             };
             self.next_id += 1;
             self.relays.insert(relay.id, relay.clone());
@@ -181,19 +184,37 @@ impl RelayTable {
     }
 
     /// Counts a frame of `len` bytes from `from` on relay `id`; returns the
-    /// device to forward it to. A frame over the pair's byte cap ends the relay.
+    /// device to forward it to. A frame over the size limit, beyond the
+    /// credit the other device granted, or over the pair's byte cap ends the
+    /// relay (the same checks as [`RelayLeg::admit`] in Redis mode).
     pub fn frame(&mut self, id: u64, from: &DeviceId, len: usize) -> Result<DeviceId, FrameRefusal> {
         let relay = self.relays.get_mut(&id).ok_or(FrameRefusal::Unknown)?;
         let to = relay.other(from).ok_or(FrameRefusal::Unknown)?;
-        if len > self.limits.max_frame {
-            return Err(FrameRefusal::Ended(self.end(id, CloseCode::ProtocolError, "relay frame over the size limit")));
+        let (own, other) = if *from == relay.a { (0, 1) } else { (1, 0) };
+        let admitted = relay.legs[own].admit(len as u64, &self.limits).and_then(|total| {
+            // Both ends are here: the cap check at delivery cannot fail once
+            // the frame was admitted, but it keeps the other end's view of
+            // this side's total.
+            relay.legs[other].deliverable(total, &self.limits)
+        });
+        match admitted {
+            Ok(()) => {
+                relay.bytes = relay.legs[0].sent.1 + relay.legs[1].sent.1;
+                Ok(to)
+            }
+            Err((code, message)) => Err(FrameRefusal::Ended(self.end(id, code, &message).map(Box::new))),
         }
-        relay.bytes += len as u64;
-        if relay.bytes > self.limits.max_bytes {
-            let message = over_cap(&self.limits);
-            return Err(FrameRefusal::Ended(self.end(id, CloseCode::LimitExceeded, &message)));
-        }
-        Ok(to)
+    }
+
+    /// `device` granted cumulative credit on relay `id` (for what the other
+    /// party sends it); returns the other party, or `None` if `device` is not
+    /// a party.
+    pub fn credit(&mut self, id: u64, device: &DeviceId, frames: u64, bytes: u64) -> Option<DeviceId> {
+        let relay = self.relays.get_mut(&id)?;
+        let other = relay.other(device)?;
+        let sender = if other == relay.a { 0 } else { 1 };
+        relay.legs[sender].grant(frames, bytes);
+        Some(other)
     }
 
     /// The other party of relay `id`, if `device` is a party.
@@ -309,7 +330,7 @@ pub enum FrameRefusal {
     /// No such relay, or the sender is not a party.
     Unknown,
     /// The frame ended the relay (over a cap).
-    Ended(Option<Ended>),
+    Ended(Option<Box<Ended>>),
 }
 
 #[cfg(test)]
@@ -425,6 +446,25 @@ mod tests {
         assert_eq!(leg.admit(1, &RelayLimits::default()).unwrap_err().0, CloseCode::ProtocolError, "beyond credit");
         leg.grant(crate::protocol::RELAY_WINDOW_FRAMES + 1, 1 << 30);
         leg.admit(1, &RelayLimits::default()).unwrap();
+    }
+
+    #[test]
+    fn one_instance_enforces_the_credit_each_side_granted() {
+        let mut table = RelayTable::new(RelayLimits::default());
+        table.open(0, device(1), device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!("not open") };
+        let window = crate::protocol::RELAY_WINDOW_BYTES as usize;
+        let frame = 16 * 1024;
+        for _ in 0..window / frame {
+            assert_eq!(table.frame(relay.id, &device(1), frame).unwrap(), device(2));
+        }
+        assert_eq!(table.credit(relay.id, &device(2), 64, window as u64 + frame as u64), Some(device(1)));
+        assert_eq!(table.frame(relay.id, &device(1), frame).unwrap(), device(2), "within the new grant");
+        assert_eq!(table.credit(relay.id, &device(3), 1 << 20, 1 << 40), None, "not a party");
+        let Err(FrameRefusal::Ended(Some(ended))) = table.frame(relay.id, &device(1), frame) else {
+            panic!("a frame beyond the grant ends the relay")
+        };
+        assert_eq!(ended.code, CloseCode::ProtocolError);
     }
 
     #[test]

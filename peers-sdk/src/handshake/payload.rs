@@ -1,6 +1,5 @@
 //! Handshake payloads and the channel-binding prologue.
 
-use ed25519_dalek::Verifier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -100,11 +99,21 @@ pub(crate) fn open_claim(
     if &claim.info.static_key != proven_static {
         return Err(HandshakeError::InconsistentIdentity("static key differs from the one used in the key exchange"));
     }
+    if !canonical_strong_key(&key) {
+        return Err(HandshakeError::WeakSigningKey);
+    }
     let signature = ed25519_dalek::Signature::from_bytes(&signed.sig);
-    if key.verify(&signed_text(label, h, &signed.claim), &signature).is_err() {
+    // Strict: no small-order R, canonical s (the signaling server verifies the same way).
+    if key.verify_strict(&signed_text(label, h, &signed.claim), &signature).is_err() {
         return Err(HandshakeError::BadSignature { device: claim.info.device_id });
     }
     Ok(claim)
+}
+
+/// Whether an ed25519 public key is of large order and canonically encoded
+/// (its encoding is the one its point compresses to).
+pub(crate) fn canonical_strong_key(key: &ed25519_dalek::VerifyingKey) -> bool {
+    !key.is_weak() && key.to_edwards().compress().as_bytes() == key.as_bytes()
 }
 
 /// The bytes both sides mix in as the Noise prologue, and their digest for the
@@ -132,4 +141,27 @@ pub(crate) fn check_timestamp(theirs: u64, now: u64, window_ms: u64) -> Result<(
         return Err(HandshakeError::StaleTimestamp { skew_ms, window_ms });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::canonical_strong_key;
+    use ed25519_dalek::VerifyingKey;
+
+    #[test]
+    fn small_order_and_non_canonical_keys_are_refused() {
+        // The identity point (small order), canonically encoded.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(!canonical_strong_key(&VerifyingKey::from_bytes(&identity).unwrap()));
+        // y = 2^255 - 18 = p + 1 encodes the identity again, not canonically.
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        if let Ok(key) = VerifyingKey::from_bytes(&non_canonical) {
+            assert!(!canonical_strong_key(&key));
+        }
+        let good = crate::DeviceKeys::generate("strong").unwrap();
+        assert!(canonical_strong_key(&good.signing_public()));
+    }
 }

@@ -9,10 +9,12 @@ use crate::error::HandshakeError;
 ///
 /// Message 1 carries a fresh ephemeral key that doubles as its nonce, and a
 /// timestamp; a message older than the window is refused by the timestamp check, a
-/// message inside it is refused here. Memory is bounded: past `capacity` entries
-/// the oldest is forgotten. That only weakens a defence in depth: a replayed
-/// message 1 can never complete a handshake, because message 3 needs the
-/// initiator's static key.
+/// message inside it is refused here. Memory is bounded by `capacity`, and an
+/// entry leaves only when it ages out of the window: when the guard is full,
+/// new first messages are refused ([`HandshakeError::ReplayGuardFull`]) rather
+/// than older entries forgotten, so a flood of first messages cannot make the
+/// guard forget one it must still refuse. The flood costs new handshakes for
+/// at most one window; established connections are not affected.
 #[derive(Debug)]
 pub struct ReplayGuard {
     window_ms: u64,
@@ -30,18 +32,23 @@ impl ReplayGuard {
         ReplayGuard { window_ms, capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
     }
 
-    /// Records `key` seen at `now`; fails if it was seen within the window.
+    /// Records `key` seen at `now`; fails if it was seen within the window,
+    /// or if the guard is full of keys still inside it.
     pub fn check(&mut self, key: &[u8; 32], now: u64) -> Result<(), HandshakeError> {
         while let Some(&(at, old)) = self.order.front() {
-            if now.saturating_sub(at) <= self.window_ms && self.order.len() < self.capacity {
+            if now.saturating_sub(at) <= self.window_ms {
                 break;
             }
             self.order.pop_front();
             self.seen.remove(&old);
         }
-        if !self.seen.insert(*key) {
+        if self.seen.contains(key) {
             return Err(HandshakeError::Replayed);
         }
+        if self.order.len() >= self.capacity {
+            return Err(HandshakeError::ReplayGuardFull { capacity: self.capacity });
+        }
+        self.seen.insert(*key);
         self.order.push_back((now, *key));
         Ok(())
     }
@@ -71,11 +78,15 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded() {
-        let mut guard = ReplayGuard::new(u64::MAX, 4);
-        for i in 0..100u8 {
+    fn memory_is_bounded_and_full_refuses_rather_than_forgets() {
+        let mut guard = ReplayGuard::new(1_000, 4);
+        for i in 0..4u8 {
             guard.check(&[i; 32], 0).unwrap();
         }
+        assert_eq!(guard.check(&[9; 32], 500), Err(HandshakeError::ReplayGuardFull { capacity: 4 }));
         assert_eq!(guard.len(), 4);
+        assert_eq!(guard.check(&[0; 32], 1_000), Err(HandshakeError::Replayed), "the oldest is still refused");
+        guard.check(&[9; 32], 1_001).unwrap();
+        assert_eq!(guard.len(), 1, "the window aged the four out");
     }
 }

@@ -244,6 +244,34 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code the server sends (all but [`ErrorCode::Unknown`]).
+    pub const SENT: [ErrorCode; 24] = [
+        ErrorCode::BadRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownEvent,
+        ErrorCode::UnknownKind,
+        ErrorCode::NotRegistered,
+        ErrorCode::AlreadyRegistered,
+        ErrorCode::BadSignature,
+        ErrorCode::QueueFull,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::SelfAddressed,
+        ErrorCode::ServerFull,
+        ErrorCode::Replaced,
+        ErrorCode::RegistrationTimeout,
+        ErrorCode::RecipientBusy,
+        ErrorCode::Unavailable,
+        ErrorCode::SessionNotFound,
+        ErrorCode::SessionTaken,
+        ErrorCode::SessionExpired,
+        ErrorCode::SessionClosed,
+        ErrorCode::BadToken,
+        ErrorCode::TooManySessions,
+        ErrorCode::TooManyRelays,
+        ErrorCode::Internal,
+    ];
+
     /// The code's name on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -522,10 +550,11 @@ pub struct RelayCredit {
 }
 
 /// Each side's initial relay window: frames and bytes it may receive before
-/// its first grant.
+/// its first grant. The bytes fit twice in a connection's outgoing buffer
+/// (`ServerConfig::max_outgoing_bytes`, 512 KiB by default).
 pub const RELAY_WINDOW_FRAMES: u64 = 64;
 /// See [`RELAY_WINDOW_FRAMES`].
-pub const RELAY_WINDOW_BYTES: u64 = 1 << 20;
+pub const RELAY_WINDOW_BYTES: u64 = 256 << 10;
 
 /// `"relay-close"`: why a relay closed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -346,7 +346,7 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
         }
         let mut rest = batch.into_iter();
         while let Some(message) = rest.next() {
-            if !conn.peer.emit(events::INCOMING, &incoming(&message, true)) {
+            if !conn.peer.emit_forced(events::INCOMING, &incoming(&message, true)) {
                 let back: Vec<QueuedMessage> = std::iter::once(message).chain(rest).collect();
                 warn!(%device, left = back.len(), "could not deliver the whole queue; the rest stays queued");
                 if let Err(err) = cluster.state.requeue(&back).await {
@@ -363,7 +363,7 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
     match cluster.state.take_notices(now_ms(), &device).await {
         Ok((notices, _stale)) => {
             for notice in &notices {
-                conn.peer.emit(events::OUTCOME, notice);
+                conn.peer.emit_forced(events::OUTCOME, notice);
             }
         }
         Err(err) => {

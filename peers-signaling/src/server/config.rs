@@ -35,6 +35,11 @@ pub struct ServerConfig {
     /// Most connections at once; more are refused with a `connect_error`.
     /// Default: 10,000.
     pub max_connections: usize,
+    /// Most TCP connections at once from one address (an IPv6 /64), counted
+    /// from accept, whether or not they ever open the namespace or register;
+    /// more are closed at once. A long-polling client may use two or three.
+    /// Needs [`SignalingServer::bind`](crate::SignalingServer::bind). Default: 128.
+    pub max_connections_per_address: usize,
     /// A client must register within this time of connecting. Default: 10 s.
     pub registration_timeout: Duration,
     /// Most devices one connection may watch. Default: 1024.
@@ -50,6 +55,17 @@ pub struct ServerConfig {
     /// Largest socket.io message a client may send (engine.io `max_payload`).
     /// Default: 128 KiB (a body of 64 KiB plus framing).
     pub max_payload: usize,
+    /// Most bytes queued for one connection and not yet written to it
+    /// (replies, signals, notices, relay frames). An emit that would go over
+    /// it closes the connection: it is not reading. The queued messages a
+    /// registration takes (at most `queue.per_device_bytes`) are counted but
+    /// never refused. Needs [`SignalingServer::bind`](crate::SignalingServer::bind)
+    /// (it meters its connections). Default: 512 KiB.
+    pub max_outgoing_bytes: usize,
+    /// A write to a client whose TCP window stays shut this long fails and
+    /// closes the connection (its relays end, its buffer is freed), even if
+    /// the client never closes TCP. Needs `bind`. Default: 5 s.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +79,7 @@ impl Default for ServerConfig {
             notices: NoticeLimits::default(),
             payload: PayloadLimits::default(),
             max_connections: 10_000,
+            max_connections_per_address: 128,
             registration_timeout: Duration::from_secs(10),
             max_subscriptions: 1024,
             rate_limits: RateLimits::default(),
@@ -70,6 +87,8 @@ impl Default for ServerConfig {
             sessions: SessionLimits::default(),
             relay: RelayLimits::default(),
             max_payload: 128 * 1024,
+            max_outgoing_bytes: 512 * 1024,
+            write_stall_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -92,6 +111,9 @@ impl ServerConfig {
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }
+        if self.max_connections_per_address == 0 {
+            return invalid("max_connections_per_address", "must be at least 1");
+        }
         if self.registration_timeout.is_zero() {
             return invalid("registration_timeout", "must be positive");
         }
@@ -100,6 +122,12 @@ impl ServerConfig {
         }
         if self.payload.max_body_bytes + 4096 > self.max_payload {
             return invalid("max_payload", "must exceed payload.max_body_bytes by at least 4 KiB");
+        }
+        if self.max_outgoing_bytes < 2 * self.max_payload {
+            return invalid("max_outgoing_bytes", "must be at least twice max_payload");
+        }
+        if self.write_stall_timeout < Duration::from_millis(100) {
+            return invalid("write_stall_timeout", "must be at least 100 ms");
         }
         self.store.validate()?;
         self.queue.validate()?;

@@ -25,12 +25,11 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-use axum::extract::ConnectInfo;
 use ed25519_dalek::{Signature, VerifyingKey};
 use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
@@ -43,7 +42,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
-use super::hub::{AfterUnlock, Peer, PeerSocket, Relay};
+use super::hub::{AfterUnlock, Outgoing, Peer, PeerSocket, Relay};
+use super::outgoing::{self, OutgoingBudget};
 use super::{Shared, cluster, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{
     self, Challenge, EmptyRequest, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, RegisterRequest, Rejection,
@@ -90,10 +90,19 @@ impl<A: Adapter> ConnectHandler<A, InOrder> for Namespace {
 
 fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     let live = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
-    let ip = socket.req_parts().extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let extensions = &socket.req_parts().extensions;
+    // Every per-address limit keys on the address's group (an IPv6 /64).
+    let ip = outgoing::client_addr(extensions).map(|addr| crate::ratelimit::group(addr.ip()));
+    let outgoing = extensions.get::<Arc<OutgoingBudget>>().map(|budget| {
+        shared.engine_sessions.insert(socket.id.to_string(), budget);
+        Outgoing { budget: budget.clone(), namespace: shared.config.namespace.as_str().into() }
+    });
     let dyn_socket: Arc<dyn PeerSocket> = socket.clone();
-    let peer =
-        Arc::new(Peer { id: shared.next_peer.fetch_add(1, Ordering::Relaxed), socket: Arc::downgrade(&dyn_socket) });
+    let peer = Arc::new(Peer {
+        id: shared.next_peer.fetch_add(1, Ordering::Relaxed),
+        socket: Arc::downgrade(&dyn_socket),
+        outgoing,
+    });
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
     let (jobs, queued_jobs) = if shared.cluster.is_some() {
@@ -229,6 +238,7 @@ struct EventHandler {
 /// event.
 pub(super) struct Replier {
     socket: Arc<dyn PeerSocket>,
+    peer: Arc<Peer>,
     ack_id: Option<i64>,
     req: Option<u64>,
 }
@@ -239,6 +249,10 @@ impl Replier {
             m::rejected(rejection.code);
         }
         let value = protocol::reply(self.req, result);
+        let event = if self.ack_id.is_some() { None } else { Some(events::REPLY) };
+        if !self.peer.admit(event, self.ack_id, &value, true) {
+            return;
+        }
         if self.ack_id.is_some() {
             self.socket.ack(self.ack_id, &value);
         } else {
@@ -303,7 +317,13 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
         let (name, payload) = match arguments(value) {
             Ok(parsed) => parsed,
             Err(rejection) => {
-                Replier { socket, ack_id, req: None }.send(Err(rejection));
+                let replier = Replier { socket, peer: self.conn.peer.clone(), ack_id, req: None };
+                if self.kind == Event::Register && self.conn.device().is_none() {
+                    // A malformed registration spends the challenge too.
+                    lock(&self.conn.nonce).take();
+                    return registration_refused(&self.conn, rejection, replier);
+                }
+                replier.send(Err(rejection));
                 return;
             }
         };
@@ -315,16 +335,25 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
             _ => None,
         };
         if let Some(handle) = stream {
-            // Relay frames, credit and closes are bounded by the relay's flow
-            // control and caps, not by the request rate; they get no reply, so
-            // a refusal comes back as a notice.
-            if let Err(rejection) = conn.registered().and_then(|device| handle(&conn.shared, device, payload)) {
+            // Relay frames, credit and closes count against the device's and
+            // the address's rates at a fraction of a request each (see
+            // `ratelimit.rs`); they get no reply, so a refusal comes back as a
+            // notice, and a refused frame or credit closes its relay.
+            let handled = conn.registered().and_then(|device| {
+                let len = payload.get("data").and_then(Json::as_str).map_or(0, str::len) / 4 * 3;
+                if let Err(limited) = conn.shared.limiters.check_relay_event(conn.ip, &device, len) {
+                    relay_requests::rate_limited(&conn.shared, &conn.peer, device, &payload);
+                    return Err(rate_limited(limited));
+                }
+                handle(&conn.shared, device, payload)
+            });
+            if let Err(rejection) = handled {
                 m::rejected(rejection.code);
                 conn.peer.emit(events::NOTICE, &rejection);
             }
             return;
         }
-        let replier = Replier { socket, ack_id, req: protocol::request_number(&payload) };
+        let replier = Replier { socket, peer: conn.peer.clone(), ack_id, req: protocol::request_number(&payload) };
         // With Redis, the device's budget lives there (checked by the task).
         let local_device = if conn.jobs.is_some() { None } else { conn.device() };
         if let Err(limited) = conn.shared.limiters.check(conn.ip, local_device.as_ref()) {
@@ -447,6 +476,7 @@ fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
         conn.bind(device);
         let reply = |queued: usize| replier.send(Ok(registered_reply(&device, queued)));
         let delivered = hub.register(now_ms(), device, conn.peer.clone(), reply, &mut after);
+        m::devices_online(hub.online_count());
         info!(%device, peer = conn.peer.id, delivered, "device registered");
     }
     after.run();
@@ -544,6 +574,7 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
         let conn = &self.conn;
         let shared = &conn.shared;
         let live = shared.connections.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        shared.engine_sessions.remove(&socket.id.to_string());
         let online = {
             let mut hub = shared.hub();
             if let Some(device) = conn.device()

@@ -24,6 +24,7 @@ use socketioxide::socket::Socket;
 use tracing::{debug, info, warn};
 
 use super::metrics as m;
+use super::outgoing::{OutgoingBudget, packet_len};
 use super::session_requests::SessionHost;
 use crate::notices::{NoticeBoxes, StoredNotice};
 use crate::protocol::{
@@ -87,6 +88,16 @@ pub(crate) struct Peer {
     /// Unique per server run.
     pub(crate) id: u64,
     pub(crate) socket: Weak<dyn PeerSocket>,
+    /// The connection's outgoing byte budget (absent when the server is
+    /// attached to a router that does not meter its connections).
+    pub(crate) outgoing: Option<Outgoing>,
+}
+
+/// A connection's budget, and the namespace its packets name.
+#[derive(Clone, Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) budget: Arc<OutgoingBudget>,
+    pub(crate) namespace: Arc<str>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -96,9 +107,28 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// Queues `event` for the connection. A connection whose outgoing buffer
+    /// would go over its byte limit gets nothing more: it is disconnected
+    /// (it does not read), and `false` is returned.
     pub(crate) fn emit<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) -> bool {
+        self.emit_within(event, data, true)
+    }
+
+    /// Like [`emit`](Self::emit), but counted without a limit: the queued
+    /// messages a registration takes (at most `queue.per_device_bytes`, bytes
+    /// the server held for the device anyway).
+    pub(crate) fn emit_forced<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) -> bool {
+        self.emit_within(event, data, false)
+    }
+
+    fn emit_within<T: Serialize + ?Sized>(&self, event: &'static str, data: &T, limited: bool) -> bool {
         let Some(socket) = self.socket.upgrade() else { return false };
-        let sent = serde_json::to_value(data).map_err(|err| err.to_string()).and_then(|v| socket.emit_json(event, &v));
+        let sent = serde_json::to_value(data).map_err(|err| err.to_string()).and_then(|v| {
+            if !self.admit(Some(event), None, &v, limited) {
+                return Err("the connection's outgoing buffer is full".into());
+            }
+            socket.emit_json(event, &v)
+        });
         match sent {
             Ok(()) => true,
             Err(err) => {
@@ -106,6 +136,33 @@ impl Peer {
                 false
             }
         }
+    }
+
+    /// Counts a packet against the connection's budget. Over the limit, the
+    /// connection is disconnected (in a task of its own: the caller may hold
+    /// the hub's lock) and `false` is returned.
+    pub(crate) fn admit(&self, event: Option<&str>, ack: Option<i64>, data: &Value, limited: bool) -> bool {
+        let Some(outgoing) = &self.outgoing else { return true };
+        let len = packet_len(&outgoing.namespace, event, ack, data);
+        if !limited {
+            outgoing.budget.admit_always(len);
+            return true;
+        }
+        if outgoing.budget.admit(len) {
+            return true;
+        }
+        if outgoing.budget.close_once() {
+            info!(
+                peer = self.id,
+                outstanding = outgoing.budget.outstanding(),
+                "closing a connection that does not read"
+            );
+            m::slow_client("buffer_full");
+            if let Some(socket) = self.socket.upgrade() {
+                tokio::spawn(async move { socket.close() });
+            }
+        }
+        false
     }
 
     pub(crate) fn connected(&self) -> bool {
@@ -254,7 +311,7 @@ impl Hub {
         let mut delivered = Vec::with_capacity(queued.len());
         let mut rest = queued.into_iter();
         while let Some(message) = rest.next() {
-            if peer.emit(events::INCOMING, &incoming(&message, true)) {
+            if peer.emit_forced(events::INCOMING, &incoming(&message, true)) {
                 self.outcome(now, &message.from, &message.id, &message.to, OutcomeKind::Delivered);
                 m::relayed("delivered_from_queue");
                 delivered.push(message.seq);
@@ -271,7 +328,7 @@ impl Hub {
         self.persist(|store| store.delete_messages(&delivered));
         let (notices, stale) = self.notices.take(now, &device);
         for stored in &notices {
-            peer.emit(events::OUTCOME, &stored.notice);
+            peer.emit_forced(events::OUTCOME, &stored.notice);
         }
         let gone: Vec<u64> = notices.iter().chain(&stale).map(|n| n.seq).collect();
         self.persist(|store| store.delete_notices(&gone));

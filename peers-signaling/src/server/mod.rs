@@ -9,6 +9,7 @@ mod connection;
 mod http;
 mod hub;
 pub(crate) mod metrics;
+mod outgoing;
 mod relay_requests;
 mod session_requests;
 
@@ -19,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, SocketIoBuilder};
@@ -99,6 +99,8 @@ pub(crate) struct Shared {
     shutting_down: AtomicBool,
     /// Redis mode: the shared state and the rooms across instances.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Each engine.io session's outgoing byte budget, by its `sid`.
+    pub(crate) engine_sessions: Arc<outgoing::Sessions>,
 }
 
 impl Shared {
@@ -219,6 +221,7 @@ impl SignalingServer {
             tasks.extend(cluster_relay::spawn_tasks(&shared));
         }
         http::install_recorder();
+        metrics::start();
         SignalingServer { shared, tasks, io, listener: None }
     }
 
@@ -280,13 +283,22 @@ impl SignalingServer {
             (server, app)
         };
         let io = server.io.clone();
-        let app = app.layer(axum::middleware::map_request(detach_request_head));
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let metering = outgoing::Metering {
+            sessions: server.shared.engine_sessions.clone(),
+            max_outgoing_bytes: server.shared.config.max_outgoing_bytes,
+            path: server.shared.config.path.clone(),
+        };
+        let app = app
+            .layer(axum::middleware::from_fn_with_state(metering, outgoing::meter_requests))
+            .layer(axum::middleware::map_request(detach_request_head));
+        let app = app.into_make_service_with_connect_info::<outgoing::ClientConn>();
         let (stop, stopped) = oneshot::channel::<()>();
-        let listener = listener.tap_io(|tcp| {
-            // Replies are small writes; do not let Nagle hold them back.
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = outgoing::MeteredListener {
+            inner: listener,
+            stall_timeout: server.shared.config.write_stall_timeout,
+            max_per_address: server.shared.config.max_connections_per_address,
+            per_address: Arc::default(),
+        };
         let served = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
@@ -323,6 +335,7 @@ impl SignalingServer {
             expiry_changed: Notify::new(),
             shutting_down: AtomicBool::new(false),
             cluster,
+            engine_sessions: Arc::default(),
         })
     }
 

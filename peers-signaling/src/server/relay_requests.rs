@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::cluster_relay;
 use super::connection::parse;
-use super::hub::Hub;
+use super::hub::{Hub, Peer};
 use super::{Shared, now_ms};
 use crate::protocol::{self, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpenRequest, RelayOpened, events};
 use crate::relay::{Ended, FrameRefusal, Opening};
@@ -106,8 +106,8 @@ pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result
         cluster_relay::credit(shared, cluster, device, credit);
         return Ok(());
     }
-    let hub = shared.hub();
-    match hub.relays_ref().peer_of(credit.relay, &device) {
+    let mut hub = shared.hub();
+    match hub.relays().credit(credit.relay, &device, credit.frames, credit.bytes) {
         Some(to) => {
             hub.emit_to(&to, events::RELAY_CREDIT, &credit);
         }
@@ -134,4 +134,15 @@ pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Result<
         }
     }
     Ok(())
+}
+
+/// A relay event over the rate limits: its relay closes for both parties
+/// (a dropped frame or credit would silently break the stream).
+pub(super) fn rate_limited(shared: &Shared, peer: &Peer, device: DeviceId, payload: &Json) {
+    let Some(relay) = payload.get("relay").and_then(Json::as_u64) else { return };
+    let message = "relay events over the request rate";
+    let close = close_notice(relay, CloseCode::LimitExceeded, message);
+    let Ok(forward) = serde_json::to_value(&close) else { return };
+    let _ = self::close(shared, device, forward);
+    peer.emit(events::RELAY_CLOSE, &close);
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 pub mod redis_server;
+pub mod wire;
 
 /// The `peers-signaling` binary of this package.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_peers-signaling");
