@@ -14,6 +14,8 @@ mod hostile_tests;
 pub mod identity;
 pub mod rpc;
 pub mod socket;
+#[cfg(feature = "test-utils")]
+pub mod testdata;
 pub mod text;
 pub mod trust;
 

@@ -44,16 +44,7 @@ fn total_bytes() -> usize {
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ len as u64;
-    (0..len)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (z ^ (z >> 31)) as u8
-        })
-        .collect()
+    peers_sdk::testdata::incompressible(len, 0x5eed)
 }
 
 fn trust_all(_: &DeviceInfo) -> TrustLevel {

@@ -104,20 +104,25 @@ async fn a_udp_cut_on_a_webrtc_link_moves_traffic_to_the_next_path_within_5_s() 
     eprintln!("failover: the value written at the cut arrived after {took:?}\n{status}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_that_drops_off_silently_does_not_stall_the_other_two() {
+/// Devices a and c on LAN 1 and b on LAN 2 (full-cone NATs), trusting each other in
+/// [`GROUP`], running, and connected to each other.
+async fn three_in_a_mesh(setup: SignalingSetup) -> (Scenario, [usize; 3]) {
     let kinds = (NatKind::EndpointIndependent, NatKind::EndpointIndependent);
-    let mut s = Scenario::start(kinds).await;
-    let a = s.device("a", 1, 2).await;
-    let b = s.device("b", 2, 2).await;
-    let c = s.device("c", 1, 3).await;
+    let mut s = Scenario::start_with(kinds, setup).await;
+    let devices = [s.device("a", 1, 2).await, s.device("b", 2, 2).await, s.device("c", 1, 3).await];
     s.trust_all(GROUP, &[vec![], vec![], vec![]]).await;
-    for device in [a, b, c] {
+    for device in devices {
         s.run(device, GROUP, &[]);
     }
-    for device in [a, b, c] {
+    for device in devices {
         wait_mesh(&s, device, 2, LIMIT).await.unwrap_or_else(|status| panic!("no full mesh:\n{status}"));
     }
+    (s, devices)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_drops_off_silently_does_not_stall_the_other_two() {
+    let (s, [a, b, c]) = three_in_a_mesh(SignalingSetup::Single).await;
     // c's network goes, with no close to anyone; a writes 10 values a second.
     s.isolate(c, true);
     let start = Instant::now();
@@ -216,19 +221,8 @@ async fn registered_again(s: &Scenario, devices: &[usize], restarted: Instant, r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_storm_loses_nothing_and_everything_reconnects_in_seconds() {
-    let kinds = (NatKind::EndpointIndependent, NatKind::EndpointIndependent);
-    let mut s = Scenario::start_with(kinds, SignalingSetup::Sqlite).await;
+    let (mut s, [a, b, c]) = three_in_a_mesh(SignalingSetup::Sqlite).await;
     let names = ["a", "b", "c"];
-    let a = s.device("a", 1, 2).await;
-    let b = s.device("b", 2, 2).await;
-    let c = s.device("c", 1, 3).await;
-    s.trust_all(GROUP, &[vec![], vec![], vec![]]).await;
-    for device in [a, b, c] {
-        s.run(device, GROUP, &[]);
-    }
-    for device in [a, b, c] {
-        wait_mesh(&s, device, 2, LIMIT).await.unwrap_or_else(|status| panic!("no full mesh:\n{status}"));
-    }
     let (stop, stopped) = watch::channel(false);
     let paused: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::default()).collect();
     let writers: Vec<_> = [a, b, c]
