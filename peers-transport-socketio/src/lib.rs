@@ -85,5 +85,6 @@ pub use locality::{InvalidLanRange, LanRange, classify};
 pub use rustls;
 pub use server::{ServerOptions, SocketIoServer, configure_builder};
 pub use socket::SocketIoSocket;
+pub use tcp::QuickAck;
 pub use tls::{server_tls_config, server_tls_config_from_pem};
 pub use wire::DEFAULT_SMALL_FRAME_LIMIT;

@@ -23,22 +23,36 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
-use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-/// A TCP stream that sets `TCP_QUICKACK` after each read that returned data
-/// (when `enabled`).
+/// An accepted TCP stream that sets `TCP_QUICKACK` after each read that
+/// returned data (when enabled; on Linux and Android only, elsewhere it is a
+/// plain stream).
+///
+/// [`SocketIoServer`](crate::SocketIoServer) wraps every connection in one. An
+/// application that serves a [`SocketIoAcceptor`](crate::SocketIoAcceptor) (or
+/// any socket.io server that `rust_socketio` clients dial) from its own
+/// listener wraps its accepted streams in one to spare those clients the
+/// 40 ms delayed-ACK stall described in the module docs.
+///
+/// ```no_run
+/// # async fn run(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// let (tcp, _peer) = listener.accept().await?;
+/// let stream = peers_transport_socketio::QuickAck::new(tcp, true, true);
+/// # drop(stream); Ok(()) }
+/// ```
 #[derive(Debug)]
-pub(crate) struct QuickAck {
+pub struct QuickAck {
     tcp: TcpStream,
     enabled: bool,
 }
 
 impl QuickAck {
-    /// Wraps an accepted stream, setting `TCP_NODELAY` if `nodelay`.
-    pub(crate) fn new(tcp: TcpStream, nodelay: bool, quickack: bool) -> QuickAck {
+    /// Wraps an accepted stream, setting `TCP_NODELAY` if `nodelay` and quick
+    /// ACKs if `quickack`.
+    pub fn new(tcp: TcpStream, nodelay: bool, quickack: bool) -> QuickAck {
         if nodelay && let Err(err) = tcp.set_nodelay(true) {
             debug!(%err, "cannot set TCP_NODELAY");
         }
@@ -53,7 +67,7 @@ impl AsyncRead for QuickAck {
         if self.enabled
             && matches!(polled, Poll::Ready(Ok(())))
             && buf.filled().len() > before
-            && let Err(err) = SockRef::from(&self.tcp).set_tcp_quickack(true)
+            && let Err(err) = quick_ack(&self.tcp)
         {
             // Not fatal: ACKs are merely delayed again. Stop trying.
             debug!(%err, "cannot set TCP_QUICKACK");
@@ -87,6 +101,19 @@ impl AsyncWrite for QuickAck {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
+}
+
+/// Sends any pending ACK now and leaves delayed-ACK mode (until the kernel
+/// goes back to it).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn quick_ack(tcp: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(tcp).set_tcp_quickack(true)
+}
+
+/// Quick ACKs are a Linux option; elsewhere ACKs stay as the kernel sends them.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn quick_ack(_: &TcpStream) -> io::Result<()> {
+    Ok(())
 }
 
 /// Accepts plain TCP for axum, each connection wrapped in [`QuickAck`].

@@ -40,9 +40,10 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
+use peers_transport_socketio::QuickAck;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Sleep;
 use tracing::debug;
 
@@ -272,8 +273,9 @@ impl axum::serve::Listener for MeteredListener {
                         drop(tcp);
                         continue;
                     };
-                    // Replies are small writes; do not let Nagle hold them back.
-                    let _ = tcp.set_nodelay(true);
+                    // Replies are small writes: no Nagle on our side, and quick ACKs so a
+                    // `rust_socketio` client's own Nagle does not wait 40 ms on our delayed ACK.
+                    let tcp = QuickAck::new(tcp, true, true);
                     let wire = Arc::new(Wire {
                         budget: OnceLock::new(),
                         dead: AtomicBool::new(false),
@@ -301,7 +303,7 @@ impl axum::serve::Listener for MeteredListener {
 /// One accepted connection (see [`MeteredListener`]).
 #[derive(Debug)]
 pub(crate) struct MeteredStream {
-    tcp: TcpStream,
+    tcp: QuickAck,
     wire: Arc<Wire>,
     stall_timeout: Duration,
     /// Set while a write waits for the client's TCP window.
