@@ -95,14 +95,14 @@ async fn a_cut_transfer_resumes_without_sending_verified_bytes_again() {
     let scanned = scan(std::slice::from_ref(&file), MIN_CHUNK_SIZE * 16).unwrap();
     let total = scanned.manifest.total_size();
 
-    // First attempt: the connection drops once a third has been sent.
+    // First attempt: the connection drops once the receiver has verified a third.
     let (a, b) = pair().await;
     let mut first = expose_receiver(&b, options(out.path(), true));
-    let (progress, mut watch_progress) = watch::channel(TransferProgress::default());
+    let (progress, _) = watch::channel(TransferProgress::default());
     let cutter = {
-        let a = a.clone();
+        let (a, mut verified) = (a.clone(), first.progress.clone());
         tokio::spawn(async move {
-            let _ = watch_progress.wait_for(|p| p.bytes_done >= total / 3).await;
+            let _ = verified.wait_for(|p| p.bytes_done >= total / 3).await;
             a.close(CloseReason::normal("cable pulled")).await;
         })
     };

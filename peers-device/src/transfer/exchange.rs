@@ -247,29 +247,20 @@ pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> ReceiveHan
             let Phase::Accepted(staging) = taken else {
                 return Err(RemoteError::new(RemoteErrorCode::BadArguments, "no accepted offer for this data"));
             };
-            // Closing the connection cancels this handler: the guard still reports it.
-            let guard = OutcomeGuard(outcome);
-            let result = receive_data(*staging, &header, &mut reader, &progress).await;
-            guard.0.send_replace(Some(result.clone()));
-            result.map(|_| ()).map_err(RemoteError::handler)
+            // Its own task: closing the connection cancels this handler, but a chunk being
+            // written is finished and the outcome reported (the reader then fails at once).
+            let receiving = tokio::spawn(async move {
+                let result = receive_data(*staging, &header, &mut reader, &progress).await;
+                outcome.send_replace(Some(result.clone()));
+                result
+            });
+            match receiving.await {
+                Ok(result) => result.map(|_| ()).map_err(RemoteError::handler),
+                Err(e) => Err(RemoteError::new(RemoteErrorCode::Internal, e.to_string())),
+            }
         }
     });
     ReceiveHandle { progress, outcome }
-}
-
-/// Sets an "interrupted" outcome if the data handler ends without one.
-struct OutcomeGuard(Arc<watch::Sender<Option<std::result::Result<Received, String>>>>);
-
-impl Drop for OutcomeGuard {
-    fn drop(&mut self) {
-        self.0.send_if_modified(|outcome| {
-            let unset = outcome.is_none();
-            if unset {
-                *outcome = Some(Err("the transfer was interrupted (the connection closed)".into()));
-            }
-            unset
-        });
-    }
 }
 
 /// Validates and decides an offer; on acceptance, prepares its staging directory.
@@ -290,7 +281,7 @@ async fn receive_data(
     mut staging: Staging,
     header: &DataHeader,
     reader: &mut peers_sdk::StreamReader,
-    progress: &watch::Sender<TransferProgress>,
+    progress: &Arc<watch::Sender<TransferProgress>>,
 ) -> std::result::Result<Received, String> {
     if header.digest != staging.reception.manifest().digest() || header.from != staging.reception.resume_point() {
         return Err("the data does not start where the offer was accepted".into());
