@@ -13,21 +13,21 @@ use super::{Connection, ConnectionState, Inner};
 /// Per-connection activity, updated by the reader and by finished calls.
 pub(super) struct Activity {
     started: Instant,
-    /// Milliseconds after `started` when the last frame arrived.
-    last_heard_ms: AtomicU64,
+    /// Nanoseconds after `started` when the last frame arrived (a u64 lasts 584 years).
+    last_heard_ns: AtomicU64,
     /// Woken whenever a call or an outgoing stream of this side ends, and at close.
     settled: Notify,
 }
 
 impl Activity {
     pub(super) fn new() -> Self {
-        Activity { started: Instant::now(), last_heard_ms: AtomicU64::new(0), settled: Notify::new() }
+        Activity { started: Instant::now(), last_heard_ns: AtomicU64::new(0), settled: Notify::new() }
     }
 
     /// A frame arrived.
     pub(super) fn heard(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_heard_ms.fetch_max(ms, Ordering::Relaxed);
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_heard_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
     /// A call or an outgoing stream ended, or the connection closed.
@@ -36,7 +36,7 @@ impl Activity {
     }
 
     fn last_heard(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_heard_ms.load(Ordering::Relaxed))
+        self.started + Duration::from_nanos(self.last_heard_ns.load(Ordering::Relaxed))
     }
 }
 
