@@ -90,7 +90,7 @@ async fn connections_beyond_the_cap_are_refused_with_a_reason() {
     while server.acceptor().connections() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (again, _) = dial(&server).await;
+    let (again, _accepted) = dial(&server).await;
     again.send(bytes::Bytes::from_static(b"ok")).await.unwrap();
 }
 
