@@ -18,6 +18,12 @@
 //! Tokens are 32 random bytes, returned once and kept only as SHA-256 hashes.
 //! Finished sessions are kept for [`SessionLimits::default_ttl`] after their
 //! deadline so late joins get a clear `session_expired` / `session_closed`.
+//!
+//! A session of [`SessionKind::Pake`] has no server secret: its code is the
+//! slot number alone (`4821`), and the first device that names it joins. The
+//! parties then run a PAKE on words the server never sees (the device's
+//! transfer codes, `4821-maple-orbit`), and the creator closes the session
+//! after one failed PAKE, so a guesser gets one try per code.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -86,6 +92,19 @@ impl SessionLimits {
     }
 }
 
+/// How a session's code is made and checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// The code is `NNNN-SSSSSS`: the server checks the secret and locks the
+    /// session after [`SessionLimits::max_failed_joins`] wrong ones.
+    #[default]
+    Secret,
+    /// The code is the slot number alone; the parties authenticate each other
+    /// with a PAKE, and the creator closes the session after one failed PAKE.
+    Pake,
+}
+
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,9 +124,13 @@ pub enum SessionState {
 pub struct Session {
     /// Names the session in later requests and events.
     pub transfer_id: String,
+    /// How its code is made and checked (absent in sessions stored before
+    /// kinds existed: [`SessionKind::Secret`]).
+    #[serde(default)]
+    pub kind: SessionKind,
     /// The code's slot.
     pub slot: u16,
-    /// The code's secret.
+    /// The code's secret (empty for [`SessionKind::Pake`]).
     pub secret: String,
     /// The creator.
     pub sender: DeviceId,
@@ -128,9 +151,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// The code: `NNNN-SSSSSS`.
+    /// The code: `NNNN-SSSSSS`, or the slot number alone (no leading zeros)
+    /// for [`SessionKind::Pake`].
     pub fn code(&self) -> String {
-        format!("{:04}-{}", self.slot, self.secret)
+        match self.kind {
+            SessionKind::Secret => format!("{:04}-{}", self.slot, self.secret),
+            SessionKind::Pake => self.slot.to_string(),
+        }
     }
 
     fn is_live(&self) -> bool {
@@ -150,10 +177,20 @@ fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A code as read by [`parse_code`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParsedCode {
+    /// `NNNN-SSSSSS`: a [`SessionKind::Secret`] session's slot and secret.
+    Secret(u16, String),
+    /// The slot number alone: a [`SessionKind::Pake`] session's.
+    Slot(u16),
+}
+
 /// Reads a code as people type it: case-insensitive, spaces ignored, `O` as
-/// `0` and `I`/`L` as `1`.
-pub fn parse_code(code: &str) -> Result<(u16, String), Rejection> {
-    let bad = || Rejection::new(ErrorCode::BadRequest, "a code looks like 1234-ABCDEF");
+/// `0` and `I`/`L` as `1`. One to four digits alone name a
+/// [`SessionKind::Pake`] session's slot.
+pub fn parse_code(code: &str) -> Result<ParsedCode, Rejection> {
+    let bad = || Rejection::new(ErrorCode::BadRequest, "a code looks like 1234-ABCDEF, or 1234 alone");
     if code.len() > 32 {
         return Err(bad());
     }
@@ -166,6 +203,9 @@ pub fn parse_code(code: &str) -> Result<(u16, String), Rejection> {
             c => c,
         })
         .collect();
+    if !cleaned.is_empty() && cleaned.len() <= 4 && cleaned.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(ParsedCode::Slot(cleaned.parse().map_err(|_| bad())?));
+    }
     let (slot, secret) = cleaned.split_once('-').ok_or_else(bad)?;
     if slot.len() != 4 || !slot.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -173,7 +213,7 @@ pub fn parse_code(code: &str) -> Result<(u16, String), Rejection> {
     if secret.len() != SECRET_LEN || !secret.bytes().all(|b| ALPHABET.contains(&b)) {
         return Err(bad());
     }
-    Ok((slot.parse().map_err(|_| bad())?, secret.to_owned()))
+    Ok(ParsedCode::Secret(slot.parse().map_err(|_| bad())?, secret.to_owned()))
 }
 
 /// What [`SessionTable::create`] hands the creator.
@@ -222,13 +262,14 @@ impl SessionTable {
         }
     }
 
-    /// Creates a session for `sender` lasting `ttl_ms` (default and cap from
-    /// the limits).
+    /// Creates a session of `kind` for `sender` lasting `ttl_ms` (default and
+    /// cap from the limits).
     pub fn create(
         &mut self,
         now: u64,
         rng: &mut impl RngCore,
         sender: DeviceId,
+        kind: SessionKind,
         ttl_ms: Option<u64>,
     ) -> Result<Created, Rejection> {
         let full = |what: String| Rejection::new(ErrorCode::TooManySessions, what);
@@ -249,8 +290,12 @@ impl SessionTable {
         let sender_token = random_hex(rng, 32);
         let session = Session {
             transfer_id: random_hex(rng, 16),
+            kind,
             slot,
-            secret: random_text(rng, SECRET_LEN),
+            secret: match kind {
+                SessionKind::Secret => random_text(rng, SECRET_LEN),
+                SessionKind::Pake => String::new(),
+            },
             sender,
             receiver: None,
             sender_token_hash: hash(&sender_token),
@@ -275,10 +320,22 @@ impl SessionTable {
         code: &str,
     ) -> Result<(Session, String), JoinFailure> {
         let refuse = |code, message: &str| JoinFailure { rejection: Rejection::new(code, message), changed: None };
-        let (slot, secret) = parse_code(code).map_err(|rejection| JoinFailure { rejection, changed: None })?;
+        let parsed = parse_code(code).map_err(|rejection| JoinFailure { rejection, changed: None })?;
+        let (slot, secret) = match parsed {
+            ParsedCode::Secret(slot, secret) => (slot, Some(secret)),
+            ParsedCode::Slot(slot) => (slot, None),
+        };
         let not_found = "no session has this code";
         let Some(session) = self.slots.get(&slot).and_then(|id| self.sessions.get_mut(id)) else {
             return Err(refuse(ErrorCode::SessionNotFound, not_found));
+        };
+        // A code of the other kind names no session; it is not a wrong secret.
+        let Some(secret) = (match (session.kind, secret) {
+            (SessionKind::Secret, Some(secret)) => Some(secret),
+            (SessionKind::Pake, None) => None,
+            _ => return Err(refuse(ErrorCode::SessionNotFound, not_found)),
+        }) else {
+            return Self::admit(session, now, rng, joiner);
         };
         if session.secret != secret {
             if session.state != SessionState::Created {
@@ -294,6 +351,17 @@ impl SessionTable {
                 changed: Some(Box::new(session.clone())),
             });
         }
+        Self::admit(session, now, rng, joiner)
+    }
+
+    /// Lets `joiner` into `session`, whose code matched, if its state allows.
+    fn admit(
+        session: &mut Session,
+        now: u64,
+        rng: &mut impl RngCore,
+        joiner: DeviceId,
+    ) -> Result<(Session, String), JoinFailure> {
+        let refuse = |code, message: &str| JoinFailure { rejection: Rejection::new(code, message), changed: None };
         if session.state.is_live_at(session.expires_at, now) {
             // Due but not swept yet.
             session.state = SessionState::Expired;
@@ -411,7 +479,7 @@ mod tests {
     #[test]
     fn create_join_close() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
         assert_eq!(created.session.expires_at, 600_000);
         let code = created.session.code().to_lowercase();
         let (joined, receiver_token) = sessions.join(10, &mut OsRng, device(2), &code).unwrap();
@@ -434,7 +502,7 @@ mod tests {
     #[test]
     fn wrong_secrets_lock_the_session() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), None).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
         let wrong_secret = if created.session.secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
         let wrong = format!("{:04}-{wrong_secret}", created.session.slot);
         for attempt in 1..=3 {
@@ -452,7 +520,7 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_forgotten_after_a_grace_time() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), Some(1000)).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, Some(1000)).unwrap();
         assert_eq!(sessions.next_deadline(), Some(1000));
         let (expired, purged) = sessions.expire(1000);
         assert_eq!((expired.len(), purged.len()), (1, 0));
@@ -469,22 +537,78 @@ mod tests {
     fn creation_is_bounded_per_device_and_overall() {
         let limits = SessionLimits { per_device: 2, max_sessions: 3, ..SessionLimits::default() };
         let mut sessions = SessionTable::new(limits);
-        sessions.create(0, &mut OsRng, device(1), None).unwrap();
-        sessions.create(0, &mut OsRng, device(1), None).unwrap();
-        assert_eq!(sessions.create(0, &mut OsRng, device(1), None).unwrap_err().code, ErrorCode::TooManySessions);
-        sessions.create(0, &mut OsRng, device(2), None).unwrap();
-        assert_eq!(sessions.create(0, &mut OsRng, device(3), None).unwrap_err().code, ErrorCode::TooManySessions);
-        let creator = sessions.create(0, &mut OsRng, device(1), None);
+        sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        assert_eq!(
+            sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap_err().code,
+            ErrorCode::TooManySessions
+        );
+        sessions.create(0, &mut OsRng, device(2), SessionKind::Secret, None).unwrap();
+        assert_eq!(
+            sessions.create(0, &mut OsRng, device(3), SessionKind::Secret, None).unwrap_err().code,
+            ErrorCode::TooManySessions
+        );
+        let creator = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None);
         assert!(creator.is_err());
     }
 
     #[test]
     fn codes_are_read_forgivingly_and_checked() {
-        assert_eq!(parse_code(" 0042-abcdef ").unwrap(), (42, "ABCDEF".into()));
-        assert_eq!(parse_code("1234-o1l0ab").unwrap(), (1234, "0110AB".into()));
-        for bad in ["", "1234", "123-ABCDEF", "1234-ABCDE", "1234-ABCDEU", "abcd-ABCDEF", &"9".repeat(100)] {
+        assert_eq!(parse_code(" 0042-abcdef ").unwrap(), ParsedCode::Secret(42, "ABCDEF".into()));
+        assert_eq!(parse_code("1234-o1l0ab").unwrap(), ParsedCode::Secret(1234, "0110AB".into()));
+        assert_eq!(parse_code(" 7 ").unwrap(), ParsedCode::Slot(7));
+        assert_eq!(parse_code("0042").unwrap(), ParsedCode::Slot(42));
+        for bad in
+            ["", "12345", "-12", "12-", "123-ABCDEF", "1234-ABCDE", "1234-ABCDEU", "abcd-ABCDEF", &"9".repeat(100)]
+        {
             assert!(parse_code(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn pake_sessions_are_joined_by_their_number_alone() {
+        let mut sessions = table();
+        let secret = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        let pake = sessions.create(0, &mut OsRng, device(1), SessionKind::Pake, None).unwrap();
+        let code = pake.session.code();
+        assert_eq!(code, pake.session.slot.to_string());
+        // The creator cannot join; a number naming a secret session finds
+        // nothing and counts as no wrong secret; a secret code for the number
+        // finds nothing either.
+        let refused = |sessions: &mut SessionTable, who: u8, code: &str| {
+            let failure = sessions.join(1, &mut OsRng, device(who), code).unwrap_err();
+            assert_eq!(failure.changed, None, "{code}");
+            failure.rejection.code
+        };
+        assert_eq!(refused(&mut sessions, 1, &code), ErrorCode::SelfAddressed);
+        assert_eq!(refused(&mut sessions, 2, &secret.session.slot.to_string()), ErrorCode::SessionNotFound);
+        assert_eq!(refused(&mut sessions, 2, &format!("{:04}-ABCDEF", pake.session.slot)), ErrorCode::SessionNotFound);
+        // Leading zeros and spaces do not matter.
+        let (joined, receiver_token) =
+            sessions.join(2, &mut OsRng, device(2), &format!(" {:04}", pake.session.slot)).unwrap();
+        assert_eq!(
+            (joined.state, joined.receiver, joined.kind),
+            (SessionState::Joined, Some(device(2)), SessionKind::Pake)
+        );
+        assert_eq!(refused(&mut sessions, 3, &code), ErrorCode::SessionTaken);
+        // The creator burns it after a failed PAKE: nobody joins it again.
+        let closed = sessions.close(&joined.transfer_id, &pake.sender_token).unwrap();
+        assert_eq!(closed.reason.as_deref(), Some("closed by the sender"));
+        assert_eq!(refused(&mut sessions, 3, &code), ErrorCode::SessionClosed);
+        assert_eq!(sessions.close(&joined.transfer_id, &receiver_token).unwrap_err().code, ErrorCode::SessionClosed);
+        // Its lifetime is the usual one.
+        let (expired, _) = sessions.expire(600_000);
+        assert_eq!(expired.iter().map(|s| s.kind).collect::<Vec<_>>(), vec![SessionKind::Secret]);
+    }
+
+    #[test]
+    fn sessions_stored_before_kinds_read_as_secret_ones() {
+        let mut sessions = table();
+        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        let mut stored = serde_json::to_value(&created.session).unwrap();
+        stored.as_object_mut().unwrap().remove("kind");
+        let read: Session = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, created.session);
     }
 
     proptest! {
@@ -492,9 +616,11 @@ mod tests {
         fn every_created_code_parses_back(seed in any::<u64>()) {
             let mut rng = rand_core::block::BlockRng::new(Counter(seed));
             let mut sessions = table();
-            let created = sessions.create(0, &mut rng, device(1), None).unwrap();
-            let (slot, secret) = parse_code(&created.session.code()).unwrap();
-            prop_assert_eq!((slot, secret), (created.session.slot, created.session.secret.clone()));
+            let created = sessions.create(0, &mut rng, device(1), SessionKind::Secret, None).unwrap();
+            let parsed = parse_code(&created.session.code()).unwrap();
+            prop_assert_eq!(parsed, ParsedCode::Secret(created.session.slot, created.session.secret.clone()));
+            let created = sessions.create(0, &mut rng, device(1), SessionKind::Pake, None).unwrap();
+            prop_assert_eq!(parse_code(&created.session.code()).unwrap(), ParsedCode::Slot(created.session.slot));
             prop_assert_eq!(created.sender_token.len(), 64);
         }
     }

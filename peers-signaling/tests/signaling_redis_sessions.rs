@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::redis_server::{RedisServer, connect, pair, redis_config};
 use common::*;
 use peers_signaling::ErrorCode;
-use peers_signaling::sessions::SessionState;
+use peers_signaling::sessions::{SessionKind, SessionState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_created_on_one_instance_is_joined_and_closed_through_the_other() {
@@ -33,6 +33,30 @@ async fn a_session_created_on_one_instance_is_joined_and_closed_through_the_othe
     let (_, state, reason) = event(&mut sender_events, session_event).await;
     assert_eq!(state, SessionState::Closed, "{reason:?}");
     assert_eq!(refusal(intruder.join_session(&created.code).await), ErrorCode::SessionClosed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pake_session_created_on_one_instance_is_joined_by_number_on_the_other() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let mut sender_events = sender.events().unwrap();
+    let (_, receiver) = connect(&two.url().unwrap(), "receiver").await;
+    let mut receiver_events = receiver.events().unwrap();
+    let (_, second) = connect(&one.url().unwrap(), "second").await;
+
+    let created = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    assert!(created.code.parse::<u16>().is_ok(), "{}", created.code);
+    let joined = receiver.join_session(&created.code).await.unwrap();
+    assert_eq!((&joined.transfer_id, &joined.sender), (&created.transfer_id, sender.device_id()));
+    let (_, state, _) = event(&mut sender_events, session_event).await;
+    assert_eq!(state, SessionState::Joined);
+    assert_eq!(refusal(second.join_session(&created.code).await), ErrorCode::SessionTaken);
+    // Burnt by the sender on instance one; refused on either.
+    sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    let (_, state, _) = event(&mut receiver_events, session_event).await;
+    assert_eq!(state, SessionState::Closed);
+    assert_eq!(refusal(second.join_session(&created.code).await), ErrorCode::SessionClosed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

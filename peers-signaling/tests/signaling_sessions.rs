@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use peers_signaling::sessions::SessionState;
+use peers_signaling::sessions::{SessionKind, SessionState};
 use peers_signaling::store::StoreConfig;
 use peers_signaling::{ErrorCode, ServerConfig, SignalingClient};
 
@@ -101,4 +101,34 @@ async fn sessions_survive_a_restart_with_the_sqlite_store() {
     assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
     // The sender's token from before the restart still closes it.
     sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pake_session_is_joined_by_its_number_and_burnt_by_its_creator() {
+    let server = server(ServerConfig::in_memory()).await;
+    let sender = client(&server, &keys("sender")).await;
+    let mut sender_events = sender.events().unwrap();
+    let receiver = client(&server, &keys("receiver")).await;
+    let mut receiver_events = receiver.events().unwrap();
+    let second = client(&server, &keys("second")).await;
+
+    let created = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    let number: u16 = created.code.parse().unwrap_or_else(|_| panic!("not a number: {}", created.code));
+    // The number with a server secret appended names no session.
+    assert_eq!(refusal(receiver.join_session(&format!("{number:04}-ABCDEF")).await), ErrorCode::SessionNotFound);
+    assert_eq!(refusal(sender.join_session(&created.code).await), ErrorCode::SelfAddressed);
+    let joined = receiver.join_session(&format!("{number:04}")).await.unwrap();
+    assert_eq!((&joined.transfer_id, &joined.sender), (&created.transfer_id, sender.device_id()));
+    let (_, state, _) = event(&mut sender_events, session_event).await;
+    assert_eq!(state, SessionState::Joined);
+    assert_eq!(refusal(second.join_session(&created.code).await), ErrorCode::SessionTaken);
+    // The PAKE failed: the sender burns the session; nobody joins it again.
+    sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    let (_, state, reason) = event(&mut receiver_events, session_event).await;
+    assert_eq!((state, reason.as_deref()), (SessionState::Closed, Some("closed by the sender")));
+    assert_eq!(refusal(second.join_session(&created.code).await), ErrorCode::SessionClosed);
+    // An ordinary session's number alone finds nothing.
+    let ordinary = sender.create_session(None).await.unwrap();
+    let (slot, _) = ordinary.code.split_once('-').unwrap();
+    assert_eq!(refusal(second.join_session(slot).await), ErrorCode::SessionNotFound);
 }

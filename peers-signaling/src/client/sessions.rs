@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::SignalingClient;
 use crate::error::{Error, Result};
 use crate::protocol::events;
+use crate::sessions::SessionKind;
 
 /// A session this device created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +17,8 @@ use crate::protocol::events;
 pub struct CreatedSession {
     /// Names the session.
     pub transfer_id: String,
-    /// The code to give the receiver (`NNNN-SSSSSS`).
+    /// The code to give the receiver (`NNNN-SSSSSS`, or `NNNN` for a
+    /// [`SessionKind::Pake`] session).
     pub code: String,
     /// Closes the session; keep it secret.
     pub sender_token: String,
@@ -59,7 +61,17 @@ impl SignalingClient {
     /// [`ClientEvent::Session`](crate::ClientEvent::Session) reports when it
     /// does, closes or expires.
     pub async fn create_session(&self, ttl: Option<Duration>) -> Result<CreatedSession> {
+        self.create_session_of(SessionKind::Secret, ttl).await
+    }
+
+    /// Creates a session of `kind`: [`SessionKind::Pake`] gives a code that is
+    /// the slot number alone, for two devices that then authenticate each
+    /// other with a PAKE (and whose creator closes the session when it fails).
+    pub async fn create_session_of(&self, kind: SessionKind, ttl: Option<Duration>) -> Result<CreatedSession> {
         let mut request = json!({});
+        if kind != SessionKind::Secret {
+            request["kind"] = serde_json::to_value(kind).unwrap_or(Value::Null);
+        }
         if let Some(ttl) = ttl {
             request["ttl_ms"] = Value::from(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         }
@@ -72,7 +84,8 @@ impl SignalingClient {
         })
     }
 
-    /// Joins the session with `code`. Exactly one device can.
+    /// Joins the session with `code` (`NNNN-SSSSSS`, or the number alone for a
+    /// [`SessionKind::Pake`] session). Exactly one device can.
     pub async fn join_session(&self, code: &str) -> Result<JoinedSession> {
         let reply = self.request_as(events::SESSION_JOIN, "session join", json!({ "code": code })).await?;
         Ok(JoinedSession {

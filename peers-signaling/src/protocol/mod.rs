@@ -463,6 +463,9 @@ pub struct SessionCreateRequest {
     /// Lifetime in milliseconds (server default when absent, capped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    /// `"secret"` (the default: code `NNNN-SSSSSS`) or `"pake"` (code `NNNN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::sessions::SessionKind>,
 }
 
 /// `"session-join"`.
@@ -472,7 +475,7 @@ pub struct SessionJoinRequest {
     /// Correlates the reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<u64>,
-    /// The code, `NNNN-SSSSSS`.
+    /// The code, `NNNN-SSSSSS`, or `NNNN` alone for a `"pake"` session.
     pub code: String,
 }
 

@@ -80,7 +80,8 @@ pub(super) fn expire(host: &mut impl SessionHost, now: u64) {
 
 fn create(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply {
     let request: SessionCreateRequest = parse("session-create", payload)?;
-    let created = host.sessions().create(now_ms(), &mut OsRng, device, request.ttl_ms)?;
+    let created =
+        host.sessions().create(now_ms(), &mut OsRng, device, request.kind.unwrap_or_default(), request.ttl_ms)?;
     host.save_session(&created.session);
     m::session_event("created");
     info!(%device, transfer = %created.session.transfer_id, "session created");
