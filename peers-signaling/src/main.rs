@@ -61,6 +61,18 @@ struct Settings {
     /// Most bytes queued per device [default: 1 MiB].
     #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_DEVICE_BYTES")]
     queue_per_device_bytes: Option<usize>,
+    /// Most messages one sending device may have queued [default: 1024].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_SENDER")]
+    queue_per_sender: Option<usize>,
+    /// Most bytes one sending device may have queued [default: 8 MiB].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_SENDER_BYTES")]
+    queue_per_sender_bytes: Option<usize>,
+    /// Most messages the senders of one address (IPv6: one /64) may have queued [default: 4096].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_ADDRESS")]
+    queue_per_address: Option<usize>,
+    /// Most bytes the senders of one address (IPv6: one /64) may have queued [default: 32 MiB].
+    #[arg(long, env = "PEERS_SIGNALING_QUEUE_PER_ADDRESS_BYTES")]
+    queue_per_address_bytes: Option<usize>,
     /// Most messages queued overall [default: 100000].
     #[arg(long, env = "PEERS_SIGNALING_QUEUE_TOTAL")]
     queue_total: Option<usize>,
@@ -149,6 +161,10 @@ impl Settings {
             max_ttl_ms,
             queue_per_device,
             queue_per_device_bytes,
+            queue_per_sender,
+            queue_per_sender_bytes,
+            queue_per_address,
+            queue_per_address_bytes,
             queue_total,
             queue_total_bytes,
             max_connections,
@@ -202,6 +218,10 @@ impl Settings {
         set(&mut queue.max_ttl, self.max_ttl_ms.map(Duration::from_millis));
         set(&mut queue.per_device_messages, self.queue_per_device);
         set(&mut queue.per_device_bytes, self.queue_per_device_bytes);
+        set(&mut queue.per_sender_messages, self.queue_per_sender);
+        set(&mut queue.per_sender_bytes, self.queue_per_sender_bytes);
+        set(&mut queue.per_address_messages, self.queue_per_address);
+        set(&mut queue.per_address_bytes, self.queue_per_address_bytes);
         set(&mut queue.total_messages, self.queue_total);
         set(&mut queue.total_bytes, self.queue_total_bytes);
         set(&mut config.max_connections, self.max_connections);

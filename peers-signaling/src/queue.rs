@@ -14,11 +14,14 @@
 //!  rejected (QueueFull, which bound)   expired → the sender gets an expiry notice
 //! ```
 //!
-//! Bounds: messages and bytes per device, messages and bytes overall. A message
-//! that would break any of them is refused, never an older one dropped. Messages
-//! of one device leave in the order they were pushed.
+//! Bounds: messages and bytes per recipient, per sending device, per sending
+//! address (an IPv6 /64) and overall. A message that would break any of them is
+//! refused, never an older one dropped. Messages of one device leave in the
+//! order they were pushed.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use peers_sdk::DeviceId;
@@ -36,6 +39,16 @@ pub struct QueueLimits {
     pub per_device_messages: usize,
     /// Most bytes waiting for one device. Default: 1 MiB.
     pub per_device_bytes: usize,
+    /// Most messages one device may have waiting, for all its recipients.
+    /// Default: 1,024.
+    pub per_sender_messages: usize,
+    /// Most bytes one device may have waiting. Default: 8 MiB.
+    pub per_sender_bytes: usize,
+    /// Most messages the devices of one address (an IPv6 /64) may have
+    /// waiting. Default: 4,096.
+    pub per_address_messages: usize,
+    /// Most bytes the devices of one address may have waiting. Default: 32 MiB.
+    pub per_address_bytes: usize,
     /// Most messages waiting overall. Default: 100,000.
     pub total_messages: usize,
     /// Most bytes waiting overall. Default: 256 MiB.
@@ -52,6 +65,10 @@ impl Default for QueueLimits {
         QueueLimits {
             per_device_messages: 256,
             per_device_bytes: 1 << 20,
+            per_sender_messages: 1024,
+            per_sender_bytes: 8 << 20,
+            per_address_messages: 4096,
+            per_address_bytes: 32 << 20,
             total_messages: 100_000,
             total_bytes: 256 << 20,
             default_ttl: Duration::from_secs(60),
@@ -70,6 +87,10 @@ impl QueueLimits {
         for (field, value) in [
             ("queue.per_device_messages", self.per_device_messages),
             ("queue.per_device_bytes", self.per_device_bytes),
+            ("queue.per_sender_messages", self.per_sender_messages),
+            ("queue.per_sender_bytes", self.per_sender_bytes),
+            ("queue.per_address_messages", self.per_address_messages),
+            ("queue.per_address_bytes", self.per_address_bytes),
             ("queue.total_messages", self.total_messages),
             ("queue.total_bytes", self.total_bytes),
         ] {
@@ -102,15 +123,24 @@ impl QueueLimits {
 pub(crate) enum QueueBound {
     DeviceMessages,
     DeviceBytes,
+    SenderMessages,
+    SenderBytes,
+    AddressMessages,
+    AddressBytes,
     TotalMessages,
     TotalBytes,
 }
 
-/// What is queued now, for one recipient and overall.
+/// What is queued now, for one recipient, its sender, the sender's address
+/// and overall.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct QueueUsage {
     pub(crate) device_messages: usize,
     pub(crate) device_bytes: usize,
+    pub(crate) sender_messages: usize,
+    pub(crate) sender_bytes: usize,
+    pub(crate) address_messages: usize,
+    pub(crate) address_bytes: usize,
     pub(crate) total_messages: usize,
     pub(crate) total_bytes: usize,
 }
@@ -124,6 +154,14 @@ impl QueueLimits {
             Some(QueueBound::DeviceMessages)
         } else if usage.device_bytes + size > self.per_device_bytes {
             Some(QueueBound::DeviceBytes)
+        } else if usage.sender_messages >= self.per_sender_messages {
+            Some(QueueBound::SenderMessages)
+        } else if usage.sender_bytes + size > self.per_sender_bytes {
+            Some(QueueBound::SenderBytes)
+        } else if usage.address_messages >= self.per_address_messages {
+            Some(QueueBound::AddressMessages)
+        } else if usage.address_bytes + size > self.per_address_bytes {
+            Some(QueueBound::AddressBytes)
         } else if usage.total_messages >= self.total_messages {
             Some(QueueBound::TotalMessages)
         } else if usage.total_bytes + size > self.total_bytes {
@@ -133,9 +171,29 @@ impl QueueLimits {
         }
     }
 
-    /// The `queue_full` refusal naming `bound`.
+    /// The refusal naming `bound`: `queue_full` for a recipient's or the
+    /// server's bound, `quota_exceeded` for the sender's or its address's.
     pub(crate) fn refusal(&self, bound: QueueBound, usage: &QueueUsage, size: usize) -> Rejection {
+        let quota = |what: String| Rejection::new(ErrorCode::QuotaExceeded, what);
         let what = match bound {
+            QueueBound::SenderMessages => {
+                return quota(format!("this device has its limit of {} messages queued", self.per_sender_messages));
+            }
+            QueueBound::SenderBytes => {
+                return quota(format!(
+                    "this device's queued messages would exceed its limit of {} bytes ({} queued, message {size})",
+                    self.per_sender_bytes, usage.sender_bytes
+                ));
+            }
+            QueueBound::AddressMessages => {
+                return quota(format!("this address has its limit of {} messages queued", self.per_address_messages));
+            }
+            QueueBound::AddressBytes => {
+                return quota(format!(
+                    "this address's queued messages would exceed its limit of {} bytes ({} queued, message {size})",
+                    self.per_address_bytes, usage.address_bytes
+                ));
+            }
             QueueBound::DeviceMessages => {
                 format!("the recipient's queue holds its limit of {} messages", self.per_device_messages)
             }
@@ -167,6 +225,9 @@ pub struct QueuedMessage {
     pub to: DeviceId,
     /// The sender, as the server authenticated it.
     pub from: DeviceId,
+    /// The sender's address group (an IPv4 address or an IPv6 /64), when
+    /// known: the per-address quota counts the message against it.
+    pub origin: Option<IpAddr>,
     /// The sender's message id.
     pub id: String,
     /// The kind.
@@ -193,6 +254,8 @@ pub struct NewMessage {
     pub to: DeviceId,
     /// The authenticated sender.
     pub from: DeviceId,
+    /// The sender's address group (see [`QueuedMessage::origin`]).
+    pub origin: Option<IpAddr>,
     /// The sender's message id.
     pub id: String,
     /// The kind.
@@ -207,11 +270,45 @@ struct DeviceQueue {
     bytes: usize,
 }
 
+/// Messages and bytes one sender (a device or an address) has waiting.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    messages: usize,
+    bytes: usize,
+}
+
+/// Adds (`add`) or removes one message of `size` bytes from `key`'s count,
+/// forgetting keys that reach zero so the tables stay as small as the queue.
+fn count<K: std::hash::Hash + Eq>(table: &mut HashMap<K, Held>, key: K, size: usize, add: bool) {
+    match table.entry(key) {
+        Entry::Vacant(vacant) => {
+            if add {
+                vacant.insert(Held { messages: 1, bytes: size });
+            }
+        }
+        Entry::Occupied(mut occupied) => {
+            let held = occupied.get_mut();
+            if add {
+                held.messages += 1;
+                held.bytes += size;
+            } else {
+                held.messages = held.messages.saturating_sub(1);
+                held.bytes = held.bytes.saturating_sub(size);
+            }
+            if held.messages == 0 {
+                occupied.remove();
+            }
+        }
+    }
+}
+
 /// Messages waiting for offline devices, bounded per device and overall.
 #[derive(Debug)]
 pub struct OfflineQueue {
     limits: QueueLimits,
     devices: HashMap<DeviceId, DeviceQueue>,
+    senders: HashMap<DeviceId, Held>,
+    addresses: HashMap<IpAddr, Held>,
     /// `(expires_at, seq, recipient)` of every message, earliest first.
     deadlines: BTreeSet<(u64, u64, DeviceId)>,
     messages: usize,
@@ -222,7 +319,16 @@ pub struct OfflineQueue {
 impl OfflineQueue {
     /// An empty queue.
     pub fn new(limits: QueueLimits) -> Self {
-        OfflineQueue { limits, devices: HashMap::new(), deadlines: BTreeSet::new(), messages: 0, bytes: 0, next_seq: 1 }
+        OfflineQueue {
+            limits,
+            devices: HashMap::new(),
+            senders: HashMap::new(),
+            addresses: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            messages: 0,
+            bytes: 0,
+            next_seq: 1,
+        }
     }
 
     /// The limits.
@@ -237,6 +343,7 @@ impl OfflineQueue {
             seq: self.next_seq,
             to: message.to,
             from: message.from,
+            origin: message.origin,
             id: message.id,
             kind: message.kind,
             body: message.body,
@@ -254,8 +361,18 @@ impl OfflineQueue {
         let limits = &self.limits;
         let device = self.devices.get(&message.to);
         let (device_messages, device_bytes) = device.map_or((0, 0), |d| (d.messages.len(), d.bytes));
-        let usage =
-            QueueUsage { device_messages, device_bytes, total_messages: self.messages, total_bytes: self.bytes };
+        let sender = self.senders.get(&message.from).copied().unwrap_or_default();
+        let address = message.origin.and_then(|ip| self.addresses.get(&ip)).copied().unwrap_or_default();
+        let usage = QueueUsage {
+            device_messages,
+            device_bytes,
+            sender_messages: sender.messages,
+            sender_bytes: sender.bytes,
+            address_messages: address.messages,
+            address_bytes: address.bytes,
+            total_messages: self.messages,
+            total_bytes: self.bytes,
+        };
         match limits.full_bound(&usage, size) {
             Some(bound) => Err(limits.refusal(bound, &usage, size)),
             None => Ok(()),
@@ -265,10 +382,24 @@ impl OfflineQueue {
     fn insert(&mut self, message: QueuedMessage) {
         self.messages += 1;
         self.bytes += message.size();
+        self.held(&message, true);
         self.deadlines.insert((message.expires_at, message.seq, message.to));
         let device = self.devices.entry(message.to).or_default();
         device.bytes += message.size();
         device.messages.push_back(message);
+    }
+
+    /// Counts `message` against (or, `add` false, frees it from) its sender's
+    /// and its address's quotas.
+    fn held(&mut self, message: &QueuedMessage, add: bool) {
+        self.count_sender(message.from, message.origin, message.size(), add);
+    }
+
+    fn count_sender(&mut self, from: DeviceId, origin: Option<IpAddr>, size: usize, add: bool) {
+        count(&mut self.senders, from, size, add);
+        if let Some(ip) = origin {
+            count(&mut self.addresses, ip, size, add);
+        }
     }
 
     /// Puts back messages read from the store after a restart, in `seq` order.
@@ -290,6 +421,7 @@ impl OfflineQueue {
         self.bytes -= queue.bytes;
         for message in &queue.messages {
             self.deadlines.remove(&(message.expires_at, message.seq, message.to));
+            self.held(message, false);
         }
         queue.messages.into()
     }
@@ -306,6 +438,7 @@ impl OfflineQueue {
         if queue.messages.is_empty() {
             self.devices.remove(to);
         }
+        self.held(&message, false);
         Some(message)
     }
 
@@ -319,16 +452,21 @@ impl OfflineQueue {
             }
             self.deadlines.pop_first();
             let Some(queue) = self.devices.get_mut(&to) else { continue };
+            let mut freed = None;
             if let Some(index) = queue.messages.iter().position(|m| m.seq == seq)
                 && let Some(message) = queue.messages.remove(index)
             {
                 queue.bytes -= message.size();
                 self.messages -= 1;
                 self.bytes -= message.size();
+                freed = Some((message.from, message.origin, message.size()));
                 expired.push(message);
             }
             if queue.messages.is_empty() {
                 self.devices.remove(&to);
+            }
+            if let Some((from, origin, size)) = freed {
+                self.count_sender(from, origin, size, false);
             }
         }
         expired
@@ -363,6 +501,7 @@ mod tests {
         NewMessage {
             to: device(to),
             from: device(200),
+            origin: None,
             id: id.into(),
             kind: SignalKind::Offer,
             body: "x".repeat(body_len),
@@ -410,6 +549,49 @@ mod tests {
         // The refused messages left nothing behind.
         assert_eq!(queue.depth().0, 5);
         assert_eq!(queue.device_depth(&device(1)).0, 3);
+    }
+
+    #[test]
+    fn sender_and_address_quotas_refuse_and_free() {
+        let limits = QueueLimits {
+            per_sender_messages: 2,
+            per_sender_bytes: 1000,
+            per_address_messages: 3,
+            per_address_bytes: 100_000,
+            ..QueueLimits::default()
+        };
+        let mut queue = OfflineQueue::new(limits);
+        let here: IpAddr = "2001:db8::".parse().unwrap();
+        let from = |sender: u8, to: u8, id: &str, len: usize| NewMessage {
+            from: device(sender),
+            origin: Some(here),
+            ..message(to, id, len)
+        };
+        queue.push(0, from(10, 1, "a", 10), 1000).unwrap();
+        let err = queue.push(0, from(10, 2, "big", 900), 1000).unwrap_err();
+        assert_eq!(err.code, ErrorCode::QuotaExceeded);
+        assert!(err.message.contains("this device's queued messages would exceed its limit of 1000"), "{err}");
+        queue.push(0, from(10, 2, "b", 10), 500).unwrap();
+        let err = queue.push(0, from(10, 3, "c", 10), 1000).unwrap_err();
+        assert!(err.message.contains("this device has its limit of 2"), "{err}");
+        queue.push(0, from(11, 3, "d", 10), 1000).unwrap();
+        let err = queue.push(0, from(12, 4, "e", 10), 1000).unwrap_err();
+        assert!(err.message.contains("this address has its limit of 3"), "{err}");
+        // Another address, and a sender of unknown address, are not affected.
+        let there = NewMessage { origin: Some("127.0.0.2".parse().unwrap()), ..from(12, 4, "f", 10) };
+        queue.push(0, there, 1000).unwrap();
+        queue.push(0, NewMessage { origin: None, ..from(13, 4, "g", 10) }, 1000).unwrap();
+        // Expiry and delivery give the quotas back.
+        assert_eq!(queue.expire(500).len(), 1);
+        queue.push(0, from(10, 5, "h", 10), 1000).unwrap();
+        assert_eq!(queue.take(&device(1)).len(), 1);
+        queue.push(0, from(12, 6, "i", 10), 1000).unwrap();
+        let err = queue.push(0, from(14, 6, "j", 10), 1000).unwrap_err();
+        assert!(err.message.contains("this address has its limit of 3"), "the address is full again: {err}");
+        for to in 0..=6 {
+            queue.take(&device(to));
+        }
+        assert!(queue.senders.is_empty() && queue.addresses.is_empty(), "an empty queue holds no quota entries");
     }
 
     #[test]

@@ -107,3 +107,18 @@ async fn metrics_exist_from_the_start_and_count_registered_devices() {
     assert_eq!(online, 2.0, "a device that left is not online");
     drop(child);
 }
+
+/// Issue 13, finding 2 (queue): one address cannot fill the offline queue.
+/// Each sending device and each address has a quota of queued messages
+/// (`quota_exceeded`), a sender on another address keeps queueing, and a
+/// delivered message gives its sender's quota back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_offline_queue() {
+    let per_sender = common::quota::PER_SENDER.to_string();
+    let per_address = common::quota::PER_ADDRESS.to_string();
+    let args = ["--memory", "true", "--bind", "127.0.0.1:0", "--queue-per-sender", &per_sender];
+    let (child, url) = start_binary(&[&args[..], &["--queue-per-address", &per_address]].concat()).await;
+    let server = addr_of(&url);
+    common::quota::run(server, server).await;
+    drop(child);
+}

@@ -212,6 +212,24 @@ async fn queue_bounds_hold_across_instances() {
     assert_eq!(redis_queue_total(&redis).await.0, 5, "a refused message is not queued");
 }
 
+/// The per-sender and per-address queue quotas are shared: an address
+/// spreading its devices over both instances gets one quota, and a sender on
+/// another address keeps queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_quotas_hold_across_instances() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.queue.per_sender_messages = common::quota::PER_SENDER;
+    config.queue.per_address_messages = common::quota::PER_ADDRESS;
+    let (one, two) = pair(config).await;
+    let addr = |server: &peers_signaling::SignalingServer| {
+        server.url().unwrap().trim_start_matches("http://").parse().unwrap()
+    };
+    common::quota::run(addr(&one), addr(&two)).await;
+    let held: Option<u64> = redis.query(redis::cmd("HGET").arg("test:an").arg("127.0.0.2")).await;
+    assert_eq!(held, Some(common::quota::PER_ADDRESS as u64), "the address's count in Redis");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_notices_reach_the_sender_on_any_instance() {
     let redis = RedisServer::start().await;

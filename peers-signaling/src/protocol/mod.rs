@@ -208,6 +208,10 @@ pub enum ErrorCode {
     QueueFull,
     /// The device or its address sent too much too fast.
     RateLimited,
+    /// A quota of the sending device or its address (an IPv6 /64) is used up
+    /// (queued messages or bytes); the message names which. Others' requests
+    /// are unaffected.
+    QuotaExceeded,
     /// Too many presence subscriptions on this connection.
     TooManySubscriptions,
     /// A device may not signal itself.
@@ -245,7 +249,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the server sends (all but [`ErrorCode::Unknown`]).
-    pub const SENT: [ErrorCode; 24] = [
+    pub const SENT: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::UnknownEvent,
@@ -255,6 +259,7 @@ impl ErrorCode {
         ErrorCode::BadSignature,
         ErrorCode::QueueFull,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::TooManySubscriptions,
         ErrorCode::SelfAddressed,
         ErrorCode::ServerFull,
@@ -284,6 +289,7 @@ impl ErrorCode {
             ErrorCode::BadSignature => "bad_signature",
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::SelfAddressed => "self_addressed",
             ErrorCode::ServerFull => "server_full",

@@ -386,6 +386,7 @@ pub(super) async fn signal(
         seq: 0,
         to: relay.to,
         from: relay.from,
+        origin: relay.origin,
         id: relay.id,
         kind: relay.kind,
         body: serde_json::to_string(&relay.body).unwrap_or_default(),

@@ -496,7 +496,7 @@ pub(super) fn parse_signal(conn: &Connection, payload: Json) -> Result<Relay, Re
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot signal itself"));
     }
     let ttl_ms = shared.config.queue.ttl_ms(request.ttl_ms);
-    Ok(Relay { from, to, id: request.id, kind, body: request.body, ttl_ms })
+    Ok(Relay { from, to, id: request.id, kind, body: request.body, ttl_ms, origin: conn.ip })
 }
 
 /// The reply to a signal: its id and first outcome.

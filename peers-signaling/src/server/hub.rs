@@ -201,6 +201,8 @@ pub(crate) struct Relay {
     pub(crate) kind: SignalKind,
     pub(crate) body: Value,
     pub(crate) ttl_ms: u64,
+    /// The sender's address group, for the per-address queue quota.
+    pub(crate) origin: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -426,7 +428,8 @@ impl Hub {
             return Ok((OutcomeKind::Expired, None));
         }
         let body = serde_json::to_string(&relay.body).unwrap_or_default();
-        let message = NewMessage { to: relay.to, from: relay.from, id: relay.id, kind: relay.kind, body };
+        let message =
+            NewMessage { to: relay.to, from: relay.from, origin: relay.origin, id: relay.id, kind: relay.kind, body };
         let queued = self.queue.push(now, message, relay.ttl_ms).inspect_err(|r| m::rejected(r.code))?;
         if let Err(err) = self.store.put_message(&queued) {
             warn!(%err, "store failed; refusing the message");

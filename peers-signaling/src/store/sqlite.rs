@@ -25,7 +25,9 @@ use crate::sessions::Session;
 /// The file name inside the data directory.
 pub const DATABASE_FILE: &str = "signaling.sqlite3";
 
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `messages.origin` (the sender's address group, for the
+/// per-address queue quota); a version 1 file is upgraded on open.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The queue and notices in one SQLite database.
 #[derive(Debug)]
@@ -57,12 +59,16 @@ impl SqliteStore {
                     "BEGIN;
                      CREATE TABLE messages (seq INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,
                          id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, sent_at INTEGER NOT NULL,
-                         expires_at INTEGER NOT NULL);
+                         expires_at INTEGER NOT NULL, origin TEXT);
                      CREATE TABLE notices (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, notice TEXT NOT NULL,
                          expires_at INTEGER NOT NULL);
                      CREATE TABLE sessions (transfer_id TEXT PRIMARY KEY, session TEXT NOT NULL);
                      COMMIT;",
                 )?;
+                connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            1 => {
+                connection.execute_batch("BEGIN; ALTER TABLE messages ADD COLUMN origin TEXT; COMMIT;")?;
                 connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}
@@ -103,9 +109,9 @@ fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
 impl Store for SqliteStore {
     fn load(&mut self) -> Result<Snapshot> {
         let mut snapshot = Snapshot::default();
-        let mut statement = self
-            .connection
-            .prepare("SELECT seq, recipient, sender, id, kind, body, sent_at, expires_at FROM messages ORDER BY seq")?;
+        let mut statement = self.connection.prepare(
+            "SELECT seq, recipient, sender, id, kind, body, sent_at, expires_at, origin FROM messages ORDER BY seq",
+        )?;
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -116,14 +122,16 @@ impl Store for SqliteStore {
                 row.get::<_, String>(5)?,
                 row.get::<_, i64>(6)?,
                 row.get::<_, i64>(7)?,
+                row.get::<_, Option<String>>(8)?,
             ))
         })?;
         for row in rows {
-            let (seq, to, from, id, kind, body, sent_at, expires_at) = row?;
+            let (seq, to, from, id, kind, body, sent_at, expires_at, origin) = row?;
             snapshot.messages.push(QueuedMessage {
                 seq: from_sql(seq),
                 to: to.parse().map_err(|e| corrupt("message", e))?,
                 from: from.parse().map_err(|e| corrupt("message", e))?,
+                origin: origin.map(|ip| ip.parse()).transpose().map_err(|e| corrupt("message", e))?,
                 id,
                 kind: kind.parse().map_err(|e| corrupt("message", e))?,
                 body,
@@ -156,8 +164,8 @@ impl Store for SqliteStore {
     fn put_message(&mut self, m: &QueuedMessage) -> Result<()> {
         self.connection
             .prepare_cached(
-                "INSERT INTO messages (seq, recipient, sender, id, kind, body, sent_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO messages (seq, recipient, sender, id, kind, body, sent_at, expires_at, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 to_sql(m.seq),
@@ -167,7 +175,8 @@ impl Store for SqliteStore {
                 m.kind.as_str(),
                 m.body,
                 to_sql(m.sent_at),
-                to_sql(m.expires_at)
+                to_sql(m.expires_at),
+                m.origin.map(|ip| ip.to_string())
             ])?;
         Ok(())
     }
@@ -225,6 +234,7 @@ mod tests {
             seq,
             to: device(1),
             from: device(2),
+            origin: Some(std::net::IpAddr::from([127, 0, 0, 2])),
             id: format!("m{seq}"),
             kind: SignalKind::IceCandidate,
             body: r#"{"candidate":""}"#.into(),
@@ -251,6 +261,39 @@ mod tests {
         assert_eq!(snapshot.notices, vec![notice]);
         store.delete_notices(&[5]).unwrap();
         assert!(store.load().unwrap().notices.is_empty());
+    }
+
+    #[test]
+    fn upgrades_a_version_1_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE messages (seq INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,
+                     id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, sent_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL);
+                 CREATE TABLE notices (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, notice TEXT NOT NULL,
+                     expires_at INTEGER NOT NULL);
+                 CREATE TABLE sessions (transfer_id TEXT PRIMARY KEY, session TEXT NOT NULL);",
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO messages VALUES (1, ?1, ?2, 'm1', 'offer', '{}', 10, 20)",
+                params![device(1).to_string(), device(2).to_string()],
+            )
+            .unwrap();
+            old.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let messages = store.load().unwrap().messages;
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].origin, None, "an old message has no known address");
+        let mut new = messages[0].clone();
+        new.seq = 2;
+        new.origin = Some("2001:db8::".parse().unwrap());
+        store.put_message(&new).unwrap();
+        assert_eq!(store.load().unwrap().messages[1], new);
     }
 
     #[test]

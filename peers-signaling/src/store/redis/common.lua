@@ -3,8 +3,24 @@
 --   P:q:<dev>    zset   the seqs waiting for <dev>, scored by seq (the order)
 --   P:dl         zset   every queued seq, scored by its expiry (unix ms)
 --   P:qn, P:qb   hash   <dev> -> messages / bytes waiting for <dev>
+--   P:sn, P:sb   hash   <dev> -> messages / bytes <dev> has sent that wait
+--   P:an, P:ab   hash   <address group> -> messages / bytes its senders have waiting
 --   P:tot        hash   n, b -> messages / bytes waiting overall
 --   P:on:<dev>   string "<instance>|<connection>|pending|up", with a TTL
+
+-- Counts one message of `size` bytes for `key` in the hashes `n` and `b`
+-- (`sign` 1 adds, -1 removes), forgetting keys that reach zero.
+local function count_held(n, b, key, size, sign)
+  if not key or key == '' or key == cjson.null then return end
+  if redis.call('HINCRBY', n, key, sign) <= 0 then redis.call('HDEL', n, key) end
+  if redis.call('HINCRBY', b, key, sign * size) <= 0 then redis.call('HDEL', b, key) end
+end
+
+-- Counts a message against (or frees it from) its sender's and its address's quotas.
+local function count_sender(p, m, size, sign)
+  count_held(p .. ':sn', p .. ':sb', m.from, size, sign)
+  count_held(p .. ':an', p .. ':ab', m.origin, size, sign)
+end
 
 -- Removes one queued message everywhere; returns its JSON (nil if unknown).
 local function remove_message(p, seq)
@@ -19,6 +35,7 @@ local function remove_message(p, seq)
   if redis.call('HINCRBY', p .. ':qb', m.to, -size) <= 0 then redis.call('HDEL', p .. ':qb', m.to) end
   redis.call('HINCRBY', p .. ':tot', 'n', -1)
   redis.call('HINCRBY', p .. ':tot', 'b', -size)
+  count_sender(p, m, size, -1)
   return json
 end
 
@@ -31,6 +48,7 @@ local function insert_message(p, seq, to, expires_at, size, json)
   redis.call('HINCRBY', p .. ':qb', to, size)
   redis.call('HINCRBY', p .. ':tot', 'n', 1)
   redis.call('HINCRBY', p .. ':tot', 'b', size)
+  count_sender(p, cjson.decode(json), size, 1)
 end
 
 -- Whether a presence value says the device takes direct deliveries.

@@ -99,6 +99,10 @@ struct Scripts {
 struct StoredMessage {
     to: String,
     from: String,
+    /// The sender's address group; absent in messages written before the
+    /// per-address quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
     id: String,
     kind: SignalKind,
     body: String,
@@ -112,6 +116,7 @@ impl StoredMessage {
         StoredMessage {
             to: message.to.to_string(),
             from: message.from.to_string(),
+            origin: message.origin.map(|ip| ip.to_string()),
             id: message.id.clone(),
             kind: message.kind,
             body: message.body.clone(),
@@ -129,6 +134,7 @@ impl StoredMessage {
             seq,
             to: device(&self.to)?,
             from: device(&self.from)?,
+            origin: self.origin.and_then(|ip| ip.parse().ok()),
             id: self.id,
             kind: self.kind,
             body: self.body,
@@ -279,6 +285,12 @@ impl RedisState {
             .arg(limits.total_messages)
             .arg(limits.total_bytes)
             .arg(json)
+            .arg(stored.from.as_str())
+            .arg(stored.origin.as_deref().unwrap_or(""))
+            .arg(limits.per_sender_messages)
+            .arg(limits.per_sender_bytes)
+            .arg(limits.per_address_messages)
+            .arg(limits.per_address_bytes)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(redis_error("send"))?;
@@ -294,6 +306,10 @@ impl RedisState {
                 let bound = match reply.get(1).map(String::as_str) {
                     Some("device_messages") => QueueBound::DeviceMessages,
                     Some("device_bytes") => QueueBound::DeviceBytes,
+                    Some("sender_messages") => QueueBound::SenderMessages,
+                    Some("sender_bytes") => QueueBound::SenderBytes,
+                    Some("address_messages") => QueueBound::AddressMessages,
+                    Some("address_bytes") => QueueBound::AddressBytes,
                     Some("total_messages") => QueueBound::TotalMessages,
                     _ => QueueBound::TotalBytes,
                 };
@@ -302,6 +318,10 @@ impl RedisState {
                     device_bytes: as_usize(3)?,
                     total_messages: as_usize(4)?,
                     total_bytes: as_usize(5)?,
+                    sender_messages: as_usize(6)?,
+                    sender_bytes: as_usize(7)?,
+                    address_messages: as_usize(8)?,
+                    address_bytes: as_usize(9)?,
                 };
                 Ok(SendOutcome::Full(bound, usage))
             }
