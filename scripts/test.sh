@@ -13,5 +13,19 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+echo "== feature combinations (checks only)"
+# Without features: peers-sdk's tests build (its dev-dependency on itself brings
+# test-utils); peers-signaling is a library without its binary's dependencies.
+cargo check -p peers-sdk --all-targets
+cargo check -p peers-signaling --lib --no-default-features
+cargo check -p peers-signaling --features bin --bin peers-signaling
+binary_only=$(cargo tree -e normal -p peers-signaling --no-default-features --prefix none \
+    | grep -E '^(clap|toml|anyhow|tracing-subscriber) ' | sort -u || true)
+if [ -n "$binary_only" ]; then
+    echo "peers-signaling without the bin feature pulls the binary's dependencies:" >&2
+    echo "$binary_only" >&2
+    exit 1
+fi
+
 echo "== cargo test (unit, integration, example and doc tests)"
 cargo test --workspace --all-features

@@ -239,3 +239,43 @@ async fn handlers_still_running_are_cancelled_when_the_connection_closes() {
         assert!(matches!(call.await.unwrap(), Err(Error::Closed { .. })));
     }
 }
+
+/// Handlers installed by the config's set-up answer the first call each side
+/// makes the moment its `connect` or `accept` returns, stream handlers included
+/// (a handler registered after `accept` returns can miss that call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_handlers_answer_the_first_call_on_both_sides() {
+    let with_handlers = |user: &str| {
+        config(user).with_setup(|connection| {
+            let peer = connection.remote().user_id.clone();
+            connection.expose_rpc("who", move |(): ()| {
+                let peer = peer.clone();
+                async move { Ok::<_, RemoteError>(peer) }
+            });
+            connection.expose_stream("sink", |(): (), mut reader: peers_sdk::StreamReader| async move {
+                while reader.next().await.map_err(RemoteError::handler)?.is_some() {}
+                Ok(())
+            });
+        })
+    };
+    for _ in 0..50 {
+        let (x, y) = MemorySocket::pair(64, 64 * 1024);
+        let (a, b) = tokio::join!(
+            async {
+                let a = Connection::connect(Box::new(x), with_handlers("alice"), None).await.unwrap();
+                let who: String = a.emit("who", &()).await.unwrap();
+                (a, who)
+            },
+            async {
+                let b = Connection::accept(Box::new(y), with_handlers("bob")).await.unwrap();
+                // The accepting side's first act is a stream, then a call.
+                let mut writer = b.open_stream("sink", &()).await.unwrap();
+                writer.write(b"first").await.unwrap();
+                writer.finish().await.unwrap();
+                let who: String = b.emit("who", &()).await.unwrap();
+                (b, who)
+            },
+        );
+        assert_eq!((a.1.as_str(), b.1.as_str()), ("alice", "bob"));
+    }
+}

@@ -1,5 +1,9 @@
 //! The peers signaling server and the client devices use to reach it.
 //!
+//! Features: `bin` builds the `peers-signaling` binary (command line, TOML
+//! config file, log output); without it the crate is a library only. The
+//! library still holds both the server and the client.
+//!
 //! What it does:
 //!
 //! - **Registration that proves key ownership.** The server sends each

@@ -53,8 +53,9 @@ pub(super) struct Inner {
     /// Bumped by [`ConnectionManager::network_changed`]: dial loops seeing a new
     /// value forget their backoff.
     pub(super) network_epoch: std::sync::atomic::AtomicU64,
-    /// Application set-up run on every new connection (its own RPCs).
-    pub(super) setups: RwLock<Vec<ConnectionSetup>>,
+    /// Application set-up run on every new connection (its own RPCs). Taken
+    /// before `state` when both are held.
+    pub(super) setups: Mutex<Vec<ConnectionSetup>>,
     /// The signaling registrations reporting here (for status); dropped links
     /// are forgotten.
     pub(super) signaling: Mutex<Vec<std::sync::Weak<Mutex<SignalingStatus>>>>,
@@ -206,7 +207,7 @@ impl ConnectionManager {
                 dialers: RwLock::new(Vec::new()),
                 changed,
                 network_epoch: std::sync::atomic::AtomicU64::new(0),
-                setups: RwLock::new(Vec::new()),
+                setups: Mutex::new(Vec::new()),
                 signaling: Mutex::new(Vec::new()),
             }),
         }
@@ -272,9 +273,10 @@ impl ConnectionManager {
     /// Runs the handshake as the accepting side over `socket` and adds the
     /// connection. Returns the authenticated peer.
     pub async fn accept(&self, socket: BoxSocket) -> Result<DeviceId> {
-        let connection = Connection::accept(socket, self.inner.config.connection.clone()).await?;
+        let (config, adoption) = self.inner.connection_config();
+        let connection = Connection::accept(socket, config).await?;
         let device = connection.remote().device_id;
-        self.inner.adopt(connection, false).await?;
+        self.inner.adopt(connection, false, adoption).await?;
         Ok(device)
     }
 
@@ -284,17 +286,38 @@ impl ConnectionManager {
         if expected == Some(self.inner.me) {
             return Err(Error::SelfConnection);
         }
-        let connection = Connection::connect(socket, self.inner.config.connection.clone(), expected).await?;
+        let (config, adoption) = self.inner.connection_config();
+        let connection = Connection::connect(socket, config, expected).await?;
         let device = connection.remote().device_id;
-        self.inner.adopt(connection, true).await?;
+        self.inner.adopt(connection, true, adoption).await?;
         Ok(device)
     }
 
-    /// Runs `setup` on every connection verified from now on, before the manager
-    /// uses it: the place to register the application's own RPCs, so they are
-    /// there whichever connection to a device is active.
+    /// Runs `setup` once on every connection the manager holds: now on those
+    /// already adopted, and on each new one as soon as the handshake verified
+    /// the peer, before the peer is told the connection is ready. It is the
+    /// place to register the application's own RPCs and streams: they are
+    /// there whichever connection to a device is active, and they answer the
+    /// peer's very first call on a new connection (no retry needed).
+    ///
+    /// A connection being adopted while `on_connection` runs gets `setup`
+    /// exactly once too. `setup` runs synchronously and should only register
+    /// handlers; it must not call `on_connection` itself.
     pub fn on_connection(&self, setup: impl Fn(&Connection, DeviceId) + Send + Sync + 'static) {
-        self.inner.setups.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(setup));
+        let setup: ConnectionSetup = Arc::new(setup);
+        let held: Vec<(Connection, DeviceId)> = {
+            let mut setups = lock(&self.inner.setups);
+            setups.push(setup.clone());
+            let state = lock(&self.inner.state);
+            state
+                .devices
+                .iter()
+                .flat_map(|(device, links)| links.links.iter().map(|l| (l.connection.clone(), *device)))
+                .collect()
+        };
+        for (connection, device) in held {
+            setup(&connection, device);
+        }
     }
 
     /// Adds a way of reaching devices; devices kept connected try it from now on.
@@ -561,7 +584,7 @@ impl Inner {
             hide_group(&connection, group);
             let groups = vec![group.clone()];
             tokio::spawn(async move {
-                let _ = super::control::call(&connection, super::control::GROUP_LEFT, &groups).await;
+                let _ = connection.emit::<_, ()>(super::control::GROUP_LEFT, &groups).await;
             });
         }
         engine.peer_gone(device).await;

@@ -9,12 +9,12 @@
 //! | `peers:retire`       | `()`               | "no calls of mine are left on this one"   |
 //! | `peers:deviceMessage`| `DeviceMessage`    | multi-hop signed device messages          |
 
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
-use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId};
-use serde::Serialize;
+use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceId};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::api::{Inner, lock, now_ms};
@@ -29,57 +29,92 @@ pub(super) const TAKEOVER: &str = "peers:takeover";
 pub(super) const RETIRE: &str = "peers:retire";
 pub(super) const DEVICE_MESSAGE: &str = "peers:deviceMessage";
 
-/// How long a control call keeps retrying while the peer has not registered the
-/// method yet (it registers right after its handshake finishes, which can be a
-/// moment after ours).
-const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
+/// What [`Inner::connection_config`]'s set-up step leaves for
+/// [`adopt`](Inner::adopt): the link id the control handlers were registered
+/// with, how many application set-ups ran, and the gate those handlers wait on
+/// until the link is in the state.
+pub(super) struct Adoption {
+    pub(super) prepared: Arc<OnceLock<Prepared>>,
+    pub(super) admitted: watch::Sender<bool>,
+}
 
-/// Calls a control method, retrying while the peer answers "unknown method".
-pub(super) async fn call<A: Serialize + Sync>(
-    connection: &Connection,
-    method: &str,
-    args: &A,
-) -> peers_sdk::Result<()> {
-    let deadline = Instant::now() + REGISTRATION_GRACE;
-    loop {
-        match connection.emit::<_, ()>(method, args).await {
-            Err(peers_sdk::Error::Remote(e))
-                if e.code == RemoteErrorCode::UnknownMethod && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+/// What the set-up step did on a connection.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prepared {
+    pub(super) link: u64,
+    pub(super) setups_run: usize,
+}
+
+impl Inner {
+    /// The connection config for one handshake: the manager's, plus a set-up
+    /// step that, once the peer is verified and before it is told the
+    /// connection is ready, runs the application's set-ups and registers the
+    /// control methods. So the peer's first call (the manager's `groupReady`
+    /// or an application RPC) finds its handler.
+    pub(super) fn connection_config(self: &Arc<Self>) -> (ConnectionConfig, Adoption) {
+        let prepared = Arc::new(OnceLock::new());
+        let (admitted, gate) = watch::channel(false);
+        let (weak, slot) = (Arc::downgrade(self), prepared.clone());
+        let config = self.config.connection.clone().with_setup(move |connection| {
+            let Some(inner) = weak.upgrade() else { return };
+            let device = connection.remote().device_id;
+            let link = {
+                let mut state = lock(&inner.state);
+                state.next_link += 1;
+                state.next_link
+            };
+            let setups = lock(&inner.setups).clone();
+            for setup in &setups {
+                setup(connection, device);
             }
-            other => return other,
-        }
+            register(&inner, connection, device, link, gate.clone());
+            let _ = slot.set(Prepared { link, setups_run: setups.len() });
+        });
+        (config, Adoption { prepared, admitted })
     }
 }
 
-/// Registers the control methods on a new link.
-pub(super) fn register(inner: &Arc<Inner>, connection: &Connection, device: DeviceId, link: u64) {
+/// Waits until the link is adopted; false if it never will be (the connection
+/// is then closed, which also cancels the waiting handler).
+async fn adopted(mut gate: watch::Receiver<bool>) -> bool {
+    gate.wait_for(|admitted| *admitted).await.is_ok()
+}
+
+/// Registers the control methods on a new connection. Those about the link
+/// wait until it is adopted (a moment after the handshake) before acting.
+fn register(inner: &Arc<Inner>, connection: &Connection, device: DeviceId, link: u64, gate: watch::Receiver<bool>) {
     connection.expose_rpc(PING, |(): ()| async { Ok::<_, RemoteError>(()) });
-    let weak = Arc::downgrade(inner);
+    let (weak, g) = (Arc::downgrade(inner), gate.clone());
     connection.expose_rpc(GROUP_READY, move |groups: Vec<GroupId>| {
-        let weak = weak.clone();
+        let (weak, gate) = (weak.clone(), g.clone());
         async move {
-            if let Some(inner) = weak.upgrade() {
+            if adopted(gate).await
+                && let Some(inner) = weak.upgrade()
+            {
                 inner.on_groups_ready(&device, link, groups).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let weak = Arc::downgrade(inner);
+    let (weak, g) = (Arc::downgrade(inner), gate.clone());
     connection.expose_rpc(GROUP_LEFT, move |groups: Vec<GroupId>| {
-        let weak = weak.clone();
+        let (weak, gate) = (weak.clone(), g.clone());
         async move {
-            if let Some(inner) = weak.upgrade() {
+            if adopted(gate).await
+                && let Some(inner) = weak.upgrade()
+            {
                 inner.on_groups_left(&device, link, groups).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let weak = Arc::downgrade(inner);
+    let (weak, g) = (Arc::downgrade(inner), gate.clone());
     connection.expose_rpc(TAKEOVER, move |(): ()| {
-        let weak = weak.clone();
+        let (weak, gate) = (weak.clone(), g.clone());
         async move {
+            if !adopted(gate).await {
+                return Ok(());
+            }
             match weak.upgrade() {
                 // Only the leader may move traffic; a takeover from the other side is ignored.
                 Some(inner) if !inner.leads(&device) => inner.on_takeover(&device, link).await,
@@ -88,20 +123,25 @@ pub(super) fn register(inner: &Arc<Inner>, connection: &Connection, device: Devi
             Ok::<_, RemoteError>(())
         }
     });
-    let weak = Arc::downgrade(inner);
+    let (weak, g) = (Arc::downgrade(inner), gate.clone());
     connection.expose_rpc(RETIRE, move |(): ()| {
-        let weak = weak.clone();
+        let (weak, gate) = (weak.clone(), g.clone());
         async move {
-            if let Some(inner) = weak.upgrade() {
+            if adopted(gate).await
+                && let Some(inner) = weak.upgrade()
+            {
                 inner.on_peer_retired(&device, link).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let weak = Arc::downgrade(inner);
+    let (weak, g) = (Arc::downgrade(inner), gate);
     connection.expose_rpc(DEVICE_MESSAGE, move |message: DeviceMessage| {
-        let weak = weak.clone();
+        let (weak, gate) = (weak.clone(), g.clone());
         async move {
+            if !adopted(gate).await {
+                return Err(RemoteError::new(RemoteErrorCode::Busy, "connection not adopted"));
+            }
             match weak.upgrade() {
                 Some(inner) => inner.on_device_message(device, message).await,
                 None => Err(RemoteError::new(RemoteErrorCode::Busy, "shutting down")),
@@ -215,7 +255,7 @@ impl Inner {
             let Some(connection) = connection else { continue };
             let message = message.clone();
             tokio::spawn(async move {
-                if let Err(err) = call(&connection, DEVICE_MESSAGE, message.as_ref()).await {
+                if let Err(err) = connection.emit::<_, ()>(DEVICE_MESSAGE, message.as_ref()).await {
                     debug!(peer = %device, %err, "device message not forwarded");
                 }
             });

@@ -135,7 +135,7 @@ async fn attempt(
     index: usize,
     done: mpsc::Sender<(usize, bool)>,
 ) {
-    let config = inner.config.connection.clone();
+    let (config, adoption) = inner.connection_config();
     let outcome = tokio::time::timeout(dialer.timeout(), async {
         let socket = dialer.dial(device).await?;
         Connection::connect(socket, config, Some(device)).await.map_err(|e| e.to_string())
@@ -143,7 +143,7 @@ async fn attempt(
     .await
     .unwrap_or_else(|_| Err(format!("no connection within {:?}", dialer.timeout())));
     let connected = match outcome {
-        Ok(connection) => match inner.adopt(connection, true).await {
+        Ok(connection) => match inner.adopt(connection, true, adoption).await {
             Ok(()) => true,
             Err(err) => {
                 debug!(peer = %device, dialer = dialer.name(), %err, "dialed connection not kept");

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::api::{DeviceLinks, Inner, Link, State, lock};
 use super::class::ConnectionClass;
-use super::control::{self, register};
+use super::control::{self, Adoption};
 use super::health::Health;
 use super::link_table::{CloseWhy, LinkAction, LinkTable};
 use super::preference::{Candidate, Occupant, pick_eviction};
@@ -99,21 +99,34 @@ enum GroupAction {
 
 impl Inner {
     /// Adds a verified connection.
-    pub(super) async fn adopt(self: &Arc<Self>, connection: Connection, dialed: bool) -> Result<()> {
+    pub(super) async fn adopt(
+        self: &Arc<Self>,
+        connection: Connection,
+        dialed: bool,
+        adoption: Adoption,
+    ) -> Result<()> {
         let device = connection.remote().device_id;
         if device == self.me {
             connection.close(CloseReason::new(CloseCode::Refused, "connection to this device itself")).await;
             return Err(Error::SelfConnection);
         }
+        let Some(prepared) = adoption.prepared.get().copied() else {
+            // The set-up step did not run: the manager was going away.
+            connection.close(CloseReason::new(CloseCode::GoingAway, "device shutting down")).await;
+            return Err(Error::ShutDown);
+        };
         let class = ConnectionClass::of(connection.socket_info(), connection.path().as_ref());
-        let transport = transport_name(&connection.socket_info().transport);
-        let admission = {
+        // Under the set-up list's lock, so an `on_connection` running meanwhile
+        // either finds this link in the state or is among the set-ups run below.
+        let (admission, late_setups) = {
+            let setups = lock(&self.setups);
             let mut state = lock(&self.state);
-            if state.shut_down {
+            let admission = if state.shut_down {
                 Admission::ShutDown
             } else {
-                self.admit(&mut state, &connection, device, class, dialed, transport)
-            }
+                self.admit(&mut state, &connection, device, class, dialed, prepared.link)
+            };
+            (admission, setups.get(prepared.setups_run..).unwrap_or_default().to_vec())
         };
         let (link_id, evicted, groups, actions) = match admission {
             Admission::ShutDown => {
@@ -131,11 +144,11 @@ impl Inner {
         for victim in evicted {
             victim.close(CloseReason::new(CloseCode::LimitExceeded, "evicted for a better connection")).await;
         }
-        let setups = self.setups.read().unwrap_or_else(|e| e.into_inner()).clone();
-        for setup in setups {
+        for setup in late_setups {
             setup(&connection, device);
         }
-        register(self, &connection, device, link_id);
+        // The control handlers that need the link in the state wait for this.
+        adoption.admitted.send_replace(true);
         for (_, engine) in &groups {
             expose_group(&connection, engine.clone());
         }
@@ -154,8 +167,9 @@ impl Inner {
         device: DeviceId,
         class: ConnectionClass,
         dialed: bool,
-        transport: String,
+        id: u64,
     ) -> Admission {
+        let transport = transport_name(&connection.socket_info().transport);
         let mut evicted = Vec::new();
         let known = state.devices.get(&device).is_some_and(|d| !d.links.is_empty());
         let connected = state.devices.values().filter(|d| !d.links.is_empty()).count();
@@ -187,8 +201,6 @@ impl Inner {
             .filter(|(_, g)| g.members.contains(&device))
             .map(|(id, g)| (id.clone(), g.engine.clone()))
             .collect();
-        state.next_link += 1;
-        let id = state.next_link;
         let now = Instant::now();
         let leader = self.leads(&device);
         let links = state.devices.entry(device).or_insert_with(|| DeviceLinks {
@@ -232,7 +244,7 @@ impl Inner {
     /// Tells the peer which groups this side registered on `connection`.
     pub(super) fn announce_groups(self: &Arc<Self>, connection: Connection, groups: Vec<GroupId>) {
         tokio::spawn(async move {
-            if let Err(err) = control::call(&connection, control::GROUP_READY, &groups).await {
+            if let Err(err) = connection.emit::<_, ()>(control::GROUP_READY, &groups).await {
                 debug!(%err, "groupReady not delivered");
             }
         });
@@ -307,7 +319,7 @@ impl Inner {
                 Resolved::Switched => {}
                 Resolved::SendTakeover(connection) => {
                     tokio::spawn(async move {
-                        if let Err(err) = control::call(&connection, control::TAKEOVER, &()).await {
+                        if let Err(err) = connection.emit::<_, ()>(control::TAKEOVER, &()).await {
                             debug!(%err, "takeover not delivered");
                         }
                     });
@@ -522,9 +534,7 @@ impl Inner {
 }
 
 /// Pings `connection` and closes it with `why` if no answer comes within
-/// `timeout`. Any answer counts, an error reply included: a link the peer is
-/// still adopting answers `UnknownMethod` until its control RPCs are
-/// registered, and it is alive.
+/// `timeout`. Any answer counts, an error reply included: the peer is alive.
 pub(super) fn spawn_probe(connection: Connection, device: DeviceId, timeout: std::time::Duration, why: &'static str) {
     tokio::spawn(async move {
         match connection.emit_with_timeout::<_, ()>(control::PING, &(), timeout).await {

@@ -46,7 +46,15 @@ pub struct ConnectionConfig {
     /// The wall clock, unix milliseconds, for handshake timestamps. Default: the
     /// system clock. Tests replace it to simulate clock skew.
     pub clock: Clock,
+    /// Installs this side's RPC and stream handlers on every new connection
+    /// before the peer may call it (see [`with_setup`](Self::with_setup)).
+    /// Default: none.
+    pub setup: Option<Setup>,
 }
+
+/// Installs handlers on a connection that was just verified, before the peer is
+/// told it is ready (see [`ConnectionConfig::with_setup`]).
+pub type Setup = Arc<dyn Fn(&super::Connection) + Send + Sync>;
 
 /// A source of unix-millisecond timestamps.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -62,6 +70,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("call_timeout", &self.call_timeout)
             .field("max_calls_in_flight", &self.max_calls_in_flight)
             .field("max_concurrent_handlers", &self.max_concurrent_handlers)
+            .field("setup", &self.setup.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,7 +93,34 @@ impl ConnectionConfig {
             max_incoming_streams: 16,
             replay_guard: Arc::new(Mutex::new(ReplayGuard::new(window_ms, ReplayGuard::DEFAULT_CAPACITY))),
             clock: Arc::new(super::establish::unix_millis),
+            setup: None,
         }
+    }
+
+    /// Runs `setup` on every connection made with this config once the handshake
+    /// has verified the peer and before the peer may call: on the accepting side
+    /// before the `Ready` message goes out, on the dialing side before the
+    /// reader reads it. Handlers that `setup` registers with
+    /// [`expose_rpc`](super::Connection::expose_rpc) or
+    /// [`expose_stream`](super::Connection::expose_stream) therefore answer the
+    /// peer's very first call; handlers registered after `connect` or `accept`
+    /// return may miss it (the peer gets
+    /// [`UnknownMethod`](crate::rpc::RemoteErrorCode::UnknownMethod)).
+    ///
+    /// Calling it again adds a step: earlier steps run first. `setup` runs
+    /// synchronously on the task running the handshake, so it should only
+    /// register handlers. A handler that keeps a clone of the connection keeps
+    /// it open; keep [`remote`](super::Connection::remote) or other values
+    /// instead.
+    pub fn with_setup(mut self, setup: impl Fn(&super::Connection) + Send + Sync + 'static) -> Self {
+        self.setup = Some(match self.setup.take() {
+            None => Arc::new(setup),
+            Some(first) => Arc::new(move |connection: &super::Connection| {
+                first(connection);
+                setup(connection);
+            }),
+        });
+        self
     }
 
     /// Restricts (or reorders) the AEADs this side accepts for transport frames,

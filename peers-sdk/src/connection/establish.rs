@@ -151,6 +151,12 @@ fn start(
     debug!(peer = %inner.remote.device_id, ?role, encrypted, %cipher, "connection verified");
     let decoder = FrameDecoder::new(inner.config.codec.clone());
     let span = info_span!("connection", peer = %inner.remote.device_id);
-    tokio::spawn(reader::run(inner.clone(), opener, decoder, ready).instrument(span));
-    Connection { _owner: Arc::new(CloseOnDrop(inner.clone())), inner }
+    let connection = Connection { _owner: Arc::new(CloseOnDrop(inner.clone())), inner };
+    // Handlers go in before anything is read or `Ready` is sent, so the peer's
+    // first call finds them.
+    if let Some(setup) = connection.inner.config.setup.clone() {
+        setup(&connection);
+    }
+    tokio::spawn(reader::run(connection.inner.clone(), opener, decoder, ready).instrument(span));
+    connection
 }

@@ -4,7 +4,9 @@
 //! [handshake](crate::handshake) over the socket, then spawn one reader task that
 //! opens frames, reassembles messages and dispatches them. Either side may call
 //! the other: [`Connection::expose_rpc`] registers a handler and
-//! [`Connection::emit`] calls one.
+//! [`Connection::emit`] calls one. Handlers that must answer the peer's first
+//! call are installed by [`ConnectionConfig::with_setup`], which runs before the
+//! peer is told the connection is ready.
 
 mod activity;
 mod config;
@@ -25,7 +27,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex as AsyncMutex, watch};
 use tracing::debug;
 
-pub use config::{Clock, ConnectionConfig};
+pub use config::{Clock, ConnectionConfig, Setup};
 #[cfg(test)]
 pub(crate) use establish::unix_millis;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};
