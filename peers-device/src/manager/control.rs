@@ -74,77 +74,77 @@ impl Inner {
     }
 }
 
-/// Waits until the link is adopted; false if it never will be (the connection
-/// is then closed, which also cancels the waiting handler).
-async fn adopted(mut gate: watch::Receiver<bool>) -> bool {
-    gate.wait_for(|admitted| *admitted).await.is_ok()
+/// What a link's control handlers hold: the manager, and the gate that opens once
+/// the link is adopted (a moment after the handshake).
+#[derive(Clone)]
+struct LinkGate {
+    inner: Weak<Inner>,
+    gate: watch::Receiver<bool>,
+}
+
+impl LinkGate {
+    /// The manager, once the link is adopted; otherwise why not (the link never
+    /// will be, and its connection is then closed, or the manager is gone).
+    async fn adopted(mut self) -> Result<Arc<Inner>, &'static str> {
+        self.gate.wait_for(|admitted| *admitted).await.map_err(|_| "connection not adopted")?;
+        self.inner.upgrade().ok_or("shutting down")
+    }
 }
 
 /// Registers the control methods on a new connection. Those about the link
-/// wait until it is adopted (a moment after the handshake) before acting.
+/// wait until it is adopted before acting.
 fn register(inner: &Arc<Inner>, connection: &Connection, device: DeviceId, link: u64, gate: watch::Receiver<bool>) {
     connection.expose_rpc(PING, |(): ()| async { Ok::<_, RemoteError>(()) });
-    let (weak, g) = (Arc::downgrade(inner), gate.clone());
+    let handle = LinkGate { inner: Arc::downgrade(inner), gate };
+    let h = handle.clone();
     connection.expose_rpc(GROUP_READY, move |groups: Vec<GroupId>| {
-        let (weak, gate) = (weak.clone(), g.clone());
+        let h = h.clone();
         async move {
-            if adopted(gate).await
-                && let Some(inner) = weak.upgrade()
-            {
+            if let Ok(inner) = h.adopted().await {
                 inner.on_groups_ready(&device, link, groups).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let (weak, g) = (Arc::downgrade(inner), gate.clone());
+    let h = handle.clone();
     connection.expose_rpc(GROUP_LEFT, move |groups: Vec<GroupId>| {
-        let (weak, gate) = (weak.clone(), g.clone());
+        let h = h.clone();
         async move {
-            if adopted(gate).await
-                && let Some(inner) = weak.upgrade()
-            {
+            if let Ok(inner) = h.adopted().await {
                 inner.on_groups_left(&device, link, groups).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let (weak, g) = (Arc::downgrade(inner), gate.clone());
+    let h = handle.clone();
     connection.expose_rpc(TAKEOVER, move |(): ()| {
-        let (weak, gate) = (weak.clone(), g.clone());
+        let h = h.clone();
         async move {
-            if !adopted(gate).await {
-                return Ok(());
-            }
-            match weak.upgrade() {
-                // Only the leader may move traffic; a takeover from the other side is ignored.
-                Some(inner) if !inner.leads(&device) => inner.on_takeover(&device, link).await,
-                _ => {}
+            // Only the leader may move traffic; a takeover from the other side is ignored.
+            if let Ok(inner) = h.adopted().await
+                && !inner.leads(&device)
+            {
+                inner.on_takeover(&device, link).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let (weak, g) = (Arc::downgrade(inner), gate.clone());
+    let h = handle.clone();
     connection.expose_rpc(RETIRE, move |(): ()| {
-        let (weak, gate) = (weak.clone(), g.clone());
+        let h = h.clone();
         async move {
-            if adopted(gate).await
-                && let Some(inner) = weak.upgrade()
-            {
+            if let Ok(inner) = h.adopted().await {
                 inner.on_peer_retired(&device, link).await;
             }
             Ok::<_, RemoteError>(())
         }
     });
-    let (weak, g) = (Arc::downgrade(inner), gate);
     connection.expose_rpc(DEVICE_MESSAGE, move |message: DeviceMessage| {
-        let (weak, gate) = (weak.clone(), g.clone());
+        let h = handle.clone();
         async move {
-            if !adopted(gate).await {
-                return Err(RemoteError::new(RemoteErrorCode::Busy, "connection not adopted"));
-            }
-            match weak.upgrade() {
-                Some(inner) => inner.on_device_message(device, message).await,
-                None => Err(RemoteError::new(RemoteErrorCode::Busy, "shutting down")),
+            match h.adopted().await {
+                Ok(inner) => inner.on_device_message(device, message).await,
+                Err(why) => Err(RemoteError::new(RemoteErrorCode::Busy, why)),
             }
         }
     });
