@@ -291,20 +291,15 @@ impl AcceptedConnection {
         };
         let options = &self.shared.options;
         let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX).min(options.limits.max_frame_size);
-        let info = SocketInfo {
-            transport: TransportKind::SocketIo,
-            locality: match self.peer {
-                Some(peer) => classify(peer.ip(), &options.lan_ranges),
-                None => peers_sdk::socket::Locality::Internet,
-            },
-            local_addr: self.shared.local_addr.map(|addr| addr.to_string()),
-            peer_addr: self.peer.map(|addr| addr.to_string()),
-            max_frame_size: max_frame,
+        let mut info = SocketInfo::new(TransportKind::SocketIo, max_frame)
             // With TLS: confidential, but no channel binding, because the client
             // (`rust_socketio`, native-tls inside) cannot compute the same one and
             // a binding offered by one side only fails the peers handshake.
-            security: TransportSecurity { confidential: options.tls.is_some(), channel_binding: None },
-        };
+            .with_security(TransportSecurity { confidential: options.tls.is_some(), channel_binding: None });
+        if let Some(peer) = self.peer {
+            info = info.with_locality(classify(peer.ip(), &options.lan_ranges)).with_peer_addr(peer.to_string());
+        }
+        info.local_addr = self.shared.local_addr.map(|addr| addr.to_string());
         let socket = SocketIoSocket::new(info, core.clone(), outbox, writer);
         match self.shared.queue.try_send(socket) {
             Ok(()) => debug!(socket = %core.label, "socket.io socket ready to accept"),

@@ -157,18 +157,15 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<SocketIoSocket
         let _ = client.disconnect().await;
         return Err(connect_error(format!("sending hello: {err}")));
     }
-    let info = SocketInfo {
-        transport: TransportKind::SocketIo,
-        locality,
-        local_addr: None,
-        peer_addr: Some(peer_addr),
-        max_frame_size: usize::try_from(hello.max_frame).unwrap_or(usize::MAX).min(options.limits.max_frame_size),
+    let max_frame_size = usize::try_from(hello.max_frame).unwrap_or(usize::MAX).min(options.limits.max_frame_size);
+    let info = SocketInfo::new(TransportKind::SocketIo, max_frame_size)
+        .with_locality(locality)
+        .with_peer_addr(peer_addr)
         // Encrypted for https/wss, but without an exporter to bind to.
-        security: TransportSecurity {
+        .with_security(TransportSecurity {
             confidential: matches!(target.url.scheme(), "https" | "wss"),
             channel_binding: None,
-        },
-    };
+        });
     let link = ClientLink { client, small_frame_limit: options.small_frame_limit, disconnected: false };
     let (outbox, writer) = spawn_writer(core.clone(), link);
     debug!(socket = %core.label, "socket.io client socket open");

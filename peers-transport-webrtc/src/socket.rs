@@ -129,21 +129,20 @@ impl WebRtcSocket {
             Some(peer_max) => config.max_frame_size.min(peer_max),
             None => config.max_frame_size,
         };
-        let info = SocketInfo {
-            transport: TransportKind::WebRtc,
-            locality: path.as_ref().and_then(|p| p.remote.as_deref()).map_or(Locality::Internet, peer::locality_of),
-            local_addr: path.as_ref().and_then(|p| p.local.clone()),
-            peer_addr: path.as_ref().and_then(|p| p.remote.clone()),
-            max_frame_size,
-            security: TransportSecurity {
+        let mut info = SocketInfo::new(TransportKind::WebRtc, max_frame_size)
+            .with_locality(
+                path.as_ref().and_then(|p| p.remote.as_deref()).map_or(Locality::Internet, peer::locality_of),
+            )
+            .with_security(TransportSecurity {
                 confidential: true,
                 channel_binding: Some(ChannelBinding {
                     kind: BINDING_KIND.into(),
                     local: local_fp.to_vec(),
                     remote: remote_fp.to_vec(),
                 }),
-            },
-        };
+            });
+        info.local_addr = path.as_ref().and_then(|p| p.local.clone());
+        info.peer_addr = path.as_ref().and_then(|p| p.remote.clone());
         let (frames_tx, frames_rx) = mpsc::channel(config.receive_queue.max(1));
         let shared = Arc::new(Shared {
             pc: open.pc.clone(),

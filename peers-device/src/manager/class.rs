@@ -74,19 +74,10 @@ impl fmt::Display for ConnectionClass {
 
 #[cfg(test)]
 mod tests {
-    use peers_sdk::socket::TransportSecurity;
-
     use super::*;
 
     fn info(transport: TransportKind, locality: Locality) -> SocketInfo {
-        SocketInfo {
-            transport,
-            locality,
-            local_addr: None,
-            peer_addr: None,
-            max_frame_size: 1024,
-            security: TransportSecurity::default(),
-        }
+        SocketInfo::new(transport, 1024).with_locality(locality)
     }
 
     #[test]

@@ -60,13 +60,12 @@ impl MemorySocket {
         let (b_tx, a_rx) = mpsc::channel(capacity);
         let a_state = Arc::new(SocketLifecycle::new());
         let b_state = Arc::new(SocketLifecycle::new());
-        let info = |security: TransportSecurity, local: &str, peer: &str| SocketInfo {
-            transport: TransportKind::Memory,
-            locality: Locality::Loopback,
-            local_addr: Some(local.into()),
-            peer_addr: Some(peer.into()),
-            max_frame_size,
-            security,
+        let info = |security: TransportSecurity, local: &str, peer: &str| {
+            SocketInfo::new(TransportKind::Memory, max_frame_size)
+                .with_locality(Locality::Loopback)
+                .with_local_addr(local)
+                .with_peer_addr(peer)
+                .with_security(security)
         };
         let mut b_security = security.clone();
         if let Some(binding) = &mut b_security.channel_binding {

@@ -3,7 +3,9 @@
 //!
 //! `peers-sdk` has no network I/O of its own. Transports (socket.io, WebRTC, TCP,
 //! the in-memory [`MemorySocket`] pair) implement [`Socket`]; everything above —
-//! handshake, encryption, chunking, RPC — works on any of them.
+//! handshake, encryption, chunking, RPC — works on any of them. A transport that
+//! has a byte stream (TCP, a Unix socket, a QUIC stream) needs only
+//! [`FramedSocket`], which draws frame boundaries on it.
 //!
 //! A socket describes itself with [`SocketInfo`]: which transport it is, how local
 //! the peer is (for the connection manager's preference), the largest frame it
@@ -11,6 +13,7 @@
 //! offers a [`ChannelBinding`] lets the handshake tie the peer's identity to the
 //! transport's own encryption.
 
+mod framed;
 mod lifecycle;
 mod memory;
 
@@ -21,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+pub use framed::FramedSocket;
 pub use lifecycle::SocketLifecycle;
 pub use memory::MemorySocket;
 
@@ -272,7 +276,21 @@ pub struct TransportSecurity {
 }
 
 /// Describes a socket.
+///
+/// Transports outside this crate build it with [`SocketInfo::new`] and the `with_`
+/// methods, so fields can be added without breaking them:
+///
+/// ```
+/// use peers_sdk::socket::{Locality, SocketInfo, TransportKind};
+///
+/// let info = SocketInfo::new(TransportKind::Tcp, 1 << 20)
+///     .with_ip_addrs("192.168.1.2:4000".parse()?, "192.168.1.3:51000".parse()?);
+/// assert_eq!(info.locality, Locality::Lan);
+/// assert!(!info.security.confidential);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SocketInfo {
     /// The transport.
     pub transport: TransportKind,
@@ -286,6 +304,54 @@ pub struct SocketInfo {
     pub max_frame_size: usize,
     /// What the transport already guarantees.
     pub security: TransportSecurity,
+}
+
+impl SocketInfo {
+    /// A socket of `transport` carrying frames up to `max_frame_size` bytes, with a
+    /// peer on the internet, no addresses and no security of its own: the most
+    /// cautious description, which the `with_` methods refine.
+    pub fn new(transport: TransportKind, max_frame_size: usize) -> Self {
+        SocketInfo {
+            transport,
+            locality: Locality::Internet,
+            local_addr: None,
+            peer_addr: None,
+            max_frame_size,
+            security: TransportSecurity::default(),
+        }
+    }
+
+    /// How close the peer is.
+    pub fn with_locality(mut self, locality: Locality) -> Self {
+        self.locality = locality;
+        self
+    }
+
+    /// This side's address, as the transport names it.
+    pub fn with_local_addr(mut self, local: impl Into<String>) -> Self {
+        self.local_addr = Some(local.into());
+        self
+    }
+
+    /// The peer's address as this side sees it, as the transport names it.
+    pub fn with_peer_addr(mut self, peer: impl Into<String>) -> Self {
+        self.peer_addr = Some(peer.into());
+        self
+    }
+
+    /// The addresses of an IP transport; the locality follows from the peer's
+    /// ([`Locality::of_ip`]).
+    pub fn with_ip_addrs(self, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Self {
+        self.with_locality(Locality::of_ip(peer.ip()))
+            .with_local_addr(local.to_string())
+            .with_peer_addr(peer.to_string())
+    }
+
+    /// What the transport already guarantees.
+    pub fn with_security(mut self, security: TransportSecurity) -> Self {
+        self.security = security;
+        self
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use peers_sdk::socket::{ClosedBy, Locality, SocketInfo, SocketLifecycle, TransportKind, TransportSecurity};
+use peers_sdk::socket::{ClosedBy, SocketInfo, SocketLifecycle, TransportKind};
 use peers_sdk::{CloseCode, CloseReason, DeviceId, Socket, SocketState};
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::Client;
@@ -177,14 +177,7 @@ impl RelaySocket {
     pub(crate) fn start(core: Arc<RelayCore>, client: Client, on_end: Box<dyn FnOnce() + Send>) -> RelaySocket {
         let (outbox, rx) = mpsc::channel(OUTBOX_FRAMES);
         let (done_tx, writer_done) = watch::channel(false);
-        let info = SocketInfo {
-            transport: TransportKind::Relay,
-            locality: Locality::Internet,
-            local_addr: None,
-            peer_addr: Some(format!("relay:{}", core.peer)),
-            max_frame_size: core.max_frame,
-            security: TransportSecurity::default(),
-        };
+        let info = SocketInfo::new(TransportKind::Relay, core.max_frame).with_peer_addr(format!("relay:{}", core.peer));
         tokio::spawn(write(core.clone(), client, rx, done_tx, on_end));
         RelaySocket { core, info, outbox, writer_done }
     }
