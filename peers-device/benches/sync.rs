@@ -40,7 +40,7 @@ async fn connect(from: &Device, to: &Device) -> SocketIoListener {
     from.manager.add_group(Arc::new(from.engine.clone()), [to.id]).await;
     to.manager.add_group(Arc::new(to.engine.clone()), [from.id]).await;
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
-    let listener = SocketIoListener::start(from.manager.clone(), server, 4);
+    let listener = SocketIoListener::start(from.manager.clone(), server);
     let dialer = SocketIoDialer::new(ClientOptions::default());
     dialer.set_urls(from.id, vec![listener.url().to_owned()]);
     to.manager.add_dialer(Arc::new(dialer));

@@ -230,7 +230,7 @@ async fn start_device(
         engines.insert(*group, engine);
     }
     let server = SocketIoServer::bind(ServerOptions::default()).await.map_err(|e| fail("listen")(e.to_string()))?;
-    let listener = SocketIoListener::start(manager.clone(), server, 16);
+    let listener = SocketIoListener::start(manager.clone(), server);
     let config = WebRtcConfig::default();
     let link = SignalingServerLink::start(
         manager.clone(),

@@ -30,4 +30,4 @@ mod util;
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};
 pub use manager::class::ConnectionClass;
-pub use manager::{ConnectionManager, Dialer, ManagerConfig, ManagerEvent, ManagerStatus};
+pub use manager::{ConnectionManager, Dialer, ManagerConfig, ManagerEvent, ManagerStatus, Serving};

@@ -17,7 +17,7 @@ async fn a_kept_device_is_dialed_synced_and_redialed_after_a_drop() {
     a.join("g", &[b.id]).await;
     b.join("g", &[a.id]).await;
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
-    let listener = SocketIoListener::start(a.manager.clone(), server, 16);
+    let listener = SocketIoListener::start(a.manager.clone(), server);
     let dialer = SocketIoDialer::new(ClientOptions::default());
     dialer.set_urls(a.id, vec![listener.url().to_owned()]);
     b.manager.add_dialer(Arc::new(dialer));

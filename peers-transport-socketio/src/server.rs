@@ -254,6 +254,18 @@ impl SocketIoServer {
     }
 }
 
+/// The sockets [`SocketIoServer::accept`] yields; `None` after shutdown.
+#[async_trait::async_trait]
+impl peers_sdk::socket::Listener for SocketIoServer {
+    fn name(&self) -> &str {
+        "socket.io"
+    }
+
+    async fn accept(&self) -> Option<peers_sdk::BoxSocket> {
+        Some(Box::new(SocketIoServer::accept(self).await?))
+    }
+}
+
 async fn stop_serving(io: SocketIo, stop: Option<oneshot::Sender<()>>, serve: Option<JoinHandle<()>>) {
     // Ends the WebSocket connections still open (graceful HTTP shutdown leaves
     // upgraded connections alone).

@@ -111,6 +111,18 @@ impl WebRtcEndpoint {
     }
 }
 
+/// The connections [`WebRtcEndpoint::accept`] yields; `None` once the endpoint closed.
+#[async_trait::async_trait]
+impl peers_sdk::socket::Listener for WebRtcEndpoint {
+    fn name(&self) -> &str {
+        "webrtc"
+    }
+
+    async fn accept(&self) -> Option<peers_sdk::BoxSocket> {
+        Some(Box::new(WebRtcEndpoint::accept(self).await.ok()?))
+    }
+}
+
 impl Drop for WebRtcEndpoint {
     fn drop(&mut self) {
         self.dispatcher.abort();

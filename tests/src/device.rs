@@ -132,7 +132,7 @@ impl TestDevice {
     pub async fn listen(&mut self) -> String {
         if self.listener.is_none() {
             let server = SocketIoServer::bind(ServerOptions::default()).await.expect("socket.io listener");
-            self.listener = Some(SocketIoListener::start(self.manager.clone(), server, 16));
+            self.listener = Some(SocketIoListener::start(self.manager.clone(), server));
         }
         self.listener.as_ref().map(|l| l.url().to_owned()).unwrap_or_default()
     }
@@ -283,7 +283,7 @@ impl FreezableDevice {
                 runtime.block_on(async move {
                     let manager = ConnectionManager::new(config);
                     let server = SocketIoServer::bind(ServerOptions::default()).await.expect("socket.io listener");
-                    let listener = SocketIoListener::start(manager.clone(), server, 16);
+                    let listener = SocketIoListener::start(manager.clone(), server);
                     let _ = ready_tx.send((manager.clone(), listener.url().to_owned()));
                     while let Some(Command::Freeze(frozen, thaw)) = inbox.recv().await {
                         let _ = frozen.send(());

@@ -53,7 +53,7 @@ async fn through_proxy() -> ThroughProxy {
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
     let proxy = Proxy::start(server.local_addr()).await;
     let url = through(&proxy, &server);
-    let listener = SocketIoListener::start(b, server, 16);
+    let listener = SocketIoListener::start(b, server);
     let dialer = SocketIoDialer::new(ClientOptions::default());
     dialer.set_urls(b_id, vec![url]);
     a.add_dialer(Arc::new(dialer));

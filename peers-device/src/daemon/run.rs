@@ -146,7 +146,7 @@ impl Daemon {
             members.admit(&device.info()?, &device.groups).await?;
         }
         manager.add_dialer(Arc::new(dialer));
-        let listener = listener.map(|server| SocketIoListener::start(manager.clone(), server, 64));
+        let listener = listener.map(|server| SocketIoListener::start(manager.clone(), server));
         if let Some(listener) = &listener {
             info!(url = listener.url(), "listening");
         }

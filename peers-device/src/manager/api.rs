@@ -59,6 +59,9 @@ pub(super) struct Inner {
     /// The signaling registrations reporting here (for status); dropped links
     /// are forgotten.
     pub(super) signaling: Mutex<Vec<std::sync::Weak<Mutex<SignalingStatus>>>>,
+    /// Incoming handshakes running now, over every listener and `accept` call
+    /// ([`ManagerConfig::max_handshakes`]).
+    pub(super) handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Application set-up run on every new connection.
@@ -196,6 +199,7 @@ impl ConnectionManager {
         let me = config.keys().device_id();
         let (events, _) = broadcast::channel(256);
         let (changed, _) = watch::channel(0);
+        let max_handshakes = config.max_handshakes.max(1);
         ConnectionManager {
             inner: Arc::new(Inner {
                 router: Mutex::new(MessageRouter::new(me, 4096)),
@@ -209,6 +213,7 @@ impl ConnectionManager {
                 network_epoch: std::sync::atomic::AtomicU64::new(0),
                 setups: Mutex::new(Vec::new()),
                 signaling: Mutex::new(Vec::new()),
+                handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
             }),
         }
     }
@@ -271,8 +276,17 @@ impl ConnectionManager {
     }
 
     /// Runs the handshake as the accepting side over `socket` and adds the
-    /// connection. Returns the authenticated peer.
+    /// connection. Returns the authenticated peer. Waits while
+    /// [`ManagerConfig::max_handshakes`] incoming handshakes run already (see
+    /// [`serve`](Self::serve) for a listener's sockets).
     pub async fn accept(&self, socket: BoxSocket) -> Result<DeviceId> {
+        // The semaphore is never closed.
+        let _permit = self.inner.handshakes.acquire().await.ok();
+        self.accept_now(socket).await
+    }
+
+    /// [`accept`](Self::accept) once a handshake slot is held.
+    pub(super) async fn accept_now(&self, socket: BoxSocket) -> Result<DeviceId> {
         let (config, adoption) = self.inner.connection_config();
         let connection = Connection::accept(socket, config).await?;
         let device = connection.remote().device_id;

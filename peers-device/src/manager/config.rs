@@ -19,6 +19,11 @@ pub struct ManagerConfig {
     /// The most connections held at once; a better newcomer evicts the least
     /// preferred. Default: 30.
     pub max_connections: usize,
+    /// Incoming handshakes run at once, over every listener
+    /// ([`serve`](super::ConnectionManager::serve)) and
+    /// [`accept`](super::ConnectionManager::accept) call; more sockets wait in
+    /// their listener's own bounded queue. Default: 64.
+    pub max_handshakes: usize,
     /// Pings and the failures that close a connection.
     pub health: HealthOptions,
     /// Reconnection delays.
@@ -46,6 +51,7 @@ impl ManagerConfig {
         ManagerConfig {
             connection,
             max_connections: 30,
+            max_handshakes: 64,
             health: HealthOptions::default(),
             backoff: BackoffOptions::default(),
             preference: PreferenceOptions::default(),

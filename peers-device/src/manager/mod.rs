@@ -13,6 +13,7 @@ mod dial;
 pub mod health;
 pub mod link_table;
 mod links;
+mod listen;
 pub mod preference;
 mod status;
 mod trust;
@@ -20,6 +21,7 @@ mod trust;
 pub use api::ConnectionManager;
 pub use config::ManagerConfig;
 pub use dial::Dialer;
+pub use listen::Serving;
 pub use status::{
     ConnectionStatus, GroupStatus, HistoryEntry, LinkState, ManagerEvent, ManagerStatus, MemberStatus, PathStatus,
     SignalingStatus,

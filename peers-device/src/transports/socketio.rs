@@ -11,12 +11,9 @@ use async_trait::async_trait;
 use peers_sdk::socket::Locality;
 use peers_sdk::{BoxSocket, DeviceId};
 use peers_transport_socketio::{ClientOptions, SocketIoServer, connect};
-use tokio::sync::{Semaphore, oneshot};
-use tokio::task::JoinHandle;
-use tracing::debug;
 
 use crate::ConnectionClass;
-use crate::manager::{ConnectionManager, Dialer};
+use crate::manager::{ConnectionManager, Dialer, Serving};
 
 /// The most URLs remembered per device.
 const MAX_URLS_PER_DEVICE: usize = 8;
@@ -90,42 +87,22 @@ impl Dialer for SocketIoDialer {
     }
 }
 
-/// Hands every socket a [`SocketIoServer`] accepts to a manager, running at most
-/// `max_handshakes` handshakes at once.
+/// Hands every socket a [`SocketIoServer`] accepts to a manager
+/// ([`ConnectionManager::serve`]), and shuts the server down at the end.
 #[derive(Debug)]
 pub struct SocketIoListener {
     url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Arc<SocketIoServer>,
+    serving: Serving,
 }
 
 impl SocketIoListener {
     /// Starts accepting on `server` for `manager`.
-    pub fn start(manager: ConnectionManager, server: SocketIoServer, max_handshakes: usize) -> Self {
+    pub fn start(manager: ConnectionManager, server: SocketIoServer) -> Self {
         let url = server.url();
-        let (stop, mut stopped) = oneshot::channel();
-        let permits = Arc::new(Semaphore::new(max_handshakes.max(1)));
-        let task = tokio::spawn(async move {
-            loop {
-                let socket = tokio::select! {
-                    _ = &mut stopped => break,
-                    socket = server.accept() => match socket {
-                        Some(socket) => socket,
-                        None => break,
-                    },
-                };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let manager = manager.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = manager.accept(Box::new(socket)).await {
-                        debug!(%err, "incoming socket.io connection not kept");
-                    }
-                    drop(permit);
-                });
-            }
-            server.shutdown().await;
-        });
-        SocketIoListener { url, stop: Some(stop), task: Some(task) }
+        let server = Arc::new(server);
+        let serving = manager.serve(server.clone());
+        SocketIoListener { url, server, serving }
     }
 
     /// The URL devices dial.
@@ -134,12 +111,13 @@ impl SocketIoListener {
     }
 
     /// Stops accepting and shuts the server down.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+    pub async fn shutdown(self) {
+        self.serving.stop().await;
+        match Arc::try_unwrap(self.server) {
+            Ok(server) => server.shutdown().await,
+            // Not reachable (only the accept loop shared it); dropping it shuts
+            // it down in the background.
+            Err(server) => drop(server),
         }
     }
 }

@@ -11,12 +11,10 @@ use peers_sdk::{BoxSocket, DeviceId};
 use peers_transport_webrtc::{IncomingSignal, Signal, SignalKindName, SignalRefusal, Signaling, WebRtcEndpoint};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
-use tokio::task::JoinHandle;
-use tracing::debug;
 
 use crate::ConnectionClass;
 use crate::device_message::DeviceMessage;
-use crate::manager::{ConnectionManager, Dialer};
+use crate::manager::{ConnectionManager, Dialer, Serving};
 
 /// The device-message kind that carries WebRTC signals.
 pub const WEBRTC_SIGNAL_KIND: &str = "peers.webrtc-signal";
@@ -118,36 +116,21 @@ impl Dialer for WebRtcDialer {
     }
 }
 
-/// Hands every WebRTC connection the endpoint accepts to the manager.
+/// Hands every WebRTC connection the endpoint accepts to the manager
+/// ([`ConnectionManager::serve`]).
 #[derive(Debug)]
 pub struct WebRtcListener {
-    task: JoinHandle<()>,
+    serving: std::sync::Mutex<Option<Serving>>,
 }
 
 impl WebRtcListener {
     /// Starts accepting on `endpoint` for `manager`.
     pub fn start(manager: ConnectionManager, endpoint: Arc<WebRtcEndpoint>) -> Self {
-        let task = tokio::spawn(async move {
-            while let Ok(socket) = endpoint.accept().await {
-                let manager = manager.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = manager.accept(Box::new(socket)).await {
-                        debug!(%err, "incoming WebRTC connection not kept");
-                    }
-                });
-            }
-        });
-        WebRtcListener { task }
+        WebRtcListener { serving: std::sync::Mutex::new(Some(manager.serve(endpoint))) }
     }
 
     /// Stops accepting.
     pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for WebRtcListener {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

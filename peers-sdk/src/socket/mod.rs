@@ -15,6 +15,7 @@
 
 mod framed;
 mod lifecycle;
+mod listener;
 mod memory;
 
 use std::borrow::Cow;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use framed::FramedSocket;
 pub use lifecycle::SocketLifecycle;
+pub use listener::Listener;
 pub use memory::MemorySocket;
 
 use crate::error::Result;
