@@ -17,6 +17,7 @@
 
 pub mod daemon;
 pub mod demo;
+pub mod device;
 pub mod device_message;
 mod error;
 mod group;
@@ -27,6 +28,7 @@ pub mod transfer;
 pub mod transports;
 mod util;
 
+pub use device::{Device, DeviceBuilder};
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};
 pub use manager::class::ConnectionClass;

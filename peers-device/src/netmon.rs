@@ -58,6 +58,12 @@ impl Drop for NetworkMonitor {
     }
 }
 
+/// This device's non-loopback interface addresses (empty when they cannot be
+/// read), for the URLs a device listening on every interface advertises.
+pub(crate) fn interface_ips() -> Vec<IpAddr> {
+    addresses().map(|set| set.into_iter().map(|(_, ip)| ip).collect()).unwrap_or_default()
+}
+
 /// This device's non-loopback interface addresses, with their interface
 /// names; `None` when they cannot be read.
 fn addresses() -> Option<BTreeSet<(String, IpAddr)>> {
