@@ -23,6 +23,9 @@ use crate::transports::{
 /// How often a device reads its interface addresses to notice a network change.
 const NETWORK_POLL: Duration = Duration::from_secs(1);
 
+/// Changes to the manager's settings, from [`DeviceBuilder::manager_config`].
+type Tune = Box<dyn FnOnce(&mut ManagerConfig) + Send>;
+
 /// Builds a [`Device`]; from [`Device::builder`]. Everything but the keys has a
 /// default: no listener (dial only), no signaling server, no groups, and only
 /// the devices added with [`Device::add_peer`] trusted.
@@ -34,7 +37,7 @@ pub struct DeviceBuilder {
     listen: Option<SocketAddr>,
     advertise: Vec<String>,
     signaling: Vec<String>,
-    tune: Option<Box<dyn FnOnce(&mut ManagerConfig) + Send>>,
+    tune: Option<Tune>,
     watch_network: bool,
 }
 
