@@ -6,29 +6,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use peers_sdk::{ConnectionConfig, DeviceId, DeviceKeys, TrustLevel, TrustStore};
-use peers_signaling::ClientOptions as SignalingOptions;
-use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
-use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
 
 use super::control::{self, ControlRequest, ControlResponse};
 use super::data_dir::{DataDir, DataDirLock};
 use super::members::Members;
 use super::table::render_status;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::group::GroupId;
-use crate::manager::{ConnectionManager, ManagerConfig};
-use crate::netmon::NetworkMonitor;
+use crate::manager::ConnectionManager;
 use crate::sync::{EngineOptions, SqliteSyncEngine};
-use crate::transports::{
-    ReconnectOptions, SignalingServerLink, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener,
-};
-
-/// How often the daemon reads its interface addresses to notice a network change.
-const NETWORK_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a starting daemon waits for a `peers` command that holds the data
 /// directory for a moment.
@@ -61,19 +49,15 @@ impl DaemonOptions {
     }
 }
 
-/// A running device.
+/// A running device: a [`Device`] built from a data directory, and the control
+/// socket of the `peers` commands.
 #[derive(Debug)]
 pub struct Daemon {
-    manager: ConnectionManager,
+    device: Device,
     engines: HashMap<GroupId, SqliteSyncEngine>,
-    listener: Option<SocketIoListener>,
     /// The control socket's task and path.
     control: Option<(JoinHandle<()>, PathBuf)>,
     share_code: String,
-    /// Held for as long as the daemon runs.
-    _signaling: Option<(Arc<SignalingServerLink>, WebRtcListener)>,
-    /// Address changes, turned into `network_changed` calls.
-    _network: NetworkMonitor,
     /// The data directory's lock, held for the daemon's whole life.
     _lock: DataDirLock,
 }
@@ -89,33 +73,17 @@ impl Daemon {
         let data = &options.data_dir;
         let keys = Arc::new(data.keys()?);
         let lock = data.lock(LOCK_WAIT).await?;
-        let trust = TrustStore::new(TrustLevel::Unknown);
         let trusted = data.trusted()?;
-        for device in &trusted {
-            trust.set(device.info()?.device_id, TrustLevel::Trusted);
+        let mut builder = Device::builder().keys(keys.clone());
+        if let Some(bind) = options.listen {
+            builder = builder.listen(bind);
         }
-        let listener = match options.listen {
-            Some(bind) => {
-                let mut server_options = ServerOptions::default();
-                server_options.bind = bind;
-                let server = SocketIoServer::bind(server_options)
-                    .await
-                    .map_err(|e| Error::Config { field: "listen", reason: e.to_string() })?;
-                Some(server)
-            }
-            None => None,
-        };
-        let mut advertise = options.advertise.clone();
-        if advertise.is_empty()
-            && let Some(server) = &listener
-        {
-            advertise.push(server.url());
+        for url in &options.advertise {
+            builder = builder.advertise(url.clone());
         }
-        let mut connection = ConnectionConfig::new(keys.clone(), trust.clone());
-        connection.handshake.addresses = advertise.clone();
-        let share_code = keys.info(advertise)?.to_share_code();
-        let manager = ConnectionManager::new(ManagerConfig::new(connection));
-
+        for url in &options.signaling {
+            builder = builder.signaling(url.clone());
+        }
         let mut engines = HashMap::new();
         let me = keys.device_id();
         for group in &options.groups {
@@ -123,52 +91,29 @@ impl Daemon {
                 .map_err(|source| Error::Io { what: "create the groups directory", source })?;
             let engine =
                 SqliteSyncEngine::open(data.group_db(group), group.clone(), me, EngineOptions::default()).await?;
-            let members: Vec<DeviceId> = data.members(group)?.iter().map(|i| i.device_id).collect();
-            manager.add_group(Arc::new(engine.clone()), members).await;
+            builder = builder.group(Arc::new(engine.clone()));
             engines.insert(group.clone(), engine);
         }
-
-        let dialer = SocketIoDialer::new(ClientOptions::default());
-        let signaling = match options.signaling.is_empty() {
-            false => Some(start_signaling(&manager, &options.signaling, &keys).await?),
-            true => None,
-        };
-        let members = Arc::new(Members {
-            data: data.clone(),
-            trust,
-            manager: manager.clone(),
-            dialer: dialer.clone(),
-            groups: options.groups.clone(),
-            signaling: signaling.is_some(),
-            writing: tokio::sync::Mutex::new(()),
-        });
-        for device in &trusted {
-            members.admit(&device.info()?, &device.groups).await?;
-        }
-        manager.add_dialer(Arc::new(dialer));
-        let listener = listener.map(|server| SocketIoListener::start(manager.clone(), server));
-        if let Some(listener) = &listener {
-            info!(url = listener.url(), "listening");
+        let device = builder.build().await?;
+        let share_code = device.info().to_share_code();
+        let members =
+            Arc::new(Members { data: data.clone(), device: device.clone(), writing: tokio::sync::Mutex::new(()) });
+        for trusted in &trusted {
+            device.add_peer(&trusted.info()?, &trusted.groups).await?;
         }
         let socket = data.control_socket();
-        let control = control::serve(socket.clone(), handler(manager.clone(), engines.clone(), members))?;
-        let network = NetworkMonitor::start(NETWORK_POLL);
-        tokio::spawn(on_network_change(network.changes(), manager.clone(), signaling.as_ref().map(|s| s.0.clone())));
-        Ok(Daemon {
-            manager,
-            engines,
-            listener,
-            control: Some((control, socket)),
-            share_code,
-            _signaling: signaling,
-            _network: network,
-            _lock: lock,
-        })
+        let control = control::serve(socket.clone(), handler(device.manager().clone(), engines.clone(), members))?;
+        Ok(Daemon { device, engines, control: Some((control, socket)), share_code, _lock: lock })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The manager.
     pub fn manager(&self) -> &ConnectionManager {
-        &self.manager
+        self.device.manager()
     }
 
     /// The engine of `group`.
@@ -183,7 +128,7 @@ impl Daemon {
 
     /// The URL this device listens on.
     pub fn url(&self) -> Option<&str> {
-        self.listener.as_ref().map(SocketIoListener::url)
+        self.device.listen_url()
     }
 
     /// Closes every connection and stops listening.
@@ -192,53 +137,8 @@ impl Daemon {
             control.abort();
             let _ = std::fs::remove_file(socket);
         }
-        self.manager.shutdown().await;
-        if let Some(listener) = self.listener.take() {
-            listener.shutdown().await;
-        }
+        self.device.shutdown().await;
     }
-}
-
-/// Tells the manager and the signaling link about each network change, until
-/// the monitor stops.
-async fn on_network_change(
-    mut changes: watch::Receiver<u64>,
-    manager: ConnectionManager,
-    link: Option<Arc<SignalingServerLink>>,
-) {
-    while changes.changed().await.is_ok() {
-        manager.network_changed();
-        if let Some(link) = &link {
-            link.network_changed();
-        }
-    }
-}
-
-/// Registers with the signaling server at `urls` and adds WebRTC (signaled
-/// through it) and its frame relay as ways to reach devices.
-async fn start_signaling(
-    manager: &ConnectionManager,
-    urls: &[String],
-    keys: &Arc<DeviceKeys>,
-) -> Result<(Arc<SignalingServerLink>, WebRtcListener)> {
-    for url in urls {
-        url::Url::parse(url).map_err(|e| Error::Config { field: "signaling", reason: format!("{url}: {e}") })?;
-    }
-    let config = WebRtcConfig::default();
-    // Registers in the background and again after every disconnection.
-    let link = SignalingServerLink::start(
-        manager.clone(),
-        urls.to_vec(),
-        keys.clone(),
-        SignalingOptions::default(),
-        ReconnectOptions::default(),
-        config.connect_timeout,
-    );
-    let endpoint = Arc::new(WebRtcEndpoint::new(link.signaling.clone(), config));
-    let listener = WebRtcListener::start(manager.clone(), endpoint.clone());
-    manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint)));
-    manager.add_dialer(link.relay.clone());
-    Ok((Arc::new(link), listener))
 }
 
 fn handler(

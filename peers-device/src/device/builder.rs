@@ -9,6 +9,7 @@ use peers_sdk::{ConnectionConfig, DeviceInfo, DeviceKeys, TrustLevel, TrustPolic
 use peers_signaling::ClientOptions as SignalingOptions;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
+use tracing::info;
 
 use super::advertise::advertise_urls;
 use super::{Device, DeviceInner, SignalingParts};
@@ -174,6 +175,10 @@ impl DeviceBuilder {
         manager.add_dialer(Arc::new(dialer.clone()));
         let signaling = (!self.signaling.is_empty()).then(|| start_signaling(&manager, self.signaling, &keys));
         let listener = server.map(|server| SocketIoListener::start(manager.clone(), server));
+        let listen_url = listener.as_ref().map(|l| l.url().to_owned());
+        if let Some(url) = &listen_url {
+            info!(%url, advertised = ?info.addresses, "listening");
+        }
         let network = self.watch_network.then(|| {
             let monitor = NetworkMonitor::start(NETWORK_POLL);
             let link = signaling.as_ref().map(|s| s.link.clone());
@@ -188,6 +193,7 @@ impl DeviceBuilder {
                 peers,
                 dialer,
                 groups,
+                listen_url,
                 listener: tokio::sync::Mutex::new(listener),
                 signaling,
                 _network: network,

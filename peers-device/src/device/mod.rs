@@ -64,6 +64,8 @@ struct DeviceInner {
     peers: TrustStore,
     dialer: SocketIoDialer,
     groups: Vec<GroupId>,
+    /// The listener's URL, when it listens.
+    listen_url: Option<String>,
     /// Taken by `shutdown`.
     listener: tokio::sync::Mutex<Option<SocketIoListener>>,
     signaling: Option<SignalingParts>,
@@ -118,15 +120,22 @@ impl Device {
     }
 
     /// Trusts `peer`, makes it a member of those of `groups` this device syncs,
-    /// dials the URLs in its info, and keeps it connected (through the
-    /// signaling server too, when there is one). Adding a device again updates
-    /// its URLs and groups.
+    /// and, if it shares one of them (or `groups` is empty: a peer for the
+    /// application's own RPCs), dials the URLs in its info and keeps it
+    /// connected (through the signaling server too, when there is one). A
+    /// peer whose groups are all foreign to this device is trusted, not
+    /// dialed. Adding a device again updates its URLs and groups.
     pub async fn add_peer(&self, peer: &DeviceInfo, groups: &[GroupId]) -> Result<()> {
         let inner = &self.inner;
         let id = peer.device_id;
         inner.peers.set(id, TrustLevel::Trusted);
+        let mut shared = groups.is_empty();
         for group in groups.iter().filter(|g| inner.groups.contains(g)) {
             inner.manager.add_member(group, id).await?;
+            shared = true;
+        }
+        if !shared {
+            return Ok(());
         }
         if !peer.addresses.is_empty() {
             inner.dialer.set_urls(id, peer.addresses.clone());
@@ -169,9 +178,10 @@ impl Device {
         }
     }
 
-    /// The URL this device listens on, if it listens.
-    pub async fn listen_url(&self) -> Option<String> {
-        self.inner.listener.lock().await.as_ref().map(|l| l.url().to_owned())
+    /// The URL this device listens on, if it listens (as bound: for the URLs
+    /// others dial, see [`info`](Self::info)).
+    pub fn listen_url(&self) -> Option<&str> {
+        self.inner.listen_url.as_deref()
     }
 
     /// Closes every connection and stops listening.
