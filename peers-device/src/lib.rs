@@ -1,18 +1,42 @@
 //! `peers-device`: what applications and daemons use to keep a user's devices,
 //! and the groups they share, in sync.
 //!
-//! This crate holds, so far:
-//!
-//! - [`GroupId`] and the per-group RPC namespace (`listChanges_{groupId}`, ...);
-//! - [`sync`]: the [`SyncGroup`](sync::SyncGroup) trait applications implement (the
-//!   original design's `IPeerDevice`) and the reference engine,
+//! - [`Device`] ([`Device::builder`]): an application's device in a dozen lines —
+//!   keys, trust, groups, a socket.io listener, the dialers and a signaling server
+//!   wired with defaults; [`Device::add_peer`] trusts a device, makes it a member
+//!   and keeps it connected. The `peers` daemon is built on it.
+//! - [`ConnectionManager`]: one authenticated connection per device, routed to
+//!   many per-group sync engines, preferring a local socket, then WebRTC, then the
+//!   internet, then the signaling server's relay, and handing over between them
+//!   without losing calls; [`ConnectionManager::serve`] takes any
+//!   [`Listener`](peers_sdk::socket::Listener), with incoming handshakes bounded
+//!   in one place.
+//! - [`sync`]: the [`SyncGroup`](sync::SyncGroup) trait applications implement
+//!   (the original design's `IPeerDevice`) and the reference engine,
 //!   [`SqliteSyncEngine`](sync::SqliteSyncEngine): a key-value map per group in
 //!   SQLite, last writer wins with a deterministic tie-break, incremental pulls
-//!   from a per-member checkpoint, batched change notification and a periodic full
-//!   resync.
+//!   from a per-member checkpoint.
+//! - [`device_message`]: small messages routed through other devices.
+//! - [`transfer`]: files sent by a short code, authenticated by a PAKE.
+//! - [`transports`]: the socket.io, WebRTC and signaling-server dialers and
+//!   listeners; [`daemon`] and the `peers` binary.
 //!
-//! It does not open connections itself: a `peers_sdk::Connection` to a member is
-//! handed to [`sync::expose_group`] and [`sync::ConnectionPeer`].
+//! What it does not do: store trusted devices or groups for an application
+//! (the daemon keeps them in its data directory), or trust a device nobody
+//! added or vouched for.
+//!
+//! ```no_run
+//! # async fn run() -> peers_device::Result<()> {
+//! use std::sync::Arc;
+//! use peers_device::{Device, GroupId, sync::{EngineOptions, SqliteSyncEngine}};
+//!
+//! let keys = Arc::new(peers_sdk::DeviceKeys::generate("me")?);
+//! let notes = GroupId::new("notes")?;
+//! let engine = SqliteSyncEngine::in_memory(notes, keys.device_id(), EngineOptions::default()).await?;
+//! let device = Device::builder().keys(keys).group(Arc::new(engine)).build().await?;
+//! println!("share code: {}", device.info().to_share_code());
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
 pub mod daemon;

@@ -11,7 +11,7 @@
 //! # async fn run(peer: DeviceInfo) -> peers_device::Result<()> {
 //! let keys = Arc::new(DeviceKeys::generate("alice")?);
 //! let notes = GroupId::new("notes")?;
-//! let engine = SqliteSyncEngine::open("notes.db", notes.clone(), keys.device_id(), EngineOptions::default()).await?;
+//! let engine = SqliteSyncEngine::open("notes.db".into(), notes.clone(), keys.device_id(), EngineOptions::default()).await?;
 //! let device = Device::builder()
 //!     .keys(keys)
 //!     .listen("0.0.0.0:0".parse().unwrap())
