@@ -197,8 +197,10 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx };
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
+        // `events` stays open until the end: later notices are read by nobody, not refused.
+        let mut events = events;
         let result = tokio::select! {
-            result = sender.run(events, &scanned) => result,
+            result = sender.run(&mut events, &scanned) => result,
             () = stop.notified() => Err(TransferError::Cancelled.into()),
         };
         sender.finish(&result).await;
@@ -219,7 +221,7 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(&self, events: tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
+    async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
         let receiver = self.wait_for_join(events).await?;
         set_stage(&self.status, Stage::Authenticating);
         let link = &self.options.link;
@@ -246,7 +248,10 @@ impl Sender {
     }
 
     /// Waits for the session's `joined` event; returns the device that joined.
-    async fn wait_for_join(&self, mut events: tokio::sync::mpsc::Receiver<ClientEvent>) -> Result<peers_sdk::DeviceId> {
+    async fn wait_for_join(
+        &self,
+        events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
+    ) -> Result<peers_sdk::DeviceId> {
         let ttl = self.options.code_ttl;
         let waiting = async {
             while let Some(event) = events.recv().await {
@@ -396,7 +401,7 @@ impl Receiver {
                 match tokio::time::timeout(Duration::from_secs(2), outcome.wait_for(Option::is_some)).await {
                     Ok(Ok(done)) => done.clone().unwrap_or_else(|| Err("no outcome".into()))
                         .map_err(|e| Error::Transfer(TransferError::Protocol(e))),
-                    _ if declined.load(Ordering::Relaxed) => Err(TransferError::Declined("declined on this side".into()).into()),
+                    _ if declined.load(Ordering::Relaxed) => Err(TransferError::Declined("you said no".into()).into()),
                     _ => Err(TransferError::Protocol(format!("the sender closed the connection: {}", reason.message)).into()),
                 }
             }

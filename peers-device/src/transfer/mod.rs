@@ -101,7 +101,7 @@ pub enum TransferError {
         chunk: u32,
     },
     /// The receiver said no.
-    #[error("the receiver declined: {0}")]
+    #[error("declined: {0}")]
     Declined(String),
     /// The target's file system lacks room for the rest of the transfer.
     #[error("not enough disk space: {needed} bytes needed, {available} available")]
