@@ -21,27 +21,37 @@
 //! bytes move, either side fails with [`TransferError::Stalled`] when nothing moves
 //! for [`LinkOptions::stall_timeout`] (60 s). A receiver whose process dies is seen
 //! sooner: the server closes the relay when its signaling connection drops.
+//!
+//! A relay that ends under the transfer (the server caps each relay's bytes and
+//! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
+//! connect again pinned to the same confirmed device, and the transfer resumes from
+//! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peers_sdk::{CloseReason, Connection, DeviceInfo, DeviceKeys};
+use peers_sdk::socket::ClosedBy;
+use peers_sdk::{CloseCode, CloseReason, Connection, DeviceInfo, DeviceKeys};
 use peers_signaling::sessions::{SessionKind, SessionState};
-use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, SignalingClient};
+use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
 use tokio::sync::{Notify, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::code::DEFAULT_WORDS;
 use super::exchange::{self, DEFAULT_ANSWER_TIMEOUT, Incoming, ReceiveOptions, Received, TransferProgress};
-use super::manifest::DEFAULT_CHUNK_SIZE;
+use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
 use super::pake::Role;
 use super::rendezvous::{authenticate, pinned_config};
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
 use crate::{Error, Result};
+
+/// Most times one transfer moves to a new relay after its relay ended (each relay
+/// carries at most 256 MiB and lives at most 10 minutes by the server's defaults).
+pub const MAX_RELAY_HOPS: u32 = 64;
 
 /// How long a receiver that stored everything waits for the sender to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -227,24 +237,43 @@ impl Sender {
         let link = &self.options.link;
         let relay = self.client.open_relay(&receiver, link.relay_wait).await?;
         let peer = authenticate_on(&relay, &self.code, Role::Creator, &self.info, link.pake_timeout).await?;
-        set_stage(&self.status, Stage::Connecting);
-        let config = pinned_config(self.keys.clone(), peer.clone());
-        let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
-        set_connected(&self.status, &conn);
-        let (progress_tx, progress_rx) = watch::channel(TransferProgress::default());
-        let sent = tokio::select! {
-            sent = exchange::send(&conn, scanned, self.options.answer_timeout, &progress_tx) => sent,
-            stalled = follow(progress_rx, &self.status, link.stall_timeout) => Err(stalled.into()),
-        };
-        self.status.send_modify(|s| s.progress = *progress_tx.borrow());
-        match &sent {
-            Ok(()) => {
-                set_stage(&self.status, Stage::Done);
-                conn.close(CloseReason::normal("transfer complete")).await;
+        let mut next = Some(relay);
+        let mut hops = 0;
+        loop {
+            let relay = match next.take() {
+                Some(relay) => relay,
+                None => self.client.open_relay(&receiver, link.relay_wait).await?,
+            };
+            set_stage(&self.status, Stage::Connecting);
+            let config = pinned_config(self.keys.clone(), peer.clone());
+            let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
+            set_connected(&self.status, &conn);
+            let before = self.status.borrow().progress.bytes_done;
+            let (progress_tx, progress_rx) = watch::channel(TransferProgress::default());
+            let sent = tokio::select! {
+                sent = exchange::send(&conn, scanned, self.options.answer_timeout, &progress_tx) => sent,
+                stalled = follow(progress_rx, &self.status, link.stall_timeout) => Err(stalled.into()),
+            };
+            let after = *progress_tx.borrow();
+            self.status.send_modify(|s| s.progress = after);
+            let resume =
+                sent.is_err() && hops < MAX_RELAY_HOPS && after.bytes_done > before && relay_ended(&conn).await;
+            match sent {
+                Ok(()) => {
+                    set_stage(&self.status, Stage::Done);
+                    conn.close(CloseReason::normal("transfer complete")).await;
+                    return Ok(());
+                }
+                Err(err) if resume => {
+                    hops += 1;
+                    info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
+                }
+                Err(err) => {
+                    conn.close(CloseReason::normal(format!("transfer failed: {err}"))).await;
+                    return Err(err);
+                }
             }
-            Err(err) => conn.close(CloseReason::normal(format!("transfer failed: {err}"))).await,
         }
-        sent
     }
 
     /// Waits for the session's `joined` event; returns the device that joined.
@@ -355,25 +384,76 @@ struct Receiver {
 
 impl Receiver {
     async fn run(&self, client: &SignalingClient, mut options: ReceiveOptions) -> Result<Received> {
-        let (link, status) = (&self.link, &self.status);
+        let link = &self.link;
         // A "no" ends with the sender closing the connection: remember it was ours.
+        // The offer of a manifest already accepted (again, on a new relay) is not asked again.
         let declined = Arc::new(AtomicBool::new(false));
-        let (decide, said_no) = (options.decide.clone(), declined.clone());
+        let accepted: Arc<Mutex<Option<Hash>>> = Arc::default();
+        let (decide, said_no, said_yes) = (options.decide.clone(), declined.clone(), accepted.clone());
         options.decide = Arc::new(move |manifest| {
-            let (answer, said_no) = (decide(manifest), said_no.clone());
+            let digest = manifest.digest();
+            if *said_yes.lock().unwrap_or_else(|e| e.into_inner()) == Some(digest) {
+                return Box::pin(std::future::ready(true));
+            }
+            let (answer, said_no, said_yes) = (decide(manifest), said_no.clone(), said_yes.clone());
             Box::pin(async move {
                 let yes = answer.await;
                 said_no.store(!yes, Ordering::Relaxed);
+                if yes {
+                    *said_yes.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
+                }
                 yes
             })
         });
         let relay = client.open_relay(&self.sender, link.relay_wait).await?;
         let peer = authenticate_on(&relay, &self.code, Role::Joiner, &self.info, link.pake_timeout).await?;
+        let mut next = Some(relay);
+        let mut hops = 0;
+        loop {
+            let relay = match next.take() {
+                Some(relay) => relay,
+                None => client.open_relay(&self.sender, link.relay_wait).await?,
+            };
+            let before = self.status.borrow().progress.bytes_done;
+            let (conn, result) = self.attempt(relay, &peer, &options, &declined).await?;
+            let after = self.status.borrow().progress.bytes_done;
+            let resume = result.is_err() && hops < MAX_RELAY_HOPS && after > before && relay_ended(&conn).await;
+            match result {
+                Ok(received) => {
+                    set_stage(&self.status, Stage::Done);
+                    // The stream's final answer may still be on its way to the sender,
+                    // which closes once it has it; close only if it does not.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
+                    conn.close(CloseReason::normal("transfer over")).await;
+                    return Ok(received);
+                }
+                Err(err) if resume => {
+                    hops += 1;
+                    info!(%err, hop = hops, done = after, "the relay ended mid-way; resuming on a new one");
+                }
+                Err(err) => {
+                    conn.close(CloseReason::normal("transfer over")).await;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// One connection over `relay`: accepts it and receives; returns the connection
+    /// with the outcome.
+    async fn attempt(
+        &self,
+        relay: RelaySocket,
+        peer: &DeviceInfo,
+        options: &ReceiveOptions,
+        declined: &AtomicBool,
+    ) -> Result<(Connection, Result<Received>)> {
+        let (link, status) = (&self.link, &self.status);
         set_stage(status, Stage::Connecting);
         // The handlers go in before the sender may call (its offer comes at once).
         let slot: Arc<Mutex<Option<Incoming>>> = Arc::default();
-        let install = slot.clone();
-        let config = pinned_config(self.keys.clone(), peer).with_setup(move |conn| {
+        let (install, options) = (slot.clone(), options.clone());
+        let config = pinned_config(self.keys.clone(), peer.clone()).with_setup(move |conn| {
             let incoming = exchange::expose_receiver(conn, options.clone());
             *install.lock().unwrap_or_else(|e| e.into_inner()) = Some(incoming);
         });
@@ -406,14 +486,26 @@ impl Receiver {
                 }
             }
         };
-        status.send_modify(|s| s.progress = *progress.borrow());
-        if result.is_ok() {
-            set_stage(status, Stage::Done);
-            // The stream's final answer may still be on its way to the sender, which
-            // closes once it has it; close only if it does not.
-            let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
+        let last = *progress.borrow();
+        // An attempt that never got an offer leaves the last counts as they were.
+        if last.bytes_total > 0 {
+            status.send_modify(|s| s.progress = last);
         }
-        conn.close(CloseReason::normal("transfer over")).await;
-        result
+        Ok((conn, result))
+    }
+}
+
+/// Whether `conn` ended because its relay did (the server's caps on a relay's bytes
+/// and duration, or the path failing), not because the peer closed it on purpose:
+/// then both sides open a new relay, and the transfer resumes from the receiver's
+/// last verified chunk.
+async fn relay_ended(conn: &Connection) -> bool {
+    // A write that failed may see the closed socket before the connection records it.
+    match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
+        Ok(reason) => {
+            reason.by == ClosedBy::Remote
+                && matches!(reason.code, CloseCode::LimitExceeded | CloseCode::TransportFailure | CloseCode::Timeout)
+        }
+        Err(_) => false,
     }
 }
