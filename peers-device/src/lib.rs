@@ -9,9 +9,14 @@
 //!   [`SqliteSyncEngine`](sync::SqliteSyncEngine): a key-value map per group in
 //!   SQLite, last writer wins with a deterministic tie-break, incremental pulls
 //!   from a per-member checkpoint, batched change notification and a periodic full
-//!   resync.
+//!   resync;
+//! - [`transfer`]: send and receive files by a short code (`7-maple-orbit`): a SPAKE2
+//!   PAKE through the signaling server confirms the two devices' keys, then a
+//!   `Connection` pinned to them moves the files, each chunk checked against a BLAKE3
+//!   manifest, resumable; [`transfer::send`] and [`transfer::receive`] do it all, and
+//!   the `peers send` / `peers receive` commands wrap them.
 //!
-//! It does not open connections itself: a `peers_sdk::Connection` to a member is
+//! The sync engine does not open connections itself: a `peers_sdk::Connection` to a member is
 //! handed to [`sync::expose_group`] and [`sync::ConnectionPeer`].
 #![deny(missing_docs)]
 
