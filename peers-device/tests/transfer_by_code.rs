@@ -212,3 +212,40 @@ async fn a_declined_offer_is_reported_on_both_sides_and_writes_nothing() {
     assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_larger_than_one_relay_moves_on_to_new_relays_and_asks_once() {
+    let mut config = ServerConfig::in_memory();
+    config.relay.max_bytes = 3 << 20;
+    let server = SignalingServer::bind(config).await.unwrap();
+    let url = server.url().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("video.mp4");
+    fs::write(&file, noise(10 << 20, 11)).unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    let options = ReceiveOptions {
+        out_dir: out.path().to_path_buf(),
+        decide: Arc::new(move |_| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { true })
+        }),
+    };
+    let mut send_options = SendOptions::new(link(&url));
+    send_options.chunk_size = 256 << 10;
+    let (code, sending) = send(vec![file.clone()], send_options).await.unwrap();
+    let receiving = receive(code, link(&url), options).await.unwrap();
+    let status = receiving.status.clone();
+    let (sent, received) =
+        tokio::time::timeout(WAIT, async { tokio::join!(sending.finished(), receiving.finished()) }).await.unwrap();
+    sent.unwrap();
+    received.unwrap();
+    assert_eq!(fs::read(out.path().join("video.mp4")).unwrap(), fs::read(&file).unwrap());
+    // 10 MiB through relays of 3 MiB: at least three new relays, the last one resumed
+    // from verified bytes, and the person asked once.
+    let last = status.borrow().progress;
+    assert!(last.bytes_resumed >= 7 << 20, "{last:?}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    server.shutdown().await;
+}
