@@ -83,6 +83,9 @@ pub enum Error {
     /// A transfer or pairing by code failed (see [`crate::transfer::TransferError`]).
     #[error(transparent)]
     Transfer(#[from] crate::transfer::TransferError),
+    /// The signaling server refused a request, or the connection to it failed.
+    #[error("signaling server: {0}")]
+    Signaling(#[from] peers_signaling::Error),
     /// The manager was shut down.
     #[error("the connection manager is shut down")]
     ShutDown,

@@ -17,7 +17,11 @@
 //!   SQLite, last writer wins with a deterministic tie-break, incremental pulls
 //!   from a per-member checkpoint.
 //! - [`device_message`]: small messages routed through other devices.
-//! - [`transfer`]: files sent by a short code, authenticated by a PAKE.
+//! - [`transfer`]: send and receive files by a short code (`7-maple-orbit`): a
+//!   SPAKE2 PAKE through the signaling server confirms the two devices' keys,
+//!   then a `Connection` pinned to them moves the files, each chunk checked
+//!   against a BLAKE3 manifest, resumable; [`transfer::send`] and
+//!   [`transfer::receive`] do it all, and `peers send` / `peers receive` wrap them.
 //! - [`transports`]: the socket.io, WebRTC and signaling-server dialers and
 //!   listeners; [`daemon`] and the `peers` binary.
 //!

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use peers_device::transfer::exchange::send;
 use peers_device::transfer::exchange::{DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
 use peers_device::transfer::manifest::{DEFAULT_CHUNK_SIZE, Entry, EntryKind, MIN_CHUNK_SIZE, Manifest};
 use peers_device::transfer::scan::scan;
-use peers_device::transfer::{ReceiveOptions, TransferError, TransferProgress, expose_receiver, send};
+use peers_device::transfer::{ReceiveOptions, TransferError, TransferProgress, expose_receiver};
 use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
 use tokio::sync::watch;
 

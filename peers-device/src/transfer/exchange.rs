@@ -187,14 +187,14 @@ pub struct Received {
 
 /// The receiving side's progress and outcome.
 #[derive(Debug)]
-pub struct ReceiveHandle {
+pub struct Incoming {
     /// Progress, updated per verified chunk.
     pub progress: watch::Receiver<TransferProgress>,
     /// The outcome: `None` until the transfer ends.
     pub outcome: watch::Receiver<Option<std::result::Result<Received, String>>>,
 }
 
-impl ReceiveHandle {
+impl Incoming {
     /// Waits for the transfer to end.
     pub async fn finished(&mut self) -> std::result::Result<Received, String> {
         match self.outcome.wait_for(Option::is_some).await {
@@ -216,7 +216,7 @@ enum Phase {
 
 /// Registers the transfer handlers on `conn`: offers are validated, decided and
 /// answered; the data is checked and stored under `options.out_dir`.
-pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> ReceiveHandle {
+pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> Incoming {
     let (progress_tx, progress) = watch::channel(TransferProgress::default());
     let (outcome_tx, outcome) = watch::channel(None);
     let phase = Arc::new(Mutex::new(Phase::Waiting));
@@ -260,7 +260,7 @@ pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> ReceiveHan
             }
         }
     });
-    ReceiveHandle { progress, outcome }
+    Incoming { progress, outcome }
 }
 
 /// Validates and decides an offer; on acceptance, prepares its staging directory.

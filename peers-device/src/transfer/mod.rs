@@ -1,4 +1,4 @@
-//! Send and pair by code: the sans-IO parts.
+//! Send and pair by code.
 //!
 //! A person sends files to someone, or pairs two devices, with a short code such as
 //! `7-maple-orbit` ([`TransferCode`]). The number finds a signaling session; the words
@@ -11,9 +11,33 @@
 //!
 //! The parts without I/O: codes, the PAKE states, the manifest with its validation and
 //! path rules, and the sender's and receiver's positions. Around them: [`scan`], which
-//! builds a manifest from disk, and [`exchange`], which moves a transfer over a
-//! `Connection` that is already authenticated ([`send`], [`expose_receiver`]). This
-//! module does not open connections or sessions.
+//! builds a manifest from disk; [`exchange`], which moves a transfer over a
+//! `Connection` that is already authenticated ([`exchange::send`], [`expose_receiver`]);
+//! [`rendezvous`], which runs the PAKE over a socket and pins the connection to the
+//! confirmed device; and [`live`], the whole thing through a signaling server:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use peers_device::transfer::{LinkOptions, ReceiveOptions, SendOptions, receive, send};
+//!
+//! # async fn demo() -> peers_device::Result<()> {
+//! let link = LinkOptions::new(vec!["http://127.0.0.1:7800".into()]);
+//! let (code, sending) = send(vec!["photos".into()], SendOptions::new(link.clone())).await?;
+//! println!("give the receiver {code}");
+//! // On the other device, with the code typed in:
+//! let ask = Arc::new(|manifest: &peers_device::transfer::Manifest| {
+//!     let total = manifest.total_size();
+//!     Box::pin(async move { total < 1 << 30 }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+//! });
+//! let options = ReceiveOptions { out_dir: "inbox".into(), decide: ask };
+//! let receiving = receive(code, link, options).await?;
+//! let _status = receiving.status.clone(); // phase, path class, bytes: for a progress bar
+//! let received = receiving.finished().await?;
+//! sending.finished().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The sans-IO core:
 //!
 //! ```
 //! use peers_device::transfer::{Cursor, Manifest, Reception, Sending};
@@ -27,15 +51,20 @@
 
 pub mod code;
 pub mod exchange;
+pub mod live;
 pub mod manifest;
 pub mod pake;
 pub mod progress;
+pub mod rendezvous;
 pub mod scan;
+pub mod status;
 
 pub use code::TransferCode;
-pub use exchange::{ReceiveHandle, ReceiveOptions, Received, TransferProgress, expose_receiver, send};
+pub use exchange::{Incoming, ReceiveOptions, Received, TransferProgress, expose_receiver};
+pub use live::{LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
+pub use status::{Stage, Status};
 
 /// Why a code, a PAKE, a manifest or a chunk was refused.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +101,7 @@ pub enum TransferError {
         chunk: u32,
     },
     /// The receiver said no.
-    #[error("the receiver declined: {0}")]
+    #[error("declined: {0}")]
     Declined(String),
     /// The target's file system lacks room for the rest of the transfer.
     #[error("not enough disk space: {needed} bytes needed, {available} available")]
@@ -85,6 +114,22 @@ pub enum TransferError {
     /// A file being sent changed since it was scanned; the receiver would refuse it.
     #[error("{0} changed while it was being sent")]
     SourceChanged(String),
+    /// A step with a stated limit did not finish in time (the other device never
+    /// came, or stopped answering).
+    #[error("{what} did not happen within {after:?}")]
+    TimedOut {
+        /// The step.
+        what: &'static str,
+        /// Its limit.
+        after: std::time::Duration,
+    },
+    /// No byte moved for this long while the transfer was under way: the other side
+    /// vanished or stopped reading.
+    #[error("the other side stopped responding: nothing moved for {0:?}")]
+    Stalled(std::time::Duration),
+    /// This side cancelled.
+    #[error("cancelled")]
+    Cancelled,
     /// Reading or writing local files failed.
     #[error("cannot {what}: {source}")]
     Io {

@@ -75,7 +75,8 @@ pub struct PakeMessage(#[serde(with = "serde_bytes")] pub Vec<u8>);
 pub struct Confirm {
     /// The device (its keys) that will connect for this code.
     pub device: DeviceInfo,
-    /// HMAC-SHA256 under this side's confirmation key over [`mac_input`]'s bytes.
+    /// HMAC-SHA256 under this side's confirmation key over the device's fields, each
+    /// length-prefixed (`docs/protocol.md` §9.2).
     #[serde(with = "serde_bytes")]
     pub mac: Vec<u8>,
 }

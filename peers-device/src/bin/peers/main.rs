@@ -12,6 +12,8 @@ use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
 use peers_device::daemon::{Daemon, DaemonOptions, DataDir, DataDirLock};
 use peers_device::sync::{EngineOptions, MAX_VALUE_LEN, SqliteSyncEngine};
 
+mod transfer;
+
 // The help texts below say "32 MiB".
 const _: () = assert!(MAX_VALUE_LEN == 32 << 20, "update the --help texts of put");
 
@@ -105,6 +107,13 @@ enum Command {
         /// The key.
         key: String,
     },
+    /// Send files and directories to someone: prints a short code (such as
+    /// 7-maple-orbit) and waits until the other side has received everything.
+    /// Needs no daemon.
+    Send(transfer::SendArgs),
+    /// Receive what someone sends with `peers send`, by its code. Shows the names
+    /// and the total size and asks first (unless --yes). Needs no daemon.
+    Receive(transfer::ReceiveArgs),
     /// Run a signaling server and three devices in two groups in this process,
     /// and watch them connect and sync.
     Demo,
@@ -298,6 +307,8 @@ async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()
                 }
             }
         }
+        Command::Send(args) => transfer::run_send(args).await?,
+        Command::Receive(args) => transfer::run_receive(args).await?,
         Command::Demo => {
             peers_device::demo::run(&mut std::io::stdout()).await?;
         }

@@ -1,0 +1,299 @@
+//! `peers send` and `peers receive`: files by code through a signaling server. Neither
+//! needs a daemon or a data directory: each side uses a fresh device key.
+//!
+//! Human output: the code and questions on standard output, progress bars and status
+//! lines on standard error (drawn only on a terminal). `--json`: one JSON object a
+//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `done`
+//! or `error`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use peers_device::transfer::{
+    EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive, send,
+};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::CliResult;
+
+/// Least time between two `status` lines of `--json` while bytes move.
+const JSON_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `peers send`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SendArgs {
+    /// Files and directories to send (directories with everything in them;
+    /// symbolic links are not followed, and are left out).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The signaling server (as for `peers run`; several separated by commas are
+    /// tried in order).
+    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
+    signaling: Vec<String>,
+    /// Words in the code: 2 (16 bits, one guess per code) to 4.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
+    words: u8,
+    /// Minutes the code stays valid (the server may cap it).
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// One JSON object a line instead of text and progress bars.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `peers receive`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReceiveArgs {
+    /// The code the sender shows, for example 7-maple-orbit.
+    code: String,
+    /// Where to put what arrives (created if missing). Existing files are never
+    /// replaced: a name that is taken gets " (1)" added.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Accept without asking.
+    #[arg(long)]
+    yes: bool,
+    /// The signaling server (as for `peers run`).
+    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
+    signaling: Vec<String>,
+    /// One JSON object a line instead of text and progress bars.
+    #[arg(long)]
+    json: bool,
+}
+
+fn line(value: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// Runs `peers send`.
+pub(crate) async fn run_send(args: SendArgs) -> CliResult<()> {
+    let json = args.json;
+    let result = send_inner(args).await;
+    if let (Err(err), true) = (&result, json) {
+        line(json!({ "event": "error", "message": err.to_string() }));
+    }
+    result
+}
+
+async fn send_inner(args: SendArgs) -> CliResult<()> {
+    let mut options = SendOptions::new(LinkOptions::new(args.signaling));
+    options.words = usize::from(args.words);
+    options.code_ttl = Duration::from_secs(args.minutes.max(1) * 60);
+    let ttl = options.code_ttl;
+    let (code, handle) = send(args.paths, options).await?;
+    for path in &handle.skipped {
+        eprintln!("left out (a symbolic link or special file): {}", path.display());
+    }
+    if args.json {
+        line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() }));
+    } else {
+        println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
+        println!("on the other device: peers receive {code}");
+    }
+    let display = tokio::spawn(show(handle.status.clone(), args.json, Side::Sender));
+    let result = handle.finished().await;
+    let last = display.await.ok().flatten();
+    result?;
+    let bytes = last.map_or(0, |s| s.progress.bytes_total);
+    match args.json {
+        true => line(json!({ "event": "done", "bytes": bytes })),
+        false => println!("sent {} ({bytes} bytes), every chunk verified by the receiver", HumanBytes(bytes)),
+    }
+    Ok(())
+}
+
+/// Runs `peers receive`.
+pub(crate) async fn run_receive(args: ReceiveArgs) -> CliResult<()> {
+    let json = args.json;
+    let result = receive_inner(args).await;
+    if let (Err(err), true) = (&result, json) {
+        line(json!({ "event": "error", "message": err.to_string() }));
+    }
+    result
+}
+
+async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
+    let code: TransferCode = args.code.parse()?;
+    let (json, yes, out) = (args.json, args.yes, args.out.clone());
+    let shown_out = out.display().to_string();
+    let decide = Arc::new(move |manifest: &Manifest| {
+        let offer = Offer::of(manifest);
+        let shown_out = shown_out.clone();
+        Box::pin(async move {
+            match json {
+                true => line(offer.json()),
+                false => println!("{} into {shown_out}", offer.text()),
+            }
+            if yes {
+                return true;
+            }
+            tokio::task::spawn_blocking(move || ask(json)).await.unwrap_or(false)
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+    });
+    let options = ReceiveOptions { out_dir: out.clone(), decide };
+    let handle = receive(code, LinkOptions::new(args.signaling), options).await?;
+    let display = tokio::spawn(show(handle.status.clone(), json, Side::Receiver));
+    let result = handle.finished().await;
+    let _ = display.await;
+    let received = result?;
+    match json {
+        true => line(json!({
+            "event": "done", "stored": received.stored, "bytes": received.bytes, "out": out.display().to_string(),
+        })),
+        false => println!(
+            "received {} ({}) into {}, every chunk verified",
+            received.stored.join(", "),
+            HumanBytes(received.bytes),
+            out.display()
+        ),
+    }
+    Ok(())
+}
+
+/// Asks on the terminal (or reads a line of standard input); only y or yes accepts.
+fn ask(json: bool) -> bool {
+    if !json {
+        print!("accept? [y/N] ");
+        let _ = std::io::stdout().flush();
+    }
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// What an offer holds, for the person deciding.
+struct Offer {
+    /// Top-level names, directories with a trailing `/`.
+    names: Vec<String>,
+    files: usize,
+    bytes: u64,
+}
+
+/// Names listed before "and N more".
+const NAMES_SHOWN: usize = 10;
+
+impl Offer {
+    fn of(manifest: &Manifest) -> Self {
+        let names = manifest
+            .entries
+            .iter()
+            .filter(|e| !e.path.contains('/'))
+            .map(|e| match e.kind {
+                EntryKind::Dir => format!("{}/", e.path),
+                EntryKind::File { .. } => e.path.clone(),
+            })
+            .collect();
+        Offer { names, files: manifest.files().count(), bytes: manifest.total_size() }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "event": "offer", "names": self.names, "files": self.files, "bytes": self.bytes })
+    }
+
+    fn text(&self) -> String {
+        let mut names = self.names.iter().take(NAMES_SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if self.names.len() > NAMES_SHOWN {
+            names.push_str(&format!(" and {} more", self.names.len() - NAMES_SHOWN));
+        }
+        format!("offered: {names}: {} files, {} in total,", self.files, HumanBytes(self.bytes))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Sender,
+    Receiver,
+}
+
+/// The line for entering `stage`, if it has one.
+fn stage_line(stage: Stage, side: Side, status: &Status) -> Option<String> {
+    let class = status.class.map_or("?", |c| c.name());
+    match (stage, side) {
+        (Stage::WaitingForPeer, _) => Some("waiting for the receiver to type the code…".into()),
+        (Stage::Authenticating, Side::Sender) => Some("a device joined; checking the code…".into()),
+        (Stage::Authenticating, Side::Receiver) => Some("checking the code with the sender…".into()),
+        (Stage::Connecting, _) => Some("the code matched; connecting…".into()),
+        (Stage::Offered, Side::Sender) => Some(format!("connected ({class}); waiting for the receiver to accept…")),
+        (Stage::Offered, Side::Receiver) => Some(format!("connected ({class})")),
+        (Stage::Moving | Stage::Done, _) => None,
+    }
+}
+
+fn status_json(status: &Status) -> Value {
+    json!({
+        "event": "status",
+        "stage": status.stage.name(),
+        "path": status.class.map(|c| c.name()),
+        "bytes_done": status.progress.bytes_done,
+        "bytes_total": status.progress.bytes_total,
+        "bytes_resumed": status.progress.bytes_resumed,
+    })
+}
+
+fn new_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{msg:>14} [{bar:32}] {bytes}/{total_bytes} {percent:>3}% {binary_bytes_per_sec} ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Shows `status` until the transfer ends (its sender goes away); returns the last one.
+async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Option<Status> {
+    let tty = std::io::stderr().is_terminal();
+    let mut shown: Option<Status> = None;
+    let mut bar: Option<ProgressBar> = None;
+    let mut last_json: Option<Instant> = None;
+    loop {
+        let now = *status.borrow_and_update();
+        let new_stage = shown.is_none_or(|s| s.stage != now.stage);
+        let new_path = shown.is_some_and(|s| s.class.is_some() && s.class != now.class);
+        if json {
+            let due = last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL);
+            if new_stage || new_path || due {
+                line(status_json(&now));
+                last_json = Some(Instant::now());
+            }
+        } else {
+            let say = |text: String| match &bar {
+                Some(bar) => bar.println(text),
+                None => eprintln!("{text}"),
+            };
+            if new_stage && let Some(text) = stage_line(now.stage, side, &now) {
+                say(text);
+            }
+            if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
+                say(format!("path: {from} → {to}"));
+            }
+            if matches!(now.stage, Stage::Moving | Stage::Done) && tty {
+                let bar = bar.get_or_insert_with(|| new_bar(now.progress.bytes_total));
+                bar.set_position(now.progress.bytes_done);
+                bar.set_message(now.class.map_or("", |c| c.name()));
+            }
+        }
+        shown = Some(now);
+        if status.changed().await.is_err() {
+            break;
+        }
+    }
+    let last = *status.borrow();
+    if json && shown != Some(last) {
+        line(status_json(&last));
+    }
+    if let Some(bar) = bar {
+        bar.set_position(last.progress.bytes_done);
+        bar.finish();
+    }
+    Some(last)
+}

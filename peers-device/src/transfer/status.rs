@@ -1,0 +1,105 @@
+//! Where a transfer by code stands, for a progress bar: one [`Status`] in a `watch`.
+
+use std::time::Duration;
+
+use peers_sdk::Connection;
+use tokio::sync::watch;
+
+use super::TransferError;
+use super::exchange::TransferProgress;
+use crate::ConnectionClass;
+
+/// The phase of a transfer by code, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Sender: the code is out; waiting for a device to join with it.
+    WaitingForPeer,
+    /// Running the PAKE with the device that joined.
+    Authenticating,
+    /// The PAKE confirmed the other device; the encrypted connection is being made.
+    Connecting,
+    /// The offer (names and sizes) is with the receiver, waiting for its answer.
+    Offered,
+    /// Bytes are moving.
+    Moving,
+    /// Every chunk verified and stored.
+    Done,
+}
+
+impl Stage {
+    /// A short name for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::WaitingForPeer => "waiting",
+            Stage::Authenticating => "authenticating",
+            Stage::Connecting => "connecting",
+            Stage::Offered => "offered",
+            Stage::Moving => "moving",
+            Stage::Done => "done",
+        }
+    }
+}
+
+/// A transfer's phase, path and byte counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The phase.
+    pub stage: Stage,
+    /// The class of the path the bytes take, once connected.
+    pub class: Option<ConnectionClass>,
+    /// Bytes done and to do.
+    pub progress: TransferProgress,
+}
+
+impl Status {
+    /// The first status of a side.
+    pub(crate) fn start(stage: Stage) -> Self {
+        Status { stage, class: None, progress: TransferProgress::default() }
+    }
+}
+
+/// Sets the stage.
+pub(crate) fn set_stage(status: &watch::Sender<Status>, stage: Stage) {
+    status.send_modify(|s| s.stage = stage);
+}
+
+/// Records the connection's class.
+pub(crate) fn set_connected(status: &watch::Sender<Status>, conn: &Connection) {
+    let class = ConnectionClass::of(conn.socket_info(), conn.path().as_ref());
+    status.send_modify(|s| {
+        s.class = Some(class);
+        s.stage = Stage::Offered;
+    });
+}
+
+/// Copies `progress` into `status` (the first update, at acceptance, starts
+/// [`Stage::Moving`]); returns only when nothing moved for `stall` once bytes
+/// started moving. While `progress` has no sender left it waits forever (the caller
+/// is finishing).
+pub(crate) async fn follow(
+    mut progress: watch::Receiver<TransferProgress>,
+    status: &watch::Sender<Status>,
+    stall: Duration,
+) -> TransferError {
+    let mut moving = false;
+    loop {
+        let changed = match moving {
+            true => match tokio::time::timeout(stall, progress.changed()).await {
+                Ok(changed) => changed,
+                Err(_) => return TransferError::Stalled(stall),
+            },
+            false => progress.changed().await,
+        };
+        if changed.is_err() {
+            return std::future::pending().await;
+        }
+        let now = *progress.borrow_and_update();
+        moving = true;
+        status.send_modify(|s| {
+            s.progress = now;
+            if s.stage == Stage::Offered {
+                s.stage = Stage::Moving;
+            }
+        });
+    }
+}
