@@ -123,6 +123,30 @@ struct Settings {
     /// Session join attempts per minute per IP address [default: 10].
     #[arg(long, env = "PEERS_SIGNALING_SESSION_JOINS_PER_MINUTE")]
     session_joins_per_minute: Option<u32>,
+    /// Most live sessions at once (closed and expired ones do not count) [default: 5000].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Most live sessions the devices of one address (IPv6: one /64) may have created [default: 64].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_PER_ADDRESS")]
+    session_per_address: Option<usize>,
+    /// Sessions one device may create per minute [default: 10].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_CREATES_PER_MINUTE_PER_DEVICE")]
+    session_creates_per_minute_per_device: Option<u32>,
+    /// Sessions the devices of one address (IPv6: one /64) may create per minute [default: 30].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_CREATES_PER_MINUTE_PER_IP")]
+    session_creates_per_minute_per_ip: Option<u32>,
+    /// Most devices one connection may watch [default: 1024].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: Option<usize>,
+    /// Most devices the connections of one address (IPv6: one /64) may watch [default: 8192].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SUBSCRIPTIONS_PER_ADDRESS")]
+    max_subscriptions_per_address: Option<usize>,
+    /// Most frame relays open at once that one device is a party of [default: 8].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_PER_DEVICE")]
+    relay_per_device: Option<usize>,
+    /// Most frame relays open at once that the devices of one address (IPv6: one /64) are parties of [default: 32].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_PER_ADDRESS")]
+    relay_per_address: Option<usize>,
     /// Most frame relays open at once [default: 256].
     #[arg(long, env = "PEERS_SIGNALING_MAX_RELAYS")]
     max_relays: Option<usize>,
@@ -179,6 +203,14 @@ impl Settings {
             session_ttl_secs,
             session_max_failed_joins,
             session_joins_per_minute,
+            max_sessions,
+            session_per_address,
+            session_creates_per_minute_per_device,
+            session_creates_per_minute_per_ip,
+            max_subscriptions,
+            max_subscriptions_per_address,
+            relay_per_device,
+            relay_per_address,
             max_relays,
             relay_max_bytes,
             relay_max_secs,
@@ -239,6 +271,14 @@ impl Settings {
         set(&mut config.sessions.default_ttl, self.session_ttl_secs.map(Duration::from_secs));
         set(&mut config.sessions.max_failed_joins, self.session_max_failed_joins);
         set(&mut config.sessions.joins_per_minute_per_ip, self.session_joins_per_minute);
+        set(&mut config.sessions.max_sessions, self.max_sessions);
+        set(&mut config.sessions.per_address, self.session_per_address);
+        set(&mut config.sessions.creates_per_minute_per_device, self.session_creates_per_minute_per_device);
+        set(&mut config.sessions.creates_per_minute_per_ip, self.session_creates_per_minute_per_ip);
+        set(&mut config.max_subscriptions, self.max_subscriptions);
+        set(&mut config.max_subscriptions_per_address, self.max_subscriptions_per_address);
+        set(&mut config.relay.per_device, self.relay_per_device);
+        set(&mut config.relay.per_address, self.relay_per_address);
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));

@@ -42,8 +42,13 @@ pub struct ServerConfig {
     pub max_connections_per_address: usize,
     /// A client must register within this time of connecting. Default: 10 s.
     pub registration_timeout: Duration,
-    /// Most devices one connection may watch. Default: 1024.
+    /// Most devices one connection (so one device: a device has one
+    /// registered connection) may watch. Default: 1024.
     pub max_subscriptions: usize,
+    /// Most devices the connections of one address (IPv4 address, IPv6 /64)
+    /// may watch together, per instance; ids that name no device count too.
+    /// Default: 8192.
+    pub max_subscriptions_per_address: usize,
     /// Rate limits per device and per IP address.
     pub rate_limits: RateLimits,
     /// STUN and TURN servers handed out by `"ice-config"`.
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 128,
             registration_timeout: Duration::from_secs(10),
             max_subscriptions: 1024,
+            max_subscriptions_per_address: 8192,
             rate_limits: RateLimits::default(),
             ice: IceSettings::default(),
             sessions: SessionLimits::default(),
@@ -119,6 +125,9 @@ impl ServerConfig {
         }
         if self.max_subscriptions == 0 {
             return invalid("max_subscriptions", "must be at least 1");
+        }
+        if self.max_subscriptions_per_address < self.max_subscriptions {
+            return invalid("max_subscriptions_per_address", "must be at least max_subscriptions");
         }
         if self.payload.max_body_bytes + 4096 > self.max_payload {
             return invalid("max_payload", "must exceed payload.max_body_bytes by at least 4 KiB");

@@ -387,9 +387,8 @@ fn handle(conn: &Arc<Connection>, kind: Event, name: &str, payload: Json, replie
         Event::SessionCreate | Event::SessionJoin | Event::SessionClose => replier.send(
             conn.registered().and_then(|device| session_requests::local(&conn.shared, conn.ip, device, kind, payload)),
         ),
-        Event::RelayOpen => {
-            replier.send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, payload)))
-        }
+        Event::RelayOpen => replier
+            .send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, conn.ip, payload))),
         Event::RelayFrame | Event::RelayCredit | Event::RelayClose => {}
         Event::Unknown => replier
             .send(Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(name))))),
@@ -543,12 +542,15 @@ pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
 
 fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<String, Json>, Rejection> {
     let devices = parse_subscribe(conn, payload, add)?;
-    let mut hub = conn.shared.hub();
+    let shared = &conn.shared;
+    let mut hub = shared.hub();
     if add {
-        let online = hub.subscribe(&conn.peer, &devices, conn.shared.config.max_subscriptions)?;
+        let admit = |new| shared.address_subscriptions.reserve(conn.ip, new);
+        let online = hub.subscribe(&conn.peer, &devices, shared.config.max_subscriptions, admit)?;
         Ok(online_reply(&online))
     } else {
-        hub.unsubscribe(conn.peer.id, &devices);
+        let removed = hub.unsubscribe(conn.peer.id, &devices);
+        shared.address_subscriptions.release(conn.ip, removed);
         Ok(Map::new())
     }
 }
@@ -582,7 +584,9 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
             {
                 info!(%device, %reason, "device offline");
             }
-            hub.forget_watcher(conn.peer.id);
+            // Redis mode keeps them in the connection; one instance in the hub.
+            let watched = hub.forget_watcher(conn.peer.id) + lock(&conn.watching).len();
+            shared.address_subscriptions.release(conn.ip, watched);
             hub.online_count()
         };
         if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {

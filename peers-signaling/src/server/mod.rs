@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 mod outgoing;
 mod relay_requests;
 mod session_requests;
+mod subscriptions;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Each engine.io session's outgoing byte budget, by its `sid`.
     pub(crate) engine_sessions: Arc<outgoing::Sessions>,
+    /// Presence subscriptions per address group.
+    pub(crate) address_subscriptions: subscriptions::AddressSubscriptions,
 }
 
 impl Shared {
@@ -327,6 +330,7 @@ impl SignalingServer {
             info!(messages = restored, notices = notices.len(), "restored the offline queue");
         }
         Ok(Shared {
+            address_subscriptions: subscriptions::AddressSubscriptions::new(config.max_subscriptions_per_address),
             limiters: Limiters::new(&config.rate_limits, &config.sessions),
             config,
             hub: Mutex::new(Hub::new(queue, notices, sessions, relays, store)),
