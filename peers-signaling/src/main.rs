@@ -85,6 +85,12 @@ struct Settings {
     /// Most TCP connections at once from one address (IPv6: one /64) [default: 128].
     #[arg(long, env = "PEERS_SIGNALING_MAX_CONNECTIONS_PER_ADDRESS")]
     max_connections_per_address: Option<usize>,
+    /// An origin (`scheme://host[:port]`) clients dial this server by; a
+    /// registration must sign one (repeat, or comma-separate) [default: the
+    /// Host header of each client's request].
+    #[arg(long = "public-origin", env = "PEERS_SIGNALING_PUBLIC_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    public_origins: Vec<String>,
     /// Seconds a client has to register after connecting [default: 10].
     #[arg(long, env = "PEERS_SIGNALING_REGISTRATION_TIMEOUT_SECS")]
     registration_timeout_secs: Option<u64>,
@@ -171,6 +177,7 @@ impl Settings {
             ($($field:ident),*) => { Settings { config: self.config, $($field: self.$field.or(file.$field),)*
                 stun_urls: if self.stun_urls.is_empty() { file.stun_urls } else { self.stun_urls },
                 turn_urls: if self.turn_urls.is_empty() { file.turn_urls } else { self.turn_urls },
+                public_origins: if self.public_origins.is_empty() { file.public_origins } else { self.public_origins },
             } };
         }
         pick!(
@@ -258,6 +265,7 @@ impl Settings {
         set(&mut queue.total_bytes, self.queue_total_bytes);
         set(&mut config.max_connections, self.max_connections);
         set(&mut config.max_connections_per_address, self.max_connections_per_address);
+        config.public_origins = self.public_origins;
         set(&mut config.registration_timeout, self.registration_timeout_secs.map(Duration::from_secs));
         let rates = &mut config.rate_limits;
         set(&mut rates.device_per_second, self.device_rate);

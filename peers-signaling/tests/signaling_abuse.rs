@@ -44,7 +44,7 @@ async fn one_address_cannot_fill_the_server_with_connections() {
     let reconnected = async {
         loop {
             if let Ok((mut client, challenge)) = WireClient::dial(server, source).await {
-                let register = peers_signaling::protocol::answer_challenge(&keys("back"), &challenge).unwrap();
+                let register = peers_signaling::protocol::answer_challenge(&keys("back"), &challenge, &url).unwrap();
                 return client.request("register", serde_json::to_value(register).unwrap()).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -2,9 +2,10 @@
 // webrtc_chromium.mjs): a device registered with the peers signaling server
 // (docs/signaling.md), and the frame pattern both sides check.
 //
-// Registration: the server sends "challenge" {v, nonce}; we sign
-// "peers/v1 signaling register" || nonce with a fresh ed25519 key and send
-// "register" {public_key, signature}. Signals follow docs/transport-webrtc.md
+// Registration: the server sends "challenge" {v: 2, nonce}; we sign
+// "peers/v1 signaling register" || nonce || origin with a fresh ed25519 key
+// (origin: the server URL we dialed as "scheme://host:port", serverOrigin
+// below) and send "register" {public_key, origin, signature}. Signals follow docs/transport-webrtc.md
 // section 1: every body carries the session id the dialer chose.
 
 import * as ed from "@noble/ed25519";
@@ -27,6 +28,33 @@ export function pattern(seed, length) {
   return out;
 }
 
+/// The origin a registration signs (docs/signaling.md section 2): scheme
+/// (ws → http, wss → https), "://", the lowercase host (IPv6 in brackets),
+/// ":", the port (80 / 443 when the URL has none).
+export function serverOrigin(url) {
+  const parsed = new URL(url);
+  const scheme = { "http:": "http", "ws:": "http", "https:": "https", "wss:": "https" }[parsed.protocol];
+  if (!scheme) throw new Error(`not an http(s) or ws(s) URL: ${url}`);
+  return `${scheme}://${parsed.hostname}:${parsed.port || (scheme === "https" ? "443" : "80")}`;
+}
+
+/// The registration request answering `challenge` for the server at `url`.
+export async function registration(challenge, url, secretKey, publicKey) {
+  if (challenge.v !== 2) throw new Error(`unexpected challenge ${JSON.stringify(challenge)}`);
+  const origin = serverOrigin(url);
+  const message = Buffer.concat([
+    Buffer.from("peers/v1 signaling register", "ascii"),
+    Buffer.from(challenge.nonce, "base64"),
+    Buffer.from(origin, "ascii"),
+  ]);
+  const signature = await ed.signAsync(message, secretKey);
+  return {
+    public_key: Buffer.from(publicKey).toString("base64"),
+    origin,
+    signature: Buffer.from(signature).toString("base64"),
+  };
+}
+
 export function sameBytes(a, b) {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -44,12 +72,8 @@ export async function registerDevice(origin) {
   });
   const secretKey = ed.utils.randomSecretKey();
   const publicKey = await ed.getPublicKeyAsync(secretKey);
-  const message = Buffer.concat([Buffer.from("peers/v1 signaling register", "ascii"), Buffer.from(challenge.nonce, "base64")]);
-  const signature = await ed.signAsync(message, secretKey);
-  const reply = await socket.timeout(10_000).emitWithAck("register", {
-    public_key: Buffer.from(publicKey).toString("base64"),
-    signature: Buffer.from(signature).toString("base64"),
-  });
+  const request = await registration(challenge, origin, secretKey, publicKey);
+  const reply = await socket.timeout(10_000).emitWithAck("register", request);
   if (!reply.ok) throw new Error(`register refused: ${JSON.stringify(reply.error)}`);
   let next = 0;
   const prefix = randomBytes(4).toString("hex");

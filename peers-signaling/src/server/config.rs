@@ -40,6 +40,13 @@ pub struct ServerConfig {
     /// more are closed at once. A long-polling client may use two or three.
     /// Needs [`SignalingServer::bind`](crate::SignalingServer::bind). Default: 128.
     pub max_connections_per_address: usize,
+    /// The origins (`scheme://host[:port]`) clients dial this server by; a
+    /// registration signature must cover one of them. Empty (the default):
+    /// the `Host` header of the client's request, with either scheme, which
+    /// stops a signature made for one host name from being used under
+    /// another, but not a malicious server that relays (it chooses the
+    /// `Host` header it sends): set this on a public server.
+    pub public_origins: Vec<String>,
     /// A client must register within this time of connecting. Default: 10 s.
     pub registration_timeout: Duration,
     /// Most devices one connection (so one device: a device has one
@@ -85,6 +92,7 @@ impl Default for ServerConfig {
             payload: PayloadLimits::default(),
             max_connections: 10_000,
             max_connections_per_address: 128,
+            public_origins: Vec::new(),
             registration_timeout: Duration::from_secs(10),
             max_subscriptions: 1024,
             max_subscriptions_per_address: 8192,
@@ -119,6 +127,11 @@ impl ServerConfig {
         }
         if self.max_connections_per_address == 0 {
             return invalid("max_connections_per_address", "must be at least 1");
+        }
+        for origin in &self.public_origins {
+            if let Err(detail) = crate::protocol::server_origin(origin) {
+                return invalid("public_origins", &detail);
+            }
         }
         if self.registration_timeout.is_zero() {
             return invalid("registration_timeout", "must be positive");

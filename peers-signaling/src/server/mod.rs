@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) engine_sessions: Arc<outgoing::Sessions>,
     /// Presence subscriptions per address group.
     pub(crate) address_subscriptions: subscriptions::AddressSubscriptions,
+    /// The configured public origins, written as registrations sign them.
+    pub(crate) public_origins: Arc<[String]>,
 }
 
 impl Shared {
@@ -329,7 +331,10 @@ impl SignalingServer {
         if restored > 0 {
             info!(messages = restored, notices = notices.len(), "restored the offline queue");
         }
+        let public_origins =
+            config.public_origins.iter().filter_map(|origin| crate::protocol::server_origin(origin).ok()).collect();
         Ok(Shared {
+            public_origins,
             address_subscriptions: subscriptions::AddressSubscriptions::new(config.max_subscriptions_per_address),
             limiters: Limiters::new(&config.rate_limits, &config.sessions),
             config,

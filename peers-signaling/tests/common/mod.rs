@@ -129,6 +129,8 @@ pub async fn expect_five_candidates(rx: &mut mpsc::Receiver<IncomingSignal>, ids
 pub struct RawClient {
     pub client: Client,
     pub nonce: [u8; NONCE_LEN],
+    /// The origin of the URL it dialed (what a registration signs).
+    pub origin: String,
     replies: mpsc::UnboundedReceiver<(String, Value)>,
     next_req: u64,
 }
@@ -164,14 +166,16 @@ impl RawClient {
         let (name, challenge) = tokio::time::timeout(PROMPT, rx.recv()).await.unwrap().unwrap();
         assert_eq!(name, "challenge");
         let nonce = protocol::decode_fixed::<NONCE_LEN>("nonce", challenge["nonce"].as_str().unwrap()).unwrap();
-        RawClient { client, nonce, replies: rx, next_req: 1 }
+        let origin = protocol::server_origin(url).unwrap();
+        RawClient { client, nonce, origin, replies: rx, next_req: 1 }
     }
 
-    /// A registration request for `keys` signing `nonce`.
-    pub fn registration(keys: &DeviceKeys, nonce: &[u8; NONCE_LEN]) -> Value {
+    /// A registration request for `keys` signing `nonce` and `origin`.
+    pub fn registration(keys: &DeviceKeys, nonce: &[u8; NONCE_LEN], origin: &str) -> Value {
         json!({
             "public_key": protocol::encode(keys.signing_public().as_bytes()),
-            "signature": protocol::encode(&keys.sign(&protocol::register_message(nonce))),
+            "origin": origin,
+            "signature": protocol::encode(&keys.sign(&protocol::register_message(nonce, origin))),
         })
     }
 
@@ -210,7 +214,7 @@ impl RawClient {
     }
 
     pub async fn register(&mut self, keys: &DeviceKeys) -> Value {
-        let request = Self::registration(keys, &self.nonce);
+        let request = Self::registration(keys, &self.nonce, &self.origin);
         self.request("register", request).await
     }
 }

@@ -72,7 +72,8 @@ pub async fn run(first: SocketAddr, second: SocketAddr) {
     // A recipient comes online and takes its message: the device's and the
     // address's quotas get it back.
     let (mut taker, challenge) = WireClient::dial(first, LEGIT).await.expect("dial");
-    let register = peers_signaling::protocol::answer_challenge(&recipient, &challenge).unwrap();
+    let register =
+        peers_signaling::protocol::answer_challenge(&recipient, &challenge, &format!("http://{first}")).unwrap();
     let reply = taker.request("register", serde_json::to_value(register).unwrap()).await;
     assert_eq!(reply["ok"], json!(true), "{reply}");
     assert_eq!(reply["queued"], json!(1), "the recipient takes its queued message: {reply}");
