@@ -162,6 +162,12 @@ struct Settings {
     /// Longest life of one relay, in seconds [default: 600].
     #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_SECS")]
     relay_max_secs: Option<u64>,
+    /// Serve /metrics on this address only, not on --bind [default: on the --bind address].
+    #[arg(long, env = "PEERS_SIGNALING_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// /metrics answers only `Authorization: Bearer <token>` (16 to 256 visible ASCII characters) [default: none, open].
+    #[arg(long, env = "PEERS_SIGNALING_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Most bytes queued for one connection and not yet written [default: 524288].
     #[arg(long, env = "PEERS_SIGNALING_MAX_OUTGOING_BYTES")]
     max_outgoing_bytes: Option<usize>,
@@ -222,7 +228,9 @@ impl Settings {
             relay_max_bytes,
             relay_max_secs,
             max_outgoing_bytes,
-            write_stall_timeout_ms
+            write_stall_timeout_ms,
+            metrics_listen,
+            metrics_token
         )
     }
 
@@ -290,6 +298,8 @@ impl Settings {
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
+        config.metrics_listen = self.metrics_listen;
+        config.metrics_token = self.metrics_token;
         set(&mut config.max_outgoing_bytes, self.max_outgoing_bytes);
         set(&mut config.write_stall_timeout, self.write_stall_timeout_ms.map(Duration::from_millis));
         Ok(config)
@@ -325,6 +335,9 @@ async fn main() -> anyhow::Result<()> {
     config.validate().context("invalid configuration")?;
     let server = SignalingServer::bind(config).await.context("starting the signaling server")?;
     println!("listening on {}", server.url().unwrap_or_default());
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     server.shutdown().await;
     Ok(())

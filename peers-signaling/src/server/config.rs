@@ -67,6 +67,14 @@ pub struct ServerConfig {
     /// Largest socket.io message a client may send (engine.io `max_payload`).
     /// Default: 128 KiB (a body of 64 KiB plus framing).
     pub max_payload: usize,
+    /// Serve `/metrics` on this address only (not on [`bind`](Self::bind)).
+    /// Needs [`SignalingServer::bind`](crate::SignalingServer::bind).
+    /// Default: none (`/metrics` is on the server's own address).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/metrics` answers only requests carrying `Authorization: Bearer
+    /// <token>` (16 to 256 visible ASCII characters), wherever it is served.
+    /// Default: none (open to anyone who reaches it).
+    pub metrics_token: Option<String>,
     /// Most bytes queued for one connection and not yet written to it
     /// (replies, signals, notices, relay frames). An emit that would go over
     /// it closes the connection: it is not reading. The queued messages a
@@ -101,6 +109,8 @@ impl Default for ServerConfig {
             sessions: SessionLimits::default(),
             relay: RelayLimits::default(),
             max_payload: 128 * 1024,
+            metrics_listen: None,
+            metrics_token: None,
             max_outgoing_bytes: 512 * 1024,
             write_stall_timeout: Duration::from_secs(5),
         }
@@ -147,6 +157,11 @@ impl ServerConfig {
         }
         if self.max_outgoing_bytes < 2 * self.max_payload {
             return invalid("max_outgoing_bytes", "must be at least twice max_payload");
+        }
+        if let Some(token) = &self.metrics_token
+            && (!(16..=256).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return invalid("metrics_token", "must be 16 to 256 visible ASCII characters");
         }
         if self.write_stall_timeout < Duration::from_millis(100) {
             return invalid("write_stall_timeout", "must be at least 100 ms");
