@@ -162,6 +162,11 @@ struct Settings {
     /// Longest life of one relay, in seconds [default: 600].
     #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_SECS")]
     relay_max_secs: Option<u64>,
+    /// Origin of a web page that may connect with socket.io-client's default
+    /// transports (CORS; repeat, or comma-separate; `*` for any) [default: none].
+    #[arg(long = "cors-origin", env = "PEERS_SIGNALING_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    cors_origins: Vec<String>,
     /// Serve /metrics on this address only, not on --bind [default: on the --bind address].
     #[arg(long, env = "PEERS_SIGNALING_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -184,6 +189,7 @@ impl Settings {
                 stun_urls: if self.stun_urls.is_empty() { file.stun_urls } else { self.stun_urls },
                 turn_urls: if self.turn_urls.is_empty() { file.turn_urls } else { self.turn_urls },
                 public_origins: if self.public_origins.is_empty() { file.public_origins } else { self.public_origins },
+                cors_origins: if self.cors_origins.is_empty() { file.cors_origins } else { self.cors_origins },
             } };
         }
         pick!(
@@ -298,6 +304,7 @@ impl Settings {
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
+        config.cors_origins = self.cors_origins;
         config.metrics_listen = self.metrics_listen;
         config.metrics_token = self.metrics_token;
         set(&mut config.max_outgoing_bytes, self.max_outgoing_bytes);

@@ -79,3 +79,67 @@ async fn metrics_settings_are_checked() {
     let err = peers_signaling::SignalingServer::attach(&io, config).unwrap_err();
     assert!(err.to_string().contains("metrics_listen"), "{err}");
 }
+
+const PAGE: &str = "http://page.example:8080";
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+const HANDSHAKE: &str = "/socket.io/?EIO=4&transport=polling";
+
+/// CORS: by default no CORS headers and no preflight answer; with an allowed
+/// origin, its polling requests carry `Access-Control-Allow-Origin` and its
+/// preflight is answered, while another origin gets neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_and_preflight_for_allowed_origins_only() {
+    let closed = server(ServerConfig::in_memory()).await;
+    let mut config = ServerConfig::in_memory();
+    config.cors_origins = vec![format!("{PAGE}/")];
+    let open = server(config).await;
+    let origin = format!("Origin: {PAGE}");
+    let preflight =
+        [origin.as_str(), "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: content-type"];
+
+    // The engine.io handshake (the first request of socket.io-client's
+    // default transports) from the page.
+    let (status, response) = http_with(open.local_addr().unwrap(), "GET", HANDSHAKE, &[&origin], "").await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(header(&response, "access-control-allow-origin"), Some(PAGE), "{response}");
+    let (status, response) = http_with(open.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &preflight, "").await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(header(&response, "access-control-allow-origin"), Some(PAGE), "{response}");
+    let methods = header(&response, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("POST") && methods.contains("GET"), "{response}");
+    let headers = header(&response, "access-control-allow-headers").unwrap_or_default();
+    assert!(headers.to_ascii_lowercase().contains("content-type"), "{response}");
+
+    // Another origin: no CORS headers, so its browser refuses the answers.
+    let stranger = ["Origin: http://evil.example", "Access-Control-Request-Method: POST"];
+    let (_, response) = http_with(open.local_addr().unwrap(), "GET", HANDSHAKE, &stranger[..1], "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    let (_, response) = http_with(open.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &stranger, "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+
+    // The default server: none for anyone.
+    let (_, response) = http_with(closed.local_addr().unwrap(), "GET", HANDSHAKE, &[&origin], "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    let (status, response) = http_with(closed.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &preflight, "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    assert_ne!(status, 200, "{response}");
+}
+
+/// A CORS origin with a path, or of another scheme, is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_origins_are_checked() {
+    for bad in ["http://page.example/app", "ftp://page.example", "page.example"] {
+        let mut config = ServerConfig::in_memory();
+        config.cors_origins = vec![bad.into()];
+        let err = peers_signaling::SignalingServer::bind(config).await.unwrap_err();
+        assert!(err.to_string().contains("cors_origins"), "{bad}: {err}");
+    }
+}

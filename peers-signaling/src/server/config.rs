@@ -67,6 +67,15 @@ pub struct ServerConfig {
     /// Largest socket.io message a client may send (engine.io `max_payload`).
     /// Default: 128 KiB (a body of 64 KiB plus framing).
     pub max_payload: usize,
+    /// Origins of the web pages that may use the server with
+    /// socket.io-client's default transports (long-polling first), e.g.
+    /// `https://app.example`; `*` allows every origin. The server answers
+    /// their CORS preflights and adds the CORS headers to their requests.
+    /// Needs [`SignalingServer::bind`](crate::SignalingServer::bind) (or
+    /// [`SignalingServer::cors_layer`](crate::SignalingServer::cors_layer) on
+    /// your router). Default: none (a page on another origin can use the
+    /// WebSocket transport only).
+    pub cors_origins: Vec<String>,
     /// Serve `/metrics` on this address only (not on [`bind`](Self::bind)).
     /// Needs [`SignalingServer::bind`](crate::SignalingServer::bind).
     /// Default: none (`/metrics` is on the server's own address).
@@ -109,6 +118,7 @@ impl Default for ServerConfig {
             sessions: SessionLimits::default(),
             relay: RelayLimits::default(),
             max_payload: 128 * 1024,
+            cors_origins: Vec::new(),
             metrics_listen: None,
             metrics_token: None,
             max_outgoing_bytes: 512 * 1024,
@@ -157,6 +167,11 @@ impl ServerConfig {
         }
         if self.max_outgoing_bytes < 2 * self.max_payload {
             return invalid("max_outgoing_bytes", "must be at least twice max_payload");
+        }
+        for origin in &self.cors_origins {
+            if let Err(detail) = super::http::cors_origin(origin) {
+                return invalid("cors_origins", &detail);
+            }
         }
         if let Some(token) = &self.metrics_token
             && (!(16..=256).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_graphic()))

@@ -16,13 +16,52 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::info;
+
+/// How long a browser may keep a preflight's answer.
+const PREFLIGHT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A configured CORS origin as browsers send it in `Origin`
+/// (`scheme://host` plus the port when it is not the scheme's default), or
+/// `*`.
+pub(super) fn cors_origin(origin: &str) -> Result<String, String> {
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let url = url::Url::parse(origin).map_err(|err| format!("{origin:?} is not an origin: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() {
+        return Err(format!("{origin:?} is not an origin (http or https, a host, no path)"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// The CORS layer for `origins` (none when the list is empty): it answers
+/// preflights and adds `Access-Control-Allow-Origin` for the listed origins.
+pub(super) fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins.iter().filter_map(|o| cors_origin(o).ok()).filter_map(|o| HeaderValue::from_str(&o).ok());
+        AllowOrigin::list(values)
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::CONTENT_TYPE])
+            .max_age(PREFLIGHT_MAX_AGE),
+    )
+}
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -318,9 +318,13 @@ impl SignalingServer {
             max_outgoing_bytes: server.shared.config.max_outgoing_bytes,
             path: server.shared.config.path.clone(),
         };
-        let app = app
+        let mut app = app
             .layer(axum::middleware::from_fn_with_state(metering, outgoing::meter_requests))
             .layer(axum::middleware::map_request(detach_request_head));
+        if let Some(cors) = server.cors_layer() {
+            // Outermost: a preflight is answered before socket.io sees it.
+            app = app.layer(cors);
+        }
         let app = app.into_make_service_with_connect_info::<outgoing::ClientConn>();
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = outgoing::MeteredListener {
@@ -388,6 +392,13 @@ impl SignalingServer {
             Some(_) => http::health(),
             None => http::health().merge(http::metrics(config.metrics_token.as_deref())),
         }
+    }
+
+    /// The CORS layer for [`ServerConfig::cors_origins`] (`None` when the
+    /// list is empty). [`bind`](Self::bind) adds it; add it to your router
+    /// (outermost) when you [`attach`](Self::attach).
+    pub fn cors_layer(&self) -> Option<tower_http::cors::CorsLayer> {
+        http::cors(&self.shared.config.cors_origins)
     }
 
     /// The address `/metrics` is served on when
