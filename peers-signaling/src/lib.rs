@@ -8,7 +8,7 @@
 //!
 //! - **Registration that proves key ownership.** The server sends each
 //!   connection a fresh challenge; the device signs
-//!   `"peers/v1 signaling register" || nonce` with its ed25519 key and the
+//!   `"peers/v1 signaling register" || nonce || server origin` with its ed25519 key and the
 //!   server binds the connection to the [`DeviceId`](peers_sdk::DeviceId)
 //!   derived from that key. A second registration of the same device replaces
 //!   the first. The sender of every relayed message is set by the server.

@@ -85,6 +85,12 @@ struct Settings {
     /// Most TCP connections at once from one address (IPv6: one /64) [default: 128].
     #[arg(long, env = "PEERS_SIGNALING_MAX_CONNECTIONS_PER_ADDRESS")]
     max_connections_per_address: Option<usize>,
+    /// An origin (`scheme://host[:port]`) clients dial this server by; a
+    /// registration must sign one (repeat, or comma-separate) [default: the
+    /// Host header of each client's request].
+    #[arg(long = "public-origin", env = "PEERS_SIGNALING_PUBLIC_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    public_origins: Vec<String>,
     /// Seconds a client has to register after connecting [default: 10].
     #[arg(long, env = "PEERS_SIGNALING_REGISTRATION_TIMEOUT_SECS")]
     registration_timeout_secs: Option<u64>,
@@ -123,6 +129,30 @@ struct Settings {
     /// Session join attempts per minute per IP address [default: 10].
     #[arg(long, env = "PEERS_SIGNALING_SESSION_JOINS_PER_MINUTE")]
     session_joins_per_minute: Option<u32>,
+    /// Most live sessions at once (closed and expired ones do not count) [default: 5000].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Most live sessions the devices of one address (IPv6: one /64) may have created [default: 64].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_PER_ADDRESS")]
+    session_per_address: Option<usize>,
+    /// Sessions one device may create per minute [default: 10].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_CREATES_PER_MINUTE_PER_DEVICE")]
+    session_creates_per_minute_per_device: Option<u32>,
+    /// Sessions the devices of one address (IPv6: one /64) may create per minute [default: 30].
+    #[arg(long, env = "PEERS_SIGNALING_SESSION_CREATES_PER_MINUTE_PER_IP")]
+    session_creates_per_minute_per_ip: Option<u32>,
+    /// Most devices one connection may watch [default: 1024].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: Option<usize>,
+    /// Most devices the connections of one address (IPv6: one /64) may watch [default: 8192].
+    #[arg(long, env = "PEERS_SIGNALING_MAX_SUBSCRIPTIONS_PER_ADDRESS")]
+    max_subscriptions_per_address: Option<usize>,
+    /// Most frame relays open at once that one device is a party of [default: 8].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_PER_DEVICE")]
+    relay_per_device: Option<usize>,
+    /// Most frame relays open at once that the devices of one address (IPv6: one /64) are parties of [default: 32].
+    #[arg(long, env = "PEERS_SIGNALING_RELAY_PER_ADDRESS")]
+    relay_per_address: Option<usize>,
     /// Most frame relays open at once [default: 256].
     #[arg(long, env = "PEERS_SIGNALING_MAX_RELAYS")]
     max_relays: Option<usize>,
@@ -132,6 +162,17 @@ struct Settings {
     /// Longest life of one relay, in seconds [default: 600].
     #[arg(long, env = "PEERS_SIGNALING_RELAY_MAX_SECS")]
     relay_max_secs: Option<u64>,
+    /// Origin of a web page that may connect with socket.io-client's default
+    /// transports (CORS; repeat, or comma-separate; `*` for any) [default: none].
+    #[arg(long = "cors-origin", env = "PEERS_SIGNALING_CORS_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    /// Serve /metrics on this address only, not on --bind [default: on the --bind address].
+    #[arg(long, env = "PEERS_SIGNALING_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// /metrics answers only `Authorization: Bearer <token>` (16 to 256 visible ASCII characters) [default: none, open].
+    #[arg(long, env = "PEERS_SIGNALING_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Most bytes queued for one connection and not yet written [default: 524288].
     #[arg(long, env = "PEERS_SIGNALING_MAX_OUTGOING_BYTES")]
     max_outgoing_bytes: Option<usize>,
@@ -147,6 +188,8 @@ impl Settings {
             ($($field:ident),*) => { Settings { config: self.config, $($field: self.$field.or(file.$field),)*
                 stun_urls: if self.stun_urls.is_empty() { file.stun_urls } else { self.stun_urls },
                 turn_urls: if self.turn_urls.is_empty() { file.turn_urls } else { self.turn_urls },
+                public_origins: if self.public_origins.is_empty() { file.public_origins } else { self.public_origins },
+                cors_origins: if self.cors_origins.is_empty() { file.cors_origins } else { self.cors_origins },
             } };
         }
         pick!(
@@ -179,11 +222,21 @@ impl Settings {
             session_ttl_secs,
             session_max_failed_joins,
             session_joins_per_minute,
+            max_sessions,
+            session_per_address,
+            session_creates_per_minute_per_device,
+            session_creates_per_minute_per_ip,
+            max_subscriptions,
+            max_subscriptions_per_address,
+            relay_per_device,
+            relay_per_address,
             max_relays,
             relay_max_bytes,
             relay_max_secs,
             max_outgoing_bytes,
-            write_stall_timeout_ms
+            write_stall_timeout_ms,
+            metrics_listen,
+            metrics_token
         )
     }
 
@@ -226,6 +279,7 @@ impl Settings {
         set(&mut queue.total_bytes, self.queue_total_bytes);
         set(&mut config.max_connections, self.max_connections);
         set(&mut config.max_connections_per_address, self.max_connections_per_address);
+        config.public_origins = self.public_origins;
         set(&mut config.registration_timeout, self.registration_timeout_secs.map(Duration::from_secs));
         let rates = &mut config.rate_limits;
         set(&mut rates.device_per_second, self.device_rate);
@@ -239,9 +293,20 @@ impl Settings {
         set(&mut config.sessions.default_ttl, self.session_ttl_secs.map(Duration::from_secs));
         set(&mut config.sessions.max_failed_joins, self.session_max_failed_joins);
         set(&mut config.sessions.joins_per_minute_per_ip, self.session_joins_per_minute);
+        set(&mut config.sessions.max_sessions, self.max_sessions);
+        set(&mut config.sessions.per_address, self.session_per_address);
+        set(&mut config.sessions.creates_per_minute_per_device, self.session_creates_per_minute_per_device);
+        set(&mut config.sessions.creates_per_minute_per_ip, self.session_creates_per_minute_per_ip);
+        set(&mut config.max_subscriptions, self.max_subscriptions);
+        set(&mut config.max_subscriptions_per_address, self.max_subscriptions_per_address);
+        set(&mut config.relay.per_device, self.relay_per_device);
+        set(&mut config.relay.per_address, self.relay_per_address);
         set(&mut config.relay.max_relays, self.max_relays);
         set(&mut config.relay.max_bytes, self.relay_max_bytes);
         set(&mut config.relay.max_duration, self.relay_max_secs.map(Duration::from_secs));
+        config.cors_origins = self.cors_origins;
+        config.metrics_listen = self.metrics_listen;
+        config.metrics_token = self.metrics_token;
         set(&mut config.max_outgoing_bytes, self.max_outgoing_bytes);
         set(&mut config.write_stall_timeout, self.write_stall_timeout_ms.map(Duration::from_millis));
         Ok(config)
@@ -277,6 +342,9 @@ async fn main() -> anyhow::Result<()> {
     config.validate().context("invalid configuration")?;
     let server = SignalingServer::bind(config).await.context("starting the signaling server")?;
     println!("listening on {}", server.url().unwrap_or_default());
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     server.shutdown().await;
     Ok(())

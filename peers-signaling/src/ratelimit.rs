@@ -89,18 +89,37 @@ pub(crate) struct Limiters {
     /// Session joins (code guesses), per device and per IP address.
     join_devices: DefaultKeyedRateLimiter<DeviceId>,
     join_ips: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sessions created, per device and per IP address.
+    create_devices: DefaultKeyedRateLimiter<DeviceId>,
+    create_ips: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Limiters {
     pub(crate) fn new(limits: &RateLimits, sessions: &crate::sessions::SessionLimits) -> Self {
         let per_minute = NonZeroU32::new(sessions.joins_per_minute_per_ip).unwrap_or(NonZeroU32::MIN);
         let joins = Quota::per_minute(per_minute).allow_burst(per_minute);
+        let per_minute = |n: u32| {
+            let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+            Quota::per_minute(n).allow_burst(n)
+        };
         Limiters {
             devices: RateLimiter::keyed(quota(limits.device_per_second, limits.device_burst)),
             ips: RateLimiter::keyed(quota(limits.ip_per_second, limits.ip_burst)),
             join_devices: RateLimiter::keyed(joins),
             join_ips: RateLimiter::keyed(joins),
+            create_devices: RateLimiter::keyed(per_minute(sessions.creates_per_minute_per_device)),
+            create_ips: RateLimiter::keyed(per_minute(sessions.creates_per_minute_per_ip)),
         }
+    }
+
+    /// Counts one session creation from `ip` (when known) and `device`.
+    pub(crate) fn check_create(&self, ip: Option<IpAddr>, device: &DeviceId) -> Result<(), Limited> {
+        if let Some(ip) = ip.map(group)
+            && self.create_ips.check_key(&ip).is_err()
+        {
+            return Err(Limited::Ip);
+        }
+        self.create_devices.check_key(device).map_err(|_| Limited::Device)
     }
 
     /// Counts one session join attempt from `ip` (when known) and `device`.
@@ -142,11 +161,11 @@ impl Limiters {
 
     /// Forgets keys whose limit has fully recovered.
     pub(crate) fn sweep(&self) {
-        for limiter in [&self.devices, &self.join_devices] {
+        for limiter in [&self.devices, &self.join_devices, &self.create_devices] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        for limiter in [&self.ips, &self.join_ips] {
+        for limiter in [&self.ips, &self.join_ips, &self.create_ips] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

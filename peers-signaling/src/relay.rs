@@ -14,6 +14,7 @@
 //! them end to end) and counts their bytes against the pair's cap.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use peers_sdk::{CloseCode, DeviceId};
@@ -37,6 +38,12 @@ pub struct RelayLimits {
     pub pending_wait: Duration,
     /// Most requests one device may have waiting. Default: 16.
     pub max_pending_per_device: usize,
+    /// Most relays open at once that one device is a party of. Default: 8.
+    pub per_device: usize,
+    /// Most relays open at once that the devices of one address (IPv4
+    /// address, IPv6 /64) are parties of (a relay between two devices of one
+    /// address counts once). Default: 32.
+    pub per_address: usize,
 }
 
 impl Default for RelayLimits {
@@ -48,6 +55,8 @@ impl Default for RelayLimits {
             max_frame: 64 * 1024,
             pending_wait: Duration::from_secs(30),
             max_pending_per_device: 16,
+            per_device: 8,
+            per_address: 32,
         }
     }
 }
@@ -62,6 +71,9 @@ impl RelayLimits {
         let invalid = |field, detail: &str| Err(crate::Error::InvalidConfig { field, detail: detail.into() });
         if self.max_relays == 0 || self.max_bytes == 0 || self.max_pending_per_device == 0 {
             return invalid("relay.max_relays / max_bytes / max_pending_per_device", "must be at least 1");
+        }
+        if self.per_device == 0 || self.per_address == 0 {
+            return invalid("relay.per_device / per_address", "must be at least 1");
         }
         if self.max_duration.is_zero() || self.pending_wait.is_zero() {
             return invalid("relay.max_duration / pending_wait", "must be positive");
@@ -88,6 +100,8 @@ pub struct OpenRelay {
     pub deadline: u64,
     /// `a`'s and `b`'s ends: what each sent and the credit the other granted.
     pub legs: [RelayLeg; 2],
+    /// `a`'s and `b`'s address groups, when known (the per-address quota).
+    pub origins: [Option<IpAddr>; 2],
 }
 
 impl OpenRelay {
@@ -127,8 +141,8 @@ pub struct Ended {
 #[derive(Debug)]
 pub struct RelayTable {
     limits: RelayLimits,
-    /// (asker, wanted peer) → when the request lapses.
-    pending: HashMap<(DeviceId, DeviceId), u64>,
+    /// (asker, wanted peer) → when the request lapses, and the asker's address.
+    pending: HashMap<(DeviceId, DeviceId), (u64, Option<IpAddr>)>,
     relays: HashMap<u64, OpenRelay>,
     next_id: u64,
 }
@@ -148,12 +162,20 @@ impl RelayTable {
         &self.limits
     }
 
-    /// `from` asks for a relay with `to`.
-    pub fn open(&mut self, now: u64, from: DeviceId, to: DeviceId) -> Result<Opening, Rejection> {
+    /// `from`, whose address group is `origin`, asks for a relay with `to`.
+    pub fn open(
+        &mut self,
+        now: u64,
+        from: DeviceId,
+        origin: Option<IpAddr>,
+        to: DeviceId,
+    ) -> Result<Opening, Rejection> {
         if from == to {
             return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot relay to itself"));
         }
-        if self.pending.remove(&(to, from)).is_some_and(|lapses| lapses > now) {
+        self.check_quotas(&from, origin, "this device", "this address")?;
+        if let Some((_, their_origin)) = self.pending.remove(&(to, from)).filter(|(lapses, _)| *lapses > now) {
+            self.check_quotas(&to, their_origin, "the other device", "the other device's address")?;
             if self.relays.len() >= self.limits.max_relays {
                 return Err(Rejection::new(
                     ErrorCode::TooManyRelays,
@@ -167,6 +189,7 @@ impl RelayTable {
                 bytes: 0,
                 deadline: now + millis(self.limits.max_duration),
                 legs: Default::default(),
+                origins: [their_origin, origin],
             };
             self.next_id += 1;
             self.relays.insert(relay.id, relay.clone());
@@ -179,8 +202,31 @@ impl RelayTable {
                 format!("a device may wait for {} relays at once", self.limits.max_pending_per_device),
             ));
         }
-        self.pending.insert((from, to), now + millis(self.limits.pending_wait));
+        self.pending.insert((from, to), (now + millis(self.limits.pending_wait), origin));
         Ok(Opening::Waiting)
+    }
+
+    /// Refuses (`quota_exceeded`) if `device` or the devices of `origin`
+    /// already are parties of their limit of open relays.
+    fn check_quotas(&self, device: &DeviceId, origin: Option<IpAddr>, who: &str, whose: &str) -> Result<(), Rejection> {
+        let (mut theirs, mut address) = (0, 0);
+        for relay in self.relays.values() {
+            theirs += usize::from(relay.other(device).is_some());
+            address += usize::from(origin.is_some() && relay.origins.contains(&origin));
+        }
+        if theirs >= self.limits.per_device {
+            return Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!("{who} is a party of its limit of {} relays", self.limits.per_device),
+            ));
+        }
+        if address >= self.limits.per_address {
+            return Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!("the devices of {whose} are parties of their limit of {} relays", self.limits.per_address),
+            ));
+        }
+        Ok(())
     }
 
     /// Counts a frame of `len` bytes from `from` on relay `id`; returns the
@@ -238,7 +284,7 @@ impl RelayTable {
 
     /// Ends relays past their time cap and forgets lapsed requests.
     pub fn expire(&mut self, now: u64) -> Vec<Ended> {
-        self.pending.retain(|_, lapses| *lapses > now);
+        self.pending.retain(|_, (lapses, _)| *lapses > now);
         let ids: Vec<u64> = self.relays.values().filter(|r| r.deadline <= now).map(|r| r.id).collect();
         ids.into_iter()
             .filter_map(|id| self.end(id, CloseCode::LimitExceeded, "the relay reached its time limit"))
@@ -247,7 +293,7 @@ impl RelayTable {
 
     /// The earliest time [`expire`](Self::expire) has work.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.relays.values().map(|r| r.deadline).chain(self.pending.values().copied()).min()
+        self.relays.values().map(|r| r.deadline).chain(self.pending.values().map(|(lapses, _)| *lapses)).min()
     }
 
     /// Relays open now.
@@ -344,32 +390,66 @@ mod tests {
     #[test]
     fn opens_only_when_both_ask_in_time() {
         let mut table = RelayTable::new(RelayLimits::default());
-        assert_eq!(table.open(0, device(1), device(2)).unwrap(), Opening::Waiting);
-        let Opening::Open(relay) = table.open(10, device(2), device(1)).unwrap() else { panic!("not open") };
+        assert_eq!(table.open(0, device(1), None, device(2)).unwrap(), Opening::Waiting);
+        let Opening::Open(relay) = table.open(10, device(2), None, device(1)).unwrap() else { panic!("not open") };
         assert_eq!((relay.a, relay.b), (device(1), device(2)));
         assert_eq!(table.frame(relay.id, &device(1), 10).unwrap(), device(2));
         assert_eq!(table.frame(relay.id, &device(3), 10).unwrap_err(), FrameRefusal::Unknown);
         // A lapsed request does not pair.
-        assert_eq!(table.open(0, device(3), device(4)).unwrap(), Opening::Waiting);
-        assert_eq!(table.open(40_000, device(4), device(3)).unwrap(), Opening::Waiting);
-        assert_eq!(table.open(1, device(5), device(5)).unwrap_err().code, ErrorCode::SelfAddressed);
+        assert_eq!(table.open(0, device(3), None, device(4)).unwrap(), Opening::Waiting);
+        assert_eq!(table.open(40_000, device(4), None, device(3)).unwrap(), Opening::Waiting);
+        assert_eq!(table.open(1, device(5), None, device(5)).unwrap_err().code, ErrorCode::SelfAddressed);
+    }
+
+    #[test]
+    fn relays_are_bounded_per_device_and_per_address() {
+        let limits = RelayLimits { per_device: 2, per_address: 3, ..RelayLimits::default() };
+        let mut table = RelayTable::new(limits);
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) =
+            (Some("192.0.2.1".parse().unwrap()), Some("192.0.2.2".parse().unwrap()));
+        let open = |table: &mut RelayTable, x: u8, y: u8, origin_x, origin_y| {
+            table.open(0, device(x), origin_x, device(y))?;
+            table.open(0, device(y), origin_y, device(x))
+        };
+        let Ok(Opening::Open(first)) = open(&mut table, 1, 2, a, a) else { panic!("not open") };
+        assert!(matches!(open(&mut table, 1, 3, a, a), Ok(Opening::Open(_))));
+        let refused = open(&mut table, 1, 4, a, a).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::QuotaExceeded, "{refused:?}");
+        assert!(refused.message.contains("this device"), "{refused:?}");
+        // Two relays among a's devices, the first counted once: one more.
+        assert!(matches!(open(&mut table, 2, 3, a, a), Ok(Opening::Open(_))));
+        let refused = open(&mut table, 4, 5, a, a).unwrap_err();
+        assert!(refused.message.contains("this address"), "{refused:?}");
+        // A request waiting when its address fills up is refused at pairing.
+        table.end(first.id, CloseCode::Normal, "done");
+        assert_eq!(table.open(0, device(4), a, device(8)).unwrap(), Opening::Waiting);
+        assert!(matches!(open(&mut table, 1, 2, a, a), Ok(Opening::Open(_))));
+        let refused = table.open(0, device(8), b, device(4)).unwrap_err();
+        assert!(refused.message.contains("the other device's address"), "{refused:?}");
+        let Some(first) = table.relays.values().find(|r| r.other(&device(1)) == Some(device(2))).cloned() else {
+            panic!("the relay of 1 and 2")
+        };
+        // Another address is free.
+        assert!(matches!(open(&mut table, 6, 7, b, b), Ok(Opening::Open(_))));
+        table.end(first.id, CloseCode::Normal, "done");
+        assert!(matches!(open(&mut table, 4, 5, a, a), Ok(Opening::Open(_))));
     }
 
     #[test]
     fn caps_end_relays() {
         let limits = RelayLimits { max_bytes: 100, max_relays: 1, ..RelayLimits::default() };
         let mut table = RelayTable::new(limits);
-        table.open(0, device(1), device(2)).unwrap();
-        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!() };
-        table.open(0, device(3), device(4)).unwrap();
-        assert_eq!(table.open(0, device(4), device(3)).unwrap_err().code, ErrorCode::TooManyRelays);
+        table.open(0, device(1), None, device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), None, device(1)).unwrap() else { panic!() };
+        table.open(0, device(3), None, device(4)).unwrap();
+        assert_eq!(table.open(0, device(4), None, device(3)).unwrap_err().code, ErrorCode::TooManyRelays);
         table.frame(relay.id, &device(1), 60).unwrap();
         let FrameRefusal::Ended(Some(ended)) = table.frame(relay.id, &device(2), 60).unwrap_err() else { panic!() };
         assert_eq!(ended.code, CloseCode::LimitExceeded);
         assert!(table.is_empty());
 
-        table.open(0, device(1), device(2)).unwrap();
-        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!() };
+        table.open(0, device(1), None, device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), None, device(1)).unwrap() else { panic!() };
         assert_eq!(table.next_deadline(), Some(relay.deadline));
         let ended = table.expire(relay.deadline);
         assert_eq!(ended.len(), 1);
@@ -451,8 +531,8 @@ mod tests {
     #[test]
     fn one_instance_enforces_the_credit_each_side_granted() {
         let mut table = RelayTable::new(RelayLimits::default());
-        table.open(0, device(1), device(2)).unwrap();
-        let Opening::Open(relay) = table.open(0, device(2), device(1)).unwrap() else { panic!("not open") };
+        table.open(0, device(1), None, device(2)).unwrap();
+        let Opening::Open(relay) = table.open(0, device(2), None, device(1)).unwrap() else { panic!("not open") };
         let window = crate::protocol::RELAY_WINDOW_BYTES as usize;
         let frame = 16 * 1024;
         for _ in 0..window / frame {
@@ -470,12 +550,12 @@ mod tests {
     #[test]
     fn a_device_going_offline_ends_its_relays_and_requests() {
         let mut table = RelayTable::new(RelayLimits::default());
-        table.open(0, device(1), device(2)).unwrap();
-        table.open(0, device(2), device(1)).unwrap();
-        table.open(0, device(1), device(3)).unwrap();
+        table.open(0, device(1), None, device(2)).unwrap();
+        table.open(0, device(2), None, device(1)).unwrap();
+        table.open(0, device(1), None, device(3)).unwrap();
         assert_eq!(table.device_gone(&device(1)).len(), 1);
         assert_eq!(
-            table.open(1, device(3), device(1)).unwrap(),
+            table.open(1, device(3), None, device(1)).unwrap(),
             Opening::Waiting,
             "the request lapsed with its device"
         );

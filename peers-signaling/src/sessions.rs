@@ -26,6 +26,7 @@
 //! after one failed PAKE, so a guesser gets one try per code.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use peers_sdk::DeviceId;
@@ -48,11 +49,21 @@ pub struct SessionLimits {
     pub default_ttl: Duration,
     /// Longest lifetime a creator may ask for (longer is cut). Default: 1 hour.
     pub max_ttl: Duration,
-    /// Most sessions kept at once (live or recently finished); at most 5000 so
-    /// slots stay easy to find. Default: 5000.
+    /// Most live sessions at once (created or joined; closed and expired
+    /// ones never count, and give their slot to a new session when no slot
+    /// is free); at most 5000 so slots stay easy to find. Default: 5000.
     pub max_sessions: usize,
     /// Most live sessions one device may have created. Default: 16.
     pub per_device: usize,
+    /// Most live sessions the devices of one address (IPv4 address, IPv6
+    /// /64) may have created. Default: 64.
+    pub per_address: usize,
+    /// Sessions one device may create per minute (a burst of as many).
+    /// Default: 10.
+    pub creates_per_minute_per_device: u32,
+    /// Sessions the devices of one address may create per minute (a burst
+    /// of as many). Default: 30.
+    pub creates_per_minute_per_ip: u32,
     /// Wrong secrets a session tolerates before it is locked. Default: 3.
     pub max_failed_joins: u32,
     /// Join attempts per minute per IP address (a burst of as many). Default: 10.
@@ -66,6 +77,9 @@ impl Default for SessionLimits {
             max_ttl: Duration::from_secs(3600),
             max_sessions: 5000,
             per_device: 16,
+            per_address: 64,
+            creates_per_minute_per_device: 10,
+            creates_per_minute_per_ip: 30,
             max_failed_joins: 3,
             joins_per_minute_per_ip: 10,
         }
@@ -87,6 +101,12 @@ impl SessionLimits {
         }
         if self.per_device == 0 || self.max_failed_joins == 0 || self.joins_per_minute_per_ip == 0 {
             return invalid("sessions.per_device / max_failed_joins / joins_per_minute_per_ip", "must be at least 1");
+        }
+        if self.per_address == 0 || self.creates_per_minute_per_device == 0 || self.creates_per_minute_per_ip == 0 {
+            return invalid(
+                "sessions.per_address / creates_per_minute_per_device / creates_per_minute_per_ip",
+                "must be at least 1",
+            );
         }
         Ok(())
     }
@@ -134,6 +154,10 @@ pub struct Session {
     pub secret: String,
     /// The creator.
     pub sender: DeviceId,
+    /// The creator's address group (IPv4 address, IPv6 /64), for the
+    /// per-address quota; absent in sessions stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<IpAddr>,
     /// The receiver, once joined.
     pub receiver: Option<DeviceId>,
     /// SHA-256 of the sender's token, hex.
@@ -160,7 +184,8 @@ impl Session {
         }
     }
 
-    fn is_live(&self) -> bool {
+    /// Whether it is created or joined (it counts against the limits).
+    pub fn is_live(&self) -> bool {
         matches!(self.state, SessionState::Created | SessionState::Joined)
     }
 }
@@ -223,6 +248,9 @@ pub struct Created {
     pub session: Session,
     /// The sender's token (shown once).
     pub sender_token: String,
+    /// A finished session whose slot the new one took (no slot was free):
+    /// it is forgotten, delete it from the store.
+    pub evicted: Option<String>,
 }
 
 /// A failed join: the refusal, and the session if the attempt changed it
@@ -262,29 +290,43 @@ impl SessionTable {
         }
     }
 
-    /// Creates a session of `kind` for `sender` lasting `ttl_ms` (default and
-    /// cap from the limits).
+    /// Creates a session of `kind` for `sender`, whose address group is
+    /// `origin`, lasting `ttl_ms` (default and cap from the limits). Only
+    /// live sessions count against the limits: a finished one keeps its slot
+    /// (late joins hear `session_closed` / `session_expired`) until its grace
+    /// time ends or a new session needs the slot.
     pub fn create(
         &mut self,
         now: u64,
         rng: &mut impl RngCore,
         sender: DeviceId,
+        origin: Option<IpAddr>,
         kind: SessionKind,
         ttl_ms: Option<u64>,
     ) -> Result<Created, Rejection> {
         let full = |what: String| Rejection::new(ErrorCode::TooManySessions, what);
-        let mine = self.sessions.values().filter(|s| s.sender == sender && s.is_live()).count();
+        let (mut live, mut mine, mut ours) = (0, 0, 0);
+        for session in self.sessions.values().filter(|s| s.is_live()) {
+            live += 1;
+            mine += usize::from(session.sender == sender);
+            ours += usize::from(origin.is_some() && session.origin == origin);
+        }
         if mine >= self.limits.per_device {
             return Err(full(format!("a device may have {} live sessions", self.limits.per_device)));
         }
-        if self.sessions.len() >= self.limits.max_sessions {
+        if ours >= self.limits.per_address {
+            return Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!("the devices of this address may have {} live sessions", self.limits.per_address),
+            ));
+        }
+        if live >= self.limits.max_sessions {
             return Err(full("the server holds its limit of sessions".into()));
         }
-        let slot = (0..64)
-            .map(|_| (rng.next_u32() % u32::from(SLOTS)) as u16)
-            .find(|slot| !self.slots.contains_key(slot))
-            .or_else(|| (0..SLOTS).find(|slot| !self.slots.contains_key(slot)))
-            .ok_or_else(|| full("no free code".into()))?;
+        let slot = self.free_slot(rng).ok_or_else(|| full("no free code".into()))?;
+        let evicted = self.slots.remove(&slot).inspect(|id| {
+            self.sessions.remove(id);
+        });
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let ttl = ttl_ms.unwrap_or_else(|| millis(self.limits.default_ttl)).min(millis(self.limits.max_ttl)).max(1);
         let sender_token = random_hex(rng, 32);
@@ -297,6 +339,7 @@ impl SessionTable {
                 SessionKind::Pake => String::new(),
             },
             sender,
+            origin,
             receiver: None,
             sender_token_hash: hash(&sender_token),
             receiver_token_hash: None,
@@ -307,7 +350,23 @@ impl SessionTable {
         };
         self.slots.insert(slot, session.transfer_id.clone());
         self.sessions.insert(session.transfer_id.clone(), session.clone());
-        Ok(Created { session, sender_token })
+        Ok(Created { session, sender_token, evicted })
+    }
+
+    /// A slot for a new session: a free one if there is one, otherwise one
+    /// held by a finished session (there always is one: at most half the
+    /// slots are live).
+    fn free_slot(&self, rng: &mut impl RngCore) -> Option<u16> {
+        let free = |slot: &u16| !self.slots.contains_key(slot);
+        let finished = |slot: &u16| {
+            self.slots.get(slot).and_then(|id| self.sessions.get(id)).is_none_or(|session| !session.is_live())
+        };
+        let mut random = (0..64).map(|_| (rng.next_u32() % u32::from(SLOTS)) as u16);
+        random
+            .find(free)
+            .or_else(|| (0..SLOTS).find(free))
+            .or_else(|| (0..64).map(|_| (rng.next_u32() % u32::from(SLOTS)) as u16).find(finished))
+            .or_else(|| (0..SLOTS).find(finished))
     }
 
     /// `joiner` joins with `code`. On success returns the session and the
@@ -479,7 +538,7 @@ mod tests {
     #[test]
     fn create_join_close() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
         assert_eq!(created.session.expires_at, 600_000);
         let code = created.session.code().to_lowercase();
         let (joined, receiver_token) = sessions.join(10, &mut OsRng, device(2), &code).unwrap();
@@ -502,7 +561,7 @@ mod tests {
     #[test]
     fn wrong_secrets_lock_the_session() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
         let wrong_secret = if created.session.secret == "AAAAAA" { "BBBBBB" } else { "AAAAAA" };
         let wrong = format!("{:04}-{wrong_secret}", created.session.slot);
         for attempt in 1..=3 {
@@ -520,7 +579,7 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_forgotten_after_a_grace_time() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, Some(1000)).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, Some(1000)).unwrap();
         assert_eq!(sessions.next_deadline(), Some(1000));
         let (expired, purged) = sessions.expire(1000);
         assert_eq!((expired.len(), purged.len()), (1, 0));
@@ -534,21 +593,56 @@ mod tests {
     }
 
     #[test]
+    fn finished_sessions_never_count_and_give_their_slots_up() {
+        let limits = SessionLimits { per_device: 10_000, per_address: 10_000, ..SessionLimits::default() };
+        let mut sessions = SessionTable::new(limits);
+        let origin: IpAddr = "192.0.2.7".parse().unwrap();
+        // Twice as many create-and-close as there are slots: every one succeeds.
+        for n in 0..usize::from(SLOTS) * 2 {
+            let created = sessions.create(n as u64, &mut OsRng, device(1), Some(origin), SessionKind::Secret, None);
+            let created = created.unwrap_or_else(|e| panic!("creation {n}: {e:?}"));
+            assert_eq!(created.evicted.is_some(), n >= usize::from(SLOTS), "creation {n}");
+            sessions.close(&created.session.transfer_id, &created.sender_token).unwrap();
+        }
+        assert_eq!(sessions.len(), usize::from(SLOTS), "the table never holds more than the slots");
+        // A late join on a recent finished session still hears it closed.
+        let created = sessions.create(0, &mut OsRng, device(1), Some(origin), SessionKind::Secret, None).unwrap();
+        sessions.close(&created.session.transfer_id, &created.sender_token).unwrap();
+        let failure = sessions.join(1, &mut OsRng, device(2), &created.session.code()).unwrap_err();
+        assert_eq!(failure.rejection.code, ErrorCode::SessionClosed);
+    }
+
+    #[test]
+    fn live_sessions_are_bounded_per_address() {
+        let limits = SessionLimits { per_address: 2, ..SessionLimits::default() };
+        let mut sessions = SessionTable::new(limits);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        sessions.create(0, &mut OsRng, device(1), Some(a), SessionKind::Secret, None).unwrap();
+        let second = sessions.create(0, &mut OsRng, device(2), Some(a), SessionKind::Pake, None).unwrap();
+        let refused = sessions.create(0, &mut OsRng, device(3), Some(a), SessionKind::Secret, None).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::QuotaExceeded);
+        sessions.create(0, &mut OsRng, device(3), Some(b), SessionKind::Secret, None).unwrap();
+        sessions.create(0, &mut OsRng, device(3), None, SessionKind::Secret, None).unwrap();
+        sessions.close(&second.session.transfer_id, &second.sender_token).unwrap();
+        sessions.create(0, &mut OsRng, device(3), Some(a), SessionKind::Secret, None).unwrap();
+    }
+
+    #[test]
     fn creation_is_bounded_per_device_and_overall() {
         let limits = SessionLimits { per_device: 2, max_sessions: 3, ..SessionLimits::default() };
         let mut sessions = SessionTable::new(limits);
-        sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
-        sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
+        sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
         assert_eq!(
-            sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap_err().code,
+            sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap_err().code,
             ErrorCode::TooManySessions
         );
-        sessions.create(0, &mut OsRng, device(2), SessionKind::Secret, None).unwrap();
+        sessions.create(0, &mut OsRng, device(2), None, SessionKind::Secret, None).unwrap();
         assert_eq!(
-            sessions.create(0, &mut OsRng, device(3), SessionKind::Secret, None).unwrap_err().code,
+            sessions.create(0, &mut OsRng, device(3), None, SessionKind::Secret, None).unwrap_err().code,
             ErrorCode::TooManySessions
         );
-        let creator = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None);
+        let creator = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None);
         assert!(creator.is_err());
     }
 
@@ -568,8 +662,8 @@ mod tests {
     #[test]
     fn pake_sessions_are_joined_by_their_number_alone() {
         let mut sessions = table();
-        let secret = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
-        let pake = sessions.create(0, &mut OsRng, device(1), SessionKind::Pake, None).unwrap();
+        let secret = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
+        let pake = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, None).unwrap();
         let code = pake.session.code();
         assert_eq!(code, pake.session.slot.to_string());
         // The creator cannot join; a number naming a secret session finds
@@ -604,7 +698,7 @@ mod tests {
     #[test]
     fn sessions_stored_before_kinds_read_as_secret_ones() {
         let mut sessions = table();
-        let created = sessions.create(0, &mut OsRng, device(1), SessionKind::Secret, None).unwrap();
+        let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
         let mut stored = serde_json::to_value(&created.session).unwrap();
         stored.as_object_mut().unwrap().remove("kind");
         let read: Session = serde_json::from_value(stored).unwrap();
@@ -616,10 +710,10 @@ mod tests {
         fn every_created_code_parses_back(seed in any::<u64>()) {
             let mut rng = rand_core::block::BlockRng::new(Counter(seed));
             let mut sessions = table();
-            let created = sessions.create(0, &mut rng, device(1), SessionKind::Secret, None).unwrap();
+            let created = sessions.create(0, &mut rng, device(1), None, SessionKind::Secret, None).unwrap();
             let parsed = parse_code(&created.session.code()).unwrap();
             prop_assert_eq!(parsed, ParsedCode::Secret(created.session.slot, created.session.secret.clone()));
-            let created = sessions.create(0, &mut rng, device(1), SessionKind::Pake, None).unwrap();
+            let created = sessions.create(0, &mut rng, device(1), None, SessionKind::Pake, None).unwrap();
             prop_assert_eq!(parse_code(&created.session.code()).unwrap(), ParsedCode::Slot(created.session.slot));
             prop_assert_eq!(created.sender_token.len(), 64);
         }

@@ -44,7 +44,7 @@ async fn one_address_cannot_fill_the_server_with_connections() {
     let reconnected = async {
         loop {
             if let Ok((mut client, challenge)) = WireClient::dial(server, source).await {
-                let register = peers_signaling::protocol::answer_challenge(&keys("back"), &challenge).unwrap();
+                let register = peers_signaling::protocol::answer_challenge(&keys("back"), &challenge, &url).unwrap();
                 return client.request("register", serde_json::to_value(register).unwrap()).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -120,5 +120,84 @@ async fn one_address_cannot_fill_the_offline_queue() {
     let (child, url) = start_binary(&[&args[..], &["--queue-per-address", &per_address]].concat()).await;
     let server = addr_of(&url);
     common::quota::run(server, server).await;
+    drop(child);
+}
+
+/// Issue 13, finding 2 (sessions): one address cannot fill the session
+/// table. Its devices hold a few live sessions and create a few a minute;
+/// closed sessions never count against the live cap; a device on another
+/// address keeps creating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_fill_the_session_table() {
+    use common::quota::*;
+    let values = [
+        SESSION_CREATES_PER_DEVICE.to_string(),
+        SESSION_CREATES_PER_ADDRESS.to_string(),
+        SESSIONS_LIVE_PER_ADDRESS.to_string(),
+        MAX_SESSIONS.to_string(),
+    ];
+    let args = [
+        "--memory",
+        "true",
+        "--bind",
+        "127.0.0.1:0",
+        "--session-creates-per-minute-per-device",
+        &values[0],
+        "--session-creates-per-minute-per-ip",
+        &values[1],
+        "--session-per-address",
+        &values[2],
+        "--max-sessions",
+        &values[3],
+    ];
+    let (child, url) = start_binary(&args).await;
+    let server = addr_of(&url);
+    common::quota::sessions(server, server).await;
+    drop(child);
+}
+
+/// Issue 13, finding 2 (relays): two self-made keys cannot open every relay.
+/// A device and an address are parties of a few relays at most; a pair on
+/// another address still opens one; ended relays give the quota back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_open_every_relay() {
+    use common::quota::*;
+    let values = [RELAYS_PER_DEVICE.to_string(), RELAYS_PER_ADDRESS.to_string()];
+    let args = [
+        "--memory",
+        "true",
+        "--bind",
+        "127.0.0.1:0",
+        "--relay-per-device",
+        &values[0],
+        "--relay-per-address",
+        &values[1],
+    ];
+    let (child, url) = start_binary(&args).await;
+    let server = addr_of(&url);
+    common::quota::relays(server, server).await;
+    drop(child);
+}
+
+/// Issue 13, finding 2 (presence): subscriptions, to made-up ids too, are
+/// bounded per connection (so per device) and per address; another address
+/// keeps watching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_watch_without_bound() {
+    use common::quota::*;
+    let values = [SUBSCRIPTIONS_PER_CONNECTION.to_string(), SUBSCRIPTIONS_PER_ADDRESS.to_string()];
+    let args = [
+        "--memory",
+        "true",
+        "--bind",
+        "127.0.0.1:0",
+        "--max-subscriptions",
+        &values[0],
+        "--max-subscriptions-per-address",
+        &values[1],
+    ];
+    let (child, url) = start_binary(&args).await;
+    let server = addr_of(&url);
+    common::quota::subscriptions(server).await;
     drop(child);
 }

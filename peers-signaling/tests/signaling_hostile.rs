@@ -76,20 +76,20 @@ async fn signatures_must_be_fresh_for_the_connection_and_match_the_key() {
 
     // A valid signature over another connection's challenge (a replay).
     let first = RawClient::connect(&url).await;
-    let stolen = RawClient::registration(&mallory, &first.nonce);
+    let stolen = RawClient::registration(&mallory, &first.nonce, &first.origin);
     let mut second = RawClient::connect(&url).await;
     assert_eq!(code(&second.request("register", stolen).await), "bad_signature");
     second.expect("close").await; // the challenge is spent: disconnected
 
     // Bob's public key with Mallory's signature: claiming another device.
     let mut third = RawClient::connect(&url).await;
-    let mut forged = RawClient::registration(&mallory, &third.nonce);
+    let mut forged = RawClient::registration(&mallory, &third.nonce, &third.origin);
     forged["public_key"] = json!(encode(pair.bob_keys.signing_public().as_bytes()));
     assert_eq!(code(&third.request("register", forged).await), "bad_signature");
 
     // The domain string matters: a bare signature of the nonce is refused.
     let mut fourth = RawClient::connect(&url).await;
-    let mut bare = RawClient::registration(&mallory, &fourth.nonce);
+    let mut bare = RawClient::registration(&mallory, &fourth.nonce, &fourth.origin);
     bare["signature"] = json!(encode(&mallory.sign(&fourth.nonce)));
     assert_eq!(code(&fourth.request("register", bare).await), "bad_signature");
 
@@ -103,6 +103,65 @@ async fn signatures_must_be_fresh_for_the_connection_and_match_the_key() {
     assert_eq!(sixth.register(&mallory).await["ok"], json!(true));
     assert_eq!(code(&sixth.register(&mallory).await), "already_registered");
     pair.still_work().await;
+}
+
+/// Issue 13, hardening: the registration signature covers the server's
+/// origin. A malicious server A that hands a device server B's challenge
+/// gets a signature for A's origin, which B refuses, whether it is presented
+/// as A's or as B's; B's own origin registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_for_another_server_is_refused() {
+    let a = server(ServerConfig::in_memory()).await;
+    let b = server(ServerConfig::in_memory()).await;
+    let (a_url, b_url) = (a.url().unwrap(), b.url().unwrap());
+    let a_origin = peers_signaling::protocol::server_origin(&a_url).unwrap();
+    let victim = keys("victim");
+
+    // What the device signs when it believes it talks to A.
+    let mut relayed = RawClient::connect(&b_url).await;
+    let for_a = RawClient::registration(&victim, &relayed.nonce, &a_origin);
+    let reply = relayed.request("register", for_a.clone()).await;
+    assert_eq!(code(&reply), "bad_signature", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains(&a_origin), "{reply}");
+    relayed.expect("close").await;
+
+    // The same signature, claiming B's origin: it does not verify.
+    let mut claimed = RawClient::connect(&b_url).await;
+    let mut for_a = RawClient::registration(&victim, &claimed.nonce, &a_origin);
+    for_a["origin"] = json!(claimed.origin);
+    assert_eq!(code(&claimed.request("register", for_a).await), "bad_signature");
+
+    // An origin written another way is refused as malformed.
+    let mut loose = RawClient::connect(&b_url).await;
+    let request = RawClient::registration(&victim, &loose.nonce, &format!("{}/", loose.origin));
+    assert_eq!(code(&loose.request("register", request).await), "bad_request");
+
+    // B's own origin, by any name the Host header carries: registered.
+    let mut honest = RawClient::connect(&b_url).await;
+    assert_eq!(honest.register(&victim).await["ok"], json!(true));
+    let port = b.local_addr().unwrap().port();
+    let by_name = format!("http://localhost:{port}");
+    let named = SignalingClient::connect(&by_name, &keys("named"), ClientOptions::default()).await;
+    assert!(named.is_ok(), "the Host header's origin is accepted by default: {:?}", named.err());
+}
+
+/// With `public_origins` configured, only those origins register, whatever
+/// the Host header says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_public_origins_are_the_only_ones_accepted() {
+    let mut config = ServerConfig::in_memory();
+    config.public_origins = vec!["https://signal.example".into(), "http://signal.example:8080".into()];
+    let server = server(config).await;
+    let url = server.url().unwrap();
+    let device = keys("configured");
+    let mut dialed = RawClient::connect(&url).await;
+    let reply = dialed.register(&device).await;
+    assert_eq!(code(&reply), "bad_signature", "the address it dialed is not a public origin: {reply}");
+    for origin in ["https://signal.example:443", "http://signal.example:8080"] {
+        let mut proxied = RawClient::connect(&url).await;
+        let request = RawClient::registration(&device, &proxied.nonce, origin);
+        assert_eq!(proxied.request("register", request).await["ok"], json!(true), "{origin}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

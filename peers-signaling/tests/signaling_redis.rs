@@ -419,3 +419,29 @@ async fn the_binary_takes_redis_settings_from_a_toml_file_and_errors_name_the_fi
         binary_fails(vec!["--redis-presence-ttl-ms".into(), "5000".into(), "--memory".into(), "true".into()]).await;
     assert!(stderr.contains("redis_url"), "{stderr}");
 }
+
+/// The session, relay and subscription quotas in Redis mode: an address
+/// spreading its devices over both instances gets one session and relay
+/// quota (shared in Redis), subscriptions are bounded per instance, and
+/// devices on another address keep every service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_relay_and_subscription_quotas_hold_across_instances() {
+    use common::quota::*;
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.sessions.creates_per_minute_per_device = SESSION_CREATES_PER_DEVICE;
+    config.sessions.creates_per_minute_per_ip = SESSION_CREATES_PER_ADDRESS;
+    config.sessions.per_address = SESSIONS_LIVE_PER_ADDRESS;
+    config.sessions.max_sessions = MAX_SESSIONS;
+    config.relay.per_device = RELAYS_PER_DEVICE;
+    config.relay.per_address = RELAYS_PER_ADDRESS;
+    config.max_subscriptions = SUBSCRIPTIONS_PER_CONNECTION;
+    config.max_subscriptions_per_address = SUBSCRIPTIONS_PER_ADDRESS;
+    let (one, two) = pair(config).await;
+    let addr = |server: &peers_signaling::SignalingServer| -> std::net::SocketAddr {
+        server.url().unwrap().trim_start_matches("http://").parse().unwrap()
+    };
+    sessions(addr(&one), addr(&two)).await;
+    relays(addr(&one), addr(&two)).await;
+    subscriptions(addr(&one)).await;
+}

@@ -6,7 +6,8 @@
 // 1. Makes a fresh ed25519 key and derives its device id
 //    (SHA-256("peers/v1 device id" || public key)[0..20], hex).
 // 2. Joins /signaling, waits for "challenge", signs
-//    "peers/v1 signaling register" || nonce and registers (with a socket.io ack).
+//    "peers/v1 signaling register" || nonce || origin (the server's origin,
+//    "http://host:port") and registers (with a socket.io ack).
 // 3. Watches PEER_DEVICE_ID's presence.
 // 4. Echoes every signal it receives back to its sender with the same kind and
 //    {"echo": <id>, "body": <body>} (plus the fields the kind requires), and
@@ -21,8 +22,8 @@
 import { createHash } from "node:crypto";
 import * as ed from "@noble/ed25519";
 import { io } from "socket.io-client";
+import { registration } from "./webrtc_signaling.mjs";
 
-const DOMAIN = Buffer.from("peers/v1 signaling register", "ascii");
 const KINDS = 6;
 
 function fail(message) {
@@ -94,13 +95,8 @@ async function hostile() {
 }
 
 socket.on("challenge", async (challenge) => {
-  if (challenge.v !== 1) fail(`unexpected challenge ${JSON.stringify(challenge)}`);
-  const nonce = Buffer.from(challenge.nonce, "base64");
-  const signature = await ed.signAsync(Buffer.concat([DOMAIN, nonce]), secretKey);
-  const reply = await socket.emitWithAck("register", {
-    public_key: Buffer.from(publicKey).toString("base64"),
-    signature: Buffer.from(signature).toString("base64"),
-  });
+  const request = await registration(challenge, origin, secretKey, publicKey).catch((e) => fail(e.message));
+  const reply = await socket.emitWithAck("register", request);
   if (!reply.ok || reply.device_id !== deviceId) fail(`registration: ${JSON.stringify(reply)}`);
   const watch = await socket.emitWithAck("subscribe", { devices: [peer] });
   if (!watch.ok) fail(`subscribe: ${JSON.stringify(watch)}`);

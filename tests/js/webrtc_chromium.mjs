@@ -10,26 +10,13 @@
 // the page; the page runs webrtc_dialer.mjs's runDialer against Chromium's own
 // RTCPeerConnection. Output as in webrtc_node_datachannel.mjs.
 
-import { execFileSync } from "node:child_process";
 import puppeteer from "puppeteer-core";
-import { fail, pattern, registerDevice, report, sameBytes, sessionId } from "./webrtc_signaling.mjs";
+import { fail, findChromium, pattern, registerDevice, report, sameBytes, sessionId } from "./webrtc_signaling.mjs";
 import { runDialer } from "./webrtc_dialer.mjs";
 
 const [origin, rustDevice, frames] = process.argv.slice(2);
 if (!origin || !rustDevice) fail("usage: webrtc_chromium.mjs ORIGIN RUST_DEVICE_ID FRAMES");
 setTimeout(() => fail("timed out after 90 s"), 90_000).unref();
-
-function findChromium() {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
-    try {
-      return execFileSync("which", [name], { encoding: "utf8" }).trim();
-    } catch {
-      // not on PATH; try the next name
-    }
-  }
-  fail("no Chromium found: set CHROMIUM_PATH or install Debian's chromium");
-}
 
 const device = await registerDevice(origin).catch((e) => fail(e.message));
 report("registered", { device_id: device.deviceId });

@@ -2,13 +2,15 @@
 // webrtc_chromium.mjs): a device registered with the peers signaling server
 // (docs/signaling.md), and the frame pattern both sides check.
 //
-// Registration: the server sends "challenge" {v, nonce}; we sign
-// "peers/v1 signaling register" || nonce with a fresh ed25519 key and send
-// "register" {public_key, signature}. Signals follow docs/transport-webrtc.md
+// Registration: the server sends "challenge" {v: 2, nonce}; we sign
+// "peers/v1 signaling register" || nonce || origin with a fresh ed25519 key
+// (origin: the server URL we dialed as "scheme://host:port", serverOrigin
+// below) and send "register" {public_key, origin, signature}. Signals follow docs/transport-webrtc.md
 // section 1: every body carries the session id the dialer chose.
 
 import * as ed from "@noble/ed25519";
 import { io } from "socket.io-client";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
 export function report(event, fields = {}) {
@@ -20,11 +22,52 @@ export function fail(message) {
   process.exit(1);
 }
 
+/// The Chromium binary: $CHROMIUM_PATH, else chromium, chromium-browser or
+/// google-chrome on $PATH.
+export function findChromium() {
+  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
+  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
+    try {
+      return execFileSync("which", [name], { encoding: "utf8" }).trim();
+    } catch {
+      // not on PATH; try the next name
+    }
+  }
+  fail("no Chromium found: set CHROMIUM_PATH or install Debian's chromium");
+}
+
 /// pattern(seed, length): the bytes of frame `seed`, as the Rust side makes them.
 export function pattern(seed, length) {
   const out = new Uint8Array(length);
   for (let j = 0; j < length; j++) out[j] = (seed * 131 + j * 7 + (j >> 8)) & 0xff;
   return out;
+}
+
+/// The origin a registration signs (docs/signaling.md section 2): scheme
+/// (ws → http, wss → https), "://", the lowercase host (IPv6 in brackets),
+/// ":", the port (80 / 443 when the URL has none).
+export function serverOrigin(url) {
+  const parsed = new URL(url);
+  const scheme = { "http:": "http", "ws:": "http", "https:": "https", "wss:": "https" }[parsed.protocol];
+  if (!scheme) throw new Error(`not an http(s) or ws(s) URL: ${url}`);
+  return `${scheme}://${parsed.hostname}:${parsed.port || (scheme === "https" ? "443" : "80")}`;
+}
+
+/// The registration request answering `challenge` for the server at `url`.
+export async function registration(challenge, url, secretKey, publicKey) {
+  if (challenge.v !== 2) throw new Error(`unexpected challenge ${JSON.stringify(challenge)}`);
+  const origin = serverOrigin(url);
+  const message = Buffer.concat([
+    Buffer.from("peers/v1 signaling register", "ascii"),
+    Buffer.from(challenge.nonce, "base64"),
+    Buffer.from(origin, "ascii"),
+  ]);
+  const signature = await ed.signAsync(message, secretKey);
+  return {
+    public_key: Buffer.from(publicKey).toString("base64"),
+    origin,
+    signature: Buffer.from(signature).toString("base64"),
+  };
 }
 
 export function sameBytes(a, b) {
@@ -44,12 +87,8 @@ export async function registerDevice(origin) {
   });
   const secretKey = ed.utils.randomSecretKey();
   const publicKey = await ed.getPublicKeyAsync(secretKey);
-  const message = Buffer.concat([Buffer.from("peers/v1 signaling register", "ascii"), Buffer.from(challenge.nonce, "base64")]);
-  const signature = await ed.signAsync(message, secretKey);
-  const reply = await socket.timeout(10_000).emitWithAck("register", {
-    public_key: Buffer.from(publicKey).toString("base64"),
-    signature: Buffer.from(signature).toString("base64"),
-  });
+  const request = await registration(challenge, origin, secretKey, publicKey);
+  const reply = await socket.timeout(10_000).emitWithAck("register", request);
   if (!reply.ok) throw new Error(`register refused: ${JSON.stringify(reply.error)}`);
   let next = 0;
   const prefix = randomBytes(4).toString("hex");

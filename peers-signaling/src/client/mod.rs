@@ -356,7 +356,7 @@ impl SignalingClient {
             },
             _ = closed.wait_for(Option::is_some) => return Err(shared.closed_error()),
         };
-        let request = protocol::answer_challenge(keys, &challenge)
+        let request = protocol::answer_challenge(keys, &challenge, url)
             .map_err(|detail| Error::Protocol { what: "challenge", detail })?;
         let request = serde_json::to_value(request)
             .map_err(|err| Error::Protocol { what: "register request", detail: err.to_string() })?;

@@ -62,7 +62,8 @@ pub(crate) async fn open(fleet: &Arc<Fleet>, namespace: &str, index: usize) -> R
                 Packet::Disconnected => return Err(refused("disconnected during registration".into())),
                 Packet::Event(event, value) if event == events::CHALLENGE => {
                     let challenge: Challenge = serde_json::from_value(value).map_err(|e| refused(e.to_string()))?;
-                    let mut request = protocol::answer_challenge(keys, &challenge).map_err(refused)?;
+                    let mut request = protocol::answer_challenge(keys, &challenge, &format!("http://{}", fleet.addr))
+                        .map_err(refused)?;
                     request.req = Some(REGISTER_REQ);
                     Some(wire::event(namespace, events::REGISTER, &request)?)
                 }

@@ -5,8 +5,8 @@
 //! client                                   server
 //!   ── connect (namespace /signaling) ──▶
 //!   ◀── "challenge" {v, nonce}            fresh 32 random bytes per connection
-//!   ── "register" {req, public_key, signature} ──▶
-//!          signature = ed25519("peers/v1 signaling register" || nonce)
+//!   ── "register" {req, public_key, origin, signature} ──▶
+//!          signature = ed25519("peers/v1 signaling register" || nonce || origin)
 //!   ◀── reply {req, ok, device_id, queued}   then the queued "signal"s, in order
 //!   ── "signal" {req, id, to, kind, body, ttl_ms?} ──▶
 //!   ◀── reply {req, ok, id, outcome}     delivered | queued | expired, or an error
@@ -21,7 +21,10 @@
 //! `"reply"` events: `rust_socketio` 0.6 draws ack ids from 0..999 at random and
 //! mixes up acks whose ids collide.)
 
+mod origin;
 mod validate;
+
+pub use origin::{MAX_ORIGIN_LEN, origins_of_host, server_origin};
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,12 +32,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The protocol version carried in the challenge.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version carried in the challenge. Version 2: the
+/// registration signature covers the server's origin.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The socket.io namespace the server listens on by default.
 pub const DEFAULT_NAMESPACE: &str = "/signaling";
 /// The domain-separation prefix of the registration signature: the device signs
-/// these 27 ASCII bytes followed by the 32 raw bytes of the challenge nonce.
+/// these 27 ASCII bytes, the 32 raw bytes of the challenge nonce, then the
+/// server's origin ([`server_origin`]).
 pub const REGISTER_DOMAIN: &[u8] = b"peers/v1 signaling register";
 /// Length of a challenge nonce in bytes.
 pub const NONCE_LEN: usize = 32;
@@ -87,28 +92,41 @@ pub mod events {
     pub const NOTICE: &str = "notice";
 }
 
-/// The message a device signs to register: [`REGISTER_DOMAIN`] followed by the
-/// nonce.
-pub fn register_message(nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(REGISTER_DOMAIN.len() + NONCE_LEN);
+/// The message a device signs to register: [`REGISTER_DOMAIN`], the nonce,
+/// then the server's `origin` (as [`server_origin`] writes it, ASCII, no
+/// terminator).
+///
+/// ```text
+/// "peers/v1 signaling register" (27 bytes) || nonce (32 bytes) || origin (1..=255 bytes)
+/// ```
+pub fn register_message(nonce: &[u8; NONCE_LEN], origin: &str) -> Vec<u8> {
+    let mut message = Vec::with_capacity(REGISTER_DOMAIN.len() + NONCE_LEN + origin.len());
     message.extend_from_slice(REGISTER_DOMAIN);
     message.extend_from_slice(nonce);
+    message.extend_from_slice(origin.as_bytes());
     message
 }
 
 /// Answers a server's [`Challenge`]: checks its version, decodes the nonce and
-/// signs [`register_message`] with `keys`. The result is the `"register"`
+/// signs [`register_message`] with `keys` for the server at `url` (the URL
+/// the client dialed; its origin is signed). The result is the `"register"`
 /// request without its `req` number. Shared by [`SignalingClient`](crate::SignalingClient)
 /// and any client that speaks the protocol itself.
-pub fn answer_challenge(keys: &peers_sdk::DeviceKeys, challenge: &Challenge) -> Result<RegisterRequest, String> {
+pub fn answer_challenge(
+    keys: &peers_sdk::DeviceKeys,
+    challenge: &Challenge,
+    url: &str,
+) -> Result<RegisterRequest, String> {
     if challenge.v != PROTOCOL_VERSION {
         return Err(format!("unsupported version {}", challenge.v));
     }
+    let origin = server_origin(url)?;
     let nonce = decode_fixed::<NONCE_LEN>("nonce", &challenge.nonce).map_err(|r| r.message)?;
-    let signature = keys.sign(&register_message(&nonce));
+    let signature = keys.sign(&register_message(&nonce, &origin));
     Ok(RegisterRequest {
         req: None,
         public_key: encode(keys.signing_public().as_bytes()),
+        origin,
         signature: encode(&signature),
     })
 }
@@ -421,6 +439,9 @@ pub struct RegisterRequest {
     pub req: Option<u64>,
     /// The ed25519 public key, base64 (32 bytes).
     pub public_key: String,
+    /// The server origin the device signed ([`server_origin`] of the URL it
+    /// dialed); the server refuses one that is not its own.
+    pub origin: String,
     /// The signature over [`register_message`], base64 (64 bytes).
     pub signature: String,
 }
@@ -694,11 +715,12 @@ mod tests {
     }
 
     #[test]
-    fn the_signed_message_is_domain_then_nonce() {
+    fn the_signed_message_is_domain_then_nonce_then_origin() {
         let nonce = [7u8; NONCE_LEN];
-        let message = register_message(&nonce);
+        let message = register_message(&nonce, "http://127.0.0.1:7000");
         assert_eq!(&message[..REGISTER_DOMAIN.len()], b"peers/v1 signaling register");
-        assert_eq!(&message[REGISTER_DOMAIN.len()..], &nonce);
+        assert_eq!(&message[REGISTER_DOMAIN.len()..REGISTER_DOMAIN.len() + NONCE_LEN], &nonce);
+        assert_eq!(&message[REGISTER_DOMAIN.len() + NONCE_LEN..], b"http://127.0.0.1:7000");
     }
 
     proptest! {

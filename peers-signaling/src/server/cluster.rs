@@ -236,6 +236,20 @@ impl Cluster {
         self.check(&[Some(device), ip]).await
     }
 
+    /// Counts one session creation against the creation budgets in Redis of
+    /// `ip` and `device`, shared by every instance.
+    pub(crate) async fn allow_create(
+        &self,
+        limits: &SessionLimits,
+        device: &DeviceId,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<Limited>, Rejection> {
+        let (per_device, per_ip) = (limits.creates_per_minute_per_device, limits.creates_per_minute_per_ip);
+        let device = (Budget::per_minute(format!("create-dev:{device}"), per_device, per_device), Limited::Device);
+        let ip = ip.map(|ip| (Budget::per_minute(format!("create-ip:{ip}"), per_ip, per_ip), Limited::Ip));
+        self.check(&[ip, Some(device)]).await
+    }
+
     /// Counts one request against each budget present; which one had no room.
     async fn check(&self, budgets: &[Option<(Budget, Limited)>]) -> Result<Option<Limited>, Rejection> {
         let budgets: Vec<&(Budget, Limited)> = budgets.iter().flatten().collect();
@@ -450,9 +464,13 @@ pub(super) async fn subscribe(
             if watching.len() + new > max {
                 return Err(too_many_subscriptions(max, watching.len()));
             }
+            conn.shared.address_subscriptions.reserve(conn.ip(), new)?;
         }
         for device in &devices {
             let changed = if add { watching.insert(*device) } else { watching.remove(device) };
+            if changed && !add {
+                conn.shared.address_subscriptions.release(conn.ip(), 1);
+            }
             if let (true, Some(socket)) = (changed, &socket) {
                 if add {
                     socket.join_room(watch_room(device));

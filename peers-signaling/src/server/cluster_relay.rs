@@ -62,7 +62,7 @@ use crate::protocol::{
     RelayOpened, events,
 };
 use crate::relay::{RelayLeg, RelayLimits};
-use crate::store::redis::RelayPairing;
+use crate::store::redis::{RelayPairing, RelayQuota};
 
 /// How often legs are checked for their deadline and their other instance.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -199,8 +199,11 @@ pub(super) async fn open(cluster: &Cluster, conn: &Connection, payload: Json) ->
     }
     let relays = &cluster.relays;
     let token = cluster.token(conn.peer.id);
-    let pairing =
-        cluster.state.relay_open(now_ms(), &device, &peer, &token, &relays.limits).await.map_err(unavailable)?;
+    let pairing = cluster
+        .state
+        .relay_open(now_ms(), &device, &peer, conn.ip(), &token, &relays.limits)
+        .await
+        .map_err(unavailable)?;
     let mut fields = Map::new();
     match pairing {
         RelayPairing::Waiting => {
@@ -212,6 +215,21 @@ pub(super) async fn open(cluster: &Cluster, conn: &Connection, payload: Json) ->
                 ErrorCode::TooManyRelays,
                 format!("a device may wait for {max} relays at once"),
             ));
+        }
+        RelayPairing::Quota(whose) => {
+            let limits = &relays.limits;
+            let message = match whose {
+                RelayQuota::Device => format!("this device is a party of its limit of {} relays", limits.per_device),
+                RelayQuota::Peer => format!("the other device is a party of its limit of {} relays", limits.per_device),
+                RelayQuota::Address => {
+                    format!("the devices of this address are parties of their limit of {} relays", limits.per_address)
+                }
+                RelayQuota::PeerAddress => format!(
+                    "the devices of the other device's address are parties of their limit of {} relays",
+                    limits.per_address
+                ),
+            };
+            return Err(Rejection::new(ErrorCode::QuotaExceeded, message));
         }
         RelayPairing::Full => {
             let max = relays.limits.max_relays;

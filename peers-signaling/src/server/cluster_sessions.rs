@@ -106,6 +106,11 @@ pub(super) async fn request(
     {
         return Err(session_requests::too_many_joins(limited));
     }
+    if kind == Event::SessionCreate
+        && let Some(limited) = cluster.allow_create(&shared.config.sessions, &device, conn.ip()).await?
+    {
+        return Err(session_requests::too_many_creates(limited));
+    }
     cluster
         .with_sessions(&shared.config.sessions, |sessions| {
             session_requests::handle(sessions, &shared.limiters, conn.ip(), device, kind, payload)

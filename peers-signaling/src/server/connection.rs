@@ -97,6 +97,16 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         shared.engine_sessions.insert(socket.id.to_string(), budget);
         Outgoing { budget: budget.clone(), namespace: shared.config.namespace.as_str().into() }
     });
+    // The origins a registration may sign: the configured ones, or those of
+    // the Host header this connection was opened with.
+    let origins: Arc<[String]> = if shared.config.public_origins.is_empty() {
+        let parts = socket.req_parts();
+        let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+        let host = host.or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        host.map(protocol::origins_of_host).unwrap_or_default().into()
+    } else {
+        shared.public_origins.clone()
+    };
     let dyn_socket: Arc<dyn PeerSocket> = socket.clone();
     let peer = Arc::new(Peer {
         id: shared.next_peer.fetch_add(1, Ordering::Relaxed),
@@ -116,6 +126,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         peer: peer.clone(),
         ip,
         nonce: Mutex::new(Some(nonce)),
+        origins,
         device: Mutex::new(None),
         jobs,
         watching: Mutex::new(HashSet::new()),
@@ -176,6 +187,8 @@ pub(super) struct Connection {
     ip: Option<IpAddr>,
     /// The challenge; taken by the first registration attempt.
     nonce: Mutex<Option<[u8; NONCE_LEN]>>,
+    /// The server origins a registration signature may cover.
+    origins: Arc<[String]>,
     pub(super) device: Mutex<Option<DeviceId>>,
     /// Redis mode: the connection's task, which runs its requests in order.
     jobs: Option<mpsc::Sender<Job>>,
@@ -387,9 +400,8 @@ fn handle(conn: &Arc<Connection>, kind: Event, name: &str, payload: Json, replie
         Event::SessionCreate | Event::SessionJoin | Event::SessionClose => replier.send(
             conn.registered().and_then(|device| session_requests::local(&conn.shared, conn.ip, device, kind, payload)),
         ),
-        Event::RelayOpen => {
-            replier.send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, payload)))
-        }
+        Event::RelayOpen => replier
+            .send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, conn.ip, payload))),
         Event::RelayFrame | Event::RelayCredit | Event::RelayClose => {}
         Event::Unknown => replier
             .send(Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(name))))),
@@ -437,9 +449,19 @@ fn verify_registration(conn: &Connection, payload: Json) -> Result<DeviceId, Rej
     let signature = protocol::decode_fixed::<64>("signature", &request.signature)?;
     let key = VerifyingKey::from_bytes(&key_bytes)
         .map_err(|_| Rejection::new(ErrorCode::BadRequest, "public_key is not an ed25519 key"))?;
-    key.verify_strict(&protocol::register_message(&nonce), &Signature::from_bytes(&signature)).map_err(|_| {
-        Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge")
-    })?;
+    let origin = protocol::server_origin(&request.origin)
+        .ok()
+        .filter(|origin| origin == &request.origin)
+        .ok_or_else(|| Rejection::new(ErrorCode::BadRequest, "origin is not written as scheme://host:port"))?;
+    if !conn.origins.contains(&origin) {
+        return Err(Rejection::new(
+            ErrorCode::BadSignature,
+            format!("the signature is for {}, not this server ({})", protocol::clip(&origin), conn.origins.join(", ")),
+        ));
+    }
+    key.verify_strict(&protocol::register_message(&nonce, &origin), &Signature::from_bytes(&signature)).map_err(
+        |_| Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge"),
+    )?;
     Ok(DeviceId::from_public_key(&key))
 }
 
@@ -543,12 +565,15 @@ pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
 
 fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<String, Json>, Rejection> {
     let devices = parse_subscribe(conn, payload, add)?;
-    let mut hub = conn.shared.hub();
+    let shared = &conn.shared;
+    let mut hub = shared.hub();
     if add {
-        let online = hub.subscribe(&conn.peer, &devices, conn.shared.config.max_subscriptions)?;
+        let admit = |new| shared.address_subscriptions.reserve(conn.ip, new);
+        let online = hub.subscribe(&conn.peer, &devices, shared.config.max_subscriptions, admit)?;
         Ok(online_reply(&online))
     } else {
-        hub.unsubscribe(conn.peer.id, &devices);
+        let removed = hub.unsubscribe(conn.peer.id, &devices);
+        shared.address_subscriptions.release(conn.ip, removed);
         Ok(Map::new())
     }
 }
@@ -582,7 +607,9 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
             {
                 info!(%device, %reason, "device offline");
             }
-            hub.forget_watcher(conn.peer.id);
+            // Redis mode keeps them in the connection; one instance in the hub.
+            let watched = hub.forget_watcher(conn.peer.id) + lock(&conn.watching).len();
+            shared.address_subscriptions.release(conn.ip, watched);
             hub.online_count()
         };
         if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {

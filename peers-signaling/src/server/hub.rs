@@ -350,9 +350,11 @@ impl Hub {
         current
     }
 
-    /// Drops a connection's presence subscriptions.
-    pub(crate) fn forget_watcher(&mut self, peer_id: u64) {
-        for device in self.watching.remove(&peer_id).unwrap_or_default() {
+    /// Drops a connection's presence subscriptions; returns how many it had.
+    pub(crate) fn forget_watcher(&mut self, peer_id: u64) -> usize {
+        let watching = self.watching.remove(&peer_id).unwrap_or_default();
+        let count = watching.len();
+        for device in watching {
             if let Some(watchers) = self.watchers.get_mut(&device) {
                 watchers.remove(&peer_id);
                 if watchers.is_empty() {
@@ -360,6 +362,7 @@ impl Hub {
                 }
             }
         }
+        count
     }
 
     fn announce(&self, device: &DeviceId, online: bool) {
@@ -371,18 +374,26 @@ impl Hub {
         }
     }
 
-    /// Adds `devices` to what `peer` watches; returns which of them are online.
+    /// Adds `devices` to what `peer` watches, if `max` per connection and
+    /// `admit` (given how many are new) allow; returns which are online.
     pub(crate) fn subscribe(
         &mut self,
         peer: &Arc<Peer>,
         devices: &[DeviceId],
         max: usize,
+        admit: impl FnOnce(usize) -> Result<(), Rejection>,
     ) -> Result<Vec<DeviceId>, Rejection> {
-        let watching = self.watching.entry(peer.id).or_default();
-        let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
-        if watching.len() + new > max {
-            return Err(too_many_subscriptions(max, watching.len()));
+        let held = self.watching.get(&peer.id).map_or(0, HashSet::len);
+        let new = devices
+            .iter()
+            .filter(|d| !self.watching.get(&peer.id).is_some_and(|w| w.contains(*d)))
+            .collect::<HashSet<_>>()
+            .len();
+        if held + new > max {
+            return Err(too_many_subscriptions(max, held));
         }
+        admit(new)?;
+        let watching = self.watching.entry(peer.id).or_default();
         for device in devices {
             watching.insert(*device);
             self.watchers.entry(*device).or_default().insert(peer.id, peer.clone());
@@ -390,11 +401,12 @@ impl Hub {
         Ok(devices.iter().filter(|d| self.devices.contains_key(d)).copied().collect())
     }
 
-    /// Removes `devices` from what `peer` watches.
-    pub(crate) fn unsubscribe(&mut self, peer_id: u64, devices: &[DeviceId]) {
+    /// Removes `devices` from what `peer` watches; returns how many it did.
+    pub(crate) fn unsubscribe(&mut self, peer_id: u64, devices: &[DeviceId]) -> usize {
+        let mut removed = 0;
         if let Some(watching) = self.watching.get_mut(&peer_id) {
             for device in devices {
-                watching.remove(device);
+                removed += usize::from(watching.remove(device));
                 if let Some(watchers) = self.watchers.get_mut(device) {
                     watchers.remove(&peer_id);
                     if watchers.is_empty() {
@@ -403,6 +415,7 @@ impl Hub {
                 }
             }
         }
+        removed
     }
 
     /// Relays or queues a signal; returns the first outcome.

@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 mod outgoing;
 mod relay_requests;
 mod session_requests;
+mod subscriptions;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -101,6 +102,10 @@ pub(crate) struct Shared {
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Each engine.io session's outgoing byte budget, by its `sid`.
     pub(crate) engine_sessions: Arc<outgoing::Sessions>,
+    /// Presence subscriptions per address group.
+    pub(crate) address_subscriptions: subscriptions::AddressSubscriptions,
+    /// The configured public origins, written as registrations sign them.
+    pub(crate) public_origins: Arc<[String]>,
 }
 
 impl Shared {
@@ -188,6 +193,10 @@ struct Listener {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     serve: Option<JoinHandle<()>>,
+    /// Where `/metrics` is served when it has an address of its own, and
+    /// that server (aborted with the listener).
+    metrics_addr: Option<SocketAddr>,
+    metrics_serve: Option<JoinHandle<()>>,
 }
 
 impl SignalingServer {
@@ -201,6 +210,11 @@ impl SignalingServer {
     /// The Redis store ([`StoreConfig::Redis`]) needs [`bind`](Self::bind):
     /// it brings its own socket.io adapter.
     pub fn attach(io: &SocketIo, config: ServerConfig) -> Result<SignalingServer> {
+        Self::attachable(&config)?;
+        Self::attach_local(io, config)
+    }
+
+    fn attach_local(io: &SocketIo, config: ServerConfig) -> Result<SignalingServer> {
         config.validate()?;
         if matches!(config.store, StoreConfig::Redis { .. }) {
             return Err(Error::InvalidConfig {
@@ -211,6 +225,18 @@ impl SignalingServer {
         let shared = Arc::new(Self::open_state(config, None)?);
         io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() });
         Ok(Self::start(shared, AnyIo::Local(io.clone())))
+    }
+
+    /// Refuses what only [`bind`](Self::bind) can serve.
+    fn attachable(config: &ServerConfig) -> Result<()> {
+        if config.metrics_listen.is_some() {
+            return Err(Error::InvalidConfig {
+                field: "metrics_listen",
+                detail: "needs SignalingServer::bind (an attached server's routes are served by the application)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     fn start(shared: Arc<Shared>, io: AnyIo) -> SignalingServer {
@@ -272,13 +298,17 @@ impl SignalingServer {
         let listener =
             TcpListener::bind(bind).await.map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr: bind.to_string(), source })?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(serve_metrics(addr, config.metrics_token.as_deref()).await?),
+            None => None,
+        };
         let (mut server, app) = if matches!(config.store, StoreConfig::Redis { .. }) {
             let (server, layer) = Self::attach_redis(config).await?;
             let app = server.http_routes().layer(layer);
             (server, app)
         } else {
             let (layer, io) = Self::builder(&config).build_layer();
-            let server = Self::attach(&io, config)?;
+            let server = Self::attach_local(&io, config)?;
             let app = server.http_routes().layer(layer);
             (server, app)
         };
@@ -288,9 +318,13 @@ impl SignalingServer {
             max_outgoing_bytes: server.shared.config.max_outgoing_bytes,
             path: server.shared.config.path.clone(),
         };
-        let app = app
+        let mut app = app
             .layer(axum::middleware::from_fn_with_state(metering, outgoing::meter_requests))
             .layer(axum::middleware::map_request(detach_request_head));
+        if let Some(cors) = server.cors_layer() {
+            // Outermost: a preflight is answered before socket.io sees it.
+            app = app.layer(cors);
+        }
         let app = app.into_make_service_with_connect_info::<outgoing::ClientConn>();
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = outgoing::MeteredListener {
@@ -308,7 +342,12 @@ impl SignalingServer {
             }
         });
         info!(%local_addr, namespace = %server.shared.config.namespace, "signaling server listening");
-        server.listener = Some(Listener { io, local_addr, stop: Some(stop), serve: Some(serve) });
+        let (metrics_addr, metrics_serve) = metrics.unzip();
+        if let Some(addr) = metrics_addr {
+            info!(%addr, "metrics served on their own address");
+        }
+        server.listener =
+            Some(Listener { io, local_addr, stop: Some(stop), serve: Some(serve), metrics_addr, metrics_serve });
         Ok(server)
     }
 
@@ -326,7 +365,11 @@ impl SignalingServer {
         if restored > 0 {
             info!(messages = restored, notices = notices.len(), "restored the offline queue");
         }
+        let public_origins =
+            config.public_origins.iter().filter_map(|origin| crate::protocol::server_origin(origin).ok()).collect();
         Ok(Shared {
+            public_origins,
+            address_subscriptions: subscriptions::AddressSubscriptions::new(config.max_subscriptions_per_address),
             limiters: Limiters::new(&config.rate_limits, &config.sessions),
             config,
             hub: Mutex::new(Hub::new(queue, notices, sessions, relays, store)),
@@ -339,10 +382,29 @@ impl SignalingServer {
         })
     }
 
-    /// `/healthz` (200 "ok") and `/metrics` (Prometheus text), to merge into
+    /// `/healthz` (200 "ok") and `/metrics` (Prometheus text, behind
+    /// [`ServerConfig::metrics_token`] if set; absent when
+    /// [`ServerConfig::metrics_listen`] serves it elsewhere), to merge into
     /// your router.
     pub fn http_routes(&self) -> Router {
-        http::routes()
+        let config = &self.shared.config;
+        match config.metrics_listen {
+            Some(_) => http::health(),
+            None => http::health().merge(http::metrics(config.metrics_token.as_deref())),
+        }
+    }
+
+    /// The CORS layer for [`ServerConfig::cors_origins`] (`None` when the
+    /// list is empty). [`bind`](Self::bind) adds it; add it to your router
+    /// (outermost) when you [`attach`](Self::attach).
+    pub fn cors_layer(&self) -> Option<tower_http::cors::CorsLayer> {
+        http::cors(&self.shared.config.cors_origins)
+    }
+
+    /// The address `/metrics` is served on when
+    /// [`ServerConfig::metrics_listen`] is set (the bound one, with its port).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.metrics_addr)
     }
 
     /// The address a bound server listens on (`None` when attached).
@@ -381,6 +443,9 @@ impl SignalingServer {
         cluster_relay::flush(&self.shared, Duration::from_secs(1)).await;
         self.tasks.iter().for_each(JoinHandle::abort);
         if let Some(mut listener) = self.listener.take() {
+            if let Some(metrics) = listener.metrics_serve.take() {
+                metrics.abort();
+            }
             listener.io.clone().close().await;
             if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
@@ -408,6 +473,9 @@ impl Drop for SignalingServer {
             runtime.spawn(self.io.clone().remove_namespace(self.shared.config.namespace.clone()));
         }
         if let Some(mut listener) = self.listener.take() {
+            if let Some(metrics) = listener.metrics_serve.take() {
+                metrics.abort();
+            }
             if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }
@@ -423,6 +491,20 @@ impl Drop for SignalingServer {
             }
         }
     }
+}
+
+/// Serves `/metrics` (and `/healthz`) on `addr`; returns the bound address
+/// and the serving task.
+async fn serve_metrics(addr: SocketAddr, token: Option<&str>) -> Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+    let app = http::health().merge(http::metrics(token));
+    let serve = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            warn!(%err, "the metrics server stopped");
+        }
+    });
+    Ok((bound, serve))
 }
 
 /// Expires queued messages at their deadlines and sweeps idle state.

@@ -4,6 +4,8 @@
 //! frames, credit and closes go to `cluster_relay.rs` instead (and
 //! `"relay-open"` never reaches this file).
 
+use std::net::IpAddr;
+
 use peers_sdk::{CloseCode, CloseReason, DeviceId};
 use serde_json::{Map, Value as Json};
 use tracing::{debug, info};
@@ -17,13 +19,13 @@ use crate::relay::{Ended, FrameRefusal, Opening};
 
 type Reply = Result<Map<String, Json>, Rejection>;
 
-pub(super) fn open(shared: &Shared, device: DeviceId, payload: Json) -> Reply {
+pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, payload: Json) -> Reply {
     let request: RelayOpenRequest = parse("relay-open", payload)?;
     let peer = protocol::parse_device_id("peer", &request.peer)?;
     let mut hub = shared.hub();
     let max_frame = hub.relays().limits().max_frame as u64;
     let mut fields = Map::new();
-    match hub.relays().open(now_ms(), device, peer)? {
+    match hub.relays().open(now_ms(), device, origin, peer)? {
         Opening::Waiting => {
             fields.insert("state".into(), Json::from("waiting"));
         }

@@ -55,7 +55,7 @@ pub(super) fn handle(
     payload: Json,
 ) -> Reply {
     match event {
-        Event::SessionCreate => create(host, device, payload),
+        Event::SessionCreate => create(host, limiters, ip, device, payload),
         Event::SessionJoin => join(host, limiters, ip, device, payload),
         Event::SessionClose => close(host, device, payload),
         other => Err(Rejection::new(ErrorCode::Internal, format!("{other:?} is not a session request"))),
@@ -78,10 +78,22 @@ pub(super) fn expire(host: &mut impl SessionHost, now: u64) {
     }
 }
 
-fn create(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply {
+fn create(
+    host: &mut impl SessionHost,
+    limiters: &Limiters,
+    ip: Option<IpAddr>,
+    device: DeviceId,
+    payload: Json,
+) -> Reply {
     let request: SessionCreateRequest = parse("session-create", payload)?;
-    let created =
-        host.sessions().create(now_ms(), &mut OsRng, device, request.kind.unwrap_or_default(), request.ttl_ms)?;
+    if let Err(limited) = limiters.check_create(ip, &device) {
+        return Err(too_many_creates(limited));
+    }
+    let kind = request.kind.unwrap_or_default();
+    let created = host.sessions().create(now_ms(), &mut OsRng, device, ip, kind, request.ttl_ms)?;
+    if let Some(evicted) = &created.evicted {
+        host.delete_sessions(std::slice::from_ref(evicted));
+    }
     host.save_session(&created.session);
     m::session_event("created");
     info!(%device, transfer = %created.session.transfer_id, "session created");
@@ -92,6 +104,12 @@ fn create(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply
         ("sender_token", Json::String(created.sender_token)),
         ("expires_at", Json::from(session.expires_at)),
     ]))
+}
+
+/// A creation refused for the creation rate of `limited`.
+pub(super) fn too_many_creates(limited: Limited) -> Rejection {
+    let whose = if limited == Limited::Ip { "this address" } else { "this device" };
+    Rejection::new(ErrorCode::RateLimited, format!("too many sessions created by {whose} in a minute"))
 }
 
 /// A join refused for the join rate of `limited`.

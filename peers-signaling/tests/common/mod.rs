@@ -129,6 +129,8 @@ pub async fn expect_five_candidates(rx: &mut mpsc::Receiver<IncomingSignal>, ids
 pub struct RawClient {
     pub client: Client,
     pub nonce: [u8; NONCE_LEN],
+    /// The origin of the URL it dialed (what a registration signs).
+    pub origin: String,
     replies: mpsc::UnboundedReceiver<(String, Value)>,
     next_req: u64,
 }
@@ -164,14 +166,16 @@ impl RawClient {
         let (name, challenge) = tokio::time::timeout(PROMPT, rx.recv()).await.unwrap().unwrap();
         assert_eq!(name, "challenge");
         let nonce = protocol::decode_fixed::<NONCE_LEN>("nonce", challenge["nonce"].as_str().unwrap()).unwrap();
-        RawClient { client, nonce, replies: rx, next_req: 1 }
+        let origin = protocol::server_origin(url).unwrap();
+        RawClient { client, nonce, origin, replies: rx, next_req: 1 }
     }
 
-    /// A registration request for `keys` signing `nonce`.
-    pub fn registration(keys: &DeviceKeys, nonce: &[u8; NONCE_LEN]) -> Value {
+    /// A registration request for `keys` signing `nonce` and `origin`.
+    pub fn registration(keys: &DeviceKeys, nonce: &[u8; NONCE_LEN], origin: &str) -> Value {
         json!({
             "public_key": protocol::encode(keys.signing_public().as_bytes()),
-            "signature": protocol::encode(&keys.sign(&protocol::register_message(nonce))),
+            "origin": origin,
+            "signature": protocol::encode(&keys.sign(&protocol::register_message(nonce, origin))),
         })
     }
 
@@ -210,7 +214,7 @@ impl RawClient {
     }
 
     pub async fn register(&mut self, keys: &DeviceKeys) -> Value {
-        let request = Self::registration(keys, &self.nonce);
+        let request = Self::registration(keys, &self.nonce, &self.origin);
         self.request("register", request).await
     }
 }
@@ -224,10 +228,22 @@ pub fn code(reply: &Value) -> &str {
 /// One HTTP/1.1 request on a fresh connection; returns the status and the raw
 /// response (headers and body).
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(addr, method, path, &[], body).await
+}
+
+/// Like [`http`], with more request headers (`name: value` lines).
+pub async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tcp.write_all(request.as_bytes()).await.unwrap();

@@ -84,7 +84,7 @@ impl WireClient {
         recv_buffer: Option<u32>,
     ) -> WireClient {
         let (mut client, challenge) = WireClient::dial_with_buffer(server, source, recv_buffer).await.expect("dial");
-        let register = protocol::answer_challenge(keys, &challenge).unwrap();
+        let register = protocol::answer_challenge(keys, &challenge, &format!("http://{server}")).unwrap();
         let reply = client.request("register", serde_json::to_value(register).unwrap()).await;
         assert_eq!(reply["ok"], json!(true), "{reply}");
         client

@@ -51,7 +51,7 @@ use crate::notices::NoticeLimits;
 use crate::protocol::{OutcomeNotice, SignalKind};
 use crate::sessions::Session;
 pub(crate) use pubsub::PubSubDriver;
-pub(crate) use relay::RelayPairing;
+pub(crate) use relay::{RelayPairing, RelayQuota};
 
 use crate::queue::{QueueBound, QueueLimits, QueueUsage, QueuedMessage};
 

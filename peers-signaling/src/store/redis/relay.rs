@@ -3,6 +3,8 @@
 //! the instance-to-instance channel `P:relay:<instance>` that carries each
 //! relay's events between the instances of its two parties.
 
+use std::net::IpAddr;
+
 use peers_sdk::DeviceId;
 
 use super::{RedisState, bad_reply, millis, redis_error};
@@ -27,6 +29,21 @@ pub(crate) enum RelayPairing {
     Busy,
     /// Too many relays are open (all instances together).
     Full,
+    /// A party or its address is a party of its limit of open relays.
+    Quota(RelayQuota),
+}
+
+/// Whose relay quota refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RelayQuota {
+    /// The asking device's.
+    Device,
+    /// The asking device's address's.
+    Address,
+    /// The other device's.
+    Peer,
+    /// The other device's address's.
+    PeerAddress,
 }
 
 impl RedisState {
@@ -42,6 +59,7 @@ impl RedisState {
         now: u64,
         from: &DeviceId,
         to: &DeviceId,
+        origin: Option<IpAddr>,
         token: &str,
         limits: &RelayLimits,
     ) -> Result<RelayPairing> {
@@ -59,6 +77,9 @@ impl RedisState {
             .arg(limits.max_pending_per_device)
             .arg(limits.max_relays)
             .arg(millis(limits.max_duration))
+            .arg(origin.map(|ip| ip.to_string()).unwrap_or_default())
+            .arg(limits.per_device)
+            .arg(limits.per_address)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(redis_error("open a relay"))?;
@@ -73,6 +94,13 @@ impl RedisState {
             Some("waiting") => Ok(RelayPairing::Waiting),
             Some("busy") => Ok(RelayPairing::Busy),
             Some("full") => Ok(RelayPairing::Full),
+            Some("quota") => Ok(RelayPairing::Quota(match reply.get(1).map(String::as_str) {
+                Some("device") => RelayQuota::Device,
+                Some("address") => RelayQuota::Address,
+                Some("peer") => RelayQuota::Peer,
+                Some("peer-address") => RelayQuota::PeerAddress,
+                _ => return Err(bad()),
+            })),
             _ => Err(bad()),
         }
     }

@@ -1,0 +1,145 @@
+//! The server's HTTP surface beyond socket.io: who may read `/metrics`
+//! (another address, a bearer token).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{http, http_with, server};
+use peers_signaling::ServerConfig;
+
+const TOKEN: &str = "metrics-token-0123456789";
+
+fn has_metrics(response: &str) -> bool {
+    response.lines().any(|line| line.starts_with("signaling_connections "))
+}
+
+/// With a token, `/metrics` answers 401 (with `WWW-Authenticate: Bearer`)
+/// to a request without it or with another, and the metrics to the right
+/// one; `/healthz` stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_bearer_token() {
+    let mut config = ServerConfig::in_memory();
+    config.metrics_token = Some(TOKEN.into());
+    let server = server(config).await;
+    let addr = server.local_addr().unwrap();
+    let (status, response) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(status, 401, "{response}");
+    assert!(response.to_ascii_lowercase().contains("www-authenticate: bearer"), "{response}");
+    assert!(!has_metrics(&response));
+    for wrong in
+        ["Authorization: Bearer metrics-token-0123456788", "Authorization: Basic bWV0cmljczp4", "Authorization: Bearer"]
+    {
+        let (status, response) = http_with(addr, "GET", "/metrics", &[wrong], "").await;
+        assert_eq!(status, 401, "{wrong}: {response}");
+    }
+    let header = format!("Authorization: Bearer {TOKEN}");
+    let (status, response) = http_with(addr, "GET", "/metrics", &[&header], "").await;
+    assert_eq!(status, 200, "{response}");
+    assert!(has_metrics(&response), "{response}");
+    assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
+}
+
+/// With `metrics_listen`, `/metrics` is served there (with the token when
+/// one is set) and no longer on the signaling address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_address() {
+    let mut config = ServerConfig::in_memory();
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = server(config.clone()).await;
+    let (main, metrics) = (server.local_addr().unwrap(), server.metrics_addr().unwrap());
+    assert_ne!(main.port(), metrics.port());
+    assert_eq!(http(main, "GET", "/metrics", "").await.0, 404, "not on the signaling address");
+    assert_eq!(http(main, "GET", "/healthz", "").await.0, 200);
+    let (status, response) = http(metrics, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{response}");
+    assert!(has_metrics(&response), "{response}");
+    // Clients still connect on the signaling address.
+    let _client = common::client(&server, &common::keys("metered")).await;
+    server.shutdown().await;
+
+    config.metrics_token = Some(TOKEN.into());
+    let server = common::server(config).await;
+    let metrics = server.metrics_addr().unwrap();
+    assert_eq!(http(metrics, "GET", "/metrics", "").await.0, 401);
+    let header = format!("Authorization: Bearer {TOKEN}");
+    assert_eq!(http_with(metrics, "GET", "/metrics", &[&header], "").await.0, 200);
+}
+
+/// A weak token and an attached server with `metrics_listen` are refused
+/// with the field's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_settings_are_checked() {
+    let mut config = ServerConfig::in_memory();
+    config.metrics_token = Some("short".into());
+    let err = peers_signaling::SignalingServer::bind(config).await.unwrap_err();
+    assert!(err.to_string().contains("metrics_token"), "{err}");
+    let mut config = ServerConfig::in_memory();
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let (_layer, io) = socketioxide::SocketIo::builder().build_layer();
+    let err = peers_signaling::SignalingServer::attach(&io, config).unwrap_err();
+    assert!(err.to_string().contains("metrics_listen"), "{err}");
+}
+
+const PAGE: &str = "http://page.example:8080";
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+const HANDSHAKE: &str = "/socket.io/?EIO=4&transport=polling";
+
+/// CORS: by default no CORS headers and no preflight answer; with an allowed
+/// origin, its polling requests carry `Access-Control-Allow-Origin` and its
+/// preflight is answered, while another origin gets neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_and_preflight_for_allowed_origins_only() {
+    let closed = server(ServerConfig::in_memory()).await;
+    let mut config = ServerConfig::in_memory();
+    config.cors_origins = vec![format!("{PAGE}/")];
+    let open = server(config).await;
+    let origin = format!("Origin: {PAGE}");
+    let preflight =
+        [origin.as_str(), "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: content-type"];
+
+    // The engine.io handshake (the first request of socket.io-client's
+    // default transports) from the page.
+    let (status, response) = http_with(open.local_addr().unwrap(), "GET", HANDSHAKE, &[&origin], "").await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(header(&response, "access-control-allow-origin"), Some(PAGE), "{response}");
+    let (status, response) = http_with(open.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &preflight, "").await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(header(&response, "access-control-allow-origin"), Some(PAGE), "{response}");
+    let methods = header(&response, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("POST") && methods.contains("GET"), "{response}");
+    let headers = header(&response, "access-control-allow-headers").unwrap_or_default();
+    assert!(headers.to_ascii_lowercase().contains("content-type"), "{response}");
+
+    // Another origin: no CORS headers, so its browser refuses the answers.
+    let stranger = ["Origin: http://evil.example", "Access-Control-Request-Method: POST"];
+    let (_, response) = http_with(open.local_addr().unwrap(), "GET", HANDSHAKE, &stranger[..1], "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    let (_, response) = http_with(open.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &stranger, "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+
+    // The default server: none for anyone.
+    let (_, response) = http_with(closed.local_addr().unwrap(), "GET", HANDSHAKE, &[&origin], "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    let (status, response) = http_with(closed.local_addr().unwrap(), "OPTIONS", HANDSHAKE, &preflight, "").await;
+    assert_eq!(header(&response, "access-control-allow-origin"), None, "{response}");
+    assert_ne!(status, 200, "{response}");
+}
+
+/// A CORS origin with a path, or of another scheme, is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_origins_are_checked() {
+    for bad in ["http://page.example/app", "ftp://page.example", "page.example"] {
+        let mut config = ServerConfig::in_memory();
+        config.cors_origins = vec![bad.into()];
+        let err = peers_signaling::SignalingServer::bind(config).await.unwrap_err();
+        assert!(err.to_string().contains("cors_origins"), "{bad}: {err}");
+    }
+}
