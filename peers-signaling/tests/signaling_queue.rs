@@ -85,8 +85,16 @@ async fn an_undelivered_message_expires_with_a_notice_to_the_sender() {
     assert_eq!(event(&mut alice_events, outcome_event).await, (long.id, Outcome::Delivered));
     nothing(&mut bob_in, Duration::from_millis(200)).await;
 
-    // Time to live 0: deliver now or expire, never queued.
+    // Time to live 0: deliver now or expire, never queued. Sent once the server
+    // has seen bob go (his close and alice's send race otherwise).
+    alice.subscribe_presence(&[bob_keys.device_id()]).await.unwrap();
     bob.close().await;
+    let bob_id = bob_keys.device_id();
+    event(&mut alice_events, |e| match e {
+        ClientEvent::Presence { device, online: false } if *device == bob_id => Some(()),
+        _ => None,
+    })
+    .await;
     let zero = OutgoingSignal::new(bob_keys.device_id(), SignalKind::Cancel, json!({})).with_ttl(Duration::ZERO);
     assert_eq!(alice.send_signal(zero).await.unwrap().outcome, Outcome::Expired);
     server.shutdown().await;
