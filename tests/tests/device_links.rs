@@ -86,6 +86,8 @@ async fn traffic_ends_on_the_better_class_and_every_call_made_during_the_switche
     a.go_online(&url).await;
     b.go_online(&url).await;
 
+    // b answers signals and relay requests only from devices it trusts.
+    b.manager.keep_connected(a.id());
     // The signaling server's relay first: the class that always works.
     a.dial_through_relay();
     a.manager.keep_connected(b.id());
@@ -141,6 +143,12 @@ async fn at_the_connection_limit_the_least_preferred_connection_is_evicted() {
         peers.push(peer);
     }
     let [relayed, webrtc, local, newcomer, late] = &peers[..] else { unreachable!() };
+    // Devices answer signals and relay requests only from devices they trust
+    // (none of them has a dialer: wanting a device does not dial it here).
+    for peer in &peers {
+        hub.manager.keep_connected(peer.id());
+        peer.manager.keep_connected(hub.id());
+    }
 
     // Three connections, one of each class: the limit.
     assert_eq!(relayed.relay_once(hub.id()).await.unwrap(), hub.id());

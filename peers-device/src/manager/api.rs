@@ -62,6 +62,9 @@ pub(super) struct Inner {
     /// Incoming handshakes running now, over every listener and `accept` call
     /// ([`ManagerConfig::max_handshakes`]).
     pub(super) handshakes: Arc<tokio::sync::Semaphore>,
+    /// Signals and relay requests dropped because their sender is outside the
+    /// trust set ([`ConnectionManager::admits`]).
+    pub(super) strangers_refused: std::sync::atomic::AtomicU64,
 }
 
 /// Application set-up run on every new connection.
@@ -214,6 +217,7 @@ impl ConnectionManager {
                 setups: Mutex::new(Vec::new()),
                 signaling: Mutex::new(Vec::new()),
                 handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
+                strangers_refused: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -526,6 +530,7 @@ impl ConnectionManager {
             paths,
             signaling: self.inner.signaling_status(),
             history: state.history.iter().cloned().collect(),
+            strangers_refused: self.inner.strangers_refused.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

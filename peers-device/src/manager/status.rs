@@ -245,6 +245,9 @@ pub struct ManagerStatus {
     pub signaling: Vec<SignalingStatus>,
     /// Recent events, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// Signals and relay requests dropped unanswered because their sender is
+    /// outside this device's trust set, since the manager started.
+    pub strangers_refused: u64,
 }
 
 impl ManagerStatus {

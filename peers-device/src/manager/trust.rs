@@ -1,10 +1,40 @@
-//! Dropping a device that is no longer trusted, at run time.
+//! Who may reach this device, and dropping a device that is no longer
+//! trusted, at run time.
+
+use std::sync::atomic::Ordering;
 
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId};
+use tracing::debug;
 
 use super::api::{ConnectionManager, lock};
 
 impl ConnectionManager {
+    /// Whether `device` is in this device's trust set: a member of one of its
+    /// groups, kept connected ([`keep_connected`](Self::keep_connected)), or
+    /// connected now (a connection is only up once the handshake and the trust
+    /// policy accepted the peer). A lookup by device id, no handshake.
+    pub fn trusts(&self, device: &DeviceId) -> bool {
+        let state = lock(&self.inner.state);
+        state.wanted.contains_key(device)
+            || state.devices.contains_key(device)
+            || state.groups.values().any(|group| group.members.contains(device))
+    }
+
+    /// The check every signal and relay request from a signaling server passes
+    /// before anything is done with it: `true` if `from` is trusted
+    /// ([`trusts`](Self::trusts)); otherwise the refusal is counted (in
+    /// [`status`](Self::status)'s `strangers_refused`), logged at debug, and the
+    /// caller drops the request unanswered, so that a stranger gets no ICE
+    /// candidate, no WebRTC session, no relay and no handshake message.
+    pub(crate) fn admits(&self, from: &DeviceId, what: &str) -> bool {
+        if self.trusts(from) {
+            return true;
+        }
+        let refused = self.inner.strangers_refused.fetch_add(1, Ordering::Relaxed) + 1;
+        debug!(%from, what, refused, "dropped a request from a device outside the trust set");
+        false
+    }
+
     /// Stops keeping `device` connected and closes every connection to it
     /// (the active one and any standby or retiring ones). Its groups are not
     /// touched: remove it from them with

@@ -8,6 +8,8 @@
 //! signal whose body is `{"relay": true}` is a peer asking for a frame relay, which
 //! is opened and handed to the manager as an accepted connection. (The relay
 //! needs both devices to ask; `ready` is how the dialing side asks the other.)
+//! A signal from a device outside the manager's trust set
+//! ([`ConnectionManager::trusts`]) is dropped unanswered before it is routed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -341,6 +343,12 @@ async fn supervise(
                     None => break ("incoming signals ended".to_owned(), false),
                 },
             };
+            // One check for everything the server brings: a stranger's offer,
+            // candidate or relay request is dropped here, before the WebRTC
+            // endpoint or the relay sees it.
+            if !manager.admits(&signal.from, signal.kind.as_str()) {
+                continue;
+            }
             if signal.kind == SignalKind::Ready {
                 if signal.body.get("relay").and_then(|v| v.as_bool()) == Some(true) {
                     accept_relay(manager.clone(), client.clone(), signal.from);
