@@ -10,8 +10,8 @@
 #   --size-mib N  file size in MiB (default 1024)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
-#                 cargo build --release -p peers-device --bin peers \
-#                   -p peers-signaling --features peers-signaling/bin)
+#                 cargo build --release -p peers-device --bin peers, and
+#                 cargo build --release -p peers-signaling --features bin --bin peers-signaling)
 #   --venv DIR    a Python venv with magic-wormhole, magic-wormhole-mailbox-server and
 #                 magic-wormhole-transit-relay (pip install ...); without it, the
 #                 wormhole row is left out
