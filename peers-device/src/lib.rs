@@ -22,6 +22,9 @@
 //!   then a `Connection` pinned to them moves the files, each chunk checked
 //!   against a BLAKE3 manifest, resumable; [`transfer::send`] and
 //!   [`transfer::receive`] do it all, and `peers send` / `peers receive` wrap them.
+//!   [`transfer::pair`] and [`transfer::join`] pair two devices the same way: the
+//!   PAKE confirms their long-term keys and both learn the groups to trust each
+//!   other in (`peers pair` / `peers join`).
 //! - [`transports`]: the socket.io, WebRTC and signaling-server dialers and
 //!   listeners; [`daemon`] and the `peers` binary.
 //!

@@ -53,6 +53,8 @@ const MAX_CONCURRENT: usize = 4;
 pub enum ControlRequest {
     /// Connections and groups, as a table.
     Status,
+    /// This device's share code, with the URLs the daemon advertises.
+    Info,
     /// Write a key in a group.
     Put {
         /// The group.
@@ -109,6 +111,11 @@ pub enum ControlResponse {
         user: String,
         /// The groups it is now a member of, as far as this device is concerned.
         groups: Vec<GroupId>,
+    },
+    /// This device's share code (the answer to `Info`).
+    Info {
+        /// The share code, with the advertised URLs.
+        share_code: String,
     },
     /// The device is no longer trusted, and disconnected.
     Untrusted {

@@ -153,6 +153,7 @@ fn handler(
             let engine = |group: &GroupId| engines.get(group).ok_or_else(|| Error::UnknownGroup(group.to_string()));
             let result = match request {
                 ControlRequest::Status => Ok(ControlResponse::Status { table: render_status(&manager.status()) }),
+                ControlRequest::Info => Ok(ControlResponse::Info { share_code: members.device.info().to_share_code() }),
                 ControlRequest::Put { group, key, value } => match engine(&group) {
                     Ok(engine) => engine.put(&key, &value).await.map(|_| ControlResponse::Done),
                     Err(e) => Err(e),

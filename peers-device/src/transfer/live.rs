@@ -164,14 +164,14 @@ impl ReceiveHandle {
 }
 
 /// A fresh device identity for one transfer.
-fn ephemeral() -> Result<(Arc<DeviceKeys>, DeviceInfo)> {
+pub(super) fn ephemeral() -> Result<(Arc<DeviceKeys>, DeviceInfo)> {
     let keys = Arc::new(DeviceKeys::generate(EPHEMERAL_USER)?);
     let info = keys.info(vec![])?;
     Ok((keys, info))
 }
 
 /// Registers `keys` with the first server of `link` that answers.
-async fn register(link: &LinkOptions, keys: &DeviceKeys) -> Result<SignalingClient> {
+pub(super) async fn register(link: &LinkOptions, keys: &DeviceKeys) -> Result<SignalingClient> {
     let mut last = None;
     for url in &link.signaling {
         match SignalingClient::connect(url, keys, link.client.clone()).await {
@@ -232,7 +232,7 @@ struct Sender {
 
 impl Sender {
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
-        let receiver = self.wait_for_join(events).await?;
+        let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
         set_stage(&self.status, Stage::Authenticating);
         let link = &self.options.link;
         let relay = self.client.open_relay(&receiver, link.relay_wait).await?;
@@ -276,44 +276,6 @@ impl Sender {
         }
     }
 
-    /// Waits for the session's `joined` event; returns the device that joined.
-    async fn wait_for_join(
-        &self,
-        events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
-    ) -> Result<peers_sdk::DeviceId> {
-        let ttl = self.options.code_ttl;
-        let waiting = async {
-            while let Some(event) = events.recv().await {
-                match event {
-                    ClientEvent::Session { transfer_id, state, peer, reason }
-                        if transfer_id == self.created.transfer_id =>
-                    {
-                        match (state, peer) {
-                            (SessionState::Joined, Some(peer)) => return Ok(peer),
-                            (SessionState::Expired, _) => {
-                                return Err(TransferError::TimedOut { what: "a receiver to join", after: ttl }.into());
-                            }
-                            (SessionState::Closed, _) => {
-                                let why = reason.unwrap_or_else(|| "closed".into());
-                                return Err(TransferError::Protocol(format!("the code's session ended: {why}")).into());
-                            }
-                            _ => {}
-                        }
-                    }
-                    ClientEvent::Closed { reason } => {
-                        return Err(peers_signaling::Error::Closed { reason }.into());
-                    }
-                    _ => {}
-                }
-            }
-            Err(peers_signaling::Error::Closed { reason: "event channel ended".into() }.into())
-        };
-        match tokio::time::timeout(ttl, waiting).await {
-            Ok(result) => result,
-            Err(_) => Err(TransferError::TimedOut { what: "a receiver to join", after: ttl }.into()),
-        }
-    }
-
     /// Closes the session (a used or burnt code never works again) and the client.
     async fn finish(&self, result: &Result<()>) {
         if let Err(err) = result {
@@ -326,8 +288,45 @@ impl Sender {
     }
 }
 
+/// Waits for the `joined` event of the session `created`; returns the device that
+/// joined. Fails when no one joined within `ttl` or the session ended.
+pub(super) async fn wait_for_join(
+    events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
+    created: &CreatedSession,
+    ttl: Duration,
+) -> Result<peers_sdk::DeviceId> {
+    let waiting = async {
+        while let Some(event) = events.recv().await {
+            match event {
+                ClientEvent::Session { transfer_id, state, peer, reason } if transfer_id == created.transfer_id => {
+                    match (state, peer) {
+                        (SessionState::Joined, Some(peer)) => return Ok(peer),
+                        (SessionState::Expired, _) => {
+                            return Err(TransferError::TimedOut { what: "the other device to join", after: ttl }.into());
+                        }
+                        (SessionState::Closed, _) => {
+                            let why = reason.unwrap_or_else(|| "closed".into());
+                            return Err(TransferError::Protocol(format!("the code's session ended: {why}")).into());
+                        }
+                        _ => {}
+                    }
+                }
+                ClientEvent::Closed { reason } => {
+                    return Err(peers_signaling::Error::Closed { reason }.into());
+                }
+                _ => {}
+            }
+        }
+        Err(peers_signaling::Error::Closed { reason: "event channel ended".into() }.into())
+    };
+    match tokio::time::timeout(ttl, waiting).await {
+        Ok(result) => result,
+        Err(_) => Err(TransferError::TimedOut { what: "the other device to join", after: ttl }.into()),
+    }
+}
+
 /// Runs the PAKE; on any failure closes the relay so the peer is not left waiting.
-async fn authenticate_on(
+pub(super) async fn authenticate_on(
     relay: &dyn peers_sdk::Socket,
     code: &TransferCode,
     role: Role,

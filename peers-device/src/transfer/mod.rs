@@ -14,7 +14,8 @@
 //! builds a manifest from disk; [`exchange`], which moves a transfer over a
 //! `Connection` that is already authenticated ([`exchange::send`], [`expose_receiver`]);
 //! [`rendezvous`], which runs the PAKE over a socket and pins the connection to the
-//! confirmed device; and [`live`], the whole thing through a signaling server:
+//! confirmed device; [`pairing`], which pairs two devices' long-term keys the same
+//! way ([`pair`], [`join`]); and [`live`], the whole thing through a signaling server:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -53,6 +54,7 @@ pub mod code;
 pub mod exchange;
 pub mod live;
 pub mod manifest;
+pub mod pairing;
 pub mod pake;
 pub mod progress;
 pub mod rendezvous;
@@ -63,6 +65,7 @@ pub use code::TransferCode;
 pub use exchange::{Incoming, ReceiveOptions, Received, TransferProgress, expose_receiver};
 pub use live::{LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
 pub use manifest::{Entry, EntryKind, Manifest};
+pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
 pub use status::{Stage, Status};
 

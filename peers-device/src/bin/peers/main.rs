@@ -12,6 +12,7 @@ use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
 use peers_device::daemon::{Daemon, DaemonOptions, DataDir, DataDirLock};
 use peers_device::sync::{EngineOptions, MAX_VALUE_LEN, SqliteSyncEngine};
 
+mod pairing;
 mod transfer;
 
 // The help texts below say "32 MiB".
@@ -114,6 +115,12 @@ enum Command {
     /// Receive what someone sends with `peers send`, by its code. Shows the names
     /// and the total size and asks first (unless --yes). Needs no daemon.
     Receive(transfer::ReceiveArgs),
+    /// Pair this device with another: prints a short code and waits for
+    /// `peers join CODE` there; then each trusts the other in the groups (a
+    /// running daemon at once).
+    Pair(pairing::PairArgs),
+    /// Pair with the device that shows a code from `peers pair`.
+    Join(pairing::JoinArgs),
     /// Run a signaling server and three devices in two groups in this process,
     /// and watch them connect and sync.
     Demo,
@@ -181,6 +188,26 @@ async fn route(data: &DataDir, request: &ControlRequest, timeout: Duration) -> C
             Err(err) => Err(err.into()),
         },
         Err(err) => Err(format!("{err}. This command did not touch the data directory.").into()),
+    }
+}
+
+/// Trusts the device of share `code` in `groups`: in the running daemon (which
+/// connects to it at once), or in the data directory when none runs. Returns its id,
+/// user and the groups it is now a member of.
+pub(crate) async fn trust_code(
+    data: &DataDir,
+    code: &str,
+    groups: &[GroupId],
+    timeout: Duration,
+) -> CliResult<(String, String, Vec<GroupId>)> {
+    let request = ControlRequest::Trust { share_code: code.to_owned(), groups: groups.to_vec() };
+    match route(data, &request, timeout).await? {
+        Route::Daemon(ControlResponse::Trusted { device, user, groups }) => Ok((device, user, groups)),
+        Route::Daemon(other) => Err(unexpected(other)),
+        Route::Direct(_lock) => {
+            let info = data.trust(code, groups)?;
+            Ok((info.device_id.to_string(), info.user_id, groups.to_vec()))
+        }
     }
 }
 
@@ -256,15 +283,7 @@ async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()
             println!("share code {}", keys.info(advertise)?.to_share_code());
         }
         Command::Trust { code, groups } => {
-            let request = ControlRequest::Trust { share_code: code.clone(), groups: groups.clone() };
-            let (device, user, groups) = match route(&data, &request, timeout).await? {
-                Route::Daemon(ControlResponse::Trusted { device, user, groups }) => (device, user, groups),
-                Route::Daemon(other) => return Err(unexpected(other)),
-                Route::Direct(_lock) => {
-                    let info = data.trust(&code, &groups)?;
-                    (info.device_id.to_string(), info.user_id, groups)
-                }
-            };
+            let (device, user, groups) = trust_code(&data, &code, &groups, timeout).await?;
             let groups: Vec<&str> = groups.iter().map(GroupId::as_str).collect();
             println!("trusted {device} ({user}) in {}", groups.join(", "));
         }
@@ -307,6 +326,8 @@ async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()
                 }
             }
         }
+        Command::Pair(args) => pairing::run_pair(args, data, timeout).await?,
+        Command::Join(args) => pairing::run_join(args, data, timeout).await?,
         Command::Send(args) => transfer::run_send(args).await?,
         Command::Receive(args) => transfer::run_receive(args).await?,
         Command::Demo => {

@@ -65,7 +65,7 @@ pub(crate) struct ReceiveArgs {
     json: bool,
 }
 
-fn line(value: Value) {
+pub(crate) fn line(value: Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Send-by-code benchmark: one file of random data over loopback, ours (peers send /
+# peers receive through a local signaling server's frame relay) beside magic-wormhole
+# (with its mailbox server and transit relay run locally), iroh's sendme when it is
+# installed, and `cat` into a file as the floor. Prints MB/s (file size / the
+# receiver's wall time, from start to exit) and the receiver's peak RSS (/usr/bin/time -v),
+# with each rate as a ratio of the floor's. Not part of the test run.
+#
+# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR]
+#   --size-mib N  file size in MiB (default 1024)
+#   --bin DIR     where `peers` and `peers-signaling` are (default:
+#                 ${CARGO_TARGET_DIR:-target}/release; build them with
+#                 cargo build --release -p peers-device --bin peers, and
+#                 cargo build --release -p peers-signaling --features bin --bin peers-signaling)
+#   --venv DIR    a Python venv with magic-wormhole, magic-wormhole-mailbox-server and
+#                 magic-wormhole-transit-relay (pip install ...); without it, the
+#                 wormhole row is left out
+set -euo pipefail
+
+size_mib=1024
+bin="${CARGO_TARGET_DIR:-target}/release"
+venv=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size-mib) size_mib="$2"; shift 2 ;;
+    --bin) bin="$2"; shift 2 ;;
+    --venv) venv="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/peers-transfer-bench.XXXXXX")"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+bytes=$((size_mib * 1048576))
+src="$work/src/data.bin"
+mkdir -p "$work/src"
+head -c "$bytes" /dev/urandom > "$src"
+want="$(sha256sum < "$src" | cut -d' ' -f1)"
+
+rows=()
+# record NAME TIMEFILE OUTFILE: checks the received bytes, reads the wall time and peak RSS.
+record() {
+  local name="$1" timing="$2" out="$3"
+  local got; got="$(sha256sum < "$out" | cut -d' ' -f1)"
+  [ "$got" = "$want" ] || { echo "$name: received bytes differ" >&2; exit 1; }
+  local wall rss
+  wall="$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$timing")"
+  rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$timing")"
+  local secs; secs="$(echo "$wall" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')"
+  rows+=("$name $secs $rss")
+  rm -f "$out"
+}
+
+# The floor: cat into a file.
+/usr/bin/time -v -o "$work/cat.time" sh -c "cat '$src' > '$work/cat.out'"
+record "cat" "$work/cat.time" "$work/cat.out"
+
+# Ours: peers send / peers receive through a local signaling server.
+sig_port="$(free_port)"
+"$bin/peers-signaling" --bind "127.0.0.1:$sig_port" --memory true --data-dir "$work/sig" \
+  > "$work/sig.log" 2>&1 & pids+=($!)
+wait_port "$sig_port"
+url="http://127.0.0.1:$sig_port/"
+mkfifo "$work/send.out"
+"$bin/peers" send --json --signaling "$url" "$src" > "$work/send.out" 2> "$work/send.err" & pids+=($!)
+send_pid=$!
+exec 3< "$work/send.out"
+read -r first <&3
+code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
+mkdir -p "$work/ours"
+/usr/bin/time -v -o "$work/ours.time" "$bin/peers" receive "$code" --out "$work/ours" --yes --json \
+  --signaling "$url" > "$work/ours.log" 2>&1
+cat <&3 > /dev/null; exec 3<&-
+wait "$send_pid"
+record "peers-relay" "$work/ours.time" "$work/ours/data.bin"
+
+# magic-wormhole, with its servers on loopback.
+if [ -n "$venv" ]; then
+  mb_port="$(free_port)"; tr_port="$(free_port)"
+  (cd "$work" && "$venv/bin/twistd" -n --pidfile= wormhole-mailbox --port "tcp:$mb_port:interface=127.0.0.1" \
+    > "$work/mailbox.log" 2>&1) & pids+=($!)
+  (cd "$work" && "$venv/bin/twistd" -n --pidfile= transitrelay --port "tcp:$tr_port:interface=127.0.0.1" \
+    > "$work/transit.log" 2>&1) & pids+=($!)
+  wait_port "$mb_port"; wait_port "$tr_port"
+  wh=("$venv/bin/wormhole" --relay-url "ws://127.0.0.1:$mb_port/v1" --transit-helper "tcp:127.0.0.1:$tr_port")
+  wcode="7-benchmark-loopback"
+  "${wh[@]}" send --code "$wcode" "$src" > "$work/wh-send.log" 2>&1 & pids+=($!)
+  wsend=$!
+  sleep 1
+  mkdir -p "$work/wh"
+  (cd "$work/wh" && /usr/bin/time -v -o "$work/wh.time" "${wh[@]}" receive --accept-file -o data.bin "$wcode" \
+    > "$work/wh-recv.log" 2>&1)
+  wait "$wsend" || true
+  record "magic-wormhole" "$work/wh.time" "$work/wh/data.bin"
+fi
+
+# iroh's sendme, when installed (cargo install sendme).
+if command -v sendme > /dev/null; then
+  (cd "$work/src" && sendme send data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
+  ticket=""
+  for _ in $(seq 300); do
+    ticket="$(grep -o 'blob[a-z0-9]*' "$work/sendme-send.log" | head -1 || true)"
+    [ -n "$ticket" ] && break; sleep 0.1
+  done
+  mkdir -p "$work/sendme"
+  (cd "$work/sendme" && /usr/bin/time -v -o "$work/sendme.time" sendme receive "$ticket" > "$work/sendme-recv.log" 2>&1)
+  record "sendme" "$work/sendme.time" "$work/sendme/data.bin"
+fi
+
+floor_secs="$(echo "${rows[0]}" | cut -d' ' -f2)"
+printf '%s MiB of random data over loopback\n' "$size_mib"
+printf '%-16s %10s %10s %14s\n' "tool" "MB/s" "vs cat" "peak RSS MiB"
+for row in "${rows[@]}"; do
+  set -- $row
+  awk -v n="$1" -v s="$2" -v r="$3" -v b="$bytes" -v f="$floor_secs" \
+    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); printf "%-16s %10.1f %10.3f %14.1f\n", n, b/s/1e6, f/s, r/1024 }'
+done
