@@ -27,5 +27,10 @@ if [ -n "$binary_only" ]; then
     exit 1
 fi
 
+echo "== fuzz targets (built without instrumentation so none can rot; fuzz/README.md runs them)"
+# The fuzz crate is a workspace of its own; it takes the main lockfile's versions.
+cp Cargo.lock fuzz/Cargo.lock
+cargo check --manifest-path fuzz/Cargo.toml --bins --target-dir target
+
 echo "== cargo test (unit, integration, example and doc tests)"
 cargo test --workspace --all-features

@@ -31,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = responder.read_hello(data, NOW, &mut guard, &mut OsRng);
 
     // Message 2 to an initiator.
-    let (expect_response, m1) = Initiator::start(HandshakeConfig::new(alice.clone()), &sec, None, NOW, &mut OsRng).unwrap();
+    let (expect_response, m1) =
+        Initiator::start(HandshakeConfig::new(alice.clone()), &sec, None, NOW, &mut OsRng).unwrap();
     let _ = expect_response.read(data, NOW);
 
     // Message 3 to a responder mid-handshake.

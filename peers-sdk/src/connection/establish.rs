@@ -102,6 +102,29 @@ impl Connection {
     }
 }
 
+#[cfg(feature = "test-utils")]
+impl Connection {
+    /// `test-utils` only: a verified connection to `remote` that skipped the
+    /// handshake (no keys were exchanged; frames are not sealed), as if `remote`
+    /// had proved itself. It lets a fuzzer or a hostile test play a verified
+    /// peer frame by frame without paying a handshake per case; nothing else
+    /// should use it.
+    #[doc(hidden)]
+    pub fn without_handshake(socket: BoxSocket, config: ConnectionConfig, remote: crate::DeviceInfo) -> Connection {
+        let session = Session {
+            remote,
+            trust: crate::TrustLevel::Trusted,
+            handshake_hash: [0; 32],
+            role: crate::handshake::Role::Responder,
+            encrypted: false,
+            cipher: crate::handshake::TransportCipher::ChaCha20Poly1305,
+            send_key: zeroize::Zeroizing::new([0; 32]),
+            recv_key: zeroize::Zeroizing::new([0; 32]),
+        };
+        start(socket, config, session, None)
+    }
+}
+
 fn timeout_error(after: Duration) -> Error {
     Error::Timeout { what: "handshake".into(), after }
 }

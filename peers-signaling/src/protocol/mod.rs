@@ -22,9 +22,11 @@
 //! mixes up acks whose ids collide.)
 
 mod origin;
+mod request;
 mod validate;
 
 pub use origin::{MAX_ORIGIN_LEN, origins_of_host, server_origin};
+pub use request::{Registration, RelayEvent, Request, RequestKind, SessionRequest, Signal, split_event};
 
 use std::fmt;
 use std::str::FromStr;

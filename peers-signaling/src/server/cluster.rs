@@ -48,13 +48,14 @@ use tracing::{debug, info, warn};
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{
-    Connection, Replier, lock, online_reply, parse_signal, parse_subscribe, registered_reply, registration_refused,
-    signal_reply,
+    Connection, Replier, lock, online_reply, registered_reply, registration_refused, relay_of, signal_reply,
 };
 use super::hub::{incoming, too_many_subscriptions};
 use super::{Shared, metrics as m, now_ms};
 use crate::error::Error;
-use crate::protocol::{ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, events};
+use crate::protocol::{
+    ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
+};
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;
@@ -392,9 +393,10 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
 pub(super) async fn signal(
     cluster: &Cluster,
     conn: &Connection,
-    payload: Json,
+    from: DeviceId,
+    signal: Signal,
 ) -> Result<Map<String, Json>, Rejection> {
-    let relay = parse_signal(conn, payload)?;
+    let relay = relay_of(conn, from, signal)?;
     let now = now_ms();
     let message = QueuedMessage {
         seq: 0,
@@ -451,10 +453,9 @@ pub(super) async fn signal(
 pub(super) async fn subscribe(
     cluster: &Cluster,
     conn: &Connection,
-    payload: Json,
+    devices: Vec<DeviceId>,
     add: bool,
 ) -> Result<Map<String, Json>, Rejection> {
-    let devices = parse_subscribe(conn, payload, add)?;
     let socket = conn.peer.socket.upgrade();
     {
         let mut watching = lock(&conn.watching);

@@ -53,13 +53,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::cluster::{Cluster, unavailable};
-use super::connection::{Connection, lock, parse};
+use super::connection::{Connection, lock};
 use super::hub::Peer;
 use super::relay_requests::{close_notice, decoded_len, refuse};
 use super::{Shared, metrics as m, now_ms};
 use crate::protocol::{
-    self, ErrorCode, RELAY_WINDOW_FRAMES, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpenRequest,
-    RelayOpened, events,
+    ErrorCode, RELAY_WINDOW_FRAMES, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpened, events,
 };
 use crate::relay::{RelayLeg, RelayLimits};
 use crate::store::redis::{RelayPairing, RelayQuota};
@@ -190,10 +189,12 @@ fn holder_parts(holder: &str) -> Option<(String, u64)> {
 }
 
 /// `"relay-open"` in Redis mode.
-pub(super) async fn open(cluster: &Cluster, conn: &Connection, payload: Json) -> Result<Map<String, Json>, Rejection> {
-    let device = conn.registered()?;
-    let request: RelayOpenRequest = parse("relay-open", payload)?;
-    let peer = protocol::parse_device_id("peer", &request.peer)?;
+pub(super) async fn open(
+    cluster: &Cluster,
+    conn: &Connection,
+    device: DeviceId,
+    peer: DeviceId,
+) -> Result<Map<String, Json>, Rejection> {
     if peer == device {
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot relay to itself"));
     }

@@ -15,11 +15,11 @@ use serde_json::Value as Json;
 use tracing::warn;
 
 use super::cluster::{Cluster, random_hex, unavailable};
-use super::connection::{Connection, Event};
+use super::connection::Connection;
 use super::hub::session_notice;
 use super::session_requests::{self, SessionHost};
 use super::{metrics as m, now_ms};
-use crate::protocol::{ErrorCode, Rejection, SessionNotice, events};
+use crate::protocol::{ErrorCode, Rejection, SessionNotice, SessionRequest, events};
 use crate::sessions::{Session, SessionLimits, SessionTable};
 
 /// How long a request waits for the sessions lock before giving up.
@@ -94,26 +94,25 @@ impl Cluster {
 pub(super) async fn request(
     cluster: &Cluster,
     conn: &Connection,
-    kind: Event,
-    payload: Json,
+    device: DeviceId,
+    request: SessionRequest,
 ) -> Result<serde_json::Map<String, Json>, Rejection> {
-    let device = conn.registered()?;
     let shared = &conn.shared;
     // Code guesses count in Redis too, so spreading them over the instances
     // gains nothing (the per-code lock lives in the shared session table).
-    if kind == Event::SessionJoin
+    if matches!(request, SessionRequest::Join(_))
         && let Some(limited) = cluster.allow_join(&shared.config.sessions, &device, conn.ip()).await?
     {
         return Err(session_requests::too_many_joins(limited));
     }
-    if kind == Event::SessionCreate
+    if matches!(request, SessionRequest::Create(_))
         && let Some(limited) = cluster.allow_create(&shared.config.sessions, &device, conn.ip()).await?
     {
         return Err(session_requests::too_many_creates(limited));
     }
     cluster
         .with_sessions(&shared.config.sessions, |sessions| {
-            session_requests::handle(sessions, &shared.limiters, conn.ip(), device, kind, payload)
+            session_requests::handle(sessions, &shared.limiters, conn.ip(), device, request)
         })
         .await?
 }

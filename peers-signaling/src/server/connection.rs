@@ -30,10 +30,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler, Value};
@@ -46,8 +44,8 @@ use super::hub::{AfterUnlock, Outgoing, Peer, PeerSocket, Relay};
 use super::outgoing::{self, OutgoingBudget};
 use super::{Shared, cluster, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{
-    self, Challenge, EmptyRequest, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, RegisterRequest, Rejection,
-    SignalKind, SignalRequest, SubscribeRequest, events,
+    self, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection, Request,
+    RequestKind, Signal, events,
 };
 use crate::ratelimit::Limited;
 
@@ -135,23 +133,10 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     if let Some(rx) = queued_jobs {
         tokio::spawn(run_jobs(Arc::downgrade(&conn), rx));
     }
-    for (event, kind) in [
-        (events::REGISTER, Event::Register),
-        (events::SIGNAL, Event::Signal),
-        (events::SUBSCRIBE, Event::Subscribe),
-        (events::UNSUBSCRIBE, Event::Unsubscribe),
-        (events::ICE_CONFIG, Event::IceConfig),
-        (events::SESSION_CREATE, Event::SessionCreate),
-        (events::SESSION_JOIN, Event::SessionJoin),
-        (events::SESSION_CLOSE, Event::SessionClose),
-        (events::RELAY_OPEN, Event::RelayOpen),
-        (events::RELAY_FRAME, Event::RelayFrame),
-        (events::RELAY_CREDIT, Event::RelayCredit),
-        (events::RELAY_CLOSE, Event::RelayClose),
-    ] {
-        socket.on(event, EventHandler { kind, conn: conn.clone() });
+    for kind in RequestKind::ALL {
+        socket.on(kind.name(), EventHandler { kind: Some(kind), conn: conn.clone() });
     }
-    socket.on_fallback(EventHandler { kind: Event::Unknown, conn: conn.clone() });
+    socket.on_fallback(EventHandler { kind: None, conn: conn.clone() });
     socket.on_disconnect(Closed { conn: conn.clone() });
     debug!(peer = peer.id, ?ip, "signaling connection open");
     let online = shared.hub().online_count();
@@ -224,26 +209,11 @@ impl Connection {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Event {
-    Register,
-    Signal,
-    Subscribe,
-    Unsubscribe,
-    IceConfig,
-    SessionCreate,
-    SessionJoin,
-    SessionClose,
-    RelayOpen,
-    RelayFrame,
-    RelayCredit,
-    RelayClose,
-    Unknown,
-}
-
+/// The handler of one event name; `kind` is `None` for names the protocol
+/// does not have.
 #[derive(Clone)]
 struct EventHandler {
-    kind: Event,
+    kind: Option<RequestKind>,
     conn: Arc<Connection>,
 }
 
@@ -274,11 +244,11 @@ impl Replier {
     }
 }
 
-/// A request waiting for the connection's Redis task.
+/// A request waiting for the connection's Redis task, parsed (or refused)
+/// already.
 struct Job {
-    kind: Event,
-    name: String,
-    payload: Json,
+    kind: RequestKind,
+    request: Result<Request, Rejection>,
     replier: Replier,
 }
 
@@ -299,19 +269,28 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
                 continue;
             }
         }
-        match job.kind {
-            Event::Register => match verify_registration(&conn, job.payload) {
-                Ok(device) => cluster::register(&cluster, &conn, device, job.replier).await,
-                Err(rejection) => registration_refused(&conn, rejection, job.replier),
+        let Some((admitted, replier)) = admit(&conn, job.kind, job.request, job.replier) else { continue };
+        match admitted {
+            Admitted::Register(registration) => match verify_registration(&conn, &registration) {
+                Ok(device) => cluster::register(&cluster, &conn, device, replier).await,
+                Err(rejection) => registration_refused(&conn, rejection, replier),
             },
-            Event::Signal => job.replier.send(cluster::signal(&cluster, &conn, job.payload).await),
-            Event::Subscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, true).await),
-            Event::Unsubscribe => job.replier.send(cluster::subscribe(&cluster, &conn, job.payload, false).await),
-            Event::RelayOpen => job.replier.send(cluster_relay::open(&cluster, &conn, job.payload).await),
-            kind @ (Event::SessionCreate | Event::SessionJoin | Event::SessionClose) => {
-                job.replier.send(cluster_sessions::request(&cluster, &conn, kind, job.payload).await)
+            Admitted::Registered(device, Request::Signal(signal)) => {
+                replier.send(cluster::signal(&cluster, &conn, device, signal).await)
             }
-            kind => handle(&conn, kind, &job.name, job.payload, job.replier),
+            Admitted::Registered(_, Request::Subscribe(devices)) => {
+                replier.send(cluster::subscribe(&cluster, &conn, devices, true).await)
+            }
+            Admitted::Registered(_, Request::Unsubscribe(devices)) => {
+                replier.send(cluster::subscribe(&cluster, &conn, devices, false).await)
+            }
+            Admitted::Registered(device, Request::RelayOpen(peer)) => {
+                replier.send(cluster_relay::open(&cluster, &conn, device, peer).await)
+            }
+            Admitted::Registered(device, Request::Session(request)) => {
+                replier.send(cluster_sessions::request(&cluster, &conn, device, request).await)
+            }
+            admitted => handle(&conn, admitted, replier),
         }
     }
 }
@@ -327,38 +306,34 @@ pub(super) fn rate_limited(limited: Limited) -> Rejection {
 impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
     fn call(&self, socket: Arc<Io<A>>, value: Value, ack_id: Option<i64>) {
         let socket: Arc<dyn PeerSocket> = socket;
-        let (name, payload) = match arguments(value) {
-            Ok(parsed) => parsed,
-            Err(rejection) => {
-                let replier = Replier { socket, peer: self.conn.peer.clone(), ack_id, req: None };
-                if self.kind == Event::Register && self.conn.device().is_none() {
-                    // A malformed registration spends the challenge too.
-                    lock(&self.conn.nonce).take();
-                    return registration_refused(&self.conn, rejection, replier);
-                }
-                replier.send(Err(rejection));
-                return;
-            }
-        };
         let conn = &self.conn;
-        let stream = match self.kind {
-            Event::RelayFrame => Some(relay_requests::frame as RelayHandler),
-            Event::RelayCredit => Some(relay_requests::credit as RelayHandler),
-            Event::RelayClose => Some(relay_requests::close as RelayHandler),
-            _ => None,
+        let event = arguments(value);
+        let req = event.as_ref().ok().and_then(|(_, payload)| protocol::request_number(payload));
+        let replier = Replier { socket, peer: conn.peer.clone(), ack_id, req };
+        let Some(kind) = self.kind else {
+            let unknown = event.and_then(|(name, _)| {
+                conn.shared.limiters.check(conn.ip, conn.device().as_ref()).map_err(rate_limited)?;
+                Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(&name))))
+            });
+            replier.send(unknown);
+            return;
         };
-        if let Some(handle) = stream {
+        if kind.is_relay_event() {
             // Relay frames, credit and closes count against the device's and
             // the address's rates at a fraction of a request each (see
             // `ratelimit.rs`); they get no reply, so a refusal comes back as a
             // notice, and a refused frame or credit closes its relay.
             let handled = conn.registered().and_then(|device| {
+                let (_, payload) = event?;
                 let len = payload.get("data").and_then(Json::as_str).map_or(0, str::len) / 4 * 3;
                 if let Err(limited) = conn.shared.limiters.check_relay_event(conn.ip, &device, len) {
                     relay_requests::rate_limited(&conn.shared, &conn.peer, device, &payload);
                     return Err(rate_limited(limited));
                 }
-                handle(&conn.shared, device, payload)
+                match Request::parse(kind, payload, &conn.shared.config.payload)? {
+                    Request::Relay(event) => relay_requests::handle(&conn.shared, device, event),
+                    _ => Err(misrouted()),
+                }
             });
             if let Err(rejection) = handled {
                 m::rejected(rejection.code);
@@ -366,15 +341,15 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
             }
             return;
         }
-        let replier = Replier { socket, peer: conn.peer.clone(), ack_id, req: protocol::request_number(&payload) };
         // With Redis, the device's budget lives there (checked by the task).
         let local_device = if conn.jobs.is_some() { None } else { conn.device() };
         if let Err(limited) = conn.shared.limiters.check(conn.ip, local_device.as_ref()) {
             replier.send(Err(rate_limited(limited)));
             return;
         }
+        let request = event.and_then(|(_, payload)| Request::parse(kind, payload, &conn.shared.config.payload));
         if let Some(jobs) = &conn.jobs {
-            let job = Job { kind: self.kind, name, payload, replier };
+            let job = Job { kind, request, replier };
             if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
                 jobs.try_send(job)
             {
@@ -385,84 +360,107 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
             }
             return;
         }
-        handle(conn, self.kind, &name, payload, replier);
+        if let Some((admitted, replier)) = admit(conn, kind, request, replier) {
+            handle(conn, admitted, replier);
+        }
     }
 }
 
-/// Answers a request without awaiting anything.
-fn handle(conn: &Arc<Connection>, kind: Event, name: &str, payload: Json, replier: Replier) {
-    match kind {
-        Event::Register => register(conn, payload, replier),
-        Event::Signal => replier.send(signal(conn, payload)),
-        Event::Subscribe => replier.send(subscribe(conn, payload, true)),
-        Event::Unsubscribe => replier.send(subscribe(conn, payload, false)),
-        Event::IceConfig => replier.send(ice_config(conn, payload)),
-        Event::SessionCreate | Event::SessionJoin | Event::SessionClose => replier.send(
-            conn.registered().and_then(|device| session_requests::local(&conn.shared, conn.ip, device, kind, payload)),
-        ),
-        Event::RelayOpen => replier
-            .send(conn.registered().and_then(|device| relay_requests::open(&conn.shared, device, conn.ip, payload))),
-        Event::RelayFrame | Event::RelayCredit | Event::RelayClose => {}
-        Event::Unknown => replier
-            .send(Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(name))))),
+/// A request the connection's state allows.
+enum Admitted {
+    /// A registration, on a connection that has not registered.
+    Register(Registration),
+    /// Any other request, from the registered device.
+    Registered(DeviceId, Request),
+}
+
+/// Gates a parsed request by the connection's state, in arrival order: a
+/// registration only on a connection that has not registered (a malformed
+/// one spends the challenge and disconnects), anything else only from a
+/// registered device (`not_registered` first, whatever the payload).
+/// Refusals are answered here.
+fn admit(
+    conn: &Connection,
+    kind: RequestKind,
+    request: Result<Request, Rejection>,
+    replier: Replier,
+) -> Option<(Admitted, Replier)> {
+    if kind != RequestKind::Register {
+        return match conn.registered().and_then(|device| Ok((device, request?))) {
+            Ok((device, request)) => Some((Admitted::Registered(device, request), replier)),
+            Err(rejection) => {
+                replier.send(Err(rejection));
+                None
+            }
+        };
+    }
+    if conn.device().is_some() {
+        replier.send(Err(Rejection::new(ErrorCode::AlreadyRegistered, "this connection already registered")));
+        return None;
+    }
+    match request {
+        Ok(Request::Register(registration)) => Some((Admitted::Register(registration), replier)),
+        Ok(_) => {
+            replier.send(Err(misrouted()));
+            None
+        }
+        Err(rejection) => {
+            lock(&conn.nonce).take();
+            registration_refused(conn, rejection, replier);
+            None
+        }
     }
 }
 
-type RelayHandler = fn(&Shared, DeviceId, Json) -> Result<(), Rejection>;
+fn misrouted() -> Rejection {
+    Rejection::new(ErrorCode::Internal, "request routed to the wrong handler")
+}
 
-/// Splits socketioxide's `["event", payload]` text into the event name and its
-/// one JSON argument.
+/// Answers an admitted request without awaiting anything.
+fn handle(conn: &Arc<Connection>, admitted: Admitted, replier: Replier) {
+    let shared = &conn.shared;
+    let (device, request) = match admitted {
+        Admitted::Register(registration) => return register(conn, &registration, replier),
+        Admitted::Registered(device, request) => (device, request),
+    };
+    replier.send(match request {
+        Request::Signal(signal) => relay_signal(conn, device, signal),
+        Request::Subscribe(devices) => subscribe(conn, devices, true),
+        Request::Unsubscribe(devices) => subscribe(conn, devices, false),
+        Request::IceConfig => ice_config(conn, device),
+        Request::Session(request) => session_requests::local(shared, conn.ip, device, request),
+        Request::RelayOpen(peer) => relay_requests::open(shared, device, conn.ip, peer),
+        Request::Register(_) | Request::Relay(_) => Err(misrouted()),
+    });
+}
+
+/// Takes socketioxide's `["event", payload]` text apart.
 fn arguments(value: Value) -> Result<(String, Json), Rejection> {
     let bad = |detail: &str| Rejection::new(ErrorCode::BadRequest, detail);
     let Value::Str(text, attachments) = value else { return Err(bad("binary packets are not part of the protocol")) };
     if attachments.is_some_and(|a| !a.is_empty()) {
         return Err(bad("binary attachments are not part of the protocol"));
     }
-    let mut items: Vec<Json> = serde_json::from_str(text.as_str()).map_err(|_| bad("event is not a JSON array"))?;
-    if items.len() != 2 {
-        return Err(bad("an event carries exactly one JSON object"));
-    }
-    let payload = items.pop().unwrap_or(Json::Null);
-    let name = match items.pop() {
-        Some(Json::String(name)) => name,
-        _ => return Err(bad("event name missing")),
-    };
-    Ok((name, payload))
+    protocol::split_event(text.as_str())
 }
 
-pub(super) fn parse<T: DeserializeOwned>(what: &str, payload: Json) -> Result<T, Rejection> {
-    serde_json::from_value(payload)
-        .map_err(|e| Rejection::new(ErrorCode::BadRequest, format!("malformed {what} request: {e}")))
-}
-
-/// Checks a registration request against this connection's challenge (which
-/// it spends); returns the device it proves.
-fn verify_registration(conn: &Connection, payload: Json) -> Result<DeviceId, Rejection> {
-    if conn.device().is_some() {
-        return Err(Rejection::new(ErrorCode::AlreadyRegistered, "this connection already registered"));
-    }
-    let request: RegisterRequest = parse("register", payload)?;
+/// Checks a registration against this connection's challenge (which it
+/// spends) and origins; returns the device it proves.
+fn verify_registration(conn: &Connection, registration: &Registration) -> Result<DeviceId, Rejection> {
     let nonce = lock(&conn.nonce)
         .take()
         .ok_or_else(|| Rejection::new(ErrorCode::BadSignature, "the challenge was already used"))?;
-    let key_bytes = protocol::decode_fixed::<32>("public_key", &request.public_key)?;
-    let signature = protocol::decode_fixed::<64>("signature", &request.signature)?;
-    let key = VerifyingKey::from_bytes(&key_bytes)
-        .map_err(|_| Rejection::new(ErrorCode::BadRequest, "public_key is not an ed25519 key"))?;
-    let origin = protocol::server_origin(&request.origin)
-        .ok()
-        .filter(|origin| origin == &request.origin)
-        .ok_or_else(|| Rejection::new(ErrorCode::BadRequest, "origin is not written as scheme://host:port"))?;
-    if !conn.origins.contains(&origin) {
+    let origin = &registration.origin;
+    if !conn.origins.contains(origin) {
         return Err(Rejection::new(
             ErrorCode::BadSignature,
-            format!("the signature is for {}, not this server ({})", protocol::clip(&origin), conn.origins.join(", ")),
+            format!("the signature is for {}, not this server ({})", protocol::clip(origin), conn.origins.join(", ")),
         ));
     }
-    key.verify_strict(&protocol::register_message(&nonce, &origin), &Signature::from_bytes(&signature)).map_err(
+    registration.key.verify_strict(&protocol::register_message(&nonce, origin), &registration.signature).map_err(
         |_| Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge"),
     )?;
-    Ok(DeviceId::from_public_key(&key))
+    Ok(DeviceId::from_public_key(&registration.key))
 }
 
 /// Answers a refused registration; unless the connection was already
@@ -486,9 +484,9 @@ pub(super) fn registered_reply(device: &DeviceId, queued: usize) -> Map<String, 
     fields
 }
 
-fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
+fn register(conn: &Arc<Connection>, registration: &Registration, replier: Replier) {
     let shared = &conn.shared;
-    let device = match verify_registration(conn, payload) {
+    let device = match verify_registration(conn, registration) {
         Ok(device) => device,
         Err(rejection) => return registration_refused(conn, rejection, replier),
     };
@@ -505,20 +503,13 @@ fn register(conn: &Arc<Connection>, payload: Json, replier: Replier) {
     shared.wake_expiry();
 }
 
-/// A signal request, checked, from the registered device: ready to relay.
-pub(super) fn parse_signal(conn: &Connection, payload: Json) -> Result<Relay, Rejection> {
-    let from = conn.registered()?;
-    let shared = &conn.shared;
-    let request: SignalRequest = parse("signal", payload)?;
-    protocol::validate_message_id(&request.id)?;
-    let to = protocol::parse_device_id("to", &request.to)?;
-    let kind: SignalKind = request.kind.parse()?;
-    protocol::validate_body(kind, &request.body, &shared.config.payload)?;
-    if to == from {
+/// A checked signal from `from`, ready to relay.
+pub(super) fn relay_of(conn: &Connection, from: DeviceId, signal: Signal) -> Result<Relay, Rejection> {
+    if signal.to == from {
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot signal itself"));
     }
-    let ttl_ms = shared.config.queue.ttl_ms(request.ttl_ms);
-    Ok(Relay { from, to, id: request.id, kind, body: request.body, ttl_ms, origin: conn.ip })
+    let ttl_ms = conn.shared.config.queue.ttl_ms(signal.ttl_ms);
+    Ok(Relay { from, to: signal.to, id: signal.id, kind: signal.kind, body: signal.body, ttl_ms, origin: conn.ip })
 }
 
 /// The reply to a signal: its id and first outcome.
@@ -532,28 +523,15 @@ pub(super) fn signal_reply(id: String, outcome: OutcomeKind, expires_at: Option<
     fields
 }
 
-fn signal(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Rejection> {
+fn relay_signal(conn: &Arc<Connection>, from: DeviceId, signal: Signal) -> Result<Map<String, Json>, Rejection> {
     let shared = &conn.shared;
-    let relay = parse_signal(conn, payload)?;
+    let relay = relay_of(conn, from, signal)?;
     let id = relay.id.clone();
     let (outcome, expires_at) = shared.hub().relay(now_ms(), relay)?;
     if expires_at.is_some() {
         shared.wake_expiry();
     }
     Ok(signal_reply(id, outcome, expires_at))
-}
-
-/// The devices of a subscribe or unsubscribe request.
-pub(super) fn parse_subscribe(conn: &Connection, payload: Json, add: bool) -> Result<Vec<DeviceId>, Rejection> {
-    conn.registered()?;
-    let request: SubscribeRequest = parse(if add { "subscribe" } else { "unsubscribe" }, payload)?;
-    if request.devices.len() > protocol::MAX_SUBSCRIBE_BATCH {
-        return Err(Rejection::new(
-            ErrorCode::TooLarge,
-            format!("at most {} devices per request", protocol::MAX_SUBSCRIBE_BATCH),
-        ));
-    }
-    request.devices.iter().map(|d| protocol::parse_device_id("device", d)).collect()
 }
 
 /// The reply to a subscribe: which of the devices are online.
@@ -563,8 +541,7 @@ pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
     fields
 }
 
-fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<String, Json>, Rejection> {
-    let devices = parse_subscribe(conn, payload, add)?;
+fn subscribe(conn: &Arc<Connection>, devices: Vec<DeviceId>, add: bool) -> Result<Map<String, Json>, Rejection> {
     let shared = &conn.shared;
     let mut hub = shared.hub();
     if add {
@@ -578,9 +555,7 @@ fn subscribe(conn: &Arc<Connection>, payload: Json, add: bool) -> Result<Map<Str
     }
 }
 
-fn ice_config(conn: &Arc<Connection>, payload: Json) -> Result<Map<String, Json>, Rejection> {
-    let device = conn.registered()?;
-    let _: EmptyRequest = parse("ice-config", payload)?;
+fn ice_config(conn: &Arc<Connection>, device: DeviceId) -> Result<Map<String, Json>, Rejection> {
     let config = conn.shared.config.ice.config_for(&device, now_ms() / 1000);
     match serde_json::to_value(config) {
         Ok(Json::Object(fields)) => Ok(fields),

@@ -11,17 +11,14 @@ use serde_json::{Map, Value as Json};
 use tracing::{debug, info};
 
 use super::cluster_relay;
-use super::connection::parse;
 use super::hub::{Hub, Peer};
 use super::{Shared, now_ms};
-use crate::protocol::{self, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpenRequest, RelayOpened, events};
+use crate::protocol::{Rejection, RelayClose, RelayCredit, RelayEvent, RelayFrame, RelayOpened, events};
 use crate::relay::{Ended, FrameRefusal, Opening};
 
 type Reply = Result<Map<String, Json>, Rejection>;
 
-pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, payload: Json) -> Reply {
-    let request: RelayOpenRequest = parse("relay-open", payload)?;
-    let peer = protocol::parse_device_id("peer", &request.peer)?;
+pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, peer: DeviceId) -> Reply {
     let mut hub = shared.hub();
     let max_frame = hub.relays().limits().max_frame as u64;
     let mut fields = Map::new();
@@ -72,11 +69,20 @@ pub(super) fn decoded_len(data: &str, max: usize) -> Option<usize> {
     (data.len() / 4 * 3).checked_sub(padding)
 }
 
-pub(super) fn frame(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
-    let frame: RelayFrame = parse("relay-frame", payload)?;
+/// A relay frame, credit or close from `device`.
+pub(super) fn handle(shared: &Shared, device: DeviceId, event: RelayEvent) -> Result<(), Rejection> {
+    match event {
+        RelayEvent::Frame(frame) => forward_frame(shared, device, frame),
+        RelayEvent::Credit(credit) => forward_credit(shared, device, credit),
+        RelayEvent::Close(close) => forward_close(shared, device, close),
+    }
+    Ok(())
+}
+
+fn forward_frame(shared: &Shared, device: DeviceId, frame: RelayFrame) {
     if let Some(cluster) = &shared.cluster {
         cluster_relay::frame(shared, cluster, device, frame);
-        return Ok(());
+        return;
     }
     let mut hub = shared.hub();
     let max = hub.relays().limits().max_frame;
@@ -99,14 +105,12 @@ pub(super) fn frame(shared: &Shared, device: DeviceId, payload: Json) -> Result<
             }
         }
     }
-    Ok(())
 }
 
-pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
-    let credit: RelayCredit = parse("relay-credit", payload)?;
+fn forward_credit(shared: &Shared, device: DeviceId, credit: RelayCredit) {
     if let Some(cluster) = &shared.cluster {
         cluster_relay::credit(shared, cluster, device, credit);
-        return Ok(());
+        return;
     }
     let mut hub = shared.hub();
     match hub.relays().credit(credit.relay, &device, credit.frames, credit.bytes) {
@@ -115,19 +119,17 @@ pub(super) fn credit(shared: &Shared, device: DeviceId, payload: Json) -> Result
         }
         None => refuse(&hub, &device, credit.relay, "no such relay"),
     }
-    Ok(())
 }
 
-pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Result<(), Rejection> {
-    let close: RelayClose = parse("relay-close", payload)?;
+fn forward_close(shared: &Shared, device: DeviceId, close: RelayClose) {
     if let Some(cluster) = &shared.cluster {
         cluster_relay::close(shared, cluster, device, close);
-        return Ok(());
+        return;
     }
     let mut hub = shared.hub();
     if hub.relays_ref().peer_of(close.relay, &device).is_none() {
         // Closing a relay that is already gone is harmless.
-        return Ok(());
+        return;
     }
     if let Some(ended) = hub.relays().end(close.relay, close.code, &close.message) {
         let to = ended.relay.other(&device);
@@ -135,7 +137,6 @@ pub(super) fn close(shared: &Shared, device: DeviceId, payload: Json) -> Result<
             hub.emit_to(&to, events::RELAY_CLOSE, &close_notice(close.relay, close.code, &close.message));
         }
     }
-    Ok(())
 }
 
 /// A relay event over the rate limits: its relay closes for both parties
@@ -144,7 +145,6 @@ pub(super) fn rate_limited(shared: &Shared, peer: &Peer, device: DeviceId, paylo
     let Some(relay) = payload.get("relay").and_then(Json::as_u64) else { return };
     let message = "relay events over the request rate";
     let close = close_notice(relay, CloseCode::LimitExceeded, message);
-    let Ok(forward) = serde_json::to_value(&close) else { return };
-    let _ = self::close(shared, device, forward);
+    forward_close(shared, device, close.clone());
     peer.emit(events::RELAY_CLOSE, &close);
 }

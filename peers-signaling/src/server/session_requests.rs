@@ -11,9 +11,10 @@ use rand_core::OsRng;
 use serde_json::{Map, Value as Json};
 use tracing::info;
 
-use super::connection::{Event, parse};
 use super::{Shared, metrics as m, now_ms};
-use crate::protocol::{ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest};
+use crate::protocol::{
+    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionRequest,
+};
 use crate::ratelimit::{Limited, Limiters};
 use crate::sessions::{Session, SessionState, SessionTable};
 
@@ -36,10 +37,10 @@ fn fields(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Map<String, 
 }
 
 /// One session request, in the process's own hub.
-pub(super) fn local(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, event: Event, payload: Json) -> Reply {
+pub(super) fn local(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, request: SessionRequest) -> Reply {
     let reply = {
         let mut hub = shared.hub();
-        handle(&mut *hub, &shared.limiters, ip, device, event, payload)
+        handle(&mut *hub, &shared.limiters, ip, device, request)
     };
     shared.wake_expiry();
     reply
@@ -51,14 +52,12 @@ pub(super) fn handle(
     limiters: &Limiters,
     ip: Option<IpAddr>,
     device: DeviceId,
-    event: Event,
-    payload: Json,
+    request: SessionRequest,
 ) -> Reply {
-    match event {
-        Event::SessionCreate => create(host, limiters, ip, device, payload),
-        Event::SessionJoin => join(host, limiters, ip, device, payload),
-        Event::SessionClose => close(host, device, payload),
-        other => Err(Rejection::new(ErrorCode::Internal, format!("{other:?} is not a session request"))),
+    match request {
+        SessionRequest::Create(request) => create(host, limiters, ip, device, request),
+        SessionRequest::Join(request) => join(host, limiters, ip, device, request),
+        SessionRequest::Close(request) => close(host, device, request),
     }
 }
 
@@ -83,9 +82,8 @@ fn create(
     limiters: &Limiters,
     ip: Option<IpAddr>,
     device: DeviceId,
-    payload: Json,
+    request: SessionCreateRequest,
 ) -> Reply {
-    let request: SessionCreateRequest = parse("session-create", payload)?;
     if let Err(limited) = limiters.check_create(ip, &device) {
         return Err(too_many_creates(limited));
     }
@@ -123,9 +121,8 @@ fn join(
     limiters: &Limiters,
     ip: Option<IpAddr>,
     device: DeviceId,
-    payload: Json,
+    request: SessionJoinRequest,
 ) -> Reply {
-    let request: SessionJoinRequest = parse("session-join", payload)?;
     if let Err(limited) = limiters.check_join(ip, &device) {
         return Err(too_many_joins(limited));
     }
@@ -157,8 +154,7 @@ fn join(
     }
 }
 
-fn close(host: &mut impl SessionHost, device: DeviceId, payload: Json) -> Reply {
-    let request: SessionCloseRequest = parse("session-close", payload)?;
+fn close(host: &mut impl SessionHost, device: DeviceId, request: SessionCloseRequest) -> Reply {
     let session = host.sessions().close(&request.transfer_id, &request.token)?;
     host.save_session(&session);
     m::session_event("closed");
