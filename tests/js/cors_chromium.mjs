@@ -10,29 +10,16 @@
 // "challenge" or a connect_error. One JSON line per server:
 //   {"event":"result","server":URL,"ok":true,"transport":"polling"|"websocket"}
 //   {"event":"result","server":URL,"ok":false,"error":"..."}
-// then {"event":"finished"}. Chromium is found as in webrtc_chromium.mjs.
+// then {"event":"finished"}. Chromium is launched by chromium.mjs.
 
-import puppeteer from "puppeteer-core";
-import { fail, findChromium, report } from "./webrtc_signaling.mjs";
+import { launchChromium } from "./chromium.mjs";
+import { fail, report } from "./webrtc_signaling.mjs";
 
 const [pageUrl, ...servers] = process.argv.slice(2);
 if (!pageUrl || servers.length === 0) fail("usage: cors_chromium.mjs PAGE_URL SERVER_URL...");
 setTimeout(() => fail("timed out after 60 s"), 60_000).unref();
 
-const browser = await puppeteer.launch({
-  executablePath: findChromium(),
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await launchChromium();
 try {
   for (const server of servers) {
     const page = await browser.newPage();

@@ -3,15 +3,14 @@
 //
 //   node webrtc_chromium.mjs ORIGIN RUST_DEVICE_ID FRAMES
 //
-// Chromium is found through $CHROMIUM_PATH, else `chromium` or
-// `chromium-browser` on $PATH. It runs headless, without sandbox or GPU, with
-// background networking off and without mDNS-hidden host candidates. Node holds
+// Chromium is launched by chromium.mjs, here without mDNS-hidden host
+// candidates. Node holds
 // the signaling connection (webrtc_signaling.mjs) and relays signals to and from
 // the page; the page runs webrtc_dialer.mjs's runDialer against Chromium's own
 // RTCPeerConnection. Output as in webrtc_node_datachannel.mjs.
 
-import puppeteer from "puppeteer-core";
-import { fail, findChromium, pattern, registerDevice, report, sameBytes, sessionId } from "./webrtc_signaling.mjs";
+import { launchChromium } from "./chromium.mjs";
+import { fail, pattern, registerDevice, report, sameBytes, sessionId } from "./webrtc_signaling.mjs";
 import { runDialer } from "./webrtc_dialer.mjs";
 
 const [origin, rustDevice, frames] = process.argv.slice(2);
@@ -20,21 +19,7 @@ setTimeout(() => fail("timed out after 90 s"), 90_000).unref();
 
 const device = await registerDevice(origin).catch((e) => fail(e.message));
 report("registered", { device_id: device.deviceId });
-const browser = await puppeteer.launch({
-  executablePath: findChromium(),
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-  ],
-});
+const browser = await launchChromium(["--disable-features=WebRtcHideLocalIpsWithMdns"]);
 try {
   const page = await browser.newPage();
   page.on("console", (m) => process.stderr.write(`[page] ${m.text()}\n`));

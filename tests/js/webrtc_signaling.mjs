@@ -10,7 +10,6 @@
 
 import * as ed from "@noble/ed25519";
 import { io } from "socket.io-client";
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
 export function report(event, fields = {}) {
@@ -20,20 +19,6 @@ export function report(event, fields = {}) {
 export function fail(message) {
   process.stderr.write(`${process.argv[1]}: ${message}\n`);
   process.exit(1);
-}
-
-/// The Chromium binary: $CHROMIUM_PATH, else chromium, chromium-browser or
-/// google-chrome on $PATH.
-export function findChromium() {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
-    try {
-      return execFileSync("which", [name], { encoding: "utf8" }).trim();
-    } catch {
-      // not on PATH; try the next name
-    }
-  }
-  fail("no Chromium found: set CHROMIUM_PATH or install Debian's chromium");
 }
 
 /// pattern(seed, length): the bytes of frame `seed`, as the Rust side makes them.
