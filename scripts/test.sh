@@ -14,23 +14,45 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== feature combinations (checks only)"
+# The combinations the crate docs promise (docs/ARCHITECTURE.md, "Crate features").
 # Without features: peers-sdk's tests build (its dev-dependency on itself brings
-# test-utils); peers-signaling is a library without its binary's dependencies.
+# test-utils); peers-signaling's tests need no flag (their dev-dependency brings
+# the server and the binary) except the Redis ones (`required-features`).
 cargo check -p peers-sdk --all-targets
+cargo check -p peers-transport-socketio --lib --no-default-features --features client
+cargo check -p peers-transport-socketio --lib --no-default-features --features server
 cargo check -p peers-signaling --lib --no-default-features
-cargo check -p peers-signaling --features bin --bin peers-signaling
-binary_only=$(cargo tree -e normal -p peers-signaling --no-default-features --prefix none \
-    | grep -E '^(clap|toml|anyhow|tracing-subscriber) ' | sort -u || true)
-if [ -n "$binary_only" ]; then
-    echo "peers-signaling without the bin feature pulls the binary's dependencies:" >&2
-    echo "$binary_only" >&2
-    exit 1
-fi
+cargo check -p peers-signaling --lib
+cargo check -p peers-signaling --lib --no-default-features --features server
+cargo check -p peers-signaling --lib --no-default-features --features redis
+cargo check -p peers-signaling --no-default-features --features bin --bin peers-signaling
+cargo check -p peers-signaling --all-targets
+cargo check -p peers-device --lib --no-default-features
+cargo check -p peers-device --all-targets --no-default-features
 
-echo "== fuzz targets (built without instrumentation so none can rot; fuzz/README.md runs them)"
-# The fuzz crate is a workspace of its own; it takes the main lockfile's versions.
-cp Cargo.lock fuzz/Cargo.lock
-cargo check --manifest-path fuzz/Cargo.toml --bins --target-dir target
+# `refuse_deps PACKAGE 'FEATURE ARGS' CRATE...`: fails if the normal (non-dev)
+# dependency tree of PACKAGE built with those feature arguments holds any CRATE.
+refuse_deps() {
+    local package=$1 features=$2
+    shift 2
+    local pattern
+    pattern="^($(IFS='|'; echo "$*")) "
+    local found
+    # shellcheck disable=SC2086 # the feature arguments are words
+    found=$(cargo tree -e normal -p "$package" $features --prefix none | grep -E "$pattern" | sort -u || true)
+    if [ -n "$found" ]; then
+        echo "$package ($features) pulls crates it must not:" >&2
+        echo "$found" >&2
+        exit 1
+    fi
+}
+# A library user of the signaling crate compiles none of the binary's crates.
+refuse_deps peers-signaling "--no-default-features --features server" clap toml anyhow tracing-subscriber
+# A device talking to a signaling server compiles no server of it.
+refuse_deps peers-signaling "" axum socketioxide governor metrics-exporter-prometheus rusqlite redis
+# An application that embeds sync compiles no signaling server, Redis, exporter or CLI.
+refuse_deps peers-device "--no-default-features" \
+    redis socketioxide-redis governor metrics-exporter-prometheus clap toml tracing-subscriber indicatif anyhow
 
 echo "== cargo test (unit, integration, example and doc tests)"
 cargo test --workspace --all-features

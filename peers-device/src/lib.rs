@@ -26,7 +26,18 @@
 //!   PAKE confirms their long-term keys and both learn the groups to trust each
 //!   other in (`peers pair` / `peers join`).
 //! - [`transports`]: the socket.io, WebRTC and signaling-server dialers and
-//!   listeners; [`daemon`] and the `peers` binary.
+//!   listeners; `daemon` and the `peers` binary (feature `daemon`).
+//!
+//! # Features
+//!
+//! | Feature  | Default | What it brings |
+//! |----------|---------|----------------|
+//! | `daemon` | yes     | `daemon` (data directory, `Daemon`, the control socket on Unix), `demo`, the `peers` binary and its CLI crates (clap, indicatif, tracing-subscriber); the demo runs a signaling server (`peers-signaling/server`) |
+//!
+//! An application that embeds sync uses `default-features = false`: the
+//! manager, the device builder, sync, transfer, the socket.io listener and
+//! dialer, WebRTC and the signaling *client*, and no signaling server, Redis,
+//! Prometheus exporter or CLI crates.
 //!
 //! What it does not do: store trusted devices or groups for an application
 //! (the daemon keeps them in its data directory), or trust a device nobody
@@ -46,7 +57,9 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "daemon")]
 pub mod demo;
 pub mod device;
 pub mod device_message;

@@ -17,6 +17,7 @@ pub enum Error {
         detail: String,
     },
     /// The server could not bind its listening address.
+    #[cfg(feature = "server")]
     #[error("cannot bind {addr}: {source}")]
     Bind {
         /// The address asked for.
@@ -26,6 +27,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The store (SQLite file, data directory) failed.
+    #[cfg(feature = "server")]
     #[error("store: {detail}")]
     Store {
         /// What failed.
@@ -33,6 +35,7 @@ pub enum Error {
     },
     /// The Redis backend failed (connection, command or script), or returned
     /// something this server cannot read.
+    #[cfg(feature = "redis")]
     #[error("redis {operation}: {detail}")]
     Redis {
         /// What the server was doing.
@@ -100,6 +103,7 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+#[cfg(feature = "server")]
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         Error::Store { detail: err.to_string() }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use peers_sdk::DeviceId;
-use serde::{Deserialize, Serialize};
 use sha1::Sha1;
+
+pub use crate::protocol::{IceConfig, IceServer};
 
 use crate::error::{Error, Result};
 use crate::protocol::encode;
@@ -111,29 +112,6 @@ pub fn turn_credentials(secret: &[u8], device: &DeviceId, expiry: u64) -> (Strin
         Err(_) => String::new(),
     };
     (username, credential)
-}
-
-/// One ICE server, in the shape of WebRTC's `RTCIceServer`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceServer {
-    /// Its URLs.
-    pub urls: Vec<String>,
-    /// TURN username.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// TURN password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
-}
-
-/// The reply to `"ice-config"`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceConfig {
-    /// STUN and TURN servers; empty when the server has none configured.
-    pub ice_servers: Vec<IceServer>,
-    /// When the TURN credentials expire (unix seconds), if there are any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
 }
 
 #[cfg(test)]

@@ -1,8 +1,21 @@
 //! The peers signaling server and the client devices use to reach it.
 //!
-//! Features: `bin` builds the `peers-signaling` binary (command line, TOML
-//! config file, log output); without it the crate is a library only. The
-//! library still holds both the server and the client.
+//! # Features
+//!
+//! | Feature    | Default | What it brings |
+//! |------------|---------|----------------|
+//! | `client`   | yes     | [`SignalingClient`] and its frame relay socket, [`RelaySocket`] (`rust_socketio`) |
+//! | `server`   |         | [`SignalingServer`]: the offline queue, notices, sessions, frame relays, rate limits, metrics, the SQLite and in-memory stores (axum, socketioxide, governor, metrics, the Prometheus exporter, rusqlite, tower-http) |
+//! | `redis`    |         | `server` plus [`StoreConfig::Redis`](store::StoreConfig::Redis): several instances behind one Redis (redis, socketioxide-redis) |
+//! | `bin`      |         | `server` plus the `peers-signaling` binary's command line, TOML config file and log output (clap, toml, anyhow, tracing-subscriber) |
+//! | `load-gen` |         | the load generator ([`load`]), for the load bench and its smoke test |
+//!
+//! Without any feature the crate is [`protocol`] alone: the JSON messages,
+//! the limits and session states both ends share. A device needs the default
+//! (`client`) and compiles no server; a deployment builds the binary with
+//! `--features bin` (and `redis` for several instances). Without `redis`,
+//! [`StoreConfig::Redis`](store::StoreConfig::Redis) is refused by
+//! validation with an error that names the feature.
 //!
 //! What it does:
 //!
@@ -70,26 +83,39 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
 mod client;
 mod error;
+#[cfg(feature = "server")]
 pub mod ice;
 #[cfg(feature = "load-gen")]
 pub mod load;
+#[cfg(feature = "server")]
 pub mod notices;
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod queue;
+#[cfg(feature = "server")]
 mod ratelimit;
+#[cfg(feature = "server")]
 pub mod relay;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
 pub mod sessions;
+#[cfg(feature = "server")]
 pub mod store;
 
+#[cfg(feature = "client")]
 pub use client::{
     ClientEvent, ClientOptions, CreatedSession, IncomingSignal, JoinedSession, Outcome, OutgoingSignal, RelaySocket,
     Sent, SignalingClient,
 };
 pub use error::{Error, Result};
-pub use ice::{IceConfig, IceServer, IceSettings};
-pub use protocol::{ErrorCode, Rejection, SignalKind};
+#[cfg(feature = "server")]
+pub use ice::IceSettings;
+pub use protocol::{ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
+#[cfg(feature = "server")]
 pub use ratelimit::RateLimits;
+#[cfg(feature = "server")]
 pub use server::{ServerConfig, SignalingServer, detach_request_head};

@@ -62,9 +62,8 @@ impl Default for RelayLimits {
 }
 
 impl RelayLimits {
-    /// The largest `max_frame`: its base64 must fit the default socket.io
-    /// message limit (128 KiB) with room for the event.
-    pub const MAX_FRAME_LIMIT: usize = 90 * 1024;
+    /// The largest `max_frame` ([`RELAY_MAX_FRAME_LIMIT`](crate::protocol::RELAY_MAX_FRAME_LIMIT)).
+    pub const MAX_FRAME_LIMIT: usize = crate::protocol::RELAY_MAX_FRAME_LIMIT;
 
     /// Checks the limits; the error names the field.
     pub fn validate(&self) -> crate::Result<()> {

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{ErrorCode, Rejection};
+pub use crate::protocol::{SessionKind, SessionState};
 
 /// Crockford's base32 alphabet (no I, L, O, U).
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -110,33 +111,6 @@ impl SessionLimits {
         }
         Ok(())
     }
-}
-
-/// How a session's code is made and checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionKind {
-    /// The code is `NNNN-SSSSSS`: the server checks the secret and locks the
-    /// session after [`SessionLimits::max_failed_joins`] wrong ones.
-    #[default]
-    Secret,
-    /// The code is the slot number alone; the parties authenticate each other
-    /// with a PAKE, and the creator closes the session after one failed PAKE.
-    Pake,
-}
-
-/// Where a session is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// Waiting for its receiver.
-    Created,
-    /// The receiver joined.
-    Joined,
-    /// Closed by a party, or locked after wrong secrets.
-    Closed,
-    /// Its time ran out.
-    Expired,
 }
 
 /// One session, as kept by the server.

@@ -24,6 +24,20 @@
 //!   ([`ClientOptions::tls_root_certificates`]). Such sockets report
 //!   themselves confidential.
 //!
+//! # Features
+//!
+//! | Feature  | Default | What it brings |
+//! |----------|---------|----------------|
+//! | `client` | yes     | [`connect`], [`client_builder`], [`ClientOptions`] (`rust_socketio`, native-tls) |
+//! | `server` | yes     | [`SocketIoServer`], [`SocketIoAcceptor`], server TLS (socketioxide on axum, tokio-rustls) |
+//!
+//! Both are on by default because a device usually listens on its LAN and
+//! dials the others. An application that only dials uses
+//! `default-features = false, features = ["client"]` and compiles no
+//! socketioxide or axum; one that only accepts drops `rust_socketio` and
+//! native-tls the same way. The socket itself ([`SocketIoSocket`]), the wire
+//! mapping and flow control are in both.
+//!
 //! What it does not do: reconnect (the layers above decide when to dial again),
 //! authenticate (the [`Connection`](peers_sdk::Connection) handshake does, on
 //! top of it), or offer a channel binding: `rust_socketio` does not expose its
@@ -64,27 +78,38 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(missing_docs)]
 
+#[cfg(feature = "server")]
 mod acceptor;
+#[cfg(feature = "client")]
 mod client;
 mod error;
 mod flow;
 mod limits;
 mod locality;
+#[cfg(feature = "server")]
 mod server;
 mod socket;
+#[cfg(feature = "server")]
 mod tcp;
+#[cfg(feature = "server")]
 mod tls;
 mod wire;
 
+#[cfg(feature = "server")]
 pub use acceptor::SocketIoAcceptor;
+#[cfg(feature = "client")]
 pub use client::{ClientOptions, client_builder, connect};
 pub use error::{Error, Result};
 pub use limits::FrameLimits;
 pub use locality::{InvalidLanRange, LanRange, classify};
-/// The rustls version [`ServerOptions::tls`] takes (with `rustls::pki_types`).
+/// The rustls version [`ServerOptions::tls`] takes (with `rustls::pki_types`),
+/// and whose `pki_types` [`ClientOptions::tls_root_certificates`] holds.
 pub use rustls;
+#[cfg(feature = "server")]
 pub use server::{ServerOptions, SocketIoServer, configure_builder};
 pub use socket::SocketIoSocket;
+#[cfg(feature = "server")]
 pub use tcp::QuickAck;
+#[cfg(feature = "server")]
 pub use tls::{server_tls_config, server_tls_config_from_pem};
 pub use wire::DEFAULT_SMALL_FRAME_LIMIT;

@@ -129,6 +129,7 @@ impl Core {
         }
     }
 
+    #[cfg(feature = "server")]
     /// Sets what runs once when the socket closes; runs it at once if it already has.
     pub(crate) fn set_on_close(&self, hook: Box<dyn FnOnce() + Send>) {
         if self.is_closed() {
@@ -195,6 +196,7 @@ impl Core {
         self.set_closed(CloseReason::new(CloseCode::TransportFailure, detail), false);
     }
 
+    #[cfg(feature = "client")]
     /// The server refused us (socket.io `connect_error`).
     pub(crate) fn close_refused(&self, reason: String) {
         self.set_closed(CloseReason::new(CloseCode::Refused, reason).as_remote(), false);
@@ -208,6 +210,7 @@ impl Core {
         self.set_closed(CloseReason::new(CloseCode::ProtocolError, error.to_string()), true);
     }
 
+    #[cfg(feature = "server")]
     /// The transport library dropped the peer for breaking its protocol; the
     /// connection is gone, so the peer cannot be told.
     pub(crate) fn dropped_for_violation(&self, detail: String) {
@@ -280,6 +283,7 @@ impl Core {
         }
     }
 
+    #[cfg(feature = "server")]
     /// Whether the peer's hello asked for escaped binary frames.
     pub(crate) fn peer_wants_escape(&self) -> bool {
         self.peer_hello.borrow().is_some_and(|hello| hello.escape_record_separators)

@@ -126,6 +126,7 @@ const RECORD_SEPARATOR: u8 = 0x1e;
 /// The escape byte of [`escape_record_separators`].
 const ESCAPE: u8 = 0x1d;
 
+#[cfg(feature = "server")]
 /// Escapes a binary frame for a peer whose hello asked for it, so the result
 /// holds no 0x1e byte: 0x1e becomes 0x1d 0x01 and 0x1d becomes 0x1d 0x02. Random
 /// (encrypted) frames grow by about 0.8 %; a frame without either byte is
@@ -155,6 +156,7 @@ pub(crate) fn escape_record_separators(frame: Bytes) -> Bytes {
     Bytes::from(out)
 }
 
+#[cfg(feature = "client")]
 /// Undoes [`escape_record_separators`]; refuses bad escapes and results over
 /// `max_frame` bytes.
 pub(crate) fn unescape_record_separators(escaped: Bytes, max_frame: usize) -> Result<Bytes, WireError> {
@@ -223,6 +225,7 @@ fn malformed(event: &'static str, detail: impl ToString) -> WireError {
     WireError::Malformed { event, detail: detail.to_string() }
 }
 
+#[cfg(feature = "client")]
 /// The arguments of a `"t"` event: the base64 frame and an optional grant.
 pub(crate) fn encode_text_frame(frame: &[u8], grant: Option<Credit>) -> Vec<Value> {
     let mut args = vec![Value::String(BASE64.encode(frame))];
@@ -263,6 +266,7 @@ pub(crate) fn decode_control<T: DeserializeOwned>(event: &'static str, args: &[V
     }
 }
 
+#[cfg(feature = "server")]
 /// Splits a socket.io event's JSON text (`["name", args…]`, as socketioxide hands
 /// it over) into its arguments. `expected` is the event the handler was
 /// registered for.
@@ -277,6 +281,7 @@ pub(crate) fn event_args(expected: &'static str, json: &str) -> Result<Vec<Value
     }
 }
 
+#[cfg(feature = "server")]
 /// Checks that a binary `"b"` event's JSON text is exactly the event name and one
 /// attachment placeholder: `["b",{"_placeholder":true,"num":0}]`.
 pub(crate) fn check_binary_header(json: &str, attachments: usize) -> Result<(), WireError> {

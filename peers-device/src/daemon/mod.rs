@@ -2,6 +2,7 @@
 //! its control socket, and status tables. The `peers` binary is a thin CLI over
 //! this module.
 
+#[cfg(unix)]
 pub mod control;
 mod data_dir;
 mod members;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+#[cfg(unix)]
 use super::control::{self, ControlRequest, ControlResponse};
 use super::data_dir::{DataDir, DataDirLock};
 use super::members::Members;
@@ -101,9 +102,18 @@ impl Daemon {
         for trusted in &trusted {
             device.add_peer(&trusted.info()?, &trusted.groups).await?;
         }
-        let socket = data.control_socket();
-        let control = control::serve(socket.clone(), handler(device.manager().clone(), engines.clone(), members))?;
-        Ok(Daemon { device, engines, control: Some((control, socket)), share_code, _lock: lock })
+        // The control socket is a Unix socket; elsewhere the daemon runs without one.
+        #[cfg(unix)]
+        let control = {
+            let socket = data.control_socket();
+            Some((control::serve(socket.clone(), handler(device.manager().clone(), engines.clone(), members))?, socket))
+        };
+        #[cfg(not(unix))]
+        let control = {
+            drop(members);
+            None
+        };
+        Ok(Daemon { device, engines, control, share_code, _lock: lock })
     }
 
     /// The device.
@@ -141,6 +151,7 @@ impl Daemon {
     }
 }
 
+#[cfg(unix)]
 fn handler(
     manager: ConnectionManager,
     engines: HashMap<GroupId, SqliteSyncEngine>,

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceInfo, DeviceKeys};
-use peers_signaling::sessions::{SessionKind, SessionState};
+use peers_signaling::protocol::{SessionKind, SessionState};
 use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
 use peers_sdk::{CloseReason, Connection, DeviceInfo, DeviceKeys};
-use peers_signaling::sessions::SessionKind;
+use peers_signaling::protocol::SessionKind;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};

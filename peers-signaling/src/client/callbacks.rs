@@ -200,8 +200,7 @@ fn on_relay_open(shared: &Shared, payload: Payload) -> Option<u64> {
         warn!("relay-open with a bad peer id");
         return None;
     };
-    let max_frame =
-        usize::try_from(opened.max_frame).unwrap_or(usize::MAX).min(crate::relay::RelayLimits::MAX_FRAME_LIMIT);
+    let max_frame = usize::try_from(opened.max_frame).unwrap_or(usize::MAX).min(crate::protocol::RELAY_MAX_FRAME_LIMIT);
     let core = RelayCore::new(opened.relay, peer, max_frame);
     // Registered before the waiter runs, so frames that follow find it.
     lock(&shared.relays).insert(opened.relay, core.clone());

@@ -38,7 +38,7 @@ pub use sessions::{CreatedSession, JoinedSession};
 use relay::RelayCore;
 
 use crate::error::{Error, Result};
-use crate::ice::IceConfig;
+use crate::protocol::IceConfig;
 use crate::protocol::{self, Challenge, DEFAULT_NAMESPACE, OutcomeKind, Rejection, SignalKind, events};
 
 /// Settings of [`SignalingClient::connect`].
@@ -195,7 +195,7 @@ pub enum ClientEvent {
         /// The session.
         transfer_id: String,
         /// Its new state.
-        state: crate::sessions::SessionState,
+        state: crate::protocol::SessionState,
         /// The other party, when there is one.
         peer: Option<DeviceId>,
         /// Why it closed.

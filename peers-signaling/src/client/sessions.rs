@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::SignalingClient;
 use crate::error::{Error, Result};
+use crate::protocol::SessionKind;
 use crate::protocol::events;
-use crate::sessions::SessionKind;
 
 /// A session this device created.
 #[derive(Clone, Debug, PartialEq, Eq)]

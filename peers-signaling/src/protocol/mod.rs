@@ -21,12 +21,16 @@
 //! `"reply"` events: `rust_socketio` 0.6 draws ack ids from 0..999 at random and
 //! mixes up acks whose ids collide.)
 
+mod ice;
 mod origin;
 mod request;
+mod session;
 mod validate;
 
+pub use ice::{IceConfig, IceServer};
 pub use origin::{MAX_ORIGIN_LEN, origins_of_host, server_origin};
 pub use request::{Registration, RelayEvent, Request, RequestKind, SessionRequest, Signal, split_event};
+pub use session::{SessionKind, SessionState};
 
 use std::fmt;
 use std::str::FromStr;
@@ -494,7 +498,7 @@ pub struct SessionCreateRequest {
     pub ttl_ms: Option<u64>,
     /// `"secret"` (the default: code `NNNN-SSSSSS`) or `"pake"` (code `NNNN`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<crate::sessions::SessionKind>,
+    pub kind: Option<SessionKind>,
 }
 
 /// `"session-join"`.
@@ -527,7 +531,7 @@ pub struct SessionNotice {
     /// The session.
     pub transfer_id: String,
     /// Its new state.
-    pub state: crate::sessions::SessionState,
+    pub state: SessionState,
     /// The other party, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -587,6 +591,10 @@ pub struct RelayCredit {
 pub const RELAY_WINDOW_FRAMES: u64 = 64;
 /// See [`RELAY_WINDOW_FRAMES`].
 pub const RELAY_WINDOW_BYTES: u64 = 256 << 10;
+/// The largest relay frame a server may offer (`max_frame` in `"relay-open"`'s
+/// reply): its base64 must fit the default socket.io message limit (128 KiB)
+/// with room for the event. A client caps what a server offers to it.
+pub const RELAY_MAX_FRAME_LIMIT: usize = 90 * 1024;
 
 /// `"relay-close"`: why a relay closed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use axum::Router;
 use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
@@ -43,15 +44,16 @@ use serde_json::{Map, Value as Json};
 use socketioxide::SocketIo;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tracing::{debug, info, warn};
 
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{
-    Connection, Replier, lock, online_reply, registered_reply, registration_refused, relay_of, signal_reply,
+    self, Connection, Replier, lock, online_reply, registered_reply, registration_refused, relay_of, signal_reply,
 };
 use super::hub::{incoming, too_many_subscriptions};
-use super::{Shared, metrics as m, now_ms};
+use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{
     ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
@@ -59,7 +61,38 @@ use crate::protocol::{
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;
-use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisState, SendOutcome};
+use crate::store::StoreConfig;
+use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisState, SendOutcome, with_resp3};
+
+/// Connects to Redis and registers the namespace on a `SocketIo` with the
+/// Redis adapter: the server and its routes, for [`SignalingServer::bind`].
+pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Router), Error> {
+    let StoreConfig::Redis { url, key_prefix, presence_ttl } = &config.store else {
+        return Err(Error::InvalidConfig { field: "store", detail: "not a Redis store".into() });
+    };
+    let client = redis::Client::open(with_resp3(url).as_str())
+        .map_err(|err| Error::InvalidConfig { field: "store.redis_url", detail: err.to_string() })?;
+    let state =
+        RedisState::connect(&client, key_prefix, config.queue.clone(), config.notices.clone(), *presence_ttl).await?;
+    let adapter_config = RedisAdapterConfig::new().with_prefix(format!("{key_prefix}:socket.io"));
+    let pubsub = PubSubDriver::connect(&client)
+        .await
+        .map_err(|err| Error::Redis { operation: "connect the socket.io adapter", detail: err.to_string() })?;
+    let adapter = RedisAdapterCtr::new_with_driver(pubsub.clone(), adapter_config);
+    let (layer, io) = SignalingServer::builder(&config).with_adapter::<RedisIo>(adapter).build_layer();
+    let cluster = Cluster::start(state, pubsub, &config)
+        .await
+        .map_err(|err| Error::Redis { operation: "subscribe", detail: err.to_string() })?;
+    let cluster = Arc::new(cluster);
+    cluster.set_io(io.clone());
+    let shared = Arc::new(SignalingServer::open_state(config, Some(cluster))?);
+    io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() })
+        .await
+        .map_err(|err| Error::Redis { operation: "join the socket.io adapter", detail: err.to_string() })?;
+    let server = SignalingServer::start(shared, AnyIo::Redis(io));
+    let app = server.http_routes().layer(layer);
+    Ok((server, app))
+}
 
 /// The socket.io adapter of Redis mode.
 pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;

@@ -188,6 +188,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Connection {
+    /// Redis mode: the address its rate limits in Redis are keyed by.
+    #[cfg(feature = "redis")]
     pub(super) fn ip(&self) -> Option<IpAddr> {
         self.ip
     }

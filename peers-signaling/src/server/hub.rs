@@ -48,8 +48,10 @@ pub(crate) trait PeerSocket: Send + Sync + 'static {
     /// Answers the socket.io ack `ack_id` with `data`.
     fn ack(self: Arc<Self>, ack_id: Option<i64>, data: &Value);
     /// Adds the socket to a room (adapter-wide in Redis mode).
+    #[cfg(feature = "redis")]
     fn join_room(&self, room: String);
     /// Removes the socket from a room.
+    #[cfg(feature = "redis")]
     fn leave_room(&self, room: String);
 }
 
@@ -72,10 +74,12 @@ impl<A: Adapter> PeerSocket for Socket<A> {
         let _ = ack.send(data);
     }
 
+    #[cfg(feature = "redis")]
     fn join_room(&self, room: String) {
         self.join(room);
     }
 
+    #[cfg(feature = "redis")]
     fn leave_room(&self, room: String) {
         self.leave(room);
     }
@@ -253,6 +257,7 @@ impl Hub {
     }
 
     /// `device`'s connection on this instance, if it is registered here.
+    #[cfg(feature = "redis")]
     pub(crate) fn peer(&self, device: &DeviceId) -> Option<Arc<Peer>> {
         self.devices.get(device).cloned()
     }
@@ -518,6 +523,7 @@ impl Hub {
     /// instance (for sessions and relays, which stay local); presence, the
     /// queue and "replaced" are handled through Redis. An older local
     /// connection's relays end.
+    #[cfg(feature = "redis")]
     pub(crate) fn bind_local(&mut self, device: DeviceId, peer: Arc<Peer>) {
         if let Some(old) = self.devices.insert(device, peer.clone())
             && old.id != peer.id

@@ -1,14 +1,21 @@
 //! [`SignalingServer`]: the socket.io namespace, standalone on its own address
 //! or attached to a `SocketIo` that an existing axum router serves.
 
+// Several instances behind one Redis; without the feature, stand-ins that
+// cannot run (the single-instance code calls them only with a cluster in hand).
+#[cfg(feature = "redis")]
 mod cluster;
+#[cfg(feature = "redis")]
 mod cluster_relay;
+#[cfg(feature = "redis")]
 mod cluster_sessions;
 mod config;
 mod connection;
 mod http;
 mod hub;
 pub(crate) mod metrics;
+#[cfg(not(feature = "redis"))]
+mod no_cluster;
 mod outgoing;
 mod relay_requests;
 mod session_requests;
@@ -22,9 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use socketioxide::adapter::Adapter;
-use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, SocketIoBuilder};
-use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -39,9 +44,10 @@ use crate::ratelimit::Limiters;
 use crate::relay::RelayTable;
 use crate::sessions::SessionTable;
 use crate::store::StoreConfig;
-use crate::store::redis::{PubSubDriver, RedisState, with_resp3};
-use cluster::{Cluster, RedisIo};
+use cluster::Cluster;
 use hub::Hub;
+#[cfg(not(feature = "redis"))]
+use no_cluster::{cluster, cluster_relay, cluster_sessions};
 
 /// The current time in unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -152,7 +158,8 @@ pub struct SignalingServer {
 #[derive(Clone, Debug)]
 enum AnyIo {
     Local(SocketIo),
-    Redis(SocketIo<RedisIo>),
+    #[cfg(feature = "redis")]
+    Redis(SocketIo<cluster::RedisIo>),
 }
 
 impl AnyIo {
@@ -171,6 +178,7 @@ impl AnyIo {
         }
         match self {
             AnyIo::Local(io) => remove(io, namespace).await,
+            #[cfg(feature = "redis")]
             AnyIo::Redis(io) => remove(io, namespace).await,
         }
     }
@@ -180,6 +188,7 @@ impl AnyIo {
         let closing = async {
             match self {
                 AnyIo::Local(io) => io.close().await,
+                #[cfg(feature = "redis")]
                 AnyIo::Redis(io) => io.close().await,
             }
         };
@@ -261,35 +270,6 @@ impl SignalingServer {
             .ws_read_buffer_size(WS_READ_BUFFER)
     }
 
-    /// Connects to Redis and registers the namespace on a `SocketIo` with the
-    /// Redis adapter.
-    async fn attach_redis(config: ServerConfig) -> Result<(SignalingServer, SocketIoLayer<RedisIo>)> {
-        let StoreConfig::Redis { url, key_prefix, presence_ttl } = &config.store else {
-            return Err(Error::InvalidConfig { field: "store", detail: "not a Redis store".into() });
-        };
-        let client = redis::Client::open(with_resp3(url).as_str())
-            .map_err(|err| Error::InvalidConfig { field: "store.redis_url", detail: err.to_string() })?;
-        let state =
-            RedisState::connect(&client, key_prefix, config.queue.clone(), config.notices.clone(), *presence_ttl)
-                .await?;
-        let adapter_config = RedisAdapterConfig::new().with_prefix(format!("{key_prefix}:socket.io"));
-        let pubsub = PubSubDriver::connect(&client)
-            .await
-            .map_err(|err| Error::Redis { operation: "connect the socket.io adapter", detail: err.to_string() })?;
-        let adapter = RedisAdapterCtr::new_with_driver(pubsub.clone(), adapter_config);
-        let (layer, io) = Self::builder(&config).with_adapter::<RedisIo>(adapter).build_layer();
-        let cluster = Cluster::start(state, pubsub, &config)
-            .await
-            .map_err(|err| Error::Redis { operation: "subscribe", detail: err.to_string() })?;
-        let cluster = Arc::new(cluster);
-        cluster.set_io(io.clone());
-        let shared = Arc::new(Self::open_state(config, Some(cluster))?);
-        io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() })
-            .await
-            .map_err(|err| Error::Redis { operation: "join the socket.io adapter", detail: err.to_string() })?;
-        Ok((Self::start(shared, AnyIo::Redis(io)), layer))
-    }
-
     /// Listens on [`ServerConfig::bind`] and serves the namespace, `/healthz`
     /// and `/metrics`. With [`StoreConfig::Redis`] it first connects to Redis.
     pub async fn bind(config: ServerConfig) -> Result<SignalingServer> {
@@ -303,9 +283,7 @@ impl SignalingServer {
             None => None,
         };
         let (mut server, app) = if matches!(config.store, StoreConfig::Redis { .. }) {
-            let (server, layer) = Self::attach_redis(config).await?;
-            let app = server.http_routes().layer(layer);
-            (server, app)
+            cluster::attach(config).await?
         } else {
             let (layer, io) = Self::builder(&config).build_layer();
             let server = Self::attach_local(&io, config)?;

@@ -10,9 +10,12 @@
 //! - [`MemoryStore`]: nothing survives the process; for tests and ephemeral servers.
 //! - [`StoreConfig::Redis`]: several instances share one Redis, which is then
 //!   the authority for the queue, the notices, presence, sessions and
-//!   per-device rate limits; not a write-through [`Store`].
+//!   per-device rate limits; not a write-through [`Store`]. It needs the
+//!   crate's `redis` feature: without it the variant exists (so a config file
+//!   names it the same way) and [`StoreConfig::validate`] refuses it.
 
 mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod sqlite;
 
@@ -58,6 +61,20 @@ pub trait Store: Send + std::fmt::Debug + 'static {
     fn delete_sessions(&mut self, transfer_ids: &[String]) -> Result<()>;
 }
 
+/// Whether this build can open a Redis store at `url`.
+#[cfg(feature = "redis")]
+fn usable_redis_url(url: &str) -> Result<(), String> {
+    ::redis::Client::open(redis::with_resp3(url).as_str())
+        .map(drop)
+        .map_err(|err| format!("not a usable Redis URL: {err}"))
+}
+
+/// Without the `redis` feature no URL is usable.
+#[cfg(not(feature = "redis"))]
+fn usable_redis_url(_url: &str) -> Result<(), String> {
+    Err("this build has no Redis support (peers-signaling's `redis` feature)".into())
+}
+
 /// Which store a server uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,7 +91,7 @@ pub enum StoreConfig {
     /// the queue, the outcome notices, presence, sessions and per-device rate
     /// limits, and carries deliveries between instances (socket.io rooms over
     /// `socketioxide-redis`). Frame relays stay in the instance that holds
-    /// both parties.
+    /// both parties. Needs the `redis` feature.
     Redis {
         /// `redis://[user:pass@]host:port[/db]`; `protocol=resp3` is added when
         /// missing (the socket.io adapter needs RESP3 pub/sub).
@@ -110,8 +127,8 @@ impl StoreConfig {
     pub fn validate(&self) -> Result<()> {
         let StoreConfig::Redis { url, key_prefix, presence_ttl } = self else { return Ok(()) };
         let invalid = |field, detail: String| Err(Error::InvalidConfig { field, detail });
-        if let Err(err) = ::redis::Client::open(redis::with_resp3(url).as_str()) {
-            return invalid("store.redis_url", format!("not a usable Redis URL: {err}"));
+        if let Err(detail) = usable_redis_url(url) {
+            return invalid("store.redis_url", detail);
         }
         if key_prefix.is_empty()
             || key_prefix.len() > 64

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 pub mod quota;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod wire;
 
