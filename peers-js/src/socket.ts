@@ -224,7 +224,10 @@ export class SocketIoSocket implements Socket {
     }) as unknown as IoSocket;
     // The server sends nothing but its hello before ours, except a close notice.
     const hello = await new Promise<{ maxFrame: number; window: Credit }>((resolve, reject) => {
+      let settled = false;
       const fail = (err: PeersError) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.disconnect();
         reject(err);
@@ -235,10 +238,13 @@ export class SocketIoSocket implements Socket {
       );
       socket.on("peers:close", (r) => fail(new PeersError("Transport", "Refused", `the server closed: ${JSON.stringify(r)}`)));
       socket.on("peers:hello", (h) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         const v = h as Record<string, unknown>;
         const w = v?.window;
         if (v?.v !== 1 || typeof v.maxFrame !== "number" || v.maxFrame < 16384 || !isCredit(w)) {
+          settled = false;
           return fail(new PeersError("Transport", "ProtocolError", `unusable server hello ${JSON.stringify(h)}`));
         }
         resolve({ maxFrame: v.maxFrame, window: w });
