@@ -32,5 +32,10 @@ echo "== fuzz targets (built without instrumentation so none can rot; fuzz/READM
 cp Cargo.lock fuzz/Cargo.lock
 cargo check --manifest-path fuzz/Cargo.toml --bins --target-dir target
 
+echo "== peers-js: build (tsc) and node --test"
+# The build also produces dist/examples/device.js, which tests/tests/peers_js.rs runs.
+npx --prefix peers-js tsc -p peers-js
+(cd peers-js && node --test dist/test/)
+
 echo "== cargo test (unit, integration, example and doc tests)"
 cargo test --workspace --all-features
