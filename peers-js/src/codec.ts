@@ -291,8 +291,20 @@ export async function loadNodeBrotli(): Promise<Brotli | undefined> {
     decompress(data: Uint8Array, max: number): Uint8Array {
       let out: Buffer;
       try {
-        out = zlib.brotliDecompressSync(data, { maxOutputLength: max + 1, finishFlush: zlib.constants.BROTLI_OPERATION_FINISH });
+        // `info` gives the engine, whose `bytesWritten` is the input it consumed: zlib
+        // stops at the end of the Brotli stream and ignores what follows, which the
+        // protocol refuses (§4.3).
+        const options = { maxOutputLength: max + 1, info: true } as import("node:zlib").BrotliOptions;
+        const result = zlib.brotliDecompressSync(data, options) as unknown as {
+          buffer: Buffer;
+          engine: { bytesWritten: number };
+        };
+        out = result.buffer;
+        if (result.engine.bytesWritten !== data.length) {
+          throw codecError("Decompress", `${data.length - result.engine.bytesWritten} bytes after the end of the Brotli stream`);
+        }
       } catch (e) {
+        if (e instanceof PeersError) throw e;
         const err = e as NodeJS.ErrnoException;
         if (err.code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError) {
           throw codecError("DecompressedTooLarge", `compressed message expands beyond ${max} bytes`, { max });

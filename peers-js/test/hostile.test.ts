@@ -76,6 +76,11 @@ test("a Brotli bomb fails without expanding past the limit", async () => {
   assert.throws(() => {
     for (const f of frames) decoder.decode(f);
   }, refused("DecompressedTooLarge"));
+  const stream = brotli.compress(new Uint8Array(10_000).fill(42), 3);
+  const whole = (bytes: Uint8Array) => Uint8Array.from([0, 1, ...bytes]);
+  assert.equal(new FrameDecoder(config).decode(whole(stream))?.length, 10_000);
+  assert.throws(() => new FrameDecoder(config).decode(whole(Uint8Array.from([...stream, 1, 2, 3]))), refused("Decompress"), "trailing bytes");
+  assert.throws(() => new FrameDecoder(config).decode(whole(stream.subarray(0, stream.length - 2))), refused("Decompress"), "truncated");
   const noBrotli = new FrameDecoder(defaultCodecConfig(undefined));
   assert.throws(() => noBrotli.decode(Uint8Array.of(0, 1, 0x3b)), (e: PeersError) => e.code === "Decompress" && /no Brotli/.test(e.message));
 });
