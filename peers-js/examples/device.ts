@@ -7,7 +7,10 @@
 // 2. connects (socket.io, then the handshake, expecting RUST_DEVICE_ID_HEX);
 //    a refusal prints {"event":"refused","kind","code","message"} and exits 0;
 // 3. exposes "js.reverse" (a string, reversed), calls "rust.echo" {text, n};
+//    calls "rust.text" (a compressible answer: Brotli from Rust) and "rust.noise"
+//    (3 MiB of incompressible bytes: CHUNK frames from Rust);
 // 4. streams N MiB (default 64) of a fixed pattern to "upload" and prints its BLAKE3;
+//    receives a stream "download" from the Rust side and prints its size and BLAKE3;
 // 5. waits for the Rust side to close and prints the reason.
 import { blake3 } from "@noble/hashes/blake3.js";
 
@@ -67,8 +70,24 @@ connection.expose("js.reverse", (args) => {
   return [...args].reverse().join("");
 });
 
+connection.exposeStream("download", async (meta, reader) => {
+  const h = blake3.create();
+  let bytes = 0;
+  for await (const piece of reader) {
+    h.update(piece);
+    bytes += piece.length;
+  }
+  report("downloaded", { meta, bytes, blake3: toHex(h.digest()) });
+});
+
 const echoed = await connection.emit("rust.echo", { text: "hello from peers-js", n: 41 });
 report("echo", { reply: echoed });
+// A large, compressible answer: the Rust side sends it Brotli-compressed and chunked.
+const text = await connection.emit<string>("rust.text", 300_000);
+report("text", { length: text.length, blake3: toHex(blake3(new TextEncoder().encode(text))) });
+// A large incompressible answer: the Rust side sends it in CHUNK frames.
+const noise = await connection.emit<Uint8Array>("rust.noise", 3 * 1024 * 1024 + 5);
+report("noise", { length: noise.length, blake3: toHex(blake3(noise)) });
 
 const size = streamMiB * 1024 * 1024;
 const piece = new Uint8Array(1024 * 1024);

@@ -2,8 +2,10 @@
 //! processes: a Rust `SocketIoServer` + `Connection::accept` on loopback, and a
 //! Node `peers-js` device (`peers-js/dist/examples/device.js`, built by
 //! `npx tsc -p peers-js`) that dials it, completes the handshake with each
-//! transport cipher, calls an RPC on the Rust side, answers one the Rust side
-//! calls, and streams 64 MiB whose BLAKE3 both sides check; and the Rust side
+//! transport cipher, calls RPCs on the Rust side (a compressible answer that comes
+//! Brotli-compressed, an incompressible 3 MiB one that comes in CHUNK frames), answers one the Rust side calls, streams 64 MiB
+//! whose BLAKE3 both sides check, and receives a 9 MiB stream from the Rust side
+//! under its own credit; and the Rust side
 //! refusing an untrusted JS device with a close reason the JS side reports.
 
 use std::sync::Arc;
@@ -33,6 +35,24 @@ struct Echo {
 #[derive(Debug, Deserialize)]
 struct UploadMeta {
     size: u64,
+}
+
+/// Length of the incompressible answer: three CHUNK frames and a bit.
+const NOISE_LEN: usize = 3 * 1024 * 1024 + 5;
+
+/// Bytes the Rust side streams to the driver (more than its 4 MiB window).
+const DOWNLOAD_LEN: usize = 9 * 1024 * 1024 + 123;
+
+/// A compressible answer: Rust sends it Brotli-compressed, in chunks when large.
+fn text(len: usize) -> String {
+    "peers-js speaks the peers protocol. ".chars().cycle().take(len).collect()
+}
+
+/// Incompressible bytes: sent uncompressed, in CHUNK frames when over a frame.
+fn noise(len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new().update(b"peers-js noise").finalize_xof().fill(&mut out);
+    out
 }
 
 /// The bytes the driver streams: MiB `i`, byte `j` (its `piece` loop).
@@ -73,6 +93,10 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher) {
         connection.expose_rpc("rust.echo", |echo: Echo| async move {
             Ok::<_, RemoteError>(Echo { text: echo.text.to_uppercase(), n: echo.n + 1 })
         });
+        connection.expose_rpc("rust.text", |len: usize| async move { Ok::<_, RemoteError>(text(len)) });
+        connection.expose_rpc("rust.noise", |len: usize| async move {
+            Ok::<_, RemoteError>(serde_bytes::ByteBuf::from(noise(len)))
+        });
         let uploads = uploads_tx.clone();
         connection.expose_stream("upload", move |meta: UploadMeta, mut reader: peers_sdk::StreamReader| {
             let uploads = uploads.clone();
@@ -102,6 +126,14 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher) {
     assert_eq!(echo["reply"]["text"], "HELLO FROM PEERS-JS", "{echo}");
     assert_eq!(echo["reply"]["n"], 42, "{echo}");
 
+    let text_event = js.expect_event("text", STEP).await;
+    assert_eq!(text_event["length"], 300_000, "{text_event}");
+    assert_eq!(text_event["blake3"], blake3::hash(text(300_000).as_bytes()).to_hex().as_str(), "{text_event}");
+
+    let noise_event = js.expect_event("noise", STEP).await;
+    assert_eq!(noise_event["length"], NOISE_LEN, "{noise_event}");
+    assert_eq!(noise_event["blake3"], blake3::hash(&noise(NOISE_LEN)).to_hex().as_str(), "{noise_event}");
+
     let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
     let (declared, received, rust_hash) = uploads.recv().await.expect("the upload handler finished");
     let size = (STREAM_MIB as u64) << 20;
@@ -110,6 +142,18 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher) {
     let expected = expected_blake3(STREAM_MIB);
     assert_eq!(rust_hash, expected, "the Rust side received the driver's pattern");
     assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
+
+    // Rust to JS: a stream the JS reader takes under its own credit.
+    let download: Vec<u8> = (0..DOWNLOAD_LEN).map(|i| (i * 13 + (i >> 12)) as u8).collect();
+    let mut writer = connection.open_stream("download", "from rust").await.expect("the JS side accepts the stream");
+    for piece in download.chunks(100_000) {
+        writer.write(piece).await.expect("write within the JS side's credit");
+    }
+    writer.finish().await.expect("the JS handler reports success");
+    let downloaded = js.expect_event("downloaded", STEP).await;
+    assert_eq!(downloaded["meta"], "from rust", "{downloaded}");
+    assert_eq!(downloaded["bytes"], DOWNLOAD_LEN, "{downloaded}");
+    assert_eq!(downloaded["blake3"], blake3::hash(&download).to_hex().as_str(), "{downloaded}");
 
     let reversed: String = connection.emit("js.reverse", "peers-js").await.expect("the JS handler answers");
     assert_eq!(reversed, "sj-sreep");
