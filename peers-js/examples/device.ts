@@ -11,7 +11,8 @@
 //    (3 MiB of incompressible bytes: CHUNK frames from Rust);
 // 4. streams N MiB (default 64) of a fixed pattern to "upload" and prints its BLAKE3;
 //    receives a stream "download" from the Rust side and prints its size and BLAKE3;
-// 5. waits for the Rust side to close and prints the reason.
+// 5. waits for the connection to close (the Rust side closes, or asks this side to
+//    with "js.close") and prints the reason.
 import { blake3 } from "@noble/hashes/blake3.js";
 
 import {
@@ -70,6 +71,13 @@ connection.expose("js.reverse", (args) => {
   return [...args].reverse().join("");
 });
 
+// The Rust side asks this device to close: after the reply is queued, with a reason.
+let closing: Promise<void> | undefined;
+connection.expose("js.close", () => {
+  setTimeout(() => (closing = connection.close("Normal", "js done")), 0);
+  return null;
+});
+
 connection.exposeStream("download", async (meta, reader) => {
   const h = blake3.create();
   let bytes = 0;
@@ -103,5 +111,6 @@ await writer.finish();
 report("streamed", { bytes: size, blake3: toHex(hasher.digest()), ms: Date.now() - started });
 
 const reason = await connection.closed;
+await closing; // our own close: the notice is on its way before we exit
 report("closed", { reason, reversed });
 process.exit(0);

@@ -1,4 +1,4 @@
-/** Small byte helpers shared by the modules (no dependency beyond the platform). */
+/** Small byte utilities shared by the modules (no dependency beyond the platform). */
 
 export function concat(...parts: Uint8Array[]): Uint8Array {
   let len = 0;

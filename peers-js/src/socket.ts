@@ -162,7 +162,7 @@ interface IoSocket {
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   emit(event: string, ...args: unknown[]): unknown;
   disconnect(): unknown;
-  io: { engine?: { transport?: { name?: string } } };
+  io: { engine?: { once(event: string, listener: () => void): unknown } };
 }
 
 const DEFAULT_MAX_FRAME = 1024 * 1024 + 4096;
@@ -381,8 +381,21 @@ export class SocketIoSocket implements Socket {
     this.io.emit("peers:close", { code, message: text });
     this.inbox.end({ code, message: text, by: "Local" }, true);
     this.wakeSender();
-    // Let the notice reach the wire before the disconnect packet.
-    setTimeout(() => this.io.disconnect(), 50);
+    // The disconnect packet queues behind the notice, and engine.io closes only
+    // once its write buffer has drained, so the notice reaches the peer first.
+    // Resolve when the connection is closed (at most 2 s), so a caller that exits
+    // right after `close` does not cut the notice off.
+    const engineClosed = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      const engine = this.io.io.engine;
+      if (!engine) return resolve();
+      engine.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.io.disconnect();
+    await engineClosed;
   }
 }
 

@@ -5,13 +5,15 @@
 //! transport cipher, calls RPCs on the Rust side (a compressible answer that comes
 //! Brotli-compressed, an incompressible 3 MiB one that comes in CHUNK frames), answers one the Rust side calls, streams 64 MiB
 //! whose BLAKE3 both sides check, and receives a 9 MiB stream from the Rust side
-//! under its own credit; and the Rust side
+//! under its own credit; the connection closed by either side, the other reporting the
+//! reason; and the Rust side
 //! refusing an untrusted JS device with a close reason the JS side reports.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use peers_sdk::rpc::RemoteError;
+use peers_sdk::socket::ClosedBy;
 use peers_sdk::{
     CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, TransportCipher, TrustLevel,
     TrustStore,
@@ -80,7 +82,9 @@ async fn js_identity(js: &mut JsClient) -> DeviceInfo {
     DeviceInfo::from_share_code(event["share_code"].as_str().expect("share code")).expect("the JS share code parses")
 }
 
-async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher) {
+/// The whole exchange; the connection is closed by the Rust side, or by the JS side
+/// when `close_by_js`: either way the other side reports the reason.
+async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_js: bool) {
     let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
     let keys = Arc::new(DeviceKeys::generate("rust-user").unwrap());
     let mut js = spawn_driver(&server, &keys, js_cipher, STREAM_MIB);
@@ -160,23 +164,31 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher) {
     let unknown = connection.emit::<_, String>("js.missing", &()).await.expect_err("no such method");
     assert!(unknown.to_string().contains("UnknownMethod"), "{unknown}");
 
-    connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
-    let closed = js.expect_event("closed", STEP).await;
-    assert_eq!(closed["reason"]["code"], "Normal", "{closed}");
-    assert_eq!(closed["reason"]["message"], "rust done", "{closed}");
-    assert_eq!(closed["reason"]["by"], "Remote", "{closed}");
+    if close_by_js {
+        let () = connection.emit("js.close", &()).await.expect("the JS side agrees to close");
+        let reason = tokio::time::timeout(STEP, connection.closed()).await.expect("the JS side closes");
+        assert_eq!((reason.code, reason.message.as_str(), reason.by), (CloseCode::Normal, "js done", ClosedBy::Remote));
+        let closed = js.expect_event("closed", STEP).await;
+        assert_eq!(closed["reason"]["by"], "Local", "{closed}");
+    } else {
+        connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
+        let closed = js.expect_event("closed", STEP).await;
+        assert_eq!(closed["reason"]["code"], "Normal", "{closed}");
+        assert_eq!(closed["reason"]["message"], "rust done", "{closed}");
+        assert_eq!(closed["reason"]["by"], "Remote", "{closed}");
+    }
     let (status, stderr) = js.wait(STEP).await;
     assert!(status.success(), "driver failed: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_device_over_socketio_with_chacha20_poly1305() {
-    full_exchange("chacha", TransportCipher::ChaCha20Poly1305).await;
+    full_exchange("chacha", TransportCipher::ChaCha20Poly1305, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_device_over_socketio_with_aes_256_gcm() {
-    full_exchange("aes", TransportCipher::Aes256Gcm).await;
+    full_exchange("aes", TransportCipher::Aes256Gcm, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
