@@ -57,3 +57,11 @@ if [ ! -f "$stamp" ] || [ tests/package-lock.json -nt "$stamp" ]; then
   (cd tests && npm ci --no-audit --no-fund --loglevel=error)
   touch "$stamp"
 fi
+
+# peers-js (the TypeScript implementation): its build and runtime packages, exactly as
+# locked, on the same rule.
+stamp=peers-js/node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ peers-js/package-lock.json -nt "$stamp" ]; then
+  (cd peers-js && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+fi

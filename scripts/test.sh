@@ -54,5 +54,10 @@ refuse_deps peers-signaling "" axum socketioxide governor metrics-exporter-prome
 refuse_deps peers-device "--no-default-features" \
     redis socketioxide-redis governor metrics-exporter-prometheus clap toml tracing-subscriber indicatif anyhow
 
+echo "== peers-js: build (tsc) and node --test"
+# The build also produces dist/examples/device.js, which tests/tests/peers_js.rs runs.
+npx --prefix peers-js tsc -p peers-js
+(cd peers-js && node --test dist/test/)
+
 echo "== cargo test (unit, integration, example and doc tests)"
 cargo test --workspace --all-features

@@ -1,0 +1,28 @@
+/**
+ * peers-js: the `peers` protocol in TypeScript for Node 20 and browsers.
+ *
+ * What it does: device identity (ed25519 + x25519, the device id, share codes,
+ * the key file), the PeerTx codec, the Noise XX handshake with signed claims and
+ * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
+ * streams with credit, close reasons) and a socket.io `Socket`.
+ *
+ * What it does not do yet: WebRTC sockets, the signaling client, send and pair
+ * by code, browser key storage (IndexedDB), Brotli in browsers.
+ *
+ * ```ts
+ * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
+ * const config = await connectionConfig(keys, (peer) => TrustLevel.Trusted);
+ * const socket = await SocketIoSocket.connect("http://127.0.0.1:7700");
+ * const connection = await Connection.connect(socket, config);
+ * const answer = await connection.emit("echo", { text: "hi" });
+ * ```
+ */
+export * from "./bytes.js";
+export * from "./codec.js";
+export * from "./connection.js";
+export * from "./envelope.js";
+export * from "./errors.js";
+export * from "./handshake.js";
+export * from "./identity.js";
+export * from "./seal.js";
+export * from "./socket.js";

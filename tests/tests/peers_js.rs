@@ -1,0 +1,213 @@
+//! The TypeScript implementation (`peers-js/`) against the Rust one, as real
+//! processes: a Rust `SocketIoServer` + `Connection::accept` on loopback, and a
+//! Node `peers-js` device (`peers-js/dist/examples/device.js`, built by
+//! `npx tsc -p peers-js`) that dials it, completes the handshake with each
+//! transport cipher, calls RPCs on the Rust side (a compressible answer that comes
+//! Brotli-compressed, an incompressible 3 MiB one that comes in CHUNK frames), answers one the Rust side calls, streams 64 MiB
+//! whose BLAKE3 both sides check, and receives a 9 MiB stream from the Rust side
+//! under its own credit; the connection closed by either side, the other reporting the
+//! reason; and the Rust side
+//! refusing an untrusted JS device with a close reason the JS side reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_sdk::rpc::RemoteError;
+use peers_sdk::socket::ClosedBy;
+use peers_sdk::{
+    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, TransportCipher, TrustLevel,
+    TrustStore,
+};
+use peers_tests::JsClient;
+use peers_transport_socketio::{ServerOptions, SocketIoServer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// The driver, relative to `tests/js/` (where `JsClient` looks).
+const DRIVER: &str = "../../peers-js/dist/examples/device.js";
+const STEP: Duration = Duration::from_secs(20);
+const STREAM_MIB: usize = 64;
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+struct Echo {
+    text: String,
+    n: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadMeta {
+    size: u64,
+}
+
+/// Length of the incompressible answer: three CHUNK frames and a bit.
+const NOISE_LEN: usize = 3 * 1024 * 1024 + 5;
+
+/// Bytes the Rust side streams to the driver (more than its 4 MiB window).
+const DOWNLOAD_LEN: usize = 9 * 1024 * 1024 + 123;
+
+/// A compressible answer: Rust sends it Brotli-compressed, in chunks when large.
+fn text(len: usize) -> String {
+    "peers-js speaks the peers protocol. ".chars().cycle().take(len).collect()
+}
+
+/// Incompressible bytes: sent uncompressed, in CHUNK frames when over a frame.
+fn noise(len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new().update(b"peers-js noise").finalize_xof().fill(&mut out);
+    out
+}
+
+/// The bytes the driver streams: MiB `i`, byte `j` (its `piece` loop).
+fn expected_blake3(mib: usize) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut piece = vec![0u8; 1 << 20];
+    for i in 0..mib {
+        for (j, byte) in piece.iter_mut().enumerate() {
+            *byte = (i.wrapping_mul(131).wrapping_add(j * 7).wrapping_add(j >> 8) & 0xff) as u8;
+        }
+        hasher.update(&piece);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+fn spawn_driver(server: &SocketIoServer, rust: &DeviceKeys, cipher: &str, mib: usize) -> JsClient {
+    let origin = format!("http://{}", server.local_addr());
+    let id = rust.device_id().to_string();
+    let mib = mib.to_string();
+    JsClient::spawn(DRIVER, &[&origin, &id, "--cipher", cipher, "--stream-mib", &mib])
+}
+
+async fn js_identity(js: &mut JsClient) -> DeviceInfo {
+    let event = js.expect_event("identity", STEP).await;
+    DeviceInfo::from_share_code(event["share_code"].as_str().expect("share code")).expect("the JS share code parses")
+}
+
+/// The whole exchange; the connection is closed by the Rust side, or by the JS side
+/// when `close_by_js`: either way the other side reports the reason.
+async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_js: bool) {
+    let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
+    let keys = Arc::new(DeviceKeys::generate("rust-user").unwrap());
+    let mut js = spawn_driver(&server, &keys, js_cipher, STREAM_MIB);
+    let js_info = js_identity(&mut js).await;
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(js_info.device_id, TrustLevel::Trusted);
+
+    let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
+    let config = ConnectionConfig::new(keys.clone(), trust).with_ciphers([rust_cipher]).with_setup(move |connection| {
+        connection.expose_rpc("rust.echo", |echo: Echo| async move {
+            Ok::<_, RemoteError>(Echo { text: echo.text.to_uppercase(), n: echo.n + 1 })
+        });
+        connection.expose_rpc("rust.text", |len: usize| async move { Ok::<_, RemoteError>(text(len)) });
+        connection.expose_rpc("rust.noise", |len: usize| async move {
+            Ok::<_, RemoteError>(serde_bytes::ByteBuf::from(noise(len)))
+        });
+        let uploads = uploads_tx.clone();
+        connection.expose_stream("upload", move |meta: UploadMeta, mut reader: peers_sdk::StreamReader| {
+            let uploads = uploads.clone();
+            async move {
+                let mut hasher = blake3::Hasher::new();
+                let mut received = 0u64;
+                while let Some(piece) = reader.next().await.map_err(RemoteError::handler)? {
+                    received += piece.len() as u64;
+                    hasher.update(&piece);
+                }
+                let _ = uploads.send((meta.size, received, hasher.finalize().to_hex().to_string()));
+                Ok(())
+            }
+        });
+    });
+    let socket = tokio::time::timeout(STEP, server.accept()).await.expect("the JS device dials").expect("server up");
+    let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
+        .await
+        .expect("handshake in time")
+        .expect("the JS device completes the handshake");
+    assert_eq!(connection.remote().device_id, js_info.device_id);
+    assert_eq!(connection.cipher(), Some(rust_cipher), "both sides sealed with the negotiated cipher");
+
+    let connected = js.expect_event("connected", STEP).await;
+    assert_eq!(connected["peer"], keys.device_id().to_string(), "{connected}");
+    let echo = js.expect_event("echo", STEP).await;
+    assert_eq!(echo["reply"]["text"], "HELLO FROM PEERS-JS", "{echo}");
+    assert_eq!(echo["reply"]["n"], 42, "{echo}");
+
+    let text_event = js.expect_event("text", STEP).await;
+    assert_eq!(text_event["length"], 300_000, "{text_event}");
+    assert_eq!(text_event["blake3"], blake3::hash(text(300_000).as_bytes()).to_hex().as_str(), "{text_event}");
+
+    let noise_event = js.expect_event("noise", STEP).await;
+    assert_eq!(noise_event["length"], NOISE_LEN, "{noise_event}");
+    assert_eq!(noise_event["blake3"], blake3::hash(&noise(NOISE_LEN)).to_hex().as_str(), "{noise_event}");
+
+    let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
+    let (declared, received, rust_hash) = uploads.recv().await.expect("the upload handler finished");
+    let size = (STREAM_MIB as u64) << 20;
+    assert_eq!((declared, received), (size, size), "every byte arrived");
+    assert_eq!(streamed["bytes"], size, "{streamed}");
+    let expected = expected_blake3(STREAM_MIB);
+    assert_eq!(rust_hash, expected, "the Rust side received the driver's pattern");
+    assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
+
+    // Rust to JS: a stream the JS reader takes under its own credit.
+    let download: Vec<u8> = (0..DOWNLOAD_LEN).map(|i| (i * 13 + (i >> 12)) as u8).collect();
+    let mut writer = connection.open_stream("download", "from rust").await.expect("the JS side accepts the stream");
+    for piece in download.chunks(100_000) {
+        writer.write(piece).await.expect("write within the JS side's credit");
+    }
+    writer.finish().await.expect("the JS handler reports success");
+    let downloaded = js.expect_event("downloaded", STEP).await;
+    assert_eq!(downloaded["meta"], "from rust", "{downloaded}");
+    assert_eq!(downloaded["bytes"], DOWNLOAD_LEN, "{downloaded}");
+    assert_eq!(downloaded["blake3"], blake3::hash(&download).to_hex().as_str(), "{downloaded}");
+
+    let reversed: String = connection.emit("js.reverse", "peers-js").await.expect("the JS handler answers");
+    assert_eq!(reversed, "sj-sreep");
+    let unknown = connection.emit::<_, String>("js.missing", &()).await.expect_err("no such method");
+    assert!(unknown.to_string().contains("UnknownMethod"), "{unknown}");
+
+    if close_by_js {
+        let () = connection.emit("js.close", &()).await.expect("the JS side agrees to close");
+        let reason = tokio::time::timeout(STEP, connection.closed()).await.expect("the JS side closes");
+        assert_eq!((reason.code, reason.message.as_str(), reason.by), (CloseCode::Normal, "js done", ClosedBy::Remote));
+        let closed = js.expect_event("closed", STEP).await;
+        assert_eq!(closed["reason"]["by"], "Local", "{closed}");
+    } else {
+        connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
+        let closed = js.expect_event("closed", STEP).await;
+        assert_eq!(closed["reason"]["code"], "Normal", "{closed}");
+        assert_eq!(closed["reason"]["message"], "rust done", "{closed}");
+        assert_eq!(closed["reason"]["by"], "Remote", "{closed}");
+    }
+    let (status, stderr) = js.wait(STEP).await;
+    assert!(status.success(), "driver failed: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_device_over_socketio_with_chacha20_poly1305() {
+    full_exchange("chacha", TransportCipher::ChaCha20Poly1305, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_device_over_socketio_with_aes_256_gcm() {
+    full_exchange("aes", TransportCipher::Aes256Gcm, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_js_device_is_refused_with_a_reason_it_reports() {
+    let server = SocketIoServer::bind(ServerOptions::default()).await.unwrap();
+    let keys = Arc::new(DeviceKeys::generate("rust-user").unwrap());
+    let mut js = spawn_driver(&server, &keys, "chacha", 1);
+    let js_info = js_identity(&mut js).await;
+    let config = ConnectionConfig::new(keys.clone(), TrustStore::new(TrustLevel::Unknown));
+    let socket = tokio::time::timeout(STEP, server.accept()).await.expect("the JS device dials").expect("server up");
+    let refused = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
+        .await
+        .expect("handshake in time")
+        .expect_err("an Unknown device is below the Known floor");
+    assert!(refused.to_string().contains(&js_info.device_id.to_string()), "{refused}");
+    let event = js.expect_event("refused", STEP).await;
+    assert_eq!(event["kind"], "Closed", "{event}");
+    assert_eq!(event["code"], "Refused", "{event}");
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains("handshake failed") && message.contains("below the required Known"), "{event}");
+    assert!(message.contains(&js_info.device_id.to_string()), "the reason names the refused device: {event}");
+}
