@@ -139,7 +139,12 @@ async fn fail(socket: BoxSocket, err: Error) -> Error {
         _ => CloseCode::TransportFailure,
     };
     debug!(error = %err, "handshake failed");
-    socket.close(CloseReason::new(code, format!("handshake failed: {err}"))).await;
+    // A handshake error already says so in its text.
+    let message = match &err {
+        Error::Handshake(_) => err.to_string(),
+        _ => format!("handshake failed: {err}"),
+    };
+    socket.close(CloseReason::new(code, message)).await;
     err
 }
 
