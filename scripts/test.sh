@@ -56,6 +56,9 @@ refuse_deps peers-device "--no-default-features" \
 
 echo "== peers-js: build (tsc) and node --test"
 # The build also produces dist/examples/device.js, which tests/tests/peers_js.rs runs.
+# Its signaling tests start the real server binary (found through CARGO_TARGET_DIR,
+# else target/).
+cargo build -p peers-signaling --features bin --bin peers-signaling
 npx --prefix peers-js tsc -p peers-js
 (cd peers-js && node --test dist/test/)
 

@@ -12,7 +12,8 @@ export type ErrorKind =
   | "Remote"
   | "InvalidInput"
   | "Transport"
-  | "Limit";
+  | "Limit"
+  | "Signaling";
 
 export class PeersError extends Error {
   readonly kind: ErrorKind;

@@ -4,9 +4,11 @@
  * What it does: device identity (ed25519 + x25519, the device id, share codes,
  * the key file), the PeerTx codec, the Noise XX handshake with signed claims and
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
- * streams with credit, close reasons) and a socket.io `Socket`.
+ * streams with credit, close reasons), a socket.io `Socket`
+ * and the signaling client (registration, signals and their outcomes, presence,
+ * ICE configuration).
  *
- * What it does not do yet: WebRTC sockets, the signaling client, send and pair
+ * What it does not do yet: WebRTC sockets, signaling sessions and frame relay, send and pair
  * by code, browser key storage (IndexedDB), Brotli in browsers.
  *
  * ```ts
@@ -25,4 +27,5 @@ export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
 export * from "./seal.js";
+export * from "./signaling.js";
 export * from "./socket.js";

@@ -1,0 +1,227 @@
+// The signaling client against the real `peers-signaling` binary, started here
+// on a loopback port with an in-memory store. The binary comes from
+// $PEERS_SIGNALING_BIN, else $CARGO_TARGET_DIR (or the workspace's target/)
+// debug/peers-signaling: `cargo build -p peers-signaling --features bin --bin peers-signaling`.
+import assert from "node:assert/strict";
+import { ChildProcess, spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+import {
+  DeviceKeys,
+  PeersError,
+  SignalingClient,
+  SignalingEvents,
+  serverOrigin,
+  signalingError,
+  SIGNALING_ERROR_CODES,
+} from "../src/index.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const binary =
+  process.env.PEERS_SIGNALING_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "debug", "peers-signaling");
+const TURN_SECRET = "a-turn-secret-for-tests";
+const PROMPT = 5000;
+
+const servers: ChildProcess[] = [];
+
+async function startServer(args: string[]): Promise<string> {
+  assert.ok(existsSync(binary), `no signaling server at ${binary}: cargo build -p peers-signaling --features bin --bin peers-signaling`);
+  const child = spawn(binary, ["--bind", "127.0.0.1:0", "--memory", "true", ...args], {
+    env: { ...process.env, RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  servers.push(child);
+  const lines = createInterface({ input: child.stdout! });
+  const line = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error("the server printed nothing in 20 s")), 20_000);
+    lines.once("line", (l) => (clearTimeout(timer), res(l)));
+    child.once("exit", (code) => rej(new Error(`the server exited with ${code}`)));
+  });
+  const m = /^listening on (\S+)$/.exec(line);
+  assert.ok(m, `unexpected first line ${JSON.stringify(line)}`);
+  return m[1] as string;
+}
+
+let url = "";
+before(async () => {
+  url = await startServer(["--stun-url", "stun:127.0.0.1:3478", "--turn-url", "turn:127.0.0.1:3478", "--turn-secret", TURN_SECRET]);
+});
+after(() => {
+  for (const s of servers) s.kill("SIGKILL");
+});
+
+/** The next `event` of `client` that `accept` takes, within PROMPT. */
+function next<E extends keyof SignalingEvents>(
+  client: SignalingClient,
+  event: E,
+  accept: (v: SignalingEvents[E]) => boolean = () => true,
+): Promise<SignalingEvents[E]> {
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`no ${event} within ${PROMPT} ms`)), PROMPT);
+    const listener = (v: SignalingEvents[E]) => {
+      if (!accept(v)) return;
+      clearTimeout(timer);
+      client.off(event, listener);
+      res(v);
+    };
+    client.on(event, listener);
+  });
+}
+
+async function refused(p: Promise<unknown>, code: string): Promise<PeersError> {
+  const err = await p.then(
+    () => assert.fail(`accepted, expected ${code}`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PeersError, String(err));
+  assert.equal(err.code, code, err.message);
+  return err;
+}
+
+test("the signed origin is scheme://host:port, lowercase, port always written", () => {
+  assert.equal(serverOrigin("https://Signal.Example/"), "https://signal.example:443");
+  assert.equal(serverOrigin("http://127.0.0.1:7000"), "http://127.0.0.1:7000");
+  assert.equal(serverOrigin("ws://host"), "http://host:80");
+  assert.equal(serverOrigin("wss://[::1]:9/x"), "https://[::1]:9");
+  assert.throws(() => serverOrigin("ftp://host"), PeersError);
+});
+
+test("every error code of the protocol has its own PeersError code; an unknown one is Unknown", () => {
+  const codes = Object.values(SIGNALING_ERROR_CODES);
+  assert.equal(new Set(codes).size, codes.length);
+  assert.equal(signalingError("queue_full", "x").code, "QueueFull");
+  const unknown = signalingError("brand_new_code", "x");
+  assert.equal(unknown.code, "Unknown");
+  assert.equal(unknown.detail.wire, "brand_new_code");
+});
+
+test("two devices register, see each other's presence both ways and exchange signals", async () => {
+  const alice = await SignalingClient.connect(url, DeviceKeys.generate("alice"));
+  const bobKeys = DeviceKeys.generate("bob");
+  assert.deepEqual(await alice.subscribe([bobKeys.deviceIdHex]), []);
+  const bobOnline = next(alice, "presence", (p) => p.device === bobKeys.deviceIdHex);
+  const bob = await SignalingClient.connect(url, bobKeys);
+  assert.equal(bob.deviceId, bobKeys.deviceIdHex);
+  assert.equal(bob.queued, 0);
+  assert.deepEqual(await bobOnline, { device: bob.deviceId, online: true });
+  assert.deepEqual(await bob.subscribe([alice.deviceId]), [alice.deviceId]);
+
+  const arrives = next(bob, "signal");
+  const result = await alice.signal(bob.deviceId, "offer", { sdp: "v=0 test", type: "offer" });
+  assert.equal(result.outcome, "delivered");
+  const signal = await arrives;
+  assert.equal(signal.id, result.id);
+  assert.equal(signal.from, alice.deviceId);
+  assert.equal(signal.kind, "offer");
+  assert.deepEqual(signal.body, { sdp: "v=0 test", type: "offer" });
+  assert.equal(signal.queued, false);
+
+  const back = next(alice, "signal");
+  await bob.signal(alice.deviceId, "ice-candidate", { candidate: "", sdpMid: "0", sdpMLineIndex: 0 }, { id: "bob.1" });
+  assert.equal((await back).id, "bob.1");
+
+  const aliceGone = next(bob, "presence", (p) => p.device === alice.deviceId);
+  alice.close();
+  assert.equal((await alice.closed).code, "Closed");
+  assert.deepEqual(await aliceGone, { device: alice.deviceId, online: false });
+  await bob.unsubscribe([alice.deviceId]);
+  bob.close();
+});
+
+test("a signal to an offline device is queued, delivered on its registration, and its sender told", async () => {
+  const alice = await SignalingClient.connect(url, DeviceKeys.generate("alice"));
+  const carolKeys = DeviceKeys.generate("carol");
+  const queued = await alice.signal(carolKeys.deviceIdHex, "ready", { n: 1 }, { ttlMs: 30_000 });
+  assert.equal(queued.outcome, "queued");
+  assert.ok(queued.expiresAt! > Date.now() && queued.expiresAt! <= Date.now() + 31_000, String(queued.expiresAt));
+  const expired = await alice.signal(carolKeys.deviceIdHex, "ready", { n: 2 }, { ttlMs: 0 });
+  assert.equal(expired.outcome, "expired");
+
+  const told = next(alice, "outcome");
+  const carol = await SignalingClient.connect(url, carolKeys);
+  assert.equal(carol.queued, 1);
+  // Listening after connect resolved still sees the queued message.
+  const signal = await next(carol, "signal");
+  assert.equal(signal.id, queued.id);
+  assert.equal(signal.queued, true);
+  assert.deepEqual(signal.body, { n: 1 });
+  const outcome = await told;
+  assert.equal(outcome.id, queued.id);
+  assert.equal(outcome.to, carol.deviceId);
+  assert.equal(outcome.outcome, "delivered");
+  alice.close();
+  carol.close();
+});
+
+test("a queued signal whose time runs out gives an expired outcome, also to a sender that was offline", async () => {
+  const aliceKeys = DeviceKeys.generate("alice");
+  let alice = await SignalingClient.connect(url, aliceKeys);
+  const nobody = DeviceKeys.generate("nobody").deviceIdHex;
+  const live = await alice.signal(nobody, "cancel", {}, { ttlMs: 300 });
+  assert.equal(live.outcome, "queued");
+  const first = await next(alice, "outcome");
+  assert.deepEqual([first.id, first.outcome, first.to], [live.id, "expired", nobody]);
+
+  const later = await alice.signal(nobody, "cancel", {}, { ttlMs: 300 });
+  alice.close();
+  await new Promise((r) => setTimeout(r, 600));
+  alice = await SignalingClient.connect(url, aliceKeys);
+  const kept = await next(alice, "outcome");
+  assert.deepEqual([kept.id, kept.outcome], [later.id, "expired"]);
+  alice.close();
+});
+
+test("refusals come back as typed codes and leave the connection usable", async () => {
+  const alice = await SignalingClient.connect(url, DeviceKeys.generate("alice"));
+  const bob = DeviceKeys.generate("bob").deviceIdHex;
+  await refused(alice.signal(alice.deviceId, "ready", {}), "SelfAddressed");
+  await refused(alice.signal(bob, "shout", {}), "UnknownKind");
+  await refused(alice.signal(bob, "offer", { type: "offer" }), "BadRequest");
+  await refused(alice.signal(bob, "ready", { pad: "x".repeat(64 * 1024) }), "TooLarge");
+  await refused(alice.request("register", { public_key: "", origin: "", signature: "" }), "AlreadyRegistered");
+  const unknown = await refused(alice.request("no-such-event", {}), "UnknownEvent");
+  assert.equal(unknown.kind, "Signaling");
+  assert.equal(unknown.detail.wire, "unknown_event");
+  // Checked before sending: a malformed id or recipient never reaches the server.
+  await refused(alice.signal("not-a-device", "ready", {}), "InvalidInput");
+  await refused(alice.signal(bob, "ready", {}, { id: "spaces are not allowed" }), "InvalidInput");
+  assert.equal((await alice.signal(bob, "ready", {}, { ttlMs: 0 })).outcome, "expired");
+  alice.close();
+});
+
+test("ice-config hands out STUN and TURN with coturn REST credentials for this device", async () => {
+  const alice = await SignalingClient.connect(url, DeviceKeys.generate("alice"));
+  const config = await alice.iceConfig();
+  const turn = config.iceServers.find((s) => s.urls.includes("turn:127.0.0.1:3478"));
+  assert.ok(config.iceServers.some((s) => s.urls.includes("stun:127.0.0.1:3478")), JSON.stringify(config));
+  assert.ok(turn && turn.username && turn.credential, JSON.stringify(config));
+  const [expiry, device] = turn.username.split(":");
+  assert.equal(device, alice.deviceId);
+  assert.equal(Number(expiry), config.expiresAt);
+  assert.ok(config.expiresAt! > Date.now() / 1000);
+  assert.equal(turn.credential, createHmac("sha1", TURN_SECRET).update(turn.username).digest("base64"));
+  alice.close();
+});
+
+test("registering the same device again replaces the older connection, which is told why", async () => {
+  const keys = DeviceKeys.generate("alice");
+  const old = await SignalingClient.connect(url, keys);
+  const notice = next(old, "notice");
+  const fresh = await SignalingClient.connect(url, keys);
+  assert.equal((await notice).code, "Replaced");
+  const why = await old.closed;
+  assert.equal(why.code, "Replaced");
+  await refused(old.subscribe([]), "Replaced");
+  assert.deepEqual(await fresh.subscribe([keys.deviceIdHex]), [keys.deviceIdHex]);
+  fresh.close();
+});
+
+test("a server that answers to another origin refuses the registration with BadSignature", async () => {
+  const other = await startServer(["--public-origin", "https://signal.example"]);
+  await refused(SignalingClient.connect(other, DeviceKeys.generate("alice")), "BadSignature");
+});
