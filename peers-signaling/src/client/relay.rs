@@ -27,7 +27,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use peers_sdk::socket::{ClosedBy, SocketInfo, SocketLifecycle, TransportKind};
-use peers_sdk::{CloseCode, CloseReason, DeviceId, Socket, SocketState};
+use peers_sdk::{CloseCode, CloseReason, DeviceId, PathInfo, PathKind, Socket, SocketState};
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::Client;
 use serde::Serialize;
@@ -327,6 +327,11 @@ impl Socket for RelaySocket {
 
     async fn closed(&self) -> CloseReason {
         self.core.state.closed().await
+    }
+
+    /// Always the signaling server's frame relay.
+    fn path(&self) -> Option<PathInfo> {
+        Some(PathInfo::new(PathKind::ServerRelay))
     }
 }
 
