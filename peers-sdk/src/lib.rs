@@ -49,6 +49,7 @@ pub mod conformance;
 mod connection;
 pub mod dial;
 pub mod error;
+pub mod flow;
 pub mod handshake;
 #[cfg(test)]
 mod hostile_tests;
