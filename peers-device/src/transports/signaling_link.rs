@@ -1,4 +1,5 @@
-//! The signaling server as a transport source: WebRTC signals through it
+//! The device's link to the signaling server ([`SignalingServerLink`]), and the
+//! server as a transport source: WebRTC signals through it
 //! ([`ServerSignaling`]) and its end-to-end encrypted frame relay as a last-resort
 //! [`Dialer`] ([`RelayDialer`]).
 //!
