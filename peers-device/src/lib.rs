@@ -76,4 +76,4 @@ pub use device::{Device, DeviceBuilder};
 pub use error::{Error, Result};
 pub use group::{GroupId, MAX_GROUP_ID_LEN};
 pub use manager::class::ConnectionClass;
-pub use manager::{ConnectionManager, Dialer, ManagerConfig, ManagerEvent, ManagerStatus, Serving};
+pub use manager::{ConnectionManager, DialError, Dialer, ManagerConfig, ManagerEvent, ManagerStatus, Serving};

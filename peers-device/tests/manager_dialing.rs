@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use peers_device::{ConnectionClass, Dialer, ManagerEvent};
+use peers_device::{ConnectionClass, DialError, Dialer, ManagerEvent};
 use peers_sdk::rpc::RemoteErrorCode;
 use peers_sdk::socket::{Locality, TransportKind};
 use peers_sdk::{BoxSocket, DeviceId};
@@ -38,7 +38,7 @@ impl Dialer for PairDialer {
     fn timeout(&self) -> Duration {
         Duration::from_millis(300)
     }
-    async fn dial(&self, _device: DeviceId) -> Result<BoxSocket, String> {
+    async fn dial(&self, _device: DeviceId) -> Result<BoxSocket, DialError> {
         if self.attempts.fetch_add(1, Ordering::SeqCst) < self.hang_first {
             std::future::pending::<()>().await;
         }

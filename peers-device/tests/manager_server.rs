@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use peers_device::Dialer;
 use peers_device::transports::{LinkState, ReconnectOptions, SignalingServerLink};
+use peers_device::{DialError, Dialer};
 use peers_signaling::{ClientOptions, ServerConfig, SignalingServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +35,8 @@ async fn the_link_registers_again_after_the_server_restarts() {
     tokio::time::timeout(WAIT, state.wait_for(|s| matches!(s, LinkState::Disconnected(_)))).await.unwrap().unwrap();
     // While it is down, a relay dial fails at once with a clear reason.
     let err = link_a.relay.dial(b.id).await.err().unwrap();
-    assert!(err.contains("not registered"), "{err}");
+    assert!(matches!(err, DialError::NoRoute { .. }), "{err}");
+    assert!(err.to_string().contains("not registered"), "{err}");
 
     let mut config = ServerConfig::in_memory();
     config.bind = addr;

@@ -1,6 +1,11 @@
 //! Core of `peers`: device identity, the transport-agnostic [`Socket`] trait, the
 //! PeerTx codec, and the authenticated [`Connection`] with two-way RPC.
 //!
+//! A transport crate needs nothing else: it implements [`Socket`] (or wraps a
+//! byte stream in [`FramedSocket`](socket::FramedSocket)), accepts through a
+//! [`Listener`](socket::Listener) and dials through a [`Dialer`], whose
+//! [`ConnectionClass`] comes from the [`PathKind`] its sockets report.
+//!
 //! # Handlers before the first call
 //!
 //! Either side may call the other as soon as its `connect` or `accept`
@@ -42,7 +47,9 @@ pub mod codec;
 #[cfg(feature = "test-utils")]
 pub mod conformance;
 mod connection;
+pub mod dial;
 pub mod error;
+pub mod flow;
 pub mod handshake;
 #[cfg(test)]
 mod hostile_tests;
@@ -57,6 +64,7 @@ pub mod trust;
 pub use connection::{
     Clock, Connection, ConnectionConfig, ConnectionState, Setup, StreamProgress, StreamReader, StreamWriter,
 };
+pub use dial::{ConnectionClass, DialError, Dialer};
 pub use error::{CodecError, Error, HandshakeError, Result};
 pub use handshake::TransportCipher;
 pub use identity::{DeviceId, DeviceInfo, DeviceKeys};

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use peers_sdk::flow::{Credit, SendCredit};
 use peers_sdk::{CloseCode, DeviceId};
 
 use crate::protocol::{ErrorCode, Rejection};
@@ -244,7 +245,7 @@ impl RelayTable {
         });
         match admitted {
             Ok(()) => {
-                relay.bytes = relay.legs[0].sent.1 + relay.legs[1].sent.1;
+                relay.bytes = relay.legs[0].credit.sent().bytes + relay.legs[1].credit.sent().bytes;
                 Ok(to)
             }
             Err((code, message)) => Err(FrameRefusal::Ended(self.end(id, code, &message).map(Box::new))),
@@ -313,21 +314,18 @@ impl RelayTable {
 /// [`admit`](Self::admit) and [`deliverable`](Self::deliverable)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayLeg {
-    /// Frames and bytes this party sent.
-    pub sent: (u64, u64),
-    /// The cumulative frames and bytes the other party allows it.
-    pub granted: (u64, u64),
+    /// What this party sent and the cumulative credit the other party granted
+    /// it: the same bookkeeping as the sender's own ([`peers_sdk::flow`]), so
+    /// the server refuses exactly what the receiver would.
+    pub credit: SendCredit,
     /// Bytes the other party sent, as last reported.
     pub other_total: u64,
 }
 
 impl Default for RelayLeg {
     fn default() -> Self {
-        RelayLeg {
-            sent: (0, 0),
-            granted: (crate::protocol::RELAY_WINDOW_FRAMES, crate::protocol::RELAY_WINDOW_BYTES),
-            other_total: 0,
-        }
+        let window = Credit::new(crate::protocol::RELAY_WINDOW_FRAMES, crate::protocol::RELAY_WINDOW_BYTES);
+        RelayLeg { credit: SendCredit::new(window), other_total: 0 }
     }
 }
 
@@ -339,21 +337,24 @@ impl RelayLeg {
         if len > limits.max_frame as u64 {
             return Err((CloseCode::ProtocolError, "relay frame over the size limit".into()));
         }
-        if self.sent.0 >= self.granted.0 || self.sent.1 + len > self.granted.1 {
+        // At most `max_frame` (checked above), so it fits a usize.
+        let frame = usize::try_from(len).unwrap_or(usize::MAX);
+        if !self.credit.fits(frame) {
             return Err((CloseCode::ProtocolError, "relay frame beyond the credit the other device granted".into()));
         }
-        if (self.sent.1 + len).saturating_add(self.other_total) > limits.max_bytes {
+        let total = self.credit.sent().bytes.saturating_add(len);
+        if total.saturating_add(self.other_total) > limits.max_bytes {
             return Err((CloseCode::LimitExceeded, over_cap(limits)));
         }
-        self.sent = (self.sent.0 + 1, self.sent.1 + len);
-        Ok(self.sent.1)
+        self.credit.take(frame);
+        Ok(total)
     }
 
     /// A frame from the other party, which had sent `total` bytes with it:
     /// it may be delivered if `own + total <= max_bytes`.
     pub fn deliverable(&mut self, total: u64, limits: &RelayLimits) -> Result<(), (CloseCode, String)> {
         self.other_total = self.other_total.max(total);
-        if self.sent.1.saturating_add(total) > limits.max_bytes {
+        if self.credit.sent().bytes.saturating_add(total) > limits.max_bytes {
             return Err((CloseCode::LimitExceeded, over_cap(limits)));
         }
         Ok(())
@@ -361,7 +362,7 @@ impl RelayLeg {
 
     /// The other party granted cumulative limits.
     pub fn grant(&mut self, frames: u64, bytes: u64) {
-        self.granted = (self.granted.0.max(frames), self.granted.1.max(bytes));
+        self.credit.allow(Credit::new(frames, bytes));
     }
 }
 

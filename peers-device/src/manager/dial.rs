@@ -1,5 +1,6 @@
-//! Reaching devices: the [`Dialer`] trait transports implement, and the loop
-//! that keeps a device connected.
+//! Reaching devices: the loop that keeps a device connected, over the
+//! [`Dialer`]s transports implement (the trait and its [`DialError`] live in
+//! `peers-sdk`; they are re-exported here at their old path).
 //!
 //! For each device kept connected, every dialer that could give a better class
 //! than the connection held is tried, all at once; each has its own backoff. The
@@ -9,39 +10,17 @@
 //! the socket.io connection is in use.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use async_trait::async_trait;
-use peers_sdk::{BoxSocket, Connection, DeviceId};
+use peers_sdk::{Connection, DeviceId};
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::api::{Inner, lock};
 use super::backoff::Backoff;
-use super::class::ConnectionClass;
 use super::status::ManagerEvent;
-
-/// A way to open a socket to a device: a socket.io URL, WebRTC through a
-/// signaling channel, the signaling server's relay.
-#[async_trait]
-pub trait Dialer: Send + Sync + 'static {
-    /// A short name for status and logs.
-    fn name(&self) -> &str;
-
-    /// The best class a socket from this dialer to `device` can have, or `None`
-    /// if it has no way to reach that device. The manager does not try a dialer
-    /// when it already holds a connection at least this good.
-    fn class_for(&self, device: &DeviceId) -> Option<ConnectionClass>;
-
-    /// How long a dial (socket plus handshake) may take. Default: 15 s.
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(15)
-    }
-
-    /// Opens a socket to `device`. `Err` is a description of why not.
-    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String>;
-}
+pub use peers_sdk::dial::{DialError, Dialer};
 
 struct DialerState {
     backoff: Backoff,
@@ -137,11 +116,11 @@ async fn attempt(
 ) {
     let (config, adoption) = inner.connection_config();
     let outcome = tokio::time::timeout(dialer.timeout(), async {
-        let socket = dialer.dial(device).await?;
+        let socket = dialer.dial(device).await.map_err(|e| e.to_string())?;
         Connection::connect(socket, config, Some(device)).await.map_err(|e| e.to_string())
     })
     .await
-    .unwrap_or_else(|_| Err(format!("no connection within {:?}", dialer.timeout())));
+    .unwrap_or_else(|_| Err(DialError::Timeout { after: dialer.timeout() }.to_string()));
     let connected = match outcome {
         Ok(connection) => match inner.adopt(connection, true, adoption).await {
             Ok(()) => true,

@@ -20,7 +20,7 @@ mod trust;
 
 pub use api::ConnectionManager;
 pub use config::ManagerConfig;
-pub use dial::Dialer;
+pub use dial::{DialError, Dialer};
 pub use listen::Serving;
 pub use status::{
     ConnectionStatus, GroupStatus, HistoryEntry, LinkState, ManagerEvent, ManagerStatus, MemberStatus, PathStatus,

@@ -1,10 +1,13 @@
-//! The transports the manager dials and listens with.
+//! The transports the manager dials and listens with: one file per way of
+//! reaching a device. `signaling_link` is the client side of the signaling
+//! server (the link that keeps a device registered, WebRTC signals through it,
+//! its frame relay as a dialer); the server itself is `peers-signaling`'s.
 
-mod server;
+mod signaling_link;
 mod socketio;
 mod webrtc;
 
 pub use crate::manager::LinkState;
-pub use server::{ReconnectOptions, RelayDialer, ServerSignaling, ServerUrls, SignalingServerLink};
+pub use signaling_link::{ReconnectOptions, RelayDialer, ServerSignaling, ServerUrls, SignalingServerLink};
 pub use socketio::{SocketIoDialer, SocketIoListener, url_class};
 pub use webrtc::{DeviceMessageSignaling, WEBRTC_SIGNAL_KIND, WebRtcDialer, WebRtcListener};

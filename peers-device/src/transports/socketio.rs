@@ -13,7 +13,7 @@ use peers_sdk::{BoxSocket, DeviceId};
 use peers_transport_socketio::{ClientOptions, SocketIoServer, connect};
 
 use crate::ConnectionClass;
-use crate::manager::{ConnectionManager, Dialer, Serving};
+use crate::manager::{ConnectionManager, DialError, Dialer, Serving};
 
 /// The most URLs remembered per device.
 const MAX_URLS_PER_DEVICE: usize = 8;
@@ -73,17 +73,21 @@ impl Dialer for SocketIoDialer {
         self.options.connect_timeout + Duration::from_secs(10)
     }
 
-    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String> {
+    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, DialError> {
         let mut urls = self.urls(&device);
         urls.sort_by_key(|u| url_class(u));
         let mut failures = Vec::new();
         for url in urls {
             match connect(&url, self.options.clone()).await {
                 Ok(socket) => return Ok(Box::new(socket)),
-                Err(err) => failures.push(format!("{url}: {err}")),
+                Err(err) => failures.push((url, DialError::transport(err))),
             }
         }
-        Err(if failures.is_empty() { "no socket.io URL known".into() } else { failures.join("; ") })
+        Err(if failures.is_empty() {
+            DialError::NoRoute { why: "no socket.io URL known" }
+        } else {
+            DialError::AllFailed(failures)
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::ConnectionClass;
 use crate::device_message::DeviceMessage;
-use crate::manager::{ConnectionManager, Dialer, Serving};
+use crate::manager::{ConnectionManager, DialError, Dialer, Serving};
 
 /// The device-message kind that carries WebRTC signals.
 pub const WEBRTC_SIGNAL_KIND: &str = "peers.webrtc-signal";
@@ -111,8 +111,8 @@ impl Dialer for WebRtcDialer {
         self.endpoint.config().connect_timeout + Duration::from_secs(10)
     }
 
-    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String> {
-        self.endpoint.connect(device).await.map(|socket| Box::new(socket) as BoxSocket).map_err(|e| e.to_string())
+    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, DialError> {
+        self.endpoint.connect(device).await.map(|socket| Box::new(socket) as BoxSocket).map_err(DialError::transport)
     }
 }
 

@@ -16,6 +16,7 @@ use peers_sdk::{
     BoxSocket, CloseReason, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, Socket, SocketInfo,
     SocketState, TrustLevel,
 };
+use peers_sdk::{PathInfo, PathKind};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -54,11 +55,13 @@ impl Node {
     }
 }
 
-/// An in-memory socket that reports another transport and locality.
+/// An in-memory socket that reports another transport and locality, and the
+/// path that transport reports (WebRTC: a direct path; the server relay: itself).
 #[derive(Debug)]
 pub struct PosingSocket {
     inner: MemorySocket,
     info: SocketInfo,
+    path: Option<PathKind>,
 }
 
 #[async_trait]
@@ -81,6 +84,9 @@ impl Socket for PosingSocket {
     async fn closed(&self) -> CloseReason {
         self.inner.closed().await
     }
+    fn path(&self) -> Option<PathInfo> {
+        self.path.map(PathInfo::new)
+    }
 }
 
 /// A socket pair posing as `transport` seen at `locality`.
@@ -90,7 +96,12 @@ pub fn pair(transport: TransportKind, locality: Locality) -> (BoxSocket, BoxSock
         let mut info = inner.info().clone();
         info.transport = transport.clone();
         info.locality = locality;
-        Box::new(PosingSocket { inner, info })
+        let path = match transport {
+            TransportKind::WebRtc => Some(PathKind::Direct),
+            TransportKind::Relay => Some(PathKind::ServerRelay),
+            _ => None,
+        };
+        Box::new(PosingSocket { inner, info, path })
     };
     (pose(near), pose(far))
 }

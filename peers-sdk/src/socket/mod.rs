@@ -91,8 +91,11 @@ pub enum PathKind {
     /// Through a NAT, with addresses learned from STUN or from the peer (ICE
     /// server- or peer-reflexive candidates).
     NatTraversal,
-    /// Through a relay server (TURN, or the signaling server's frame relay).
+    /// Through a relay server the transport allocated (TURN).
     Relayed,
+    /// Through the signaling server's frame relay (the frames stay sealed end
+    /// to end).
+    ServerRelay,
 }
 
 /// The path a socket's packets take, from [`Socket::path`].

@@ -12,8 +12,9 @@
 //! - Flow control: each side may receive [`RELAY_WINDOW_FRAMES`] frames and
 //!   [`RELAY_WINDOW_BYTES`] bytes beyond what its application consumed; the
 //!   receiver grants cumulative credit as its application reads, and a sender
-//!   waits for it. A peer that overruns the window breaks the protocol: the
-//!   relay closes with [`CloseCode::ProtocolError`].
+//!   waits for it ([`peers_sdk::flow`], the credit every transport uses). A
+//!   peer that overruns the window breaks the protocol: the relay closes with
+//!   [`CloseCode::ProtocolError`].
 //! - Frames travel as base64 text events: `rust_socketio` 0.6 splits binary
 //!   messages at 0x1e and sends a binary event as two writes (Nagle).
 
@@ -26,8 +27,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use peers_sdk::flow::{Credit, RecvWindow, SendCredit};
 use peers_sdk::socket::{ClosedBy, SocketInfo, SocketLifecycle, TransportKind};
-use peers_sdk::{CloseCode, CloseReason, DeviceId, Socket, SocketState};
+use peers_sdk::{CloseCode, CloseReason, DeviceId, PathInfo, PathKind, Socket, SocketState};
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::Client;
 use serde::Serialize;
@@ -45,19 +47,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inbound {
     queue: VecDeque<Bytes>,
-    received: (u64, u64),
-    consumed: (u64, u64),
-    /// The cumulative limits we granted the peer.
-    granted: (u64, u64),
-}
-
-#[derive(Debug)]
-struct SendCredit {
-    sent: (u64, u64),
-    limit: (u64, u64),
+    /// What the peer may send: received, consumed and granted.
+    window: RecvWindow,
 }
 
 /// One relay's state, shared by its socket, its writer and the callbacks.
@@ -78,16 +72,17 @@ pub(crate) struct RelayCore {
 
 impl RelayCore {
     pub(crate) fn new(id: u64, peer: DeviceId, max_frame: usize) -> Arc<RelayCore> {
-        let window = (RELAY_WINDOW_FRAMES, RELAY_WINDOW_BYTES);
+        // Both ends know the window, so no hello carries it.
+        let window = Credit::new(RELAY_WINDOW_FRAMES, RELAY_WINDOW_BYTES);
         Arc::new(RelayCore {
             id,
             peer,
             max_frame,
             state: SocketLifecycle::new(),
             notify_peer: AtomicBool::new(false),
-            inbound: Mutex::new(Inbound { granted: window, ..Inbound::default() }),
+            inbound: Mutex::new(Inbound { queue: VecDeque::new(), window: RecvWindow::new(window) }),
             inbound_ready: Notify::new(),
-            credit: Mutex::new(SendCredit { sent: (0, 0), limit: window }),
+            credit: Mutex::new(SendCredit::new(window)),
             credit_changed: Notify::new(),
             grant_wanted: Notify::new(),
         })
@@ -129,10 +124,9 @@ impl RelayCore {
             return self.close_local(CloseReason::new(CloseCode::ProtocolError, "malformed relay frame"));
         };
         let mut inbound = lock(&self.inbound);
-        inbound.received.0 += 1;
-        inbound.received.1 += frame.len() as u64;
-        if inbound.received.0 > inbound.granted.0 || inbound.received.1 > inbound.granted.1 {
+        if let Err(overrun) = inbound.window.on_frame(frame.len()) {
             drop(inbound);
+            debug!(relay = self.id, %overrun, "relay peer overran its credit");
             return self.close_local(CloseReason::new(CloseCode::ProtocolError, "peer sent beyond its relay credit"));
         }
         inbound.queue.push_back(Bytes::from(frame));
@@ -141,23 +135,18 @@ impl RelayCore {
     }
 
     pub(crate) fn on_credit(&self, credit: RelayCredit) {
-        let mut send = lock(&self.credit);
-        send.limit = (send.limit.0.max(credit.frames), send.limit.1.max(credit.bytes));
-        drop(send);
+        lock(&self.credit).allow(Credit::new(credit.frames, credit.bytes));
         self.credit_changed.notify_waiters();
     }
 
     /// The grant to send now, if the application consumed half a window.
     fn due_grant(&self) -> Option<RelayCredit> {
         let mut inbound = lock(&self.inbound);
-        let (consumed_frames, consumed_bytes) = inbound.consumed;
-        let frames_left = inbound.granted.0.saturating_sub(consumed_frames);
-        let bytes_left = inbound.granted.1.saturating_sub(consumed_bytes);
-        if frames_left > RELAY_WINDOW_FRAMES / 2 && bytes_left > RELAY_WINDOW_BYTES / 2 {
+        if !inbound.window.grant_due() {
             return None;
         }
-        inbound.granted = (consumed_frames + RELAY_WINDOW_FRAMES, consumed_bytes + RELAY_WINDOW_BYTES);
-        Some(RelayCredit { relay: self.id, frames: inbound.granted.0, bytes: inbound.granted.1 })
+        let granted = inbound.window.announce()?;
+        Some(RelayCredit { relay: self.id, frames: granted.frames, bytes: granted.bytes })
     }
 }
 
@@ -187,7 +176,7 @@ impl RelaySocket {
         &self.core.peer
     }
 
-    async fn wait_credit(&self, len: u64) -> peers_sdk::Result<()> {
+    async fn wait_credit(&self, len: usize) -> peers_sdk::Result<()> {
         loop {
             let changed = self.core.credit_changed.notified();
             tokio::pin!(changed);
@@ -196,10 +185,7 @@ impl RelaySocket {
                 return Err(self.core.state.closed_error());
             }
             {
-                let mut credit = lock(&self.core.credit);
-                if credit.sent.0 < credit.limit.0 && credit.sent.1 + len <= credit.limit.1 {
-                    credit.sent.0 += 1;
-                    credit.sent.1 += len;
+                if lock(&self.core.credit).take(len) {
                     return Ok(());
                 }
             }
@@ -277,7 +263,7 @@ impl Socket for RelaySocket {
         if frame.len() > self.core.max_frame {
             return Err(peers_sdk::Error::FrameTooLarge { size: frame.len(), max: self.core.max_frame });
         }
-        self.wait_credit(frame.len() as u64).await?;
+        self.wait_credit(frame.len()).await?;
         tokio::select! {
             sent = self.outbox.send(frame) => sent.map_err(|_| self.core.state.closed_error()),
             _ = self.core.state.closed() => Err(self.core.state.closed_error()),
@@ -298,14 +284,13 @@ impl Socket for RelaySocket {
             let popped = {
                 let mut inbound = lock(&self.core.inbound);
                 let frame = inbound.queue.pop_front();
-                if let Some(frame) = &frame {
-                    inbound.consumed.0 += 1;
-                    inbound.consumed.1 += frame.len() as u64;
-                }
-                frame
+                let grant_due = frame.as_ref().is_some_and(|frame| inbound.window.on_consumed(frame.len()));
+                frame.map(|frame| (frame, grant_due))
             };
-            if let Some(frame) = popped {
-                self.core.grant_wanted.notify_one();
+            if let Some((frame, grant_due)) = popped {
+                if grant_due {
+                    self.core.grant_wanted.notify_one();
+                }
                 return Ok(frame);
             }
             if let SocketState::Closed(reason) = state {
@@ -327,6 +312,11 @@ impl Socket for RelaySocket {
 
     async fn closed(&self) -> CloseReason {
         self.core.state.closed().await
+    }
+
+    /// Always the signaling server's frame relay.
+    fn path(&self) -> Option<PathInfo> {
+        Some(PathInfo::new(PathKind::ServerRelay))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The signaling server as a transport source: WebRTC signals through it
+//! The device's link to the signaling server ([`SignalingServerLink`]), and the
+//! server as a transport source: WebRTC signals through it
 //! ([`ServerSignaling`]) and its end-to-end encrypted frame relay as a last-resort
 //! [`Dialer`] ([`RelayDialer`]).
 //!
@@ -27,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::ConnectionClass;
 use crate::manager::backoff::{Backoff, BackoffOptions};
-use crate::manager::{ConnectionManager, Dialer, LinkState, SignalingStatus};
+use crate::manager::{ConnectionManager, DialError, Dialer, LinkState, SignalingStatus};
 
 /// WebRTC signals waiting for the endpoint.
 const WEBRTC_QUEUE: usize = 256;
@@ -156,17 +157,20 @@ impl From<Vec<String>> for ServerUrls {
 /// The client in use, if registered.
 type Current = Arc<std::sync::RwLock<Option<SignalingClient>>>;
 
-fn current_client(current: &Current) -> Result<SignalingClient, String> {
+fn current_client(current: &Current) -> Result<SignalingClient, DialError> {
     current
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
-        .ok_or_else(|| "not registered with the signaling server".into())
+        .ok_or(DialError::NoRoute { why: "not registered with the signaling server" })
 }
 
 /// The registered client, waiting up to [`REGISTRATION_WAIT`] for a
 /// registration in progress.
-async fn registered_client(current: &Current, state: &watch::Receiver<LinkState>) -> Result<SignalingClient, String> {
+async fn registered_client(
+    current: &Current,
+    state: &watch::Receiver<LinkState>,
+) -> Result<SignalingClient, DialError> {
     if let Ok(client) = current_client(current) {
         return Ok(client);
     }
@@ -437,6 +441,7 @@ impl ServerSignaling {
             Some(state) => registered_client(&self.current, state).await,
             None => current_client(&self.current),
         }
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -529,17 +534,19 @@ impl Dialer for RelayDialer {
         RELAY_WAIT + Duration::from_secs(10)
     }
 
-    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, String> {
+    async fn dial(&self, device: DeviceId) -> Result<BoxSocket, DialError> {
         let ask = OutgoingSignal::new(device, SignalKind::Ready, json!({ "relay": true })).with_ttl(RELAY_WAIT);
         let client = match &self.state {
             Some(state) => registered_client(&self.current, state).await?,
             None => current_client(&self.current)?,
         };
-        let sent = client.send_signal(ask).await.map_err(|e| e.to_string())?;
+        let sent = client.send_signal(ask).await.map_err(DialError::transport)?;
         if !matches!(sent.outcome, Outcome::Delivered) {
-            return Err(format!("the peer did not get the relay request: {:?}", sent.outcome));
+            return Err(DialError::Refused {
+                reason: format!("the peer did not get the relay request: {:?}", sent.outcome),
+            });
         }
-        let socket = client.open_relay(&device, RELAY_WAIT).await.map_err(|e| e.to_string())?;
+        let socket = client.open_relay(&device, RELAY_WAIT).await.map_err(DialError::transport)?;
         Ok(Box::new(socket))
     }
 }
