@@ -2,11 +2,14 @@
 //! the relay, the pinned connection, the transfer; a wrong code burns the code; a
 //! receiver that stops reading, or never comes, does not leave the sender hanging.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::files::{hashes, noise};
 use peers_device::transfer::exchange::{Answer, DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
 use peers_device::transfer::pake::Role;
 use peers_device::transfer::rendezvous::{authenticate, pinned_config};
@@ -19,38 +22,6 @@ use peers_sdk::{Connection, DeviceKeys};
 use peers_signaling::{ClientOptions, ServerConfig, SignalingClient, SignalingServer};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-/// Every file under `dir`: relative path and BLAKE3 hash of its bytes; and every directory.
-fn hashes(dir: &Path) -> Vec<(String, Option<[u8; 32]>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                out.push((rel, None));
-                stack.push(p);
-            } else {
-                out.push((rel, Some(*blake3::hash(&fs::read(&p).unwrap()).as_bytes())));
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn link(url: &str) -> LinkOptions {
     LinkOptions::new(vec![url.to_owned()])

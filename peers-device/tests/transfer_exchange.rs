@@ -2,11 +2,14 @@
 //! intact, a cut transfer resumes without sending verified bytes again, and hostile
 //! senders write nothing outside the target directory.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::files::{hashes, noise};
 use peers_device::transfer::exchange::send;
 use peers_device::transfer::exchange::{DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
 use peers_device::transfer::manifest::{DEFAULT_CHUNK_SIZE, Entry, EntryKind, MIN_CHUNK_SIZE, Manifest};
@@ -29,28 +32,6 @@ async fn pair() -> (Connection, Connection) {
 
 fn options(out: &Path, accept: bool) -> ReceiveOptions {
     ReceiveOptions { out_dir: out.to_path_buf(), decide: Arc::new(move |_| Box::pin(async move { accept })) }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    (0..len as u64).map(|i| ((i ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect()
-}
-
-/// Every regular file under `dir`, relative path → contents, skipping hidden staging.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().display().to_string(), fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +57,7 @@ async fn a_tree_and_a_file_arrive_intact_and_nothing_is_replaced() {
     assert_eq!(received.stored, ["album", "big (1).bin"]);
     assert_eq!(fs::read(out.path().join("big.bin")).unwrap(), b"already here");
     assert_eq!(fs::read(out.path().join("big (1).bin")).unwrap(), fs::read(&big).unwrap());
-    assert_eq!(tree(&out.path().join("album")), tree(&album));
+    assert_eq!(hashes(&out.path().join("album")), hashes(&album));
     assert!(out.path().join("album/empty").is_dir());
     assert_eq!(handle.progress.borrow().bytes_done, scanned.manifest.total_size());
     assert_eq!(progress.borrow().bytes_done, scanned.manifest.total_size());

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peers_sdk::socket::ClosedBy;
-use peers_sdk::{CloseCode, CloseReason, Connection, DeviceInfo, DeviceKeys};
+use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::sessions::{SessionKind, SessionState};
 use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
 use tokio::sync::{Notify, watch};
@@ -53,8 +53,9 @@ use crate::{Error, Result};
 /// carries at most 256 MiB and lives at most 10 minutes by the server's defaults).
 pub const MAX_RELAY_HOPS: u32 = 64;
 
-/// How long a receiver that stored everything waits for the sender to close.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long the side that answered last (a receiver that stored everything, a joiner
+/// that has the groups) waits for the other to close: its answer may still be on the way.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The user id the ephemeral device keys of a transfer claim.
 const EPHEMERAL_USER: &str = "peers-transfer";
@@ -185,6 +186,83 @@ pub(super) async fn register(link: &LinkOptions, keys: &DeviceKeys) -> Result<Si
     Err(last.map_or_else(|| Error::Config { field: "signaling", reason: "no server URL given".into() }, Error::from))
 }
 
+/// A code's session, created: the client registered for it, its events, the session
+/// and the code to show.
+pub(super) struct CodeSession {
+    pub(super) client: SignalingClient,
+    pub(super) events: tokio::sync::mpsc::Receiver<ClientEvent>,
+    pub(super) created: CreatedSession,
+    pub(super) code: TransferCode,
+}
+
+/// Registers `keys` with the signaling server of `link`, creates a `"pake"` session
+/// that lives `ttl` and makes the code of `words` words for its number.
+pub(super) async fn open_code(
+    link: &LinkOptions,
+    keys: &DeviceKeys,
+    words: usize,
+    ttl: Duration,
+) -> Result<CodeSession> {
+    let client = register(link, keys).await?;
+    let events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
+    let created = client.create_session_of(SessionKind::Pake, Some(ttl)).await?;
+    let slot = created.code.parse::<u32>().map_err(|_| {
+        TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
+    })?;
+    let code = TransferCode::generate(slot, words)?;
+    Ok(CodeSession { client, events, created, code })
+}
+
+/// Opens a relay to `device` and runs the PAKE of `code` on it: the relay and the
+/// device the PAKE confirmed.
+pub(super) async fn meet(
+    client: &SignalingClient,
+    device: &DeviceId,
+    code: &TransferCode,
+    role: Role,
+    own: &DeviceInfo,
+    link: &LinkOptions,
+) -> Result<(RelaySocket, DeviceInfo)> {
+    let relay = client.open_relay(device, link.relay_wait).await?;
+    let peer = authenticate_on(&relay, code, role, own, link.pake_timeout).await?;
+    Ok((relay, peer))
+}
+
+/// The relays one transfer runs over: the one the PAKE ran on, then a new one to the
+/// same device each time the last ended mid-way, at most [`MAX_RELAY_HOPS`] times.
+struct Relays<'a> {
+    client: &'a SignalingClient,
+    device: DeviceId,
+    wait: Duration,
+    first: Option<RelaySocket>,
+    hops: u32,
+}
+
+impl<'a> Relays<'a> {
+    fn new(client: &'a SignalingClient, device: DeviceId, wait: Duration, first: RelaySocket) -> Self {
+        Relays { client, device, wait, first: Some(first), hops: 0 }
+    }
+
+    /// The relay for the next connection.
+    async fn next(&mut self) -> Result<RelaySocket> {
+        match self.first.take() {
+            Some(relay) => Ok(relay),
+            None => Ok(self.client.open_relay(&self.device, self.wait).await?),
+        }
+    }
+
+    /// Whether a connection that failed after `moved` bytes goes on over a new relay:
+    /// only when bytes moved, its relay ended under it (not the peer closing on
+    /// purpose), and hops are left; counts the hop.
+    async fn hop(&mut self, moved: bool, conn: &Connection) -> bool {
+        if !moved || self.hops >= MAX_RELAY_HOPS || !relay_ended(conn).await {
+            return false;
+        }
+        self.hops += 1;
+        true
+    }
+}
+
 /// Scans `paths`, registers with the signaling server, creates the code's session and
 /// returns the code to give the receiver; the rest runs in the background (see the
 /// module documentation).
@@ -194,13 +272,8 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
         .await
         .map_err(|e| Error::Worker(e.to_string()))??;
     let (keys, info) = ephemeral()?;
-    let client = register(&options.link, &keys).await?;
-    let events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
-    let created = client.create_session_of(SessionKind::Pake, Some(options.code_ttl)).await?;
-    let slot = created.code.parse::<u32>().map_err(|_| {
-        TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
-    })?;
-    let code = TransferCode::generate(slot, options.words)?;
+    let CodeSession { client, events, created, code } =
+        open_code(&options.link, &keys, options.words, options.code_ttl).await?;
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let cancel = Arc::new(Notify::new());
     let skipped = scanned.skipped.clone();
@@ -235,15 +308,10 @@ impl Sender {
         let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
         set_stage(&self.status, Stage::Authenticating);
         let link = &self.options.link;
-        let relay = self.client.open_relay(&receiver, link.relay_wait).await?;
-        let peer = authenticate_on(&relay, &self.code, Role::Creator, &self.info, link.pake_timeout).await?;
-        let mut next = Some(relay);
-        let mut hops = 0;
+        let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
+        let mut relays = Relays::new(&self.client, receiver, link.relay_wait, relay);
         loop {
-            let relay = match next.take() {
-                Some(relay) => relay,
-                None => self.client.open_relay(&receiver, link.relay_wait).await?,
-            };
+            let relay = relays.next().await?;
             set_stage(&self.status, Stage::Connecting);
             let config = pinned_config(self.keys.clone(), peer.clone());
             let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
@@ -256,17 +324,14 @@ impl Sender {
             };
             let after = *progress_tx.borrow();
             self.status.send_modify(|s| s.progress = after);
-            let resume =
-                sent.is_err() && hops < MAX_RELAY_HOPS && after.bytes_done > before && relay_ended(&conn).await;
             match sent {
                 Ok(()) => {
                     set_stage(&self.status, Stage::Done);
                     conn.close(CloseReason::normal("transfer complete")).await;
                     return Ok(());
                 }
-                Err(err) if resume => {
-                    hops += 1;
-                    info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
+                Err(err) if relays.hop(after.bytes_done > before, &conn).await => {
+                    info!(%err, hop = relays.hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
                 }
                 Err(err) => {
                     conn.close(CloseReason::normal(format!("transfer failed: {err}"))).await;
@@ -404,19 +469,13 @@ impl Receiver {
                 yes
             })
         });
-        let relay = client.open_relay(&self.sender, link.relay_wait).await?;
-        let peer = authenticate_on(&relay, &self.code, Role::Joiner, &self.info, link.pake_timeout).await?;
-        let mut next = Some(relay);
-        let mut hops = 0;
+        let (relay, peer) = meet(client, &self.sender, &self.code, Role::Joiner, &self.info, link).await?;
+        let mut relays = Relays::new(client, self.sender, link.relay_wait, relay);
         loop {
-            let relay = match next.take() {
-                Some(relay) => relay,
-                None => client.open_relay(&self.sender, link.relay_wait).await?,
-            };
+            let relay = relays.next().await?;
             let before = self.status.borrow().progress.bytes_done;
             let (conn, result) = self.attempt(relay, &peer, &options, &declined).await?;
             let after = self.status.borrow().progress.bytes_done;
-            let resume = result.is_err() && hops < MAX_RELAY_HOPS && after > before && relay_ended(&conn).await;
             match result {
                 Ok(received) => {
                     set_stage(&self.status, Stage::Done);
@@ -426,9 +485,8 @@ impl Receiver {
                     conn.close(CloseReason::normal("transfer over")).await;
                     return Ok(received);
                 }
-                Err(err) if resume => {
-                    hops += 1;
-                    info!(%err, hop = hops, done = after, "the relay ended mid-way; resuming on a new one");
+                Err(err) if relays.hop(after > before, &conn).await => {
+                    info!(%err, hop = relays.hops, done = after, "the relay ended mid-way; resuming on a new one");
                 }
                 Err(err) => {
                     conn.close(CloseReason::normal("transfer over")).await;

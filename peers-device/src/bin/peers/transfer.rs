@@ -30,16 +30,10 @@ pub(crate) struct SendArgs {
     /// symbolic links are not followed, and are left out).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The signaling server (as for `peers run`; several separated by commas are
-    /// tried in order).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
-    /// Words in the code: 2 (16 bits, one guess per code) to 4.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
-    words: u8,
-    /// Minutes the code stays valid (the server may cap it).
-    #[arg(long, default_value_t = 10)]
-    minutes: u64,
+    #[command(flatten)]
+    signaling: SignalingArgs,
+    #[command(flatten)]
+    code: CodeArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -57,12 +51,70 @@ pub(crate) struct ReceiveArgs {
     /// Accept without asking.
     #[arg(long)]
     yes: bool,
-    /// The signaling server (as for `peers run`).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
+    #[command(flatten)]
+    signaling: SignalingArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
+}
+
+/// `--signaling`, for every command that meets the other device by code.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SignalingArgs {
+    /// The signaling server (as for `peers run`; several separated by commas are
+    /// tried in order).
+    #[arg(long = "signaling", env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
+    urls: Vec<String>,
+}
+
+impl SignalingArgs {
+    /// How to reach the other device.
+    pub(crate) fn link(self) -> LinkOptions {
+        LinkOptions::new(self.urls)
+    }
+}
+
+/// `--words` and `--minutes`, for every command that makes a code.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CodeArgs {
+    /// Words in the code: 2 (16 bits, one guess per code) to 4.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
+    words: u8,
+    /// Minutes the code stays valid (the server may cap it).
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+}
+
+impl CodeArgs {
+    /// Words in the code.
+    pub(crate) fn words(&self) -> usize {
+        usize::from(self.words)
+    }
+
+    /// How long the code stays valid (at least a minute).
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.minutes.max(1) * 60)
+    }
+
+    /// Shows `code`: a `code` event, or the code and what to type on the other device.
+    pub(crate) fn show(&self, code: &TransferCode, json: bool, command: &str) {
+        let ttl = self.ttl();
+        match json {
+            true => line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() })),
+            false => {
+                println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
+                println!("on the other device: peers {command} {code}");
+            }
+        }
+    }
+}
+
+/// Passes `result` on; with `--json`, an error is also an `error` event.
+pub(crate) fn reported<T>(result: CliResult<T>, json: bool) -> CliResult<T> {
+    if let (Err(err), true) = (&result, json) {
+        line(json!({ "event": "error", "message": err.to_string() }));
+    }
+    result
 }
 
 pub(crate) fn line(value: Value) {
@@ -74,28 +126,18 @@ pub(crate) fn line(value: Value) {
 /// Runs `peers send`.
 pub(crate) async fn run_send(args: SendArgs) -> CliResult<()> {
     let json = args.json;
-    let result = send_inner(args).await;
-    if let (Err(err), true) = (&result, json) {
-        line(json!({ "event": "error", "message": err.to_string() }));
-    }
-    result
+    reported(send_inner(args).await, json)
 }
 
 async fn send_inner(args: SendArgs) -> CliResult<()> {
-    let mut options = SendOptions::new(LinkOptions::new(args.signaling));
-    options.words = usize::from(args.words);
-    options.code_ttl = Duration::from_secs(args.minutes.max(1) * 60);
-    let ttl = options.code_ttl;
+    let mut options = SendOptions::new(args.signaling.link());
+    options.words = args.code.words();
+    options.code_ttl = args.code.ttl();
     let (code, handle) = send(args.paths, options).await?;
     for path in &handle.skipped {
         eprintln!("left out (a symbolic link or special file): {}", path.display());
     }
-    if args.json {
-        line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() }));
-    } else {
-        println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
-        println!("on the other device: peers receive {code}");
-    }
+    args.code.show(&code, args.json, "receive");
     let display = tokio::spawn(show(handle.status.clone(), args.json, Side::Sender));
     let result = handle.finished().await;
     let last = display.await.ok().flatten();
@@ -111,11 +153,7 @@ async fn send_inner(args: SendArgs) -> CliResult<()> {
 /// Runs `peers receive`.
 pub(crate) async fn run_receive(args: ReceiveArgs) -> CliResult<()> {
     let json = args.json;
-    let result = receive_inner(args).await;
-    if let (Err(err), true) = (&result, json) {
-        line(json!({ "event": "error", "message": err.to_string() }));
-    }
-    result
+    reported(receive_inner(args).await, json)
 }
 
 async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
@@ -137,7 +175,7 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
     });
     let options = ReceiveOptions { out_dir: out.clone(), decide };
-    let handle = receive(code, LinkOptions::new(args.signaling), options).await?;
+    let handle = receive(code, args.signaling.link(), options).await?;
     let display = tokio::spawn(show(handle.status.clone(), json, Side::Receiver));
     let result = handle.finished().await;
     let _ = display.await;
