@@ -22,7 +22,7 @@ fn spawn(args: &[&str]) -> Peers {
 
 /// Starts `peers send --json` and reads its code from the first line.
 fn start_send(url: &str, paths: &[&Path]) -> (Peers, BufReader<ChildStdout>, String) {
-    let mut args = vec!["send", "--json", "--signaling", url];
+    let mut args = vec!["send", "--json", "--paths", "loopback", "--signaling", url];
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let mut sender = spawn(&args);
@@ -54,8 +54,18 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
 
         let (sender, sender_out, code) = start_send(&url, &[&docs, &single]);
         let target = out.path().join("inbox");
-        let receiver =
-            spawn(&["receive", &code, "--out", target.to_str().unwrap(), "--yes", "--json", "--signaling", &url]);
+        let receiver = spawn(&[
+            "receive",
+            &code,
+            "--out",
+            target.to_str().unwrap(),
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
         let (received, events) = receiver.finish(None, LIMIT);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
@@ -91,7 +101,18 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         let wrong = wrong_code(&code);
         let out_dir = out.path().to_str().unwrap();
 
-        let guesser = spawn(&["receive", &wrong, "--out", out_dir, "--yes", "--json", "--signaling", &url]);
+        let guesser = spawn(&[
+            "receive",
+            &wrong,
+            "--out",
+            out_dir,
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
         let (guessed, events) = guesser.finish(None, LIMIT);
         assert!(!guessed.status.success());
         let stderr = String::from_utf8_lossy(&guessed.stderr);
@@ -102,7 +123,7 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         assert!(!sent.status.success());
         assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
 
-        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--signaling", &url]);
+        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--paths", "loopback", "--signaling", &url]);
         let (late, _) = late.finish(None, LIMIT);
         assert!(!late.status.success());
         let stderr = String::from_utf8_lossy(&late.stderr);
@@ -124,8 +145,18 @@ async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 9)).unwrap();
         let (sender, sender_out, code) = start_send(&url, &[&file]);
-        let mut receiver =
-            spawn(&["receive", &code, "--out", out.path().to_str().unwrap(), "--yes", "--json", "--signaling", &url]);
+        let mut receiver = spawn(&[
+            "receive",
+            &code,
+            "--out",
+            out.path().to_str().unwrap(),
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
         // Kill it once bytes move.
         let mut lines = BufReader::new(receiver.0.stdout.take().unwrap()).lines();
         let moving = lines.by_ref().map_while(Result::ok).find(|l| l.contains("\"moving\""));
@@ -140,6 +171,46 @@ async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
         // and the stall timeout (60 s) backs that up.
         assert!(killed_at.elapsed() < Duration::from_secs(65), "the sender took {:?}", killed_at.elapsed());
         assert!(!out.path().join("big.bin").exists(), "partial data presented as complete");
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
+    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("film.mkv");
+        // Long enough on the relay for WebRTC on loopback to come up mid-way.
+        fs::write(&file, noise(16 << 20, 3)).unwrap();
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let out_dir = out.path().to_str().unwrap();
+        let receiver =
+            spawn(&["receive", &code, "--out", out_dir, "--yes", "--json", "--paths", "loopback", "--signaling", &url]);
+        // WebRTC's SCTP is slow in a debug build: a bound, not a figure.
+        let (received, receiver_events) = receiver.finish(None, LIMIT * 2);
+        assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(hashes(out.path()), vec![("film.mkv".to_owned(), Some(common::files::hash_file(&file)))]);
+        for (side, events) in [("sender", &sender_events), ("receiver", &receiver_events)] {
+            let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
+            assert_eq!(moves.len(), 1, "{side}: {moves:?}");
+            assert_eq!(
+                (moves[0]["from"].as_str(), moves[0]["to"].as_str()),
+                (Some("server-relay"), Some("webrtc-direct"))
+            );
+            // Bytes moved on both: some before the move, the rest after it.
+            let at = moves[0]["bytes_done"].as_u64().unwrap();
+            assert!(at > 0 && at < 16 << 20, "{side}: moved after {at} bytes");
+            let on_relay = events.iter().filter(|e| e["event"] == "status" && e["path"] == "server-relay");
+            assert!(on_relay.clone().any(|e| e["bytes_done"].as_u64().unwrap() > 0), "{side}: {events:?}");
+            assert_eq!(last_event(events)["event"], "done", "{side}");
+        }
     })
     .await
     .unwrap();

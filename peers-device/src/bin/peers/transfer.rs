@@ -3,8 +3,8 @@
 //!
 //! Human output: the code and questions on standard output, progress bars and status
 //! lines on standard error (drawn only on a terminal). `--json`: one JSON object a
-//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `done`
-//! or `error`.
+//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `path`
+//! (the transfer moved to another path: `from`, `to`, `bytes_done`), `done` or `error`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use peers_device::transfer::{
     EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive, send,
 };
+use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -34,6 +35,8 @@ pub(crate) struct SendArgs {
     signaling: SignalingArgs,
     #[command(flatten)]
     code: CodeArgs,
+    #[command(flatten)]
+    route: PathArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -53,6 +56,8 @@ pub(crate) struct ReceiveArgs {
     yes: bool,
     #[command(flatten)]
     signaling: SignalingArgs,
+    #[command(flatten)]
+    route: PathArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -63,7 +68,7 @@ pub(crate) struct ReceiveArgs {
 pub(crate) struct SignalingArgs {
     /// The signaling server (as for `peers run`; several separated by commas are
     /// tried in order).
-    #[arg(long = "signaling", env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
+    #[arg(long = "signaling", value_name = "URL", env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
     urls: Vec<String>,
 }
 
@@ -71,6 +76,40 @@ impl SignalingArgs {
     /// How to reach the other device.
     pub(crate) fn link(self) -> LinkOptions {
         LinkOptions::new(self.urls)
+    }
+}
+
+/// Which paths a transfer may take besides the signaling server's relay.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PathChoice {
+    /// The relay at once, then WebRTC (direct, or through TURN) when it comes up.
+    All,
+    /// The relay only.
+    Relay,
+    /// The relay, then WebRTC over loopback only (both sides on this machine:
+    /// tests, benchmarks).
+    Loopback,
+}
+
+/// `--paths`, for `peers send` and `peers receive`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PathArgs {
+    /// Paths besides the relay: the transfer starts on the signaling server's relay
+    /// and moves to a better path (WebRTC direct, then TURN) when one comes up,
+    /// without starting over.
+    #[arg(long = "paths", value_name = "WHICH", value_enum, default_value = "all")]
+    via: PathChoice,
+}
+
+impl PathArgs {
+    /// `link` with these paths.
+    pub(crate) fn apply(&self, mut link: LinkOptions) -> LinkOptions {
+        link.webrtc = match self.via {
+            PathChoice::All => Some(WebRtcConfig::default()),
+            PathChoice::Relay => None,
+            PathChoice::Loopback => Some(WebRtcConfig::loopback()),
+        };
+        link
     }
 }
 
@@ -130,7 +169,7 @@ pub(crate) async fn run_send(args: SendArgs) -> CliResult<()> {
 }
 
 async fn send_inner(args: SendArgs) -> CliResult<()> {
-    let mut options = SendOptions::new(args.signaling.link());
+    let mut options = SendOptions::new(args.route.apply(args.signaling.link()));
     options.words = args.code.words();
     options.code_ttl = args.code.ttl();
     let (code, handle) = send(args.paths, options).await?;
@@ -175,7 +214,7 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
     });
     let options = ReceiveOptions { out_dir: out.clone(), decide };
-    let handle = receive(code, args.signaling.link(), options).await?;
+    let handle = receive(code, args.route.apply(args.signaling.link()), options).await?;
     let display = tokio::spawn(show(handle.status.clone(), json, Side::Receiver));
     let result = handle.finished().await;
     let _ = display.await;
@@ -298,6 +337,11 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
         let new_stage = shown.is_none_or(|s| s.stage != now.stage);
         let new_path = shown.is_some_and(|s| s.class.is_some() && s.class != now.class);
         if json {
+            if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
+                line(json!({
+                    "event": "path", "from": from.name(), "to": to.name(), "bytes_done": now.progress.bytes_done,
+                }));
+            }
             let due = last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL);
             if new_stage || new_path || due {
                 line(status_json(&now));
@@ -312,7 +356,7 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
                 say(text);
             }
             if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
-                say(format!("path: {from} → {to}"));
+                say(format!("path: {} → {} after {}", from.name(), to.name(), HumanBytes(now.progress.bytes_done)));
             }
             if matches!(now.stage, Stage::Moving | Stage::Done) && tty {
                 let bar = bar.get_or_insert_with(|| new_bar(now.progress.bytes_total));
