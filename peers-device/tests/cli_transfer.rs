@@ -216,3 +216,94 @@ async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
     .unwrap();
     server.shutdown().await;
 }
+
+/// Sends SIGINT (what Ctrl-C sends) to `child`.
+fn interrupt(child: &Peers) {
+    let status = std::process::Command::new("kill").arg("-INT").arg(child.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Reads JSON lines from `stdout` until one has bytes verified or sent.
+fn wait_moving(stdout: &mut BufReader<ChildStdout>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the output ended before bytes moved");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "status" && event["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+    }
+}
+
+/// Hidden staging directories in `dir`.
+fn staging(dir: &Path) -> Vec<String> {
+    let names = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| n.starts_with(".peers-transfer-")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_data_resumes() {
+    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 12)).unwrap();
+        let out_dir = out.path().to_str().unwrap();
+        let receive = |code: &str| {
+            spawn(&["receive", code, "--out", out_dir, "--yes", "--json", "--paths", "relay", "--signaling", &url])
+        };
+
+        // Ctrl-C on the receiver: both end at once, each with a clear message.
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let mut receiver = receive(&code);
+        let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
+        wait_moving(&mut receiver_out);
+        interrupt(&receiver);
+        let (received, events) = receiver.finish(Some(receiver_out), Duration::from_secs(10));
+        assert!(!received.status.success());
+        assert_eq!(last_event(&events)["message"], "cancelled", "{events:?}");
+        let stderr = String::from_utf8_lossy(&received.stderr);
+        assert!(stderr.contains("kept") && stderr.contains("resume"), "{stderr}");
+        let (sent, events) = sender.finish(Some(sender_out), Duration::from_secs(10));
+        assert!(!sent.status.success());
+        let message = last_event(&events)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("cancelled by the receiver"), "{message}");
+        // The partial data is kept hidden, never presented as the file.
+        assert!(!out.path().join("big.bin").exists());
+        assert_eq!(staging(out.path()).len(), 1);
+
+        // Ctrl-C on the sender of the same file: the receiver is told.
+        let (sender, mut sender_out, code) = start_send(&url, &[&file]);
+        let receiver = receive(&code);
+        wait_moving(&mut sender_out);
+        interrupt(&sender);
+        let (sent, events) = sender.finish(Some(sender_out), Duration::from_secs(10));
+        assert!(!sent.status.success());
+        assert_eq!(last_event(&events)["message"], "cancelled", "{events:?}");
+        let (received, events) = receiver.finish(None, Duration::from_secs(10));
+        assert!(!received.status.success());
+        let message = last_event(&events)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("cancelled by the sender"), "{message}");
+        // That second attempt resumed where the first stopped.
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed > 0, "{events:?}");
+        assert!(!out.path().join("big.bin").exists());
+
+        // A third sending of the same file completes from there.
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (received, events) = receive(&code).finish(None, LIMIT);
+        assert!(received.status.success(), "{}", String::from_utf8_lossy(&received.stderr));
+        let (sent, _) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success());
+        let resumed_again = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed_again >= resumed, "{resumed_again} < {resumed}");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert!(staging(out.path()).is_empty());
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}

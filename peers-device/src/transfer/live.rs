@@ -29,6 +29,7 @@
 //! bytes move, either side fails with [`TransferError::Stalled`] when nothing moves
 //! for [`LinkOptions::stall_timeout`] (60 s). A receiver whose process dies is seen
 //! sooner: the server closes the relay when its signaling connection drops.
+//! [`Canceller::cancel`] ends a transfer on either side and tells the other why.
 //!
 //! A relay that ends under the transfer (the server caps each relay's bytes and
 //! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
@@ -40,11 +41,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::sessions::{SessionKind, SessionState};
 use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
 use peers_transport_webrtc::WebRtcConfig;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::code::DEFAULT_WORDS;
@@ -135,6 +137,47 @@ impl SendOptions {
     }
 }
 
+/// Cancels a running transfer from anywhere (a signal handler, another task).
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<watch::Sender<bool>>);
+
+impl Canceller {
+    fn new() -> (Canceller, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Canceller(Arc::new(tx)), rx)
+    }
+
+    /// Stops the transfer: the other side is told ("cancelled by the sender" or "by
+    /// the receiver") and the session closed; what the receiver verified stays in its
+    /// hidden staging directory for a later transfer of the same files.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Runs `work` until it ends or the transfer is cancelled ([`TransferError::Cancelled`]).
+async fn until_cancelled<T>(cancel: &watch::Receiver<bool>, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let mut cancel = cancel.clone();
+    tokio::select! {
+        result = work => result,
+        () = async {
+            if cancel.wait_for(|c| *c).await.is_err() {
+                // Every canceller is gone: nobody can cancel any more.
+                std::future::pending::<()>().await;
+            }
+        } => Err(TransferError::Cancelled.into()),
+    }
+}
+
+/// How a side closes its connections when it is done: the other side shows the reason.
+fn close_reason<T>(result: &Result<T>, side: &str) -> CloseReason {
+    match result {
+        Ok(_) => CloseReason::normal("transfer complete"),
+        Err(Error::Transfer(TransferError::Cancelled)) => CloseReason::normal(format!("cancelled by the {side}")),
+        Err(err) => CloseReason::normal(format!("transfer failed: {err}")),
+    }
+}
+
 /// A running send. Dropping it does not stop the transfer; [`cancel`](Self::cancel) does.
 #[derive(Debug)]
 pub struct SendHandle {
@@ -142,15 +185,20 @@ pub struct SendHandle {
     pub status: watch::Receiver<Status>,
     /// Paths left out because they are symbolic links or special files.
     pub skipped: Vec<PathBuf>,
-    cancel: Arc<Notify>,
+    cancel: Canceller,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl SendHandle {
-    /// Stops the transfer: the session is closed and the receiver sees the
-    /// connection close; [`finished`](Self::finished) returns [`TransferError::Cancelled`].
+    /// Stops the transfer ([`Canceller::cancel`]); [`finished`](Self::finished) returns
+    /// [`TransferError::Cancelled`].
     pub fn cancel(&self) {
-        self.cancel.notify_one();
+        self.cancel.cancel();
+    }
+
+    /// A canceller that outlives [`finished`](Self::finished)'s taking of the handle.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
     }
 
     /// Waits until the receiver has verified and stored everything, or the transfer failed.
@@ -164,14 +212,20 @@ impl SendHandle {
 pub struct ReceiveHandle {
     /// The transfer's phase, path and bytes.
     pub status: watch::Receiver<Status>,
-    cancel: Arc<Notify>,
+    cancel: Canceller,
     task: tokio::task::JoinHandle<Result<Received>>,
 }
 
 impl ReceiveHandle {
-    /// Stops the transfer; [`finished`](Self::finished) returns [`TransferError::Cancelled`].
+    /// Stops the transfer ([`Canceller::cancel`]); [`finished`](Self::finished) returns
+    /// [`TransferError::Cancelled`].
     pub fn cancel(&self) {
-        self.cancel.notify_one();
+        self.cancel.cancel();
+    }
+
+    /// A canceller that outlives [`finished`](Self::finished)'s taking of the handle.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
     }
 
     /// Waits until everything is verified and stored (or the transfer failed).
@@ -256,17 +310,13 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let CodeSession { client, events, created, code } =
         open_code(&options.link, &keys, options.words, options.code_ttl).await?;
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
-    let cancel = Arc::new(Notify::new());
+    let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx };
-    let stop = cancel.clone();
+    let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         // `events` stays open until the end: later notices are read by nobody, not refused.
         let mut events = events;
-        let result = tokio::select! {
-            result = sender.run(&mut events, &scanned) => result,
-            () = stop.notified() => Err(TransferError::Cancelled.into()),
-        };
+        let result = sender.run(&mut events, &scanned).await;
         sender.finish(&result).await;
         result
     });
@@ -282,24 +332,25 @@ struct Sender {
     info: DeviceInfo,
     options: SendOptions,
     status: watch::Sender<Status>,
+    cancelled: watch::Receiver<bool>,
 }
 
 impl Sender {
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
-        let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
-        set_stage(&self.status, Stage::Authenticating);
         let link = &self.options.link;
-        let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
+        let (receiver, relay, peer) = until_cancelled(&self.cancelled, async {
+            let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
+            set_stage(&self.status, Stage::Authenticating);
+            let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
+            Ok((receiver, relay, peer))
+        })
+        .await?;
         set_stage(&self.status, Stage::Connecting);
         let drain = self.options.answer_timeout;
         let mut paths =
             Paths::start(Side::Sender, self.keys.clone(), &peer, &self.client, link, drain, relay, |_| {}).await?;
-        let result = self.transfer(&mut paths, &receiver, scanned).await;
-        let reason = match &result {
-            Ok(()) => CloseReason::normal("transfer complete"),
-            Err(err) => CloseReason::normal(format!("transfer failed: {err}")),
-        };
-        paths.close(reason).await;
+        let result = until_cancelled(&self.cancelled, self.transfer(&mut paths, &receiver, scanned)).await;
+        paths.close(close_reason(&result, "sender")).await;
         result
     }
 
@@ -345,11 +396,16 @@ impl Sender {
                     conn = better.or_else(|| paths.active()).ok_or_else(no_path)?;
                     info!(to = class_of(&conn).name(), done = after.bytes_done, "going on over a better path");
                 }
+                // An answer (declined, a changed source, ...): no other path changes it.
+                Err(err @ Error::Transfer(_)) => return Err(err),
                 Err(err) => {
                     let Some(reason) = closed_under(&conn).await else { return Err(err) };
                     if let Some(other) = paths.active().filter(|c| c.session_id() != conn.session_id()) {
                         info!(%err, to = class_of(&other).name(), "the path broke; going on over another");
                         conn = other;
+                    } else if reason.by == ClosedBy::Remote && !path_failed(&reason) {
+                        let why = format!("the receiver closed the connection: {}", reason.message);
+                        return Err(TransferError::Protocol(why).into());
                     } else if after.bytes_done > before && hops < MAX_RELAY_HOPS && path_failed(&reason) {
                         hops += 1;
                         info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
@@ -441,14 +497,10 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
         }
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
-    let cancel = Arc::new(Notify::new());
-    let stop = cancel.clone();
-    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx };
+    let (cancel, cancelled) = Canceller::new();
+    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
-        let result = tokio::select! {
-            result = receiver.run(&client, options) => result,
-            () = stop.notified() => Err(TransferError::Cancelled.into()),
-        };
+        let result = receiver.run(&client, options).await;
         if let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await {
             debug!(%err, "could not close the code's session (the sender may have closed it)");
         }
@@ -466,6 +518,7 @@ struct Receiver {
     info: DeviceInfo,
     link: LinkOptions,
     status: watch::Sender<Status>,
+    cancelled: watch::Receiver<bool>,
 }
 
 impl Receiver {
@@ -491,7 +544,9 @@ impl Receiver {
                 yes
             })
         });
-        let (relay, peer) = meet(client, &self.sender, &self.code, Role::Joiner, &self.info, link).await?;
+        let (relay, peer) =
+            until_cancelled(&self.cancelled, meet(client, &self.sender, &self.code, Role::Joiner, &self.info, link))
+                .await?;
         set_stage(&self.status, Stage::Connecting);
         // The handlers go on every connection before the sender may call (its offer comes at once).
         let handlers = ReceiverHandlers::new(options);
@@ -502,7 +557,7 @@ impl Receiver {
         let drain = DEFAULT_ANSWER_TIMEOUT;
         let mut paths =
             Paths::start(Side::Receiver, self.keys.clone(), &peer, client, link, drain, relay, setup).await?;
-        let result = self.receive(&mut paths, client, &handlers, &declined).await;
+        let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
         if result.is_ok() {
             set_stage(&self.status, Stage::Done);
             // The stream's final answer may still be on its way to the sender, which
@@ -515,7 +570,7 @@ impl Receiver {
             })
             .await;
         }
-        paths.close(CloseReason::normal("transfer over")).await;
+        paths.close(close_reason(&result, "receiver")).await;
         result
     }
 

@@ -66,7 +66,7 @@ pub mod status;
 
 pub use code::TransferCode;
 pub use exchange::{Incoming, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress, expose_receiver};
-pub use live::{LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
+pub use live::{Canceller, LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use peers_device::transfer::{
-    EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive, send,
+    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive,
+    send,
 };
 use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
@@ -178,7 +179,9 @@ async fn send_inner(args: SendArgs) -> CliResult<()> {
     }
     args.code.show(&code, args.json, "receive");
     let display = tokio::spawn(show(handle.status.clone(), args.json, Side::Sender));
+    let interrupt = cancel_on_interrupt(handle.canceller());
     let result = handle.finished().await;
+    interrupt.abort();
     let last = display.await.ok().flatten();
     result?;
     let bytes = last.map_or(0, |s| s.progress.bytes_total);
@@ -216,8 +219,21 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
     let options = ReceiveOptions { out_dir: out.clone(), decide };
     let handle = receive(code, args.route.apply(args.signaling.link()), options).await?;
     let display = tokio::spawn(show(handle.status.clone(), json, Side::Receiver));
+    let interrupt = cancel_on_interrupt(handle.canceller());
     let result = handle.finished().await;
-    let _ = display.await;
+    interrupt.abort();
+    let last = display.await.ok().flatten();
+    if let (Err(_), Some(last)) = (&result, last) {
+        let kept = last.progress.bytes_done;
+        if kept > 0 && kept < last.progress.bytes_total {
+            eprintln!(
+                "kept {} verified of {} (hidden in {}): the same files sent again into it resume there",
+                HumanBytes(kept),
+                HumanBytes(last.progress.bytes_total),
+                out.display()
+            );
+        }
+    }
     let received = result?;
     match json {
         true => line(json!({
@@ -231,6 +247,20 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
         ),
     }
     Ok(())
+}
+
+/// Cancels the transfer on the first Ctrl-C (the other side is told why); a second
+/// one quits at once.
+fn cancel_on_interrupt(canceller: Canceller) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: cancelling and telling the other side (Ctrl-C again quits at once)");
+            canceller.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    })
 }
 
 /// Asks on the terminal (or reads a line of standard input); only y or yes accepts.
