@@ -62,8 +62,9 @@ use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
 use crate::{Error, Result};
 
-/// Most times one transfer moves to a new relay after its relay ended (each relay
-/// carries at most 256 MiB and lives at most 10 minutes by the server's defaults).
+/// Most times one transfer goes on over another connection or a new relay after its
+/// connection broke (each relay carries at most 256 MiB and lives at most 10 minutes
+/// by the server's defaults). Moves to a better path do not count.
 pub const MAX_RELAY_HOPS: u32 = 64;
 
 /// How long the side that answered last (a receiver that stored everything, a joiner
@@ -400,7 +401,9 @@ impl Sender {
                 Err(err @ Error::Transfer(_)) => return Err(err),
                 Err(err) => {
                     let Some(reason) = closed_under(&conn).await else { return Err(err) };
-                    if let Some(other) = paths.active().filter(|c| c.session_id() != conn.session_id()) {
+                    let other = paths.active().filter(|c| c.session_id() != conn.session_id());
+                    if let Some(other) = other.filter(|_| hops < MAX_RELAY_HOPS) {
+                        hops += 1;
                         info!(%err, to = class_of(&other).name(), "the path broke; going on over another");
                         conn = other;
                     } else if reason.by == ClosedBy::Remote && !path_failed(&reason) {
