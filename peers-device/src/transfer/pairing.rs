@@ -183,15 +183,21 @@ pub async fn join(code: TransferCode, keys: Arc<DeviceKeys>, own: DeviceInfo, li
                 });
             });
             let conn = Connection::accept(Box::new(relay), config).await?;
+            let named = offer_rx.clone();
             let offer = tokio::select! {
                 got = tokio::time::timeout(link.pake_timeout, offer_rx.wait_for(Option::is_some)) => match got {
                     Ok(Ok(offer)) => offer.clone(),
                     _ => None,
                 },
-                reason = conn.closed() => {
-                    debug!(reason = %reason.message, "the creator closed before naming the groups");
-                    None
-                }
+                // The creator closes once it has the answer, which follows the groups: when
+                // both are ready at once (select! picks either), the groups are already here.
+                reason = conn.closed() => match named.borrow().clone() {
+                    Some(offer) => Some(offer),
+                    None => {
+                        debug!(reason = %reason.message, "the creator closed before naming the groups");
+                        None
+                    }
+                },
             };
             // The answer may still be on its way to the creator, which closes once it has it.
             let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
