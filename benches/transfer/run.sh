@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Send-by-code benchmark: one file of random data over loopback, ours (peers send /
-# peers receive through a local signaling server's frame relay) beside magic-wormhole
+# peers receive through a local signaling server: on its frame relay only, and on the
+# relay first, then WebRTC on loopback once it is up) beside magic-wormhole
 # (with its mailbox server and transit relay run locally), iroh's sendme when it is
 # installed, and `cat` into a file as the floor. Prints MB/s (file size / the
 # receiver's wall time, from start to exit) and the receiver's peak RSS (/usr/bin/time -v),
@@ -70,18 +71,26 @@ sig_port="$(free_port)"
   > "$work/sig.log" 2>&1 & pids+=($!)
 wait_port "$sig_port"
 url="http://127.0.0.1:$sig_port/"
-mkfifo "$work/send.out"
-"$bin/peers" send --json --signaling "$url" "$src" > "$work/send.out" 2> "$work/send.err" & pids+=($!)
-send_pid=$!
-exec 3< "$work/send.out"
-read -r first <&3
-code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
-mkdir -p "$work/ours"
-/usr/bin/time -v -o "$work/ours.time" "$bin/peers" receive "$code" --out "$work/ours" --yes --json \
-  --signaling "$url" > "$work/ours.log" 2>&1
-cat <&3 > /dev/null; exec 3<&-
-wait "$send_pid"
-record "peers-relay" "$work/ours.time" "$work/ours/data.bin"
+# ours NAME PATHS: one send and receive with --paths PATHS (relay: the server's frame
+# relay only; loopback: the relay first, then WebRTC on loopback once it is up).
+ours() {
+  local name="$1" paths="$2"
+  rm -f "$work/send.out"; mkfifo "$work/send.out"
+  "$bin/peers" send --json --paths "$paths" --signaling "$url" "$src" > "$work/send.out" 2> "$work/send.err" & pids+=($!)
+  local send_pid=$!
+  exec 3< "$work/send.out"
+  read -r first <&3
+  local code
+  code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
+  mkdir -p "$work/$name"
+  /usr/bin/time -v -o "$work/$name.time" "$bin/peers" receive "$code" --out "$work/$name" --yes --json \
+    --paths "$paths" --signaling "$url" > "$work/$name.log" 2>&1
+  cat <&3 > /dev/null; exec 3<&-
+  wait "$send_pid"
+  record "$name" "$work/$name.time" "$work/$name/data.bin"
+}
+ours peers-relay relay
+ours peers-webrtc loopback
 
 # magic-wormhole, with its servers on loopback.
 if [ -n "$venv" ]; then

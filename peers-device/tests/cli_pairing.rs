@@ -3,32 +3,22 @@
 //! code and then sync a value without a restart; a wrong code pairs nothing and both
 //! sides are told.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::BufReader;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{self, Peers, wrong_code};
 use peers_device::daemon::DataDir;
 use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
 
-const PEERS: &str = env!("CARGO_BIN_EXE_peers");
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A child killed when dropped (a failed assertion leaves no process behind).
-struct Peers(Child);
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn command(data: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(PEERS);
-    command.arg("--data-dir").arg(data).args(args).env_remove("PEERS_SIGNALING_URL").env_remove("PEERS_ADVERTISE");
-    command
+    cli::command(Some(data), args)
 }
 
 fn ok(data: &Path, args: &[&str]) -> String {
@@ -38,7 +28,7 @@ fn ok(data: &Path, args: &[&str]) -> String {
 }
 
 fn spawn(data: &Path, args: &[&str], stdout: Stdio) -> Peers {
-    Peers(command(data, args).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped()).spawn().unwrap())
+    Peers::spawn(command(data, args), stdout)
 }
 
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -52,31 +42,13 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// Starts `peers pair --json` on `data` and reads its code from the first line.
 fn start_pair(data: &Path, url: &str) -> (Peers, BufReader<ChildStdout>, String) {
     let mut pairing = spawn(data, &["pair", "--group", "notes", "--json", "--signaling", url], Stdio::piped());
-    let mut stdout = BufReader::new(pairing.0.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let event: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
-    assert_eq!(event["event"], "code", "{event}");
-    (pairing, stdout, event["code"].as_str().unwrap().to_owned())
+    let (stdout, code) = pairing.read_code();
+    (pairing, stdout, code)
 }
 
 /// Waits for `child` (at most `LIMIT`); its exit and its JSON lines.
-fn finish(mut child: Peers, stdout: Option<BufReader<ChildStdout>>) -> (Output, Vec<Value>) {
-    let start = Instant::now();
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < LIMIT, "peers still running after {LIMIT:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut rest = String::new();
-    match stdout {
-        Some(mut stdout) => std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap(),
-        None => std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut rest).unwrap(),
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    let status = child.0.wait().unwrap();
-    let events = rest.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect();
-    (Output { status, stdout: rest.into_bytes(), stderr: stderr.into_bytes() }, events)
+fn finish(child: Peers, stdout: Option<BufReader<ChildStdout>>) -> (Output, Vec<Value>) {
+    child.finish(stdout, LIMIT)
 }
 
 fn device_id(data: &Path) -> String {
@@ -149,10 +121,7 @@ async fn a_wrong_code_pairs_nothing_and_both_sides_are_told() {
         ok(&a, &["init", "--user", "alice"]);
         ok(&b, &["init", "--user", "alice"]);
         let (pairing, pairing_out, code) = start_pair(&a, &url);
-        let number = code.split('-').next().unwrap();
-        let last = code.rsplit('-').next().unwrap();
-        let wrong = format!("{number}-zebra-{}", if last == "apple" { "acorn" } else { "apple" });
-        let wrong = if wrong == code { format!("{number}-yogurt-apple") } else { wrong };
+        let wrong = wrong_code(&code);
 
         let joining = spawn(&b, &["join", &wrong, "--json", "--signaling", &url], Stdio::piped());
         let (joined, join_events) = finish(joining, None);

@@ -3,103 +3,31 @@
 //! fails both and burns the code; a receiver killed mid-way does not leave the sender
 //! hanging.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{Peers, command, wrong_code};
+use common::files::{hashes, noise};
 use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
 
-const PEERS: &str = env!("CARGO_BIN_EXE_peers");
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-/// Every file under `dir` with its bytes, and every directory, by relative path.
-fn tree(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if p.is_dir() {
-                out.push((rel, None));
-                stack.push(p);
-            } else {
-                out.push((rel, Some(fs::read(&p).unwrap())));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A child killed when dropped (a failed assertion leaves no process behind).
-struct Peers(Child);
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(args: &[&str]) -> Peers {
-    let child = Command::new(PEERS)
-        .args(args)
-        .env_remove("PEERS_SIGNALING_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Peers(child)
+    Peers::spawn(command(None, args), Stdio::piped())
 }
 
 /// Starts `peers send --json` and reads its code from the first line.
 fn start_send(url: &str, paths: &[&Path]) -> (Peers, BufReader<ChildStdout>, String) {
-    let mut args = vec!["send", "--json", "--signaling", url];
+    let mut args = vec!["send", "--json", "--paths", "loopback", "--signaling", url];
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let mut sender = spawn(&args);
-    let mut stdout = BufReader::new(sender.0.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let event: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
-    assert_eq!(event["event"], "code", "{event}");
-    let code = event["code"].as_str().unwrap().to_owned();
+    let (stdout, code) = sender.read_code();
     (sender, stdout, code)
-}
-
-/// Waits for `child` (at most `limit`), with the rest of its output.
-fn finish(mut child: Peers, stdout: Option<BufReader<ChildStdout>>, limit: Duration) -> (Output, Vec<Value>) {
-    let start = Instant::now();
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < limit, "peers still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut rest = String::new();
-    match stdout {
-        Some(mut stdout) => std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap(),
-        None => std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut rest).unwrap(),
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    let status = child.0.wait().unwrap();
-    let events = rest.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect();
-    (Output { status, stdout: rest.into_bytes(), stderr: stderr.into_bytes() }, events)
 }
 
 fn last_event(events: &[Value]) -> &Value {
@@ -126,9 +54,19 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
 
         let (sender, sender_out, code) = start_send(&url, &[&docs, &single]);
         let target = out.path().join("inbox");
-        let receiver =
-            spawn(&["receive", &code, "--out", target.to_str().unwrap(), "--yes", "--json", "--signaling", &url]);
-        let (received, events) = finish(receiver, None, LIMIT);
+        let receiver = spawn(&[
+            "receive",
+            &code,
+            "--out",
+            target.to_str().unwrap(),
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
+        let (received, events) = receiver.finish(None, LIMIT);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
         assert_eq!(offer["names"], serde_json::json!(["docs/", "notes.txt"]));
@@ -137,11 +75,11 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
         assert_eq!(done["event"], "done", "{done}");
         assert!(events.iter().any(|e| e["event"] == "status" && e["path"] == "server-relay"), "{events:?}");
 
-        let (sent, events) = finish(sender, Some(sender_out), LIMIT);
+        let (sent, events) = sender.finish(Some(sender_out), LIMIT);
         assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
         assert_eq!(last_event(&events)["bytes"], done["bytes"]);
 
-        assert_eq!(tree(&target.join("docs")), tree(&docs));
+        assert_eq!(hashes(&target.join("docs")), hashes(&docs));
         assert_eq!(fs::read(target.join("notes.txt")).unwrap(), fs::read(&single).unwrap());
         assert_eq!(fs::read_dir(&target).unwrap().count(), 2, "nothing else (no staging) left behind");
     })
@@ -160,25 +98,33 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         let file = src.path().join("secret.txt");
         fs::write(&file, b"not for guessers").unwrap();
         let (sender, sender_out, code) = start_send(&url, &[&file]);
-        let number = code.split('-').next().unwrap();
-        let last = code.rsplit('-').next().unwrap();
-        let wrong = format!("{number}-zebra-{}", if last == "apple" { "acorn" } else { "apple" });
-        let wrong = if wrong == code { format!("{number}-yogurt-apple") } else { wrong };
+        let wrong = wrong_code(&code);
         let out_dir = out.path().to_str().unwrap();
 
-        let guesser = spawn(&["receive", &wrong, "--out", out_dir, "--yes", "--json", "--signaling", &url]);
-        let (guessed, events) = finish(guesser, None, LIMIT);
+        let guesser = spawn(&[
+            "receive",
+            &wrong,
+            "--out",
+            out_dir,
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
+        let (guessed, events) = guesser.finish(None, LIMIT);
         assert!(!guessed.status.success());
         let stderr = String::from_utf8_lossy(&guessed.stderr);
         assert!(stderr.contains("did not match"), "{stderr}");
         assert_eq!(last_event(&events)["event"], "error");
 
-        let (sent, events) = finish(sender, Some(sender_out), LIMIT);
+        let (sent, events) = sender.finish(Some(sender_out), LIMIT);
         assert!(!sent.status.success());
         assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
 
-        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--signaling", &url]);
-        let (late, _) = finish(late, None, LIMIT);
+        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--paths", "loopback", "--signaling", &url]);
+        let (late, _) = late.finish(None, LIMIT);
         assert!(!late.status.success());
         let stderr = String::from_utf8_lossy(&late.stderr);
         assert!(stderr.contains("session_closed"), "{stderr}");
@@ -199,8 +145,18 @@ async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 9)).unwrap();
         let (sender, sender_out, code) = start_send(&url, &[&file]);
-        let mut receiver =
-            spawn(&["receive", &code, "--out", out.path().to_str().unwrap(), "--yes", "--json", "--signaling", &url]);
+        let mut receiver = spawn(&[
+            "receive",
+            &code,
+            "--out",
+            out.path().to_str().unwrap(),
+            "--yes",
+            "--json",
+            "--paths",
+            "loopback",
+            "--signaling",
+            &url,
+        ]);
         // Kill it once bytes move.
         let mut lines = BufReader::new(receiver.0.stdout.take().unwrap()).lines();
         let moving = lines.by_ref().map_while(Result::ok).find(|l| l.contains("\"moving\""));
@@ -208,13 +164,144 @@ async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
         receiver.0.kill().unwrap();
         let _ = receiver.0.wait();
         let killed_at = Instant::now();
-        let (sent, events) = finish(sender, Some(sender_out), LIMIT);
+        let (sent, events) = sender.finish(Some(sender_out), LIMIT);
         assert!(!sent.status.success());
         assert_eq!(last_event(&events)["event"], "error", "{events:?}");
         // Stated bound: the relay closes when the receiver's signaling connection drops,
         // and the stall timeout (60 s) backs that up.
         assert!(killed_at.elapsed() < Duration::from_secs(65), "the sender took {:?}", killed_at.elapsed());
         assert!(!out.path().join("big.bin").exists(), "partial data presented as complete");
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
+    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("film.mkv");
+        // Long enough on the relay for WebRTC on loopback to come up mid-way.
+        fs::write(&file, noise(16 << 20, 3)).unwrap();
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let out_dir = out.path().to_str().unwrap();
+        let receiver =
+            spawn(&["receive", &code, "--out", out_dir, "--yes", "--json", "--paths", "loopback", "--signaling", &url]);
+        // WebRTC's SCTP is slow in a debug build: a bound, not a figure.
+        let (received, receiver_events) = receiver.finish(None, LIMIT * 2);
+        assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(hashes(out.path()), vec![("film.mkv".to_owned(), Some(common::files::hash_file(&file)))]);
+        for (side, events) in [("sender", &sender_events), ("receiver", &receiver_events)] {
+            let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
+            assert_eq!(moves.len(), 1, "{side}: {moves:?}");
+            assert_eq!(
+                (moves[0]["from"].as_str(), moves[0]["to"].as_str()),
+                (Some("server-relay"), Some("webrtc-direct"))
+            );
+            // Bytes moved on both: some before the move, the rest after it.
+            let at = moves[0]["bytes_done"].as_u64().unwrap();
+            assert!(at > 0 && at < 16 << 20, "{side}: moved after {at} bytes");
+            let on_relay = events.iter().filter(|e| e["event"] == "status" && e["path"] == "server-relay");
+            assert!(on_relay.clone().any(|e| e["bytes_done"].as_u64().unwrap() > 0), "{side}: {events:?}");
+            assert_eq!(last_event(events)["event"], "done", "{side}");
+        }
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to `child`.
+fn interrupt(child: &Peers) {
+    let status = std::process::Command::new("kill").arg("-INT").arg(child.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Reads JSON lines from `stdout` until one has bytes verified or sent.
+fn wait_moving(stdout: &mut BufReader<ChildStdout>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the output ended before bytes moved");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"] == "status" && event["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+    }
+}
+
+/// Hidden staging directories in `dir`.
+fn staging(dir: &Path) -> Vec<String> {
+    let names = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| n.starts_with(".peers-transfer-")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_data_resumes() {
+    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 12)).unwrap();
+        let out_dir = out.path().to_str().unwrap();
+        let receive = |code: &str| {
+            spawn(&["receive", code, "--out", out_dir, "--yes", "--json", "--paths", "relay", "--signaling", &url])
+        };
+
+        // Ctrl-C on the receiver: both end at once, each with a clear message.
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let mut receiver = receive(&code);
+        let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
+        wait_moving(&mut receiver_out);
+        interrupt(&receiver);
+        let (received, events) = receiver.finish(Some(receiver_out), Duration::from_secs(10));
+        assert!(!received.status.success());
+        assert_eq!(last_event(&events)["message"], "cancelled", "{events:?}");
+        let stderr = String::from_utf8_lossy(&received.stderr);
+        assert!(stderr.contains("kept") && stderr.contains("resume"), "{stderr}");
+        let (sent, events) = sender.finish(Some(sender_out), Duration::from_secs(10));
+        assert!(!sent.status.success());
+        let message = last_event(&events)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("cancelled by the receiver"), "{message}");
+        // The partial data is kept hidden, never presented as the file.
+        assert!(!out.path().join("big.bin").exists());
+        assert_eq!(staging(out.path()).len(), 1);
+
+        // Ctrl-C on the sender of the same file: the receiver is told.
+        let (sender, mut sender_out, code) = start_send(&url, &[&file]);
+        let receiver = receive(&code);
+        wait_moving(&mut sender_out);
+        interrupt(&sender);
+        let (sent, events) = sender.finish(Some(sender_out), Duration::from_secs(10));
+        assert!(!sent.status.success());
+        assert_eq!(last_event(&events)["message"], "cancelled", "{events:?}");
+        let (received, events) = receiver.finish(None, Duration::from_secs(10));
+        assert!(!received.status.success());
+        let message = last_event(&events)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("cancelled by the sender"), "{message}");
+        // That second attempt resumed where the first stopped.
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed > 0, "{events:?}");
+        assert!(!out.path().join("big.bin").exists());
+
+        // A third sending of the same file completes from there.
+        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (received, events) = receive(&code).finish(None, LIMIT);
+        assert!(received.status.success(), "{}", String::from_utf8_lossy(&received.stderr));
+        let (sent, _) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success());
+        let resumed_again = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed_again >= resumed, "{resumed_again} < {resumed}");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert!(staging(out.path()).is_empty());
     })
     .await
     .unwrap();

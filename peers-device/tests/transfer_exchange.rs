@@ -2,16 +2,21 @@
 //! intact, a cut transfer resumes without sending verified bytes again, and hostile
 //! senders write nothing outside the target directory.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_device::transfer::exchange::send;
+use common::files::{hashes, noise};
 use peers_device::transfer::exchange::{DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
+use peers_device::transfer::exchange::{send, send_until};
 use peers_device::transfer::manifest::{DEFAULT_CHUNK_SIZE, Entry, EntryKind, MIN_CHUNK_SIZE, Manifest};
 use peers_device::transfer::scan::scan;
-use peers_device::transfer::{ReceiveOptions, TransferError, TransferProgress, expose_receiver};
+use peers_device::transfer::{
+    ReceiveOptions, ReceiverHandlers, Sent, TransferError, TransferProgress, expose_receiver,
+};
 use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
 use tokio::sync::watch;
 
@@ -29,28 +34,6 @@ async fn pair() -> (Connection, Connection) {
 
 fn options(out: &Path, accept: bool) -> ReceiveOptions {
     ReceiveOptions { out_dir: out.to_path_buf(), decide: Arc::new(move |_| Box::pin(async move { accept })) }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    (0..len as u64).map(|i| ((i ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect()
-}
-
-/// Every regular file under `dir`, relative path → contents, skipping hidden staging.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().display().to_string(), fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +59,7 @@ async fn a_tree_and_a_file_arrive_intact_and_nothing_is_replaced() {
     assert_eq!(received.stored, ["album", "big (1).bin"]);
     assert_eq!(fs::read(out.path().join("big.bin")).unwrap(), b"already here");
     assert_eq!(fs::read(out.path().join("big (1).bin")).unwrap(), fs::read(&big).unwrap());
-    assert_eq!(tree(&out.path().join("album")), tree(&album));
+    assert_eq!(hashes(&out.path().join("album")), hashes(&album));
     assert!(out.path().join("album/empty").is_dir());
     assert_eq!(handle.progress.borrow().bytes_done, scanned.manifest.total_size());
     assert_eq!(progress.borrow().bytes_done, scanned.manifest.total_size());
@@ -121,6 +104,51 @@ async fn a_cut_transfer_resumes_without_sending_verified_bytes_again() {
     send(&a, &scanned, Duration::from_secs(10), &progress).await.unwrap();
     second.finished().await.unwrap();
     assert_eq!(progress.borrow().bytes_resumed, verified);
+    assert_eq!(fs::read(out.path().join("video.mp4")).unwrap(), fs::read(&file).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_transfer_goes_on_over_another_connection_without_sending_a_byte_twice() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("video.mp4");
+    fs::write(&file, noise(12 * 1024 * 1024, 4)).unwrap();
+    let scanned = scan(std::slice::from_ref(&file), MIN_CHUNK_SIZE * 16).unwrap();
+    let total = scanned.manifest.total_size();
+    let handlers = ReceiverHandlers::new(options(out.path(), true));
+
+    // On the first connection, the sender pauses once the receiver has verified a third.
+    let (a, b) = pair().await;
+    let first = handlers.expose(&b);
+    let (pause_tx, pause) = watch::channel(false);
+    let pauser = {
+        let mut verified = handlers.progress();
+        tokio::spawn(async move {
+            let _ = verified.wait_for(|p| p.bytes_done >= total / 3).await;
+            pause_tx.send_replace(true);
+        })
+    };
+    let (progress, _) = watch::channel(TransferProgress::default());
+    let sent = send_until(&a, &scanned, Duration::from_secs(10), &progress, &pause).await.unwrap();
+    pauser.await.unwrap();
+    assert_eq!(sent, Sent::Paused);
+    let paused_at = progress.borrow().bytes_done;
+    assert!(paused_at >= total / 3 && paused_at < total, "paused at {paused_at} of {total}");
+    // Everything the stream carried is verified; nothing is presented yet.
+    assert_eq!(handlers.progress().borrow().bytes_done, paused_at);
+    assert!(first.outcome.borrow().is_none(), "a pause is no outcome");
+    assert!(!out.path().join("video.mp4").exists());
+
+    // A second connection (another path) carries the rest, from the pause on.
+    let (a, b) = pair().await;
+    let mut second = handlers.expose(&b);
+    let (progress, _) = watch::channel(TransferProgress::default());
+    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &pause).await.unwrap(), Sent::Paused);
+    let (_, go_on) = watch::channel(false);
+    let (progress, _) = watch::channel(TransferProgress::default());
+    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &go_on).await.unwrap(), Sent::Complete);
+    second.finished().await.unwrap();
+    assert_eq!(progress.borrow().bytes_resumed, paused_at, "verified bytes were sent again");
     assert_eq!(fs::read(out.path().join("video.mp4")).unwrap(), fs::read(&file).unwrap());
 }
 

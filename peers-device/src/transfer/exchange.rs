@@ -12,6 +12,13 @@
 //!                                                        entries are moved into place
 //! ```
 //!
+//! The sender may end the data stream early, at a chunk boundary (`finish()` after a
+//! whole chunk): a **pause**, to move to a better path. The receiver has then verified
+//! and saved everything the stream carried, answers the stream with success, and keeps
+//! the offer's staging; a new offer of the same manifest, on any connection, resumes
+//! at the next chunk. A stream that ends inside a chunk, or breaks, fails the attempt
+//! (the staging stays too, for a later resume).
+//!
 //! The receiver writes into a hidden staging directory in the target directory,
 //! `.peers-transfer-<digest>`, with a `resume` file holding the position after the last
 //! verified chunk. A later offer of the same manifest (same digest) resumes there, so
@@ -38,7 +45,7 @@ use super::TransferError;
 use super::manifest::{EntryKind, Hash, Manifest};
 use super::progress::{ChunkRef, Cursor, Reception, Sending};
 use super::scan::{Scanned, read_full};
-use crate::{Error, Result};
+use crate::{ConnectionClass, Error, Result};
 
 /// The offer call's name.
 pub const OFFER_METHOD: &str = "peers:transfer:offer";
@@ -91,6 +98,16 @@ pub struct TransferProgress {
     pub bytes_resumed: u64,
 }
 
+/// How a [`send_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The receiver verified and stored everything.
+    Complete,
+    /// Paused at a chunk boundary on request: the receiver verified and saved every
+    /// chunk sent; a new offer resumes after them.
+    Paused,
+}
+
 /// Sends `scanned` over `conn` to a receiver that called [`expose_receiver`], reporting
 /// progress in `progress`. Returns when the receiver has verified and stored
 /// everything.
@@ -100,6 +117,20 @@ pub async fn send(
     answer_timeout: Duration,
     progress: &watch::Sender<TransferProgress>,
 ) -> Result<()> {
+    let (_keep, never) = watch::channel(false);
+    send_until(conn, scanned, answer_timeout, progress, &never).await.map(|_| ())
+}
+
+/// [`send`], pausing at the next chunk boundary once `pause` is `true` (checked
+/// before each chunk): the stream is finished there and, once the receiver has
+/// answered it, [`Sent::Paused`] returned.
+pub async fn send_until(
+    conn: &Connection,
+    scanned: &Scanned,
+    answer_timeout: Duration,
+    progress: &watch::Sender<TransferProgress>,
+    pause: &watch::Receiver<bool>,
+) -> Result<Sent> {
     let offer = Offer { manifest: scanned.manifest.clone() };
     let answer: Answer = conn.emit_with_timeout(OFFER_METHOD, &offer, answer_timeout).await?;
     let from = match answer {
@@ -113,7 +144,13 @@ pub async fn send(
     let header = DataHeader { digest: scanned.manifest.digest().to_vec(), from };
     let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
     let mut reader = SourceReader::default();
-    while let Some(chunk) = sending.next_chunk() {
+    let mut sent = Sent::Complete;
+    while !sending.is_done() {
+        if *pause.borrow() {
+            sent = Sent::Paused;
+            break;
+        }
+        let Some(chunk) = sending.next_chunk() else { break };
         let source = scanned
             .sources
             .get(chunk.entry)
@@ -131,7 +168,7 @@ pub async fn send(
         progress.send_modify(|p| p.bytes_done = sending.sent_bytes());
     }
     writer.finish().await?;
-    Ok(())
+    Ok(sent)
 }
 
 /// The sender's open file, kept from one chunk to the next.
@@ -191,7 +228,7 @@ pub struct Incoming {
     /// Progress, updated per verified chunk.
     pub progress: watch::Receiver<TransferProgress>,
     /// The outcome: `None` until the transfer ends.
-    pub outcome: watch::Receiver<Option<std::result::Result<Received, String>>>,
+    pub outcome: watch::Receiver<Outcome>,
 }
 
 impl Incoming {
@@ -217,50 +254,131 @@ enum Phase {
 /// Registers the transfer handlers on `conn`: offers are validated, decided and
 /// answered; the data is checked and stored under `options.out_dir`.
 pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> Incoming {
-    let (progress_tx, progress) = watch::channel(TransferProgress::default());
-    let (outcome_tx, outcome) = watch::channel(None);
-    let phase = Arc::new(Mutex::new(Phase::Waiting));
-    let offer_phase = phase.clone();
-    let progress_tx = Arc::new(progress_tx);
-    let offer_progress = progress_tx.clone();
-    conn.expose_rpc(OFFER_METHOD, move |offer: Offer| {
-        let (phase, options, progress) = (offer_phase.clone(), options.clone(), offer_progress.clone());
-        async move {
-            let (answer, staging) = answer_offer(offer.manifest, &options).await.map_err(RemoteError::handler)?;
-            if let Some(staging) = staging {
-                let done = staging.reception.verified_bytes();
-                progress.send_replace(TransferProgress {
-                    bytes_done: done,
-                    bytes_total: staging.reception.manifest().total_size(),
-                    bytes_resumed: done,
+    ReceiverHandlers::new(options).expose(conn)
+}
+
+/// The outcome of a data stream: `None` until one completes the transfer or fails.
+pub type Outcome = Option<std::result::Result<Received, String>>;
+
+/// The receiving side's handlers for a transfer that may use several connections
+/// (a better path, a new relay): one progress for all of them, and an outcome per
+/// connection besides the last outcome of any.
+#[derive(Clone)]
+pub struct ReceiverHandlers {
+    options: ReceiveOptions,
+    progress_tx: Arc<watch::Sender<TransferProgress>>,
+    progress: watch::Receiver<TransferProgress>,
+    last_tx: Arc<watch::Sender<Outcome>>,
+    last: watch::Receiver<Outcome>,
+    carrier_tx: Arc<watch::Sender<Option<ConnectionClass>>>,
+}
+
+impl std::fmt::Debug for ReceiverHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverHandlers").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl ReceiverHandlers {
+    /// Handlers storing under `options.out_dir`, not yet on any connection.
+    pub fn new(options: ReceiveOptions) -> Self {
+        let (progress_tx, progress) = watch::channel(TransferProgress::default());
+        let (last_tx, last) = watch::channel(None);
+        let carrier_tx = Arc::new(watch::channel(None).0);
+        ReceiverHandlers {
+            options,
+            progress_tx: Arc::new(progress_tx),
+            progress,
+            last_tx: Arc::new(last_tx),
+            last,
+            carrier_tx,
+        }
+    }
+
+    /// The class of the connection the last data stream opened on: the path the bytes
+    /// take now.
+    pub fn carrier(&self) -> watch::Receiver<Option<ConnectionClass>> {
+        self.carrier_tx.subscribe()
+    }
+
+    /// Progress over every connection.
+    pub fn progress(&self) -> watch::Receiver<TransferProgress> {
+        self.progress.clone()
+    }
+
+    /// The outcome of the last data stream, on any connection, that completed the
+    /// transfer or failed (a later one replaces it: a failure on a connection that
+    /// broke may be followed by success on another).
+    pub fn last_outcome(&self) -> watch::Receiver<Outcome> {
+        self.last.clone()
+    }
+
+    /// Registers the handlers on `conn`. Its outcome is set when a data stream on it
+    /// completes the transfer or fails; a paused stream sets none.
+    pub fn expose(&self, conn: &Connection) -> Incoming {
+        let (outcome_tx, outcome) = watch::channel(None);
+        let phase = Arc::new(Mutex::new(Phase::Waiting));
+        let offer_phase = phase.clone();
+        let (options, offer_progress) = (self.options.clone(), self.progress_tx.clone());
+        conn.expose_rpc(OFFER_METHOD, move |offer: Offer| {
+            let (phase, options, progress) = (offer_phase.clone(), options.clone(), offer_progress.clone());
+            async move {
+                let (answer, staging) = answer_offer(offer.manifest, &options).await.map_err(RemoteError::handler)?;
+                if let Some(staging) = staging {
+                    let done = staging.reception.verified_bytes();
+                    progress.send_replace(TransferProgress {
+                        bytes_done: done,
+                        bytes_total: staging.reception.manifest().total_size(),
+                        bytes_resumed: done,
+                    });
+                    *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Accepted(Box::new(staging));
+                }
+                Ok(answer)
+            }
+        });
+        let (outcome_tx, progress_tx, last_tx) = (Arc::new(outcome_tx), self.progress_tx.clone(), self.last_tx.clone());
+        let (carrier, class) = (self.carrier_tx.clone(), ConnectionClass::of(conn.socket_info(), conn.path().as_ref()));
+        conn.expose_stream(DATA_STREAM, move |header: DataHeader, mut reader| {
+            let (phase, progress, outcome, last) =
+                (phase.clone(), progress_tx.clone(), outcome_tx.clone(), last_tx.clone());
+            let carrier = carrier.clone();
+            async move {
+                let taken = std::mem::replace(&mut *phase.lock().unwrap_or_else(|e| e.into_inner()), Phase::Taken);
+                let Phase::Accepted(staging) = taken else {
+                    return Err(RemoteError::new(RemoteErrorCode::BadArguments, "no accepted offer for this data"));
+                };
+                carrier.send_replace(Some(class));
+                // Its own task: closing the connection cancels this handler, but a chunk being
+                // written is finished and the outcome reported (the reader then fails at once).
+                let receiving = tokio::spawn(async move {
+                    let result = receive_data(*staging, &header, &mut reader, &progress).await;
+                    let ended = match &result {
+                        Ok(Ended::Paused) => None,
+                        Ok(Ended::Complete(received)) => Some(Ok(received.clone())),
+                        Err(err) => Some(Err(err.clone())),
+                    };
+                    if ended.is_some() {
+                        outcome.send_replace(ended.clone());
+                        last.send_replace(ended);
+                    }
+                    result
                 });
-                *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Accepted(Box::new(staging));
+                match receiving.await {
+                    Ok(result) => result.map(|_| ()).map_err(RemoteError::handler),
+                    Err(e) => Err(RemoteError::new(RemoteErrorCode::Internal, e.to_string())),
+                }
             }
-            Ok(answer)
-        }
-    });
-    let outcome_tx = Arc::new(outcome_tx);
-    conn.expose_stream(DATA_STREAM, move |header: DataHeader, mut reader| {
-        let (phase, progress, outcome) = (phase.clone(), progress_tx.clone(), outcome_tx.clone());
-        async move {
-            let taken = std::mem::replace(&mut *phase.lock().unwrap_or_else(|e| e.into_inner()), Phase::Taken);
-            let Phase::Accepted(staging) = taken else {
-                return Err(RemoteError::new(RemoteErrorCode::BadArguments, "no accepted offer for this data"));
-            };
-            // Its own task: closing the connection cancels this handler, but a chunk being
-            // written is finished and the outcome reported (the reader then fails at once).
-            let receiving = tokio::spawn(async move {
-                let result = receive_data(*staging, &header, &mut reader, &progress).await;
-                outcome.send_replace(Some(result.clone()));
-                result
-            });
-            match receiving.await {
-                Ok(result) => result.map(|_| ()).map_err(RemoteError::handler),
-                Err(e) => Err(RemoteError::new(RemoteErrorCode::Internal, e.to_string())),
-            }
-        }
-    });
-    Incoming { progress, outcome }
+        });
+        Incoming { progress: self.progress.clone(), outcome }
+    }
+}
+
+/// How a data stream ended on the receiving side.
+enum Ended {
+    /// Every chunk verified and the entries in place.
+    Complete(Received),
+    /// The sender paused at a chunk boundary; the staging keeps what arrived.
+    Paused,
 }
 
 /// Validates and decides an offer; on acceptance, prepares its staging directory.
@@ -276,13 +394,14 @@ async fn answer_offer(manifest: Manifest, options: &ReceiveOptions) -> Result<(A
     Ok((Answer::Accept { from: staging.reception.resume_point() }, Some(staging)))
 }
 
-/// Reads the data stream into the staging directory, then moves the entries into place.
+/// Reads the data stream into the staging directory, then moves the entries into
+/// place; a stream that ends at a chunk boundary before the last chunk is a pause.
 async fn receive_data(
     mut staging: Staging,
     header: &DataHeader,
     reader: &mut peers_sdk::StreamReader,
     progress: &Arc<watch::Sender<TransferProgress>>,
-) -> std::result::Result<Received, String> {
+) -> std::result::Result<Ended, String> {
     if header.digest != staging.reception.manifest().digest() || header.from != staging.reception.resume_point() {
         return Err("the data does not start where the offer was accepted".into());
     }
@@ -291,7 +410,11 @@ async fn receive_data(
         while (pending.len() as u64) < expected.len {
             match reader.next().await.map_err(|e| e.to_string())? {
                 Some(piece) => pending.extend_from_slice(&piece),
-                None => return Err(format!("the stream ended before chunk {:?}", expected.at)),
+                None if pending.is_empty() => {
+                    let paused = tokio::task::spawn_blocking(move || staging.pause()).await;
+                    return paused.map_err(|e| e.to_string())?.map(|()| Ended::Paused);
+                }
+                None => return Err(format!("the stream ended inside chunk {:?}", expected.at)),
             }
         }
         let chunk = pending.split_to(expected.len as usize);
@@ -305,7 +428,11 @@ async fn receive_data(
     if !pending.is_empty() || reader.next().await.map_err(|e| e.to_string())?.is_some() {
         return Err("bytes after the last chunk".into());
     }
-    tokio::task::spawn_blocking(move || staging.finish()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || staging.finish())
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Ended::Complete)
+        .map_err(|e| e.to_string())
 }
 
 /// The receiver's staging directory for one manifest.
@@ -388,6 +515,14 @@ impl Staging {
         let tmp = self.dir.join("resume.tmp");
         fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
         fs::rename(&tmp, &resume).map_err(io)
+    }
+
+    /// Syncs the file being written: what was verified stays for the next offer.
+    fn pause(mut self) -> std::result::Result<(), String> {
+        match self.open.take() {
+            Some((_, file)) => file.sync_all().map_err(|e| format!("sync: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// Syncs, sets modes, moves every top-level entry into place under a free name and

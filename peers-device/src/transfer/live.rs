@@ -9,10 +9,18 @@
 //!   ◀── "session" joined, peer = receiver
 //!   relay-open receiver ─────────────────▶ relay  ◀────────── relay-open sender
 //!   PAKE + Confirm (rendezvous) ◀════════ relay frames ═══════▶ PAKE + Confirm
-//!   Connection::connect ◀════════════════ relay frames ═══════▶ Connection::accept
+//!   manager.dial (pinned) ◀══════════════ relay frames ═══════▶ manager.accept (pinned)
 //!   offer, data stream (exchange) ◀══════════════════════════▶ decide, verify, store
+//!   WebRTC dial via the server ──────────────────────────────▶ accept: a better path;
+//!   pause at a chunk, offer again on it ◀════════ WebRTC ═════▶ resume after the last chunk
 //!   session-close (always: the code is used up, or burnt after a wrong code)
 //! ```
+//!
+//! After the PAKE each side runs a `ConnectionManager` pinned to the confirmed device
+//! (see [`super::paths`]): bytes start on the relay at once and move to a better path
+//! (WebRTC direct, then TURN) when the manager switches to it, without starting over;
+//! the status shows the new class. [`LinkOptions::webrtc`] `None` keeps a transfer on
+//! the relay.
 //!
 //! Limits (each a field of [`LinkOptions`] or [`SendOptions`]): the code lives
 //! [`SendOptions::code_ttl`] (10 min) and the sender gives up when no one joined by
@@ -21,6 +29,7 @@
 //! bytes move, either side fails with [`TransferError::Stalled`] when nothing moves
 //! for [`LinkOptions::stall_timeout`] (60 s). A receiver whose process dies is seen
 //! sooner: the server closes the relay when its signaling connection drops.
+//! [`Canceller::cancel`] ends a transfer on either side and tells the other why.
 //!
 //! A relay that ends under the transfer (the server caps each relay's bytes and
 //! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
@@ -33,28 +42,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peers_sdk::socket::ClosedBy;
-use peers_sdk::{CloseCode, CloseReason, Connection, DeviceInfo, DeviceKeys};
+use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::protocol::{SessionKind, SessionState};
 use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
-use tokio::sync::{Notify, watch};
+use peers_transport_webrtc::WebRtcConfig;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::code::DEFAULT_WORDS;
-use super::exchange::{self, DEFAULT_ANSWER_TIMEOUT, Incoming, ReceiveOptions, Received, TransferProgress};
+use super::exchange::{
+    self, DEFAULT_ANSWER_TIMEOUT, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress,
+};
 use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
 use super::pake::Role;
-use super::rendezvous::{authenticate, pinned_config};
+use super::paths::{Change, Paths, Side, class_of};
+use super::rendezvous::authenticate;
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
 use crate::{Error, Result};
 
-/// Most times one transfer moves to a new relay after its relay ended (each relay
-/// carries at most 256 MiB and lives at most 10 minutes by the server's defaults).
+/// Most times one transfer goes on over another connection or a new relay after its
+/// connection broke (each relay carries at most 256 MiB and lives at most 10 minutes
+/// by the server's defaults). Moves to a better path do not count.
 pub const MAX_RELAY_HOPS: u32 = 64;
 
-/// How long a receiver that stored everything waits for the sender to close.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long the side that answered last (a receiver that stored everything, a joiner
+/// that has the groups) waits for the other to close: its answer may still be on the way.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The user id the ephemeral device keys of a transfer claim.
 const EPHEMERAL_USER: &str = "peers-transfer";
@@ -73,6 +88,10 @@ pub struct LinkOptions {
     pub pake_timeout: Duration,
     /// Once bytes move, fail when none moves for this long. Default: 60 s.
     pub stall_timeout: Duration,
+    /// WebRTC to try beside the relay (signaled through the same server, with the ICE
+    /// servers it hands out), or `None` to stay on the relay. Default: the WebRTC
+    /// defaults (candidates on every interface but loopback).
+    pub webrtc: Option<WebRtcConfig>,
 }
 
 impl LinkOptions {
@@ -84,6 +103,7 @@ impl LinkOptions {
             relay_wait: Duration::from_secs(30),
             pake_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
+            webrtc: Some(WebRtcConfig::default()),
         }
     }
 }
@@ -118,6 +138,47 @@ impl SendOptions {
     }
 }
 
+/// Cancels a running transfer from anywhere (a signal handler, another task).
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<watch::Sender<bool>>);
+
+impl Canceller {
+    fn new() -> (Canceller, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Canceller(Arc::new(tx)), rx)
+    }
+
+    /// Stops the transfer: the other side is told ("cancelled by the sender" or "by
+    /// the receiver") and the session closed; what the receiver verified stays in its
+    /// hidden staging directory for a later transfer of the same files.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Runs `work` until it ends or the transfer is cancelled ([`TransferError::Cancelled`]).
+async fn until_cancelled<T>(cancel: &watch::Receiver<bool>, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let mut cancel = cancel.clone();
+    tokio::select! {
+        result = work => result,
+        () = async {
+            if cancel.wait_for(|c| *c).await.is_err() {
+                // Every canceller is gone: nobody can cancel any more.
+                std::future::pending::<()>().await;
+            }
+        } => Err(TransferError::Cancelled.into()),
+    }
+}
+
+/// How a side closes its connections when it is done: the other side shows the reason.
+fn close_reason<T>(result: &Result<T>, side: &str) -> CloseReason {
+    match result {
+        Ok(_) => CloseReason::normal("transfer complete"),
+        Err(Error::Transfer(TransferError::Cancelled)) => CloseReason::normal(format!("cancelled by the {side}")),
+        Err(err) => CloseReason::normal(format!("transfer failed: {err}")),
+    }
+}
+
 /// A running send. Dropping it does not stop the transfer; [`cancel`](Self::cancel) does.
 #[derive(Debug)]
 pub struct SendHandle {
@@ -125,15 +186,20 @@ pub struct SendHandle {
     pub status: watch::Receiver<Status>,
     /// Paths left out because they are symbolic links or special files.
     pub skipped: Vec<PathBuf>,
-    cancel: Arc<Notify>,
+    cancel: Canceller,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl SendHandle {
-    /// Stops the transfer: the session is closed and the receiver sees the
-    /// connection close; [`finished`](Self::finished) returns [`TransferError::Cancelled`].
+    /// Stops the transfer ([`Canceller::cancel`]); [`finished`](Self::finished) returns
+    /// [`TransferError::Cancelled`].
     pub fn cancel(&self) {
-        self.cancel.notify_one();
+        self.cancel.cancel();
+    }
+
+    /// A canceller that outlives [`finished`](Self::finished)'s taking of the handle.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
     }
 
     /// Waits until the receiver has verified and stored everything, or the transfer failed.
@@ -147,14 +213,20 @@ impl SendHandle {
 pub struct ReceiveHandle {
     /// The transfer's phase, path and bytes.
     pub status: watch::Receiver<Status>,
-    cancel: Arc<Notify>,
+    cancel: Canceller,
     task: tokio::task::JoinHandle<Result<Received>>,
 }
 
 impl ReceiveHandle {
-    /// Stops the transfer; [`finished`](Self::finished) returns [`TransferError::Cancelled`].
+    /// Stops the transfer ([`Canceller::cancel`]); [`finished`](Self::finished) returns
+    /// [`TransferError::Cancelled`].
     pub fn cancel(&self) {
-        self.cancel.notify_one();
+        self.cancel.cancel();
+    }
+
+    /// A canceller that outlives [`finished`](Self::finished)'s taking of the handle.
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
     }
 
     /// Waits until everything is verified and stored (or the transfer failed).
@@ -185,6 +257,48 @@ pub(super) async fn register(link: &LinkOptions, keys: &DeviceKeys) -> Result<Si
     Err(last.map_or_else(|| Error::Config { field: "signaling", reason: "no server URL given".into() }, Error::from))
 }
 
+/// A code's session, created: the client registered for it, its events, the session
+/// and the code to show.
+pub(super) struct CodeSession {
+    pub(super) client: SignalingClient,
+    pub(super) events: tokio::sync::mpsc::Receiver<ClientEvent>,
+    pub(super) created: CreatedSession,
+    pub(super) code: TransferCode,
+}
+
+/// Registers `keys` with the signaling server of `link`, creates a `"pake"` session
+/// that lives `ttl` and makes the code of `words` words for its number.
+pub(super) async fn open_code(
+    link: &LinkOptions,
+    keys: &DeviceKeys,
+    words: usize,
+    ttl: Duration,
+) -> Result<CodeSession> {
+    let client = register(link, keys).await?;
+    let events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
+    let created = client.create_session_of(SessionKind::Pake, Some(ttl)).await?;
+    let slot = created.code.parse::<u32>().map_err(|_| {
+        TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
+    })?;
+    let code = TransferCode::generate(slot, words)?;
+    Ok(CodeSession { client, events, created, code })
+}
+
+/// Opens a relay to `device` and runs the PAKE of `code` on it: the relay and the
+/// device the PAKE confirmed.
+pub(super) async fn meet(
+    client: &SignalingClient,
+    device: &DeviceId,
+    code: &TransferCode,
+    role: Role,
+    own: &DeviceInfo,
+    link: &LinkOptions,
+) -> Result<(RelaySocket, DeviceInfo)> {
+    let relay = client.open_relay(device, link.relay_wait).await?;
+    let peer = authenticate_on(&relay, code, role, own, link.pake_timeout).await?;
+    Ok((relay, peer))
+}
+
 /// Scans `paths`, registers with the signaling server, creates the code's session and
 /// returns the code to give the receiver; the rest runs in the background (see the
 /// module documentation).
@@ -194,25 +308,16 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
         .await
         .map_err(|e| Error::Worker(e.to_string()))??;
     let (keys, info) = ephemeral()?;
-    let client = register(&options.link, &keys).await?;
-    let events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
-    let created = client.create_session_of(SessionKind::Pake, Some(options.code_ttl)).await?;
-    let slot = created.code.parse::<u32>().map_err(|_| {
-        TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
-    })?;
-    let code = TransferCode::generate(slot, options.words)?;
+    let CodeSession { client, events, created, code } =
+        open_code(&options.link, &keys, options.words, options.code_ttl).await?;
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
-    let cancel = Arc::new(Notify::new());
+    let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx };
-    let stop = cancel.clone();
+    let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         // `events` stays open until the end: later notices are read by nobody, not refused.
         let mut events = events;
-        let result = tokio::select! {
-            result = sender.run(&mut events, &scanned) => result,
-            () = stop.notified() => Err(TransferError::Cancelled.into()),
-        };
+        let result = sender.run(&mut events, &scanned).await;
         sender.finish(&result).await;
         result
     });
@@ -228,49 +333,90 @@ struct Sender {
     info: DeviceInfo,
     options: SendOptions,
     status: watch::Sender<Status>,
+    cancelled: watch::Receiver<bool>,
 }
 
 impl Sender {
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
-        let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
-        set_stage(&self.status, Stage::Authenticating);
         let link = &self.options.link;
-        let relay = self.client.open_relay(&receiver, link.relay_wait).await?;
-        let peer = authenticate_on(&relay, &self.code, Role::Creator, &self.info, link.pake_timeout).await?;
-        let mut next = Some(relay);
+        let (receiver, relay, peer) = until_cancelled(&self.cancelled, async {
+            let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
+            set_stage(&self.status, Stage::Authenticating);
+            let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
+            Ok((receiver, relay, peer))
+        })
+        .await?;
+        set_stage(&self.status, Stage::Connecting);
+        let drain = self.options.answer_timeout;
+        let mut paths =
+            Paths::start(Side::Sender, self.keys.clone(), &peer, &self.client, link, drain, relay, |_| {}).await?;
+        let result = until_cancelled(&self.cancelled, self.transfer(&mut paths, &receiver, scanned)).await;
+        paths.close(close_reason(&result, "sender")).await;
+        result
+    }
+
+    /// Sends over the active connection; pauses and goes on over a better one when the
+    /// manager switches, and goes on over another (or a new relay) when one breaks.
+    async fn transfer(&self, paths: &mut Paths, receiver: &DeviceId, scanned: &Scanned) -> Result<()> {
+        let link = &self.options.link;
+        let no_path = || TransferError::Protocol("no connection to the receiver".into());
+        let mut conn = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
         let mut hops = 0;
         loop {
-            let relay = match next.take() {
-                Some(relay) => relay,
-                None => self.client.open_relay(&receiver, link.relay_wait).await?,
-            };
-            set_stage(&self.status, Stage::Connecting);
-            let config = pinned_config(self.keys.clone(), peer.clone());
-            let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
-            set_connected(&self.status, &conn);
+            set_connected(&self.status, class_of(&conn));
             let before = self.status.borrow().progress.bytes_done;
             let (progress_tx, progress_rx) = watch::channel(TransferProgress::default());
+            let (pause_tx, pause) = watch::channel(false);
+            let mut better = None;
             let sent = tokio::select! {
-                sent = exchange::send(&conn, scanned, self.options.answer_timeout, &progress_tx) => sent,
+                sent = async {
+                    let send = exchange::send_until(&conn, scanned, self.options.answer_timeout, &progress_tx, &pause);
+                    tokio::pin!(send);
+                    tokio::select! {
+                        sent = &mut send => sent,
+                        change = paths.changed(Some(&conn)) => {
+                            if let Change::Active(next) = change {
+                                debug!(to = class_of(&next).name(), "a better path is up: pausing at the next chunk");
+                                pause_tx.send_replace(true);
+                                better = Some(next);
+                            }
+                            send.await
+                        }
+                    }
+                } => sent,
                 stalled = follow(progress_rx, &self.status, link.stall_timeout) => Err(stalled.into()),
             };
             let after = *progress_tx.borrow();
             self.status.send_modify(|s| s.progress = after);
-            let resume =
-                sent.is_err() && hops < MAX_RELAY_HOPS && after.bytes_done > before && relay_ended(&conn).await;
             match sent {
-                Ok(()) => {
+                Ok(Sent::Complete) => {
                     set_stage(&self.status, Stage::Done);
-                    conn.close(CloseReason::normal("transfer complete")).await;
                     return Ok(());
                 }
-                Err(err) if resume => {
-                    hops += 1;
-                    info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
+                Ok(Sent::Paused) => {
+                    conn = better.or_else(|| paths.active()).ok_or_else(no_path)?;
+                    info!(to = class_of(&conn).name(), done = after.bytes_done, "going on over a better path");
                 }
+                // An answer (declined, a changed source, ...): no other path changes it.
+                Err(err @ Error::Transfer(_)) => return Err(err),
                 Err(err) => {
-                    conn.close(CloseReason::normal(format!("transfer failed: {err}"))).await;
-                    return Err(err);
+                    let Some(reason) = closed_under(&conn).await else { return Err(err) };
+                    let other = paths.active().filter(|c| c.session_id() != conn.session_id());
+                    if let Some(other) = other.filter(|_| hops < MAX_RELAY_HOPS) {
+                        hops += 1;
+                        info!(%err, to = class_of(&other).name(), "the path broke; going on over another");
+                        conn = other;
+                    } else if reason.by == ClosedBy::Remote && !path_failed(&reason) {
+                        let why = format!("the receiver closed the connection: {}", reason.message);
+                        return Err(TransferError::Protocol(why).into());
+                    } else if after.bytes_done > before && hops < MAX_RELAY_HOPS && path_failed(&reason) {
+                        hops += 1;
+                        info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
+                        paths.add_relay(self.client.open_relay(receiver, link.relay_wait).await?).await?;
+                        conn = paths.active_within(link.relay_wait).await.ok_or(err)?;
+                    } else {
+                        return Err(err);
+                    }
                 }
             }
         }
@@ -354,14 +500,10 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
         }
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
-    let cancel = Arc::new(Notify::new());
-    let stop = cancel.clone();
-    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx };
+    let (cancel, cancelled) = Canceller::new();
+    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
-        let result = tokio::select! {
-            result = receiver.run(&client, options) => result,
-            () = stop.notified() => Err(TransferError::Cancelled.into()),
-        };
+        let result = receiver.run(&client, options).await;
         if let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await {
             debug!(%err, "could not close the code's session (the sender may have closed it)");
         }
@@ -379,13 +521,14 @@ struct Receiver {
     info: DeviceInfo,
     link: LinkOptions,
     status: watch::Sender<Status>,
+    cancelled: watch::Receiver<bool>,
 }
 
 impl Receiver {
     async fn run(&self, client: &SignalingClient, mut options: ReceiveOptions) -> Result<Received> {
         let link = &self.link;
         // A "no" ends with the sender closing the connection: remember it was ours.
-        // The offer of a manifest already accepted (again, on a new relay) is not asked again.
+        // The offer of a manifest already accepted (again, on another path) is not asked again.
         let declined = Arc::new(AtomicBool::new(false));
         let accepted: Arc<Mutex<Option<Hash>>> = Arc::default();
         let (decide, said_no, said_yes) = (options.decide.clone(), declined.clone(), accepted.clone());
@@ -404,107 +547,123 @@ impl Receiver {
                 yes
             })
         });
-        let relay = client.open_relay(&self.sender, link.relay_wait).await?;
-        let peer = authenticate_on(&relay, &self.code, Role::Joiner, &self.info, link.pake_timeout).await?;
-        let mut next = Some(relay);
-        let mut hops = 0;
-        loop {
-            let relay = match next.take() {
-                Some(relay) => relay,
-                None => client.open_relay(&self.sender, link.relay_wait).await?,
-            };
-            let before = self.status.borrow().progress.bytes_done;
-            let (conn, result) = self.attempt(relay, &peer, &options, &declined).await?;
-            let after = self.status.borrow().progress.bytes_done;
-            let resume = result.is_err() && hops < MAX_RELAY_HOPS && after > before && relay_ended(&conn).await;
-            match result {
-                Ok(received) => {
-                    set_stage(&self.status, Stage::Done);
-                    // The stream's final answer may still be on its way to the sender,
-                    // which closes once it has it; close only if it does not.
-                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;
-                    conn.close(CloseReason::normal("transfer over")).await;
-                    return Ok(received);
+        let (relay, peer) =
+            until_cancelled(&self.cancelled, meet(client, &self.sender, &self.code, Role::Joiner, &self.info, link))
+                .await?;
+        set_stage(&self.status, Stage::Connecting);
+        // The handlers go on every connection before the sender may call (its offer comes at once).
+        let handlers = ReceiverHandlers::new(options);
+        let on_each = handlers.clone();
+        let setup = move |conn: &Connection| {
+            on_each.expose(conn);
+        };
+        let drain = DEFAULT_ANSWER_TIMEOUT;
+        let mut paths =
+            Paths::start(Side::Receiver, self.keys.clone(), &peer, client, link, drain, relay, setup).await?;
+        let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
+        if result.is_ok() {
+            set_stage(&self.status, Stage::Done);
+            // The stream's final answer may still be on its way to the sender, which
+            // closes once it has it; close only if it does not.
+            let mut current = paths.active();
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Change::Active(next) = paths.changed(current.as_ref()).await {
+                    current = Some(next);
                 }
-                Err(err) if resume => {
-                    hops += 1;
-                    info!(%err, hop = hops, done = after, "the relay ended mid-way; resuming on a new one");
-                }
-                Err(err) => {
-                    conn.close(CloseReason::normal("transfer over")).await;
-                    return Err(err);
-                }
-            }
+            })
+            .await;
         }
+        paths.close(close_reason(&result, "receiver")).await;
+        result
     }
 
-    /// One connection over `relay`: accepts it and receives; returns the connection
-    /// with the outcome.
-    async fn attempt(
+    /// Follows the transfer over whichever connection carries it, until the data is
+    /// stored, it fails, or the sender is gone.
+    async fn receive(
         &self,
-        relay: RelaySocket,
-        peer: &DeviceInfo,
-        options: &ReceiveOptions,
+        paths: &mut Paths,
+        client: &SignalingClient,
+        handlers: &ReceiverHandlers,
         declined: &AtomicBool,
-    ) -> Result<(Connection, Result<Received>)> {
+    ) -> Result<Received> {
         let (link, status) = (&self.link, &self.status);
-        set_stage(status, Stage::Connecting);
-        // The handlers go in before the sender may call (its offer comes at once).
-        let slot: Arc<Mutex<Option<Incoming>>> = Arc::default();
-        let (install, options) = (slot.clone(), options.clone());
-        let config = pinned_config(self.keys.clone(), peer.clone()).with_setup(move |conn| {
-            let incoming = exchange::expose_receiver(conn, options.clone());
-            *install.lock().unwrap_or_else(|e| e.into_inner()) = Some(incoming);
-        });
-        let conn = Connection::accept(Box::new(relay), config).await?;
-        set_connected(status, &conn);
-        let incoming = slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| Error::Worker("the receiving handlers were not installed".into()))?;
-        let progress = incoming.progress.clone();
-        let mut outcome = incoming.outcome.clone();
-        let ended = async {
-            match outcome.wait_for(Option::is_some).await {
-                Ok(done) => done.clone().unwrap_or_else(|| Err("no outcome".into())),
-                Err(_) => Err("the receiver stopped".into()),
-            }
-        };
-        let result = tokio::select! {
-            done = ended => done.map_err(|e| Error::Transfer(TransferError::Protocol(e))),
-            stalled = follow(progress.clone(), status, link.stall_timeout) => Err(stalled.into()),
-            reason = conn.closed() => {
-                // The data task may still be reporting why the stream broke.
-                let mut outcome = incoming.outcome.clone();
-                match tokio::time::timeout(Duration::from_secs(2), outcome.wait_for(Option::is_some)).await {
-                    Ok(Ok(done)) => done.clone().unwrap_or_else(|| Err("no outcome".into()))
-                        .map_err(|e| Error::Transfer(TransferError::Protocol(e))),
-                    _ if declined.load(Ordering::Relaxed) => Err(TransferError::Declined("you said no".into()).into()),
-                    _ => Err(TransferError::Protocol(format!("the sender closed the connection: {}", reason.message)).into()),
+        let no_path = || TransferError::Protocol("no connection to the sender".into());
+        let mut current = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
+        set_connected(status, class_of(&current));
+        let mut outcome = handlers.last_outcome();
+        let mut carrier = handlers.carrier();
+        let mut last_error = None;
+        let mut hops = 0;
+        let mut at_hop = 0;
+        let stalled = follow(handlers.progress(), status, link.stall_timeout);
+        tokio::pin!(stalled);
+        loop {
+            tokio::select! {
+                changed = outcome.changed() => {
+                    changed.map_err(|_| Error::Worker("the receiving handlers stopped".into()))?;
+                    match outcome.borrow_and_update().clone() {
+                        Some(Ok(received)) => return Ok(received),
+                        Some(Err(err)) => {
+                            debug!(%err, "a data stream failed; waiting for the sender to go on or give up");
+                            last_error = Some(err);
+                        }
+                        None => {}
+                    }
+                }
+                stalled = &mut stalled => return Err(stalled.into()),
+                // The status shows the path the bytes take (the data stream's), which
+                // may lag the manager's switch by the chunks in flight on the old one.
+                Ok(()) = carrier.changed() => {
+                    if let Some(class) = *carrier.borrow_and_update() {
+                        set_connected(status, class);
+                    }
+                }
+                change = paths.changed(Some(&current)) => match change {
+                    Change::Active(next) => current = next,
+                    Change::Lost => {
+                        let reason = current.closed().await;
+                        let done = status.borrow().progress.bytes_done;
+                        if done > at_hop && hops < MAX_RELAY_HOPS && path_failed(&reason) {
+                            hops += 1;
+                            at_hop = done;
+                            info!(reason = %reason.message, hop = hops, done, "the relay ended mid-way; resuming on a new one");
+                            paths.add_relay(client.open_relay(&self.sender, link.relay_wait).await?).await?;
+                            current = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
+                            continue;
+                        }
+                        // The data task may still be reporting why the stream broke.
+                        if let Ok(Ok(ended)) =
+                            tokio::time::timeout(Duration::from_secs(2), outcome.wait_for(Option::is_some)).await
+                        {
+                            last_error = match ended.clone() {
+                                Some(Ok(received)) => return Ok(received),
+                                Some(Err(err)) => Some(err),
+                                None => last_error,
+                            };
+                        }
+                        return Err(match last_error {
+                            Some(err) => TransferError::Protocol(err).into(),
+                            None if declined.load(Ordering::Relaxed) => TransferError::Declined("you said no".into()).into(),
+                            None => TransferError::Protocol(format!("the sender closed the connection: {}", reason.message)).into(),
+                        });
+                    }
                 }
             }
-        };
-        let last = *progress.borrow();
-        // An attempt that never got an offer leaves the last counts as they were.
-        if last.bytes_total > 0 {
-            status.send_modify(|s| s.progress = last);
         }
-        Ok((conn, result))
     }
 }
 
-/// Whether `conn` ended because its relay did (the server's caps on a relay's bytes
-/// and duration, or the path failing), not because the peer closed it on purpose:
-/// then both sides open a new relay, and the transfer resumes from the receiver's
-/// last verified chunk.
-async fn relay_ended(conn: &Connection) -> bool {
-    // A write that failed may see the closed socket before the connection records it.
-    match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
-        Ok(reason) => {
-            reason.by == ClosedBy::Remote
-                && matches!(reason.code, CloseCode::LimitExceeded | CloseCode::TransportFailure | CloseCode::Timeout)
-        }
-        Err(_) => false,
-    }
+/// Why `conn` closed, if it did (a write that failed may see the closed socket before
+/// the connection records it: waits up to 2 s).
+async fn closed_under(conn: &Connection) -> Option<CloseReason> {
+    tokio::time::timeout(Duration::from_secs(2), conn.closed()).await.ok()
+}
+
+/// Whether a connection closed with `reason` ended because its path did (the
+/// server's caps on a relay's bytes and duration, or the path failing, seen by
+/// either side), not because a side closed it on purpose: then, when no other
+/// connection is left, both sides open a new relay, and the transfer resumes from the
+/// receiver's last verified chunk.
+fn path_failed(reason: &CloseReason) -> bool {
+    matches!(reason.code, CloseCode::LimitExceeded | CloseCode::TransportFailure | CloseCode::Timeout)
 }

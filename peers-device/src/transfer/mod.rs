@@ -5,9 +5,11 @@
 //! are the password of a PAKE ([`pake`], SPAKE2) run between the two devices through
 //! the signaling server, which confirms each side's device key before anything else
 //! moves, so the server cannot put itself in the middle, and a wrong guess burns the
-//! session. Then the files move over an ordinary authenticated `Connection`, checked
+//! session. Then the files move over ordinary authenticated `Connection`s, checked
 //! chunk by chunk against the [`Manifest`]'s BLAKE3 hashes, and resume from the last
-//! verified chunk ([`progress`]).
+//! verified chunk ([`progress`]): they start on the signaling server's relay at once
+//! and move to a better path (WebRTC direct, then TURN) when it comes up, pausing at a
+//! chunk boundary so nothing verified is sent again.
 //!
 //! The parts without I/O: codes, the PAKE states, the manifest with its validation and
 //! path rules, and the sender's and receiver's positions. Around them: [`scan`], which
@@ -56,14 +58,15 @@ pub mod live;
 pub mod manifest;
 pub mod pairing;
 pub mod pake;
+mod paths;
 pub mod progress;
 pub mod rendezvous;
 pub mod scan;
 pub mod status;
 
 pub use code::TransferCode;
-pub use exchange::{Incoming, ReceiveOptions, Received, TransferProgress, expose_receiver};
-pub use live::{LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
+pub use exchange::{Incoming, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress, expose_receiver};
+pub use live::{Canceller, LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};

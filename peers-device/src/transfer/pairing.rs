@@ -31,13 +31,12 @@ use std::time::Duration;
 
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
 use peers_sdk::{CloseReason, Connection, DeviceInfo, DeviceKeys};
-use peers_signaling::protocol::SessionKind;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use super::code::DEFAULT_WORDS;
-use super::live::{LinkOptions, authenticate_on, ephemeral, register, wait_for_join};
+use super::live::{CLOSE_GRACE, CodeSession, LinkOptions, ephemeral, meet, open_code, register, wait_for_join};
 use super::pake::Role;
 use super::rendezvous::pinned_config;
 use super::{TransferCode, TransferError};
@@ -48,9 +47,6 @@ pub const PAIR_METHOD: &str = "pair.groups";
 
 /// Most groups one pairing names.
 pub const MAX_PAIR_GROUPS: usize = 64;
-
-/// How long the joiner waits for the creator to close once it has the groups.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The groups the creator pairs into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,13 +128,8 @@ pub async fn pair(
     offer.check()?;
     check_own(&keys, &own)?;
     let (signaling_keys, _) = ephemeral()?;
-    let client = register(&options.link, &signaling_keys).await?;
-    let mut events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
-    let created = client.create_session_of(SessionKind::Pake, Some(options.code_ttl)).await?;
-    let slot = created.code.parse::<u32>().map_err(|_| {
-        TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
-    })?;
-    let code = TransferCode::generate(slot, options.words)?;
+    let CodeSession { client, mut events, created, code } =
+        open_code(&options.link, &signaling_keys, options.words, options.code_ttl).await?;
     let cancel = Arc::new(Notify::new());
     let stop = cancel.clone();
     let task_code = code.clone();
@@ -146,8 +137,7 @@ pub async fn pair(
         let link = &options.link;
         let run = async {
             let joiner = wait_for_join(&mut events, &created, options.code_ttl).await?;
-            let relay = client.open_relay(&joiner, link.relay_wait).await?;
-            let peer = authenticate_on(&relay, &task_code, Role::Creator, &own, link.pake_timeout).await?;
+            let (relay, peer) = meet(&client, &joiner, &task_code, Role::Creator, &own, link).await?;
             let config = pinned_config(keys, peer.clone());
             let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
             let told: Result<()> =
@@ -178,8 +168,7 @@ pub async fn join(code: TransferCode, keys: Arc<DeviceKeys>, own: DeviceInfo, li
     let result = async {
         let joined = client.join_session(&code.session().to_string()).await?;
         let run = async {
-            let relay = client.open_relay(&joined.sender, link.relay_wait).await?;
-            let peer = authenticate_on(&relay, &code, Role::Joiner, &own, link.pake_timeout).await?;
+            let (relay, peer) = meet(&client, &joined.sender, &code, Role::Joiner, &own, &link).await?;
             let (offer_tx, mut offer_rx) = watch::channel(None::<PairOffer>);
             let offer_tx = Arc::new(Mutex::new(Some(offer_tx)));
             let config = pinned_config(keys, peer.clone()).with_setup(move |conn| {
@@ -194,15 +183,21 @@ pub async fn join(code: TransferCode, keys: Arc<DeviceKeys>, own: DeviceInfo, li
                 });
             });
             let conn = Connection::accept(Box::new(relay), config).await?;
+            let named = offer_rx.clone();
             let offer = tokio::select! {
                 got = tokio::time::timeout(link.pake_timeout, offer_rx.wait_for(Option::is_some)) => match got {
                     Ok(Ok(offer)) => offer.clone(),
                     _ => None,
                 },
-                reason = conn.closed() => {
-                    debug!(reason = %reason.message, "the creator closed before naming the groups");
-                    None
-                }
+                // The creator closes once it has the answer, which follows the groups: when
+                // both are ready at once (select! picks either), the groups are already here.
+                reason = conn.closed() => match named.borrow().clone() {
+                    Some(offer) => Some(offer),
+                    None => {
+                        debug!(reason = %reason.message, "the creator closed before naming the groups");
+                        None
+                    }
+                },
             };
             // The answer may still be on its way to the creator, which closes once it has it.
             let _ = tokio::time::timeout(CLOSE_GRACE, conn.closed()).await;

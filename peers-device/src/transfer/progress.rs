@@ -183,6 +183,11 @@ impl Sending {
         Some(chunk)
     }
 
+    /// Whether every chunk was handed out.
+    pub fn is_done(&self) -> bool {
+        self.next.is_none()
+    }
+
     /// Bytes handed out by [`next_chunk`](Self::next_chunk), plus those the receiver
     /// already had.
     pub fn sent_bytes(&self) -> u64 {

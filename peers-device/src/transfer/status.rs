@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use peers_sdk::Connection;
 use tokio::sync::watch;
 
 use super::TransferError;
@@ -63,12 +62,14 @@ pub(crate) fn set_stage(status: &watch::Sender<Status>, stage: Stage) {
     status.send_modify(|s| s.stage = stage);
 }
 
-/// Records the connection's class.
-pub(crate) fn set_connected(status: &watch::Sender<Status>, conn: &Connection) {
-    let class = ConnectionClass::of(conn.socket_info(), conn.path().as_ref());
+/// Records the class of the connection carrying the transfer: once connected, the
+/// stage is [`Stage::Offered`]; a later path keeps the stage.
+pub(crate) fn set_connected(status: &watch::Sender<Status>, class: ConnectionClass) {
     status.send_modify(|s| {
         s.class = Some(class);
-        s.stage = Stage::Offered;
+        if matches!(s.stage, Stage::WaitingForPeer | Stage::Authenticating | Stage::Connecting) {
+            s.stage = Stage::Offered;
+        }
     });
 }
 

@@ -1,7 +1,11 @@
-//! Shared harness of the manager tests: devices with a manager and SQLite
-//! engines, linked over in-memory sockets that can pose as any transport.
+//! Shared harness of the integration tests: devices with a manager and SQLite
+//! engines, linked over in-memory sockets that can pose as any transport; the
+//! `peers` binary as a process ([`cli`]); files to transfer ([`files`]).
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod cli;
+pub mod files;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -111,9 +111,19 @@ enum Command {
     /// Send files and directories to someone: prints a short code (such as
     /// 7-maple-orbit) and waits until the other side has received everything.
     /// Needs no daemon.
+    ///
+    /// Gives up when nobody used the code within --minutes, when the receiver
+    /// has not answered the offer within 10 minutes, and, once bytes move, when
+    /// nothing moved for 60 s (a receiver whose process died is seen at once).
+    /// Ctrl-C cancels and tells the receiver.
     Send(transfer::SendArgs),
     /// Receive what someone sends with `peers send`, by its code. Shows the names
     /// and the total size and asks first (unless --yes). Needs no daemon.
+    ///
+    /// Gives up when nothing moved for 60 s. Ctrl-C cancels and tells the
+    /// sender; what was verified stays hidden in the --out directory (never
+    /// shown as a finished file), and the same files sent again into it resume
+    /// from there.
     Receive(transfer::ReceiveArgs),
     /// Pair this device with another: prints a short code and waits for
     /// `peers join CODE` there; then each trusts the other in the groups (a
@@ -372,4 +382,16 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap's own checks (unique names, valid defaults) for every command, at test time
+    /// rather than at a user's first run.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

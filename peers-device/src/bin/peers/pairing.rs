@@ -13,11 +13,11 @@ use std::time::Duration;
 use peers_device::GroupId;
 use peers_device::daemon::DataDir;
 use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
-use peers_device::transfer::{LinkOptions, PairOptions, Paired, TransferCode, join, pair};
+use peers_device::transfer::{PairOptions, Paired, TransferCode, join, pair};
 use peers_sdk::DeviceInfo;
 use serde_json::json;
 
-use crate::transfer::line;
+use crate::transfer::{CodeArgs, SignalingArgs, line, reported};
 use crate::{CliResult, trust_code};
 
 /// `peers pair`'s arguments.
@@ -26,19 +26,14 @@ pub(crate) struct PairArgs {
     /// Groups both devices become members of (at least one; repeatable).
     #[arg(long = "group", value_delimiter = ',', required = true)]
     groups: Vec<GroupId>,
-    /// The signaling server (as for `peers run`).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
+    #[command(flatten)]
+    signaling: SignalingArgs,
     /// URLs where the other device can reach this one (default: those the running
     /// daemon advertises; none when no daemon runs).
     #[arg(long, env = "PEERS_ADVERTISE", value_delimiter = ',')]
     advertise: Vec<String>,
-    /// Words in the code: 2 (16 bits, one guess per code) to 4.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
-    words: u8,
-    /// Minutes the code stays valid (the server may cap it).
-    #[arg(long, default_value_t = 10)]
-    minutes: u64,
+    #[command(flatten)]
+    code: CodeArgs,
     /// One JSON object a line instead of text.
     #[arg(long)]
     json: bool,
@@ -49,9 +44,8 @@ pub(crate) struct PairArgs {
 pub(crate) struct JoinArgs {
     /// The code `peers pair` shows on the other device.
     code: String,
-    /// The signaling server (as for `peers run`).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
+    #[command(flatten)]
+    signaling: SignalingArgs,
     /// URLs where the other device can reach this one (default: those the running
     /// daemon advertises; none when no daemon runs).
     #[arg(long, env = "PEERS_ADVERTISE", value_delimiter = ',')]
@@ -64,42 +58,22 @@ pub(crate) struct JoinArgs {
 /// Runs `peers pair`.
 pub(crate) async fn run_pair(args: PairArgs, data: DataDir, timeout: Duration) -> CliResult<()> {
     let json = args.json;
-    let result = pair_inner(args, &data, timeout).await;
-    report(&result, json)
+    reported(pair_inner(args, &data, timeout).await, json)
 }
 
 /// Runs `peers join`.
 pub(crate) async fn run_join(args: JoinArgs, data: DataDir, timeout: Duration) -> CliResult<()> {
     let json = args.json;
-    let result = join_inner(args, &data, timeout).await;
-    report(&result, json)
-}
-
-fn report(result: &CliResult<()>, json: bool) -> CliResult<()> {
-    match result {
-        Err(err) if json => {
-            line(json!({ "event": "error", "message": err.to_string() }));
-            Err(err.to_string().into())
-        }
-        Err(err) => Err(err.to_string().into()),
-        Ok(()) => Ok(()),
-    }
+    reported(join_inner(args, &data, timeout).await, json)
 }
 
 async fn pair_inner(args: PairArgs, data: &DataDir, timeout: Duration) -> CliResult<()> {
     let (keys, own) = own_device(data, args.advertise, timeout).await?;
-    let mut options = PairOptions::new(LinkOptions::new(args.signaling));
-    options.words = usize::from(args.words);
-    options.code_ttl = Duration::from_secs(args.minutes.max(1) * 60);
-    let ttl = options.code_ttl;
+    let mut options = PairOptions::new(args.signaling.link());
+    options.words = args.code.words();
+    options.code_ttl = args.code.ttl();
     let (code, handle) = pair(keys, own, args.groups, options).await?;
-    match args.json {
-        true => line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() })),
-        false => {
-            println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
-            println!("on the other device: peers join {code}");
-        }
-    }
+    args.code.show(&code, args.json, "join");
     let paired = handle.finished().await?;
     trust_paired(data, paired, timeout, args.json).await
 }
@@ -107,7 +81,7 @@ async fn pair_inner(args: PairArgs, data: &DataDir, timeout: Duration) -> CliRes
 async fn join_inner(args: JoinArgs, data: &DataDir, timeout: Duration) -> CliResult<()> {
     let code: TransferCode = args.code.parse()?;
     let (keys, own) = own_device(data, args.advertise, timeout).await?;
-    let paired = join(code, keys, own, LinkOptions::new(args.signaling)).await?;
+    let paired = join(code, keys, own, args.signaling.link()).await?;
     trust_paired(data, paired, timeout, args.json).await
 }
 

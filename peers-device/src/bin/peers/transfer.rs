@@ -3,8 +3,8 @@
 //!
 //! Human output: the code and questions on standard output, progress bars and status
 //! lines on standard error (drawn only on a terminal). `--json`: one JSON object a
-//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `done`
-//! or `error`.
+//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `path`
+//! (the transfer moved to another path: `from`, `to`, `bytes_done`), `done` or `error`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use peers_device::transfer::{
-    EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive, send,
+    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive,
+    send,
 };
+use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -30,16 +32,12 @@ pub(crate) struct SendArgs {
     /// symbolic links are not followed, and are left out).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The signaling server (as for `peers run`; several separated by commas are
-    /// tried in order).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
-    /// Words in the code: 2 (16 bits, one guess per code) to 4.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
-    words: u8,
-    /// Minutes the code stays valid (the server may cap it).
-    #[arg(long, default_value_t = 10)]
-    minutes: u64,
+    #[command(flatten)]
+    signaling: SignalingArgs,
+    #[command(flatten)]
+    code: CodeArgs,
+    #[command(flatten)]
+    route: PathArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -57,12 +55,106 @@ pub(crate) struct ReceiveArgs {
     /// Accept without asking.
     #[arg(long)]
     yes: bool,
-    /// The signaling server (as for `peers run`).
-    #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
-    signaling: Vec<String>,
+    #[command(flatten)]
+    signaling: SignalingArgs,
+    #[command(flatten)]
+    route: PathArgs,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
+}
+
+/// `--signaling`, for every command that meets the other device by code.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SignalingArgs {
+    /// The signaling server (as for `peers run`; several separated by commas are
+    /// tried in order).
+    #[arg(long = "signaling", value_name = "URL", env = "PEERS_SIGNALING_URL", value_delimiter = ',', required = true)]
+    urls: Vec<String>,
+}
+
+impl SignalingArgs {
+    /// How to reach the other device.
+    pub(crate) fn link(self) -> LinkOptions {
+        LinkOptions::new(self.urls)
+    }
+}
+
+/// Which paths a transfer may take besides the signaling server's relay.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PathChoice {
+    /// The relay at once, then WebRTC (direct, or through TURN) when it comes up.
+    All,
+    /// The relay only.
+    Relay,
+    /// The relay, then WebRTC over loopback only (both sides on this machine:
+    /// tests, benchmarks).
+    Loopback,
+}
+
+/// `--paths`, for `peers send` and `peers receive`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct PathArgs {
+    /// Paths besides the relay: the transfer starts on the signaling server's relay
+    /// and moves to a better path (WebRTC direct, then TURN) when one comes up,
+    /// without starting over.
+    #[arg(long = "paths", value_name = "WHICH", value_enum, default_value = "all")]
+    via: PathChoice,
+}
+
+impl PathArgs {
+    /// `link` with these paths.
+    pub(crate) fn apply(&self, mut link: LinkOptions) -> LinkOptions {
+        link.webrtc = match self.via {
+            PathChoice::All => Some(WebRtcConfig::default()),
+            PathChoice::Relay => None,
+            PathChoice::Loopback => Some(WebRtcConfig::loopback()),
+        };
+        link
+    }
+}
+
+/// `--words` and `--minutes`, for every command that makes a code.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CodeArgs {
+    /// Words in the code: 2 (16 bits, one guess per code) to 4.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=4))]
+    words: u8,
+    /// Minutes the code stays valid (the server may cap it).
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+}
+
+impl CodeArgs {
+    /// Words in the code.
+    pub(crate) fn words(&self) -> usize {
+        usize::from(self.words)
+    }
+
+    /// How long the code stays valid (at least a minute).
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.minutes.max(1) * 60)
+    }
+
+    /// Shows `code`: a `code` event, or the code and what to type on the other device.
+    pub(crate) fn show(&self, code: &TransferCode, json: bool, command: &str) {
+        let ttl = self.ttl();
+        match json {
+            true => line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() })),
+            false => {
+                println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
+                println!("on the other device: peers {command} {code}");
+            }
+        }
+    }
+}
+
+/// Passes `result` on; with `--json`, an error is also an `error` event.
+pub(crate) fn reported<T>(result: CliResult<T>, json: bool) -> CliResult<T> {
+    if let (Err(err), true) = (&result, json) {
+        line(json!({ "event": "error", "message": err.to_string() }));
+    }
+    result
 }
 
 pub(crate) fn line(value: Value) {
@@ -74,30 +166,22 @@ pub(crate) fn line(value: Value) {
 /// Runs `peers send`.
 pub(crate) async fn run_send(args: SendArgs) -> CliResult<()> {
     let json = args.json;
-    let result = send_inner(args).await;
-    if let (Err(err), true) = (&result, json) {
-        line(json!({ "event": "error", "message": err.to_string() }));
-    }
-    result
+    reported(send_inner(args).await, json)
 }
 
 async fn send_inner(args: SendArgs) -> CliResult<()> {
-    let mut options = SendOptions::new(LinkOptions::new(args.signaling));
-    options.words = usize::from(args.words);
-    options.code_ttl = Duration::from_secs(args.minutes.max(1) * 60);
-    let ttl = options.code_ttl;
+    let mut options = SendOptions::new(args.route.apply(args.signaling.link()));
+    options.words = args.code.words();
+    options.code_ttl = args.code.ttl();
     let (code, handle) = send(args.paths, options).await?;
     for path in &handle.skipped {
         eprintln!("left out (a symbolic link or special file): {}", path.display());
     }
-    if args.json {
-        line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() }));
-    } else {
-        println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
-        println!("on the other device: peers receive {code}");
-    }
+    args.code.show(&code, args.json, "receive");
     let display = tokio::spawn(show(handle.status.clone(), args.json, Side::Sender));
+    let interrupt = cancel_on_interrupt(handle.canceller());
     let result = handle.finished().await;
+    interrupt.abort();
     let last = display.await.ok().flatten();
     result?;
     let bytes = last.map_or(0, |s| s.progress.bytes_total);
@@ -111,11 +195,7 @@ async fn send_inner(args: SendArgs) -> CliResult<()> {
 /// Runs `peers receive`.
 pub(crate) async fn run_receive(args: ReceiveArgs) -> CliResult<()> {
     let json = args.json;
-    let result = receive_inner(args).await;
-    if let (Err(err), true) = (&result, json) {
-        line(json!({ "event": "error", "message": err.to_string() }));
-    }
-    result
+    reported(receive_inner(args).await, json)
 }
 
 async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
@@ -137,10 +217,23 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
     });
     let options = ReceiveOptions { out_dir: out.clone(), decide };
-    let handle = receive(code, LinkOptions::new(args.signaling), options).await?;
+    let handle = receive(code, args.route.apply(args.signaling.link()), options).await?;
     let display = tokio::spawn(show(handle.status.clone(), json, Side::Receiver));
+    let interrupt = cancel_on_interrupt(handle.canceller());
     let result = handle.finished().await;
-    let _ = display.await;
+    interrupt.abort();
+    let last = display.await.ok().flatten();
+    if let (Err(_), Some(last)) = (&result, last) {
+        let kept = last.progress.bytes_done;
+        if kept > 0 && kept < last.progress.bytes_total {
+            eprintln!(
+                "kept {} verified of {} (hidden in {}): the same files sent again into it resume there",
+                HumanBytes(kept),
+                HumanBytes(last.progress.bytes_total),
+                out.display()
+            );
+        }
+    }
     let received = result?;
     match json {
         true => line(json!({
@@ -154,6 +247,20 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
         ),
     }
     Ok(())
+}
+
+/// Cancels the transfer on the first Ctrl-C (the other side is told why); a second
+/// one quits at once.
+fn cancel_on_interrupt(canceller: Canceller) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: cancelling and telling the other side (Ctrl-C again quits at once)");
+            canceller.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    })
 }
 
 /// Asks on the terminal (or reads a line of standard input); only y or yes accepts.
@@ -260,6 +367,11 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
         let new_stage = shown.is_none_or(|s| s.stage != now.stage);
         let new_path = shown.is_some_and(|s| s.class.is_some() && s.class != now.class);
         if json {
+            if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
+                line(json!({
+                    "event": "path", "from": from.name(), "to": to.name(), "bytes_done": now.progress.bytes_done,
+                }));
+            }
             let due = last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL);
             if new_stage || new_path || due {
                 line(status_json(&now));
@@ -274,7 +386,7 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
                 say(text);
             }
             if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
-                say(format!("path: {from} → {to}"));
+                say(format!("path: {} → {} after {}", from.name(), to.name(), HumanBytes(now.progress.bytes_done)));
             }
             if matches!(now.stage, Stage::Moving | Stage::Done) && tty {
                 let bar = bar.get_or_insert_with(|| new_bar(now.progress.bytes_total));
