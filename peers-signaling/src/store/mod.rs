@@ -152,3 +152,22 @@ impl StoreConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build without the `redis` feature refuses a Redis store by name
+    /// instead of starting without it; a build with it checks the URL.
+    #[test]
+    fn a_redis_store_needs_the_redis_feature() {
+        let checked = StoreConfig::redis("redis://127.0.0.1:6379").validate();
+        if cfg!(feature = "redis") {
+            checked.unwrap();
+        } else {
+            let err = checked.unwrap_err().to_string();
+            assert!(err.contains("store.redis_url") && err.contains("`redis` feature"), "{err}");
+        }
+        assert!(StoreConfig::Memory.validate().is_ok());
+    }
+}
