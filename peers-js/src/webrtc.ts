@@ -388,7 +388,10 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
       pc.onicecandidate = (ev) => {
         const c = ev.candidate;
         if (settled || !c || !c.candidate) return;
-        send("ice-candidate", { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null }).catch(() => {});
+        const body: Record<string, unknown> = { candidate: c.candidate };
+        if (typeof c.sdpMid === "string") body.sdpMid = c.sdpMid;
+        if (typeof c.sdpMLineIndex === "number") body.sdpMLineIndex = c.sdpMLineIndex;
+        send("ice-candidate", body).catch(() => {});
       };
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === "failed") fail(new PeersError("Transport", "WebRtc", "ICE or DTLS failed"));
