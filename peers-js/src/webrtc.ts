@@ -52,12 +52,14 @@ export interface PeerConnectionLike {
   readonly connectionState: string;
   createDataChannel(label: string, options: { ordered: boolean }): DataChannelLike;
   createOffer(): Promise<{ type: string; sdp?: string }>;
+  createAnswer(): Promise<{ type: string; sdp?: string }>;
   setLocalDescription(description: { type: string; sdp?: string }): Promise<void>;
   setRemoteDescription(description: { type: string; sdp: string }): Promise<void>;
   addIceCandidate(candidate: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }): Promise<void>;
   close(): void;
   onicecandidate: ((ev: { candidate: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null } | null }) => void) | null;
   onconnectionstatechange: ((ev: unknown) => void) | null;
+  ondatachannel: ((ev: { channel: DataChannelLike }) => void) | null;
 }
 
 export type PeerConnectionFactory = (config: { iceServers: IceServer[] }) => PeerConnectionLike;
@@ -189,9 +191,10 @@ export class WebRtcSocket implements Socket {
     }
     if (typeof msg !== "object" || msg === null) return;
     if (msg.t === "close") {
-      const code = CLOSE_CODES.includes(msg.code as CloseCode) ? (msg.code as CloseCode) : "ProtocolError";
-      const message = typeof msg.message === "string" ? truncateUtf8(msg.message, MAX_REASON_LEN) : "malformed close message";
-      this.inbox.end({ code, message, by: "Remote" });
+      // A close we cannot read is an unknown control message, ignored as the Rust side does;
+      // the peer closing its connection then ends the socket with TransportFailure.
+      if (!CLOSE_CODES.includes(msg.code as CloseCode) || typeof msg.message !== "string") return;
+      this.inbox.end({ code: msg.code as CloseCode, message: truncateUtf8(msg.message, MAX_REASON_LEN), by: "Remote" });
       this.wake();
       this.pc.close();
     } else if (msg.t === "empty") {
@@ -297,6 +300,57 @@ export interface DialOptions {
   socket?: WebRtcSocketOptions;
 }
 
+interface CandidateInit {
+  candidate: string;
+  sdpMid: string;
+  sdpMLineIndex: number;
+}
+
+interface Refusal {
+  code: string;
+  detail: string;
+}
+
+/** An offer's or answer's SDP, checked as §1 says (size, `v=0`, `m=application`, one SHA-256 fingerprint). */
+function checkSdp(body: Record<string, unknown>): string | Refusal {
+  const sdp = body.sdp;
+  if (typeof sdp !== "string") return { code: "BadSdp", detail: "no sdp" };
+  if (sdp.length > MAX_SDP_LEN) return { code: "TooLarge", detail: `sdp of ${sdp.length} bytes over ${MAX_SDP_LEN}` };
+  if (!sdp.startsWith("v=0") || !sdp.includes("m=application")) return { code: "BadSdp", detail: "not a data channel sdp" };
+  try {
+    sha256Fingerprint(sdp);
+  } catch (err) {
+    return { code: "BadSdp", detail: (err as Error).message };
+  }
+  return sdp;
+}
+
+/** A remote candidate, checked as §1 says; absent mid and index mean the one media section. */
+function checkCandidate(body: Record<string, unknown>): CandidateInit | Refusal {
+  const candidate = body.candidate;
+  if (typeof candidate !== "string") return { code: "BadCandidate", detail: "no candidate" };
+  if (candidate.length > MAX_CANDIDATE_LEN) return { code: "TooLarge", detail: `candidate of ${candidate.length} bytes` };
+  if (candidate !== "" && (!candidate.startsWith("candidate:") || /[\u0000-\u001f\u007f]/.test(candidate))) {
+    return { code: "BadCandidate", detail: "a malformed candidate" };
+  }
+  const mid = body.sdpMid;
+  if (mid !== undefined && mid !== null && (typeof mid !== "string" || mid.length > 32)) return { code: "BadCandidate", detail: "bad sdpMid" };
+  const index = body.sdpMLineIndex;
+  return {
+    candidate,
+    sdpMid: typeof mid === "string" ? mid : "0",
+    sdpMLineIndex: Number.isSafeInteger(index) && (index as number) >= 0 ? (index as number) : 0,
+  };
+}
+
+/** A local candidate as an `ice-candidate` body (absent mid and index left out). */
+function candidateBody(c: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }): Record<string, unknown> {
+  const body: Record<string, unknown> = { candidate: c.candidate };
+  if (typeof c.sdpMid === "string") body.sdpMid = c.sdpMid;
+  if (typeof c.sdpMLineIndex === "number") body.sdpMLineIndex = c.sdpMLineIndex;
+  return body;
+}
+
 function sessionId(): string {
   return toHex(randomBytes(16));
 }
@@ -320,7 +374,7 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
   channel.binaryType = "arraybuffer";
   let settled = false;
   let remoteSet = false;
-  const pending: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }[] = [];
+  const pending: CandidateInit[] = [];
   let chain = Promise.resolve();
   let listener: ((s: IncomingSignal) => void) | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -349,26 +403,15 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
             const body = s.body;
             if (s.kind === "answer") {
               if (remoteSet) return refuse("DuplicateSession", "a second answer");
-              const sdp = body.sdp;
-              if (typeof sdp !== "string") return refuse("BadSdp", "an answer without sdp");
-              if (sdp.length > MAX_SDP_LEN) return refuse("TooLarge", `sdp of ${sdp.length} bytes`);
-              if (!sdp.startsWith("v=0") || !sdp.includes("m=application")) return refuse("BadSdp", "not a data channel sdp");
-              sha256Fingerprint(sdp);
+              const sdp = checkSdp(body);
+              if (typeof sdp !== "string") return refuse(sdp.code, sdp.detail);
               await pc.setRemoteDescription({ type: "answer", sdp });
               remoteSet = true;
               for (const c of pending.splice(0)) await pc.addIceCandidate(c);
             } else if (s.kind === "ice-candidate") {
-              const candidate = body.candidate;
-              if (typeof candidate !== "string" || candidate.length > MAX_CANDIDATE_LEN) return refuse("BadCandidate", "a bad candidate");
-              if (candidate !== "" && (!candidate.startsWith("candidate:") || /[\u0000-\u001f\u007f]/.test(candidate))) {
-                return refuse("BadCandidate", "a malformed candidate");
-              }
-              if (candidate === "") return; // end of candidates
-              const c = {
-                candidate,
-                sdpMid: typeof body.sdpMid === "string" && body.sdpMid.length <= 32 ? body.sdpMid : "0",
-                sdpMLineIndex: Number.isSafeInteger(body.sdpMLineIndex) ? (body.sdpMLineIndex as number) : 0,
-              };
+              const c = checkCandidate(body);
+              if ("code" in c) return refuse(c.code, c.detail);
+              if (c.candidate === "") return; // end of candidates
               if (remoteSet) await pc.addIceCandidate(c);
               else if (pending.length < maxPending) pending.push(c);
               else refuse("Flooded", "too many candidates before the answer");
@@ -386,12 +429,7 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
       };
       signaling.on("signal", listener);
       pc.onicecandidate = (ev) => {
-        const c = ev.candidate;
-        if (settled || !c || !c.candidate) return;
-        const body: Record<string, unknown> = { candidate: c.candidate };
-        if (typeof c.sdpMid === "string") body.sdpMid = c.sdpMid;
-        if (typeof c.sdpMLineIndex === "number") body.sdpMLineIndex = c.sdpMLineIndex;
-        send("ice-candidate", body).catch(() => {});
+        if (!settled && ev.candidate?.candidate) send("ice-candidate", candidateBody(ev.candidate)).catch(() => {});
       };
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === "failed") fail(new PeersError("Transport", "WebRtc", "ICE or DTLS failed"));
@@ -425,4 +463,189 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
 /** Whether `id` is a valid session id (1–64 of `[0-9A-Za-z_-]`). */
 export function isSessionId(id: unknown): boolean {
   return typeof id === "string" && SESSION_ID.test(id);
+}
+
+export interface AcceptOptions {
+  /** Creates the peer connection: `(config) => new RTCPeerConnection(config)`. */
+  createPeerConnection: PeerConnectionFactory;
+  /** ICE servers; default: the signaling server's `ice-config`, asked per attempt. */
+  iceServers?: IceServer[];
+  /** One attempt, from the offer to the open channel, ms. Default 15,000. */
+  timeoutMs?: number;
+  /** Attempts in progress. Default 32 (`max_sessions`). */
+  maxSessions?: number;
+  /** Open sockets not yet taken by `accept()`. Default 16 (`accept_queue`). */
+  acceptQueue?: number;
+  /** Remote candidates held before the offer is applied. Default 64. */
+  maxPendingCandidates?: number;
+  /** Told of every signal refused (`BadSessionId`, `BadSdp`, `DuplicateSession`, `Flooded`...). */
+  onRefusal?: (refusal: { from: string; code: string; detail: string }) => void;
+  socket?: WebRtcSocketOptions;
+}
+
+/** An accepted WebRTC socket and the device that dialed, as the signaling server authenticated it. */
+export interface AcceptedSocket {
+  from: string;
+  socket: WebRtcSocket;
+}
+
+interface AcceptSession {
+  /** Created once the ICE servers are known. */
+  pc: PeerConnectionLike | undefined;
+  remoteSet: boolean;
+  pending: CandidateInit[];
+  chain: Promise<void>;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * The accepting side (docs/transport-webrtc.md §1–2): answers offers relayed by
+ * `signaling`, one session per `(sender, session id)`, and queues each socket
+ * whose channel opened for {@link accept}. Signals are checked and routed as §1
+ * says; a refused offer is answered with an `error` signal, never a cancel or error.
+ */
+export class WebRtcAcceptor {
+  private readonly sessions = new Map<string, AcceptSession>();
+  private readonly ready: AcceptedSocket[] = [];
+  private waiter: { resolve: (s: AcceptedSocket) => void; reject: (e: Error) => void } | undefined;
+  private stopped = false;
+  private readonly listener = (s: IncomingSignal) => this.onSignal(s);
+
+  constructor(private readonly signaling: SignalingClient, private readonly options: AcceptOptions) {
+    signaling.on("signal", this.listener);
+  }
+
+  /** The next accepted socket; rejects with `Closed` once {@link close} was called. */
+  accept(): Promise<AcceptedSocket> {
+    const next = this.ready.shift();
+    if (next) return Promise.resolve(next);
+    if (this.stopped) return Promise.reject(new PeersError("Closed", "Closed", "the acceptor is closed"));
+    if (this.waiter) return Promise.reject(new Error("accept called concurrently"));
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** Stops answering, ends every attempt in progress and closes sockets not yet taken. */
+  close(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.signaling.off("signal", this.listener);
+    for (const key of [...this.sessions.keys()]) this.end(key);
+    for (const { socket } of this.ready.splice(0)) void socket.close("GoingAway", "acceptor closed");
+    this.waiter?.reject(new PeersError("Closed", "Closed", "the acceptor is closed"));
+    this.waiter = undefined;
+  }
+
+  private refuse(s: IncomingSignal, code: string, detail: string, reply: boolean): void {
+    this.options.onRefusal?.({ from: s.from, code, detail });
+    if (reply && typeof s.body.session === "string") {
+      const body = { session: s.body.session.slice(0, 64), message: truncateUtf8(`${code}: ${detail}`, MAX_REASON_LEN) };
+      this.signaling.signal(s.from, "error", body, { ttlMs: 0 }).catch(() => {});
+    }
+  }
+
+  private onSignal(s: IncomingSignal): void {
+    if (this.stopped || !["offer", "answer", "ice-candidate", "cancel", "error"].includes(s.kind)) return;
+    const answerable = s.kind === "offer" || s.kind === "answer";
+    if (!isSessionId(s.body.session)) return this.refuse(s, "BadSessionId", "session id is not 1-64 of [0-9A-Za-z_-]", answerable);
+    const key = `${s.from}/${s.body.session as string}`;
+    const session = this.sessions.get(key);
+    if (s.kind === "offer") {
+      if (session) return this.refuse(s, "DuplicateSession", "an offer for a session in progress", true);
+      const max = this.options.maxSessions ?? 32;
+      if (this.sessions.size >= max || this.ready.length >= (this.options.acceptQueue ?? 16)) {
+        return this.refuse(s, "Flooded", "too many attempts in progress", true);
+      }
+      const sdp = checkSdp(s.body);
+      if (typeof sdp !== "string") return this.refuse(s, sdp.code, sdp.detail, true);
+      return this.start(key, s.from, s.body.session as string, sdp);
+    }
+    if (!session) {
+      if (s.kind === "answer" || s.kind === "ice-candidate") this.refuse(s, "UnknownSession", `${s.kind} for no session in progress`, answerable);
+      return; // a cancel or error for an attempt already over
+    }
+    if (s.kind === "answer") return this.refuse(s, "UnknownSession", "an answer to an acceptor", true);
+    if (s.kind === "cancel" || s.kind === "error") return this.end(key);
+    const c = checkCandidate(s.body);
+    if ("code" in c) return this.refuse(s, c.code, c.detail, false);
+    if (c.candidate === "") return;
+    session.chain = session.chain.then(async () => {
+      if (session.remoteSet) await session.pc?.addIceCandidate(c).catch(() => {});
+      else if (session.pending.length < (this.options.maxPendingCandidates ?? 64)) session.pending.push(c);
+      else this.refuse(s, "Flooded", "too many candidates before the offer was applied", false);
+    });
+  }
+
+  private end(key: string, tell?: { from: string; session: string; message: string }): void {
+    const session = this.sessions.get(key);
+    if (!session) return;
+    this.sessions.delete(key);
+    clearTimeout(session.timer);
+    session.pc?.close();
+    if (tell) this.signaling.signal(tell.from, "cancel", { session: tell.session, message: tell.message }, { ttlMs: 0 }).catch(() => {});
+  }
+
+  private start(key: string, from: string, id: string, offer: string): void {
+    const timeoutMs = this.options.timeoutMs ?? 15_000;
+    const send = (kind: string, body: Record<string, unknown>) =>
+      this.signaling.signal(from, kind, { session: id, ...body }, { ttlMs: timeoutMs });
+    const fail = (message: string) => this.end(key, { from, session: id, message });
+    const session: AcceptSession = {
+      pc: undefined,
+      remoteSet: false,
+      pending: [],
+      chain: Promise.resolve(),
+      timer: setTimeout(() => fail("connect timeout"), timeoutMs),
+    };
+    this.sessions.set(key, session);
+    session.chain = (async () => {
+      const iceServers = this.options.iceServers ?? (await this.signaling.iceConfig()).iceServers;
+      if (this.sessions.get(key) !== session) return;
+      const pc = this.options.createPeerConnection({ iceServers });
+      session.pc = pc;
+      let taken = false;
+      pc.onicecandidate = (ev) => {
+        if (this.sessions.get(key) === session && ev.candidate?.candidate) send("ice-candidate", candidateBody(ev.candidate)).catch(() => {});
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === "failed" && this.sessions.get(key) === session) fail("ICE or DTLS failed");
+      };
+      pc.ondatachannel = (ev) => {
+        if (taken) return; // only the first channel is used
+        taken = true;
+        const channel = ev.channel;
+        const opened = () => {
+          if (this.sessions.get(key) !== session) return;
+          clearTimeout(session.timer);
+          this.sessions.delete(key);
+          let socket: WebRtcSocket;
+          try {
+            socket = new WebRtcSocket(pc, channel, this.options.socket);
+          } catch (err) {
+            pc.close();
+            return this.options.onRefusal?.({ from, code: "Fingerprint", detail: (err as Error).message });
+          }
+          this.deliver({ from, socket });
+        };
+        if (channel.readyState === "open") opened();
+        else channel.onopen = opened;
+      };
+      await pc.setRemoteDescription({ type: "offer", sdp: offer });
+      session.remoteSet = true;
+      for (const c of session.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+      await pc.setLocalDescription(await pc.createAnswer());
+      const sdp = pc.localDescription?.sdp;
+      if (!sdp) throw new Error("no local description");
+      await send("answer", { sdp });
+    })().catch((err: unknown) => {
+      if (this.sessions.get(key) === session) fail(`webrtc: ${truncateUtf8((err as Error).message, 200)}`);
+    });
+  }
+
+  private deliver(accepted: AcceptedSocket): void {
+    if (this.stopped) return void accepted.socket.close("GoingAway", "acceptor closed");
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (w) w.resolve(accepted);
+    else this.ready.push(accepted);
+  }
 }
