@@ -569,9 +569,14 @@ export class WebRtcAcceptor {
     if ("code" in c) return this.refuse(s, c.code, c.detail, false);
     if (c.candidate === "") return;
     session.chain = session.chain.then(async () => {
-      if (session.remoteSet) await session.pc?.addIceCandidate(c).catch(() => {});
+      if (session.remoteSet) await session.pc?.addIceCandidate(c);
       else if (session.pending.length < (this.options.maxPendingCandidates ?? 64)) session.pending.push(c);
       else this.refuse(s, "Flooded", "too many candidates before the offer was applied", false);
+    }).catch((err: unknown) => {
+      // a candidate that passed our checks but not the library's fails only this session
+      if (this.sessions.get(key) === session) {
+        this.end(key, { from: s.from, session: s.body.session as string, message: truncateUtf8(`webrtc: ${(err as Error).message}`, 200) });
+      }
     });
   }
 
@@ -630,12 +635,14 @@ export class WebRtcAcceptor {
         else channel.onopen = opened;
       };
       await pc.setRemoteDescription({ type: "offer", sdp: offer });
-      session.remoteSet = true;
-      for (const c of session.pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
       await pc.setLocalDescription(await pc.createAnswer());
       const sdp = pc.localDescription?.sdp;
       if (!sdp) throw new Error("no local description");
       await send("answer", { sdp });
+      // Remote candidates only once the answer exists: libdatachannel creates its ICE
+      // transport with the answer, and refuses a candidate that comes earlier.
+      session.remoteSet = true;
+      for (const c of session.pending.splice(0)) await pc.addIceCandidate(c);
     })().catch((err: unknown) => {
       if (this.sessions.get(key) === session) fail(`webrtc: ${truncateUtf8((err as Error).message, 200)}`);
     });

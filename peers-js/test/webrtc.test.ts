@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { after, test } from "node:test";
 
 import { RTCPeerConnection } from "node-datachannel/polyfill";
 
@@ -46,10 +46,26 @@ test("the peer's max-message-size: 65536 when absent, none for 0", () => {
   assert.equal(maxMessageSize("a=max-message-size:0\r\n"), undefined);
 });
 
+/** Every peer connection made here, closed when the file is done (a failed test must not keep the process alive). */
+const made: PeerConnectionLike[] = [];
+after(() => made.forEach((pc) => pc.close()));
+
+/**
+ * The SDP without its candidate lines: candidates trickle separately, as over the
+ * signaling server (libdatachannel sometimes refuses candidates inside an answer
+ * that races its own ICE transport setup: "Got a remote candidate without ICE transport").
+ */
+const withoutCandidates = (sdp: string) =>
+  sdp
+    .split("\r\n")
+    .filter((l) => !l.startsWith("a=candidate:") && l !== "a=end-of-candidates")
+    .join("\r\n");
+
 /** Two node-datachannel peer connections on loopback, signaled in-process; the sockets on both ends. */
 async function socketPair(): Promise<{ dialer: WebRtcSocket; acceptor: WebRtcSocket; raw: [DataChannelLike, DataChannelLike]; pcs: PeerConnectionLike[] }> {
-  const a = new RTCPeerConnection({ iceServers: [] }) as unknown as PeerConnectionLike & { ondatachannel: unknown };
-  const b = new RTCPeerConnection({ iceServers: [] }) as unknown as PeerConnectionLike & { ondatachannel: unknown };
+  const a = new RTCPeerConnection({ iceServers: [] }) as unknown as PeerConnectionLike;
+  const b = new RTCPeerConnection({ iceServers: [] }) as unknown as PeerConnectionLike;
+  made.push(a, b);
   const trickle = (from: PeerConnectionLike, to: PeerConnectionLike, ready: Promise<void>) => {
     from.onicecandidate = (ev) => {
       const c = ev.candidate;
@@ -63,15 +79,15 @@ async function socketPair(): Promise<{ dialer: WebRtcSocket; acceptor: WebRtcSoc
   const open = (ch: DataChannelLike) =>
     ch.readyState === "open" ? Promise.resolve(ch) : new Promise<DataChannelLike>((r) => (ch.onopen = () => r(ch)));
   const accepted = new Promise<DataChannelLike>((resolve) => {
-    b.ondatachannel = (ev: { channel: DataChannelLike }) => resolve(open(ev.channel));
+    b.ondatachannel = (ev) => resolve(open(ev.channel));
   });
   const channel = a.createDataChannel("peers", { ordered: true });
   const dialed = open(channel);
   await a.setLocalDescription(await a.createOffer());
-  await b.setRemoteDescription({ type: "offer", sdp: a.localDescription!.sdp });
-  bRemote();
-  await b.setLocalDescription(await (b as unknown as { createAnswer(): Promise<{ type: string; sdp: string }> }).createAnswer());
-  await a.setRemoteDescription({ type: "answer", sdp: b.localDescription!.sdp });
+  await b.setRemoteDescription({ type: "offer", sdp: withoutCandidates(a.localDescription!.sdp) });
+  await b.setLocalDescription(await b.createAnswer());
+  bRemote(); // candidates once the answer exists (see WebRtcAcceptor)
+  await a.setRemoteDescription({ type: "answer", sdp: withoutCandidates(b.localDescription!.sdp) });
   aRemote();
   const [ca, cb] = await Promise.all([dialed, accepted]);
   return { dialer: new WebRtcSocket(a, ca), acceptor: new WebRtcSocket(b, cb), raw: [ca, cb], pcs: [a, b] };
