@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::{
-    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, Socket, TrustLevel, TrustStore,
+    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, Socket, TrustLevel,
+    TrustStore,
 };
 use peers_tests::JsClient;
 use peers_tests::webrtc::{Device, signaling_server};
@@ -103,8 +104,8 @@ async fn meet(js_accepts: bool) {
     }
     let mut js = JsClient::spawn(DRIVER, &args);
     let identity = js.expect_event("identity", STEP).await;
-    let js_info =
-        DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code")).expect("the JS share code parses");
+    let js_info = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
+        .expect("the JS share code parses");
     assert_eq!(identity["device_id"], js_info.device_id.to_string());
 
     let socket = if js_accepts {
@@ -113,7 +114,10 @@ async fn meet(js_accepts: bool) {
             .expect("the JS device answers in time")
             .expect("the Rust side dials the JS device")
     } else {
-        tokio::time::timeout(STEP, rust.endpoint.accept()).await.expect("the JS device dials over WebRTC").expect("accept")
+        tokio::time::timeout(STEP, rust.endpoint.accept())
+            .await
+            .expect("the JS device dials over WebRTC")
+            .expect("accept")
     };
     assert_eq!(socket.remote_device(), js_info.device_id, "the server-authenticated peer");
     let binding = socket.info().security.channel_binding.clone().expect("a WebRTC socket reports a binding");
@@ -161,8 +165,10 @@ async fn meet(js_accepts: bool) {
         assert_eq!(downloaded["blake3"], expected, "the JS side received the Rust side's pattern");
     } else {
         let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
-        let (declared, received, rust_hash) =
-            tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("the upload handler finished");
+        let (declared, received, rust_hash) = tokio::time::timeout(STEP, uploads.recv())
+            .await
+            .expect("upload in time")
+            .expect("the upload handler finished");
         assert_eq!((declared, received), (size, size), "every byte arrived");
         assert_eq!(rust_hash, expected, "the Rust side received the driver's pattern");
         assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
