@@ -345,7 +345,8 @@ function checkCandidate(body: Record<string, unknown>): CandidateInit | Refusal 
 
 /** A local candidate as an `ice-candidate` body (absent mid and index left out). */
 function candidateBody(c: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }): Record<string, unknown> {
-  const body: Record<string, unknown> = { candidate: c.candidate };
+  // libdatachannel writes the SDP attribute ("a=candidate:…"); the signal carries "candidate:…"
+  const body: Record<string, unknown> = { candidate: c.candidate.startsWith("a=") ? c.candidate.slice(2) : c.candidate };
   if (typeof c.sdpMid === "string") body.sdpMid = c.sdpMid;
   if (typeof c.sdpMLineIndex === "number") body.sdpMLineIndex = c.sdpMLineIndex;
   return body;
