@@ -29,3 +29,4 @@ export * from "./identity.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";
+export * from "./webrtc.js";
