@@ -204,11 +204,11 @@ async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
                 (moves[0]["from"].as_str(), moves[0]["to"].as_str()),
                 (Some("server-relay"), Some("webrtc-direct"))
             );
-            // Bytes moved on both: some before the move, the rest after it.
+            // Bytes moved on both: some before the move (the path event carries how
+            // many; a progress line on the relay may not have been printed before it,
+            // as progress is printed per MiB), the rest after it.
             let at = moves[0]["bytes_done"].as_u64().unwrap();
             assert!(at > 0 && at < 16 << 20, "{side}: moved after {at} bytes");
-            let on_relay = events.iter().filter(|e| e["event"] == "status" && e["path"] == "server-relay");
-            assert!(on_relay.clone().any(|e| e["bytes_done"].as_u64().unwrap() > 0), "{side}: {events:?}");
             assert_eq!(last_event(events)["event"], "done", "{side}");
         }
     })
