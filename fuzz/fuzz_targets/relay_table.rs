@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
@@ -30,8 +31,13 @@ struct Model {
     granted: [(u64, u64); 2],
 }
 
+/// Device `n % DEVICES`, parsed once (parsing on every operation made up most
+/// of a case's cost under coverage instrumentation).
 fn device(n: u8) -> DeviceId {
-    format!("{:02x}", n % DEVICES + 1).repeat(20).parse().expect("40 hex digits")
+    static IDS: OnceLock<Vec<DeviceId>> = OnceLock::new();
+    let ids = IDS
+        .get_or_init(|| (1..=DEVICES).map(|d| format!("{d:02x}").repeat(20).parse().expect("40 hex digits")).collect());
+    ids[usize::from(n % DEVICES)]
 }
 
 fn address(n: u8) -> Option<IpAddr> {

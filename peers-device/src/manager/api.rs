@@ -173,6 +173,12 @@ impl Inner {
         lock(&self.state).devices.get(device)?.table.best_class()
     }
 
+    /// The class a dial must beat to be worth trying: the best among links
+    /// that are not retiring and not suspect (`LinkTable::dial_floor`).
+    pub(super) fn dial_floor(&self, device: &DeviceId) -> Option<ConnectionClass> {
+        lock(&self.state).devices.get(device)?.table.dial_floor()
+    }
+
     /// Whether this side decides which connection to a device is kept (the side
     /// with the smaller device id; both sides compute the same answer).
     pub(super) fn leads(&self, device: &DeviceId) -> bool {

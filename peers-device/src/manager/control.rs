@@ -192,7 +192,9 @@ pub(super) async fn keep_pinging(inner: Weak<Inner>, connection: Connection, dev
 
 /// The liveness check of one link: pings it whenever nothing has arrived on
 /// it for [`HealthOptions::liveness_idle`](super::health::HealthOptions::liveness_idle),
-/// and reports it silent once nothing at all arrived for
+/// reports it suspect past
+/// [`liveness_suspect`](super::health::HealthOptions::liveness_suspect) (and
+/// healthy again when it is heard), and silent once nothing at all arrived for
 /// [`liveness_timeout`](super::health::HealthOptions::liveness_timeout). Ends
 /// when the connection closes.
 pub(super) async fn keep_alive(inner: Weak<Inner>, connection: Connection, device: DeviceId, link: u64) {
@@ -200,18 +202,15 @@ pub(super) async fn keep_alive(inner: Weak<Inner>, connection: Connection, devic
     let liveness = Liveness::new(&options);
     let closed = connection.closed();
     tokio::pin!(closed);
+    let mut last_ping: Option<Instant> = None;
+    let mut suspect = false;
     loop {
-        let next = match liveness.step(connection.last_received(), Instant::now()) {
-            LivenessStep::Wait(at) => at,
-            LivenessStep::Probe(at) => {
-                // The answer (any frame) is what counts, not this call's result;
-                // at most timeout / idle pings are out at once.
-                let (probe, timeout) = (connection.clone(), options.liveness_timeout);
-                tokio::spawn(async move {
-                    let _ = probe.emit_with_timeout::<_, ()>(PING, &(), timeout).await;
-                });
-                at
-            }
+        let now = Instant::now();
+        let step = liveness.step(connection.last_received(), last_ping, now);
+        let (ping, is_suspect, next) = match step {
+            LivenessStep::Wait(at) => (false, false, at),
+            LivenessStep::Probe(at) => (true, false, at),
+            LivenessStep::Suspect { ping, next } => (ping, true, next),
             LivenessStep::Dead => {
                 if let Some(inner) = inner.upgrade() {
                     inner.on_silent(&device, link).await;
@@ -219,6 +218,20 @@ pub(super) async fn keep_alive(inner: Weak<Inner>, connection: Connection, devic
                 return;
             }
         };
+        if ping {
+            // The answer (any frame) is what counts, not this call's result;
+            // at most timeout / idle pings are out at once.
+            last_ping = Some(now);
+            let (probe, timeout) = (connection.clone(), options.liveness_timeout);
+            tokio::spawn(async move {
+                let _ = probe.emit_with_timeout::<_, ()>(PING, &(), timeout).await;
+            });
+        }
+        if is_suspect != suspect {
+            suspect = is_suspect;
+            let Some(inner) = inner.upgrade() else { return };
+            inner.on_suspect(&device, link, suspect).await;
+        }
         tokio::select! {
             _ = &mut closed => return,
             () = tokio::time::sleep_until(next.into()) => {}

@@ -62,11 +62,13 @@ pub(super) async fn keep_connected(inner: Weak<Inner>, device: DeviceId, mut cha
                 }
             }
             was_connected = active.is_some();
+            // A suspect link does not hold back the paths it would fail over to.
+            let floor = inner.dial_floor(&device);
             let mut next_wake: Option<Instant> = None;
             for (index, dialer) in dialers.iter().enumerate() {
                 let state = &mut states[index];
                 let Some(class) = dialer.class_for(&device) else { continue };
-                if state.in_flight || active.is_some_and(|active| class >= active) {
+                if state.in_flight || floor.is_some_and(|floor| class >= floor) {
                     continue;
                 }
                 if state.next <= now {

@@ -26,6 +26,11 @@ pub struct HealthOptions {
     /// pinged (and again each time this passes while it stays silent). Any
     /// frame received counts, so a busy connection costs no pings. Default: 1 s.
     pub liveness_idle: Duration,
+    /// Liveness: a connection silent this long (a ping went out and nothing came
+    /// back) is suspect: it still carries traffic, but the manager dials the
+    /// paths it would fail over to, so that a standby is up if the connection
+    /// is declared dead, and failover does not wait for a dial. Default: 1.5 s.
+    pub liveness_suspect: Duration,
     /// Liveness: a connection on which nothing at all arrived for this long,
     /// pings included, is closed as dead and traffic fails over. Default: 3 s.
     pub liveness_timeout: Duration,
@@ -40,6 +45,7 @@ impl Default for HealthOptions {
             window: 20,
             network_probe_timeout: Duration::from_secs(3),
             liveness_idle: Duration::from_secs(1),
+            liveness_suspect: Duration::from_millis(1500),
             liveness_timeout: Duration::from_secs(3),
         }
     }
@@ -148,6 +154,15 @@ pub enum LivenessStep {
     /// Silent for a while: send a ping now (its answer counts as hearing the
     /// peer), then check again at this time.
     Probe(Instant),
+    /// Silent past [`HealthOptions::liveness_suspect`]: send a ping now if one
+    /// is due (`ping`), keep the connection, get a standby path ready, and
+    /// check again at this time.
+    Suspect {
+        /// A ping is due now.
+        ping: bool,
+        /// When to check again.
+        next: Instant,
+    },
     /// Nothing at all arrived for the whole timeout: the path is dead.
     Dead,
 }
@@ -159,6 +174,7 @@ pub enum LivenessStep {
 #[derive(Clone, Copy, Debug)]
 pub struct Liveness {
     idle: Duration,
+    suspect: Duration,
     timeout: Duration,
 }
 
@@ -166,19 +182,30 @@ impl Liveness {
     /// The check with `options`' idle time and timeout.
     pub fn new(options: &HealthOptions) -> Self {
         let timeout = options.liveness_timeout.max(Duration::from_millis(1));
-        Liveness { idle: options.liveness_idle.clamp(Duration::from_millis(1), timeout), timeout }
+        let idle = options.liveness_idle.clamp(Duration::from_millis(1), timeout);
+        Liveness { idle, suspect: options.liveness_suspect.clamp(idle, timeout), timeout }
     }
 
-    /// What to do at `now`, the peer having been heard last at `last_heard`.
-    pub fn step(&self, last_heard: Instant, now: Instant) -> LivenessStep {
+    /// What to do at `now`, the peer having been heard last at `last_heard`
+    /// and pinged last at `last_ping` (pings go out one idle period apart).
+    pub fn step(&self, last_heard: Instant, last_ping: Option<Instant>, now: Instant) -> LivenessStep {
         let silent = now.saturating_duration_since(last_heard);
         if silent >= self.timeout {
-            LivenessStep::Dead
-        } else if silent >= self.idle {
-            // Probe again an idle period later, but check exactly at the timeout.
-            LivenessStep::Probe((now + self.idle).min(last_heard + self.timeout))
+            return LivenessStep::Dead;
+        }
+        if silent < self.idle {
+            return LivenessStep::Wait(last_heard + self.idle);
+        }
+        // Silent: a ping every idle period (none sent since the peer was last
+        // heard counts as due), checks exactly at the suspect mark and the timeout.
+        let ping = last_ping.is_none_or(|at| at < last_heard || now >= at + self.idle);
+        let next_ping = if ping { now + self.idle } else { last_ping.map_or(now, |at| at + self.idle) };
+        let mut next = next_ping.min(last_heard + self.timeout);
+        if silent < self.suspect {
+            next = next.min(last_heard + self.suspect);
+            if ping { LivenessStep::Probe(next) } else { LivenessStep::Wait(next) }
         } else {
-            LivenessStep::Wait(last_heard + self.idle)
+            LivenessStep::Suspect { ping, next }
         }
     }
 }
@@ -193,14 +220,19 @@ mod tests {
         let live = Liveness::new(&HealthOptions::default());
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
-        assert_eq!(live.step(heard, heard + ms(400)), LivenessStep::Wait(heard + s(1)), "traffic flows: no ping");
-        assert_eq!(live.step(heard, heard + s(1)), LivenessStep::Probe(heard + s(2)));
-        assert_eq!(live.step(heard, heard + s(2)), LivenessStep::Probe(heard + s(3)));
-        assert_eq!(live.step(heard, heard + ms(2500)), LivenessStep::Probe(heard + s(3)), "never past the timeout");
-        assert_eq!(live.step(heard, heard + s(3)), LivenessStep::Dead);
-        // An answer (any frame) moves `heard` on.
+        let step = |ping: Option<Duration>, at: Duration| live.step(heard, ping.map(|p| heard + p), heard + at);
+        assert_eq!(step(None, ms(400)), LivenessStep::Wait(heard + s(1)), "traffic flows: no ping");
+        assert_eq!(step(None, s(1)), LivenessStep::Probe(heard + ms(1500)), "pinged, checked at the suspect mark");
+        let suspect = |ping, next| LivenessStep::Suspect { ping, next };
+        assert_eq!(step(Some(s(1)), ms(1500)), suspect(false, heard + s(2)), "suspect; the next ping at 2 s");
+        assert_eq!(step(Some(s(1)), s(2)), suspect(true, heard + s(3)));
+        assert_eq!(step(Some(s(2)), ms(2500)), suspect(false, heard + s(3)), "never past the timeout");
+        assert_eq!(step(Some(s(2)), s(3)), LivenessStep::Dead);
+        // An answer (any frame) moves `heard` on: the next check is an idle period later.
         let later = heard + ms(2900);
-        assert_eq!(live.step(later, heard + s(3)), LivenessStep::Wait(later + s(1)));
+        assert_eq!(live.step(later, Some(heard + s(2)), heard + s(3)), LivenessStep::Wait(later + s(1)));
+        // Silent again after it: a ping sent before the peer was last heard does not count.
+        assert_eq!(live.step(later, Some(heard + s(2)), later + s(1)), LivenessStep::Probe(later + ms(1500)));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! drained(link)                            Close(link, why)        close the connection
 //! closed(link)                             Probe(link)             ping it now; no answer: probe_failed
 //! probe_failed(link)  (liveness)
+//! suspect(link, yes)  (liveness: a ping unanswered; or heard again)
 //! latency(link, rtt)
 //! tick(now)           (drain deadlines)
 //! ```
@@ -26,6 +27,13 @@
 //!    │                                        peer's retire or deadline: Close ─▶ Closing ┘
 //!    └─ closed / probe failed (from any phase): removed; if it was active, failover
 //! ```
+//!
+//! A suspect link (the liveness check's ping went unanswered) keeps its phase
+//! and its traffic, but no longer counts in [`LinkTable::dial_floor`], so the
+//! paths it would fail over to are dialed and wait as standbys: the leader does
+//! not drain them while the active link is suspect, and if it is then declared
+//! dead, failover to a standby is immediate instead of waiting for a dial. When
+//! the suspect link is heard again, the leader drains the standbys as usual.
 //!
 //! The side with the smaller device id (the leader) alone chooses the active
 //! link among the links both sides adopted, and says so with a takeover; the
@@ -115,6 +123,8 @@ struct Entry {
     class: ConnectionClass,
     latency: Option<Duration>,
     phase: LinkPhase,
+    /// The liveness check's ping went unanswered (orthogonal to the phase).
+    suspect: bool,
 }
 
 impl Entry {
@@ -165,6 +175,32 @@ impl LinkTable {
         self.links.iter().filter(|e| !e.phase.is_retiring()).map(|e| e.class).min()
     }
 
+    /// The class a dial must beat to be worth trying: [`best_class`](Self::best_class)
+    /// without suspect links, so a suspect link's standbys get dialed.
+    pub fn dial_floor(&self) -> Option<ConnectionClass> {
+        self.links.iter().filter(|e| !e.phase.is_retiring() && !e.suspect).map(|e| e.class).min()
+    }
+
+    /// Whether the liveness check holds `link` suspect.
+    pub fn is_suspect(&self, link: LinkId) -> bool {
+        self.entry(link).is_some_and(|e| e.suspect)
+    }
+
+    /// The liveness check finds `link` suspect, or heard again. On the leader,
+    /// a link heard again lets the choice run again (standbys are drained).
+    pub fn suspect(&mut self, link: LinkId, suspect: bool, now: Instant) -> Vec<LinkAction> {
+        let mut actions = Vec::new();
+        let Some(entry) = self.entry_mut(link) else { return actions };
+        if entry.suspect == suspect {
+            return actions;
+        }
+        entry.suspect = suspect;
+        if self.leader && !suspect {
+            self.decide(now, &mut actions);
+        }
+        actions
+    }
+
     /// The earliest drain or retire deadline, for the driver's timer.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.links
@@ -196,7 +232,7 @@ impl LinkTable {
         {
             actions.push(LinkAction::Probe(active.id));
         }
-        self.links.push(Entry { id: link, class, latency: None, phase: LinkPhase::Verified });
+        self.links.push(Entry { id: link, class, latency: None, phase: LinkPhase::Verified, suspect: false });
         if self.active.is_none() {
             self.switch_to(link, now, &mut actions);
         }
@@ -438,6 +474,11 @@ impl LinkTable {
             })
             .collect();
         let current = active.and_then(|id| live.iter().find(|e| e.id == id).copied());
+        if current.is_some_and(|c| c.suspect) {
+            // Keep the links dialed as standbys until the active one is heard
+            // again (then this runs again) or declared dead (failover).
+            return;
+        }
         let Some(mut best) = current.or_else(|| live.first().copied()) else { return };
         for entry in &live {
             if entry.id != best.id

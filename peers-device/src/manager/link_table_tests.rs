@@ -222,3 +222,57 @@ fn a_peer_dialing_again_gets_the_kept_link_probed() {
     assert_eq!(t.adopted(3, Local, false, now), [], "a better link is no sign of loss");
     assert_eq!(t.adopted(4, ServerRelay, true, now), [], "our own dial is no sign either");
 }
+
+/// A leader on WebRTC direct, adopted on both sides.
+fn leader_on_webrtc(now: Instant) -> LinkTable {
+    let mut t = table(true, now);
+    t.adopted(1, WebRtcDirect, true, now);
+    t.group_ready(1, now);
+    t
+}
+
+#[test]
+fn a_suspect_link_lets_its_standby_be_dialed_and_kept_then_fails_over_to_it_at_once() {
+    let now = Instant::now();
+    let mut t = leader_on_webrtc(now);
+    assert_eq!(t.dial_floor(), Some(WebRtcDirect), "nothing worse is dialed while the link is healthy");
+    assert_eq!(t.suspect(1, true, now), [], "suspicion alone moves no traffic");
+    assert!(t.is_suspect(1));
+    assert_eq!(t.dial_floor(), None, "every path may be dialed as a standby");
+    assert_eq!(t.best_class(), Some(WebRtcDirect), "the link still counts as held");
+    // The relay comes up and the peer adopts it: kept as a standby, not drained.
+    assert_eq!(t.adopted(2, ServerRelay, true, now), []);
+    assert_eq!(t.group_ready(2, now), [], "no takeover, no drain while the active link is suspect");
+    assert_eq!(t.active(), Some(1));
+    assert_eq!(t.phase(2), Some(LinkPhase::Adopted));
+    // Declared dead: traffic moves to the standby with no dial in between.
+    let actions = t.probe_failed(1, now);
+    assert_eq!(actions[..2], [Close(1, CloseWhy::Silent), switched(Some(WebRtcDirect), 2, ServerRelay)]);
+    assert_eq!(t.active(), Some(2));
+}
+
+#[test]
+fn a_suspect_link_heard_again_keeps_traffic_and_the_standby_is_drained() {
+    let now = Instant::now();
+    let mut t = leader_on_webrtc(now);
+    t.suspect(1, true, now);
+    t.adopted(2, ServerRelay, true, now);
+    t.group_ready(2, now);
+    assert_eq!(t.suspect(1, true, now), [], "no change, no decision");
+    assert_eq!(t.suspect(1, false, now), [SendTakeover(1), Drain(2)]);
+    assert_eq!(t.active(), Some(1));
+    assert_eq!(t.dial_floor(), Some(WebRtcDirect));
+}
+
+#[test]
+fn a_follower_keeps_its_standby_until_the_leader_says() {
+    let now = Instant::now();
+    let mut t = table(false, now);
+    t.adopted(1, WebRtcDirect, false, now);
+    t.takeover(1, now);
+    assert_eq!(t.suspect(1, true, now), []);
+    assert_eq!(t.dial_floor(), None);
+    assert_eq!(t.adopted(2, ServerRelay, true, now), []);
+    assert_eq!(t.suspect(1, false, now), [], "the follower does not decide");
+    assert_eq!(t.takeover(1, now), [Drain(2)], "the leader's choice drains the standby");
+}

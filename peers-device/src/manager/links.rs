@@ -414,6 +414,15 @@ impl Inner {
         self.update(device, |table, now| table.peer_retired(link_id, now)).await;
     }
 
+    /// The liveness check finds `link_id` suspect (`true`: a ping went
+    /// unanswered) or heard again (`false`). Dial loops see the change: a
+    /// suspect link no longer keeps worse paths from being dialed.
+    pub(super) async fn on_suspect(self: &Arc<Self>, device: &DeviceId, link_id: u64, suspect: bool) {
+        debug!(peer = %device, link = link_id, suspect, "liveness");
+        self.update(device, |table, now| table.suspect(link_id, suspect, now)).await;
+        self.changed.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     /// The liveness check gave up on `link_id`.
     pub(super) async fn on_silent(self: &Arc<Self>, device: &DeviceId, link_id: u64) {
         self.update(device, |table, now| table.probe_failed(link_id, now)).await;
