@@ -30,6 +30,13 @@ cargo check -p peers-signaling --all-targets
 cargo check -p peers-device --lib --no-default-features
 cargo check -p peers-device --all-targets --no-default-features
 
+# The API docs, with default features and with all: a broken or private link is an error.
+for features in "" "--all-features"; do
+    # shellcheck disable=SC2086 # the feature argument is a word or nothing
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib $features -p peers-sdk -p peers-transport-socketio \
+        -p peers-transport-webrtc -p peers-signaling -p peers-device
+done
+
 # `refuse_deps PACKAGE 'FEATURE ARGS' CRATE...`: fails if the normal (non-dev)
 # dependency tree of PACKAGE built with those feature arguments holds any CRATE.
 refuse_deps() {

@@ -1,8 +1,8 @@
-//! A conformance suite that any [`Socket`] implementation must pass
+//! A conformance suite that any [`Socket`](crate::Socket) implementation must pass
 //! (feature `test-utils`).
 //!
 //! Each check takes a fresh connected pair and panics with a clear message when
-//! the socket breaks the [`Socket`] contract. The [`socket_conformance_tests!`]
+//! the socket breaks the [`Socket`](crate::Socket) contract. The [`socket_conformance_tests!`](crate::socket_conformance_tests)
 //! macro turns a pair factory into one `#[tokio::test]` per check:
 //!
 //! ```

@@ -1,7 +1,7 @@
 //! The RPC envelope and the bookkeeping of calls in flight, with no I/O.
 //!
 //! Every message on a [`Connection`](crate::Connection) is a MessagePack
-//! [`Envelope`] header followed directly by a body:
+//! `Envelope` header followed directly by a body:
 //!
 //! ```text
 //! +------------------------------+------------------------------------+

@@ -5,16 +5,19 @@
 //! | Feature    | Default | What it brings |
 //! |------------|---------|----------------|
 //! | `client`   | yes     | [`SignalingClient`] and its frame relay socket, [`RelaySocket`] (`rust_socketio`) |
-//! | `server`   |         | [`SignalingServer`]: the offline queue, notices, sessions, frame relays, rate limits, metrics, the SQLite and in-memory stores (axum, socketioxide, governor, metrics, the Prometheus exporter, rusqlite, tower-http) |
-//! | `redis`    |         | `server` plus [`StoreConfig::Redis`](store::StoreConfig::Redis): several instances behind one Redis (redis, socketioxide-redis) |
+//! | `server`   |         | `SignalingServer`: the offline queue, notices, sessions, frame relays, rate limits, metrics, the SQLite and in-memory stores (axum, socketioxide, governor, metrics, the Prometheus exporter, rusqlite, tower-http) |
+//! | `redis`    |         | `server` plus `store::StoreConfig::Redis`: several instances behind one Redis (redis, socketioxide-redis) |
 //! | `bin`      |         | `server` plus the `peers-signaling` binary's command line, TOML config file and log output (clap, toml, anyhow, tracing-subscriber) |
-//! | `load-gen` |         | the load generator ([`load`]), for the load bench and its smoke test |
+//! | `load-gen` |         | the load generator (module `load`), for the load bench and its smoke test |
+//!
+//! (Items of the server features are named, not linked, here, so these docs
+//! build with any feature set; they are documented where they are defined.)
 //!
 //! Without any feature the crate is [`protocol`] alone: the JSON messages,
 //! the limits and session states both ends share. A device needs the default
 //! (`client`) and compiles no server; a deployment builds the binary with
 //! `--features bin` (and `redis` for several instances). Without `redis`,
-//! [`StoreConfig::Redis`](store::StoreConfig::Redis) is refused by
+//! `store::StoreConfig::Redis` is refused by
 //! validation with an error that names the feature.
 //!
 //! What it does:
@@ -32,18 +35,18 @@
 //! - **An offline queue**, bounded per device and overall (count and bytes),
 //!   with a time to live per message and an explicit expiry notice to the
 //!   sender. Nothing is dropped silently. It lives in SQLite by default
-//!   ([`store::SqliteStore`]) and survives a restart.
-//! - **ICE configuration** with coturn REST TURN credentials ([`ice`]).
+//!   (`store::SqliteStore`) and survives a restart.
+//! - **ICE configuration** with coturn REST TURN credentials (module `ice`).
 //! - **Protection**: per-device and per-IP rate limits, schema and size
 //!   checks of every payload, a connection cap; Prometheus `/metrics` and
 //!   `/healthz`.
 //! - **Sessions by code**: create returns a transfer id, a short code, a
 //!   sender token and an expiry; exactly one device joins by the code; wrong
-//!   codes lock a session after a few tries ([`sessions`]).
+//!   codes lock a session after a few tries (module `sessions`).
 //! - **A frame relay** between two registered devices that both ask for it,
 //!   as a [`Socket`](peers_sdk::Socket) on each side ([`RelaySocket`]), with
-//!   byte and time caps per pair ([`relay`]).
-//! - **Several instances behind one Redis** ([`store::StoreConfig::Redis`]):
+//!   byte and time caps per pair (module `relay`).
+//! - **Several instances behind one Redis** (`store::StoreConfig::Redis`):
 //!   the queue, notices, presence, sessions and per-device rate limits live
 //!   in Redis, and deliveries cross instances through `socketioxide-redis`
 //!   rooms, so any instance can serve any device. A frame relay needs both

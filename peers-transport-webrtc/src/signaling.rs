@@ -26,7 +26,7 @@ pub struct IncomingSignal {
 
 /// Sends signals to devices and receives the ones addressed to us.
 ///
-/// Implementations: [`MemorySignalingHub`](crate::MemorySignalingHub) (feature
+/// Implementations: `MemorySignalingHub` (feature
 /// `test-utils`); an adapter over the signaling server's client; later, signals
 /// relayed over existing connections.
 #[async_trait]

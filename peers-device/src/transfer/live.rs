@@ -17,7 +17,7 @@
 //! ```
 //!
 //! After the PAKE each side runs a `ConnectionManager` pinned to the confirmed device
-//! (see [`super::paths`]): bytes start on the relay at once and move to a better path
+//! (the `paths` module): bytes start on the relay at once and move to a better path
 //! (WebRTC direct, then TURN) when the manager switches to it, without starting over;
 //! the status shows the new class. [`LinkOptions::webrtc`] `None` keeps a transfer on
 //! the relay.

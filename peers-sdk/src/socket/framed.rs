@@ -1,31 +1,6 @@
 //! [`FramedSocket`]: a conformant [`Socket`] over any byte stream
 //! (`AsyncRead + AsyncWrite`), such as TCP, a Unix socket, a QUIC stream or a pipe.
-//!
-//! A byte stream has no frame boundaries, so the socket draws its own:
-//!
-//! ```text
-//! +---------+-------------+---------------------------+
-//! | kind u8 | len u32 BE  | payload (len bytes)       |
-//! +---------+-------------+---------------------------+
-//!
-//! kind 0 = DATA:  the payload is one frame, handed to `recv` as it is.
-//! kind 1 = CLOSE: the payload is MessagePack `(CloseCode, message)`; nothing follows.
-//! ```
-//!
-//! `len` is checked against `max_frame_size` (for DATA) or 512 bytes (for CLOSE)
-//! before anything is allocated, so a peer announcing a huge frame costs nothing:
-//! the socket closes with [`CloseCode::ProtocolError`] and tells the peer why. A
-//! reader task reads frames into a bounded channel (16 frames ahead), so a
-//! receiver that does not keep up stops the reads, the stream's own flow control
-//! fills, and the peer's `send` waits: backpressure end to end. The same task
-//! notices the peer's close (or the stream ending) even when nobody calls `recv`,
-//! once the frames sent before it fit in the read-ahead: a close never overtakes
-//! data. A stream that ends without a CLOSE frame closes the socket with
-//! [`CloseCode::TransportFailure`].
-//!
-//! What it does not do: encrypt, or offer a channel binding (unless the stream
-//! under it does, and the caller says so in the [`SocketInfo`]). The handshake and
-//! the connection's AEAD layer provide authentication and confidentiality on top.
+//! The wire format and the limits are on [`FramedSocket`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,8 +31,33 @@ const READ_AHEAD_FRAMES: usize = 16;
 
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// A [`Socket`] over a byte stream, with the framing described in the
-/// [module docs](self).
+/// A [`Socket`] over a byte stream.
+///
+/// A byte stream has no frame boundaries, so the socket draws its own:
+///
+/// ```text
+/// +---------+-------------+---------------------------+
+/// | kind u8 | len u32 BE  | payload (len bytes)       |
+/// +---------+-------------+---------------------------+
+///
+/// kind 0 = DATA:  the payload is one frame, handed to `recv` as it is.
+/// kind 1 = CLOSE: the payload is MessagePack `(CloseCode, message)`; nothing follows.
+/// ```
+///
+/// `len` is checked against `max_frame_size` (for DATA) or 512 bytes (for CLOSE)
+/// before anything is allocated, so a peer announcing a huge frame costs nothing:
+/// the socket closes with [`CloseCode::ProtocolError`] and tells the peer why. A
+/// reader task reads frames into a bounded channel (16 frames ahead), so a
+/// receiver that does not keep up stops the reads, the stream's own flow control
+/// fills, and the peer's `send` waits: backpressure end to end. The same task
+/// notices the peer's close (or the stream ending) even when nobody calls `recv`,
+/// once the frames sent before it fit in the read-ahead: a close never overtakes
+/// data. A stream that ends without a CLOSE frame closes the socket with
+/// [`CloseCode::TransportFailure`].
+///
+/// What it does not do: encrypt, or offer a channel binding (unless the stream
+/// under it does, and the caller says so in the [`SocketInfo`]). The handshake and
+/// the connection's AEAD layer provide authentication and confidentiality on top.
 ///
 /// ```
 /// use peers_sdk::socket::{FramedSocket, SocketInfo, TransportKind};

@@ -12,7 +12,7 @@
 //! Why its own client and not [`SignalingClient`](crate::SignalingClient):
 //! 10,000 `rust_socketio` clients cost a polling task, callbacks and
 //! channels each, and the generator would measure itself. The lean client
-//! ([`wire`]) speaks engine.io v4 / socket.io v5 text packets straight over a
+//! (`wire`) speaks engine.io v4 / socket.io v5 text packets straight over a
 //! WebSocket with small buffers, and still registers for real: the server's
 //! challenge is signed with each device's ed25519 key through
 //! [`protocol::answer_challenge`](crate::protocol::answer_challenge).
