@@ -30,6 +30,12 @@
 //! sender blocked on a frame of at most `max_frame` bytes has more than
 //! `W.bytes - max_frame ≥ W.bytes / 2` unacknowledged, so once the application
 //! reads what arrived the receiver's half-window threshold is met and it grants.
+//!
+//! Not used by a [`Connection`](crate::Connection)'s streams: their credit
+//! (`StreamAccept{window}`, then `StreamCredit{bytes}`, `docs/protocol.md`) counts
+//! bytes only and is incremental, because it travels inside one reliable,
+//! ordered, authenticated connection where no grant is repeated or reordered,
+//! and a stream's frames are already bounded by the connection's own codec.
 
 use serde::{Deserialize, Serialize};
 
