@@ -193,6 +193,16 @@ impl Lab {
         );
     }
 
+    /// Limits what `host` sends, on every link it has, to `rate` (tc's units,
+    /// such as `16mbit`), with a queue of at most 50 ms: like an uplink, so a
+    /// transfer takes long enough for a path change to happen under it.
+    pub fn limit_upload(&mut self, host: &Ns, rate: &str) {
+        for link in links(host) {
+            let args = ["-n", &host.name, "qdisc", "replace", "dev", &link, "root", "tbf", "rate", rate];
+            run("tc", &[&args[..], &["burst", "32kb", "latency", "50ms"]].concat());
+        }
+    }
+
     /// A command that runs `program` inside `ns`.
     pub fn command(&self, ns: &Ns, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("ip");
@@ -213,6 +223,18 @@ impl Drop for Lab {
             let _ = StdCommand::new("ip").args(["netns", "del", ns]).output();
         }
     }
+}
+
+/// The names of `host`'s links other than loopback.
+fn links(host: &Ns) -> Vec<String> {
+    let out = StdCommand::new("ip").args(["-n", &host.name, "-o", "link", "show"]).output().expect("ip link");
+    // Lines read "2: v3a@if4: <...>".
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n != "lo")
+        .collect()
 }
 
 /// The standard topology of the NAT tests.
@@ -260,13 +282,9 @@ impl TwoLans {
     /// that leaves one network and joins another: its old link goes away (and
     /// with it its address and routes), then the new one comes up.
     pub fn move_host(&mut self, host: &Ns, lan: u8, octet: u8) {
-        let links = StdCommand::new("ip").args(["-n", &host.name, "-o", "link", "show"]).output().expect("ip link");
-        let links = String::from_utf8_lossy(&links.stdout);
-        // Lines read "2: v3a@if4: <...>"; every link but loopback goes.
-        for name in links.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)) {
-            if name != "lo" {
-                run("ip", &["-n", &host.name, "link", "del", name]);
-            }
+        // Every link but loopback goes.
+        for name in links(host) {
+            run("ip", &["-n", &host.name, "link", "del", &name]);
         }
         self.plug(host, lan, octet);
     }
