@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{Peers, command, wrong_code};
+use common::cli::{Peers, command, receive_args, with_server, wrong_code};
 use common::files::{hashes, noise};
-use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
 
 fn spawn(args: &[&str]) -> Peers {
@@ -38,9 +37,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_and_receive_move_a_directory_between_two_processes() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let docs = src.path().join("docs");
@@ -54,18 +51,7 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
 
         let (sender, sender_out, code) = start_send(&url, &[&docs, &single]);
         let target = out.path().join("inbox");
-        let receiver = spawn(&[
-            "receive",
-            &code,
-            "--out",
-            target.to_str().unwrap(),
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
+        let receiver = spawn(&receive_args(&code, target.to_str().unwrap(), "loopback", &url));
         let (received, events) = receiver.finish(None, LIMIT);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
@@ -83,16 +69,12 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
         assert_eq!(fs::read(target.join("notes.txt")).unwrap(), fs::read(&single).unwrap());
         assert_eq!(fs::read_dir(&target).unwrap().count(), 2, "nothing else (no staging) left behind");
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("secret.txt");
@@ -101,18 +83,7 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         let wrong = wrong_code(&code);
         let out_dir = out.path().to_str().unwrap();
 
-        let guesser = spawn(&[
-            "receive",
-            &wrong,
-            "--out",
-            out_dir,
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
+        let guesser = spawn(&receive_args(&wrong, out_dir, "loopback", &url));
         let (guessed, events) = guesser.finish(None, LIMIT);
         assert!(!guessed.status.success());
         let stderr = String::from_utf8_lossy(&guessed.stderr);
@@ -123,40 +94,25 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         assert!(!sent.status.success());
         assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
 
-        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--paths", "loopback", "--signaling", &url]);
+        let late = spawn(&receive_args(&code, out_dir, "loopback", &url));
         let (late, _) = late.finish(None, LIMIT);
         assert!(!late.status.success());
         let stderr = String::from_utf8_lossy(&late.stderr);
         assert!(stderr.contains("session_closed"), "{stderr}");
         assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 9)).unwrap();
         let (sender, sender_out, code) = start_send(&url, &[&file]);
-        let mut receiver = spawn(&[
-            "receive",
-            &code,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
+        let mut receiver = spawn(&receive_args(&code, out.path().to_str().unwrap(), "loopback", &url));
         // Kill it once bytes move.
         let mut lines = BufReader::new(receiver.0.stdout.take().unwrap()).lines();
         let moving = lines.by_ref().map_while(Result::ok).find(|l| l.contains("\"moving\""));
@@ -172,16 +128,12 @@ async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
         assert!(killed_at.elapsed() < Duration::from_secs(65), "the sender took {:?}", killed_at.elapsed());
         assert!(!out.path().join("big.bin").exists(), "partial data presented as complete");
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("film.mkv");
@@ -189,8 +141,7 @@ async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
         fs::write(&file, noise(16 << 20, 3)).unwrap();
         let (sender, sender_out, code) = start_send(&url, &[&file]);
         let out_dir = out.path().to_str().unwrap();
-        let receiver =
-            spawn(&["receive", &code, "--out", out_dir, "--yes", "--json", "--paths", "loopback", "--signaling", &url]);
+        let receiver = spawn(&receive_args(&code, out_dir, "loopback", &url));
         // WebRTC's SCTP is slow in a debug build: a bound, not a figure.
         let (received, receiver_events) = receiver.finish(None, LIMIT * 2);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
@@ -212,9 +163,7 @@ async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
             assert_eq!(last_event(events)["event"], "done", "{side}");
         }
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 /// Sends SIGINT (what Ctrl-C sends) to `child`.
@@ -244,17 +193,13 @@ fn staging(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_data_resumes() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 12)).unwrap();
         let out_dir = out.path().to_str().unwrap();
-        let receive = |code: &str| {
-            spawn(&["receive", code, "--out", out_dir, "--yes", "--json", "--paths", "relay", "--signaling", &url])
-        };
+        let receive = |code: &str| spawn(&receive_args(code, out_dir, "relay", &url));
 
         // Ctrl-C on the receiver: both end at once, each with a clear message.
         let (sender, sender_out, code) = start_send(&url, &[&file]);
@@ -303,7 +248,5 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
         assert!(staging(out.path()).is_empty());
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
