@@ -3,8 +3,11 @@
 //!
 //! Human output: the code and questions on standard output, progress bars and status
 //! lines on standard error (drawn only on a terminal). `--json`: one JSON object a
-//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `path`
-//! (the transfer moved to another path: `from`, `to`, `bytes_done`), `done` or `error`.
+//! line on standard output, each with an `"event"`: `code`, `offer` (with `staged`: the
+//! bytes an earlier attempt left in `--out`, then accepted without asking), `status`
+//! (`stage` is `waiting-return` while a sender waits for its receiver to run the code
+//! again), `path` (the transfer moved to another path: `from`, `to`, `bytes_done`),
+//! `done` or `error`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use peers_device::transfer::{
     Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive,
-    send,
+    send, staged_bytes,
 };
 use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
@@ -38,6 +41,12 @@ pub(crate) struct SendArgs {
     code: CodeArgs,
     #[command(flatten)]
     route: PathArgs,
+    /// Seconds to wait, when the receiver vanishes mid-way (its process died, its
+    /// network went away), for it to run `peers receive` with the same code again;
+    /// it then resumes after the last chunk it verified. At most 8 times, and never
+    /// past the code's lifetime (--minutes). 0: fail at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    rejoin_wait: u64,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -173,6 +182,7 @@ async fn send_inner(args: SendArgs) -> CliResult<()> {
     let mut options = SendOptions::new(args.route.apply(args.signaling.link()));
     options.words = args.code.words();
     options.code_ttl = args.code.ttl();
+    options.rejoin_wait = Duration::from_secs(args.rejoin_wait);
     let (code, handle) = send(args.paths, options).await?;
     for path in &handle.skipped {
         eprintln!("left out (a symbolic link or special file): {}", path.display());
@@ -202,13 +212,23 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
     let code: TransferCode = args.code.parse()?;
     let (json, yes, out) = (args.json, args.yes, args.out.clone());
     let shown_out = out.display().to_string();
+    let staged_in = out.clone();
     let decide = Arc::new(move |manifest: &Manifest| {
         let offer = Offer::of(manifest);
         let shown_out = shown_out.clone();
+        // These exact files (same manifest digest) were accepted into this directory
+        // before and partly arrived: not asked again.
+        let staged = staged_bytes(&staged_in, manifest);
         Box::pin(async move {
             match json {
-                true => line(offer.json()),
+                true => line(offer.json(staged)),
                 false => println!("{} into {shown_out}", offer.text()),
+            }
+            if let Some(bytes) = staged {
+                if !json {
+                    println!("resuming: {} of it arrived before and is kept", HumanBytes(bytes));
+                }
+                return true;
             }
             if yes {
                 return true;
@@ -301,8 +321,10 @@ impl Offer {
         Offer { names, files: manifest.files().count(), bytes: manifest.total_size() }
     }
 
-    fn json(&self) -> Value {
-        json!({ "event": "offer", "names": self.names, "files": self.files, "bytes": self.bytes })
+    /// The `offer` event; `staged`: bytes kept from an earlier attempt (then it is
+    /// accepted without asking).
+    fn json(&self, staged: Option<u64>) -> Value {
+        json!({ "event": "offer", "names": self.names, "files": self.files, "bytes": self.bytes, "staged": staged })
     }
 
     fn text(&self) -> String {
@@ -330,6 +352,9 @@ fn stage_line(stage: Stage, side: Side, status: &Status) -> Option<String> {
         (Stage::Connecting, _) => Some("the code matched; connecting…".into()),
         (Stage::Offered, Side::Sender) => Some(format!("connected ({class}); waiting for the receiver to accept…")),
         (Stage::Offered, Side::Receiver) => Some(format!("connected ({class})")),
+        (Stage::WaitingForReturn, _) => {
+            Some("the receiver is gone; waiting for it to run `peers receive` with the same code again…".into())
+        }
         (Stage::Moving | Stage::Done, _) => None,
     }
 }
