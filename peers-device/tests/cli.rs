@@ -1,6 +1,9 @@
 //! The `peers` binary end to end: two daemons on loopback, set up with init,
 //! info and trust, sync a value written with `put`, read with `get`, and
-//! `status` shows the connection and its class.
+//! `status` shows the connection and its class; `peers send --to` puts files in the
+//! other daemon's inbox.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -277,4 +280,50 @@ fn trust_and_untrust_take_effect_in_running_daemons() {
     assert!(!peers(&a, &["get", "notes", "four"]).status.success(), "a got a write made after untrust");
     assert!(ok(&a, &["status"]).contains("(no connections)"));
     assert!(!peers(&a, &["untrust", &id_b]).status.success(), "b is no longer trusted");
+}
+
+#[test]
+fn send_to_a_trusted_device_puts_a_directory_and_a_file_in_its_inbox() {
+    use common::files::{hash_file, hashes, noise};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, port_a, b, port_b) = trusting_pair(dir.path());
+    let inbox = dir.path().join("inbox of b");
+    let _da = run(&a, port_a);
+    let _db = run_with(&b, &["--listen", &format!("127.0.0.1:{port_b}"), "--inbox", inbox.to_str().unwrap()]);
+    eventually("a to connect to b", || {
+        peers(&a, &["status"]).status.success() && ok(&a, &["status"]).contains("local")
+    });
+
+    let src = dir.path().join("src");
+    let docs = src.join("docs");
+    std::fs::create_dir_all(docs.join("deep/empty")).unwrap();
+    for (i, len) in [0usize, 10, 70_000, (3 << 20) + 5].into_iter().enumerate() {
+        std::fs::write(docs.join(format!("f{i}.bin")), noise(len, i as u64)).unwrap();
+        std::fs::write(docs.join(format!("deep/g{i}")), noise(len + 1, 40 + i as u64)).unwrap();
+    }
+    let single = src.join("notes.txt");
+    std::fs::write(&single, b"one more file beside the directory\n").unwrap();
+
+    let id_b = device_id(&ok(&b, &["info"]));
+    let args = ["send", "--to", &id_b[..12], "--json", docs.to_str().unwrap(), single.to_str().unwrap()];
+    let out = peers(&a, &args);
+    assert!(out.status.success(), "send --to: {}", stderr(&out));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = events.last().unwrap();
+    assert_eq!((last["event"].as_str(), last["device"].as_str()), (Some("done"), Some(id_b.as_str())), "{last}");
+    assert!(events.iter().any(|e| e["event"] == "status" && e["path"] == "local"), "{events:?}");
+    // Every hash checked: the same tree, the same bytes.
+    assert_eq!(hashes(&inbox.join("docs")), hashes(&docs));
+    assert_eq!(hash_file(&inbox.join("notes.txt")), hash_file(&single));
+    assert_eq!(std::fs::read_dir(&inbox).unwrap().count(), 2, "nothing else (no staging) left behind");
+
+    // The same again: nothing is replaced, the copies get new names.
+    let out = peers(&a, &args);
+    assert!(out.status.success(), "send --to again: {}", stderr(&out));
+    assert_eq!(hashes(&inbox.join("docs (1)")), hashes(&docs));
+    // A device that is not trusted: refused, nothing sent.
+    let out = peers(&a, &["send", "--to", "ffffffffffff", single.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a trusted device"), "{}", stderr(&out));
 }

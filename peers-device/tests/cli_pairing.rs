@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::{ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{self, Peers, wrong_code};
+use common::cli::{self, Peers, with_server, wrong_code};
 use peers_device::daemon::DataDir;
-use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -62,9 +61,7 @@ fn trusted_ids(data: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paired_daemons_sync_a_group_without_a_restart() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         ok(&a, &["init", "--user", "alice"]);
@@ -106,16 +103,12 @@ async fn paired_daemons_sync_a_group_without_a_restart() {
             out.status.success() && out.stdout == b"from b"
         });
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_code_pairs_nothing_and_both_sides_are_told() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         ok(&a, &["init", "--user", "alice"]);
@@ -138,7 +131,5 @@ async fn a_wrong_code_pairs_nothing_and_both_sides_are_told() {
         assert!(!late.status.success());
         assert!(trusted_ids(&b).is_empty());
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }

@@ -1,7 +1,7 @@
 //! `peers send` and `peers receive` as real processes against a real signaling server
 //! on loopback, with `--json`: a directory arrives with every file intact; a wrong code
-//! fails both and burns the code; a receiver killed mid-way does not leave the sender
-//! hanging.
+//! fails both and burns the code; a receiver killed mid-way resumes by running the
+//! same code again, and does not leave the sender hanging when it does not.
 
 mod common;
 
@@ -11,18 +11,19 @@ use std::path::Path;
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{Peers, command, wrong_code};
+use common::cli::{Peers, command, receive_args, with_server, wrong_code};
 use common::files::{hashes, noise};
-use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
 
 fn spawn(args: &[&str]) -> Peers {
     Peers::spawn(command(None, args), Stdio::piped())
 }
 
-/// Starts `peers send --json` and reads its code from the first line.
-fn start_send(url: &str, paths: &[&Path]) -> (Peers, BufReader<ChildStdout>, String) {
+/// Starts `peers send --json` with `extra` arguments and reads its code from the
+/// first line.
+fn start_send(url: &str, extra: &[&str], paths: &[&Path]) -> (Peers, BufReader<ChildStdout>, String) {
     let mut args = vec!["send", "--json", "--paths", "loopback", "--signaling", url];
+    args.extend_from_slice(extra);
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let mut sender = spawn(&args);
@@ -38,9 +39,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_and_receive_move_a_directory_between_two_processes() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let docs = src.path().join("docs");
@@ -52,20 +51,9 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
         let single = src.path().join("notes.txt");
         fs::write(&single, b"one more file beside the directory\n").unwrap();
 
-        let (sender, sender_out, code) = start_send(&url, &[&docs, &single]);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&docs, &single]);
         let target = out.path().join("inbox");
-        let receiver = spawn(&[
-            "receive",
-            &code,
-            "--out",
-            target.to_str().unwrap(),
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
+        let receiver = spawn(&receive_args(&code, target.to_str().unwrap(), "loopback", &url));
         let (received, events) = receiver.finish(None, LIMIT);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
@@ -83,36 +71,21 @@ async fn send_and_receive_move_a_directory_between_two_processes() {
         assert_eq!(fs::read(target.join("notes.txt")).unwrap(), fs::read(&single).unwrap());
         assert_eq!(fs::read_dir(&target).unwrap().count(), 2, "nothing else (no staging) left behind");
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("secret.txt");
         fs::write(&file, b"not for guessers").unwrap();
-        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
         let wrong = wrong_code(&code);
         let out_dir = out.path().to_str().unwrap();
 
-        let guesser = spawn(&[
-            "receive",
-            &wrong,
-            "--out",
-            out_dir,
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
+        let guesser = spawn(&receive_args(&wrong, out_dir, "loopback", &url));
         let (guessed, events) = guesser.finish(None, LIMIT);
         assert!(!guessed.status.success());
         let stderr = String::from_utf8_lossy(&guessed.stderr);
@@ -123,74 +96,151 @@ async fn a_wrong_code_fails_both_processes_and_the_right_one_no_longer_works() {
         assert!(!sent.status.success());
         assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
 
-        let late = spawn(&["receive", &code, "--out", out_dir, "--yes", "--paths", "loopback", "--signaling", &url]);
+        let late = spawn(&receive_args(&code, out_dir, "loopback", &url));
         let (late, _) = late.finish(None, LIMIT);
         assert!(!late.status.success());
         let stderr = String::from_utf8_lossy(&late.stderr);
         assert!(stderr.contains("session_closed"), "{stderr}");
         assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
+}
+
+/// Starts `peers send` of `file` with `extra` arguments and a receiver into `out`
+/// over `paths`, and kills the receiver (SIGKILL) once it verified a few MiB; returns
+/// the sender, its output, the code and the bytes the receiver had verified.
+fn kill_receiver_mid_way(
+    url: &str,
+    out: &Path,
+    file: &Path,
+    paths: &str,
+    extra: &[&str],
+) -> (Peers, BufReader<ChildStdout>, String, u64) {
+    let (sender, sender_out, code) = start_send(url, extra, &[file]);
+    let mut receiver = spawn(&receive_args(&code, out.to_str().unwrap(), paths, url));
+    let mut verified = 0;
+    for line in BufReader::new(receiver.0.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(event["event"], "done", "the receiver finished before it was killed");
+        verified = verified.max(event["bytes_done"].as_u64().unwrap_or(0));
+        if verified >= 4 << 20 {
+            break;
+        }
+    }
+    assert!(verified >= 4 << 20, "the receiver never verified 4 MiB");
+    receiver.0.kill().unwrap();
+    let _ = receiver.0.wait();
+    (sender, sender_out, code, verified)
+}
+
+/// Reads the sender's JSON lines until it waits for its receiver to come back.
+fn wait_for_return(sender_out: &mut BufReader<ChildStdout>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(sender_out.read_line(&mut line).unwrap() > 0, "the sender ended instead of waiting");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(event["event"], "error", "{event}");
+        if event["stage"] == "waiting-return" {
+            return;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_killed_mid_way_ends_the_sender_with_an_error() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+async fn a_receiver_killed_mid_way_resumes_by_running_the_same_code_again() {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 9)).unwrap();
-        let (sender, sender_out, code) = start_send(&url, &[&file]);
-        let mut receiver = spawn(&[
-            "receive",
-            &code,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--yes",
-            "--json",
-            "--paths",
-            "loopback",
-            "--signaling",
-            &url,
-        ]);
-        // Kill it once bytes move.
-        let mut lines = BufReader::new(receiver.0.stdout.take().unwrap()).lines();
-        let moving = lines.by_ref().map_while(Result::ok).find(|l| l.contains("\"moving\""));
-        assert!(moving.is_some(), "the receiver never started moving bytes");
-        receiver.0.kill().unwrap();
-        let _ = receiver.0.wait();
-        let killed_at = Instant::now();
+        let (sender, mut sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
+        wait_for_return(&mut sender_out);
+        assert!(!out.path().join("big.bin").exists(), "partial data presented as complete");
+
+        // The same command again: a new PAKE, the staged data found, not asked again.
+        let out_dir = out.path().to_str().unwrap();
+        let again = spawn(&receive_args(&code, out_dir, "relay", &url));
+        let (received, events) = again.finish(None, LIMIT);
+        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
+        let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
+        assert!(offer["staged"].as_u64().unwrap() >= verified, "{offer} (verified {verified} before the kill)");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        // Nothing the first receiver verified was sent again: both sides started after it.
+        for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
+            let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+            assert!(resumed >= verified, "{side}: resumed from {resumed}, {verified} verified before the kill");
+        }
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert!(staging(out.path()).is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_code_on_the_reopened_session_burns_it() {
+    with_server(|url| {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 10)).unwrap();
+        let (sender, mut sender_out, code, _) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
+        wait_for_return(&mut sender_out);
+        let out_dir = out.path().to_str().unwrap();
+        let (guessed, events) = spawn(&receive_args(&wrong_code(&code), out_dir, "relay", &url)).finish(None, LIMIT);
+        assert!(!guessed.status.success());
+        assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
         let (sent, events) = sender.finish(Some(sender_out), LIMIT);
         assert!(!sent.status.success());
-        assert_eq!(last_event(&events)["event"], "error", "{events:?}");
+        assert!(last_event(&events)["message"].as_str().unwrap().contains("did not match"), "{events:?}");
+        // Burnt: the right code no longer works.
+        let (late, _) = spawn(&receive_args(&code, out_dir, "relay", &url)).finish(None, LIMIT);
+        assert!(!late.status.success());
+        let stderr = String::from_utf8_lossy(&late.stderr);
+        assert!(stderr.contains("session_closed"), "{stderr}");
+        assert!(!out.path().join("big.bin").exists());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_mid_way_that_never_comes_back_ends_the_sender_after_the_rejoin_wait() {
+    with_server(|url| {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 11)).unwrap();
+        let wait = ["--rejoin-wait", "3"];
+        let (sender, mut sender_out, _, _) = kill_receiver_mid_way(&url, out.path(), &file, "loopback", &wait);
+        let killed_at = Instant::now();
+        wait_for_return(&mut sender_out);
+        let (sent, events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(!sent.status.success());
+        let message = last_event(&events)["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("the receiver to run the same code again did not happen within 3s"), "{message}");
         // Stated bound: the relay closes when the receiver's signaling connection drops,
-        // and the stall timeout (60 s) backs that up.
-        assert!(killed_at.elapsed() < Duration::from_secs(65), "the sender took {:?}", killed_at.elapsed());
+        // and the stall timeout (60 s) backs that up (a WebRTC path that goes quiet);
+        // then the rejoin wait.
+        let bound = Duration::from_secs(60 + 3 + 5);
+        assert!(killed_at.elapsed() < bound, "the sender took {:?}", killed_at.elapsed());
         assert!(!out.path().join("big.bin").exists(), "partial data presented as complete");
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("film.mkv");
         // Long enough on the relay for WebRTC on loopback to come up mid-way.
         fs::write(&file, noise(16 << 20, 3)).unwrap();
-        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
         let out_dir = out.path().to_str().unwrap();
-        let receiver =
-            spawn(&["receive", &code, "--out", out_dir, "--yes", "--json", "--paths", "loopback", "--signaling", &url]);
+        let receiver = spawn(&receive_args(&code, out_dir, "loopback", &url));
         // WebRTC's SCTP is slow in a debug build: a bound, not a figure.
         let (received, receiver_events) = receiver.finish(None, LIMIT * 2);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
@@ -212,9 +262,7 @@ async fn a_transfer_moving_to_webrtc_mid_way_says_so_on_both_sides() {
             assert_eq!(last_event(events)["event"], "done", "{side}");
         }
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }
 
 /// Sends SIGINT (what Ctrl-C sends) to `child`.
@@ -244,20 +292,16 @@ fn staging(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_data_resumes() {
-    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
-    let url = server.url().unwrap();
-    tokio::task::spawn_blocking(move || {
+    with_server(|url| {
         let src = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
         let file = src.path().join("big.bin");
         fs::write(&file, noise(64 << 20, 12)).unwrap();
         let out_dir = out.path().to_str().unwrap();
-        let receive = |code: &str| {
-            spawn(&["receive", code, "--out", out_dir, "--yes", "--json", "--paths", "relay", "--signaling", &url])
-        };
+        let receive = |code: &str| spawn(&receive_args(code, out_dir, "relay", &url));
 
         // Ctrl-C on the receiver: both end at once, each with a clear message.
-        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
         let mut receiver = receive(&code);
         let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
         wait_moving(&mut receiver_out);
@@ -276,7 +320,7 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert_eq!(staging(out.path()).len(), 1);
 
         // Ctrl-C on the sender of the same file: the receiver is told.
-        let (sender, mut sender_out, code) = start_send(&url, &[&file]);
+        let (sender, mut sender_out, code) = start_send(&url, &[], &[&file]);
         let receiver = receive(&code);
         wait_moving(&mut sender_out);
         interrupt(&sender);
@@ -293,7 +337,7 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert!(!out.path().join("big.bin").exists());
 
         // A third sending of the same file completes from there.
-        let (sender, sender_out, code) = start_send(&url, &[&file]);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
         let (received, events) = receive(&code).finish(None, LIMIT);
         assert!(received.status.success(), "{}", String::from_utf8_lossy(&received.stderr));
         let (sent, _) = sender.finish(Some(sender_out), LIMIT);
@@ -303,7 +347,5 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
         assert!(staging(out.path()).is_empty());
     })
-    .await
-    .unwrap();
-    server.shutdown().await;
+    .await;
 }

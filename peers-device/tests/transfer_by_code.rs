@@ -144,6 +144,8 @@ async fn a_receiver_that_stops_reading_fails_the_sender_after_the_stall_timeout(
     fs::write(src.path().join("big.bin"), noise(24 << 20, 5)).unwrap();
     let mut options = SendOptions::new(link(&url));
     options.link.stall_timeout = Duration::from_secs(3);
+    // No waiting for the receiver to come back with the code (see cli_transfer for that).
+    options.rejoin_wait = Duration::ZERO;
     let (code, sending) = send(vec![src.path().join("big.bin")], options).await.unwrap();
     let status = sending.status.clone();
     let (_client, _conn) = frozen_receiver(&url, &code).await;

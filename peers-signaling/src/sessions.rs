@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!   create ─▶ Created ──join(right code)──▶ Joined ──close(token)──▶ Closed
-//!               │  │                          │
+//!               │  │   ▲                      │
+//!               │  │   └── reopen (pake, the creator's token, ≤ 16 times)
 //!               │  └─ 3 wrong secrets ─▶ Closed ("locked")
 //!               └──────── now ≥ expires_at ───┴──────────────────▶ Expired
 //! ```
@@ -23,7 +24,11 @@
 //! slot number alone (`4821`), and the first device that names it joins. The
 //! parties then run a PAKE on words the server never sees (the device's
 //! transfer codes, `4821-maple-orbit`), and the creator closes the session
-//! after one failed PAKE, so a guesser gets one try per code.
+//! after one failed PAKE, so a guesser gets one try per code. Its creator may
+//! [reopen](SessionTable::reopen) it for one new join when its receiver vanished
+//! mid-way (the receiver runs the same code again), at most [`MAX_REOPENS`] times;
+//! every join of a reopened session runs a new PAKE, and the creator burns the
+//! session after a failed one as before.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +46,9 @@ pub use crate::protocol::{SessionKind, SessionState};
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const SECRET_LEN: usize = 6;
 const SLOTS: u16 = 10_000;
+
+/// Most times one [`SessionKind::Pake`] session is reopened for a new receiver.
+pub const MAX_REOPENS: u32 = 16;
 
 /// Bounds and times of sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +154,14 @@ pub struct Session {
     pub expires_at: u64,
     /// Why it closed.
     pub reason: Option<String>,
+    /// Times its creator reopened it for a new receiver (absent in sessions stored
+    /// before reopening existed: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reopens: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Session {
@@ -321,6 +337,7 @@ impl SessionTable {
             failed_joins: 0,
             expires_at: now.saturating_add(ttl),
             reason: None,
+            reopens: 0,
         };
         self.slots.insert(slot, session.transfer_id.clone());
         self.sessions.insert(session.transfer_id.clone(), session.clone());
@@ -441,6 +458,53 @@ impl SessionTable {
                 session.state = SessionState::Closed;
                 session.reason = Some(format!("closed by the {by}"));
                 Ok(session.clone())
+            }
+        }
+    }
+
+    /// Reopens a joined [`SessionKind::Pake`] session for one new join, for its
+    /// creator (`token` is the sender's): its receiver and the receiver's token are
+    /// forgotten and the next device naming its number joins (and runs a new PAKE
+    /// with the creator). Returns the session and the receiver it had. A session
+    /// still waiting for its receiver is answered as it is (nothing to reopen).
+    ///
+    /// Refusals: `session_not_found`, `bad_token` (also the receiver's token: only
+    /// the creator reopens), `bad_request` (a `secret` session: its secret was
+    /// spent on the first join), `quota_exceeded` (reopened [`MAX_REOPENS`] times
+    /// already), `session_closed`, `session_expired`.
+    pub fn reopen(
+        &mut self,
+        now: u64,
+        transfer_id: &str,
+        token: &str,
+    ) -> Result<(Session, Option<DeviceId>), Rejection> {
+        let session = self
+            .sessions
+            .get_mut(transfer_id)
+            .ok_or_else(|| Rejection::new(ErrorCode::SessionNotFound, "no session has this transfer id"))?;
+        if hash(token) != session.sender_token_hash {
+            return Err(Rejection::new(ErrorCode::BadToken, "only the creator's token reopens a session"));
+        }
+        if session.kind != SessionKind::Pake {
+            return Err(Rejection::new(ErrorCode::BadRequest, "only a pake session is reopened"));
+        }
+        if session.state.is_live_at(session.expires_at, now) {
+            return Err(Rejection::new(ErrorCode::SessionExpired, "the session expired"));
+        }
+        match session.state {
+            SessionState::Closed => Err(Rejection::new(ErrorCode::SessionClosed, "the session is closed")),
+            SessionState::Expired => Err(Rejection::new(ErrorCode::SessionExpired, "the session expired")),
+            SessionState::Created => Ok((session.clone(), None)),
+            SessionState::Joined if session.reopens >= MAX_REOPENS => Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!("a session is reopened at most {MAX_REOPENS} times"),
+            )),
+            SessionState::Joined => {
+                let receiver = session.receiver.take();
+                session.receiver_token_hash = None;
+                session.state = SessionState::Created;
+                session.reopens += 1;
+                Ok((session.clone(), receiver))
             }
         }
     }
@@ -667,6 +731,47 @@ mod tests {
         // Its lifetime is the usual one.
         let (expired, _) = sessions.expire(600_000);
         assert_eq!(expired.iter().map(|s| s.kind).collect::<Vec<_>>(), vec![SessionKind::Secret]);
+    }
+
+    #[test]
+    fn a_pake_session_is_reopened_by_its_creator_for_one_new_join() {
+        let mut sessions = table();
+        let pake = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, None).unwrap();
+        let id = pake.session.transfer_id.clone();
+        let code = pake.session.code();
+        // Nothing joined yet: answered as it is.
+        assert_eq!(sessions.reopen(1, &id, &pake.sender_token).unwrap().1, None);
+        let (_, first_token) = sessions.join(2, &mut OsRng, device(2), &code).unwrap();
+        assert_eq!(sessions.reopen(3, &id, &first_token).unwrap_err().code, ErrorCode::BadToken);
+        assert_eq!(sessions.reopen(3, "nope", &pake.sender_token).unwrap_err().code, ErrorCode::SessionNotFound);
+        let (reopened, gone) = sessions.reopen(3, &id, &pake.sender_token).unwrap();
+        assert_eq!(
+            (reopened.state, reopened.receiver, reopened.reopens, gone),
+            (SessionState::Created, None, 1, Some(device(2)))
+        );
+        // The former receiver's token no longer closes it; one new device joins.
+        assert_eq!(sessions.close(&id, &first_token).unwrap_err().code, ErrorCode::BadToken);
+        let (joined, _) = sessions.join(4, &mut OsRng, device(3), &code).unwrap();
+        assert_eq!(joined.receiver, Some(device(3)));
+        assert_eq!(sessions.join(4, &mut OsRng, device(4), &code).unwrap_err().rejection.code, ErrorCode::SessionTaken);
+        // Bounded.
+        for _ in 1..MAX_REOPENS {
+            sessions.reopen(5, &id, &pake.sender_token).unwrap();
+            sessions.join(5, &mut OsRng, device(3), &code).unwrap();
+        }
+        assert_eq!(sessions.reopen(6, &id, &pake.sender_token).unwrap_err().code, ErrorCode::QuotaExceeded);
+        // Burnt (a failed PAKE) or past its deadline: never again.
+        sessions.close(&id, &pake.sender_token).unwrap();
+        assert_eq!(sessions.reopen(7, &id, &pake.sender_token).unwrap_err().code, ErrorCode::SessionClosed);
+        let other = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, Some(100)).unwrap();
+        let other_id = other.session.transfer_id.clone();
+        sessions.join(1, &mut OsRng, device(2), &other.session.code()).unwrap();
+        assert_eq!(sessions.reopen(100, &other_id, &other.sender_token).unwrap_err().code, ErrorCode::SessionExpired);
+        // A secret session spent its secret on the first join.
+        let secret = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
+        sessions.join(1, &mut OsRng, device(2), &secret.session.code()).unwrap();
+        let refused = sessions.reopen(2, &secret.session.transfer_id, &secret.sender_token).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadRequest);
     }
 
     #[test]

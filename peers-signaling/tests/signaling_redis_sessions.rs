@@ -122,3 +122,29 @@ async fn code_guesses_from_one_address_count_on_every_instance() {
         other => panic!("the fourth guess from one address was not limited: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pake_session_reopened_on_one_instance_is_joined_again_on_the_other() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let mut sender_events = sender.events().unwrap();
+    let (_, first) = connect(&two.url().unwrap(), "first").await;
+
+    let created = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    let joined = first.join_session(&created.code).await.unwrap();
+    assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
+    assert_eq!(refusal(first.reopen_session(&created.transfer_id, &joined.receiver_token).await), ErrorCode::BadToken);
+    first.close().await;
+    sender.reopen_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    let (_, returning) = connect(&two.url().unwrap(), "returning").await;
+    returning.join_session(&created.code).await.unwrap();
+    assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
+    let (_, late) = connect(&one.url().unwrap(), "late").await;
+    assert_eq!(refusal(late.join_session(&created.code).await), ErrorCode::SessionTaken);
+    sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    assert_eq!(
+        refusal(sender.reopen_session(&created.transfer_id, &created.sender_token).await),
+        ErrorCode::SessionClosed
+    );
+}

@@ -132,3 +132,39 @@ async fn a_pake_session_is_joined_by_its_number_and_burnt_by_its_creator() {
     let (slot, _) = ordinary.code.split_once('-').unwrap();
     assert_eq!(refusal(second.join_session(slot).await), ErrorCode::SessionNotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_creator_reopens_a_pake_session_for_a_returning_receiver() {
+    let server = server(ServerConfig::in_memory()).await;
+    let sender = client(&server, &keys("sender")).await;
+    let mut sender_events = sender.events().unwrap();
+    let first = client(&server, &keys("first")).await;
+    let created = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    let joined = first.join_session(&created.code).await.unwrap();
+    assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
+    // Only the creator reopens; the receiver vanishes (its process died).
+    assert_eq!(refusal(first.reopen_session(&created.transfer_id, &joined.receiver_token).await), ErrorCode::BadToken);
+    first.close().await;
+    sender.reopen_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    // The same number takes one new receiver, and the sender hears of it.
+    let returning = client(&server, &keys("returning")).await;
+    let again = returning.join_session(&created.code).await.unwrap();
+    assert_eq!(again.transfer_id, created.transfer_id);
+    let peer = event(&mut sender_events, |e| match e {
+        peers_signaling::ClientEvent::Session { state: SessionState::Joined, peer, .. } => Some(*peer),
+        _ => None,
+    })
+    .await;
+    assert_eq!(peer, Some(*returning.device_id()));
+    let late = client(&server, &keys("late")).await;
+    assert_eq!(refusal(late.join_session(&created.code).await), ErrorCode::SessionTaken);
+    // A failed PAKE with whoever joined burns it: no reopening, no joining.
+    sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    let reopen = sender.reopen_session(&created.transfer_id, &created.sender_token).await;
+    assert_eq!(refusal(reopen), ErrorCode::SessionClosed);
+    assert_eq!(refusal(late.join_session(&created.code).await), ErrorCode::SessionClosed);
+    // A secret session is not reopened.
+    let ordinary = sender.create_session(None).await.unwrap();
+    let reopen = sender.reopen_session(&ordinary.transfer_id, &ordinary.sender_token).await;
+    assert_eq!(refusal(reopen), ErrorCode::BadRequest);
+}

@@ -15,6 +15,10 @@
 //! {"get": {"group", "key"}}                     -> {"value": {"value": bin | nil}}
 //! {"trust": {"share_code", "groups": [str]}}    -> {"trusted": {"device", "user", "groups"}}
 //! {"untrust": {"device"}}                       -> {"untrusted": {"device"}}
+//! {"send": {"device", "paths": [str]}}          -> {"sending": {"id": u64, "device", "bytes": u64}}
+//! {"send_status": {"id": u64}}                  -> {"send_status": {"state": {"bytes_done", "bytes_total",
+//!                                                    "bytes_resumed", "path": str | nil,
+//!                                                    "outcome": nil | {"Ok": nil} | {"Err": str}}}}
 //! any failure                                   -> {"error": {"message": str}}
 //! ```
 
@@ -84,6 +88,19 @@ pub enum ControlRequest {
         /// Its device id, a unique prefix of it, or its share code.
         device: String,
     },
+    /// Send files and directories to a trusted device over the connection to it
+    /// (`peers send --to`); its daemon stores them in its inbox.
+    Send {
+        /// Its device id, a unique prefix of it, or its share code.
+        device: String,
+        /// Absolute paths of files and directories.
+        paths: Vec<PathBuf>,
+    },
+    /// Where a transfer started by `Send` stands (a finished one answers once more).
+    SendStatus {
+        /// The id `Send` answered with.
+        id: u64,
+    },
 }
 
 /// The daemon's answer.
@@ -121,6 +138,20 @@ pub enum ControlResponse {
     Untrusted {
         /// Its id.
         device: String,
+    },
+    /// The transfer started (or waits its turn).
+    Sending {
+        /// Ask `SendStatus` with it.
+        id: u64,
+        /// The device's id.
+        device: String,
+        /// Bytes to send.
+        bytes: u64,
+    },
+    /// Where a transfer stands.
+    SendStatus {
+        /// Bytes, path and outcome.
+        state: super::SendState,
     },
     /// The request failed.
     Error {

@@ -200,11 +200,15 @@ impl DataDir {
         Ok(info)
     }
 
-    /// Stops trusting `device` (its id, a unique prefix of at least 4
-    /// characters of it, or its share code) and forgets its groups. Returns its
-    /// device info.
-    pub fn untrust(&self, device: &str) -> Result<DeviceInfo> {
-        let mut trusted = self.trusted()?;
+    /// The trusted device named by `device` (its id, a unique prefix of at least 4
+    /// characters of it, or its share code).
+    pub fn find_trusted(&self, device: &str) -> Result<DeviceInfo> {
+        let trusted = self.trusted()?;
+        trusted[Self::trusted_index(&trusted, device)?].info()
+    }
+
+    /// The index in `trusted` of the device named by `device` (see [`find_trusted`](Self::find_trusted)).
+    fn trusted_index(trusted: &[TrustedDevice], device: &str) -> Result<usize> {
         let wanted = device.trim();
         let by_code = DeviceInfo::from_share_code(wanted).ok().map(|i| i.device_id);
         let matches: Vec<usize> = trusted
@@ -218,16 +222,19 @@ impl DataDir {
             })
             .map(|(index, _)| index)
             .collect();
-        let index = match matches.as_slice() {
-            [index] => *index,
-            [] => return Err(config("device", format!("{wanted:?} is not a trusted device"))),
-            _ => {
-                return Err(config(
-                    "device",
-                    format!("{wanted:?} matches several trusted devices; give more of the id"),
-                ));
-            }
-        };
+        match matches.as_slice() {
+            [index] => Ok(*index),
+            [] => Err(config("device", format!("{wanted:?} is not a trusted device"))),
+            _ => Err(config("device", format!("{wanted:?} matches several trusted devices; give more of the id"))),
+        }
+    }
+
+    /// Stops trusting `device` (its id, a unique prefix of at least 4
+    /// characters of it, or its share code) and forgets its groups. Returns its
+    /// device info.
+    pub fn untrust(&self, device: &str) -> Result<DeviceInfo> {
+        let mut trusted = self.trusted()?;
+        let index = Self::trusted_index(&trusted, device)?;
         let info = trusted.remove(index).info()?;
         self.write_atomically(
             &self.trusted_path(),

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::control::{self, ControlRequest, ControlResponse};
 use super::data_dir::{DataDir, DataDirLock};
 use super::members::Members;
+use super::sending;
 use super::table::render_status;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -41,12 +42,15 @@ pub struct DaemonOptions {
     /// frame relay as the last resort. Several URLs are instances of one
     /// deployment to fail over between, in order of preference; empty: none.
     pub signaling: Vec<String>,
+    /// Where files that trusted devices send (`peers send --to`) are stored; `None`:
+    /// `inbox` in the data directory.
+    pub inbox: Option<PathBuf>,
 }
 
 impl DaemonOptions {
     /// A daemon on `data_dir` listening on `listen`, syncing `groups`.
     pub fn new(data_dir: DataDir, listen: Option<SocketAddr>, groups: Vec<GroupId>) -> Self {
-        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: Vec::new() }
+        DaemonOptions { data_dir, listen, advertise: Vec::new(), groups, signaling: Vec::new(), inbox: None }
     }
 }
 
@@ -99,6 +103,8 @@ impl Daemon {
         let share_code = device.info().to_share_code();
         let members =
             Arc::new(Members { data: data.clone(), device: device.clone(), writing: tokio::sync::Mutex::new(()) });
+        let inbox = options.inbox.clone().unwrap_or_else(|| data.root().join("inbox"));
+        sending::accept_into(device.manager(), inbox);
         for trusted in &trusted {
             device.add_peer(&trusted.info()?, &trusted.groups).await?;
         }
@@ -158,8 +164,9 @@ fn handler(
     members: Arc<Members>,
 ) -> control::Handler {
     let engines = Arc::new(engines);
+    let sends = Arc::new(sending::Sends::default());
     Arc::new(move |request| {
-        let (manager, engines, members) = (manager.clone(), engines.clone(), members.clone());
+        let (manager, engines, members, sends) = (manager.clone(), engines.clone(), members.clone(), sends.clone());
         Box::pin(async move {
             let engine = |group: &GroupId| engines.get(group).ok_or_else(|| Error::UnknownGroup(group.to_string()));
             let result = match request {
@@ -184,6 +191,17 @@ fn handler(
                     .untrust(&device)
                     .await
                     .map(|info| ControlResponse::Untrusted { device: info.device_id.to_string() }),
+                ControlRequest::Send { device, paths } => match members.data.find_trusted(&device) {
+                    Ok(info) => sends
+                        .start(&manager, info.device_id, paths)
+                        .await
+                        .map(|(id, bytes)| ControlResponse::Sending { id, device: info.device_id.to_string(), bytes }),
+                    Err(e) => Err(e),
+                },
+                ControlRequest::SendStatus { id } => match sends.state(id) {
+                    Some(state) => Ok(ControlResponse::SendStatus { state }),
+                    None => Err(Error::Daemon(format!("no transfer {id}"))),
+                },
             };
             result.unwrap_or_else(|e| ControlResponse::Error { message: e.to_string() })
         })

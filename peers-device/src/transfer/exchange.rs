@@ -435,6 +435,16 @@ async fn receive_data(
         .map_err(|e| e.to_string())
 }
 
+/// Bytes already verified in `out_dir` for `manifest`: what an earlier offer of the
+/// same files (same digest) left in its staging directory, or `None` when there is no
+/// saved position. An application may accept such an offer without asking again: the
+/// person accepted exactly these files into this directory before.
+pub fn staged_bytes(out_dir: &Path, manifest: &Manifest) -> Option<u64> {
+    let dir = out_dir.join(Staging::dir_name(&manifest.digest()));
+    let at = decode_cursor(&fs::read(dir.join("resume")).ok()?)?;
+    Reception::new(manifest.clone(), at).ok().map(|reception| reception.verified_bytes())
+}
+
 /// The receiver's staging directory for one manifest.
 struct Staging {
     out_dir: PathBuf,

@@ -35,6 +35,14 @@
 //! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
 //! connect again pinned to the same confirmed device, and the transfer resumes from
 //! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times.
+//!
+//! A receiver that vanishes (its process killed: its relay ends and the server has it
+//! offline; or nothing moves for the stall timeout) can come back by running the same
+//! code again: the sender reopens the code's session (`session-reopen`), shows
+//! [`Stage::WaitingForReturn`] and waits [`SendOptions::rejoin_wait`] (5 min) for a new
+//! join, at most [`MAX_REJOINS`] times; the device that joins runs a new PAKE on the same
+//! words (a wrong one burns the code), and its offer answer resumes from the staging
+//! directory it finds by the manifest's digest.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +53,7 @@ use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::protocol::{SessionKind, SessionState};
 use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
-use peers_transport_webrtc::WebRtcConfig;
+use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -55,7 +63,7 @@ use super::exchange::{
 };
 use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
 use super::pake::Role;
-use super::paths::{Change, Paths, Side, class_of};
+use super::paths::{Change, Paths, Side, class_of, webrtc_endpoint};
 use super::rendezvous::authenticate;
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
@@ -66,6 +74,10 @@ use crate::{Error, Result};
 /// connection broke (each relay carries at most 256 MiB and lives at most 10 minutes
 /// by the server's defaults). Moves to a better path do not count.
 pub const MAX_RELAY_HOPS: u32 = 64;
+
+/// Most times a sender waits for its receiver to come back with the same code
+/// (the server allows 16 reopenings of a session).
+pub const MAX_REJOINS: u32 = 8;
 
 /// How long the side that answered last (a receiver that stored everything, a joiner
 /// that has the groups) waits for the other to close: its answer may still be on the way.
@@ -123,6 +135,12 @@ pub struct SendOptions {
     pub chunk_size: u32,
     /// How long the receiving person may take to accept. Default: 10 min.
     pub answer_timeout: Duration,
+    /// How long the sender waits, each time its receiver vanished mid-way (its
+    /// relay and connections gone, or nothing moving for
+    /// [`LinkOptions::stall_timeout`]), for the receiver to run the same code again;
+    /// at most [`MAX_REJOINS`] times, and never past the code's lifetime.
+    /// `Duration::ZERO` fails at once instead. Default: 5 min.
+    pub rejoin_wait: Duration,
 }
 
 impl SendOptions {
@@ -134,6 +152,7 @@ impl SendOptions {
             code_ttl: Duration::from_secs(600),
             chunk_size: DEFAULT_CHUNK_SIZE,
             answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+            rejoin_wait: Duration::from_secs(300),
         }
     }
 }
@@ -313,7 +332,9 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let sender = Sender { client, created, code: code.clone(), keys, info, options, status: status_tx, cancelled };
+    let webrtc = webrtc_endpoint(&client, &options.link);
+    let sender =
+        Sender { client, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         // `events` stays open until the end: later notices are read by nobody, not refused.
         let mut events = events;
@@ -332,26 +353,84 @@ struct Sender {
     keys: Arc<DeviceKeys>,
     info: DeviceInfo,
     options: SendOptions,
+    webrtc: Option<Arc<WebRtcEndpoint>>,
     status: watch::Sender<Status>,
     cancelled: watch::Receiver<bool>,
 }
 
 impl Sender {
+    /// Meets the receiver and sends; when the receiver vanishes mid-way, reopens the
+    /// code's session and does it again with whoever joins next (a new PAKE: the words
+    /// are checked again, and a wrong guess burns the code), at most [`MAX_REJOINS`]
+    /// times. The receiver resumes from its staged data.
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
+        let mut rejoins = 0;
+        loop {
+            let result = self.meet_and_send(events, scanned, rejoins).await;
+            let gone = match &result {
+                Err(err) if receiver_gone(err) => err,
+                _ => return result,
+            };
+            if rejoins >= MAX_REJOINS || self.options.rejoin_wait.is_zero() {
+                return result;
+            }
+            rejoins += 1;
+            info!(err = %gone, rejoins, "the receiver is gone; waiting for it to use the code again");
+            let reopened = self.client.reopen_session(&self.created.transfer_id, &self.created.sender_token);
+            if let Err(refused) = until_cancelled(&self.cancelled, async { Ok(reopened.await?) }).await {
+                let why = format!("the receiver is gone ({gone}) and the code cannot take it back: {refused}");
+                return Err(TransferError::Protocol(why).into());
+            }
+            self.status.send_modify(|s| {
+                s.stage = Stage::WaitingForReturn;
+                s.class = None;
+            });
+        }
+    }
+
+    /// One receiver: waits for its join (the code's lifetime for the first, the rejoin
+    /// wait after), the PAKE, the paths, the transfer.
+    async fn meet_and_send(
+        &self,
+        events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
+        scanned: &Scanned,
+        rejoins: u32,
+    ) -> Result<()> {
         let link = &self.options.link;
         let (receiver, relay, peer) = until_cancelled(&self.cancelled, async {
-            let receiver = wait_for_join(events, &self.created, self.options.code_ttl).await?;
+            let receiver = match rejoins {
+                0 => wait_for_join(events, &self.created, self.options.code_ttl).await?,
+                _ => {
+                    let wait = self.options.rejoin_wait;
+                    match wait_for_join(events, &self.created, wait).await {
+                        Err(Error::Transfer(TransferError::TimedOut { .. })) => {
+                            let what = "the receiver to run the same code again";
+                            return Err(TransferError::TimedOut { what, after: wait }.into());
+                        }
+                        joined => joined?,
+                    }
+                }
+            };
             set_stage(&self.status, Stage::Authenticating);
             let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
             Ok((receiver, relay, peer))
         })
-        .await?;
+        .await
+        .map_err(|err| match err {
+            // The PAKE or the wait failing is no vanished receiver: no new round.
+            Error::Transfer(err) => Error::Transfer(err),
+            other => TransferError::Protocol(format!("meeting the receiver: {other}")).into(),
+        })?;
         set_stage(&self.status, Stage::Connecting);
         let drain = self.options.answer_timeout;
-        let mut paths =
-            Paths::start(Side::Sender, self.keys.clone(), &peer, &self.client, link, drain, relay, |_| {}).await?;
+        let keys = self.keys.clone();
+        let mut paths = Paths::start(Side::Sender, keys, &peer, self.webrtc.clone(), drain, relay, |_| {}).await?;
         let result = until_cancelled(&self.cancelled, self.transfer(&mut paths, &receiver, scanned)).await;
-        paths.close(close_reason(&result, "sender")).await;
+        let reason = match &result {
+            Err(err) if receiver_gone(err) => CloseReason::normal("the receiver is gone"),
+            _ => close_reason(&result, "sender"),
+        };
+        paths.close(reason).await;
         result
     }
 
@@ -359,7 +438,7 @@ impl Sender {
     /// manager switches, and goes on over another (or a new relay) when one breaks.
     async fn transfer(&self, paths: &mut Paths, receiver: &DeviceId, scanned: &Scanned) -> Result<()> {
         let link = &self.options.link;
-        let no_path = || TransferError::Protocol("no connection to the receiver".into());
+        let no_path = || Error::NotConnected(*receiver);
         let mut conn = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
         let mut hops = 0;
         loop {
@@ -409,7 +488,11 @@ impl Sender {
                     } else if reason.by == ClosedBy::Remote && !path_failed(&reason) {
                         let why = format!("the receiver closed the connection: {}", reason.message);
                         return Err(TransferError::Protocol(why).into());
-                    } else if after.bytes_done > before && hops < MAX_RELAY_HOPS && path_failed(&reason) {
+                    } else if after.bytes_done > before
+                        && hops < MAX_RELAY_HOPS
+                        && path_failed(&reason)
+                        && self.is_online(receiver).await
+                    {
                         hops += 1;
                         info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
                         paths.add_relay(self.client.open_relay(receiver, link.relay_wait).await?).await?;
@@ -418,6 +501,18 @@ impl Sender {
                         return Err(err);
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether the signaling server has `device` online (a receiver whose process
+    /// died is not: no new relay is tried, and the sender waits for it to come back).
+    async fn is_online(&self, device: &DeviceId) -> bool {
+        match self.client.subscribe_presence(std::slice::from_ref(device)).await {
+            Ok(online) => online.contains(device),
+            Err(err) => {
+                debug!(%err, "presence unknown; trying a new relay");
+                true
             }
         }
     }
@@ -558,8 +653,8 @@ impl Receiver {
             on_each.expose(conn);
         };
         let drain = DEFAULT_ANSWER_TIMEOUT;
-        let mut paths =
-            Paths::start(Side::Receiver, self.keys.clone(), &peer, client, link, drain, relay, setup).await?;
+        let webrtc = webrtc_endpoint(client, link);
+        let mut paths = Paths::start(Side::Receiver, self.keys.clone(), &peer, webrtc, drain, relay, setup).await?;
         let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
         if result.is_ok() {
             set_stage(&self.status, Stage::Done);
@@ -657,6 +752,19 @@ impl Receiver {
 /// the connection records it: waits up to 2 s).
 async fn closed_under(conn: &Connection) -> Option<CloseReason> {
     tokio::time::timeout(Duration::from_secs(2), conn.closed()).await.ok()
+}
+
+/// Whether a send failed because the receiver vanished (its relay and connections
+/// gone, or nothing moving), not by an answer or a rule: then the sender may wait
+/// for it to come back with the code. Errors of the transfer protocol (declined,
+/// cancelled, a closed connection with the receiver's reason, a bad chunk) are
+/// answers; the connections' and the signaling server's errors and a stall are not.
+fn receiver_gone(err: &Error) -> bool {
+    match err {
+        Error::Transfer(TransferError::Stalled(_)) => true,
+        Error::Transfer(_) => false,
+        _ => true,
+    }
 }
 
 /// Whether a connection closed with `reason` ended because its path did (the

@@ -65,8 +65,10 @@ pub mod scan;
 pub mod status;
 
 pub use code::TransferCode;
-pub use exchange::{Incoming, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress, expose_receiver};
-pub use live::{Canceller, LinkOptions, ReceiveHandle, SendHandle, SendOptions, receive, send};
+pub use exchange::{
+    Incoming, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress, expose_receiver, staged_bytes,
+};
+pub use live::{Canceller, LinkOptions, MAX_REJOINS, ReceiveHandle, SendHandle, SendOptions, receive, send};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};

@@ -72,17 +72,15 @@ pub(super) struct Paths {
 
 impl Paths {
     /// Starts the manager of `keys`, pinned to `peer`, with `setup` run on every
-    /// connection (before the peer can call), and WebRTC through `client` when
-    /// `link` asks for it; then adds `relay` as the first connection. A connection
+    /// connection (before the peer can call), and WebRTC through `webrtc` (the sender
+    /// dials, the receiver accepts); then adds `relay` as the first connection. A connection
     /// given up for a better one is drained for at most `drain` (an offer waiting for
     /// the receiving person's answer is not cut).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn start(
         side: Side,
         keys: Arc<DeviceKeys>,
         peer: &DeviceInfo,
-        client: &SignalingClient,
-        link: &LinkOptions,
+        webrtc: Option<Arc<WebRtcEndpoint>>,
         drain: Duration,
         relay: RelaySocket,
         setup: impl Fn(&Connection) + Send + Sync + 'static,
@@ -95,19 +93,13 @@ impl Paths {
         let manager = ConnectionManager::new(config);
         manager.on_connection(move |conn, _| setup(conn));
         let events = manager.events();
-        let mut webrtc = None;
-        if let Some(config) = &link.webrtc {
-            match ServerSignaling::over_client(client.clone(), config.connect_timeout) {
-                Some(signaling) => {
-                    let endpoint = Arc::new(WebRtcEndpoint::new(Arc::new(signaling), config.clone()));
-                    match side {
-                        Side::Sender => manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint))),
-                        Side::Receiver => webrtc = Some(WebRtcListener::start(manager.clone(), endpoint)),
-                    }
-                }
-                None => debug!("the signaling client's signals are taken: no WebRTC for this transfer"),
+        let webrtc = webrtc.and_then(|endpoint| match side {
+            Side::Sender => {
+                manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint)));
+                None
             }
-        }
+            Side::Receiver => Some(WebRtcListener::start(manager.clone(), endpoint)),
+        });
         let paths = Paths { manager, peer: peer.device_id, side, events, _webrtc: webrtc };
         paths.add_relay(relay).await?;
         if side == Side::Sender {
@@ -172,6 +164,20 @@ impl Drop for Paths {
         let manager = self.manager.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { manager.shutdown().await });
+        }
+    }
+}
+
+/// The WebRTC endpoint of a transfer, signaled through `client` (whose incoming
+/// signals it takes: one per client, kept across the receivers a sender meets), or
+/// `None` when `link` has no WebRTC.
+pub(super) fn webrtc_endpoint(client: &SignalingClient, link: &LinkOptions) -> Option<Arc<WebRtcEndpoint>> {
+    let config = link.webrtc.as_ref()?;
+    match ServerSignaling::over_client(client.clone(), config.connect_timeout) {
+        Some(signaling) => Some(Arc::new(WebRtcEndpoint::new(Arc::new(signaling), config.clone()))),
+        None => {
+            debug!("the signaling client's signals are taken: no WebRTC for this transfer");
+            None
         }
     }
 }

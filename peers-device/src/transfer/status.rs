@@ -8,7 +8,8 @@ use super::TransferError;
 use super::exchange::TransferProgress;
 use crate::ConnectionClass;
 
-/// The phase of a transfer by code, in order.
+/// The phase of a transfer by code, in order (a sender whose receiver vanished goes
+/// from [`Stage::WaitingForReturn`] through the phases again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Sender: the code is out; waiting for a device to join with it.
@@ -23,6 +24,10 @@ pub enum Stage {
     Moving,
     /// Every chunk verified and stored.
     Done,
+    /// Sender: the receiver vanished mid-way (its connections and relay gone); the
+    /// code's session is reopened and the sender waits for the receiver to join with
+    /// the same code again ([`SendOptions::rejoin_wait`](super::SendOptions::rejoin_wait)).
+    WaitingForReturn,
 }
 
 impl Stage {
@@ -35,6 +40,7 @@ impl Stage {
             Stage::Offered => "offered",
             Stage::Moving => "moving",
             Stage::Done => "done",
+            Stage::WaitingForReturn => "waiting-return",
         }
     }
 }
@@ -67,7 +73,10 @@ pub(crate) fn set_stage(status: &watch::Sender<Status>, stage: Stage) {
 pub(crate) fn set_connected(status: &watch::Sender<Status>, class: ConnectionClass) {
     status.send_modify(|s| {
         s.class = Some(class);
-        if matches!(s.stage, Stage::WaitingForPeer | Stage::Authenticating | Stage::Connecting) {
+        if matches!(
+            s.stage,
+            Stage::WaitingForPeer | Stage::WaitingForReturn | Stage::Authenticating | Stage::Connecting
+        ) {
             s.stage = Stage::Offered;
         }
     });

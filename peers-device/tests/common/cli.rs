@@ -1,12 +1,30 @@
 //! The `peers` binary as a real process, for the command-line tests: a child killed
-//! when dropped, its JSON lines, the code it prints first.
+//! when dropped, its JSON lines, the code it prints first; a signaling server for a
+//! test's processes; the arguments of `peers receive`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use peers_signaling::{ServerConfig, SignalingServer};
 use serde_json::Value;
+
+/// Runs `test` with the URL of a real signaling server on loopback (in-memory stores),
+/// on a blocking thread (it starts processes and waits for them), then shuts the
+/// server down.
+pub async fn with_server(test: impl FnOnce(String) + Send + 'static) {
+    let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
+    let url = server.url().unwrap();
+    tokio::task::spawn_blocking(move || test(url)).await.unwrap();
+    server.shutdown().await;
+}
+
+/// The arguments of `peers receive CODE` into `out`, answering yes, with JSON lines,
+/// over `paths` (`loopback`, `relay`, ...), through the server at `url`.
+pub fn receive_args<'a>(code: &'a str, out: &'a str, paths: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec!["receive", code, "--out", out, "--yes", "--json", "--paths", paths, "--signaling", url]
+}
 
 /// The `peers` binary Cargo built for these tests (looked up when a test runs, so
 /// that test files without a use for it build when the binary is not built).

@@ -1,5 +1,5 @@
 //! [`SignalingClient`]'s session requests: create a transfer session, join one
-//! by its code, close one.
+//! by its code, close one, reopen one for a new receiver.
 
 use std::time::Duration;
 
@@ -102,5 +102,16 @@ impl SignalingClient {
     pub async fn close_session(&self, transfer_id: &str, token: &str) -> Result<()> {
         let request = json!({ "transfer_id": transfer_id, "token": token });
         self.request_as(events::SESSION_CLOSE, "session close", request).await.map(|_| ())
+    }
+
+    /// Reopens a joined [`SessionKind::Pake`] session this device created (with its
+    /// `sender_token`) for one new join: for a receiver that vanished and runs the
+    /// same code again. The next device naming its number joins, and
+    /// [`ClientEvent::Session`](crate::ClientEvent::Session) reports it as for the
+    /// first. The server refuses after 16 reopens (`quota_exceeded`), and a closed
+    /// or expired session (`session_closed`, `session_expired`).
+    pub async fn reopen_session(&self, transfer_id: &str, sender_token: &str) -> Result<()> {
+        let request = json!({ "transfer_id": transfer_id, "token": sender_token });
+        self.request_as(events::SESSION_REOPEN, "session reopen", request).await.map(|_| ())
     }
 }

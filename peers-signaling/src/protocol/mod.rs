@@ -72,6 +72,8 @@ pub mod events {
     pub const SESSION_JOIN: &str = "session-join";
     /// Close a session with its token.
     pub const SESSION_CLOSE: &str = "session-close";
+    /// The creator reopens a `pake` session for a new receiver.
+    pub const SESSION_REOPEN: &str = "session-reopen";
     /// Server → client: a session of this device changed state.
     pub const SESSION: &str = "session";
     /// Ask for a frame relay with a device (request); server → both parties:
@@ -522,6 +524,20 @@ pub struct SessionCloseRequest {
     /// The session.
     pub transfer_id: String,
     /// The sender's or the receiver's token.
+    pub token: String,
+}
+
+/// `"session-reopen"`: the creator of a joined `pake` session makes it take one
+/// new join (its receiver vanished).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionReopenRequest {
+    /// Correlates the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<u64>,
+    /// The session.
+    pub transfer_id: String,
+    /// The sender's token.
     pub token: String,
 }
 

@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::validate::{decode_fixed, parse_device_id, validate_body, validate_message_id};
 use super::{
     EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection, RelayClose, RelayCredit,
-    RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SignalKind,
-    SignalRequest, SubscribeRequest, events, server_origin,
+    RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
+    SignalKind, SignalRequest, SubscribeRequest, events, server_origin,
 };
 
 /// The events a client may send, by name.
@@ -47,11 +47,13 @@ pub enum RequestKind {
     RelayCredit,
     /// `"relay-close"` (no reply).
     RelayClose,
+    /// `"session-reopen"`.
+    SessionReopen,
 }
 
 impl RequestKind {
     /// Every kind, in protocol order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 13] = [
         RequestKind::Register,
         RequestKind::Signal,
         RequestKind::Subscribe,
@@ -64,6 +66,7 @@ impl RequestKind {
         RequestKind::RelayFrame,
         RequestKind::RelayCredit,
         RequestKind::RelayClose,
+        RequestKind::SessionReopen,
     ];
 
     /// The event's name on the wire.
@@ -81,6 +84,7 @@ impl RequestKind {
             RequestKind::RelayFrame => events::RELAY_FRAME,
             RequestKind::RelayCredit => events::RELAY_CREDIT,
             RequestKind::RelayClose => events::RELAY_CLOSE,
+            RequestKind::SessionReopen => events::SESSION_REOPEN,
         }
     }
 
@@ -154,6 +158,8 @@ pub enum SessionRequest {
     Join(SessionJoinRequest),
     /// `"session-close"`.
     Close(SessionCloseRequest),
+    /// `"session-reopen"`.
+    Reopen(SessionReopenRequest),
 }
 
 /// The relay events that get no reply.
@@ -195,6 +201,7 @@ impl Request {
             RequestKind::RelayFrame => Request::Relay(RelayEvent::Frame(fields(kind, payload)?)),
             RequestKind::RelayCredit => Request::Relay(RelayEvent::Credit(fields(kind, payload)?)),
             RequestKind::RelayClose => Request::Relay(RelayEvent::Close(fields(kind, payload)?)),
+            RequestKind::SessionReopen => Request::Session(SessionRequest::Reopen(fields(kind, payload)?)),
         })
     }
 }

@@ -90,7 +90,7 @@ impl Cluster {
     }
 }
 
-/// A `"session-create"`, `"session-join"` or `"session-close"` request.
+/// A `"session-create"`, `"session-join"`, `"session-close"` or `"session-reopen"` request.
 pub(super) async fn request(
     cluster: &Cluster,
     conn: &Connection,

@@ -86,7 +86,7 @@ pub(crate) fn start() {
     for outcome in ["delivered", "queued", "expired", "delivered_from_queue"] {
         metrics::counter!("signaling_relays_total", "outcome" => outcome).increment(0);
     }
-    for event in ["created", "joined", "closed", "locked", "join_failed"] {
+    for event in ["created", "joined", "closed", "locked", "join_failed", "reopened"] {
         metrics::counter!("signaling_session_events_total", "event" => event).increment(0);
     }
     for reason in ["buffer_full", "stalled"] {

@@ -1,5 +1,5 @@
 //! The session requests: `"session-create"`, `"session-join"`,
-//! `"session-close"`, and their expiry. The bookkeeping is [`SessionTable`];
+//! `"session-close"`, `"session-reopen"`, and their expiry. The bookkeeping is [`SessionTable`];
 //! this file checks the requests, stores each change and tells the other
 //! party, through a [`SessionHost`]: the hub (one instance) or a table loaded
 //! from Redis (several, see `cluster_sessions.rs`).
@@ -13,7 +13,8 @@ use tracing::info;
 
 use super::{Shared, metrics as m, now_ms};
 use crate::protocol::{
-    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionRequest,
+    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
+    SessionRequest,
 };
 use crate::ratelimit::{Limited, Limiters};
 use crate::sessions::{Session, SessionState, SessionTable};
@@ -58,6 +59,7 @@ pub(super) fn handle(
         SessionRequest::Create(request) => create(host, limiters, ip, device, request),
         SessionRequest::Join(request) => join(host, limiters, ip, device, request),
         SessionRequest::Close(request) => close(host, device, request),
+        SessionRequest::Reopen(request) => reopen(host, device, request),
     }
 }
 
@@ -167,5 +169,21 @@ fn close(host: &mut impl SessionHost, device: DeviceId, request: SessionCloseReq
     Ok(fields([
         ("transfer_id", Json::String(session.transfer_id.clone())),
         ("state", serde_json::to_value(session.state).unwrap_or(Json::Null)),
+    ]))
+}
+
+/// The creator reopens its `pake` session for a new join; the former receiver (gone,
+/// as far as the creator knows) is not told.
+fn reopen(host: &mut impl SessionHost, device: DeviceId, request: SessionReopenRequest) -> Reply {
+    let (session, gone) = host.sessions().reopen(now_ms(), &request.transfer_id, &request.token)?;
+    if let Some(gone) = gone {
+        host.save_session(&session);
+        m::session_event("reopened");
+        info!(%device, former = %gone, transfer = %session.transfer_id, reopens = session.reopens, "session reopened");
+    }
+    Ok(fields([
+        ("transfer_id", Json::String(session.transfer_id.clone())),
+        ("state", serde_json::to_value(session.state).unwrap_or(Json::Null)),
+        ("expires_at", Json::from(session.expires_at)),
     ]))
 }

@@ -82,6 +82,11 @@ enum Command {
         /// one deployment to fail over between, in order of preference.
         #[arg(long, env = "PEERS_SIGNALING_URL", value_delimiter = ',')]
         signaling: Vec<String>,
+        /// Where files from trusted devices (`peers send --to`) are stored (created
+        /// when needed; nothing there is replaced). Default: inbox in the data
+        /// directory.
+        #[arg(long, value_name = "DIR")]
+        inbox: Option<PathBuf>,
     },
     /// Show connections, their classes and latency, and per-group sync state.
     Status,
@@ -110,12 +115,15 @@ enum Command {
     },
     /// Send files and directories to someone: prints a short code (such as
     /// 7-maple-orbit) and waits until the other side has received everything.
-    /// Needs no daemon.
+    /// Needs no daemon. With --to DEVICE instead: through the running daemon to a
+    /// device it trusts, no code; that device's daemon stores them in its inbox.
     ///
     /// Gives up when nobody used the code within --minutes, when the receiver
     /// has not answered the offer within 10 minutes, and, once bytes move, when
     /// nothing moved for 60 s (a receiver whose process died is seen at once).
-    /// Ctrl-C cancels and tells the receiver.
+    /// A receiver that died may run the same `peers receive CODE` again within
+    /// --rejoin-wait (300 s) and resume. Ctrl-C cancels and tells the receiver
+    /// (with --to, Ctrl-C only stops following: the daemon goes on).
     Send(transfer::SendArgs),
     /// Receive what someone sends with `peers send`, by its code. Shows the names
     /// and the total size and asks first (unless --yes). Needs no daemon.
@@ -306,10 +314,11 @@ async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()
             };
             println!("no longer trusting {device}");
         }
-        Command::Run { listen, advertise, groups, signaling } => {
+        Command::Run { listen, advertise, groups, signaling, inbox } => {
             let mut options = DaemonOptions::new(data, listen, groups);
             options.advertise = advertise;
             options.signaling = signaling;
+            options.inbox = inbox;
             let daemon = Daemon::start(options).await?;
             println!("device {}", daemon.manager().device_id());
             println!("share code {}", daemon.share_code());
@@ -338,7 +347,7 @@ async fn run(command: Command, data: DataDir, timeout: Duration) -> CliResult<()
         }
         Command::Pair(args) => pairing::run_pair(args, data, timeout).await?,
         Command::Join(args) => pairing::run_join(args, data, timeout).await?,
-        Command::Send(args) => transfer::run_send(args).await?,
+        Command::Send(args) => transfer::run_send(args, &data, timeout).await?,
         Command::Receive(args) => transfer::run_receive(args).await?,
         Command::Demo => {
             peers_device::demo::run(&mut std::io::stdout()).await?;

@@ -1,10 +1,15 @@
 //! `peers send` and `peers receive`: files by code through a signaling server. Neither
-//! needs a daemon or a data directory: each side uses a fresh device key.
+//! needs a daemon or a data directory: each side uses a fresh device key. `peers send
+//! --to DEVICE` instead asks the running daemon to send to a device it trusts (no code)
+//! and follows its progress (`sending`, `status`, then `done` or `error`).
 //!
 //! Human output: the code and questions on standard output, progress bars and status
 //! lines on standard error (drawn only on a terminal). `--json`: one JSON object a
-//! line on standard output, each with an `"event"`: `code`, `offer`, `status`, `path`
-//! (the transfer moved to another path: `from`, `to`, `bytes_done`), `done` or `error`.
+//! line on standard output, each with an `"event"`: `code`, `offer` (with `staged`: the
+//! bytes an earlier attempt left in `--out`, then accepted without asking), `status`
+//! (`stage` is `waiting-return` while a sender waits for its receiver to run the code
+//! again), `path` (the transfer moved to another path: `from`, `to`, `bytes_done`),
+//! `done` or `error`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use peers_device::daemon::DataDir;
+use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
 use peers_device::transfer::{
-    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode, receive,
-    send,
+    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode,
+    TransferProgress, receive, send, staged_bytes,
 };
 use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
@@ -32,12 +39,32 @@ pub(crate) struct SendArgs {
     /// symbolic links are not followed, and are left out).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    #[command(flatten)]
-    signaling: SignalingArgs,
+    /// Send to this trusted device through the running daemon, over the connection
+    /// it has to it (no code, no signaling arguments): its device id, a unique
+    /// prefix of it, or its share code. The device's daemon stores what arrives in
+    /// its inbox (`peers run --inbox`).
+    #[arg(long, value_name = "DEVICE")]
+    to: Option<String>,
+    /// The signaling server (as for `peers run`; several separated by commas are
+    /// tried in order).
+    #[arg(
+        long = "signaling",
+        value_name = "URL",
+        env = "PEERS_SIGNALING_URL",
+        value_delimiter = ',',
+        required_unless_present = "to"
+    )]
+    signaling: Vec<String>,
     #[command(flatten)]
     code: CodeArgs,
     #[command(flatten)]
     route: PathArgs,
+    /// Seconds to wait, when the receiver vanishes mid-way (its process died, its
+    /// network went away), for it to run `peers receive` with the same code again;
+    /// it then resumes after the last chunk it verified. At most 8 times, and never
+    /// past the code's lifetime (--minutes). 0: fail at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    rejoin_wait: u64,
     /// One JSON object a line instead of text and progress bars.
     #[arg(long)]
     json: bool,
@@ -163,16 +190,77 @@ pub(crate) fn line(value: Value) {
     let _ = out.flush();
 }
 
-/// Runs `peers send`.
-pub(crate) async fn run_send(args: SendArgs) -> CliResult<()> {
+/// Runs `peers send`: by code, or through the daemon of `data` with `--to`.
+pub(crate) async fn run_send(args: SendArgs, data: &DataDir, timeout: Duration) -> CliResult<()> {
     let json = args.json;
-    reported(send_inner(args).await, json)
+    let result = match args.to.clone() {
+        Some(device) => send_through_daemon(device, args, data, timeout).await,
+        None => send_inner(args).await,
+    };
+    reported(result, json)
+}
+
+/// Asks the daemon to send, then follows the transfer (every [`JSON_INTERVAL`]) until
+/// it ends.
+async fn send_through_daemon(device: String, args: SendArgs, data: &DataDir, timeout: Duration) -> CliResult<()> {
+    let paths = args.paths.iter().map(std::path::absolute).collect::<Result<Vec<_>, _>>()?;
+    let socket = data.control_socket();
+    let ask = |request: ControlRequest| {
+        let socket = socket.clone();
+        async move {
+            match control::request(&socket, &request, timeout).await? {
+                ControlResponse::Error { message } => Err(format!("the daemon refused: {message}").into()),
+                answer => Ok::<_, Box<dyn std::error::Error>>(answer),
+            }
+        }
+    };
+    let ControlResponse::Sending { id, device, bytes } = ask(ControlRequest::Send { device, paths }).await? else {
+        return Err("the daemon answered something else".into());
+    };
+    match args.json {
+        true => line(json!({ "event": "sending", "device": device, "bytes": bytes })),
+        false => eprintln!("sending {} to {device} through the daemon…", HumanBytes(bytes)),
+    }
+    let progress = TransferProgress { bytes_total: bytes, ..TransferProgress::default() };
+    let (status_tx, status) = watch::channel(Status { stage: Stage::Offered, class: None, progress });
+    let display = tokio::spawn(show(status, args.json, Side::Sender));
+    let outcome = loop {
+        tokio::time::sleep(JSON_INTERVAL).await;
+        let ControlResponse::SendStatus { state } = ask(ControlRequest::SendStatus { id }).await? else {
+            return Err("the daemon answered something else".into());
+        };
+        status_tx.send_modify(|s| {
+            s.class = state.path;
+            s.progress = TransferProgress {
+                bytes_done: state.bytes_done,
+                bytes_total: state.bytes_total,
+                bytes_resumed: state.bytes_resumed,
+            };
+            s.stage = match state.outcome {
+                Some(Ok(())) => Stage::Done,
+                _ if state.bytes_done > state.bytes_resumed => Stage::Moving,
+                _ => s.stage,
+            };
+        });
+        if let Some(outcome) = state.outcome {
+            break outcome;
+        }
+    };
+    drop(status_tx);
+    let _ = display.await;
+    outcome?;
+    match args.json {
+        true => line(json!({ "event": "done", "bytes": bytes, "device": device })),
+        false => println!("sent {} ({bytes} bytes) to {device}, every chunk verified by its daemon", HumanBytes(bytes)),
+    }
+    Ok(())
 }
 
 async fn send_inner(args: SendArgs) -> CliResult<()> {
-    let mut options = SendOptions::new(args.route.apply(args.signaling.link()));
+    let mut options = SendOptions::new(args.route.apply(LinkOptions::new(args.signaling)));
     options.words = args.code.words();
     options.code_ttl = args.code.ttl();
+    options.rejoin_wait = Duration::from_secs(args.rejoin_wait);
     let (code, handle) = send(args.paths, options).await?;
     for path in &handle.skipped {
         eprintln!("left out (a symbolic link or special file): {}", path.display());
@@ -202,13 +290,23 @@ async fn receive_inner(args: ReceiveArgs) -> CliResult<()> {
     let code: TransferCode = args.code.parse()?;
     let (json, yes, out) = (args.json, args.yes, args.out.clone());
     let shown_out = out.display().to_string();
+    let staged_in = out.clone();
     let decide = Arc::new(move |manifest: &Manifest| {
         let offer = Offer::of(manifest);
         let shown_out = shown_out.clone();
+        // These exact files (same manifest digest) were accepted into this directory
+        // before and partly arrived: not asked again.
+        let staged = staged_bytes(&staged_in, manifest);
         Box::pin(async move {
             match json {
-                true => line(offer.json()),
+                true => line(offer.json(staged)),
                 false => println!("{} into {shown_out}", offer.text()),
+            }
+            if let Some(bytes) = staged {
+                if !json {
+                    println!("resuming: {} of it arrived before and is kept", HumanBytes(bytes));
+                }
+                return true;
             }
             if yes {
                 return true;
@@ -301,8 +399,10 @@ impl Offer {
         Offer { names, files: manifest.files().count(), bytes: manifest.total_size() }
     }
 
-    fn json(&self) -> Value {
-        json!({ "event": "offer", "names": self.names, "files": self.files, "bytes": self.bytes })
+    /// The `offer` event; `staged`: bytes kept from an earlier attempt (then it is
+    /// accepted without asking).
+    fn json(&self, staged: Option<u64>) -> Value {
+        json!({ "event": "offer", "names": self.names, "files": self.files, "bytes": self.bytes, "staged": staged })
     }
 
     fn text(&self) -> String {
@@ -330,6 +430,9 @@ fn stage_line(stage: Stage, side: Side, status: &Status) -> Option<String> {
         (Stage::Connecting, _) => Some("the code matched; connecting…".into()),
         (Stage::Offered, Side::Sender) => Some(format!("connected ({class}); waiting for the receiver to accept…")),
         (Stage::Offered, Side::Receiver) => Some(format!("connected ({class})")),
+        (Stage::WaitingForReturn, _) => {
+            Some("the receiver is gone; waiting for it to run `peers receive` with the same code again…".into())
+        }
         (Stage::Moving | Stage::Done, _) => None,
     }
 }

@@ -1,0 +1,212 @@
+//! Files between two running daemons that already trust each other (`peers send --to
+//! DEVICE PATH...`): no code and no PAKE, over the connection the manager has to the
+//! device (a local socket, WebRTC or the server's relay, whichever it holds).
+//!
+//! The sending daemon scans the paths the command names and runs the transfer of
+//! `docs/protocol.md` §9.4 over that connection (offer, checked data stream, resume
+//! after the last verified chunk when the connection breaks and the manager has
+//! another). The receiving daemon accepts every offer of a device it trusts into its
+//! inbox directory (`peers run --inbox`, default `<data dir>/inbox`), as one person's
+//! own devices do with each other: nothing is replaced there, names that are taken get
+//! " (1)", and a sender that is no longer trusted cannot connect at all. The command
+//! follows the progress by asking the daemon (`send_status`) until the transfer ends.
+//!
+//! Bounds: one transfer at a time per daemon (the next waits its turn), at most
+//! [`MAX_SENDS`] known at once (finished ones are forgotten once read, or when room is
+//! needed), at most [`MAX_RELAY_HOPS`] new connections per transfer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use peers_sdk::{Connection, ConnectionClass, ConnectionState, DeviceId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::manager::ConnectionManager;
+use crate::transfer::exchange::{self, Decide, ReceiveOptions, TransferProgress};
+use crate::transfer::live::MAX_RELAY_HOPS;
+use crate::transfer::manifest::DEFAULT_CHUNK_SIZE;
+use crate::transfer::scan::scan;
+
+/// Transfers a daemon keeps track of at once (running, waiting or finished and unread).
+pub const MAX_SENDS: usize = 16;
+/// How long the sender waits for the receiving daemon's answer to an offer (it accepts
+/// at once).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a transfer waits for a connection to the device (at its start, and after
+/// one broke).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a transfer to another daemon stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendState {
+    /// Bytes verified by the receiver, in all, and not sent again after a break.
+    pub bytes_done: u64,
+    /// Bytes in all.
+    pub bytes_total: u64,
+    /// Bytes the receiver had from an earlier attempt.
+    pub bytes_resumed: u64,
+    /// The class of the connection in use.
+    pub path: Option<ConnectionClass>,
+    /// `None` while it runs; then `Ok` (everything verified and stored) or why it failed.
+    pub outcome: Option<std::result::Result<(), String>>,
+}
+
+impl SendState {
+    fn progress(&mut self, progress: TransferProgress) {
+        self.bytes_done = progress.bytes_done;
+        self.bytes_total = progress.bytes_total;
+        self.bytes_resumed = progress.bytes_resumed;
+    }
+}
+
+/// The transfers a daemon runs for `peers send --to`.
+#[derive(Debug, Default)]
+pub(super) struct Sends {
+    next: Mutex<u64>,
+    known: Mutex<BTreeMap<u64, watch::Receiver<SendState>>>,
+    /// One transfer at a time: two offers on one connection would take each other's place.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Sends {
+    /// Scans `paths` and starts sending them to `device` over `manager`'s connection
+    /// to it; returns the transfer's id and its size.
+    pub(super) async fn start(
+        &self,
+        manager: &ConnectionManager,
+        device: DeviceId,
+        paths: Vec<PathBuf>,
+    ) -> Result<(u64, u64)> {
+        if paths.iter().any(|p| !p.is_absolute()) {
+            return Err(Error::Config { field: "paths", reason: "the daemon takes absolute paths".into() });
+        }
+        let scanned = tokio::task::spawn_blocking(move || scan(&paths, DEFAULT_CHUNK_SIZE))
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))??;
+        let total = scanned.manifest.total_size();
+        let (state, watching) = watch::channel(SendState { bytes_total: total, ..SendState::default() });
+        let id = {
+            let mut known = lock(&self.known);
+            if known.len() >= MAX_SENDS {
+                let finished = known.iter().find(|(_, s)| s.borrow().outcome.is_some()).map(|(id, _)| *id);
+                match finished {
+                    Some(id) => known.remove(&id),
+                    None => return Err(Error::Daemon(format!("{MAX_SENDS} transfers are under way or waiting"))),
+                };
+            }
+            let mut next = lock(&self.next);
+            *next += 1;
+            known.insert(*next, watching);
+            *next
+        };
+        let (manager, turn) = (manager.clone(), self.turn.clone());
+        tokio::spawn(async move {
+            let _turn = turn.lock().await;
+            let result = send_over(&manager, device, &scanned, &state).await;
+            match &result {
+                Ok(()) => info!(%device, bytes = total, "files sent"),
+                Err(err) => warn!(%device, %err, "sending files failed"),
+            }
+            state.send_modify(|s| s.outcome = Some(result.map_err(|e| e.to_string())));
+        });
+        Ok((id, total))
+    }
+
+    /// Where transfer `id` stands; a finished one is forgotten once read.
+    pub(super) fn state(&self, id: u64) -> Option<SendState> {
+        let mut known = lock(&self.known);
+        let state = known.get(&id)?.borrow().clone();
+        if state.outcome.is_some() {
+            known.remove(&id);
+        }
+        Some(state)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends over the connection to `device`, and over the next one when it breaks (the
+/// receiver answers the new offer from its last verified chunk).
+async fn send_over(
+    manager: &ConnectionManager,
+    device: DeviceId,
+    scanned: &crate::transfer::scan::Scanned,
+    state: &watch::Sender<SendState>,
+) -> Result<()> {
+    let mut hops = 0;
+    loop {
+        let conn = connection_within(manager, device, CONNECT_WAIT).await?;
+        state.send_modify(|s| s.path = Some(ConnectionClass::of(conn.socket_info(), conn.path().as_ref())));
+        let (progress_tx, mut progress) = watch::channel(TransferProgress::default());
+        let follow = async {
+            while progress.changed().await.is_ok() {
+                let now = *progress.borrow_and_update();
+                state.send_modify(|s| s.progress(now));
+            }
+            std::future::pending::<()>().await
+        };
+        let result = tokio::select! {
+            result = exchange::send(&conn, scanned, ANSWER_TIMEOUT, &progress_tx) => result,
+            () = follow => unreachable!("follow never ends"),
+        };
+        let last = *progress_tx.borrow();
+        state.send_modify(|s| s.progress(last));
+        match result {
+            Ok(()) => return Ok(()),
+            // An answer of the receiver (refused, a bad chunk, no room): no other path changes it.
+            Err(err @ Error::Transfer(_)) => return Err(err),
+            Err(err) if hops < MAX_RELAY_HOPS => {
+                hops += 1;
+                info!(%device, %err, hop = hops, "the connection broke; going on over the next one");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// The manager's connection to `device`, waiting up to `wait` for one.
+async fn connection_within(manager: &ConnectionManager, device: DeviceId, wait: Duration) -> Result<Connection> {
+    let mut events = manager.events();
+    let found = tokio::time::timeout(wait, async {
+        loop {
+            if let Some(conn) = manager.connection(&device).filter(|c| c.state() == ConnectionState::Verified) {
+                return conn;
+            }
+            // Any event (a link up, a switch) is a reason to look again.
+            if let Err(RecvError::Closed) = events.recv().await {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+    .await;
+    found.map_err(|_| Error::NotConnected(device))
+}
+
+/// Accepts every offer from the daemon's (trusted) devices into `inbox`, on every
+/// connection.
+pub(super) fn accept_into(manager: &ConnectionManager, inbox: PathBuf) {
+    let decide: Decide = Arc::new(|_| Box::pin(std::future::ready(true)));
+    manager.on_connection(move |conn, device| {
+        let options = ReceiveOptions { out_dir: inbox.clone(), decide: decide.clone() };
+        let mut incoming = exchange::expose_receiver(conn, options);
+        tokio::spawn(async move {
+            while incoming.outcome.changed().await.is_ok() {
+                match incoming.outcome.borrow_and_update().clone() {
+                    Some(Ok(received)) => {
+                        info!(%device, stored = ?received.stored, bytes = received.bytes, "files received")
+                    }
+                    Some(Err(err)) => warn!(%device, %err, "receiving files failed"),
+                    None => {}
+                }
+            }
+        });
+    });
+}
