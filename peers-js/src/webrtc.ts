@@ -352,6 +352,20 @@ function candidateBody(c: { candidate: string; sdpMid?: string | null; sdpMLineI
   return body;
 }
 
+/**
+ * The SDP as it travels in an offer or answer: without `a=candidate` and
+ * `a=end-of-candidates` lines, because candidates travel as `ice-candidate`
+ * signals (docs/transport-webrtc.md §1). libdatachannel writes the candidates
+ * gathered so far into its local description; sent as well, each would reach the
+ * peer twice.
+ */
+export function sdpForSignal(sdp: string): string {
+  return sdp
+    .split(/(?<=\n)/)
+    .filter((line) => !/^a=(candidate:|end-of-candidates\b)/.test(line))
+    .join("");
+}
+
 function sessionId(): string {
   return toHex(randomBytes(16));
 }
@@ -387,6 +401,9 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
         if (settled) return;
         settled = true;
         if (tell) send(tell.kind, { message: truncateUtf8(tell.message, MAX_REASON_LEN) }).catch(() => {});
+        // the channel first: node-datachannel keeps a never-opened channel (and the
+        // process) alive past its peer connection's close
+        channel.close();
         pc.close();
         reject(err);
       };
@@ -450,7 +467,7 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
         await pc.setLocalDescription(offer);
         const sdp = pc.localDescription?.sdp;
         if (!sdp) throw new PeersError("Transport", "WebRtc", "no local description");
-        await send("offer", { sdp });
+        await send("offer", { sdp: sdpForSignal(sdp) });
       })().catch((err: unknown) =>
         fail(err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`)),
       );
@@ -639,7 +656,7 @@ export class WebRtcAcceptor {
       await pc.setLocalDescription(await pc.createAnswer());
       const sdp = pc.localDescription?.sdp;
       if (!sdp) throw new Error("no local description");
-      await send("answer", { sdp });
+      await send("answer", { sdp: sdpForSignal(sdp) });
       // Remote candidates only once the answer exists: libdatachannel creates its ICE
       // transport with the answer, and refuses a candidate that comes earlier.
       session.remoteSet = true;
