@@ -20,7 +20,7 @@
  * reconnection (a closed client stays closed; connect a new one).
  */
 import { toHex, utf8, concat } from "./bytes.js";
-import { PeersError, invalidInput } from "./errors.js";
+import { PeersError, invalidInput, settleOnce } from "./errors.js";
 import { DeviceKeys } from "./identity.js";
 
 /** What the registration signature starts with (27 ASCII bytes). */
@@ -289,56 +289,47 @@ export class SignalingClient {
         if (collecting && early.length < MAX_BACKLOG) early.push([event, args]);
       });
     }
-    const registered = await new Promise<{ deviceId: string; queued: number }>((resolve, reject) => {
-      let settled = false;
-      const fail = (err: PeersError) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.disconnect();
-        reject(err);
-      };
-      const timer = setTimeout(
-        () => fail(new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`)),
-        connectTimeoutMs,
-      );
-      socket.on("connect_error", (err) => {
-        const text = (err as Error).message ?? String(err);
-        const m = /^([a-z_]+): ?(.*)$/s.exec(text);
-        if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
-        fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
-      });
-      socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
-      socket.on("notice", (n) => {
-        const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
-        fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
-      });
-      socket.on("challenge", (...args) => {
-        if (settled) return;
-        const c = args[0];
-        if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
-        if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
-        let signature: Uint8Array;
-        try {
-          const nonce = fromBase64(String(c.nonce));
-          signature = keys.sign(registrationMessage(nonce, origin));
-        } catch (e) {
-          return fail(e instanceof PeersError ? e : protocolError(String(e)));
-        }
-        const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
-        socket.emit("register", request, (reply: unknown) => {
-          if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
-          if (reply.ok !== true) return fail(refusal(reply));
-          if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
-            return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
-          }
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({ deviceId: reply.device_id, queued: reply.queued as number });
+    const registered = await settleOnce<{ deviceId: string; queued: number }>(
+      connectTimeoutMs,
+      () => new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`),
+      () => socket.disconnect(),
+      (attempt) => {
+        const { resolve, fail } = attempt;
+        socket.on("connect_error", (err) => {
+          const text = (err as Error).message ?? String(err);
+          const m = /^([a-z_]+): ?(.*)$/s.exec(text);
+          if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
+          fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
         });
-      });
-    });
+        socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
+        socket.on("notice", (n) => {
+          const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
+          fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
+        });
+        socket.on("challenge", (...args) => {
+          if (attempt.settled) return;
+          const c = args[0];
+          if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
+          if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
+          let signature: Uint8Array;
+          try {
+            const nonce = fromBase64(String(c.nonce));
+            signature = keys.sign(registrationMessage(nonce, origin));
+          } catch (e) {
+            return fail(e instanceof PeersError ? e : protocolError(String(e)));
+          }
+          const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
+          socket.emit("register", request, (reply: unknown) => {
+            if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
+            if (reply.ok !== true) return fail(refusal(reply));
+            if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
+              return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
+            }
+            resolve({ deviceId: reply.device_id, queued: reply.queued as number });
+          });
+        });
+      },
+    );
     collecting = false;
     const client = new SignalingClient(socket, registered.deviceId, registered.queued, requestTimeoutMs);
     client.listen(early);
