@@ -8,8 +8,8 @@
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration).
  *
- * What it does not do yet: WebRTC sockets, signaling sessions and frame relay, send and pair
- * by code, browser key storage (IndexedDB), Brotli in browsers.
+ * What it does not do yet: signaling sessions and the frame relay, send and pair by code,
+ * Brotli in browsers.
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -26,6 +26,7 @@ export * from "./envelope.js";
 export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
+export * from "./keystore-indexeddb.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";

@@ -1,0 +1,80 @@
+// The browser device of the Chromium interop test (tests/tests/peers_js_chromium.rs,
+// driven by tests/js/peers_js_chromium.mjs, which bundles this file for the page with
+// esbuild). Everything runs in the page: its keys come from IndexedDB (made and stored
+// on the first visit), it registers with the signaling server itself (socket.io-client
+// in the page), dials the Rust device with the browser's own RTCPeerConnection, and
+// runs the shared exercise (./exercise.ts). Events go to `window.peersReport(event,
+// fieldsJson)`, which the driver provides.
+//
+//   /?signaling=URL                       register and report the identity only
+//   /?signaling=URL&rust=DEVICE_ID&mib=N  then connect, call, stream N MiB, wait for the close
+import {
+  Connection,
+  connectionConfig,
+  dialWebRtc,
+  fromHex,
+  IndexedDbKeyStore,
+  loadOrCreateKeys,
+  PeerConnectionLike,
+  SignalingClient,
+  toHex,
+  toShareCode,
+  TrustLevel,
+} from "../src/index.js";
+import { exposeExercise, Report, uploadPattern } from "./exercise.js";
+
+const page = globalThis as unknown as { peersReport?: (event: string, fields: string) => Promise<void> };
+const report: Report = (event, fields = {}) => void page.peersReport?.(event, JSON.stringify(fields));
+
+/** Whether this browser's DecompressionStream takes "brotli" (the codec cannot use it yet: it decodes synchronously). */
+function browserBrotli(): boolean {
+  try {
+    new DecompressionStream("brotli" as CompressionFormat);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main(): Promise<void> {
+  const params = new URLSearchParams(location.search);
+  const url = params.get("signaling");
+  if (!url) throw new Error("no ?signaling=URL");
+  const rustId = params.get("rust");
+  const streamMiB = Number(params.get("mib") ?? "16");
+
+  const store = new IndexedDbKeyStore();
+  const stored = await store.load();
+  const keys = stored ?? (await loadOrCreateKeys(store, "browser-user"));
+  const signaling = await SignalingClient.connect(url, keys);
+  report("identity", {
+    share_code: toShareCode(keys.info()),
+    device_id: keys.deviceIdHex,
+    from_indexeddb: stored !== undefined,
+    decompression_stream_brotli: browserBrotli(),
+  });
+  if (!rustId) {
+    signaling.close();
+    report("done");
+    return;
+  }
+
+  const createPeerConnection = (config: { iceServers: unknown[] }) =>
+    new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike;
+  const socket = await dialWebRtc(signaling, rustId, { createPeerConnection });
+  const binding = socket.info.security.channelBinding!;
+  report("socket", { binding: { kind: binding.kind, local: toHex(binding.local), remote: toHex(binding.remote) } });
+
+  const config = await connectionConfig(keys, (peer) => (toHex(peer.device_id) === rustId ? TrustLevel.Trusted : TrustLevel.Untrusted));
+  const connection = await Connection.connect(socket, config, fromHex(rustId));
+  report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
+  const exercise = exposeExercise(connection, report);
+  report("echo", { reply: await connection.emit("rust.echo", { text: "hello from a browser", n: 41 }) });
+  await uploadPattern(connection, streamMiB, report);
+  const reason = await connection.closed;
+  report("closed", { reason, reversed: exercise.reversed() });
+  signaling.close();
+  report("done");
+}
+
+main().catch((err: unknown) => report("failed", { message: err instanceof Error ? `${err.name}: ${err.message}\n${err.stack}` : String(err) }));
