@@ -8,7 +8,7 @@
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration).
  *
- * What it does not do yet: signaling sessions and the frame relay, send and pair by code,
+ * What it does not do yet: signaling sessions by code, send and pair by code,
  * Brotli in browsers.
  *
  * ```ts
@@ -27,6 +27,7 @@ export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
 export * from "./keystore-indexeddb.js";
+export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";

@@ -22,6 +22,7 @@
 import { toHex, utf8, concat } from "./bytes.js";
 import { PeersError, invalidInput, settleOnce } from "./errors.js";
 import { DeviceKeys } from "./identity.js";
+import { parseRelayEvent, RELAY_EVENTS, RelayEvent } from "./relay.js";
 
 /** What the registration signature starts with (27 ASCII bytes). */
 export const REGISTER_CONTEXT = utf8.encode("peers/v1 signaling register");
@@ -38,6 +39,10 @@ export const MAX_SUBSCRIBE_BATCH = 256;
 export const MAX_BACKLOG = 4096;
 /** Requests awaiting their reply at once. */
 export const MAX_PENDING_REQUESTS = 1024;
+/** Relays being opened at once (the server lets a device have 16 requests waiting). */
+export const MAX_RELAY_WAITERS = 16;
+/** Events held for a relay between its opening and its socket (a window of frames and some credit). */
+export const MAX_HELD_RELAY_EVENTS = 256;
 
 /** The error codes of section 8, wire text → `PeersError.code`. */
 export const SIGNALING_ERROR_CODES: Readonly<Record<string, string>> = {
@@ -244,6 +249,10 @@ export class SignalingClient {
   private readonly listeners = new Map<EventName, Array<(value: never) => void>>();
   private readonly backlog = new Map<EventName, unknown[]>();
   private closeError: PeersError | undefined;
+  /** Relays by id: their socket's handler, or the events held until the socket exists. */
+  private readonly relayRoutes = new Map<number, ((e: RelayEvent) => void) | RelayEvent[]>();
+  /** `openRelay` calls waiting for the server's relay-open, by peer. */
+  private readonly relayWaiters = new Map<string, (opened: { relay: number; maxFrame: number }) => void>();
   private resolveClosed!: (e: PeersError) => void;
   /** Resolves once, with why the client closed. */
   readonly closed: Promise<PeersError> = new Promise((r) => (this.resolveClosed = r));
@@ -445,6 +454,65 @@ export class SignalingClient {
     });
   }
 
+  /**
+   * Asks for a frame relay with `peer` (docs/signaling.md §7) and resolves with
+   * its id and frame size once the server opened it (both devices asked), within
+   * `timeoutMs`. `RelaySocket.open` is the usual way in.
+   */
+  openRelay(peer: string, timeoutMs: number): Promise<{ relay: number; maxFrame: number }> {
+    checkDeviceId(peer, "relay peer");
+    if (this.relayWaiters.has(peer)) return Promise.reject(invalidInput("relay", `already opening a relay with ${peer}`));
+    if (this.relayWaiters.size >= MAX_RELAY_WAITERS) {
+      return Promise.reject(new PeersError("Limit", "TooManyRelays", `${MAX_RELAY_WAITERS} relays are already being opened`));
+    }
+    return settleOnce(
+      timeoutMs,
+      () => new PeersError("Timeout", "Timeout", `${peer} did not open the relay within ${timeoutMs} ms`),
+      () => this.relayWaiters.delete(peer),
+      (attempt) => {
+        this.relayWaiters.set(peer, attempt.resolve);
+        this.request("relay-open", { peer }).catch((err: PeersError) => attempt.fail(err));
+        void this.closed.then((err) => attempt.fail(err));
+      },
+    );
+  }
+
+  /** Hands relay `id`'s events to `handler` (those held since it opened first). */
+  routeRelay(id: number, handler: (e: RelayEvent) => void): void {
+    const held = this.relayRoutes.get(id);
+    this.relayRoutes.set(id, handler);
+    if (Array.isArray(held)) for (const e of held) handler(e);
+  }
+
+  /** Forgets relay `id`: its later events are dropped. */
+  unrouteRelay(id: number): void {
+    this.relayRoutes.delete(id);
+  }
+
+  /** Sends a relay event (no reply); nothing once the client is closed. */
+  emitRelay(event: "relay-frame" | "relay-credit" | "relay-close", payload: Record<string, unknown>): void {
+    if (!this.closeError) this.io.emit(event, payload);
+  }
+
+  private onRelay(e: RelayEvent): void {
+    if (e.type === "open") {
+      const waiter = this.relayWaiters.get(e.peer);
+      if (!waiter) {
+        this.io.emit("relay-close", { relay: e.relay, code: "Refused", message: "nobody waits for this relay" });
+        return;
+      }
+      this.relayWaiters.delete(e.peer);
+      this.relayRoutes.set(e.relay, []);
+      waiter({ relay: e.relay, maxFrame: e.maxFrame });
+      return;
+    }
+    const route = this.relayRoutes.get(e.relay);
+    if (typeof route === "function") route(e);
+    else if (route && route.length < MAX_HELD_RELAY_EVENTS) route.push(e);
+    else if (route) throw new Error(`over ${MAX_HELD_RELAY_EVENTS} events for relay ${e.relay} before its socket existed`);
+    // an event for a relay that is gone (frames in flight after a close) is dropped
+  }
+
   /** Disconnects; pending requests fail with `Closed`. */
   close(): void {
     this.shutdown(new PeersError("Closed", "Closed", "closed by this side"));
@@ -472,6 +540,7 @@ export class SignalingClient {
       presence: (args) => this.emitEvent("presence", parsePresence(args)),
       notice: (args) => this.onNotice(args),
     };
+    for (const name of RELAY_EVENTS) handlers[name] = (args) => this.onRelay(parseRelayEvent(name, args));
     const dispatch = (name: string, args: unknown[]) => {
       if (this.closeError) return;
       try {
