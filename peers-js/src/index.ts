@@ -8,7 +8,7 @@
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration).
  *
- * What it does not do yet: signaling sessions by code, send and pair by code,
+ * What it does not do yet: send and pair by code (the PAKE, the transfer protocol),
  * Brotli in browsers.
  *
  * ```ts

@@ -1,8 +1,9 @@
 /**
- * The signaling client (docs/signaling.md sections 1–5 and 8): joins the
+ * The signaling client (docs/signaling.md sections 1–8): joins the
  * server's namespace over socket.io, answers the `challenge` with the v2
  * registration signature over the server's origin, then sends signals,
- * watches presence and asks for the ICE configuration. Every request carries a
+ * watches presence, asks for the ICE configuration, creates, joins and closes
+ * sessions by code, and opens frame relays (`RelaySocket`, relay.ts). Every request carries a
  * `req` and is answered through a socket.io ack; each has a deadline, and a
  * refusal is a `PeersError` of kind `"Signaling"` whose `code` is the server's
  * error code in PascalCase (`"QueueFull"`, `"SelfAddressed"`...; `"Unknown"` for
@@ -10,14 +11,15 @@
  *
  * Events (`on(name, listener)`): `signal` (a relayed or queued message),
  * `outcome` (the later fate of a queued message), `presence`, `notice` (a
- * server notice such as `replaced`) and `closed`. The events that arrive before
+ * server notice such as `replaced`), `session` (a session's party joined, or it
+ * closed or expired) and `closed`. The events that arrive before
  * a listener exists (the queued signals and outcome notices that follow the
  * registration) are kept, up to {@link MAX_BACKLOG} per event, and handed to the
  * first listener; past that bound the client closes with `Limit`/`Backlog`
  * rather than drop one.
  *
- * Not here yet: sessions by code (section 6), the frame relay (section 7),
- * reconnection (a closed client stays closed; connect a new one).
+ * Not here yet: reconnection (a closed client stays closed, and its relays
+ * end; connect a new one).
  */
 import { toHex, utf8, concat } from "./bytes.js";
 import { PeersError, invalidInput, settleOnce } from "./errors.js";
@@ -186,8 +188,45 @@ export interface IceConfig {
   expiresAt?: number;
 }
 
+/** A session this device created (docs/signaling.md §6). */
+export interface CreatedSession {
+  transferId: string;
+  /** The code to give the receiver: `NNNN-SSSSSS`, or the slot number alone for a `pake` session. */
+  code: string;
+  /** Closes the session; keep it secret. */
+  senderToken: string;
+  /** Unix ms. */
+  expiresAt: number;
+}
+
+/** A session this device joined. */
+export interface JoinedSession {
+  transferId: string;
+  /** Closes the session; keep it secret. */
+  receiverToken: string;
+  /** The device that created it (signal it by this id). */
+  sender: string;
+  /** Unix ms. */
+  expiresAt: number;
+}
+
+/** A change of a session this device is a party of, told by the server. */
+export interface SessionChange {
+  transferId: string;
+  state: "joined" | "closed" | "expired";
+  /** The device that joined (for `joined`). */
+  peer?: string;
+  reason?: string;
+}
+
+export type SessionKind = "secret" | "pake";
+/** Longest code a join sends (the server reads codes forgivingly: spaces, case). */
+export const MAX_SESSION_CODE_LEN = 64;
+
 export interface SignalingEvents {
   signal: IncomingSignal;
+  /** A session this device created was joined, or one it is a party of closed or expired. */
+  session: SessionChange;
   outcome: OutcomeNotice;
   presence: PresenceChange;
   notice: SignalingNotice;
@@ -293,7 +332,7 @@ export class SignalingClient {
     // replayed into the client, so no queued signal is missed.
     const early: Array<[string, unknown[]]> = [];
     let collecting = true;
-    for (const event of ["signal", "outcome", "presence", "notice"]) {
+    for (const event of ["signal", "outcome", "presence", "notice", "session"]) {
       socket.on(event, (...args) => {
         if (collecting && early.length < MAX_BACKLOG) early.push([event, args]);
       });
@@ -477,6 +516,51 @@ export class SignalingClient {
     );
   }
 
+  /**
+   * Creates a transfer session lasting `ttlMs` (default: the server's, capped at its
+   * maximum); the other device joins with the code, and a `session` event tells when
+   * it does. Refusals: `RateLimited`, `TooManySessions`, `QuotaExceeded`, `Unavailable`.
+   */
+  async createSession(options: { ttlMs?: number; kind?: SessionKind } = {}): Promise<CreatedSession> {
+    const request: Record<string, unknown> = {};
+    if (options.ttlMs !== undefined) {
+      if (!Number.isSafeInteger(options.ttlMs) || options.ttlMs <= 0) throw invalidInput("ttlMs", "must be a positive integer");
+      request.ttl_ms = options.ttlMs;
+    }
+    if (options.kind !== undefined) {
+      if (options.kind !== "secret" && options.kind !== "pake") throw invalidInput("session kind", "must be secret or pake");
+      request.kind = options.kind;
+    }
+    const r = await this.request("session-create", request);
+    if (!isText(r.transfer_id) || !isText(r.code) || !isText(r.sender_token) || !isUnixTime(r.expires_at)) {
+      throw this.violation(`unusable session-create reply ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    return { transferId: r.transfer_id, code: r.code, senderToken: r.sender_token, expiresAt: r.expires_at };
+  }
+
+  /**
+   * Joins the session named by `code` (as the sender gave it; the server forgives
+   * case, spaces, `O`/`I`/`L`). Refusals: `SessionNotFound` (also a wrong secret),
+   * `SessionTaken`, `SessionExpired`, `SessionClosed`, `SelfAddressed`, `RateLimited`.
+   */
+  async joinSession(code: string): Promise<JoinedSession> {
+    if (typeof code !== "string" || code.trim() === "" || code.length > MAX_SESSION_CODE_LEN) {
+      throw invalidInput("session code", `must be 1..=${MAX_SESSION_CODE_LEN} characters`);
+    }
+    const r = await this.request("session-join", { code });
+    if (!isText(r.transfer_id) || !isText(r.receiver_token) || typeof r.sender !== "string" || !DEVICE_ID.test(r.sender) || !isUnixTime(r.expires_at)) {
+      throw this.violation(`unusable session-join reply ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    return { transferId: r.transfer_id, receiverToken: r.receiver_token, sender: r.sender, expiresAt: r.expires_at };
+  }
+
+  /** Closes a session with either party's token; the other party gets a `session` event. Refusals: `BadToken`, `SessionNotFound`. */
+  async closeSession(transferId: string, token: string): Promise<void> {
+    if (!isText(transferId) || !isText(token)) throw invalidInput("session close", "transfer id and token must be non-empty strings");
+    const r = await this.request("session-close", { transfer_id: transferId, token });
+    if (r.transfer_id !== transferId || r.state !== "closed") throw this.violation(`unusable session-close reply ${JSON.stringify(r).slice(0, 200)}`);
+  }
+
   /** Hands relay `id`'s events to `handler` (those held since it opened first). */
   routeRelay(id: number, handler: (e: RelayEvent) => void): void {
     const held = this.relayRoutes.get(id);
@@ -538,6 +622,7 @@ export class SignalingClient {
       signal: (args) => this.emitEvent("signal", parseSignal(args)),
       outcome: (args) => this.emitEvent("outcome", parseOutcome(args)),
       presence: (args) => this.emitEvent("presence", parsePresence(args)),
+      session: (args) => this.emitEvent("session", parseSessionChange(args)),
       notice: (args) => this.onNotice(args),
     };
     for (const name of RELAY_EVENTS) handlers[name] = (args) => this.onRelay(parseRelayEvent(name, args));
@@ -641,6 +726,26 @@ function parseOutcome(args: unknown[]): OutcomeNotice {
     throw new Error(`unusable outcome ${JSON.stringify(o).slice(0, 200)}`);
   }
   return { id: o.id, to: o.to, outcome: o.outcome, at: o.at };
+}
+
+function isText(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= 256;
+}
+
+function parseSessionChange(args: unknown[]): SessionChange {
+  const e = one(args, "session");
+  if (
+    !isText(e.transfer_id) ||
+    (e.state !== "joined" && e.state !== "closed" && e.state !== "expired") ||
+    (e.peer !== undefined && e.peer !== null && (typeof e.peer !== "string" || !DEVICE_ID.test(e.peer))) ||
+    (e.reason !== undefined && e.reason !== null && typeof e.reason !== "string")
+  ) {
+    throw new Error(`unusable session event ${JSON.stringify(e).slice(0, 200)}`);
+  }
+  const change: SessionChange = { transferId: e.transfer_id, state: e.state };
+  if (typeof e.peer === "string") change.peer = e.peer;
+  if (typeof e.reason === "string") change.reason = e.reason;
+  return change;
 }
 
 function parsePresence(args: unknown[]): PresenceChange {
