@@ -4,11 +4,16 @@
 // on the first visit), it registers with the signaling server itself (socket.io-client
 // in the page), dials the Rust device with the browser's own RTCPeerConnection, and
 // runs the shared exercise (./exercise.ts). Events go to `window.peersReport(event,
-// fieldsJson)`, which the driver provides.
+// fieldsJson)`, which the driver provides. Brotli comes from brotli-wasm (its
+// WebAssembly file fetched beside the bundle).
 //
 //   /?signaling=URL                       register and report the identity only
 //   /?signaling=URL&rust=DEVICE_ID&mib=N  then connect, call, stream N MiB, wait for the close
+import { blake3 } from "@noble/hashes/blake3.js";
+import brotliWasm from "brotli-wasm";
+
 import {
+  brotliFromWasm,
   Connection,
   connectionConfig,
   dialWebRtc,
@@ -26,7 +31,7 @@ import { exposeExercise, Report, uploadPattern } from "./exercise.js";
 const page = globalThis as unknown as { peersReport?: (event: string, fields: string) => Promise<void> };
 const report: Report = (event, fields = {}) => void page.peersReport?.(event, JSON.stringify(fields));
 
-/** Whether this browser's DecompressionStream takes "brotli" (the codec cannot use it yet: it decodes synchronously). */
+/** Whether this browser's DecompressionStream takes "brotli" (the codec could not use it: it decodes synchronously). */
 function browserBrotli(): boolean {
   try {
     new DecompressionStream("brotli" as CompressionFormat);
@@ -65,11 +70,16 @@ async function main(): Promise<void> {
   const binding = socket.info.security.channelBinding!;
   report("socket", { binding: { kind: binding.kind, local: toHex(binding.local), remote: toHex(binding.remote) } });
 
-  const config = await connectionConfig(keys, (peer) => (toHex(peer.device_id) === rustId ? TrustLevel.Trusted : TrustLevel.Untrusted));
+  const brotli = brotliFromWasm(await brotliWasm);
+  const trust = (peer: { device_id: Uint8Array }) => (toHex(peer.device_id) === rustId ? TrustLevel.Trusted : TrustLevel.Untrusted);
+  const config = await connectionConfig(keys, trust, { brotli });
   const connection = await Connection.connect(socket, config, fromHex(rustId));
   report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
   const exercise = exposeExercise(connection, report);
   report("echo", { reply: await connection.emit("rust.echo", { text: "hello from a browser", n: 41 }) });
+  // A large, compressible answer: the Rust side sends it Brotli-compressed and chunked.
+  const text = await connection.emit<string>("rust.text", 300_000);
+  report("text", { length: text.length, blake3: toHex(blake3(new TextEncoder().encode(text))) });
   await uploadPattern(connection, streamMiB, report);
   const reason = await connection.closed;
   report("closed", { reason, reversed: exercise.reversed() });

@@ -8,8 +8,7 @@
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration).
  *
- * What it does not do yet: send and pair by code (the PAKE, the transfer protocol),
- * Brotli in browsers.
+ * What it does not do yet: send and pair by code (the PAKE, the transfer protocol).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -19,6 +18,7 @@
  * const answer = await connection.emit("echo", { text: "hi" });
  * ```
  */
+export * from "./brotli-wasm.js";
 export * from "./bytes.js";
 export * from "./codec.js";
 export * from "./connection.js";

@@ -3,13 +3,14 @@
 //   node peers_js_chromium.mjs SIGNALING_URL RUST_DEVICE_ID STREAM_MIB
 //
 // Bundles peers-js/dist/examples/browser-device.js (built by `npx tsc -p peers-js`)
-// with esbuild (peers-js's dev dependency) into one ES module, serves it and its page
-// on a loopback port, and opens the page in Chromium (chromium.mjs, host candidates
+// with esbuild (peers-js's dev dependency) into one ES module, serves it, its page and
+// brotli-wasm's WebAssembly on a loopback port, and opens the page in Chromium (chromium.mjs, host candidates
 // without mDNS): the page does everything itself (IndexedDB keys, registration,
 // WebRTC, the handshake, RPC, the stream). Its events are printed here as JSON lines,
 // each with `visit`: 1 for the visit that meets the Rust device, 2 for a second
 // visit of the same origin that only registers (its keys come from IndexedDB).
 
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -37,12 +38,15 @@ const built = await esbuild
   })
   .catch((e) => fail(`esbuild: ${e.message}`));
 const script = built.outputFiles[0].contents;
+// brotli-wasm fetches its WebAssembly beside the module that loads it (the bundle)
+const wasm = await readFile(fileURLToPath(new URL("node_modules/brotli-wasm/pkg.web/brotli_wasm_bg.wasm", peersJs)));
 const html = '<!doctype html><html><head><meta charset="utf-8"><script type="module" src="/device.js"></script></head><body>peers-js</body></html>';
 
 const server = createServer((req, res) => {
   const path = new URL(req.url ?? "/", "http://page").pathname;
   if (path === "/") res.writeHead(200, { "content-type": "text/html" }).end(html);
   else if (path === "/device.js") res.writeHead(200, { "content-type": "text/javascript" }).end(script);
+  else if (path === "/brotli_wasm_bg.wasm") res.writeHead(200, { "content-type": "application/wasm" }).end(wasm);
   else res.writeHead(404).end();
 });
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));

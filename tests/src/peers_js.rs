@@ -54,6 +54,17 @@ pub fn pattern_blake3(mib: usize) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// A compressible text of `len` characters: the Rust side sends it Brotli-compressed
+/// (and chunked when large) as the answer to "rust.text".
+pub fn compressible_text(len: usize) -> String {
+    "peers-js speaks the peers protocol. ".chars().cycle().take(len).collect()
+}
+
+/// Exposes "rust.text" (`len` → [`compressible_text`]) on `connection`.
+pub fn expose_text(connection: &Connection) {
+    connection.expose_rpc("rust.text", |len: usize| async move { Ok::<_, RemoteError>(compressible_text(len)) });
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -19,7 +19,7 @@ use peers_sdk::{
     TrustStore,
 };
 use peers_tests::JsClient;
-use peers_tests::peers_js::{driver, expose_echo_and_upload, pattern_blake3};
+use peers_tests::peers_js::{compressible_text, driver, expose_echo_and_upload, expose_text, pattern_blake3};
 use peers_transport_socketio::{ServerOptions, SocketIoServer};
 use tokio::sync::mpsc;
 
@@ -31,11 +31,6 @@ const NOISE_LEN: usize = 3 * 1024 * 1024 + 5;
 
 /// Bytes the Rust side streams to the driver (more than its 4 MiB window).
 const DOWNLOAD_LEN: usize = 9 * 1024 * 1024 + 123;
-
-/// A compressible answer: Rust sends it Brotli-compressed, in chunks when large.
-fn text(len: usize) -> String {
-    "peers-js speaks the peers protocol. ".chars().cycle().take(len).collect()
-}
 
 /// Incompressible bytes: sent uncompressed, in CHUNK frames when over a frame.
 fn noise(len: usize) -> Vec<u8> {
@@ -71,7 +66,7 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_j
         .with_ciphers([rust_cipher])
         .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx))
         .with_setup(|connection| {
-            connection.expose_rpc("rust.text", |len: usize| async move { Ok::<_, RemoteError>(text(len)) });
+            expose_text(connection);
             connection.expose_rpc("rust.noise", |len: usize| async move {
                 Ok::<_, RemoteError>(serde_bytes::ByteBuf::from(noise(len)))
             });
@@ -92,7 +87,11 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_j
 
     let text_event = js.expect_event("text", STEP).await;
     assert_eq!(text_event["length"], 300_000, "{text_event}");
-    assert_eq!(text_event["blake3"], blake3::hash(text(300_000).as_bytes()).to_hex().as_str(), "{text_event}");
+    assert_eq!(
+        text_event["blake3"],
+        blake3::hash(compressible_text(300_000).as_bytes()).to_hex().as_str(),
+        "{text_event}"
+    );
 
     let noise_event = js.expect_event("noise", STEP).await;
     assert_eq!(noise_event["length"], NOISE_LEN, "{noise_event}");

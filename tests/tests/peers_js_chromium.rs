@@ -4,8 +4,9 @@
 //! IndexedDB, registers with the real signaling server itself (socket.io-client in the
 //! page), dials a Rust `WebRtcEndpoint` with the browser's own `RTCPeerConnection`, and
 //! completes the handshake bound to the DTLS fingerprints (the AEAD skipped on both
-//! sides); RPCs go both ways, a 16 MiB stream arrives with the BLAKE3 both sides
-//! computed, the Rust side's close reason reaches the page, and a second visit of the
+//! sides); RPCs go both ways (a compressible answer arrives Brotli-compressed and the
+//! page decodes it with brotli-wasm; the page's own stream pieces go out compressed),
+//! a 16 MiB stream arrives with the BLAKE3 both sides computed, the Rust side's close reason reaches the page, and a second visit of the
 //! page registers with the same device id, its keys read back from IndexedDB.
 //! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, Socket, TrustLevel, TrustStore};
 use peers_tests::JsClient;
-use peers_tests::peers_js::{expose_echo_and_upload, hex, pattern_blake3};
+use peers_tests::peers_js::{compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3};
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::mpsc;
@@ -54,7 +55,8 @@ async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_i
     trust.set(page.device_id, TrustLevel::Trusted);
     let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
     let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust)
-        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx));
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx))
+        .with_setup(expose_text);
     let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
         .await
         .expect("handshake in time")
@@ -68,6 +70,10 @@ async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_i
     let echo = browser.expect_event("echo", STEP).await;
     assert_eq!(echo["reply"]["text"], "HELLO FROM A BROWSER", "{echo}");
     assert_eq!(echo["reply"]["n"], 42, "{echo}");
+    // A compressible answer arrives Brotli-compressed: the page decodes it with brotli-wasm.
+    let text = browser.expect_event("text", STEP).await;
+    assert_eq!(text["length"], 300_000, "{text}");
+    assert_eq!(text["blake3"], blake3::hash(compressible_text(300_000).as_bytes()).to_hex().as_str(), "{text}");
     let reversed: String = connection.emit("js.reverse", "in a browser").await.expect("the page's handler answers");
     assert_eq!(reversed, "resworb a ni");
 
