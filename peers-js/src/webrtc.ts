@@ -251,8 +251,17 @@ export class WebRtcSocket implements Socket {
     if (!reason) return;
     try {
       this.channel.send(JSON.stringify({ t: "close", code, message: reason.message }));
-      const deadline = Date.now() + this.closeFlushMs;
-      while (this.channel.bufferedAmount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (this.channel.bufferedAmount > 0) {
+        // the low-water event at 0: the buffer drained (or the deadline passed)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.closeFlushMs);
+          this.channel.bufferedAmountLowThreshold = 0;
+          this.channel.onbufferedamountlow = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
       // the buffered amount counts what the stack took, not what the peer acknowledged
       await new Promise((r) => setTimeout(r, 100));
     } catch {
