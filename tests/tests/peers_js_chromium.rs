@@ -6,7 +6,8 @@
 //! completes the handshake bound to the DTLS fingerprints (the AEAD skipped on both
 //! sides); RPCs go both ways (a compressible answer arrives Brotli-compressed and the
 //! page decodes it with brotli-wasm; the page's own stream pieces go out compressed),
-//! a 16 MiB stream arrives with the BLAKE3 both sides computed, the Rust side's close reason reaches the page, and a second visit of the
+//! a 16 MiB stream from the page and an 8 MiB one back arrive with the BLAKE3 both
+//! sides computed, the Rust side's close reason reaches the page, and a second visit of the
 //! page registers with the same device id, its keys read back from IndexedDB.
 //! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
@@ -16,13 +17,14 @@ use std::time::Duration;
 
 use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, Socket, TrustLevel, TrustStore};
 use peers_tests::JsClient;
-use peers_tests::peers_js::{compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3};
+use peers_tests::peers_js::{compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib};
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::mpsc;
 
 const STEP: Duration = Duration::from_secs(40);
 const STREAM_MIB: usize = 16;
+const DOWNLOAD_MIB: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_id() {
@@ -85,6 +87,17 @@ async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_i
     assert_eq!(upload.blake3, expected, "the Rust side received the page's pattern");
     assert_eq!(streamed["blake3"], expected, "the page hashed what it sent");
     eprintln!("peers-js in Chromium over WebRTC: {streamed}");
+
+    // Rust to the page: compressible pieces, decoded with brotli-wasm under the page's credit.
+    let mut writer = connection.open_stream("download", "to the page").await.expect("the page accepts the stream");
+    for i in 0..DOWNLOAD_MIB {
+        writer.write(&pattern_mib(i)).await.expect("write within the page's credit");
+    }
+    writer.finish().await.expect("the page's handler reports success");
+    let downloaded = browser.expect_event("downloaded", STEP).await;
+    assert_eq!(downloaded["meta"], "to the page", "{downloaded}");
+    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
+    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the page received the Rust side's pattern");
 
     connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
     let closed = browser.expect_event("closed", STEP).await;
