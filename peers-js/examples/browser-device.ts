@@ -7,8 +7,8 @@
 // fieldsJson)`, which the driver provides. Brotli comes from brotli-wasm (its
 // WebAssembly file fetched beside the bundle).
 //
-//   /?signaling=URL                       register and report the identity only
-//   /?signaling=URL&rust=DEVICE_ID&mib=N  then connect, call, stream N MiB, wait for the close
+//   /?signaling=URL&rust=DEVICE_ID&mib=N  register, dial the Rust device, call, stream N MiB, wait for the close
+//   /?signaling=URL&accept=DEVICE_ID      register, accept that device's dial (WebRtcAcceptor), answer, wait for the close
 import { blake3 } from "@noble/hashes/blake3.js";
 import brotliWasm from "brotli-wasm";
 
@@ -25,6 +25,8 @@ import {
   toHex,
   toShareCode,
   TrustLevel,
+  WebRtcAcceptor,
+  WebRtcSocket,
 } from "../src/index.js";
 import { exposeExercise, Report, uploadPattern } from "./exercise.js";
 
@@ -45,7 +47,6 @@ async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const url = params.get("signaling");
   if (!url) throw new Error("no ?signaling=URL");
-  const rustId = params.get("rust");
   const streamMiB = Number(params.get("mib") ?? "16");
 
   const store = new IndexedDbKeyStore();
@@ -58,24 +59,39 @@ async function main(): Promise<void> {
     from_indexeddb: stored !== undefined,
     decompression_stream_brotli: browserBrotli(),
   });
-  if (!rustId) {
-    signaling.close();
-    report("done");
-    return;
-  }
+  const dialing = params.get("rust");
+  const accepting = params.get("accept");
+  const peer = dialing ?? accepting;
+  if (!peer) throw new Error("no ?rust= or ?accept= device");
 
   const createPeerConnection = (config: { iceServers: unknown[] }) =>
     new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike;
-  const socket = await dialWebRtc(signaling, rustId, { createPeerConnection });
+  let socket: WebRtcSocket;
+  if (dialing) {
+    socket = await dialWebRtc(signaling, dialing, { createPeerConnection });
+  } else {
+    const acceptor = new WebRtcAcceptor(signaling, { createPeerConnection, onRefusal: (r) => report("refusal", r) });
+    const accepted = await acceptor.accept();
+    acceptor.close();
+    if (accepted.from !== accepting) throw new Error(`accepted a dial from ${accepted.from}`);
+    socket = accepted.socket;
+  }
   const binding = socket.info.security.channelBinding!;
   report("socket", { binding: { kind: binding.kind, local: toHex(binding.local), remote: toHex(binding.remote) } });
 
   const brotli = brotliFromWasm(await brotliWasm);
-  const trust = (peer: { device_id: Uint8Array }) => (toHex(peer.device_id) === rustId ? TrustLevel.Trusted : TrustLevel.Untrusted);
+  const trust = (p: { device_id: Uint8Array }) => (toHex(p.device_id) === peer ? TrustLevel.Trusted : TrustLevel.Untrusted);
   const config = await connectionConfig(keys, trust, { brotli });
-  const connection = await Connection.connect(socket, config, fromHex(rustId));
+  const connection = dialing ? await Connection.connect(socket, config, fromHex(peer)) : await Connection.accept(socket, config);
   report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
   const exercise = exposeExercise(connection, report);
+  if (accepting) {
+    const reason = await connection.closed;
+    report("closed", { reason, reversed: exercise.reversed() });
+    signaling.close();
+    report("done");
+    return;
+  }
   report("echo", { reply: await connection.emit("rust.echo", { text: "hello from a browser", n: 41 }) });
   // A large, compressible answer: the Rust side sends it Brotli-compressed and chunked.
   const text = await connection.emit<string>("rust.text", 300_000);

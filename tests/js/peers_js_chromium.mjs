@@ -7,8 +7,9 @@
 // brotli-wasm's WebAssembly on a loopback port, and opens the page in Chromium (chromium.mjs, host candidates
 // without mDNS): the page does everything itself (IndexedDB keys, registration,
 // WebRTC, the handshake, RPC, the stream). Its events are printed here as JSON lines,
-// each with `visit`: 1 for the visit that meets the Rust device, 2 for a second
-// visit of the same origin that only registers (its keys come from IndexedDB).
+// each with `visit`: 1 for the visit that dials the Rust device, 2 for a second visit
+// of the same origin whose keys come from IndexedDB and which accepts the Rust
+// device's dial.
 
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -71,7 +72,7 @@ try {
     if ((await ended) === "failed") throw new Error(`visit ${visit} failed`);
   };
   await open({ signaling, rust: rustDevice, mib: mib ?? "16" });
-  await open({ signaling });
+  await open({ signaling, accept: rustDevice });
 } catch (e) {
   await browser.close();
   fail(e.stack || String(e));

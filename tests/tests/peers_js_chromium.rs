@@ -7,8 +7,10 @@
 //! sides); RPCs go both ways (a compressible answer arrives Brotli-compressed and the
 //! page decodes it with brotli-wasm; the page's own stream pieces go out compressed),
 //! a 16 MiB stream from the page and an 8 MiB one back arrive with the BLAKE3 both
-//! sides computed, the Rust side's close reason reaches the page, and a second visit of the
-//! page registers with the same device id, its keys read back from IndexedDB.
+//! sides computed, and the Rust side's close reason reaches the page; a second visit of
+//! the page registers with the same device id, its keys read back from IndexedDB, and
+//! accepts the Rust side's dial (the page's `WebRtcAcceptor`), the handshake proving
+//! the keys.
 //! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
 
@@ -27,7 +29,7 @@ const STREAM_MIB: usize = 16;
 const DOWNLOAD_MIB: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_id() {
+async fn a_browser_device_registers_itself_talks_to_a_rust_endpoint_both_ways_and_keeps_its_id() {
     let server = signaling_server().await;
     let url = server.url().expect("server url");
     let rust = Device::register(&url, "rust", WebRtcConfig::default()).await;
@@ -106,11 +108,31 @@ async fn a_browser_device_registers_itself_dials_a_rust_endpoint_and_keeps_its_i
     assert_eq!(closed["reason"]["by"], "Remote", "{closed}");
     assert_eq!(closed["reversed"], 1, "{closed}");
 
+    // The second visit: the same keys from IndexedDB, proven by the handshake when the
+    // Rust side dials the device id it learned in the first visit.
     let again = browser.expect_event("identity", STEP).await;
     assert_eq!(again["visit"], 2, "{again}");
     assert_eq!(again["from_indexeddb"], true, "the second visit reads its keys back: {again}");
     assert_eq!(again["device_id"], identity["device_id"], "the same device across visits");
     assert_eq!(again["share_code"], identity["share_code"], "the same keys across visits");
+    let socket = tokio::time::timeout(STEP, rust.endpoint.connect(page.device_id))
+        .await
+        .expect("the page answers in time")
+        .expect("the Rust side dials the page's WebRtcAcceptor");
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(page.device_id, TrustLevel::Trusted);
+    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust);
+    let connection = tokio::time::timeout(STEP, Connection::connect(Box::new(socket), config, Some(page.device_id)))
+        .await
+        .expect("handshake in time")
+        .expect("the page proves the same device id with its stored keys");
+    let accepted = browser.expect_event("connected", STEP).await;
+    assert_eq!(accepted["visit"], 2, "{accepted}");
+    let reversed: String = connection.emit("js.reverse", "again").await.expect("the page's handler answers");
+    assert_eq!(reversed, "niaga");
+    connection.close(CloseReason::new(CloseCode::Normal, "bye")).await;
+    let closed = browser.expect_event("closed", STEP).await;
+    assert_eq!((closed["visit"].as_u64(), closed["reason"]["message"].as_str()), (Some(2), Some("bye")), "{closed}");
     browser.expect_event("finished", STEP).await;
     let (status, stderr) = browser.wait(STEP).await;
     assert!(status.success(), "driver failed: {stderr}");
