@@ -62,7 +62,8 @@ refuse_deps peers-device "--no-default-features" \
     redis socketioxide-redis governor metrics-exporter-prometheus clap toml tracing-subscriber indicatif anyhow
 
 echo "== peers-js: build (tsc) and node --test"
-# The build also produces dist/examples/device.js, which tests/tests/peers_js.rs runs.
+# The build also produces the drivers in dist/examples/ that tests/tests/peers_js*.rs
+# run (peers_js_chromium bundles browser-device.js for its page with esbuild).
 # Its signaling tests start the real server binary (found through CARGO_TARGET_DIR,
 # else target/).
 cargo build -p peers-signaling --features bin --bin peers-signaling

@@ -27,10 +27,9 @@ import {
   TransportCipher,
   TrustLevel,
 } from "../src/index.js";
+import { exposeExercise, Report, uploadPattern } from "./exercise.js";
 
-function report(event: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
-}
+const report: Report = (event, fields = {}) => void process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
 
 const [origin, rustId, ...rest] = process.argv.slice(2);
 if (!origin || !rustId) {
@@ -63,29 +62,13 @@ try {
 }
 report("connected", { cipher: connection.cipher === undefined ? null : TransportCipher[connection.cipher], peer: toHex(connection.remote.device_id) });
 
-let reversed = 0;
-connection.expose("js.reverse", (args) => {
-  if (typeof args !== "string") throw new Error("expected a string");
-  reversed += 1;
-  report("answered", { method: "js.reverse", arg: args });
-  return [...args].reverse().join("");
-});
+const exercise = exposeExercise(connection, report);
 
 // The Rust side asks this device to close: after the reply is queued, with a reason.
 let closing: Promise<void> | undefined;
 connection.expose("js.close", () => {
   setTimeout(() => (closing = connection.close("Normal", "js done")), 0);
   return null;
-});
-
-connection.exposeStream("download", async (meta, reader) => {
-  const h = blake3.create();
-  let bytes = 0;
-  for await (const piece of reader) {
-    h.update(piece);
-    bytes += piece.length;
-  }
-  report("downloaded", { meta, bytes, blake3: toHex(h.digest()) });
 });
 
 const echoed = await connection.emit("rust.echo", { text: "hello from peers-js", n: 41 });
@@ -97,20 +80,9 @@ report("text", { length: text.length, blake3: toHex(blake3(new TextEncoder().enc
 const noise = await connection.emit<Uint8Array>("rust.noise", 3 * 1024 * 1024 + 5);
 report("noise", { length: noise.length, blake3: toHex(blake3(noise)) });
 
-const size = streamMiB * 1024 * 1024;
-const piece = new Uint8Array(1024 * 1024);
-const hasher = blake3.create();
-const writer = await connection.openStream("upload", { size });
-const started = Date.now();
-for (let i = 0; i < streamMiB; i++) {
-  for (let j = 0; j < piece.length; j++) piece[j] = (i * 131 + j * 7 + (j >> 8)) & 0xff;
-  hasher.update(piece);
-  await writer.write(piece);
-}
-await writer.finish();
-report("streamed", { bytes: size, blake3: toHex(hasher.digest()), ms: Date.now() - started });
+await uploadPattern(connection, streamMiB, report);
 
 const reason = await connection.closed;
 await closing; // our own close: the notice is on its way before we exit
-report("closed", { reason, reversed });
+report("closed", { reason, reversed: exercise.reversed() });
 process.exit(0);

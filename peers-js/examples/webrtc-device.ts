@@ -12,7 +12,6 @@
 // 5. dialing: streams N MiB (default 16) of a fixed pattern to "upload" and prints its
 //    BLAKE3; accepting: receives the stream "download" and prints its size and BLAKE3;
 // 6. waits for the Rust side to close and prints the reason.
-import { blake3 } from "@noble/hashes/blake3.js";
 import { RTCPeerConnection } from "node-datachannel/polyfill";
 
 import {
@@ -29,10 +28,9 @@ import {
   toShareCode,
   TrustLevel,
 } from "../src/index.js";
+import { exposeExercise, Report, uploadPattern } from "./exercise.js";
 
-function report(event: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
-}
+const report: Report = (event, fields = {}) => void process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
 
 const [url, rustId, ...rest] = process.argv.slice(2);
 if (!url || !rustId) {
@@ -76,42 +74,14 @@ const connection = accepting ? await Connection.accept(socket, config) : await C
 if (toHex(connection.remote.device_id) !== rustId) throw new Error("the handshake authenticated another device");
 report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
 
-let reversed = 0;
-connection.expose("js.reverse", (args) => {
-  if (typeof args !== "string") throw new Error("expected a string");
-  reversed += 1;
-  return [...args].reverse().join("");
-});
-
-connection.exposeStream("download", async (meta, reader) => {
-  const h = blake3.create();
-  let bytes = 0;
-  for await (const piece of reader) {
-    h.update(piece);
-    bytes += piece.length;
-  }
-  report("downloaded", { meta, bytes, blake3: toHex(h.digest()) });
-});
+const exercise = exposeExercise(connection, report);
 
 const echoed = await connection.emit("rust.echo", { text: "hello over webrtc", n: 41 });
 report("echo", { reply: echoed });
 
-if (!accepting) {
-  const size = streamMiB * 1024 * 1024;
-  const piece = new Uint8Array(1024 * 1024);
-  const hasher = blake3.create();
-  const writer = await connection.openStream("upload", { size });
-  const started = Date.now();
-  for (let i = 0; i < streamMiB; i++) {
-    for (let j = 0; j < piece.length; j++) piece[j] = (i * 131 + j * 7 + (j >> 8)) & 0xff;
-    hasher.update(piece);
-    await writer.write(piece);
-  }
-  await writer.finish();
-  report("streamed", { bytes: size, blake3: toHex(hasher.digest()), ms: Date.now() - started });
-}
+if (!accepting) await uploadPattern(connection, streamMiB, report);
 
 const reason = await connection.closed;
-report("closed", { reason, reversed });
+report("closed", { reason, reversed: exercise.reversed() });
 signaling.close();
 setTimeout(() => process.exit(0), 100);

@@ -59,11 +59,12 @@ export interface ConnectionConfig {
 }
 
 /**
- * Defaults for a device with `keys` judging peers with `trust`. Awaits Node's
- * Brotli when it runs in Node (compressed messages are then read and sent).
+ * Defaults for a device with `keys` judging peers with `trust`. Brotli is
+ * `options.brotli` (a browser: `brotliFromWasm`), else Node's when it runs in Node;
+ * without one, compressed messages are refused and nothing is compressed.
  */
-export async function connectionConfig(keys: DeviceKeys, trust: TrustPolicy): Promise<ConnectionConfig> {
-  const brotli: Brotli | undefined = await loadNodeBrotli();
+export async function connectionConfig(keys: DeviceKeys, trust: TrustPolicy, options: { brotli?: Brotli } = {}): Promise<ConnectionConfig> {
+  const brotli: Brotli | undefined = options.brotli ?? (await loadNodeBrotli());
   return {
     handshake: defaultHandshakeConfig(keys),
     trust,

@@ -41,3 +41,46 @@ export function handshakeError(code: string, message: string, detail: Record<str
 export function invalidInput(what: string, detail: string): PeersError {
   return new PeersError("InvalidInput", "InvalidInput", `invalid ${what}: ${detail}`, { what });
 }
+
+/** The ways out of an attempt run by {@link settleOnce}; only the first call counts. */
+export interface Settler<T> {
+  resolve(value: T): void;
+  /** Runs the attempt's cleanup, then rejects with `err`. */
+  fail(err: PeersError): void;
+  readonly settled: boolean;
+}
+
+/**
+ * Runs the attempt `start` under a deadline of `timeoutMs`: the first of
+ * `resolve`, `fail` or the deadline (`fail(onTimeout())`) settles the promise, and
+ * every failure runs `cleanup` once (disconnect, close) before rejecting.
+ */
+export function settleOnce<T>(
+  timeoutMs: number,
+  onTimeout: () => PeersError,
+  cleanup: (err: PeersError) => void,
+  start: (settler: Settler<T>) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const finish = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      return true;
+    };
+    const settler: Settler<T> = {
+      resolve: (value) => finish() && resolve(value),
+      fail: (err) => {
+        if (!finish()) return;
+        cleanup(err);
+        reject(err);
+      },
+      get settled() {
+        return settled;
+      },
+    };
+    const timer = setTimeout(() => settler.fail(onTimeout()), timeoutMs);
+    start(settler);
+  });
+}

@@ -13,7 +13,7 @@
  *
  * The key file is the Rust `DeviceKeys::save` format, so a Node device and a Rust
  * device can share one. Storage sits behind {@link KeyStore}: {@link FileKeyStore}
- * for Node; a browser store (IndexedDB) is not written yet.
+ * for Node, `IndexedDbKeyStore` (keystore-indexeddb.ts) for browsers.
  */
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -182,7 +182,7 @@ export class DeviceKeys {
   }
 }
 
-/** Where a device keeps its keys. Node: {@link FileKeyStore}; a browser store is not written yet. */
+/** Where a device keeps its keys. Node: {@link FileKeyStore}; browsers: `IndexedDbKeyStore`. */
 export interface KeyStore {
   /** The stored keys, or `undefined` when none are stored yet. */
   load(): Promise<DeviceKeys | undefined>;

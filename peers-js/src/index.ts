@@ -8,8 +8,7 @@
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration).
  *
- * What it does not do yet: WebRTC sockets, signaling sessions and frame relay, send and pair
- * by code, browser key storage (IndexedDB), Brotli in browsers.
+ * What it does not do yet: send and pair by code (the PAKE, the transfer protocol).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -19,6 +18,7 @@
  * const answer = await connection.emit("echo", { text: "hi" });
  * ```
  */
+export * from "./brotli-wasm.js";
 export * from "./bytes.js";
 export * from "./codec.js";
 export * from "./connection.js";
@@ -26,6 +26,8 @@ export * from "./envelope.js";
 export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
+export * from "./keystore-indexeddb.js";
+export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";

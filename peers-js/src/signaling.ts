@@ -1,8 +1,9 @@
 /**
- * The signaling client (docs/signaling.md sections 1–5 and 8): joins the
+ * The signaling client (docs/signaling.md sections 1–8): joins the
  * server's namespace over socket.io, answers the `challenge` with the v2
  * registration signature over the server's origin, then sends signals,
- * watches presence and asks for the ICE configuration. Every request carries a
+ * watches presence, asks for the ICE configuration, creates, joins and closes
+ * sessions by code, and opens frame relays (`RelaySocket`, relay.ts). Every request carries a
  * `req` and is answered through a socket.io ack; each has a deadline, and a
  * refusal is a `PeersError` of kind `"Signaling"` whose `code` is the server's
  * error code in PascalCase (`"QueueFull"`, `"SelfAddressed"`...; `"Unknown"` for
@@ -10,18 +11,20 @@
  *
  * Events (`on(name, listener)`): `signal` (a relayed or queued message),
  * `outcome` (the later fate of a queued message), `presence`, `notice` (a
- * server notice such as `replaced`) and `closed`. The events that arrive before
+ * server notice such as `replaced`), `session` (a session's party joined, or it
+ * closed or expired) and `closed`. The events that arrive before
  * a listener exists (the queued signals and outcome notices that follow the
  * registration) are kept, up to {@link MAX_BACKLOG} per event, and handed to the
  * first listener; past that bound the client closes with `Limit`/`Backlog`
  * rather than drop one.
  *
- * Not here yet: sessions by code (section 6), the frame relay (section 7),
- * reconnection (a closed client stays closed; connect a new one).
+ * Not here yet: reconnection (a closed client stays closed, and its relays
+ * end; connect a new one).
  */
 import { toHex, utf8, concat } from "./bytes.js";
-import { PeersError, invalidInput } from "./errors.js";
+import { PeersError, invalidInput, settleOnce } from "./errors.js";
 import { DeviceKeys } from "./identity.js";
+import { parseRelayEvent, RELAY_EVENTS, RelayEvent } from "./relay.js";
 
 /** What the registration signature starts with (27 ASCII bytes). */
 export const REGISTER_CONTEXT = utf8.encode("peers/v1 signaling register");
@@ -38,6 +41,10 @@ export const MAX_SUBSCRIBE_BATCH = 256;
 export const MAX_BACKLOG = 4096;
 /** Requests awaiting their reply at once. */
 export const MAX_PENDING_REQUESTS = 1024;
+/** Relays being opened at once (the server lets a device have 16 requests waiting). */
+export const MAX_RELAY_WAITERS = 16;
+/** Events held for a relay between its opening and its socket (a window of frames and some credit). */
+export const MAX_HELD_RELAY_EVENTS = 256;
 
 /** The error codes of section 8, wire text → `PeersError.code`. */
 export const SIGNALING_ERROR_CODES: Readonly<Record<string, string>> = {
@@ -181,8 +188,45 @@ export interface IceConfig {
   expiresAt?: number;
 }
 
+/** A session this device created (docs/signaling.md §6). */
+export interface CreatedSession {
+  transferId: string;
+  /** The code to give the receiver: `NNNN-SSSSSS`, or the slot number alone for a `pake` session. */
+  code: string;
+  /** Closes the session; keep it secret. */
+  senderToken: string;
+  /** Unix ms. */
+  expiresAt: number;
+}
+
+/** A session this device joined. */
+export interface JoinedSession {
+  transferId: string;
+  /** Closes the session; keep it secret. */
+  receiverToken: string;
+  /** The device that created it (signal it by this id). */
+  sender: string;
+  /** Unix ms. */
+  expiresAt: number;
+}
+
+/** A change of a session this device is a party of, told by the server. */
+export interface SessionChange {
+  transferId: string;
+  state: "joined" | "closed" | "expired";
+  /** The device that joined (for `joined`). */
+  peer?: string;
+  reason?: string;
+}
+
+export type SessionKind = "secret" | "pake";
+/** Longest code a join sends (the server reads codes forgivingly: spaces, case). */
+export const MAX_SESSION_CODE_LEN = 64;
+
 export interface SignalingEvents {
   signal: IncomingSignal;
+  /** A session this device created was joined, or one it is a party of closed or expired. */
+  session: SessionChange;
   outcome: OutcomeNotice;
   presence: PresenceChange;
   notice: SignalingNotice;
@@ -244,6 +288,10 @@ export class SignalingClient {
   private readonly listeners = new Map<EventName, Array<(value: never) => void>>();
   private readonly backlog = new Map<EventName, unknown[]>();
   private closeError: PeersError | undefined;
+  /** Relays by id: their socket's handler, or the events held until the socket exists. */
+  private readonly relayRoutes = new Map<number, ((e: RelayEvent) => void) | RelayEvent[]>();
+  /** `openRelay` calls waiting for the server's relay-open, by peer. */
+  private readonly relayWaiters = new Map<string, (opened: { relay: number; maxFrame: number }) => void>();
   private resolveClosed!: (e: PeersError) => void;
   /** Resolves once, with why the client closed. */
   readonly closed: Promise<PeersError> = new Promise((r) => (this.resolveClosed = r));
@@ -284,61 +332,52 @@ export class SignalingClient {
     // replayed into the client, so no queued signal is missed.
     const early: Array<[string, unknown[]]> = [];
     let collecting = true;
-    for (const event of ["signal", "outcome", "presence", "notice"]) {
+    for (const event of ["signal", "outcome", "presence", "notice", "session"]) {
       socket.on(event, (...args) => {
         if (collecting && early.length < MAX_BACKLOG) early.push([event, args]);
       });
     }
-    const registered = await new Promise<{ deviceId: string; queued: number }>((resolve, reject) => {
-      let settled = false;
-      const fail = (err: PeersError) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.disconnect();
-        reject(err);
-      };
-      const timer = setTimeout(
-        () => fail(new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`)),
-        connectTimeoutMs,
-      );
-      socket.on("connect_error", (err) => {
-        const text = (err as Error).message ?? String(err);
-        const m = /^([a-z_]+): ?(.*)$/s.exec(text);
-        if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
-        fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
-      });
-      socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
-      socket.on("notice", (n) => {
-        const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
-        fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
-      });
-      socket.on("challenge", (...args) => {
-        if (settled) return;
-        const c = args[0];
-        if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
-        if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
-        let signature: Uint8Array;
-        try {
-          const nonce = fromBase64(String(c.nonce));
-          signature = keys.sign(registrationMessage(nonce, origin));
-        } catch (e) {
-          return fail(e instanceof PeersError ? e : protocolError(String(e)));
-        }
-        const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
-        socket.emit("register", request, (reply: unknown) => {
-          if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
-          if (reply.ok !== true) return fail(refusal(reply));
-          if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
-            return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
-          }
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve({ deviceId: reply.device_id, queued: reply.queued as number });
+    const registered = await settleOnce<{ deviceId: string; queued: number }>(
+      connectTimeoutMs,
+      () => new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`),
+      () => socket.disconnect(),
+      (attempt) => {
+        const { resolve, fail } = attempt;
+        socket.on("connect_error", (err) => {
+          const text = (err as Error).message ?? String(err);
+          const m = /^([a-z_]+): ?(.*)$/s.exec(text);
+          if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
+          fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
         });
-      });
-    });
+        socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
+        socket.on("notice", (n) => {
+          const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
+          fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
+        });
+        socket.on("challenge", (...args) => {
+          if (attempt.settled) return;
+          const c = args[0];
+          if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
+          if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
+          let signature: Uint8Array;
+          try {
+            const nonce = fromBase64(String(c.nonce));
+            signature = keys.sign(registrationMessage(nonce, origin));
+          } catch (e) {
+            return fail(e instanceof PeersError ? e : protocolError(String(e)));
+          }
+          const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
+          socket.emit("register", request, (reply: unknown) => {
+            if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
+            if (reply.ok !== true) return fail(refusal(reply));
+            if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
+              return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
+            }
+            resolve({ deviceId: reply.device_id, queued: reply.queued as number });
+          });
+        });
+      },
+    );
     collecting = false;
     const client = new SignalingClient(socket, registered.deviceId, registered.queued, requestTimeoutMs);
     client.listen(early);
@@ -454,6 +493,110 @@ export class SignalingClient {
     });
   }
 
+  /**
+   * Asks for a frame relay with `peer` (docs/signaling.md §7) and resolves with
+   * its id and frame size once the server opened it (both devices asked), within
+   * `timeoutMs`. `RelaySocket.open` is the usual way in.
+   */
+  openRelay(peer: string, timeoutMs: number): Promise<{ relay: number; maxFrame: number }> {
+    checkDeviceId(peer, "relay peer");
+    if (this.relayWaiters.has(peer)) return Promise.reject(invalidInput("relay", `already opening a relay with ${peer}`));
+    if (this.relayWaiters.size >= MAX_RELAY_WAITERS) {
+      return Promise.reject(new PeersError("Limit", "TooManyRelays", `${MAX_RELAY_WAITERS} relays are already being opened`));
+    }
+    return settleOnce(
+      timeoutMs,
+      () => new PeersError("Timeout", "Timeout", `${peer} did not open the relay within ${timeoutMs} ms`),
+      () => this.relayWaiters.delete(peer),
+      (attempt) => {
+        this.relayWaiters.set(peer, attempt.resolve);
+        this.request("relay-open", { peer }).catch((err: PeersError) => attempt.fail(err));
+        void this.closed.then((err) => attempt.fail(err));
+      },
+    );
+  }
+
+  /**
+   * Creates a transfer session lasting `ttlMs` (default: the server's, capped at its
+   * maximum); the other device joins with the code, and a `session` event tells when
+   * it does. Refusals: `RateLimited`, `TooManySessions`, `QuotaExceeded`, `Unavailable`.
+   */
+  async createSession(options: { ttlMs?: number; kind?: SessionKind } = {}): Promise<CreatedSession> {
+    const request: Record<string, unknown> = {};
+    if (options.ttlMs !== undefined) {
+      if (!Number.isSafeInteger(options.ttlMs) || options.ttlMs <= 0) throw invalidInput("ttlMs", "must be a positive integer");
+      request.ttl_ms = options.ttlMs;
+    }
+    if (options.kind !== undefined) {
+      if (options.kind !== "secret" && options.kind !== "pake") throw invalidInput("session kind", "must be secret or pake");
+      request.kind = options.kind;
+    }
+    const r = await this.request("session-create", request);
+    if (!isText(r.transfer_id) || !isText(r.code) || !isText(r.sender_token) || !isUnixTime(r.expires_at)) {
+      throw this.violation(`unusable session-create reply ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    return { transferId: r.transfer_id, code: r.code, senderToken: r.sender_token, expiresAt: r.expires_at };
+  }
+
+  /**
+   * Joins the session named by `code` (as the sender gave it; the server forgives
+   * case, spaces, `O`/`I`/`L`). Refusals: `SessionNotFound` (also a wrong secret),
+   * `SessionTaken`, `SessionExpired`, `SessionClosed`, `SelfAddressed`, `RateLimited`.
+   */
+  async joinSession(code: string): Promise<JoinedSession> {
+    if (typeof code !== "string" || code.trim() === "" || code.length > MAX_SESSION_CODE_LEN) {
+      throw invalidInput("session code", `must be 1..=${MAX_SESSION_CODE_LEN} characters`);
+    }
+    const r = await this.request("session-join", { code });
+    if (!isText(r.transfer_id) || !isText(r.receiver_token) || typeof r.sender !== "string" || !DEVICE_ID.test(r.sender) || !isUnixTime(r.expires_at)) {
+      throw this.violation(`unusable session-join reply ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    return { transferId: r.transfer_id, receiverToken: r.receiver_token, sender: r.sender, expiresAt: r.expires_at };
+  }
+
+  /** Closes a session with either party's token; the other party gets a `session` event. Refusals: `BadToken`, `SessionNotFound`. */
+  async closeSession(transferId: string, token: string): Promise<void> {
+    if (!isText(transferId) || !isText(token)) throw invalidInput("session close", "transfer id and token must be non-empty strings");
+    const r = await this.request("session-close", { transfer_id: transferId, token });
+    if (r.transfer_id !== transferId || r.state !== "closed") throw this.violation(`unusable session-close reply ${JSON.stringify(r).slice(0, 200)}`);
+  }
+
+  /** Hands relay `id`'s events to `handler` (those held since it opened first). */
+  routeRelay(id: number, handler: (e: RelayEvent) => void): void {
+    const held = this.relayRoutes.get(id);
+    this.relayRoutes.set(id, handler);
+    if (Array.isArray(held)) for (const e of held) handler(e);
+  }
+
+  /** Forgets relay `id`: its later events are dropped. */
+  unrouteRelay(id: number): void {
+    this.relayRoutes.delete(id);
+  }
+
+  /** Sends a relay event (no reply); nothing once the client is closed. */
+  emitRelay(event: "relay-frame" | "relay-credit" | "relay-close", payload: Record<string, unknown>): void {
+    if (!this.closeError) this.io.emit(event, payload);
+  }
+
+  private onRelay(e: RelayEvent): void {
+    if (e.type === "open") {
+      const waiter = this.relayWaiters.get(e.peer);
+      if (!waiter) {
+        this.io.emit("relay-close", { relay: e.relay, code: "Refused", message: "nobody waits for this relay" });
+        return;
+      }
+      this.relayWaiters.delete(e.peer);
+      this.relayRoutes.set(e.relay, []);
+      waiter({ relay: e.relay, maxFrame: e.maxFrame });
+      return;
+    }
+    const route = this.relayRoutes.get(e.relay);
+    if (typeof route === "function") route(e);
+    else if (route && route.length < MAX_HELD_RELAY_EVENTS) route.push(e);
+    else if (route) throw new Error(`over ${MAX_HELD_RELAY_EVENTS} events for relay ${e.relay} before its socket existed`);
+    // an event for a relay that is gone (frames in flight after a close) is dropped
+  }
+
   /** Disconnects; pending requests fail with `Closed`. */
   close(): void {
     this.shutdown(new PeersError("Closed", "Closed", "closed by this side"));
@@ -479,8 +622,10 @@ export class SignalingClient {
       signal: (args) => this.emitEvent("signal", parseSignal(args)),
       outcome: (args) => this.emitEvent("outcome", parseOutcome(args)),
       presence: (args) => this.emitEvent("presence", parsePresence(args)),
+      session: (args) => this.emitEvent("session", parseSessionChange(args)),
       notice: (args) => this.onNotice(args),
     };
+    for (const name of RELAY_EVENTS) handlers[name] = (args) => this.onRelay(parseRelayEvent(name, args));
     const dispatch = (name: string, args: unknown[]) => {
       if (this.closeError) return;
       try {
@@ -581,6 +726,26 @@ function parseOutcome(args: unknown[]): OutcomeNotice {
     throw new Error(`unusable outcome ${JSON.stringify(o).slice(0, 200)}`);
   }
   return { id: o.id, to: o.to, outcome: o.outcome, at: o.at };
+}
+
+function isText(v: unknown): v is string {
+  return typeof v === "string" && v.length > 0 && v.length <= 256;
+}
+
+function parseSessionChange(args: unknown[]): SessionChange {
+  const e = one(args, "session");
+  if (
+    !isText(e.transfer_id) ||
+    (e.state !== "joined" && e.state !== "closed" && e.state !== "expired") ||
+    (e.peer !== undefined && e.peer !== null && (typeof e.peer !== "string" || !DEVICE_ID.test(e.peer))) ||
+    (e.reason !== undefined && e.reason !== null && typeof e.reason !== "string")
+  ) {
+    throw new Error(`unusable session event ${JSON.stringify(e).slice(0, 200)}`);
+  }
+  const change: SessionChange = { transferId: e.transfer_id, state: e.state };
+  if (typeof e.peer === "string") change.peer = e.peer;
+  if (typeof e.reason === "string") change.reason = e.reason;
+  return change;
 }
 
 function parsePresence(args: unknown[]): PresenceChange {

@@ -9,7 +9,7 @@
  * {@link SocketIoSocket} (the peers socket.io transport, docs/transport-socketio.md).
  */
 import { CloseReason, CloseCode, CLOSE_CODES, truncateUtf8 } from "./envelope.js";
-import { PeersError } from "./errors.js";
+import { PeersError, settleOnce } from "./errors.js";
 import { TransportSecurity } from "./handshake.js";
 
 export interface SocketInfo {
@@ -99,6 +99,70 @@ export class Inbox {
   }
 }
 
+/**
+ * The send side every socket shares: frames go out one at a time in call order,
+ * each once `ready()` holds (credit, buffer room). A wait ends on {@link wake}, or,
+ * where the transport's wake-up is edge-triggered and may be missed, after
+ * `recheckMs`. Sends fail with the close reason once the inbox has ended.
+ */
+export class SendQueue {
+  private chain: Promise<void> = Promise.resolve();
+  private waiter: (() => void) | undefined;
+
+  constructor(private readonly inbox: Inbox, private readonly recheckMs?: number) {}
+
+  /** Hands `frame` to `transmit` after every earlier frame, once `ready()`; refuses one over `maxFrameSize`. */
+  send(frame: Uint8Array, maxFrameSize: number, ready: () => boolean, transmit: (frame: Uint8Array) => void): Promise<void> {
+    if (frame.length > maxFrameSize) {
+      return Promise.reject(new PeersError("Limit", "FrameTooLarge", `frame of ${frame.length} bytes over ${maxFrameSize}`));
+    }
+    const next = this.chain.then(async () => {
+      while (!ready()) {
+        this.throwIfClosed();
+        await new Promise<void>((resolve) => {
+          this.waiter = resolve;
+          if (this.recheckMs !== undefined) setTimeout(resolve, this.recheckMs);
+        });
+      }
+      this.throwIfClosed();
+      transmit(frame);
+      this.throwIfClosed();
+    });
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** Lets a waiting send look again (credit came, the buffer drained, the socket closed). */
+  wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  /**
+   * Ends the socket on this side once every queued frame went out, with `code` and
+   * `message` (cut to 256 bytes). Resolves with the reason to tell the peer, or
+   * `undefined` when the socket had already closed.
+   */
+  async closeAfterQueued(code: CloseCode, message: string): Promise<CloseReason | undefined> {
+    if (this.inbox.closeReason) return undefined;
+    await this.chain;
+    if (this.inbox.closeReason) return undefined;
+    const reason: CloseReason = { code, message: truncateUtf8(message, MAX_CLOSE_MESSAGE), by: "Local" };
+    this.inbox.end(reason, true);
+    this.wake();
+    return reason;
+  }
+
+  private throwIfClosed(): void {
+    const reason = this.inbox.closeReason;
+    if (reason) throw closedError(reason);
+  }
+}
+
+/** A close reason's message travels cut to this many bytes. */
+export const MAX_CLOSE_MESSAGE = 256;
+
 class MemorySocket implements Socket {
   readonly inbox = new Inbox();
   peer!: MemorySocket;
@@ -182,8 +246,7 @@ export class SocketIoSocket implements Socket {
   private readonly received: Credit = { frames: 0, bytes: 0 };
   private readonly consumed: Credit = { frames: 0, bytes: 0 };
   private granted: Credit;
-  private creditWaiter: (() => void) | undefined;
-  private sendChain: Promise<void> = Promise.resolve();
+  private readonly sendQueue = new SendQueue(this.inbox);
 
   private constructor(
     private readonly io: IoSocket,
@@ -223,33 +286,25 @@ export class SocketIoSocket implements Socket {
       ...options.ioOptions,
     }) as unknown as IoSocket;
     // The server sends nothing but its hello before ours, except a close notice.
-    const hello = await new Promise<{ maxFrame: number; window: Credit }>((resolve, reject) => {
-      let settled = false;
-      const fail = (err: PeersError) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.disconnect();
-        reject(err);
-      };
-      const timer = setTimeout(() => fail(new PeersError("Timeout", "Timeout", "no peers:hello from the server in time")), timeoutMs);
-      socket.on("connect_error", (err) =>
-        fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${(err as Error).message}`)),
-      );
-      socket.on("peers:close", (r) => fail(new PeersError("Transport", "Refused", `the server closed: ${JSON.stringify(r)}`)));
-      socket.on("peers:hello", (h) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        const v = h as Record<string, unknown>;
-        const w = v?.window;
-        if (v?.v !== 1 || typeof v.maxFrame !== "number" || v.maxFrame < 16384 || !isCredit(w)) {
-          settled = false;
-          return fail(new PeersError("Transport", "ProtocolError", `unusable server hello ${JSON.stringify(h)}`));
-        }
-        resolve({ maxFrame: v.maxFrame, window: w });
-      });
-    });
+    const hello = await settleOnce<{ maxFrame: number; window: Credit }>(
+      timeoutMs,
+      () => new PeersError("Timeout", "Timeout", "no peers:hello from the server in time"),
+      () => socket.disconnect(),
+      ({ resolve, fail }) => {
+        socket.on("connect_error", (err) =>
+          fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${(err as Error).message}`)),
+        );
+        socket.on("peers:close", (r) => fail(new PeersError("Transport", "Refused", `the server closed: ${JSON.stringify(r)}`)));
+        socket.on("peers:hello", (h) => {
+          const v = h as Record<string, unknown>;
+          const w = v?.window;
+          if (v?.v !== 1 || typeof v.maxFrame !== "number" || v.maxFrame < 16384 || !isCredit(w)) {
+            return fail(new PeersError("Transport", "ProtocolError", `unusable server hello ${JSON.stringify(h)}`));
+          }
+          resolve({ maxFrame: v.maxFrame, window: w });
+        });
+      },
+    );
     const s = new SocketIoSocket(socket, hello, maxFrame, window);
     s.listen();
     socket.emit("peers:hello", { v: 1, maxFrame, window });
@@ -269,20 +324,14 @@ export class SocketIoSocket implements Socket {
       const code = CLOSE_CODES.includes(r?.code as CloseCode) ? (r?.code as CloseCode) : "ProtocolError";
       const message = typeof r?.message === "string" ? r.message : "malformed close notice";
       this.inbox.end({ code, message, by: "Remote" });
-      this.wakeSender();
+      this.sendQueue.wake();
       io.disconnect();
     });
     io.on("peers:hello", () => this.violation("a second hello"));
     io.on("disconnect", (reason: unknown) => {
       this.inbox.end({ code: "TransportFailure", message: `socket.io disconnected: ${String(reason)}`, by: "Local" });
-      this.wakeSender();
+      this.sendQueue.wake();
     });
-  }
-
-  private wakeSender(): void {
-    const w = this.creditWaiter;
-    this.creditWaiter = undefined;
-    w?.();
   }
 
   private onBinary(args: unknown[]): void {
@@ -338,7 +387,7 @@ export class SocketIoSocket implements Socket {
       frames: Math.max(this.allowed.frames, grant.frames),
       bytes: Math.max(this.allowed.bytes, grant.bytes),
     };
-    this.wakeSender();
+    this.sendQueue.wake();
   }
 
   private violation(detail: string): void {
@@ -346,28 +395,21 @@ export class SocketIoSocket implements Socket {
     const message = truncateUtf8(detail, 256);
     this.io.emit("peers:close", { code: "ProtocolError", message });
     this.inbox.end({ code: "ProtocolError", message, by: "Local" });
-    this.wakeSender();
+    this.sendQueue.wake();
     this.io.disconnect();
   }
 
   send(frame: Uint8Array): Promise<void> {
-    if (frame.length > this.info.maxFrameSize) {
-      return Promise.reject(new PeersError("Limit", "FrameTooLarge", `frame of ${frame.length} bytes over ${this.info.maxFrameSize}`));
-    }
-    const next = this.sendChain.then(async () => {
-      while (!(this.allowed.frames > this.sent.frames && this.allowed.bytes - this.sent.bytes >= frame.length)) {
-        const reason = this.inbox.closeReason;
-        if (reason) throw closedError(reason);
-        await new Promise<void>((r) => (this.creditWaiter = r));
-      }
-      const reason = this.inbox.closeReason;
-      if (reason) throw closedError(reason);
-      this.sent.frames += 1;
-      this.sent.bytes += frame.length;
-      this.io.emit("b", frame);
-    });
-    this.sendChain = next.catch(() => {});
-    return next;
+    return this.sendQueue.send(
+      frame,
+      this.info.maxFrameSize,
+      () => this.allowed.frames > this.sent.frames && this.allowed.bytes - this.sent.bytes >= frame.length,
+      (f) => {
+        this.sent.frames += 1;
+        this.sent.bytes += f.length;
+        this.io.emit("b", f);
+      },
+    );
   }
 
   recv(): Promise<Uint8Array> {
@@ -375,12 +417,9 @@ export class SocketIoSocket implements Socket {
   }
 
   async close(code: CloseCode, message: string): Promise<void> {
-    if (this.inbox.closeReason) return;
-    const text = truncateUtf8(message, 256);
-    await this.sendChain;
-    this.io.emit("peers:close", { code, message: text });
-    this.inbox.end({ code, message: text, by: "Local" }, true);
-    this.wakeSender();
+    const reason = await this.sendQueue.closeAfterQueued(code, message);
+    if (!reason) return;
+    this.io.emit("peers:close", { code, message: reason.message });
     // The disconnect packet queues behind the notice, and engine.io closes only
     // once its write buffer has drained, so the notice reaches the peer first.
     // Resolve when the connection is closed (at most 2 s), so a caller that exits

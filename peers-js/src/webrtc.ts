@@ -11,11 +11,11 @@
  * the WebRTC stack checks the certificate DTLS presents against the peer's SDP.
  */
 import { CloseCode, CloseReason, CLOSE_CODES, truncateUtf8 } from "./envelope.js";
-import { PeersError } from "./errors.js";
+import { PeersError, settleOnce } from "./errors.js";
 import { toHex } from "./bytes.js";
 import { randomBytes } from "./identity.js";
 import { IceServer, IncomingSignal, SignalingClient } from "./signaling.js";
-import { Inbox, Socket, SocketInfo, closedError } from "./socket.js";
+import { Inbox, SendQueue, Socket, SocketInfo } from "./socket.js";
 
 export const BINDING_KIND = "dtls-sha256-fingerprints";
 export const CHANNEL_LABEL = "peers";
@@ -128,8 +128,8 @@ export class WebRtcSocket implements Socket {
   private readonly high: number;
   private readonly maxReceive: number;
   private readonly closeFlushMs: number;
-  private drained: (() => void) | undefined;
-  private sendChain: Promise<void> = Promise.resolve();
+  // the low-water callback is edge-triggered: a wait also re-checks every 50 ms
+  private readonly sendQueue = new SendQueue(this.inbox, 50);
 
   /** `pc` is closed with the socket; its descriptions give the binding and the frame size. */
   constructor(private readonly pc: PeerConnectionLike, private readonly channel: DataChannelLike, options: WebRtcSocketOptions = {}) {
@@ -150,7 +150,7 @@ export class WebRtcSocket implements Socket {
     this.closeFlushMs = options.closeFlushMs ?? 2000;
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = Math.floor(this.high / 2);
-    channel.onbufferedamountlow = () => this.wake();
+    channel.onbufferedamountlow = () => this.sendQueue.wake();
     channel.onmessage = (ev) => this.onMessage(ev.data);
     channel.onclose = () => this.fail("the data channel closed without a close message");
     channel.onerror = (ev) => this.fail(`data channel error: ${String((ev as { error?: unknown })?.error ?? ev)}`);
@@ -162,12 +162,6 @@ export class WebRtcSocket implements Socket {
 
   get closed(): Promise<CloseReason> {
     return this.inbox.closed;
-  }
-
-  private wake(): void {
-    const w = this.drained;
-    this.drained = undefined;
-    w?.();
   }
 
   private onMessage(data: unknown): void {
@@ -195,7 +189,7 @@ export class WebRtcSocket implements Socket {
       // the peer closing its connection then ends the socket with TransportFailure.
       if (!CLOSE_CODES.includes(msg.code as CloseCode) || typeof msg.message !== "string") return;
       this.inbox.end({ code: msg.code as CloseCode, message: truncateUtf8(msg.message, MAX_REASON_LEN), by: "Remote" });
-      this.wake();
+      this.sendQueue.wake();
       this.pc.close();
     } else if (msg.t === "empty") {
       this.inbox.push(new Uint8Array(0));
@@ -217,7 +211,7 @@ export class WebRtcSocket implements Socket {
   private fail(detail: string): void {
     if (this.inbox.closeReason) return;
     this.inbox.end({ code: "TransportFailure", message: truncateUtf8(detail, MAX_REASON_LEN), by: "Local" });
-    this.wake();
+    this.sendQueue.wake();
     this.pc.close();
   }
 
@@ -231,33 +225,17 @@ export class WebRtcSocket implements Socket {
       // the channel is already gone; the reason stays local
     }
     this.inbox.end({ code, message, by: "Local" }, true);
-    this.wake();
+    this.sendQueue.wake();
     setTimeout(() => this.pc.close(), 200);
   }
 
   send(frame: Uint8Array): Promise<void> {
-    if (frame.length > this.info.maxFrameSize) {
-      return Promise.reject(new PeersError("Limit", "FrameTooLarge", `frame of ${frame.length} bytes over ${this.info.maxFrameSize}`));
-    }
-    const next = this.sendChain.then(async () => {
-      while (this.channel.bufferedAmount > this.high) {
-        const reason = this.inbox.closeReason;
-        if (reason) throw closedError(reason);
-        await new Promise<void>((resolve) => {
-          this.drained = resolve;
-          // the low-water callback is edge-triggered; re-check in case it was missed
-          setTimeout(resolve, 50);
-        });
-      }
-      const reason = this.inbox.closeReason;
-      if (reason) throw closedError(reason);
-      if (frame.length === 0) this.trySend(JSON.stringify({ t: "empty" }));
-      else this.trySend(frame);
-      const after = this.inbox.closeReason;
-      if (after) throw closedError(after);
-    });
-    this.sendChain = next.catch(() => {});
-    return next;
+    return this.sendQueue.send(
+      frame,
+      this.info.maxFrameSize,
+      () => this.channel.bufferedAmount <= this.high,
+      (f) => (f.length === 0 ? this.trySend(JSON.stringify({ t: "empty" })) : this.trySend(f)),
+    );
   }
 
   recv(): Promise<Uint8Array> {
@@ -269,16 +247,21 @@ export class WebRtcSocket implements Socket {
    * channel's buffer is empty (at most `closeFlushMs`), then closes the peer connection.
    */
   async close(code: CloseCode, message: string): Promise<void> {
-    if (this.inbox.closeReason) return;
-    const text = truncateUtf8(message, MAX_REASON_LEN);
-    await this.sendChain;
-    if (this.inbox.closeReason) return;
-    this.inbox.end({ code, message: text, by: "Local" }, true);
-    this.wake();
+    const reason = await this.sendQueue.closeAfterQueued(code, message);
+    if (!reason) return;
     try {
-      this.channel.send(JSON.stringify({ t: "close", code, message: text }));
-      const deadline = Date.now() + this.closeFlushMs;
-      while (this.channel.bufferedAmount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.channel.send(JSON.stringify({ t: "close", code, message: reason.message }));
+      if (this.channel.bufferedAmount > 0) {
+        // the low-water event at 0: the buffer drained (or the deadline passed)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.closeFlushMs);
+          this.channel.bufferedAmountLowThreshold = 0;
+          this.channel.onbufferedamountlow = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
       // the buffered amount counts what the stack took, not what the peer acknowledged
       await new Promise((r) => setTimeout(r, 100));
     } catch {
@@ -352,6 +335,20 @@ function candidateBody(c: { candidate: string; sdpMid?: string | null; sdpMLineI
   return body;
 }
 
+/**
+ * The SDP as it travels in an offer or answer: without `a=candidate` and
+ * `a=end-of-candidates` lines, because candidates travel as `ice-candidate`
+ * signals (docs/transport-webrtc.md §1). libdatachannel writes the candidates
+ * gathered so far into its local description; sent as well, each would reach the
+ * peer twice.
+ */
+export function sdpForSignal(sdp: string): string {
+  return sdp
+    .split(/(?<=\n)/)
+    .filter((line) => !/^a=(candidate:|end-of-candidates\b)/.test(line))
+    .join("");
+}
+
 function sessionId(): string {
   return toHex(randomBytes(16));
 }
@@ -373,90 +370,94 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
   const pc = options.createPeerConnection({ iceServers });
   const channel = pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
   channel.binaryType = "arraybuffer";
-  let settled = false;
   let remoteSet = false;
   const pending: CandidateInit[] = [];
   let chain = Promise.resolve();
   let listener: ((s: IncomingSignal) => void) | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   const send = (kind: string, body: Record<string, unknown>) => signaling.signal(device, kind, { session, ...body }, signalTtl);
+  const tell = (kind: "cancel" | "error", message: string) =>
+    send(kind, { message: truncateUtf8(message, MAX_REASON_LEN) }).catch(() => {});
 
   try {
-    return await new Promise<WebRtcSocket>((resolve, reject) => {
-      const fail = (err: PeersError, tell?: { kind: "cancel" | "error"; message: string }) => {
-        if (settled) return;
-        settled = true;
-        if (tell) send(tell.kind, { message: truncateUtf8(tell.message, MAX_REASON_LEN) }).catch(() => {});
+    return await settleOnce<WebRtcSocket>(
+      timeoutMs,
+      () => {
+        tell("cancel", "connect timeout");
+        return new PeersError("Transport", "ConnectTimeout", `no data channel to ${device} within ${timeoutMs} ms`);
+      },
+      () => {
+        // the channel first: node-datachannel keeps a never-opened channel (and the
+        // process) alive past its peer connection's close
+        channel.close();
         pc.close();
-        reject(err);
-      };
-      timer = setTimeout(
-        () => fail(new PeersError("Transport", "ConnectTimeout", `no data channel to ${device} within ${timeoutMs} ms`), { kind: "cancel", message: "connect timeout" }),
-        timeoutMs,
-      );
-      const refuse = (code: string, detail: string) =>
-        fail(new PeersError("Transport", "InvalidSignal", `refused a signal from ${device}: ${detail}`, { reason: code }), { kind: "error", message: detail });
-      listener = (s: IncomingSignal) => {
-        if (s.from !== device || s.body.session !== session) return;
-        chain = chain
-          .then(async () => {
-            if (settled) return;
-            const body = s.body;
-            if (s.kind === "answer") {
-              if (remoteSet) return refuse("DuplicateSession", "a second answer");
-              const sdp = checkSdp(body);
-              if (typeof sdp !== "string") return refuse(sdp.code, sdp.detail);
-              await pc.setRemoteDescription({ type: "answer", sdp });
-              remoteSet = true;
-              for (const c of pending.splice(0)) await pc.addIceCandidate(c);
-            } else if (s.kind === "ice-candidate") {
-              const c = checkCandidate(body);
-              if ("code" in c) return refuse(c.code, c.detail);
-              if (c.candidate === "") return; // end of candidates
-              if (remoteSet) await pc.addIceCandidate(c);
-              else if (pending.length < maxPending) pending.push(c);
-              else refuse("Flooded", "too many candidates before the answer");
-            } else if (s.kind === "cancel" || s.kind === "error") {
-              const message = typeof body.message === "string" ? truncateUtf8(body.message, MAX_REASON_LEN) : "";
-              fail(new PeersError("Transport", "Refused", `${device} ended the attempt (${s.kind}): ${message}`));
-            }
-          })
-          .catch((err: unknown) =>
-            fail(
-              err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`),
-              { kind: "cancel", message: "webrtc failure" },
-            ),
-          );
-      };
-      signaling.on("signal", listener);
-      pc.onicecandidate = (ev) => {
-        if (!settled && ev.candidate?.candidate) send("ice-candidate", candidateBody(ev.candidate)).catch(() => {});
-      };
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === "failed") fail(new PeersError("Transport", "WebRtc", "ICE or DTLS failed"));
-      };
-      channel.onopen = () => {
-        if (settled) return;
-        try {
-          const socket = new WebRtcSocket(pc, channel, options.socket);
-          settled = true;
-          resolve(socket);
-        } catch (err) {
-          fail(err as PeersError, { kind: "cancel", message: "fingerprint check failed" });
-        }
-      };
-      (async () => {
-        const offer = await pc.createOffer();
-        await pc.setLocalDescription(offer);
-        const sdp = pc.localDescription?.sdp;
-        if (!sdp) throw new PeersError("Transport", "WebRtc", "no local description");
-        await send("offer", { sdp });
-      })().catch((err: unknown) =>
-        fail(err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`)),
-      );
-    });
+      },
+      (attempt) => {
+        const fail = (err: PeersError, told?: { kind: "cancel" | "error"; message: string }) => {
+          if (attempt.settled) return;
+          if (told) tell(told.kind, told.message);
+          attempt.fail(err);
+        };
+        const refuse = (code: string, detail: string) =>
+          fail(new PeersError("Transport", "InvalidSignal", `refused a signal from ${device}: ${detail}`, { reason: code }), { kind: "error", message: detail });
+        listener = (s: IncomingSignal) => {
+          if (s.from !== device || s.body.session !== session) return;
+          chain = chain
+            .then(async () => {
+              if (attempt.settled) return;
+              const body = s.body;
+              if (s.kind === "answer") {
+                if (remoteSet) return refuse("DuplicateSession", "a second answer");
+                const sdp = checkSdp(body);
+                if (typeof sdp !== "string") return refuse(sdp.code, sdp.detail);
+                await pc.setRemoteDescription({ type: "answer", sdp });
+                remoteSet = true;
+                for (const c of pending.splice(0)) await pc.addIceCandidate(c);
+              } else if (s.kind === "ice-candidate") {
+                const c = checkCandidate(body);
+                if ("code" in c) return refuse(c.code, c.detail);
+                if (c.candidate === "") return; // end of candidates
+                if (remoteSet) await pc.addIceCandidate(c);
+                else if (pending.length < maxPending) pending.push(c);
+                else refuse("Flooded", "too many candidates before the answer");
+              } else if (s.kind === "cancel" || s.kind === "error") {
+                const message = typeof body.message === "string" ? truncateUtf8(body.message, MAX_REASON_LEN) : "";
+                fail(new PeersError("Transport", "Refused", `${device} ended the attempt (${s.kind}): ${message}`));
+              }
+            })
+            .catch((err: unknown) =>
+              fail(
+                err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`),
+                { kind: "cancel", message: "webrtc failure" },
+              ),
+            );
+        };
+        signaling.on("signal", listener);
+        pc.onicecandidate = (ev) => {
+          if (!attempt.settled && ev.candidate?.candidate) send("ice-candidate", candidateBody(ev.candidate)).catch(() => {});
+        };
+        pc.onconnectionstatechange = () => {
+          if (pc.connectionState === "failed") fail(new PeersError("Transport", "WebRtc", "ICE or DTLS failed"));
+        };
+        channel.onopen = () => {
+          if (attempt.settled) return;
+          try {
+            attempt.resolve(new WebRtcSocket(pc, channel, options.socket));
+          } catch (err) {
+            fail(err as PeersError, { kind: "cancel", message: "fingerprint check failed" });
+          }
+        };
+        (async () => {
+          const offer = await pc.createOffer();
+          await pc.setLocalDescription(offer);
+          const sdp = pc.localDescription?.sdp;
+          if (!sdp) throw new PeersError("Transport", "WebRtc", "no local description");
+          await send("offer", { sdp: sdpForSignal(sdp) });
+        })().catch((err: unknown) =>
+          fail(err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`)),
+        );
+      },
+    );
   } finally {
-    clearTimeout(timer);
     if (listener) signaling.off("signal", listener);
   }
 }
@@ -639,7 +640,7 @@ export class WebRtcAcceptor {
       await pc.setLocalDescription(await pc.createAnswer());
       const sdp = pc.localDescription?.sdp;
       if (!sdp) throw new Error("no local description");
-      await send("answer", { sdp });
+      await send("answer", { sdp: sdpForSignal(sdp) });
       // Remote candidates only once the answer exists: libdatachannel creates its ICE
       // transport with the answer, and refuses a candidate that comes earlier.
       session.remoteSet = true;

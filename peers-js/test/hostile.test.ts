@@ -2,9 +2,13 @@
 // (peers-sdk/src/hostile_tests.rs), against the TypeScript decoder and handshake:
 // each must be a clear, typed refusal.
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { test } from "node:test";
 
 import {
+  Brotli,
+  brotliFromWasm,
+  BrotliWasmModule,
   defaultCodecConfig,
   defaultHandshakeConfig,
   DeviceKeys,
@@ -64,25 +68,44 @@ test("the decoder refuses each hostile frame with a typed error", async () => {
   assert.throws(() => d().decode(Uint8Array.of(0, 1, 1, 2, 3)), refused("Decompress"));
 });
 
-test("a Brotli bomb fails without expanding past the limit", async () => {
-  const brotli = await loadNodeBrotli();
-  assert.ok(brotli);
-  const bomb = brotli.compress(new Uint8Array(80 * MIB), 5);
-  const config = { ...defaultCodecConfig(brotli), maxMessageSize: 64 * MIB };
-  const frames = new FrameEncoder({ ...config, compressMinSize: undefined }).encode(bomb, MIB);
-  // Re-flag the frames as compressed: the bomb travels as one compressed message.
-  for (const f of frames) f[1] = 1;
-  const decoder = new FrameDecoder(config);
-  assert.throws(() => {
-    for (const f of frames) decoder.decode(f);
-  }, refused("DecompressedTooLarge"));
-  const stream = brotli.compress(new Uint8Array(10_000).fill(42), 3);
-  const whole = (bytes: Uint8Array) => Uint8Array.from([0, 1, ...bytes]);
-  assert.equal(new FrameDecoder(config).decode(whole(stream))?.length, 10_000);
-  assert.throws(() => new FrameDecoder(config).decode(whole(Uint8Array.from([...stream, 1, 2, 3]))), refused("Decompress"), "trailing bytes");
-  assert.throws(() => new FrameDecoder(config).decode(whole(stream.subarray(0, stream.length - 2))), refused("Decompress"), "truncated");
+/** Both Brotli implementations: Node's zlib and the WebAssembly one browsers use. */
+async function brotlis(): Promise<[[string, Brotli], [string, Brotli]]> {
+  const node = await loadNodeBrotli();
+  assert.ok(node);
+  const wasm = createRequire(import.meta.url)("brotli-wasm") as BrotliWasmModule;
+  return [
+    ["node", node],
+    ["wasm", brotliFromWasm(wasm)],
+  ];
+}
+
+test("a Brotli bomb fails without expanding past the limit, and corrupt, truncated or trailing data is refused (both Brotli implementations)", async () => {
+  for (const [name, brotli] of await brotlis()) {
+    const bomb = brotli.compress(new Uint8Array(80 * MIB), 5);
+    const config = { ...defaultCodecConfig(brotli), maxMessageSize: 64 * MIB };
+    const frames = new FrameEncoder({ ...config, compressMinSize: undefined }).encode(bomb, MIB);
+    // Re-flag the frames as compressed: the bomb travels as one compressed message.
+    for (const f of frames) f[1] = 1;
+    const decoder = new FrameDecoder(config);
+    assert.throws(() => {
+      for (const f of frames) decoder.decode(f);
+    }, refused("DecompressedTooLarge"), name);
+    const stream = brotli.compress(new Uint8Array(10_000).fill(42), 3);
+    const whole = (bytes: Uint8Array) => Uint8Array.from([0, 1, ...bytes]);
+    assert.equal(new FrameDecoder(config).decode(whole(stream))?.length, 10_000, name);
+    assert.throws(() => new FrameDecoder(config).decode(whole(Uint8Array.from([...stream, 1, 2, 3]))), refused("Decompress"), `${name}: trailing bytes`);
+    assert.throws(() => new FrameDecoder(config).decode(whole(stream.subarray(0, stream.length - 2))), refused("Decompress"), `${name}: truncated`);
+    assert.throws(() => new FrameDecoder(config).decode(Uint8Array.of(0, 1, 1, 2, 3)), refused("Decompress"), `${name}: garbage`);
+  }
   const noBrotli = new FrameDecoder(defaultCodecConfig(undefined));
   assert.throws(() => noBrotli.decode(Uint8Array.of(0, 1, 0x3b)), (e: PeersError) => e.code === "Decompress" && /no Brotli/.test(e.message));
+});
+
+test("each Brotli implementation reads what the other wrote", async () => {
+  const [[, node], [, wasm]] = await brotlis();
+  const message = new Uint8Array(3 * MIB).map((_, i) => (i >> 9) & 0xff);
+  assert.deepEqual(wasm.decompress(node.compress(message, 5), 64 * MIB), message);
+  assert.deepEqual(node.decompress(wasm.compress(message, 3), 64 * MIB), message);
 });
 
 test("frames split any way reassemble, and large messages round-trip compressed", async () => {

@@ -1,15 +1,8 @@
-// The signaling client against the real `peers-signaling` binary, started here
-// on a loopback port with an in-memory store. The binary comes from
-// $PEERS_SIGNALING_BIN, else $CARGO_TARGET_DIR (or the workspace's target/)
-// debug/peers-signaling: `cargo build -p peers-signaling --features bin --bin peers-signaling`.
+// The signaling client against the real `peers-signaling` binary (./server.ts
+// starts it on a loopback port with an in-memory store).
 import assert from "node:assert/strict";
-import { ChildProcess, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 
 import {
   DeviceKeys,
@@ -20,40 +13,16 @@ import {
   signalingError,
   SIGNALING_ERROR_CODES,
 } from "../src/index.js";
+import { startServer, stopServers } from "./server.js";
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const binary =
-  process.env.PEERS_SIGNALING_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "debug", "peers-signaling");
 const TURN_SECRET = "a-turn-secret-for-tests";
 const PROMPT = 5000;
-
-const servers: ChildProcess[] = [];
-
-async function startServer(args: string[]): Promise<string> {
-  assert.ok(existsSync(binary), `no signaling server at ${binary}: cargo build -p peers-signaling --features bin --bin peers-signaling`);
-  const child = spawn(binary, ["--bind", "127.0.0.1:0", "--memory", "true", ...args], {
-    env: { ...process.env, RUST_LOG: "warn" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  servers.push(child);
-  const lines = createInterface({ input: child.stdout! });
-  const line = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error("the server printed nothing in 20 s")), 20_000);
-    lines.once("line", (l) => (clearTimeout(timer), res(l)));
-    child.once("exit", (code) => rej(new Error(`the server exited with ${code}`)));
-  });
-  const m = /^listening on (\S+)$/.exec(line);
-  assert.ok(m, `unexpected first line ${JSON.stringify(line)}`);
-  return m[1] as string;
-}
 
 let url = "";
 before(async () => {
   url = await startServer(["--stun-url", "stun:127.0.0.1:3478", "--turn-url", "turn:127.0.0.1:3478", "--turn-secret", TURN_SECRET]);
 });
-after(() => {
-  for (const s of servers) s.kill("SIGKILL");
-});
+after(stopServers);
 
 /** The next `event` of `client` that `accept` takes, within PROMPT. */
 function next<E extends keyof SignalingEvents>(

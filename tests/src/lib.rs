@@ -10,6 +10,7 @@ pub mod coturn;
 pub mod device;
 pub mod nat;
 pub mod netns;
+pub mod peers_js;
 pub mod proxy;
 pub mod signaling;
 pub mod webrtc;

@@ -19,36 +19,18 @@ use peers_sdk::{
     TrustStore,
 };
 use peers_tests::JsClient;
+use peers_tests::peers_js::{compressible_text, driver, expose_echo_and_upload, expose_text, pattern_blake3};
 use peers_transport_socketio::{ServerOptions, SocketIoServer};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// The driver, relative to `tests/js/` (where `JsClient` looks).
-const DRIVER: &str = "../../peers-js/dist/examples/device.js";
 const STEP: Duration = Duration::from_secs(20);
 const STREAM_MIB: usize = 64;
-
-#[derive(Debug, Deserialize, Serialize, PartialEq)]
-struct Echo {
-    text: String,
-    n: u32,
-}
-
-#[derive(Debug, Deserialize)]
-struct UploadMeta {
-    size: u64,
-}
 
 /// Length of the incompressible answer: three CHUNK frames and a bit.
 const NOISE_LEN: usize = 3 * 1024 * 1024 + 5;
 
 /// Bytes the Rust side streams to the driver (more than its 4 MiB window).
 const DOWNLOAD_LEN: usize = 9 * 1024 * 1024 + 123;
-
-/// A compressible answer: Rust sends it Brotli-compressed, in chunks when large.
-fn text(len: usize) -> String {
-    "peers-js speaks the peers protocol. ".chars().cycle().take(len).collect()
-}
 
 /// Incompressible bytes: sent uncompressed, in CHUNK frames when over a frame.
 fn noise(len: usize) -> Vec<u8> {
@@ -57,24 +39,11 @@ fn noise(len: usize) -> Vec<u8> {
     out
 }
 
-/// The bytes the driver streams: MiB `i`, byte `j` (its `piece` loop).
-fn expected_blake3(mib: usize) -> String {
-    let mut hasher = blake3::Hasher::new();
-    let mut piece = vec![0u8; 1 << 20];
-    for i in 0..mib {
-        for (j, byte) in piece.iter_mut().enumerate() {
-            *byte = (i.wrapping_mul(131).wrapping_add(j * 7).wrapping_add(j >> 8) & 0xff) as u8;
-        }
-        hasher.update(&piece);
-    }
-    hasher.finalize().to_hex().to_string()
-}
-
 fn spawn_driver(server: &SocketIoServer, rust: &DeviceKeys, cipher: &str, mib: usize) -> JsClient {
     let origin = format!("http://{}", server.local_addr());
     let id = rust.device_id().to_string();
     let mib = mib.to_string();
-    JsClient::spawn(DRIVER, &[&origin, &id, "--cipher", cipher, "--stream-mib", &mib])
+    JsClient::spawn(&driver("device.js"), &[&origin, &id, "--cipher", cipher, "--stream-mib", &mib])
 }
 
 async fn js_identity(js: &mut JsClient) -> DeviceInfo {
@@ -93,29 +62,15 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_j
     trust.set(js_info.device_id, TrustLevel::Trusted);
 
     let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
-    let config = ConnectionConfig::new(keys.clone(), trust).with_ciphers([rust_cipher]).with_setup(move |connection| {
-        connection.expose_rpc("rust.echo", |echo: Echo| async move {
-            Ok::<_, RemoteError>(Echo { text: echo.text.to_uppercase(), n: echo.n + 1 })
+    let config = ConnectionConfig::new(keys.clone(), trust)
+        .with_ciphers([rust_cipher])
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx))
+        .with_setup(|connection| {
+            expose_text(connection);
+            connection.expose_rpc("rust.noise", |len: usize| async move {
+                Ok::<_, RemoteError>(serde_bytes::ByteBuf::from(noise(len)))
+            });
         });
-        connection.expose_rpc("rust.text", |len: usize| async move { Ok::<_, RemoteError>(text(len)) });
-        connection.expose_rpc("rust.noise", |len: usize| async move {
-            Ok::<_, RemoteError>(serde_bytes::ByteBuf::from(noise(len)))
-        });
-        let uploads = uploads_tx.clone();
-        connection.expose_stream("upload", move |meta: UploadMeta, mut reader: peers_sdk::StreamReader| {
-            let uploads = uploads.clone();
-            async move {
-                let mut hasher = blake3::Hasher::new();
-                let mut received = 0u64;
-                while let Some(piece) = reader.next().await.map_err(RemoteError::handler)? {
-                    received += piece.len() as u64;
-                    hasher.update(&piece);
-                }
-                let _ = uploads.send((meta.size, received, hasher.finalize().to_hex().to_string()));
-                Ok(())
-            }
-        });
-    });
     let socket = tokio::time::timeout(STEP, server.accept()).await.expect("the JS device dials").expect("server up");
     let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
         .await
@@ -132,19 +87,23 @@ async fn full_exchange(js_cipher: &str, rust_cipher: TransportCipher, close_by_j
 
     let text_event = js.expect_event("text", STEP).await;
     assert_eq!(text_event["length"], 300_000, "{text_event}");
-    assert_eq!(text_event["blake3"], blake3::hash(text(300_000).as_bytes()).to_hex().as_str(), "{text_event}");
+    assert_eq!(
+        text_event["blake3"],
+        blake3::hash(compressible_text(300_000).as_bytes()).to_hex().as_str(),
+        "{text_event}"
+    );
 
     let noise_event = js.expect_event("noise", STEP).await;
     assert_eq!(noise_event["length"], NOISE_LEN, "{noise_event}");
     assert_eq!(noise_event["blake3"], blake3::hash(&noise(NOISE_LEN)).to_hex().as_str(), "{noise_event}");
 
     let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
-    let (declared, received, rust_hash) = uploads.recv().await.expect("the upload handler finished");
+    let upload = uploads.recv().await.expect("the upload handler finished");
     let size = (STREAM_MIB as u64) << 20;
-    assert_eq!((declared, received), (size, size), "every byte arrived");
+    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
     assert_eq!(streamed["bytes"], size, "{streamed}");
-    let expected = expected_blake3(STREAM_MIB);
-    assert_eq!(rust_hash, expected, "the Rust side received the driver's pattern");
+    let expected = pattern_blake3(STREAM_MIB);
+    assert_eq!(upload.blake3, expected, "the Rust side received the driver's pattern");
     assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
 
     // Rust to JS: a stream the JS reader takes under its own credit.

@@ -12,81 +12,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_sdk::rpc::RemoteError;
 use peers_sdk::{
     CloseCode, CloseReason, Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, Socket, TrustLevel,
     TrustStore,
 };
 use peers_tests::JsClient;
+use peers_tests::peers_js::{Upload, driver, expose_echo_and_upload, hex, pattern_blake3, pattern_mib};
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_webrtc::WebRtcConfig;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-type Uploads = mpsc::UnboundedReceiver<(u64, u64, String)>;
-
-/// The driver, relative to `tests/js/` (where `JsClient` looks).
-const DRIVER: &str = "../../peers-js/dist/examples/webrtc-device.js";
 const STEP: Duration = Duration::from_secs(30);
 const STREAM_MIB: usize = 16;
 
-#[derive(Debug, Deserialize, Serialize, PartialEq)]
-struct Echo {
-    text: String,
-    n: u32,
-}
-
-#[derive(Debug, Deserialize)]
-struct UploadMeta {
-    size: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The bytes the driver streams: MiB `i`, byte `j` (its `piece` loop).
-fn expected_blake3(mib: usize) -> String {
-    let mut hasher = blake3::Hasher::new();
-    let mut piece = vec![0u8; 1 << 20];
-    for i in 0..mib {
-        for (j, byte) in piece.iter_mut().enumerate() {
-            *byte = (i.wrapping_mul(131).wrapping_add(j * 7).wrapping_add(j >> 8) & 0xff) as u8;
-        }
-        hasher.update(&piece);
-    }
-    hasher.finalize().to_hex().to_string()
-}
-
-/// The driver's bytes: MiB `i`, byte `j` (its `piece` loop); the Rust side sends the same.
-fn pattern_mib(i: usize) -> Vec<u8> {
-    (0..1usize << 20).map(|j| (i.wrapping_mul(131).wrapping_add(j * 7).wrapping_add(j >> 8) & 0xff) as u8).collect()
-}
-
 /// The Rust side's connection: trusts only `js`, answers "rust.echo", hashes "upload".
-fn rust_config(keys: Arc<DeviceKeys>, js: DeviceId) -> (ConnectionConfig, Uploads) {
+fn rust_config(keys: Arc<DeviceKeys>, js: DeviceId) -> (ConnectionConfig, mpsc::UnboundedReceiver<Upload>) {
     let trust = TrustStore::new(TrustLevel::Unknown);
     trust.set(js, TrustLevel::Trusted);
     let (uploads_tx, uploads) = mpsc::unbounded_channel();
-    let config = ConnectionConfig::new(keys, trust).with_setup(move |connection| {
-        connection.expose_rpc("rust.echo", |echo: Echo| async move {
-            Ok::<_, RemoteError>(Echo { text: echo.text.to_uppercase(), n: echo.n + 1 })
-        });
-        let uploads = uploads_tx.clone();
-        connection.expose_stream("upload", move |meta: UploadMeta, mut reader: peers_sdk::StreamReader| {
-            let uploads = uploads.clone();
-            async move {
-                let mut hasher = blake3::Hasher::new();
-                let mut received = 0u64;
-                while let Some(piece) = reader.next().await.map_err(RemoteError::handler)? {
-                    received += piece.len() as u64;
-                    hasher.update(&piece);
-                }
-                let _ = uploads.send((meta.size, received, hasher.finalize().to_hex().to_string()));
-                Ok(())
-            }
-        });
-    });
+    let config = ConnectionConfig::new(keys, trust)
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx));
     (config, uploads)
 }
 
@@ -102,7 +47,7 @@ async fn meet(js_accepts: bool) {
     if js_accepts {
         args.push("--accept");
     }
-    let mut js = JsClient::spawn(DRIVER, &args);
+    let mut js = JsClient::spawn(&driver("webrtc-device.js"), &args);
     let identity = js.expect_event("identity", STEP).await;
     let js_info = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
         .expect("the JS share code parses");
@@ -151,7 +96,7 @@ async fn meet(js_accepts: bool) {
     let reversed: String = connection.emit("js.reverse", "over webrtc").await.expect("the JS handler answers");
     assert_eq!(reversed, "ctrbew revo");
 
-    let expected = expected_blake3(STREAM_MIB);
+    let expected = pattern_blake3(STREAM_MIB);
     let size = (STREAM_MIB as u64) << 20;
     if js_accepts {
         let mut writer = connection.open_stream("download", "from rust").await.expect("the JS side accepts the stream");
@@ -165,12 +110,12 @@ async fn meet(js_accepts: bool) {
         assert_eq!(downloaded["blake3"], expected, "the JS side received the Rust side's pattern");
     } else {
         let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
-        let (declared, received, rust_hash) = tokio::time::timeout(STEP, uploads.recv())
+        let upload = tokio::time::timeout(STEP, uploads.recv())
             .await
             .expect("upload in time")
             .expect("the upload handler finished");
-        assert_eq!((declared, received), (size, size), "every byte arrived");
-        assert_eq!(rust_hash, expected, "the Rust side received the driver's pattern");
+        assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
+        assert_eq!(upload.blake3, expected, "the Rust side received the driver's pattern");
         assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
         eprintln!("peers-js over WebRTC: {streamed}");
     }

@@ -1,0 +1,191 @@
+/**
+ * The frame relay (docs/signaling.md §7) as a {@link Socket}: the last resort
+ * when no direct transport works. Both devices ask the server for a relay with
+ * each other; the server then forwards opaque frames between them.
+ *
+ * ```text
+ *  "relay-open"   → server {req, peer}             reply {ok, state: "waiting" | "open"}
+ *  "relay-open"   ← server {relay, peer, max_frame} (to both, once both asked)
+ *  "relay-frame"  ↔ {relay, data: base64(frame)}    (≤ max_frame, ≤ 90 KiB here)
+ *  "relay-credit" ↔ {relay, frames, bytes}          cumulative: what the peer may have sent in total
+ *  "relay-close"  ↔ {relay, code, message}
+ * ```
+ *
+ * Flow control: each side may be sent 64 frames and 256 KiB beyond what its
+ * application consumed; the receiver grants cumulative credit once half a
+ * window is consumed, a sender waits for it, and a frame beyond the credit we
+ * granted closes the relay with `ProtocolError`. The relay offers no security:
+ * the `Connection` on top seals every frame (`security.confidential` is false).
+ */
+import { CloseCode, CloseReason, CLOSE_CODES, truncateUtf8 } from "./envelope.js";
+import { PeersError } from "./errors.js";
+import { fromBase64, toBase64 } from "./signaling.js";
+import type { SignalingClient } from "./signaling.js";
+import { Credit, Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
+
+/** What each side may be sent beyond what it consumed. */
+export const RELAY_WINDOW: Readonly<Credit> = { frames: 64, bytes: 256 * 1024 };
+/** The largest `max_frame` this client takes from the server (a larger one is lowered to it). */
+export const RELAY_MAX_FRAME_LIMIT = 90 * 1024;
+
+/** A relay event from the server, parsed (`parseRelayEvent`). */
+export type RelayEvent =
+  | { type: "open"; relay: number; peer: string; maxFrame: number }
+  | { type: "frame"; relay: number; data: string }
+  | { type: "credit"; relay: number; frames: number; bytes: number }
+  | { type: "close"; relay: number; code: string; message: string };
+
+/** The server's relay events by name. */
+export const RELAY_EVENTS = ["relay-open", "relay-frame", "relay-credit", "relay-close"] as const;
+
+function isCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/** Parses one relay event; throws on a malformed one (the client treats that as a protocol violation). */
+export function parseRelayEvent(name: (typeof RELAY_EVENTS)[number], args: unknown[]): RelayEvent {
+  const v = args[0] as Record<string, unknown> | undefined;
+  const bad = () => new Error(`unusable ${name} ${JSON.stringify(args).slice(0, 200)}`);
+  if (args.length !== 1 || typeof v !== "object" || v === null || !isCount(v.relay)) throw bad();
+  const relay = v.relay;
+  switch (name) {
+    case "relay-open":
+      if (typeof v.peer !== "string" || !/^[0-9a-f]{40}$/.test(v.peer) || !isCount(v.max_frame) || v.max_frame < 1) throw bad();
+      return { type: "open", relay, peer: v.peer, maxFrame: Math.min(v.max_frame, RELAY_MAX_FRAME_LIMIT) };
+    case "relay-frame":
+      if (typeof v.data !== "string") throw bad();
+      return { type: "frame", relay, data: v.data };
+    case "relay-credit":
+      if (!isCount(v.frames) || !isCount(v.bytes)) throw bad();
+      return { type: "credit", relay, frames: v.frames, bytes: v.bytes };
+    case "relay-close":
+      if (typeof v.code !== "string" || typeof v.message !== "string") throw bad();
+      return { type: "close", relay, code: v.code, message: v.message };
+  }
+}
+
+export interface RelayOptions {
+  /** How long to wait for the other device to ask too, ms. Default 35,000 (the server waits 30 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * A `Socket` through the signaling server's frame relay with one device. Open it
+ * with {@link RelaySocket.open}; the other device must open one with this device
+ * too (within the server's wait).
+ */
+export class RelaySocket implements Socket {
+  readonly info: SocketInfo;
+  private readonly inbox = new Inbox();
+  private readonly sendQueue = new SendQueue(this.inbox);
+  /** What the peer allowed us to send in total, and what we sent. */
+  private allowed: Credit = { ...RELAY_WINDOW };
+  private readonly sent: Credit = { frames: 0, bytes: 0 };
+  /** What we allowed the peer, what arrived, what our application consumed. */
+  private granted: Credit = { ...RELAY_WINDOW };
+  private readonly received: Credit = { frames: 0, bytes: 0 };
+  private readonly consumed: Credit = { frames: 0, bytes: 0 };
+
+  private constructor(
+    private readonly signaling: SignalingClient,
+    readonly relay: number,
+    /** The other device (hex), as the server authenticated it. */
+    readonly peer: string,
+    maxFrame: number,
+  ) {
+    this.info = { transport: "relay", maxFrameSize: maxFrame, security: { confidential: false } };
+    this.inbox.onConsumed = (frame) => this.onConsumed(frame);
+    signaling.routeRelay(relay, (e) => this.onEvent(e));
+    void signaling.closed.then((err) => this.end({ code: "TransportFailure", message: `signaling closed: ${err.message}`, by: "Local" }));
+  }
+
+  /**
+   * Asks the server for a relay with `peer` (hex device id) and resolves once the
+   * other device asked too. Refusals: `Signaling`/`TooManyRelays`, `QuotaExceeded`,
+   * `SelfAddressed`...; `Timeout` when the other device does not ask in time.
+   */
+  static async open(signaling: SignalingClient, peer: string, options: RelayOptions = {}): Promise<RelaySocket> {
+    const opened = await signaling.openRelay(peer, options.timeoutMs ?? 35_000);
+    return new RelaySocket(signaling, opened.relay, peer, opened.maxFrame);
+  }
+
+  get closed(): Promise<CloseReason> {
+    return this.inbox.closed;
+  }
+
+  private onEvent(e: RelayEvent): void {
+    if (this.inbox.closeReason) return;
+    if (e.type === "frame") {
+      let frame: Uint8Array;
+      try {
+        frame = fromBase64(e.data);
+      } catch {
+        return this.violation("a relay frame that is not base64");
+      }
+      if (frame.length > this.info.maxFrameSize) return this.violation(`a frame of ${frame.length} bytes over ${this.info.maxFrameSize}`);
+      this.received.frames += 1;
+      this.received.bytes += frame.length;
+      if (this.received.frames > this.granted.frames || this.received.bytes > this.granted.bytes) {
+        return this.violation("frames beyond the granted credit");
+      }
+      this.inbox.push(frame);
+    } else if (e.type === "credit") {
+      this.allowed = { frames: Math.max(this.allowed.frames, e.frames), bytes: Math.max(this.allowed.bytes, e.bytes) };
+      this.sendQueue.wake();
+    } else if (e.type === "close") {
+      const code = CLOSE_CODES.includes(e.code as CloseCode) ? (e.code as CloseCode) : "ProtocolError";
+      this.end({ code, message: truncateUtf8(e.message, MAX_CLOSE_MESSAGE), by: "Remote" });
+    }
+  }
+
+  private onConsumed(frame: Uint8Array): void {
+    this.consumed.frames += 1;
+    this.consumed.bytes += frame.length;
+    const outFrames = this.consumed.frames - (this.granted.frames - RELAY_WINDOW.frames);
+    const outBytes = this.consumed.bytes - (this.granted.bytes - RELAY_WINDOW.bytes);
+    if (outFrames * 2 >= RELAY_WINDOW.frames || outBytes * 2 >= RELAY_WINDOW.bytes) {
+      this.granted = { frames: this.consumed.frames + RELAY_WINDOW.frames, bytes: this.consumed.bytes + RELAY_WINDOW.bytes };
+      if (!this.inbox.closeReason) this.signaling.emitRelay("relay-credit", { relay: this.relay, ...this.granted });
+    }
+  }
+
+  /** Ends the socket here (no notice to send). */
+  private end(reason: CloseReason): void {
+    if (this.inbox.closeReason) return;
+    this.inbox.end(reason);
+    this.sendQueue.wake();
+    this.signaling.unrouteRelay(this.relay);
+  }
+
+  /** A violation by the peer: tell it why, then close. */
+  private violation(detail: string): void {
+    const message = truncateUtf8(detail, MAX_CLOSE_MESSAGE);
+    this.signaling.emitRelay("relay-close", { relay: this.relay, code: "ProtocolError", message });
+    this.end({ code: "ProtocolError", message, by: "Local" });
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    return this.sendQueue.send(
+      frame,
+      this.info.maxFrameSize,
+      () => this.allowed.frames > this.sent.frames && this.allowed.bytes - this.sent.bytes >= frame.length,
+      (f) => {
+        this.sent.frames += 1;
+        this.sent.bytes += f.length;
+        this.signaling.emitRelay("relay-frame", { relay: this.relay, data: toBase64(f) });
+      },
+    );
+  }
+
+  recv(): Promise<Uint8Array> {
+    return this.inbox.recv();
+  }
+
+  /** Sends `relay-close` behind every queued frame; the signaling client stays connected. */
+  async close(code: CloseCode, message: string): Promise<void> {
+    const reason = await this.sendQueue.closeAfterQueued(code, message);
+    if (!reason) return;
+    this.signaling.emitRelay("relay-close", { relay: this.relay, code, message: reason.message });
+    this.signaling.unrouteRelay(this.relay);
+  }
+}

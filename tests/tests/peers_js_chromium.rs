@@ -1,0 +1,139 @@
+//! peers-js in a browser against the Rust transport: a headless Chromium page
+//! (`tests/js/peers_js_chromium.mjs` serves it on loopback, bundled by esbuild from
+//! `peers-js/dist/examples/browser-device.js`) makes its keys and keeps them in
+//! IndexedDB, registers with the real signaling server itself (socket.io-client in the
+//! page), dials a Rust `WebRtcEndpoint` with the browser's own `RTCPeerConnection`, and
+//! completes the handshake bound to the DTLS fingerprints (the AEAD skipped on both
+//! sides); RPCs go both ways (a compressible answer arrives Brotli-compressed and the
+//! page decodes it with brotli-wasm; the page's own stream pieces go out compressed),
+//! a 16 MiB stream from the page and an 8 MiB one back arrive with the BLAKE3 both
+//! sides computed, and the Rust side's close reason reaches the page; a second visit of
+//! the page registers with the same device id, its keys read back from IndexedDB, and
+//! accepts the Rust side's dial (the page's `WebRtcAcceptor`), the handshake proving
+//! the keys.
+//! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
+//! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, Socket, TrustLevel, TrustStore};
+use peers_tests::JsClient;
+use peers_tests::peers_js::{compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib};
+use peers_tests::webrtc::{Device, signaling_server};
+use peers_transport_webrtc::WebRtcConfig;
+use tokio::sync::mpsc;
+
+const STEP: Duration = Duration::from_secs(40);
+const STREAM_MIB: usize = 16;
+const DOWNLOAD_MIB: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_device_registers_itself_talks_to_a_rust_endpoint_both_ways_and_keeps_its_id() {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let rust = Device::register(&url, "rust", WebRtcConfig::default()).await;
+    let rust_id = rust.id().to_string();
+    let mut browser = JsClient::spawn("peers_js_chromium.mjs", &[&url, &rust_id, &STREAM_MIB.to_string()]);
+
+    let identity = browser.expect_event("identity", Duration::from_secs(60)).await;
+    assert_eq!(identity["visit"], 1, "{identity}");
+    assert_eq!(identity["from_indexeddb"], false, "a fresh profile has no keys yet: {identity}");
+    let page = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
+        .expect("the page's share code parses");
+    assert_eq!(identity["device_id"], page.device_id.to_string());
+    eprintln!("Chromium's DecompressionStream takes brotli: {}", identity["decompression_stream_brotli"]);
+
+    let socket = tokio::time::timeout(STEP, rust.endpoint.accept())
+        .await
+        .expect("the page dials over WebRTC in time")
+        .expect("accept");
+    assert_eq!(socket.remote_device(), page.device_id, "the peer the server authenticated is the page");
+    let binding = socket.info().security.channel_binding.clone().expect("a WebRTC socket reports a binding");
+    let page_socket = browser.expect_event("socket", STEP).await;
+    assert_eq!(page_socket["binding"]["kind"], peers_transport_webrtc::BINDING_KIND, "{page_socket}");
+    assert_eq!(page_socket["binding"]["local"], hex(&binding.remote), "the page's fingerprint is Rust's remote one");
+    assert_eq!(page_socket["binding"]["remote"], hex(&binding.local), "the page's remote fingerprint is Rust's own");
+
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(page.device_id, TrustLevel::Trusted);
+    let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
+    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust)
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx))
+        .with_setup(expose_text);
+    let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
+        .await
+        .expect("handshake in time")
+        .expect("the page completes the handshake with the binding");
+    assert_eq!(connection.remote().device_id, page.device_id);
+    assert!(!connection.is_encrypted(), "both sides bound DTLS and asked to skip the AEAD");
+    let connected = browser.expect_event("connected", STEP).await;
+    assert_eq!(connected["encrypted"], false, "{connected}");
+    assert_eq!(connected["peer"], rust_id, "{connected}");
+
+    let echo = browser.expect_event("echo", STEP).await;
+    assert_eq!(echo["reply"]["text"], "HELLO FROM A BROWSER", "{echo}");
+    assert_eq!(echo["reply"]["n"], 42, "{echo}");
+    // A compressible answer arrives Brotli-compressed: the page decodes it with brotli-wasm.
+    let text = browser.expect_event("text", STEP).await;
+    assert_eq!(text["length"], 300_000, "{text}");
+    assert_eq!(text["blake3"], blake3::hash(compressible_text(300_000).as_bytes()).to_hex().as_str(), "{text}");
+    let reversed: String = connection.emit("js.reverse", "in a browser").await.expect("the page's handler answers");
+    assert_eq!(reversed, "resworb a ni");
+
+    let streamed = browser.expect_event("streamed", Duration::from_secs(120)).await;
+    let upload = tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("upload finished");
+    let size = (STREAM_MIB as u64) << 20;
+    let expected = pattern_blake3(STREAM_MIB);
+    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
+    assert_eq!(upload.blake3, expected, "the Rust side received the page's pattern");
+    assert_eq!(streamed["blake3"], expected, "the page hashed what it sent");
+    eprintln!("peers-js in Chromium over WebRTC: {streamed}");
+
+    // Rust to the page: compressible pieces, decoded with brotli-wasm under the page's credit.
+    let mut writer = connection.open_stream("download", "to the page").await.expect("the page accepts the stream");
+    for i in 0..DOWNLOAD_MIB {
+        writer.write(&pattern_mib(i)).await.expect("write within the page's credit");
+    }
+    writer.finish().await.expect("the page's handler reports success");
+    let downloaded = browser.expect_event("downloaded", STEP).await;
+    assert_eq!(downloaded["meta"], "to the page", "{downloaded}");
+    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
+    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the page received the Rust side's pattern");
+
+    connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
+    let closed = browser.expect_event("closed", STEP).await;
+    assert_eq!(closed["reason"]["code"], "Normal", "{closed}");
+    assert_eq!(closed["reason"]["message"], "rust done", "{closed}");
+    assert_eq!(closed["reason"]["by"], "Remote", "{closed}");
+    assert_eq!(closed["reversed"], 1, "{closed}");
+
+    // The second visit: the same keys from IndexedDB, proven by the handshake when the
+    // Rust side dials the device id it learned in the first visit.
+    let again = browser.expect_event("identity", STEP).await;
+    assert_eq!(again["visit"], 2, "{again}");
+    assert_eq!(again["from_indexeddb"], true, "the second visit reads its keys back: {again}");
+    assert_eq!(again["device_id"], identity["device_id"], "the same device across visits");
+    assert_eq!(again["share_code"], identity["share_code"], "the same keys across visits");
+    let socket = tokio::time::timeout(STEP, rust.endpoint.connect(page.device_id))
+        .await
+        .expect("the page answers in time")
+        .expect("the Rust side dials the page's WebRtcAcceptor");
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(page.device_id, TrustLevel::Trusted);
+    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust);
+    let connection = tokio::time::timeout(STEP, Connection::connect(Box::new(socket), config, Some(page.device_id)))
+        .await
+        .expect("handshake in time")
+        .expect("the page proves the same device id with its stored keys");
+    let accepted = browser.expect_event("connected", STEP).await;
+    assert_eq!(accepted["visit"], 2, "{accepted}");
+    let reversed: String = connection.emit("js.reverse", "again").await.expect("the page's handler answers");
+    assert_eq!(reversed, "niaga");
+    connection.close(CloseReason::new(CloseCode::Normal, "bye")).await;
+    let closed = browser.expect_event("closed", STEP).await;
+    assert_eq!((closed["visit"].as_u64(), closed["reason"]["message"].as_str()), (Some(2), Some("bye")), "{closed}");
+    browser.expect_event("finished", STEP).await;
+    let (status, stderr) = browser.wait(STEP).await;
+    assert!(status.success(), "driver failed: {stderr}");
+}
