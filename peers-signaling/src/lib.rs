@@ -92,6 +92,8 @@ pub mod ice;
 pub mod load;
 #[cfg(feature = "server")]
 pub mod notices;
+#[cfg(feature = "server")]
+pub mod privacy;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod queue;

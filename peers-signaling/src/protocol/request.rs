@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::validate::{decode_fixed, parse_device_id, validate_body, validate_message_id};
 use super::{
-    EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection, RelayClose, RelayCredit,
+    AllowList, AllowUpdate, EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection, RelayClose, RelayCredit,
     RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SignalKind,
     SignalRequest, SubscribeRequest, events, server_origin,
 };
@@ -47,11 +47,13 @@ pub enum RequestKind {
     RelayCredit,
     /// `"relay-close"` (no reply).
     RelayClose,
+    /// `"allow"`.
+    Allow,
 }
 
 impl RequestKind {
     /// Every kind, in protocol order.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 13] = [
         RequestKind::Register,
         RequestKind::Signal,
         RequestKind::Subscribe,
@@ -64,6 +66,7 @@ impl RequestKind {
         RequestKind::RelayFrame,
         RequestKind::RelayCredit,
         RequestKind::RelayClose,
+        RequestKind::Allow,
     ];
 
     /// The event's name on the wire.
@@ -81,6 +84,7 @@ impl RequestKind {
             RequestKind::RelayFrame => events::RELAY_FRAME,
             RequestKind::RelayCredit => events::RELAY_CREDIT,
             RequestKind::RelayClose => events::RELAY_CLOSE,
+            RequestKind::Allow => events::ALLOW,
         }
     }
 
@@ -117,6 +121,8 @@ pub enum Request {
     RelayOpen(DeviceId),
     /// A relay frame, credit or close.
     Relay(RelayEvent),
+    /// Replace the device's allow list (its signature is checked by the server).
+    Allow(AllowUpdate),
 }
 
 /// A `"register"` request with its fields decoded.
@@ -126,8 +132,11 @@ pub struct Registration {
     pub key: VerifyingKey,
     /// The server origin the device signed, as [`server_origin`] writes it.
     pub origin: String,
-    /// The signature over [`register_message`](super::register_message).
+    /// The signature over [`register_message`](super::register_message),
+    /// or [`register_message_v3`](super::register_message_v3) with `allow`.
     pub signature: Signature,
+    /// The devices that may reach this one; `None`: everyone may.
+    pub allow: Option<AllowList>,
 }
 
 /// A `"signal"` request, checked: a valid id, recipient, kind and body.
@@ -195,6 +204,7 @@ impl Request {
             RequestKind::RelayFrame => Request::Relay(RelayEvent::Frame(fields(kind, payload)?)),
             RequestKind::RelayCredit => Request::Relay(RelayEvent::Credit(fields(kind, payload)?)),
             RequestKind::RelayClose => Request::Relay(RelayEvent::Close(fields(kind, payload)?)),
+            RequestKind::Allow => Request::Allow(AllowUpdate::parse(fields(kind, payload)?)?),
         })
     }
 }
@@ -211,7 +221,8 @@ impl Registration {
             .ok()
             .filter(|origin| origin == &request.origin)
             .ok_or_else(|| Rejection::new(ErrorCode::BadRequest, "origin is not written as scheme://host:port"))?;
-        Ok(Registration { key, origin, signature: Signature::from_bytes(&signature) })
+        let allow = request.allow.as_deref().map(AllowList::parse).transpose()?;
+        Ok(Registration { key, origin, signature: Signature::from_bytes(&signature), allow })
     }
 }
 

@@ -55,8 +55,9 @@ use super::connection::{
 use super::hub::{incoming, too_many_subscriptions};
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
+use crate::privacy::shadow_of;
 use crate::protocol::{
-    ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
+    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
 };
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
@@ -330,11 +331,18 @@ impl Cluster {
     }
 }
 
-/// Registers `device` (its signature already checked) on `conn`: presence,
-/// rooms, the queue and the notices, as drawn in the module docs.
-pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, device: DeviceId, replier: Replier) {
+/// Registers `device` (its signature already checked) on `conn` with its
+/// allow list: presence, rooms, the queue and the notices, as drawn in the
+/// module docs.
+pub(super) async fn register(
+    cluster: &Arc<Cluster>,
+    conn: &Arc<Connection>,
+    device: DeviceId,
+    allow: Option<AllowList>,
+    replier: Replier,
+) {
     let token = cluster.token(conn.peer.id);
-    let previous = match cluster.state.claim(&device, &token).await {
+    let previous = match cluster.state.claim(&device, &token, allow.as_ref()).await {
         Ok(previous) => previous,
         Err(err) => return registration_refused(conn, unavailable(err), replier),
     };
@@ -441,6 +449,8 @@ pub(super) async fn signal(
         body: serde_json::to_string(&relay.body).unwrap_or_default(),
         sent_at: now,
         expires_at: now.saturating_add(relay.ttl_ms),
+        // send.lua shadows it if `to` does not allow `from`.
+        shadowed: false,
     };
     let mut sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
     if let SendOutcome::Deliver { holder } = &sent
@@ -482,14 +492,34 @@ pub(super) async fn signal(
     }
 }
 
-/// Subscribes to (joins the watch rooms of) or unsubscribes from devices.
+/// Replaces `device`'s allow list (the request's signature is checked).
+/// Watchers that joined its room before stay there until they unsubscribe
+/// (`docs/signaling.md`, section 14).
+pub(super) async fn set_allow(
+    cluster: &Cluster,
+    conn: &Connection,
+    device: DeviceId,
+    allow: Option<AllowList>,
+) -> Result<Map<String, Json>, Rejection> {
+    let token = cluster.token(conn.peer.id);
+    if !cluster.state.set_allow(&device, &token, allow.as_ref()).await.map_err(unavailable)? {
+        return Err(Rejection::new(ErrorCode::Replaced, "a newer connection registered this device"));
+    }
+    Ok(connection::allowed_reply(allow.as_ref()))
+}
+
+/// Subscribes to (joins the watch rooms of) or unsubscribes from devices. A
+/// device that does not allow the watcher is watched through the room of
+/// its shadow, where nothing is ever announced.
 pub(super) async fn subscribe(
     cluster: &Cluster,
     conn: &Connection,
     devices: Vec<DeviceId>,
     add: bool,
 ) -> Result<Map<String, Json>, Rejection> {
+    let watcher = conn.registered()?;
     let socket = conn.peer.socket.upgrade();
+    let rooms = if add { cluster.state.addresses(&watcher, &devices).await.map_err(unavailable)? } else { Vec::new() };
     {
         let mut watching = lock(&conn.watching);
         if add {
@@ -500,16 +530,17 @@ pub(super) async fn subscribe(
             }
             conn.shared.address_subscriptions.reserve(conn.ip(), new)?;
         }
-        for device in &devices {
+        for (i, device) in devices.iter().enumerate() {
             let changed = if add { watching.insert(*device) } else { watching.remove(device) };
             if changed && !add {
                 conn.shared.address_subscriptions.release(conn.ip(), 1);
             }
             if let (true, Some(socket)) = (changed, &socket) {
-                if add {
-                    socket.join_room(watch_room(device));
+                if let Some(room) = rooms.get(i) {
+                    socket.join_room(watch_room(room));
                 } else {
                     socket.leave_room(watch_room(device));
+                    socket.leave_room(watch_room(&shadow_of(device)));
                 }
             }
         }
@@ -517,7 +548,8 @@ pub(super) async fn subscribe(
     if !add {
         return Ok(Map::new());
     }
-    let online = cluster.state.online(&devices).await.map_err(unavailable)?;
+    // A shadow is never online, so only devices that allow the watcher show.
+    let online = cluster.state.online(&rooms).await.map_err(unavailable)?;
     Ok(online_reply(&online))
 }
 
