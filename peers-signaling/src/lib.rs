@@ -116,7 +116,7 @@ pub use client::{
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use ice::IceSettings;
-pub use protocol::{ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
+pub use protocol::{AllowList, ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
 #[cfg(feature = "server")]
 pub use ratelimit::RateLimits;
 #[cfg(feature = "server")]

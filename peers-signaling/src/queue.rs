@@ -421,7 +421,8 @@ impl OfflineQueue {
     /// deadlines, and end as expired. Not checked against the bounds: they
     /// were counted already.
     pub fn shadow(&mut self, messages: Vec<QueuedMessage>) -> Vec<QueuedMessage> {
-        let shadowed: Vec<QueuedMessage> = messages.into_iter().map(|m| QueuedMessage { shadowed: true, ..m }).collect();
+        let shadowed: Vec<QueuedMessage> =
+            messages.into_iter().map(|m| QueuedMessage { shadowed: true, ..m }).collect();
         for message in &shadowed {
             self.insert(message.clone());
         }

@@ -41,7 +41,10 @@ impl AllowList {
     pub fn new(devices: impl IntoIterator<Item = DeviceId>) -> Result<AllowList, Rejection> {
         let set: BTreeSet<DeviceId> = devices.into_iter().collect();
         if set.len() > MAX_ALLOW {
-            return Err(Rejection::new(ErrorCode::TooLarge, format!("an allow list names at most {MAX_ALLOW} devices")));
+            return Err(Rejection::new(
+                ErrorCode::TooLarge,
+                format!("an allow list names at most {MAX_ALLOW} devices"),
+            ));
         }
         Ok(AllowList(set))
     }
@@ -49,7 +52,10 @@ impl AllowList {
     /// Parses the wire form (device ids as 40 hex digits).
     pub(crate) fn parse(ids: &[String]) -> Result<AllowList, Rejection> {
         if ids.len() > MAX_ALLOW {
-            return Err(Rejection::new(ErrorCode::TooLarge, format!("an allow list names at most {MAX_ALLOW} devices")));
+            return Err(Rejection::new(
+                ErrorCode::TooLarge,
+                format!("an allow list names at most {MAX_ALLOW} devices"),
+            ));
         }
         AllowList::new(ids.iter().map(|id| parse_device_id("allow", id)).collect::<Result<Vec<_>, _>>()?)
     }

@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::validate::{decode_fixed, parse_device_id, validate_body, validate_message_id};
 use super::{
-    AllowList, AllowUpdate, EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection, RelayClose, RelayCredit,
-    RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SignalKind,
-    SignalRequest, SubscribeRequest, events, server_origin,
+    AllowList, AllowUpdate, EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection,
+    RelayClose, RelayCredit, RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest,
+    SessionJoinRequest, SignalKind, SignalRequest, SubscribeRequest, events, server_origin,
 };
 
 /// The events a client may send, by name.

@@ -31,7 +31,7 @@
 //! Each instance also runs the expiry loop; `expire.lua` hands each due
 //! message to one instance, which tells its sender.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -47,17 +47,17 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tracing::{debug, info, warn};
 
+use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{
-    self, Connection, Replier, lock, online_reply, registered_reply, registration_refused, relay_of, signal_reply,
+    self, Connection, Replier, lock, registered_reply, registration_refused, relay_of, signal_reply,
 };
-use super::hub::{incoming, too_many_subscriptions};
+use super::hub::incoming;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
-use crate::privacy::shadow_of;
 use crate::protocol::{
-    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
+    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, Rejection, Signal, events,
 };
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
@@ -114,10 +114,6 @@ pub(super) fn random_hex<const N: usize>() -> String {
 
 fn device_room(device: &DeviceId) -> String {
     format!("d:{device}")
-}
-
-fn watch_room(device: &DeviceId) -> String {
-    format!("w:{device}")
 }
 
 /// The refusal for a request Redis could not serve; the request had no effect.
@@ -203,17 +199,24 @@ impl Cluster {
         operators.emit(event, data).await.map_err(|err| err.to_string())
     }
 
+    /// Emits to every socket in the rooms `to` and in none of `except`, on
+    /// any instance (one broadcast).
+    pub(super) async fn emit_rooms<T: Serialize + ?Sized>(
+        &self,
+        to: Vec<String>,
+        except: Vec<String>,
+        event: &'static str,
+        data: &T,
+    ) -> Result<(), String> {
+        let operators = self.io.get().and_then(|io| io.of(&self.namespace)).map(|ns| ns.to(to).except(except));
+        let Some(operators) = operators else { return Err("the namespace is gone".into()) };
+        operators.emit(event, data).await.map_err(|err| err.to_string())
+    }
+
     /// Emits `event` to `device`'s connection, on whatever instance holds it.
     pub(super) async fn tell<T: Serialize + ?Sized>(&self, device: &DeviceId, event: &'static str, data: &T) {
         if let Err(err) = self.emit(device_room(device), event, data).await {
             warn!(%device, event, %err, "could not reach the device");
-        }
-    }
-
-    async fn announce(&self, device: &DeviceId, online: bool) {
-        let notice = PresenceNotice { device: device.to_string(), online };
-        if let Err(err) = self.emit(watch_room(device), events::PRESENCE, &notice).await {
-            warn!(%device, %err, "could not announce presence");
         }
     }
 
@@ -231,8 +234,10 @@ impl Cluster {
             Ok(true) | Err(_) => true,
             Ok(false) => {
                 info!(%device, instance, "the device's instance is gone; it is offline");
+                // Its list goes with its presence: read it first.
+                let allow = self.state.allow_list(device).await.ok().flatten();
                 if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
-                    self.announce(device, false).await;
+                    cluster_presence::announce(self, device, false, allow.as_ref()).await;
                 }
                 false
             }
@@ -372,12 +377,13 @@ pub(super) async fn register(
         // It closed before it had a device, so its disconnect handler could
         // not clean up: do it here (both are idempotent).
         conn.shared.hub().unregister(&device, conn.peer.id);
-        disconnected(&conn.shared, cluster, device, conn.peer.id);
+        disconnected(&conn.shared, cluster, device, conn.peer.id, allow);
         return;
     }
     if previous.is_none() {
-        cluster.announce(&device, true).await;
+        cluster_presence::announce(cluster, &device, true, allow.as_ref()).await;
     }
+    *lock(&conn.allow) = allow;
     m::registered();
     let mut replier = Some(replier);
     let mut delivered = 0usize;
@@ -492,9 +498,8 @@ pub(super) async fn signal(
     }
 }
 
-/// Replaces `device`'s allow list (the request's signature is checked).
-/// Watchers that joined its room before stay there until they unsubscribe
-/// (`docs/signaling.md`, section 14).
+/// Replaces `device`'s allow list (the request's signature is checked);
+/// watchers that gain or lose sight of it are told.
 pub(super) async fn set_allow(
     cluster: &Cluster,
     conn: &Connection,
@@ -505,57 +510,21 @@ pub(super) async fn set_allow(
     if !cluster.state.set_allow(&device, &token, allow.as_ref()).await.map_err(unavailable)? {
         return Err(Rejection::new(ErrorCode::Replaced, "a newer connection registered this device"));
     }
-    Ok(connection::allowed_reply(allow.as_ref()))
-}
-
-/// Subscribes to (joins the watch rooms of) or unsubscribes from devices. A
-/// device that does not allow the watcher is watched through the room of
-/// its shadow, where nothing is ever announced.
-pub(super) async fn subscribe(
-    cluster: &Cluster,
-    conn: &Connection,
-    devices: Vec<DeviceId>,
-    add: bool,
-) -> Result<Map<String, Json>, Rejection> {
-    let watcher = conn.registered()?;
-    let socket = conn.peer.socket.upgrade();
-    let rooms = if add { cluster.state.addresses(&watcher, &devices).await.map_err(unavailable)? } else { Vec::new() };
-    {
-        let mut watching = lock(&conn.watching);
-        if add {
-            let max = conn.shared.config.max_subscriptions;
-            let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
-            if watching.len() + new > max {
-                return Err(too_many_subscriptions(max, watching.len()));
-            }
-            conn.shared.address_subscriptions.reserve(conn.ip(), new)?;
-        }
-        for (i, device) in devices.iter().enumerate() {
-            let changed = if add { watching.insert(*device) } else { watching.remove(device) };
-            if changed && !add {
-                conn.shared.address_subscriptions.release(conn.ip(), 1);
-            }
-            if let (true, Some(socket)) = (changed, &socket) {
-                if let Some(room) = rooms.get(i) {
-                    socket.join_room(watch_room(room));
-                } else {
-                    socket.leave_room(watch_room(device));
-                    socket.leave_room(watch_room(&shadow_of(device)));
-                }
-            }
-        }
-    }
-    if !add {
-        return Ok(Map::new());
-    }
-    // A shadow is never online, so only devices that allow the watcher show.
-    let online = cluster.state.online(&rooms).await.map_err(unavailable)?;
-    Ok(online_reply(&online))
+    let reply = connection::allowed_reply(allow.as_ref());
+    let old = std::mem::replace(&mut *lock(&conn.allow), allow.clone());
+    cluster_presence::allow_changed(cluster, &device, old.as_ref(), allow.as_ref()).await;
+    Ok(reply)
 }
 
 /// Connection `peer_id` of `device` closed: ends its presence unless a newer
 /// registration holds it, and tells the watchers.
-pub(super) fn disconnected(shared: &Shared, cluster: &Arc<Cluster>, device: DeviceId, peer_id: u64) {
+pub(super) fn disconnected(
+    shared: &Shared,
+    cluster: &Arc<Cluster>,
+    device: DeviceId,
+    peer_id: u64,
+    allow: Option<AllowList>,
+) {
     {
         let mut held = lock(&cluster.held);
         if held.get(&device) == Some(&peer_id) {
@@ -571,7 +540,7 @@ pub(super) fn disconnected(shared: &Shared, cluster: &Arc<Cluster>, device: Devi
         match cluster.state.release(&device, &cluster.token(peer_id)).await {
             Ok(true) => {
                 info!(%device, "device offline");
-                cluster.announce(&device, false).await;
+                cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
             }
             Ok(false) => {}
             Err(err) => {

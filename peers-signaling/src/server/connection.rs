@@ -42,7 +42,10 @@ use tracing::{debug, info};
 
 use super::hub::{AfterUnlock, Outgoing, Peer, PeerSocket, Relay};
 use super::outgoing::{self, OutgoingBudget};
-use super::{Shared, cluster, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
+use super::{
+    Shared, cluster, cluster_presence, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests,
+    session_requests,
+};
 use crate::protocol::{
     self, AllowUpdate, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection,
     Request, RequestKind, Signal, events,
@@ -125,6 +128,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         ip,
         nonce: Mutex::new(Some(nonce)),
         signed: Mutex::new(None),
+        allow: Mutex::new(None),
         origins,
         device: Mutex::new(None),
         jobs,
@@ -175,6 +179,8 @@ pub(super) struct Connection {
     nonce: Mutex<Option<[u8; NONCE_LEN]>>,
     /// What the registration signed, for `"allow"` requests.
     signed: Mutex<Option<Signed>>,
+    /// Redis mode: the device's allow list (one instance keeps it in the hub).
+    pub(super) allow: Mutex<Option<protocol::AllowList>>,
     /// The server origins a registration signature may cover.
     origins: Arc<[String]>,
     pub(super) device: Mutex<Option<DeviceId>>,
@@ -295,10 +301,10 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
                 replier.send(cluster::signal(&cluster, &conn, device, signal).await)
             }
             Admitted::Registered(_, Request::Subscribe(devices)) => {
-                replier.send(cluster::subscribe(&cluster, &conn, devices, true).await)
+                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, true).await)
             }
             Admitted::Registered(_, Request::Unsubscribe(devices)) => {
-                replier.send(cluster::subscribe(&cluster, &conn, devices, false).await)
+                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, false).await)
             }
             Admitted::Registered(device, Request::RelayOpen(peer)) => {
                 replier.send(cluster_relay::open(&cluster, &conn, device, peer).await)
@@ -651,7 +657,7 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
             hub.online_count()
         };
         if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {
-            cluster::disconnected(shared, cluster, device, conn.peer.id);
+            cluster::disconnected(shared, cluster, device, conn.peer.id, lock(&conn.allow).clone());
         }
         m::connections(live, online);
         debug!(peer = conn.peer.id, %reason, "signaling connection closed");

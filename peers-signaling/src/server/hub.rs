@@ -29,8 +29,8 @@ use super::session_requests::SessionHost;
 use crate::notices::{NoticeBoxes, StoredNotice};
 use crate::privacy::AllowLists;
 use crate::protocol::{
-    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, SignalKind,
-    events,
+    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice,
+    SignalKind, events,
 };
 use crate::queue::{NewMessage, OfflineQueue, QueuedMessage};
 use crate::relay::RelayTable;

@@ -365,6 +365,20 @@ impl RedisState {
         Ok(n > 0)
     }
 
+    /// `device`'s allow list as Redis holds it (`None`: no list).
+    pub(crate) async fn allow_list(&self, device: &DeviceId) -> Result<Option<AllowList>> {
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:al:{device}", self.prefix))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(redis_error("read an allow list"))?;
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let ids = members.iter().filter(|m| m.as_str() != "*").filter_map(|m| m.parse::<DeviceId>().ok());
+        AllowList::new(ids).map(Some).map_err(|r| bad_reply("read an allow list", r.message))
+    }
+
     /// Where `from`'s requests for each of `devices` go: the device, or its
     /// shadow when its allow list does not name `from` (see `reach.lua`).
     pub(crate) async fn addresses(&self, from: &DeviceId, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
@@ -381,10 +395,7 @@ impl RedisState {
         if reply.len() != devices.len() {
             return Err(bad_reply("read allow lists", format!("{} ids for {}", reply.len(), devices.len())));
         }
-        reply
-            .iter()
-            .map(|id| id.parse().map_err(|_| bad_reply("read allow lists", format!("bad id {id:?}"))))
-            .collect()
+        reply.iter().map(|id| id.parse().map_err(|_| bad_reply("read allow lists", format!("bad id {id:?}")))).collect()
     }
 
     /// Ends `device`'s presence if `token` still holds it; returns whether it did.
