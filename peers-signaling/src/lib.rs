@@ -26,6 +26,10 @@
 //!   derived from that key. A second registration of the same device replaces
 //!   the first. The sender of every relayed message is set by the server.
 //! - **Presence**: devices watch devices they name and hear online/offline.
+//! - **Privacy by trust**: a device may give a signed allow list
+//!   ([`ClientOptions::allow`], [`SignalingClient::set_allow`]); to any device
+//!   not on it the server answers as if the device did not exist (no presence,
+//!   signals queued and expired, relays never paired; the `privacy` module).
 //! - **Relay** of `offer`, `answer`, `ice-candidate`, `ready`, `cancel` and
 //!   `error` signals, each with a message id and an [`Outcome`]: delivered,
 //!   queued, expired or rejected with a reason.
