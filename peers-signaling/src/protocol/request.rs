@@ -105,8 +105,9 @@ impl RequestKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     /// Prove the device key. The signature is checked by the server against the
-    /// connection's challenge.
-    Register(Registration),
+    /// connection's challenge. (Boxed: a key, a signature and a list, once
+    /// per connection.)
+    Register(Box<Registration>),
     /// Relay a signal.
     Signal(Signal),
     /// Watch these devices' presence.
@@ -186,7 +187,7 @@ impl Request {
     /// an unknown signal kind.
     pub fn parse(kind: RequestKind, payload: Value, limits: &PayloadLimits) -> Result<Request, Rejection> {
         Ok(match kind {
-            RequestKind::Register => Request::Register(Registration::parse(fields(kind, payload)?)?),
+            RequestKind::Register => Request::Register(Box::new(Registration::parse(fields(kind, payload)?)?)),
             RequestKind::Signal => Request::Signal(Signal::parse(fields(kind, payload)?, limits)?),
             RequestKind::Subscribe => Request::Subscribe(devices(fields(kind, payload)?)?),
             RequestKind::Unsubscribe => Request::Unsubscribe(devices(fields(kind, payload)?)?),

@@ -428,7 +428,7 @@ fn admit(
         return None;
     }
     match request {
-        Ok(Request::Register(registration)) => Some((Admitted::Register(registration), replier)),
+        Ok(Request::Register(registration)) => Some((Admitted::Register(*registration), replier)),
         Ok(_) => {
             replier.send(Err(misrouted()));
             None
