@@ -130,22 +130,32 @@ async fn a_stranger_sees_nothing(device_url: &str, stranger_url: &str, friend_ur
     // Nobody: the friend is a stranger now.
     device.set_allow(Some(&AllowList::default())).await.unwrap();
     event(&mut friend_events, presence(device_id, false)).await;
+    event(&mut stranger_events, presence(device_id, false)).await;
     assert!(friend.subscribe_presence(&[device_id]).await.unwrap().is_empty());
     assert!(queued(&send_ttl(&friend, &device_id, ttl).await.1));
 
     // No list: everyone, as without one.
     device.set_allow(None).await.unwrap();
     event(&mut friend_events, presence(device_id, true)).await;
+    event(&mut stranger_events, presence(device_id, true)).await;
     assert_eq!(friend.subscribe_presence(&[device_id]).await.unwrap(), vec![device_id]);
     assert_eq!(send_ttl(&friend, &device_id, ttl).await.1, Outcome::Delivered);
     assert_eq!(incoming(&mut device_in).await.from, friend_id);
     nothing(&mut device_in, QUIET).await;
 
+    // A new connection of the device with another list replaces the old
+    // one: the device stays online, and the friend loses sight of it.
+    let replacing = connect_allowing(device_url, &device_keys, Some(list(&[stranger_id]))).await;
+    event(&mut friend_events, presence(device_id, false)).await;
+    assert!(friend.subscribe_presence(&[device_id]).await.unwrap().is_empty());
+    assert_eq!(stranger.subscribe_presence(&[device_id]).await.unwrap(), vec![device_id]);
+    drop(device);
+
     // Offline: what a stranger queues meanwhile is never handed over when
     // the device registers again with its list; it expires, and its sender
     // hears so; the friend's is delivered.
-    device.close().await;
-    event(&mut friend_events, presence(device_id, false)).await;
+    replacing.close().await;
+    event(&mut stranger_events, presence(device_id, false)).await;
     let (strangers, outcome) = send_ttl(&stranger, &device_id, Duration::from_secs(2)).await;
     assert!(queued(&outcome));
     let (friends, outcome) = send_ttl(&friend, &device_id, ttl).await;

@@ -347,6 +347,9 @@ pub(super) async fn register(
     replier: Replier,
 ) {
     let token = cluster.token(conn.peer.id);
+    // The list an older connection of the device set, if it is still online
+    // (for the watchers the new list changes things for).
+    let old_allow = cluster.state.allow_list(&device).await.ok().flatten();
     let previous = match cluster.state.claim(&device, &token, allow.as_ref()).await {
         Ok(previous) => previous,
         Err(err) => return registration_refused(conn, unavailable(err), replier),
@@ -382,6 +385,8 @@ pub(super) async fn register(
     }
     if previous.is_none() {
         cluster_presence::announce(cluster, &device, true, allow.as_ref()).await;
+    } else {
+        cluster_presence::allow_changed(cluster, &device, old_allow.as_ref(), allow.as_ref()).await;
     }
     *lock(&conn.allow) = allow;
     m::registered();

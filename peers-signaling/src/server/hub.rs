@@ -304,7 +304,9 @@ impl Hub {
         after: &mut AfterUnlock,
     ) -> usize {
         self.expire(now);
-        self.allow.set(device, allow);
+        // Replacing a connection of its own, the device stays online: the
+        // watchers the new list changes things for are told as for an "allow".
+        self.set_allow(device, allow);
         let previous = self.devices.insert(device, peer.clone());
         match &previous {
             Some(old) if old.id != peer.id => {
@@ -400,13 +402,14 @@ impl Hub {
     /// gain or lose sight of it hear it come online or go offline, as if it
     /// had.
     pub(crate) fn set_allow(&mut self, device: DeviceId, allow: Option<AllowList>) {
+        if !self.devices.contains_key(&device) {
+            self.allow.set(device, allow);
+            return;
+        }
         let watchers: Vec<(Arc<Peer>, DeviceId)> =
             self.watchers.get(&device).map(|w| w.values().cloned().collect()).unwrap_or_default();
         let saw: Vec<bool> = watchers.iter().map(|(_, d)| self.allow.reaches(d, &device)).collect();
         self.allow.set(device, allow);
-        if !self.devices.contains_key(&device) {
-            return;
-        }
         for ((peer, watcher), saw) in watchers.iter().zip(saw) {
             let sees = self.allow.reaches(watcher, &device);
             if sees != saw {
