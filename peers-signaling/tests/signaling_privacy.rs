@@ -25,6 +25,13 @@ async fn connect_allowing(url: &str, keys: &DeviceKeys, allow: Option<AllowList>
     SignalingClient::connect(url, keys, options).await.expect("client registers")
 }
 
+/// One in-process instance keeping nothing on disk.
+async fn memory_server() -> peers_signaling::SignalingServer {
+    let mut config = ServerConfig::default();
+    config.store = peers_signaling::store::StoreConfig::Memory;
+    server(config).await
+}
+
 fn list(devices: &[DeviceId]) -> AllowList {
     AllowList::new(devices.iter().copied()).unwrap()
 }
@@ -171,7 +178,7 @@ async fn a_stranger_sees_nothing(device_url: &str, stranger_url: &str, friend_ur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_answers_a_stranger_as_if_the_device_did_not_exist() {
-    let server = server(ServerConfig::default()).await;
+    let server = memory_server().await;
     let url = server.url().unwrap();
     a_stranger_sees_nothing(&url, &url, &url).await;
 }
@@ -223,7 +230,7 @@ async fn allow_requests_cannot_be_forged_or_replayed(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_refuses_forged_and_replayed_allow_requests() {
-    let server = server(ServerConfig::default()).await;
+    let server = memory_server().await;
     allow_requests_cannot_be_forged_or_replayed(&server.url().unwrap()).await;
 }
 
