@@ -41,6 +41,10 @@ fn check(parsed: Result<Request, peers_signaling::protocol::Rejection>, limits: 
         }
         Ok(Request::Register(registration)) => {
             assert_eq!(server_origin(&registration.origin).as_deref(), Ok(registration.origin.as_str()));
+            assert!(registration.allow.is_none_or(|list| list.len() <= peers_signaling::protocol::MAX_ALLOW));
+        }
+        Ok(Request::Allow(update)) => {
+            assert!(update.allow.is_none_or(|list| list.len() <= peers_signaling::protocol::MAX_ALLOW));
         }
         Ok(_) => {}
     }

@@ -29,6 +29,10 @@
 //!   derived from that key. A second registration of the same device replaces
 //!   the first. The sender of every relayed message is set by the server.
 //! - **Presence**: devices watch devices they name and hear online/offline.
+//! - **Privacy by trust**: a device may give a signed allow list
+//!   ([`ClientOptions::allow`], [`SignalingClient::set_allow`]); to any device
+//!   not on it the server answers as if the device did not exist (no presence,
+//!   signals queued and expired, relays never paired; the `privacy` module).
 //! - **Relay** of `offer`, `answer`, `ice-candidate`, `ready`, `cancel` and
 //!   `error` signals, each with a message id and an [`Outcome`]: delivered,
 //!   queued, expired or rejected with a reason.
@@ -95,6 +99,8 @@ pub mod ice;
 pub mod load;
 #[cfg(feature = "server")]
 pub mod notices;
+#[cfg(feature = "server")]
+pub mod privacy;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod queue;
@@ -117,7 +123,7 @@ pub use client::{
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use ice::IceSettings;
-pub use protocol::{ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
+pub use protocol::{AllowList, ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
 #[cfg(feature = "server")]
 pub use ratelimit::RateLimits;
 #[cfg(feature = "server")]

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use peers_sdk::DeviceId;
 
+use crate::privacy::shadow_of;
 use crate::protocol::{ErrorCode, Rejection, SignalKind};
 
 /// Bytes counted per message on top of its id and body (ids, kind, times).
@@ -238,12 +239,22 @@ pub struct QueuedMessage {
     pub sent_at: u64,
     /// When it expires (unix milliseconds).
     pub expires_at: u64,
+    /// Whether its sender may not reach `to` (`to` has an allow list that
+    /// does not name it): it then waits in the queue of `to`'s shadow
+    /// ([`shadow_of`]), is never delivered and expires, but its sender's
+    /// notices still name `to`.
+    pub shadowed: bool,
 }
 
 impl QueuedMessage {
     /// The bytes it counts against the bounds.
     pub fn size(&self) -> usize {
         self.body.len() + self.id.len() + MESSAGE_OVERHEAD
+    }
+
+    /// The queue it waits in: `to`'s, or, shadowed, its shadow's.
+    pub fn queue_key(&self) -> DeviceId {
+        if self.shadowed { shadow_of(&self.to) } else { self.to }
     }
 }
 
@@ -262,6 +273,8 @@ pub struct NewMessage {
     pub kind: SignalKind,
     /// The body as compact JSON.
     pub body: String,
+    /// See [`QueuedMessage::shadowed`].
+    pub shadowed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -349,6 +362,7 @@ impl OfflineQueue {
             body: message.body,
             sent_at: now,
             expires_at: now.saturating_add(ttl_ms),
+            shadowed: message.shadowed,
         };
         self.check_room(&queued)?;
         self.next_seq += 1;
@@ -359,7 +373,7 @@ impl OfflineQueue {
     fn check_room(&self, message: &QueuedMessage) -> Result<(), Rejection> {
         let size = message.size();
         let limits = &self.limits;
-        let device = self.devices.get(&message.to);
+        let device = self.devices.get(&message.queue_key());
         let (device_messages, device_bytes) = device.map_or((0, 0), |d| (d.messages.len(), d.bytes));
         let sender = self.senders.get(&message.from).copied().unwrap_or_default();
         let address = message.origin.and_then(|ip| self.addresses.get(&ip)).copied().unwrap_or_default();
@@ -383,8 +397,8 @@ impl OfflineQueue {
         self.messages += 1;
         self.bytes += message.size();
         self.held(&message, true);
-        self.deadlines.insert((message.expires_at, message.seq, message.to));
-        let device = self.devices.entry(message.to).or_default();
+        self.deadlines.insert((message.expires_at, message.seq, message.queue_key()));
+        let device = self.devices.entry(message.queue_key()).or_default();
         device.bytes += message.size();
         device.messages.push_back(message);
     }
@@ -400,6 +414,19 @@ impl OfflineQueue {
         if let Some(ip) = origin {
             count(&mut self.addresses, ip, size, add);
         }
+    }
+
+    /// Moves messages taken from a device's queue into its shadow's queue
+    /// (their senders may not reach it): they keep their sequence numbers and
+    /// deadlines, and end as expired. Not checked against the bounds: they
+    /// were counted already.
+    pub fn shadow(&mut self, messages: Vec<QueuedMessage>) -> Vec<QueuedMessage> {
+        let shadowed: Vec<QueuedMessage> =
+            messages.into_iter().map(|m| QueuedMessage { shadowed: true, ..m }).collect();
+        for message in &shadowed {
+            self.insert(message.clone());
+        }
+        shadowed
     }
 
     /// Puts back messages read from the store after a restart, in `seq` order.
@@ -420,13 +447,14 @@ impl OfflineQueue {
         self.messages -= queue.messages.len();
         self.bytes -= queue.bytes;
         for message in &queue.messages {
-            self.deadlines.remove(&(message.expires_at, message.seq, message.to));
+            self.deadlines.remove(&(message.expires_at, message.seq, message.queue_key()));
             self.held(message, false);
         }
         queue.messages.into()
     }
 
-    /// Removes one message (a push whose store write failed).
+    /// Removes one message (a push whose store write failed) from the queue
+    /// `to` ([`QueuedMessage::queue_key`]).
     pub fn take_one(&mut self, to: &DeviceId, seq: u64) -> Option<QueuedMessage> {
         let queue = self.devices.get_mut(to)?;
         let index = queue.messages.iter().position(|m| m.seq == seq)?;
@@ -434,7 +462,7 @@ impl OfflineQueue {
         queue.bytes -= message.size();
         self.messages -= 1;
         self.bytes -= message.size();
-        self.deadlines.remove(&(message.expires_at, message.seq, message.to));
+        self.deadlines.remove(&(message.expires_at, message.seq, message.queue_key()));
         if queue.messages.is_empty() {
             self.devices.remove(to);
         }
@@ -505,6 +533,7 @@ mod tests {
             id: id.into(),
             kind: SignalKind::Offer,
             body: "x".repeat(body_len),
+            shadowed: false,
         }
     }
 
@@ -628,6 +657,24 @@ mod tests {
         let c = second.push(0, message(1, "c", 1), 100).unwrap();
         assert!(c.seq > b.seq);
         assert_eq!(second.take(&device(1)), vec![a, b, c]);
+    }
+
+    #[test]
+    fn shadowed_messages_wait_apart_and_only_expire() {
+        let mut queue = OfflineQueue::new(QueueLimits { per_device_messages: 1, ..QueueLimits::default() });
+        let stranger = queue.push(0, NewMessage { shadowed: true, ..message(1, "s", 1) }, 100).unwrap();
+        assert_eq!(stranger.to, device(1), "it still names the device it was sent to");
+        // It counts against the shadow's bound, not the device's.
+        let friend = queue.push(0, message(1, "f", 1), 100).unwrap();
+        assert!(queue.push(0, NewMessage { shadowed: true, ..message(1, "s2", 1) }, 100).is_err());
+        assert_eq!(queue.take(&device(1)), vec![friend.clone()]);
+        // A message taken from the device's queue can be moved to the shadow.
+        let moved = queue.shadow(vec![friend]);
+        assert!(moved[0].shadowed);
+        assert!(queue.take(&device(1)).is_empty());
+        let expired = queue.expire(100);
+        assert_eq!(expired.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["s", "f"]);
+        assert_eq!(queue.depth(), (0, 0));
     }
 
     #[derive(Clone, Debug)]

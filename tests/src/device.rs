@@ -176,6 +176,12 @@ impl TestDevice {
         self.online.as_ref().expect("go_online first")
     }
 
+    /// Waits until the signaling server holds this device's trust set as its
+    /// allow list (after trusting a device that is about to dial it).
+    pub async fn sync_allow(&self) {
+        self.online().link.sync_allow().await;
+    }
+
     /// Adds the signaling server's frame relay as a dialer.
     pub fn dial_through_relay(&self) {
         self.manager.add_dialer(self.online().link.relay.clone());

@@ -149,6 +149,8 @@ async fn at_the_connection_limit_the_least_preferred_connection_is_evicted() {
         hub.manager.keep_connected(peer.id());
         peer.manager.keep_connected(hub.id());
     }
+    // And so does the server, once the hub's allow list names them.
+    hub.sync_allow().await;
 
     // Three connections, one of each class: the limit.
     assert_eq!(relayed.relay_once(hub.id()).await.unwrap(), hub.id());

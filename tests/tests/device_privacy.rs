@@ -1,8 +1,10 @@
-//! Privacy by trust on the device, over the real signaling server: a device
-//! that trusts nobody gives a stranger (raw signaling clients written here, and
-//! a real device that added it) no ICE candidate, no WebRTC answer, no relay
-//! and no handshake message, while a device it trusts still connects through
-//! the relay and over WebRTC.
+//! Privacy by trust, over the real signaling server: a device that trusts
+//! nobody gives a stranger (raw signaling clients written here, and a real
+//! device that added it) no presence, no ICE candidate, no WebRTC answer, no
+//! relay and no handshake message, while a device it trusts still connects
+//! through the relay and over WebRTC. The device gives the server its trust
+//! set as its allow list, so the server answers a stranger as if the device
+//! did not exist, and the device drops whatever would still come.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -50,19 +52,30 @@ async fn a_device_that_trusts_nobody_gives_strangers_nothing_and_a_trusted_devic
         .expect("device");
     loner.signaling().unwrap().registered(WAIT).await.expect("registered");
 
-    // A raw client: asks for a relay, sends an offer and a candidate, and
-    // records everything that comes back.
+    // A raw client: watches the loner's presence, asks for a relay, sends an
+    // offer and a candidate, and records everything that comes back.
     let keys = DeviceKeys::generate("raw stranger").unwrap();
     let raw = SignalingClient::connect(&url, &keys, ClientOptions::default()).await.expect("registered");
     let mut incoming = raw.incoming().expect("incoming signals");
+    let mut raw_events = raw.events().expect("events");
+    let made_up = DeviceKeys::generate("nobody").unwrap().device_id();
+    let online = raw.subscribe_presence(&[loner.id(), made_up]).await.expect("subscribed");
+    assert!(online.is_empty(), "the stranger sees the loner online: {online:?}");
     let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n";
     for (kind, body) in [
         (SignalKind::Ready, json!({ "relay": true })),
         (SignalKind::Offer, json!({ "sdp": offer })),
         (SignalKind::IceCandidate, json!({ "candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host" })),
     ] {
-        let sent = raw.send_signal(OutgoingSignal::new(loner.id(), kind, body)).await.expect("sent");
-        assert!(matches!(sent.outcome, peers_signaling::Outcome::Delivered), "{kind}: {:?}", sent.outcome);
+        // Answered as a signal to a device that does not exist: queued.
+        let sent = raw.send_signal(OutgoingSignal::new(loner.id(), kind, body.clone())).await.expect("sent");
+        let to_nobody = raw.send_signal(OutgoingSignal::new(made_up, kind, body)).await.expect("sent");
+        assert!(matches!(sent.outcome, peers_signaling::Outcome::Queued { .. }), "{kind}: {:?}", sent.outcome);
+        assert!(
+            matches!(to_nobody.outcome, peers_signaling::Outcome::Queued { .. }),
+            "{kind}: {:?}",
+            to_nobody.outcome
+        );
     }
     let relay = raw.open_relay(&loner.id(), STRANGER_WAIT).await;
     assert!(relay.is_err(), "the loner opened a relay for a stranger");
@@ -85,8 +98,9 @@ async fn a_device_that_trusts_nobody_gives_strangers_nothing_and_a_trusted_devic
     assert!(incoming.try_recv().is_err(), "the loner answered a raw stranger");
     let status = loner.manager().status();
     assert!(status.connections.is_empty(), "{:?}", status.connections);
-    // The raw client's three signals, the endpoint's offer and the stranger's relay request at least.
-    assert!(status.strangers_refused >= 5, "refusals counted: {}", status.strangers_refused);
+    // The server kept every stranger's signal and relay request away: the
+    // loner had nothing to drop.
+    assert_eq!(status.strangers_refused, 0, "a stranger's request reached the loner");
     assert!(stranger.manager().connection(&loner.id()).is_none());
 
     // A device the loner trusts (its policy vouches for it and it is a
@@ -98,6 +112,8 @@ async fn a_device_that_trusts_nobody_gives_strangers_nothing_and_a_trusted_devic
     friend.manager.keep_connected(loner.id());
     *friend_id.lock().unwrap() = Some(friend.id());
     loner.manager().add_member(&group, friend.id()).await.unwrap();
+    // The loner's allow list at the server now names the friend.
+    loner.signaling().unwrap().sync_allow().await;
     assert_eq!(friend.relay_once(loner.id()).await.expect("a relayed handshake"), loner.id());
     assert_eq!(friend.webrtc_once(loner.id()).await.expect("a WebRTC handshake"), loner.id());
     let classes: BTreeSet<ConnectionClass> = loner
@@ -112,5 +128,11 @@ async fn a_device_that_trusts_nobody_gives_strangers_nothing_and_a_trusted_devic
         .collect();
     assert_eq!(classes, [ConnectionClass::ServerRelay, ConnectionClass::WebRtcDirect].into());
     assert!(incoming.try_recv().is_err(), "the raw stranger got something later");
+    // Through all of it the raw stranger never saw the loner online.
+    while let Ok(event) = raw_events.try_recv() {
+        if let peers_signaling::ClientEvent::Presence { device, .. } = event {
+            assert_ne!(device, loner.id(), "the stranger heard the loner's presence");
+        }
+    }
     server.shutdown().await;
 }

@@ -137,6 +137,11 @@ impl Device {
         if !shared {
             return Ok(());
         }
+        // The server learns the device may reach this one before it is dialed
+        // (its answers would otherwise be taken for a stranger's).
+        if let Some(signaling) = &inner.signaling {
+            signaling.link.sync_allow().await;
+        }
         if !peer.addresses.is_empty() {
             inner.dialer.set_urls(id, peer.addresses.clone());
         }

@@ -50,6 +50,9 @@ pub(super) struct Inner {
     pub(super) dialers: RwLock<Vec<Arc<dyn Dialer>>>,
     /// Bumped on every change of connections or dialers; dial loops watch it.
     pub(super) changed: watch::Sender<u64>,
+    /// Bumped whenever the trust set may have changed (connections, kept
+    /// devices, groups, members); the signaling link watches it.
+    pub(super) trust_changed: watch::Sender<u64>,
     /// Bumped by [`ConnectionManager::network_changed`]: dial loops seeing a new
     /// value forget their backoff.
     pub(super) network_epoch: std::sync::atomic::AtomicU64,
@@ -165,6 +168,12 @@ impl Inner {
         state.history.push_back(HistoryEntry { at: SystemTime::now(), event: event.clone() });
         let _ = self.events.send(event);
         self.changed.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.trust_changed();
+    }
+
+    /// Tells the watchers of the trust set it may have changed.
+    pub(super) fn trust_changed(&self) {
+        self.trust_changed.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// The best class among the links to `device` that are not retiring (one may
@@ -208,6 +217,7 @@ impl ConnectionManager {
         let me = config.keys().device_id();
         let (events, _) = broadcast::channel(256);
         let (changed, _) = watch::channel(0);
+        let (trust_changed, _) = watch::channel(0);
         let max_handshakes = config.max_handshakes.max(1);
         ConnectionManager {
             inner: Arc::new(Inner {
@@ -219,6 +229,7 @@ impl ConnectionManager {
                 inboxes: Mutex::new(HashMap::new()),
                 dialers: RwLock::new(Vec::new()),
                 changed,
+                trust_changed,
                 network_epoch: std::sync::atomic::AtomicU64::new(0),
                 setups: Mutex::new(Vec::new()),
                 signaling: Mutex::new(Vec::new()),
@@ -243,6 +254,7 @@ impl ConnectionManager {
             state.groups.insert(group.clone(), GroupEntry { engine, members: members.clone() });
             members.iter().filter(|d| state.devices.contains_key(d)).copied().collect()
         };
+        self.inner.trust_changed();
         for device in connected {
             self.inner.share_group(&device, &group).await;
         }
@@ -252,6 +264,7 @@ impl ConnectionManager {
     /// every member is gone.
     pub async fn remove_group(&self, group: &GroupId) -> Result<()> {
         let entry = lock(&self.inner.state).groups.remove(group).ok_or(Error::UnknownGroup(group.to_string()))?;
+        self.inner.trust_changed();
         for device in entry.members {
             self.inner.unshare_group(&device, group, &entry.engine).await;
         }
@@ -268,6 +281,7 @@ impl ConnectionManager {
                 return Ok(());
             }
         }
+        self.inner.trust_changed();
         self.inner.share_group(&device, group).await;
         Ok(())
     }
@@ -281,6 +295,7 @@ impl ConnectionManager {
             entry.members.remove(device);
             entry.engine.clone()
         };
+        self.inner.trust_changed();
         self.inner.unshare_group(device, group, &engine).await;
         Ok(())
     }
@@ -363,6 +378,8 @@ impl ConnectionManager {
         }
         let task = tokio::spawn(keep_connected(Arc::downgrade(&self.inner), device, self.inner.changed.subscribe()));
         state.wanted.insert(device, task.abort_handle());
+        drop(state);
+        self.inner.trust_changed();
     }
 
     /// Stops keeping `device` connected (connections that are up stay up).
@@ -374,6 +391,8 @@ impl ConnectionManager {
         if !state.devices.contains_key(device) {
             state.path_notes.remove(device);
         }
+        drop(state);
+        self.inner.trust_changed();
     }
 
     /// Pings `device` over its active connection now and returns the round trip;

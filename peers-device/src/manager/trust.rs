@@ -1,9 +1,11 @@
 //! Who may reach this device, and dropping a device that is no longer
 //! trusted, at run time.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId};
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::api::{ConnectionManager, lock};
@@ -18,6 +20,20 @@ impl ConnectionManager {
         state.wanted.contains_key(device)
             || state.devices.contains_key(device)
             || state.groups.values().any(|group| group.members.contains(device))
+    }
+
+    /// The trust set ([`trusts`](Self::trusts)) as it is now: what a
+    /// signaling link gives the server as this device's allow list.
+    pub fn trust_set(&self) -> BTreeSet<DeviceId> {
+        let state = lock(&self.inner.state);
+        let mut set: BTreeSet<DeviceId> = state.wanted.keys().chain(state.devices.keys()).copied().collect();
+        set.extend(state.groups.values().flat_map(|group| group.members.iter().copied()));
+        set
+    }
+
+    /// Changes whenever the trust set may have changed.
+    pub fn trust_changes(&self) -> watch::Receiver<u64> {
+        self.inner.trust_changed.subscribe()
     }
 
     /// The check every signal and relay request from a signaling server passes

@@ -3,6 +3,7 @@
 //! server (the link that keeps a device registered, WebRTC signals through it,
 //! its frame relay as a dialer); the server itself is `peers-signaling`'s.
 
+mod allow_sync;
 mod signaling_link;
 mod socketio;
 mod webrtc;

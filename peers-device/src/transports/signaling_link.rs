@@ -10,7 +10,9 @@
 //! is opened and handed to the manager as an accepted connection. (The relay
 //! needs both devices to ask; `ready` is how the dialing side asks the other.)
 //! A signal from a device outside the manager's trust set
-//! ([`ConnectionManager::trusts`]) is dropped unanswered before it is routed.
+//! ([`ConnectionManager::trusts`]) is dropped unanswered before it is routed,
+//! and the server is given that trust set as this device's allow list
+//! (`allow_sync.rs`), so it does not pass on such signals in the first place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +28,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::allow_sync::AllowSync;
 use crate::ConnectionClass;
 use crate::manager::backoff::{Backoff, BackoffOptions};
 use crate::manager::{ConnectionManager, DialError, Dialer, LinkState, SignalingStatus};
@@ -120,6 +123,8 @@ pub struct SignalingServerLink {
     state: watch::Receiver<LinkState>,
     status: SharedStatus,
     network: watch::Sender<u64>,
+    current: Current,
+    allow: Arc<AllowSync>,
     supervisor: JoinHandle<()>,
 }
 
@@ -215,8 +220,10 @@ impl SignalingServerLink {
         manager.report_signaling(&status);
         let (network, network_rx) = watch::channel(0);
         let reporter = Reporter { state: state_tx, status: status.clone() };
+        let allow = Arc::new(AllowSync::new(manager.clone()));
         let supervisor = tokio::spawn(supervise(
             manager,
+            allow.clone(),
             urls,
             keys.clone(),
             options,
@@ -234,11 +241,19 @@ impl SignalingServerLink {
                 state: Some(state.clone()),
                 incoming: Mutex::new(webrtc_rx),
                 ttl: signal_ttl,
+                allow: Some(allow.clone()),
             }),
-            relay: Arc::new(RelayDialer { device, current, state: Some(state.clone()) }),
+            relay: Arc::new(RelayDialer {
+                device,
+                current: current.clone(),
+                state: Some(state.clone()),
+                allow: Some(allow.clone()),
+            }),
             state,
             status,
             network,
+            current,
+            allow,
             supervisor,
         }
     }
@@ -255,6 +270,19 @@ impl SignalingServerLink {
     /// keep-alive to time out.
     pub fn network_changed(&self) {
         self.network.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Gives the server the manager's trust set now, as this device's allow
+    /// list, if it holds another one, and waits for its answer (at most a
+    /// few seconds). The link does this by itself soon after every change
+    /// of the trust set, and before it signals a device the server does not
+    /// list yet; call it after trusting a device that is about to dial this
+    /// one, so that its first request is not taken for a stranger's. Nothing
+    /// to do while not registered: the next registration sends the set.
+    pub async fn sync_allow(&self) {
+        if let Ok(client) = current_client(&self.current) {
+            self.allow.sync(&client).await;
+        }
     }
 
     /// The registration's state, as it changes.
@@ -286,6 +314,7 @@ impl Drop for SignalingServerLink {
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     manager: ConnectionManager,
+    allow: Arc<AllowSync>,
     urls: ServerUrls,
     keys: Arc<DeviceKeys>,
     options: ClientOptions,
@@ -299,11 +328,15 @@ async fn supervise(
     let urls = urls.0;
     // The URL to try next, and how many have failed in a row.
     let (mut next, mut failed) = (0, 0);
+    let mut trust = manager.trust_changes();
     loop {
         let url = &urls[next % urls.len()];
         next += 1;
         report.set(url, LinkState::Connecting);
-        let client = match SignalingClient::connect(url, &keys, options.clone()).await {
+        let mut options = options.clone();
+        options.allow = allow.wanted();
+        let allowed = options.allow.clone();
+        let client = match SignalingClient::connect(url, &keys, options).await {
             Ok(client) => client,
             Err(err) => {
                 failed += 1;
@@ -325,6 +358,9 @@ async fn supervise(
         };
         let registered_at = Instant::now();
         let Some(mut incoming) = client.incoming() else { return };
+        allow.registered(allowed).await;
+        // The trust set may have changed while registering.
+        allow.sync(&client).await;
         backoff.on_connected(Instant::now());
         *current.write().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         report.set(url, LinkState::Registered);
@@ -333,6 +369,10 @@ async fn supervise(
         let (reason, network_changed) = loop {
             let signal = tokio::select! {
                 reason = client.closed() => break (reason, false),
+                Ok(()) = trust.changed() => {
+                    allow.sync(&client).await;
+                    continue;
+                }
                 Ok(()) = network.changed() => {
                     match tokio::time::timeout(NETWORK_PROBE, client.ice_config()).await {
                         Ok(Ok(_)) => continue,
@@ -420,6 +460,8 @@ pub struct ServerSignaling {
     state: Option<watch::Receiver<LinkState>>,
     incoming: Mutex<mpsc::Receiver<peers_signaling::IncomingSignal>>,
     ttl: Duration,
+    /// The link's allow list (`None`: a single client, which keeps none).
+    allow: Option<Arc<AllowSync>>,
 }
 
 impl ServerSignaling {
@@ -431,7 +473,14 @@ impl ServerSignaling {
         let incoming = client.incoming()?;
         let device = *client.device_id();
         let current: Current = Arc::new(std::sync::RwLock::new(Some(client)));
-        Some(ServerSignaling { device, current, state: None, incoming: Mutex::new(incoming), ttl: signal_ttl })
+        Some(ServerSignaling {
+            device,
+            current,
+            state: None,
+            incoming: Mutex::new(incoming),
+            ttl: signal_ttl,
+            allow: None,
+        })
     }
 }
 
@@ -476,6 +525,9 @@ impl Signaling for ServerSignaling {
         let kind = kind_to_server(signal.payload.kind_name());
         let outgoing = OutgoingSignal::new(to, kind, signal.body()).with_ttl(self.ttl);
         let client = self.client().await.map_err(Error::Signaling)?;
+        if let Some(allow) = &self.allow {
+            allow.before_contacting(&client, &to).await;
+        }
         let sent = client.send_signal(outgoing).await.map_err(|e| Error::Signaling(e.to_string()))?;
         match sent.outcome {
             Outcome::Delivered | Outcome::Queued { .. } => Ok(()),
@@ -518,6 +570,7 @@ pub struct RelayDialer {
     device: DeviceId,
     current: Current,
     state: Option<watch::Receiver<LinkState>>,
+    allow: Option<Arc<AllowSync>>,
 }
 
 #[async_trait]
@@ -540,6 +593,9 @@ impl Dialer for RelayDialer {
             Some(state) => registered_client(&self.current, state).await?,
             None => current_client(&self.current)?,
         };
+        if let Some(allow) = &self.allow {
+            allow.before_contacting(&client, &device).await;
+        }
         let sent = client.send_signal(ask).await.map_err(DialError::transport)?;
         if !matches!(sent.outcome, Outcome::Delivered) {
             return Err(DialError::Refused {

@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
+mod allow;
 mod callbacks;
 mod relay;
 mod sessions;
@@ -39,7 +40,7 @@ use relay::RelayCore;
 
 use crate::error::{Error, Result};
 use crate::protocol::IceConfig;
-use crate::protocol::{self, Challenge, DEFAULT_NAMESPACE, OutcomeKind, Rejection, SignalKind, events};
+use crate::protocol::{self, AllowList, Challenge, DEFAULT_NAMESPACE, OutcomeKind, Rejection, SignalKind, events};
 
 /// Settings of [`SignalingClient::connect`].
 #[derive(Clone, Debug)]
@@ -60,6 +61,11 @@ pub struct ClientOptions {
     pub events_capacity: usize,
     /// Requests waiting for a reply at once; more fail at once. Default: 1024.
     pub max_in_flight: usize,
+    /// The devices that may reach this one through the server (signals,
+    /// presence, relays), sent signed with the registration; an empty list:
+    /// nobody. Default: `None`, everyone may. Replace it later with
+    /// [`SignalingClient::set_allow`].
+    pub allow: Option<AllowList>,
 }
 
 impl Default for ClientOptions {
@@ -71,6 +77,7 @@ impl Default for ClientOptions {
             incoming_capacity: 256,
             events_capacity: 256,
             max_in_flight: 1024,
+            allow: None,
         }
     }
 }
@@ -225,6 +232,8 @@ struct Inner {
     message_prefix: String,
     incoming: Mutex<Option<mpsc::Receiver<IncomingSignal>>>,
     events: Mutex<Option<mpsc::Receiver<ClientEvent>>>,
+    /// Signs `"allow"` requests; held across one so counters go out in order.
+    allow_signer: tokio::sync::Mutex<Option<allow::AllowSigner>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -344,6 +353,7 @@ impl SignalingClient {
             message_prefix: prefix.iter().map(|b| format!("{b:02x}")).collect(),
             incoming: Mutex::new(Some(incoming_rx)),
             events: Mutex::new(Some(events_rx)),
+            allow_signer: tokio::sync::Mutex::new(None),
         });
         let this = SignalingClient { inner };
         // Dropping `this` on an error below disconnects.
@@ -356,8 +366,10 @@ impl SignalingClient {
             },
             _ = closed.wait_for(Option::is_some) => return Err(shared.closed_error()),
         };
-        let request = protocol::answer_challenge(keys, &challenge, url)
+        let allow = this.inner.options.allow.as_ref();
+        let request = protocol::answer_challenge_allowing(keys, &challenge, url, allow)
             .map_err(|detail| Error::Protocol { what: "challenge", detail })?;
+        *this.inner.allow_signer.lock().await = Some(allow::AllowSigner::new(keys, &challenge.nonce, url)?);
         let request = serde_json::to_value(request)
             .map_err(|err| Error::Protocol { what: "register request", detail: err.to_string() })?;
         let reply = this.request_as(events::REGISTER, "registration", request).await?;

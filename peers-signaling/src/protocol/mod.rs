@@ -21,12 +21,16 @@
 //! `"reply"` events: `rust_socketio` 0.6 draws ack ids from 0..999 at random and
 //! mixes up acks whose ids collide.)
 
+mod allow;
 mod ice;
 mod origin;
 mod request;
 mod session;
 mod validate;
 
+pub use allow::{
+    ALLOW_DOMAIN, AllowList, AllowRequest, AllowUpdate, MAX_ALLOW, allow_message, register_message_v3, sign_allow,
+};
 pub use ice::{IceConfig, IceServer};
 pub use origin::{MAX_ORIGIN_LEN, origins_of_host, server_origin};
 pub use request::{Registration, RelayEvent, Request, RequestKind, SessionRequest, Signal, split_event};
@@ -85,6 +89,8 @@ pub mod events {
     pub const RELAY_CREDIT: &str = "relay-credit";
     /// A relay closes, both directions.
     pub const RELAY_CLOSE: &str = "relay-close";
+    /// Replace this device's allow list (who may reach it).
+    pub const ALLOW: &str = "allow";
     /// Server → client: the registration challenge.
     pub const CHALLENGE: &str = "challenge";
     /// Server → client: a reply to a request sent without a socket.io ack.
@@ -125,17 +131,35 @@ pub fn answer_challenge(
     challenge: &Challenge,
     url: &str,
 ) -> Result<RegisterRequest, String> {
+    answer_challenge_allowing(keys, challenge, url, None)
+}
+
+/// Like [`answer_challenge`], with an allow list: only the devices on it
+/// may reach this one through the server (the signature then covers the
+/// list, [`register_message_v3`]). `None` is [`answer_challenge`]: everyone
+/// may.
+pub fn answer_challenge_allowing(
+    keys: &peers_sdk::DeviceKeys,
+    challenge: &Challenge,
+    url: &str,
+    allow: Option<&AllowList>,
+) -> Result<RegisterRequest, String> {
     if challenge.v != PROTOCOL_VERSION {
         return Err(format!("unsupported version {}", challenge.v));
     }
     let origin = server_origin(url)?;
     let nonce = decode_fixed::<NONCE_LEN>("nonce", &challenge.nonce).map_err(|r| r.message)?;
-    let signature = keys.sign(&register_message(&nonce, &origin));
+    let message = match allow {
+        None => register_message(&nonce, &origin),
+        Some(list) => register_message_v3(&nonce, &origin, list),
+    };
+    let signature = keys.sign(&message);
     Ok(RegisterRequest {
         req: None,
         public_key: encode(keys.signing_public().as_bytes()),
         origin,
         signature: encode(&signature),
+        allow: allow.map(AllowList::to_wire),
     })
 }
 
@@ -450,8 +474,13 @@ pub struct RegisterRequest {
     /// The server origin the device signed ([`server_origin`] of the URL it
     /// dialed); the server refuses one that is not its own.
     pub origin: String,
-    /// The signature over [`register_message`], base64 (64 bytes).
+    /// The signature over [`register_message`], or over
+    /// [`register_message_v3`] when `allow` is present, base64 (64 bytes).
     pub signature: String,
+    /// The devices that may reach this one (at most [`MAX_ALLOW`]); absent:
+    /// everyone may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
 }
 
 /// `"signal"` (client → server).

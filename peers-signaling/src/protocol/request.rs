@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::validate::{decode_fixed, parse_device_id, validate_body, validate_message_id};
 use super::{
-    EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection, RelayClose, RelayCredit,
-    RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
-    SignalKind, SignalRequest, SubscribeRequest, events, server_origin,
+    AllowList, AllowUpdate, EmptyRequest, ErrorCode, MAX_SUBSCRIBE_BATCH, PayloadLimits, RegisterRequest, Rejection,
+    RelayClose, RelayCredit, RelayFrame, RelayOpenRequest, SessionCloseRequest, SessionCreateRequest,
+    SessionJoinRequest, SessionReopenRequest, SignalKind, SignalRequest, SubscribeRequest, events, server_origin,
 };
 
 /// The events a client may send, by name.
@@ -49,11 +49,13 @@ pub enum RequestKind {
     RelayClose,
     /// `"session-reopen"`.
     SessionReopen,
+    /// `"allow"`.
+    Allow,
 }
 
 impl RequestKind {
     /// Every kind, in protocol order.
-    pub const ALL: [RequestKind; 13] = [
+    pub const ALL: [RequestKind; 14] = [
         RequestKind::Register,
         RequestKind::Signal,
         RequestKind::Subscribe,
@@ -67,6 +69,7 @@ impl RequestKind {
         RequestKind::RelayCredit,
         RequestKind::RelayClose,
         RequestKind::SessionReopen,
+        RequestKind::Allow,
     ];
 
     /// The event's name on the wire.
@@ -85,6 +88,7 @@ impl RequestKind {
             RequestKind::RelayCredit => events::RELAY_CREDIT,
             RequestKind::RelayClose => events::RELAY_CLOSE,
             RequestKind::SessionReopen => events::SESSION_REOPEN,
+            RequestKind::Allow => events::ALLOW,
         }
     }
 
@@ -105,8 +109,9 @@ impl RequestKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     /// Prove the device key. The signature is checked by the server against the
-    /// connection's challenge.
-    Register(Registration),
+    /// connection's challenge. (Boxed: a key, a signature and a list, once
+    /// per connection.)
+    Register(Box<Registration>),
     /// Relay a signal.
     Signal(Signal),
     /// Watch these devices' presence.
@@ -121,6 +126,8 @@ pub enum Request {
     RelayOpen(DeviceId),
     /// A relay frame, credit or close.
     Relay(RelayEvent),
+    /// Replace the device's allow list (its signature is checked by the server).
+    Allow(AllowUpdate),
 }
 
 /// A `"register"` request with its fields decoded.
@@ -130,8 +137,11 @@ pub struct Registration {
     pub key: VerifyingKey,
     /// The server origin the device signed, as [`server_origin`] writes it.
     pub origin: String,
-    /// The signature over [`register_message`](super::register_message).
+    /// The signature over [`register_message`](super::register_message),
+    /// or [`register_message_v3`](super::register_message_v3) with `allow`.
     pub signature: Signature,
+    /// The devices that may reach this one; `None`: everyone may.
+    pub allow: Option<AllowList>,
 }
 
 /// A `"signal"` request, checked: a valid id, recipient, kind and body.
@@ -183,7 +193,7 @@ impl Request {
     /// an unknown signal kind.
     pub fn parse(kind: RequestKind, payload: Value, limits: &PayloadLimits) -> Result<Request, Rejection> {
         Ok(match kind {
-            RequestKind::Register => Request::Register(Registration::parse(fields(kind, payload)?)?),
+            RequestKind::Register => Request::Register(Box::new(Registration::parse(fields(kind, payload)?)?)),
             RequestKind::Signal => Request::Signal(Signal::parse(fields(kind, payload)?, limits)?),
             RequestKind::Subscribe => Request::Subscribe(devices(fields(kind, payload)?)?),
             RequestKind::Unsubscribe => Request::Unsubscribe(devices(fields(kind, payload)?)?),
@@ -202,6 +212,7 @@ impl Request {
             RequestKind::RelayCredit => Request::Relay(RelayEvent::Credit(fields(kind, payload)?)),
             RequestKind::RelayClose => Request::Relay(RelayEvent::Close(fields(kind, payload)?)),
             RequestKind::SessionReopen => Request::Session(SessionRequest::Reopen(fields(kind, payload)?)),
+            RequestKind::Allow => Request::Allow(AllowUpdate::parse(fields(kind, payload)?)?),
         })
     }
 }
@@ -218,7 +229,8 @@ impl Registration {
             .ok()
             .filter(|origin| origin == &request.origin)
             .ok_or_else(|| Rejection::new(ErrorCode::BadRequest, "origin is not written as scheme://host:port"))?;
-        Ok(Registration { key, origin, signature: Signature::from_bytes(&signature) })
+        let allow = request.allow.as_deref().map(AllowList::parse).transpose()?;
+        Ok(Registration { key, origin, signature: Signature::from_bytes(&signature), allow })
     }
 }
 

@@ -31,7 +31,7 @@
 //! Each instance also runs the expiry loop; `expire.lua` hands each due
 //! message to one instance, which tells its sender.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -47,16 +47,17 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tracing::{debug, info, warn};
 
+use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{
-    self, Connection, Replier, lock, online_reply, registered_reply, registration_refused, relay_of, signal_reply,
+    self, Connection, Replier, lock, registered_reply, registration_refused, relay_of, signal_reply,
 };
-use super::hub::{incoming, too_many_subscriptions};
+use super::hub::incoming;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{
-    ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, Signal, events,
+    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, Rejection, Signal, events,
 };
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
@@ -113,10 +114,6 @@ pub(super) fn random_hex<const N: usize>() -> String {
 
 fn device_room(device: &DeviceId) -> String {
     format!("d:{device}")
-}
-
-fn watch_room(device: &DeviceId) -> String {
-    format!("w:{device}")
 }
 
 /// The refusal for a request Redis could not serve; the request had no effect.
@@ -202,17 +199,24 @@ impl Cluster {
         operators.emit(event, data).await.map_err(|err| err.to_string())
     }
 
+    /// Emits to every socket in the rooms `to` and in none of `except`, on
+    /// any instance (one broadcast).
+    pub(super) async fn emit_rooms<T: Serialize + ?Sized>(
+        &self,
+        to: Vec<String>,
+        except: Vec<String>,
+        event: &'static str,
+        data: &T,
+    ) -> Result<(), String> {
+        let operators = self.io.get().and_then(|io| io.of(&self.namespace)).map(|ns| ns.to(to).except(except));
+        let Some(operators) = operators else { return Err("the namespace is gone".into()) };
+        operators.emit(event, data).await.map_err(|err| err.to_string())
+    }
+
     /// Emits `event` to `device`'s connection, on whatever instance holds it.
     pub(super) async fn tell<T: Serialize + ?Sized>(&self, device: &DeviceId, event: &'static str, data: &T) {
         if let Err(err) = self.emit(device_room(device), event, data).await {
             warn!(%device, event, %err, "could not reach the device");
-        }
-    }
-
-    async fn announce(&self, device: &DeviceId, online: bool) {
-        let notice = PresenceNotice { device: device.to_string(), online };
-        if let Err(err) = self.emit(watch_room(device), events::PRESENCE, &notice).await {
-            warn!(%device, %err, "could not announce presence");
         }
     }
 
@@ -230,8 +234,10 @@ impl Cluster {
             Ok(true) | Err(_) => true,
             Ok(false) => {
                 info!(%device, instance, "the device's instance is gone; it is offline");
+                // Its list goes with its presence: read it first.
+                let allow = self.state.allow_list(device).await.ok().flatten();
                 if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
-                    self.announce(device, false).await;
+                    cluster_presence::announce(self, device, false, allow.as_ref()).await;
                 }
                 false
             }
@@ -330,11 +336,21 @@ impl Cluster {
     }
 }
 
-/// Registers `device` (its signature already checked) on `conn`: presence,
-/// rooms, the queue and the notices, as drawn in the module docs.
-pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, device: DeviceId, replier: Replier) {
+/// Registers `device` (its signature already checked) on `conn` with its
+/// allow list: presence, rooms, the queue and the notices, as drawn in the
+/// module docs.
+pub(super) async fn register(
+    cluster: &Arc<Cluster>,
+    conn: &Arc<Connection>,
+    device: DeviceId,
+    allow: Option<AllowList>,
+    replier: Replier,
+) {
     let token = cluster.token(conn.peer.id);
-    let previous = match cluster.state.claim(&device, &token).await {
+    // The list an older connection of the device set, if it is still online
+    // (for the watchers the new list changes things for).
+    let old_allow = cluster.state.allow_list(&device).await.ok().flatten();
+    let previous = match cluster.state.claim(&device, &token, allow.as_ref()).await {
         Ok(previous) => previous,
         Err(err) => return registration_refused(conn, unavailable(err), replier),
     };
@@ -364,12 +380,15 @@ pub(super) async fn register(cluster: &Arc<Cluster>, conn: &Arc<Connection>, dev
         // It closed before it had a device, so its disconnect handler could
         // not clean up: do it here (both are idempotent).
         conn.shared.hub().unregister(&device, conn.peer.id);
-        disconnected(&conn.shared, cluster, device, conn.peer.id);
+        disconnected(&conn.shared, cluster, device, conn.peer.id, allow);
         return;
     }
     if previous.is_none() {
-        cluster.announce(&device, true).await;
+        cluster_presence::announce(cluster, &device, true, allow.as_ref()).await;
+    } else {
+        cluster_presence::allow_changed(cluster, &device, old_allow.as_ref(), allow.as_ref()).await;
     }
+    *lock(&conn.allow) = allow;
     m::registered();
     let mut replier = Some(replier);
     let mut delivered = 0usize;
@@ -441,6 +460,8 @@ pub(super) async fn signal(
         body: serde_json::to_string(&relay.body).unwrap_or_default(),
         sent_at: now,
         expires_at: now.saturating_add(relay.ttl_ms),
+        // send.lua shadows it if `to` does not allow `from`.
+        shadowed: false,
     };
     let mut sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
     if let SendOutcome::Deliver { holder } = &sent
@@ -482,48 +503,33 @@ pub(super) async fn signal(
     }
 }
 
-/// Subscribes to (joins the watch rooms of) or unsubscribes from devices.
-pub(super) async fn subscribe(
+/// Replaces `device`'s allow list (the request's signature is checked);
+/// watchers that gain or lose sight of it are told.
+pub(super) async fn set_allow(
     cluster: &Cluster,
     conn: &Connection,
-    devices: Vec<DeviceId>,
-    add: bool,
+    device: DeviceId,
+    allow: Option<AllowList>,
 ) -> Result<Map<String, Json>, Rejection> {
-    let socket = conn.peer.socket.upgrade();
-    {
-        let mut watching = lock(&conn.watching);
-        if add {
-            let max = conn.shared.config.max_subscriptions;
-            let new = devices.iter().filter(|d| !watching.contains(d)).collect::<HashSet<_>>().len();
-            if watching.len() + new > max {
-                return Err(too_many_subscriptions(max, watching.len()));
-            }
-            conn.shared.address_subscriptions.reserve(conn.ip(), new)?;
-        }
-        for device in &devices {
-            let changed = if add { watching.insert(*device) } else { watching.remove(device) };
-            if changed && !add {
-                conn.shared.address_subscriptions.release(conn.ip(), 1);
-            }
-            if let (true, Some(socket)) = (changed, &socket) {
-                if add {
-                    socket.join_room(watch_room(device));
-                } else {
-                    socket.leave_room(watch_room(device));
-                }
-            }
-        }
+    let token = cluster.token(conn.peer.id);
+    if !cluster.state.set_allow(&device, &token, allow.as_ref()).await.map_err(unavailable)? {
+        return Err(Rejection::new(ErrorCode::Replaced, "a newer connection registered this device"));
     }
-    if !add {
-        return Ok(Map::new());
-    }
-    let online = cluster.state.online(&devices).await.map_err(unavailable)?;
-    Ok(online_reply(&online))
+    let reply = connection::allowed_reply(allow.as_ref());
+    let old = std::mem::replace(&mut *lock(&conn.allow), allow.clone());
+    cluster_presence::allow_changed(cluster, &device, old.as_ref(), allow.as_ref()).await;
+    Ok(reply)
 }
 
 /// Connection `peer_id` of `device` closed: ends its presence unless a newer
 /// registration holds it, and tells the watchers.
-pub(super) fn disconnected(shared: &Shared, cluster: &Arc<Cluster>, device: DeviceId, peer_id: u64) {
+pub(super) fn disconnected(
+    shared: &Shared,
+    cluster: &Arc<Cluster>,
+    device: DeviceId,
+    peer_id: u64,
+    allow: Option<AllowList>,
+) {
     {
         let mut held = lock(&cluster.held);
         if held.get(&device) == Some(&peer_id) {
@@ -539,7 +545,7 @@ pub(super) fn disconnected(shared: &Shared, cluster: &Arc<Cluster>, device: Devi
         match cluster.state.release(&device, &cluster.token(peer_id)).await {
             Ok(true) => {
                 info!(%device, "device offline");
-                cluster.announce(&device, false).await;
+                cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
             }
             Ok(false) => {}
             Err(err) => {

@@ -198,6 +198,10 @@ pub(super) async fn open(
     if peer == device {
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot relay to itself"));
     }
+    // A device that does not allow `device` is asked through its shadow: the
+    // request waits like one for a device that does not exist, never pairs.
+    let addressed = cluster.state.addresses(&device, &[peer]).await.map_err(unavailable)?;
+    let peer = addressed.first().copied().unwrap_or(peer);
     let relays = &cluster.relays;
     let token = cluster.token(conn.peer.id);
     let pairing = cluster

@@ -42,10 +42,13 @@ use tracing::{debug, info};
 
 use super::hub::{AfterUnlock, Outgoing, Peer, PeerSocket, Relay};
 use super::outgoing::{self, OutgoingBudget};
-use super::{Shared, cluster, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests, session_requests};
+use super::{
+    Shared, cluster, cluster_presence, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests,
+    session_requests,
+};
 use crate::protocol::{
-    self, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection, Request,
-    RequestKind, Signal, events,
+    self, AllowUpdate, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection,
+    Request, RequestKind, Signal, events,
 };
 use crate::ratelimit::Limited;
 
@@ -124,6 +127,8 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         peer: peer.clone(),
         ip,
         nonce: Mutex::new(Some(nonce)),
+        signed: Mutex::new(None),
+        allow: Mutex::new(None),
         origins,
         device: Mutex::new(None),
         jobs,
@@ -172,6 +177,10 @@ pub(super) struct Connection {
     ip: Option<IpAddr>,
     /// The challenge; taken by the first registration attempt.
     nonce: Mutex<Option<[u8; NONCE_LEN]>>,
+    /// What the registration signed, for `"allow"` requests.
+    signed: Mutex<Option<Signed>>,
+    /// Redis mode: the device's allow list (one instance keeps it in the hub).
+    pub(super) allow: Mutex<Option<protocol::AllowList>>,
     /// The server origins a registration signature may cover.
     origins: Arc<[String]>,
     pub(super) device: Mutex<Option<DeviceId>>,
@@ -181,6 +190,17 @@ pub(super) struct Connection {
     pub(super) watching: Mutex<HashSet<DeviceId>>,
     /// The task that disconnects the connection if it does not register in time.
     registration_timer: Mutex<Option<AbortHandle>>,
+}
+
+/// What a good registration signed, which its connection's `"allow"`
+/// requests sign again (see `protocol::allow_message`).
+#[derive(Debug)]
+struct Signed {
+    key: ed25519_dalek::VerifyingKey,
+    nonce: [u8; NONCE_LEN],
+    origin: String,
+    /// The last `"allow"` counter accepted on this connection.
+    counter: Option<u64>,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -274,23 +294,30 @@ async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
         let Some((admitted, replier)) = admit(&conn, job.kind, job.request, job.replier) else { continue };
         match admitted {
             Admitted::Register(registration) => match verify_registration(&conn, &registration) {
-                Ok(device) => cluster::register(&cluster, &conn, device, replier).await,
+                Ok(device) => cluster::register(&cluster, &conn, device, registration.allow, replier).await,
                 Err(rejection) => registration_refused(&conn, rejection, replier),
             },
             Admitted::Registered(device, Request::Signal(signal)) => {
                 replier.send(cluster::signal(&cluster, &conn, device, signal).await)
             }
             Admitted::Registered(_, Request::Subscribe(devices)) => {
-                replier.send(cluster::subscribe(&cluster, &conn, devices, true).await)
+                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, true).await)
             }
             Admitted::Registered(_, Request::Unsubscribe(devices)) => {
-                replier.send(cluster::subscribe(&cluster, &conn, devices, false).await)
+                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, false).await)
             }
             Admitted::Registered(device, Request::RelayOpen(peer)) => {
                 replier.send(cluster_relay::open(&cluster, &conn, device, peer).await)
             }
             Admitted::Registered(device, Request::Session(request)) => {
                 replier.send(cluster_sessions::request(&cluster, &conn, device, request).await)
+            }
+            Admitted::Registered(device, Request::Allow(update)) => {
+                let checked = check_allow(&conn, &update);
+                replier.send(match checked {
+                    Ok(()) => cluster::set_allow(&cluster, &conn, device, update.allow).await,
+                    Err(rejection) => Err(rejection),
+                })
             }
             admitted => handle(&conn, admitted, replier),
         }
@@ -401,7 +428,7 @@ fn admit(
         return None;
     }
     match request {
-        Ok(Request::Register(registration)) => Some((Admitted::Register(registration), replier)),
+        Ok(Request::Register(registration)) => Some((Admitted::Register(*registration), replier)),
         Ok(_) => {
             replier.send(Err(misrouted()));
             None
@@ -432,6 +459,11 @@ fn handle(conn: &Arc<Connection>, admitted: Admitted, replier: Replier) {
         Request::IceConfig => ice_config(conn, device),
         Request::Session(request) => session_requests::local(shared, conn.ip, device, request),
         Request::RelayOpen(peer) => relay_requests::open(shared, device, conn.ip, peer),
+        Request::Allow(update) => check_allow(conn, &update).map(|()| {
+            let reply = allowed_reply(update.allow.as_ref());
+            shared.hub().set_allow(device, update.allow);
+            reply
+        }),
         Request::Register(_) | Request::Relay(_) => Err(misrouted()),
     });
 }
@@ -459,10 +491,43 @@ fn verify_registration(conn: &Connection, registration: &Registration) -> Result
             format!("the signature is for {}, not this server ({})", protocol::clip(origin), conn.origins.join(", ")),
         ));
     }
-    registration.key.verify_strict(&protocol::register_message(&nonce, origin), &registration.signature).map_err(
-        |_| Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge"),
-    )?;
+    let message = match &registration.allow {
+        None => protocol::register_message(&nonce, origin),
+        Some(list) => protocol::register_message_v3(&nonce, origin, list),
+    };
+    registration.key.verify_strict(&message, &registration.signature).map_err(|_| {
+        Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge")
+    })?;
+    *lock(&conn.signed) = Some(Signed { key: registration.key, nonce, origin: origin.clone(), counter: None });
     Ok(DeviceId::from_public_key(&registration.key))
+}
+
+/// Checks an `"allow"` request's signature over this connection's challenge
+/// and its counter (which must grow); accepting it uses the counter up. A
+/// refusal (`bad_signature`) leaves the list and the connection as they were.
+pub(super) fn check_allow(conn: &Connection, update: &AllowUpdate) -> Result<(), Rejection> {
+    let mut signed = lock(&conn.signed);
+    let Some(signed) = signed.as_mut() else { return Err(misrouted()) };
+    if signed.counter.is_some_and(|last| update.counter <= last) {
+        return Err(Rejection::new(
+            ErrorCode::BadSignature,
+            format!("counter {} is not above the last one used on this connection", update.counter),
+        ));
+    }
+    let message = protocol::allow_message(&signed.nonce, &signed.origin, update.counter, update.allow.as_ref());
+    signed.key.verify_strict(&message, &update.signature).map_err(|_| {
+        Rejection::new(ErrorCode::BadSignature, "the signature does not match this connection's challenge and counter")
+    })?;
+    signed.counter = Some(update.counter);
+    Ok(())
+}
+
+/// The reply to an accepted `"allow"`: how many devices the list names, or
+/// `null` (no list).
+pub(super) fn allowed_reply(allow: Option<&protocol::AllowList>) -> Map<String, Json> {
+    let mut fields = Map::new();
+    fields.insert("allowed".into(), allow.map_or(Json::Null, |list| Json::from(list.len())));
+    fields
 }
 
 /// Answers a refused registration; unless the connection was already
@@ -497,7 +562,8 @@ fn register(conn: &Arc<Connection>, registration: &Registration, replier: Replie
         let mut hub = shared.hub();
         conn.bind(device);
         let reply = |queued: usize| replier.send(Ok(registered_reply(&device, queued)));
-        let delivered = hub.register(now_ms(), device, conn.peer.clone(), reply, &mut after);
+        let allow = registration.allow.clone();
+        let delivered = hub.register(now_ms(), device, conn.peer.clone(), allow, reply, &mut after);
         m::devices_online(hub.online_count());
         info!(%device, peer = conn.peer.id, delivered, "device registered");
     }
@@ -545,10 +611,11 @@ pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
 
 fn subscribe(conn: &Arc<Connection>, devices: Vec<DeviceId>, add: bool) -> Result<Map<String, Json>, Rejection> {
     let shared = &conn.shared;
+    let watcher = conn.registered()?;
     let mut hub = shared.hub();
     if add {
         let admit = |new| shared.address_subscriptions.reserve(conn.ip, new);
-        let online = hub.subscribe(&conn.peer, &devices, shared.config.max_subscriptions, admit)?;
+        let online = hub.subscribe(&conn.peer, watcher, &devices, shared.config.max_subscriptions, admit)?;
         Ok(online_reply(&online))
     } else {
         let removed = hub.unsubscribe(conn.peer.id, &devices);
@@ -590,7 +657,7 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
             hub.online_count()
         };
         if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {
-            cluster::disconnected(shared, cluster, device, conn.peer.id);
+            cluster::disconnected(shared, cluster, device, conn.peer.id, lock(&conn.allow).clone());
         }
         m::connections(live, online);
         debug!(peer = conn.peer.id, %reason, "signaling connection closed");

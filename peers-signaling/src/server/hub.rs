@@ -27,9 +27,10 @@ use super::metrics as m;
 use super::outgoing::{OutgoingBudget, packet_len};
 use super::session_requests::SessionHost;
 use crate::notices::{NoticeBoxes, StoredNotice};
+use crate::privacy::AllowLists;
 use crate::protocol::{
-    ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, SignalKind,
-    events,
+    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice,
+    SignalKind, events,
 };
 use crate::queue::{NewMessage, OfflineQueue, QueuedMessage};
 use crate::relay::RelayTable;
@@ -217,8 +218,10 @@ pub(crate) struct Hub {
     relays: RelayTable,
     store: Box<dyn Store>,
     devices: HashMap<DeviceId, Arc<Peer>>,
-    /// device → the connections watching it.
-    watchers: HashMap<DeviceId, HashMap<u64, Arc<Peer>>>,
+    /// The allow lists of the registered devices that gave one.
+    allow: AllowLists,
+    /// device → the connections watching it, with their devices.
+    watchers: HashMap<DeviceId, HashMap<u64, (Arc<Peer>, DeviceId)>>,
     /// connection → the devices it watches.
     watching: HashMap<u64, HashSet<DeviceId>>,
 }
@@ -238,6 +241,7 @@ impl Hub {
             relays,
             store,
             devices: HashMap::new(),
+            allow: AllowLists::default(),
             watchers: HashMap::new(),
             watching: HashMap::new(),
         }
@@ -283,19 +287,26 @@ impl Hub {
             .min()
     }
 
-    /// Binds `device` to `peer`. A previous connection of the same device is told
-    /// it was replaced and disconnected (after the unlock); watchers hear
-    /// "online" only if the device was offline. `reply` runs before the queued
-    /// messages go out. Returns how many queued messages were delivered.
+    /// Binds `device` to `peer`, with `allow` as its allow list. A previous
+    /// connection of the same device is told it was replaced and
+    /// disconnected (after the unlock); watchers it allows hear "online" only
+    /// if the device was offline. `reply` runs before the queued messages go
+    /// out; those from senders `allow` does not name move to the device's
+    /// shadow queue instead (they expire there). Returns how many queued
+    /// messages were delivered.
     pub(crate) fn register(
         &mut self,
         now: u64,
         device: DeviceId,
         peer: Arc<Peer>,
+        allow: Option<AllowList>,
         reply: impl FnOnce(usize),
         after: &mut AfterUnlock,
     ) -> usize {
         self.expire(now);
+        // Replacing a connection of its own, the device stays online: the
+        // watchers the new list changes things for are told as for an "allow".
+        self.set_allow(device, allow);
         let previous = self.devices.insert(device, peer.clone());
         match &previous {
             Some(old) if old.id != peer.id => {
@@ -313,7 +324,11 @@ impl Hub {
             None => self.announce(&device, true),
         }
         m::registered();
-        let queued = self.queue.take(&device);
+        let (queued, strangers): (Vec<QueuedMessage>, Vec<QueuedMessage>) =
+            self.queue.take(&device).into_iter().partition(|message| self.allow.reaches(&message.from, &device));
+        for moved in self.queue.shadow(strangers) {
+            self.persist(|store| store.put_message(&moved));
+        }
         reply(queued.len());
         let mut delivered = Vec::with_capacity(queued.len());
         let mut rest = queued.into_iter();
@@ -351,6 +366,7 @@ impl Hub {
             self.end_relays(device);
             self.devices.remove(device);
             self.announce(device, false);
+            self.allow.set(*device, None);
         }
         current
     }
@@ -370,20 +386,51 @@ impl Hub {
         count
     }
 
+    /// Tells the watchers `device` allows that it came online or went offline.
     fn announce(&self, device: &DeviceId, online: bool) {
         if let Some(watchers) = self.watchers.get(device) {
             let notice = PresenceNotice { device: device.to_string(), online };
-            for watcher in watchers.values() {
-                watcher.emit(events::PRESENCE, &notice);
+            for (watcher, watcher_device) in watchers.values() {
+                if self.allow.reaches(watcher_device, device) {
+                    watcher.emit(events::PRESENCE, &notice);
+                }
             }
         }
     }
 
-    /// Adds `devices` to what `peer` watches, if `max` per connection and
-    /// `admit` (given how many are new) allow; returns which are online.
+    /// Replaces the allow list of `device` (registered here). Watchers that
+    /// gain or lose sight of it hear it come online or go offline, as if it
+    /// had.
+    pub(crate) fn set_allow(&mut self, device: DeviceId, allow: Option<AllowList>) {
+        if !self.devices.contains_key(&device) {
+            self.allow.set(device, allow);
+            return;
+        }
+        let watchers: Vec<(Arc<Peer>, DeviceId)> =
+            self.watchers.get(&device).map(|w| w.values().cloned().collect()).unwrap_or_default();
+        let saw: Vec<bool> = watchers.iter().map(|(_, d)| self.allow.reaches(d, &device)).collect();
+        self.allow.set(device, allow);
+        for ((peer, watcher), saw) in watchers.iter().zip(saw) {
+            let sees = self.allow.reaches(watcher, &device);
+            if sees != saw {
+                peer.emit(events::PRESENCE, &PresenceNotice { device: device.to_string(), online: sees });
+            }
+        }
+    }
+
+    /// Where a request of `from` for `to` goes: `to`, or, if `to` does not
+    /// allow `from`, its shadow (never online).
+    pub(crate) fn address(&self, from: &DeviceId, to: &DeviceId) -> DeviceId {
+        self.allow.address(from, to)
+    }
+
+    /// Adds `devices` to what `peer` (of `watcher`) watches, if `max` per
+    /// connection and `admit` (given how many are new) allow; returns which
+    /// are online (of those that allow `watcher`).
     pub(crate) fn subscribe(
         &mut self,
         peer: &Arc<Peer>,
+        watcher: DeviceId,
         devices: &[DeviceId],
         max: usize,
         admit: impl FnOnce(usize) -> Result<(), Rejection>,
@@ -401,9 +448,10 @@ impl Hub {
         let watching = self.watching.entry(peer.id).or_default();
         for device in devices {
             watching.insert(*device);
-            self.watchers.entry(*device).or_default().insert(peer.id, peer.clone());
+            self.watchers.entry(*device).or_default().insert(peer.id, (peer.clone(), watcher));
         }
-        Ok(devices.iter().filter(|d| self.devices.contains_key(d)).copied().collect())
+        let visible = |d: &&DeviceId| self.devices.contains_key(*d) && self.allow.reaches(&watcher, d);
+        Ok(devices.iter().filter(visible).copied().collect())
     }
 
     /// Removes `devices` from what `peer` watches; returns how many it did.
@@ -424,8 +472,11 @@ impl Hub {
     }
 
     /// Relays or queues a signal; returns the first outcome.
+    /// A sender `relay.to` does not allow gets what a signal to a device that
+    /// does not exist gets: its message waits in the shadow queue.
     pub(crate) fn relay(&mut self, now: u64, relay: Relay) -> Result<(OutcomeKind, Option<u64>), Rejection> {
-        if let Some(peer) = self.devices.get(&relay.to) {
+        let shadowed = !self.allow.reaches(&relay.from, &relay.to);
+        if let Some(peer) = self.devices.get(&relay.to).filter(|_| !shadowed) {
             let wire = IncomingSignalWire {
                 id: relay.id,
                 from: relay.from.to_string(),
@@ -446,12 +497,19 @@ impl Hub {
             return Ok((OutcomeKind::Expired, None));
         }
         let body = serde_json::to_string(&relay.body).unwrap_or_default();
-        let message =
-            NewMessage { to: relay.to, from: relay.from, origin: relay.origin, id: relay.id, kind: relay.kind, body };
+        let message = NewMessage {
+            to: relay.to,
+            from: relay.from,
+            origin: relay.origin,
+            id: relay.id,
+            kind: relay.kind,
+            body,
+            shadowed,
+        };
         let queued = self.queue.push(now, message, relay.ttl_ms).inspect_err(|r| m::rejected(r.code))?;
         if let Err(err) = self.store.put_message(&queued) {
             warn!(%err, "store failed; refusing the message");
-            let _ = self.queue.take_one(&queued.to, queued.seq);
+            let _ = self.queue.take_one(&queued.queue_key(), queued.seq);
             m::rejected(ErrorCode::Internal);
             return Err(Rejection::new(ErrorCode::Internal, "the server could not store the message"));
         }

@@ -6,6 +6,8 @@
 #[cfg(feature = "redis")]
 mod cluster;
 #[cfg(feature = "redis")]
+mod cluster_presence;
+#[cfg(feature = "redis")]
 mod cluster_relay;
 #[cfg(feature = "redis")]
 mod cluster_sessions;
@@ -47,7 +49,7 @@ use crate::store::StoreConfig;
 use cluster::Cluster;
 use hub::Hub;
 #[cfg(not(feature = "redis"))]
-use no_cluster::{cluster, cluster_relay, cluster_sessions};
+use no_cluster::{cluster, cluster_presence, cluster_relay, cluster_sessions};
 
 /// The current time in unix milliseconds.
 pub(crate) fn now_ms() -> u64 {

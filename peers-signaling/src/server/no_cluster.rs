@@ -17,7 +17,7 @@ pub(super) mod cluster {
     use super::super::connection::{Connection, Replier};
     use super::super::{ServerConfig, Shared, SignalingServer};
     use crate::error::Error;
-    use crate::protocol::{Rejection, Signal};
+    use crate::protocol::{AllowList, Rejection, Signal};
     use crate::ratelimit::{Limited, RateLimits};
 
     /// Several instances behind Redis; none can exist in this build.
@@ -48,9 +48,19 @@ pub(super) mod cluster {
         cluster: &Arc<Cluster>,
         _conn: &Arc<Connection>,
         _device: DeviceId,
+        _allow: Option<AllowList>,
         _replier: Replier,
     ) {
         match **cluster {}
+    }
+
+    pub(in super::super) async fn set_allow(
+        cluster: &Cluster,
+        _conn: &Connection,
+        _device: DeviceId,
+        _allow: Option<AllowList>,
+    ) -> Result<Map<String, Json>, Rejection> {
+        match *cluster {}
     }
 
     pub(in super::super) async fn signal(
@@ -62,16 +72,13 @@ pub(super) mod cluster {
         match *cluster {}
     }
 
-    pub(in super::super) async fn subscribe(
-        cluster: &Cluster,
-        _conn: &Connection,
-        _devices: Vec<DeviceId>,
-        _add: bool,
-    ) -> Result<Map<String, Json>, Rejection> {
-        match *cluster {}
-    }
-
-    pub(in super::super) fn disconnected(_shared: &Shared, cluster: &Arc<Cluster>, _device: DeviceId, _peer: u64) {
+    pub(in super::super) fn disconnected(
+        _shared: &Shared,
+        cluster: &Arc<Cluster>,
+        _device: DeviceId,
+        _peer: u64,
+        _allow: Option<AllowList>,
+    ) {
         match **cluster {}
     }
 
@@ -116,6 +123,24 @@ pub(super) mod cluster_relay {
     }
 
     pub(in super::super) fn close(_shared: &Shared, cluster: &Cluster, _device: DeviceId, _close: RelayClose) {
+        match *cluster {}
+    }
+}
+
+pub(super) mod cluster_presence {
+    use peers_sdk::DeviceId;
+    use serde_json::{Map, Value as Json};
+
+    use super::super::connection::Connection;
+    use super::cluster::Cluster;
+    use crate::protocol::Rejection;
+
+    pub(in super::super) async fn subscribe(
+        cluster: &Cluster,
+        _conn: &Connection,
+        _devices: Vec<DeviceId>,
+        _add: bool,
+    ) -> Result<Map<String, Json>, Rejection> {
         match *cluster {}
     }
 }

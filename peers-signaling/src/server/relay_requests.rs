@@ -22,6 +22,9 @@ pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, pe
     let mut hub = shared.hub();
     let max_frame = hub.relays().limits().max_frame as u64;
     let mut fields = Map::new();
+    // A device that does not allow `device` is asked through its shadow: the
+    // request waits like one for a device that does not exist, never pairs.
+    let peer = if peer == device { peer } else { hub.address(&device, &peer) };
     match hub.relays().open(now_ms(), device, origin, peer)? {
         Opening::Waiting => {
             fields.insert("state".into(), Json::from("waiting"));

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! messages(seq INTEGER PRIMARY KEY, recipient TEXT, sender TEXT, id TEXT,
-//!          kind TEXT, body TEXT, sent_at INTEGER, expires_at INTEGER)
+//!          kind TEXT, body TEXT, sent_at INTEGER, expires_at INTEGER,
+//!          origin TEXT, shadowed INTEGER (1: waits in the recipient's shadow queue))
 //! notices (seq INTEGER PRIMARY KEY, device TEXT, notice TEXT (JSON), expires_at INTEGER)
 //! sessions(transfer_id TEXT PRIMARY KEY, session TEXT (JSON))
 //! ```
@@ -26,8 +27,9 @@ use crate::sessions::Session;
 pub const DATABASE_FILE: &str = "signaling.sqlite3";
 
 /// Version 2 added `messages.origin` (the sender's address group, for the
-/// per-address queue quota); a version 1 file is upgraded on open.
-const SCHEMA_VERSION: i64 = 2;
+/// per-address queue quota), version 3 `messages.shadowed` (a message from a
+/// device its recipient does not allow); older files are upgraded on open.
+const SCHEMA_VERSION: i64 = 3;
 
 /// The queue and notices in one SQLite database.
 #[derive(Debug)]
@@ -59,7 +61,7 @@ impl SqliteStore {
                     "BEGIN;
                      CREATE TABLE messages (seq INTEGER PRIMARY KEY, recipient TEXT NOT NULL, sender TEXT NOT NULL,
                          id TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, sent_at INTEGER NOT NULL,
-                         expires_at INTEGER NOT NULL, origin TEXT);
+                         expires_at INTEGER NOT NULL, origin TEXT, shadowed INTEGER NOT NULL DEFAULT 0);
                      CREATE TABLE notices (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, notice TEXT NOT NULL,
                          expires_at INTEGER NOT NULL);
                      CREATE TABLE sessions (transfer_id TEXT PRIMARY KEY, session TEXT NOT NULL);
@@ -68,7 +70,16 @@ impl SqliteStore {
                 connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             1 => {
-                connection.execute_batch("BEGIN; ALTER TABLE messages ADD COLUMN origin TEXT; COMMIT;")?;
+                connection.execute_batch(
+                    "BEGIN; ALTER TABLE messages ADD COLUMN origin TEXT;
+                     ALTER TABLE messages ADD COLUMN shadowed INTEGER NOT NULL DEFAULT 0; COMMIT;",
+                )?;
+                connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            2 => {
+                connection.execute_batch(
+                    "BEGIN; ALTER TABLE messages ADD COLUMN shadowed INTEGER NOT NULL DEFAULT 0; COMMIT;",
+                )?;
                 connection.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             }
             SCHEMA_VERSION => {}
@@ -110,7 +121,8 @@ impl Store for SqliteStore {
     fn load(&mut self) -> Result<Snapshot> {
         let mut snapshot = Snapshot::default();
         let mut statement = self.connection.prepare(
-            "SELECT seq, recipient, sender, id, kind, body, sent_at, expires_at, origin FROM messages ORDER BY seq",
+            "SELECT seq, recipient, sender, id, kind, body, sent_at, expires_at, origin, shadowed FROM messages
+             ORDER BY seq",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((
@@ -123,10 +135,11 @@ impl Store for SqliteStore {
                 row.get::<_, i64>(6)?,
                 row.get::<_, i64>(7)?,
                 row.get::<_, Option<String>>(8)?,
+                row.get::<_, i64>(9)?,
             ))
         })?;
         for row in rows {
-            let (seq, to, from, id, kind, body, sent_at, expires_at, origin) = row?;
+            let (seq, to, from, id, kind, body, sent_at, expires_at, origin, shadowed) = row?;
             snapshot.messages.push(QueuedMessage {
                 seq: from_sql(seq),
                 to: to.parse().map_err(|e| corrupt("message", e))?,
@@ -137,6 +150,7 @@ impl Store for SqliteStore {
                 body,
                 sent_at: from_sql(sent_at),
                 expires_at: from_sql(expires_at),
+                shadowed: shadowed != 0,
             });
         }
         let mut statement =
@@ -164,8 +178,9 @@ impl Store for SqliteStore {
     fn put_message(&mut self, m: &QueuedMessage) -> Result<()> {
         self.connection
             .prepare_cached(
-                "INSERT INTO messages (seq, recipient, sender, id, kind, body, sent_at, expires_at, origin)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR REPLACE INTO messages
+                     (seq, recipient, sender, id, kind, body, sent_at, expires_at, origin, shadowed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 to_sql(m.seq),
@@ -176,7 +191,8 @@ impl Store for SqliteStore {
                 m.body,
                 to_sql(m.sent_at),
                 to_sql(m.expires_at),
-                m.origin.map(|ip| ip.to_string())
+                m.origin.map(|ip| ip.to_string()),
+                i64::from(m.shadowed)
             ])?;
         Ok(())
     }
@@ -240,6 +256,7 @@ mod tests {
             body: r#"{"candidate":""}"#.into(),
             sent_at: 10,
             expires_at: 20,
+            shadowed: seq == 3,
         };
         let notice = StoredNotice {
             seq: 5,
@@ -292,6 +309,10 @@ mod tests {
         let mut new = messages[0].clone();
         new.seq = 2;
         new.origin = Some("2001:db8::".parse().unwrap());
+        store.put_message(&new).unwrap();
+        assert_eq!(store.load().unwrap().messages[1], new);
+        // Version 3: a message can move to its recipient's shadow queue.
+        new.shadowed = true;
         store.put_message(&new).unwrap();
         assert_eq!(store.load().unwrap().messages[1], new);
     }

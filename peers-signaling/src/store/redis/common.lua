@@ -7,6 +7,10 @@
 --   P:an, P:ab   hash   <address group> -> messages / bytes its senders have waiting
 --   P:tot        hash   n, b -> messages / bytes waiting overall
 --   P:on:<dev>   string "<instance>|<connection>|pending|up", with a TTL
+--   P:al:<dev>   set    the devices allowed to reach <dev>, and '*' (so an
+--                       empty list exists); absent: everyone may
+-- A message from a device its recipient does not allow waits in the queue of
+-- the recipient's shadow; its JSON then starts with {"q": <shadow>, ...}.
 
 -- Counts one message of `size` bytes for `key` in the hashes `n` and `b`
 -- (`sign` 1 adds, -1 removes), forgetting keys that reach zero.
@@ -29,10 +33,11 @@ local function remove_message(p, seq)
   if not json then return nil end
   local m = cjson.decode(json)
   local size = math.floor(tonumber(m.size) or 0)
+  local q = m.q or m.to
   redis.call('HDEL', p .. ':m', seq)
-  redis.call('ZREM', p .. ':q:' .. m.to, seq)
-  if redis.call('HINCRBY', p .. ':qn', m.to, -1) <= 0 then redis.call('HDEL', p .. ':qn', m.to) end
-  if redis.call('HINCRBY', p .. ':qb', m.to, -size) <= 0 then redis.call('HDEL', p .. ':qb', m.to) end
+  redis.call('ZREM', p .. ':q:' .. q, seq)
+  if redis.call('HINCRBY', p .. ':qn', q, -1) <= 0 then redis.call('HDEL', p .. ':qn', q) end
+  if redis.call('HINCRBY', p .. ':qb', q, -size) <= 0 then redis.call('HDEL', p .. ':qb', q) end
   redis.call('HINCRBY', p .. ':tot', 'n', -1)
   redis.call('HINCRBY', p .. ':tot', 'b', -size)
   count_sender(p, m, size, -1)
@@ -54,4 +59,21 @@ end
 -- Whether a presence value says the device takes direct deliveries.
 local function is_up(presence)
   return presence and string.sub(presence, -3) == '|up'
+end
+
+-- The id a stranger's requests to `dev` go to (`privacy::shadow_of`).
+local function shadow(dev)
+  return redis.sha1hex('peers/v1 signaling shadow' .. dev)
+end
+
+-- Whether `from` may reach `to`: `to` has no allow list, or it names `from`.
+local function allowed(p, from, to)
+  local key = p .. ':al:' .. to
+  if redis.call('EXISTS', key) == 0 then return true end
+  return redis.call('SISMEMBER', key, from) == 1
+end
+
+-- A message's JSON moved to the shadow queue `q` (see StoredMessage).
+local function shadowed_json(json, q)
+  return '{"q":"' .. q .. '",' .. string.sub(json, 2)
 end

@@ -15,6 +15,7 @@
 //! P:qn P:qb     hash     <dev> -> messages / bytes waiting
 //! P:tot         hash     n, b -> messages / bytes waiting overall
 //! P:on:<dev>    string   "<instance>|<connection>|pending|up", expires
+//! P:al:<dev>    set      the devices allowed to reach <dev>, and "*"; lives with P:on:<dev>
 //! P:n:<dev>     list     outcome notices for <dev>
 //! P:nt          counter  notices kept overall
 //! P:nb          zset     <dev> scored by when its newest notice runs out
@@ -48,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::notices::NoticeLimits;
-use crate::protocol::{OutcomeNotice, SignalKind};
+use crate::protocol::{AllowList, OutcomeNotice, SignalKind};
 use crate::sessions::Session;
 pub(crate) use pubsub::PubSubDriver;
 pub(crate) use relay::{RelayPairing, RelayQuota};
@@ -92,11 +93,17 @@ struct Scripts {
     ratelimit: Script,
     lock: Script,
     relay: Script,
+    reach: Script,
 }
 
-/// A queued message as stored in `P:m`.
+/// A queued message as stored in `P:m`. `q` is always the first field: a
+/// script that shadows a message prepends it to the JSON text.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredMessage {
+    /// The queue it waits in when that is not `to`'s: `to`'s shadow (the
+    /// sender may not reach `to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    q: Option<String>,
     to: String,
     from: String,
     /// The sender's address group; absent in messages written before the
@@ -114,6 +121,7 @@ struct StoredMessage {
 impl StoredMessage {
     fn of(message: &QueuedMessage) -> StoredMessage {
         StoredMessage {
+            q: message.shadowed.then(|| message.queue_key().to_string()),
             to: message.to.to_string(),
             from: message.from.to_string(),
             origin: message.origin.map(|ip| ip.to_string()),
@@ -140,6 +148,7 @@ impl StoredMessage {
             body: self.body,
             sent_at: self.sent_at,
             expires_at: self.expires_at,
+            shadowed: self.q.is_some(),
         })
     }
 }
@@ -245,6 +254,7 @@ impl RedisState {
             ratelimit: script!("ratelimit.lua"),
             lock: script!("lock.lua"),
             relay: script!("relay.lua"),
+            reach: script!("reach.lua"),
         };
         Ok(RedisState {
             connection,
@@ -332,18 +342,60 @@ impl RedisState {
     /// Marks `device` as registering on connection `token`; returns the
     /// previous presence value (another connection's, or a crashed instance's
     /// not yet expired).
-    pub(crate) async fn claim(&self, device: &DeviceId, token: &str) -> Result<Option<String>> {
-        self.scripts
-            .presence
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg("claim")
-            .arg(millis(self.presence_ttl))
-            .arg(device.to_string())
-            .arg(token)
-            .invoke_async(&mut self.connection.clone())
+    /// `allow` becomes its allow list (`P:al:<dev>`) in the same step.
+    pub(crate) async fn claim(
+        &self,
+        device: &DeviceId,
+        token: &str,
+        allow: Option<&AllowList>,
+    ) -> Result<Option<String>> {
+        let mut call = self.scripts.presence.prepare_invoke();
+        call.arg(&self.prefix).arg("claim").arg(millis(self.presence_ttl)).arg(device.to_string()).arg(token);
+        allow_args(&mut call, allow);
+        call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("claim presence"))
+    }
+
+    /// Replaces `device`'s allow list, if `token` still holds its presence;
+    /// returns whether it did.
+    pub(crate) async fn set_allow(&self, device: &DeviceId, token: &str, allow: Option<&AllowList>) -> Result<bool> {
+        let mut call = self.scripts.presence.prepare_invoke();
+        call.arg(&self.prefix).arg("allow").arg(millis(self.presence_ttl)).arg(device.to_string()).arg(token);
+        allow_args(&mut call, allow);
+        let n: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("set allow list"))?;
+        Ok(n > 0)
+    }
+
+    /// `device`'s allow list as Redis holds it (`None`: no list).
+    pub(crate) async fn allow_list(&self, device: &DeviceId) -> Result<Option<AllowList>> {
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:al:{device}", self.prefix))
+            .query_async(&mut self.connection.clone())
             .await
-            .map_err(redis_error("claim presence"))
+            .map_err(redis_error("read an allow list"))?;
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let ids = members.iter().filter(|m| m.as_str() != "*").filter_map(|m| m.parse::<DeviceId>().ok());
+        AllowList::new(ids).map(Some).map_err(|r| bad_reply("read an allow list", r.message))
+    }
+
+    /// Where `from`'s requests for each of `devices` go: the device, or its
+    /// shadow when its allow list does not name `from` (see `reach.lua`).
+    pub(crate) async fn addresses(&self, from: &DeviceId, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = self.scripts.reach.prepare_invoke();
+        call.arg(&self.prefix).arg(from.to_string());
+        for device in devices {
+            call.arg(device.to_string());
+        }
+        let reply: Vec<String> =
+            call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("read allow lists"))?;
+        if reply.len() != devices.len() {
+            return Err(bad_reply("read allow lists", format!("{} ids for {}", reply.len(), devices.len())));
+        }
+        reply.iter().map(|id| id.parse().map_err(|_| bad_reply("read allow lists", format!("bad id {id:?}")))).collect()
     }
 
     /// Ends `device`'s presence if `token` still holds it; returns whether it did.
@@ -436,7 +488,8 @@ impl RedisState {
         for message in messages {
             let stored = StoredMessage::of(message);
             let json = serde_json::to_string(&stored).map_err(|e| bad_reply("requeue", e.to_string()))?;
-            call.arg(message.seq).arg(&stored.to).arg(message.expires_at).arg(stored.size).arg(json);
+            let queue = message.queue_key().to_string();
+            call.arg(message.seq).arg(queue).arg(message.expires_at).arg(stored.size).arg(json);
         }
         let _: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("requeue"))?;
         Ok(())
@@ -626,6 +679,21 @@ impl RedisState {
             pipe.hdel(&key, deleted).ignore();
         }
         pipe.query_async::<()>(&mut self.connection.clone()).await.map_err(redis_error("store sessions"))
+    }
+}
+
+/// The allow-list arguments of `presence.lua`: '0', or '1' and the ids.
+fn allow_args(call: &mut redis::ScriptInvocation<'_>, allow: Option<&AllowList>) {
+    match allow {
+        None => {
+            call.arg("0");
+        }
+        Some(list) => {
+            call.arg("1");
+            for id in list.iter() {
+                call.arg(id.to_string());
+            }
+        }
     }
 }
 

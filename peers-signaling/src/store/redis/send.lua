@@ -7,8 +7,15 @@
 --       unknown), per_sender_messages, per_sender_bytes,
 --       per_address_messages, per_address_bytes
 -- The bounds are checked in the order of `QueueLimits::full_bound`.
+-- A sender `to` does not allow is answered as for a device that does not
+-- exist: its message goes to the queue of `to`'s shadow, never online.
 local p, to = ARGV[1], ARGV[2]
 local now, ttl, size = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local json = ARGV[10]
+if not allowed(p, ARGV[11], to) then
+  to = shadow(to)
+  json = shadowed_json(json, to)
+end
 local presence = redis.call('GET', p .. ':on:' .. to)
 if is_up(presence) then return {'deliver', presence} end
 if ttl <= 0 then return {'expired'} end
@@ -35,5 +42,5 @@ if ab + size > tonumber(ARGV[16]) then return {'full', 'address_bytes', unpack(u
 if tn >= tonumber(ARGV[8]) then return {'full', 'total_messages', unpack(usage)} end
 if tb + size > tonumber(ARGV[9]) then return {'full', 'total_bytes', unpack(usage)} end
 local seq = redis.call('INCR', p .. ':seq')
-insert_message(p, seq, to, now + ttl, size, ARGV[10])
+insert_message(p, seq, to, now + ttl, size, json)
 return {'queued', tostring(seq)}
