@@ -6,9 +6,10 @@
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
- * ICE configuration).
+ * ICE configuration), the transfer PAKE.
  *
- * What it does not do yet: send and pair by code (the PAKE, the transfer protocol).
+ * What it does not do yet: the rest of send and pair by code (the transfer protocol
+ * over the relay and the pinned connection).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -27,6 +28,7 @@ export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
 export * from "./keystore-indexeddb.js";
+export * from "./pake.js";
 export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";
