@@ -6,10 +6,10 @@
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
- * ICE configuration), the transfer PAKE.
+ * ICE configuration), the transfer PAKE and receiving a transfer by code.
  *
- * What it does not do yet: the rest of send and pair by code (the transfer protocol
- * over the relay and the pinned connection).
+ * What it does not do yet: sending and pairing by code, better paths during a
+ * transfer (see `transfer.ts`).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -33,4 +33,5 @@ export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";
+export * from "./transfer.js";
 export * from "./webrtc.js";
