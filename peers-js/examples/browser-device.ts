@@ -9,6 +9,9 @@
 //
 //   /?signaling=URL&rust=DEVICE_ID&mib=N  register, dial the Rust device, call, stream N MiB, wait for the close
 //   /?signaling=URL&accept=DEVICE_ID      register, accept that device's dial (WebRtcAcceptor), answer, wait for the close
+//   /?signaling=URL&daemon=SHARE_CODE&group=G
+//                                         register, accept the dial of a `peers run` daemon that trusts the page in
+//                                         group G (./daemon-exercise.ts), call it and answer its control calls, close
 import { blake3 } from "@noble/hashes/blake3.js";
 import brotliWasm from "brotli-wasm";
 
@@ -18,6 +21,7 @@ import {
   connectionConfig,
   dialWebRtc,
   fromHex,
+  fromShareCode,
   IndexedDbKeyStore,
   loadOrCreateKeys,
   PeerConnectionLike,
@@ -28,6 +32,7 @@ import {
   WebRtcAcceptor,
   WebRtcSocket,
 } from "../src/index.js";
+import { exerciseDaemon } from "./daemon-exercise.js";
 import { exposeExercise, Report, uploadPattern } from "./exercise.js";
 
 const page = globalThis as unknown as { peersReport?: (event: string, fields: string) => Promise<void> };
@@ -60,9 +65,10 @@ async function main(): Promise<void> {
     decompression_stream_brotli: browserBrotli(),
   });
   const dialing = params.get("rust");
-  const accepting = params.get("accept");
+  const daemon = params.get("daemon");
+  const accepting = params.get("accept") ?? (daemon ? toHex(fromShareCode(daemon).device_id) : null);
   const peer = dialing ?? accepting;
-  if (!peer) throw new Error("no ?rust= or ?accept= device");
+  if (!peer) throw new Error("no ?rust=, ?accept= or ?daemon= device");
 
   const createPeerConnection = (config: { iceServers: unknown[] }) =>
     new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike;
@@ -84,6 +90,12 @@ async function main(): Promise<void> {
   const config = await connectionConfig(keys, trust, { brotli });
   const connection = dialing ? await Connection.connect(socket, config, fromHex(peer)) : await Connection.accept(socket, config);
   report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
+  if (daemon) {
+    await exerciseDaemon(connection, params.get("group") ?? "", report);
+    signaling.close();
+    report("done");
+    return;
+  }
   const exercise = exposeExercise(connection, report);
   if (accepting) {
     const reason = await connection.closed;

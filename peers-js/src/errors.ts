@@ -13,7 +13,8 @@ export type ErrorKind =
   | "InvalidInput"
   | "Transport"
   | "Limit"
-  | "Signaling";
+  | "Signaling"
+  | "Transfer";
 
 export class PeersError extends Error {
   readonly kind: ErrorKind;

@@ -6,9 +6,10 @@
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
- * ICE configuration).
+ * ICE configuration), the transfer PAKE and receiving a transfer by code.
  *
- * What it does not do yet: send and pair by code (the PAKE, the transfer protocol).
+ * What it does not do yet: sending and pairing by code, better paths during a
+ * transfer (see `transfer.ts`).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -27,8 +28,10 @@ export * from "./errors.js";
 export * from "./handshake.js";
 export * from "./identity.js";
 export * from "./keystore-indexeddb.js";
+export * from "./pake.js";
 export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";
+export * from "./transfer.js";
 export * from "./webrtc.js";

@@ -1,6 +1,7 @@
 // A peers-js device in headless Chromium, driven by tests/tests/peers_js_chromium.rs.
 //
 //   node peers_js_chromium.mjs SIGNALING_URL RUST_DEVICE_ID STREAM_MIB
+//   node peers_js_chromium.mjs SIGNALING_URL daemon DAEMON_SHARE_CODE GROUP
 //
 // Bundles peers-js/dist/examples/browser-device.js (built by `npx tsc -p peers-js`)
 // with esbuild (peers-js's dev dependency) into one ES module, serves it, its page and
@@ -9,7 +10,8 @@
 // WebRTC, the handshake, RPC, the stream). Its events are printed here as JSON lines,
 // each with `visit`: 1 for the visit that dials the Rust device, 2 for a second visit
 // of the same origin whose keys come from IndexedDB and which accepts the Rust
-// device's dial.
+// device's dial. The `daemon` form makes one visit that accepts the dial of a `peers run`
+// daemon trusting the page in GROUP.
 
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -19,8 +21,8 @@ import { fileURLToPath } from "node:url";
 import { launchChromium } from "./chromium.mjs";
 import { fail, report } from "./webrtc_signaling.mjs";
 
-const [signaling, rustDevice, mib] = process.argv.slice(2);
-if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL RUST_DEVICE_ID STREAM_MIB");
+const [signaling, rustDevice, mib, group] = process.argv.slice(2);
+if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL (RUST_DEVICE_ID STREAM_MIB | daemon SHARE_CODE GROUP)");
 setTimeout(() => fail("timed out after 150 s"), 150_000).unref();
 
 const peersJs = new URL("../../peers-js/", import.meta.url);
@@ -71,8 +73,12 @@ try {
     await page.goto(`${origin}/?${new URLSearchParams(query)}`);
     if ((await ended) === "failed") throw new Error(`visit ${visit} failed`);
   };
-  await open({ signaling, rust: rustDevice, mib: mib ?? "16" });
-  await open({ signaling, accept: rustDevice });
+  if (rustDevice === "daemon") {
+    await open({ signaling, daemon: mib, group });
+  } else {
+    await open({ signaling, rust: rustDevice, mib: mib ?? "16" });
+    await open({ signaling, accept: rustDevice });
+  }
 } catch (e) {
   await browser.close();
   fail(e.stack || String(e));

@@ -9,11 +9,16 @@
 //! Vectors: PeerTx frames (WHOLE, CHUNK, compressed: decode only, since two Brotli
 //! encoders need not agree byte for byte) and a complete handshake transcript with
 //! fixed keys, fixed randomness and a fixed clock, in both cipher choices and with a
-//! channel binding in the prologue.
+//! channel binding in the prologue; the transfer PAKE (`docs/protocol.md` §9.2, §9.5:
+//! SPAKE2 with fixed randomness on both sides, both `PakeFrame`s of each side, and a
+//! joiner with a wrong code whose `Confirm` the creator refuses).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
+use peers_device::transfer::pake::{self, Role};
+use peers_device::transfer::rendezvous::PakeFrame;
+use peers_device::transfer::{TransferCode, TransferError};
 use peers_sdk::codec::{CodecConfig, Compression, FrameEncoder};
 use peers_sdk::handshake::{HandshakeConfig, Initiator, ReplayGuard, Responder};
 use peers_sdk::socket::{ChannelBinding, TransportSecurity};
@@ -157,6 +162,44 @@ fn handshake_vector(
     })
 }
 
+/// One PAKE run: the creator on `code`, the joiner on `joiner_code`, each with its own
+/// fixed randomness and a fixed transfer device; every frame each side sends and what
+/// each concluded.
+fn pake_vector(seed: u64, code: &str, joiner_code: &str) -> Value {
+    let mut rng = Recorded::new(seed);
+    let creator_keys = DeviceKeys::generate_with("peers-transfer", &mut rng).unwrap();
+    let joiner_keys = DeviceKeys::generate_with("peers-transfer", &mut rng).unwrap();
+    rng.take_drawn();
+    let (creator_device, joiner_device) = (creator_keys.info(vec![]).unwrap(), joiner_keys.info(vec![]).unwrap());
+    let parse = |code: &str| -> TransferCode { code.parse().unwrap() };
+    let (creator, creator_pake) = pake::start_with_rng(&parse(code), Role::Creator, &mut rng);
+    let creator_random = rng.take_drawn();
+    let (joiner, joiner_pake) = pake::start_with_rng(&parse(joiner_code), Role::Joiner, &mut rng);
+    let joiner_random = rng.take_drawn();
+    let (creator, creator_confirm) = creator.receive(&joiner_pake, &creator_device).unwrap();
+    let (joiner, joiner_confirm) = joiner.receive(&creator_pake, &joiner_device).unwrap();
+    let frame = |f: PakeFrame| hex(&f.encode().unwrap());
+    let outcome = |r: Result<peers_sdk::DeviceInfo, TransferError>| match r {
+        Ok(device) => json!({ "ok": device.device_id.to_string() }),
+        Err(TransferError::WrongCode) => json!({ "err": "WrongCode" }),
+        Err(e) => panic!("unexpected PAKE failure: {e}"),
+    };
+    json!({
+        "creator_password": parse(code).to_string(),
+        "joiner_password": parse(joiner_code).to_string(),
+        "creator_key_file": key_file(&creator_keys),
+        "joiner_key_file": key_file(&joiner_keys),
+        "creator_random": creator_random,
+        "joiner_random": joiner_random,
+        "creator_pake": frame(PakeFrame::Pake(creator_pake)),
+        "joiner_pake": frame(PakeFrame::Pake(joiner_pake)),
+        "creator_confirm": frame(PakeFrame::Confirm(creator_confirm.clone())),
+        "joiner_confirm": frame(PakeFrame::Confirm(joiner_confirm.clone())),
+        "creator_outcome": outcome(creator.receive(&joiner_confirm)),
+        "joiner_outcome": outcome(joiner.receive(&creator_confirm)),
+    })
+}
+
 #[test]
 fn peers_js_vectors_match_the_rust_implementation() {
     use TransportCipher::{Aes256Gcm, ChaCha20Poly1305};
@@ -167,6 +210,11 @@ fn peers_js_vectors_match_the_rust_implementation() {
             handshake_vector(1, &[Aes256Gcm, ChaCha20Poly1305], &[Aes256Gcm, ChaCha20Poly1305], false),
             handshake_vector(2, &[Aes256Gcm, ChaCha20Poly1305], &[ChaCha20Poly1305], false),
             handshake_vector(3, &[ChaCha20Poly1305], &[Aes256Gcm, ChaCha20Poly1305], true),
+        ],
+        "pake": [
+            pake_vector(4, "7-maple-orbit", "7-maple-orbit"),
+            pake_vector(5, "123456-HARB otter orbit maple", "123456-harbor-otter-orbit-maple"),
+            pake_vector(6, "7-maple-orbit", "7-maple-otter"),
         ],
     });
     let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";

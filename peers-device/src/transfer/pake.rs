@@ -96,8 +96,21 @@ impl std::fmt::Debug for AwaitPake {
 
 /// Starts the PAKE on `code` as `role`; send the returned message to the peer.
 pub fn start(code: &TransferCode, role: Role) -> (AwaitPake, PakeMessage) {
-    let (spake, message) =
-        Spake2::<Ed25519Group>::start_symmetric(&Password::new(code.password()), &Identity::new(PAKE_IDENTITY));
+    start_with_rng(code, role, rand_core::OsRng)
+}
+
+/// [`start`] drawing its secret scalar (64 bytes, reduced mod the group order) from
+/// `rng`; fixed randomness makes test vectors that other implementations reproduce.
+pub fn start_with_rng(
+    code: &TransferCode,
+    role: Role,
+    rng: impl rand_core::CryptoRng + rand_core::RngCore,
+) -> (AwaitPake, PakeMessage) {
+    let (spake, message) = Spake2::<Ed25519Group>::start_symmetric_with_rng(
+        &Password::new(code.password()),
+        &Identity::new(PAKE_IDENTITY),
+        rng,
+    );
     (AwaitPake { role, spake }, PakeMessage(message))
 }
 

@@ -1,0 +1,126 @@
+//! peers-js in a browser against a real `peers run` daemon (a child process of this
+//! test, `--signaling` to the real server): a headless Chromium page
+//! (`tests/js/peers_js_chromium.mjs` in its `daemon` form, the page
+//! `peers-js/examples/browser-device.ts` with `daemon-exercise.ts`) registers with the
+//! server itself; the daemon is told to trust the page's share code in a group
+//! (`peers trust CODE --group G`, through its control socket) and the page trusts the
+//! daemon's; the daemon dials the page at once over WebRTC (the page accepts with its
+//! `WebRtcAcceptor`), and they call RPCs both ways: the page calls the daemon's
+//! `peers:ping` and reads the group's changes with `listChanges_G` (the value the test
+//! put through the daemon), the daemon calls the page's `peers:groupReady` for the
+//! group and its liveness `peers:ping`; the page's close reason reaches the daemon's
+//! side and the daemon keeps running.
+//! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
+//! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
+//! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use peers_sdk::DeviceInfo;
+use peers_tests::JsClient;
+use peers_tests::nat::workspace_binary;
+use peers_tests::webrtc::signaling_server;
+
+const STEP: Duration = Duration::from_secs(40);
+const GROUP: &str = "notes";
+
+/// `peers --data-dir <data> <args>`, asserting success; its standard output.
+async fn peers(data: &Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(workspace_binary("peers"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("PEERS_SIGNALING_URL")
+        .env_remove("PEERS_ADVERTISE")
+        .output()
+        .await
+        .expect("peers");
+    assert!(out.status.success(), "peers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `peers status` until the running daemon answers (at most `STEP`).
+async fn daemon_answers(data: &Path) {
+    let started = Instant::now();
+    loop {
+        let out = tokio::process::Command::new(workspace_binary("peers"))
+            .arg("--data-dir")
+            .arg(data)
+            .arg("status")
+            .output()
+            .await
+            .expect("peers status");
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("signaling") {
+            return;
+        }
+        assert!(started.elapsed() < STEP, "the daemon did not answer: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_device_and_a_peers_daemon_trust_each_other_connect_over_webrtc_and_call_both_ways() {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("daemon");
+    peers(&data, &["init", "--user", "alice"]).await;
+    let info = peers(&data, &["info"]).await;
+    let code = info.lines().find_map(|l| l.strip_prefix("share code ")).expect("share code").trim().to_owned();
+    let daemon_id = DeviceInfo::from_share_code(&code).expect("the daemon's share code parses").device_id;
+
+    let mut daemon = tokio::process::Command::new(workspace_binary("peers"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["run", "--group", GROUP, "--signaling", &url])
+        .env_remove("PEERS_ADVERTISE")
+        .env("RUST_LOG", std::env::var("PEERS_DAEMON_LOG").unwrap_or_else(|_| "error".into()))
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("peers run");
+    daemon_answers(&data).await;
+    peers(&data, &["put", GROUP, "greeting", "from the daemon"]).await;
+
+    let mut browser = JsClient::spawn("peers_js_chromium.mjs", &[&url, "daemon", &code, GROUP]);
+    let identity = browser.expect_event("identity", Duration::from_secs(60)).await;
+    let page_code = identity["share_code"].as_str().expect("the page's share code");
+    let page = DeviceInfo::from_share_code(page_code).expect("the page's share code parses");
+    let trusted = peers(&data, &["trust", page_code, "--group", GROUP]).await;
+    assert!(trusted.contains(&page.device_id.to_string()[..8]), "the daemon trusts the page: {trusted}");
+
+    // The daemon dials the page it now trusts; the page accepts from the daemon only.
+    let socket = browser.expect_event("socket", STEP).await;
+    assert_eq!(socket["binding"]["kind"], peers_transport_webrtc::BINDING_KIND, "{socket}");
+    let connected = browser.expect_event("connected", STEP).await;
+    assert_eq!(connected["peer"], daemon_id.to_string(), "{connected}");
+
+    // Page -> daemon: the control ping and the group's changes.
+    browser.expect_event("pinged", STEP).await;
+    let changes = browser.expect_event("changes", STEP).await;
+    let read = changes["changes"].as_array().expect("changes");
+    assert!(
+        read.iter()
+            .any(|c| c["key"] == "greeting" && c["value"] == "from the daemon" && c["origin"] == daemon_id.to_string()),
+        "the page read the value put through the daemon: {changes}"
+    );
+
+    // Daemon -> page: its groupReady for the group and a liveness ping.
+    let ready = browser.expect_event("group_ready", STEP).await;
+    assert_eq!(ready["groups"], serde_json::json!([GROUP]), "{ready}");
+    let calls = browser.expect_event("daemon_calls", STEP).await;
+    let calls: Vec<&str> = calls["calls"].as_array().expect("calls").iter().filter_map(|c| c.as_str()).collect();
+    assert!(calls.contains(&"peers:groupReady") && calls.contains(&"peers:ping"), "{calls:?}");
+
+    let closed = browser.expect_event("closed", STEP).await;
+    assert_eq!(closed["reason"]["message"], "page done", "{closed}");
+    assert_eq!(closed["reason"]["by"], "Local", "{closed}");
+    browser.expect_event("finished", STEP).await;
+    let (status, stderr) = browser.wait(STEP).await;
+    assert!(status.success(), "driver failed: {stderr}");
+    assert!(daemon.try_wait().expect("daemon state").is_none(), "the daemon keeps running after the page left");
+    let _ = daemon.kill().await;
+    server.shutdown().await;
+}
