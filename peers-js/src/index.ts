@@ -29,6 +29,7 @@ export * from "./handshake.js";
 export * from "./identity.js";
 export * from "./keystore-indexeddb.js";
 export * from "./pake.js";
+export * from "./flow.js";
 export * from "./relay.js";
 export * from "./seal.js";
 export * from "./signaling.js";

@@ -21,7 +21,8 @@ import { CloseCode, CloseReason, CLOSE_CODES, truncateUtf8 } from "./envelope.js
 import { PeersError } from "./errors.js";
 import { fromBase64, toBase64 } from "./signaling.js";
 import type { SignalingClient } from "./signaling.js";
-import { Credit, Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
+import { Credit, RecvWindow, SendCredit } from "./flow.js";
+import { Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
 
 /** What each side may be sent beyond what it consumed. */
 export const RELAY_WINDOW: Readonly<Credit> = { frames: 64, bytes: 256 * 1024 };
@@ -79,12 +80,9 @@ export class RelaySocket implements Socket {
   private readonly inbox = new Inbox();
   private readonly sendQueue = new SendQueue(this.inbox);
   /** What the peer allowed us to send in total, and what we sent. */
-  private allowed: Credit = { ...RELAY_WINDOW };
-  private readonly sent: Credit = { frames: 0, bytes: 0 };
+  private readonly credit = new SendCredit(RELAY_WINDOW);
   /** What we allowed the peer, what arrived, what our application consumed. */
-  private granted: Credit = { ...RELAY_WINDOW };
-  private readonly received: Credit = { frames: 0, bytes: 0 };
-  private readonly consumed: Credit = { frames: 0, bytes: 0 };
+  private readonly recvWindow = new RecvWindow(RELAY_WINDOW);
 
   private constructor(
     private readonly signaling: SignalingClient,
@@ -123,14 +121,10 @@ export class RelaySocket implements Socket {
         return this.violation("a relay frame that is not base64");
       }
       if (frame.length > this.info.maxFrameSize) return this.violation(`a frame of ${frame.length} bytes over ${this.info.maxFrameSize}`);
-      this.received.frames += 1;
-      this.received.bytes += frame.length;
-      if (this.received.frames > this.granted.frames || this.received.bytes > this.granted.bytes) {
-        return this.violation("frames beyond the granted credit");
-      }
+      if (!this.recvWindow.receive(frame.length)) return this.violation("frames beyond the granted credit");
       this.inbox.push(frame);
     } else if (e.type === "credit") {
-      this.allowed = { frames: Math.max(this.allowed.frames, e.frames), bytes: Math.max(this.allowed.bytes, e.bytes) };
+      this.credit.allow(e);
       this.sendQueue.wake();
     } else if (e.type === "close") {
       const code = CLOSE_CODES.includes(e.code as CloseCode) ? (e.code as CloseCode) : "ProtocolError";
@@ -139,14 +133,8 @@ export class RelaySocket implements Socket {
   }
 
   private onConsumed(frame: Uint8Array): void {
-    this.consumed.frames += 1;
-    this.consumed.bytes += frame.length;
-    const outFrames = this.consumed.frames - (this.granted.frames - RELAY_WINDOW.frames);
-    const outBytes = this.consumed.bytes - (this.granted.bytes - RELAY_WINDOW.bytes);
-    if (outFrames * 2 >= RELAY_WINDOW.frames || outBytes * 2 >= RELAY_WINDOW.bytes) {
-      this.granted = { frames: this.consumed.frames + RELAY_WINDOW.frames, bytes: this.consumed.bytes + RELAY_WINDOW.bytes };
-      if (!this.inbox.closeReason) this.signaling.emitRelay("relay-credit", { relay: this.relay, ...this.granted });
-    }
+    const grant = this.recvWindow.consume(frame.length);
+    if (grant && !this.inbox.closeReason) this.signaling.emitRelay("relay-credit", { relay: this.relay, ...grant });
   }
 
   /** Ends the socket here (no notice to send). */
@@ -168,10 +156,9 @@ export class RelaySocket implements Socket {
     return this.sendQueue.send(
       frame,
       this.info.maxFrameSize,
-      () => this.allowed.frames > this.sent.frames && this.allowed.bytes - this.sent.bytes >= frame.length,
+      () => this.credit.fits(frame.length),
       (f) => {
-        this.sent.frames += 1;
-        this.sent.bytes += f.length;
+        this.credit.take(f.length);
         this.signaling.emitRelay("relay-frame", { relay: this.relay, data: toBase64(f) });
       },
     );

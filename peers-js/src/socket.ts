@@ -11,6 +11,7 @@
 import { CloseReason, CloseCode, CLOSE_CODES, truncateUtf8 } from "./envelope.js";
 import { PeersError, settleOnce } from "./errors.js";
 import { TransportSecurity } from "./handshake.js";
+import { Credit, RecvWindow, SendCredit } from "./flow.js";
 
 export interface SocketInfo {
   transport: string;
@@ -202,11 +203,6 @@ export function memorySocketPair(maxFrameSize = 1024 * 1024 + 4096): [Socket, So
 // ---------------------------------------------------------------------------
 // socket.io
 
-/** Cumulative credit: "in total you may have sent `frames` frames and `bytes` bytes". */
-export interface Credit {
-  frames: number;
-  bytes: number;
-}
 
 export interface SocketIoOptions {
   /** The request path (socket.io-client reads a URL's path as the namespace). Default "/socket.io". */
@@ -241,26 +237,23 @@ const DEFAULT_WINDOW: Credit = { frames: 128, bytes: 4 * 1024 * 1024 + 16 * 1024
 export class SocketIoSocket implements Socket {
   readonly info: SocketInfo;
   private readonly inbox = new Inbox();
-  private allowed: Credit;
-  private readonly sent: Credit = { frames: 0, bytes: 0 };
-  private readonly received: Credit = { frames: 0, bytes: 0 };
-  private readonly consumed: Credit = { frames: 0, bytes: 0 };
-  private granted: Credit;
+  private readonly credit: SendCredit;
+  private readonly recvWindow: RecvWindow;
   private readonly sendQueue = new SendQueue(this.inbox);
 
   private constructor(
     private readonly io: IoSocket,
     serverHello: { maxFrame: number; window: Credit },
     private readonly maxFrame: number,
-    private readonly window: Credit,
+    window: Credit,
   ) {
     this.info = {
       transport: "socket.io",
       maxFrameSize: Math.min(serverHello.maxFrame, maxFrame),
       security: { confidential: false },
     };
-    this.allowed = { ...serverHello.window };
-    this.granted = { ...window };
+    this.credit = new SendCredit(serverHello.window);
+    this.recvWindow = new RecvWindow(window);
     this.inbox.onConsumed = (frame) => this.onConsumed(frame);
   }
 
@@ -362,31 +355,17 @@ export class SocketIoSocket implements Socket {
   private deliver(frame: Uint8Array): void {
     if (this.inbox.closeReason) return;
     if (frame.length > this.maxFrame) return this.violation(`frame of ${frame.length} bytes over maxFrame ${this.maxFrame}`);
-    this.received.frames += 1;
-    this.received.bytes += frame.length;
-    if (this.received.frames > this.granted.frames || this.received.bytes > this.granted.bytes) {
-      return this.violation("frames beyond the granted credit");
-    }
+    if (!this.recvWindow.receive(frame.length)) return this.violation("frames beyond the granted credit");
     this.inbox.push(frame);
   }
 
   private onConsumed(frame: Uint8Array): void {
-    this.consumed.frames += 1;
-    this.consumed.bytes += frame.length;
-    const w = this.window;
-    const outFrames = this.consumed.frames - (this.granted.frames - w.frames);
-    const outBytes = this.consumed.bytes - (this.granted.bytes - w.bytes);
-    if (outFrames * 2 >= w.frames || outBytes * 2 >= w.bytes) {
-      this.granted = { frames: this.consumed.frames + w.frames, bytes: this.consumed.bytes + w.bytes };
-      if (!this.inbox.closeReason) this.io.emit("peers:credit", { ...this.granted });
-    }
+    const grant = this.recvWindow.consume(frame.length);
+    if (grant && !this.inbox.closeReason) this.io.emit("peers:credit", grant);
   }
 
   private allow(grant: Credit): void {
-    this.allowed = {
-      frames: Math.max(this.allowed.frames, grant.frames),
-      bytes: Math.max(this.allowed.bytes, grant.bytes),
-    };
+    this.credit.allow(grant);
     this.sendQueue.wake();
   }
 
@@ -403,10 +382,9 @@ export class SocketIoSocket implements Socket {
     return this.sendQueue.send(
       frame,
       this.info.maxFrameSize,
-      () => this.allowed.frames > this.sent.frames && this.allowed.bytes - this.sent.bytes >= frame.length,
+      () => this.credit.fits(frame.length),
       (f) => {
-        this.sent.frames += 1;
-        this.sent.bytes += f.length;
+        this.credit.take(f.length);
         this.io.emit("b", f);
       },
     );
