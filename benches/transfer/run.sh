@@ -102,11 +102,13 @@ if [ -n "$venv" ]; then
   wait_port "$mb_port"; wait_port "$tr_port"
   wh=("$venv/bin/wormhole" --relay-url "ws://127.0.0.1:$mb_port/v1" --transit-helper "tcp:127.0.0.1:$tr_port")
   wcode="7-benchmark-loopback"
-  "${wh[@]}" send --code "$wcode" "$src" > "$work/wh-send.log" 2>&1 & pids+=($!)
+  # --no-listen on both sides: no direct hints (they would name this machine's other
+  # interface addresses), so every byte goes through the transit relay on loopback.
+  "${wh[@]}" send --no-listen --code "$wcode" "$src" > "$work/wh-send.log" 2>&1 & pids+=($!)
   wsend=$!
   sleep 1
   mkdir -p "$work/wh"
-  (cd "$work/wh" && /usr/bin/time -v -o "$work/wh.time" "${wh[@]}" receive --accept-file -o data.bin "$wcode" \
+  (cd "$work/wh" && /usr/bin/time -v -o "$work/wh.time" "${wh[@]}" receive --no-listen --accept-file -o data.bin "$wcode" \
     > "$work/wh-recv.log" 2>&1)
   wait "$wsend" || true
   record "magic-wormhole" "$work/wh.time" "$work/wh/data.bin"
