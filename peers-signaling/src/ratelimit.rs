@@ -35,6 +35,15 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
+    /// The per-device budget relay events are held to, as `relay-open` tells it.
+    pub fn relay_rate(&self) -> crate::protocol::RelayRate {
+        let units = |n: u32| u64::from(n.min(MAX_RATE)) * u64::from(REQUEST_COST);
+        crate::protocol::RelayRate {
+            units_per_second: units(self.device_per_second),
+            burst_units: units(self.device_burst),
+        }
+    }
+
     /// Checks that every rate and burst is positive.
     pub fn validate(&self) -> Result<()> {
         for (field, value) in [
@@ -57,9 +66,6 @@ impl RateLimits {
 /// (with the defaults, 800 small events or 160 full frames, 10 MiB, per second
 /// per device), and a flood of them is bounded.
 pub(crate) const REQUEST_COST: u32 = 16;
-
-/// Bytes of a relay event per unit: a 64 KiB frame costs 5 units.
-pub(crate) const RELAY_UNIT_BYTES: usize = 16 * 1024;
 
 /// The largest rate or burst a limit may name (it is kept in units).
 const MAX_RATE: u32 = u32::MAX / REQUEST_COST;
@@ -138,9 +144,9 @@ impl Limiters {
     }
 
     /// Counts one relay frame, credit or close of `len` bytes: one unit
-    /// (1/[`REQUEST_COST`] of a request) per started [`RELAY_UNIT_BYTES`].
+    /// (1/[`REQUEST_COST`] of a request) per started [`RELAY_UNIT_BYTES`](crate::protocol::RELAY_UNIT_BYTES).
     pub(crate) fn check_relay_event(&self, ip: Option<IpAddr>, device: &DeviceId, len: usize) -> Result<(), Limited> {
-        let units = u32::try_from(len / RELAY_UNIT_BYTES + 1).unwrap_or(u32::MAX);
+        let units = crate::protocol::relay_event_units(len);
         self.check_cost(ip, Some(device), NonZeroU32::new(units).unwrap_or(NonZeroU32::MIN))
     }
 

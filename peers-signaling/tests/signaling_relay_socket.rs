@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use peers_sdk::{BoxSocket, CloseCode, Socket};
+use peers_sdk::{BoxSocket, CloseCode, Socket, SocketState};
 use peers_signaling::{Error, ErrorCode, RelaySocket, ServerConfig, SignalingClient, SignalingServer};
 use serde_json::json;
 
@@ -109,4 +109,29 @@ async fn a_device_going_offline_closes_the_relay_and_strangers_cannot_inject() {
     let reason = tokio::time::timeout(PROMPT, sb.closed()).await.expect("relay closed");
     assert_eq!(reason.code, CloseCode::TransportFailure, "{reason}");
     assert!(sa.send(Bytes::from_static(b"late")).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_faster_than_the_servers_rate_is_slowed_not_closed() {
+    // 4 requests/s with a burst of 8: 64 units/s and 128 at once, where a
+    // 16 KiB frame costs 2 units. 150 frames (2.3 MiB, 300 units) sent as fast
+    // as the credit allows would go over it within the first second.
+    let mut config = ServerConfig::in_memory();
+    config.rate_limits.device_per_second = 4;
+    config.rate_limits.device_burst = 8;
+    let (sa, sb, _server, _a, _b) = relay_pair_on(config).await;
+    let frames = 150u8;
+    let reader = tokio::spawn(async move {
+        for n in 0..frames {
+            let frame =
+                tokio::time::timeout(Duration::from_secs(30), sb.recv()).await.expect("in time").expect("frame");
+            assert_eq!((frame.len(), frame[0]), (16 * 1024, n), "frames arrive whole and in order");
+        }
+        sb
+    });
+    for n in 0..frames {
+        sa.send(Bytes::from(vec![n; 16 * 1024])).await.expect("the relay stays open");
+    }
+    let sb = reader.await.unwrap();
+    assert_eq!((sa.state(), sb.state()), (SocketState::Open, SocketState::Open));
 }

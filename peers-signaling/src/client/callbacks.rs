@@ -201,7 +201,10 @@ fn on_relay_open(shared: &Shared, payload: Payload) -> Option<u64> {
         return None;
     };
     let max_frame = usize::try_from(opened.max_frame).unwrap_or(usize::MAX).min(crate::protocol::RELAY_MAX_FRAME_LIMIT);
-    let core = RelayCore::new(opened.relay, peer, max_frame);
+    if let Some(rate) = opened.rate {
+        lock(&shared.relay_pacer).set_rate(rate);
+    }
+    let core = RelayCore::new(opened.relay, peer, max_frame, shared.relay_pacer.clone());
     // Registered before the waiter runs, so frames that follow find it.
     lock(&shared.relays).insert(opened.relay, core.clone());
     let waiter = lock(&shared.relay_waiters).remove(&peer);

@@ -30,6 +30,7 @@ use tracing::{debug, warn};
 
 mod allow;
 mod callbacks;
+mod pace;
 mod relay;
 mod sessions;
 
@@ -257,6 +258,9 @@ struct Shared {
     relays: Mutex<HashMap<u64, Arc<RelayCore>>>,
     /// `open_relay` calls waiting for their relay, by peer.
     relay_waiters: Mutex<HashMap<DeviceId, oneshot::Sender<Arc<RelayCore>>>>,
+    /// The budget every relay's events are paced to (the server's rate for
+    /// this device is one for all its relays).
+    relay_pacer: Arc<Mutex<pace::Pacer>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -328,6 +332,7 @@ impl SignalingClient {
             closed: watch::Sender::new(None),
             relays: Mutex::new(HashMap::new()),
             relay_waiters: Mutex::new(HashMap::new()),
+            relay_pacer: Arc::default(),
         });
         let ended = shared.clone();
         let builder = peers_transport_socketio::client_builder(parsed.as_str(), &options.namespace, move |why| {

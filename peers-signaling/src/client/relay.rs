@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -36,7 +36,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::protocol::{RELAY_WINDOW_BYTES, RELAY_WINDOW_FRAMES, RelayClose, RelayCredit, RelayFrame, events};
+use super::pace::Pacer;
+use crate::protocol::{
+    RELAY_WINDOW_BYTES, RELAY_WINDOW_FRAMES, RelayClose, RelayCredit, RelayFrame, events, relay_event_units,
+};
 
 /// How long closing waits to hand queued frames and the close notice over.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,10 +71,12 @@ pub(crate) struct RelayCore {
     credit: Mutex<SendCredit>,
     credit_changed: Notify,
     grant_wanted: Notify,
+    /// The client's relay budget, shared by its relays.
+    pacer: Arc<Mutex<Pacer>>,
 }
 
 impl RelayCore {
-    pub(crate) fn new(id: u64, peer: DeviceId, max_frame: usize) -> Arc<RelayCore> {
+    pub(crate) fn new(id: u64, peer: DeviceId, max_frame: usize, pacer: Arc<Mutex<Pacer>>) -> Arc<RelayCore> {
         // Both ends know the window, so no hello carries it.
         let window = Credit::new(RELAY_WINDOW_FRAMES, RELAY_WINDOW_BYTES);
         Arc::new(RelayCore {
@@ -85,7 +90,22 @@ impl RelayCore {
             credit: Mutex::new(SendCredit::new(window)),
             credit_changed: Notify::new(),
             grant_wanted: Notify::new(),
+            pacer,
         })
+    }
+
+    /// Waits until the client's relay budget pays for an event of `len`
+    /// bytes (the server would close the relay for going over it); false if
+    /// the relay closed meanwhile.
+    async fn paced(&self, len: usize) -> bool {
+        let wait = lock(&self.pacer).reserve(Instant::now(), relay_event_units(len));
+        if wait.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            _ = self.state.closed() => false,
+        }
     }
 
     fn wake_all(&self) {
@@ -213,6 +233,7 @@ async fn write(
             biased;
             () = core.grant_wanted.notified() => {
                 if let Some(grant) = core.due_grant()
+                    && core.paced(0).await
                     && let Err(err) = emit(&client, events::RELAY_CREDIT, grant).await
                 {
                     core.close_quietly(CloseReason::new(CloseCode::TransportFailure, err));
@@ -220,7 +241,9 @@ async fn write(
             }
             frame = outbox.recv() => match frame {
                 Some(frame) => {
-                    if let Err(err) = emit(&client, events::RELAY_FRAME, frame_event(&frame)).await {
+                    if core.paced(frame.len().div_ceil(3) * 3).await
+                        && let Err(err) = emit(&client, events::RELAY_FRAME, frame_event(&frame)).await
+                    {
                         core.close_quietly(CloseReason::new(CloseCode::TransportFailure, err));
                     }
                 }

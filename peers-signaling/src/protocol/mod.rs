@@ -605,6 +605,30 @@ pub struct RelayOpened {
     pub peer: String,
     /// The largest frame, in bytes (before base64).
     pub max_frame: u64,
+    /// The rate this device's relay events are held to (absent from older
+    /// servers): a client that paces its frames and credit to it is never
+    /// closed for going over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RelayRate>,
+}
+
+/// The device's budget for relay events, in units ([`relay_event_units`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRate {
+    /// Units per second.
+    pub units_per_second: u64,
+    /// Units that may be spent at once.
+    pub burst_units: u64,
+}
+
+/// Bytes of a relay event per unit of the rate limits.
+pub const RELAY_UNIT_BYTES: usize = 16 * 1024;
+
+/// What a relay frame (of `len` bytes before base64), credit or close
+/// (`len` 0) costs in the rate limits' units: one per started
+/// [`RELAY_UNIT_BYTES`]. A request of any other kind costs 16 units.
+pub fn relay_event_units(len: usize) -> u32 {
+    u32::try_from(len / RELAY_UNIT_BYTES + 1).unwrap_or(u32::MAX)
 }
 
 /// `"relay-frame"`: one frame, base64 (standard, padded).

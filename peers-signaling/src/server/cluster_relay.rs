@@ -269,7 +269,8 @@ pub(super) async fn open(
             let handed =
                 send(&conn.shared, cluster, &other_instance, Envelope::new(cluster, id, &peer, &device, opened));
             let max_frame = relays.limits.max_frame as u64;
-            conn.peer.emit(events::RELAY_OPEN, &RelayOpened { relay: id, peer: peer.to_string(), max_frame });
+            let rate = Some(conn.shared.config.rate_limits.relay_rate());
+            conn.peer.emit(events::RELAY_OPEN, &RelayOpened { relay: id, peer: peer.to_string(), max_frame, rate });
             if !handed || !conn.peer.connected() {
                 // This device left meanwhile (its disconnect found no leg yet),
                 // or the other instance cannot be reached now.
@@ -426,7 +427,8 @@ fn arrive(shared: &Shared, cluster: &Cluster, envelope: Envelope) {
                 forget(cluster, id);
                 return;
             };
-            let opened = RelayOpened { relay: id, peer: from.to_string(), max_frame: limits.max_frame as u64 };
+            let rate = Some(shared.config.rate_limits.relay_rate());
+            let opened = RelayOpened { relay: id, peer: from.to_string(), max_frame: limits.max_frame as u64, rate };
             let leg =
                 Leg { peer: peer.clone(), other: from, other_instance: source, deadline, book: RelayLeg::default() };
             {

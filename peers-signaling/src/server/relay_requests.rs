@@ -32,7 +32,8 @@ pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, pe
         Opening::Open(relay) => {
             info!(relay = relay.id, a = %relay.a, b = %relay.b, "relay open");
             for (party, other) in [(relay.a, relay.b), (relay.b, relay.a)] {
-                let opened = RelayOpened { relay: relay.id, peer: other.to_string(), max_frame };
+                let rate = Some(shared.config.rate_limits.relay_rate());
+                let opened = RelayOpened { relay: relay.id, peer: other.to_string(), max_frame, rate };
                 hub.emit_to(&party, events::RELAY_OPEN, &opened);
             }
             fields.insert("state".into(), Json::from("open"));
