@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use peers_device::transports::ServerSignaling;
 use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, TrustLevel};
-use peers_signaling::{ClientOptions, ServerConfig, SignalingClient, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClient, SignalingClientOptions, SignalingServer};
 use peers_transport_webrtc::{MemorySignalingHub, Signaling, WebRtcConfig, WebRtcEndpoint};
 
 fn trust_all(_: &DeviceInfo) -> TrustLevel {
@@ -92,7 +92,8 @@ fn main() {
         let register = |keys: Arc<DeviceKeys>| {
             let url = url.clone();
             async move {
-                let client = SignalingClient::connect(&url, &keys, ClientOptions::default()).await.expect("register");
+                let client =
+                    SignalingClient::connect(&url, &keys, SignalingClientOptions::default()).await.expect("register");
                 Arc::new(ServerSignaling::over_client(client, ttl).expect("signals")) as Arc<dyn Signaling>
             }
         };

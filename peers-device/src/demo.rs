@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peers_sdk::{ConnectionConfig, DeviceId, DeviceKeys, TrustLevel, TrustStore};
-use peers_signaling::{ClientOptions as SignalingOptions, ServerConfig, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClientOptions, SignalingServer};
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 
@@ -236,7 +236,7 @@ async fn start_device(
         manager.clone(),
         signaling_url.to_owned(),
         keys.clone(),
-        SignalingOptions::default(),
+        SignalingClientOptions::default(),
         ReconnectOptions::default(),
         config.connect_timeout,
     );

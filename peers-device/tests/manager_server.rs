@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use peers_device::transports::{LinkState, ReconnectOptions, SignalingServerLink};
 use peers_device::{DialError, Dialer};
-use peers_signaling::{ClientOptions, ServerConfig, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClientOptions, SignalingServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_registers_again_after_the_server_restarts() {
@@ -21,7 +21,7 @@ async fn the_link_registers_again_after_the_server_restarts() {
             node.manager.clone(),
             url.clone(),
             node.keys.clone(),
-            ClientOptions::default(),
+            SignalingClientOptions::default(),
             ReconnectOptions::default(),
             Duration::from_secs(15),
         )

@@ -19,7 +19,7 @@ use peers_device::transfer::{
 use peers_device::{ConnectionClass, Error};
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::{Connection, DeviceKeys};
-use peers_signaling::{ClientOptions, ServerConfig, SignalingClient, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClient, SignalingClientOptions, SignalingServer};
 use peers_transport_webrtc::WebRtcConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -117,7 +117,7 @@ async fn a_wrong_code_fails_on_both_sides_and_burns_the_code() {
 /// then never reads the data (a receiver that vanished without closing anything).
 async fn frozen_receiver(url: &str, code: &TransferCode) -> (SignalingClient, Connection) {
     let keys = Arc::new(DeviceKeys::generate("frozen").unwrap());
-    let client = SignalingClient::connect(url, &keys, ClientOptions::default()).await.unwrap();
+    let client = SignalingClient::connect(url, &keys, SignalingClientOptions::default()).await.unwrap();
     let joined = client.join_session(&code.session().to_string()).await.unwrap();
     let relay = client.open_relay(&joined.sender, WAIT).await.unwrap();
     let info = keys.info(vec![]).unwrap();

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use peers_sdk::DeviceId;
 use sha1::Sha1;
 
-pub use crate::protocol::{IceConfig, IceServer};
+pub use crate::protocol::{IceConfig, IceServerEntry};
 
 use crate::error::{Error, Result};
 use crate::protocol::encode;
@@ -83,13 +83,13 @@ impl IceSettings {
     pub fn config_for(&self, device: &DeviceId, now_s: u64) -> IceConfig {
         let mut servers = Vec::new();
         if !self.stun_urls.is_empty() {
-            servers.push(IceServer { urls: self.stun_urls.clone(), username: None, credential: None });
+            servers.push(IceServerEntry { urls: self.stun_urls.clone(), username: None, credential: None });
         }
         let mut expires_at = None;
         if let (false, Some(secret)) = (self.turn_urls.is_empty(), &self.turn_secret) {
             let expiry = now_s.saturating_add(self.ttl().as_secs());
             let (username, credential) = turn_credentials(secret.as_bytes(), device, expiry);
-            servers.push(IceServer {
+            servers.push(IceServerEntry {
                 urls: self.turn_urls.clone(),
                 username: Some(username),
                 credential: Some(credential),

@@ -30,7 +30,7 @@
 //!   the first. The sender of every relayed message is set by the server.
 //! - **Presence**: devices watch devices they name and hear online/offline.
 //! - **Privacy by trust**: a device may give a signed allow list
-//!   ([`ClientOptions::allow`], [`SignalingClient::set_allow`]); to any device
+//!   ([`SignalingClientOptions::allow`], [`SignalingClient::set_allow`]); to any device
 //!   not on it the server answers as if the device did not exist (no presence,
 //!   signals queued and expired, relays never paired; the `privacy` module).
 //! - **Relay** of `offer`, `answer`, `ice-candidate`, `ready`, `cancel` and
@@ -66,15 +66,15 @@
 //! # Example
 //!
 //! ```
-//! use peers_signaling::{ClientOptions, ServerConfig, SignalKind, SignalingClient, SignalingServer, Outcome};
+//! use peers_signaling::{SignalingClientOptions, ServerConfig, SignalKind, SignalingClient, SignalingServer, Outcome};
 //! use peers_sdk::DeviceKeys;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = SignalingServer::bind(ServerConfig::in_memory()).await?; // 127.0.0.1, any port
 //! let url = server.url().expect("bound");
-//! let alice = SignalingClient::connect(&url, &DeviceKeys::generate("alice")?, ClientOptions::default()).await?;
-//! let bob = SignalingClient::connect(&url, &DeviceKeys::generate("bob")?, ClientOptions::default()).await?;
+//! let alice = SignalingClient::connect(&url, &DeviceKeys::generate("alice")?, SignalingClientOptions::default()).await?;
+//! let bob = SignalingClient::connect(&url, &DeviceKeys::generate("bob")?, SignalingClientOptions::default()).await?;
 //! let mut inbox = bob.incoming().expect("taken once");
 //!
 //! let sent = alice.send(bob.device_id(), SignalKind::Offer, serde_json::json!({"sdp": "v=0"})).await?;
@@ -117,13 +117,13 @@ pub mod store;
 
 #[cfg(feature = "client")]
 pub use client::{
-    ClientEvent, ClientOptions, CreatedSession, IncomingSignal, JoinedSession, Outcome, OutgoingSignal, RelaySocket,
-    Sent, SignalingClient,
+    ClientEvent, CreatedSession, DeliveredSignal, JoinedSession, Outcome, OutgoingSignal, RelaySocket, Sent,
+    SignalingClient, SignalingClientOptions,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "server")]
 pub use ice::IceSettings;
-pub use protocol::{AllowList, ErrorCode, IceConfig, IceServer, Rejection, SessionKind, SessionState, SignalKind};
+pub use protocol::{AllowList, ErrorCode, IceConfig, IceServerEntry, Rejection, SessionKind, SessionState, SignalKind};
 #[cfg(feature = "server")]
 pub use ratelimit::RateLimits;
 #[cfg(feature = "server")]

@@ -123,7 +123,7 @@ impl SessionLimits {
 
 /// One session, as kept by the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
+pub struct CodeSession {
     /// Names the session in later requests and events.
     pub transfer_id: String,
     /// How its code is made and checked (absent in sessions stored before
@@ -164,7 +164,7 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-impl Session {
+impl CodeSession {
     /// The code: `NNNN-SSSSSS`, or the slot number alone (no leading zeros)
     /// for [`SessionKind::Pake`].
     pub fn code(&self) -> String {
@@ -235,7 +235,7 @@ pub fn parse_code(code: &str) -> Result<ParsedCode, Rejection> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Created {
     /// The session.
-    pub session: Session,
+    pub session: CodeSession,
     /// The sender's token (shown once).
     pub sender_token: String,
     /// A finished session whose slot the new one took (no slot was free):
@@ -250,14 +250,14 @@ pub struct JoinFailure {
     /// The refusal for the joiner.
     pub rejection: Rejection,
     /// The session, when the attempt changed it.
-    pub changed: Option<Box<Session>>,
+    pub changed: Option<Box<CodeSession>>,
 }
 
 /// Every session, by transfer id and by slot.
 #[derive(Debug)]
 pub struct SessionTable {
     limits: SessionLimits,
-    sessions: HashMap<String, Session>,
+    sessions: HashMap<String, CodeSession>,
     slots: HashMap<u16, String>,
 }
 
@@ -273,7 +273,7 @@ impl SessionTable {
     }
 
     /// Puts back sessions read from the store.
-    pub fn restore(&mut self, sessions: Vec<Session>) {
+    pub fn restore(&mut self, sessions: Vec<CodeSession>) {
         for session in sessions {
             self.slots.insert(session.slot, session.transfer_id.clone());
             self.sessions.insert(session.transfer_id.clone(), session);
@@ -320,7 +320,7 @@ impl SessionTable {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let ttl = ttl_ms.unwrap_or_else(|| millis(self.limits.default_ttl)).min(millis(self.limits.max_ttl)).max(1);
         let sender_token = random_hex(rng, 32);
-        let session = Session {
+        let session = CodeSession {
             transfer_id: random_hex(rng, 16),
             kind,
             slot,
@@ -368,7 +368,7 @@ impl SessionTable {
         rng: &mut impl RngCore,
         joiner: DeviceId,
         code: &str,
-    ) -> Result<(Session, String), JoinFailure> {
+    ) -> Result<(CodeSession, String), JoinFailure> {
         let refuse = |code, message: &str| JoinFailure { rejection: Rejection::new(code, message), changed: None };
         let parsed = parse_code(code).map_err(|rejection| JoinFailure { rejection, changed: None })?;
         let (slot, secret) = match parsed {
@@ -406,11 +406,11 @@ impl SessionTable {
 
     /// Lets `joiner` into `session`, whose code matched, if its state allows.
     fn admit(
-        session: &mut Session,
+        session: &mut CodeSession,
         now: u64,
         rng: &mut impl RngCore,
         joiner: DeviceId,
-    ) -> Result<(Session, String), JoinFailure> {
+    ) -> Result<(CodeSession, String), JoinFailure> {
         let refuse = |code, message: &str| JoinFailure { rejection: Rejection::new(code, message), changed: None };
         if session.state.is_live_at(session.expires_at, now) {
             // Due but not swept yet.
@@ -438,7 +438,7 @@ impl SessionTable {
     }
 
     /// Closes a session for the party holding `token`.
-    pub fn close(&mut self, transfer_id: &str, token: &str) -> Result<Session, Rejection> {
+    pub fn close(&mut self, transfer_id: &str, token: &str) -> Result<CodeSession, Rejection> {
         let session = self
             .sessions
             .get_mut(transfer_id)
@@ -477,7 +477,7 @@ impl SessionTable {
         now: u64,
         transfer_id: &str,
         token: &str,
-    ) -> Result<(Session, Option<DeviceId>), Rejection> {
+    ) -> Result<(CodeSession, Option<DeviceId>), Rejection> {
         let session = self
             .sessions
             .get_mut(transfer_id)
@@ -512,7 +512,7 @@ impl SessionTable {
     /// Expires live sessions past their deadline (returned, to notify and
     /// store) and forgets finished ones past their grace time (ids returned,
     /// to delete from the store).
-    pub fn expire(&mut self, now: u64) -> (Vec<Session>, Vec<String>) {
+    pub fn expire(&mut self, now: u64) -> (Vec<CodeSession>, Vec<String>) {
         let grace = u64::try_from(self.limits.default_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut expired = Vec::new();
         let mut purged = Vec::new();

@@ -211,7 +211,7 @@ fn sessions_stored_before_kinds_read_as_secret_ones() {
     let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();
     let mut stored = serde_json::to_value(&created.session).unwrap();
     stored.as_object_mut().unwrap().remove("kind");
-    let read: Session = serde_json::from_value(stored).unwrap();
+    let read: CodeSession = serde_json::from_value(stored).unwrap();
     assert_eq!(read, created.session);
 }
 

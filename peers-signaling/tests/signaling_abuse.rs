@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::wire::{WireClient, metric};
 use common::{keys, start_binary};
-use peers_signaling::{ClientOptions, SignalingClient};
+use peers_signaling::{SignalingClient, SignalingClientOptions};
 use serde_json::json;
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
@@ -38,7 +38,7 @@ async fn one_address_cannot_fill_the_server_with_connections() {
     // Let the server accept them all before the next one.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(WireClient::dial(server, source).await.is_err(), "one connection over the address's limit");
-    let legit = SignalingClient::connect(&url, &keys("legit"), ClientOptions::default()).await;
+    let legit = SignalingClient::connect(&url, &keys("legit"), SignalingClientOptions::default()).await;
     assert!(legit.is_ok(), "another address connects and registers: {:?}", legit.err());
     idle.truncate(default_cap - 4);
     let reconnected = async {
@@ -88,7 +88,9 @@ async fn metrics_exist_from_the_start_and_count_registered_devices() {
     let mut clients = Vec::new();
     for n in 0..3 {
         clients.push(
-            SignalingClient::connect(&url, &keys(&format!("metered-{n}")), ClientOptions::default()).await.unwrap(),
+            SignalingClient::connect(&url, &keys(&format!("metered-{n}")), SignalingClientOptions::default())
+                .await
+                .unwrap(),
         );
     }
     assert_eq!(metric(server, "signaling_devices_online").await, 3.0);

@@ -9,9 +9,9 @@ use common::*;
 use peers_sdk::DeviceKeys;
 use peers_signaling::protocol::encode;
 use peers_signaling::{
-    ClientEvent, ClientOptions, Error, ErrorCode, Outcome, ServerConfig, SignalKind, SignalingClient,
+    ClientEvent, Error, ErrorCode, Outcome, ServerConfig, SignalKind, SignalingClient, SignalingClientOptions,
 };
-use peers_signaling::{IncomingSignal, SignalingServer};
+use peers_signaling::{DeliveredSignal, SignalingServer};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -20,7 +20,7 @@ struct Bystanders {
     alice: SignalingClient,
     bob_keys: DeviceKeys,
     bob: SignalingClient,
-    bob_in: mpsc::Receiver<IncomingSignal>,
+    bob_in: mpsc::Receiver<DeliveredSignal>,
     sent: usize,
 }
 
@@ -141,7 +141,7 @@ async fn a_signature_for_another_server_is_refused() {
     assert_eq!(honest.register(&victim).await["ok"], json!(true));
     let port = b.local_addr().unwrap().port();
     let by_name = format!("http://localhost:{port}");
-    let named = SignalingClient::connect(&by_name, &keys("named"), ClientOptions::default()).await;
+    let named = SignalingClient::connect(&by_name, &keys("named"), SignalingClientOptions::default()).await;
     assert!(named.is_ok(), "the Host header's origin is accepted by default: {:?}", named.err());
 }
 
@@ -297,7 +297,7 @@ async fn silent_clients_are_dropped_and_the_connection_cap_holds() {
     }
 
     let third = client(&server, &keys("carol")).await;
-    let refused = SignalingClient::connect(&url, &keys("dave"), ClientOptions::default()).await.unwrap_err();
+    let refused = SignalingClient::connect(&url, &keys("dave"), SignalingClientOptions::default()).await.unwrap_err();
     let text = refused.to_string();
     assert!(matches!(refused, Error::Closed { .. } | Error::Connect { .. }), "{refused:?}");
     assert!(text.contains("connection limit"), "{text}");

@@ -13,14 +13,16 @@ use std::time::Duration;
 use common::*;
 use peers_sdk::{DeviceId, DeviceKeys};
 use peers_signaling::protocol::{self, AllowList};
-use peers_signaling::{ClientEvent, ClientOptions, Outcome, OutgoingSignal, ServerConfig, SignalKind, SignalingClient};
+use peers_signaling::{
+    ClientEvent, Outcome, OutgoingSignal, ServerConfig, SignalKind, SignalingClient, SignalingClientOptions,
+};
 use serde_json::json;
 
 /// How long a test listens for something that must not come.
 const QUIET: Duration = Duration::from_millis(1500);
 
 async fn connect_allowing(url: &str, keys: &DeviceKeys, allow: Option<AllowList>) -> SignalingClient {
-    let mut options = ClientOptions::default();
+    let mut options = SignalingClientOptions::default();
     options.allow = allow;
     SignalingClient::connect(url, keys, options).await.expect("client registers")
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::redis_server::{RedisServer, connect, pair, redis_config, start_instance};
 use common::*;
-use peers_signaling::{ClientEvent, ClientOptions, ErrorCode, Outcome, OutgoingSignal, SignalKind, SignalingClient};
+use peers_signaling::{
+    ClientEvent, ErrorCode, Outcome, OutgoingSignal, SignalKind, SignalingClient, SignalingClientOptions,
+};
 use serde_json::{Value, json};
 
 fn body(kind: SignalKind, n: usize) -> Value {
@@ -79,7 +81,8 @@ async fn a_device_on_one_instance_reaches_a_device_on_the_other() {
     // and so is its going away.
     let carol_keys = keys("carol");
     assert!(alice.subscribe_presence(&[carol_keys.device_id()]).await.unwrap().is_empty());
-    let carol = SignalingClient::connect(&two.url().unwrap(), &carol_keys, ClientOptions::default()).await.unwrap();
+    let carol =
+        SignalingClient::connect(&two.url().unwrap(), &carol_keys, SignalingClientOptions::default()).await.unwrap();
     // (Bob's own announcement, published before alice subscribed, may still be
     // in flight between the instances: only carol's events count here.)
     let carol_id = carol_keys.device_id();
@@ -109,7 +112,8 @@ async fn a_message_queued_through_one_instance_is_delivered_on_the_other_in_orde
     assert_eq!(messages, 12, "the queue lives in Redis");
     assert!(bytes > 0);
 
-    let bob = SignalingClient::connect(&two.url().unwrap(), &bob_keys, ClientOptions::default()).await.unwrap();
+    let bob =
+        SignalingClient::connect(&two.url().unwrap(), &bob_keys, SignalingClientOptions::default()).await.unwrap();
     let mut bob_in = bob.incoming().unwrap();
     for (id, kind, body) in &sent {
         let got = incoming(&mut bob_in).await;
@@ -152,7 +156,7 @@ async fn killing_an_instance_loses_no_queued_message() {
     let second_url = second.url().unwrap();
     let alice_keys = keys("alice");
     let bob_keys = keys("bob");
-    let alice = SignalingClient::connect(&first_url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice = SignalingClient::connect(&first_url, &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let (carol_keys, carol) = connect(&first_url, "carol").await;
     let ids = queue_five_candidates(&alice, &bob_keys.device_id()).await;
     // No graceful shutdown: the instance dies holding alice's and carol's connections.
@@ -161,9 +165,9 @@ async fn killing_an_instance_loses_no_queued_message() {
     tokio::time::timeout(PROMPT, carol.closed()).await.expect("carol noticed the instance died");
 
     // Both re-register on the surviving instance; bob gets every message, in order.
-    let alice = SignalingClient::connect(&second_url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice = SignalingClient::connect(&second_url, &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let mut alice_events = alice.events().unwrap();
-    let bob = SignalingClient::connect(&second_url, &bob_keys, ClientOptions::default()).await.unwrap();
+    let bob = SignalingClient::connect(&second_url, &bob_keys, SignalingClientOptions::default()).await.unwrap();
     expect_five_candidates(&mut bob.incoming().unwrap(), &ids, &alice_keys).await;
     for id in &ids {
         assert_eq!(event(&mut alice_events, outcome_event).await, (id.clone(), Outcome::Delivered));
@@ -174,7 +178,7 @@ async fn killing_an_instance_loses_no_queued_message() {
     // other instance.
     let later = alice.send(&carol_keys.device_id(), SignalKind::Ready, json!({"late": true})).await.unwrap();
     assert!(matches!(later.outcome, Outcome::Queued { .. }), "{later:?}");
-    let carol = SignalingClient::connect(&second_url, &carol_keys, ClientOptions::default()).await.unwrap();
+    let carol = SignalingClient::connect(&second_url, &carol_keys, SignalingClientOptions::default()).await.unwrap();
     let got = incoming(&mut carol.incoming().unwrap()).await;
     assert_eq!((got.id, got.body, got.queued), (later.id, json!({"late": true}), true));
 }
@@ -254,7 +258,8 @@ async fn expiry_notices_reach_the_sender_on_any_instance() {
     alice.close().await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(redis_queue_total(&redis).await, (0, 0), "the expired message left the queue");
-    let alice = SignalingClient::connect(&two.url().unwrap(), &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice =
+        SignalingClient::connect(&two.url().unwrap(), &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let mut alice_events = alice.events().unwrap();
     assert_eq!(event(&mut alice_events, outcome_event).await, (sent.id, Outcome::Expired));
 }
@@ -276,7 +281,8 @@ async fn registering_on_another_instance_replaces_the_old_connection_and_rate_li
 
     // Bob registers again on instance two: the old connection is told and closed,
     // and messages reach the new one.
-    let new_bob = SignalingClient::connect(&two.url().unwrap(), &bob_keys, ClientOptions::default()).await.unwrap();
+    let new_bob =
+        SignalingClient::connect(&two.url().unwrap(), &bob_keys, SignalingClientOptions::default()).await.unwrap();
     let notice = event(&mut old_events, |e| match e {
         ClientEvent::Notice(rejection) => Some(rejection.code),
         _ => None,
@@ -295,7 +301,8 @@ async fn registering_on_another_instance_replaces_the_old_connection_and_rate_li
     // so moving to instance two does not refill it: only what the rate (1/s)
     // gave back since then gets through.
     alice.close().await;
-    let alice = SignalingClient::connect(&two.url().unwrap(), &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice =
+        SignalingClient::connect(&two.url().unwrap(), &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let mut accepted = 0;
     loop {
         match alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use peers_signaling::{ClientEvent, ClientOptions, Outcome, SignalKind, SignalingClient};
+use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,7 +14,7 @@ async fn queued_messages_survive_killing_the_server() {
     let (mut server, url) = start_binary(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
     let alice_keys = keys("alice");
     let bob_keys = keys("bob");
-    let alice = SignalingClient::connect(&url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice = SignalingClient::connect(&url, &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let ids = queue_five_candidates(&alice, &bob_keys.device_id()).await;
     // No graceful shutdown: the process dies with the messages queued.
     server.kill().await.unwrap();
@@ -22,10 +22,10 @@ async fn queued_messages_survive_killing_the_server() {
     assert!(alice.is_closed(), "{reason}");
 
     let (_server, url) = start_binary(&["--bind", "127.0.0.1:0", "--data-dir", data_dir]).await;
-    let bob = SignalingClient::connect(&url, &bob_keys, ClientOptions::default()).await.unwrap();
+    let bob = SignalingClient::connect(&url, &bob_keys, SignalingClientOptions::default()).await.unwrap();
     expect_five_candidates(&mut bob.incoming().unwrap(), &ids, &alice_keys).await;
     // Alice was offline when they were delivered: she hears it when she is back.
-    let alice = SignalingClient::connect(&url, &alice_keys, ClientOptions::default()).await.unwrap();
+    let alice = SignalingClient::connect(&url, &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let mut events = alice.events().unwrap();
     for id in &ids {
         let (got, outcome) = event(&mut events, |e| match e {
@@ -43,7 +43,7 @@ async fn settings_come_from_a_toml_file_and_errors_name_the_field() {
     let file = dir.path().join("signaling.toml");
     std::fs::write(&file, "bind = \"127.0.0.1:0\"\nmemory = true\nqueue_per_device = 1\n").unwrap();
     let (_server, url) = start_binary(&["--config", file.to_str().unwrap()]).await;
-    let alice = SignalingClient::connect(&url, &keys("alice"), ClientOptions::default()).await.unwrap();
+    let alice = SignalingClient::connect(&url, &keys("alice"), SignalingClientOptions::default()).await.unwrap();
     let bob = keys("bob").device_id();
     assert!(matches!(alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap().outcome, Outcome::Queued { .. }));
     let second = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::wire::{Incoming, WireClient, metric, p99, rss};
 use common::{keys, start_binary};
 use peers_sdk::Socket;
-use peers_signaling::{ClientOptions, SignalingClient};
+use peers_signaling::{SignalingClient, SignalingClientOptions};
 use serde_json::json;
 
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
@@ -28,8 +28,8 @@ fn addr_of(url: &str) -> SocketAddr {
 /// `run`; returns each frame's one-way latency.
 async fn legitimate_relay(url: String, run: Duration) -> Vec<Duration> {
     let (ka, kb) = (keys("legit-a"), keys("legit-b"));
-    let a = SignalingClient::connect(&url, &ka, ClientOptions::default()).await.unwrap();
-    let b = SignalingClient::connect(&url, &kb, ClientOptions::default()).await.unwrap();
+    let a = SignalingClient::connect(&url, &ka, SignalingClientOptions::default()).await.unwrap();
+    let b = SignalingClient::connect(&url, &kb, SignalingClientOptions::default()).await.unwrap();
     let (ra, rb) = tokio::join!(
         a.open_relay(b.device_id(), Duration::from_secs(10)),
         b.open_relay(a.device_id(), Duration::from_secs(10))

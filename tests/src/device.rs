@@ -162,7 +162,7 @@ impl TestDevice {
             self.manager.clone(),
             url.to_owned(),
             self.keys.clone(),
-            peers_signaling::ClientOptions::default(),
+            peers_signaling::SignalingClientOptions::default(),
             ReconnectOptions::default(),
             config.connect_timeout,
         );

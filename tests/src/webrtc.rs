@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use peers_device::transports::ServerSignaling;
 use peers_sdk::{DeviceId, DeviceKeys};
-use peers_signaling::{ClientOptions, ServerConfig, SignalingClient, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClient, SignalingClientOptions, SignalingServer};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 
 /// A signaling server on 127.0.0.1 with an in-memory store.
@@ -28,7 +28,7 @@ impl Device {
     /// Generates keys, registers with the server and starts an endpoint.
     pub async fn register(url: &str, name: &str, config: WebRtcConfig) -> Device {
         let keys = Arc::new(DeviceKeys::generate(name).expect("keys"));
-        let client = SignalingClient::connect(url, &keys, ClientOptions::default()).await.expect("register");
+        let client = SignalingClient::connect(url, &keys, SignalingClientOptions::default()).await.expect("register");
         let signaling = ServerSignaling::over_client(client, config.connect_timeout).expect("incoming signals");
         let endpoint = WebRtcEndpoint::new(Arc::new(signaling), config);
         Device { keys, endpoint }

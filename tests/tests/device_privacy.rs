@@ -13,7 +13,7 @@ use std::time::Duration;
 use peers_device::sync::{EngineOptions, SqliteSyncEngine};
 use peers_device::{ConnectionClass, Device, Dialer, GroupId, ManagerEvent};
 use peers_sdk::{DeviceId, DeviceInfo, DeviceKeys, TrustLevel};
-use peers_signaling::{ClientOptions, OutgoingSignal, SignalKind, SignalingClient};
+use peers_signaling::{OutgoingSignal, SignalKind, SignalingClient, SignalingClientOptions};
 use peers_tests::device::{TestDevice, WAIT};
 use peers_tests::signaling::signaling_server;
 use peers_transport_webrtc::WebRtcConfig;
@@ -55,7 +55,7 @@ async fn a_device_that_trusts_nobody_gives_strangers_nothing_and_a_trusted_devic
     // A raw client: watches the loner's presence, asks for a relay, sends an
     // offer and a candidate, and records everything that comes back.
     let keys = DeviceKeys::generate("raw stranger").unwrap();
-    let raw = SignalingClient::connect(&url, &keys, ClientOptions::default()).await.expect("registered");
+    let raw = SignalingClient::connect(&url, &keys, SignalingClientOptions::default()).await.expect("registered");
     let mut incoming = raw.incoming().expect("incoming signals");
     let mut raw_events = raw.events().expect("events");
     let made_up = DeviceKeys::generate("nobody").unwrap().device_id();

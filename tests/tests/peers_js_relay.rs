@@ -12,7 +12,7 @@ use std::time::Duration;
 use peers_sdk::{
     CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Socket, TrustLevel, TrustStore,
 };
-use peers_signaling::{ClientOptions, SignalingClient};
+use peers_signaling::{SignalingClient, SignalingClientOptions};
 use peers_tests::JsClient;
 use peers_tests::peers_js::{driver, expose_echo_and_upload, pattern_blake3, pattern_mib};
 use peers_tests::signaling::{signaling_origin, signaling_server};
@@ -27,8 +27,9 @@ async fn a_peers_js_device_and_a_rust_device_talk_through_the_frame_relay() {
     let server = signaling_server().await;
     let url = signaling_origin(&server);
     let keys = Arc::new(DeviceKeys::generate("rust").unwrap());
-    let rust =
-        SignalingClient::connect(&url, &keys, ClientOptions::default()).await.expect("the Rust device registers");
+    let rust = SignalingClient::connect(&url, &keys, SignalingClientOptions::default())
+        .await
+        .expect("the Rust device registers");
     let rust_id = keys.device_id().to_string();
     let mut js =
         JsClient::spawn(&driver("relay-device.js"), &[&url, &rust_id, "--stream-mib", &STREAM_MIB.to_string()]);

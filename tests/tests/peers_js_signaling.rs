@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use peers_sdk::{DeviceId, DeviceKeys};
-use peers_signaling::{ClientEvent, ClientOptions, Outcome, SignalKind, SignalingClient};
+use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
 use peers_tests::JsClient;
 use peers_tests::signaling::{signaling_origin, signaling_server};
 use serde_json::{Value, json};
@@ -37,7 +37,8 @@ async fn a_peers_js_device_and_a_rust_device_signal_through_the_queue_and_see_ea
     let offer_id = sent["result"]["id"].as_str().unwrap().to_owned();
 
     // The Rust device registers: the queued offer is delivered, and it sees the JS device online.
-    let rust = SignalingClient::connect(&server.url().unwrap(), &rust_keys, ClientOptions::default()).await.unwrap();
+    let rust =
+        SignalingClient::connect(&server.url().unwrap(), &rust_keys, SignalingClientOptions::default()).await.unwrap();
     let mut rust_in = rust.incoming().unwrap();
     let mut rust_events = rust.events().unwrap();
     let offer = tokio::time::timeout(STEP, rust_in.recv()).await.unwrap().unwrap();

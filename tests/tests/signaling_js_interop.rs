@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use peers_sdk::{DeviceId, DeviceKeys};
-use peers_signaling::{ClientEvent, ClientOptions, Outcome, SignalKind, SignalingClient};
+use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
 use peers_tests::JsClient;
 use peers_tests::signaling::{SIGNALING_DRIVER, signaling_origin, signaling_server};
 use serde_json::json;
@@ -26,7 +26,8 @@ fn body(kind: SignalKind, n: usize) -> serde_json::Value {
 async fn a_javascript_client_registers_and_exchanges_every_kind_with_a_rust_client() {
     let server = signaling_server().await;
     let rust_keys = DeviceKeys::generate("rust").unwrap();
-    let rust = SignalingClient::connect(&server.url().unwrap(), &rust_keys, ClientOptions::default()).await.unwrap();
+    let rust =
+        SignalingClient::connect(&server.url().unwrap(), &rust_keys, SignalingClientOptions::default()).await.unwrap();
     let mut rust_in = rust.incoming().unwrap();
     let mut rust_events = rust.events().unwrap();
     let rust_id = rust_keys.device_id().to_string();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peers_sdk::{DeviceKeys, Socket};
-use peers_signaling::{ClientOptions, Outcome, ServerConfig, SignalKind, SignalingClient, SignalingServer};
+use peers_signaling::{Outcome, ServerConfig, SignalKind, SignalingClient, SignalingClientOptions, SignalingServer};
 use peers_transport_socketio::{ClientOptions as TransportOptions, ServerOptions, SocketIoAcceptor, configure_builder};
 use serde_json::json;
 use socketioxide::SocketIo;
@@ -32,11 +32,13 @@ async fn signaling_shares_a_router_and_a_socket_io_with_the_transport() {
     let url = format!("http://{addr}");
 
     // Signaling on /signaling.
-    let alice = SignalingClient::connect(&url, &DeviceKeys::generate("alice").unwrap(), ClientOptions::default())
+    let alice =
+        SignalingClient::connect(&url, &DeviceKeys::generate("alice").unwrap(), SignalingClientOptions::default())
+            .await
+            .unwrap();
+    let bob = SignalingClient::connect(&url, &DeviceKeys::generate("bob").unwrap(), SignalingClientOptions::default())
         .await
         .unwrap();
-    let bob =
-        SignalingClient::connect(&url, &DeviceKeys::generate("bob").unwrap(), ClientOptions::default()).await.unwrap();
     let mut bob_in = bob.incoming().unwrap();
     let sent = alice.send(bob.device_id(), SignalKind::Offer, json!({"sdp": "v=0"})).await.unwrap();
     assert_eq!(sent.outcome, Outcome::Delivered);

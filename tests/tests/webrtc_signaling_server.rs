@@ -69,7 +69,7 @@ async fn two_devices_connect_authenticate_and_talk_through_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_through_the_server_are_refused_and_harmless() {
-    use peers_signaling::{ClientOptions, SignalKind, SignalingClient};
+    use peers_signaling::{SignalKind, SignalingClient, SignalingClientOptions};
     use peers_transport_webrtc::{Error, SignalRefusal};
 
     let server = signaling_server().await;
@@ -77,7 +77,7 @@ async fn malformed_signals_through_the_server_are_refused_and_harmless() {
     let alice = Device::register(&url, "alice", WebRtcConfig::loopback()).await;
     let bob = Device::register(&url, "bob", WebRtcConfig::loopback()).await;
     let mallory_keys = peers_sdk::DeviceKeys::generate("mallory").unwrap();
-    let mallory = SignalingClient::connect(&url, &mallory_keys, ClientOptions::default()).await.unwrap();
+    let mallory = SignalingClient::connect(&url, &mallory_keys, SignalingClientOptions::default()).await.unwrap();
     let mut refusals = bob.endpoint.refusals();
 
     // Bodies the server relays (it checks sizes, not our session fields) but our

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peers_sdk::{ConnectionConfig, DeviceInfo, DeviceKeys, TrustLevel, TrustPolicy, TrustStore};
-use peers_signaling::ClientOptions as SignalingOptions;
+use peers_signaling::SignalingClientOptions;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 use tracing::info;
@@ -210,7 +210,7 @@ fn start_signaling(manager: &ConnectionManager, urls: Vec<String>, keys: &Arc<De
         manager.clone(),
         urls,
         keys.clone(),
-        SignalingOptions::default(),
+        SignalingClientOptions::default(),
         ReconnectOptions::default(),
         config.connect_timeout,
     );

@@ -52,7 +52,7 @@ use std::time::Duration;
 use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::protocol::{SessionKind, SessionState};
-use peers_signaling::{ClientEvent, ClientOptions, CreatedSession, RelaySocket, SignalingClient};
+use peers_signaling::{ClientEvent, CreatedSession, RelaySocket, SignalingClient, SignalingClientOptions};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -93,7 +93,7 @@ pub struct LinkOptions {
     /// Signaling server URLs (one deployment), tried in order until one answers.
     pub signaling: Vec<String>,
     /// The signaling client's settings.
-    pub client: ClientOptions,
+    pub client: SignalingClientOptions,
     /// How long to wait for the other device to open the relay. Default: 30 s.
     pub relay_wait: Duration,
     /// The PAKE must finish within this time. Default: 30 s.
@@ -111,7 +111,7 @@ impl LinkOptions {
     pub fn new(signaling: Vec<String>) -> Self {
         LinkOptions {
             signaling,
-            client: ClientOptions::default(),
+            client: SignalingClientOptions::default(),
             relay_wait: Duration::from_secs(30),
             pake_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 
 use peers_sdk::{BoxSocket, DeviceId, DeviceKeys};
-use peers_signaling::{ClientOptions, Outcome, OutgoingSignal, SignalKind, SignalingClient};
+use peers_signaling::{Outcome, OutgoingSignal, SignalKind, SignalingClient, SignalingClientOptions};
 use peers_transport_webrtc::{Error, IceServer, IncomingSignal, Signal, SignalKindName, Signaling};
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
@@ -202,7 +202,7 @@ impl SignalingServerLink {
         manager: ConnectionManager,
         urls: impl Into<ServerUrls>,
         keys: Arc<DeviceKeys>,
-        options: ClientOptions,
+        options: SignalingClientOptions,
         reconnect: ReconnectOptions,
         signal_ttl: Duration,
     ) -> Self {
@@ -317,10 +317,10 @@ async fn supervise(
     allow: Arc<AllowSync>,
     urls: ServerUrls,
     keys: Arc<DeviceKeys>,
-    options: ClientOptions,
+    options: SignalingClientOptions,
     reconnect: ReconnectOptions,
     current: Current,
-    webrtc: mpsc::Sender<peers_signaling::IncomingSignal>,
+    webrtc: mpsc::Sender<peers_signaling::DeliveredSignal>,
     report: Reporter,
     mut network: watch::Receiver<u64>,
 ) {
@@ -458,7 +458,7 @@ pub struct ServerSignaling {
     /// The link's state, to wait for a registration in progress (`None`: a
     /// single client, nothing to wait for).
     state: Option<watch::Receiver<LinkState>>,
-    incoming: Mutex<mpsc::Receiver<peers_signaling::IncomingSignal>>,
+    incoming: Mutex<mpsc::Receiver<peers_signaling::DeliveredSignal>>,
     ttl: Duration,
     /// The link's allow list (`None`: a single client, which keeps none).
     allow: Option<Arc<AllowSync>>,

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::relay::RelayCore;
-use super::{ClientEvent, IncomingSignal, Outcome, Shared, lock};
+use super::{ClientEvent, DeliveredSignal, Outcome, Shared, lock};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    self, Challenge, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, events,
+    self, Challenge, DeliveredSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice, events,
 };
 
 type Done = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -132,9 +132,9 @@ fn on_reply(shared: &Shared, payload: Payload) {
 }
 
 fn on_signal(shared: &Shared, payload: Payload) {
-    let signal = argument::<IncomingSignalWire>("signal", payload).and_then(|wire| {
+    let signal = argument::<DeliveredSignalWire>("signal", payload).and_then(|wire| {
         let from = wire.from.parse().map_err(|_| Error::Protocol { what: "signal", detail: "bad sender id".into() })?;
-        Ok(IncomingSignal {
+        Ok(DeliveredSignal {
             id: wire.id,
             from,
             kind: wire.kind,

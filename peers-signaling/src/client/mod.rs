@@ -46,7 +46,7 @@ use crate::protocol::{self, AllowList, Challenge, DEFAULT_NAMESPACE, OutcomeKind
 /// Settings of [`SignalingClient::connect`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct ClientOptions {
+pub struct SignalingClientOptions {
     /// The server's namespace. Default: `/signaling`.
     pub namespace: String,
     /// Dialing, the challenge and registration must finish within this time.
@@ -69,9 +69,9 @@ pub struct ClientOptions {
     pub allow: Option<AllowList>,
 }
 
-impl Default for ClientOptions {
+impl Default for SignalingClientOptions {
     fn default() -> Self {
-        ClientOptions {
+        SignalingClientOptions {
             namespace: DEFAULT_NAMESPACE.into(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
@@ -152,7 +152,7 @@ impl OutgoingSignal {
 /// A signal from another device.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub struct IncomingSignal {
+pub struct DeliveredSignal {
     /// The sender's message id.
     pub id: String,
     /// The sender, as the server authenticated it.
@@ -227,11 +227,11 @@ struct Inner {
     client: Client,
     device_id: DeviceId,
     shared: Arc<Shared>,
-    options: ClientOptions,
+    options: SignalingClientOptions,
     next_req: AtomicU64,
     next_message: AtomicU64,
     message_prefix: String,
-    incoming: Mutex<Option<mpsc::Receiver<IncomingSignal>>>,
+    incoming: Mutex<Option<mpsc::Receiver<DeliveredSignal>>>,
     events: Mutex<Option<mpsc::Receiver<ClientEvent>>>,
     /// Signs `"allow"` requests; held across one so counters go out in order.
     allow_signer: tokio::sync::Mutex<Option<allow::AllowSigner>>,
@@ -251,7 +251,7 @@ impl std::fmt::Debug for Inner {
 struct Shared {
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
     challenge: Mutex<Option<oneshot::Sender<Challenge>>>,
-    incoming: mpsc::Sender<IncomingSignal>,
+    incoming: mpsc::Sender<DeliveredSignal>,
     events: mpsc::Sender<ClientEvent>,
     closed: watch::Sender<Option<String>>,
     /// Open relays by id.
@@ -312,7 +312,7 @@ impl SignalingClient {
     /// challenge with a signature by `keys` and returns once registered. Never
     /// reconnects: when the connection ends, [`events`](Self::events) says
     /// [`ClientEvent::Closed`] and every call fails with [`Error::Closed`].
-    pub async fn connect(url: &str, keys: &DeviceKeys, options: ClientOptions) -> Result<SignalingClient> {
+    pub async fn connect(url: &str, keys: &DeviceKeys, options: SignalingClientOptions) -> Result<SignalingClient> {
         let invalid_url = |detail: String| Error::InvalidUrl { url: url.to_owned(), detail };
         let parsed = url::Url::parse(url).map_err(|e| invalid_url(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https" | "ws" | "wss") {
@@ -434,10 +434,10 @@ impl SignalingClient {
     }
 
     /// The incoming signals, in arrival order. The receiver is handed out once
-    /// (`None` after that); it holds [`ClientOptions::incoming_capacity`]
+    /// (`None` after that); it holds [`SignalingClientOptions::incoming_capacity`]
     /// signals, beyond which new ones are dropped with
     /// [`ClientEvent::Dropped`].
-    pub fn incoming(&self) -> Option<mpsc::Receiver<IncomingSignal>> {
+    pub fn incoming(&self) -> Option<mpsc::Receiver<DeliveredSignal>> {
         lock(&self.inner.incoming).take()
     }
 

@@ -17,7 +17,7 @@ use super::ledger::{FirstOutcome, LaterOutcome};
 use super::wire::{self, Packet, SOCKET_IO_PATH, Ws};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    self, Challenge, IncomingSignalWire, OutcomeKind, OutcomeNotice, Rejection, SignalRequest, events,
+    self, Challenge, DeliveredSignalWire, OutcomeKind, OutcomeNotice, Rejection, SignalRequest, events,
 };
 
 /// Dialling, joining and registering must finish within this time.
@@ -117,7 +117,7 @@ impl SignalingDialect {
                 tally.ledger().reply(req, outcome);
             }
             events::INCOMING => {
-                let Ok(signal) = serde_json::from_value::<IncomingSignalWire>(value) else {
+                let Ok(signal) = serde_json::from_value::<DeliveredSignalWire>(value) else {
                     tally.notice("malformed signal");
                     return Reaction::Nothing;
                 };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One ICE server, in the shape of WebRTC's `RTCIceServer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceServer {
+pub struct IceServerEntry {
     /// Its URLs.
     pub urls: Vec<String>,
     /// TURN username.
@@ -20,7 +20,7 @@ pub struct IceServer {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceConfig {
     /// STUN and TURN servers; empty when the server has none configured.
-    pub ice_servers: Vec<IceServer>,
+    pub ice_servers: Vec<IceServerEntry>,
     /// When the TURN credentials expire (unix seconds), if there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,

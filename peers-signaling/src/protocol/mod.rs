@@ -32,7 +32,7 @@ mod validate;
 pub use allow::{
     ALLOW_DOMAIN, AllowList, AllowRequest, AllowUpdate, MAX_ALLOW, allow_message, register_message_v3, sign_allow,
 };
-pub use ice::{IceConfig, IceServer};
+pub use ice::{IceConfig, IceServerEntry};
 pub use origin::{MAX_ORIGIN_LEN, origins_of_host, server_origin};
 pub use relay::{
     RELAY_MAX_FRAME_LIMIT, RELAY_UNIT_BYTES, RELAY_WINDOW_BYTES, RELAY_WINDOW_FRAMES, RelayClose, RelayCredit,
@@ -423,7 +423,7 @@ pub struct Challenge {
 
 /// `"signal"` (server → client): a message from another device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IncomingSignalWire {
+pub struct DeliveredSignalWire {
     /// The sender's message id.
     pub id: String,
     /// The sender, as the server authenticated it.

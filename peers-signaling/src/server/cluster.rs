@@ -57,7 +57,7 @@ use super::hub::incoming;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{
-    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, Rejection, Signal, events,
+    AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, Signal, events,
 };
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
@@ -472,7 +472,7 @@ pub(super) async fn signal(
     }
     match sent {
         SendOutcome::Deliver { .. } => {
-            let wire = IncomingSignalWire {
+            let wire = DeliveredSignalWire {
                 id: message.id.clone(),
                 from: message.from.to_string(),
                 kind: message.kind,

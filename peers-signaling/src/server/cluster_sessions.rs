@@ -20,7 +20,7 @@ use super::hub::session_notice;
 use super::session_requests::{self, SessionHost};
 use super::{metrics as m, now_ms};
 use crate::protocol::{ErrorCode, Rejection, SessionNotice, SessionRequest, events};
-use crate::sessions::{Session, SessionLimits, SessionTable};
+use crate::sessions::{CodeSession, SessionLimits, SessionTable};
 
 /// How long a request waits for the sessions lock before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -28,7 +28,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// The sessions as loaded from Redis, and what a request changed.
 struct LoadedSessions {
     table: SessionTable,
-    saved: Vec<Session>,
+    saved: Vec<CodeSession>,
     deleted: Vec<String>,
     told: Vec<(DeviceId, SessionNotice)>,
 }
@@ -38,7 +38,7 @@ impl SessionHost for LoadedSessions {
         &mut self.table
     }
 
-    fn save_session(&mut self, session: &Session) {
+    fn save_session(&mut self, session: &CodeSession) {
         self.saved.retain(|s| s.transfer_id != session.transfer_id);
         self.saved.push(session.clone());
     }
@@ -48,7 +48,7 @@ impl SessionHost for LoadedSessions {
         self.deleted.extend_from_slice(transfer_ids);
     }
 
-    fn tell_session(&mut self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>) {
+    fn tell_session(&mut self, device: &DeviceId, session: &CodeSession, peer: Option<&DeviceId>) {
         self.told.push((*device, session_notice(session, peer)));
     }
 }

@@ -29,12 +29,12 @@ use super::session_requests::SessionHost;
 use crate::notices::{NoticeBoxes, StoredNotice};
 use crate::privacy::AllowLists;
 use crate::protocol::{
-    AllowList, ErrorCode, IncomingSignalWire, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice,
+    AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, PresenceNotice, Rejection, SessionNotice,
     SignalKind, events,
 };
 use crate::queue::{NewMessage, OfflineQueue, QueuedMessage};
 use crate::relay::RelayTable;
-use crate::sessions::{Session, SessionTable};
+use crate::sessions::{CodeSession, SessionTable};
 use crate::store::Store;
 
 /// What the server needs of a socket.io socket, whatever its adapter (the
@@ -477,7 +477,7 @@ impl Hub {
     pub(crate) fn relay(&mut self, now: u64, relay: Relay) -> Result<(OutcomeKind, Option<u64>), Rejection> {
         let shadowed = !self.allow.reaches(&relay.from, &relay.to);
         if let Some(peer) = self.devices.get(&relay.to).filter(|_| !shadowed) {
-            let wire = IncomingSignalWire {
+            let wire = DeliveredSignalWire {
                 id: relay.id,
                 from: relay.from.to_string(),
                 kind: relay.kind,
@@ -596,7 +596,7 @@ impl SessionHost for Hub {
         &mut self.sessions
     }
 
-    fn save_session(&mut self, session: &Session) {
+    fn save_session(&mut self, session: &CodeSession) {
         self.persist(|store| store.put_session(session));
         m::sessions(self.sessions.len());
     }
@@ -606,7 +606,7 @@ impl SessionHost for Hub {
         m::sessions(self.sessions.len());
     }
 
-    fn tell_session(&mut self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>) {
+    fn tell_session(&mut self, device: &DeviceId, session: &CodeSession, peer: Option<&DeviceId>) {
         if let Some(connection) = self.devices.get(device) {
             connection.emit(events::SESSION, &session_notice(session, peer));
         }
@@ -614,7 +614,7 @@ impl SessionHost for Hub {
 }
 
 /// The `"session"` event telling a party that `session` changed.
-pub(crate) fn session_notice(session: &Session, peer: Option<&DeviceId>) -> SessionNotice {
+pub(crate) fn session_notice(session: &CodeSession, peer: Option<&DeviceId>) -> SessionNotice {
     SessionNotice {
         transfer_id: session.transfer_id.clone(),
         state: session.state,
@@ -632,8 +632,8 @@ pub(crate) fn too_many_subscriptions(max: usize, already: usize) -> Rejection {
 }
 
 /// The `"signal"` event for a queued message.
-pub(crate) fn incoming(message: &QueuedMessage, queued: bool) -> IncomingSignalWire {
-    IncomingSignalWire {
+pub(crate) fn incoming(message: &QueuedMessage, queued: bool) -> DeliveredSignalWire {
+    DeliveredSignalWire {
         id: message.id.clone(),
         from: message.from.to_string(),
         kind: message.kind,

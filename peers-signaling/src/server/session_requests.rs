@@ -17,18 +17,18 @@ use crate::protocol::{
     SessionRequest,
 };
 use crate::ratelimit::{Limited, Limiters};
-use crate::sessions::{Session, SessionState, SessionTable};
+use crate::sessions::{CodeSession, SessionState, SessionTable};
 
 /// Where the session requests find the table, keep changes and reach parties.
 pub(super) trait SessionHost {
     /// The sessions.
     fn sessions(&mut self) -> &mut SessionTable;
     /// Keeps a session's new state.
-    fn save_session(&mut self, session: &Session);
+    fn save_session(&mut self, session: &CodeSession);
     /// Forgets sessions past their grace time.
     fn delete_sessions(&mut self, transfer_ids: &[String]);
     /// Tells `device` (if online) that one of its sessions changed.
-    fn tell_session(&mut self, device: &DeviceId, session: &Session, peer: Option<&DeviceId>);
+    fn tell_session(&mut self, device: &DeviceId, session: &CodeSession, peer: Option<&DeviceId>);
 }
 
 type Reply = Result<Map<String, Json>, Rejection>;

@@ -6,14 +6,14 @@ use super::{Snapshot, Store};
 use crate::error::Result;
 use crate::notices::StoredNotice;
 use crate::queue::QueuedMessage;
-use crate::sessions::Session;
+use crate::sessions::CodeSession;
 
 /// Keeps the queue and notices in memory; nothing survives the process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     messages: BTreeMap<u64, QueuedMessage>,
     notices: BTreeMap<u64, StoredNotice>,
-    sessions: BTreeMap<String, Session>,
+    sessions: BTreeMap<String, CodeSession>,
 }
 
 impl Store for MemoryStore {
@@ -49,7 +49,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_session(&mut self, session: &Session) -> Result<()> {
+    fn put_session(&mut self, session: &CodeSession) -> Result<()> {
         self.sessions.insert(session.transfer_id.clone(), session.clone());
         Ok(())
     }

@@ -28,7 +28,7 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 use crate::error::{Error, Result};
 use crate::notices::StoredNotice;
 use crate::queue::QueuedMessage;
-use crate::sessions::Session;
+use crate::sessions::CodeSession;
 
 /// What a store holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct Snapshot {
     /// Notices for offline senders, in any order.
     pub notices: Vec<StoredNotice>,
     /// Sessions, in any order.
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<CodeSession>,
 }
 
 /// Durable storage of the queue and the notices. Calls are synchronous and
@@ -56,7 +56,7 @@ pub trait Store: Send + std::fmt::Debug + 'static {
     /// Removes notices by sequence number.
     fn delete_notices(&mut self, seqs: &[u64]) -> Result<()>;
     /// Adds or replaces a session.
-    fn put_session(&mut self, session: &Session) -> Result<()>;
+    fn put_session(&mut self, session: &CodeSession) -> Result<()>;
     /// Removes sessions by transfer id.
     fn delete_sessions(&mut self, transfer_ids: &[String]) -> Result<()>;
 }

@@ -21,7 +21,7 @@ use super::{Snapshot, Store};
 use crate::error::{Error, Result};
 use crate::notices::StoredNotice;
 use crate::queue::QueuedMessage;
-use crate::sessions::Session;
+use crate::sessions::CodeSession;
 
 /// The file name inside the data directory.
 pub const DATABASE_FILE: &str = "signaling.sqlite3";
@@ -213,7 +213,7 @@ impl Store for SqliteStore {
         self.delete("notices", seqs)
     }
 
-    fn put_session(&mut self, session: &Session) -> Result<()> {
+    fn put_session(&mut self, session: &CodeSession) -> Result<()> {
         let text = serde_json::to_string(session).map_err(|e| Error::Store { detail: e.to_string() })?;
         self.connection
             .prepare_cached("INSERT OR REPLACE INTO sessions (transfer_id, session) VALUES (?1, ?2)")?

@@ -15,8 +15,8 @@ use peers_sdk::socket::SocketInfo;
 use peers_sdk::{BoxSocket, CloseReason, DeviceKeys, Socket, SocketState};
 use peers_signaling::protocol::{self, NONCE_LEN};
 use peers_signaling::{
-    ClientEvent, ClientOptions, IncomingSignal, Outcome, RelaySocket, ServerConfig, SignalKind, SignalingClient,
-    SignalingServer,
+    ClientEvent, DeliveredSignal, Outcome, RelaySocket, ServerConfig, SignalKind, SignalingClient,
+    SignalingClientOptions, SignalingServer,
 };
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
@@ -74,7 +74,9 @@ pub fn keys(name: &str) -> DeviceKeys {
 }
 
 pub async fn client(server: &SignalingServer, keys: &DeviceKeys) -> SignalingClient {
-    SignalingClient::connect(&server.url().unwrap(), keys, ClientOptions::default()).await.expect("client registers")
+    SignalingClient::connect(&server.url().unwrap(), keys, SignalingClientOptions::default())
+        .await
+        .expect("client registers")
 }
 
 pub async fn recv<T>(rx: &mut mpsc::Receiver<T>) -> T {
@@ -99,7 +101,7 @@ pub async fn event<T>(rx: &mut mpsc::Receiver<ClientEvent>, pick: impl Fn(&Clien
     }
 }
 
-pub async fn incoming(rx: &mut mpsc::Receiver<IncomingSignal>) -> IncomingSignal {
+pub async fn incoming(rx: &mut mpsc::Receiver<DeliveredSignal>) -> DeliveredSignal {
     recv(rx).await
 }
 
@@ -117,7 +119,7 @@ pub async fn queue_five_candidates(from: &SignalingClient, to: &peers_sdk::Devic
 
 /// Asserts that `rx` gets the candidates of [`queue_five_candidates`] (`ids`,
 /// from `from`), in order and marked as queued.
-pub async fn expect_five_candidates(rx: &mut mpsc::Receiver<IncomingSignal>, ids: &[String], from: &DeviceKeys) {
+pub async fn expect_five_candidates(rx: &mut mpsc::Receiver<DeliveredSignal>, ids: &[String], from: &DeviceKeys) {
     for (n, id) in ids.iter().enumerate() {
         let got = incoming(rx).await;
         assert_eq!((&got.id, got.from, got.body), (id, from.device_id(), json!({"candidate": format!("c{n}")})));

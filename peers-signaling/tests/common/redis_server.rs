@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use peers_sdk::DeviceKeys;
 use peers_signaling::store::StoreConfig;
-use peers_signaling::{ClientOptions, ServerConfig, SignalingClient, SignalingServer};
+use peers_signaling::{ServerConfig, SignalingClient, SignalingClientOptions, SignalingServer};
 
 /// How long a device's presence outlives its instance's heartbeat. Longer
 /// than the kill test takes: it shows a dead instance is noticed without it.
@@ -27,7 +27,8 @@ pub async fn pair(config: ServerConfig) -> (SignalingServer, SignalingServer) {
 /// A device named `name` registered at `url`.
 pub async fn connect(url: &str, name: &str) -> (DeviceKeys, SignalingClient) {
     let keys = super::keys(name);
-    let client = SignalingClient::connect(url, &keys, ClientOptions::default()).await.expect("client registers");
+    let client =
+        SignalingClient::connect(url, &keys, SignalingClientOptions::default()).await.expect("client registers");
     (keys, client)
 }
 

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::notices::NoticeLimits;
 use crate::protocol::{AllowList, OutcomeNotice, SignalKind};
-use crate::sessions::Session;
+use crate::sessions::CodeSession;
 pub(crate) use pubsub::PubSubDriver;
 pub(crate) use relay::{RelayPairing, RelayQuota};
 
@@ -651,7 +651,7 @@ impl RedisState {
     }
 
     /// Every session (hold the lock).
-    pub(crate) async fn load_sessions(&self) -> Result<Vec<Session>> {
+    pub(crate) async fn load_sessions(&self) -> Result<Vec<CodeSession>> {
         let all: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(self.sessions_key())
             .query_async(&mut self.connection.clone())
@@ -664,7 +664,7 @@ impl RedisState {
 
     /// Writes changed sessions and removes forgotten ones, in one transaction
     /// (hold the lock).
-    pub(crate) async fn store_sessions(&self, saved: &[Session], deleted: &[String]) -> Result<()> {
+    pub(crate) async fn store_sessions(&self, saved: &[CodeSession], deleted: &[String]) -> Result<()> {
         if saved.is_empty() && deleted.is_empty() {
             return Ok(());
         }
