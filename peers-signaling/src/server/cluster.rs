@@ -40,7 +40,6 @@ use axum::Router;
 use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
-use serde_json::{Map, Value as Json};
 use socketioxide::SocketIo;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
@@ -50,14 +49,14 @@ use tracing::{debug, info, warn};
 use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
-use super::connection::{
-    self, Connection, Replier, lock, registered_reply, registration_refused, relay_of, signal_reply,
-};
-use super::hub::incoming;
+use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
+use super::hub::{Relay, incoming};
+use super::state::SignalOutcome;
+use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
 use crate::protocol::{
-    AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, Signal, events,
+    AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, events,
 };
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
@@ -86,7 +85,10 @@ pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Rou
         .map_err(|err| Error::Redis { operation: "subscribe", detail: err.to_string() })?;
     let cluster = Arc::new(cluster);
     cluster.set_io(io.clone());
-    let shared = Arc::new(SignalingServer::open_state(config, Some(cluster))?);
+    let state = Arc::new(RedisBackend(cluster.clone()));
+    let mut shared = SignalingServer::open_state(config, state)?;
+    shared.cluster = Some(cluster);
+    let shared = Arc::new(shared);
     io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() })
         .await
         .map_err(|err| Error::Redis { operation: "join the socket.io adapter", detail: err.to_string() })?;
@@ -441,14 +443,8 @@ pub(super) async fn register(
     info!(%device, peer = conn.peer.id, delivered, "device registered");
 }
 
-/// Relays or queues a signal through Redis; returns the reply.
-pub(super) async fn signal(
-    cluster: &Cluster,
-    conn: &Connection,
-    from: DeviceId,
-    signal: Signal,
-) -> Result<Map<String, Json>, Rejection> {
-    let relay = relay_of(conn, from, signal)?;
+/// Relays or queues a checked signal through Redis; returns its first outcome.
+pub(super) async fn signal(cluster: &Cluster, relay: Relay) -> Result<SignalOutcome, Rejection> {
     let now = now_ms();
     let message = QueuedMessage {
         seq: 0,
@@ -488,17 +484,17 @@ pub(super) async fn signal(
                 ));
             }
             m::relayed("delivered");
-            Ok(signal_reply(message.id, OutcomeKind::Delivered, None))
+            Ok(SignalOutcome { outcome: OutcomeKind::Delivered, expires_at: None })
         }
         SendOutcome::Expired => {
             m::relayed("expired");
-            Ok(signal_reply(message.id, OutcomeKind::Expired, None))
+            Ok(SignalOutcome { outcome: OutcomeKind::Expired, expires_at: None })
         }
         SendOutcome::Full(bound, usage) => Err(cluster.state.queue_limits().refusal(bound, &usage, message.size())),
         SendOutcome::Queued { seq } => {
             debug!(seq, id = %message.id, to = %message.to, "queued in redis");
             m::relayed("queued");
-            Ok(signal_reply(message.id, OutcomeKind::Queued, Some(message.expires_at)))
+            Ok(SignalOutcome { outcome: OutcomeKind::Queued, expires_at: Some(message.expires_at) })
         }
     }
 }
@@ -510,15 +506,14 @@ pub(super) async fn set_allow(
     conn: &Connection,
     device: DeviceId,
     allow: Option<AllowList>,
-) -> Result<Map<String, Json>, Rejection> {
+) -> Result<(), Rejection> {
     let token = cluster.token(conn.peer.id);
     if !cluster.state.set_allow(&device, &token, allow.as_ref()).await.map_err(unavailable)? {
         return Err(Rejection::new(ErrorCode::Replaced, "a newer connection registered this device"));
     }
-    let reply = connection::allowed_reply(allow.as_ref());
     let old = std::mem::replace(&mut *lock(&conn.allow), allow.clone());
     cluster_presence::allow_changed(cluster, &device, old.as_ref(), allow.as_ref()).await;
-    Ok(reply)
+    Ok(())
 }
 
 /// Connection `peer_id` of `device` closed: ends its presence unless a newer

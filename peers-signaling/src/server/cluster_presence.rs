@@ -11,11 +11,10 @@
 use std::collections::HashSet;
 
 use peers_sdk::DeviceId;
-use serde_json::{Map, Value as Json};
 use tracing::warn;
 
 use super::cluster::{Cluster, unavailable};
-use super::connection::{Connection, lock, online_reply};
+use super::connection::{Connection, lock};
 use super::hub::too_many_subscriptions;
 use crate::protocol::{AllowList, PresenceNotice, Rejection, events};
 
@@ -79,15 +78,15 @@ pub(super) async fn allow_changed(
     }
 }
 
-/// Subscribes to (joins the rooms of) or unsubscribes from devices. The
-/// reply names those online that allow the watcher (a device that does not
-/// is looked up as its shadow, never online).
+/// Subscribes to (joins the rooms of) or unsubscribes from devices. A
+/// subscription returns those online that allow the watcher (a device that
+/// does not is looked up as its shadow, never online).
 pub(super) async fn subscribe(
     cluster: &Cluster,
     conn: &Connection,
     devices: Vec<DeviceId>,
     add: bool,
-) -> Result<Map<String, Json>, Rejection> {
+) -> Result<Vec<DeviceId>, Rejection> {
     let watcher = conn.registered()?;
     let socket = conn.peer.socket.upgrade();
     {
@@ -113,9 +112,8 @@ pub(super) async fn subscribe(
         }
     }
     if !add {
-        return Ok(Map::new());
+        return Ok(Vec::new());
     }
     let addressed = cluster.state.addresses(&watcher, &devices).await.map_err(unavailable)?;
-    let online = cluster.state.online(&addressed).await.map_err(unavailable)?;
-    Ok(online_reply(&online))
+    cluster.state.online(&addressed).await.map_err(unavailable)
 }

@@ -47,7 +47,6 @@ use std::time::Duration;
 
 use peers_sdk::{CloseCode, DeviceId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
 use socketioxide_redis::drivers::ChanItem;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -56,6 +55,7 @@ use super::cluster::{Cluster, unavailable};
 use super::connection::{Connection, lock};
 use super::hub::Peer;
 use super::relay_requests::{close_notice, decoded_len, refuse};
+use super::state::RelayOpening;
 use super::{Shared, metrics as m, now_ms};
 use crate::protocol::{
     ErrorCode, RELAY_WINDOW_FRAMES, Rejection, RelayClose, RelayCredit, RelayFrame, RelayOpened, events,
@@ -162,8 +162,7 @@ impl ClusterRelays {
 
 /// Starts the tasks that carry relay events between instances and watch the
 /// legs; they end with the server.
-pub(super) fn spawn_tasks(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
-    let Some(cluster) = &shared.cluster else { return Vec::new() };
+pub(super) fn spawn_tasks(shared: &Arc<Shared>, cluster: &Cluster) -> Vec<tokio::task::JoinHandle<()>> {
     let Some((outgoing, inbound)) = lock(&cluster.relays.inboxes).take() else { return Vec::new() };
     let weak = Arc::downgrade(shared);
     vec![
@@ -175,8 +174,7 @@ pub(super) fn spawn_tasks(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<(
 
 /// Waits (at most `wait`) until the relay events queued so far have been
 /// handed to the other instances: a shutting-down server's closes go out.
-pub(super) async fn flush(shared: &Shared, wait: Duration) {
-    let Some(cluster) = &shared.cluster else { return };
+pub(super) async fn flush(cluster: &Cluster, wait: Duration) {
     let (done, flushed) = oneshot::channel();
     if cluster.relays.link.try_send(Outgoing::Flush(done)).is_ok() {
         let _ = tokio::time::timeout(wait, flushed).await;
@@ -194,7 +192,7 @@ pub(super) async fn open(
     conn: &Connection,
     device: DeviceId,
     peer: DeviceId,
-) -> Result<Map<String, Json>, Rejection> {
+) -> Result<RelayOpening, Rejection> {
     if peer == device {
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot relay to itself"));
     }
@@ -209,11 +207,8 @@ pub(super) async fn open(
         .relay_open(now_ms(), &device, &peer, conn.ip(), &token, &relays.limits)
         .await
         .map_err(unavailable)?;
-    let mut fields = Map::new();
     match pairing {
-        RelayPairing::Waiting => {
-            fields.insert("state".into(), Json::from("waiting"));
-        }
+        RelayPairing::Waiting => Ok(RelayOpening::Waiting),
         RelayPairing::Busy => {
             let max = relays.limits.max_pending_per_device;
             return Err(Rejection::new(
@@ -277,11 +272,9 @@ pub(super) async fn open(
                 let message = "the relay could not be set up";
                 end_leg(&conn.shared, cluster, id, &device, CloseCode::TransportFailure, message, true);
             }
-            fields.insert("state".into(), Json::from("open"));
-            fields.insert("relay".into(), Json::from(id));
+            Ok(RelayOpening::Open { relay: id })
         }
     }
-    Ok(fields)
 }
 
 impl Envelope {

@@ -17,11 +17,16 @@
 //!
 //! Handlers implement socketioxide's handler traits directly and run in the
 //! connection's read loop (socketioxide spawns closure handlers, which could
-//! reorder an offer and its candidates); nothing in them awaits. They are
-//! generic over the socket.io adapter. With the Redis backend, requests that
-//! need Redis go, in arrival order, to one task per connection
-//! ([`run_jobs`]), which awaits them one at a time (see `cluster.rs`).
+//! reorder an offer and its candidates). They are generic over the socket.io
+//! adapter. Each request is parsed and checked here once, gated by the
+//! connection's state ([`admit`]) and then carried out by the server's
+//! [`SignalingState`](super::state::SignalingState) ([`run_request`]), the
+//! same way for every backend. A backend that waits on I/O (Redis) gets the
+//! requests in arrival order through one task per connection ([`run_jobs`]),
+//! which runs them one at a time; the local backend never waits, so its
+//! requests run in the read loop itself.
 
+#[cfg(feature = "redis")]
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
@@ -29,6 +34,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Waker};
 
 use peers_sdk::DeviceId;
 use rand_core::{OsRng, RngCore};
@@ -40,12 +46,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
-use super::hub::{AfterUnlock, Outgoing, Peer, PeerSocket, Relay};
+use super::hub::{Outgoing, Peer, PeerSocket, Relay};
 use super::outgoing::{self, OutgoingBudget};
-use super::{
-    Shared, cluster, cluster_presence, cluster_relay, cluster_sessions, metrics as m, now_ms, relay_requests,
-    session_requests,
-};
+use super::state::RelayOpening;
+use super::{Shared, metrics as m, now_ms, relay_requests};
 use crate::protocol::{
     self, AllowUpdate, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection,
     Request, RequestKind, Signal, events,
@@ -116,7 +120,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     });
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    let (jobs, queued_jobs) = if shared.cluster.is_some() {
+    let (jobs, queued_jobs) = if shared.state.waits() {
         let (tx, rx) = mpsc::channel(JOBS_IN_FLIGHT);
         (Some(tx), Some(rx))
     } else {
@@ -128,10 +132,12 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
         ip,
         nonce: Mutex::new(Some(nonce)),
         signed: Mutex::new(None),
+        #[cfg(feature = "redis")]
         allow: Mutex::new(None),
         origins,
         device: Mutex::new(None),
         jobs,
+        #[cfg(feature = "redis")]
         watching: Mutex::new(HashSet::new()),
         registration_timer: Mutex::new(None),
     });
@@ -171,7 +177,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
 
 /// One connection's state, shared by its handlers.
 #[derive(Debug)]
-pub(super) struct Connection {
+pub(crate) struct Connection {
     pub(super) shared: Arc<Shared>,
     pub(super) peer: Arc<Peer>,
     ip: Option<IpAddr>,
@@ -180,13 +186,16 @@ pub(super) struct Connection {
     /// What the registration signed, for `"allow"` requests.
     signed: Mutex<Option<Signed>>,
     /// Redis mode: the device's allow list (one instance keeps it in the hub).
+    #[cfg(feature = "redis")]
     pub(super) allow: Mutex<Option<protocol::AllowList>>,
     /// The server origins a registration signature may cover.
     origins: Arc<[String]>,
     pub(super) device: Mutex<Option<DeviceId>>,
-    /// Redis mode: the connection's task, which runs its requests in order.
+    /// The connection's task, which runs its requests in order (for a
+    /// backend that waits on I/O).
     jobs: Option<mpsc::Sender<Job>>,
     /// Redis mode: the devices this connection watches (their rooms).
+    #[cfg(feature = "redis")]
     pub(super) watching: Mutex<HashSet<DeviceId>>,
     /// The task that disconnects the connection if it does not register in time.
     registration_timer: Mutex<Option<AbortHandle>>,
@@ -208,8 +217,8 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Connection {
-    /// Redis mode: the address its rate limits in Redis are keyed by.
-    #[cfg(feature = "redis")]
+    /// The client's address group (an IPv6 /64), which per-address limits
+    /// key on.
     pub(super) fn ip(&self) -> Option<IpAddr> {
         self.ip
     }
@@ -241,7 +250,7 @@ struct EventHandler {
 
 /// Where a reply goes: the socket.io ack the client asked for, or a `"reply"`
 /// event.
-pub(super) struct Replier {
+pub(crate) struct Replier {
     socket: Arc<dyn PeerSocket>,
     peer: Arc<Peer>,
     ack_id: Option<i64>,
@@ -266,62 +275,89 @@ impl Replier {
     }
 }
 
-/// A request waiting for the connection's Redis task, parsed (or refused)
-/// already.
+/// A request on its way to the backend, parsed (or refused) already.
 struct Job {
     kind: RequestKind,
     request: Result<Request, Rejection>,
     replier: Replier,
 }
 
-/// Redis mode: runs one connection's requests in arrival order, awaiting
-/// Redis for each. Ends with the connection.
+/// Runs one connection's requests in arrival order, one at a time (a
+/// backend that waits on I/O). Ends with the connection.
 async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.recv().await {
         let Some(conn) = conn.upgrade() else { return };
-        let Some(cluster) = conn.shared.cluster.clone() else { return };
-        match cluster.allow(&conn.shared.config.rate_limits, conn.device().as_ref(), conn.ip).await {
-            Ok(None) => {}
-            Ok(Some(limited)) => {
-                job.replier.send(Err(rate_limited(limited)));
-                continue;
-            }
-            Err(rejection) => {
-                job.replier.send(Err(rejection));
-                continue;
-            }
+        run_request(conn, job).await;
+    }
+}
+
+/// Runs a request in the read loop. The local backend's operations finish
+/// without waiting, so this completes here; should a backend's operation
+/// wait after all, it completes in a task instead.
+fn run_inline(conn: &Arc<Connection>, job: Job) {
+    let mut work = Box::pin(run_request(conn.clone(), job));
+    if work.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+        tokio::spawn(work);
+    }
+}
+
+/// Carries out one request: the backend's shared budgets, the connection's
+/// state ([`admit`]), then the backend operation; answers it.
+async fn run_request(conn: Arc<Connection>, job: Job) {
+    let state = conn.shared.state.clone();
+    match state.charge_request(&conn).await {
+        Ok(None) => {}
+        Ok(Some(limited)) => return job.replier.send(Err(rate_limited(limited))),
+        Err(rejection) => return job.replier.send(Err(rejection)),
+    }
+    let Some((admitted, replier)) = admit(&conn, job.kind, job.request, job.replier) else { return };
+    match admitted {
+        Admitted::Register(registration) => match verify_registration(&conn, &registration) {
+            Ok(device) => state.register(&conn, device, registration.allow, replier).await,
+            Err(rejection) => registration_refused(&conn, rejection, replier),
+        },
+        Admitted::Registered(device, request) => replier.send(answer(&conn, device, request).await),
+    }
+}
+
+/// The reply to a request of the registered `device`.
+async fn answer(conn: &Arc<Connection>, device: DeviceId, request: Request) -> Result<Map<String, Json>, Rejection> {
+    let state = &conn.shared.state;
+    match request {
+        Request::Signal(signal) => {
+            let relay = relay_of(conn, device, signal)?;
+            let id = relay.id.clone();
+            let sent = state.signal(conn, relay).await?;
+            Ok(signal_reply(id, sent.outcome, sent.expires_at))
         }
-        let Some((admitted, replier)) = admit(&conn, job.kind, job.request, job.replier) else { continue };
-        match admitted {
-            Admitted::Register(registration) => match verify_registration(&conn, &registration) {
-                Ok(device) => cluster::register(&cluster, &conn, device, registration.allow, replier).await,
-                Err(rejection) => registration_refused(&conn, rejection, replier),
-            },
-            Admitted::Registered(device, Request::Signal(signal)) => {
-                replier.send(cluster::signal(&cluster, &conn, device, signal).await)
-            }
-            Admitted::Registered(_, Request::Subscribe(devices)) => {
-                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, true).await)
-            }
-            Admitted::Registered(_, Request::Unsubscribe(devices)) => {
-                replier.send(cluster_presence::subscribe(&cluster, &conn, devices, false).await)
-            }
-            Admitted::Registered(device, Request::RelayOpen(peer)) => {
-                replier.send(cluster_relay::open(&cluster, &conn, device, peer).await)
-            }
-            Admitted::Registered(device, Request::Session(request)) => {
-                replier.send(cluster_sessions::request(&cluster, &conn, device, request).await)
-            }
-            Admitted::Registered(device, Request::Allow(update)) => {
-                let checked = check_allow(&conn, &update);
-                replier.send(match checked {
-                    Ok(()) => cluster::set_allow(&cluster, &conn, device, update.allow).await,
-                    Err(rejection) => Err(rejection),
-                })
-            }
-            admitted => handle(&conn, admitted, replier),
+        Request::Subscribe(devices) => Ok(online_reply(&state.subscribe(conn, device, devices).await?)),
+        Request::Unsubscribe(devices) => state.unsubscribe(conn, devices).await.map(|()| Map::new()),
+        Request::IceConfig => ice_config(conn, device),
+        Request::Session(request) => state.session(conn, device, request).await,
+        Request::RelayOpen(peer) => state.relay_open(conn, device, peer).await.map(relay_opening_reply),
+        Request::Allow(update) => {
+            check_allow(conn, &update)?;
+            let reply = allowed_reply(update.allow.as_ref());
+            state.set_allow(conn, device, update.allow).await?;
+            Ok(reply)
+        }
+        Request::Register(_) | Request::Relay(_) => Err(misrouted()),
+    }
+}
+
+/// The reply to a `"relay-open"`.
+fn relay_opening_reply(opening: RelayOpening) -> Map<String, Json> {
+    let mut fields = Map::new();
+    match opening {
+        RelayOpening::Waiting => {
+            fields.insert("state".into(), Json::from("waiting"));
+        }
+        RelayOpening::Open { relay } => {
+            fields.insert("state".into(), Json::from("open"));
+            fields.insert("relay".into(), Json::from(relay));
         }
     }
+    fields
 }
 
 pub(super) fn rate_limited(limited: Limited) -> Rejection {
@@ -360,7 +396,10 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
                     return Err(rate_limited(limited));
                 }
                 match Request::parse(kind, payload, &conn.shared.config.payload)? {
-                    Request::Relay(event) => relay_requests::handle(&conn.shared, device, event),
+                    Request::Relay(event) => {
+                        conn.shared.state.relay_event(&conn.shared, device, event);
+                        Ok(())
+                    }
                     _ => Err(misrouted()),
                 }
             });
@@ -370,27 +409,18 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
             }
             return;
         }
-        // With Redis, the device's budget lives there (checked by the task).
-        let local_device = if conn.jobs.is_some() { None } else { conn.device() };
-        if let Err(limited) = conn.shared.limiters.check(conn.ip, local_device.as_ref()) {
+        if let Err(limited) = conn.shared.state.check_rate(&conn.shared, conn.ip, conn.device().as_ref()) {
             replier.send(Err(rate_limited(limited)));
             return;
         }
         let request = event.and_then(|(_, payload)| Request::parse(kind, payload, &conn.shared.config.payload));
-        if let Some(jobs) = &conn.jobs {
-            let job = Job { kind, request, replier };
-            if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
-                jobs.try_send(job)
-            {
-                job.replier.send(Err(Rejection::new(
-                    ErrorCode::RateLimited,
-                    format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
-                )));
-            }
-            return;
-        }
-        if let Some((admitted, replier)) = admit(conn, kind, request, replier) {
-            handle(conn, admitted, replier);
+        let job = Job { kind, request, replier };
+        let Some(jobs) = &conn.jobs else { return run_inline(conn, job) };
+        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) = jobs.try_send(job) {
+            job.replier.send(Err(Rejection::new(
+                ErrorCode::RateLimited,
+                format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
+            )));
         }
     }
 }
@@ -443,29 +473,6 @@ fn admit(
 
 fn misrouted() -> Rejection {
     Rejection::new(ErrorCode::Internal, "request routed to the wrong handler")
-}
-
-/// Answers an admitted request without awaiting anything.
-fn handle(conn: &Arc<Connection>, admitted: Admitted, replier: Replier) {
-    let shared = &conn.shared;
-    let (device, request) = match admitted {
-        Admitted::Register(registration) => return register(conn, &registration, replier),
-        Admitted::Registered(device, request) => (device, request),
-    };
-    replier.send(match request {
-        Request::Signal(signal) => relay_signal(conn, device, signal),
-        Request::Subscribe(devices) => subscribe(conn, devices, true),
-        Request::Unsubscribe(devices) => subscribe(conn, devices, false),
-        Request::IceConfig => ice_config(conn, device),
-        Request::Session(request) => session_requests::local(shared, conn.ip, device, request),
-        Request::RelayOpen(peer) => relay_requests::open(shared, device, conn.ip, peer),
-        Request::Allow(update) => check_allow(conn, &update).map(|()| {
-            let reply = allowed_reply(update.allow.as_ref());
-            shared.hub().set_allow(device, update.allow);
-            reply
-        }),
-        Request::Register(_) | Request::Relay(_) => Err(misrouted()),
-    });
 }
 
 /// Takes socketioxide's `["event", payload]` text apart.
@@ -551,26 +558,6 @@ pub(super) fn registered_reply(device: &DeviceId, queued: usize) -> Map<String, 
     fields
 }
 
-fn register(conn: &Arc<Connection>, registration: &Registration, replier: Replier) {
-    let shared = &conn.shared;
-    let device = match verify_registration(conn, registration) {
-        Ok(device) => device,
-        Err(rejection) => return registration_refused(conn, rejection, replier),
-    };
-    let mut after = AfterUnlock::default();
-    {
-        let mut hub = shared.hub();
-        conn.bind(device);
-        let reply = |queued: usize| replier.send(Ok(registered_reply(&device, queued)));
-        let allow = registration.allow.clone();
-        let delivered = hub.register(now_ms(), device, conn.peer.clone(), allow, reply, &mut after);
-        m::devices_online(hub.online_count());
-        info!(%device, peer = conn.peer.id, delivered, "device registered");
-    }
-    after.run();
-    shared.wake_expiry();
-}
-
 /// A checked signal from `from`, ready to relay.
 pub(super) fn relay_of(conn: &Connection, from: DeviceId, signal: Signal) -> Result<Relay, Rejection> {
     if signal.to == from {
@@ -591,37 +578,11 @@ pub(super) fn signal_reply(id: String, outcome: OutcomeKind, expires_at: Option<
     fields
 }
 
-fn relay_signal(conn: &Arc<Connection>, from: DeviceId, signal: Signal) -> Result<Map<String, Json>, Rejection> {
-    let shared = &conn.shared;
-    let relay = relay_of(conn, from, signal)?;
-    let id = relay.id.clone();
-    let (outcome, expires_at) = shared.hub().relay(now_ms(), relay)?;
-    if expires_at.is_some() {
-        shared.wake_expiry();
-    }
-    Ok(signal_reply(id, outcome, expires_at))
-}
-
 /// The reply to a subscribe: which of the devices are online.
 pub(super) fn online_reply(online: &[DeviceId]) -> Map<String, Json> {
     let mut fields = Map::new();
     fields.insert("online".into(), json!(online.iter().map(ToString::to_string).collect::<Vec<_>>()));
     fields
-}
-
-fn subscribe(conn: &Arc<Connection>, devices: Vec<DeviceId>, add: bool) -> Result<Map<String, Json>, Rejection> {
-    let shared = &conn.shared;
-    let watcher = conn.registered()?;
-    let mut hub = shared.hub();
-    if add {
-        let admit = |new| shared.address_subscriptions.reserve(conn.ip, new);
-        let online = hub.subscribe(&conn.peer, watcher, &devices, shared.config.max_subscriptions, admit)?;
-        Ok(online_reply(&online))
-    } else {
-        let removed = hub.unsubscribe(conn.peer.id, &devices);
-        shared.address_subscriptions.release(conn.ip, removed);
-        Ok(Map::new())
-    }
 }
 
 fn ice_config(conn: &Arc<Connection>, device: DeviceId) -> Result<Map<String, Json>, Rejection> {
@@ -644,21 +605,8 @@ impl<A: Adapter> DisconnectHandler<A, InOrder> for Closed {
         let shared = &conn.shared;
         let live = shared.connections.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         shared.engine_sessions.remove(&socket.id.to_string());
-        let online = {
-            let mut hub = shared.hub();
-            if let Some(device) = conn.device()
-                && hub.unregister(&device, conn.peer.id)
-            {
-                info!(%device, %reason, "device offline");
-            }
-            // Redis mode keeps them in the connection; one instance in the hub.
-            let watched = hub.forget_watcher(conn.peer.id) + lock(&conn.watching).len();
-            shared.address_subscriptions.release(conn.ip, watched);
-            hub.online_count()
-        };
-        if let (Some(cluster), Some(device)) = (&shared.cluster, conn.device()) {
-            cluster::disconnected(shared, cluster, device, conn.peer.id, lock(&conn.allow).clone());
-        }
+        shared.state.disconnected(conn);
+        let online = shared.hub().online_count();
         m::connections(live, online);
         debug!(peer = conn.peer.id, %reason, "signaling connection closed");
         defer(socket);

@@ -1,8 +1,9 @@
 //! [`SignalingServer`]: the socket.io namespace, standalone on its own address
 //! or attached to a `SocketIo` that an existing axum router serves.
 
-// Several instances behind one Redis; without the feature, stand-ins that
-// cannot run (the single-instance code calls them only with a cluster in hand).
+// The request-level state (`state.rs`): one process (`state_local.rs`), or
+// several instances behind one Redis (`state_redis.rs` and `cluster*.rs`);
+// without the `redis` feature, a stand-in that cannot exist (`no_cluster.rs`).
 #[cfg(feature = "redis")]
 mod cluster;
 #[cfg(feature = "redis")]
@@ -21,6 +22,10 @@ mod no_cluster;
 mod outgoing;
 mod relay_requests;
 mod session_requests;
+mod state;
+mod state_local;
+#[cfg(feature = "redis")]
+mod state_redis;
 mod subscriptions;
 
 use std::future::IntoFuture;
@@ -46,10 +51,12 @@ use crate::ratelimit::Limiters;
 use crate::relay::RelayTable;
 use crate::sessions::SessionTable;
 use crate::store::StoreConfig;
+#[cfg(feature = "redis")]
 use cluster::Cluster;
 use hub::Hub;
 #[cfg(not(feature = "redis"))]
-use no_cluster::{cluster, cluster_presence, cluster_relay, cluster_sessions};
+use no_cluster::cluster;
+use state::SignalingState;
 
 /// The current time in unix milliseconds.
 pub(crate) fn now_ms() -> u64 {
@@ -106,7 +113,10 @@ pub(crate) struct Shared {
     pub(crate) next_peer: AtomicU64,
     expiry_changed: Notify,
     shutting_down: AtomicBool,
-    /// Redis mode: the shared state and the rooms across instances.
+    /// The request-level state: this process's tables, or Redis.
+    pub(crate) state: Arc<dyn SignalingState>,
+    /// Redis mode: this instance's part (rooms, relay legs, presence).
+    #[cfg(feature = "redis")]
     pub(crate) cluster: Option<Arc<Cluster>>,
     /// Each engine.io session's outgoing byte budget, by its `sid`.
     pub(crate) engine_sessions: Arc<outgoing::Sessions>,
@@ -233,7 +243,7 @@ impl SignalingServer {
                 detail: "the Redis store needs SignalingServer::bind (it brings its own socket.io adapter)".into(),
             });
         }
-        let shared = Arc::new(Self::open_state(config, None)?);
+        let shared = Arc::new(Self::open_state(config, Arc::new(state_local::LocalState))?);
         io.ns(shared.config.namespace.clone(), connection::Namespace { shared: shared.clone() });
         Ok(Self::start(shared, AnyIo::Local(io.clone())))
     }
@@ -252,11 +262,7 @@ impl SignalingServer {
 
     fn start(shared: Arc<Shared>, io: AnyIo) -> SignalingServer {
         let mut tasks = vec![tokio::spawn(run_timer(Arc::downgrade(&shared)))];
-        if let Some(cluster) = &shared.cluster {
-            tasks.push(tokio::spawn(cluster::run_heartbeat(Arc::downgrade(cluster))));
-            tasks.push(tokio::spawn(cluster::run_expiry(Arc::downgrade(cluster))));
-            tasks.extend(cluster_relay::spawn_tasks(&shared));
-        }
+        tasks.extend(shared.state.spawn_tasks(&shared));
         http::install_recorder();
         metrics::start();
         SignalingServer { shared, tasks, io, listener: None }
@@ -331,7 +337,7 @@ impl SignalingServer {
         Ok(server)
     }
 
-    fn open_state(config: ServerConfig, cluster: Option<Arc<Cluster>>) -> Result<Shared> {
+    fn open_state(config: ServerConfig, state: Arc<dyn SignalingState>) -> Result<Shared> {
         let mut store = config.store.open()?;
         let snapshot = store.load()?;
         let mut queue = OfflineQueue::new(config.queue.clone());
@@ -357,7 +363,9 @@ impl SignalingServer {
             next_peer: AtomicU64::new(1),
             expiry_changed: Notify::new(),
             shutting_down: AtomicBool::new(false),
-            cluster,
+            state,
+            #[cfg(feature = "redis")]
+            cluster: None,
             engine_sessions: Arc::default(),
         })
     }
@@ -420,7 +428,7 @@ impl SignalingServer {
         self.io.clone().remove_namespace(self.shared.config.namespace.clone()).await;
         // After the clients are gone, so that Redis mode's relay closes reach
         // the other instances.
-        cluster_relay::flush(&self.shared, Duration::from_secs(1)).await;
+        self.shared.state.flush(&self.shared, Duration::from_secs(1)).await;
         self.tasks.iter().for_each(JoinHandle::abort);
         if let Some(mut listener) = self.listener.take() {
             if let Some(metrics) = listener.metrics_serve.take() {
@@ -493,11 +501,7 @@ async fn run_timer(shared: std::sync::Weak<Shared>) {
     loop {
         let Some(strong) = shared.upgrade() else { return };
         let now = now_ms();
-        let next = {
-            let mut hub = strong.hub();
-            hub.expire(now);
-            hub.next_expiry()
-        };
+        let next = strong.state.expire(&strong, now);
         if tokio::time::Instant::now() >= next_sweep {
             strong.limiters.sweep();
             next_sweep = tokio::time::Instant::now() + SWEEP_INTERVAL;

@@ -1,34 +1,35 @@
 //! The relay events: `"relay-open"` (a request), and `"relay-frame"`,
 //! `"relay-credit"`, `"relay-close"` (forwarded to the other party, no reply).
-//! The bookkeeping is [`RelayTable`](crate::relay::RelayTable); in Redis mode
-//! frames, credit and closes go to `cluster_relay.rs` instead (and
-//! `"relay-open"` never reaches this file).
+//! The bookkeeping is [`RelayTable`](crate::relay::RelayTable): this is the
+//! local backend's part (`state_local.rs`); Redis mode has its own in
+//! `cluster_relay.rs`.
 
 use std::net::IpAddr;
 
 use peers_sdk::{CloseCode, CloseReason, DeviceId};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use tracing::{debug, info};
 
-use super::cluster_relay;
 use super::hub::{Hub, Peer};
+use super::state::RelayOpening;
 use super::{Shared, now_ms};
 use crate::protocol::{Rejection, RelayClose, RelayCredit, RelayEvent, RelayFrame, RelayOpened, events};
 use crate::relay::{Ended, FrameRefusal, Opening};
 
-type Reply = Result<Map<String, Json>, Rejection>;
-
-pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, peer: DeviceId) -> Reply {
+/// `"relay-open"` in the local backend.
+pub(super) fn open(
+    shared: &Shared,
+    device: DeviceId,
+    origin: Option<IpAddr>,
+    peer: DeviceId,
+) -> Result<RelayOpening, Rejection> {
     let mut hub = shared.hub();
     let max_frame = hub.relays().limits().max_frame as u64;
-    let mut fields = Map::new();
     // A device that does not allow `device` is asked through its shadow: the
     // request waits like one for a device that does not exist, never pairs.
     let peer = if peer == device { peer } else { hub.address(&device, &peer) };
-    match hub.relays().open(now_ms(), device, origin, peer)? {
-        Opening::Waiting => {
-            fields.insert("state".into(), Json::from("waiting"));
-        }
+    let opening = match hub.relays().open(now_ms(), device, origin, peer)? {
+        Opening::Waiting => RelayOpening::Waiting,
         Opening::Open(relay) => {
             info!(relay = relay.id, a = %relay.a, b = %relay.b, "relay open");
             for (party, other) in [(relay.a, relay.b), (relay.b, relay.a)] {
@@ -36,13 +37,12 @@ pub(super) fn open(shared: &Shared, device: DeviceId, origin: Option<IpAddr>, pe
                 let opened = RelayOpened { relay: relay.id, peer: other.to_string(), max_frame, rate };
                 hub.emit_to(&party, events::RELAY_OPEN, &opened);
             }
-            fields.insert("state".into(), Json::from("open"));
-            fields.insert("relay".into(), Json::from(relay.id));
+            RelayOpening::Open { relay: relay.id }
         }
-    }
+    };
     drop(hub);
     shared.wake_expiry();
-    Ok(fields)
+    Ok(opening)
 }
 
 /// Tells both parties that a relay ended.
@@ -73,21 +73,16 @@ pub(super) fn decoded_len(data: &str, max: usize) -> Option<usize> {
     (data.len() / 4 * 3).checked_sub(padding)
 }
 
-/// A relay frame, credit or close from `device`.
-pub(super) fn handle(shared: &Shared, device: DeviceId, event: RelayEvent) -> Result<(), Rejection> {
+/// A relay frame, credit or close from `device` (local backend).
+pub(super) fn handle(shared: &Shared, device: DeviceId, event: RelayEvent) {
     match event {
         RelayEvent::Frame(frame) => forward_frame(shared, device, frame),
         RelayEvent::Credit(credit) => forward_credit(shared, device, credit),
         RelayEvent::Close(close) => forward_close(shared, device, close),
     }
-    Ok(())
 }
 
 fn forward_frame(shared: &Shared, device: DeviceId, frame: RelayFrame) {
-    if let Some(cluster) = &shared.cluster {
-        cluster_relay::frame(shared, cluster, device, frame);
-        return;
-    }
     let mut hub = shared.hub();
     let max = hub.relays().limits().max_frame;
     // Malformed or oversized data counts as a frame over the limit: it ends
@@ -112,10 +107,6 @@ fn forward_frame(shared: &Shared, device: DeviceId, frame: RelayFrame) {
 }
 
 fn forward_credit(shared: &Shared, device: DeviceId, credit: RelayCredit) {
-    if let Some(cluster) = &shared.cluster {
-        cluster_relay::credit(shared, cluster, device, credit);
-        return;
-    }
     let mut hub = shared.hub();
     match hub.relays().credit(credit.relay, &device, credit.frames, credit.bytes) {
         Some(to) => {
@@ -126,10 +117,6 @@ fn forward_credit(shared: &Shared, device: DeviceId, credit: RelayCredit) {
 }
 
 fn forward_close(shared: &Shared, device: DeviceId, close: RelayClose) {
-    if let Some(cluster) = &shared.cluster {
-        cluster_relay::close(shared, cluster, device, close);
-        return;
-    }
     let mut hub = shared.hub();
     if hub.relays_ref().peer_of(close.relay, &device).is_none() {
         // Closing a relay that is already gone is harmless.
@@ -149,6 +136,6 @@ pub(super) fn rate_limited(shared: &Shared, peer: &Peer, device: DeviceId, paylo
     let Some(relay) = payload.get("relay").and_then(Json::as_u64) else { return };
     let message = "relay events over the request rate";
     let close = close_notice(relay, CloseCode::LimitExceeded, message);
-    forward_close(shared, device, close.clone());
+    shared.state.relay_event(shared, device, RelayEvent::Close(close.clone()));
     peer.emit(events::RELAY_CLOSE, &close);
 }

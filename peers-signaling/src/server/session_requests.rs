@@ -11,7 +11,7 @@ use rand_core::OsRng;
 use serde_json::{Map, Value as Json};
 use tracing::info;
 
-use super::{Shared, metrics as m, now_ms};
+use super::{metrics as m, now_ms};
 use crate::protocol::{
     ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
     SessionRequest,
@@ -35,16 +35,6 @@ type Reply = Result<Map<String, Json>, Rejection>;
 
 fn fields(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Map<String, Json> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// One session request, in the process's own hub.
-pub(super) fn local(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, request: SessionRequest) -> Reply {
-    let reply = {
-        let mut hub = shared.hub();
-        handle(&mut *hub, &shared.limiters, ip, device, request)
-    };
-    shared.wake_expiry();
-    reply
 }
 
 /// One session request.
