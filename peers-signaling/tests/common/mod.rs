@@ -23,6 +23,7 @@ use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub mod conformance;
 pub mod quota;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -1,0 +1,18 @@
+//! The signaling state conformance suite (`common/conformance.rs`) against
+//! each backend: one process with the memory store, and (feature `redis`)
+//! two instances sharing a real `redis-server`.
+
+mod common;
+
+mod local {
+    use super::common;
+    use super::common::conformance::state_conformance_tests;
+    state_conformance_tests!(common::conformance::local);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::common;
+    use super::common::conformance::state_conformance_tests;
+    state_conformance_tests!(common::conformance::redis);
+}
