@@ -55,9 +55,7 @@ use super::state::SignalOutcome;
 use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use crate::error::Error;
-use crate::protocol::{
-    AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, events,
-};
+use crate::protocol::{AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, events};
 use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;

@@ -211,10 +211,7 @@ pub(super) async fn open(
         RelayPairing::Waiting => Ok(RelayOpening::Waiting),
         RelayPairing::Busy => {
             let max = relays.limits.max_pending_per_device;
-            return Err(Rejection::new(
-                ErrorCode::TooManyRelays,
-                format!("a device may wait for {max} relays at once"),
-            ));
+            Err(Rejection::new(ErrorCode::TooManyRelays, format!("a device may wait for {max} relays at once")))
         }
         RelayPairing::Quota(whose) => {
             let limits = &relays.limits;
@@ -229,14 +226,11 @@ pub(super) async fn open(
                     limits.per_address
                 ),
             };
-            return Err(Rejection::new(ErrorCode::QuotaExceeded, message));
+            Err(Rejection::new(ErrorCode::QuotaExceeded, message))
         }
         RelayPairing::Full => {
             let max = relays.limits.max_relays;
-            return Err(Rejection::new(
-                ErrorCode::TooManyRelays,
-                format!("the servers carry their limit of {max} relays"),
-            ));
+            Err(Rejection::new(ErrorCode::TooManyRelays, format!("the servers carry their limit of {max} relays")))
         }
         RelayPairing::Open { id, deadline, holder } => {
             let Some((other_instance, connection)) = holder_parts(&holder) else {

@@ -115,7 +115,11 @@ pub(crate) trait SignalingState: Send + Sync + Debug + 'static {
     ) -> StateFuture<'a, Result<Vec<DeviceId>, Rejection>>;
 
     /// Stops watching `devices`; the quotas get them back.
-    fn unsubscribe<'a>(&'a self, conn: &'a Connection, devices: Vec<DeviceId>) -> StateFuture<'a, Result<(), Rejection>>;
+    fn unsubscribe<'a>(
+        &'a self,
+        conn: &'a Connection,
+        devices: Vec<DeviceId>,
+    ) -> StateFuture<'a, Result<(), Rejection>>;
 
     /// Replaces the allow list of `device` (the request's signature already
     /// checked); watchers that gain or lose sight of it are told.
@@ -128,7 +132,8 @@ pub(crate) trait SignalingState: Send + Sync + Debug + 'static {
 
     /// A session request (create, join, close, reopen) with its rate limits
     /// and the session table's rules.
-    fn session<'a>(&'a self, conn: &'a Connection, device: DeviceId, request: SessionRequest) -> StateFuture<'a, Reply>;
+    fn session<'a>(&'a self, conn: &'a Connection, device: DeviceId, request: SessionRequest)
+    -> StateFuture<'a, Reply>;
 
     /// A `"relay-open"` from `device` for `peer`, within the relay quotas.
     fn relay_open<'a>(

@@ -85,7 +85,11 @@ impl SignalingState for LocalState {
         ready(shared.hub().subscribe(&conn.peer, watcher, &devices, max, admit))
     }
 
-    fn unsubscribe<'a>(&'a self, conn: &'a Connection, devices: Vec<DeviceId>) -> StateFuture<'a, Result<(), Rejection>> {
+    fn unsubscribe<'a>(
+        &'a self,
+        conn: &'a Connection,
+        devices: Vec<DeviceId>,
+    ) -> StateFuture<'a, Result<(), Rejection>> {
         let removed = conn.shared.hub().unsubscribe(conn.peer.id, &devices);
         conn.shared.address_subscriptions.release(conn.ip(), removed);
         ready(Ok(()))
@@ -101,7 +105,12 @@ impl SignalingState for LocalState {
         ready(Ok(()))
     }
 
-    fn session<'a>(&'a self, conn: &'a Connection, device: DeviceId, request: SessionRequest) -> StateFuture<'a, Reply> {
+    fn session<'a>(
+        &'a self,
+        conn: &'a Connection,
+        device: DeviceId,
+        request: SessionRequest,
+    ) -> StateFuture<'a, Reply> {
         let shared = &conn.shared;
         let reply = {
             let mut hub = shared.hub();

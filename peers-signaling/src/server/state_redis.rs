@@ -66,7 +66,11 @@ impl SignalingState for RedisBackend {
         Box::pin(cluster_presence::subscribe(&self.0, conn, devices, true))
     }
 
-    fn unsubscribe<'a>(&'a self, conn: &'a Connection, devices: Vec<DeviceId>) -> StateFuture<'a, Result<(), Rejection>> {
+    fn unsubscribe<'a>(
+        &'a self,
+        conn: &'a Connection,
+        devices: Vec<DeviceId>,
+    ) -> StateFuture<'a, Result<(), Rejection>> {
         Box::pin(async move { cluster_presence::subscribe(&self.0, conn, devices, false).await.map(drop) })
     }
 
@@ -79,7 +83,12 @@ impl SignalingState for RedisBackend {
         Box::pin(cluster::set_allow(&self.0, conn, device, allow))
     }
 
-    fn session<'a>(&'a self, conn: &'a Connection, device: DeviceId, request: SessionRequest) -> StateFuture<'a, Reply> {
+    fn session<'a>(
+        &'a self,
+        conn: &'a Connection,
+        device: DeviceId,
+        request: SessionRequest,
+    ) -> StateFuture<'a, Reply> {
         Box::pin(cluster_sessions::request(&self.0, conn, device, request))
     }
 

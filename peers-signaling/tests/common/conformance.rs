@@ -145,9 +145,8 @@ pub async fn queue_bounds_per_recipient_and_overall(make: Factory) {
         queued(&alice, &carol, json!({"n": n})).await;
     }
     queue_full(&alice, &carol, "server's queue").await;
-    let bob_client = SignalingClient::connect(&backend.second(), &bob, SignalingClientOptions::default())
-        .await
-        .expect("registers");
+    let bob_client =
+        SignalingClient::connect(&backend.second(), &bob, SignalingClientOptions::default()).await.expect("registers");
     let mut bob_in = bob_client.incoming().unwrap();
     for n in 0..3 {
         let got = incoming(&mut bob_in).await;
