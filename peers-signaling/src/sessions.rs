@@ -243,6 +243,106 @@ pub struct Created {
     pub evicted: Option<String>,
 }
 
+/// The live sessions a new one would join: of its device, of its address
+/// group, overall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveSessions {
+    /// Live sessions of the creating device.
+    pub device: usize,
+    /// Live sessions of the creating device's address group.
+    pub address: usize,
+    /// Live sessions overall.
+    pub total: usize,
+}
+
+impl SessionLimits {
+    /// Whether a device with `live` sessions around it may create another:
+    /// `too_many_sessions` (device, overall) or `quota_exceeded` (address).
+    pub fn admit_create(&self, live: LiveSessions) -> Result<(), Rejection> {
+        let full = |what: String| Rejection::new(ErrorCode::TooManySessions, what);
+        if live.device >= self.per_device {
+            return Err(full(format!("a device may have {} live sessions", self.per_device)));
+        }
+        if live.address >= self.per_address {
+            return Err(Rejection::new(
+                ErrorCode::QuotaExceeded,
+                format!("the devices of this address may have {} live sessions", self.per_address),
+            ));
+        }
+        if live.total >= self.max_sessions {
+            return Err(full("the server holds its limit of sessions".into()));
+        }
+        Ok(())
+    }
+
+    /// How long a session asked to last `ttl_ms` lasts (default and cap
+    /// from the limits; at least 1 ms).
+    fn ttl(&self, ttl_ms: Option<u64>) -> u64 {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        ttl_ms.unwrap_or_else(|| millis(self.default_ttl)).min(millis(self.max_ttl)).max(1)
+    }
+
+    /// How long a finished session keeps its code (late joins hear why it
+    /// ended), in ms.
+    pub fn grace_ms(&self) -> u64 {
+        u64::try_from(self.default_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The refusal when every code is held by a live session.
+pub fn no_free_code() -> Rejection {
+    Rejection::new(ErrorCode::TooManySessions, "no free code".to_owned())
+}
+
+/// What a new session is before it has its code's slot: its transfer id
+/// and deadline (Redis mode claims a slot for them first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionDraft {
+    /// The new session's transfer id.
+    pub transfer_id: String,
+    /// Its deadline (unix ms).
+    pub expires_at: u64,
+}
+
+impl SessionDraft {
+    /// A new transfer id, and the deadline `ttl_ms` gives under `limits`.
+    pub fn new(now: u64, rng: &mut impl RngCore, limits: &SessionLimits, ttl_ms: Option<u64>) -> SessionDraft {
+        SessionDraft { transfer_id: random_hex(rng, 16), expires_at: now.saturating_add(limits.ttl(ttl_ms)) }
+    }
+
+    /// The session on `slot`, and the sender's token (shown once).
+    pub fn into_session(
+        self,
+        rng: &mut impl RngCore,
+        slot: u16,
+        sender: DeviceId,
+        origin: Option<IpAddr>,
+        kind: SessionKind,
+    ) -> (CodeSession, String) {
+        let sender_token = random_hex(rng, 32);
+        let session = CodeSession {
+            transfer_id: self.transfer_id,
+            kind,
+            slot,
+            secret: match kind {
+                SessionKind::Secret => random_text(rng, SECRET_LEN),
+                SessionKind::Pake => String::new(),
+            },
+            sender,
+            origin,
+            receiver: None,
+            sender_token_hash: hash(&sender_token),
+            receiver_token_hash: None,
+            state: SessionState::Created,
+            failed_joins: 0,
+            expires_at: self.expires_at,
+            reason: None,
+            reopens: 0,
+        };
+        (session, sender_token)
+    }
+}
+
 /// A failed join: the refusal, and the session if the attempt changed it
 /// (a wrong secret was counted; `state` says whether it is now locked).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,54 +394,29 @@ impl SessionTable {
         kind: SessionKind,
         ttl_ms: Option<u64>,
     ) -> Result<Created, Rejection> {
-        let full = |what: String| Rejection::new(ErrorCode::TooManySessions, what);
-        let (mut live, mut mine, mut ours) = (0, 0, 0);
+        let mut live = LiveSessions::default();
         for session in self.sessions.values().filter(|s| s.is_live()) {
-            live += 1;
-            mine += usize::from(session.sender == sender);
-            ours += usize::from(origin.is_some() && session.origin == origin);
+            live.total += 1;
+            live.device += usize::from(session.sender == sender);
+            live.address += usize::from(origin.is_some() && session.origin == origin);
         }
-        if mine >= self.limits.per_device {
-            return Err(full(format!("a device may have {} live sessions", self.limits.per_device)));
-        }
-        if ours >= self.limits.per_address {
-            return Err(Rejection::new(
-                ErrorCode::QuotaExceeded,
-                format!("the devices of this address may have {} live sessions", self.limits.per_address),
-            ));
-        }
-        if live >= self.limits.max_sessions {
-            return Err(full("the server holds its limit of sessions".into()));
-        }
-        let slot = self.free_slot(rng).ok_or_else(|| full("no free code".into()))?;
+        self.limits.admit_create(live)?;
+        let slot = self.free_slot(rng).ok_or_else(no_free_code)?;
         let evicted = self.slots.remove(&slot).inspect(|id| {
             self.sessions.remove(id);
         });
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let ttl = ttl_ms.unwrap_or_else(|| millis(self.limits.default_ttl)).min(millis(self.limits.max_ttl)).max(1);
-        let sender_token = random_hex(rng, 32);
-        let session = CodeSession {
-            transfer_id: random_hex(rng, 16),
-            kind,
-            slot,
-            secret: match kind {
-                SessionKind::Secret => random_text(rng, SECRET_LEN),
-                SessionKind::Pake => String::new(),
-            },
-            sender,
-            origin,
-            receiver: None,
-            sender_token_hash: hash(&sender_token),
-            receiver_token_hash: None,
-            state: SessionState::Created,
-            failed_joins: 0,
-            expires_at: now.saturating_add(ttl),
-            reason: None,
-            reopens: 0,
-        };
+        let draft = SessionDraft::new(now, rng, &self.limits, ttl_ms);
+        let (session, sender_token) = draft.into_session(rng, slot, sender, origin, kind);
         self.slots.insert(slot, session.transfer_id.clone());
         self.sessions.insert(session.transfer_id.clone(), session.clone());
         Ok(Created { session, sender_token, evicted })
+    }
+
+    /// `slots` random slots, the candidates for a new session's code where
+    /// the table is not in this process (Redis mode claims the first that is
+    /// free or held by a finished session).
+    pub fn candidate_slots(rng: &mut impl RngCore, slots: usize) -> Vec<u16> {
+        (0..slots).map(|_| (rng.next_u32() % u32::from(SLOTS)) as u16).collect()
     }
 
     /// A slot for a new session: a free one if there is one, otherwise one
@@ -513,7 +588,7 @@ impl SessionTable {
     /// store) and forgets finished ones past their grace time (ids returned,
     /// to delete from the store).
     pub fn expire(&mut self, now: u64) -> (Vec<CodeSession>, Vec<String>) {
-        let grace = u64::try_from(self.limits.default_ttl.as_millis()).unwrap_or(u64::MAX);
+        let grace = self.limits.grace_ms();
         let mut expired = Vec::new();
         let mut purged = Vec::new();
         for session in self.sessions.values_mut() {
@@ -534,7 +609,7 @@ impl SessionTable {
 
     /// The earliest time [`expire`](Self::expire) has work.
     pub fn next_deadline(&self) -> Option<u64> {
-        let grace = u64::try_from(self.limits.default_ttl.as_millis()).unwrap_or(u64::MAX);
+        let grace = self.limits.grace_ms();
         self.sessions
             .values()
             .map(|s| if s.is_live() { s.expires_at } else { s.expires_at.saturating_add(grace) })

@@ -148,3 +148,36 @@ async fn a_pake_session_reopened_on_one_instance_is_joined_again_on_the_other() 
         ErrorCode::SessionClosed
     );
 }
+
+/// Sessions live under keys of their own: creations made at once on two
+/// instances get distinct codes (each code's slot is claimed in Redis), each
+/// is found by its code through the other instance, and no key holds every
+/// session or locks them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_made_at_once_on_two_instances_are_unique_and_no_request_locks_every_session() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.sessions.creates_per_minute_per_ip = 1000;
+    config.sessions.per_address = 1000;
+    let (one, two) = pair(config).await;
+    let mut creators = Vec::new();
+    for n in 0..6 {
+        let url = if n % 2 == 0 { one.url().unwrap() } else { two.url().unwrap() };
+        creators.push(connect(&url, &format!("creator-{n}")).await.1);
+    }
+    let creations = creators.iter().flat_map(|creator| (0..5).map(move |_| creator.create_session(None)));
+    let created: Vec<_> = futures_util::future::join_all(creations).await.into_iter().map(Result::unwrap).collect();
+    let codes: std::collections::HashSet<&str> = created.iter().map(|c| c.code.as_str()).collect();
+    assert_eq!(codes.len(), created.len(), "every code is unique");
+    let live: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:slive")).await;
+    assert_eq!(live, Some(created.len() as u64), "each live session is counted once");
+
+    let (_, joiner) = connect(&two.url().unwrap(), "joiner").await;
+    for (n, session) in created.iter().enumerate().step_by(7) {
+        let joined = joiner.join_session(&session.code).await.unwrap();
+        assert_eq!((&joined.transfer_id, &joined.sender), (&session.transfer_id, creators[n / 5].device_id()));
+    }
+    let all: Option<String> = redis.query(redis::cmd("TYPE").arg("test:sessions")).await;
+    let lock: Option<String> = redis.query(redis::cmd("TYPE").arg("test:sessions:lock")).await;
+    assert_eq!((all.as_deref(), lock.as_deref()), (Some("none"), Some("none")));
+}

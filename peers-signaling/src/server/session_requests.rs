@@ -85,15 +85,19 @@ fn create(
         host.delete_sessions(std::slice::from_ref(evicted));
     }
     host.save_session(&created.session);
+    Ok(created_reply(device, &created.session, created.sender_token))
+}
+
+/// The reply to a `"session-create"` that created `session`.
+pub(super) fn created_reply(device: DeviceId, session: &CodeSession, sender_token: String) -> Map<String, Json> {
     m::session_event("created");
-    info!(%device, transfer = %created.session.transfer_id, "session created");
-    let session = created.session;
-    Ok(fields([
+    info!(%device, transfer = %session.transfer_id, "session created");
+    fields([
         ("transfer_id", Json::String(session.transfer_id.clone())),
         ("code", Json::String(session.code())),
-        ("sender_token", Json::String(created.sender_token)),
+        ("sender_token", Json::String(sender_token)),
         ("expires_at", Json::from(session.expires_at)),
-    ]))
+    ])
 }
 
 /// A creation refused for the creation rate of `limited`.

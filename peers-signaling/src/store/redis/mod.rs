@@ -21,8 +21,10 @@
 //! P:nb          zset     <dev> scored by when its newest notice runs out
 //! P:rl:<what>   string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
 //!                        join-dev:<dev>, join-ip:<ip>), expires
-//! P:sessions    hash     transfer id -> session (JSON)
-//! P:sessions:lock string the holder of the sessions lock, expires
+//! P:s:<id>      string   session <id> (JSON); P:s:<id>:lock its lock, expires
+//! P:slot:<n>    string   the transfer id holding code slot <n>
+//! P:slive       zset     live transfer ids by deadline; P:sdev:<dev>, P:sip:<addr> the same per device, address
+//! P:sdone       zset     finished transfer ids by the end of their grace time
 //! P:rq:<dev>    zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
 //! P:rid         counter  last relay id given
 //! P:relays      zset     open relay ids by deadline (the relay cap)
@@ -30,15 +32,17 @@
 //! P:relay:<instance>  pub/sub channel: relay events for that instance
 //! ```
 //!
-//! Sessions are read, changed by the in-process [`SessionTable`](crate::sessions::SessionTable)
-//! logic and written back under `P:sessions:lock` (`lock.lua`), so one
-//! instance at a time changes them.
+//! Each session lives under keys of its own (`sessions.rs`): a request
+//! about one session holds that session's lock while the in-process
+//! [`SessionTable`](crate::sessions::SessionTable) rules change it, and a new
+//! session's code and counts are claimed in one script.
 //!
 //! Scripts build key names from the prefix, so this needs one Redis (or a
 //! primary with replicas), not Redis Cluster.
 
 mod pubsub;
 mod relay;
+mod sessions;
 
 use std::time::Duration;
 
@@ -50,17 +54,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::notices::NoticeLimits;
 use crate::protocol::{AllowList, OutcomeNotice, SignalKind};
-use crate::sessions::CodeSession;
 pub(crate) use pubsub::PubSubDriver;
 pub(crate) use relay::{RelayPairing, RelayQuota};
+pub(crate) use sessions::SlotClaim;
 
 use crate::queue::{QueueBound, QueueLimits, QueueUsage, QueuedMessage};
 
 /// How long one Redis request (or connection attempt) may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long the sessions lock holds without being given back (a crashed holder).
-const SESSIONS_LOCK_TTL: Duration = Duration::from_secs(5);
 
 /// Most queued messages one script call takes or expires.
 const BATCH: usize = 128;
@@ -94,6 +95,7 @@ struct Scripts {
     lock: Script,
     relay: Script,
     reach: Script,
+    sessions: Script,
 }
 
 /// A queued message as stored in `P:m`. `q` is always the first field: a
@@ -255,6 +257,7 @@ impl RedisState {
             lock: script!("lock.lua"),
             relay: script!("relay.lua"),
             reach: script!("reach.lua"),
+            sessions: Script::new(include_str!("sessions.lua")),
         };
         Ok(RedisState {
             connection,
@@ -617,68 +620,6 @@ impl Budget {
 
     pub(crate) fn per_minute(key: String, per_minute: u32, burst: u32) -> Budget {
         Budget { key, interval_ms: 60_000.0 / f64::from(per_minute.max(1)), burst }
-    }
-}
-
-impl RedisState {
-    fn sessions_key(&self) -> String {
-        format!("{}:sessions", self.prefix)
-    }
-
-    async fn lock(&self, op: &str, token: &str) -> Result<bool> {
-        let done: u64 = self
-            .scripts
-            .lock
-            .prepare_invoke()
-            .arg(format!("{}:lock", self.sessions_key()))
-            .arg(op)
-            .arg(token)
-            .arg(millis(SESSIONS_LOCK_TTL))
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("sessions lock"))?;
-        Ok(done == 1)
-    }
-
-    /// Takes the sessions lock for `token` if it is free; whether it did.
-    pub(crate) async fn lock_sessions(&self, token: &str) -> Result<bool> {
-        self.lock("take", token).await
-    }
-
-    /// Gives the sessions lock back (if `token` still holds it).
-    pub(crate) async fn unlock_sessions(&self, token: &str) -> Result<()> {
-        self.lock("give", token).await.map(|_| ())
-    }
-
-    /// Every session (hold the lock).
-    pub(crate) async fn load_sessions(&self) -> Result<Vec<CodeSession>> {
-        let all: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.sessions_key())
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("load sessions"))?;
-        all.into_iter()
-            .map(|(id, json)| serde_json::from_str(&json).map_err(|e| bad_reply("load sessions", format!("{id}: {e}"))))
-            .collect()
-    }
-
-    /// Writes changed sessions and removes forgotten ones, in one transaction
-    /// (hold the lock).
-    pub(crate) async fn store_sessions(&self, saved: &[CodeSession], deleted: &[String]) -> Result<()> {
-        if saved.is_empty() && deleted.is_empty() {
-            return Ok(());
-        }
-        let key = self.sessions_key();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for session in saved {
-            let json = serde_json::to_string(session).map_err(|e| bad_reply("store sessions", e.to_string()))?;
-            pipe.hset(&key, &session.transfer_id, json).ignore();
-        }
-        if !deleted.is_empty() {
-            pipe.hdel(&key, deleted).ignore();
-        }
-        pipe.query_async::<()>(&mut self.connection.clone()).await.map_err(redis_error("store sessions"))
     }
 }
 
