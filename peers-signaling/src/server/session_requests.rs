@@ -1,8 +1,9 @@
 //! The session requests: `"session-create"`, `"session-join"`,
 //! `"session-close"`, `"session-reopen"`, and their expiry. The bookkeeping is [`SessionTable`];
 //! this file checks the requests, stores each change and tells the other
-//! party, through a [`SessionHost`]: the hub (one instance) or a table loaded
-//! from Redis (several, see `cluster_sessions.rs`).
+//! party, through a [`SessionHost`]: the hub (one instance) or the one
+//! session a request is about, loaded from Redis under its lock (several,
+//! see `cluster_sessions.rs`, which also creates sessions with these replies).
 
 use std::net::IpAddr;
 
