@@ -181,3 +181,24 @@ async fn codes_made_at_once_on_two_instances_are_unique_and_no_request_locks_eve
     let lock: Option<String> = redis.query(redis::cmd("TYPE").arg("test:sessions:lock")).await;
     assert_eq!((all.as_deref(), lock.as_deref()), (Some("none"), Some("none")));
 }
+
+/// Two devices joining one session at once through two instances: its lock
+/// lets exactly one in; the other is told the session is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_at_once_through_two_instances_let_exactly_one_receiver_in() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, sender) = connect(&one.url().unwrap(), "sender").await;
+    let (_, left) = connect(&one.url().unwrap(), "left").await;
+    let (_, right) = connect(&two.url().unwrap(), "right").await;
+    // Four rounds: eight joins, within the address's ten a minute.
+    for _ in 0..4 {
+        let created = sender.create_session(None).await.unwrap();
+        let (a, b) = tokio::join!(left.join_session(&created.code), right.join_session(&created.code));
+        let joined = [a.is_ok(), b.is_ok()];
+        assert_eq!(joined.iter().filter(|ok| **ok).count(), 1, "exactly one receiver");
+        let refused = if joined[0] { refusal(b) } else { refusal(a) };
+        assert_eq!(refused, ErrorCode::SessionTaken);
+        sender.close_session(&created.transfer_id, &created.sender_token).await.unwrap();
+    }
+}
