@@ -36,3 +36,4 @@ export * from "./signaling.js";
 export * from "./socket.js";
 export * from "./transfer.js";
 export * from "./webrtc.js";
+export * from "./save-browser.js";

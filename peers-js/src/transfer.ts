@@ -15,6 +15,7 @@
 import { blake3 } from "@noble/hashes/blake3.js";
 
 import { equal } from "./bytes.js";
+import { Brotli } from "./codec.js";
 import { Connection, connectionConfig } from "./connection.js";
 import { PeersError } from "./errors.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
@@ -202,6 +203,8 @@ export interface ReceiveOptions {
   onConfirmed?: (sender: DeviceInfo) => void;
   /** Relay opening deadline, ms. Default 30,000. */
   relayTimeoutMs?: number;
+  /** Brotli for the connection's codec (a browser passes `brotliFromWasm`); Node's `zlib` when absent there. */
+  brotli?: Brotli;
 }
 
 /** The PAKE as the joiner on a relay: returns the confirmed sender. */
@@ -247,7 +250,7 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       equal(p.device_id, sender.device_id) && equal(p.signing_key, sender.signing_key) && equal(p.static_key, sender.static_key) && p.user_id === sender.user_id
         ? TrustLevel.Trusted
         : TrustLevel.Untrusted;
-    const config = await connectionConfig(keys, pinned);
+    const config = await connectionConfig(keys, pinned, options.brotli ? { brotli: options.brotli } : {});
     connection = await Connection.accept(relay, config);
     for (const method of CONTROL) connection.expose(method, () => null);
 
