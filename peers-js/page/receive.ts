@@ -24,6 +24,7 @@ import {
   canPickDirectory,
   DirectorySink,
   Manifest,
+  PeerConnectionLike,
   PeersError,
   pickDirectory,
   privateDirectory,
@@ -114,8 +115,11 @@ async function receive(code: string): Promise<void> {
   let started = 0;
   const brotli = brotliFromWasm(await brotliWasm);
   try {
-    const { manifest, bytes } = await receiveByCode(signalingUrl, code, {
+    const { manifest, bytes, paths } = await receiveByCode(signalingUrl, code, {
       brotli,
+      // The sender moves the transfer to WebRTC when it connects (direct, or TURN); else it stays on the relay.
+      webrtc: { createPeerConnection: (config) => new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike },
+      onPath: (to, done) => report("path", { to, bytes_done: done }),
       onConfirmed: (sender) => {
         status("The code matched. Waiting for the offer…");
         report("confirmed", { sender: toHex(sender.device_id) });
@@ -153,7 +157,7 @@ async function receive(code: string): Promise<void> {
     status(target!.picked ? `Saved ${mib(bytes)} into the folder you chose.` : `Received ${mib(bytes)}. Save the files:`);
     if (!target!.picked) await offerDownloads(saved);
     const files = page.peersReport ? await Promise.all(saved.map(async (f) => ({ path: f.path, size: f.size, blake3: await hashFile(f) }))) : [];
-    report("done", { bytes, files, sink: target!.picked ? "directory" : "opfs", seconds: (performance.now() - started) / 1000 });
+    report("done", { bytes, files, paths, sink: target!.picked ? "directory" : "opfs", seconds: (performance.now() - started) / 1000 });
   } catch (err) {
     await target?.sink.abort();
     const e = err instanceof PeersError ? err : new PeersError("Transport", "Unexpected", String(err));

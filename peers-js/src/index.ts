@@ -37,3 +37,4 @@ export * from "./socket.js";
 export * from "./transfer.js";
 export * from "./webrtc.js";
 export * from "./save-browser.js";
+export * from "./links.js";

@@ -70,3 +70,49 @@ async fn peers_js_receives_a_peers_send_directory_by_code_and_a_wrong_code_is_re
     assert_eq!(std::fs::read_dir(wrong_out.path()).expect("dir").count(), 0, "nothing written on a wrong code");
     server.shutdown().await;
 }
+
+/// §9.7 with peers-js as the receiver: `peers send --paths loopback` starts on the
+/// relay and dials WebRTC; the Node driver (`--webrtc`, node-datachannel) accepts it,
+/// takes part in the handover (groupReady, takeover or retire, as leader or follower
+/// by the two fresh device ids) and answers the offer that follows the pause from its
+/// next chunk. The file arrives byte for byte, and the bytes after the move came over
+/// WebRTC (the driver counts the data per connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
+    const LEN: usize = 24 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("moving.bin");
+    std::fs::write(&file, noise(LEN, 9)).expect("file");
+
+    let sender = PeersSend::start(&url, &["--paths", "loopback"], &file);
+    let code = sender.code();
+    let mut receiver = JsClient::spawn(
+        &driver("receive-by-code.js"),
+        &[&url, &code, out.path().to_str().expect("utf-8"), "--webrtc"],
+    );
+    let path = receiver.expect_event("path", Duration::from_secs(120)).await;
+    assert_eq!(path["to"], "webrtc", "{path}");
+    let moved_at = path["bytes_done"].as_u64().expect("bytes_done");
+    assert!(moved_at < LEN as u64, "the move came before the end: {path}");
+    let done = receiver.expect_event("done", Duration::from_secs(180)).await;
+    let received = std::fs::read(out.path().join("moving.bin")).expect("received file");
+    assert!(received == noise(LEN, 9), "the file arrived byte for byte");
+    let paths = done["paths"].as_array().expect("paths");
+    let bytes_over = |transport: &str| {
+        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
+    };
+    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
+    assert_eq!(bytes_over("relay"), moved_at, "everything before the move came over the relay: {done}");
+    assert_eq!(bytes_over("webrtc"), LEN as u64 - moved_at, "everything after it over WebRTC: {done}");
+    let (status, stderr) = receiver.wait(STEP).await;
+    assert!(status.success(), "receiver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    let moved = events.iter().find(|e| e["event"] == "path").unwrap_or_else(|| panic!("a path event: {events:?}"));
+    assert_eq!(moved["from"], "server-relay", "{moved}");
+    assert!(moved["to"].as_str().is_some_and(|t| t.starts_with("webrtc")), "{moved}");
+    server.shutdown().await;
+}
