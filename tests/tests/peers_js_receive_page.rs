@@ -8,15 +8,18 @@
 //! (headless Chromium can show no directory picker); the page then reads the file back
 //! and reports its BLAKE3. 64 MiB arrive byte for byte; a wrong code is refused on both
 //! sides (the page reports `WrongCode`, the sender exits with its "did not match").
+//! Then the signaling server serves the page itself (`ServerConfig::receive_page`), and
+//! the link `peers send` prints beside the code receives the file in Chromium.
 //! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
 //! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
 
 use std::time::Duration;
 
-use peers_tests::JsClient;
+use peers_signaling::{ReceivePage, ServerConfig, SignalingServer};
 use peers_tests::peers_js::{PeersSend, noise};
 use peers_tests::webrtc::signaling_server;
+use peers_tests::{JsClient, crate_dir};
 
 const STEP: Duration = Duration::from_secs(60);
 const MIB: usize = 64;
@@ -33,6 +36,7 @@ async fn a_page_in_chromium_receives_64_mib_from_peers_send_by_code_and_a_wrong_
     drop(bytes);
 
     let sender = PeersSend::start(&url, &["--paths", "relay"], &file);
+    assert!(sender.code_event.get("link").is_none(), "a server without the page names none: {}", sender.code_event);
     let mut page = JsClient::spawn("peers_js_receive.mjs", &[&url, &sender.code()]);
     let confirmed = page.expect_event("confirmed", STEP).await;
     assert_eq!(confirmed["sender"].as_str().map(str::len), Some(40), "{confirmed}");
@@ -71,5 +75,53 @@ async fn a_page_in_chromium_receives_64_mib_from_peers_send_by_code_and_a_wrong_
     assert!(!ok, "the sender fails on a wrong code: {events:?}");
     let text = serde_json::to_string(&events).expect("json");
     assert!(text.contains("did not match"), "the sender says the code did not match: {text}");
+    server.shutdown().await;
+}
+
+/// The signaling server serves the page (`--receive-page`, here
+/// `ServerConfig::receive_page` with the bundle `peers-js/scripts/bundle-page.mjs`
+/// builds): `peers send` (default paths: the relay, then WebRTC) prints the link with
+/// the code in its fragment; Chromium opens the link as printed, a click on Save
+/// accepts (into the origin private file system: headless Chromium can answer no
+/// directory picker), the progress bar fills, and the file arrives with its hash, the
+/// transfer having moved to WebRTC on the way when Chromium's path came up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_receives_in_chromium() {
+    const LEN: usize = 20 << 20;
+    let bundle = tempfile::tempdir().expect("temp dir");
+    let built = std::process::Command::new("node")
+        .arg(crate_dir().join("../peers-js/scripts/bundle-page.mjs"))
+        .arg(bundle.path())
+        .status()
+        .expect("node");
+    assert!(built.success(), "the page bundles (npx tsc -p peers-js first)");
+    let mut config = ServerConfig::in_memory();
+    config.receive_page = Some(ReceivePage::load(bundle.path()).expect("the bundle loads"));
+    let server = SignalingServer::bind(config).await.expect("signaling server");
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("linked.bin");
+    let bytes = noise(LEN, 11);
+    std::fs::write(&file, &bytes).expect("file");
+
+    let sender = PeersSend::start(&url, &[], &file);
+    let code = sender.code();
+    let link = sender.code_event["link"].as_str().expect("a link beside the code").to_owned();
+    assert_eq!(link, format!("{}/receive/#{code}", url.trim_end_matches('/')), "the page's path, the code in the fragment");
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &["--link", &link]);
+    let accepted = page.expect_event("accepted", STEP).await;
+    assert_eq!(accepted["sink"], "opfs", "{accepted}");
+    page.expect_event("progress", STEP).await;
+    let done = page.expect_event("done", Duration::from_secs(180)).await;
+    assert_eq!(done["bytes"], LEN as u64, "{done}");
+    assert_eq!(done["files"][0]["path"], "linked.bin", "{done}");
+    assert_eq!(done["files"][0]["blake3"], blake3::hash(&bytes).to_hex().as_str(), "the page saved the file sent");
+    let shown = &done["progress_shown"];
+    assert_eq!((shown["value"].as_u64(), shown["max"].as_u64(), shown["hidden"].as_bool()), (Some(LEN as u64), Some(LEN as u64), Some(false)), "a full, visible progress bar: {done}");
+    eprintln!("the page served by the signaling server: {done}");
+    let (status, stderr) = page.wait(STEP).await;
+    assert!(status.success(), "page driver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
     server.shutdown().await;
 }

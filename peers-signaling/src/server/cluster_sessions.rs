@@ -110,11 +110,13 @@ pub(super) async fn request(
     {
         return Err(session_requests::too_many_creates(limited));
     }
-    cluster
+    let page = session_requests::offers_page(shared, &request);
+    let reply = cluster
         .with_sessions(&shared.config.sessions, |sessions| {
             session_requests::handle(sessions, &shared.limiters, conn.ip(), device, request)
         })
-        .await?
+        .await?;
+    session_requests::with_page(page, reply)
 }
 
 /// Expires the shared sessions due now (their parties are told).

@@ -11,10 +11,10 @@ use rand_core::OsRng;
 use serde_json::{Map, Value as Json};
 use tracing::info;
 
-use super::{Shared, metrics as m, now_ms};
+use super::{RECEIVE_PAGE_PATH, Shared, metrics as m, now_ms};
 use crate::protocol::{
     ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
-    SessionRequest,
+    SessionKind, SessionRequest,
 };
 use crate::ratelimit::{Limited, Limiters};
 use crate::sessions::{CodeSession, SessionState, SessionTable};
@@ -39,12 +39,30 @@ fn fields(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Map<String, 
 
 /// One session request, in the process's own hub.
 pub(super) fn local(shared: &Shared, ip: Option<IpAddr>, device: DeviceId, request: SessionRequest) -> Reply {
+    let page = offers_page(shared, &request);
     let reply = {
         let mut hub = shared.hub();
         handle(&mut *hub, &shared.limiters, ip, device, request)
     };
     shared.wake_expiry();
-    reply
+    with_page(page, reply)
+}
+
+/// Whether the reply to `request` names the receive page: a `pake` session's
+/// creation, when the server serves the page.
+pub(super) fn offers_page(shared: &Shared, request: &SessionRequest) -> bool {
+    shared.config.receive_page.is_some()
+        && matches!(request, SessionRequest::Create(create) if create.kind == Some(SessionKind::Pake))
+}
+
+/// Adds `"receive_page"` to a successful reply when `page`.
+pub(super) fn with_page(page: bool, reply: Reply) -> Reply {
+    reply.map(|mut fields| {
+        if page {
+            fields.insert("receive_page".to_owned(), Json::String(RECEIVE_PAGE_PATH.to_owned()));
+        }
+        fields
+    })
 }
 
 /// One session request.
