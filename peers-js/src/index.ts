@@ -38,3 +38,4 @@ export * from "./transfer.js";
 export * from "./webrtc.js";
 export * from "./save-browser.js";
 export * from "./links.js";
+export * from "./pace.js";
