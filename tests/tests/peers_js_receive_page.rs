@@ -107,7 +107,11 @@ async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_
     let sender = PeersSend::start(&url, &[], &file);
     let code = sender.code();
     let link = sender.code_event["link"].as_str().expect("a link beside the code").to_owned();
-    assert_eq!(link, format!("{}/receive/#{code}", url.trim_end_matches('/')), "the page's path, the code in the fragment");
+    assert_eq!(
+        link,
+        format!("{}/receive/#{code}", url.trim_end_matches('/')),
+        "the page's path, the code in the fragment"
+    );
     let mut page = JsClient::spawn("peers_js_receive.mjs", &["--link", &link]);
     let accepted = page.expect_event("accepted", STEP).await;
     assert_eq!(accepted["sink"], "opfs", "{accepted}");
@@ -117,7 +121,11 @@ async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_
     assert_eq!(done["files"][0]["path"], "linked.bin", "{done}");
     assert_eq!(done["files"][0]["blake3"], blake3::hash(&bytes).to_hex().as_str(), "the page saved the file sent");
     let shown = &done["progress_shown"];
-    assert_eq!((shown["value"].as_u64(), shown["max"].as_u64(), shown["hidden"].as_bool()), (Some(LEN as u64), Some(LEN as u64), Some(false)), "a full, visible progress bar: {done}");
+    assert_eq!(
+        (shown["value"].as_u64(), shown["max"].as_u64(), shown["hidden"].as_bool()),
+        (Some(LEN as u64), Some(LEN as u64), Some(false)),
+        "a full, visible progress bar: {done}"
+    );
     eprintln!("the page served by the signaling server: {done}");
     let (status, stderr) = page.wait(STEP).await;
     assert!(status.success(), "page driver failed: {stderr}");

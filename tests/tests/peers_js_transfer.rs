@@ -89,10 +89,8 @@ async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
 
     let sender = PeersSend::start(&url, &["--paths", "loopback"], &file);
     let code = sender.code();
-    let mut receiver = JsClient::spawn(
-        &driver("receive-by-code.js"),
-        &[&url, &code, out.path().to_str().expect("utf-8"), "--webrtc"],
-    );
+    let mut receiver =
+        JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out.path().to_str().expect("utf-8"), "--webrtc"]);
     let path = receiver.expect_event("path", Duration::from_secs(120)).await;
     assert_eq!(path["to"], "webrtc", "{path}");
     let moved_at = path["bytes_done"].as_u64().expect("bytes_done");

@@ -310,19 +310,8 @@ pub(super) async fn open_code(
         TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
     })?;
     let code = TransferCode::generate(slot, words)?;
-    let receive_link = receive_link(url, created.receive_page.as_deref(), &code);
+    let receive_link = code.receive_link(url, created.receive_page.as_deref());
     Ok(CodeSession { client, events, created, code, receive_link })
-}
-
-/// The link to the receive page at `page` (the path the server named) of the server at
-/// `url`, with the code in the fragment: a browser never sends the fragment to the
-/// server, so the words stay between the two devices. `None` when the server serves no
-/// page (or names a page that is not a path).
-fn receive_link(url: &str, page: Option<&str>, code: &TransferCode) -> Option<String> {
-    let page = page.filter(|p| p.starts_with('/') && !p.starts_with("//"))?;
-    let mut link = url::Url::parse(url).ok()?.join(page).ok()?;
-    link.set_fragment(Some(&code.to_string()));
-    Some(link.into())
 }
 
 /// Opens a relay to `device` and runs the PAKE of `code` on it: the relay and the

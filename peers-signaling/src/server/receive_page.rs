@@ -33,10 +33,13 @@ const FILES: [(&str, &str); 3] = [
 /// Largest file of the bundle read (the WebAssembly is about 1 MiB).
 const MAX_FILE: u64 = 16 << 20;
 
+/// One file of the page: its name, content type and bytes.
+type PageFile = (&'static str, &'static str, Arc<[u8]>);
+
 /// The receive page's files, loaded once.
 #[derive(Clone, Debug)]
 pub struct ReceivePage {
-    files: Arc<[(&'static str, &'static str, Arc<[u8]>)]>,
+    files: Arc<[PageFile]>,
 }
 
 impl ReceivePage {
@@ -75,11 +78,11 @@ impl ReceivePage {
     /// `/receive` (redirected to `/receive/`, so the page's relative URLs
     /// resolve), `/receive/` and the page's two other files.
     pub(super) fn routes(&self) -> Router {
-        let mut router =
-            Router::new().route("/receive", get(|| async { Redirect::permanent(RECEIVE_PAGE_PATH) }));
+        let mut router = Router::new().route("/receive", get(|| async { Redirect::permanent(RECEIVE_PAGE_PATH) }));
         for &(name, _, _) in self.files.iter() {
             let page = self.clone();
-            let route = if name == "index.html" { RECEIVE_PAGE_PATH.to_owned() } else { format!("{RECEIVE_PAGE_PATH}{name}") };
+            let route =
+                if name == "index.html" { RECEIVE_PAGE_PATH.to_owned() } else { format!("{RECEIVE_PAGE_PATH}{name}") };
             router = router.route(&route, get(move || async move { page.file(name) }));
         }
         router

@@ -13,8 +13,8 @@ use tracing::info;
 
 use super::{RECEIVE_PAGE_PATH, Shared, metrics as m, now_ms};
 use crate::protocol::{
-    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
-    SessionKind, SessionRequest,
+    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionKind,
+    SessionReopenRequest, SessionRequest,
 };
 use crate::ratelimit::{Limited, Limiters};
 use crate::sessions::{CodeSession, SessionState, SessionTable};
