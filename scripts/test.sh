@@ -63,11 +63,14 @@ refuse_deps peers-device "--no-default-features" \
 
 echo "== peers-js: build (tsc) and node --test"
 # The build also produces the drivers in dist/examples/ that tests/tests/peers_js*.rs
-# run (peers_js_chromium bundles browser-device.js for its page with esbuild).
+# run (peers_js_chromium bundles browser-device.js for its page with esbuild,
+# peers_js_receive_page the receive page).
 # Its signaling tests start the real server binary (found through CARGO_TARGET_DIR,
 # else target/).
 cargo build -p peers-signaling --features bin --bin peers-signaling
 npx --prefix peers-js tsc -p peers-js
+# The receive page's bundle (a build product, not in git): peers-js/dist/receive-page/.
+node peers-js/scripts/bundle-page.mjs
 (cd peers-js && node --test dist/test/)
 
 echo "== cargo test (unit, integration, example and doc tests)"

@@ -1,20 +1,29 @@
 // Receives a `peers send` transfer by code into a directory, for the live interop
 // test (tests/tests/peers_js_transfer.rs), printing JSON lines:
 //
-//   node dist/examples/receive-by-code.js SIGNALING_URL CODE OUT_DIR
+//   node dist/examples/receive-by-code.js SIGNALING_URL CODE OUT_DIR [--webrtc]
 //
+// With --webrtc it accepts the sender's WebRTC dial (node-datachannel) and follows the
+// sender's move there (docs/protocol.md §9.7): {"event":"path","to","bytes_done"}.
 // {"event":"confirmed","sender"} after the PAKE; {"event":"offer","entries","bytes"};
-// {"event":"done","bytes","files":[{"path","size","blake3"}]} with each file's BLAKE3
+// {"event":"done","bytes","files":[{"path","size","blake3"}],"paths":[{"transport","bytes"}]} with each file's BLAKE3
 // as written; {"event":"failed","kind","code","message"} on any failure (exit 1).
 import { blake3 } from "@noble/hashes/blake3.js";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
-import { Manifest, PeersError, receiveByCode, toHex } from "../src/index.js";
+import { RTCPeerConnection } from "node-datachannel/polyfill";
+
+import { Manifest, PeerConnectionLike, PeersError, receiveByCode, toHex } from "../src/index.js";
 
 const report = (event: string, fields: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
 
-const [url, code, out] = process.argv.slice(2);
+const [url, code, out, flag] = process.argv.slice(2);
+// 64 KiB messages: node-datachannel stalls on the Rust transport's 256 KiB ones (WebRtcSocketOptions).
+const webrtc =
+  flag === "--webrtc"
+    ? { createPeerConnection: (config: { iceServers: unknown[] }) => new RTCPeerConnection(config as never) as unknown as PeerConnectionLike, socket: { maxFrameSize: 65_536 } }
+    : undefined;
 if (!url || !code || !out) {
   report("failed", { message: "usage: receive-by-code.js SIGNALING_URL CODE OUT_DIR" });
   process.exit(2);
@@ -25,7 +34,9 @@ function fileSize(m: Manifest): number {
 }
 
 try {
-  const { manifest, bytes } = await receiveByCode(url, code, {
+  const { manifest, bytes, paths } = await receiveByCode(url, code, {
+    webrtc,
+    onPath: (to, done) => report("path", { to, bytes_done: done }),
     onConfirmed: (sender) => report("confirmed", { sender: toHex(sender.device_id) }),
     decide: (m) => {
       report("offer", { entries: m.entries.length, bytes: fileSize(m) });
@@ -49,7 +60,7 @@ try {
     if (e.kind.File.size === 0) await (await open(path, "w")).close();
     files.push({ path: e.path, size: e.kind.File.size, blake3: toHex(blake3(await readFile(path))) });
   }
-  report("done", { bytes, files });
+  report("done", { bytes, files, paths });
   process.exit(0);
 } catch (err) {
   const e = err as PeersError;

@@ -6,10 +6,10 @@
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
- * ICE configuration), the transfer PAKE and receiving a transfer by code.
+ * ICE configuration, paced frame relays), the transfer PAKE, receiving a transfer
+ * by code (moving to WebRTC with the sender) and saving it in a browser.
  *
- * What it does not do yet: sending and pairing by code, better paths during a
- * transfer (see `transfer.ts`).
+ * What it does not do yet: sending and pairing by code (see `transfer.ts`).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -36,3 +36,6 @@ export * from "./signaling.js";
 export * from "./socket.js";
 export * from "./transfer.js";
 export * from "./webrtc.js";
+export * from "./save-browser.js";
+export * from "./links.js";
+export * from "./pace.js";

@@ -5,7 +5,7 @@
  *
  * ```text
  *  "relay-open"   → server {req, peer}             reply {ok, state: "waiting" | "open"}
- *  "relay-open"   ← server {relay, peer, max_frame} (to both, once both asked)
+ *  "relay-open"   ← server {relay, peer, max_frame, rate?} (to both, once both asked; rate: the pacer's budget, pace.ts)
  *  "relay-frame"  ↔ {relay, data: base64(frame)}    (≤ max_frame, ≤ 90 KiB here)
  *  "relay-credit" ↔ {relay, frames, bytes}          cumulative: what the peer may have sent in total
  *  "relay-close"  ↔ {relay, code, message}
@@ -22,6 +22,7 @@ import { PeersError } from "./errors.js";
 import { fromBase64, toBase64 } from "./signaling.js";
 import type { SignalingClient } from "./signaling.js";
 import { Credit, RecvWindow, SendCredit } from "./flow.js";
+import type { RelayRate } from "./pace.js";
 import { Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
 
 /** What each side may be sent beyond what it consumed. */
@@ -31,7 +32,7 @@ export const RELAY_MAX_FRAME_LIMIT = 90 * 1024;
 
 /** A relay event from the server, parsed (`parseRelayEvent`). */
 export type RelayEvent =
-  | { type: "open"; relay: number; peer: string; maxFrame: number }
+  | { type: "open"; relay: number; peer: string; maxFrame: number; rate: RelayRate | undefined }
   | { type: "frame"; relay: number; data: string }
   | { type: "credit"; relay: number; frames: number; bytes: number }
   | { type: "close"; relay: number; code: string; message: string };
@@ -43,6 +44,14 @@ function isCount(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) >= 0;
 }
 
+/** `relay-open`'s optional `rate` (absent from older servers). */
+function parseRate(v: unknown, bad: () => Error): RelayRate | undefined {
+  if (v === undefined) return undefined;
+  const r = v as Partial<RelayRate> | null;
+  if (typeof r !== "object" || r === null || !isCount(r.units_per_second) || !isCount(r.burst_units) || r.units_per_second < 1 || r.burst_units < 1) throw bad();
+  return { units_per_second: r.units_per_second, burst_units: r.burst_units };
+}
+
 /** Parses one relay event; throws on a malformed one (the client treats that as a protocol violation). */
 export function parseRelayEvent(name: (typeof RELAY_EVENTS)[number], args: unknown[]): RelayEvent {
   const v = args[0] as Record<string, unknown> | undefined;
@@ -52,7 +61,7 @@ export function parseRelayEvent(name: (typeof RELAY_EVENTS)[number], args: unkno
   switch (name) {
     case "relay-open":
       if (typeof v.peer !== "string" || !/^[0-9a-f]{40}$/.test(v.peer) || !isCount(v.max_frame) || v.max_frame < 1) throw bad();
-      return { type: "open", relay, peer: v.peer, maxFrame: Math.min(v.max_frame, RELAY_MAX_FRAME_LIMIT) };
+      return { type: "open", relay, peer: v.peer, maxFrame: Math.min(v.max_frame, RELAY_MAX_FRAME_LIMIT), rate: parseRate(v.rate, bad) };
     case "relay-frame":
       if (typeof v.data !== "string") throw bad();
       return { type: "frame", relay, data: v.data };
@@ -83,6 +92,8 @@ export class RelaySocket implements Socket {
   private readonly credit = new SendCredit(RELAY_WINDOW);
   /** What we allowed the peer, what arrived, what our application consumed. */
   private readonly recvWindow = new RecvWindow(RELAY_WINDOW);
+  /** The last frame's turn at the pacer: frames leave in the order `send` was called. */
+  private pacing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly signaling: SignalingClient,
@@ -134,7 +145,12 @@ export class RelaySocket implements Socket {
 
   private onConsumed(frame: Uint8Array): void {
     const grant = this.recvWindow.consume(frame.length);
-    if (grant && !this.inbox.closeReason) this.signaling.emitRelay("relay-credit", { relay: this.relay, ...grant });
+    if (!grant || this.inbox.closeReason) return;
+    // Credit is cumulative: a grant held back by the pacer is sent as it is (a later one supersedes it).
+    const emit = () => this.inbox.closeReason || this.signaling.emitRelay("relay-credit", { relay: this.relay, ...grant });
+    const wait = this.signaling.relayPace(0);
+    if (wait <= 0) emit();
+    else setTimeout(emit, wait);
   }
 
   /** Ends the socket here (no notice to send). */
@@ -152,7 +168,11 @@ export class RelaySocket implements Socket {
     this.end({ code: "ProtocolError", message, by: "Local" });
   }
 
-  send(frame: Uint8Array): Promise<void> {
+  async send(frame: Uint8Array): Promise<void> {
+    // Frames wait their turn at the client's relay pacer, in order (pace.ts).
+    const turn = this.pacing.then(() => this.paced(frame.length));
+    this.pacing = turn.catch(() => undefined);
+    await turn;
     return this.sendQueue.send(
       frame,
       this.info.maxFrameSize,
@@ -166,6 +186,16 @@ export class RelaySocket implements Socket {
 
   recv(): Promise<Uint8Array> {
     return this.inbox.recv();
+  }
+
+  /** Waits until the relay budget pays for a frame of `len` bytes (or the socket closed). */
+  private paced(len: number): Promise<void> {
+    const wait = this.signaling.relayPace(len);
+    if (wait <= 0 || this.inbox.closeReason) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, wait);
+      void this.inbox.closed.then(() => (clearTimeout(timer), resolve()));
+    });
   }
 
   /** Sends `relay-close` behind every queued frame; the signaling client stays connected. */

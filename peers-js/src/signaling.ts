@@ -25,6 +25,7 @@ import { toHex, utf8, concat } from "./bytes.js";
 import { PeersError, invalidInput, settleOnce } from "./errors.js";
 import { DeviceKeys } from "./identity.js";
 import { parseRelayEvent, RELAY_EVENTS, RelayEvent } from "./relay.js";
+import { Pacer, relayEventUnits } from "./pace.js";
 
 /** What the registration signature starts with (27 ASCII bytes). */
 export const REGISTER_CONTEXT = utf8.encode("peers/v1 signaling register");
@@ -290,6 +291,8 @@ export class SignalingClient {
   private closeError: PeersError | undefined;
   /** Relays by id: their socket's handler, or the events held until the socket exists. */
   private readonly relayRoutes = new Map<number, ((e: RelayEvent) => void) | RelayEvent[]>();
+  /** One pacer for all relays of this client (the server's rate is per device). */
+  private readonly relayPacer = new Pacer();
   /** `openRelay` calls waiting for the server's relay-open, by peer. */
   private readonly relayWaiters = new Map<string, (opened: { relay: number; maxFrame: number }) => void>();
   private resolveClosed!: (e: PeersError) => void;
@@ -573,6 +576,15 @@ export class SignalingClient {
     this.relayRoutes.delete(id);
   }
 
+  /**
+   * Reserves a relay event of `len` bytes of frame data at the client's one relay
+   * pacer (pace.ts: 3/4 of the rate the server named in `relay-open`); the ms to
+   * wait before sending it.
+   */
+  relayPace(len: number): number {
+    return this.relayPacer.reserve(Date.now(), relayEventUnits(len));
+  }
+
   /** Sends a relay event (no reply); nothing once the client is closed. */
   emitRelay(event: "relay-frame" | "relay-credit" | "relay-close", payload: Record<string, unknown>): void {
     if (!this.closeError) this.io.emit(event, payload);
@@ -586,6 +598,7 @@ export class SignalingClient {
         return;
       }
       this.relayWaiters.delete(e.peer);
+      if (e.rate) this.relayPacer.setRate(e.rate);
       this.relayRoutes.set(e.relay, []);
       waiter({ relay: e.relay, maxFrame: e.maxFrame });
       return;

@@ -111,7 +111,12 @@ export function maxMessageSize(sdp: string): number | undefined {
 export interface WebRtcSocketOptions {
   /** Sends wait while the channel buffers more than this; resume below half. Default 4 MiB. */
   sendBufferHigh?: number;
-  /** Largest frame this side sends or accepts. Default 256 KiB. */
+  /**
+   * Largest frame this side sends or accepts, announced to the peer as the SDP's
+   * `a=max-message-size` (`sdpForSignal`). Default 256 KiB. node-datachannel 0.33.4
+   * never delivers a 256 KiB message from the Rust transport (webrtc-rs): the channel
+   * stalls; 64 KiB messages flow, so Node devices talking to Rust pass 65,536.
+   */
   maxFrameSize?: number;
   /** Wait for queued frames and the close message on close, ms. Default 2,000. */
   closeFlushMs?: number;
@@ -340,13 +345,25 @@ function candidateBody(c: { candidate: string; sdpMid?: string | null; sdpMLineI
  * `a=end-of-candidates` lines, because candidates travel as `ice-candidate`
  * signals (docs/transport-webrtc.md §1). libdatachannel writes the candidates
  * gathered so far into its local description; sent as well, each would reach the
- * peer twice.
+ * peer twice. With `maxMessageSize` (the socket's `maxFrameSize`), the
+ * `a=max-message-size` it carries is at most that (added when absent), so the peer
+ * sends no larger message: the cap this side enforces is the one it announces.
  */
-export function sdpForSignal(sdp: string): string {
-  return sdp
-    .split(/(?<=\n)/)
-    .filter((line) => !/^a=(candidate:|end-of-candidates\b)/.test(line))
-    .join("");
+export function sdpForSignal(sdp: string, maxMessageSize?: number): string {
+  const lines = sdp.split(/(?<=\n)/).filter((line) => !/^a=(candidate:|end-of-candidates\b)/.test(line));
+  if (maxMessageSize === undefined) return lines.join("");
+  let found = false;
+  const capped = lines.map((line) => {
+    if (!line.startsWith("a=max-message-size:")) return line;
+    found = true;
+    const n = Number(line.slice("a=max-message-size:".length).trim());
+    return `a=max-message-size:${Number.isSafeInteger(n) && n > 0 ? Math.min(n, maxMessageSize) : maxMessageSize}\r\n`;
+  });
+  if (!found) {
+    if (capped.length > 0 && !capped[capped.length - 1]!.endsWith("\n")) capped[capped.length - 1] += "\r\n";
+    capped.push(`a=max-message-size:${maxMessageSize}\r\n`);
+  }
+  return capped.join("");
 }
 
 function sessionId(): string {
@@ -451,7 +468,7 @@ export async function dialWebRtc(signaling: SignalingClient, device: string, opt
           await pc.setLocalDescription(offer);
           const sdp = pc.localDescription?.sdp;
           if (!sdp) throw new PeersError("Transport", "WebRtc", "no local description");
-          await send("offer", { sdp: sdpForSignal(sdp) });
+          await send("offer", { sdp: sdpForSignal(sdp, options.socket?.maxFrameSize) });
         })().catch((err: unknown) =>
           fail(err instanceof PeersError ? err : new PeersError("Transport", "WebRtc", `webrtc: ${(err as Error).message}`)),
         );
@@ -640,7 +657,7 @@ export class WebRtcAcceptor {
       await pc.setLocalDescription(await pc.createAnswer());
       const sdp = pc.localDescription?.sdp;
       if (!sdp) throw new Error("no local description");
-      await send("answer", { sdp: sdpForSignal(sdp) });
+      await send("answer", { sdp: sdpForSignal(sdp, this.options.socket?.maxFrameSize) });
       // Remote candidates only once the answer exists: libdatachannel creates its ICE
       // transport with the answer, and refuses a candidate that comes earlier.
       session.remoteSet = true;

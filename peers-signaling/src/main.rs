@@ -173,6 +173,10 @@ struct Settings {
     /// /metrics answers only `Authorization: Bearer <token>` (16 to 256 visible ASCII characters) [default: none, open].
     #[arg(long, env = "PEERS_SIGNALING_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// Serve the receive page from this directory (peers-js's bundle: `node peers-js/scripts/bundle-page.mjs DIR`)
+    /// at /receive/, and name it to `peers send` [default: none, no page].
+    #[arg(long, env = "PEERS_SIGNALING_RECEIVE_PAGE")]
+    receive_page: Option<std::path::PathBuf>,
     /// Most bytes queued for one connection and not yet written [default: 524288].
     #[arg(long, env = "PEERS_SIGNALING_MAX_OUTGOING_BYTES")]
     max_outgoing_bytes: Option<usize>,
@@ -236,7 +240,8 @@ impl Settings {
             max_outgoing_bytes,
             write_stall_timeout_ms,
             metrics_listen,
-            metrics_token
+            metrics_token,
+            receive_page
         )
     }
 
@@ -307,6 +312,7 @@ impl Settings {
         config.cors_origins = self.cors_origins;
         config.metrics_listen = self.metrics_listen;
         config.metrics_token = self.metrics_token;
+        config.receive_page = self.receive_page.as_deref().map(peers_signaling::ReceivePage::load).transpose()?;
         set(&mut config.max_outgoing_bytes, self.max_outgoing_bytes);
         set(&mut config.write_stall_timeout, self.write_stall_timeout_ms.map(Duration::from_millis));
         Ok(config)

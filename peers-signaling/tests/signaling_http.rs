@@ -1,11 +1,12 @@
 //! The server's HTTP surface beyond socket.io: who may read `/metrics`
-//! (another address, a bearer token).
+//! (another address, a bearer token), CORS, and the receive page.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{http, http_with, server};
-use peers_signaling::ServerConfig;
+use peers_sdk::DeviceKeys;
+use peers_signaling::{ReceivePage, ServerConfig, SessionKind, SignalingClient, SignalingClientOptions};
 
 const TOKEN: &str = "metrics-token-0123456789";
 
@@ -142,4 +143,58 @@ async fn cors_origins_are_checked() {
         let err = peers_signaling::SignalingServer::bind(config).await.unwrap_err();
         assert!(err.to_string().contains("cors_origins"), "{bad}: {err}");
     }
+}
+
+/// The receive page: off by default (404, and no `receive_page` in a session's
+/// reply); with a bundle, its three files at `/receive/` with their types and
+/// headers, `/receive` redirected, nothing else of the directory, and a `pake`
+/// session's creator told where the page is (a `secret` one is not). A bundle
+/// with a file missing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receive_page_is_served_only_when_configured_and_named_to_pake_creators() {
+    let off = server(ServerConfig::in_memory()).await;
+    assert_eq!(http(off.local_addr().unwrap(), "GET", "/receive/", "").await.0, 404);
+    let url = off.url().unwrap();
+    let client = SignalingClient::connect(&url, &DeviceKeys::generate("s").unwrap(), SignalingClientOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(client.create_session_of(SessionKind::Pake, None).await.unwrap().receive_page, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>receive</title>").unwrap();
+    std::fs::write(dir.path().join("receive.js"), "export {};").unwrap();
+    assert!(ReceivePage::load(dir.path()).is_err(), "a bundle without its WebAssembly is refused");
+    std::fs::write(dir.path().join("brotli_wasm_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "not served").unwrap();
+    let mut config = ServerConfig::in_memory();
+    config.receive_page = Some(ReceivePage::load(dir.path()).unwrap());
+    let on = server(config).await;
+    let addr = on.local_addr().unwrap();
+    let (status, page) = http(addr, "GET", "/receive/", "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.ends_with("<title>receive</title>"), "{page}");
+    assert_eq!(header(&page, "content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(header(&page, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&page, "referrer-policy"), Some("no-referrer"));
+    let (status, script) = http(addr, "GET", "/receive/receive.js", "").await;
+    assert_eq!((status, header(&script, "content-type")), (200, Some("text/javascript; charset=utf-8")));
+    let (status, wasm) = http(addr, "GET", "/receive/brotli_wasm_bg.wasm", "").await;
+    assert_eq!((status, header(&wasm, "content-type")), (200, Some("application/wasm")));
+    let (status, moved) = http(addr, "GET", "/receive", "").await;
+    assert_eq!((status, header(&moved, "location")), (308, Some("/receive/")));
+    for other in ["/receive/secret.txt", "/receive/../Cargo.toml", "/receive/index.html", "/receive/x/receive.js"] {
+        assert_eq!(http(addr, "GET", other, "").await.0, 404, "{other}");
+    }
+
+    let client = SignalingClient::connect(
+        &on.url().unwrap(),
+        &DeviceKeys::generate("s").unwrap(),
+        SignalingClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pake = client.create_session_of(SessionKind::Pake, None).await.unwrap();
+    assert_eq!(pake.receive_page.as_deref(), Some(peers_signaling::RECEIVE_PAGE_PATH));
+    let secret = client.create_session_of(SessionKind::Secret, None).await.unwrap();
+    assert_eq!(secret.receive_page, None, "the page receives pake codes only");
 }

@@ -92,3 +92,76 @@ pub fn expose_echo_and_upload(connection: &Connection, uploads: &mpsc::Unbounded
         }
     });
 }
+
+/// Bytes that do not compress: `len` of a xorshift stream seeded with `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A running `peers send --json` (the real binary, a child process), killed when dropped.
+#[derive(Debug)]
+pub struct PeersSend {
+    child: std::process::Child,
+    /// Reads the later JSON lines as they come, so the sender never blocks on a full pipe.
+    lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+    /// The first JSON line: `{"event": "code", "code", ...}`.
+    pub code_event: serde_json::Value,
+}
+
+impl PeersSend {
+    /// Starts `peers send --json --signaling URL ARGS... PATH` and reads its code line.
+    pub fn start(url: &str, args: &[&str], path: &std::path::Path) -> PeersSend {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(crate::nat::workspace_binary("peers"))
+            .args(["send", "--json", "--signaling", url])
+            .args(args)
+            .arg(path)
+            .env_remove("PEERS_SIGNALING_URL")
+            .env_remove("PEERS_ADVERTISE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("peers send");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout.read_line(&mut first).expect("the code line");
+        let code_event: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
+        assert_eq!(code_event["event"], "code", "{code_event}");
+        let lines = std::thread::spawn(move || {
+            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+        });
+        PeersSend { child, lines: Some(lines), code_event }
+    }
+
+    /// The code it printed.
+    pub fn code(&self) -> String {
+        self.code_event["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Its remaining JSON lines once it exits, and whether it exited with success.
+    pub async fn finish(mut self) -> (bool, Vec<serde_json::Value>) {
+        tokio::task::spawn_blocking(move || {
+            let events = self.lines.take().expect("lines").join().expect("reader thread");
+            let status = self.child.wait().expect("sender exit");
+            (status.success(), events)
+        })
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for PeersSend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

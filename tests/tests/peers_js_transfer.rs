@@ -9,74 +9,13 @@
 //! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
 //! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, and `npx tsc -p peers-js`.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use peers_tests::JsClient;
-use peers_tests::nat::workspace_binary;
-use peers_tests::peers_js::driver;
+use peers_tests::peers_js::{PeersSend, driver, noise};
 use peers_tests::webrtc::signaling_server;
-use serde_json::Value;
 
 const STEP: Duration = Duration::from_secs(60);
-
-/// Bytes that do not compress: `len` of a xorshift stream seeded with `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-/// A sender killed when dropped.
-struct Sender(Child);
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `peers send --json --paths relay` of `path`; the sender and its code.
-fn send(url: &str, path: &Path) -> (Sender, BufReader<std::process::ChildStdout>, String) {
-    let mut child = Command::new(workspace_binary("peers"))
-        .args(["send", "--json", "--paths", "relay", "--signaling", url])
-        .arg(path)
-        .env_remove("PEERS_SIGNALING_URL")
-        .env_remove("PEERS_ADVERTISE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("peers send");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the code line");
-    let event: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
-    assert_eq!(event["event"], "code", "{event}");
-    let code = event["code"].as_str().expect("code").to_owned();
-    (Sender(child), stdout, code)
-}
-
-/// The sender's remaining JSON lines once it exits, and its exit status.
-async fn finish(mut sender: Sender, stdout: BufReader<std::process::ChildStdout>) -> (bool, Vec<Value>) {
-    tokio::task::spawn_blocking(move || {
-        let events: Vec<Value> =
-            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect();
-        let status = sender.0.wait().expect("sender exit");
-        (status.success(), events)
-    })
-    .await
-    .expect("join")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_js_receives_a_peers_send_directory_by_code_and_a_wrong_code_is_refused() {
@@ -91,7 +30,8 @@ async fn peers_js_receives_a_peers_send_directory_by_code_and_a_wrong_code_is_re
         std::fs::write(docs.join(name), noise(*len, i as u64 + 1)).expect("file");
     }
 
-    let (sender, stdout, code) = send(&url, &docs);
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &docs);
+    let code = sender.code();
     let mut receiver =
         JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out.path().to_str().expect("utf-8")]);
     let confirmed = receiver.expect_event("confirmed", STEP).await;
@@ -108,11 +48,12 @@ async fn peers_js_receives_a_peers_send_directory_by_code_and_a_wrong_code_is_re
     }
     let (status, stderr) = receiver.wait(STEP).await;
     assert!(status.success(), "receiver failed: {stderr}");
-    let (ok, events) = tokio::time::timeout(STEP, finish(sender, stdout)).await.expect("the sender ends");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
     assert!(ok, "the sender reports success: {events:?}");
 
     // A wrong code: the words differ, the number is right.
-    let (sender, stdout, code) = send(&url, &docs.join("small.txt"));
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &docs.join("small.txt"));
+    let code = sender.code();
     let (number, words) = code.split_once('-').expect("number-words");
     let wrong = format!("{number}-{}", words.chars().rev().collect::<String>());
     let wrong_out = tempfile::tempdir().expect("temp dir");
@@ -122,10 +63,54 @@ async fn peers_js_receives_a_peers_send_directory_by_code_and_a_wrong_code_is_re
     assert_eq!((failed["kind"].as_str(), failed["code"].as_str()), (Some("Transfer"), Some("WrongCode")), "{failed}");
     let (status, _) = guesser.wait(STEP).await;
     assert!(!status.success(), "the guesser exits with a failure");
-    let (ok, events) = tokio::time::timeout(STEP, finish(sender, stdout)).await.expect("the sender ends");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
     assert!(!ok, "the sender fails on a wrong code: {events:?}");
     let text = serde_json::to_string(&events).expect("json");
     assert!(text.contains("did not match"), "the sender says the code did not match: {text}");
     assert_eq!(std::fs::read_dir(wrong_out.path()).expect("dir").count(), 0, "nothing written on a wrong code");
+    server.shutdown().await;
+}
+
+/// §9.7 with peers-js as the receiver: `peers send --paths loopback` starts on the
+/// relay and dials WebRTC; the Node driver (`--webrtc`, node-datachannel) accepts it,
+/// takes part in the handover (groupReady, takeover or retire, as leader or follower
+/// by the two fresh device ids) and answers the offer that follows the pause from its
+/// next chunk. The file arrives byte for byte, and the bytes after the move came over
+/// WebRTC (the driver counts the data per connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
+    const LEN: usize = 24 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("moving.bin");
+    std::fs::write(&file, noise(LEN, 9)).expect("file");
+
+    let sender = PeersSend::start(&url, &["--paths", "loopback"], &file);
+    let code = sender.code();
+    let mut receiver =
+        JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out.path().to_str().expect("utf-8"), "--webrtc"]);
+    let path = receiver.expect_event("path", Duration::from_secs(120)).await;
+    assert_eq!(path["to"], "webrtc", "{path}");
+    let moved_at = path["bytes_done"].as_u64().expect("bytes_done");
+    assert!(moved_at < LEN as u64, "the move came before the end: {path}");
+    let done = receiver.expect_event("done", Duration::from_secs(180)).await;
+    let received = std::fs::read(out.path().join("moving.bin")).expect("received file");
+    assert!(received == noise(LEN, 9), "the file arrived byte for byte");
+    let paths = done["paths"].as_array().expect("paths");
+    let bytes_over = |transport: &str| {
+        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
+    };
+    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
+    assert_eq!(bytes_over("relay"), moved_at, "everything before the move came over the relay: {done}");
+    assert_eq!(bytes_over("webrtc"), LEN as u64 - moved_at, "everything after it over WebRTC: {done}");
+    let (status, stderr) = receiver.wait(STEP).await;
+    assert!(status.success(), "receiver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    let moved = events.iter().find(|e| e["event"] == "path").unwrap_or_else(|| panic!("a path event: {events:?}"));
+    assert_eq!(moved["from"], "server-relay", "{moved}");
+    assert!(moved["to"].as_str().is_some_and(|t| t.starts_with("webrtc")), "{moved}");
     server.shutdown().await;
 }

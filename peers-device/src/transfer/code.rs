@@ -98,6 +98,17 @@ impl TransferCode {
     pub fn password(&self) -> Vec<u8> {
         self.to_string().into_bytes()
     }
+
+    /// The link to the receive page at `page` (the path the signaling server named)
+    /// of the server at `url`, with the code as the fragment: a browser never sends a
+    /// fragment to the server, so the words stay between the two devices. `None`
+    /// without a page, or for a page that is not a path on that server.
+    pub fn receive_link(&self, url: &str, page: Option<&str>) -> Option<String> {
+        let page = page.filter(|p| p.starts_with('/') && !p.starts_with("//"))?;
+        let mut link = url::Url::parse(url).ok()?.join(page).ok()?;
+        link.set_fragment(Some(&self.to_string()));
+        Some(link.into())
+    }
 }
 
 fn check_session(session: u32) -> Result<(), TransferError> {
@@ -205,6 +216,24 @@ mod tests {
         ] {
             let err = text.parse::<TransferCode>().unwrap_err().to_string();
             assert!(err.contains(why), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_receive_link_carries_the_code_in_its_fragment_on_the_same_server() {
+        let code: TransferCode = "7-maple-orbit".parse().expect("code");
+        let link = |url, page| code.receive_link(url, page);
+        assert_eq!(
+            link("http://127.0.0.1:7000", Some("/receive/")).as_deref(),
+            Some("http://127.0.0.1:7000/receive/#7-maple-orbit")
+        );
+        assert_eq!(
+            link("https://sig.example/", Some("/receive/")).as_deref(),
+            Some("https://sig.example/receive/#7-maple-orbit")
+        );
+        assert_eq!(link("http://127.0.0.1:7000", None), None, "no page, no link");
+        for elsewhere in ["//evil.example/", "https://evil.example/", "receive/"] {
+            assert_eq!(link("http://127.0.0.1:7000", Some(elsewhere)), None, "{elsewhere}");
         }
     }
 

@@ -205,6 +205,9 @@ pub struct SendHandle {
     pub status: watch::Receiver<Status>,
     /// Paths left out because they are symbolic links or special files.
     pub skipped: Vec<PathBuf>,
+    /// A link that receives the transfer in a browser (the signaling server's receive
+    /// page with the code in its fragment), when the server serves the page.
+    pub receive_link: Option<String>,
     cancel: Canceller,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -263,10 +266,15 @@ pub(super) fn ephemeral() -> Result<(Arc<DeviceKeys>, DeviceInfo)> {
 
 /// Registers `keys` with the first server of `link` that answers.
 pub(super) async fn register(link: &LinkOptions, keys: &DeviceKeys) -> Result<SignalingClient> {
+    register_at(link, keys).await.map(|(client, _)| client)
+}
+
+/// [`register`], also returning the URL of the server that answered.
+async fn register_at<'a>(link: &'a LinkOptions, keys: &DeviceKeys) -> Result<(SignalingClient, &'a str)> {
     let mut last = None;
     for url in &link.signaling {
         match SignalingClient::connect(url, keys, link.client.clone()).await {
-            Ok(client) => return Ok(client),
+            Ok(client) => return Ok((client, url)),
             Err(err) => {
                 debug!(%url, %err, "signaling server did not answer");
                 last = Some(err);
@@ -283,6 +291,8 @@ pub(super) struct CodeSession {
     pub(super) events: tokio::sync::mpsc::Receiver<ClientEvent>,
     pub(super) created: CreatedSession,
     pub(super) code: TransferCode,
+    /// The server's receive page with the code in its fragment, when it serves one.
+    pub(super) receive_link: Option<String>,
 }
 
 /// Registers `keys` with the signaling server of `link`, creates a `"pake"` session
@@ -293,14 +303,15 @@ pub(super) async fn open_code(
     words: usize,
     ttl: Duration,
 ) -> Result<CodeSession> {
-    let client = register(link, keys).await?;
+    let (client, url) = register_at(link, keys).await?;
     let events = client.events().ok_or_else(|| Error::Worker("signaling events already taken".into()))?;
     let created = client.create_session_of(SessionKind::Pake, Some(ttl)).await?;
     let slot = created.code.parse::<u32>().map_err(|_| {
         TransferError::Protocol(format!("the server answered a pake session with code {:?}", created.code))
     })?;
     let code = TransferCode::generate(slot, words)?;
-    Ok(CodeSession { client, events, created, code })
+    let receive_link = code.receive_link(url, created.receive_page.as_deref());
+    Ok(CodeSession { client, events, created, code, receive_link })
 }
 
 /// Opens a relay to `device` and runs the PAKE of `code` on it: the relay and the
@@ -327,7 +338,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
         .await
         .map_err(|e| Error::Worker(e.to_string()))??;
     let (keys, info) = ephemeral()?;
-    let CodeSession { client, events, created, code } =
+    let CodeSession { client, events, created, code, receive_link } =
         open_code(&options.link, &keys, options.words, options.code_ttl).await?;
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
@@ -342,7 +353,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
         sender.finish(&result).await;
         result
     });
-    Ok((code, SendHandle { status, skipped, cancel, task }))
+    Ok((code, SendHandle { status, skipped, receive_link, cancel, task }))
 }
 
 /// The sender's side once the code is out.

@@ -128,7 +128,7 @@ pub async fn pair(
     offer.check()?;
     check_own(&keys, &own)?;
     let (signaling_keys, _) = ephemeral()?;
-    let CodeSession { client, mut events, created, code } =
+    let CodeSession { client, mut events, created, code, .. } =
         open_code(&options.link, &signaling_keys, options.words, options.code_ttl).await?;
     let cancel = Arc::new(Notify::new());
     let stop = cancel.clone();

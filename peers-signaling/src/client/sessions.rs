@@ -24,6 +24,9 @@ pub struct CreatedSession {
     pub sender_token: String,
     /// When the session ends (unix milliseconds).
     pub expires_at: u64,
+    /// Where the server serves its receive page (`"/receive/"`), when it does:
+    /// a `pake` session's code can be received there in a browser.
+    pub receive_page: Option<String>,
 }
 
 /// A session this device joined.
@@ -81,6 +84,7 @@ impl SignalingClient {
             code: text(&reply, "code")?,
             sender_token: text(&reply, "sender_token")?,
             expires_at: number(&reply, "expires_at")?,
+            receive_page: reply.get("receive_page").and_then(Value::as_str).map(str::to_owned),
         })
     }
 

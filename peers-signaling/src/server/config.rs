@@ -84,6 +84,10 @@ pub struct ServerConfig {
     /// <token>` (16 to 256 visible ASCII characters), wherever it is served.
     /// Default: none (open to anyone who reaches it).
     pub metrics_token: Option<String>,
+    /// Serve the receive page (peers-js's bundle, [`ReceivePage::load`](crate::ReceivePage::load))
+    /// at `/receive/`, and tell the creator of a `pake` session where it is.
+    /// Default: none (no page, no `receive_page` in replies).
+    pub receive_page: Option<crate::ReceivePage>,
     /// Most bytes queued for one connection and not yet written to it
     /// (replies, signals, notices, relay frames). An emit that would go over
     /// it closes the connection: it is not reading. The queued messages a
@@ -121,6 +125,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             metrics_listen: None,
             metrics_token: None,
+            receive_page: None,
             max_outgoing_bytes: 512 * 1024,
             write_stall_timeout: Duration::from_secs(5),
         }

@@ -48,6 +48,7 @@ use tracing::{debug, info};
 
 use super::hub::{Outgoing, Peer, PeerSocket, Relay};
 use super::outgoing::{self, OutgoingBudget};
+use super::session_requests;
 use super::state::RelayOpening;
 use super::{Shared, metrics as m, now_ms, relay_requests};
 use crate::protocol::{
@@ -333,7 +334,10 @@ async fn answer(conn: &Arc<Connection>, device: DeviceId, request: Request) -> R
         Request::Subscribe(devices) => Ok(online_reply(&state.subscribe(conn, device, devices).await?)),
         Request::Unsubscribe(devices) => state.unsubscribe(conn, devices).await.map(|()| Map::new()),
         Request::IceConfig => ice_config(conn, device),
-        Request::Session(request) => state.session(conn, device, request).await,
+        Request::Session(request) => {
+            let page = session_requests::offers_page(&conn.shared, &request);
+            session_requests::with_page(page, state.session(conn, device, request).await)
+        }
         Request::RelayOpen(peer) => state.relay_open(conn, device, peer).await.map(relay_opening_reply),
         Request::Allow(update) => {
             check_allow(conn, &update)?;

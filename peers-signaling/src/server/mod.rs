@@ -20,6 +20,7 @@ pub(crate) mod metrics;
 #[cfg(not(feature = "redis"))]
 mod no_cluster;
 mod outgoing;
+mod receive_page;
 mod relay_requests;
 mod session_requests;
 mod state;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use config::ServerConfig;
+pub use receive_page::{RECEIVE_PAGE_PATH, ReceivePage};
 
 use crate::error::{Error, Result};
 use crate::notices::NoticeBoxes;
@@ -370,15 +372,20 @@ impl SignalingServer {
         })
     }
 
-    /// `/healthz` (200 "ok") and `/metrics` (Prometheus text, behind
+    /// `/healthz` (200 "ok"), `/metrics` (Prometheus text, behind
     /// [`ServerConfig::metrics_token`] if set; absent when
-    /// [`ServerConfig::metrics_listen`] serves it elsewhere), to merge into
-    /// your router.
+    /// [`ServerConfig::metrics_listen`] serves it elsewhere) and the receive
+    /// page when [`ServerConfig::receive_page`] is set, to merge into your
+    /// router.
     pub fn http_routes(&self) -> Router {
         let config = &self.shared.config;
-        match config.metrics_listen {
+        let routes = match config.metrics_listen {
             Some(_) => http::health(),
             None => http::health().merge(http::metrics(config.metrics_token.as_deref())),
+        };
+        match &config.receive_page {
+            Some(page) => routes.merge(page.routes()),
+            None => routes,
         }
     }
 

@@ -12,10 +12,10 @@ use rand_core::OsRng;
 use serde_json::{Map, Value as Json};
 use tracing::info;
 
-use super::{metrics as m, now_ms};
+use super::{RECEIVE_PAGE_PATH, Shared, metrics as m, now_ms};
 use crate::protocol::{
-    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionReopenRequest,
-    SessionRequest,
+    ErrorCode, Rejection, SessionCloseRequest, SessionCreateRequest, SessionJoinRequest, SessionKind,
+    SessionReopenRequest, SessionRequest,
 };
 use crate::ratelimit::{Limited, Limiters};
 use crate::sessions::{CodeSession, SessionState, SessionTable};
@@ -36,6 +36,23 @@ type Reply = Result<Map<String, Json>, Rejection>;
 
 fn fields(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Map<String, Json> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Whether the reply to `request` names the receive page: a `pake` session's
+/// creation, when the server serves the page.
+pub(super) fn offers_page(shared: &Shared, request: &SessionRequest) -> bool {
+    shared.config.receive_page.is_some()
+        && matches!(request, SessionRequest::Create(create) if create.kind == Some(SessionKind::Pake))
+}
+
+/// Adds `"receive_page"` to a successful reply when `page`.
+pub(super) fn with_page(page: bool, reply: Reply) -> Reply {
+    reply.map(|mut fields| {
+        if page {
+            fields.insert("receive_page".to_owned(), Json::String(RECEIVE_PAGE_PATH.to_owned()));
+        }
+        fields
+    })
 }
 
 /// One session request.

@@ -73,7 +73,7 @@ async fn pair_inner(args: PairArgs, data: &DataDir, timeout: Duration) -> CliRes
     options.words = args.code.words();
     options.code_ttl = args.code.ttl();
     let (code, handle) = pair(keys, own, args.groups, options).await?;
-    args.code.show(&code, args.json, "join");
+    args.code.show(&code, None, args.json, "join");
     let paired = handle.finished().await?;
     trust_paired(data, paired, timeout, args.json).await
 }

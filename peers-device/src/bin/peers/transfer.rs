@@ -163,14 +163,24 @@ impl CodeArgs {
         Duration::from_secs(self.minutes.max(1) * 60)
     }
 
-    /// Shows `code`: a `code` event, or the code and what to type on the other device.
-    pub(crate) fn show(&self, code: &TransferCode, json: bool, command: &str) {
+    /// Shows `code`: a `code` event, or the code and what to type on the other device;
+    /// and `link` (the server's receive page with the code), when there is one.
+    pub(crate) fn show(&self, code: &TransferCode, link: Option<&str>, json: bool, command: &str) {
         let ttl = self.ttl();
         match json {
-            true => line(json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() })),
+            true => {
+                let mut event = json!({ "event": "code", "code": code.to_string(), "expires_in_s": ttl.as_secs() });
+                if let Some(link) = link {
+                    event["link"] = link.into();
+                }
+                line(event)
+            }
             false => {
                 println!("code: {code}   (valid {} min)", ttl.as_secs() / 60);
                 println!("on the other device: peers {command} {code}");
+                if let Some(link) = link {
+                    println!("or in a browser: {link}");
+                }
             }
         }
     }
@@ -265,7 +275,7 @@ async fn send_inner(args: SendArgs) -> CliResult<()> {
     for path in &handle.skipped {
         eprintln!("left out (a symbolic link or special file): {}", path.display());
     }
-    args.code.show(&code, args.json, "receive");
+    args.code.show(&code, handle.receive_link.as_deref(), args.json, "receive");
     let display = tokio::spawn(show(handle.status.clone(), args.json, Side::Sender));
     let interrupt = cancel_on_interrupt(handle.canceller());
     let result = handle.finished().await;

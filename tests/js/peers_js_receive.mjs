@@ -1,0 +1,83 @@
+// The receive page (peers-js/page/) in headless Chromium, receiving a `peers send`
+// by code; driven by tests/tests/peers_js_receive_page.rs.
+//
+//   node peers_js_receive.mjs SIGNALING_URL CODE           serve the page here, on a loopback port
+//   node peers_js_receive.mjs --link LINK                  open the link `peers send` printed (the
+//                                                          signaling server serves the page), click Save
+//
+// The first form bundles the page (peers-js/scripts/bundle-page.mjs, after
+// `npx tsc -p peers-js`) and opens it with `?signaling=URL&accept=auto#CODE`: the
+// page accepts without a click. The second opens the link with `?sink=opfs` added
+// and clicks the page's Save button as a person would. Both save into the origin
+// private file system: headless Chromium can show no directory picker, which the
+// page uses where a person can answer it. The page's events are printed as JSON
+// lines; the driver exits once the page reports `done` (0) or `failed` (1).
+
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { extname, join } from "node:path";
+
+import { bundlePage } from "../../peers-js/scripts/bundle-page.mjs";
+import { launchChromium } from "./chromium.mjs";
+import { fail, report } from "./webrtc_signaling.mjs";
+
+const args = process.argv.slice(2);
+setTimeout(() => fail("timed out after 240 s"), 240_000).unref();
+
+let server;
+let dir;
+let address;
+if (args[0] === "--link") {
+  if (!args[1]) fail("usage: peers_js_receive.mjs --link LINK");
+  const link = new URL(args[1]);
+  link.searchParams.set("sink", "opfs");
+  address = link.href;
+} else {
+  const [signaling, code] = args;
+  if (!signaling || !code) fail("usage: peers_js_receive.mjs SIGNALING_URL CODE");
+  dir = await mkdtemp(join(tmpdir(), "receive-page-"));
+  const bytes = await bundlePage(dir);
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+  server = createServer(async (req, res) => {
+    const path = new URL(req.url ?? "/", "http://page").pathname;
+    const name = path === "/" ? "index.html" : path.slice(1);
+    if (!["index.html", "receive.js", "brotli_wasm_bg.wasm"].includes(name)) return res.writeHead(404).end();
+    res.writeHead(200, { "content-type": types[extname(name)] }).end(await readFile(join(dir, name)));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  report("serving", { origin, bundle_bytes: bytes });
+  address = `${origin}/?${new URLSearchParams({ signaling, accept: "auto" })}#${code}`;
+}
+
+const browser = await launchChromium();
+let status = 1;
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  page.on("pageerror", (e) => process.stderr.write(`[page error] ${e.message}\n`));
+  let ended;
+  const end = new Promise((resolve) => (ended = resolve));
+  await page.exposeFunction("peersReport", async (event, fields) => {
+    const parsed = JSON.parse(fields);
+    if (event === "offer" && args[0] === "--link") {
+      // A person reads the offer and clicks Save; the page shows progress.
+      await page.waitForSelector("#accept", { visible: true });
+      await page.click("#accept");
+    }
+    if (event === "done") parsed.progress_shown = await page.$eval("#progress", (p) => ({ value: p.value, max: p.max, hidden: p.hidden }));
+    report(event, parsed);
+    if (event === "done" || event === "failed") ended(event);
+  });
+  await page.goto(address);
+  status = (await end) === "done" ? 0 : 1;
+} catch (e) {
+  process.stderr.write(`${e.stack || e}\n`);
+} finally {
+  await browser.close();
+  server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+}
+report("finished");
+setTimeout(() => process.exit(status), 200);

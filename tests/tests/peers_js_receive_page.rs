@@ -1,0 +1,135 @@
+//! The receive page (`peers-js/page/`) in headless Chromium receives a `peers send`
+//! by code (`docs/protocol.md` §9.3-9.5): the Rust sender is the real binary (a child
+//! process, `--paths relay`, the real signaling server on loopback); the Node driver
+//! `tests/js/peers_js_receive.mjs` bundles the page, serves it on loopback and opens
+//! it with the code in the fragment. In the page, `receiveByCode` joins the session,
+//! runs the PAKE on the server's relay, accepts the pinned handshake, answers the offer
+//! and writes every verified chunk into the origin private file system as it arrives
+//! (headless Chromium can show no directory picker); the page then reads the file back
+//! and reports its BLAKE3. 64 MiB arrive byte for byte; a wrong code is refused on both
+//! sides (the page reports `WrongCode`, the sender exits with its "did not match").
+//! Then the signaling server serves the page itself (`ServerConfig::receive_page`), and
+//! the link `peers send` prints beside the code receives the file in Chromium.
+//! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
+//! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
+//! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
+
+use std::time::Duration;
+
+use peers_signaling::{ReceivePage, ServerConfig, SignalingServer};
+use peers_tests::peers_js::{PeersSend, noise};
+use peers_tests::webrtc::signaling_server;
+use peers_tests::{JsClient, crate_dir};
+
+const STEP: Duration = Duration::from_secs(60);
+const MIB: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_in_chromium_receives_64_mib_from_peers_send_by_code_and_a_wrong_code_is_refused() {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("big.bin");
+    let bytes = noise(MIB << 20, 7);
+    std::fs::write(&file, &bytes).expect("file");
+    let expected = blake3::hash(&bytes).to_hex().to_string();
+    drop(bytes);
+
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &file);
+    assert!(sender.code_event.get("link").is_none(), "a server without the page names none: {}", sender.code_event);
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &[&url, &sender.code()]);
+    let confirmed = page.expect_event("confirmed", STEP).await;
+    assert_eq!(confirmed["sender"].as_str().map(str::len), Some(40), "{confirmed}");
+    let offer = page.expect_event("offer", STEP).await;
+    assert_eq!(offer["bytes"], (MIB as u64) << 20, "{offer}");
+    let accepted = page.expect_event("accepted", STEP).await;
+    assert_eq!(accepted["sink"], "opfs", "headless Chromium saves into the origin private file system: {accepted}");
+    let progress = page.expect_event("progress", STEP).await;
+    assert!(progress["bytes"].as_u64().is_some_and(|b| b < (MIB as u64) << 20), "progress before the end: {progress}");
+    let done = page.expect_event("done", Duration::from_secs(180)).await;
+    assert_eq!(done["bytes"], (MIB as u64) << 20, "{done}");
+    let files = done["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{done}");
+    assert_eq!(files[0]["path"], "big.bin", "{done}");
+    assert_eq!(files[0]["size"], (MIB as u64) << 20, "{done}");
+    assert_eq!(files[0]["blake3"], expected.as_str(), "the file the page saved is the file sent");
+    eprintln!("the receive page in Chromium over the relay: {MIB} MiB in {} s", done["seconds"]);
+    let (status, stderr) = page.wait(STEP).await;
+    assert!(status.success(), "page driver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+
+    // A wrong code: the number is right, the words are not.
+    let small = src.path().join("small.txt");
+    std::fs::write(&small, b"not for guessers").expect("file");
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &small);
+    let code = sender.code();
+    let (number, words) = code.split_once('-').expect("number-words");
+    let wrong = format!("{number}-{}", words.chars().rev().collect::<String>());
+    let mut guesser = JsClient::spawn("peers_js_receive.mjs", &[&url, &wrong]);
+    let failed = guesser.expect_event("failed", STEP).await;
+    assert_eq!((failed["kind"].as_str(), failed["code"].as_str()), (Some("Transfer"), Some("WrongCode")), "{failed}");
+    let (status, _) = guesser.wait(STEP).await;
+    assert!(!status.success(), "the page's driver exits with a failure");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(!ok, "the sender fails on a wrong code: {events:?}");
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(text.contains("did not match"), "the sender says the code did not match: {text}");
+    server.shutdown().await;
+}
+
+/// The signaling server serves the page (`--receive-page`, here
+/// `ServerConfig::receive_page` with the bundle `peers-js/scripts/bundle-page.mjs`
+/// builds): `peers send` (default paths: the relay, then WebRTC) prints the link with
+/// the code in its fragment; Chromium opens the link as printed, a click on Save
+/// accepts (into the origin private file system: headless Chromium can answer no
+/// directory picker), the progress bar fills, and the file arrives with its hash, the
+/// transfer having moved to WebRTC on the way when Chromium's path came up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_receives_in_chromium() {
+    const LEN: usize = 20 << 20;
+    let bundle = tempfile::tempdir().expect("temp dir");
+    let built = std::process::Command::new("node")
+        .arg(crate_dir().join("../peers-js/scripts/bundle-page.mjs"))
+        .arg(bundle.path())
+        .status()
+        .expect("node");
+    assert!(built.success(), "the page bundles (npx tsc -p peers-js first)");
+    let mut config = ServerConfig::in_memory();
+    config.receive_page = Some(ReceivePage::load(bundle.path()).expect("the bundle loads"));
+    let server = SignalingServer::bind(config).await.expect("signaling server");
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("linked.bin");
+    let bytes = noise(LEN, 11);
+    std::fs::write(&file, &bytes).expect("file");
+
+    let sender = PeersSend::start(&url, &[], &file);
+    let code = sender.code();
+    let link = sender.code_event["link"].as_str().expect("a link beside the code").to_owned();
+    assert_eq!(
+        link,
+        format!("{}/receive/#{code}", url.trim_end_matches('/')),
+        "the page's path, the code in the fragment"
+    );
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &["--link", &link]);
+    let accepted = page.expect_event("accepted", STEP).await;
+    assert_eq!(accepted["sink"], "opfs", "{accepted}");
+    page.expect_event("progress", STEP).await;
+    let done = page.expect_event("done", Duration::from_secs(180)).await;
+    assert_eq!(done["bytes"], LEN as u64, "{done}");
+    assert_eq!(done["files"][0]["path"], "linked.bin", "{done}");
+    assert_eq!(done["files"][0]["blake3"], blake3::hash(&bytes).to_hex().as_str(), "the page saved the file sent");
+    let shown = &done["progress_shown"];
+    assert_eq!(
+        (shown["value"].as_u64(), shown["max"].as_u64(), shown["hidden"].as_bool()),
+        (Some(LEN as u64), Some(LEN as u64), Some(false)),
+        "a full, visible progress bar: {done}"
+    );
+    eprintln!("the page served by the signaling server: {done}");
+    let (status, stderr) = page.wait(STEP).await;
+    assert!(status.success(), "page driver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    server.shutdown().await;
+}
