@@ -10,10 +10,13 @@
 //! P6: 10,000 registered devices held idle (server memory per device), then
 //! 2,000 relays/s of about 1 KiB for 30 s (latency from the sender's timestamp
 //! to the receiver, and every message's outcome). Our server (the
-//! `peers-signaling` binary, SQLite store) and the baseline, the PeerJS server
-//! (`tests/js/peerjs_server.mjs`, npm `peer` 1.0.2; `cd tests && npm ci`
-//! first), each run in a child process under the same load from the same
-//! generator, one after the other, and the table prints the ratios.
+//! `peers-signaling` binary, SQLite store) and three baselines in Node
+//! (`cd tests && npm ci` first): the PeerJS server (`tests/js/peerjs_server.mjs`,
+//! npm `peer` 1.0.2), Node's reference socket.io server with a one-event relay
+//! (`socketio_relay_server.mjs`, npm `socket.io`) and a plain WebSocket relay
+//! (`ws_relay_server.mjs`, npm `ws`), each run in a child process under the
+//! same load from the same generator, one after the other, and the table
+//! prints the ratios.
 //!
 //! churn: 1,000 devices relaying at random for 60 s while each keeps leaving
 //! and coming back; every message must end delivered, queued then delivered,
@@ -33,8 +36,17 @@ use peers_signaling::load::{ChurnConfig, ChurnReport, Protocol, SteadyConfig, St
 const PEERJS_STATED_KIB_PER_DEVICE: f64 = 7.7;
 const PEERJS_STATED_P99_MS: f64 = 7.6;
 
+/// The Node baselines of P6: script in `tests/js/`, the protocol its clients
+/// speak, and the row's label (the npm versions are pinned in
+/// `tests/package.json`).
+const BASELINES: [(&str, Protocol, &str); 3] = [
+    ("peerjs_server.mjs", Protocol::PeerJs, "baseline: PeerJS server (npm peer 1.0.2)"),
+    ("socketio_relay_server.mjs", Protocol::SocketIo, "baseline: socket.io server (npm socket.io 4.8.4)"),
+    ("ws_relay_server.mjs", Protocol::PeerJs, "baseline: ws relay (npm ws 8.23.1)"),
+];
+
 #[derive(Debug, Parser)]
-#[command(about = "signaling load: P6 against PeerJS, and the churn run")]
+#[command(about = "signaling load: P6 against PeerJS, socket.io and ws, and the churn run")]
 struct Args {
     #[command(subcommand)]
     mode: Option<Mode>,
@@ -48,7 +60,7 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// P6: idle memory per device, relay latency, outcomes; PeerJS as the baseline.
+    /// P6: idle memory per device, relay latency, outcomes; the Node baselines beside it.
     P6 {
         #[arg(long, default_value_t = 10_000)]
         devices: usize,
@@ -65,10 +77,10 @@ enum Mode {
         /// `redis://127.0.0.1:6390`). Redis's own memory is not counted.
         #[arg(long, value_name = "URL")]
         redis_row: Option<String>,
-        /// Skip the PeerJS baseline (print the stated figures instead).
+        /// Skip the Node baselines (print the stated PeerJS figures instead).
         #[arg(long)]
-        no_peerjs: bool,
-        /// node, for the PeerJS baseline.
+        no_baselines: bool,
+        /// node, for the baselines.
         #[arg(long, default_value = "node")]
         node: PathBuf,
     },
@@ -108,16 +120,16 @@ async fn main() -> anyhow::Result<()> {
         seconds: 30,
         memory_row: false,
         redis_row: None,
-        no_peerjs: false,
+        no_baselines: false,
         node: PathBuf::from("node"),
     }) {
-        Mode::P6 { devices, rate, seconds, memory_row, redis_row, no_peerjs, node } => {
+        Mode::P6 { devices, rate, seconds, memory_row, redis_row, no_baselines, node } => {
             let mut config = SteadyConfig::default();
             config.devices = devices;
             config.rate = rate;
             config.duration = Duration::from_secs(seconds);
             config.spread = devices.div_ceil(100).clamp(1, peers_signaling::load::MAX_SOURCE_ADDRESSES);
-            p6(&server_bin, &config, memory_row, redis_row, (!no_peerjs).then_some(node)).await
+            p6(&server_bin, &config, memory_row, redis_row, (!no_baselines).then_some(node)).await
         }
         Mode::Churn { devices, seconds, rate, ttl, queue_per_device } => {
             let mut config = ChurnConfig::default();
@@ -175,25 +187,28 @@ async fn p6(
         rows.push((label.to_owned(), report.context(label)?));
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let mut peerjs_note = None;
+    let mut notes = Vec::new();
     if let Some(node) = node {
-        let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/js/peerjs_server.mjs"));
-        eprintln!("running PeerJS …");
-        match ServerProcess::peerjs(&node, &script, config.devices + 100).await {
-            Ok(server) => {
-                let report = run_steady(&server, Protocol::PeerJs, config).await;
-                server.stop().await;
-                match report {
-                    Ok(report) => rows.push(("baseline: PeerJS server (npm peer 1.0.2)".into(), report)),
-                    Err(err) => peerjs_note = Some(format!("the PeerJS run failed: {err}")),
+        for (script, protocol, label) in BASELINES {
+            let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/js/")).join(script);
+            eprintln!("running {label} …");
+            match ServerProcess::node(&node, &script, config.devices + 100).await {
+                Ok(server) => {
+                    let report = run_steady(&server, protocol, config).await;
+                    server.stop().await;
+                    match report {
+                        Ok(report) => rows.push((label.to_owned(), report)),
+                        Err(err) => notes.push(format!("the run of {label} failed: {err}")),
+                    }
                 }
+                Err(err) => notes.push(format!("{label} did not start ({err}); run `npm ci` in tests/")),
             }
-            Err(err) => peerjs_note = Some(format!("PeerJS did not start ({err}); run `npm ci` in tests/")),
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     } else {
-        peerjs_note = Some("PeerJS skipped (--no-peerjs)".into());
+        notes.push("the Node baselines skipped (--no-baselines)".into());
     }
-    print_p6(config, &rows, peerjs_note.as_deref(), load_before);
+    print_p6(config, &rows, &notes, load_before);
     Ok(())
 }
 
@@ -201,8 +216,8 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], peerjs_note: Option<&str>, load_before: f64) {
-    let line = "-".repeat(150);
+fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], notes: &[String], load_before: f64) {
+    let line = "-".repeat(156);
     println!(
         "signaling load (P6): {} devices, {} relays/s of ~{} B for {} s; generator: one process, 2 tokio workers; servers: child processes, one at a time",
         config.devices,
@@ -212,7 +227,7 @@ fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], peerjs_note:
     );
     println!("{line}");
     println!(
-        "{:<44}{:>9}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}",
+        "{:<50}{:>9}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}",
         "server",
         "connect",
         "idle RSS",
@@ -230,13 +245,13 @@ fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], peerjs_note:
         "genCPU"
     );
     println!(
-        "{:<44}{:>9}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}",
+        "{:<50}{:>9}{:>10}{:>10}{:>10}{:>8}{:>8}{:>8}{:>8}{:>8}{:>6}{:>6}{:>8}{:>7}{:>7}",
         "", "s", "MiB", "", "MiB", "ms", "ms", "ms", "ms", "", "", "", "", "%", "%"
     );
     println!("{line}");
     for (label, r) in rows {
         println!(
-            "{:<44}{:>9.1}{:>10.1}{:>10.2}{:>10.1}{:>8.2}{:>8.2}{:>8.2}{:>8.1}{:>8}{:>6}{:>6}{:>8.0}{:>7.0}{:>7.0}",
+            "{:<50}{:>9.1}{:>10.1}{:>10.2}{:>10.1}{:>8.2}{:>8.2}{:>8.2}{:>8.1}{:>8}{:>6}{:>6}{:>8.0}{:>7.0}{:>7.0}",
             label,
             r.connect_seconds,
             r.rss_idle as f64 / 1048576.0,
@@ -255,23 +270,28 @@ fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], peerjs_note:
         );
     }
     println!("{line}");
-    let ours = rows.first().map(|(_, r)| r);
-    let baseline = rows.iter().find(|(l, _)| l.starts_with("baseline")).map(|(_, r)| r);
-    if let Some(ours) = ours {
-        let (kib, p99, source) = match baseline {
-            Some(b) => (b.idle_bytes_per_device() / 1024.0, ms(b.latency.p99), "measured in this run"),
-            None => (PEERJS_STATED_KIB_PER_DEVICE, PEERJS_STATED_P99_MS, "the stated PeerJS figures"),
-        };
-        println!(
-            "ours / PeerJS ({source}): memory per idle device {:.2}, p99 {:.2}   (target: both < 1.00)",
-            ours.idle_bytes_per_device() / 1024.0 / kib.max(1e-9),
-            ms(ours.latency.p99) / p99.max(1e-9)
-        );
+    if let Some((_, ours)) = rows.first() {
+        let baselines: Vec<_> = rows.iter().filter(|(label, _)| label.starts_with("baseline")).collect();
+        for (label, b) in &baselines {
+            let name = label.trim_start_matches("baseline: ");
+            println!(
+                "ours / {name}: memory per idle device {:.2}, p99 {:.2}   (target: both < 1.00)",
+                ours.idle_bytes_per_device() / b.idle_bytes_per_device().max(1e-9),
+                ms(ours.latency.p99) / ms(b.latency.p99).max(1e-9)
+            );
+        }
+        if baselines.is_empty() {
+            println!(
+                "ours / PeerJS (the stated figures): memory per idle device {:.2}, p99 {:.2}   (target: both < 1.00)",
+                ours.idle_bytes_per_device() / 1024.0 / PEERJS_STATED_KIB_PER_DEVICE,
+                ms(ours.latency.p99) / PEERJS_STATED_P99_MS
+            );
+        }
     }
     println!(
         "stated bar (PeerJS 1.0.2 at 10,000 connections on this machine): {PEERJS_STATED_KIB_PER_DEVICE} KiB per idle connection, p99 {PEERJS_STATED_P99_MS} ms, 0 lost"
     );
-    if let Some(note) = peerjs_note {
+    for note in notes {
         println!("note: {note}");
     }
     for (label, r) in rows {

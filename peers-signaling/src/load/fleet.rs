@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::ledger::{Counts, Ledger, Percentiles};
 use super::wire::{Ws, source_address};
-use super::{peerjs, signaling};
+use super::{peerjs, signaling, socketio};
 use crate::error::{Error, Result};
 
 /// How long a leaving device keeps reading after it left, when its protocol
@@ -49,8 +49,11 @@ pub enum Protocol {
         /// The socket.io namespace.
         namespace: String,
     },
-    /// The PeerJS server (`peer` on npm): plain JSON over a WebSocket.
+    /// The PeerJS server (`peer` on npm), or the plain `ws` relay that speaks
+    /// its messages: plain JSON over a WebSocket.
     PeerJs,
+    /// Node's reference socket.io server with a one-event relay.
+    SocketIo,
 }
 
 /// One relay for a device to send.
@@ -162,7 +165,7 @@ pub(crate) struct Online {
 
 impl Fleet {
     /// `devices` devices with fresh keys (the signaling server) or plain
-    /// names (PeerJS).
+    /// names (the baselines).
     pub(crate) fn new(
         addr: SocketAddr,
         protocol: Protocol,
@@ -179,7 +182,7 @@ impl Fleet {
                     .map_err(|e| Error::InvalidInput { what: "device keys", detail: e.to_string() })?;
                 (keys.iter().map(|k| k.device_id().to_string()).collect(), keys, Ledger::new())
             }
-            Protocol::PeerJs => {
+            Protocol::PeerJs | Protocol::SocketIo => {
                 ((0..devices).map(|i| format!("load-{i}")).collect(), Vec::new(), Ledger::without_replies())
             }
         };
@@ -228,6 +231,10 @@ impl Fleet {
             }
             Protocol::PeerJs => {
                 let (ws, dialect) = peerjs::open(self, index).await?;
+                tokio::spawn(drive(ws, dialect, commands, self.clone()))
+            }
+            Protocol::SocketIo => {
+                let (ws, dialect) = socketio::open(self, index).await?;
                 tokio::spawn(drive(ws, dialect, commands, self.clone()))
             }
         };

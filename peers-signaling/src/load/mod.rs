@@ -24,7 +24,8 @@
 //! - [`process`]: the server's child process, its resident memory and CPU
 //!   time from `/proc`.
 //! - `fleet`: the devices, the shared account, the per-device task loop.
-//! - `signaling` and `peerjs`: the two protocols.
+//! - `signaling`, `peerjs` and `socketio`: the protocols (ours; PeerJS's, which
+//!   the plain `ws` baseline speaks too; the socket.io baseline's).
 //! - [`run_steady`]: P6's steady relay rate; [`run_churn`]: devices leaving
 //!   and coming back while relaying.
 //!
@@ -42,6 +43,7 @@ pub mod ledger;
 mod peerjs;
 pub mod process;
 mod signaling;
+mod socketio;
 mod steady;
 mod wire;
 

@@ -58,9 +58,10 @@ impl ServerProcess {
         Self::start(command, "listening on http://").await
     }
 
-    /// Starts the PeerJS server script `script` (see `tests/js/peerjs_server.mjs`)
-    /// with node, accepting up to `limit` peers.
-    pub async fn peerjs(node: &Path, script: &Path, limit: usize) -> Result<ServerProcess> {
+    /// Starts a baseline server script with node (`tests/js/peerjs_server.mjs`,
+    /// `socketio_relay_server.mjs`, `ws_relay_server.mjs`), accepting up to
+    /// `limit` connections; it prints `listening on PORT` once ready.
+    pub async fn node(node: &Path, script: &Path, limit: usize) -> Result<ServerProcess> {
         let args = vec![script.display().to_string(), limit.to_string()];
         Self::start(raised_fd_limit(node, &args), "listening on ").await
     }
