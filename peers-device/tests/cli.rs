@@ -6,62 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const PEERS: &str = env!("CARGO_BIN_EXE_peers");
-
-fn peers(data: &Path, args: &[&str]) -> Output {
-    Command::new(PEERS).arg("--data-dir").arg(data).args(args).output().unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = peers(data, args);
-    assert!(out.status.success(), "peers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn share_code(info: &str) -> String {
-    info.lines().find_map(|l| l.strip_prefix("share code ")).unwrap().trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(data: &Path, port: u16) -> Daemon {
-    run_with(data, &["--listen", &format!("127.0.0.1:{port}")])
-}
-
-fn run_with(data: &Path, args: &[&str]) -> Daemon {
-    let child = Command::new(PEERS)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["run", "--group", "notes"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Daemon(child)
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::daemons::*;
 
 #[test]
 fn two_daemons_sync_a_value_and_report_their_connection() {
@@ -73,7 +21,13 @@ fn two_daemons_sync_a_value_and_report_their_connection() {
     assert!(!peers(&a, &["init"]).status.success(), "init twice must fail");
     // Without --user: the OS user name, not a made-up one.
     let c = dir.path().join("c");
-    let out = Command::new(PEERS).arg("--data-dir").arg(&c).arg("init").env("USER", "carol").output().unwrap();
+    let out = Command::new(common::cli::peers_bin())
+        .arg("--data-dir")
+        .arg(&c)
+        .arg("init")
+        .env("USER", "carol")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("user carol"), "{out:?}");
     let code_a = share_code(&ok(&a, &["info", "--advertise", &format!("http://127.0.0.1:{port_a}")]));
     let code_b = share_code(&ok(&b, &["info", "--advertise", &format!("http://127.0.0.1:{port_b}")]));
@@ -129,27 +83,9 @@ async fn two_daemons_without_listeners_meet_through_the_signaling_server() {
     server.shutdown().await;
 }
 
-/// Two initialised data directories that trust each other in `notes`, each
-/// with a port to listen on (not running yet).
-fn trusting_pair(dir: &Path) -> (std::path::PathBuf, u16, std::path::PathBuf, u16) {
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let (port_a, port_b) = (free_port(), free_port());
-    ok(&a, &["init", "--user", "alice"]);
-    ok(&b, &["init", "--user", "alice"]);
-    let code_a = share_code(&ok(&a, &["info", "--advertise", &format!("http://127.0.0.1:{port_a}")]));
-    let code_b = share_code(&ok(&b, &["info", "--advertise", &format!("http://127.0.0.1:{port_b}")]));
-    ok(&a, &["trust", &code_b, "--group", "notes"]);
-    ok(&b, &["trust", &code_a, "--group", "notes"]);
-    (a, port_a, b, port_b)
-}
-
 fn value_is(data: &Path, key: &str, expected: &[u8]) -> bool {
     let out = peers(data, &["get", "notes", key]);
     out.status.success() && out.stdout == expected
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -236,10 +172,6 @@ fn a_daemon_that_holds_the_data_directory_but_does_not_answer_is_an_error_and_no
     }
     assert_eq!(ok(&a, &["get", "notes", "after4"]), "2");
     assert_eq!(ok(&a, &["get", "notes", "before"]), "1");
-}
-
-fn device_id(info: &str) -> String {
-    info.lines().find_map(|l| l.strip_prefix("device ")).unwrap().trim().to_owned()
 }
 
 #[test]
