@@ -1,7 +1,7 @@
 //! The `peers` binary end to end: two daemons on loopback, set up with init,
 //! info and trust, sync a value written with `put`, read with `get`, and
 //! `status` shows the connection and its class; `peers send --to` puts files in the
-//! other daemon's inbox.
+//! other daemon's inbox, and Ctrl-C on it leaves nothing there.
 
 mod common;
 
@@ -258,4 +258,53 @@ fn send_to_a_trusted_device_puts_a_directory_and_a_file_in_its_inbox() {
     let out = peers(&a, &["send", "--to", "ffffffffffff", single.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a trusted device"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_on_send_to_cancels_it_and_the_receiving_daemon_discards_the_partial_data() {
+    use common::cli::{Peers, command};
+    use common::files::write_noise;
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, port_a, b, port_b) = trusting_pair(dir.path());
+    let inbox = dir.path().join("inbox of b");
+    let log = dir.path().join("b.log");
+    let _da = run(&a, port_a);
+    let _db = run_logged(&b, &["--listen", &format!("127.0.0.1:{port_b}"), "--inbox", inbox.to_str().unwrap()], &log);
+    eventually("a to connect to b", || {
+        peers(&a, &["status"]).status.success() && ok(&a, &["status"]).contains("local")
+    });
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 256 << 20, 5);
+
+    let id_b = device_id(&ok(&b, &["info"]));
+    let args = ["send", "--to", &id_b, "--json", big.to_str().unwrap()];
+    let mut sender = Peers::spawn(command(Some(&a), &args), std::process::Stdio::piped());
+    let mut stdout = BufReader::new(sender.0.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the output ended before bytes moved");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(event["event"], "done", "the transfer finished before it was interrupted");
+        if event["event"] == "status" && event["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+    }
+    let status = Command::new("kill").arg("-INT").arg(sender.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let (out, events) = sender.finish(Some(stdout), Duration::from_secs(60));
+    assert!(!out.status.success(), "an interrupted send --to succeeded");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert!(last["message"].as_str().unwrap().contains("cancelled"), "{last}");
+
+    // The receiving daemon discarded the partial data, and says so in its log.
+    eventually("b to discard the partial data", || {
+        std::fs::read_dir(&inbox).map(|entries| entries.count() == 0).unwrap_or(true)
+            && std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("cancelled by the sender; the partial data was discarded")
+    });
+    assert!(!inbox.join("big.bin").exists(), "partial data presented as complete");
 }
