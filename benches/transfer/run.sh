@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Send-by-code benchmark: one file of random data over loopback, ours (peers send /
 # peers receive through a local signaling server: on its frame relay only, and on the
-# relay first, then WebRTC on loopback once it is up) beside magic-wormhole
-# (with its mailbox server and transit relay run locally), iroh's sendme when it is
-# installed, and `cat` into a file as the floor. Prints MB/s (file size / the
-# receiver's wall time, from start to exit) and the receiver's peak RSS (/usr/bin/time -v),
-# with each rate as a ratio of the floor's. Not part of the test run.
+# relay first, then WebRTC on loopback once it is up; and peers send --to between two
+# daemons over a local socket.io connection) beside magic-wormhole (with its mailbox
+# server and transit relay run locally), iroh's sendme when it is installed, and `cat`
+# into a file as the floor. Prints MB/s (file size / the receiver's wall time, from
+# start to exit; for send --to, the sending command's), the receiver's peak RSS
+# (/usr/bin/time -v; the receiving daemon's VmHWM for send --to) with each rate as a
+# ratio of the floor's, and for `peers receive CODE` the seconds from its start to its
+# first verified byte. Not part of the test run.
 #
-# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR]
+# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
+#   --rows LIST   which rows, of: cat local relay webrtc wormhole sendme (default: all;
+#                 cat always runs, as the floor)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
 #                 cargo build --release -p peers-device --bin peers, and
@@ -21,9 +26,11 @@ set -euo pipefail
 size_mib=1024
 bin="${CARGO_TARGET_DIR:-target}/release"
 venv=""
+rows_wanted="local relay webrtc wormhole sendme"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib="$2"; shift 2 ;;
+    --rows) rows_wanted="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --venv) venv="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -47,19 +54,28 @@ mkdir -p "$work/src"
 head -c "$bytes" /dev/urandom > "$src"
 want="$(sha256sum < "$src" | cut -d' ' -f1)"
 
+wanted() { case " $rows_wanted " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 rows=()
-# record NAME TIMEFILE OUTFILE: checks the received bytes, reads the wall time and peak RSS.
-record() {
-  local name="$1" timing="$2" out="$3"
+# row NAME SECONDS RSS_KIB FIRST_BYTE_S OUTFILE: checks the received bytes, keeps the row.
+row() {
+  local name="$1" secs="$2" rss="$3" first="$4" out="$5"
   local got; got="$(sha256sum < "$out" | cut -d' ' -f1)"
   [ "$got" = "$want" ] || { echo "$name: received bytes differ" >&2; exit 1; }
+  rows+=("$name $secs $rss $first")
+  rm -f "$out"
+}
+# record NAME TIMEFILE OUTFILE [FIRST_BYTE_S]: the wall time and peak RSS from /usr/bin/time -v.
+record() {
+  local name="$1" timing="$2" out="$3" first="${4:--}"
   local wall rss
   wall="$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$timing")"
   rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$timing")"
   local secs; secs="$(echo "$wall" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')"
-  rows+=("$name $secs $rss")
-  rm -f "$out"
+  row "$name" "$secs" "$rss" "$first" "$out"
 }
+# stamp: copies standard input to standard output, each line prefixed with the time.
+stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "$l"; done; }
 
 # The floor: cat into a file.
 /usr/bin/time -v -o "$work/cat.time" sh -c "cat '$src' > '$work/cat.out'"
@@ -83,17 +99,59 @@ ours() {
   local code
   code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
   mkdir -p "$work/$name"
+  local start; start="$(date +%s.%N)"
   /usr/bin/time -v -o "$work/$name.time" "$bin/peers" receive "$code" --out "$work/$name" --yes --json \
-    --paths "$paths" --signaling "$url" > "$work/$name.log" 2>&1
+    --paths "$paths" --signaling "$url" 2> "$work/$name.err" | stamp > "$work/$name.log"
   cat <&3 > /dev/null; exec 3<&-
   wait "$send_pid"
-  record "$name" "$work/$name.time" "$work/$name/data.bin"
+  # From the start of `peers receive CODE` to its first status line with a verified byte.
+  local first
+  first="$(python3 -c '
+import json, sys
+start = float(sys.argv[2])
+for line in open(sys.argv[1]):
+    at, _, text = line.partition(" ")
+    event = json.loads(text)
+    if event.get("event") == "status" and event.get("bytes_done", 0) > 0:
+        print(f"{float(at) - start:.2f}"); break
+else:
+    print("-")' "$work/$name.log" "$start")"
+  record "$name" "$work/$name.time" "$work/$name/data.bin" "$first"
 }
-ours peers-relay relay
-ours peers-webrtc loopback
+wanted relay && ours peers-relay relay
+wanted webrtc && ours peers-webrtc loopback
+
+# Ours over a local socket: `peers send --to` between two daemons that trust each
+# other, connected over socket.io on loopback (a transfer by code has no local-socket
+# path). The rate is over the sending command's wall time (the daemon's scan of the
+# file, then the transfer); the RSS is the receiving daemon's peak (VmHWM).
+if wanted local; then
+  la="$work/local-a"; lb="$work/local-b"
+  pa="$(free_port)"; pb="$(free_port)"
+  "$bin/peers" --data-dir "$la" init --user bench > /dev/null
+  "$bin/peers" --data-dir "$lb" init --user bench > /dev/null
+  share() { "$bin/peers" --data-dir "$1" info --advertise "http://127.0.0.1:$2" | sed -n 's/^share code //p'; }
+  code_a="$(share "$la" "$pa")"; code_b="$(share "$lb" "$pb")"
+  "$bin/peers" --data-dir "$la" trust "$code_b" --group bench > /dev/null
+  "$bin/peers" --data-dir "$lb" trust "$code_a" --group bench > /dev/null
+  "$bin/peers" --data-dir "$la" run --group bench --listen "127.0.0.1:$pa" 2> "$work/local-a.log" & pids+=($!)
+  "$bin/peers" --data-dir "$lb" run --group bench --listen "127.0.0.1:$pb" --inbox "$work/local-inbox" \
+    2> "$work/local-b.log" & pids+=($!)
+  daemon_b=$!
+  for _ in $(seq 300); do
+    "$bin/peers" --data-dir "$la" status 2> /dev/null | grep -q local && break; sleep 0.1
+  done
+  id_b="$("$bin/peers" --data-dir "$lb" info | sed -n 's/^device //p')"
+  /usr/bin/time -v -o "$work/local.time" "$bin/peers" --data-dir "$la" send --to "$id_b" --json "$src" \
+    > "$work/local.log" 2>&1
+  rss_b="$(awk '/VmHWM/ {print $2}' "/proc/$daemon_b/status")"
+  wall="$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/local.time")"
+  secs="$(echo "$wall" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')"
+  row "peers-local" "$secs" "$rss_b" "-" "$work/local-inbox/data.bin"
+fi
 
 # magic-wormhole, with its servers on loopback.
-if [ -n "$venv" ]; then
+if [ -n "$venv" ] && wanted wormhole; then
   mb_port="$(free_port)"; tr_port="$(free_port)"
   (cd "$work" && "$venv/bin/twistd" -n --pidfile= wormhole-mailbox --port "tcp:$mb_port:interface=127.0.0.1" \
     > "$work/mailbox.log" 2>&1) & pids+=($!)
@@ -115,7 +173,7 @@ if [ -n "$venv" ]; then
 fi
 
 # iroh's sendme, when installed (cargo install sendme).
-if command -v sendme > /dev/null; then
+if command -v sendme > /dev/null && wanted sendme; then
   (cd "$work/src" && sendme send data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
   ticket=""
   for _ in $(seq 300); do
@@ -129,9 +187,9 @@ fi
 
 floor_secs="$(echo "${rows[0]}" | cut -d' ' -f2)"
 printf '%s MiB of random data over loopback\n' "$size_mib"
-printf '%-16s %10s %10s %14s\n' "tool" "MB/s" "vs cat" "peak RSS MiB"
-for row in "${rows[@]}"; do
-  set -- $row
-  awk -v n="$1" -v s="$2" -v r="$3" -v b="$bytes" -v f="$floor_secs" \
-    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); printf "%-16s %10.1f %10.3f %14.1f\n", n, b/s/1e6, f/s, r/1024 }'
+printf '%-16s %10s %10s %14s %14s\n' "tool" "MB/s" "vs cat" "peak RSS MiB" "first byte s"
+for line in "${rows[@]}"; do
+  set -- $line
+  awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" \
+    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); printf "%-16s %10.1f %10.3f %14.1f %14s\n", n, b/s/1e6, f/s, r/1024, fb }'
 done

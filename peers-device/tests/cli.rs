@@ -1,67 +1,15 @@
 //! The `peers` binary end to end: two daemons on loopback, set up with init,
 //! info and trust, sync a value written with `put`, read with `get`, and
 //! `status` shows the connection and its class; `peers send --to` puts files in the
-//! other daemon's inbox.
+//! other daemon's inbox, and Ctrl-C on it leaves nothing there.
 
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const PEERS: &str = env!("CARGO_BIN_EXE_peers");
-
-fn peers(data: &Path, args: &[&str]) -> Output {
-    Command::new(PEERS).arg("--data-dir").arg(data).args(args).output().unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = peers(data, args);
-    assert!(out.status.success(), "peers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn share_code(info: &str) -> String {
-    info.lines().find_map(|l| l.strip_prefix("share code ")).unwrap().trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(data: &Path, port: u16) -> Daemon {
-    run_with(data, &["--listen", &format!("127.0.0.1:{port}")])
-}
-
-fn run_with(data: &Path, args: &[&str]) -> Daemon {
-    let child = Command::new(PEERS)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["run", "--group", "notes"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Daemon(child)
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::daemons::*;
 
 #[test]
 fn two_daemons_sync_a_value_and_report_their_connection() {
@@ -73,7 +21,13 @@ fn two_daemons_sync_a_value_and_report_their_connection() {
     assert!(!peers(&a, &["init"]).status.success(), "init twice must fail");
     // Without --user: the OS user name, not a made-up one.
     let c = dir.path().join("c");
-    let out = Command::new(PEERS).arg("--data-dir").arg(&c).arg("init").env("USER", "carol").output().unwrap();
+    let out = Command::new(common::cli::peers_bin())
+        .arg("--data-dir")
+        .arg(&c)
+        .arg("init")
+        .env("USER", "carol")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("user carol"), "{out:?}");
     let code_a = share_code(&ok(&a, &["info", "--advertise", &format!("http://127.0.0.1:{port_a}")]));
     let code_b = share_code(&ok(&b, &["info", "--advertise", &format!("http://127.0.0.1:{port_b}")]));
@@ -129,27 +83,9 @@ async fn two_daemons_without_listeners_meet_through_the_signaling_server() {
     server.shutdown().await;
 }
 
-/// Two initialised data directories that trust each other in `notes`, each
-/// with a port to listen on (not running yet).
-fn trusting_pair(dir: &Path) -> (std::path::PathBuf, u16, std::path::PathBuf, u16) {
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let (port_a, port_b) = (free_port(), free_port());
-    ok(&a, &["init", "--user", "alice"]);
-    ok(&b, &["init", "--user", "alice"]);
-    let code_a = share_code(&ok(&a, &["info", "--advertise", &format!("http://127.0.0.1:{port_a}")]));
-    let code_b = share_code(&ok(&b, &["info", "--advertise", &format!("http://127.0.0.1:{port_b}")]));
-    ok(&a, &["trust", &code_b, "--group", "notes"]);
-    ok(&b, &["trust", &code_a, "--group", "notes"]);
-    (a, port_a, b, port_b)
-}
-
 fn value_is(data: &Path, key: &str, expected: &[u8]) -> bool {
     let out = peers(data, &["get", "notes", key]);
     out.status.success() && out.stdout == expected
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -238,10 +174,6 @@ fn a_daemon_that_holds_the_data_directory_but_does_not_answer_is_an_error_and_no
     assert_eq!(ok(&a, &["get", "notes", "before"]), "1");
 }
 
-fn device_id(info: &str) -> String {
-    info.lines().find_map(|l| l.strip_prefix("device ")).unwrap().trim().to_owned()
-}
-
 #[test]
 fn trust_and_untrust_take_effect_in_running_daemons() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,4 +258,53 @@ fn send_to_a_trusted_device_puts_a_directory_and_a_file_in_its_inbox() {
     let out = peers(&a, &["send", "--to", "ffffffffffff", single.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a trusted device"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_on_send_to_cancels_it_and_the_receiving_daemon_discards_the_partial_data() {
+    use common::cli::{Peers, command};
+    use common::files::write_noise;
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, port_a, b, port_b) = trusting_pair(dir.path());
+    let inbox = dir.path().join("inbox of b");
+    let log = dir.path().join("b.log");
+    let _da = run(&a, port_a);
+    let _db = run_logged(&b, &["--listen", &format!("127.0.0.1:{port_b}"), "--inbox", inbox.to_str().unwrap()], &log);
+    eventually("a to connect to b", || {
+        peers(&a, &["status"]).status.success() && ok(&a, &["status"]).contains("local")
+    });
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 256 << 20, 5);
+
+    let id_b = device_id(&ok(&b, &["info"]));
+    let args = ["send", "--to", &id_b, "--json", big.to_str().unwrap()];
+    let mut sender = Peers::spawn(command(Some(&a), &args), std::process::Stdio::piped());
+    let mut stdout = BufReader::new(sender.0.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the output ended before bytes moved");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(event["event"], "done", "the transfer finished before it was interrupted");
+        if event["event"] == "status" && event["bytes_done"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+    }
+    let status = Command::new("kill").arg("-INT").arg(sender.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let (out, events) = sender.finish(Some(stdout), Duration::from_secs(60));
+    assert!(!out.status.success(), "an interrupted send --to succeeded");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert!(last["message"].as_str().unwrap().contains("cancelled"), "{last}");
+
+    // The receiving daemon discarded the partial data, and says so in its log.
+    eventually("b to discard the partial data", || {
+        std::fs::read_dir(&inbox).map(|entries| entries.count() == 0).unwrap_or(true)
+            && std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("cancelled by the sender; the partial data was discarded")
+    });
+    assert!(!inbox.join("big.bin").exists(), "partial data presented as complete");
 }

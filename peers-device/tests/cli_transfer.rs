@@ -180,6 +180,58 @@ async fn a_receiver_killed_mid_way_resumes_by_running_the_same_code_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_on_webrtc_is_noticed_within_seconds_and_its_rerun_moves_to_webrtc_again() {
+    with_server(|url| {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let out_dir = out.path().to_str().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 13)).unwrap();
+        let (sender, mut sender_out, code) = start_send(&url, &[], &[&file]);
+        let mut receiver = spawn(&receive_args(&code, out_dir, "loopback", &url));
+        // Killed once it verified 2 MiB over WebRTC.
+        let (mut moved_at, mut verified) = (None, 0);
+        for line in BufReader::new(receiver.0.stdout.take().unwrap()).lines().map_while(Result::ok) {
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_ne!(event["event"], "done", "the receiver finished before it was killed");
+            if event["event"] == "path" {
+                assert_eq!(event["to"], "webrtc-direct", "{event}");
+                moved_at = event["bytes_done"].as_u64();
+            }
+            verified = verified.max(event["bytes_done"].as_u64().unwrap_or(0));
+            if moved_at.is_some_and(|at| verified >= at + (2 << 20)) {
+                break;
+            }
+        }
+        assert!(moved_at.is_some(), "the receiver never moved to WebRTC");
+        receiver.0.kill().unwrap();
+        let _ = receiver.0.wait();
+        let killed_at = Instant::now();
+        wait_for_return(&mut sender_out);
+        // Seconds, not the 60 s stall timeout: the quiet WebRTC path is closed as dead
+        // after the transfer's liveness timeout (10 s), and the receiver is offline.
+        let noticed = killed_at.elapsed();
+        assert!(noticed < Duration::from_secs(20), "the sender noticed the kill after {noticed:?}");
+
+        // The same command again: on the relay first, then WebRTC again, from the staged data.
+        let again = spawn(&receive_args(&code, out_dir, "loopback", &url));
+        let (received, events) = again.finish(None, LIMIT * 2);
+        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
+        let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!((moves[0]["from"].as_str(), moves[0]["to"].as_str()), (Some("server-relay"), Some("webrtc-direct")));
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert!(staging(out.path()).is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_code_on_the_reopened_session_burns_it() {
     with_server(|url| {
         let src = tempfile::tempdir().unwrap();

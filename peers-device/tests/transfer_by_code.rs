@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::bytes_by_path;
 use common::files::{hash_file, hashes, noise};
 use peers_device::transfer::exchange::{Answer, DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
 use peers_device::transfer::pake::Role;
 use peers_device::transfer::rendezvous::{authenticate, pinned_config};
 use peers_device::transfer::{
-    Cursor, LinkOptions, ReceiveOptions, SendOptions, Stage, Status, TransferCode, TransferError, receive, send,
+    Cursor, LinkOptions, ReceiveOptions, SendOptions, Stage, TransferCode, TransferError, receive, send,
 };
 use peers_device::{ConnectionClass, Error};
 use peers_sdk::rpc::RemoteError;
@@ -232,24 +233,6 @@ async fn a_transfer_larger_than_one_relay_moves_on_to_new_relays_and_asks_once()
     assert!(last.bytes_resumed >= 7 << 20, "{last:?}");
     assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
     server.shutdown().await;
-}
-
-/// The most bytes verified while each class of path carried the transfer, as the
-/// status watch showed them.
-async fn bytes_by_path(mut status: tokio::sync::watch::Receiver<Status>) -> Vec<(ConnectionClass, u64)> {
-    let mut seen: Vec<(ConnectionClass, u64)> = vec![];
-    loop {
-        let now = *status.borrow_and_update();
-        if let Some(class) = now.class {
-            match seen.last_mut() {
-                Some((last, bytes)) if *last == class => *bytes = (*bytes).max(now.progress.bytes_done),
-                _ => seen.push((class, now.progress.bytes_done)),
-            }
-        }
-        if status.changed().await.is_err() {
-            return seen;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,12 @@ pub enum ControlRequest {
         /// The id `Send` answered with.
         id: u64,
     },
+    /// Cancel a transfer started by `Send`: its data stream is reset and the receiving
+    /// daemon discards what it staged. Answered `Done`; `SendStatus` then shows it end.
+    SendCancel {
+        /// The id `Send` answered with.
+        id: u64,
+    },
 }
 
 /// The daemon's answer.

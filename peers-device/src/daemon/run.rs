@@ -202,6 +202,10 @@ fn handler(
                     Some(state) => Ok(ControlResponse::SendStatus { state }),
                     None => Err(Error::Daemon(format!("no transfer {id}"))),
                 },
+                ControlRequest::SendCancel { id } => match sends.cancel(id) {
+                    Some(()) => Ok(ControlResponse::Done),
+                    None => Err(Error::Daemon(format!("no transfer {id}"))),
+                },
             };
             result.unwrap_or_else(|e| ControlResponse::Error { message: e.to_string() })
         })

@@ -9,7 +9,9 @@
 //! inbox directory (`peers run --inbox`, default `<data dir>/inbox`), as one person's
 //! own devices do with each other: nothing is replaced there, names that are taken get
 //! " (1)", and a sender that is no longer trusted cannot connect at all. The command
-//! follows the progress by asking the daemon (`send_status`) until the transfer ends.
+//! follows the progress by asking the daemon (`send_status`) until the transfer ends,
+//! and cancels it (`send_cancel`, Ctrl-C): the stream is reset and the receiving daemon
+//! told to discard what it staged.
 //!
 //! Bounds: one transfer at a time per daemon (the next waits its turn), at most
 //! [`MAX_SENDS`] known at once (finished ones are forgotten once read, or when room is
@@ -28,7 +30,8 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::manager::ConnectionManager;
-use crate::transfer::exchange::{self, Decide, ReceiveOptions, TransferProgress};
+use crate::transfer::TransferError;
+use crate::transfer::exchange::{self, CANCEL_METHOD, Cancel, Decide, ReceiveOptions, TransferProgress};
 use crate::transfer::live::MAX_RELAY_HOPS;
 use crate::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use crate::transfer::scan::scan;
@@ -38,6 +41,9 @@ pub const MAX_SENDS: usize = 16;
 /// How long the sender waits for the receiving daemon's answer to an offer (it accepts
 /// at once).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a cancelled transfer waits for the receiving daemon to discard its
+/// partial data (it first lets the reset data stream end, at most 10 s).
+const DISCARD_WAIT: Duration = Duration::from_secs(15);
 /// How long a transfer waits for a connection to the device (at its start, and after
 /// one broke).
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -65,11 +71,18 @@ impl SendState {
     }
 }
 
+/// A transfer a daemon knows: where it stands, and its cancel switch.
+#[derive(Debug)]
+struct Known {
+    state: watch::Receiver<SendState>,
+    cancel: watch::Sender<bool>,
+}
+
 /// The transfers a daemon runs for `peers send --to`.
 #[derive(Debug, Default)]
 pub(super) struct Sends {
     next: Mutex<u64>,
-    known: Mutex<BTreeMap<u64, watch::Receiver<SendState>>>,
+    known: Mutex<BTreeMap<u64, Known>>,
     /// One transfer at a time: two offers on one connection would take each other's place.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -91,10 +104,11 @@ impl Sends {
             .map_err(|e| Error::Worker(e.to_string()))??;
         let total = scanned.manifest.total_size();
         let (state, watching) = watch::channel(SendState { bytes_total: total, ..SendState::default() });
+        let (cancel_tx, mut cancel) = watch::channel(false);
         let id = {
             let mut known = lock(&self.known);
             if known.len() >= MAX_SENDS {
-                let finished = known.iter().find(|(_, s)| s.borrow().outcome.is_some()).map(|(id, _)| *id);
+                let finished = known.iter().find(|(_, k)| k.state.borrow().outcome.is_some()).map(|(id, _)| *id);
                 match finished {
                     Some(id) => known.remove(&id),
                     None => return Err(Error::Daemon(format!("{MAX_SENDS} transfers are under way or waiting"))),
@@ -102,13 +116,23 @@ impl Sends {
             }
             let mut next = lock(&self.next);
             *next += 1;
-            known.insert(*next, watching);
+            known.insert(*next, Known { state: watching, cancel: cancel_tx });
             *next
         };
         let (manager, turn) = (manager.clone(), self.turn.clone());
         tokio::spawn(async move {
-            let _turn = turn.lock().await;
-            let result = send_over(&manager, device, &scanned, &state).await;
+            let result = tokio::select! {
+                result = async {
+                    let _turn = turn.lock().await;
+                    send_over(&manager, device, &scanned, &state).await
+                } => result,
+                () = async { drop(cancel.wait_for(|cancelled| *cancelled).await) } => {
+                    // The stream was reset when `send_over` was dropped; the receiver
+                    // discards what it staged.
+                    discard_on(&manager, device, &scanned).await;
+                    Err(TransferError::Cancelled.into())
+                }
+            };
             match &result {
                 Ok(()) => info!(%device, bytes = total, "files sent"),
                 Err(err) => warn!(%device, %err, "sending files failed"),
@@ -118,10 +142,17 @@ impl Sends {
         Ok((id, total))
     }
 
+    /// Cancels transfer `id` (running or waiting its turn); `None` when there is no
+    /// such transfer. The command follows it to its end as before.
+    pub(super) fn cancel(&self, id: u64) -> Option<()> {
+        lock(&self.known).get(&id)?.cancel.send_replace(true);
+        Some(())
+    }
+
     /// Where transfer `id` stands; a finished one is forgotten once read.
     pub(super) fn state(&self, id: u64) -> Option<SendState> {
         let mut known = lock(&self.known);
-        let state = known.get(&id)?.borrow().clone();
+        let state = known.get(&id)?.state.borrow().clone();
         if state.outcome.is_some() {
             known.remove(&id);
         }
@@ -168,6 +199,20 @@ async fn send_over(
                 info!(%device, %err, hop = hops, "the connection broke; going on over the next one");
             }
             Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Tells `device`'s daemon that the transfer of `scanned` is given up: it discards
+/// the partial data (after the reset data stream ended there). Best effort: without a
+/// connection, the staging stays hidden and a later send of the same files resumes it.
+async fn discard_on(manager: &ConnectionManager, device: DeviceId, scanned: &crate::transfer::scan::Scanned) {
+    let Some(conn) = manager.connection(&device) else { return };
+    let cancel = Cancel { digest: scanned.manifest.digest().to_vec() };
+    match conn.emit_with_timeout::<_, bool>(CANCEL_METHOD, &cancel, DISCARD_WAIT).await {
+        Ok(discarded) => info!(%device, discarded, "transfer cancelled; the receiver discarded its partial data"),
+        Err(err) => {
+            warn!(%device, %err, "transfer cancelled; the receiver could not be told to discard its partial data")
         }
     }
 }

@@ -19,6 +19,11 @@
 //! at the next chunk. A stream that ends inside a chunk, or breaks, fails the attempt
 //! (the staging stays too, for a later resume).
 //!
+//! A sender that gives up for good (`peers send --to` cancelled) resets the data
+//! stream and calls `"peers:transfer:cancel"` with the manifest's digest: the receiver
+//! waits for the stream on that connection to end, then deletes the staging of that
+//! digest, so nothing of it stays behind, and reports the transfer as cancelled.
+//!
 //! The receiver writes into a hidden staging directory in the target directory,
 //! `.peers-transfer-<digest>`, with a `resume` file holding the position after the last
 //! verified chunk. A later offer of the same manifest (same digest) resumes there, so
@@ -51,6 +56,12 @@ use crate::{ConnectionClass, Error, Result};
 pub const OFFER_METHOD: &str = "peers:transfer:offer";
 /// The data stream's name.
 pub const DATA_STREAM: &str = "peers:transfer:data";
+/// The call a sender makes when it gives up a transfer for good: the receiver
+/// discards what it staged of it.
+pub const CANCEL_METHOD: &str = "peers:transfer:cancel";
+/// How long the receiver of a [`Cancel`] waits for the data stream on that
+/// connection to end before it discards the staging.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// How long a sender waits for the receiving person to answer an offer.
 pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -85,6 +96,17 @@ pub struct DataHeader {
     /// The first chunk on the stream.
     pub from: Cursor,
 }
+
+/// The sender gives the transfer of this manifest up: the receiver discards its staging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cancel {
+    /// The manifest's digest (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+}
+
+/// What the sender of a [`Cancel`] is told.
+pub const CANCELLED_BY_SENDER: &str = "cancelled by the sender; the partial data was discarded";
 
 /// How far a transfer has got, for a progress bar; both sides report it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -318,7 +340,10 @@ impl ReceiverHandlers {
     pub fn expose(&self, conn: &Connection) -> Incoming {
         let (outcome_tx, outcome) = watch::channel(None);
         let phase = Arc::new(Mutex::new(Phase::Waiting));
-        let offer_phase = phase.clone();
+        let (offer_phase, cancel_phase) = (phase.clone(), phase.clone());
+        // Whether a data stream of this connection is being received.
+        let (running, running_rx) = watch::channel(false);
+        let running = Arc::new(running);
         let (options, offer_progress) = (self.options.clone(), self.progress_tx.clone());
         conn.expose_rpc(OFFER_METHOD, move |offer: Offer| {
             let (phase, options, progress) = (offer_phase.clone(), options.clone(), offer_progress.clone());
@@ -337,16 +362,18 @@ impl ReceiverHandlers {
             }
         });
         let (outcome_tx, progress_tx, last_tx) = (Arc::new(outcome_tx), self.progress_tx.clone(), self.last_tx.clone());
+        let (cancel_outcome, cancel_last) = (outcome_tx.clone(), last_tx.clone());
         let (carrier, class) = (self.carrier_tx.clone(), ConnectionClass::of(conn.socket_info(), conn.path().as_ref()));
         conn.expose_stream(DATA_STREAM, move |header: DataHeader, mut reader| {
             let (phase, progress, outcome, last) =
                 (phase.clone(), progress_tx.clone(), outcome_tx.clone(), last_tx.clone());
-            let carrier = carrier.clone();
+            let (carrier, running) = (carrier.clone(), running.clone());
             async move {
                 let taken = std::mem::replace(&mut *phase.lock().unwrap_or_else(|e| e.into_inner()), Phase::Taken);
                 let Phase::Accepted(staging) = taken else {
                     return Err(RemoteError::new(RemoteErrorCode::BadArguments, "no accepted offer for this data"));
                 };
+                running.send_replace(true);
                 carrier.send_replace(Some(class));
                 // Its own task: closing the connection cancels this handler, but a chunk being
                 // written is finished and the outcome reported (the reader then fails at once).
@@ -363,10 +390,41 @@ impl ReceiverHandlers {
                     }
                     result
                 });
-                match receiving.await {
+                let result = receiving.await;
+                running.send_replace(false);
+                match result {
                     Ok(result) => result.map(|_| ()).map_err(RemoteError::handler),
                     Err(e) => Err(RemoteError::new(RemoteErrorCode::Internal, e.to_string())),
                 }
+            }
+        });
+        let out_dir = self.options.out_dir.clone();
+        conn.expose_rpc(CANCEL_METHOD, move |cancel: Cancel| {
+            let (phase, out_dir, mut running) = (cancel_phase.clone(), out_dir.clone(), running_rx.clone());
+            let (outcome, last) = (cancel_outcome.clone(), cancel_last.clone());
+            async move {
+                let digest: Hash =
+                    cancel.digest.as_slice().try_into().map_err(|_| {
+                        RemoteError::new(RemoteErrorCode::BadArguments, "a manifest digest has 32 bytes")
+                    })?;
+                // The sender reset the stream before calling: once it ended, nothing writes
+                // into the staging any more.
+                let _ = tokio::time::timeout(CANCEL_WAIT, running.wait_for(|running| !running)).await;
+                *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Waiting;
+                let dir = out_dir.join(Staging::dir_name(&digest));
+                let removed = tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    other => other.map(|()| true),
+                })
+                .await
+                .map_err(|e| RemoteError::new(RemoteErrorCode::Internal, e.to_string()))?
+                .map_err(|e| RemoteError::handler(format!("cannot discard the partial data: {e}")))?;
+                if removed {
+                    let ended = Some(Err(CANCELLED_BY_SENDER.to_owned()));
+                    outcome.send_replace(ended.clone());
+                    last.send_replace(ended);
+                }
+                Ok(removed)
             }
         });
         Incoming { progress: self.progress.clone(), outcome }

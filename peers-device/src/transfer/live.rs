@@ -28,7 +28,8 @@
 //! the receiving person has [`SendOptions::answer_timeout`] (10 min) to answer; once
 //! bytes move, either side fails with [`TransferError::Stalled`] when nothing moves
 //! for [`LinkOptions::stall_timeout`] (60 s). A receiver whose process dies is seen
-//! sooner: the server closes the relay when its signaling connection drops.
+//! sooner: the server closes the relay when its signaling connection drops, and a
+//! WebRTC connection that hears nothing for 10 s is closed as dead.
 //! [`Canceller::cancel`] ends a transfer on either side and tells the other why.
 //!
 //! A relay that ends under the transfer (the server caps each relay's bytes and
@@ -36,8 +37,9 @@
 //! connect again pinned to the same confirmed device, and the transfer resumes from
 //! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times.
 //!
-//! A receiver that vanishes (its process killed: its relay ends and the server has it
-//! offline; or nothing moves for the stall timeout) can come back by running the same
+//! A receiver that vanishes (its process killed: its relay ends, or its WebRTC
+//! connection goes silent for 10 s, and the server has it offline; or nothing moves
+//! for the stall timeout) can come back by running the same
 //! code again: the sender reopens the code's session (`session-reopen`), shows
 //! [`Stage::WaitingForReturn`] and waits [`SendOptions::rejoin_wait`] (5 min) for a new
 //! join, at most [`MAX_REJOINS`] times; the device that joins runs a new PAKE on the same

@@ -40,7 +40,8 @@ use crate::transports::{ServerSignaling, WebRtcDialer, WebRtcListener};
 use crate::{ConnectionClass, Result};
 
 /// A transfer's connection on which nothing at all arrived for this long is closed as
-/// dead (the manager's default is 3 s), and the transfer goes on over another.
+/// dead (the manager's default is 3 s), and the transfer goes on over another (or,
+/// with none left and the receiver offline, the sender waits for it to come back).
 pub(super) const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which side of the transfer this is: the sender dials better paths, the receiver

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cli;
+pub mod daemons;
 pub mod files;
 
 use std::collections::HashMap;
@@ -146,4 +147,24 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     })
     .await;
     assert!(found.is_ok(), "timed out waiting for {what}");
+}
+
+/// The most bytes verified while each class of path carried the transfer, as the
+/// status watch showed them.
+pub async fn bytes_by_path(
+    mut status: tokio::sync::watch::Receiver<peers_device::transfer::Status>,
+) -> Vec<(peers_device::ConnectionClass, u64)> {
+    let mut seen: Vec<(peers_device::ConnectionClass, u64)> = vec![];
+    loop {
+        let now = *status.borrow_and_update();
+        if let Some(class) = now.class {
+            match seen.last_mut() {
+                Some((last, bytes)) if *last == class => *bytes = (*bytes).max(now.progress.bytes_done),
+                _ => seen.push((class, now.progress.bytes_done)),
+            }
+        }
+        if status.changed().await.is_err() {
+            return seen;
+        }
+    }
 }

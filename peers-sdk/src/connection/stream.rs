@@ -239,7 +239,9 @@ impl StreamWriter {
                 if let Some(err) = buffer.failed.take() {
                     return Err(err);
                 }
-                if buffer.phase == WriterPhase::Failed {
+                // Closed: the flusher may be stuck handing a piece to a transport
+                // that no longer drains (a dead peer), so the writer does not wait for it.
+                if buffer.phase == WriterPhase::Failed || self.inner.is_closed() {
                     return Err(self.inner.closed_error());
                 }
                 let value = ready(&buffer);
@@ -435,12 +437,14 @@ impl Inner {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).outgoing.len()
     }
 
-    /// Wakes every stream writer so it notices the close.
+    /// Wakes every stream writer so it notices the close, whether it waits for
+    /// credit or for room in its send buffer.
     pub(super) fn close_streams(&self) {
         let mut table = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         for state in table.outgoing.values() {
             state.done.lock().unwrap_or_else(|e| e.into_inner()).take();
             state.credit_changed.notify_waiters();
+            state.to_writer.notify_one();
         }
         table.incoming.clear();
     }

@@ -120,10 +120,11 @@ enum Command {
     ///
     /// Gives up when nobody used the code within --minutes, when the receiver
     /// has not answered the offer within 10 minutes, and, once bytes move, when
-    /// nothing moved for 60 s (a receiver whose process died is seen at once).
-    /// A receiver that died may run the same `peers receive CODE` again within
-    /// --rejoin-wait (300 s) and resume. Ctrl-C cancels and tells the receiver
-    /// (with --to, Ctrl-C only stops following: the daemon goes on).
+    /// nothing moved for 60 s (a receiver whose process died is seen at once on
+    /// the relay, within about 10 s on WebRTC). A receiver that died may run the
+    /// same `peers receive CODE` again within --rejoin-wait (300 s) and resume.
+    /// Ctrl-C cancels and tells the receiver (with --to, the daemon cancels the
+    /// transfer and the receiving daemon discards what it received of it).
     Send(transfer::SendArgs),
     /// Receive what someone sends with `peers send`, by its code. Shows the names
     /// and the total size and asks first (unless --yes). Needs no daemon.

@@ -42,7 +42,8 @@ pub(crate) struct SendArgs {
     /// Send to this trusted device through the running daemon, over the connection
     /// it has to it (no code, no signaling arguments): its device id, a unique
     /// prefix of it, or its share code. The device's daemon stores what arrives in
-    /// its inbox (`peers run --inbox`).
+    /// its inbox (`peers run --inbox`). Ctrl-C cancels the transfer: the other daemon
+    /// discards what it received of it.
     #[arg(long, value_name = "DEVICE")]
     to: Option<String>,
     /// The signaling server (as for `peers run`; several separated by commas are
@@ -234,8 +235,22 @@ async fn send_through_daemon(device: String, args: SendArgs, data: &DataDir, tim
     let progress = TransferProgress { bytes_total: bytes, ..TransferProgress::default() };
     let (status_tx, status) = watch::channel(Status { stage: Stage::Offered, class: None, progress });
     let display = tokio::spawn(show(status, args.json, Side::Sender));
+    // Ctrl-C cancels the transfer in the daemon (the receiving daemon discards what it
+    // staged); the daemon's answer ends the loop as for any other end.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut cancelling = false;
     let outcome = loop {
-        tokio::time::sleep(JSON_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(JSON_INTERVAL) => {}
+            signal = &mut interrupted, if !cancelling => {
+                cancelling = true;
+                if signal.is_ok() {
+                    eprintln!("interrupted: cancelling the transfer in the daemon");
+                    ask(ControlRequest::SendCancel { id }).await?;
+                }
+            }
+        }
         let ControlResponse::SendStatus { state } = ask(ControlRequest::SendStatus { id }).await? else {
             return Err("the daemon answered something else".into());
         };
