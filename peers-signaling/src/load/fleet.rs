@@ -114,6 +114,18 @@ impl Tally {
         lock(&self.latencies).push(latency);
     }
 
+    /// A relay's body arrived at its target: the baselines' receipt (they
+    /// have no replies), from the `seq` and `t` the pacer put in it.
+    pub(crate) fn arrived(&self, body: Option<&Value>) {
+        let field = |name: &str| body.and_then(|b| b.get(name)).and_then(Value::as_u64);
+        if let Some(seq) = field("seq") {
+            self.ledger().received(seq);
+        }
+        if let Some(sent_us) = field("t") {
+            self.latency(sent_us);
+        }
+    }
+
     /// The server said `code` (a notice, an error frame).
     pub(crate) fn notice(&self, code: &str) {
         *lock(&self.notices).entry(code.to_owned()).or_default() += 1;
@@ -259,15 +271,22 @@ pub(crate) trait Dialect: Send + 'static {
     fn on_text(&mut self, text: &str) -> Reaction;
     /// The frame that carries `relay`. The ledger records it as sent.
     fn relay_frame(&mut self, relay: &Relay) -> Result<String>;
-    /// Replies still due.
-    fn awaiting(&self) -> usize;
+    /// Replies still due (none for a protocol without replies).
+    fn awaiting(&self) -> usize {
+        0
+    }
     /// The frames that leave politely. If the protocol has a barrier (a
     /// frame whose answer comes after everything the server sent before it
     /// saw the leave), the last frame asks for it and [`Dialect::on_text`]
     /// answers [`Reaction::Left`] when it comes; `has_barrier` says so.
-    fn leave_frames(&self) -> Vec<String>;
+    /// By default there are none: the connection just closes.
+    fn leave_frames(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether [`Dialect::leave_frames`] ends with a barrier.
-    fn has_barrier(&self) -> bool;
+    fn has_barrier(&self) -> bool {
+        false
+    }
     /// A frame to send every [`KEEPALIVE`], if the protocol needs one.
     fn keepalive(&self) -> Option<String>;
 }

@@ -62,14 +62,7 @@ impl Dialect for PeerJsDialect {
         };
         match message.get("type").and_then(Value::as_str) {
             Some("OFFER") => {
-                let payload = message.get("payload");
-                let field = |name: &str| payload.and_then(|p| p.get(name)).and_then(Value::as_u64);
-                if let Some(seq) = field("seq") {
-                    tally.ledger().received(seq);
-                }
-                if let Some(sent_us) = field("t") {
-                    tally.latency(sent_us);
-                }
+                tally.arrived(message.get("payload"));
             }
             Some(other) => tally.notice(other),
             None => tally.notice("frame without a type"),
@@ -82,18 +75,6 @@ impl Dialect for PeerJsDialect {
         let frame = json!({"type": "OFFER", "dst": to, "payload": self.fleet.body(relay)}).to_string();
         self.fleet.tally.ledger().sent(relay.seq);
         Ok(frame)
-    }
-
-    fn awaiting(&self) -> usize {
-        0
-    }
-
-    fn leave_frames(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn has_barrier(&self) -> bool {
-        false
     }
 
     fn keepalive(&self) -> Option<String> {

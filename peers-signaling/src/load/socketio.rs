@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::fleet::{Dialect, Fleet, Reaction, Relay};
@@ -69,14 +69,7 @@ impl Dialect for SocketIoDialect {
             Packet::Ping => Reaction::Answer(wire::PONG.to_owned()),
             Packet::Disconnected => Reaction::Ended,
             Packet::Event(event, message) if event == OFFER => {
-                let payload = message.get("payload");
-                let field = |name: &str| payload.and_then(|p| p.get(name)).and_then(Value::as_u64);
-                if let Some(seq) = field("seq") {
-                    tally.ledger().received(seq);
-                }
-                if let Some(sent_us) = field("t") {
-                    tally.latency(sent_us);
-                }
+                tally.arrived(message.get("payload"));
                 Reaction::Nothing
             }
             Packet::Event(event, _) => {
@@ -92,18 +85,6 @@ impl Dialect for SocketIoDialect {
         let frame = wire::event(NAMESPACE, OFFER, &json!({"dst": to, "payload": self.fleet.body(relay)}))?;
         self.fleet.tally.ledger().sent(relay.seq);
         Ok(frame)
-    }
-
-    fn awaiting(&self) -> usize {
-        0
-    }
-
-    fn leave_frames(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn has_barrier(&self) -> bool {
-        false
     }
 
     fn keepalive(&self) -> Option<String> {
