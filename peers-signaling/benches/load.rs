@@ -8,7 +8,7 @@
 //! ```
 //!
 //! P6: 10,000 registered devices held idle (server memory per device), then
-//! 2,000 relays/s of about 1 KiB for 30 s (latency from the sender's timestamp
+//! 2,000 signals/s of about 1 KiB for 30 s (latency from the sender's timestamp
 //! to the receiver, and every message's outcome). Our server (the
 //! `peers-signaling` binary, SQLite store) and three baselines in Node
 //! (`cd tests && npm ci` first): the PeerJS server (`tests/js/peerjs_server.mjs`,
@@ -60,11 +60,11 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// P6: idle memory per device, relay latency, outcomes; the Node baselines beside it.
+    /// P6: idle memory per device, signal latency, outcomes; the Node baselines beside it.
     P6 {
         #[arg(long, default_value_t = 10_000)]
         devices: usize,
-        /// Relays per second.
+        /// Signals per second.
         #[arg(long, default_value_t = 2_000)]
         rate: u32,
         #[arg(long, default_value_t = 30)]
@@ -90,10 +90,10 @@ enum Mode {
         devices: usize,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Relays per second over all devices.
+        /// Signals per second over all devices.
         #[arg(long, default_value_t = 500)]
         rate: u32,
-        /// Time to live of each relay, in seconds.
+        /// Time to live of each signal, in seconds.
         #[arg(long, default_value_t = 5)]
         ttl: u64,
         /// The server's queue bound per device (a small one makes `queue_full`
@@ -219,7 +219,7 @@ fn ms(us: u64) -> f64 {
 fn print_p6(config: &SteadyConfig, rows: &[(String, SteadyReport)], notes: &[String], load_before: f64) {
     let line = "-".repeat(156);
     println!(
-        "signaling load (P6): {} devices, {} relays/s of ~{} B for {} s; generator: one process, 2 tokio workers; servers: child processes, one at a time",
+        "signaling load (P6): {} devices, {} signals/s of ~{} B for {} s; generator: one process, 2 tokio workers; servers: child processes, one at a time",
         config.devices,
         config.rate,
         config.body_bytes,
@@ -305,10 +305,10 @@ fn print_details(label: &str, r: &SteadyReport) {
     if r.pace.skipped > 0
         || r.pace.achieved_rate() < 0.98 * (r.pace.issued + r.pace.skipped) as f64 / r.pace.seconds.max(1e-9)
     {
-        notes.push(format!("{} relays skipped by the generator (full inboxes)", r.pace.skipped));
+        notes.push(format!("{} signals skipped by the generator (full inboxes)", r.pace.skipped));
     }
     if r.pace.max_due_at_once > 20 {
-        notes.push(format!("the pacer fell behind by up to {} relays at one tick", r.pace.max_due_at_once));
+        notes.push(format!("the pacer fell behind by up to {} signals at one tick", r.pace.max_due_at_once));
     }
     let (server, generator) = (r.server_cpu / r.relay_wall.max(1e-9), r.generator_cpu / r.relay_wall.max(1e-9));
     if server + generator > 1.7 {
@@ -334,7 +334,7 @@ fn print_details(label: &str, r: &SteadyReport) {
         notes.push(format!("lost: {:?}", r.counts.lost));
     }
     println!(
-        "{label}: RSS before {:.1} MiB; {} latency samples; relay phase {:.1} s wall, server {:.1} s CPU, generator {:.1} s CPU{}",
+        "{label}: RSS before {:.1} MiB; {} latency samples; signal phase {:.1} s wall, server {:.1} s CPU, generator {:.1} s CPU{}",
         r.rss_before as f64 / 1048576.0,
         r.latency.count,
         r.relay_wall,
@@ -364,7 +364,7 @@ fn print_churn(config: &ChurnConfig, r: &ChurnReport, rss: u64) {
     let c: &Counts = &r.counts;
     let line = "-".repeat(72);
     println!(
-        "signaling churn: {} devices for {} s, {} relays/s of ~{} B, time to live {} s, online {:?}..{:?}, offline {:?}..{:?}",
+        "signaling churn: {} devices for {} s, {} signals/s of ~{} B, time to live {} s, online {:?}..{:?}, offline {:?}..{:?}",
         config.devices,
         config.duration.as_secs(),
         config.rate,
@@ -396,12 +396,12 @@ fn print_churn(config: &ChurnConfig, r: &ChurnReport, rss: u64) {
     row("departures (leave, then close)", r.departures);
     row("connect attempts that failed (retried)", r.connect_failures);
     row("connections closed by the server unasked", r.unexpected_closes);
-    row("relays skipped by the generator", r.pace.skipped);
+    row("signals skipped by the generator", r.pace.skipped);
     println!("{:<56}{:>16}", "server notices", format!("{:?}", r.notices));
     println!("{:<56}{:>16.2}", "settle time after the churn, s", r.settle_seconds);
     println!(
         "{:<56}{:>16}",
-        "direct relay latency p50 / p99 / max, ms",
+        "direct signal latency p50 / p99 / max, ms",
         format!("{:.2} / {:.2} / {:.1}", ms(r.latency.p50), ms(r.latency.p99), ms(r.latency.max))
     );
     println!("{:<56}{:>16.1}", "server RSS at the end, MiB", rss as f64 / 1048576.0);

@@ -68,7 +68,7 @@ async fn metrics_exist_from_the_start_and_count_registered_devices() {
         "signaling_registrations_total",
         "signaling_registration_failures_total{code=\"bad_signature\"}",
         "signaling_replaced_total",
-        "signaling_relays_total{outcome=\"delivered_from_queue\"}",
+        "signaling_signals_total{outcome=\"delivered_from_queue\"}",
         "signaling_rejections_total{code=\"rate_limited\"}",
         "signaling_expired_total",
         "signaling_notices_dropped_total",

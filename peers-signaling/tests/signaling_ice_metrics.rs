@@ -86,8 +86,8 @@ async fn healthz_and_metrics_report_what_happened() {
         assert!(is - was >= by, "{series}: {was} → {is}\n{after}");
     };
     grew("signaling_registrations_total", 2.0);
-    grew("signaling_relays_total{outcome=\"delivered\"}", 1.0);
-    grew("signaling_relays_total{outcome=\"queued\"}", 1.0);
+    grew("signaling_signals_total{outcome=\"delivered\"}", 1.0);
+    grew("signaling_signals_total{outcome=\"queued\"}", 1.0);
     grew("signaling_rejections_total{code=\"self_addressed\"}", 1.0);
     assert!(after.contains("signaling_queue_messages"), "{after}");
     assert!(after.contains("signaling_connections"), "{after}");

@@ -1,4 +1,4 @@
-//! The churn run: devices relay at random while each one keeps leaving and
+//! The churn run: devices signal at random while each one keeps leaving and
 //! coming back. At the end every device comes back online and the run waits
 //! past the time to live; then every message must have its final outcome
 //! (delivered, queued then delivered, expired, rejected), or it is lost.
@@ -24,18 +24,18 @@ use crate::error::Result;
 pub struct ChurnConfig {
     /// Devices. Issue 7: 1,000.
     pub devices: usize,
-    /// How long devices relay and churn. Issue 7: 60 s.
+    /// How long devices signal and churn. Issue 7: 60 s.
     pub duration: Duration,
-    /// Relays per second, over all devices.
+    /// Signals per second, over all devices.
     pub rate: u32,
-    /// Time to live of each relay: a target offline for longer makes it
+    /// Time to live of each signal: a target offline for longer makes it
     /// expire.
     pub ttl: Duration,
     /// How long a device stays online, drawn uniformly from this range.
     pub online: (Duration, Duration),
     /// How long it stays away.
     pub offline: (Duration, Duration),
-    /// Size of each relayed message, about.
+    /// Size of each signalled message, about.
     pub body_bytes: usize,
     /// Loopback source addresses to spread the devices over.
     pub spread: usize,
@@ -79,7 +79,7 @@ pub struct ChurnReport {
     pub unexpected_closes: u64,
     /// Notices or unexpected frames from the server, by code.
     pub notices: BTreeMap<String, u64>,
-    /// Latency of the relays delivered directly, µs.
+    /// Latency of the signals delivered directly, µs.
     pub latency: Percentiles,
     /// Seconds from the end of the churn until every message had its
     /// outcome (or the wait gave up).

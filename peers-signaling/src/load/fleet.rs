@@ -4,9 +4,9 @@
 //!
 //! Each connected device is one task that owns its WebSocket and reads a
 //! bounded inbox of [`Command`]s from the pacer. Its protocol is a
-//! [`Dialect`]: how a relay is written, what a received frame means, and how
+//! [`Dialect`]: how a signal is written, what a received frame means, and how
 //! to leave. Leaving is polite, so nothing in flight is lost by the
-//! generator itself: stop taking relays, wait for the replies still due,
+//! generator itself: stop taking signals, wait for the replies still due,
 //! leave, and keep reading until the protocol's barrier says that everything
 //! the server handed to this connection has arrived (signaling: see
 //! [`Dialect::leave_frames`]), or for [`LEAVE_GRACE`] where there is none.
@@ -56,9 +56,9 @@ pub enum Protocol {
     SocketIo,
 }
 
-/// One relay for a device to send.
+/// One signal for a device to send.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Relay {
+pub(crate) struct Probe {
     /// The message number (unique in the run, from 1).
     pub(crate) seq: u64,
     /// The target's index.
@@ -70,7 +70,7 @@ pub(crate) struct Relay {
 /// What the pacer or the run tells a device task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Relay(Relay),
+    Probe(Probe),
     Leave,
 }
 
@@ -108,13 +108,13 @@ impl Tally {
         lock(&self.ledger)
     }
 
-    /// A relay stamped `sent_us` arrived now.
+    /// A signal stamped `sent_us` arrived now.
     pub(crate) fn latency(&self, sent_us: u64) {
         let latency = self.now_us().saturating_sub(sent_us);
         lock(&self.latencies).push(latency);
     }
 
-    /// A relay's body arrived at its target: the baselines' receipt (they
+    /// A signal's body arrived at its target: the baselines' receipt (they
     /// have no replies), from the `seq` and `t` the pacer put in it.
     pub(crate) fn arrived(&self, body: Option<&Value>) {
         let field = |name: &str| body.and_then(|b| b.get(name)).and_then(Value::as_u64);
@@ -163,7 +163,7 @@ pub(crate) struct Fleet {
     pub(crate) tally: Tally,
     /// The padding that makes a body about the requested size.
     pub(crate) pad: String,
-    /// Time to live of each relay (`None`: the server's default).
+    /// Time to live of each signal (`None`: the server's default).
     pub(crate) ttl_ms: Option<u64>,
     next_seq: AtomicU64,
 }
@@ -218,15 +218,15 @@ impl Fleet {
         self.ids.len()
     }
 
-    /// A new relay from the pacer, stamped now.
-    pub(crate) fn relay(&self, to: usize) -> Relay {
-        Relay { seq: self.next_seq.fetch_add(1, Ordering::Relaxed), to, sent_us: self.tally.now_us() }
+    /// A new probe signal from the pacer, stamped now.
+    pub(crate) fn probe(&self, to: usize) -> Probe {
+        Probe { seq: self.next_seq.fetch_add(1, Ordering::Relaxed), to, sent_us: self.tally.now_us() }
     }
 
-    /// The body of `relay`: an SDP-shaped string of the padding, plus its
+    /// The body of `probe`: an SDP-shaped string of the padding, plus its
     /// number and timestamp.
-    pub(crate) fn body(&self, relay: &Relay) -> Value {
-        json!({"sdp": self.pad, "seq": relay.seq, "t": relay.sent_us})
+    pub(crate) fn body(&self, probe: &Probe) -> Value {
+        json!({"sdp": self.pad, "seq": probe.seq, "t": probe.sent_us})
     }
 
     pub(crate) fn source(&self, index: usize) -> IpAddr {
@@ -269,8 +269,8 @@ pub(crate) enum Reaction {
 pub(crate) trait Dialect: Send + 'static {
     /// Reads one text frame.
     fn on_text(&mut self, text: &str) -> Reaction;
-    /// The frame that carries `relay`. The ledger records it as sent.
-    fn relay_frame(&mut self, relay: &Relay) -> Result<String>;
+    /// The frame that carries `probe`. The ledger records it as sent.
+    fn probe_frame(&mut self, probe: &Probe) -> Result<String>;
     /// Replies still due (none for a protocol without replies).
     fn awaiting(&self) -> usize {
         0
@@ -330,9 +330,9 @@ async fn drive<D: Dialect>(mut ws: Ws, mut dialect: D, mut commands: mpsc::Recei
                 }
             },
             command = commands.recv(), if leaving.is_none() => match command {
-                Some(Command::Relay(relay)) => match dialect.relay_frame(&relay) {
+                Some(Command::Probe(probe)) => match dialect.probe_frame(&probe) {
                     Ok(frame) => send = Some(frame),
-                    Err(err) => tracing::warn!(%err, "cannot encode a relay"),
+                    Err(err) => tracing::warn!(%err, "cannot encode a signal"),
                 },
                 Some(Command::Leave) | None => {
                     commands.close();

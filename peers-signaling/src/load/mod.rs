@@ -3,7 +3,7 @@
 //! process, with every message accounted for.
 //!
 //! It drives two programs: `benches/load.rs` (P6: 10,000 idle devices, a
-//! steady relay rate, latency percentiles and server memory per device, with
+//! steady signal rate, latency percentiles and server memory per device, with
 //! the PeerJS server as the baseline; and the churn run) and
 //! `tests/signaling_load.rs` (a small churn run that must lose nothing). It
 //! lives in the library behind a feature, not in `tests/`, because a bench
@@ -26,7 +26,7 @@
 //! - `fleet`: the devices, the shared account, the per-device task loop.
 //! - `signaling`, `peerjs` and `socketio`: the protocols (ours; PeerJS's, which
 //!   the plain `ws` baseline speaks too; the socket.io baseline's).
-//! - [`run_steady`]: P6's steady relay rate; [`run_churn`]: devices leaving
+//! - [`run_steady`]: P6's steady signal rate; [`run_churn`]: devices leaving
 //!   and coming back while relaying.
 //!
 //! Devices are spread over loopback source addresses (`127.0.0.2` onwards),
@@ -61,7 +61,7 @@ pub use wire::MAX_SOURCE_ADDRESSES;
 use fleet::{Command, Fleet};
 use ledger::Picker;
 
-/// Relays the pacer issued.
+/// Signals the pacer issued.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PaceStats {
     /// Handed to a device's inbox.
@@ -71,13 +71,13 @@ pub struct PaceStats {
     pub skipped: u64,
     /// How long the pacer ran, in seconds.
     pub seconds: f64,
-    /// The most relays that were due at one tick (2 per 1 ms tick at
+    /// The most signals that were due at one tick (2 per 1 ms tick at
     /// 2,000/s; more means the pacer fell behind and caught up).
     pub max_due_at_once: u64,
 }
 
 impl PaceStats {
-    /// Relays issued per second.
+    /// Signals issued per second.
     pub fn achieved_rate(&self) -> f64 {
         if self.seconds > 0.0 { self.issued as f64 / self.seconds } else { 0.0 }
     }
@@ -90,7 +90,7 @@ fn slot(roster: &Roster, index: usize) -> Option<MutexGuard<'_, Option<mpsc::Sen
     roster.get(index).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Issues `rate` relays per second for `duration`, on a 1 ms ticker, each from
+/// Issues `rate` signals per second for `duration`, on a 1 ms ticker, each from
 /// a random online device to a random other device.
 async fn pace(fleet: &Fleet, roster: &Roster, rate: u32, duration: Duration) -> PaceStats {
     let mut picker = Picker::from_entropy();
@@ -119,7 +119,7 @@ async fn pace(fleet: &Fleet, roster: &Roster, rate: u32, duration: Duration) -> 
     stats
 }
 
-/// One relay from a random online device; false if none took it.
+/// One signal from a random online device; false if none took it.
 fn issue(fleet: &Fleet, roster: &Roster, picker: &mut Picker) -> bool {
     let devices = fleet.len();
     if devices < 2 {
@@ -133,7 +133,7 @@ fn issue(fleet: &Fleet, roster: &Roster, picker: &mut Picker) -> bool {
         if to >= from {
             to += 1;
         }
-        return inbox.try_send(Command::Relay(fleet.relay(to))).is_ok();
+        return inbox.try_send(Command::Probe(fleet.probe(to))).is_ok();
     }
     false
 }

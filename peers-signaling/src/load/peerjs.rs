@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::fleet::{Dialect, Fleet, Reaction, Relay};
+use super::fleet::{Dialect, Fleet, Probe, Reaction};
 use super::wire::{self, Ws};
 use crate::error::{Error, Result};
 
@@ -70,10 +70,10 @@ impl Dialect for PeerJsDialect {
         Reaction::Nothing
     }
 
-    fn relay_frame(&mut self, relay: &Relay) -> Result<String> {
-        let to = self.fleet.ids.get(relay.to).cloned().unwrap_or_default();
-        let frame = json!({"type": "OFFER", "dst": to, "payload": self.fleet.body(relay)}).to_string();
-        self.fleet.tally.ledger().sent(relay.seq);
+    fn probe_frame(&mut self, probe: &Probe) -> Result<String> {
+        let to = self.fleet.ids.get(probe.to).cloned().unwrap_or_default();
+        let frame = json!({"type": "OFFER", "dst": to, "payload": self.fleet.body(probe)}).to_string();
+        self.fleet.tally.ledger().sent(probe.seq);
         Ok(frame)
     }
 

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::fleet::{Dialect, Fleet, Reaction, Relay};
+use super::fleet::{Dialect, Fleet, Probe, Reaction};
 use super::ledger::{FirstOutcome, LaterOutcome};
 use super::wire::{self, Packet, SOCKET_IO_PATH, Ws};
 use crate::error::{Error, Result};
@@ -22,7 +22,7 @@ use crate::protocol::{
 
 /// Dialling, joining and registering must finish within this time.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
-/// The `req` of the registration; relays use their sequence numbers (from 1).
+/// The `req` of the registration; signals use their sequence numbers (from 1).
 const REGISTER_REQ: u64 = 0;
 
 /// One registered connection's protocol state.
@@ -30,11 +30,11 @@ const REGISTER_REQ: u64 = 0;
 pub(crate) struct SignalingDialect {
     fleet: Arc<Fleet>,
     namespace: String,
-    /// Relays sent and not yet answered.
+    /// Signals sent and not yet answered.
     awaiting: HashSet<u64>,
 }
 
-/// The relay's sequence number from its message id (`m<seq>`).
+/// The signal's sequence number from its message id (`m<seq>`).
 fn seq_of(id: &str) -> Option<u64> {
     id.strip_prefix('m')?.parse().ok()
 }
@@ -163,19 +163,19 @@ impl Dialect for SignalingDialect {
         }
     }
 
-    fn relay_frame(&mut self, relay: &Relay) -> Result<String> {
-        let to = self.fleet.ids.get(relay.to).cloned().unwrap_or_default();
+    fn probe_frame(&mut self, probe: &Probe) -> Result<String> {
+        let to = self.fleet.ids.get(probe.to).cloned().unwrap_or_default();
         let request = SignalRequest {
-            req: Some(relay.seq),
-            id: format!("m{}", relay.seq),
+            req: Some(probe.seq),
+            id: format!("m{}", probe.seq),
             to,
             kind: "offer".into(),
-            body: self.fleet.body(relay),
+            body: self.fleet.body(probe),
             ttl_ms: self.fleet.ttl_ms,
         };
         let frame = wire::event(&self.namespace, events::SIGNAL, &request)?;
-        self.awaiting.insert(relay.seq);
-        self.fleet.tally.ledger().sent(relay.seq);
+        self.awaiting.insert(probe.seq);
+        self.fleet.tally.ledger().sent(probe.seq);
         Ok(frame)
     }
 

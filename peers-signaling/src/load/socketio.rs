@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::fleet::{Dialect, Fleet, Reaction, Relay};
+use super::fleet::{Dialect, Fleet, Probe, Reaction};
 use super::wire::{self, Packet, SOCKET_IO_PATH, Ws};
 use crate::error::{Error, Result};
 
@@ -80,10 +80,10 @@ impl Dialect for SocketIoDialect {
         }
     }
 
-    fn relay_frame(&mut self, relay: &Relay) -> Result<String> {
-        let to = self.fleet.ids.get(relay.to).cloned().unwrap_or_default();
-        let frame = wire::event(NAMESPACE, OFFER, &json!({"dst": to, "payload": self.fleet.body(relay)}))?;
-        self.fleet.tally.ledger().sent(relay.seq);
+    fn probe_frame(&mut self, probe: &Probe) -> Result<String> {
+        let to = self.fleet.ids.get(probe.to).cloned().unwrap_or_default();
+        let frame = wire::event(NAMESPACE, OFFER, &json!({"dst": to, "payload": self.fleet.body(probe)}))?;
+        self.fleet.tally.ledger().sent(probe.seq);
         Ok(frame)
     }
 

@@ -1,5 +1,5 @@
-//! P6: many registered devices held idle, then a steady relay rate for a
-//! while; the server's memory per idle device, relay latency (the sender's
+//! P6: many registered devices held idle, then a steady signal rate for a
+//! while; the server's memory per idle device, signal latency (the sender's
 //! timestamp to the receiver) and the account of every message.
 
 use std::collections::BTreeMap;
@@ -21,11 +21,11 @@ use crate::error::{Error, Result};
 pub struct SteadyConfig {
     /// Devices connected and registered. P6: 10,000.
     pub devices: usize,
-    /// Relays per second. P6: 2,000.
+    /// Signals per second. P6: 2,000.
     pub rate: u32,
-    /// How long the relays run. P6: 30 s.
+    /// How long the signals run. P6: 30 s.
     pub duration: Duration,
-    /// Size of each relayed message, about. P6: 1 KiB.
+    /// Size of each signalled message, about. P6: 1 KiB.
     pub body_bytes: usize,
     /// Loopback source addresses to spread the devices over.
     pub spread: usize,
@@ -33,7 +33,7 @@ pub struct SteadyConfig {
     pub connect_concurrency: usize,
     /// The pause between the last registration and the idle memory reading.
     pub idle_wait: Duration,
-    /// How long to wait after the last relay for outstanding outcomes.
+    /// How long to wait after the last signal for outstanding outcomes.
     pub drain: Duration,
 }
 
@@ -63,19 +63,19 @@ pub struct SteadyReport {
     pub rss_before: u64,
     /// … with every device registered and idle.
     pub rss_idle: u64,
-    /// … after the relays.
+    /// … after the signals.
     pub rss_after: u64,
     /// The pacer.
     pub pace: PaceStats,
     /// Every message's outcome.
     pub counts: Counts,
-    /// Relay latency in µs.
+    /// Probe latency in µs.
     pub latency: Percentiles,
-    /// Server CPU seconds during the relay phase.
+    /// Server CPU seconds during the signal phase.
     pub server_cpu: f64,
-    /// Generator CPU seconds during the relay phase.
+    /// Generator CPU seconds during the signal phase.
     pub generator_cpu: f64,
-    /// Wall seconds of the relay phase (pacing plus the drain).
+    /// Wall seconds of the signal phase (pacing plus the drain).
     pub relay_wall: f64,
     /// Connections the server closed while the generator did not ask.
     pub unexpected_closes: u64,

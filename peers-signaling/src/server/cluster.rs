@@ -50,7 +50,7 @@ use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
-use super::hub::{Relay, incoming};
+use super::hub::{CheckedSignal, incoming};
 use super::state::SignalOutcome;
 use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
@@ -423,7 +423,7 @@ pub(super) async fn register(
                 return;
             }
             delivered += 1;
-            m::relayed("delivered_from_queue");
+            m::signal_outcome("delivered_from_queue");
             cluster.outcome(now_ms(), &message, OutcomeKind::Delivered).await;
         }
     }
@@ -441,28 +441,28 @@ pub(super) async fn register(
     info!(%device, peer = conn.peer.id, delivered, "device registered");
 }
 
-/// Relays or queues a checked signal through Redis; returns its first outcome.
-pub(super) async fn signal(cluster: &Cluster, relay: Relay) -> Result<SignalOutcome, Rejection> {
+/// Forwards or queues a checked signal through Redis; returns its first outcome.
+pub(super) async fn signal(cluster: &Cluster, signal: CheckedSignal) -> Result<SignalOutcome, Rejection> {
     let now = now_ms();
     let message = QueuedMessage {
         seq: 0,
-        to: relay.to,
-        from: relay.from,
-        origin: relay.origin,
-        id: relay.id,
-        kind: relay.kind,
-        body: serde_json::to_string(&relay.body).unwrap_or_default(),
+        to: signal.to,
+        from: signal.from,
+        origin: signal.origin,
+        id: signal.id,
+        kind: signal.kind,
+        body: serde_json::to_string(&signal.body).unwrap_or_default(),
         sent_at: now,
-        expires_at: now.saturating_add(relay.ttl_ms),
+        expires_at: now.saturating_add(signal.ttl_ms),
         // send.lua shadows it if `to` does not allow `from`.
         shadowed: false,
     };
-    let mut sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
+    let mut sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;
     if let SendOutcome::Deliver { holder } = &sent
         && !cluster.holder_alive(&message.to, holder).await
     {
         // Its instance died: the presence is gone now, so this queues it.
-        sent = cluster.state.send(&message, relay.ttl_ms).await.map_err(unavailable)?;
+        sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;
     }
     match sent {
         SendOutcome::Deliver { .. } => {
@@ -470,7 +470,7 @@ pub(super) async fn signal(cluster: &Cluster, relay: Relay) -> Result<SignalOutc
                 id: message.id.clone(),
                 from: message.from.to_string(),
                 kind: message.kind,
-                body: relay.body,
+                body: signal.body,
                 sent_at: now,
                 queued: false,
             };
@@ -481,17 +481,17 @@ pub(super) async fn signal(cluster: &Cluster, relay: Relay) -> Result<SignalOutc
                     "the recipient's connection is not taking messages",
                 ));
             }
-            m::relayed("delivered");
+            m::signal_outcome("delivered");
             Ok(SignalOutcome { outcome: OutcomeKind::Delivered, expires_at: None })
         }
         SendOutcome::Expired => {
-            m::relayed("expired");
+            m::signal_outcome("expired");
             Ok(SignalOutcome { outcome: OutcomeKind::Expired, expires_at: None })
         }
         SendOutcome::Full(bound, usage) => Err(cluster.state.queue_limits().refusal(bound, &usage, message.size())),
         SendOutcome::Queued { seq } => {
             debug!(seq, id = %message.id, to = %message.to, "queued in redis");
-            m::relayed("queued");
+            m::signal_outcome("queued");
             Ok(SignalOutcome { outcome: OutcomeKind::Queued, expires_at: Some(message.expires_at) })
         }
     }

@@ -46,7 +46,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
-use super::hub::{Outgoing, Peer, PeerSocket, Relay};
+use super::hub::{CheckedSignal, Outgoing, Peer, PeerSocket};
 use super::outgoing::{self, OutgoingBudget};
 use super::session_requests;
 use super::state::RelayOpening;
@@ -326,9 +326,9 @@ async fn answer(conn: &Arc<Connection>, device: DeviceId, request: Request) -> R
     let state = &conn.shared.state;
     match request {
         Request::Signal(signal) => {
-            let relay = relay_of(conn, device, signal)?;
-            let id = relay.id.clone();
-            let sent = state.signal(conn, relay).await?;
+            let signal = checked_signal(conn, device, signal)?;
+            let id = signal.id.clone();
+            let sent = state.signal(conn, signal).await?;
             Ok(signal_reply(id, sent.outcome, sent.expires_at))
         }
         Request::Subscribe(devices) => Ok(online_reply(&state.subscribe(conn, device, devices).await?)),
@@ -562,13 +562,21 @@ pub(super) fn registered_reply(device: &DeviceId, queued: usize) -> Map<String, 
     fields
 }
 
-/// A checked signal from `from`, ready to relay.
-pub(super) fn relay_of(conn: &Connection, from: DeviceId, signal: Signal) -> Result<Relay, Rejection> {
+/// A checked signal from `from`, ready to forward.
+pub(super) fn checked_signal(conn: &Connection, from: DeviceId, signal: Signal) -> Result<CheckedSignal, Rejection> {
     if signal.to == from {
         return Err(Rejection::new(ErrorCode::SelfAddressed, "a device cannot signal itself"));
     }
     let ttl_ms = conn.shared.config.queue.ttl_ms(signal.ttl_ms);
-    Ok(Relay { from, to: signal.to, id: signal.id, kind: signal.kind, body: signal.body, ttl_ms, origin: conn.ip })
+    Ok(CheckedSignal {
+        from,
+        to: signal.to,
+        id: signal.id,
+        kind: signal.kind,
+        body: signal.body,
+        ttl_ms,
+        origin: conn.ip,
+    })
 }
 
 /// The reply to a signal: its id and first outcome.

@@ -197,9 +197,9 @@ impl AfterUnlock {
     }
 }
 
-/// A signal ready to relay: validated, sender authenticated.
+/// A signal ready to forward: validated, sender authenticated.
 #[derive(Debug)]
-pub(crate) struct Relay {
+pub(crate) struct CheckedSignal {
     pub(crate) from: DeviceId,
     pub(crate) to: DeviceId,
     pub(crate) id: String,
@@ -335,7 +335,7 @@ impl Hub {
         while let Some(message) = rest.next() {
             if peer.emit_forced(events::INCOMING, &incoming(&message, true)) {
                 self.outcome(now, &message.from, &message.id, &message.to, OutcomeKind::Delivered);
-                m::relayed("delivered_from_queue");
+                m::signal_outcome("delivered_from_queue");
                 delivered.push(message.seq);
             } else {
                 // The new connection is already gone (or its buffer is full):
@@ -471,49 +471,53 @@ impl Hub {
         removed
     }
 
-    /// Relays or queues a signal; returns the first outcome.
-    /// A sender `relay.to` does not allow gets what a signal to a device that
+    /// Forwards or queues a signal; returns the first outcome.
+    /// A sender `signal.to` does not allow gets what a signal to a device that
     /// does not exist gets: its message waits in the shadow queue.
-    pub(crate) fn relay(&mut self, now: u64, relay: Relay) -> Result<(OutcomeKind, Option<u64>), Rejection> {
-        let shadowed = !self.allow.reaches(&relay.from, &relay.to);
-        if let Some(peer) = self.devices.get(&relay.to).filter(|_| !shadowed) {
+    pub(crate) fn forward_signal(
+        &mut self,
+        now: u64,
+        signal: CheckedSignal,
+    ) -> Result<(OutcomeKind, Option<u64>), Rejection> {
+        let shadowed = !self.allow.reaches(&signal.from, &signal.to);
+        if let Some(peer) = self.devices.get(&signal.to).filter(|_| !shadowed) {
             let wire = DeliveredSignalWire {
-                id: relay.id,
-                from: relay.from.to_string(),
-                kind: relay.kind,
-                body: relay.body,
+                id: signal.id,
+                from: signal.from.to_string(),
+                kind: signal.kind,
+                body: signal.body,
                 sent_at: now,
                 queued: false,
             };
             if peer.emit(events::INCOMING, &wire) {
-                m::relayed("delivered");
+                m::signal_outcome("delivered");
                 return Ok((OutcomeKind::Delivered, None));
             }
             m::rejected(ErrorCode::RecipientBusy);
             return Err(Rejection::new(ErrorCode::RecipientBusy, "the recipient's connection is not taking messages"));
         }
-        if relay.ttl_ms == 0 {
-            m::relayed("expired");
+        if signal.ttl_ms == 0 {
+            m::signal_outcome("expired");
             return Ok((OutcomeKind::Expired, None));
         }
-        let body = serde_json::to_string(&relay.body).unwrap_or_default();
+        let body = serde_json::to_string(&signal.body).unwrap_or_default();
         let message = NewMessage {
-            to: relay.to,
-            from: relay.from,
-            origin: relay.origin,
-            id: relay.id,
-            kind: relay.kind,
+            to: signal.to,
+            from: signal.from,
+            origin: signal.origin,
+            id: signal.id,
+            kind: signal.kind,
             body,
             shadowed,
         };
-        let queued = self.queue.push(now, message, relay.ttl_ms).inspect_err(|r| m::rejected(r.code))?;
+        let queued = self.queue.push(now, message, signal.ttl_ms).inspect_err(|r| m::rejected(r.code))?;
         if let Err(err) = self.store.put_message(&queued) {
             warn!(%err, "store failed; refusing the message");
             let _ = self.queue.take_one(&queued.queue_key(), queued.seq);
             m::rejected(ErrorCode::Internal);
             return Err(Rejection::new(ErrorCode::Internal, "the server could not store the message"));
         }
-        m::relayed("queued");
+        m::signal_outcome("queued");
         self.gauges();
         Ok((OutcomeKind::Queued, Some(queued.expires_at)))
     }

@@ -17,8 +17,8 @@ pub(crate) fn replaced() {
 }
 
 /// `outcome`: delivered, queued, expired, delivered_from_queue.
-pub(crate) fn relayed(outcome: &'static str) {
-    metrics::counter!("signaling_relays_total", "outcome" => outcome).increment(1);
+pub(crate) fn signal_outcome(outcome: &'static str) {
+    metrics::counter!("signaling_signals_total", "outcome" => outcome).increment(1);
 }
 
 pub(crate) fn rejected(code: ErrorCode) {
@@ -84,7 +84,7 @@ pub(crate) fn start() {
         metrics::counter!("signaling_rejections_total", "code" => code.as_str()).increment(0);
     }
     for outcome in ["delivered", "queued", "expired", "delivered_from_queue"] {
-        metrics::counter!("signaling_relays_total", "outcome" => outcome).increment(0);
+        metrics::counter!("signaling_signals_total", "outcome" => outcome).increment(0);
     }
     for event in ["created", "joined", "closed", "locked", "join_failed", "reopened"] {
         metrics::counter!("signaling_session_events_total", "event" => event).increment(0);

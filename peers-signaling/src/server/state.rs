@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use super::Shared;
 use super::connection::{Connection, Replier};
-use super::hub::Relay;
+use super::hub::CheckedSignal;
 use crate::protocol::{AllowList, OutcomeKind, Rejection, RelayEvent, SessionRequest};
 use crate::ratelimit::Limited;
 
@@ -102,7 +102,11 @@ pub(crate) trait SignalingState: Send + Sync + Debug + 'static {
     /// (per recipient, per sending device and address, overall), or reports
     /// it expired (`ttl_ms` 0). A sender the recipient's list does not name
     /// gets exactly what a signal to a made-up id gets.
-    fn signal<'a>(&'a self, conn: &'a Connection, relay: Relay) -> StateFuture<'a, Result<SignalOutcome, Rejection>>;
+    fn signal<'a>(
+        &'a self,
+        conn: &'a Connection,
+        signal: CheckedSignal,
+    ) -> StateFuture<'a, Result<SignalOutcome, Rejection>>;
 
     /// Watches `devices` for `conn`'s device `watcher` (within the
     /// per-connection and per-address quotas); returns those online that

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::connection::{Connection, Replier, registered_reply};
-use super::hub::{AfterUnlock, Relay};
+use super::hub::{AfterUnlock, CheckedSignal};
 use super::state::{RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
 use super::{Shared, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{AllowList, Rejection, RelayEvent, SessionRequest};
@@ -64,9 +64,13 @@ impl SignalingState for LocalState {
         ready(())
     }
 
-    fn signal<'a>(&'a self, conn: &'a Connection, relay: Relay) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
+    fn signal<'a>(
+        &'a self,
+        conn: &'a Connection,
+        signal: CheckedSignal,
+    ) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
         let shared = &conn.shared;
-        let sent = shared.hub().relay(now_ms(), relay);
+        let sent = shared.hub().forward_signal(now_ms(), signal);
         if let Ok((_, Some(_))) = &sent {
             shared.wake_expiry();
         }

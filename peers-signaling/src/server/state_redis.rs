@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::cluster::{self, Cluster};
 use super::connection::{Connection, Replier, lock};
-use super::hub::Relay;
+use super::hub::CheckedSignal;
 use super::state::{RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
 use super::{Shared, cluster_presence, cluster_relay, cluster_sessions};
 use crate::protocol::{AllowList, Rejection, RelayEvent, SessionRequest};
@@ -53,8 +53,12 @@ impl SignalingState for RedisBackend {
         Box::pin(cluster::register(&self.0, conn, device, allow, replier))
     }
 
-    fn signal<'a>(&'a self, _conn: &'a Connection, relay: Relay) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
-        Box::pin(cluster::signal(&self.0, relay))
+    fn signal<'a>(
+        &'a self,
+        _conn: &'a Connection,
+        signal: CheckedSignal,
+    ) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
+        Box::pin(cluster::signal(&self.0, signal))
     }
 
     fn subscribe<'a>(
