@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::bytes_by_path;
 use common::files::{hash_file, hashes, noise};
 use peers_device::transfer::exchange::{Answer, DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
-use peers_device::transfer::pake::Role;
+use peers_device::transfer::pake::CodeRole;
 use peers_device::transfer::rendezvous::{authenticate, pinned_config};
 use peers_device::transfer::{
     Cursor, LinkOptions, ReceiveOptions, SendOptions, Stage, TransferCode, TransferError, receive, send,
@@ -122,7 +122,7 @@ async fn frozen_receiver(url: &str, code: &TransferCode) -> (SignalingClient, Co
     let joined = client.join_session(&code.session().to_string()).await.unwrap();
     let relay = client.open_relay(&joined.sender, WAIT).await.unwrap();
     let info = keys.info(vec![]).unwrap();
-    let peer = authenticate(&relay, code, Role::Joiner, &info, WAIT).await.unwrap();
+    let peer = authenticate(&relay, code, CodeRole::Joiner, &info, WAIT).await.unwrap();
     let config = pinned_config(keys, peer).with_setup(|conn| {
         conn.expose_rpc(OFFER_METHOD, |_: Offer| async {
             Ok::<_, RemoteError>(Answer::Accept { from: Cursor::START })

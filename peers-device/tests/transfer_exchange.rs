@@ -12,10 +12,10 @@ use std::time::Duration;
 use common::files::{hashes, noise};
 use peers_device::transfer::exchange::{DATA_STREAM, DataHeader, OFFER_METHOD, Offer};
 use peers_device::transfer::exchange::{send, send_until};
-use peers_device::transfer::manifest::{DEFAULT_CHUNK_SIZE, Entry, EntryKind, MIN_CHUNK_SIZE, Manifest};
+use peers_device::transfer::manifest::{DEFAULT_CHUNK_SIZE, EntryKind, MIN_CHUNK_SIZE, Manifest, ManifestEntry};
 use peers_device::transfer::scan::scan;
 use peers_device::transfer::{
-    ReceiveOptions, ReceiverHandlers, Sent, TransferError, TransferProgress, expose_receiver,
+    ReceiveOptions, ReceiverHandlers, SendEnd, TransferError, TransferProgress, expose_receiver,
 };
 use peers_sdk::{CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
 use tokio::sync::watch;
@@ -131,7 +131,7 @@ async fn a_paused_transfer_goes_on_over_another_connection_without_sending_a_byt
     let (progress, _) = watch::channel(TransferProgress::default());
     let sent = send_until(&a, &scanned, Duration::from_secs(10), &progress, &pause).await.unwrap();
     pauser.await.unwrap();
-    assert_eq!(sent, Sent::Paused);
+    assert_eq!(sent, SendEnd::Paused);
     let paused_at = progress.borrow().bytes_done;
     assert!(paused_at >= total / 3 && paused_at < total, "paused at {paused_at} of {total}");
     // Everything the stream carried is verified; nothing is presented yet.
@@ -143,10 +143,10 @@ async fn a_paused_transfer_goes_on_over_another_connection_without_sending_a_byt
     let (a, b) = pair().await;
     let mut second = handlers.expose(&b);
     let (progress, _) = watch::channel(TransferProgress::default());
-    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &pause).await.unwrap(), Sent::Paused);
+    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &pause).await.unwrap(), SendEnd::Paused);
     let (_, go_on) = watch::channel(false);
     let (progress, _) = watch::channel(TransferProgress::default());
-    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &go_on).await.unwrap(), Sent::Complete);
+    assert_eq!(send_until(&a, &scanned, Duration::from_secs(10), &progress, &go_on).await.unwrap(), SendEnd::Complete);
     second.finished().await.unwrap();
     assert_eq!(progress.borrow().bytes_resumed, paused_at, "verified bytes were sent again");
     assert_eq!(fs::read(out.path().join("video.mp4")).unwrap(), fs::read(&file).unwrap());
@@ -175,8 +175,10 @@ async fn hostile_senders_write_nothing_outside_or_complete() {
 
     // A manifest naming a path outside the target is refused before anything is written.
     for path in ["../escape", "/etc/evil", "a/../../b"] {
-        let manifest =
-            Manifest { chunk_size: MIN_CHUNK_SIZE, entries: vec![Entry { path: path.into(), kind: EntryKind::Dir }] };
+        let manifest = Manifest {
+            chunk_size: MIN_CHUNK_SIZE,
+            entries: vec![ManifestEntry { path: path.into(), kind: EntryKind::Dir }],
+        };
         let err = a.emit::<_, serde_json::Value>(OFFER_METHOD, &Offer { manifest }).await.unwrap_err();
         assert!(err.to_string().contains("unsafe path"), "{path}: {err}");
     }
@@ -187,7 +189,7 @@ async fn hostile_senders_write_nothing_outside_or_complete() {
     let chunks = honest.chunks(MIN_CHUNK_SIZE as usize).map(|c| *blake3::hash(c).as_bytes()).collect();
     let manifest = Manifest {
         chunk_size: MIN_CHUNK_SIZE,
-        entries: vec![Entry {
+        entries: vec![ManifestEntry {
             path: "doc.pdf".into(),
             kind: EntryKind::File { size: 100_000, executable: false, chunks },
         }],

@@ -19,7 +19,7 @@ use crate::config::WebRtcConfig;
 use crate::error::{Error, Result, SignalRefusal};
 use crate::peer::{self, PeerConnectionGuard};
 use crate::session::{Role, Session};
-use crate::signal::{SessionId, Signal, SignalPayload};
+use crate::signal::{SessionId, SignalPayload, WebRtcSignal};
 use crate::signaling::{IncomingSignal, Signaling};
 use crate::socket::WebRtcSocket;
 
@@ -201,7 +201,7 @@ async fn run_session(
             // The peer already got an `Error` signal from the session.
             inner.refused(*from, reason.clone());
         } else if !matches!(error, Error::Refused { .. }) {
-            let cancel = Signal {
+            let cancel = WebRtcSignal {
                 session: id,
                 payload: SignalPayload::Cancel { reason: crate::error::bounded(error.to_string()) },
             };
@@ -239,9 +239,9 @@ async fn dispatch(inner: Weak<Inner>, signaling: Arc<dyn Signaling>) {
 }
 
 async fn route(inner: &Arc<Inner>, IncomingSignal { from, signal }: IncomingSignal) {
-    let Signal { session, payload } = signal;
+    let WebRtcSignal { session, payload } = signal;
     let kind = payload.kind();
-    let check = Signal { session: session.clone(), payload }.validate_owned();
+    let check = WebRtcSignal { session: session.clone(), payload }.validate_owned();
     let payload = match check {
         Ok(payload) => payload,
         Err(reason) => return refuse(inner, from, session, kind, reason).await,
@@ -271,7 +271,7 @@ async fn refuse(inner: &Arc<Inner>, from: DeviceId, session: SessionId, kind: &s
     let text = reason.to_string();
     inner.refused(from, reason);
     if matches!(kind, "offer" | "answer") {
-        let error = Signal { session, payload: SignalPayload::Error { reason: text } };
+        let error = WebRtcSignal { session, payload: SignalPayload::Error { reason: text } };
         let _ = inner.signaling.send(from, error).await;
     }
 }
@@ -304,7 +304,7 @@ async fn start_acceptor(inner: &Arc<Inner>, from: DeviceId, session: SessionId, 
     });
 }
 
-impl Signal {
+impl WebRtcSignal {
     /// Validates and hands back the payload.
     fn validate_owned(self) -> std::result::Result<SignalPayload, SignalRefusal> {
         self.validate()?;

@@ -63,7 +63,7 @@ pub use endpoint::WebRtcEndpoint;
 pub use error::{Error, Result, SignalRefusal};
 pub use peer::PeerState;
 pub use sdp::{format_fingerprint, sha256_fingerprint};
-pub use signal::{IceCandidate, SessionId, Signal, SignalKindName, SignalPayload};
+pub use signal::{IceCandidate, SessionId, SignalKindName, SignalPayload, WebRtcSignal};
 pub use signaling::{IncomingSignal, Signaling};
 #[cfg(feature = "test-utils")]
 pub use signaling::{Interceptor, MemorySignaling, MemorySignalingHub};

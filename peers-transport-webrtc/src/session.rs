@@ -28,7 +28,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use crate::config::WebRtcConfig;
 use crate::error::{Error, Result, SignalRefusal};
 use crate::peer::{self, CHANNEL_LABEL};
-use crate::signal::{IceCandidate, SessionId, Signal, SignalPayload};
+use crate::signal::{IceCandidate, SessionId, SignalPayload, WebRtcSignal};
 use crate::signaling::Signaling;
 use crate::socket::{OpenChannel, WebRtcSocket};
 
@@ -87,7 +87,7 @@ pub(crate) struct Session<'a> {
 
 impl Session<'_> {
     async fn send(&self, payload: SignalPayload) -> Result<()> {
-        self.signaling.send(self.remote, Signal { session: self.id.clone(), payload }).await
+        self.signaling.send(self.remote, WebRtcSignal { session: self.id.clone(), payload }).await
     }
 
     /// Dials: creates the channel and the offer. `offer` is `None` for the dialer.

@@ -141,14 +141,14 @@ impl SignalPayload {
 
 /// A signal of one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Signal {
+pub struct WebRtcSignal {
     /// The connection attempt it belongs to.
     pub session: SessionId,
     /// What it carries.
     pub payload: SignalPayload,
 }
 
-impl Signal {
+impl WebRtcSignal {
     /// Checks the limits and the shape of every field; the endpoint runs this on
     /// every incoming signal before it looks at it.
     pub fn validate(&self) -> Result<(), SignalRefusal> {
@@ -186,7 +186,7 @@ impl Signal {
 
     /// Reads a signal of `kind` from its JSON body, checking every field. The
     /// body's size must have been bounded by the channel that delivered it.
-    pub fn from_body(kind: SignalKindName, body: &serde_json::Value) -> Result<Signal, SignalRefusal> {
+    pub fn from_body(kind: SignalKindName, body: &serde_json::Value) -> Result<WebRtcSignal, SignalRefusal> {
         let text = |field: &'static str| -> Result<String, SignalRefusal> {
             body.get(field)
                 .and_then(serde_json::Value::as_str)
@@ -205,7 +205,7 @@ impl Signal {
             SignalKindName::Cancel => SignalPayload::Cancel { reason: cut(text("message").unwrap_or_default()) },
             SignalKindName::Error => SignalPayload::Error { reason: cut(text("message").unwrap_or_default()) },
         };
-        let signal = Signal { session, payload };
+        let signal = WebRtcSignal { session, payload };
         signal.validate()?;
         Ok(signal)
     }
@@ -300,31 +300,31 @@ mod tests {
             sdp_mline_index: Some(0),
         };
         let signals = [
-            Signal { session: session.clone(), payload: SignalPayload::Candidate(candidate) },
-            Signal { session: session.clone(), payload: SignalPayload::Cancel { reason: "bye".into() } },
-            Signal { session, payload: SignalPayload::Error { reason: "no".into() } },
+            WebRtcSignal { session: session.clone(), payload: SignalPayload::Candidate(candidate) },
+            WebRtcSignal { session: session.clone(), payload: SignalPayload::Cancel { reason: "bye".into() } },
+            WebRtcSignal { session, payload: SignalPayload::Error { reason: "no".into() } },
         ];
         for signal in signals {
             let body = signal.body();
-            assert_eq!(Signal::from_body(signal.payload.kind_name(), &body).unwrap(), signal);
+            assert_eq!(WebRtcSignal::from_body(signal.payload.kind_name(), &body).unwrap(), signal);
         }
     }
 
     #[test]
     fn hostile_bodies_are_refused() {
         let kind = SignalKindName::Offer;
-        assert!(Signal::from_body(kind, &serde_json::json!({})).is_err());
-        assert!(Signal::from_body(kind, &serde_json::json!({"session": 5, "sdp": "v=0"})).is_err());
-        assert!(Signal::from_body(kind, &serde_json::json!({"session": "s", "sdp": "hello"})).is_err());
+        assert!(WebRtcSignal::from_body(kind, &serde_json::json!({})).is_err());
+        assert!(WebRtcSignal::from_body(kind, &serde_json::json!({"session": 5, "sdp": "v=0"})).is_err());
+        assert!(WebRtcSignal::from_body(kind, &serde_json::json!({"session": "s", "sdp": "hello"})).is_err());
         let huge = format!("v=0\r\nm=application\r\n{}", "a".repeat(MAX_SDP_LEN));
         assert!(matches!(
-            Signal::from_body(kind, &serde_json::json!({"session": "s", "sdp": huge})),
+            WebRtcSignal::from_body(kind, &serde_json::json!({"session": "s", "sdp": huge})),
             Err(SignalRefusal::TooLarge { field: "sdp", .. })
         ));
         let bad = serde_json::json!({"session": "s", "candidate": "rm -rf"});
-        assert!(Signal::from_body(SignalKindName::Candidate, &bad).is_err());
+        assert!(WebRtcSignal::from_body(SignalKindName::Candidate, &bad).is_err());
         let long_reason = serde_json::json!({"session": "s", "message": "é".repeat(1000)});
-        let cancel = Signal::from_body(SignalKindName::Cancel, &long_reason).unwrap();
+        let cancel = WebRtcSignal::from_body(SignalKindName::Cancel, &long_reason).unwrap();
         assert!(matches!(cancel.payload, SignalPayload::Cancel { reason } if reason.len() <= MAX_REASON_LEN));
     }
 }

@@ -1,6 +1,6 @@
 //! The signaling abstraction: how signals reach another device.
 //!
-//! An implementation delivers [`Signal`]s to a device id and hands out the signals
+//! An implementation delivers [`WebRtcSignal`]s to a device id and hands out the signals
 //! addressed to this device, each with the sender's id *as the channel
 //! authenticated it* (the signaling server checks a signature at registration; an
 //! existing connection ran our handshake). The endpoint trusts that `from` and
@@ -13,7 +13,7 @@ use peers_sdk::DeviceId;
 
 use crate::config::IceServer;
 use crate::error::Result;
-use crate::signal::Signal;
+use crate::signal::WebRtcSignal;
 
 /// A signal addressed to this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct IncomingSignal {
     /// The sender, as authenticated by the signaling channel.
     pub from: DeviceId,
     /// The signal.
-    pub signal: Signal,
+    pub signal: WebRtcSignal,
 }
 
 /// Sends signals to devices and receives the ones addressed to us.
@@ -35,7 +35,7 @@ pub trait Signaling: Send + Sync + fmt::Debug + 'static {
     fn local_device(&self) -> DeviceId;
 
     /// Delivers `signal` to device `to`, or fails when the channel cannot.
-    async fn send(&self, to: DeviceId, signal: Signal) -> Result<()>;
+    async fn send(&self, to: DeviceId, signal: WebRtcSignal) -> Result<()>;
 
     /// The next signal addressed to us. `Ok(None)` means the channel ended. An
     /// `Err` reports one bad signal (for example a body that does not parse); the
@@ -64,14 +64,14 @@ mod memory {
     use super::{IncomingSignal, Signaling};
     use crate::config::IceServer;
     use crate::error::{Error, Result};
-    use crate::signal::Signal;
+    use crate::signal::WebRtcSignal;
 
     /// Signals each device may have waiting in the hub.
     const INBOX: usize = 256;
 
     /// Rewrites or drops signals in transit: `(from, to, signal)` → the signal to
     /// deliver, or `None` to drop it.
-    pub type Interceptor = Arc<dyn Fn(DeviceId, DeviceId, Signal) -> Option<Signal> + Send + Sync>;
+    pub type Interceptor = Arc<dyn Fn(DeviceId, DeviceId, WebRtcSignal) -> Option<WebRtcSignal> + Send + Sync>;
 
     /// An in-memory signaling network for tests: every device that
     /// [`join`](Self::join)s can signal every other. Bounded: a device's inbox holds
@@ -117,7 +117,7 @@ mod memory {
 
         /// Delivers a signal as if `from` had sent it: tests use this to play a
         /// hostile device.
-        pub fn inject(&self, from: DeviceId, to: DeviceId, signal: Signal) -> Result<()> {
+        pub fn inject(&self, from: DeviceId, to: DeviceId, signal: WebRtcSignal) -> Result<()> {
             let inbox = self.lock().get(&to).cloned().ok_or_else(|| Error::Signaling(format!("{to} is offline")))?;
             inbox
                 .try_send(IncomingSignal { from, signal })
@@ -150,7 +150,7 @@ mod memory {
             self.id
         }
 
-        async fn send(&self, to: DeviceId, signal: Signal) -> Result<()> {
+        async fn send(&self, to: DeviceId, signal: WebRtcSignal) -> Result<()> {
             let interceptor = self.hub.interceptor.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let signal = match interceptor {
                 Some(intercept) => match intercept(self.id, to, signal) {

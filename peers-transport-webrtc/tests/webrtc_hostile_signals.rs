@@ -9,14 +9,15 @@ use std::time::Duration;
 use peers_sdk::{DeviceKeys, Socket};
 use peers_transport_webrtc::signal::MAX_SDP_LEN;
 use peers_transport_webrtc::{
-    Error, IceCandidate, SessionId, Signal, SignalPayload, SignalRefusal, Signaling, WebRtcConfig, format_fingerprint,
+    Error, IceCandidate, SessionId, SignalPayload, SignalRefusal, Signaling, WebRtcConfig, WebRtcSignal,
+    format_fingerprint,
 };
 
 /// (name, signal, the refusal expected, whether the sender hears back).
-type Case = (&'static str, Signal, fn(&SignalRefusal) -> bool, bool);
+type Case = (&'static str, WebRtcSignal, fn(&SignalRefusal) -> bool, bool);
 
-fn offer(sdp: String) -> Signal {
-    Signal { session: SessionId::random(), payload: SignalPayload::Offer { sdp } }
+fn offer(sdp: String) -> WebRtcSignal {
+    WebRtcSignal { session: SessionId::random(), payload: SignalPayload::Offer { sdp } }
 }
 
 /// Shaped like a data channel offer, with a fingerprint, but not SDP the library
@@ -51,7 +52,7 @@ async fn hostile_signals_are_refused_without_side_effects() {
         ("unusable sdp", offer(broken_offer_sdp()), |r| matches!(r, SignalRefusal::BadSdp(_)), true),
         (
             "candidate for an unknown session",
-            Signal {
+            WebRtcSignal {
                 session: SessionId::random(),
                 payload: SignalPayload::Candidate(IceCandidate {
                     candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host".into(),
@@ -64,7 +65,7 @@ async fn hostile_signals_are_refused_without_side_effects() {
         ),
         (
             "answer without an offer",
-            Signal { session: SessionId::random(), payload: SignalPayload::Answer { sdp: broken_offer_sdp() } },
+            WebRtcSignal { session: SessionId::random(), payload: SignalPayload::Answer { sdp: broken_offer_sdp() } },
             |r| matches!(r, SignalRefusal::UnknownSession),
             true,
         ),

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use peers_device::transfer::pake::{self, Role};
+use peers_device::transfer::pake::{self, CodeRole};
 use peers_device::transfer::rendezvous::PakeFrame;
 use peers_device::transfer::{TransferCode, TransferError};
 use peers_sdk::codec::{CodecConfig, Compression, FrameEncoder};
@@ -172,9 +172,9 @@ fn pake_vector(seed: u64, code: &str, joiner_code: &str) -> Value {
     rng.take_drawn();
     let (creator_device, joiner_device) = (creator_keys.info(vec![]).unwrap(), joiner_keys.info(vec![]).unwrap());
     let parse = |code: &str| -> TransferCode { code.parse().unwrap() };
-    let (creator, creator_pake) = pake::start_with_rng(&parse(code), Role::Creator, &mut rng);
+    let (creator, creator_pake) = pake::start_with_rng(&parse(code), CodeRole::Creator, &mut rng);
     let creator_random = rng.take_drawn();
-    let (joiner, joiner_pake) = pake::start_with_rng(&parse(joiner_code), Role::Joiner, &mut rng);
+    let (joiner, joiner_pake) = pake::start_with_rng(&parse(joiner_code), CodeRole::Joiner, &mut rng);
     let joiner_random = rng.take_drawn();
     let (creator, creator_confirm) = creator.receive(&joiner_pake, &creator_device).unwrap();
     let (joiner, joiner_confirm) = joiner.receive(&creator_pake, &joiner_device).unwrap();

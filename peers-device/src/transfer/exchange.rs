@@ -122,7 +122,7 @@ pub struct TransferProgress {
 
 /// How a [`send_until`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
+pub enum SendEnd {
     /// The receiver verified and stored everything.
     Complete,
     /// Paused at a chunk boundary on request: the receiver verified and saved every
@@ -145,14 +145,14 @@ pub async fn send(
 
 /// [`send`], pausing at the next chunk boundary once `pause` is `true` (checked
 /// before each chunk): the stream is finished there and, once the receiver has
-/// answered it, [`Sent::Paused`] returned.
+/// answered it, [`SendEnd::Paused`] returned.
 pub async fn send_until(
     conn: &Connection,
     scanned: &Scanned,
     answer_timeout: Duration,
     progress: &watch::Sender<TransferProgress>,
     pause: &watch::Receiver<bool>,
-) -> Result<Sent> {
+) -> Result<SendEnd> {
     let offer = Offer { manifest: scanned.manifest.clone() };
     let answer: Answer = conn.emit_with_timeout(OFFER_METHOD, &offer, answer_timeout).await?;
     let from = match answer {
@@ -166,10 +166,10 @@ pub async fn send_until(
     let header = DataHeader { digest: scanned.manifest.digest().to_vec(), from };
     let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
     let mut reader = SourceReader::default();
-    let mut sent = Sent::Complete;
+    let mut sent = SendEnd::Complete;
     while !sending.is_done() {
         if *pause.borrow() {
-            sent = Sent::Paused;
+            sent = SendEnd::Paused;
             break;
         }
         let Some(chunk) = sending.next_chunk() else { break };
@@ -250,7 +250,7 @@ pub struct Incoming {
     /// Progress, updated per verified chunk.
     pub progress: watch::Receiver<TransferProgress>,
     /// The outcome: `None` until the transfer ends.
-    pub outcome: watch::Receiver<Outcome>,
+    pub outcome: watch::Receiver<StreamOutcome>,
 }
 
 impl Incoming {
@@ -280,7 +280,7 @@ pub fn expose_receiver(conn: &Connection, options: ReceiveOptions) -> Incoming {
 }
 
 /// The outcome of a data stream: `None` until one completes the transfer or fails.
-pub type Outcome = Option<std::result::Result<Received, String>>;
+pub type StreamOutcome = Option<std::result::Result<Received, String>>;
 
 /// The receiving side's handlers for a transfer that may use several connections
 /// (a better path, a new relay): one progress for all of them, and an outcome per
@@ -290,8 +290,8 @@ pub struct ReceiverHandlers {
     options: ReceiveOptions,
     progress_tx: Arc<watch::Sender<TransferProgress>>,
     progress: watch::Receiver<TransferProgress>,
-    last_tx: Arc<watch::Sender<Outcome>>,
-    last: watch::Receiver<Outcome>,
+    last_tx: Arc<watch::Sender<StreamOutcome>>,
+    last: watch::Receiver<StreamOutcome>,
     carrier_tx: Arc<watch::Sender<Option<ConnectionClass>>>,
 }
 
@@ -331,7 +331,7 @@ impl ReceiverHandlers {
     /// The outcome of the last data stream, on any connection, that completed the
     /// transfer or failed (a later one replaces it: a failure on a connection that
     /// broke may be followed by success on another).
-    pub fn last_outcome(&self) -> watch::Receiver<Outcome> {
+    pub fn last_outcome(&self) -> watch::Receiver<StreamOutcome> {
         self.last.clone()
     }
 

@@ -61,10 +61,10 @@ use tracing::{debug, info, warn};
 
 use super::code::DEFAULT_WORDS;
 use super::exchange::{
-    self, DEFAULT_ANSWER_TIMEOUT, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress,
+    self, DEFAULT_ANSWER_TIMEOUT, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress,
 };
 use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
-use super::pake::Role;
+use super::pake::CodeRole;
 use super::paths::{Change, Paths, Side, class_of, webrtc_endpoint};
 use super::rendezvous::authenticate;
 use super::scan::{Scanned, scan};
@@ -322,7 +322,7 @@ pub(super) async fn meet(
     client: &SignalingClient,
     device: &DeviceId,
     code: &TransferCode,
-    role: Role,
+    role: CodeRole,
     own: &DeviceInfo,
     link: &LinkOptions,
 ) -> Result<(RelaySocket, DeviceInfo)> {
@@ -425,7 +425,7 @@ impl Sender {
                 }
             };
             set_stage(&self.status, Stage::Authenticating);
-            let (relay, peer) = meet(&self.client, &receiver, &self.code, Role::Creator, &self.info, link).await?;
+            let (relay, peer) = meet(&self.client, &receiver, &self.code, CodeRole::Creator, &self.info, link).await?;
             Ok((receiver, relay, peer))
         })
         .await
@@ -481,11 +481,11 @@ impl Sender {
             let after = *progress_tx.borrow();
             self.status.send_modify(|s| s.progress = after);
             match sent {
-                Ok(Sent::Complete) => {
+                Ok(SendEnd::Complete) => {
                     set_stage(&self.status, Stage::Done);
                     return Ok(());
                 }
-                Ok(Sent::Paused) => {
+                Ok(SendEnd::Paused) => {
                     conn = better.or_else(|| paths.active()).ok_or_else(no_path)?;
                     info!(to = class_of(&conn).name(), done = after.bytes_done, "going on over a better path");
                 }
@@ -583,7 +583,7 @@ pub(super) async fn wait_for_join(
 pub(super) async fn authenticate_on(
     relay: &dyn peers_sdk::Socket,
     code: &TransferCode,
-    role: Role,
+    role: CodeRole,
     own: &DeviceInfo,
     timeout: Duration,
 ) -> Result<DeviceInfo> {
@@ -655,9 +655,11 @@ impl Receiver {
                 yes
             })
         });
-        let (relay, peer) =
-            until_cancelled(&self.cancelled, meet(client, &self.sender, &self.code, Role::Joiner, &self.info, link))
-                .await?;
+        let (relay, peer) = until_cancelled(
+            &self.cancelled,
+            meet(client, &self.sender, &self.code, CodeRole::Joiner, &self.info, link),
+        )
+        .await?;
         set_stage(&self.status, Stage::Connecting);
         // The handlers go on every connection before the sender may call (its offer comes at once).
         let handlers = ReceiverHandlers::new(options);

@@ -56,7 +56,7 @@ pub enum EntryKind {
 
 /// One file or directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct ManifestEntry {
     /// Relative, `/`-separated path (see [`validate_path`]).
     pub path: String,
     /// File or directory.
@@ -69,7 +69,7 @@ pub struct Manifest {
     /// Bytes per chunk (the last chunk of a file may be shorter).
     pub chunk_size: u32,
     /// The entries, files in the order their bytes come.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<ManifestEntry>,
 }
 
 impl Manifest {
@@ -258,19 +258,19 @@ mod tests {
 
     use super::*;
 
-    fn file(path: &str, size: u64) -> Entry {
+    fn file(path: &str, size: u64) -> ManifestEntry {
         let n = chunk_count(size, MIN_CHUNK_SIZE) as usize;
-        Entry { path: path.into(), kind: EntryKind::File { size, executable: false, chunks: vec![[7; 32]; n] } }
+        ManifestEntry { path: path.into(), kind: EntryKind::File { size, executable: false, chunks: vec![[7; 32]; n] } }
     }
 
-    fn manifest(entries: Vec<Entry>) -> Manifest {
+    fn manifest(entries: Vec<ManifestEntry>) -> Manifest {
         Manifest { chunk_size: MIN_CHUNK_SIZE, entries }
     }
 
     #[test]
     fn a_directory_tree_is_valid() {
         let m = manifest(vec![
-            Entry { path: "photos".into(), kind: EntryKind::Dir },
+            ManifestEntry { path: "photos".into(), kind: EntryKind::Dir },
             file("photos/a.jpg", 40_000),
             file("photos/empty", 0),
             file("notes.txt", 1),

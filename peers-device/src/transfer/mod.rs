@@ -66,10 +66,10 @@ pub mod status;
 
 pub use code::TransferCode;
 pub use exchange::{
-    Incoming, ReceiveOptions, Received, ReceiverHandlers, Sent, TransferProgress, expose_receiver, staged_bytes,
+    Incoming, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress, expose_receiver, staged_bytes,
 };
 pub use live::{Canceller, LinkOptions, MAX_REJOINS, ReceiveHandle, SendHandle, SendOptions, receive, send};
-pub use manifest::{Entry, EntryKind, Manifest};
+pub use manifest::{EntryKind, Manifest, ManifestEntry};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
 pub use status::{Stage, Status};

@@ -37,7 +37,7 @@ use tracing::{debug, warn};
 
 use super::code::DEFAULT_WORDS;
 use super::live::{CLOSE_GRACE, CodeSession, LinkOptions, ephemeral, meet, open_code, register, wait_for_join};
-use super::pake::Role;
+use super::pake::CodeRole;
 use super::rendezvous::pinned_config;
 use super::{TransferCode, TransferError};
 use crate::{Error, GroupId, Result};
@@ -137,7 +137,7 @@ pub async fn pair(
         let link = &options.link;
         let run = async {
             let joiner = wait_for_join(&mut events, &created, options.code_ttl).await?;
-            let (relay, peer) = meet(&client, &joiner, &task_code, Role::Creator, &own, link).await?;
+            let (relay, peer) = meet(&client, &joiner, &task_code, CodeRole::Creator, &own, link).await?;
             let config = pinned_config(keys, peer.clone());
             let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;
             let told: Result<()> =
@@ -168,7 +168,7 @@ pub async fn join(code: TransferCode, keys: Arc<DeviceKeys>, own: DeviceInfo, li
     let result = async {
         let joined = client.join_session(&code.session().to_string()).await?;
         let run = async {
-            let (relay, peer) = meet(&client, &joined.sender, &code, Role::Joiner, &own, &link).await?;
+            let (relay, peer) = meet(&client, &joined.sender, &code, CodeRole::Joiner, &own, &link).await?;
             let (offer_tx, mut offer_rx) = watch::channel(None::<PairOffer>);
             let offer_tx = Arc::new(Mutex::new(Some(offer_tx)));
             let config = pinned_config(keys, peer.clone()).with_setup(move |conn| {

@@ -42,14 +42,14 @@ pub const PAKE_MESSAGE_LEN: usize = 33;
 
 /// Which end of a code session this device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
+pub enum CodeRole {
     /// Made the code: the sender of a transfer, the pairer that prints a pairing code.
     Creator,
     /// Typed the code in: the receiver, the device that joins.
     Joiner,
 }
 
-impl Role {
+impl CodeRole {
     fn label(self) -> &'static [u8] {
         match self {
             Self::Creator => b"peers/v1 transfer confirm creator",
@@ -84,7 +84,7 @@ pub struct Confirm {
 /// Waiting for the peer's [`PakeMessage`].
 #[must_use = "the PAKE goes on with the peer's message"]
 pub struct AwaitPake {
-    role: Role,
+    role: CodeRole,
     spake: Spake2<Ed25519Group>,
 }
 
@@ -95,7 +95,7 @@ impl std::fmt::Debug for AwaitPake {
 }
 
 /// Starts the PAKE on `code` as `role`; send the returned message to the peer.
-pub fn start(code: &TransferCode, role: Role) -> (AwaitPake, PakeMessage) {
+pub fn start(code: &TransferCode, role: CodeRole) -> (AwaitPake, PakeMessage) {
     start_with_rng(code, role, rand_core::OsRng)
 }
 
@@ -103,7 +103,7 @@ pub fn start(code: &TransferCode, role: Role) -> (AwaitPake, PakeMessage) {
 /// `rng`; fixed randomness makes test vectors that other implementations reproduce.
 pub fn start_with_rng(
     code: &TransferCode,
-    role: Role,
+    role: CodeRole,
     rng: impl rand_core::CryptoRng + rand_core::RngCore,
 ) -> (AwaitPake, PakeMessage) {
     let (spake, message) = Spake2::<Ed25519Group>::start_symmetric_with_rng(
@@ -133,7 +133,7 @@ impl AwaitPake {
 /// Waiting for the peer's [`Confirm`].
 #[must_use = "the PAKE ends with the peer's Confirm"]
 pub struct AwaitConfirm {
-    role: Role,
+    role: CodeRole,
     key: Vec<u8>,
 }
 
@@ -173,7 +173,7 @@ impl Confirmation {
 }
 
 /// The confirmation MAC of `role` under the PAKE key.
-fn confirmation(key: &[u8], role: Role) -> Confirmation {
+fn confirmation(key: &[u8], role: CodeRole) -> Confirmation {
     let mut okm = [0u8; 32];
     // 32 bytes is far below HKDF-SHA256's 8,160-byte maximum, so expand cannot fail.
     let _ = Hkdf::<Sha256>::new(None, key).expand(role.label(), &mut okm);
@@ -214,8 +214,8 @@ mod tests {
         joiner_code: &str,
     ) -> (Result<DeviceInfo, TransferError>, Result<DeviceInfo, TransferError>) {
         let (alice, bob) = (device("alice"), device("bob"));
-        let (a, a_msg) = start(&creator_code.parse().unwrap(), Role::Creator);
-        let (b, b_msg) = start(&joiner_code.parse().unwrap(), Role::Joiner);
+        let (a, a_msg) = start(&creator_code.parse().unwrap(), CodeRole::Creator);
+        let (b, b_msg) = start(&joiner_code.parse().unwrap(), CodeRole::Joiner);
         let (a, a_confirm) = a.receive(&b_msg, &alice).unwrap();
         let (b, b_confirm) = b.receive(&a_msg, &bob).unwrap();
         (a.receive(&b_confirm), b.receive(&a_confirm))
@@ -242,15 +242,15 @@ mod tests {
         let code: TransferCode = "7-maple-orbit".parse().unwrap();
         let (alice, bob) = (device("alice"), device("bob"));
         // The server swaps the joiner's device for its own, keeping the MAC.
-        let (b, b_msg) = start(&code, Role::Joiner);
-        let (a, a_msg) = start(&code, Role::Creator);
+        let (b, b_msg) = start(&code, CodeRole::Joiner);
+        let (a, a_msg) = start(&code, CodeRole::Creator);
         let (_, mut b_confirm) = b.receive(&a_msg, &bob).unwrap();
         b_confirm.device = device("mallory");
         let (a, _) = a.receive(&b_msg, &alice).unwrap();
         assert!(matches!(a.receive(&b_confirm), Err(TransferError::WrongCode)));
 
         // The creator's own Confirm sent back to it as if it were the joiner's.
-        let (a, a_confirm) = start(&code, Role::Creator).0.receive(&b_msg, &alice).unwrap();
+        let (a, a_confirm) = start(&code, CodeRole::Creator).0.receive(&b_msg, &alice).unwrap();
         assert!(matches!(a.receive(&a_confirm), Err(TransferError::WrongCode)));
     }
 
@@ -258,7 +258,7 @@ mod tests {
     fn a_malformed_element_is_a_protocol_error() {
         let code: TransferCode = "7-maple-orbit".parse().unwrap();
         for bytes in [vec![], vec![0u8; 32], vec![0u8; 34], vec![0xffu8; 33]] {
-            let (a, _) = start(&code, Role::Creator);
+            let (a, _) = start(&code, CodeRole::Creator);
             assert!(matches!(a.receive(&PakeMessage(bytes), &device("a")), Err(TransferError::Protocol(_))));
         }
     }

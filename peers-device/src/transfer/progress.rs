@@ -199,19 +199,19 @@ impl Sending {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::manifest::{Entry, MIN_CHUNK_SIZE, chunk_count};
+    use super::super::manifest::{MIN_CHUNK_SIZE, ManifestEntry, chunk_count};
     use super::*;
 
     /// A manifest of real contents: each file's bytes are `i` repeated.
     fn tree(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {
         let cs = MIN_CHUNK_SIZE as usize;
-        let mut entries = vec![Entry { path: "dir".into(), kind: EntryKind::Dir }];
+        let mut entries = vec![ManifestEntry { path: "dir".into(), kind: EntryKind::Dir }];
         let mut contents = vec![vec![]];
         for (i, size) in sizes.iter().enumerate() {
             let bytes = vec![i as u8; *size as usize];
             let chunks = bytes.chunks(cs).map(chunk_hash).collect::<Vec<_>>();
             assert_eq!(chunks.len() as u64, chunk_count(*size, MIN_CHUNK_SIZE));
-            entries.push(Entry {
+            entries.push(ManifestEntry {
                 path: format!("dir/f{i}"),
                 kind: EntryKind::File { size: *size, executable: false, chunks },
             });

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use peers_sdk::{ConnectionConfig, DeviceInfo, DeviceKeys, Socket, TrustLevel};
 use serde::{Deserialize, Serialize};
 
-use super::pake::{self, Confirm, PakeMessage, Role};
+use super::pake::{self, CodeRole, Confirm, PakeMessage};
 use super::{TransferCode, TransferError};
 use crate::Result;
 
@@ -88,7 +88,7 @@ async fn recv_frame(socket: &dyn Socket) -> Result<PakeFrame> {
 pub async fn authenticate(
     socket: &dyn Socket,
     code: &TransferCode,
-    role: Role,
+    role: CodeRole,
     own: &DeviceInfo,
     timeout: Duration,
 ) -> Result<DeviceInfo> {
@@ -170,8 +170,8 @@ mod tests {
         let (x, y) = MemorySocket::pair(16, 64 * 1024);
         let wait = Duration::from_secs(5);
         let (a, b) = tokio::join!(
-            authenticate(&x, &code, Role::Creator, &a_info, wait),
-            authenticate(&y, &code, Role::Joiner, &b_info, wait)
+            authenticate(&x, &code, CodeRole::Creator, &a_info, wait),
+            authenticate(&y, &code, CodeRole::Joiner, &b_info, wait)
         );
         let (seen_by_a, seen_by_b) = (a.unwrap(), b.unwrap());
         assert_eq!(seen_by_a, b_info);

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::TransferError;
-use super::manifest::{Entry, EntryKind, MAX_ENTRIES, Manifest, chunk_hash, validate_path};
+use super::manifest::{EntryKind, MAX_ENTRIES, Manifest, ManifestEntry, chunk_hash, validate_path};
 
 /// A manifest and where each of its entries is on this disk.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ fn add(out: &mut Scanned, path: &Path, name: String) -> Result<(), TransferError
     }
     if meta.is_dir() {
         validate_path(&name)?;
-        out.manifest.entries.push(Entry { path: name.clone(), kind: EntryKind::Dir });
+        out.manifest.entries.push(ManifestEntry { path: name.clone(), kind: EntryKind::Dir });
         out.sources.push(path.to_path_buf());
         let mut children = fs::read_dir(path)
             .map_err(|e| io("list", path, e))?
@@ -76,7 +76,7 @@ fn add(out: &mut Scanned, path: &Path, name: String) -> Result<(), TransferError
     } else if meta.is_file() {
         validate_path(&name)?;
         let chunks = hash_file(path, out.manifest.chunk_size)?;
-        out.manifest.entries.push(Entry {
+        out.manifest.entries.push(ManifestEntry {
             path: name,
             kind: EntryKind::File { size: meta.len(), executable: is_executable(&meta), chunks },
         });

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 
 use peers_sdk::{BoxSocket, DeviceId, DeviceKeys};
 use peers_signaling::{Outcome, OutgoingSignal, SignalKind, SignalingClient, SignalingClientOptions};
-use peers_transport_webrtc::{Error, IceServer, IncomingSignal, Signal, SignalKindName, Signaling};
+use peers_transport_webrtc::{Error, IceServer, IncomingSignal, SignalKindName, Signaling, WebRtcSignal};
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -521,7 +521,7 @@ impl Signaling for ServerSignaling {
         self.device
     }
 
-    async fn send(&self, to: DeviceId, signal: Signal) -> peers_transport_webrtc::Result<()> {
+    async fn send(&self, to: DeviceId, signal: WebRtcSignal) -> peers_transport_webrtc::Result<()> {
         let kind = kind_to_server(signal.payload.kind_name());
         let outgoing = OutgoingSignal::new(to, kind, signal.body()).with_ttl(self.ttl);
         let client = self.client().await.map_err(Error::Signaling)?;
@@ -541,7 +541,7 @@ impl Signaling for ServerSignaling {
         loop {
             let Some(signal) = incoming.recv().await else { return Ok(None) };
             let Some(kind) = kind_from_server(signal.kind) else { continue };
-            return match Signal::from_body(kind, &signal.body) {
+            return match WebRtcSignal::from_body(kind, &signal.body) {
                 Ok(parsed) => Ok(Some(IncomingSignal { from: signal.from, signal: parsed })),
                 Err(reason) => Err(Error::InvalidSignal { from: signal.from, reason }),
             };

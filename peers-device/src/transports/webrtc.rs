@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use peers_sdk::{BoxSocket, DeviceId};
-use peers_transport_webrtc::{IncomingSignal, Signal, SignalKindName, SignalRefusal, Signaling, WebRtcEndpoint};
+use peers_transport_webrtc::{IncomingSignal, SignalKindName, SignalRefusal, Signaling, WebRtcEndpoint, WebRtcSignal};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 
@@ -59,7 +59,7 @@ impl Signaling for DeviceMessageSignaling {
         self.manager.device_id()
     }
 
-    async fn send(&self, to: DeviceId, signal: Signal) -> peers_transport_webrtc::Result<()> {
+    async fn send(&self, to: DeviceId, signal: WebRtcSignal) -> peers_transport_webrtc::Result<()> {
         let envelope = Envelope { kind: signal.payload.kind().to_owned(), body: signal.body() };
         let payload =
             serde_json::to_vec(&envelope).map_err(|e| peers_transport_webrtc::Error::Signaling(e.to_string()))?;
@@ -77,7 +77,7 @@ impl Signaling for DeviceMessageSignaling {
         };
         let envelope: Envelope = serde_json::from_slice(&message.payload).map_err(|e| bad(e.to_string()))?;
         let kind = kind_name(&envelope.kind).ok_or_else(|| bad(format!("unknown signal kind {:?}", envelope.kind)))?;
-        let signal = Signal::from_body(kind, &envelope.body)
+        let signal = WebRtcSignal::from_body(kind, &envelope.body)
             .map_err(|refusal| peers_transport_webrtc::Error::InvalidSignal { from: message.from, reason: refusal })?;
         Ok(Some(IncomingSignal { from: message.from, signal }))
     }
