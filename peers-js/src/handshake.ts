@@ -22,12 +22,13 @@
  * {@link ReplayGuard}.
  */
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { ed25519 } from "@noble/curves/ed25519.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { decode, encode } from "@msgpack/msgpack";
 
 import { concat, equal, toHex, u64be, utf8 } from "./bytes.js";
+import { ed25519Verify, x25519PublicKey, x25519Shared } from "./curves.js";
 import { handshakeError, PeersError } from "./errors.js";
 import { DeviceInfo, DeviceKeys, deviceIdHex, randomBytes, validateDeviceInfo } from "./identity.js";
 
@@ -122,7 +123,7 @@ function hkdf2(ck: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Array] {
 function dh(secret: Uint8Array, publicKey: Uint8Array): Uint8Array {
   let shared: Uint8Array;
   try {
-    shared = x25519.getSharedSecret(secret, publicKey);
+    shared = x25519Shared(secret, publicKey);
   } catch {
     throw handshakeError("WeakKey", "a key exchange result was not contributory (low-order point)");
   }
@@ -314,11 +315,7 @@ function openClaim(payload: Uint8Array, label: Uint8Array, h: Uint8Array, proven
   // ed25519 strict: canonical s (zip215: false) and R not of small order.
   let ok = strongPoint(sig.subarray(0, 32));
   if (ok) {
-    try {
-      ok = ed25519.verify(sig, concat(label, h, signed.claim), info.signing_key, { zip215: false });
-    } catch {
-      ok = false;
-    }
+    ok = ed25519Verify(sig, concat(label, h, signed.claim), info.signing_key);
   }
   if (!ok) {
     throw handshakeError("BadSignature", `bad signature from device ${deviceIdHex(info.device_id)}`, {
@@ -385,7 +382,7 @@ export class Initiator {
     const [pro, binding] = prologue(security, true);
     const symmetric = new SymmetricState(pro);
     const ephemeral = config.random(32);
-    const ePub = x25519.getPublicKey(ephemeral);
+    const ePub = x25519PublicKey(ephemeral);
     const hello = encode({ v: PROTOCOL_VERSION, ts: now, binding, aeads: Uint8Array.from(config.ciphers) });
     symmetric.mixHash(ePub);
     const out = concat(Uint8Array.of(TAG_HELLO), ePub, symmetric.encryptAndHash(hello));
@@ -565,7 +562,7 @@ export class Responder extends Once {
 
     const h1 = s.hash;
     const ephemeral = this.config.random(32);
-    const ePub = x25519.getPublicKey(ephemeral);
+    const ePub = x25519PublicKey(ephemeral);
     s.mixHash(ePub);
     s.mixKey(dh(ephemeral, re));
     const encS = s.encryptAndHash(this.config.keys.staticPublic);

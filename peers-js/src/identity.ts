@@ -15,11 +15,11 @@
  * device can share one. Storage sits behind {@link KeyStore}: {@link FileKeyStore}
  * for Node, `IndexedDbKeyStore` (keystore-indexeddb.ts) for browsers.
  */
-import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { decode, encode } from "@msgpack/msgpack";
 
 import { concat, equal, toHex, utf8 } from "./bytes.js";
+import { ed25519PublicKey, ed25519Sign, x25519PublicKey } from "./curves.js";
 import { invalidInput } from "./errors.js";
 
 export const DEVICE_ID_DOMAIN = utf8.encode("peers/v1 device id");
@@ -121,8 +121,8 @@ export class DeviceKeys {
     this.userId = userId;
     this.signingSeed = signingSeed.slice();
     this.staticSecret = staticSecret.slice();
-    this.signingPublic = ed25519.getPublicKey(this.signingSeed);
-    this.staticPublic = x25519.getPublicKey(this.staticSecret);
+    this.signingPublic = ed25519PublicKey(this.signingSeed);
+    this.staticPublic = x25519PublicKey(this.staticSecret);
     this.deviceId = deviceIdOf(this.signingPublic);
   }
 
@@ -142,7 +142,7 @@ export class DeviceKeys {
   }
 
   sign(message: Uint8Array): Uint8Array {
-    return ed25519.sign(message, this.signingSeed);
+    return ed25519Sign(message, this.signingSeed);
   }
 
   info(addresses: string[] = []): DeviceInfo {

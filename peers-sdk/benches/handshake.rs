@@ -15,6 +15,11 @@
 //! Measurements are interleaved in rounds and the best round is kept, so a busy
 //! machine lowers all rows alike and the ratios hold.
 //!
+//! - the same handshake in TypeScript (`peers-js`) on Node, both ends on one thread,
+//!   with its own crypto floor in its curve backend: `peers-js/bench/handshake.ts`, run
+//!   as a child process when `node` and the built script are there (build it with
+//!   `npx --prefix peers-js tsc -p peers-js`).
+//!
 //! `cargo bench -p peers-sdk --bench handshake`; shorter: append `-- --quick`, or set
 //! `PEERS_BENCH_SECONDS` to the seconds spent on each row (default 3).
 
@@ -257,5 +262,43 @@ fn main() {
     for (name, rate) in names.iter().zip(&parts) {
         println!("  {name:<68} {:>8.1}", 1e6 / rate);
     }
-    println!("target: 5,000 handshakes/s on one core");
+    node_rows(budget, sans_io, floor_rate);
+}
+
+/// The TypeScript handshake on Node, measured by `peers-js/bench/handshake.ts` in a
+/// child process, beside the Rust figures of this run.
+fn node_rows(budget: Duration, rust_sans_io: f64, rust_floor: f64) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peers-js/dist/bench/handshake.js");
+    if !script.exists() {
+        println!("peers-js on Node: not measured ({} is not built)", script.display());
+        return;
+    }
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .args(["--seconds", &budget.as_secs_f64().to_string(), "--rounds", &ROUNDS.to_string()])
+        .output();
+    // One line: handshakes/s, floor/s, Node's version, the curve backend.
+    let line =
+        output.ok().filter(|out| out.status.success()).map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    let fields: Vec<String> = line.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    let rate = |at: usize| fields.get(at).and_then(|field| field.parse::<f64>().ok());
+    let (Some(js), Some(js_floor), Some(node), Some(backend)) = (rate(0), rate(1), fields.get(2), fields.get(3)) else {
+        println!("peers-js on Node: not measured (node failed to run {})", script.display());
+        return;
+    };
+    println!("peers-js (TypeScript, curves in {backend}) on Node {node}, both ends on one thread:");
+    println!("{:<70} {:>12} {:>8} {:>7}", "path", "handshakes/s", "µs each", "/Rust");
+    println!(
+        "{:<70} {js:>12.1} {:>8.0} {:>7.3}",
+        "peers-js sans-IO state machine, both ends",
+        1e6 / js,
+        js / rust_sans_io
+    );
+    println!(
+        "{:<70} {js_floor:>12.1} {:>8.0} {:>7.3}",
+        "peers-js crypto floor (the same 12 operations, its backend)",
+        1e6 / js_floor,
+        js_floor / rust_floor
+    );
+    println!("peers-js handshake / its own floor: {:.2}", js / js_floor);
 }
