@@ -1,8 +1,10 @@
 // The sending side of a transfer by code without I/O (src/manifest.ts, src/code.ts,
-// src/send.ts): the manifest built from sources, the chunk order from a resume point
+// src/send.ts): the word list and a manifest digest against the Rust side's
+// (test/vectors.json, written by tests/tests/peers_js_vectors.rs), the manifest built from sources, the chunk order from a resume point
 // against the receiver's cutter, the offer's answer, the digest, codes. The live
 // tests are in ./send-live.test.ts. The tree: ./tree.ts.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { blake3 } from "@noble/hashes/blake3.js";
@@ -13,6 +15,8 @@ import {
   ChunkCutter,
   ChunkSending,
   concat,
+  fromHex,
+  Manifest,
   generateCode,
   manifestDigest,
   parseCode,
@@ -101,3 +105,15 @@ test("codes: generated from the list, read forgivingly, strict about words when 
   assert.throws(() => generateCode(0), refused("Transfer", "BadCode"));
 });
 
+
+test("the word list and a manifest's digest are those of the Rust implementation", () => {
+  const { transfer } = JSON.parse(readFileSync(new URL("../../test/vectors.json", import.meta.url), "utf8")) as {
+    transfer: { words: string[]; digest: string; manifest: { chunk_size: number; entries: Array<{ path: string; dir?: true; size?: number; executable?: boolean; chunks?: string }> } };
+  };
+  assert.deepEqual(WORDS, transfer.words);
+  const manifest: Manifest = {
+    chunk_size: transfer.manifest.chunk_size,
+    entries: transfer.manifest.entries.map((e) => (e.dir ? { path: e.path, kind: "Dir" as const } : { path: e.path, kind: { File: { size: e.size!, executable: e.executable!, chunks: fromHex(e.chunks!) } } })),
+  };
+  assert.equal(toHex(manifestDigest(validateManifest(manifest))), transfer.digest);
+});
