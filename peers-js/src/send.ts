@@ -37,6 +37,8 @@ import { SignalingClient } from "./signaling.js";
 export const DEFAULT_CODE_TTL_MS = 10 * 60_000;
 /** How long the receiving person has to answer the offer (as `peers send`), ms. */
 export const DEFAULT_ANSWER_TIMEOUT_MS = 10 * 60_000;
+/** Once bytes move, how long nothing may move before the send fails `Stalled` (as `peers send`), ms. */
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /** Where a send stands. */
 export type SendStage = "WaitingForPeer" | "Authenticating" | "Connecting" | "Offered" | "Sending" | "Done";
@@ -60,6 +62,8 @@ export interface SendOptions {
   relayTimeoutMs?: number;
   /** How long the receiving person may take to answer the offer, ms. Default 10 minutes. */
   answerTimeoutMs?: number;
+  /** Once the data flows, how long no chunk may go out before the send fails `Stalled`, ms. Default 60,000. */
+  stallTimeoutMs?: number;
   /** Brotli for the connection's codec (a browser passes `brotliFromWasm`); Node's `zlib` when absent there. */
   brotli?: Brotli;
   onStage?: (stage: SendStage) => void;
@@ -117,7 +121,7 @@ export function readAnswer(value: unknown): OfferAnswer {
  * with the code as soon as the server made the session (the manifest is built first:
  * every file read once and hashed). The rest runs in the background: `done` resolves
  * once the receiver verified everything, or fails (`Transfer` with `WrongCode`,
- * `Declined`, `Cancelled`, `Closed`, `Timeout`, `ChunkMismatch` when a file changed
+ * `Declined`, `Cancelled`, `Closed`, `Timeout`, `Stalled`, `ChunkMismatch` when a file changed
  * since it was read, `Protocol`; or the signaling and connection errors).
  */
 export async function sendByCode(url: string, sources: readonly SourceEntry[], options: SendOptions = {}): Promise<SendHandle> {
@@ -202,15 +206,28 @@ class Sender {
     this.options.onStage?.("Sending");
     const bytesTotal = totalSize(this.manifest);
     const writer = await connection.openStream("peers:transfer:data", { digest: manifestDigest(this.manifest), from: answer.accept });
-    for (let chunk = sending.nextChunk(); chunk; chunk = sending.nextChunk()) {
-      const source = this.sources[chunk.entry];
-      if (!source || "dir" in source) throw transferError("Protocol", `a chunk of entry ${chunk.entry}, which is no file`);
-      const bytes = await source.read(chunk.offset, chunk.length);
-      checkChunk(chunk, bytes);
-      await writer.write(bytes);
-      this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: sending.resumed });
+    // A receiver that stops taking bytes (its credit never comes) fails the send within the stall timeout.
+    const stallMs = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    let stall: ReturnType<typeof setTimeout> | undefined;
+    const moved = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => this.cancelled(transferError("Stalled", `the other side stopped responding: nothing moved for ${stallMs} ms`)), stallMs);
+    };
+    try {
+      moved();
+      for (let chunk = sending.nextChunk(); chunk; chunk = sending.nextChunk()) {
+        const source = this.sources[chunk.entry];
+        if (!source || "dir" in source) throw transferError("Protocol", `a chunk of entry ${chunk.entry}, which is no file`);
+        const bytes = await source.read(chunk.offset, chunk.length);
+        checkChunk(chunk, bytes);
+        await writer.write(bytes);
+        moved();
+        this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: sending.resumed });
+      }
+      await writer.finish();
+    } finally {
+      clearTimeout(stall);
     }
-    await writer.finish();
     return { manifest: this.manifest, receiver, bytes: sending.sentBytes - sending.resumed, resumed: sending.resumed };
   }
 }
