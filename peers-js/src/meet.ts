@@ -125,21 +125,32 @@ export function pinnedTo(device: DeviceInfo): (peer: DeviceInfo) => TrustLevel {
 /** Control RPCs of docs/device.md §2 answered without acting on them (no groups, no device messages). */
 const CONTROL_NOOP = ["peers:ping", "peers:groupLeft", "peers:deviceMessage"];
 
+/** What the owner of {@link PeerLinks} is told, and asked. */
+export interface PeerLinkHooks {
+  /** The last connection closed. */
+  onEmpty: (last: CloseReason) => void;
+  /** The handover made another connection active. */
+  onActive?: (active: Connection) => void;
+  /** Resolves once this side's own work on `connection` is done (a sender's data stream): a retired link closes only then. */
+  drained?: (connection: Connection) => Promise<void>;
+}
+
 /**
  * The verified connections of one transfer to the confirmed peer: each answers the
  * control RPCs and takes part in the handover (`peers:groupReady` with no groups,
- * `peers:takeover`, `peers:retire`) through a {@link LinkTable}; `onEmpty` is told
- * when the last one closed.
+ * `peers:takeover`, `peers:retire`) through a {@link LinkTable}; the hooks tell the
+ * owner when the active connection changes and when the last one closed.
  */
 export class PeerLinks {
   private readonly table: LinkTable;
   private readonly connections = new Map<number, Connection>();
   private nextLink = 1;
+  private lastActive: number | undefined;
 
   constructor(
     own: Uint8Array,
     peer: Uint8Array,
-    private readonly onEmpty: (last: CloseReason) => void,
+    private readonly hooks: PeerLinkHooks,
   ) {
     this.table = new LinkTable(own, peer);
   }
@@ -155,7 +166,7 @@ export class PeerLinks {
     void connection.closed.then((reason) => {
       this.connections.delete(id);
       this.apply(this.table.closed(id));
-      if (this.connections.size === 0) this.onEmpty(reason);
+      if (this.connections.size === 0) this.hooks.onEmpty(reason);
     });
     this.apply(this.table.added(id, rank));
   }
@@ -182,9 +193,15 @@ export class PeerLinks {
           quiet(connection.emit("peers:retire", null));
           break;
         case "Close":
-          quiet(connection.close("Normal", action.why));
+          quiet((this.hooks.drained?.(connection) ?? Promise.resolve()).then(() => connection.close("Normal", action.why)));
           break;
       }
+    }
+    const active = this.table.active;
+    if (active !== this.lastActive) {
+      this.lastActive = active;
+      const connection = active === undefined ? undefined : this.connections.get(active);
+      if (connection) this.hooks.onActive?.(connection);
     }
   }
 

@@ -17,21 +17,31 @@
  *
  * The receiver's `Accept` names the first chunk it lacks (its staging of the same
  * manifest digest, §9.4), so the same files sent again after a cancel or a failure
- * resume there. The protocol logic is sans-IO: the manifest and the chunk order
- * ({@link buildManifest}, {@link ChunkSending}, ./manifest.ts), the offer's answer
- * ({@link readAnswer}), the stage ({@link SendStage}); this module only carries it out.
- * What is not built: WebRTC (the transfer stays on the relay), a new relay after a
- * broken one, waiting for a receiver that vanished to run the code again (§9.5.1).
+ * resume there. Better paths (§9.7): with `webrtc` the receiver is dialed over WebRTC
+ * too; the connections follow the handover of docs/device.md §4 (`PeerLinks`), and
+ * when another connection becomes active the stream ends after the current chunk (a
+ * pause), the offer goes again on the new one and the data goes on from the
+ * receiver's answer; a retired connection closes only once its stream is over. A
+ * connection that breaks under the stream: the offer goes again on another, if one
+ * is left (at most {@link MAX_HOPS} times). The protocol logic is sans-IO: the
+ * manifest and the chunk order ({@link buildManifest}, {@link ChunkSending},
+ * ./manifest.ts), the offer's answer ({@link readAnswer}), the handover
+ * (`LinkTable`, ./links.ts); this module only carries it out. What is not built: a new
+ * relay after a broken one when no connection is left, waiting for a receiver that
+ * vanished to run the code again (§9.5.1).
  */
+import { toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
-import { Connection, connectionConfig } from "./connection.js";
+import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
 import { PeersError } from "./errors.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
-import { RANK_RELAY } from "./links.js";
+import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { checkChunk, ChunkSending, Cursor, DEFAULT_TRANSFER_CHUNK_SIZE, buildManifest, Manifest, manifestDigest, SourceEntry, totalSize, transferError } from "./manifest.js";
 import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
+import { PathBytes } from "./transfer.js";
+import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
 
 /** How long the code lives unless told (as `peers send`), ms. */
 export const DEFAULT_CODE_TTL_MS = 10 * 60_000;
@@ -73,15 +83,26 @@ export interface SendOptions {
   onAccepted?: (from: Cursor, resumedBytes: number) => void;
   /** After each chunk handed to the connection. */
   onProgress?: (progress: SendProgress) => void;
+  /** Told when the data goes on over another connection (`transport`: "relay", "webrtc"). */
+  onPath?: (transport: string, bytesDone: number) => void;
+  /**
+   * WebRTC (§9.7): with it, the receiver is also dialed over WebRTC (signaled through
+   * the server, its ICE servers) once the relay connection is up; when the handover
+   * makes that connection active the data stream pauses at a chunk boundary and the
+   * transfer goes on there. Without it the transfer stays on the relay.
+   */
+  webrtc?: { createPeerConnection: PeerConnectionFactory; socket?: WebRtcSocketOptions };
 }
 
 export interface Sent {
   manifest: Manifest;
   receiver: DeviceInfo;
-  /** Bytes sent in this transfer (without those the receiver had). */
+  /** Bytes sent in this transfer (without those the receiver had; a chunk sent twice, after a broken connection, counts twice). */
   bytes: number;
   /** Bytes the receiver had before (a resumed transfer). */
   resumed: number;
+  /** The connections the data went over, in the order they were first used, with the bytes sent on each. */
+  paths: PathBytes[];
 }
 
 export interface SendHandle {
@@ -142,12 +163,25 @@ export async function sendByCode(url: string, sources: readonly SourceEntry[], o
   return handle;
 }
 
+/** Most times one send goes on over another connection after its connection broke (as the Rust `MAX_RELAY_HOPS`). */
+export const MAX_HOPS = 64;
+
+/** How one attempt on a connection ended. */
+type Attempt = "Complete" | "Paused";
+
 /** One send once the code is out. */
 class Sender {
   private links: PeerLinks | undefined;
   private cancelled!: (err: PeersError) => void;
   /** Rejects when the transfer is cancelled or its last connection closed; raced with every step. */
   private readonly stopped = new Promise<never>((_, reject) => (this.cancelled = reject));
+  /** The connection the handover made active: the data goes there. */
+  private active: Connection | undefined;
+  /** The connection carrying the data stream now, and when that stream is over. */
+  private streaming: { connection: Connection; over: Promise<void> } | undefined;
+  private bytes = 0;
+  private resumed: number | undefined;
+  private readonly paths: PathBytes[] = [];
 
   constructor(
     private readonly signaling: SignalingClient,
@@ -180,12 +214,15 @@ class Sender {
       stage("Connecting");
       const config = await connectionConfig(this.keys, pinnedTo(receiver), this.options.brotli ? { brotli: this.options.brotli } : {});
       const connection = await this.step(Connection.connect(relay, config, receiver.device_id));
-      const links = new PeerLinks(this.keys.deviceId, receiver.device_id, (reason) =>
-        this.cancelled(transferError("Closed", `the receiver closed the connection: ${reason.message}`)),
-      );
+      const links = new PeerLinks(this.keys.deviceId, receiver.device_id, {
+        onEmpty: (reason) => this.cancelled(transferError("Closed", `the receiver closed the connection: ${reason.message}`)),
+        onActive: (active) => (this.active = active),
+        drained: (c) => (this.streaming?.connection === c ? this.streaming.over : Promise.resolve()),
+      });
       this.links = links;
       links.add(connection, RANK_RELAY);
-      const sent = await this.step(this.send(connection, receiver));
+      if (this.options.webrtc) void this.dialWebRtc(receiver, config, links, this.options.webrtc);
+      const sent = await this.step(this.transfer(receiver));
       stage("Done");
       await links.close(0, "transfer complete");
       return sent;
@@ -196,16 +233,65 @@ class Sender {
     }
   }
 
-  /** The offer, then the data from the receiver's answer. */
-  private async send(connection: Connection, receiver: DeviceInfo): Promise<Sent> {
+  /** Dials the receiver over WebRTC; a verified connection joins the handover, a failed dial leaves the transfer where it is. */
+  private async dialWebRtc(receiver: DeviceInfo, config: ConnectionConfig, links: PeerLinks, webrtc: NonNullable<SendOptions["webrtc"]>): Promise<void> {
+    // Late candidates of the attempt arrive after it: a listener keeps them out of the client's bounded backlog.
+    this.signaling.on("signal", () => undefined);
+    try {
+      const socket = await dialWebRtc(this.signaling, toHex(receiver.device_id), { createPeerConnection: webrtc.createPeerConnection, ...(webrtc.socket ? { socket: webrtc.socket } : {}) });
+      links.add(await Connection.connect(socket, config, receiver.device_id), RANK_WEBRTC);
+    } catch {
+      // No better path: the relay carries the transfer.
+    }
+  }
+
+  /**
+   * Sends over the active connection; pauses at a chunk boundary and goes on over
+   * another when the handover switches, and goes on over another when one breaks
+   * (at most {@link MAX_HOPS} times).
+   */
+  private async transfer(receiver: DeviceInfo): Promise<Sent> {
+    let hops = 0;
+    for (let connection = this.active; ; ) {
+      if (!connection) throw transferError("Closed", "no connection to the receiver");
+      let attempt: Attempt;
+      try {
+        attempt = await this.attempt(connection);
+      } catch (err) {
+        // An answer or a rule (declined, a changed file, a stall) ends it; a broken connection may not.
+        if (err instanceof PeersError && err.kind === "Transfer") throw err;
+        const other = this.active;
+        if (other === undefined || other === connection || hops >= MAX_HOPS) throw err;
+        hops += 1;
+        connection = other;
+        continue;
+      }
+      if (attempt === "Complete") return { manifest: this.manifest, receiver, bytes: this.bytes, resumed: this.resumed ?? 0, paths: this.paths };
+      connection = this.active;
+    }
+  }
+
+  /** One offer and data stream on `connection`: to the end, or paused once another connection is active. */
+  private async attempt(connection: Connection): Promise<Attempt> {
     this.options.onStage?.("Offered");
     const answer = readAnswer(await connection.emit("peers:transfer:offer", { manifest: this.manifest }, this.options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS));
     if ("decline" in answer) throw transferError("Declined", `the receiver declined: ${answer.decline}`);
     const sending = new ChunkSending(this.manifest, answer.accept);
-    this.options.onAccepted?.(answer.accept, sending.resumed);
+    if (this.resumed === undefined) {
+      this.resumed = sending.resumed;
+      this.options.onAccepted?.(answer.accept, sending.resumed);
+    }
     this.options.onStage?.("Sending");
+    const transport = connection.transport;
+    let path = this.paths.find((p) => p.transport === transport);
+    if (!path) {
+      if (this.paths.length > 0) this.options.onPath?.(transport, sending.sentBytes);
+      this.paths.push((path = { transport, bytes: 0 }));
+    }
     const bytesTotal = totalSize(this.manifest);
     const writer = await connection.openStream("peers:transfer:data", { digest: manifestDigest(this.manifest), from: answer.accept });
+    let over!: () => void;
+    this.streaming = { connection, over: new Promise<void>((r) => (over = r)) };
     // A receiver that stops taking bytes (its credit never comes) fails the send within the stall timeout.
     const stallMs = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     let stall: ReturnType<typeof setTimeout> | undefined;
@@ -215,19 +301,30 @@ class Sender {
     };
     try {
       moved();
-      for (let chunk = sending.nextChunk(); chunk; chunk = sending.nextChunk()) {
+      let paused = false;
+      for (;;) {
+        if (this.active !== connection && !sending.done) {
+          paused = true;
+          break;
+        }
+        const chunk = sending.nextChunk();
+        if (!chunk) break;
         const source = this.sources[chunk.entry];
         if (!source || "dir" in source) throw transferError("Protocol", `a chunk of entry ${chunk.entry}, which is no file`);
         const bytes = await source.read(chunk.offset, chunk.length);
         checkChunk(chunk, bytes);
         await writer.write(bytes);
+        this.bytes += bytes.length;
+        path.bytes += bytes.length;
         moved();
-        this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: sending.resumed });
+        this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: this.resumed });
       }
       await writer.finish();
+      return paused ? "Paused" : "Complete";
     } finally {
       clearTimeout(stall);
+      this.streaming = undefined;
+      over();
     }
-    return { manifest: this.manifest, receiver, bytes: sending.sentBytes - sending.resumed, resumed: sending.resumed };
   }
 }

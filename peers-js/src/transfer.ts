@@ -89,7 +89,7 @@ class Receiver {
     readonly sender: DeviceInfo,
     private readonly options: ReceiveOptions,
   ) {
-    this.links = new PeerLinks(own, sender.device_id, (reason) => this.failed(transferError("Closed", `the sender closed the connection: ${reason.message}`)));
+    this.links = new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.failed(transferError("Closed", `the sender closed the connection: ${reason.message}`)) });
     void this.done.catch(() => undefined);
   }
 

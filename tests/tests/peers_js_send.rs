@@ -136,3 +136,45 @@ async fn a_wrong_code_is_refused_on_both_sides() {
     assert!(!ok, "the right code after a wrong guess fails: {events:?}");
     server.shutdown().await;
 }
+
+/// §9.7 with peers-js as the sender: the driver (`--webrtc`, node-datachannel) starts
+/// on the relay and dials the receiver over WebRTC; `peers receive --paths loopback`
+/// accepts, the handover (leader or follower by the two fresh device ids) makes WebRTC
+/// active, the sender pauses at a chunk boundary and offers again there, and the rest
+/// goes over WebRTC. The file arrives byte for byte; no chunk was sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_moves_a_send_from_the_relay_to_webrtc_mid_way() {
+    const LEN: usize = 24 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("moving.bin");
+    std::fs::write(&file, noise(LEN, 9)).expect("file");
+
+    let mut sender = JsClient::spawn(&driver("send-by-code.js"), &[&url, "--webrtc", file.to_str().expect("utf-8")]);
+    let code = sender.expect_event("code", STEP).await["code"].as_str().expect("code").to_owned();
+    let receiver = PeersReceive::start(&url, &code, out.path(), &["--paths", "loopback"]);
+    let path = sender.expect_event("path", Duration::from_secs(120)).await;
+    assert_eq!(path["to"], "webrtc", "{path}");
+    let moved_at = path["bytes_done"].as_u64().expect("bytes_done");
+    assert!(moved_at < LEN as u64, "the move came before the end: {path}");
+    let done = sender.expect_event("done", Duration::from_secs(180)).await;
+    assert_eq!(done["bytes"].as_u64(), Some(LEN as u64), "no chunk sent twice: {done}");
+    let paths = done["paths"].as_array().expect("paths");
+    let bytes_over = |transport: &str| {
+        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
+    };
+    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
+    assert_eq!(bytes_over("relay"), moved_at, "everything before the move went over the relay: {done}");
+    assert_eq!(bytes_over("webrtc"), LEN as u64 - moved_at, "everything after it over WebRTC: {done}");
+    let (ok, events) = tokio::time::timeout(STEP, receiver.finish()).await.expect("the receiver ends");
+    assert!(ok, "the receiver reports success: {events:?}");
+    assert!(std::fs::read(out.path().join("moving.bin")).expect("file") == noise(LEN, 9), "the file arrived whole");
+    let moved = events.iter().find(|e| e["event"] == "path").unwrap_or_else(|| panic!("a path event: {events:?}"));
+    assert_eq!(moved["from"], "server-relay", "{moved}");
+    assert!(moved["to"].as_str().is_some_and(|t| t.starts_with("webrtc")), "{moved}");
+    let (status, stderr) = sender.wait(STEP).await;
+    assert!(status.success(), "the sender failed: {stderr}");
+    server.shutdown().await;
+}
