@@ -181,6 +181,8 @@ class Sender {
   private streaming: { connection: Connection; over: Promise<void> } | undefined;
   private bytes = 0;
   private resumed: number | undefined;
+  /** Set once `run` ended: a dial that completes later is closed at once. */
+  private ended = false;
   private readonly paths: PathBytes[] = [];
 
   constructor(
@@ -230,6 +232,8 @@ class Sender {
       const why = err instanceof PeersError && err.code === "Cancelled" ? "cancelled by the sender" : `transfer failed: ${(err as Error).message}`;
       await this.links?.close(0, why);
       throw err;
+    } finally {
+      this.ended = true;
     }
   }
 
@@ -239,7 +243,9 @@ class Sender {
     this.signaling.on("signal", () => undefined);
     try {
       const socket = await dialWebRtc(this.signaling, toHex(receiver.device_id), { createPeerConnection: webrtc.createPeerConnection, ...(webrtc.socket ? { socket: webrtc.socket } : {}) });
-      links.add(await Connection.connect(socket, config, receiver.device_id), RANK_WEBRTC);
+      const connection = await Connection.connect(socket, config, receiver.device_id);
+      if (this.ended) await connection.close("Normal", "transfer over");
+      else links.add(connection, RANK_WEBRTC);
     } catch {
       // No better path: the relay carries the transfer.
     }
@@ -260,6 +266,10 @@ class Sender {
       } catch (err) {
         // An answer or a rule (declined, a changed file, a stall) ends it; a broken connection may not.
         if (err instanceof PeersError && err.kind === "Transfer") throw err;
+        // A failed write may come before the connection records its close (and the handover moves on): up to 2 s.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([connection.closed, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+        clearTimeout(timer);
         const other = this.active;
         if (other === undefined || other === connection || hops >= MAX_HOPS) throw err;
         hops += 1;
