@@ -2,7 +2,8 @@
 // src/send.ts): the word list and a manifest digest against the Rust side's
 // (test/vectors.json, written by tests/tests/peers_js_vectors.rs), the manifest built from sources, the chunk order from a resume point
 // against the receiver's cutter, the offer's answer, the digest, codes. The live
-// tests are in ./send-live.test.ts. The tree: ./tree.ts.
+// tests are in ./send-live.test.ts. The tree: ./tree.ts. Also the sources: nodeSources on a
+// real directory (name order, a symbolic link skipped, the execute bit) and blobSources.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
@@ -11,6 +12,7 @@ import { blake3 } from "@noble/hashes/blake3.js";
 
 import {
   blobSource,
+  blobSources,
   buildManifest,
   ChunkCutter,
   ChunkSending,
@@ -19,6 +21,7 @@ import {
   Manifest,
   generateCode,
   manifestDigest,
+  nodeSources,
   parseCode,
   readAnswer,
   receiveByCode,
@@ -116,4 +119,30 @@ test("the word list and a manifest's digest are those of the Rust implementation
     entries: transfer.manifest.entries.map((e) => (e.dir ? { path: e.path, kind: "Dir" as const } : { path: e.path, kind: { File: { size: e.size!, executable: e.executable!, chunks: fromHex(e.chunks!) } } })),
   };
   assert.equal(toHex(manifestDigest(validateManifest(manifest))), transfer.digest);
+});
+
+test("nodeSources scans as peers send does: name order, directories first, symbolic links skipped, the execute bit", async () => {
+  const { mkdtemp, mkdir, writeFile, symlink, chmod } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const root = await mkdtemp(join(tmpdir(), "peers-js-sources-"));
+  await mkdir(join(root, "top/sub"), { recursive: true });
+  await writeFile(join(root, "top/b.txt"), "bee");
+  await writeFile(join(root, "top/a.sh"), "#!/bin/sh\n");
+  await chmod(join(root, "top/a.sh"), 0o755);
+  await writeFile(join(root, "top/sub/c"), new Uint8Array(CHUNK + 1).fill(7));
+  await symlink("/etc/passwd", join(root, "top/link"));
+  const { entries, skipped } = await nodeSources([join(root, "top")]);
+  assert.deepEqual(entries.map((e) => ("dir" in e ? `${e.path}/` : `${e.path} ${e.size}${e.executable ? " x" : ""}`)), ["top/", "top/a.sh 10 x", "top/b.txt 3", "top/sub/", `top/sub/c ${CHUNK + 1}`]);
+  assert.deepEqual(skipped, [join(root, "top/link")]);
+  const c = entries[4]!;
+  assert.ok(!("dir" in c));
+  assert.deepEqual(await c.read(CHUNK - 1, 2), Uint8Array.of(7, 7));
+  await assert.rejects(nodeSources([join(root, "top"), join(root, "top/sub/../../top")]), refused("Transfer", "BadManifest"));
+});
+
+test("blobSources lists a picked folder's directories before their files", () => {
+  const file = (name: string, path: string) => Object.assign(new File(["x"], name), { webkitRelativePath: path });
+  const entries = blobSources([file("a", "pics/2024/a"), file("b", "pics/b"), file("c", "")]);
+  assert.deepEqual(entries.map((e) => ("dir" in e ? `${e.path}/` : e.path)), ["pics/", "pics/2024/", "pics/2024/a", "pics/b", "c"]);
 });
