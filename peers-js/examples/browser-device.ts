@@ -12,10 +12,13 @@
 //   /?signaling=URL&daemon=SHARE_CODE&group=G
 //                                         register, accept the dial of a `peers run` daemon that trusts the page in
 //                                         group G (./daemon-exercise.ts), call it and answer its control calls, close
+//   /?signaling=URL&send=N                send N MiB of the pattern as a picked file (`blobSources`) by code
+//                                         (`sendByCode`): "code", "accepted", then "done" with the bytes and the BLAKE3 offered
 import { blake3 } from "@noble/hashes/blake3.js";
 import brotliWasm from "brotli-wasm";
 
 import {
+  blobSources,
   brotliFromWasm,
   Connection,
   connectionConfig,
@@ -25,6 +28,7 @@ import {
   IndexedDbKeyStore,
   loadOrCreateKeys,
   PeerConnectionLike,
+  sendByCode,
   SignalingClient,
   toHex,
   toShareCode,
@@ -33,7 +37,7 @@ import {
   WebRtcSocket,
 } from "../src/index.js";
 import { exerciseDaemon } from "./daemon-exercise.js";
-import { exposeExercise, Report, uploadPattern } from "./exercise.js";
+import { exposeExercise, patternMiB, Report, uploadPattern } from "./exercise.js";
 
 const page = globalThis as unknown as { peersReport?: (event: string, fields: string) => Promise<void> };
 const report: Report = (event, fields = {}) => void page.peersReport?.(event, JSON.stringify(fields));
@@ -48,10 +52,30 @@ function browserBrotli(): boolean {
   }
 }
 
+/** Sends `mib` MiB of the pattern by code, as a person's picked file would go. */
+async function sendPattern(url: string, mib: number): Promise<void> {
+  const hasher = blake3.create();
+  const parts = Array.from({ length: mib }, (_, i) => {
+    const piece = new Uint8Array(1024 * 1024);
+    patternMiB(i, piece);
+    hasher.update(piece);
+    return piece;
+  });
+  const handle = await sendByCode(url, blobSources([new File(parts, "pattern.bin")]), {
+    brotli: brotliFromWasm(await brotliWasm),
+    onAccepted: (from, resumed) => report("accepted", { from, resumed }),
+  });
+  report("code", { code: handle.code });
+  const sent = await handle.done;
+  report("done", { bytes: sent.bytes, blake3: toHex(hasher.digest()) });
+}
+
 async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const url = params.get("signaling");
   if (!url) throw new Error("no ?signaling=URL");
+  const send = params.get("send");
+  if (send) return sendPattern(url, Number(send));
   const streamMiB = Number(params.get("mib") ?? "16");
 
   const store = new IndexedDbKeyStore();

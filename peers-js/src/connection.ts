@@ -217,6 +217,11 @@ export class Connection {
     return connection;
   }
 
+  /** The transport under this connection (`socket.io`, `webrtc`, `relay`...: its socket's `info.transport`). */
+  get transport(): string {
+    return this.socket.info.transport;
+  }
+
   get closeReason(): CloseReason | undefined {
     return this.reason;
   }

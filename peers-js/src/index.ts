@@ -7,9 +7,10 @@
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
  * ICE configuration, paced frame relays), the transfer PAKE, receiving a transfer
- * by code (moving to WebRTC with the sender) and saving it in a browser.
+ * by code (moving to WebRTC with the sender) and saving it in a browser, sending a
+ * transfer by code (`send.ts`, on the relay).
  *
- * What it does not do yet: sending and pairing by code (see `transfer.ts`).
+ * What it does not do yet: pairing by code, sending over WebRTC.
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -35,6 +36,12 @@ export * from "./seal.js";
 export * from "./signaling.js";
 export * from "./socket.js";
 export * from "./transfer.js";
+export * from "./manifest.js";
+export * from "./code.js";
+export * from "./meet.js";
+export * from "./send.js";
+export * from "./pair.js";
+export * from "./sources.js";
 export * from "./webrtc.js";
 export * from "./save-browser.js";
 export * from "./links.js";

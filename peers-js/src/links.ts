@@ -1,13 +1,13 @@
 /**
  * Several connections to one device and which of them carries traffic: the handover
- * of docs/device.md §4, as far as a transfer's receiver needs it, sans-IO.
+ * of docs/device.md §4, as far as a transfer needs it, sans-IO.
  *
  * The side with the smaller device id (byte order) is the leader and alone picks the
  * active link; the follower follows its `peers:takeover`. Each side announces
  * `peers:groupReady` on every new link (the peer adopts a link only once it arrived);
  * a link given up is retired with `peers:retire` and closed once both sides retired
- * it. This side never has calls or streams of its own in flight (a receiver only
- * answers), so its drain is immediate.
+ * it. The table has no drain of its own: a receiver only answers, and a sender's owner
+ * (`PeerLinks`, ./meet.ts) closes a retired link only once its data stream there ended.
  *
  * ```text
  * added(link, rank)    → SendGroupReady(link); the first link is active

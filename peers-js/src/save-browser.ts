@@ -15,7 +15,7 @@
  * it to a swap file and puts it in place when it is closed after its last chunk.
  */
 import { PeersError } from "./errors.js";
-import { Manifest, ManifestEntry, VerifiedChunk } from "./transfer.js";
+import { Manifest, ManifestEntry, VerifiedChunk } from "./manifest.js";
 
 /** The File System Access API's directory picker, where the browser has it (not in TypeScript's DOM types). */
 type DirectoryPicker = (options?: { mode?: "read" | "readwrite"; id?: string }) => Promise<FileSystemDirectoryHandle>;

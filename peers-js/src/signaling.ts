@@ -198,6 +198,8 @@ export interface CreatedSession {
   senderToken: string;
   /** Unix ms. */
   expiresAt: number;
+  /** The path of the server's receive page, when it serves one and the session is of kind `pake` (docs/signaling.md §10). */
+  receivePage?: string;
 }
 
 /** A session this device joined. */
@@ -538,7 +540,9 @@ export class SignalingClient {
     if (!isText(r.transfer_id) || !isText(r.code) || !isText(r.sender_token) || !isUnixTime(r.expires_at)) {
       throw this.violation(`unusable session-create reply ${JSON.stringify(r).slice(0, 200)}`);
     }
-    return { transferId: r.transfer_id, code: r.code, senderToken: r.sender_token, expiresAt: r.expires_at };
+    const created: CreatedSession = { transferId: r.transfer_id, code: r.code, senderToken: r.sender_token, expiresAt: r.expires_at };
+    if (typeof r.receive_page === "string") created.receivePage = r.receive_page;
+    return created;
   }
 
   /**

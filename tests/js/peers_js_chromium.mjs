@@ -2,6 +2,7 @@
 //
 //   node peers_js_chromium.mjs SIGNALING_URL RUST_DEVICE_ID STREAM_MIB
 //   node peers_js_chromium.mjs SIGNALING_URL daemon DAEMON_SHARE_CODE GROUP
+//   node peers_js_chromium.mjs SIGNALING_URL send MIB
 //
 // Bundles peers-js/dist/examples/browser-device.js (built by `npx tsc -p peers-js`)
 // with esbuild (peers-js's dev dependency) into one ES module, serves it, its page and
@@ -11,7 +12,8 @@
 // each with `visit`: 1 for the visit that dials the Rust device, 2 for a second visit
 // of the same origin whose keys come from IndexedDB and which accepts the Rust
 // device's dial. The `daemon` form makes one visit that accepts the dial of a `peers run`
-// daemon trusting the page in GROUP.
+// daemon trusting the page in GROUP. The `send` form makes one visit in which the page
+// sends MIB MiB of the pattern by code (its "code" event is for `peers receive`).
 
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
@@ -22,7 +24,7 @@ import { launchChromium } from "./chromium.mjs";
 import { fail, report } from "./webrtc_signaling.mjs";
 
 const [signaling, rustDevice, mib, group] = process.argv.slice(2);
-if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL (RUST_DEVICE_ID STREAM_MIB | daemon SHARE_CODE GROUP)");
+if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL (RUST_DEVICE_ID STREAM_MIB | daemon SHARE_CODE GROUP | send MIB)");
 setTimeout(() => fail("timed out after 150 s"), 150_000).unref();
 
 const peersJs = new URL("../../peers-js/", import.meta.url);
@@ -75,6 +77,8 @@ try {
   };
   if (rustDevice === "daemon") {
     await open({ signaling, daemon: mib, group });
+  } else if (rustDevice === "send") {
+    await open({ signaling, send: mib ?? "16" });
   } else {
     await open({ signaling, rust: rustDevice, mib: mib ?? "16" });
     await open({ signaling, accept: rustDevice });

@@ -165,3 +165,53 @@ impl Drop for PeersSend {
         let _ = self.child.wait();
     }
 }
+
+/// A running `peers receive --json --yes` (the real binary, a child process), killed
+/// when dropped.
+#[derive(Debug)]
+pub struct PeersReceive {
+    child: std::process::Child,
+    /// Reads its JSON lines as they come, so it never blocks on a full pipe.
+    lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+}
+
+impl PeersReceive {
+    /// Starts `peers receive --json --yes --signaling URL --out OUT ARGS... CODE`.
+    pub fn start(url: &str, code: &str, out: &std::path::Path, args: &[&str]) -> PeersReceive {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(crate::nat::workspace_binary("peers"))
+            .args(["receive", "--json", "--yes", "--signaling", url, "--out"])
+            .arg(out)
+            .args(args)
+            .arg(code)
+            .env_remove("PEERS_SIGNALING_URL")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("peers receive");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let lines = std::thread::spawn(move || {
+            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+        });
+        PeersReceive { child, lines: Some(lines) }
+    }
+
+    /// Its JSON lines once it exits, and whether it exited with success.
+    pub async fn finish(mut self) -> (bool, Vec<serde_json::Value>) {
+        tokio::task::spawn_blocking(move || {
+            let events = self.lines.take().expect("lines").join().expect("reader thread");
+            let status = self.child.wait().expect("receiver exit");
+            (status.success(), events)
+        })
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for PeersReceive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

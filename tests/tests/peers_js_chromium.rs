@@ -10,7 +10,8 @@
 //! sides computed, and the Rust side's close reason reaches the page; a second visit of
 //! the page registers with the same device id, its keys read back from IndexedDB, and
 //! accepts the Rust side's dial (the page's `WebRtcAcceptor`), the handshake proving
-//! the keys.
+//! the keys. A page also sends a file by code to the real `peers receive`
+//! (`sendByCode` over `blobSources`, on the relay).
 //! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
 
@@ -19,7 +20,9 @@ use std::time::Duration;
 
 use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, Socket, TrustLevel, TrustStore};
 use peers_tests::JsClient;
-use peers_tests::peers_js::{compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib};
+use peers_tests::peers_js::{
+    PeersReceive, compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib,
+};
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::mpsc;
@@ -136,4 +139,31 @@ async fn a_browser_device_registers_itself_talks_to_a_rust_endpoint_both_ways_an
     browser.expect_event("finished", STEP).await;
     let (status, stderr) = browser.wait(STEP).await;
     assert!(status.success(), "driver failed: {stderr}");
+}
+
+/// A page sends 32 MiB by code, as a file a person picked: the real `peers receive`
+/// (`--paths relay`) takes it through the real signaling server, every chunk checked,
+/// and the file it writes has the BLAKE3 of what the page offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sends_a_file_by_code_to_peers_receive() {
+    const MIB: usize = 32;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut browser = JsClient::spawn("peers_js_chromium.mjs", &[&url, "send", &MIB.to_string()]);
+    let code = browser.expect_event("code", Duration::from_secs(90)).await;
+    let code = code["code"].as_str().unwrap_or_else(|| panic!("{code}")).to_owned();
+    let receiver = PeersReceive::start(&url, &code, out.path(), &["--paths", "relay"]);
+    let accepted = browser.expect_event("accepted", Duration::from_secs(60)).await;
+    assert_eq!(accepted["resumed"], 0, "{accepted}");
+    let done = browser.expect_event("done", Duration::from_secs(120)).await;
+    assert_eq!(done["bytes"].as_u64(), Some((MIB << 20) as u64), "{done}");
+    assert_eq!(done["blake3"], pattern_blake3(MIB).as_str(), "the page offered the pattern: {done}");
+    let (ok, events) =
+        tokio::time::timeout(Duration::from_secs(60), receiver.finish()).await.expect("the receiver ends");
+    assert!(ok, "the receiver reports success: {events:?}");
+    let received = std::fs::read(out.path().join("pattern.bin")).expect("the received file");
+    assert_eq!(blake3::hash(&received).to_hex().as_str(), pattern_blake3(MIB), "the file arrived byte for byte");
+    browser.expect_event("finished", STEP).await;
+    server.shutdown().await;
 }

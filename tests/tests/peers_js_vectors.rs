@@ -11,7 +11,8 @@
 //! fixed keys, fixed randomness and a fixed clock, in both cipher choices and with a
 //! channel binding in the prologue; the transfer PAKE (`docs/protocol.md` §9.2, §9.5:
 //! SPAKE2 with fixed randomness on both sides, both `PakeFrame`s of each side, and a
-//! joiner with a wrong code whose `Confirm` the creator refuses).
+//! joiner with a wrong code whose `Confirm` the creator refuses); the transfer's word
+//! list and a manifest's digest (§9.1, §9.3).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -200,6 +201,43 @@ fn pake_vector(seed: u64, code: &str, joiner_code: &str) -> Value {
     })
 }
 
+/// The code words and a manifest (a directory, a file of three chunks, an empty
+/// executable file, a non-ASCII name) with its digest.
+fn transfer_vector() -> Value {
+    use peers_device::transfer::code::WORDS;
+    use peers_device::transfer::{Entry, EntryKind, Manifest};
+    let chunks = |seeds: &[u8]| seeds.iter().map(|s| [*s; 32]).collect::<Vec<_>>();
+    let file = |path: &str, size: u64, executable: bool, seeds: &[u8]| Entry {
+        path: path.into(),
+        kind: EntryKind::File { size, executable, chunks: chunks(seeds) },
+    };
+    let manifest = Manifest {
+        chunk_size: 16 * 1024,
+        entries: vec![
+            Entry { path: "top".into(), kind: EntryKind::Dir },
+            file("top/a b.txt", 40_000, false, &[1, 2, 3]),
+            file("top/empty", 0, true, &[]),
+            file("top/\u{e9}t\u{e9}", 5, true, &[4]),
+        ],
+    };
+    let entries: Vec<Value> = manifest
+        .entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::Dir => json!({ "path": e.path, "dir": true }),
+            EntryKind::File { size, executable, chunks } => json!({
+                "path": e.path, "size": size, "executable": executable,
+                "chunks": chunks.iter().map(|c| hex(c)).collect::<String>(),
+            }),
+        })
+        .collect();
+    json!({
+        "words": WORDS.as_slice(),
+        "manifest": { "chunk_size": manifest.chunk_size, "entries": entries },
+        "digest": hex(&manifest.digest()),
+    })
+}
+
 #[test]
 fn peers_js_vectors_match_the_rust_implementation() {
     use TransportCipher::{Aes256Gcm, ChaCha20Poly1305};
@@ -216,6 +254,7 @@ fn peers_js_vectors_match_the_rust_implementation() {
             pake_vector(5, "123456-HARB otter orbit maple", "123456-harbor-otter-orbit-maple"),
             pake_vector(6, "7-maple-orbit", "7-maple-otter"),
         ],
+        "transfer": transfer_vector(),
     });
     let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
     let path = peers_tests::crate_dir().join("../peers-js/test/vectors.json");

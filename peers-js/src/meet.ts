@@ -1,0 +1,216 @@
+/**
+ * What both ends of a transfer by code share once they met (docs/protocol.md §9.5):
+ * the creator's wait for the join ({@link waitForJoin}), the PAKE on the relay ({@link pakeOnRelay}), trust pinned to the device it confirmed
+ * ({@link pinnedTo}), and the connections to that device ({@link PeerLinks}: the control
+ * RPCs of docs/device.md §2 answered, the handover of §4 through a {@link LinkTable}).
+ * `receiveByCode` (./transfer.ts), `sendByCode` (./send.ts) and pairing (./pair.ts) are built on them.
+ */
+import { equal } from "./bytes.js";
+import { Connection } from "./connection.js";
+import { CloseCode, CloseReason } from "./envelope.js";
+import { PeersError } from "./errors.js";
+import { TrustLevel } from "./handshake.js";
+import { LinkAction, LinkTable } from "./links.js";
+import { transferError } from "./manifest.js";
+import { decodePakeFrame, encodePakeFrame, PakeConfirm, PakeRole, startPake } from "./pake.js";
+import { RelaySocket } from "./relay.js";
+import { generateCode } from "./code.js";
+import { DeviceInfo, DeviceKeys } from "./identity.js";
+import { CreatedSession, SessionChange, SignalingClient } from "./signaling.js";
+
+/** How long the PAKE may take on the relay, ms (as the Rust side). */
+export const PAKE_TIMEOUT_MS = 30_000;
+
+/**
+ * The PAKE of `password` (a code's canonical text) as `role` on `relay`: each side
+ * sends its frame as soon as it has it and reads exactly a `Pake` and a `Confirm`, so
+ * the handshake that follows never mixes with PAKE frames. Returns the confirmed
+ * peer; on any failure (`WrongCode`, a malformed frame, the deadline) the relay is
+ * closed `Refused` so the peer is not left waiting.
+ */
+export async function pakeOnRelay(relay: RelaySocket, password: string, role: PakeRole, own: DeviceInfo, timeoutMs = PAKE_TIMEOUT_MS): Promise<DeviceInfo> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(transferError("Timeout", `the PAKE did not finish within ${timeoutMs} ms`)), timeoutMs)));
+  const run = async () => {
+    const [state, message] = startPake(password, role);
+    await relay.send(encodePakeFrame({ pake: message }));
+    const first = decodePakeFrame(await relay.recv());
+    if (!("pake" in first)) throw transferError("Protocol", "expected a Pake frame first");
+    const [waiting, confirm] = state.receive(first.pake, own);
+    await relay.send(encodePakeFrame({ confirm }));
+    const second = decodePakeFrame(await relay.recv());
+    if (!("confirm" in second)) throw transferError("Protocol", "expected a Confirm frame");
+    return waiting.receive(second.confirm as PakeConfirm);
+  };
+  try {
+    return await Promise.race([run(), deadline]);
+  } catch (err) {
+    await relay.close("Refused", `PAKE failed: ${(err as Error).message}`).catch(() => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A code's session made by its creator: the registered client, the session and the code. */
+export interface CodeSession {
+  signaling: SignalingClient;
+  created: CreatedSession;
+  /** The canonical text (`7-maple-orbit`). */
+  code: string;
+  /** The server's receive page with the code in its fragment, when the server serves one. */
+  link?: string;
+}
+
+/**
+ * Registers a fresh device key with the server at `url` (the sender's transfer key, or
+ * a pairing device's signaling-only key, so a daemon of the same device stays
+ * registered), creates a `pake` session living `ttlMs` and makes the code of `words`
+ * words for its number.
+ */
+export async function openCode(url: string, words: number | undefined, ttlMs: number): Promise<CodeSession & { keys: DeviceKeys }> {
+  const keys = DeviceKeys.generate("peers-transfer");
+  const signaling = await SignalingClient.connect(url, keys);
+  try {
+    const created = await signaling.createSession({ kind: "pake", ttlMs });
+    if (!/^\d+$/.test(created.code)) throw transferError("Protocol", `the server answered a pake session with code ${JSON.stringify(created.code)}`);
+    const code = generateCode(Number(created.code), words).text;
+    const out: CodeSession & { keys: DeviceKeys } = { keys, signaling, created, code };
+    const page = created.receivePage;
+    if (page !== undefined && page.startsWith("/") && !page.startsWith("//")) {
+      const link = new URL(page, url);
+      link.hash = code;
+      out.link = link.toString();
+    }
+    return out;
+  } catch (err) {
+    signaling.close();
+    throw err;
+  }
+}
+
+/**
+ * The device that joins the code's session `transferId` (the creator's `session`
+ * event); fails `Timeout` after `ttlMs` or when the session expires, `Closed` when it
+ * ends, with the signaling client's error when that closes, and with `stop`'s.
+ */
+export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(() => reject(transferError("Timeout", `nobody used the code within ${ttlMs} ms`))), ttlMs);
+    const onSession = (change: SessionChange) => {
+      if (change.transferId !== transferId) return;
+      if (change.state === "joined" && change.peer) finish(() => resolve(change.peer!));
+      else if (change.state === "expired") finish(() => reject(transferError("Timeout", "the code expired before anybody used it")));
+      else if (change.state === "closed") finish(() => reject(transferError("Closed", `the code's session ended: ${change.reason ?? "closed"}`)));
+    };
+    const onClosed = (err: PeersError) => finish(() => reject(err));
+    const finish = (settle: () => void) => {
+      clearTimeout(timer);
+      signaling.off("session", onSession).off("closed", onClosed);
+      settle();
+    };
+    signaling.on("session", onSession).on("closed", onClosed);
+    stop?.catch((err: unknown) => finish(() => reject(err)));
+  });
+}
+
+/** A trust decision that accepts exactly `device` (user id, device id, both keys) and nothing else. */
+export function pinnedTo(device: DeviceInfo): (peer: DeviceInfo) => TrustLevel {
+  return (p) =>
+    equal(p.device_id, device.device_id) && equal(p.signing_key, device.signing_key) && equal(p.static_key, device.static_key) && p.user_id === device.user_id
+      ? TrustLevel.Trusted
+      : TrustLevel.Untrusted;
+}
+
+/** Control RPCs of docs/device.md §2 answered without acting on them (no groups, no device messages). */
+const CONTROL_NOOP = ["peers:ping", "peers:groupLeft", "peers:deviceMessage"];
+
+/** What the owner of {@link PeerLinks} is told, and asked. */
+export interface PeerLinkHooks {
+  /** The last connection closed. */
+  onEmpty: (last: CloseReason) => void;
+  /** The handover made another connection active. */
+  onActive?: (active: Connection) => void;
+  /** Resolves once this side's own work on `connection` is done (a sender's data stream): a retired link closes only then. */
+  drained?: (connection: Connection) => Promise<void>;
+}
+
+/**
+ * The verified connections of one transfer to the confirmed peer: each answers the
+ * control RPCs and takes part in the handover (`peers:groupReady` with no groups,
+ * `peers:takeover`, `peers:retire`) through a {@link LinkTable}; the hooks tell the
+ * owner when the active connection changes and when the last one closed.
+ */
+export class PeerLinks {
+  private readonly table: LinkTable;
+  private readonly connections = new Map<number, Connection>();
+  private nextLink = 1;
+  private lastActive: number | undefined;
+
+  constructor(
+    own: Uint8Array,
+    peer: Uint8Array,
+    private readonly hooks: PeerLinkHooks,
+  ) {
+    this.table = new LinkTable(own, peer);
+  }
+
+  /** Adds a verified connection of `rank` (./links.ts); the caller exposes its own handlers on it too. */
+  add(connection: Connection, rank: number): void {
+    const id = this.nextLink++;
+    this.connections.set(id, connection);
+    for (const method of CONTROL_NOOP) connection.expose(method, () => null);
+    connection.expose("peers:groupReady", () => (this.apply(this.table.groupReady(id)), null));
+    connection.expose("peers:takeover", () => (this.apply(this.table.takeover(id)), null));
+    connection.expose("peers:retire", () => (this.apply(this.table.peerRetired(id)), null));
+    void connection.closed.then((reason) => {
+      this.connections.delete(id);
+      this.apply(this.table.closed(id));
+      if (this.connections.size === 0) this.hooks.onEmpty(reason);
+    });
+    this.apply(this.table.added(id, rank));
+  }
+
+  /** The connection the handover made active (the one to carry the transfer). */
+  get active(): Connection | undefined {
+    const id = this.table.active;
+    return id === undefined ? undefined : this.connections.get(id);
+  }
+
+  private apply(actions: LinkAction[]): void {
+    for (const action of actions) {
+      const connection = this.connections.get(action.link);
+      if (!connection) continue;
+      const quiet = (p: Promise<unknown>) => void p.catch(() => undefined);
+      switch (action.kind) {
+        case "SendGroupReady":
+          quiet(connection.emit("peers:groupReady", []));
+          break;
+        case "SendTakeover":
+          quiet(connection.emit("peers:takeover", null));
+          break;
+        case "Retire":
+          quiet(connection.emit("peers:retire", null));
+          break;
+        case "Close":
+          quiet((this.hooks.drained?.(connection) ?? Promise.resolve()).then(() => connection.close("Normal", action.why)));
+          break;
+      }
+    }
+    const active = this.table.active;
+    if (active !== this.lastActive) {
+      this.lastActive = active;
+      const connection = active === undefined ? undefined : this.connections.get(active);
+      if (connection) this.hooks.onActive?.(connection);
+    }
+  }
+
+  /** Waits up to `ms` for the peer to close every connection, then closes what is left with `message`. */
+  async close(ms: number, message: string, code: CloseCode = "Normal"): Promise<void> {
+    const open = [...this.connections.values()];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all(open.map((c) => c.closed)), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+    await Promise.all(open.map((c) => c.close(code, message)));
+  }
+}

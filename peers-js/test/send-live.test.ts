@@ -1,0 +1,55 @@
+// sendByCode live between two peers-js devices through the real signaling server
+// (./server.ts): a tree sent by code arrives through receiveByCode byte for byte, a
+// wrong code is refused on both sides, a declined offer fails the sender, a receiver
+// that stops taking bytes fails it with Stalled. (The Rust
+// receiver's side: tests/tests/peers_js_send.rs.)
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { blobSource, concat, receiveByCode, sendByCode, WORDS } from "../src/index.js";
+import { CHUNK, files, refused, sources } from "./tree.js";
+import { startServer, stopServers } from "./server.js";
+
+let url = "";
+before(async () => {
+  url = await startServer();
+});
+after(stopServers);
+
+test("a tree sent by code arrives byte for byte in another peers-js device", async () => {
+  const handle = await sendByCode(url, sources, { chunkSize: CHUNK });
+  assert.match(handle.code, /^\d+-[a-z]+-[a-z]+$/);
+  const got = new Map<string, Uint8Array[]>();
+  const received = await receiveByCode(url, handle.code, { sink: (entry, chunk) => void got.set(entry.path, [...(got.get(entry.path) ?? []), chunk.bytes]) });
+  const sent = await handle.done;
+  assert.equal(sent.bytes, CHUNK * 3 + 110);
+  assert.equal(sent.resumed, 0);
+  assert.equal(received.bytes, sent.bytes);
+  for (const [path, data] of Object.entries(files)) assert.deepEqual(concat(...(got.get(path) ?? [])), data, path);
+});
+
+test("a wrong code fails on both sides, and a declined offer fails the sender", async () => {
+  const handle = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK });
+  const [number, first, second] = handle.code.split("-");
+  const other = WORDS.find((w) => w !== second)!;
+  await assert.rejects(receiveByCode(url, `${number}-${first}-${other}`, { sink: () => assert.fail("nothing arrives") }), refused("Transfer", "WrongCode"));
+  await assert.rejects(handle.done, refused("Transfer", "WrongCode"));
+
+  const declined = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK });
+  await assert.rejects(receiveByCode(url, declined.code, { decide: () => false, sink: () => assert.fail("nothing arrives") }), refused("Transfer", "Closed"));
+  await assert.rejects(declined.done, refused("Transfer", "Declined"));
+});
+
+test("a receiver that stops taking bytes fails the sender with Stalled, and the receiver is told", async () => {
+  const big = new Uint8Array(6 << 20).map((_, i) => (i * 13 + (i >> 11)) & 0xff);
+  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([big]))], { chunkSize: 1 << 20, stallTimeoutMs: 1_000 });
+  let chunks = 0;
+  const receiving = receiveByCode(url, handle.code, { sink: () => (++chunks === 1 ? new Promise<void>(() => undefined) : undefined) }).then(
+    () => assert.fail("the receiver cannot finish"),
+    (err: unknown) => err,
+  );
+  await assert.rejects(handle.done, refused("Transfer", "Stalled"));
+  const err = await receiving;
+  assert.ok(refused("Transfer", "Closed")(err) && /stopped responding/.test((err as Error).message), String(err));
+  assert.equal(chunks, 1);
+});
