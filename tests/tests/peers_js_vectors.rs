@@ -205,16 +205,16 @@ fn pake_vector(seed: u64, code: &str, joiner_code: &str) -> Value {
 /// executable file, a non-ASCII name) with its digest.
 fn transfer_vector() -> Value {
     use peers_device::transfer::code::WORDS;
-    use peers_device::transfer::{Entry, EntryKind, Manifest};
+    use peers_device::transfer::{EntryKind, Manifest, ManifestEntry};
     let chunks = |seeds: &[u8]| seeds.iter().map(|s| [*s; 32]).collect::<Vec<_>>();
-    let file = |path: &str, size: u64, executable: bool, seeds: &[u8]| Entry {
+    let file = |path: &str, size: u64, executable: bool, seeds: &[u8]| ManifestEntry {
         path: path.into(),
         kind: EntryKind::File { size, executable, chunks: chunks(seeds) },
     };
     let manifest = Manifest {
         chunk_size: 16 * 1024,
         entries: vec![
-            Entry { path: "top".into(), kind: EntryKind::Dir },
+            ManifestEntry { path: "top".into(), kind: EntryKind::Dir },
             file("top/a b.txt", 40_000, false, &[1, 2, 3]),
             file("top/empty", 0, true, &[]),
             file("top/\u{e9}t\u{e9}", 5, true, &[4]),
