@@ -57,6 +57,7 @@ mod session;
 pub mod signal;
 mod signaling;
 mod socket;
+mod udp;
 
 pub use config::{CandidateScope, IceServer, WebRtcConfig};
 pub use endpoint::WebRtcEndpoint;
