@@ -79,6 +79,18 @@ pub struct WebRtcConfig {
     pub close_flush_timeout: Duration,
     /// How long a round-trip probe may take. Default: 5 s.
     pub rtt_probe_timeout: Duration,
+    /// Receive and send buffer asked for on the UDP socket we create for host
+    /// candidates, in bytes. The kernel may grant less (Linux clamps to
+    /// `net.core.rmem_max` / `wmem_max`, 208 KiB by default; the granted sizes are
+    /// logged once). SCTP sends its congestion window as one burst, and its
+    /// receive window is 1 MiB: a receive buffer that holds a whole window (4 MiB
+    /// holds 3,640 datagrams of 1,200 bytes on Linux, the default 208 KiB holds
+    /// 92) loses no datagram however busy the receiving runtime is, where the
+    /// default buffer makes large writes many times slower. Used with [`CandidateScope::LoopbackOnly`]
+    /// only: elsewhere the library's own sockets carry host candidates, because
+    /// `webrtc-ice` 0.17 gathers no server-reflexive candidates on a socket it did
+    /// not create. Default: 4 MiB.
+    pub udp_socket_buffer: usize,
 }
 
 impl Default for WebRtcConfig {
@@ -101,6 +113,7 @@ impl Default for WebRtcConfig {
             max_pending_candidates: 64,
             close_flush_timeout: Duration::from_secs(2),
             rtt_probe_timeout: Duration::from_secs(5),
+            udp_socket_buffer: 4 * 1024 * 1024,
         }
     }
 }

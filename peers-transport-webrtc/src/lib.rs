@@ -19,6 +19,13 @@
 //!   refused, and the inner AEAD layer is skipped only then.
 //! - Every incoming signal is checked (sizes, SDP shape, session) before use; bad
 //!   ones are refused with a typed error and leave no state behind.
+//! - With [`CandidateScope::LoopbackOnly`], each peer connection's ICE socket is one
+//!   the crate binds itself, with receive and send buffers of
+//!   [`WebRtcConfig::udp_socket_buffer`] (4 MiB; the kernel may clamp it, and the
+//!   granted sizes are logged once), so SCTP's unpaced bursts are not dropped by
+//!   the kernel. Other scopes keep the library's own sockets and the kernel's
+//!   default buffers: `webrtc-ice` 0.17 gathers no STUN candidates on a socket it
+//!   did not create. See `docs/transport-webrtc.md` §6.1.
 //!
 //! What it does not do: authenticate devices (the `Connection` handshake on top
 //! does), choose between transports (the connection manager does), or run a
@@ -57,6 +64,7 @@ mod session;
 pub mod signal;
 mod signaling;
 mod socket;
+mod udp;
 
 pub use config::{CandidateScope, IceServer, WebRtcConfig};
 pub use endpoint::WebRtcEndpoint;

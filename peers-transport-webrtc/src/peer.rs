@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use webrtc::api::APIBuilder;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::ice_transport::ice_gathering_state::RTCIceGatheringState;
@@ -25,6 +26,7 @@ use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy
 use crate::config::{CandidateScope, IceServer, WebRtcConfig};
 use crate::error::{Error, Result};
 use crate::signal::IceCandidate;
+use crate::udp;
 
 /// The label of the one data channel a connection carries.
 pub(crate) const CHANNEL_LABEL: &str = "peers";
@@ -49,6 +51,10 @@ pub(crate) async fn new_peer_connection(
         settings.set_include_loopback_candidate(true);
         settings.set_network_types(vec![NetworkType::Udp4]);
         settings.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+        // Our own socket with large buffers (see `udp`); loopback has no NAT, so
+        // the reflexive candidates a mux gives up are not missed.
+        let mux = udp::bind_mux(IpAddr::from([127, 0, 0, 1]), config.udp_socket_buffer)?;
+        settings.set_udp_network(UDPNetwork::Muxed(mux));
     }
     let api = APIBuilder::new().with_setting_engine(settings).build();
     let ice_servers = servers
