@@ -127,4 +127,6 @@ pub use protocol::{AllowList, ErrorCode, IceConfig, IceServerEntry, Rejection, S
 #[cfg(feature = "server")]
 pub use ratelimit::RateLimits;
 #[cfg(feature = "server")]
-pub use server::{RECEIVE_PAGE_PATH, ReceivePage, ServerConfig, SignalingServer, detach_request_head};
+pub use server::{
+    RECEIVE_PAGE_CSP, RECEIVE_PAGE_PATH, ReceivePage, ServerConfig, SignalingServer, detach_request_head,
+};

@@ -176,6 +176,14 @@ async fn the_receive_page_is_served_only_when_configured_and_named_to_pake_creat
     assert_eq!(header(&page, "content-type"), Some("text/html; charset=utf-8"));
     assert_eq!(header(&page, "x-content-type-options"), Some("nosniff"));
     assert_eq!(header(&page, "referrer-policy"), Some("no-referrer"));
+    let csp = header(&page, "content-security-policy").expect("a content security policy");
+    let directive = |name: &str| -> Vec<&str> {
+        let found = csp.split(';').map(|d| d.split_whitespace().collect::<Vec<_>>()).find(|d| d.first() == Some(&name));
+        found.unwrap_or_default()
+    };
+    assert_eq!(directive("script-src"), ["script-src", "'self'", "'wasm-unsafe-eval'"], "no inline script: {csp}");
+    assert_eq!(directive("default-src"), ["default-src", "'none'"], "{csp}");
+    assert_eq!(directive("frame-ancestors"), ["frame-ancestors", "'none'"], "{csp}");
     let (status, script) = http(addr, "GET", "/receive/receive.js", "").await;
     assert_eq!((status, header(&script, "content-type")), (200, Some("text/javascript; charset=utf-8")));
     let (status, wasm) = http(addr, "GET", "/receive/brotli_wasm_bg.wasm", "").await;

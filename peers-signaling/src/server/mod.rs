@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use config::ServerConfig;
-pub use receive_page::{RECEIVE_PAGE_PATH, ReceivePage};
+pub use receive_page::{RECEIVE_PAGE_CSP, RECEIVE_PAGE_PATH, ReceivePage};
 
 use crate::error::{Error, Result};
 use crate::notices::NoticeBoxes;

@@ -30,6 +30,15 @@ const FILES: [(&str, &str); 3] = [
     ("brotli_wasm_bg.wasm", "application/wasm"),
 ];
 
+/// The page's Content-Security-Policy: its own script and WebAssembly only (no inline
+/// or injected script can run, whatever a sender puts in file names), its one inline
+/// stylesheet, connections to any signaling server (`?signaling=URL` may name
+/// another origin; WebRTC is not governed by CSP), no plugins, frames, base or form
+/// targets.
+pub const RECEIVE_PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'unsafe-inline'; connect-src 'self' http: https: ws: wss:; img-src data:; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// Largest file of the bundle read (the WebAssembly is about 1 MiB).
 const MAX_FILE: u64 = 16 << 20;
 
@@ -72,6 +81,7 @@ impl ReceivePage {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(RECEIVE_PAGE_CSP));
         response
     }
 
