@@ -161,7 +161,8 @@ async function receive(code: string): Promise<void> {
   } catch (err) {
     await target?.sink.abort();
     const e = err instanceof PeersError ? err : new PeersError("Transport", "Unexpected", String(err));
-    status(e.code === "WrongCode" ? "The code did not match. Ask the sender for a new code." : `Failed: ${e.message}`, true);
+    if (e.code === "Declined") status("Declined: nothing was received.");
+    else status(e.code === "WrongCode" ? "The code did not match. Ask the sender for a new code." : `Failed: ${e.message}`, true);
     report("failed", { kind: e.kind, code: e.code, message: e.message });
   }
 }

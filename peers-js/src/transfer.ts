@@ -80,6 +80,8 @@ class Receiver {
   private bytes = 0;
   private readonly paths: PathBytes[] = [];
   private lastPath: string | undefined;
+  /** `decide` said no: the sender's close that follows ends the transfer as `Declined`. */
+  private declined = false;
   private finished!: (m: Manifest) => void;
   private failed!: (e: Error) => void;
   readonly done = new Promise<Manifest>((resolve, reject) => ((this.finished = resolve), (this.failed = reject)));
@@ -89,7 +91,14 @@ class Receiver {
     readonly sender: DeviceInfo,
     private readonly options: ReceiveOptions,
   ) {
-    this.links = new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.failed(transferError("Closed", `the sender closed the connection: ${reason.message}`)) });
+    this.links = new PeerLinks(own, sender.device_id, {
+      onEmpty: (reason) =>
+        this.failed(
+          this.declined
+            ? transferError("Declined", "you declined the offer; nothing was received")
+            : transferError("Closed", `the sender closed the connection: ${reason.message}`),
+        ),
+    });
     void this.done.catch(() => undefined);
   }
 
@@ -107,7 +116,10 @@ class Receiver {
   private async offer(args: unknown): Promise<unknown> {
     const manifest = validateManifest((args as { manifest?: unknown } | null)?.manifest);
     if (!this.cutter) {
-      if (this.options.decide && !(await this.options.decide(manifest, this.sender))) return { Decline: { reason: "declined" } };
+      if (this.options.decide && !(await this.options.decide(manifest, this.sender))) {
+        this.declined = true;
+        return { Decline: { reason: "declined" } };
+      }
       this.cutter ??= new ChunkCutter(manifest);
       this.digest = manifestDigest(manifest);
     }

@@ -28,7 +28,7 @@ test("a tree sent by code arrives byte for byte in another peers-js device", asy
   for (const [path, data] of Object.entries(files)) assert.deepEqual(concat(...(got.get(path) ?? [])), data, path);
 });
 
-test("a wrong code fails on both sides, and a declined offer fails the sender", async () => {
+test("a wrong code fails on both sides, and a declined offer ends both sides as Declined", async () => {
   const handle = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK });
   const [number, first, second] = handle.code.split("-");
   const other = WORDS.find((w) => w !== second)!;
@@ -36,7 +36,7 @@ test("a wrong code fails on both sides, and a declined offer fails the sender", 
   await assert.rejects(handle.done, refused("Transfer", "WrongCode"));
 
   const declined = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK });
-  await assert.rejects(receiveByCode(url, declined.code, { decide: () => false, sink: () => assert.fail("nothing arrives") }), refused("Transfer", "Closed"));
+  await assert.rejects(receiveByCode(url, declined.code, { decide: () => false, sink: () => assert.fail("nothing arrives") }), refused("Transfer", "Declined"));
   await assert.rejects(declined.done, refused("Transfer", "Declined"));
 });
 

@@ -2,8 +2,10 @@
 // by code; driven by tests/tests/peers_js_receive_page.rs.
 //
 //   node peers_js_receive.mjs SIGNALING_URL CODE           serve the page here, on a loopback port
-//   node peers_js_receive.mjs --link LINK                  open the link `peers send` printed (the
+//   node peers_js_receive.mjs --link LINK [--decline]      open the link `peers send` printed (the
 //                                                          signaling server serves the page), click Save
+//                                                          (or Decline; then `failed` also carries the
+//                                                          status line the page shows)
 //
 // The first form bundles the page (peers-js/scripts/bundle-page.mjs, after
 // `npx tsc -p peers-js`) and opens it with `?signaling=URL&accept=auto#CODE`: the
@@ -62,10 +64,12 @@ try {
   await page.exposeFunction("peersReport", async (event, fields) => {
     const parsed = JSON.parse(fields);
     if (event === "offer" && args[0] === "--link") {
-      // A person reads the offer and clicks Save; the page shows progress.
-      await page.waitForSelector("#accept", { visible: true });
-      await page.click("#accept");
+      // A person reads the offer and clicks Save (the page shows progress) or Decline.
+      const button = args.includes("--decline") ? "#decline" : "#accept";
+      await page.waitForSelector(button, { visible: true });
+      await page.click(button);
     }
+    if (event === "failed") parsed.status_shown = await page.$eval("#status", (p) => p.textContent);
     if (event === "done") parsed.progress_shown = await page.$eval("#progress", (p) => ({ value: p.value, max: p.max, hidden: p.hidden }));
     report(event, parsed);
     if (event === "done" || event === "failed") ended(event);

@@ -85,6 +85,8 @@ async fn a_page_in_chromium_receives_64_mib_from_peers_send_by_code_and_a_wrong_
 /// accepts (into the origin private file system: headless Chromium can answer no
 /// directory picker), the progress bar fills, and the file arrives with its hash, the
 /// transfer having moved to WebRTC on the way when Chromium's path came up.
+/// Then a person who clicks Decline: the page shows "Declined" (not a failure) and
+/// the sender reports that the receiver declined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_receives_in_chromium() {
     const LEN: usize = 20 << 20;
@@ -131,5 +133,22 @@ async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_
     assert!(status.success(), "page driver failed: {stderr}");
     let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
     assert!(ok, "the sender reports success: {events:?}");
+
+    // A person who reads the offer and clicks Decline: the page says so (not a
+    // failure) and the sender is told "declined".
+    let sender = PeersSend::start(&url, &[], &file);
+    let link = sender.code_event["link"].as_str().expect("a link beside the code").to_owned();
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &["--link", &link, "--decline"]);
+    let offer = page.expect_event("offer", STEP).await;
+    assert_eq!(offer["bytes"], LEN as u64, "{offer}");
+    let failed = page.expect_event("failed", STEP).await;
+    assert_eq!((failed["kind"].as_str(), failed["code"].as_str()), (Some("Transfer"), Some("Declined")), "{failed}");
+    assert_eq!(failed["status_shown"], "Declined: nothing was received.", "{failed}");
+    let (status, _) = page.wait(STEP).await;
+    assert!(!status.success(), "the page's driver reports the transfer did not happen");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(!ok, "the sender does not report success: {events:?}");
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(text.contains("declined"), "the sender says the receiver declined: {text}");
     server.shutdown().await;
 }
