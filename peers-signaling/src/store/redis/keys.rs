@@ -14,6 +14,9 @@
 //! P:{sl}           the code slots, the live and the finished sessions
 //! P:{ss:<dev>}     the live sessions a device created
 //! P:{sa:<addr>}    the live sessions of an address group
+//! P:{rp:<a>|<b>}   the waiting relay requests between two devices
+//! P:{relays}       the open relays (the cap) and their records
+//! P:{ra:<addr>}    the open relays of an address group
 //! ```
 //!
 //! A script only builds key names by appending to one of its `KEYS`
@@ -117,6 +120,28 @@ impl Keys {
         format!("{}:{{sa:{address}}}", self.prefix)
     }
 
+    /// The base of the waiting relay requests between devices `a` and `b`
+    /// (in either order).
+    pub(super) fn relay_pair(&self, a: &str, b: &str) -> String {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        format!("{}:{{rp:{low}|{high}}}", self.prefix)
+    }
+
+    /// The base of the open relays (the cap) and their records.
+    pub(super) fn relays(&self) -> String {
+        format!("{}:{{relays}}", self.prefix)
+    }
+
+    /// The base of the count of the open relays `device` is a party of.
+    pub(super) fn relays_of_device(&self, device: &str) -> String {
+        format!("{}:rd", self.device(device))
+    }
+
+    /// The base of the count of the open relays of address group `address`.
+    pub(super) fn relays_of_address(&self, address: &str) -> String {
+        format!("{}:{{ra:{address}}}", self.prefix)
+    }
+
     /// The key of rate budget `what` (for example `ip:192.0.2.1`).
     pub(super) fn rate(&self, what: &str) -> String {
         format!("{}:{{rl:{what}}}", self.prefix)
@@ -152,6 +177,8 @@ mod tests {
         // Different devices, senders and budgets spread over the slots.
         assert_ne!(slot(&keys.device("a")), slot(&keys.device("b")));
         assert_ne!(slot(&keys.sender(device)), slot(&keys.device(device)));
+        assert_eq!(slot(&keys.relays_of_device(device)), slot(&base));
+        assert_eq!(keys.relay_pair("a", "b"), keys.relay_pair("b", "a"));
         let total = keys.total();
         assert_eq!(slot(&total), slot(&format!("{total}:z")));
     }

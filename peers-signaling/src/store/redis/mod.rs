@@ -22,31 +22,34 @@
 //! P:{qa:<addr>}:z    zset     the same for an address group (:sz, :b)
 //! P:{qt}:z           zset     the same for every queued message: the total
 //!                             and the expiry index (:sz, :b)
-//! P:n:<dev>          list     outcome notices for <dev>
-//! P:nt               counter  notices kept overall
-//! P:nb               zset     <dev> scored by when its newest notice runs out
+//! P:{d:<dev>}:n      list     outcome notices for <dev>
+//! P:{nt}:c P:{nt}:t  hash, counter  notices per box, notices kept overall
+//! P:{nt}:z           zset     <dev> scored by when its newest notice runs out
 //! P:{rl:<what>}      string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
 //!                             join-dev:<dev>, join-ip:<ip>, ...), expires
-//! P:s:<id>           string   session <id> (JSON); P:s:<id>:lock its lock, expires
-//! P:slot:<n>         string   the transfer id holding code slot <n>
-//! P:slive            zset     live transfer ids by deadline; P:sdev:<dev>, P:sip:<addr> the same per device, address
-//! P:sdone            zset     finished transfer ids by the end of their grace time
-//! P:rq:<dev>         zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
-//! P:rid              counter  last relay id given
-//! P:relays           zset     open relay ids by deadline (the relay cap)
-//! P:r:<id>           string   "<a>|<a token>|<b>|<b token>", expires at the deadline
+//! P:{s:<id>}         string   session <id> (JSON); P:{s:<id>}:lock its lock, expires
+//! P:{sl}:slot:<n>    string   the transfer id holding code slot <n>
+//! P:{sl}:live        zset     live transfer ids by deadline; :done finished ones by
+//!                             the end of their grace time
+//! P:{ss:<dev>}:z     zset     the live sessions <dev> created; P:{sa:<addr>}:z an address's
+//! P:{d:<dev>}:rq     zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
+//! P:{rp:<a>|<b>}:w   zset     the waiting requests between a < b, by lapse
+//! P:{relays}:z       zset     open relay ids by deadline (the relay cap); :id the last id;
+//!                             :p:<id> the parties, expires at the deadline
+//! P:{d:<dev>}:rd:z   zset     the open relays <dev> is a party of; P:{ra:<addr>}:z an address's
 //! P:relay:<instance> pub/sub channel: relay events for that instance
 //! ```
 //!
 //! Each session lives under keys of its own (`sessions.rs`): a request
 //! about one session holds that session's lock while the in-process
-//! [`SessionTable`](crate::sessions::SessionTable) rules change it, and a new
-//! session's code and counts are claimed in one script.
+//! [`SessionTable`](crate::sessions::SessionTable) rules change it. A new
+//! session is counted against its device and address, then its code and the
+//! overall count are claimed in one script.
 //!
-//! The queue, presence, allow lists and rate budgets are in hash-tagged
-//! keys, one slot per script call; the notices, the sessions and the frame
-//! relay scripts still build key names of several slots, so they need one
-//! Redis (or a primary with replicas).
+//! Every key is hash-tagged (`keys.rs`) and every script call touches one
+//! hash slot; an operation that spans slots (queueing counts a message
+//! against its recipient, sender, address and the total) is several calls,
+//! each atomic, ordered so that every bound holds (see `queue.rs`).
 
 mod keys;
 mod notices;

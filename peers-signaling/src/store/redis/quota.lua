@@ -11,8 +11,12 @@
 -- expiry loop for P:{qt}).
 -- ARGV[1] is the operation:
 --   reserve now, member, expiry, size, max_messages, max_bytes, prune ('1' or '0')
---           -> {'ok', n, b} (now counted) or {'full', n, b} (not counted)
+--           -> {'ok', n, b} (now counted; also when it already was: two
+--              parties of one relay on one address count it once) or
+--              {'full', n, b} (not counted)
 --   force   member, expiry, size -> 1 (counted without a check: a put back)
+--   swap    old, new, expiry -> 1 if `old` was counted (it is then counted
+--           as `new`, with `expiry`), else 0
 --   release member... -> how many were counted
 --   due     now, lease_ms, limit -> members due at `now`, each leased (its
 --           score moved to now + lease_ms, so one instance takes it)
@@ -34,6 +38,7 @@ if op == 'reserve' then
     for _, lapsed in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 256)) do drop(lapsed) end
   end
   local n, b = redis.call('ZCARD', z), tonumber(redis.call('GET', bytes) or '0')
+  if redis.call('ZSCORE', z, member) then return {'ok', tostring(n - 1), tostring(b - size)} end
   if n >= tonumber(ARGV[6]) or b + size > tonumber(ARGV[7]) then
     return {'full', tostring(n), tostring(b)}
   end
@@ -49,6 +54,16 @@ if op == 'force' then
   redis.call('ZADD', z, ARGV[3], member)
   redis.call('HSET', sz, member, size)
   redis.call('INCRBY', bytes, size)
+  return 1
+end
+
+if op == 'swap' then
+  local old, new = ARGV[2], ARGV[3]
+  local size = redis.call('HGET', sz, old)
+  if not size or redis.call('ZREM', z, old) == 0 then return 0 end
+  redis.call('HDEL', sz, old)
+  redis.call('ZADD', z, ARGV[4], new)
+  redis.call('HSET', sz, new, size)
   return 1
 end
 
