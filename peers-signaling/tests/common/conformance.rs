@@ -75,6 +75,18 @@ pub fn redis(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> +
     })
 }
 
+/// Two instances sharing a `redis-server` cluster node that holds every
+/// hash slot: Redis refuses any script call touching two slots.
+#[cfg(feature = "redis")]
+pub fn redis_cluster_node(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move {
+        let redis = super::redis_server::RedisServer::start_cluster_node().await;
+        config.store = super::redis_server::redis_config(&redis).store;
+        let (one, two) = super::redis_server::pair(config).await;
+        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
+    })
+}
+
 /// Instantiates every check of the suite for `$factory`.
 #[allow(unused_macros)]
 macro_rules! state_conformance_tests {

@@ -89,9 +89,16 @@ pub(crate) fn with_resp3(url: &str) -> String {
     }
 }
 
+/// A script, with the `#!lua` line that makes Redis (7 or newer) hold it to
+/// the hash slot rule: on a Redis Cluster a call touching keys of two slots
+/// fails (scripts without it may, for compatibility). `common` prepends
+/// `common.lua`.
 macro_rules! script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("common.lua"), "\n", include_str!($file)))
+        Script::new(concat!("#!lua\n", include_str!($file)))
+    };
+    (common $file:literal) => {
+        Script::new(concat!("#!lua\n", include_str!("common.lua"), "\n", include_str!($file)))
     };
 }
 
@@ -258,15 +265,15 @@ impl RedisState {
         let connection =
             ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error("connect"))?;
         let scripts = Scripts {
-            queue: script!("queue.lua"),
-            quota: Script::new(include_str!("quota.lua")),
-            presence: Script::new(include_str!("presence.lua")),
-            notices: script!("notices.lua"),
-            ratelimit: Script::new(include_str!("ratelimit.lua")),
-            lock: Script::new(include_str!("lock.lua")),
-            relay: Script::new(include_str!("relay.lua")),
-            reach: script!("reach.lua"),
-            sessions: Script::new(include_str!("sessions.lua")),
+            queue: script!(common "queue.lua"),
+            quota: script!("quota.lua"),
+            presence: script!("presence.lua"),
+            notices: script!(common "notices.lua"),
+            ratelimit: script!("ratelimit.lua"),
+            lock: script!("lock.lua"),
+            relay: script!("relay.lua"),
+            reach: script!(common "reach.lua"),
+            sessions: script!("sessions.lua"),
         };
         Ok(RedisState {
             connection,
