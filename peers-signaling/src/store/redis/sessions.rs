@@ -198,7 +198,7 @@ impl RedisState {
                 call.arg(id).arg(score).arg(0);
                 call.invoke_async::<u64>(&mut self.connection.clone()).await.map_err(redis_error("save a session"))?;
             } else {
-                self.uncount_members(&base, &[id.clone()]).await?;
+                self.uncount_members(&base, std::slice::from_ref(id)).await?;
             }
         }
         Ok(())
