@@ -21,6 +21,8 @@
 
 use std::collections::BTreeMap;
 
+use tracing::warn;
+
 use super::{RedisState, SendOutcome, StoredMessage, bad_reply, checked_keys, parse_messages, redis_error};
 use crate::error::Result;
 use crate::queue::{QueueBound, QueueUsage, QueuedMessage};
@@ -197,7 +199,16 @@ impl RedisState {
         Ok(())
     }
 
-    /// Uncounts `messages` (just taken or expired) from their quotas.
+    /// Uncounts `messages`, just removed from their queue, from their
+    /// quotas. They are the caller's now, whatever happens here: a count
+    /// Redis did not take back lapses at the message's expiry (logged).
+    async fn uncount_taken(&self, messages: &[QueuedMessage]) {
+        if let Err(err) = self.uncount(messages).await {
+            warn!(%err, messages = messages.len(), "could not uncount messages; their counts lapse at their expiry");
+        }
+    }
+
+    /// Uncounts `messages` from their quotas.
     async fn uncount(&self, messages: &[QueuedMessage]) -> Result<()> {
         let mut by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for message in messages {
@@ -221,7 +232,7 @@ impl RedisState {
         let reply: Vec<String> =
             call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("take queue"))?;
         let messages = parse_messages("take queue", &reply)?;
-        self.uncount(&messages).await?;
+        self.uncount_taken(&messages).await;
         Ok(messages)
     }
 
@@ -276,9 +287,17 @@ impl RedisState {
             for seq in &seqs {
                 call.arg(*seq);
             }
-            let reply: Vec<String> =
-                call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("expire queue"))?;
-            let removed = parse_messages("expire queue", &reply)?;
+            // What one queue gave up is the caller's whatever the others do;
+            // a queue that failed is looked at again when the lease runs out.
+            let reply: std::result::Result<Vec<String>, _> = call.invoke_async(&mut self.connection.clone()).await;
+            let removed =
+                match reply.map_err(redis_error("expire queue")).and_then(|r| parse_messages("expire queue", &r)) {
+                    Ok(removed) => removed,
+                    Err(err) => {
+                        warn!(%err, device, "could not expire a queue's due messages; retried after the lease");
+                        continue;
+                    }
+                };
             for seq in seqs {
                 if !removed.iter().any(|m| m.seq.to_string() == seq) {
                     gone.push(format!("{device}|{seq}"));
@@ -286,7 +305,7 @@ impl RedisState {
             }
             expired.extend(removed);
         }
-        self.uncount(&expired).await?;
+        self.uncount_taken(&expired).await;
         if !gone.is_empty() {
             // Taken before they were due, or put back since: only the index
             // entries still under this lease go.
@@ -294,7 +313,9 @@ impl RedisState {
             for member in &gone {
                 call.arg(member).arg(lease);
             }
-            let _: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("expire queue"))?;
+            if let Err(err) = call.invoke_async::<u64>(&mut self.connection.clone()).await {
+                warn!(%err, "could not drop expiry index entries; looked at again after the lease");
+            }
         }
         Ok(expired)
     }
