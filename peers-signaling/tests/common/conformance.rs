@@ -312,6 +312,9 @@ pub async fn relay_credit_and_close(make: Factory) {
     assert_eq!(a.request("relay-open", open(&kb)).await["state"], json!("waiting"));
     let opened = b.request("relay-open", open(&ka)).await;
     let relay = opened["relay"].as_u64().unwrap_or_else(|| panic!("not open: {opened}"));
+    // `a` sends once it is told, as a client does: with two instances the
+    // relay reaches `a`'s instance a moment after `b` hears of it.
+    a.expect("relay-open").await.expect("told");
     let window = peers_signaling::protocol::RELAY_WINDOW_FRAMES;
     let frame = json!({"relay": relay, "data": peers_signaling::protocol::encode(b"x")});
     for _ in 0..window {
