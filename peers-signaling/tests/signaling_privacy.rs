@@ -291,7 +291,7 @@ mod redis_mode {
     }
 
     /// Messages a stranger queued while the device was offline move to the
-    /// shadow queue when it registers with its list (`take.lua`), on any
+    /// shadow queue when it registers with its list (`queue.lua`), on any
     /// instance, and expire there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_messages_from_strangers_are_never_taken() {

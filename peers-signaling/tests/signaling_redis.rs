@@ -40,8 +40,8 @@ fn presence_event(event: &ClientEvent) -> Option<(peers_sdk::DeviceId, bool)> {
 
 /// Messages and bytes queued overall, read from Redis itself.
 async fn redis_queue_total(redis: &RedisServer) -> (u64, u64) {
-    let n: Option<u64> = redis.query(redis::cmd("HGET").arg("test:tot").arg("n")).await;
-    let b: Option<u64> = redis.query(redis::cmd("HGET").arg("test:tot").arg("b")).await;
+    let n: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:{qt}:z")).await;
+    let b: Option<u64> = redis.query(redis::cmd("GET").arg("test:{qt}:b")).await;
     (n.unwrap_or(0), b.unwrap_or(0))
 }
 
@@ -230,7 +230,7 @@ async fn sender_quotas_hold_across_instances() {
         server.url().unwrap().trim_start_matches("http://").parse().unwrap()
     };
     common::quota::run(addr(&one), addr(&two)).await;
-    let held: Option<u64> = redis.query(redis::cmd("HGET").arg("test:an").arg("127.0.0.2")).await;
+    let held: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:{qa:127.0.0.2}:z")).await;
     assert_eq!(held, Some(common::quota::PER_ADDRESS as u64), "the address's count in Redis");
 }
 
@@ -409,7 +409,7 @@ async fn the_binary_takes_redis_settings_from_a_toml_file_and_errors_name_the_fi
     let (_, alice) = connect(&url, "alice").await;
     let sent = alice.send(&keys("bob").device_id(), SignalKind::Ready, json!({})).await.unwrap();
     assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
-    let queued: Option<u64> = redis.query(redis::cmd("HGET").arg("from-toml:tot").arg("n")).await;
+    let queued: Option<u64> = redis.query(redis::cmd("ZCARD").arg("from-toml:{qt}:z")).await;
     assert_eq!(queued, Some(1), "queued in Redis under the file's key prefix");
 
     let url = redis.url();

@@ -169,7 +169,7 @@ async fn codes_made_at_once_on_two_instances_are_unique_and_no_request_locks_eve
     let created: Vec<_> = futures_util::future::join_all(creations).await.into_iter().map(Result::unwrap).collect();
     let codes: std::collections::HashSet<&str> = created.iter().map(|c| c.code.as_str()).collect();
     assert_eq!(codes.len(), created.len(), "every code is unique");
-    let live: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:slive")).await;
+    let live: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:{sl}:live")).await;
     assert_eq!(live, Some(created.len() as u64), "each live session is counted once");
 
     let (_, joiner) = connect(&two.url().unwrap(), "joiner").await;

@@ -16,7 +16,7 @@
 //!     ▼
 //!  notices kept for this device ─▶ emitted
 //!
-//!  signal ─▶ send.lua: recipient "up" ─▶ emit to d:<to> (delivered)
+//!  signal ─▶ queue.lua: recipient "up" ─▶ emit to d:<to> (delivered)
 //!                       otherwise ─▶ queued / expired (ttl 0) / queue_full
 //! ```
 //!
@@ -28,7 +28,7 @@
 //! sender checks that channel still has a subscriber, so a crashed instance's
 //! devices count as offline as soon as Redis sees its connection close (and
 //! at the latest when their presence runs out).
-//! Each instance also runs the expiry loop; `expire.lua` hands each due
+//! Each instance also runs the expiry loop; the expiry index hands each due
 //! message to one instance, which tells its sender.
 
 use std::collections::HashMap;
@@ -454,7 +454,7 @@ pub(super) async fn signal(cluster: &Cluster, signal: CheckedSignal) -> Result<S
         body: serde_json::to_string(&signal.body).unwrap_or_default(),
         sent_at: now,
         expires_at: now.saturating_add(signal.ttl_ms),
-        // send.lua shadows it if `to` does not allow `from`.
+        // queue.lua shadows it if `to` does not allow `from`.
         shadowed: false,
     };
     let mut sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;

@@ -75,6 +75,18 @@ pub fn redis(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> +
     })
 }
 
+/// Two instances sharing a `redis-server` cluster node that holds every
+/// hash slot: Redis refuses any script call touching two slots.
+#[cfg(feature = "redis")]
+pub fn redis_cluster_node(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move {
+        let redis = super::redis_server::RedisServer::start_cluster_node().await;
+        config.store = super::redis_server::redis_config(&redis).store;
+        let (one, two) = super::redis_server::pair(config).await;
+        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
+    })
+}
+
 /// Instantiates every check of the suite for `$factory`.
 #[allow(unused_macros)]
 macro_rules! state_conformance_tests {
@@ -300,6 +312,9 @@ pub async fn relay_credit_and_close(make: Factory) {
     assert_eq!(a.request("relay-open", open(&kb)).await["state"], json!("waiting"));
     let opened = b.request("relay-open", open(&ka)).await;
     let relay = opened["relay"].as_u64().unwrap_or_else(|| panic!("not open: {opened}"));
+    // `a` sends once it is told, as a client does: with two instances the
+    // relay reaches `a`'s instance a moment after `b` hears of it.
+    a.expect("relay-open").await.expect("told");
     let window = peers_signaling::protocol::RELAY_WINDOW_FRAMES;
     let frame = json!({"relay": relay, "data": peers_signaling::protocol::encode(b"x")});
     for _ in 0..window {

@@ -36,6 +36,8 @@ pub async fn connect(url: &str, name: &str) -> (DeviceKeys, SignalingClient) {
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// For a cluster node: its directory (its `nodes.conf`).
+    cluster_dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -44,11 +46,36 @@ impl RedisServer {
     pub async fn start() -> RedisServer {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut server = RedisServer { child: spawn(port), port };
+            let mut server = RedisServer { child: spawn(port, None), port, cluster_dir: None };
             if server.ready().await {
                 return server;
             }
             // Most likely the port was taken in between: try another.
+        }
+        panic!("redis-server did not come up");
+    }
+
+    /// Starts one with `--cluster-enabled yes` (in a directory of its own)
+    /// holding every hash slot, and waits until its cluster state is `ok`.
+    /// Redis then refuses a script (`#!lua`) that touches keys of two slots,
+    /// as every node of a larger cluster does.
+    pub async fn start_cluster_node() -> RedisServer {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut server = RedisServer { child: spawn(port, Some(dir.path())), port, cluster_dir: Some(dir) };
+            if server.ready().await {
+                let _: String = server.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383)).await;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let info: String = server.query(redis::cmd("CLUSTER").arg("INFO")).await;
+                    if info.contains("cluster_state:ok") {
+                        return server;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "the cluster node did not become ready: {info}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
         panic!("redis-server did not come up");
     }
@@ -62,7 +89,7 @@ impl RedisServer {
     /// Starts it again, empty, on the same port.
     pub async fn restart(&mut self) {
         self.stop();
-        self.child = spawn(self.port);
+        self.child = spawn(self.port, self.cluster_dir.as_ref().map(|dir| dir.path()));
         assert!(self.ready().await, "redis-server did not come back on port {}", self.port);
     }
 
@@ -96,9 +123,13 @@ impl RedisServer {
     }
 }
 
-fn spawn(port: u16) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+fn spawn(port: u16, cluster_dir: Option<&std::path::Path>) -> Child {
+    let mut command = Command::new("redis-server");
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    if let Some(dir) = cluster_dir {
+        command.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]).current_dir(dir);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -1,9 +1,9 @@
--- The lock around the sessions (P:sessions, hash transfer id -> JSON): a
--- holder token with a TTL. ARGV: key, op ('take' or 'give'), token, ttl_ms.
--- take returns 1 if this token now holds it; give releases it only if it does.
-local key, op, token = ARGV[1], ARGV[2], ARGV[3]
+-- A lock: a holder token with a TTL. KEYS[1] the lock; ARGV: op ('take' or
+-- 'give'), token, ttl_ms. take returns 1 if this token now holds it; give
+-- releases it only if it does.
+local key, op, token = KEYS[1], ARGV[1], ARGV[2]
 if op == 'take' then
-  if redis.call('SET', key, token, 'NX', 'PX', ARGV[4]) then return 1 end
+  if redis.call('SET', key, token, 'NX', 'PX', ARGV[3]) then return 1 end
   return 0
 end
 if redis.call('GET', key) == token then

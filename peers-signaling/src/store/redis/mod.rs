@@ -1,46 +1,60 @@
-//! [`RedisState`]: the shared state of several server instances, kept in one
+//! [`RedisState`]: the shared state of several server instances, kept in
 //! Redis: the offline queue, the outcome notices, presence and per-device rate
-//! limits. Every change that must hold across instances is one Lua script
-//! (the `*.lua` files next to this one), so it is atomic in Redis: the queue
-//! bounds, "deliver or queue", the hand-over from queued to direct delivery,
-//! expiry (each message expires on exactly one instance), notice boxes.
+//! limits. Every change that must hold across instances is made of Lua
+//! scripts (the `*.lua` files next to this one), each atomic in Redis and
+//! each touching the keys of one hash slot (`keys.rs`), so the state can
+//! live on a Redis Cluster: the queue bounds, "deliver or queue", the
+//! hand-over from queued to direct delivery, expiry (each message expires on
+//! exactly one instance), notice boxes.
 //!
-//! Keys, under a prefix `P` (see `common.lua` and `notices.lua` for each):
+//! Keys, under a prefix `P` (see `common.lua`, `quota.lua` and `notices.lua`
+//! for each):
 //!
 //! ```text
-//! P:seq         counter  next queue sequence number
-//! P:m           hash     seq -> queued message (JSON)
-//! P:q:<dev>     zset     seqs waiting for <dev>, in order
-//! P:dl          zset     seq scored by its expiry (unix ms)
-//! P:qn P:qb     hash     <dev> -> messages / bytes waiting
-//! P:tot         hash     n, b -> messages / bytes waiting overall
-//! P:on:<dev>    string   "<instance>|<connection>|pending|up", expires
-//! P:al:<dev>    set      the devices allowed to reach <dev>, and "*"; lives with P:on:<dev>
-//! P:n:<dev>     list     outcome notices for <dev>
-//! P:nt          counter  notices kept overall
-//! P:nb          zset     <dev> scored by when its newest notice runs out
-//! P:rl:<what>   string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
-//!                        join-dev:<dev>, join-ip:<ip>), expires
-//! P:s:<id>      string   session <id> (JSON); P:s:<id>:lock its lock, expires
-//! P:slot:<n>    string   the transfer id holding code slot <n>
-//! P:slive       zset     live transfer ids by deadline; P:sdev:<dev>, P:sip:<addr> the same per device, address
-//! P:sdone       zset     finished transfer ids by the end of their grace time
-//! P:rq:<dev>    zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
-//! P:rid         counter  last relay id given
-//! P:relays      zset     open relay ids by deadline (the relay cap)
-//! P:r:<id>      string   "<a>|<a token>|<b>|<b token>", expires at the deadline
-//! P:relay:<instance>  pub/sub channel: relay events for that instance
+//! P:{d:<dev>}:on     string   "<instance>|<connection>|pending|up", expires
+//! P:{d:<dev>}:al     set      the devices allowed to reach <dev>, and "*"; lives with :on
+//! P:{d:<dev>}:m      hash     seq -> queued message (JSON)
+//! P:{d:<dev>}:q      zset     seqs waiting for <dev>, in order; :sq its shadow queue
+//! P:{d:<dev>}:c      hash     qn, qb, sn, sb: messages / bytes in :q and :sq
+//! P:{d:<dev>}:seq    counter  the last seq of <dev>'s queue
+//! P:{qs:<dev>}:z     zset     "<to>|<seq>" of the messages <dev> has queued, by expiry;
+//!                             :sz their sizes, :b their bytes (the sender quota)
+//! P:{qa:<addr>}:z    zset     the same for an address group (:sz, :b)
+//! P:{qt}:z           zset     the same for every queued message: the total
+//!                             and the expiry index (:sz, :b)
+//! P:{d:<dev>}:n      list     outcome notices for <dev>
+//! P:{nt}:c P:{nt}:t  hash, counter  notices per box, notices kept overall
+//! P:{nt}:z           zset     <dev> scored by when its newest notice runs out
+//! P:{rl:<what>}      string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
+//!                             join-dev:<dev>, join-ip:<ip>, ...), expires
+//! P:{s:<id>}         string   session <id> (JSON); P:{s:<id>}:lock its lock, expires
+//! P:{sl}:slot:<n>    string   the transfer id holding code slot <n>
+//! P:{sl}:live        zset     live transfer ids by deadline; :done finished ones by
+//!                             the end of their grace time
+//! P:{ss:<dev>}:z     zset     the live sessions <dev> created; P:{sa:<addr>}:z an address's
+//! P:{d:<dev>}:rq     zset     <dev>'s waiting relay requests "<peer>|<instance>|<conn>", by lapse
+//! P:{rp:<a>|<b>}:w   zset     the waiting requests between a < b, by lapse
+//! P:{relays}:z       zset     open relay ids by deadline (the relay cap); :id the last id;
+//!                             :p:<id> the parties, expires at the deadline
+//! P:{d:<dev>}:rd:z   zset     the open relays <dev> is a party of; P:{ra:<addr>}:z an address's
+//! P:relay:<instance> pub/sub channel: relay events for that instance
 //! ```
 //!
 //! Each session lives under keys of its own (`sessions.rs`): a request
 //! about one session holds that session's lock while the in-process
-//! [`SessionTable`](crate::sessions::SessionTable) rules change it, and a new
-//! session's code and counts are claimed in one script.
+//! [`SessionTable`](crate::sessions::SessionTable) rules change it. A new
+//! session is counted against its device and address, then its code and the
+//! overall count are claimed in one script.
 //!
-//! Scripts build key names from the prefix, so this needs one Redis (or a
-//! primary with replicas), not Redis Cluster.
+//! Every key is hash-tagged (`keys.rs`) and every script call touches one
+//! hash slot; an operation that spans slots (queueing counts a message
+//! against its recipient, sender, address and the total) is several calls,
+//! each atomic, ordered so that every bound holds (see `queue.rs`).
 
+mod keys;
+mod notices;
 mod pubsub;
+mod queue;
 mod relay;
 mod sessions;
 
@@ -54,6 +68,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::notices::NoticeLimits;
 use crate::protocol::{AllowList, OutcomeNotice, SignalKind};
+use keys::{Keys, checked_keys};
 pub(crate) use pubsub::PubSubDriver;
 pub(crate) use relay::{RelayPairing, RelayQuota};
 pub(crate) use sessions::SlotClaim;
@@ -62,9 +77,6 @@ use crate::queue::{QueueBound, QueueLimits, QueueUsage, QueuedMessage};
 
 /// How long one Redis request (or connection attempt) may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Most queued messages one script call takes or expires.
-const BATCH: usize = 128;
 
 /// `url` with `protocol=resp3` added unless it names a protocol.
 pub(crate) fn with_resp3(url: &str) -> String {
@@ -77,18 +89,23 @@ pub(crate) fn with_resp3(url: &str) -> String {
     }
 }
 
+/// A script, with the `#!lua` line that makes Redis (7 or newer) hold it to
+/// the hash slot rule: on a Redis Cluster a call touching keys of two slots
+/// fails (scripts without it may, for compatibility). `common` prepends
+/// `common.lua`.
 macro_rules! script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("common.lua"), "\n", include_str!($file)))
+        Script::new(concat!("#!lua\n", include_str!($file)))
+    };
+    (common $file:literal) => {
+        Script::new(concat!("#!lua\n", include_str!("common.lua"), "\n", include_str!($file)))
     };
 }
 
 /// The Lua scripts, loaded once (then called by their SHA).
 struct Scripts {
-    send: Script,
-    take: Script,
-    requeue: Script,
-    expire: Script,
+    queue: Script,
+    quota: Script,
     presence: Script,
     notices: Script,
     ratelimit: Script,
@@ -98,7 +115,7 @@ struct Scripts {
     sessions: Script,
 }
 
-/// A queued message as stored in `P:m`. `q` is always the first field: a
+/// A queued message as stored in `P:{d:<to>}:m`. `q` is always the first field: a
 /// script that shadows a message prepends it to the JSON text.
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredMessage {
@@ -203,6 +220,7 @@ pub(crate) enum NotifyOutcome {
 pub(crate) struct RedisState {
     connection: ConnectionManager,
     prefix: String,
+    keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     queue: QueueLimits,
     notices: NoticeLimits,
@@ -247,21 +265,20 @@ impl RedisState {
         let connection =
             ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error("connect"))?;
         let scripts = Scripts {
-            send: script!("send.lua"),
-            take: script!("take.lua"),
-            requeue: script!("requeue.lua"),
-            expire: script!("expire.lua"),
+            queue: script!(common "queue.lua"),
+            quota: script!("quota.lua"),
             presence: script!("presence.lua"),
-            notices: script!("notices.lua"),
+            notices: script!(common "notices.lua"),
             ratelimit: script!("ratelimit.lua"),
             lock: script!("lock.lua"),
             relay: script!("relay.lua"),
-            reach: script!("reach.lua"),
-            sessions: Script::new(include_str!("sessions.lua")),
+            reach: script!(common "reach.lua"),
+            sessions: script!("sessions.lua"),
         };
         Ok(RedisState {
             connection,
             prefix: prefix.to_owned(),
+            keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(scripts),
             queue,
             notices,
@@ -279,90 +296,33 @@ impl RedisState {
         &self.queue
     }
 
-    /// Delivers, expires, refuses or queues one signal (see `send.lua`).
-    pub(crate) async fn send(&self, message: &QueuedMessage, ttl_ms: u64) -> Result<SendOutcome> {
-        let stored = StoredMessage::of(message);
-        let json = serde_json::to_string(&stored).map_err(|e| bad_reply("send", e.to_string()))?;
-        let limits = &self.queue;
-        let reply: Vec<String> = self
-            .scripts
-            .send
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(stored.to.as_str())
-            .arg(message.sent_at)
-            .arg(ttl_ms)
-            .arg(stored.size)
-            .arg(limits.per_device_messages)
-            .arg(limits.per_device_bytes)
-            .arg(limits.total_messages)
-            .arg(limits.total_bytes)
-            .arg(json)
-            .arg(stored.from.as_str())
-            .arg(stored.origin.as_deref().unwrap_or(""))
-            .arg(limits.per_sender_messages)
-            .arg(limits.per_sender_bytes)
-            .arg(limits.per_address_messages)
-            .arg(limits.per_address_bytes)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("send"))?;
-        let number = |i: usize| -> Result<u64> {
-            reply.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| bad_reply("send", format!("{reply:?}")))
-        };
-        let as_usize = |i: usize| number(i).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        match reply.first().map(String::as_str) {
-            Some("deliver") => Ok(SendOutcome::Deliver { holder: reply.get(1).cloned().unwrap_or_default() }),
-            Some("expired") => Ok(SendOutcome::Expired),
-            Some("queued") => Ok(SendOutcome::Queued { seq: number(1)? }),
-            Some("full") => {
-                let bound = match reply.get(1).map(String::as_str) {
-                    Some("device_messages") => QueueBound::DeviceMessages,
-                    Some("device_bytes") => QueueBound::DeviceBytes,
-                    Some("sender_messages") => QueueBound::SenderMessages,
-                    Some("sender_bytes") => QueueBound::SenderBytes,
-                    Some("address_messages") => QueueBound::AddressMessages,
-                    Some("address_bytes") => QueueBound::AddressBytes,
-                    Some("total_messages") => QueueBound::TotalMessages,
-                    _ => QueueBound::TotalBytes,
-                };
-                let usage = QueueUsage {
-                    device_messages: as_usize(2)?,
-                    device_bytes: as_usize(3)?,
-                    total_messages: as_usize(4)?,
-                    total_bytes: as_usize(5)?,
-                    sender_messages: as_usize(6)?,
-                    sender_bytes: as_usize(7)?,
-                    address_messages: as_usize(8)?,
-                    address_bytes: as_usize(9)?,
-                };
-                Ok(SendOutcome::Full(bound, usage))
-            }
-            _ => Err(bad_reply("send", format!("{reply:?}"))),
-        }
-    }
-
     /// Marks `device` as registering on connection `token`; returns the
     /// previous presence value (another connection's, or a crashed instance's
     /// not yet expired).
-    /// `allow` becomes its allow list (`P:al:<dev>`) in the same step.
+    /// `allow` becomes its allow list (`P:{d:<dev>}:al`) in the same step.
     pub(crate) async fn claim(
         &self,
         device: &DeviceId,
         token: &str,
         allow: Option<&AllowList>,
     ) -> Result<Option<String>> {
-        let mut call = self.scripts.presence.prepare_invoke();
-        call.arg(&self.prefix).arg("claim").arg(millis(self.presence_ttl)).arg(device.to_string()).arg(token);
+        let mut call = self.presence_call(device, "claim", token);
         allow_args(&mut call, allow);
         call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("claim presence"))
+    }
+
+    /// A call of `presence.lua` about `device`.
+    fn presence_call(&self, device: &DeviceId, op: &str, token: &str) -> redis::ScriptInvocation<'_> {
+        let mut call = self.scripts.presence.prepare_invoke();
+        let [base] = checked_keys([self.keys.device(&device.to_string())]);
+        call.key(base).arg(op).arg(millis(self.presence_ttl)).arg(token);
+        call
     }
 
     /// Replaces `device`'s allow list, if `token` still holds its presence;
     /// returns whether it did.
     pub(crate) async fn set_allow(&self, device: &DeviceId, token: &str, allow: Option<&AllowList>) -> Result<bool> {
-        let mut call = self.scripts.presence.prepare_invoke();
-        call.arg(&self.prefix).arg("allow").arg(millis(self.presence_ttl)).arg(device.to_string()).arg(token);
+        let mut call = self.presence_call(device, "allow", token);
         allow_args(&mut call, allow);
         let n: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("set allow list"))?;
         Ok(n > 0)
@@ -371,7 +331,7 @@ impl RedisState {
     /// `device`'s allow list as Redis holds it (`None`: no list).
     pub(crate) async fn allow_list(&self, device: &DeviceId) -> Result<Option<AllowList>> {
         let members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{}:al:{device}", self.prefix))
+            .arg(format!("{}:al", self.keys.device(&device.to_string())))
             .query_async(&mut self.connection.clone())
             .await
             .map_err(redis_error("read an allow list"))?;
@@ -384,50 +344,43 @@ impl RedisState {
 
     /// Where `from`'s requests for each of `devices` go: the device, or its
     /// shadow when its allow list does not name `from` (see `reach.lua`).
+    /// One call per device (each in its device's slot), sent together.
     pub(crate) async fn addresses(&self, from: &DeviceId, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
-        if devices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut call = self.scripts.reach.prepare_invoke();
-        call.arg(&self.prefix).arg(from.to_string());
-        for device in devices {
-            call.arg(device.to_string());
-        }
-        let reply: Vec<String> =
-            call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("read allow lists"))?;
-        if reply.len() != devices.len() {
-            return Err(bad_reply("read allow lists", format!("{} ids for {}", reply.len(), devices.len())));
-        }
-        reply.iter().map(|id| id.parse().map_err(|_| bad_reply("read allow lists", format!("bad id {id:?}")))).collect()
+        let from = from.to_string();
+        let calls = devices.iter().map(|device| {
+            let device = device.to_string();
+            let [base] = checked_keys([self.keys.device(&device)]);
+            let mut call = self.scripts.reach.prepare_invoke();
+            call.key(base).arg(&from).arg(device);
+            let mut connection = self.connection.clone();
+            async move {
+                let id: String = call.invoke_async(&mut connection).await.map_err(redis_error("read allow lists"))?;
+                id.parse().map_err(|_| bad_reply("read allow lists", format!("bad id {id:?}")))
+            }
+        });
+        futures_util::future::try_join_all(calls).await
     }
 
     /// Ends `device`'s presence if `token` still holds it; returns whether it did.
     pub(crate) async fn release(&self, device: &DeviceId, token: &str) -> Result<bool> {
         let n: u64 = self
-            .scripts
-            .presence
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg("release")
-            .arg(millis(self.presence_ttl))
-            .arg(device.to_string())
-            .arg(token)
+            .presence_call(device, "release", token)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(redis_error("release presence"))?;
         Ok(n > 0)
     }
 
-    /// Extends the presence of the devices this instance holds.
+    /// Extends the presence of the devices this instance holds (one call per
+    /// device, at most 256 in flight).
     pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<()> {
         for chunk in held.chunks(256) {
-            let mut call = self.scripts.presence.prepare_invoke();
-            call.arg(&self.prefix).arg("refresh").arg(millis(self.presence_ttl));
-            for (device, token) in chunk {
-                call.arg(device.to_string()).arg(token);
-            }
-            let _: u64 =
-                call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("refresh presence"))?;
+            let calls = chunk.iter().map(|(device, token)| {
+                let call = self.presence_call(device, "refresh", token);
+                let mut connection = self.connection.clone();
+                async move { call.invoke_async::<u64>(&mut connection).await.map_err(redis_error("refresh presence")) }
+            });
+            futures_util::future::try_join_all(calls).await?;
         }
         Ok(())
     }
@@ -450,156 +403,62 @@ impl RedisState {
         Ok(subscribers > 0)
     }
 
-    /// Which of `devices` are online (registering or up) on some instance.
+    /// Which of `devices` are online (registering or up) on some instance
+    /// (one read per device, each in its device's slot, sent together).
     pub(crate) async fn online(&self, devices: &[DeviceId]) -> Result<Vec<DeviceId>> {
-        if devices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = devices.iter().map(|d| format!("{}:on:{d}", self.prefix)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("read presence"))?;
-        Ok(devices.iter().zip(values).filter(|(_, v)| v.is_some()).map(|(d, _)| *d).collect())
-    }
-
-    /// The next batch of messages waiting for `device`, oldest first; an empty
-    /// batch also turns the registration `token` "up" (see `take.lua`).
-    pub(crate) async fn take(&self, device: &DeviceId, token: &str) -> Result<Vec<QueuedMessage>> {
-        let reply: Vec<String> = self
-            .scripts
-            .take
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(device.to_string())
-            .arg(token)
-            .arg(BATCH)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("take queue"))?;
-        parse_messages("take queue", &reply)
-    }
-
-    /// Puts back messages [`take`](Self::take) returned but could not hand over.
-    pub(crate) async fn requeue(&self, messages: &[QueuedMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let mut call = self.scripts.requeue.prepare_invoke();
-        call.arg(&self.prefix);
-        for message in messages {
-            let stored = StoredMessage::of(message);
-            let json = serde_json::to_string(&stored).map_err(|e| bad_reply("requeue", e.to_string()))?;
-            let queue = message.queue_key().to_string();
-            call.arg(message.seq).arg(queue).arg(message.expires_at).arg(stored.size).arg(json);
-        }
-        let _: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("requeue"))?;
-        Ok(())
-    }
-
-    /// Removes up to a batch of messages due at `now`.
-    pub(crate) async fn expire(&self, now: u64) -> Result<Vec<QueuedMessage>> {
-        let reply: Vec<String> = self
-            .scripts
-            .expire
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(now)
-            .arg(BATCH)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("expire queue"))?;
-        parse_messages("expire queue", &reply)
-    }
-
-    /// Hands an outcome notice to its sender's box unless the sender is up.
-    pub(crate) async fn notify(&self, now: u64, sender: &DeviceId, notice: &OutcomeNotice) -> Result<NotifyOutcome> {
-        let ttl = millis(self.notices.ttl);
-        let stored = StoredNotice { notice: notice.clone(), expires_at: now.saturating_add(ttl) };
-        let json = serde_json::to_string(&stored).map_err(|e| bad_reply("notify", e.to_string()))?;
-        let reply: Vec<String> = self
-            .scripts
-            .notices
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg("push")
-            .arg(sender.to_string())
-            .arg(now)
-            .arg(json)
-            .arg(self.notices.per_device.max(1))
-            .arg(self.notices.total.max(1))
-            .arg(ttl)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("notify"))?;
-        let dropped = || reply.get(1).and_then(|d| d.parse().ok()).unwrap_or(0);
-        match reply.first().map(String::as_str) {
-            Some("online") => Ok(NotifyOutcome::Online { holder: reply.get(1).cloned().unwrap_or_default() }),
-            Some("stored") => Ok(NotifyOutcome::Stored { dropped: dropped() }),
-            Some("refused") => Ok(NotifyOutcome::Refused),
-            _ => Err(bad_reply("notify", format!("{reply:?}"))),
-        }
-    }
-
-    /// Removes `device`'s notices; returns those still current at `now`, oldest
-    /// first, and how many had run out.
-    pub(crate) async fn take_notices(&self, now: u64, device: &DeviceId) -> Result<(Vec<OutcomeNotice>, usize)> {
-        let items: Vec<String> = self
-            .scripts
-            .notices
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg("take")
-            .arg(device.to_string())
-            .arg(now)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("take notices"))?;
-        let mut current = Vec::with_capacity(items.len());
-        let mut stale = 0;
-        for item in items {
-            let stored: StoredNotice =
-                serde_json::from_str(&item).map_err(|e| bad_reply("take notices", e.to_string()))?;
-            if stored.expires_at > now {
-                current.push(stored.notice);
-            } else {
-                stale += 1;
+        let reads = devices.iter().map(|device| {
+            let key = format!("{}:on", self.keys.device(&device.to_string()));
+            let mut connection = self.connection.clone();
+            async move {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(redis_error("read presence"))?;
+                Ok::<_, Error>(value.map(|_| *device))
             }
-        }
-        Ok((current, stale))
+        });
+        Ok(futures_util::future::try_join_all(reads).await?.into_iter().flatten().collect())
     }
 
-    /// Removes notice boxes whose newest notice ran out; returns how many notices.
-    pub(crate) async fn sweep_notices(&self, now: u64) -> Result<u64> {
-        self.scripts
-            .notices
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg("sweep")
-            .arg("")
-            .arg(now)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("sweep notices"))
-    }
-
-    /// One request against each of `budgets` at once (see [`Budget`]): `None`
-    /// if every budget had room (and now counts it), otherwise the index of
-    /// the first one without room (and nothing counts).
+    /// One request against each of `budgets` (see [`Budget`]): `None` if
+    /// every budget had room (and now counts it), otherwise the index of the
+    /// first one without room (and nothing counts: the budgets before it
+    /// get their request back). Each budget is its own key and slot, so they
+    /// are taken one after the other.
     pub(crate) async fn allow<'a>(
         &self,
         now: u64,
         budgets: impl IntoIterator<Item = &'a Budget>,
     ) -> Result<Option<usize>> {
-        let mut invoke = self.scripts.ratelimit.prepare_invoke();
-        invoke.arg(now);
-        for budget in budgets {
-            invoke.arg(format!("{}:rl:{}", self.prefix, budget.key)).arg(budget.interval_ms).arg(budget.burst.max(1));
+        let budgets: Vec<&Budget> = budgets.into_iter().collect();
+        for (i, budget) in budgets.iter().enumerate() {
+            if !self.rate_call(budget, "take", now).await? {
+                for taken in &budgets[..i] {
+                    self.rate_call(taken, "give", now).await?;
+                }
+                return Ok(Some(i));
+            }
         }
-        let refused: usize =
-            invoke.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("rate limit"))?;
-        Ok(refused.checked_sub(1))
+        Ok(None)
+    }
+
+    /// One call of `ratelimit.lua` on `budget`; whether it had room.
+    async fn rate_call(&self, budget: &Budget, op: &str, now: u64) -> Result<bool> {
+        let [key] = checked_keys([self.keys.rate(&budget.key)]);
+        let done: u64 = self
+            .scripts
+            .ratelimit
+            .prepare_invoke()
+            .key(key)
+            .arg(op)
+            .arg(now)
+            .arg(budget.interval_ms)
+            .arg(budget.burst.max(1))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(redis_error("rate limit"))?;
+        Ok(done == 1)
     }
 }
 

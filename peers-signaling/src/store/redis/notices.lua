@@ -1,55 +1,71 @@
--- Outcome notices for senders. Keys: P:n:<dev> list of notice JSON, P:nt the
--- total kept, P:nb zset <dev> scored by when its newest notice runs out.
--- ARGV: prefix, op, device, now, then for 'push': JSON, per_device, total, ttl_ms.
--- push: {'online', holder} when the sender is up (the caller emits), else stores the
---   notice ({'stored', dropped}; the device's oldest give way when its box or
---   the total is full) or, when the total is full and this box is empty,
---   {'refused', 0}.
--- take: the device's notices, oldest first, removed.
--- sweep: removes boxes whose newest notice ran out; returns how many notices.
-local p, op, dev, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- Outcome notices for senders, in two slots.
+-- The sender's box, KEYS[1] = its device base D (see common.lua):
+--   D:n     list   notice JSON (with its expiry), oldest first
+-- The index, KEYS[1] = P:{nt}:
+--   P:{nt}:c  hash   <dev> -> notices in its box
+--   P:{nt}:t  string notices kept overall
+--   P:{nt}:z  zset   <dev> scored by when its newest notice runs out
+-- The index counts by changes (+1, -dropped, -taken), so steps of several
+-- instances add up.
+-- ARGV[1] is the operation:
+--   push (box)   JSON, per_device, total (kept overall, as `total` read it), limit
+--       -> {'online', presence} when the sender is up (the caller emits);
+--          else the box's oldest give way to keep `per_device`, and one more
+--          when the total is still at `limit`: {'stored', dropped}, or
+--          {'refused', dropped} when the box is then empty (not kept)
+--   total (index) -> notices kept overall
+--   kept (index) dev, change, expiry -> counts a box's change (and when its
+--       newest runs out, if `expiry` is not '')
+--   take (box)   -> the box's notices, oldest first, removed
+--   due  (index) now, lease_ms, limit -> boxes whose newest ran out, leased
+--   sweep (box)  now -> removes the box if its newest ran out; how many
+local k, op = KEYS[1], ARGV[1]
 if op == 'push' then
-  local presence = redis.call('GET', p .. ':on:' .. dev)
+  local presence = redis.call('GET', k .. ':on')
   if is_up(presence) then return {'online', presence} end
-  local box = p .. ':n:' .. dev
-  local per_device, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+  local box, per_device = k .. ':n', tonumber(ARGV[3])
+  local total, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
   local dropped = 0
   while redis.call('LLEN', box) >= per_device do
     redis.call('LPOP', box)
     dropped = dropped + 1
   end
-  local total = tonumber(redis.call('GET', p .. ':nt') or '0') - dropped
-  if total >= limit then
-    if redis.call('LLEN', box) == 0 then
-      redis.call('SET', p .. ':nt', total)
-      return {'refused', tostring(dropped)}
-    end
+  if total - dropped >= limit then
+    if redis.call('LLEN', box) == 0 then return {'refused', tostring(dropped)} end
     redis.call('LPOP', box)
     dropped = dropped + 1
-    total = total - 1
   end
-  redis.call('RPUSH', box, ARGV[5])
-  redis.call('SET', p .. ':nt', total + 1)
-  redis.call('ZADD', p .. ':nb', now + tonumber(ARGV[8]), dev)
+  redis.call('RPUSH', box, ARGV[2])
   return {'stored', tostring(dropped)}
+elseif op == 'total' then
+  return tonumber(redis.call('GET', k .. ':t') or '0')
+elseif op == 'kept' then
+  local dev, change = ARGV[2], tonumber(ARGV[3])
+  redis.call('INCRBY', k .. ':t', change)
+  if redis.call('HINCRBY', k .. ':c', dev, change) <= 0 then
+    redis.call('HDEL', k .. ':c', dev)
+    redis.call('ZREM', k .. ':z', dev)
+  elseif ARGV[4] ~= '' then
+    redis.call('ZADD', k .. ':z', ARGV[4], dev)
+  end
+  if tonumber(redis.call('GET', k .. ':t')) <= 0 then redis.call('DEL', k .. ':t') end
+  return 1
 elseif op == 'take' then
-  local box = p .. ':n:' .. dev
+  local box = k .. ':n'
   local items = redis.call('LRANGE', box, 0, -1)
-  if #items > 0 then
-    redis.call('DEL', box)
-    redis.call('DECRBY', p .. ':nt', #items)
-  end
-  redis.call('ZREM', p .. ':nb', dev)
+  redis.call('DEL', box)
   return items
-else
-  local devs = redis.call('ZRANGEBYSCORE', p .. ':nb', '-inf', now, 'LIMIT', 0, 256)
-  local gone = 0
-  for _, d in ipairs(devs) do
-    local box = p .. ':n:' .. d
-    gone = gone + redis.call('LLEN', box)
-    redis.call('DEL', box)
-    redis.call('ZREM', p .. ':nb', d)
-  end
-  if gone > 0 then redis.call('DECRBY', p .. ':nt', gone) end
-  return gone
+elseif op == 'due' then
+  local now, lease = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local devs = redis.call('ZRANGEBYSCORE', k .. ':z', '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+  for _, dev in ipairs(devs) do redis.call('ZADD', k .. ':z', now + lease, dev) end
+  return devs
+elseif op == 'sweep' then
+  local box = k .. ':n'
+  local newest = redis.call('LINDEX', box, -1)
+  if not newest or tonumber(cjson.decode(newest).expires_at) > tonumber(ARGV[2]) then return 0 end
+  local n = redis.call('LLEN', box)
+  redis.call('DEL', box)
+  return n
 end
+return redis.error_reply('unknown notices operation ' .. tostring(op))

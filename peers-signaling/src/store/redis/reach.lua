@@ -1,13 +1,5 @@
--- Where a request of ARGV[2] for each of ARGV[3..] goes: the device itself
--- (it has no allow list, or its list names ARGV[2]) or its shadow, never
--- online (see privacy.rs). ARGV: prefix, from, devices. Returns the ids.
-local p, from = ARGV[1], ARGV[2]
-local out = {}
-for i = 3, #ARGV do
-  if allowed(p, from, ARGV[i]) then
-    table.insert(out, ARGV[i])
-  else
-    table.insert(out, shadow(ARGV[i]))
-  end
-end
-return out
+-- Where a request of ARGV[1] for the device of KEYS[1] (its base, see
+-- common.lua) goes: the device itself, ARGV[2] (it has no allow list, or
+-- its list names ARGV[1]), or its shadow, never online (see privacy.rs).
+if allowed(KEYS[1], ARGV[1]) then return ARGV[2] end
+return shadow(ARGV[2])

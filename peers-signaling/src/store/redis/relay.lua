@@ -1,124 +1,120 @@
--- The frame relay across instances. Keys (P = the key prefix, ARGV[1]):
---   P:rq:<dev>   zset   <dev>'s waiting requests: member
---                       "<peer>|<address group>|<instance>|<connection>",
---                       scored by when the request lapses (unix ms)
---   P:rid        counter the last relay id given
---   P:relays     zset   open relay ids, scored by their deadline (unix ms)
---   P:r:<id>     string "<a>|<a token>|<b>|<b token>", expires at the deadline
---   P:rd:<dev>   zset   the open relays <dev> is a party of, by deadline
---   P:ra:<addr>  zset   the open relays the devices of <addr> are parties of
---   P:rp:<id>    string "<a>|<b>|<a's address>|<b's address>", expires at the deadline
--- An address is '' when unknown (no per-address quota then).
+-- The frame relay across instances, in the hash slots of its parts:
+--   P:{d:<dev>}:rq       zset  <dev>'s waiting requests "<peer>|<token>", by
+--                              when each lapses (at most max_pending_per_device)
+--   P:{rp:<a>|<b>}:w     zset  the waiting requests between devices a < b:
+--                              "<dev>|<address group>|<token>", by lapse
+--   P:{relays}:z         zset  open relay ids by deadline (the relay cap)
+--   P:{relays}:id        counter the last relay id given
+--   P:{relays}:p:<id>    string "<a>|<b>|<a's address>|<b's address>", expires at the deadline
+-- The open relays of each device and address group are counted in their
+-- own slots (quota.lua on P:{d:<dev>}:rd and P:{ra:<addr>}). <token> is
+-- "<instance>|<connection>"; an address is '' when unknown.
 --
--- ARGV[2] is the operation:
---   open   from, to, token, now, wait_ms, max_pending, max_relays, duration_ms,
---          from's address, per_device, per_address
---          -> {'open', id, deadline, token of the waiting request}, {'waiting'},
---             {'busy'} (too many waiting), {'full'} (too many relays),
---             {'quota', 'device' | 'address' | 'peer' | 'peer-address'}
---   forget id           -> 1 if the relay was open
---   drop   dev, token   -> how many waiting requests of that connection went
-local p, op = ARGV[1], ARGV[2]
+-- KEYS[1] is the base of the slot; ARGV[1] the operation:
+--  pair slot:
+--   meet  from, to, now          -> {'met', their address, their token} (their
+--                                   waiting request, consumed) or {'none'}
+--   wait  from, to, now, lapse, address, token
+--                                -> as meet, or (none waiting) leaves this
+--                                   request waiting: {'waiting'}
+--   withdraw from, token         -> how many of that connection's requests went
+--  device slot:
+--   pend  to, token, now, lapse, max_pending -> 'ok' or 'busy'
+--   unpend peer                  -> 1
+--   drop  token                  -> the peers that connection was waiting for (removed)
+--  relays slot:
+--   open  now, max_relays, duration, parties -> {'open', id, deadline} or {'full'}
+--   forget id                    -> the parties of an open relay, or ''
+local k, op = KEYS[1], ARGV[1]
 
--- The member of P:rq:<dev> asking for <peer>, if any (at most max_pending members).
-local function find(key, peer)
-  local prefix = peer .. '|'
+-- The first member of zset `key` starting with `prefix`.
+local function find(key, prefix)
   for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
     if string.sub(member, 1, #prefix) == prefix then return member end
   end
   return nil
 end
 
--- How many open relays the quota set `key` holds (lapsed ones are dropped).
-local function open_count(key, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  return redis.call('ZCARD', key)
-end
-
--- The quota refusal for `dev` and `addr`, if either is at its limit.
-local function over_quota(dev, addr, now, per_device, per_address, who)
-  if open_count(p .. ':rd:' .. dev, now) >= per_device then return who end
-  if addr ~= '' and open_count(p .. ':ra:' .. addr, now) >= per_address then return who .. '-address' end
-  return nil
-end
-
-if op == 'open' then
-  local from, to, token, now = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-  local wait_ms, max_pending = tonumber(ARGV[7]), tonumber(ARGV[8])
-  local max_relays, duration = tonumber(ARGV[9]), tonumber(ARGV[10])
-  local addr, per_device, per_address = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
-  local mine_over = over_quota(from, addr, now, per_device, per_address, 'device')
-  if mine_over then
-    if mine_over == 'device-address' then mine_over = 'address' end
-    return {'quota', mine_over}
-  end
-  local theirs = p .. ':rq:' .. to
-  redis.call('ZREMRANGEBYSCORE', theirs, '-inf', now)
-  local waiting = find(theirs, from)
-  if waiting then
-    redis.call('ZREM', theirs, waiting)
-    local rest = string.sub(waiting, #from + 2)
+if op == 'meet' or op == 'wait' then
+  local from, to, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  local w = k .. ':w'
+  redis.call('ZREMRANGEBYSCORE', w, '-inf', now)
+  local theirs = find(w, to .. '|')
+  if theirs then
+    redis.call('ZREM', w, theirs)
+    local rest = string.sub(theirs, #to + 2)
     local bar = string.find(rest, '|', 1, true)
-    if not bar then return redis.error_reply('bad relay request ' .. waiting) end
-    local their_addr, their_token = string.sub(rest, 1, bar - 1), string.sub(rest, bar + 1)
-    local theirs_over = over_quota(to, their_addr, now, per_device, per_address, 'peer')
-    if theirs_over then return {'quota', theirs_over} end
-    local relays = p .. ':relays'
-    redis.call('ZREMRANGEBYSCORE', relays, '-inf', now)
-    if redis.call('ZCARD', relays) >= max_relays then return {'full'} end
-    local id = redis.call('INCR', p .. ':rid')
-    local deadline = now + duration
-    redis.call('ZADD', relays, deadline, id)
-    redis.call('SET', p .. ':r:' .. id, to .. '|' .. their_token .. '|' .. from .. '|' .. token, 'PX', duration)
-    redis.call('SET', p .. ':rp:' .. id, to .. '|' .. from .. '|' .. their_addr .. '|' .. addr, 'PX', duration)
-    for _, key in ipairs({p .. ':rd:' .. to, p .. ':rd:' .. from}) do
-      redis.call('ZADD', key, deadline, id)
-      redis.call('PEXPIRE', key, duration)
-    end
-    for _, a in ipairs({their_addr, addr}) do
-      if a ~= '' then
-        redis.call('ZADD', p .. ':ra:' .. a, deadline, id)
-        redis.call('PEXPIRE', p .. ':ra:' .. a, duration)
-      end
-    end
-    return {'open', tostring(id), tostring(deadline), their_token}
+    if not bar then return redis.error_reply('bad relay request ' .. theirs) end
+    return {'met', string.sub(rest, 1, bar - 1), string.sub(rest, bar + 1)}
   end
-  local mine = p .. ':rq:' .. from
-  redis.call('ZREMRANGEBYSCORE', mine, '-inf', now)
-  local previous = find(mine, to)
-  if previous then
-    redis.call('ZREM', mine, previous)
-  elseif redis.call('ZCARD', mine) >= max_pending then
-    return {'busy'}
-  end
-  redis.call('ZADD', mine, now + wait_ms, to .. '|' .. addr .. '|' .. token)
-  redis.call('PEXPIRE', mine, wait_ms)
+  if op == 'meet' then return {'none'} end
+  local mine = find(w, from .. '|')
+  if mine then redis.call('ZREM', w, mine) end
+  redis.call('ZADD', w, ARGV[5], from .. '|' .. ARGV[6] .. '|' .. ARGV[7])
+  redis.call('PEXPIREAT', w, ARGV[5])
   return {'waiting'}
 end
 
-if op == 'forget' then
-  local id = ARGV[3]
-  local parties = redis.call('GET', p .. ':rp:' .. id)
-  if parties then
-    local fields = {}
-    for field in string.gmatch(parties .. '|', '([^|]*)|') do table.insert(fields, field) end
-    for i = 1, 2 do
-      if fields[i] and fields[i] ~= '' then redis.call('ZREM', p .. ':rd:' .. fields[i], id) end
-      if fields[i + 2] and fields[i + 2] ~= '' then redis.call('ZREM', p .. ':ra:' .. fields[i + 2], id) end
-    end
-  end
-  redis.call('DEL', p .. ':r:' .. id, p .. ':rp:' .. id)
-  return redis.call('ZREM', p .. ':relays', id)
-end
-
-if op == 'drop' then
-  local key, suffix, n = p .. ':rq:' .. ARGV[3], '|' .. ARGV[4], 0
-  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if string.sub(member, -#suffix) == suffix then
-      redis.call('ZREM', key, member)
+if op == 'withdraw' then
+  local w, prefix, suffix, n = k .. ':w', ARGV[2] .. '|', '|' .. ARGV[3], 0
+  for _, member in ipairs(redis.call('ZRANGE', w, 0, -1)) do
+    if string.sub(member, 1, #prefix) == prefix and string.sub(member, -#suffix) == suffix then
+      redis.call('ZREM', w, member)
       n = n + 1
     end
   end
   return n
 end
-return redis.error_reply('unknown relay operation')
+
+if op == 'pend' then
+  local rq, to, now = k .. ':rq', ARGV[2], tonumber(ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', rq, '-inf', now)
+  local previous = find(rq, to .. '|')
+  if previous then
+    redis.call('ZREM', rq, previous)
+  elseif redis.call('ZCARD', rq) >= tonumber(ARGV[6]) then
+    return 'busy'
+  end
+  redis.call('ZADD', rq, ARGV[5], to .. '|' .. ARGV[3])
+  redis.call('PEXPIREAT', rq, ARGV[5])
+  return 'ok'
+end
+
+if op == 'unpend' then
+  local rq = k .. ':rq'
+  local member = find(rq, ARGV[2] .. '|')
+  if member then redis.call('ZREM', rq, member) end
+  return 1
+end
+
+if op == 'drop' then
+  local rq, suffix, peers = k .. ':rq', '|' .. ARGV[2], {}
+  for _, member in ipairs(redis.call('ZRANGE', rq, 0, -1)) do
+    if string.sub(member, -#suffix) == suffix then
+      redis.call('ZREM', rq, member)
+      table.insert(peers, string.sub(member, 1, #member - #suffix))
+    end
+  end
+  return peers
+end
+
+if op == 'open' then
+  local now, max_relays, duration = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local z = k .. ':z'
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+  if redis.call('ZCARD', z) >= max_relays then return {'full'} end
+  local id = redis.call('INCR', k .. ':id')
+  local deadline = now + duration
+  redis.call('ZADD', z, deadline, id)
+  redis.call('SET', k .. ':p:' .. id, ARGV[5], 'PX', duration)
+  return {'open', tostring(id), tostring(deadline)}
+end
+
+if op == 'forget' then
+  local id = ARGV[2]
+  local parties = redis.call('GET', k .. ':p:' .. id) or ''
+  redis.call('DEL', k .. ':p:' .. id)
+  redis.call('ZREM', k .. ':z', id)
+  return parties
+end
+return redis.error_reply('unknown relay operation ' .. tostring(op))
