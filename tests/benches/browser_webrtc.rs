@@ -1,0 +1,137 @@
+//! Browser to Rust over WebRTC on loopback (issue 17): MB/s of a peers-js `Connection`
+//! stream from a headless Chromium page to a Rust `WebRtcEndpoint`, against a raw
+//! `RTCDataChannel` from the same page to a node-datachannel peer, measured in the same
+//! run, and the ratio (the target is at least 0.8).
+//!
+//! The page (`peers-js/bench/browser-webrtc.ts`, driven by `tests/js/peers_js_bench.mjs`)
+//! registers with the real signaling server, dials this program's device and completes
+//! the handshake (DTLS-bound, so the AEAD is skipped, as between any browser and Rust
+//! device), then alternates rounds: N MiB of random bytes to the Rust "upload" stream
+//! (whose handler hashes them; every round's BLAKE3 is checked here), and the same N MiB
+//! over the raw channel in 256 KiB messages under the same 4 MiB send buffer. The best
+//! round of each counts.
+//!
+//! `cargo bench -p peers-tests --bench browser_webrtc [-- --mib 64 --rounds 3]`
+//!
+//! Needs what `tests/tests/peers_js_chromium.rs` needs: Node.js with `npm ci` in
+//! `tests/` and `peers-js/`, `npx tsc -p peers-js`, and Chromium (`$CHROMIUM_PATH`, or
+//! `chromium` on `$PATH`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, TrustLevel, TrustStore};
+use peers_tests::JsClient;
+use peers_tests::peers_js::expose_echo_and_upload;
+use peers_tests::webrtc::{Device, signaling_server};
+use peers_transport_webrtc::WebRtcConfig;
+use tokio::sync::mpsc;
+
+const STEP: Duration = Duration::from_secs(60);
+
+/// `--name value` from the command line, else `default`.
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|at| args.get(at + 1))
+        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not {v}")))
+}
+
+/// The best (shortest) round of one path, in ms.
+#[derive(Default)]
+struct Best {
+    ms: Option<f64>,
+    rounds: Vec<f64>,
+}
+
+impl Best {
+    fn add(&mut self, ms: f64) {
+        self.rounds.push(ms);
+        self.ms = Some(self.ms.map_or(ms, |best| best.min(ms)));
+    }
+
+    fn mb_per_s(&self, bytes: u64) -> f64 {
+        bytes as f64 / 1e6 / (self.ms.expect("at least one round") / 1e3)
+    }
+}
+
+fn main() {
+    let mib = arg("--mib", 64);
+    let rounds = arg("--rounds", 3);
+    assert!(mib > 0 && rounds > 0, "--mib and --rounds must be positive");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    runtime.block_on(run(mib, rounds));
+}
+
+async fn run(mib: usize, rounds: usize) {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let rust = Device::register(&url, "rust", WebRtcConfig::default()).await;
+    let rust_id = rust.id().to_string();
+    let mut browser = JsClient::spawn("peers_js_bench.mjs", &[&url, &rust_id, &mib.to_string(), &rounds.to_string()]);
+
+    let identity = browser.expect_event("identity", STEP).await;
+    let page = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
+        .expect("the page's share code parses");
+    let socket = tokio::time::timeout(STEP, rust.endpoint.accept())
+        .await
+        .expect("the page dials over WebRTC in time")
+        .expect("accept");
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(page.device_id, TrustLevel::Trusted);
+    let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
+    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust)
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx));
+    let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
+        .await
+        .expect("handshake in time")
+        .expect("the page completes the handshake");
+    let encrypted = connection.is_encrypted();
+
+    let ready = browser.expect_event("ready", STEP).await;
+    let bytes = (mib as u64) << 20;
+    assert_eq!(ready["bytes"].as_u64(), Some(bytes), "{ready}");
+    // A round at 1 MB/s is far below anything worth measuring.
+    let round_limit = Duration::from_secs(30 + bytes / 1_000_000);
+    let (mut ours, mut raw) = (Best::default(), Best::default());
+    for _ in 0..2 * rounds {
+        let round = browser.expect_event("round", round_limit).await;
+        assert_eq!(round["bytes"].as_u64(), Some(bytes), "{round}");
+        let ms = round["ms"].as_f64().unwrap_or_else(|| panic!("{round}"));
+        match round["path"].as_str() {
+            Some("peers") => {
+                let upload = uploads.recv().await.expect("the upload handler reports");
+                assert_eq!((upload.declared, upload.received), (bytes, bytes), "every byte arrived");
+                assert_eq!(upload.blake3, ready["blake3"].as_str().expect("blake3"), "the bytes the page sent");
+                ours.add(ms);
+            }
+            Some("raw") => raw.add(ms),
+            _ => panic!("a round of an unknown path: {round}"),
+        }
+        eprintln!("{round}");
+    }
+    browser.expect_event("rounds", STEP).await;
+    connection.close(CloseReason::new(CloseCode::Normal, "bench done")).await;
+    browser.expect_event("finished", STEP).await;
+    let (status, stderr) = browser.wait(STEP).await;
+    assert!(status.success(), "driver failed: {stderr}");
+    server.shutdown().await;
+
+    let (ours_mb, raw_mb) = (ours.mb_per_s(bytes), raw.mb_per_s(bytes));
+    println!();
+    println!(
+        "browser to Rust over WebRTC on loopback: {mib} MiB per round, best of {rounds}; raw messages of {} bytes, \
+         the socket's frames up to {} bytes; AEAD {}",
+        ready["raw_message"],
+        ready["frame_size"],
+        if encrypted { "on" } else { "off (DTLS-bound)" }
+    );
+    println!("| path | MB/s | rounds (ms) |");
+    println!("|---|---:|---|");
+    let list = |b: &Best| b.rounds.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ");
+    println!("| peers-js `Connection` stream, Chromium → Rust `WebRtcEndpoint` | {ours_mb:.1} | {} |", list(&ours));
+    println!("| raw `RTCDataChannel`, Chromium → node-datachannel | {raw_mb:.1} | {} |", list(&raw));
+    println!("| ratio (target ≥ 0.8) | {:.2} | |", ours_mb / raw_mb);
+}
