@@ -172,16 +172,19 @@ if [ -n "$venv" ] && wanted wormhole; then
   record "magic-wormhole" "$work/wh.time" "$work/wh/data.bin"
 fi
 
-# iroh's sendme, when installed (cargo install sendme).
+# iroh's sendme, when installed (cargo install sendme). Its relays are n0's servers on
+# the internet: with them disabled, the ticket carries only this machine's addresses
+# and the bytes go direct (QUIC over loopback); without that, `send` waits for a relay
+# before it prints a ticket.
 if command -v sendme > /dev/null && wanted sendme; then
-  (cd "$work/src" && sendme send data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
+  (cd "$work/src" && sendme send --relay disabled --ticket-type addresses data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
   ticket=""
   for _ in $(seq 300); do
     ticket="$(grep -o 'blob[a-z0-9]*' "$work/sendme-send.log" | head -1 || true)"
     [ -n "$ticket" ] && break; sleep 0.1
   done
   mkdir -p "$work/sendme"
-  (cd "$work/sendme" && /usr/bin/time -v -o "$work/sendme.time" sendme receive "$ticket" > "$work/sendme-recv.log" 2>&1)
+  (cd "$work/sendme" && /usr/bin/time -v -o "$work/sendme.time" sendme receive --relay disabled "$ticket" > "$work/sendme-recv.log" 2>&1)
   record "sendme" "$work/sendme.time" "$work/sendme/data.bin"
 fi
 
