@@ -106,12 +106,64 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A running `peers ... --json` (the real binary, a child process) whose JSON lines a
+/// thread reads as they come, so it never blocks on a full pipe; killed when dropped.
+#[derive(Debug)]
+struct JsonChild {
+    child: std::process::Child,
+    lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+}
+
+impl JsonChild {
+    /// Spawns `peers ARGS...` without the environment's signaling URL and advertised
+    /// address; with `first_line`, reads and returns its first JSON line before the
+    /// reader thread takes the rest.
+    fn spawn(args: &[&std::ffi::OsStr], first_line: bool) -> (JsonChild, Option<serde_json::Value>) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(crate::nat::workspace_binary("peers"))
+            .args(args)
+            .env_remove("PEERS_SIGNALING_URL")
+            .env_remove("PEERS_ADVERTISE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("peers");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let first = first_line.then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("the first line");
+            serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        });
+        let lines = std::thread::spawn(move || {
+            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+        });
+        (JsonChild { child, lines: Some(lines) }, first)
+    }
+
+    /// Its remaining JSON lines once it exits, and whether it exited with success.
+    async fn finish(mut self) -> (bool, Vec<serde_json::Value>) {
+        tokio::task::spawn_blocking(move || {
+            let events = self.lines.take().expect("lines").join().expect("reader thread");
+            let status = self.child.wait().expect("peers exit");
+            (status.success(), events)
+        })
+        .await
+        .expect("join")
+    }
+}
+
+impl Drop for JsonChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `peers send --json` (the real binary, a child process), killed when dropped.
 #[derive(Debug)]
 pub struct PeersSend {
-    child: std::process::Child,
-    /// Reads the later JSON lines as they come, so the sender never blocks on a full pipe.
-    lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+    run: JsonChild,
     /// The first JSON line: `{"event": "code", "code", ...}`.
     pub code_event: serde_json::Value,
 }
@@ -119,27 +171,13 @@ pub struct PeersSend {
 impl PeersSend {
     /// Starts `peers send --json --signaling URL ARGS... PATH` and reads its code line.
     pub fn start(url: &str, args: &[&str], path: &std::path::Path) -> PeersSend {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(crate::nat::workspace_binary("peers"))
-            .args(["send", "--json", "--signaling", url])
-            .args(args)
-            .arg(path)
-            .env_remove("PEERS_SIGNALING_URL")
-            .env_remove("PEERS_ADVERTISE")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("peers send");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        stdout.read_line(&mut first).expect("the code line");
-        let code_event: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first:?}: {e}"));
+        let mut argv: Vec<&std::ffi::OsStr> = ["send", "--json", "--signaling", url].map(std::ffi::OsStr::new).to_vec();
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        argv.push(path.as_os_str());
+        let (run, first) = JsonChild::spawn(&argv, true);
+        let code_event = first.expect("the code line");
         assert_eq!(code_event["event"], "code", "{code_event}");
-        let lines = std::thread::spawn(move || {
-            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
-        });
-        PeersSend { child, lines: Some(lines), code_event }
+        PeersSend { run, code_event }
     }
 
     /// The code it printed.
@@ -148,70 +186,29 @@ impl PeersSend {
     }
 
     /// Its remaining JSON lines once it exits, and whether it exited with success.
-    pub async fn finish(mut self) -> (bool, Vec<serde_json::Value>) {
-        tokio::task::spawn_blocking(move || {
-            let events = self.lines.take().expect("lines").join().expect("reader thread");
-            let status = self.child.wait().expect("sender exit");
-            (status.success(), events)
-        })
-        .await
-        .expect("join")
-    }
-}
-
-impl Drop for PeersSend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub async fn finish(self) -> (bool, Vec<serde_json::Value>) {
+        self.run.finish().await
     }
 }
 
 /// A running `peers receive --json --yes` (the real binary, a child process), killed
 /// when dropped.
 #[derive(Debug)]
-pub struct PeersReceive {
-    child: std::process::Child,
-    /// Reads its JSON lines as they come, so it never blocks on a full pipe.
-    lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
-}
+pub struct PeersReceive(JsonChild);
 
 impl PeersReceive {
     /// Starts `peers receive --json --yes --signaling URL --out OUT ARGS... CODE`.
     pub fn start(url: &str, code: &str, out: &std::path::Path, args: &[&str]) -> PeersReceive {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(crate::nat::workspace_binary("peers"))
-            .args(["receive", "--json", "--yes", "--signaling", url, "--out"])
-            .arg(out)
-            .args(args)
-            .arg(code)
-            .env_remove("PEERS_SIGNALING_URL")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("peers receive");
-        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        let lines = std::thread::spawn(move || {
-            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
-        });
-        PeersReceive { child, lines: Some(lines) }
+        let mut argv: Vec<&std::ffi::OsStr> =
+            ["receive", "--json", "--yes", "--signaling", url, "--out"].map(std::ffi::OsStr::new).to_vec();
+        argv.push(out.as_os_str());
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        argv.push(std::ffi::OsStr::new(code));
+        PeersReceive(JsonChild::spawn(&argv, false).0)
     }
 
     /// Its JSON lines once it exits, and whether it exited with success.
-    pub async fn finish(mut self) -> (bool, Vec<serde_json::Value>) {
-        tokio::task::spawn_blocking(move || {
-            let events = self.lines.take().expect("lines").join().expect("reader thread");
-            let status = self.child.wait().expect("receiver exit");
-            (status.success(), events)
-        })
-        .await
-        .expect("join")
-    }
-}
-
-impl Drop for PeersReceive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub async fn finish(self) -> (bool, Vec<serde_json::Value>) {
+        self.0.finish().await
     }
 }
