@@ -35,23 +35,20 @@ function der(prefix: Uint8Array, key: Uint8Array): Uint8Array {
 }
 
 /**
- * Secret key objects by the array that holds the secret, per algorithm: making one
- * costs about what a DH costs (OpenSSL derives the public key), and every secret
- * here is used more than once (an ephemeral for its public key and two DHs, the
- * static key and the signing seed for every handshake). Weak: a dropped secret
- * drops its object.
+ * Secret key objects by the array that holds the secret, one cache per algorithm:
+ * making one costs about what a DH costs (OpenSSL derives the public key), and
+ * every secret here is used more than once (an ephemeral for its public key and two
+ * DHs, the static key and the signing seed for every handshake). Weak: a dropped
+ * secret drops its object.
  */
-const secretKeys = new Map<Uint8Array, WeakMap<Uint8Array, KeyObject>>([
-  [X25519_PKCS8, new WeakMap()],
-  [ED25519_PKCS8, new WeakMap()],
-]);
+const x25519Secrets = new WeakMap<Uint8Array, KeyObject>();
+const ed25519Secrets = new WeakMap<Uint8Array, KeyObject>();
 
-function secretKey(crypto: NodeCrypto, prefix: Uint8Array, secret: Uint8Array): KeyObject {
-  const cache = secretKeys.get(prefix);
-  let key = cache?.get(secret);
+function secretKey(crypto: NodeCrypto, prefix: Uint8Array, cache: WeakMap<Uint8Array, KeyObject>, secret: Uint8Array): KeyObject {
+  let key = cache.get(secret);
   if (!key) {
     key = crypto.createPrivateKey({ key: Buffer.from(der(prefix, secret)), format: "der", type: "pkcs8" });
-    cache?.set(secret, key);
+    cache.set(secret, key);
   }
   return key;
 }
@@ -71,7 +68,7 @@ export const curvesBackend: string = native ? "node:crypto" : "@noble/curves";
 /** The x25519 public key of a 32-byte secret (clamped as RFC 7748 says). */
 export function x25519PublicKey(secret: Uint8Array): Uint8Array {
   if (!native) return x25519.getPublicKey(secret);
-  return rawPublic(native.createPublicKey(secretKey(native, X25519_PKCS8, secret)));
+  return rawPublic(native.createPublicKey(secretKey(native, X25519_PKCS8, x25519Secrets, secret)));
 }
 
 /**
@@ -81,7 +78,7 @@ export function x25519PublicKey(secret: Uint8Array): Uint8Array {
 export function x25519Shared(secret: Uint8Array, publicKey: Uint8Array): Uint8Array {
   if (!native) return x25519.getSharedSecret(secret, publicKey);
   const shared = native.diffieHellman({
-    privateKey: secretKey(native, X25519_PKCS8, secret),
+    privateKey: secretKey(native, X25519_PKCS8, x25519Secrets, secret),
     publicKey: publicKeyObject(native, X25519_SPKI, publicKey),
   });
   return Uint8Array.from(shared);
@@ -90,13 +87,13 @@ export function x25519Shared(secret: Uint8Array, publicKey: Uint8Array): Uint8Ar
 /** The ed25519 public key of a 32-byte seed. */
 export function ed25519PublicKey(seed: Uint8Array): Uint8Array {
   if (!native) return ed25519.getPublicKey(seed);
-  return rawPublic(native.createPublicKey(secretKey(native, ED25519_PKCS8, seed)));
+  return rawPublic(native.createPublicKey(secretKey(native, ED25519_PKCS8, ed25519Secrets, seed)));
 }
 
 /** The ed25519 signature (64 bytes) of `message` by `seed`. */
 export function ed25519Sign(message: Uint8Array, seed: Uint8Array): Uint8Array {
   if (!native) return ed25519.sign(message, seed);
-  return Uint8Array.from(native.sign(null, message, secretKey(native, ED25519_PKCS8, seed)));
+  return Uint8Array.from(native.sign(null, message, secretKey(native, ED25519_PKCS8, ed25519Secrets, seed)));
 }
 
 /**
