@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Send-by-code benchmark: one file of random data over loopback, ours (peers send /
-# peers receive through a local signaling server: on its frame relay only, and on the
-# relay first, then WebRTC on loopback once it is up; and peers send --to between two
-# daemons over a local socket.io connection) beside magic-wormhole (with its mailbox
+# peers receive through a local signaling server: on its frame relay only; on the
+# relay first, then WebRTC on loopback once it is up; on the relay first, then the
+# receiver's local socket; and peers send --to between two daemons over a local
+# socket.io connection) beside magic-wormhole (with its mailbox
 # server and transit relay run locally), iroh's sendme when it is installed, and `cat`
 # into a file as the floor. Prints MB/s (file size / the receiver's wall time, from
 # start to exit; for send --to, the sending command's), the receiver's peak RSS
@@ -12,7 +13,7 @@
 #
 # usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
-#   --rows LIST   which rows, of: cat local relay webrtc wormhole sendme (default: all;
+#   --rows LIST   which rows, of: cat local relay webrtc code-local wormhole sendme (default: all;
 #                 cat always runs, as the floor)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
@@ -26,7 +27,7 @@ set -euo pipefail
 size_mib=1024
 bin="${CARGO_TARGET_DIR:-target}/release"
 venv=""
-rows_wanted="local relay webrtc wormhole sendme"
+rows_wanted="local relay webrtc code-local wormhole sendme"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib="$2"; shift 2 ;;
@@ -88,7 +89,8 @@ sig_port="$(free_port)"
 wait_port "$sig_port"
 url="http://127.0.0.1:$sig_port/"
 # ours NAME PATHS: one send and receive with --paths PATHS (relay: the server's frame
-# relay only; loopback: the relay first, then WebRTC on loopback once it is up).
+# relay only; loopback: the relay first, then WebRTC on loopback once it is up; local:
+# the relay first, then a socket.io connection to the receiver's local socket).
 ours() {
   local name="$1" paths="$2"
   rm -f "$work/send.out"; mkfifo "$work/send.out"
@@ -120,10 +122,10 @@ else:
 }
 wanted relay && ours peers-relay relay
 wanted webrtc && ours peers-webrtc loopback
+wanted code-local && ours peers-code-local local
 
 # Ours over a local socket: `peers send --to` between two daemons that trust each
-# other, connected over socket.io on loopback (a transfer by code has no local-socket
-# path). The rate is over the sending command's wall time (the daemon's scan of the
+# other, connected over socket.io on loopback. The rate is over the sending command's wall time (the daemon's scan of the
 # file, then the transfer); the RSS is the receiving daemon's peak (VmHWM).
 if wanted local; then
   la="$work/local-a"; lb="$work/local-b"

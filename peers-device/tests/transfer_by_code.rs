@@ -25,10 +25,11 @@ use peers_transport_webrtc::WebRtcConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Through the server at `url`; WebRTC on loopback only.
+/// Through the server at `url`; WebRTC on loopback only, no local socket.
 fn link(url: &str) -> LinkOptions {
     let mut link = LinkOptions::new(vec![url.to_owned()]);
     link.webrtc = Some(WebRtcConfig::loopback());
+    link.local = None;
     link
 }
 
@@ -36,6 +37,14 @@ fn link(url: &str) -> LinkOptions {
 fn relay_only(url: &str) -> LinkOptions {
     let mut link = LinkOptions::new(vec![url.to_owned()]);
     link.webrtc = None;
+    link.local = None;
+    link
+}
+
+/// Through the server at `url`; a local socket on loopback, no WebRTC.
+fn local_socket(url: &str) -> LinkOptions {
+    let mut link = relay_only(url);
+    link.local = Some(std::net::Ipv4Addr::LOCALHOST.into());
     link
 }
 
@@ -235,19 +244,20 @@ async fn a_transfer_larger_than_one_relay_moves_on_to_new_relays_and_asks_once()
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transfer_that_starts_on_the_relay_goes_on_over_webrtc_without_resending() {
+/// Sends 16 MiB by code through `make_link` links and checks that it started on the relay,
+/// went on over `better` half-way without resending what was verified, and arrived intact.
+async fn moves_mid_way(make_link: fn(&str) -> LinkOptions, better: ConnectionClass) {
     let server = SignalingServer::bind(ServerConfig::in_memory()).await.unwrap();
     let url = server.url().unwrap();
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let file = src.path().join("film.mkv");
-    // Long enough on the relay for WebRTC on loopback to come up mid-way (a second or two).
+    // Long enough on the relay for the better path to come up mid-way (a second or two).
     fs::write(&file, noise(16 << 20, 21)).unwrap();
-    let mut options = SendOptions::new(link(&url));
+    let mut options = SendOptions::new(make_link(&url));
     options.chunk_size = 256 << 10;
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
-    let receiving = receive(code, link(&url), accepting(out.path())).await.unwrap();
+    let receiving = receive(code, make_link(&url), accepting(out.path())).await.unwrap();
     let on_sender = tokio::spawn(bytes_by_path(sending.status.clone()));
     let on_receiver = tokio::spawn(bytes_by_path(receiving.status.clone()));
     let (send_status, receive_status) = (sending.status.clone(), receiving.status.clone());
@@ -262,17 +272,27 @@ async fn a_transfer_that_starts_on_the_relay_goes_on_over_webrtc_without_resendi
     for (side, paths, status) in [("sender", on_sender, send_status), ("receiver", on_receiver, receive_status)] {
         let paths = paths.await.unwrap();
         let classes: Vec<ConnectionClass> = paths.iter().map(|(class, _)| *class).collect();
-        assert_eq!(classes, [ConnectionClass::ServerRelay, ConnectionClass::WebRtcDirect], "{side}: {paths:?}");
+        assert_eq!(classes, [ConnectionClass::ServerRelay, better], "{side}: {paths:?}");
         let on_relay = paths[0].1;
         assert!(on_relay > 0 && on_relay < received.bytes, "{side}: no bytes moved on the relay: {paths:?}");
         let last = *status.borrow();
-        assert_eq!(last.class, Some(ConnectionClass::WebRtcDirect));
+        assert_eq!(last.class, Some(better));
         assert_eq!(last.progress.bytes_done, received.bytes);
         if side == "sender" {
-            // The attempt over WebRTC started exactly where the relay stopped: verified
-            // bytes were not sent again.
+            // The attempt over the better path started exactly where the relay stopped:
+            // verified bytes were not sent again.
             assert!(last.progress.bytes_resumed > 0 && last.progress.bytes_resumed <= on_relay, "{last:?}");
         }
     }
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_that_starts_on_the_relay_goes_on_over_webrtc_without_resending() {
+    moves_mid_way(link, ConnectionClass::WebRtcDirect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_that_starts_on_the_relay_goes_on_over_the_receivers_local_socket_without_resending() {
+    moves_mid_way(local_socket, ConnectionClass::Local).await;
 }

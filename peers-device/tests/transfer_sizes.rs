@@ -72,6 +72,7 @@ async fn a_1_gib_file_and_1000_small_files_move_over_the_relay() {
     let (payload, bytes) = payload(src.path());
 
     let mut link = LinkOptions::new(vec![url.clone()]);
+    link.local = None;
     link.webrtc = None;
     let (code, sending) = send(vec![payload.clone()], SendOptions::new(link.clone())).await.unwrap();
     let receiving = receive(code, link, accepting(out.path())).await.unwrap();
@@ -102,6 +103,7 @@ async fn a_1_gib_file_and_1000_small_files_move_over_webrtc() {
     let (payload, bytes) = payload(src.path());
 
     let mut link = LinkOptions::new(vec![url.clone()]);
+    link.local = None;
     link.webrtc = Some(WebRtcConfig::loopback());
     let (code, sending) = send(vec![payload.clone()], SendOptions::new(link.clone())).await.unwrap();
     let receiving = receive(code, link, accepting(out.path())).await.unwrap();

@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-mod advertise;
+pub(crate) mod advertise;
 mod builder;
 
 use std::sync::Arc;

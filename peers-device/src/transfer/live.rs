@@ -18,9 +18,9 @@
 //!
 //! After the PAKE each side runs a `ConnectionManager` pinned to the confirmed device
 //! (the `paths` module): bytes start on the relay at once and move to a better path
-//! (WebRTC direct, then TURN) when the manager switches to it, without starting over;
-//! the status shows the new class. [`LinkOptions::webrtc`] `None` keeps a transfer on
-//! the relay.
+//! (the receiver's local socket, WebRTC direct, then TURN) when the manager switches to
+//! it, without starting over; the status shows the new class. [`LinkOptions::webrtc`]
+//! and [`LinkOptions::local`] both `None` keep a transfer on the relay.
 //!
 //! Limits (each a field of [`LinkOptions`] or [`SendOptions`]): the code lives
 //! [`SendOptions::code_ttl`] (10 min) and the sender gives up when no one joined by
@@ -46,6 +46,7 @@
 //! words (a wrong one burns the code), and its offer answer resumes from the staging
 //! directory it finds by the manifest's digest.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,7 +66,7 @@ use super::exchange::{
 };
 use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
 use super::pake::CodeRole;
-use super::paths::{Change, Paths, Side, class_of, webrtc_endpoint};
+use super::paths::{Change, Local, LocalListener, Paths, Side, class_of, webrtc_endpoint};
 use super::rendezvous::authenticate;
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
@@ -106,6 +107,13 @@ pub struct LinkOptions {
     /// servers it hands out), or `None` to stay on the relay. Default: the WebRTC
     /// defaults (candidates on every interface but loopback).
     pub webrtc: Option<WebRtcConfig>,
+    /// Where a receiver listens for a local socket (socket.io over TCP, on a port the
+    /// system picks, for the transfer's life) that the sender dials beside WebRTC; on
+    /// the sender, whether to dial the receiver's. Its URLs reach the sender in the
+    /// receiver's confirmed device info, which the signaling server carries (as it
+    /// carries WebRTC's host candidates). `None`: no local socket. Default: `0.0.0.0`
+    /// (every IPv4 interface; the URLs name each interface's address).
+    pub local: Option<IpAddr>,
 }
 
 impl LinkOptions {
@@ -118,6 +126,7 @@ impl LinkOptions {
             pake_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
             webrtc: Some(WebRtcConfig::default()),
+            local: Some(Ipv4Addr::UNSPECIFIED.into()),
         }
     }
 }
@@ -259,10 +268,10 @@ impl ReceiveHandle {
     }
 }
 
-/// A fresh device identity for one transfer.
-pub(super) fn ephemeral() -> Result<(Arc<DeviceKeys>, DeviceInfo)> {
+/// A fresh device identity for one transfer, reachable at `addresses`.
+pub(super) fn ephemeral(addresses: Vec<String>) -> Result<(Arc<DeviceKeys>, DeviceInfo)> {
     let keys = Arc::new(DeviceKeys::generate(EPHEMERAL_USER)?);
-    let info = keys.info(vec![])?;
+    let info = keys.info(addresses)?;
     Ok((keys, info))
 }
 
@@ -339,7 +348,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let scanned = tokio::task::spawn_blocking(move || scan(&paths, chunk_size))
         .await
         .map_err(|e| Error::Worker(e.to_string()))??;
-    let (keys, info) = ephemeral()?;
+    let (keys, info) = ephemeral(vec![])?;
     let CodeSession { client, events, created, code, receive_link } =
         open_code(&options.link, &keys, options.words, options.code_ttl).await?;
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
@@ -437,7 +446,9 @@ impl Sender {
         set_stage(&self.status, Stage::Connecting);
         let drain = self.options.answer_timeout;
         let keys = self.keys.clone();
-        let mut paths = Paths::start(Side::Sender, keys, &peer, self.webrtc.clone(), drain, relay, |_| {}).await?;
+        let local = if link.local.is_some() { Local::Dial } else { Local::Off };
+        let webrtc = self.webrtc.clone();
+        let mut paths = Paths::start(Side::Sender, keys, &peer, webrtc, local, drain, relay, |_| {}).await?;
         let result = until_cancelled(&self.cancelled, self.transfer(&mut paths, &receiver, scanned)).await;
         let reason = match &result {
             Err(err) if receiver_gone(err) => CloseReason::normal("the receiver is gone"),
@@ -598,7 +609,11 @@ pub(super) async fn authenticate_on(
 /// transfer run in the background (see the module documentation). Each offer is
 /// decided by `options.decide`, which sees the names and sizes.
 pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOptions) -> Result<ReceiveHandle> {
-    let (keys, info) = ephemeral()?;
+    let local = match link.local {
+        Some(ip) => LocalListener::bind(ip).await,
+        None => None,
+    };
+    let (keys, info) = ephemeral(local.as_ref().map(LocalListener::urls).unwrap_or_default())?;
     let client = register(&link, &keys).await?;
     let joined = match client.join_session(&code.session().to_string()).await {
         Ok(joined) => joined,
@@ -609,7 +624,16 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
     let (cancel, cancelled) = Canceller::new();
-    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
+    let receiver = Receiver {
+        sender: joined.sender,
+        code,
+        keys,
+        info,
+        link,
+        local: Mutex::new(local),
+        status: status_tx,
+        cancelled,
+    };
     let task = tokio::spawn(async move {
         let result = receiver.run(&client, options).await;
         if let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await {
@@ -628,6 +652,8 @@ struct Receiver {
     keys: Arc<DeviceKeys>,
     info: DeviceInfo,
     link: LinkOptions,
+    /// The local socket, until the paths take it.
+    local: Mutex<Option<LocalListener>>,
     status: watch::Sender<Status>,
     cancelled: watch::Receiver<bool>,
 }
@@ -669,7 +695,9 @@ impl Receiver {
         };
         let drain = DEFAULT_ANSWER_TIMEOUT;
         let webrtc = webrtc_endpoint(client, link);
-        let mut paths = Paths::start(Side::Receiver, self.keys.clone(), &peer, webrtc, drain, relay, setup).await?;
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(Local::Off, Local::Listen);
+        let keys = self.keys.clone();
+        let mut paths = Paths::start(Side::Receiver, keys, &peer, webrtc, local, drain, relay, setup).await?;
         let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
         if result.is_ok() {
             set_stage(&self.status, Stage::Done);

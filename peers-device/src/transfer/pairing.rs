@@ -127,7 +127,7 @@ pub async fn pair(
     let offer = PairOffer { groups };
     offer.check()?;
     check_own(&keys, &own)?;
-    let (signaling_keys, _) = ephemeral()?;
+    let (signaling_keys, _) = ephemeral(vec![])?;
     let CodeSession { client, mut events, created, code, .. } =
         open_code(&options.link, &signaling_keys, options.words, options.code_ttl).await?;
     let cancel = Arc::new(Notify::new());
@@ -163,7 +163,7 @@ pub async fn pair(
 /// creator's device and the groups once both are confirmed.
 pub async fn join(code: TransferCode, keys: Arc<DeviceKeys>, own: DeviceInfo, link: LinkOptions) -> Result<Paired> {
     check_own(&keys, &own)?;
-    let (signaling_keys, _) = ephemeral()?;
+    let (signaling_keys, _) = ephemeral(vec![])?;
     let client = register(&link, &signaling_keys).await?;
     let result = async {
         let joined = client.join_session(&code.session().to_string()).await?;

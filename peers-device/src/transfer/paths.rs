@@ -4,9 +4,16 @@
 //! trusts exactly the device the PAKE confirmed. The relay the PAKE ran on becomes its
 //! first connection, so bytes move at once. Meanwhile the sender dials WebRTC (signaled
 //! through the same signaling server, with the ICE servers it hands out: a direct path,
-//! or TURN) and the receiver accepts it; the manager's usual preference (local, WebRTC
+//! or TURN) and the receiver accepts it; the sender also dials the receiver's local
+//! socket (below) when it has one. The manager's usual preference (local, WebRTC
 //! direct, WebRTC relayed, internet, server relay) decides which connection is active,
 //! and switches when a better one is verified.
+//!
+//! The local socket: a receiver with [`LinkOptions::local`] listens for socket.io over
+//! TCP (any port) before the PAKE, and its URLs go in the device info its `Confirm`
+//! carries, as a daemon advertises its own; the sender dials the ones of the local
+//! class (loopback and private addresses, at most 8), and nothing else. Whoever else
+//! reaches the port meets the pinned handshake and is refused.
 //!
 //! ```text
 //!  sender                                                receiver
@@ -23,11 +30,13 @@
 //! next offer starts after it. When a connection breaks instead, the next offer starts
 //! after the receiver's last verified chunk.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use peers_sdk::{CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::{RelaySocket, SignalingClient};
+use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::WebRtcEndpoint;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -35,8 +44,10 @@ use tracing::debug;
 
 use super::live::LinkOptions;
 use super::rendezvous::pinned_config;
+use crate::device::advertise::advertise_urls;
 use crate::manager::{ConnectionManager, ManagerConfig};
-use crate::transports::{ServerSignaling, WebRtcDialer, WebRtcListener};
+use crate::netmon::interface_ips;
+use crate::transports::{ServerSignaling, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener, url_class};
 use crate::{ConnectionClass, Result};
 
 /// A transfer's connection on which nothing at all arrived for this long is closed as
@@ -62,6 +73,64 @@ pub(super) enum Change {
     Lost,
 }
 
+/// The most connections a receiver's local socket holds at once (the sender needs one;
+/// a few more let a redial overlap a dying one).
+const MAX_LOCAL_CONNECTIONS: usize = 4;
+
+/// The most local URLs a receiver advertises, and a sender dials.
+const MAX_LOCAL_URLS: usize = 8;
+
+/// The receiver's local socket: a socket.io listener, bound before the PAKE so that its
+/// URLs can go in the receiver's device info.
+pub(super) struct LocalListener {
+    server: SocketIoServer,
+    urls: Vec<String>,
+}
+
+impl LocalListener {
+    /// Listens on `ip`, on a port the system picks; `None` (logged) when it cannot
+    /// bind: the transfer goes on without a local socket.
+    pub(super) async fn bind(ip: IpAddr) -> Option<LocalListener> {
+        let mut options = ServerOptions::default();
+        options.bind = SocketAddr::new(ip, 0);
+        options.max_connections = MAX_LOCAL_CONNECTIONS;
+        match SocketIoServer::bind(options).await {
+            Ok(server) => {
+                let mut urls = advertise_urls(&server.url(), server.local_addr(), &interface_ips());
+                urls.truncate(MAX_LOCAL_URLS);
+                Some(LocalListener { server, urls })
+            }
+            Err(err) => {
+                debug!(%ip, %err, "no local socket for this transfer");
+                None
+            }
+        }
+    }
+
+    /// The URLs the sender may dial.
+    pub(super) fn urls(&self) -> Vec<String> {
+        self.urls.clone()
+    }
+}
+
+/// A local socket for one transfer: the receiver listens, the sender dials.
+pub(super) enum Local {
+    /// No local socket.
+    Off,
+    /// The receiver's listener.
+    Listen(LocalListener),
+    /// The sender dials the local URLs in the receiver's device info.
+    Dial,
+}
+
+/// The URLs of `peer`'s device info a sender dials for a local socket: socket.io URLs
+/// (`http`, `https`) of the local class only, at most [`MAX_LOCAL_URLS`].
+pub(super) fn local_urls(peer: &DeviceInfo) -> Vec<String> {
+    let socket_io = |url: &&String| url.starts_with("http://") || url.starts_with("https://");
+    let local = |url: &&String| url_class(url) == ConnectionClass::Local;
+    peer.addresses.iter().filter(socket_io).filter(local).take(MAX_LOCAL_URLS).cloned().collect()
+}
+
 /// The connections of one transfer to the confirmed device.
 pub(super) struct Paths {
     manager: ConnectionManager,
@@ -69,19 +138,22 @@ pub(super) struct Paths {
     side: Side,
     events: broadcast::Receiver<crate::manager::ManagerEvent>,
     _webrtc: Option<WebRtcListener>,
+    local: Option<SocketIoListener>,
 }
 
 impl Paths {
     /// Starts the manager of `keys`, pinned to `peer`, with `setup` run on every
-    /// connection (before the peer can call), and WebRTC through `webrtc` (the sender
-    /// dials, the receiver accepts); then adds `relay` as the first connection. A connection
-    /// given up for a better one is drained for at most `drain` (an offer waiting for
-    /// the receiving person's answer is not cut).
+    /// connection (before the peer can call), WebRTC through `webrtc` (the sender
+    /// dials, the receiver accepts) and the `local` socket; then adds `relay` as the
+    /// first connection. A connection given up for a better one is drained for at most
+    /// `drain` (an offer waiting for the receiving person's answer is not cut).
+    #[allow(clippy::too_many_arguments)] // the parts of one start, each used once
     pub(super) async fn start(
         side: Side,
         keys: Arc<DeviceKeys>,
         peer: &DeviceInfo,
         webrtc: Option<Arc<WebRtcEndpoint>>,
+        local: Local,
         drain: Duration,
         relay: RelaySocket,
         setup: impl Fn(&Connection) + Send + Sync + 'static,
@@ -101,7 +173,20 @@ impl Paths {
             }
             Side::Receiver => Some(WebRtcListener::start(manager.clone(), endpoint)),
         });
-        let paths = Paths { manager, peer: peer.device_id, side, events, _webrtc: webrtc };
+        let local = match local {
+            Local::Off => None,
+            Local::Listen(listener) => Some(SocketIoListener::start(manager.clone(), listener.server)),
+            Local::Dial => {
+                let urls = local_urls(peer);
+                if !urls.is_empty() {
+                    let dialer = SocketIoDialer::new(ClientOptions::default());
+                    dialer.set_urls(peer.device_id, urls);
+                    manager.add_dialer(Arc::new(dialer));
+                }
+                None
+            }
+        };
+        let paths = Paths { manager, peer: peer.device_id, side, events, _webrtc: webrtc, local };
         paths.add_relay(relay).await?;
         if side == Side::Sender {
             paths.manager.keep_connected(paths.peer);
@@ -151,11 +236,14 @@ impl Paths {
     }
 
     /// Closes every connection with `reason` (the peer sees it) and stops the manager.
-    pub(super) async fn close(&self, reason: CloseReason) {
+    pub(super) async fn close(&mut self, reason: CloseReason) {
         if let Some(active) = self.active() {
             active.close(reason).await;
         }
         self.manager.shutdown().await;
+        if let Some(local) = self.local.take() {
+            local.shutdown().await;
+        }
     }
 }
 

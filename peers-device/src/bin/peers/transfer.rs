@@ -12,6 +12,7 @@
 //! `done` or `error`.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,12 +112,17 @@ impl SignalingArgs {
 /// Which paths a transfer may take besides the signaling server's relay.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PathChoice {
-    /// The relay at once, then WebRTC (direct, or through TURN) when it comes up.
+    /// The relay at once, then a local socket (the receiver listens on every
+    /// interface for the transfer's life) or WebRTC (direct, or through TURN),
+    /// whichever comes up and is better.
     All,
     /// The relay only.
     Relay,
+    /// The relay, then a local socket only (socket.io over TCP on the local
+    /// network; no WebRTC).
+    Local,
     /// The relay, then WebRTC over loopback only (both sides on this machine:
-    /// tests, benchmarks).
+    /// tests, benchmarks; no local socket).
     Loopback,
 }
 
@@ -124,8 +130,8 @@ pub(crate) enum PathChoice {
 #[derive(clap::Args, Debug)]
 pub(crate) struct PathArgs {
     /// Paths besides the relay: the transfer starts on the signaling server's relay
-    /// and moves to a better path (WebRTC direct, then TURN) when one comes up,
-    /// without starting over.
+    /// and moves to a better path (a local socket, WebRTC direct, then TURN) when one
+    /// comes up, without starting over.
     #[arg(long = "paths", value_name = "WHICH", value_enum, default_value = "all")]
     via: PathChoice,
 }
@@ -133,10 +139,12 @@ pub(crate) struct PathArgs {
 impl PathArgs {
     /// `link` with these paths.
     pub(crate) fn apply(&self, mut link: LinkOptions) -> LinkOptions {
-        link.webrtc = match self.via {
-            PathChoice::All => Some(WebRtcConfig::default()),
-            PathChoice::Relay => None,
-            PathChoice::Loopback => Some(WebRtcConfig::loopback()),
+        let every_interface = Some(Ipv4Addr::UNSPECIFIED.into());
+        (link.webrtc, link.local) = match self.via {
+            PathChoice::All => (Some(WebRtcConfig::default()), every_interface),
+            PathChoice::Relay => (None, None),
+            PathChoice::Local => (None, every_interface),
+            PathChoice::Loopback => (Some(WebRtcConfig::loopback()), None),
         };
         link
     }
