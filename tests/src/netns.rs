@@ -168,6 +168,11 @@ impl Lab {
         run("ip", &["netns", "exec", &router.name, "iptables", "-I", "FORWARD", "-p", "udp", "-j", "DROP"]);
     }
 
+    /// Lets UDP through `router` again after [`block_udp`](Self::block_udp).
+    pub fn unblock_udp(&mut self, router: &Ns) {
+        run("ip", &["netns", "exec", &router.name, "iptables", "-D", "FORWARD", "-p", "udp", "-j", "DROP"]);
+    }
+
     /// Drops each packet `router` forwards with probability `p` (ahead of its
     /// firewall's rules).
     pub fn lose_packets(&mut self, router: &Ns, p: f64) {

@@ -5,7 +5,9 @@
 //! The sending daemon scans the paths the command names and runs the transfer of
 //! `docs/protocol.md` §9.4 over that connection (offer, checked data stream, resume
 //! after the last verified chunk when the connection breaks and the manager has
-//! another). The receiving daemon accepts every offer of a device it trusts into its
+//! another). When the manager switches to a better connection mid-way (the relay, then
+//! WebRTC), the stream ends at the next chunk boundary and goes on over the new one
+//! from there, as a transfer by code does; nothing verified is sent again. The receiving daemon accepts every offer of a device it trusts into its
 //! inbox directory (`peers run --inbox`, default `<data dir>/inbox`), as one person's
 //! own devices do with each other: nothing is replaced there, names that are taken get
 //! " (1)", and a sender that is no longer trusted cannot connect at all. The command
@@ -31,7 +33,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::manager::ConnectionManager;
 use crate::transfer::TransferError;
-use crate::transfer::exchange::{self, CANCEL_METHOD, Cancel, Decide, ReceiveOptions, TransferProgress};
+use crate::transfer::exchange::{self, CANCEL_METHOD, Cancel, Decide, ReceiveOptions, SendEnd, TransferProgress};
 use crate::transfer::live::MAX_RELAY_HOPS;
 use crate::transfer::manifest::DEFAULT_CHUNK_SIZE;
 use crate::transfer::scan::scan;
@@ -164,8 +166,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends over the connection to `device`, and over the next one when it breaks (the
-/// receiver answers the new offer from its last verified chunk).
+/// Sends over the connection to `device`; pauses at a chunk boundary and goes on over
+/// the manager's new connection when it switches to a better one, and over the next one
+/// when it breaks (the receiver answers each new offer from its last verified chunk).
 async fn send_over(
     manager: &ConnectionManager,
     device: DeviceId,
@@ -173,10 +176,12 @@ async fn send_over(
     state: &watch::Sender<SendState>,
 ) -> Result<()> {
     let mut hops = 0;
+    let mut conn = connection_within(manager, device, CONNECT_WAIT).await?;
     loop {
-        let conn = connection_within(manager, device, CONNECT_WAIT).await?;
         state.send_modify(|s| s.path = Some(ConnectionClass::of(conn.socket_info(), conn.path().as_ref())));
         let (progress_tx, mut progress) = watch::channel(TransferProgress::default());
+        let (pause_tx, pause) = watch::channel(false);
+        let mut better = None;
         let follow = async {
             while progress.changed().await.is_ok() {
                 let now = *progress.borrow_and_update();
@@ -185,18 +190,37 @@ async fn send_over(
             std::future::pending::<()>().await
         };
         let result = tokio::select! {
-            result = exchange::send(&conn, scanned, ANSWER_TIMEOUT, &progress_tx) => result,
+            result = async {
+                let send = exchange::send_until(&conn, scanned, ANSWER_TIMEOUT, &progress_tx, &pause);
+                tokio::pin!(send);
+                tokio::select! {
+                    sent = &mut send => sent,
+                    Some(next) = manager.active_change(&device, Some(&conn)) => {
+                        pause_tx.send_replace(true);
+                        better = Some(next);
+                        send.await
+                    }
+                }
+            } => result,
             () = follow => unreachable!("follow never ends"),
         };
         let last = *progress_tx.borrow();
         state.send_modify(|s| s.progress(last));
         match result {
-            Ok(()) => return Ok(()),
+            Ok(SendEnd::Complete) => return Ok(()),
+            Ok(SendEnd::Paused) => {
+                conn = match better {
+                    Some(better) => better,
+                    None => connection_within(manager, device, CONNECT_WAIT).await?,
+                };
+                info!(%device, done = last.bytes_done, "going on over a better path");
+            }
             // An answer of the receiver (refused, a bad chunk, no room): no other path changes it.
             Err(err @ Error::Transfer(_)) => return Err(err),
             Err(err) if hops < MAX_RELAY_HOPS => {
                 hops += 1;
                 info!(%device, %err, hop = hops, "the connection broke; going on over the next one");
+                conn = connection_within(manager, device, CONNECT_WAIT).await?;
             }
             Err(err) => return Err(err),
         }

@@ -449,6 +449,27 @@ impl ConnectionManager {
         lock(&self.inner.state).devices.get(device).and_then(|d| d.active_link()).map(|l| l.connection.clone())
     }
 
+    /// Waits until the connection calls to `device` use is another than `current`
+    /// (another session): `Some` with it, or `None` when none is left (only when
+    /// `current` is `Some`; with `None` it waits for the first). A transfer uses it to
+    /// move to a better path at a boundary of its own, instead of being drained off the
+    /// old one. Returns at once when that is already so; never when the manager shut down.
+    pub async fn active_change(&self, device: &DeviceId, current: Option<&Connection>) -> Option<Connection> {
+        // Subscribed before looking, so that no switch falls between the look and the wait.
+        let mut events = self.events();
+        loop {
+            match self.connection(device) {
+                Some(active) if current.is_none_or(|c| c.session_id() != active.session_id()) => return Some(active),
+                None if current.is_some() => return None,
+                _ => {}
+            }
+            match events.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+
     /// Sends a signed device message to `to`, over several hops if needed.
     pub async fn send_device_message(&self, to: DeviceId, kind: &str, payload: Vec<u8>) -> Result<()> {
         let config = &self.inner.config;

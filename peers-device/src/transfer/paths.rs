@@ -38,8 +38,6 @@ use peers_sdk::{CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::{RelaySocket, SignalingClient};
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::WebRtcEndpoint;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
 use super::live::LinkOptions;
@@ -136,7 +134,6 @@ pub(super) struct Paths {
     manager: ConnectionManager,
     peer: DeviceId,
     side: Side,
-    events: broadcast::Receiver<crate::manager::ManagerEvent>,
     _webrtc: Option<WebRtcListener>,
     local: Option<SocketIoListener>,
 }
@@ -165,7 +162,6 @@ impl Paths {
         config.health.liveness_timeout = config.health.liveness_timeout.max(LIVENESS_TIMEOUT);
         let manager = ConnectionManager::new(config);
         manager.on_connection(move |conn, _| setup(conn));
-        let events = manager.events();
         let webrtc = webrtc.and_then(|endpoint| match side {
             Side::Sender => {
                 manager.add_dialer(Arc::new(WebRtcDialer::new(endpoint)));
@@ -186,7 +182,7 @@ impl Paths {
                 None
             }
         };
-        let paths = Paths { manager, peer: peer.device_id, side, events, _webrtc: webrtc, local };
+        let paths = Paths { manager, peer: peer.device_id, side, _webrtc: webrtc, local };
         paths.add_relay(relay).await?;
         if side == Side::Sender {
             paths.manager.keep_connected(paths.peer);
@@ -210,25 +206,15 @@ impl Paths {
 
     /// Waits until the active connection is another than `current` (by session), or
     /// none is left.
-    pub(super) async fn changed(&mut self, current: Option<&Connection>) -> Change {
-        loop {
-            match self.active() {
-                Some(active) if current.is_none_or(|c| c.session_id() != active.session_id()) => {
-                    return Change::Active(active);
-                }
-                None if current.is_some() => return Change::Lost,
-                _ => {}
-            }
-            match self.events.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                // The manager is gone: nothing changes any more.
-                Err(RecvError::Closed) => return std::future::pending().await,
-            }
+    pub(super) async fn changed(&self, current: Option<&Connection>) -> Change {
+        match self.manager.active_change(&self.peer, current).await {
+            Some(active) => Change::Active(active),
+            None => Change::Lost,
         }
     }
 
     /// Waits up to `wait` for an active connection.
-    pub(super) async fn active_within(&mut self, wait: Duration) -> Option<Connection> {
+    pub(super) async fn active_within(&self, wait: Duration) -> Option<Connection> {
         match tokio::time::timeout(wait, self.changed(None)).await {
             Ok(Change::Active(conn)) => Some(conn),
             _ => None,
