@@ -40,6 +40,10 @@ struct Settings {
     /// through this Redis (`redis://host:port[/db]`); replaces the SQLite store.
     #[arg(long, env = "PEERS_SIGNALING_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// `redis_url` is one node of a Redis Cluster (7 or newer); the others are
+    /// found from it [default: false].
+    #[arg(long, env = "PEERS_SIGNALING_REDIS_CLUSTER")]
+    redis_cluster: Option<bool>,
     /// Prefix of the Redis keys and channels [default: peers-signaling].
     #[arg(long, env = "PEERS_SIGNALING_REDIS_KEY_PREFIX")]
     redis_key_prefix: Option<String>,
@@ -201,6 +205,7 @@ impl Settings {
             data_dir,
             memory,
             redis_url,
+            redis_cluster,
             redis_key_prefix,
             redis_presence_ttl_ms,
             namespace,
@@ -254,14 +259,20 @@ impl Settings {
                     anyhow::bail!("invalid setting redis_url: cannot be combined with memory or data_dir");
                 }
                 let mut store = StoreConfig::redis(url);
-                if let StoreConfig::Redis { key_prefix, presence_ttl, .. } = &mut store {
+                if let StoreConfig::Redis { cluster, key_prefix, presence_ttl, .. } = &mut store {
+                    set(cluster, self.redis_cluster);
                     set(key_prefix, self.redis_key_prefix);
                     set(presence_ttl, self.redis_presence_ttl_ms.map(Duration::from_millis));
                 }
                 store
             }
-            None if self.redis_key_prefix.is_some() || self.redis_presence_ttl_ms.is_some() => {
-                anyhow::bail!("invalid setting redis_key_prefix / redis_presence_ttl_ms: they need redis_url")
+            None if self.redis_cluster.is_some()
+                || self.redis_key_prefix.is_some()
+                || self.redis_presence_ttl_ms.is_some() =>
+            {
+                anyhow::bail!(
+                    "invalid setting redis_cluster / redis_key_prefix / redis_presence_ttl_ms: they need redis_url"
+                )
             }
             None if self.memory == Some(true) => StoreConfig::Memory,
             None => {
