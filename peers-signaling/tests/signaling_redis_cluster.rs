@@ -1,0 +1,127 @@
+//! Redis Cluster mode: two `peers-signaling` binaries (`--redis-cluster
+//! true`) share a Redis Cluster of three nodes started by each test. Devices
+//! on different instances signal each other, a queued message reaches its
+//! recipient on the other instance, a frame relay crosses instances, the
+//! state is spread over the nodes and the instances' channels are sharded;
+//! killing an instance is noticed through its sharded "alive" channel long
+//! before its devices' presence runs out.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::redis_server::{PRESENCE_TTL, RedisCluster, connect, start_instance};
+use common::*;
+use peers_sdk::Socket;
+use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
+use serde_json::json;
+
+fn outcome_event(event: &ClientEvent) -> Option<(String, Outcome)> {
+    match event {
+        ClientEvent::Outcome { id, outcome, .. } => Some((id.clone(), outcome.clone())),
+        _ => None,
+    }
+}
+
+/// `test:`-prefixed keys on each node.
+async fn keys_per_node(cluster: &RedisCluster) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for node in cluster.nodes() {
+        let keys: Vec<String> = node.query(redis::cmd("KEYS").arg("test:*")).await;
+        counts.push(keys.len());
+    }
+    counts
+}
+
+/// The channels subscribed on each node: (plain, sharded).
+async fn channels_per_node(cluster: &RedisCluster) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut channels = Vec::new();
+    for node in cluster.nodes() {
+        let plain: Vec<String> = node.query(redis::cmd("PUBSUB").arg("CHANNELS").arg("test*")).await;
+        let sharded: Vec<String> = node.query(redis::cmd("PUBSUB").arg("SHARDCHANNELS").arg("test*")).await;
+        channels.push((plain, sharded));
+    }
+    channels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_binaries_on_a_three_node_cluster_signal_queue_and_relay_across_instances() {
+    let cluster = RedisCluster::start().await;
+    let (_one, one_url) = start_instance(&cluster).await;
+    let (_two, two_url) = start_instance(&cluster).await;
+    let (alice_keys, alice) = connect(&one_url, "alice").await;
+    let (bob_keys, bob) = connect(&two_url, "bob").await;
+    let mut alice_events = alice.events().unwrap();
+
+    // Presence and a signal each way, across instances.
+    assert_eq!(alice.subscribe_presence(&[bob_keys.device_id()]).await.unwrap(), vec![bob_keys.device_id()]);
+    let offer = alice.send(&bob_keys.device_id(), SignalKind::Offer, json!({"sdp": "v=0 offer"})).await.unwrap();
+    assert_eq!(offer.outcome, Outcome::Delivered);
+    let got = incoming(&mut bob.incoming().unwrap()).await;
+    assert_eq!((got.id, got.from, got.body), (offer.id, alice_keys.device_id(), json!({"sdp": "v=0 offer"})));
+    let answer = bob.send(&alice_keys.device_id(), SignalKind::Answer, json!({"sdp": "v=0 answer"})).await.unwrap();
+    assert_eq!(answer.outcome, Outcome::Delivered);
+    let got = incoming(&mut alice.incoming().unwrap()).await;
+    assert_eq!((got.id, got.from), (answer.id, bob_keys.device_id()));
+
+    // A message for an offline device is queued, and reaches it on the
+    // other instance; its sender hears it was delivered.
+    let carol_keys = keys("carol");
+    let queued = alice.send(&carol_keys.device_id(), SignalKind::Ready, json!({"n": 1})).await.unwrap();
+    assert!(matches!(queued.outcome, Outcome::Queued { .. }), "{queued:?}");
+    let carol = SignalingClient::connect(&two_url, &carol_keys, SignalingClientOptions::default()).await.unwrap();
+    let got = incoming(&mut carol.incoming().unwrap()).await;
+    assert_eq!((&got.id, got.queued), (&queued.id, true));
+    assert_eq!(event(&mut alice_events, outcome_event).await, (queued.id, Outcome::Delivered));
+
+    // A frame relay between the two instances, both ways.
+    let (a, b) = tokio::join!(alice.open_relay(bob.device_id(), PROMPT), bob.open_relay(alice.device_id(), PROMPT));
+    let (a, b) = (a.expect("alice's relay opens"), b.expect("bob's relay opens"));
+    for n in 0..32u8 {
+        let frame = Bytes::from(vec![n; 16 * 1024]);
+        a.send(frame.clone()).await.unwrap();
+        assert_eq!(tokio::time::timeout(PROMPT, b.recv()).await.expect("in time").unwrap(), frame);
+        b.send(Bytes::from(vec![n])).await.unwrap();
+        assert_eq!(tokio::time::timeout(PROMPT, a.recv()).await.expect("in time").unwrap(), Bytes::from(vec![n]));
+    }
+
+    // The state lives on more than one node, and every channel of the
+    // instances (relay, alive, socket.io) is a sharded one.
+    let keys = keys_per_node(&cluster).await;
+    assert!(keys.iter().filter(|&&n| n > 0).count() >= 2, "keys per node: {keys:?}");
+    let channels = channels_per_node(&cluster).await;
+    assert!(channels.iter().all(|(plain, _)| plain.is_empty()), "{channels:?}");
+    let sharded: Vec<&String> = channels.iter().flat_map(|(_, sharded)| sharded).collect();
+    assert!(sharded.iter().any(|c| c.starts_with("test:relay:")), "{sharded:?}");
+    assert!(sharded.iter().any(|c| c.starts_with("test:alive:")), "{sharded:?}");
+    assert!(sharded.iter().any(|c| c.starts_with("test:socket.io")), "{sharded:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_is_noticed_through_its_sharded_alive_channel() {
+    let cluster = RedisCluster::start().await;
+    let (mut one, one_url) = start_instance(&cluster).await;
+    let (_two, two_url) = start_instance(&cluster).await;
+    let (_, alice) = connect(&two_url, "alice").await;
+    let (carol_keys, carol) = connect(&one_url, "carol").await;
+    let (a, c) = tokio::join!(alice.open_relay(carol.device_id(), PROMPT), carol.open_relay(alice.device_id(), PROMPT));
+    let (a, _c) = (a.expect("alice's relay opens"), c.expect("carol's relay opens"));
+    let direct = alice.send(&carol_keys.device_id(), SignalKind::Ready, json!({"n": 0})).await.unwrap();
+    assert_eq!(direct.outcome, Outcome::Delivered);
+
+    // No graceful shutdown: carol's instance dies holding her connection.
+    let killed = tokio::time::Instant::now();
+    one.kill().await.unwrap();
+    tokio::time::timeout(PROMPT, carol.closed()).await.expect("carol noticed the instance died");
+    // Alice's relay to her closes, and a message for her is queued rather
+    // than sent into the void, well before her presence runs out.
+    tokio::time::timeout(PROMPT, a.closed()).await.expect("the relay closed");
+    let later = alice.send(&carol_keys.device_id(), SignalKind::Ready, json!({"late": true})).await.unwrap();
+    assert!(matches!(later.outcome, Outcome::Queued { .. }), "{later:?}");
+    assert!(killed.elapsed() < PRESENCE_TTL, "took {:?}", killed.elapsed());
+    // She registers on the other instance and gets it.
+    let carol = SignalingClient::connect(&two_url, &carol_keys, SignalingClientOptions::default()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), incoming(&mut carol.incoming().unwrap())).await.unwrap();
+    assert_eq!((got.id, got.body, got.queued), (later.id, json!({"late": true}), true));
+}
