@@ -4,7 +4,8 @@
 //! key of the TOML file given with `--config`; flags and variables win over
 //! the file, the file over the defaults. With no settings at all it listens on
 //! 127.0.0.1:7000 and keeps its queue in SQLite under `./peers-signaling-data`.
-//! With `--redis-url` several instances share one Redis instead.
+//! With `--redis-url` several instances share one Redis instead (a Redis
+//! Cluster with `--redis-cluster true`).
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info`). Once listening
 //! it prints `listening on http://ADDR` on stdout.
 

@@ -4,7 +4,9 @@
 //! recipient on the other instance, a frame relay crosses instances, the
 //! state is spread over the nodes and the instances' channels are sharded;
 //! killing an instance is noticed through its sharded "alive" channel long
-//! before its devices' presence runs out.
+//! before its devices' presence runs out. The binary takes the cluster
+//! setting from its config file, and refuses it without a URL or with a
+//! database other than 0.
 
 mod common;
 
@@ -124,4 +126,32 @@ async fn a_killed_instance_is_noticed_through_its_sharded_alive_channel() {
     let carol = SignalingClient::connect(&two_url, &carol_keys, SignalingClientOptions::default()).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(10), incoming(&mut carol.incoming().unwrap())).await.unwrap();
     assert_eq!((got.id, got.body, got.queued), (later.id, json!({"late": true}), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_redis_cluster_from_a_toml_file_and_refuses_what_a_cluster_cannot_be() {
+    let cluster = RedisCluster::start().await;
+    let seed = cluster.nodes()[1].url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signaling.toml");
+    let toml = format!(
+        "bind = \"127.0.0.1:0\"\nredis_url = \"{seed}\"\nredis_cluster = true\nredis_key_prefix = \"from-toml\"\n"
+    );
+    std::fs::write(&file, toml).unwrap();
+    let (_instance, url) = start_binary(&["--config", file.to_str().unwrap()]).await;
+    let (_, alice) = connect(&url, "alice").await;
+    let sent = alice.send(&keys("bob").device_id(), SignalKind::Ready, json!({})).await.unwrap();
+    assert!(matches!(sent.outcome, Outcome::Queued { .. }), "{sent:?}");
+    // Read through a cluster client of the test's own: the key is on
+    // whichever node serves its slot.
+    let client = redis::cluster::ClusterClient::new([seed.as_str()]).unwrap();
+    let mut connection = client.get_async_connection().await.unwrap();
+    let queued: Option<u64> = redis::cmd("ZCARD").arg("from-toml:{qt}:z").query_async(&mut connection).await.unwrap();
+    assert_eq!(queued, Some(1), "queued in the cluster under the file's key prefix");
+
+    let stderr = binary_fails(vec!["--redis-cluster".into(), "true".into(), "--memory".into(), "true".into()]).await;
+    assert!(stderr.contains("redis_cluster") && stderr.contains("need redis_url"), "{stderr}");
+    let database_two = format!("{seed}/2");
+    let stderr = binary_fails(vec!["--redis-url".into(), database_two, "--redis-cluster".into(), "true".into()]).await;
+    assert!(stderr.contains("store.redis_url") && stderr.contains("database 0"), "{stderr}");
 }

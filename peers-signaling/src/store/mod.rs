@@ -8,9 +8,10 @@
 //!
 //! - [`SqliteStore`]: the default, one SQLite file in a data directory, zero setup.
 //! - [`MemoryStore`]: nothing survives the process; for tests and ephemeral servers.
-//! - [`StoreConfig::Redis`]: several instances share one Redis, which is then
-//!   the authority for the queue, the notices, presence, sessions and
-//!   per-device rate limits; not a write-through [`Store`]. It needs the
+//! - [`StoreConfig::Redis`]: several instances share one Redis (or a Redis
+//!   Cluster), which is then the authority for the queue, the notices,
+//!   presence, sessions and per-device rate limits; not a write-through
+//!   [`Store`]. It needs the
 //!   crate's `redis` feature: without it the variant exists (so a config file
 //!   names it the same way) and [`StoreConfig::validate`] refuses it.
 
@@ -88,9 +89,10 @@ pub enum StoreConfig {
     /// Redis, shared by several server instances (each running its own
     /// [`SignalingServer::bind`](crate::SignalingServer::bind)). Redis holds
     /// the queue, the outcome notices, presence, sessions and per-device rate
-    /// limits, and carries deliveries between instances (socket.io rooms over
-    /// `socketioxide-redis`). Frame relays stay in the instance that holds
-    /// both parties. Needs the `redis` feature.
+    /// limits, and carries deliveries and relay frames between instances
+    /// (socket.io rooms over `socketioxide-redis`, the server's own
+    /// channels). One Redis server, or a Redis Cluster (`cluster`). Needs the
+    /// `redis` feature.
     Redis {
         /// `redis://[user:pass@]host:port[/db]`; `protocol=resp3` is added when
         /// missing (the socket.io adapter needs RESP3 pub/sub). With `cluster`,

@@ -3,7 +3,8 @@
 //! limits. Every change that must hold across instances is made of Lua
 //! scripts (the `*.lua` files next to this one), each atomic in Redis and
 //! each touching the keys of one hash slot (`keys.rs`), so the state can
-//! live on a Redis Cluster: the queue bounds, "deliver or queue", the
+//! live on a Redis Cluster (`connection.rs`: one Redis or a cluster, behind
+//! one connection type): the queue bounds, "deliver or queue", the
 //! hand-over from queued to direct delivery, expiry (each message expires on
 //! exactly one instance), notice boxes.
 //!
@@ -38,6 +39,8 @@
 //!                             :p:<id> the parties, expires at the deadline
 //! P:{d:<dev>}:rd:z   zset     the open relays <dev> is a party of; P:{ra:<addr>}:z an address's
 //! P:relay:<instance> pub/sub channel: relay events for that instance
+//! P:alive:<instance> pub/sub channel: subscribed while that instance runs
+//!                    (both sharded on a cluster)
 //! ```
 //!
 //! Each session lives under keys of its own (`sessions.rs`): a request
