@@ -6,14 +6,15 @@
 //! killing an instance is noticed through its sharded "alive" channel long
 //! before its devices' presence runs out. The binary takes the cluster
 //! setting from its config file, and refuses it without a URL or with a
-//! database other than 0.
+//! database other than 0. A slot moved to another node while the servers
+//! run (a resharding) is followed (`MOVED`).
 
 mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::redis_server::{PRESENCE_TTL, RedisCluster, connect, start_instance};
+use common::redis_server::{PRESENCE_TTL, RedisCluster, connect, pair, redis_config, start_instance};
 use common::*;
 use peers_sdk::Socket;
 use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
@@ -154,4 +155,39 @@ async fn the_binary_takes_redis_cluster_from_a_toml_file_and_refuses_what_a_clus
     let database_two = format!("{seed}/2");
     let stderr = binary_fails(vec!["--redis-url".into(), database_two, "--redis-cluster".into(), "true".into()]).await;
     assert!(stderr.contains("store.redis_url") && stderr.contains("database 0"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_to_another_node_is_followed() {
+    let cluster = RedisCluster::start().await;
+    let (one, two) = pair(redis_config(&cluster)).await;
+    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
+    let mut alice_events = alice.events().unwrap();
+    let bob_keys = keys("bob");
+    let first = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 1})).await.unwrap();
+    assert!(matches!(first.outcome, Outcome::Queued { .. }), "{first:?}");
+
+    // Bob's queue (his device's slot) moves to another node while both
+    // instances run, as a resharding would move it.
+    let (slot, moved) = cluster.move_slot_of(&format!("test:{{d:{}}}", bob_keys.device_id())).await;
+    assert!(moved > 0, "slot {slot} held bob's queue");
+
+    // Both instances follow: alice queues a second message, bob registers
+    // on the other instance and gets both in order, alice hears of both.
+    let second = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 2})).await.unwrap();
+    assert!(matches!(second.outcome, Outcome::Queued { .. }), "{second:?}");
+    let bob =
+        SignalingClient::connect(&two.url().unwrap(), &bob_keys, SignalingClientOptions::default()).await.unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    for sent in [&first, &second] {
+        let got = incoming(&mut bob_in).await;
+        assert_eq!((&got.id, got.queued), (&sent.id, true));
+    }
+    for sent in [first, second] {
+        assert_eq!(event(&mut alice_events, outcome_event).await, (sent.id, Outcome::Delivered));
+    }
+    // And a direct signal now that bob is up.
+    let direct = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 3})).await.unwrap();
+    assert_eq!(direct.outcome, Outcome::Delivered);
+    assert_eq!(incoming(&mut bob_in).await.id, direct.id);
 }

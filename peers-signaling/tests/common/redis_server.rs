@@ -201,6 +201,61 @@ impl RedisCluster {
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
+
+    /// Moves the hash slot of `key` and its keys to the next node, as a
+    /// resharding does (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE`,
+    /// `SETSLOT NODE` on every node): a client that still sends the slot's
+    /// keys to the old node gets `MOVED`. Returns the slot and how many keys moved.
+    pub async fn move_slot_of(&self, key: &str) -> (u16, usize) {
+        let slot: u16 = self.nodes[0].query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await;
+        let mut ids = Vec::new();
+        for node in &self.nodes {
+            let id: String = node.query(redis::cmd("CLUSTER").arg("MYID")).await;
+            ids.push(id);
+        }
+        let mut owner = None;
+        for (i, node) in self.nodes.iter().enumerate() {
+            // `CLUSTER NODES`: the node's own line ("myself") ends with its slot ranges.
+            let nodes: String = node.query(redis::cmd("CLUSTER").arg("NODES")).await;
+            let serves = nodes.lines().filter(|line| line.contains("myself")).any(|line| {
+                line.split_whitespace().skip(8).any(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    matches!((first.parse::<u16>(), last.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+                })
+            });
+            if serves {
+                owner = Some(i);
+            }
+        }
+        let from = owner.expect("a node serves the slot");
+        let to = (from + 1) % self.nodes.len();
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let _: String =
+            target.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&ids[from])).await;
+        let _: String =
+            source.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&ids[to])).await;
+        let keys: Vec<String> = source.query(redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1000)).await;
+        if !keys.is_empty() {
+            let _: String = source
+                .query(
+                    redis::cmd("MIGRATE")
+                        .arg("127.0.0.1")
+                        .arg(target.port)
+                        .arg("")
+                        .arg(0)
+                        .arg(5000)
+                        .arg("KEYS")
+                        .arg(&keys),
+                )
+                .await;
+        }
+        for node in [target, source].into_iter().chain(self.nodes.iter()) {
+            let _: String = node.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&ids[to])).await;
+        }
+        let now: usize = target.query(redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot)).await;
+        assert_eq!(now, keys.len(), "the slot's keys are on the new node");
+        (slot, keys.len())
+    }
 }
 
 fn spawn(port: u16, cluster: Option<(&std::path::Path, u16)>) -> Child {
