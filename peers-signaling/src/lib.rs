@@ -6,7 +6,7 @@
 //! |------------|---------|----------------|
 //! | `client`   | yes     | [`SignalingClient`] and its frame relay socket, [`RelaySocket`] (`rust_socketio`) |
 //! | `server`   |         | `SignalingServer`: the offline queue, notices, sessions, frame relays, rate limits, metrics, the SQLite and in-memory stores (axum, socketioxide, governor, metrics, the Prometheus exporter, rusqlite, tower-http) |
-//! | `redis`    |         | `server` plus `store::StoreConfig::Redis`: several instances behind one Redis (redis, socketioxide-redis) |
+//! | `redis`    |         | `server` plus `store::StoreConfig::Redis`: several instances behind one Redis or a Redis Cluster (redis, socketioxide-redis) |
 //! | `bin`      |         | `server` plus the `peers-signaling` binary's command line, TOML config file and log output (clap, toml, anyhow, tracing-subscriber) |
 //! | `load-gen` |         | the load generator (module `load`), for the load bench and its smoke test |
 //!
@@ -50,16 +50,17 @@
 //! - **A frame relay** between two registered devices that both ask for it,
 //!   as a [`Socket`](peers_sdk::Socket) on each side ([`RelaySocket`]), with
 //!   byte and time caps per pair (module `relay`).
-//! - **Several instances behind one Redis** (`store::StoreConfig::Redis`):
-//!   the queue, notices, presence, sessions and per-device rate limits live
-//!   in Redis, and deliveries cross instances through `socketioxide-redis`
-//!   rooms, so any instance can serve any device. A frame relay needs both
-//!   devices on one instance.
+//! - **Several instances behind one Redis** (`store::StoreConfig::Redis`),
+//!   one server or a Redis Cluster (its `cluster` flag: slot routing and
+//!   sharded pub/sub): the queue, notices, presence, sessions, relays and
+//!   per-device rate limits live in Redis, and deliveries cross instances
+//!   through `socketioxide-redis` rooms, so any instance can serve any
+//!   device; frame relays cross instances over Redis pub/sub.
 //!
-//! What it does not do: relay frames between instances, serve TLS
-//! itself (put a TLS-terminating proxy in front; the client dials `https`),
-//! authenticate the server to devices (that is what TLS is for), or reconnect
-//! a client (the caller decides when to dial again).
+//! What it does not do: serve TLS itself (put a TLS-terminating proxy in
+//! front; the client dials `https`), authenticate the server to devices
+//! (that is what TLS is for), or reconnect a client (the caller decides when
+//! to dial again).
 //!
 //! The JSON wire protocol is in [`protocol`] and `docs/signaling.md`.
 //!

@@ -4,7 +4,8 @@
 //! key of the TOML file given with `--config`; flags and variables win over
 //! the file, the file over the defaults. With no settings at all it listens on
 //! 127.0.0.1:7000 and keeps its queue in SQLite under `./peers-signaling-data`.
-//! With `--redis-url` several instances share one Redis instead.
+//! With `--redis-url` several instances share one Redis instead (a Redis
+//! Cluster with `--redis-cluster true`).
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info`). Once listening
 //! it prints `listening on http://ADDR` on stdout.
 
@@ -40,6 +41,10 @@ struct Settings {
     /// through this Redis (`redis://host:port[/db]`); replaces the SQLite store.
     #[arg(long, env = "PEERS_SIGNALING_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// `redis_url` is one node of a Redis Cluster (7 or newer); the others are
+    /// found from it [default: false].
+    #[arg(long, env = "PEERS_SIGNALING_REDIS_CLUSTER")]
+    redis_cluster: Option<bool>,
     /// Prefix of the Redis keys and channels [default: peers-signaling].
     #[arg(long, env = "PEERS_SIGNALING_REDIS_KEY_PREFIX")]
     redis_key_prefix: Option<String>,
@@ -201,6 +206,7 @@ impl Settings {
             data_dir,
             memory,
             redis_url,
+            redis_cluster,
             redis_key_prefix,
             redis_presence_ttl_ms,
             namespace,
@@ -254,14 +260,20 @@ impl Settings {
                     anyhow::bail!("invalid setting redis_url: cannot be combined with memory or data_dir");
                 }
                 let mut store = StoreConfig::redis(url);
-                if let StoreConfig::Redis { key_prefix, presence_ttl, .. } = &mut store {
+                if let StoreConfig::Redis { cluster, key_prefix, presence_ttl, .. } = &mut store {
+                    set(cluster, self.redis_cluster);
                     set(key_prefix, self.redis_key_prefix);
                     set(presence_ttl, self.redis_presence_ttl_ms.map(Duration::from_millis));
                 }
                 store
             }
-            None if self.redis_key_prefix.is_some() || self.redis_presence_ttl_ms.is_some() => {
-                anyhow::bail!("invalid setting redis_key_prefix / redis_presence_ttl_ms: they need redis_url")
+            None if self.redis_cluster.is_some()
+                || self.redis_key_prefix.is_some()
+                || self.redis_presence_ttl_ms.is_some() =>
+            {
+                anyhow::bail!(
+                    "invalid setting redis_cluster / redis_key_prefix / redis_presence_ttl_ms: they need redis_url"
+                )
             }
             None if self.memory == Some(true) => StoreConfig::Memory,
             None => {

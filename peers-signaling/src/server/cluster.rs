@@ -60,15 +60,15 @@ use crate::queue::QueuedMessage;
 use crate::ratelimit::{Limited, RateLimits};
 use crate::sessions::SessionLimits;
 use crate::store::StoreConfig;
-use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisState, SendOutcome, with_resp3};
+use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisClient, RedisState, SendOutcome};
 
 /// Connects to Redis and registers the namespace on a `SocketIo` with the
 /// Redis adapter: the server and its routes, for [`SignalingServer::bind`].
 pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Router), Error> {
-    let StoreConfig::Redis { url, key_prefix, presence_ttl } = &config.store else {
+    let StoreConfig::Redis { url, cluster, key_prefix, presence_ttl } = &config.store else {
         return Err(Error::InvalidConfig { field: "store", detail: "not a Redis store".into() });
     };
-    let client = redis::Client::open(with_resp3(url).as_str())
+    let client = RedisClient::open(url, *cluster)
         .map_err(|err| Error::InvalidConfig { field: "store.redis_url", detail: err.to_string() })?;
     let state =
         RedisState::connect(&client, key_prefix, config.queue.clone(), config.notices.clone(), *presence_ttl).await?;

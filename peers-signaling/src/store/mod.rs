@@ -8,9 +8,10 @@
 //!
 //! - [`SqliteStore`]: the default, one SQLite file in a data directory, zero setup.
 //! - [`MemoryStore`]: nothing survives the process; for tests and ephemeral servers.
-//! - [`StoreConfig::Redis`]: several instances share one Redis, which is then
-//!   the authority for the queue, the notices, presence, sessions and
-//!   per-device rate limits; not a write-through [`Store`]. It needs the
+//! - [`StoreConfig::Redis`]: several instances share one Redis (or a Redis
+//!   Cluster), which is then the authority for the queue, the notices,
+//!   presence, sessions and per-device rate limits; not a write-through
+//!   [`Store`]. It needs the
 //!   crate's `redis` feature: without it the variant exists (so a config file
 //!   names it the same way) and [`StoreConfig::validate`] refuses it.
 
@@ -61,17 +62,16 @@ pub trait Store: Send + std::fmt::Debug + 'static {
     fn delete_sessions(&mut self, transfer_ids: &[String]) -> Result<()>;
 }
 
-/// Whether this build can open a Redis store at `url`.
+/// Whether this build can open a Redis store at `url` (`cluster`: a node of
+/// a Redis Cluster).
 #[cfg(feature = "redis")]
-fn usable_redis_url(url: &str) -> Result<(), String> {
-    ::redis::Client::open(redis::with_resp3(url).as_str())
-        .map(drop)
-        .map_err(|err| format!("not a usable Redis URL: {err}"))
+fn usable_redis_url(url: &str, cluster: bool) -> Result<(), String> {
+    redis::RedisClient::open(url, cluster).map(drop).map_err(|err| format!("not a usable Redis URL: {err}"))
 }
 
 /// Without the `redis` feature no URL is usable.
 #[cfg(not(feature = "redis"))]
-fn usable_redis_url(_url: &str) -> Result<(), String> {
+fn usable_redis_url(_url: &str, _cluster: bool) -> Result<(), String> {
     Err("this build has no Redis support (peers-signaling's `redis` feature)".into())
 }
 
@@ -89,13 +89,20 @@ pub enum StoreConfig {
     /// Redis, shared by several server instances (each running its own
     /// [`SignalingServer::bind`](crate::SignalingServer::bind)). Redis holds
     /// the queue, the outcome notices, presence, sessions and per-device rate
-    /// limits, and carries deliveries between instances (socket.io rooms over
-    /// `socketioxide-redis`). Frame relays stay in the instance that holds
-    /// both parties. Needs the `redis` feature.
+    /// limits, and carries deliveries and relay frames between instances
+    /// (socket.io rooms over `socketioxide-redis`, the server's own
+    /// channels). One Redis server, or a Redis Cluster (`cluster`). Needs the
+    /// `redis` feature.
     Redis {
         /// `redis://[user:pass@]host:port[/db]`; `protocol=resp3` is added when
-        /// missing (the socket.io adapter needs RESP3 pub/sub).
+        /// missing (the socket.io adapter needs RESP3 pub/sub). With `cluster`,
+        /// any one node of the cluster (database 0).
         url: String,
+        /// `url` is a node of a Redis Cluster (7 or newer): the server finds
+        /// the other nodes from it, sends each request to the node of its
+        /// hash slot, follows the cluster's redirections, and uses sharded
+        /// pub/sub. Default `false`: one Redis server (or a primary).
+        cluster: bool,
         /// Prefix of every key and channel, so several deployments can share
         /// one Redis. 1-64 bytes of `A-Z a-z 0-9 . _ : -`. Default `peers-signaling`.
         key_prefix: String,
@@ -114,10 +121,12 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Redis at `url` with the default key prefix and presence lifetime.
+    /// One Redis server at `url` with the default key prefix and presence
+    /// lifetime (set `cluster` for a Redis Cluster).
     pub fn redis(url: impl Into<String>) -> Self {
         StoreConfig::Redis {
             url: url.into(),
+            cluster: false,
             key_prefix: "peers-signaling".into(),
             presence_ttl: Duration::from_secs(10),
         }
@@ -125,9 +134,9 @@ impl StoreConfig {
 
     /// Checks the settings; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let StoreConfig::Redis { url, key_prefix, presence_ttl } = self else { return Ok(()) };
+        let StoreConfig::Redis { url, cluster, key_prefix, presence_ttl } = self else { return Ok(()) };
         let invalid = |field, detail: String| Err(Error::InvalidConfig { field, detail });
-        if let Err(detail) = usable_redis_url(url) {
+        if let Err(detail) = usable_redis_url(url, *cluster) {
             return invalid("store.redis_url", detail);
         }
         if key_prefix.is_empty()

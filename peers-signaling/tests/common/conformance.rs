@@ -3,7 +3,8 @@
 //! through real clients against one backend. A backend is a [`Factory`]
 //! that starts servers for a configuration: one in-process server with the
 //! memory store ([`local`]), or two instances sharing a real `redis-server`
-//! ([`redis`]). [`state_conformance_tests!`] instantiates every check for a
+//! ([`redis`]), a cluster node holding every slot ([`redis_cluster_node`]) or
+//! a three-node Redis Cluster ([`redis_cluster`]). [`state_conformance_tests!`] instantiates every check for a
 //! factory, in the style of `peers_sdk::socket_conformance_tests!`.
 //!
 //! Each check dials `first` and `second`: the same server for the local
@@ -81,6 +82,18 @@ pub fn redis(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> +
 pub fn redis_cluster_node(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
     Box::pin(async move {
         let redis = super::redis_server::RedisServer::start_cluster_node().await;
+        config.store = super::redis_server::redis_config(&redis).store;
+        let (one, two) = super::redis_server::pair(config).await;
+        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
+    })
+}
+
+/// Two instances sharing a Redis Cluster of three nodes (the cluster
+/// client: slot routing, sharded pub/sub).
+#[cfg(feature = "redis")]
+pub fn redis_cluster(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move {
+        let redis = super::redis_server::RedisCluster::start().await;
         config.store = super::redis_server::redis_config(&redis).store;
         let (one, two) = super::redis_server::pair(config).await;
         Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }

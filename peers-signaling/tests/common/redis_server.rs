@@ -1,5 +1,6 @@
-//! A real `redis-server` on a free loopback port, for the Redis backend's
-//! tests; killed when dropped. `redis-server` must be on `PATH`.
+//! A real `redis-server` on a free loopback port, or a Redis Cluster of
+//! three of them, for the Redis backend's tests; killed when dropped.
+//! `redis-server` (7 or newer) must be on `PATH`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,10 +13,43 @@ use peers_signaling::{ServerConfig, SignalingClient, SignalingClientOptions, Sig
 /// than the kill test takes: it shows a dead instance is noticed without it.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(8);
 
+/// A Redis the servers of a test share: one server or a cluster.
+pub trait SharedRedis {
+    /// The URL the servers dial (a cluster: its first node).
+    fn store_url(&self) -> String;
+    /// Whether it is a Redis Cluster.
+    fn is_cluster(&self) -> bool;
+}
+
+impl SharedRedis for RedisServer {
+    fn store_url(&self) -> String {
+        self.url()
+    }
+
+    fn is_cluster(&self) -> bool {
+        false
+    }
+}
+
+impl SharedRedis for RedisCluster {
+    fn store_url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    fn is_cluster(&self) -> bool {
+        true
+    }
+}
+
 /// A server configuration using `redis` under the key prefix `test`.
-pub fn redis_config(redis: &RedisServer) -> ServerConfig {
+pub fn redis_config(redis: &impl SharedRedis) -> ServerConfig {
     let mut config = ServerConfig::default();
-    config.store = StoreConfig::Redis { url: redis.url(), key_prefix: "test".into(), presence_ttl: PRESENCE_TTL };
+    config.store = StoreConfig::Redis {
+        url: redis.store_url(),
+        cluster: redis.is_cluster(),
+        key_prefix: "test".into(),
+        presence_ttl: PRESENCE_TTL,
+    };
     config
 }
 
@@ -36,48 +70,59 @@ pub async fn connect(url: &str, name: &str) -> (DeviceKeys, SignalingClient) {
 pub struct RedisServer {
     child: Child,
     port: u16,
-    /// For a cluster node: its directory (its `nodes.conf`).
-    cluster_dir: Option<tempfile::TempDir>,
+    /// For a cluster node: its directory (its `nodes.conf`) and cluster bus port.
+    cluster: Option<(tempfile::TempDir, u16)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl RedisServer {
     /// Starts one (no persistence: the tests kill signaling servers, not Redis)
     /// and waits until it answers PING.
     pub async fn start() -> RedisServer {
+        Self::start_node(false).await
+    }
+
+    /// Starts one, a cluster node (`--cluster-enabled yes`, in a directory of
+    /// its own, holding no slot yet) if `cluster`.
+    async fn start_node(cluster: bool) -> RedisServer {
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut server = RedisServer { child: spawn(port, None), port, cluster_dir: None };
+            let port = free_port();
+            let cluster = cluster.then(|| (tempfile::tempdir().unwrap(), free_port()));
+            let child = spawn(port, cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)));
+            let mut server = RedisServer { child, port, cluster };
             if server.ready().await {
                 return server;
             }
-            // Most likely the port was taken in between: try another.
+            // Most likely a port was taken in between: try others.
         }
         panic!("redis-server did not come up");
     }
 
-    /// Starts one with `--cluster-enabled yes` (in a directory of its own)
-    /// holding every hash slot, and waits until its cluster state is `ok`.
-    /// Redis then refuses a script (`#!lua`) that touches keys of two slots,
-    /// as every node of a larger cluster does.
+    /// Starts a cluster node holding every hash slot, and waits until its
+    /// cluster state is `ok`. Redis then refuses a script (`#!lua`) that
+    /// touches keys of two slots, as every node of a larger cluster does.
     pub async fn start_cluster_node() -> RedisServer {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut server = RedisServer { child: spawn(port, Some(dir.path())), port, cluster_dir: Some(dir) };
-            if server.ready().await {
-                let _: String = server.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383)).await;
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                loop {
-                    let info: String = server.query(redis::cmd("CLUSTER").arg("INFO")).await;
-                    if info.contains("cluster_state:ok") {
-                        return server;
-                    }
-                    assert!(tokio::time::Instant::now() < deadline, "the cluster node did not become ready: {info}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let server = Self::start_node(true).await;
+        let _: String = server.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383)).await;
+        server.wait_cluster_ok(1).await;
+        server
+    }
+
+    /// Waits until this node sees `nodes` nodes and every slot served.
+    async fn wait_cluster_ok(&self, nodes: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let known = format!("cluster_known_nodes:{nodes}\r\n");
+        loop {
+            let info: String = self.query(redis::cmd("CLUSTER").arg("INFO")).await;
+            if info.contains("cluster_state:ok") && info.contains(&known) {
+                return;
             }
+            assert!(tokio::time::Instant::now() < deadline, "the cluster did not become ready: {info}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server did not come up");
     }
 
     /// Kills it (SIGKILL); its data is gone.
@@ -89,7 +134,7 @@ impl RedisServer {
     /// Starts it again, empty, on the same port.
     pub async fn restart(&mut self) {
         self.stop();
-        self.child = spawn(self.port, self.cluster_dir.as_ref().map(|dir| dir.path()));
+        self.child = spawn(self.port, self.cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)));
         assert!(self.ready().await, "redis-server did not come back on port {}", self.port);
     }
 
@@ -123,11 +168,104 @@ impl RedisServer {
     }
 }
 
-fn spawn(port: u16, cluster_dir: Option<&std::path::Path>) -> Child {
+/// A Redis Cluster of three primaries on loopback, each serving a third of
+/// the hash slots; every node is killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, gives each a third of the slots, joins them
+    /// (`CLUSTER MEET`) and waits until every node sees all three and every
+    /// slot served (`cluster_state:ok`).
+    pub async fn start() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(RedisServer::start_node(true).await);
+        }
+        for (node, (first, last)) in nodes.iter().zip([(0, 5460), (5461, 10922), (10923, 16383)]) {
+            let _: String = node.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last)).await;
+        }
+        for node in &nodes[1..] {
+            let bus = node.cluster.as_ref().expect("a cluster node").1;
+            let _: String =
+                nodes[0].query(redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(node.port).arg(bus)).await;
+        }
+        for node in &nodes {
+            node.wait_cluster_ok(nodes.len()).await;
+        }
+        RedisCluster { nodes }
+    }
+
+    /// Its nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Moves the hash slot of `key` and its keys to the next node, as a
+    /// resharding does (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE`,
+    /// `SETSLOT NODE` on every node): a client that still sends the slot's
+    /// keys to the old node gets `MOVED`. Returns the slot and how many keys moved.
+    pub async fn move_slot_of(&self, key: &str) -> (u16, usize) {
+        let slot: u16 = self.nodes[0].query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await;
+        let mut ids = Vec::new();
+        for node in &self.nodes {
+            let id: String = node.query(redis::cmd("CLUSTER").arg("MYID")).await;
+            ids.push(id);
+        }
+        let mut owner = None;
+        for (i, node) in self.nodes.iter().enumerate() {
+            // `CLUSTER NODES`: the node's own line ("myself") ends with its slot ranges.
+            let nodes: String = node.query(redis::cmd("CLUSTER").arg("NODES")).await;
+            let serves = nodes.lines().filter(|line| line.contains("myself")).any(|line| {
+                line.split_whitespace().skip(8).any(|range| {
+                    let (first, last) = range.split_once('-').unwrap_or((range, range));
+                    matches!((first.parse::<u16>(), last.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+                })
+            });
+            if serves {
+                owner = Some(i);
+            }
+        }
+        let from = owner.expect("a node serves the slot");
+        let to = (from + 1) % self.nodes.len();
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let _: String =
+            target.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&ids[from])).await;
+        let _: String =
+            source.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&ids[to])).await;
+        let keys: Vec<String> = source.query(redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1000)).await;
+        if !keys.is_empty() {
+            let _: String = source
+                .query(
+                    redis::cmd("MIGRATE")
+                        .arg("127.0.0.1")
+                        .arg(target.port)
+                        .arg("")
+                        .arg(0)
+                        .arg(5000)
+                        .arg("KEYS")
+                        .arg(&keys),
+                )
+                .await;
+        }
+        for node in [target, source].into_iter().chain(self.nodes.iter()) {
+            let _: String = node.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&ids[to])).await;
+        }
+        let now: usize = target.query(redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot)).await;
+        assert_eq!(now, keys.len(), "the slot's keys are on the new node");
+        (slot, keys.len())
+    }
+}
+
+fn spawn(port: u16, cluster: Option<(&std::path::Path, u16)>) -> Child {
     let mut command = Command::new("redis-server");
     command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-    if let Some(dir) = cluster_dir {
-        command.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]).current_dir(dir);
+    if let Some((dir, bus)) = cluster {
+        command
+            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-port", &bus.to_string()])
+            .current_dir(dir);
     }
     command
         .stdin(Stdio::null())
@@ -145,14 +283,17 @@ impl Drop for RedisServer {
 }
 
 /// Starts the binary against `redis`.
-pub async fn start_instance(redis: &RedisServer) -> (tokio::process::Child, String) {
+pub async fn start_instance(redis: &impl SharedRedis) -> (tokio::process::Child, String) {
     let ttl = PRESENCE_TTL.as_millis().to_string();
-    let url = redis.url();
+    let url = redis.store_url();
+    let cluster = redis.is_cluster().to_string();
     super::start_binary(&[
         "--bind",
         "127.0.0.1:0",
         "--redis-url",
         &url,
+        "--redis-cluster",
+        &cluster,
         "--redis-key-prefix",
         "test",
         "--redis-presence-ttl-ms",

@@ -3,7 +3,8 @@
 //! limits. Every change that must hold across instances is made of Lua
 //! scripts (the `*.lua` files next to this one), each atomic in Redis and
 //! each touching the keys of one hash slot (`keys.rs`), so the state can
-//! live on a Redis Cluster: the queue bounds, "deliver or queue", the
+//! live on a Redis Cluster (`connection.rs`: one Redis or a cluster, behind
+//! one connection type): the queue bounds, "deliver or queue", the
 //! hand-over from queued to direct delivery, expiry (each message expires on
 //! exactly one instance), notice boxes.
 //!
@@ -38,6 +39,8 @@
 //!                             :p:<id> the parties, expires at the deadline
 //! P:{d:<dev>}:rd:z   zset     the open relays <dev> is a party of; P:{ra:<addr>}:z an address's
 //! P:relay:<instance> pub/sub channel: relay events for that instance
+//! P:alive:<instance> pub/sub channel: subscribed while that instance runs
+//!                    (both sharded on a cluster)
 //! ```
 //!
 //! Each session lives under keys of its own (`sessions.rs`): a request
@@ -51,6 +54,7 @@
 //! against its recipient, sender, address and the total) is several calls,
 //! each atomic, ordered so that every bound holds (see `queue.rs`).
 
+mod connection;
 mod keys;
 mod notices;
 mod pubsub;
@@ -62,12 +66,12 @@ use std::time::Duration;
 
 use peers_sdk::DeviceId;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::notices::NoticeLimits;
 use crate::protocol::{AllowList, OutcomeNotice, SignalKind};
+pub(crate) use connection::{RedisClient, RedisConnection};
 use keys::{Keys, checked_keys};
 pub(crate) use pubsub::PubSubDriver;
 pub(crate) use relay::{RelayPairing, RelayQuota};
@@ -77,17 +81,6 @@ use crate::queue::{QueueBound, QueueLimits, QueueUsage, QueuedMessage};
 
 /// How long one Redis request (or connection attempt) may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `url` with `protocol=resp3` added unless it names a protocol.
-pub(crate) fn with_resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
 
 /// A script, with the `#!lua` line that makes Redis (7 or newer) hold it to
 /// the hash slot rule: on a Redis Cluster a call touching keys of two slots
@@ -218,7 +211,7 @@ pub(crate) enum NotifyOutcome {
 /// The connection to Redis and the scripts; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RedisState {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
@@ -246,24 +239,16 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl RedisState {
-    /// Connects to `url` (which must already carry `protocol=resp3`).
+    /// Connects through `client` (one Redis or a cluster).
     pub(crate) async fn connect(
-        client: &redis::Client,
+        client: &RedisClient,
         prefix: &str,
         queue: QueueLimits,
         notices: NoticeLimits,
         presence_ttl: Duration,
     ) -> Result<RedisState> {
-        // Fail a request within a few seconds rather than hold the
-        // connection's requests while Redis is away; the manager reconnects
-        // in the background and later requests use the new connection.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection =
-            ConnectionManager::new_with_config(client.clone(), config).await.map_err(redis_error("connect"))?;
+        let no_push: Option<fn(redis::PushInfo) -> Result<(), std::convert::Infallible>> = None;
+        let connection = client.connect(no_push).await.map_err(redis_error("connect"))?;
         let scripts = Scripts {
             queue: script!(common "queue.lua"),
             quota: script!("quota.lua"),
@@ -394,10 +379,9 @@ impl RedisState {
     /// died (even by SIGKILL) loses its subscription as soon as Redis sees
     /// its connection close, long before its presence keys run out.
     pub(crate) async fn instance_alive(&self, instance: &str) -> Result<bool> {
-        let (_, subscribers): (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(self.alive_channel(instance))
-            .query_async(&mut self.connection.clone())
+        let subscribers = self
+            .connection
+            .subscribers(&self.alive_channel(instance))
             .await
             .map_err(redis_error("check an instance"))?;
         Ok(subscribers > 0)
@@ -506,16 +490,4 @@ fn parse_messages(operation: &'static str, reply: &[String]) -> Result<Vec<Queue
         messages.push(stored.into_queued(seq)?);
     }
     Ok(messages)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_resp3;
-
-    #[test]
-    fn resp3_is_added_once() {
-        assert_eq!(with_resp3("redis://h:1"), "redis://h:1?protocol=resp3");
-        assert_eq!(with_resp3("redis://h:1/2?x=y"), "redis://h:1/2?x=y&protocol=resp3");
-        assert_eq!(with_resp3("redis://h:1?protocol=resp3"), "redis://h:1?protocol=resp3");
-    }
 }

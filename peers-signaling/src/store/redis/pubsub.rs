@@ -1,29 +1,31 @@
-//! [`PubSubDriver`]: how `socketioxide-redis` publishes and subscribes,
-//! over a reconnecting [`ConnectionManager`] (RESP3 push messages).
+//! [`PubSubDriver`]: how `socketioxide-redis` publishes and subscribes (and
+//! how the server's own channels are subscribed), over a reconnecting
+//! [`RedisConnection`] (RESP3 push messages): plain pub/sub on one Redis,
+//! sharded pub/sub on a cluster (`connection.rs`).
 //!
-//! The driver `socketioxide-redis` ships holds one plain multiplexed
-//! connection: once Redis restarts, its subscriptions are gone for good and
-//! deliveries between instances stop. This one reconnects, re-subscribes
-//! every channel, and is kept awake by [`PubSubDriver::ping`] (called by the
-//! heartbeat), so the reconnection happens before a delivery needs it.
+//! The single-server driver `socketioxide-redis` ships holds one plain
+//! multiplexed connection: once Redis restarts, its subscriptions are gone
+//! for good and deliveries between instances stop. This one reconnects,
+//! re-subscribes every channel, and is kept awake by [`PubSubDriver::ping`]
+//! (called by the heartbeat), so the reconnection happens before a delivery
+//! needs it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, PushInfo, PushKind, RedisError};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::REDIS_TIMEOUT;
+use super::{RedisClient, RedisConnection};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
 /// The socket.io adapter's connection to Redis pub/sub.
 #[derive(Clone)]
 pub(crate) struct PubSubDriver {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     handlers: Handlers,
 }
 
@@ -35,7 +37,8 @@ impl std::fmt::Debug for PubSubDriver {
 
 /// Hands one pushed message to the stream subscribed to its channel.
 fn route(push: PushInfo, handlers: &Handlers) {
-    if push.kind != PushKind::Message {
+    // `SMessage`: a message of a sharded channel (cluster mode).
+    if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return;
     }
     let mut data = push.data.into_iter();
@@ -53,21 +56,15 @@ fn route(push: PushInfo, handlers: &Handlers) {
 }
 
 impl PubSubDriver {
-    /// Connects (the client's URL must ask for RESP3).
-    pub(crate) async fn connect(client: &redis::Client) -> Result<PubSubDriver, RedisError> {
+    /// Connects through `client` (one Redis or a cluster).
+    pub(crate) async fn connect(client: &RedisClient) -> Result<PubSubDriver, RedisError> {
         let handlers: Handlers = Arc::default();
         let routed = handlers.clone();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(move |push: PushInfo| {
-                route(push, &routed);
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(std::time::Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let push = move |push: PushInfo| {
+            route(push, &routed);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        let connection = client.connect(Some(push)).await?;
         Ok(PubSubDriver { connection, handlers })
     }
 
@@ -80,7 +77,7 @@ impl PubSubDriver {
     ) -> Result<mpsc::Receiver<ChanItem>, RedisError> {
         let (sender, receiver) = mpsc::channel(size.max(1));
         self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(chan.clone(), sender);
-        if let Err(err) = self.connection.clone().subscribe(chan.as_str()).await {
+        if let Err(err) = self.connection.subscribe(&chan).await {
             self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&chan);
             return Err(err);
         }
@@ -90,7 +87,7 @@ impl PubSubDriver {
     /// One round trip, so that a lost connection is noticed and re-made (with
     /// its subscriptions) without waiting for a delivery to fail.
     pub(crate) async fn ping(&self) -> Result<(), RedisError> {
-        redis::cmd("PING").query_async::<String>(&mut self.connection.clone()).await.map(|_| ())
+        redis::cmd("PING").query_async::<redis::Value>(&mut self.connection.clone()).await.map(drop)
     }
 }
 
@@ -98,8 +95,7 @@ impl Driver for PubSubDriver {
     type Error = RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        redis::cmd("PUBLISH").arg(chan).arg(val).query_async::<redis::Value>(&mut self.connection.clone()).await?;
-        Ok(())
+        self.connection.publish(&chan, &val).await.map(drop)
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
@@ -108,12 +104,11 @@ impl Driver for PubSubDriver {
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
         self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(&chan);
-        self.connection.clone().unsubscribe(chan.as_str()).await
+        self.connection.unsubscribe(&chan).await
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let (_, count): (String, u16) =
-            redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).query_async(&mut self.connection.clone()).await?;
-        Ok(count)
+        let count = self.connection.subscribers(chan).await?;
+        Ok(u16::try_from(count).unwrap_or(u16::MAX))
     }
 }

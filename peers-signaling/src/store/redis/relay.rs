@@ -241,11 +241,6 @@ impl RedisState {
     /// Publishes `payload` on `channel`; returns how many subscribers got it
     /// (0: the instance behind the channel is gone).
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<u64> {
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("publish a relay event"))
+        self.connection.publish(channel, payload.as_bytes()).await.map_err(redis_error("publish a relay event"))
     }
 }

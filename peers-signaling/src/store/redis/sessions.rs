@@ -237,9 +237,11 @@ impl RedisState {
     /// instance died between the claim and the write).
     pub(crate) async fn drop_session_count(&self, transfer_id: &str) -> Result<()> {
         let base = self.keys.sessions();
+        // One slot, so a cluster runs the pipeline on one node.
+        let [live, done] = checked_keys([format!("{base}:live"), format!("{base}:done")]);
         let mut pipe = redis::pipe();
-        pipe.zrem(format!("{base}:live"), transfer_id).ignore();
-        pipe.zrem(format!("{base}:done"), transfer_id).ignore();
+        pipe.zrem(live, transfer_id).ignore();
+        pipe.zrem(done, transfer_id).ignore();
         pipe.query_async::<()>(&mut self.connection.clone()).await.map_err(redis_error("drop a session count"))
     }
 
