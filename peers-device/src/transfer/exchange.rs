@@ -165,32 +165,43 @@ pub async fn send_until(
     progress.send_replace(TransferProgress { bytes_done: resumed, bytes_total: total, bytes_resumed: resumed });
     let header = DataHeader { digest: scanned.manifest.digest().to_vec(), from };
     let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
-    let mut reader = SourceReader::default();
-    let mut sent = SendEnd::Complete;
-    while !sending.is_done() {
+    // One chunk is read and checked ahead while the one before it goes out, so the
+    // disk and the hash overlap the sealing and the socket.
+    let mut ahead =
+        sending.next_chunk().map(|chunk| read_ahead(scanned, SourceReader::default(), chunk)).transpose()?;
+    let (mut done, mut sent) = (resumed, SendEnd::Complete);
+    while let Some(task) = ahead.take() {
+        let (reader, bytes) = task.await.map_err(|e| Error::Worker(e.to_string()))?;
+        let bytes = bytes?;
         if *pause.borrow() {
+            // The chunk read ahead is not sent: the next offer starts at it.
             sent = SendEnd::Paused;
             break;
         }
-        let Some(chunk) = sending.next_chunk() else { break };
-        let source = scanned
-            .sources
-            .get(chunk.entry)
-            .ok_or_else(|| TransferError::Protocol("a chunk of an entry without a source".into()))?
-            .clone();
-        let (back, bytes) = tokio::task::spawn_blocking(move || {
-            let mut reader = reader;
-            let bytes = reader.read(&source, &chunk);
-            (reader, bytes)
-        })
-        .await
-        .map_err(|e| Error::Worker(e.to_string()))?;
-        reader = back;
-        writer.write(&bytes?).await?;
-        progress.send_modify(|p| p.bytes_done = sending.sent_bytes());
+        ahead = sending.next_chunk().map(|chunk| read_ahead(scanned, reader, chunk)).transpose()?;
+        writer.write(&bytes).await?;
+        done += bytes.len() as u64;
+        progress.send_modify(|p| p.bytes_done = done);
     }
     writer.finish().await?;
     Ok(sent)
+}
+
+/// A chunk being read from its source (and checked) on the blocking pool: the reader
+/// comes back with the bytes, to read the next chunk of the same file without reopening it.
+type ReadAhead = tokio::task::JoinHandle<(SourceReader, std::result::Result<Vec<u8>, TransferError>)>;
+
+/// Starts reading `chunk` of `scanned` with `reader`.
+fn read_ahead(scanned: &Scanned, mut reader: SourceReader, chunk: ChunkRef) -> Result<ReadAhead> {
+    let source = scanned
+        .sources
+        .get(chunk.entry)
+        .ok_or_else(|| TransferError::Protocol("a chunk of an entry without a source".into()))?
+        .clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let bytes = reader.read(&source, &chunk);
+        (reader, bytes)
+    }))
 }
 
 /// The sender's open file, kept from one chunk to the next.

@@ -11,9 +11,10 @@
 //!
 //! The local socket: a receiver with [`LinkOptions::local`] listens for socket.io over
 //! TCP (any port) before the PAKE, and its URLs go in the device info its `Confirm`
-//! carries, as a daemon advertises its own; the sender dials the ones of the local
-//! class (loopback and private addresses, at most 8), and nothing else. Whoever else
-//! reaches the port meets the pinned handshake and is refused.
+//! carries, as a daemon advertises its own; the sender dials them (at most 8), each
+//! ranked by its address: local for loopback and private addresses, internet direct
+//! for a public one. Whoever else reaches the port meets the pinned handshake and is
+//! refused.
 //!
 //! ```text
 //!  sender                                                receiver
@@ -45,7 +46,7 @@ use super::rendezvous::pinned_config;
 use crate::device::advertise::advertise_urls;
 use crate::manager::{ConnectionManager, ManagerConfig};
 use crate::netmon::interface_ips;
-use crate::transports::{ServerSignaling, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener, url_class};
+use crate::transports::{ServerSignaling, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
 use crate::{ConnectionClass, Result};
 
 /// A transfer's connection on which nothing at all arrived for this long is closed as
@@ -122,11 +123,12 @@ pub(super) enum Local {
 }
 
 /// The URLs of `peer`'s device info a sender dials for a local socket: socket.io URLs
-/// (`http`, `https`) of the local class only, at most [`MAX_LOCAL_URLS`].
+/// (`http`, `https`), at most [`MAX_LOCAL_URLS`]. Each ranks by its address, as a
+/// daemon's advertised URLs do: local for loopback and private addresses, internet
+/// direct otherwise (a receiver whose interface has a public address).
 pub(super) fn local_urls(peer: &DeviceInfo) -> Vec<String> {
     let socket_io = |url: &&String| url.starts_with("http://") || url.starts_with("https://");
-    let local = |url: &&String| url_class(url) == ConnectionClass::Local;
-    peer.addresses.iter().filter(socket_io).filter(local).take(MAX_LOCAL_URLS).cloned().collect()
+    peer.addresses.iter().filter(socket_io).take(MAX_LOCAL_URLS).cloned().collect()
 }
 
 /// The connections of one transfer to the confirmed device.

@@ -112,14 +112,14 @@ impl SignalingArgs {
 /// Which paths a transfer may take besides the signaling server's relay.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PathChoice {
-    /// The relay at once, then a local socket (the receiver listens on every
-    /// interface for the transfer's life) or WebRTC (direct, or through TURN),
-    /// whichever comes up and is better.
+    /// The relay at once, then the receiver's socket (it listens on every
+    /// interface for the transfer's life; dialed directly over TCP) or WebRTC
+    /// (direct, or through TURN), whichever comes up and is better.
     All,
     /// The relay only.
     Relay,
-    /// The relay, then a local socket only (socket.io over TCP on the local
-    /// network; no WebRTC).
+    /// The relay, then the receiver's socket only (socket.io over TCP, dialed
+    /// directly; no WebRTC).
     Local,
     /// The relay, then WebRTC over loopback only (both sides on this machine:
     /// tests, benchmarks; no local socket).
