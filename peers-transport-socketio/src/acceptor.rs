@@ -456,12 +456,29 @@ impl ServerLink {
     }
 }
 
+impl ServerLink {
+    /// Whether a frame of `len` bytes goes as one text event: a small frame, to a
+    /// client whose library parses binary events badly (its hello asks for
+    /// escaping: `rust_socketio`). Such a client parses one text message once,
+    /// instead of a header and an attachment. Other clients always get `"b"`.
+    fn small_as_text(&self, len: usize) -> bool {
+        len < wire::SERVER_SMALL_FRAME_LIMIT && self.core.peer_wants_escape()
+    }
+}
+
 impl Link for ServerLink {
-    fn piggybacks(&self, _len: usize) -> bool {
-        false
+    fn piggybacks(&self, len: usize) -> bool {
+        self.small_as_text(len)
     }
 
-    async fn send_frame(&mut self, frame: Bytes, _grant: Option<Credit>) -> Result<(), String> {
+    async fn send_frame(&mut self, frame: Bytes, grant: Option<Credit>) -> Result<(), String> {
+        if self.small_as_text(frame.len()) {
+            let text = wire::encode_base64(&frame);
+            return match grant {
+                Some(grant) => self.emit(EVENT_TEXT, &(text, grant)).await,
+                None => self.emit(EVENT_TEXT, &text).await,
+            };
+        }
         if self.core.peer_wants_escape() {
             self.emit(EVENT_BINARY, &wire::escape_record_separators(frame)).await
         } else {

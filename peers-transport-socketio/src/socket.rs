@@ -323,10 +323,13 @@ pub(crate) fn spawn_writer<L: Link>(core: Arc<Core>, link: L) -> (mpsc::Sender<B
 }
 
 async fn run_writer<L: Link>(core: Arc<Core>, mut link: L, mut outbox: mpsc::Receiver<Bytes>) {
+    // One wait for the close for the writer's whole life, not one per frame.
+    let closed = core.wait_closed();
+    tokio::pin!(closed);
     loop {
         let sent = tokio::select! {
             biased;
-            _ = core.wait_closed() => break,
+            _ = &mut closed => break,
             frame = outbox.recv() => match frame {
                 Some(frame) => {
                     let grant = if link.piggybacks(frame.len()) { core.take_grant() } else { None };
@@ -422,10 +425,15 @@ impl Socket for SocketIoSocket {
         let core = &self.core;
         // One sender at a time, in the order they arrived (tokio's mutex is fair).
         let _turn = self.send_turn.lock().await;
-        let permit = tokio::select! {
-            biased;
-            _ = core.wait_closed() => return Err(core.closed_error()),
-            permit = self.outbox.reserve() => permit.map_err(|_| core.closed_error())?,
+        // The outbox usually has room: take it without setting up a wait.
+        let permit = match self.outbox.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(core.closed_error()),
+            Err(mpsc::error::TrySendError::Full(())) => tokio::select! {
+                biased;
+                _ = core.wait_closed() => return Err(core.closed_error()),
+                permit = self.outbox.reserve() => permit.map_err(|_| core.closed_error())?,
+            },
         };
         loop {
             {

@@ -7,7 +7,7 @@
 //! ```text
 //! event          arguments (socket.io JSON, binary as an attachment)        direction
 //! "b"            <binary attachment: the frame, escaped if asked>            both
-//! "t"            "<base64 frame>" [, {"frames": u64, "bytes": u64}]          both (client: small frames)
+//! "t"            "<base64 frame>" [, {"frames": u64, "bytes": u64}]          both (small frames)
 //! "peers:hello"  {"v": 1, "maxFrame": u64, "window": {"frames", "bytes"},     both, first event
 //!                 "escapeRecordSeparators"?: bool}
 //! "peers:credit" {"frames": u64, "bytes": u64}                                both
@@ -18,7 +18,9 @@
 //!   WebSocket messages (a text header with a `{"_placeholder":true,"num":0}` and
 //!   the attachment); a `"t"` event is one. Our client sends frames below
 //!   [`DEFAULT_SMALL_FRAME_LIMIT`] as `"t"` so each small frame is a single write
-//!   and Nagle's algorithm cannot hold it back (see `docs/transport-socketio.md`).
+//!   and Nagle's algorithm cannot hold it back (see `docs/transport-socketio.md`);
+//!   our server sends frames below `SERVER_SMALL_FRAME_LIMIT` as `"t"` to
+//!   clients that ask for escaping (ours), which parse it once instead of twice.
 //! - A peer whose hello sets `escapeRecordSeparators` (our client does) gets its
 //!   `"b"` attachments with 0x1e escaped ([`escape_record_separators`]):
 //!   `rust_socketio` splits incoming WebSocket messages at that byte.
@@ -63,6 +65,13 @@ pub(crate) const VERSION: u32 = 1;
 /// about a third more bytes, but below this size a binary event pays a
 /// delayed-ACK stall whenever Nagle's algorithm holds its attachment back.
 pub const DEFAULT_SMALL_FRAME_LIMIT: usize = 64 * 1024;
+
+/// Frames smaller than this go from our server as `"t"` events to a client whose
+/// hello asks for escaping (ours), larger ones as `"b"`. A `"b"` event is two
+/// WebSocket messages (header and attachment) that `rust_socketio` parses one by
+/// one; below this size one text message costs it less, base64 included (see
+/// `docs/BENCHMARKS.md`, round trips).
+pub(crate) const SERVER_SMALL_FRAME_LIMIT: usize = 1024;
 
 /// The smallest `maxFrame` a peer may announce: the handshake's messages (up to
 /// 8 KiB) must each fit one frame.
@@ -225,10 +234,15 @@ fn malformed(event: &'static str, detail: impl ToString) -> WireError {
     WireError::Malformed { event, detail: detail.to_string() }
 }
 
+/// A frame as the base64 text of a `"t"` event.
+pub(crate) fn encode_base64(frame: &[u8]) -> String {
+    BASE64.encode(frame)
+}
+
 #[cfg(feature = "client")]
 /// The arguments of a `"t"` event: the base64 frame and an optional grant.
 pub(crate) fn encode_text_frame(frame: &[u8], grant: Option<Credit>) -> Vec<Value> {
-    let mut args = vec![Value::String(BASE64.encode(frame))];
+    let mut args = vec![Value::String(encode_base64(frame))];
     if let Some(grant) = grant {
         args.push(serde_json::json!({ "frames": grant.frames, "bytes": grant.bytes }));
     }

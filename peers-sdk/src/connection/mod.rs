@@ -17,8 +17,10 @@ mod stream;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,7 +34,7 @@ pub use config::{Clock, ConnectionConfig, Setup};
 pub(crate) use establish::unix_millis;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
-use self::seal::Sealer;
+use self::seal::{SEAL_HEADROOM, SEAL_TAILROOM, Sealer};
 use crate::codec::{FrameEncoder, MessageBuf};
 use crate::error::{Error, Result, decode_msgpack};
 use crate::handshake::{Role, TransportCipher};
@@ -298,6 +300,34 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// Polls a future, turning a panic into `Err` with the panic's message. Once it
+/// returned `Ready` (or panicked) it is not polled again.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let work = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(work).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+/// The message of a caught panic, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        format!("panicked: {message}")
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        format!("panicked: {message}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
 impl Inner {
     async fn wait_closed(&self) -> CloseReason {
         let mut rx = self.state.subscribe();
@@ -311,19 +341,14 @@ impl Inner {
         }
     }
 
-    /// Runs `work` in its own task, so a panic is caught, until it finishes or the
-    /// connection closes; then it is cancelled and `None` is returned.
-    async fn run_until_closed<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = T> + Send + 'static,
-    ) -> Option<Result<T, tokio::task::JoinError>> {
-        let mut task = tokio::spawn(work);
+    /// Runs `work` until it finishes or the connection closes; then it is dropped
+    /// and `None` is returned. A panic in `work` is caught and comes back as
+    /// `Err` with its message, so a handler's bug fails its call, not the
+    /// connection. It runs in the calling task: a call costs no extra spawn.
+    async fn run_until_closed<F: Future + Unpin>(&self, work: F) -> Option<Result<F::Output, String>> {
         tokio::select! {
-            joined = &mut task => Some(joined),
-            _ = self.wait_closed() => {
-                task.abort();
-                None
-            }
+            outcome = CatchUnwind(work) => Some(outcome),
+            _ = self.wait_closed() => None,
         }
     }
 
@@ -345,7 +370,8 @@ impl Inner {
         if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
             return Err(self.closed_error());
         }
-        let (headroom, tailroom) = self.sealer.lock().await.overhead();
+        // The seal's overhead is fixed for the session: no lock to read it.
+        let (headroom, tailroom) = if self.cipher.is_some() { (SEAL_HEADROOM, SEAL_TAILROOM) } else { (0, 0) };
         let max_frame = self.socket.info().max_frame_size.saturating_sub(headroom + tailroom);
         let frames = self
             .encoder

@@ -103,8 +103,8 @@ async fn handle_call(
     let handler = inner.handlers.read().unwrap_or_else(|e| e.into_inner()).get(&method).cloned();
     let outcome = match handler {
         None => Err(RemoteError::new(RemoteErrorCode::UnknownMethod, format!("no handler for {method:?}"))),
-        // The handler runs in its own task so a panic becomes an error reply, and
-        // it is cancelled when the connection closes so nothing outlives it.
+        // A panic becomes an error reply, and the handler is cancelled when the
+        // connection closes so nothing outlives it.
         Some(handler) => match inner.run_until_closed(handler(id, body)).await {
             Some(Ok(outcome)) => outcome,
             Some(Err(err)) => Err(RemoteError::new(RemoteErrorCode::Internal, format!("handler failed: {err}"))),

@@ -72,11 +72,6 @@ impl Sealer {
         Sealer { cipher, counter: 0 }
     }
 
-    /// Room the codec must leave around each frame.
-    pub(crate) fn overhead(&self) -> (usize, usize) {
-        if self.cipher.is_some() { (SEAL_HEADROOM, SEAL_TAILROOM) } else { (0, 0) }
-    }
-
     /// Seals `buf`, which holds `headroom` reserved bytes followed by the frame.
     pub(crate) fn seal(&mut self, mut buf: BytesMut) -> Result<Bytes, Error> {
         let Some(cipher) = &self.cipher else { return Ok(buf.freeze()) };
