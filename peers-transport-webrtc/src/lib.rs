@@ -27,6 +27,12 @@
 //!   default buffers: `webrtc-ice` 0.17 gathers no STUN candidates on a socket it
 //!   did not create. See `docs/transport-webrtc.md` §6.1.
 //!
+//! Limit: the library's SCTP marshals each outgoing packet (at most 1,163 bytes of
+//! user data) on tokio's blocking pool and awaits it, so on a current-thread runtime
+//! every packet costs two thread hand-offs and large transfers are capped in packets
+//! per second (about 10 to 22 MB/s on two shared cores), whatever the frame size.
+//! Run the endpoint on a multi-threaded runtime for bulk data (`docs/transport-webrtc.md` §9).
+//!
 //! What it does not do: authenticate devices (the `Connection` handshake on top
 //! does), choose between transports (the connection manager does), or run a
 //! signaling server (`peers-signaling` does). The WebRTC library (`webrtc` 0.17,

@@ -161,13 +161,45 @@ async fn write_pieces<W: AsyncWrite + Unpin>(
     total: usize,
     piece: usize,
 ) -> std::io::Result<()> {
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(piece);
-        tx.write_all(&data[..n]).await?;
-        left -= n;
+    let mut pieces = Pieces::new(data, total, piece);
+    while let Some(bytes) = pieces.next() {
+        tx.write_all(bytes).await?;
     }
     tx.flush().await
+}
+
+/// The `piece`-byte writes that make up `total` bytes, taken one after the other from
+/// `data` (wrapping round at its end), so that consecutive writes carry different
+/// bytes. Writing the same first `piece` bytes every time would let a stack that
+/// compresses (ours: Brotli on coalesced messages) send repeated 1 KiB writes as
+/// almost nothing.
+pub struct Pieces<'a> {
+    data: &'a [u8],
+    offset: usize,
+    left: usize,
+    piece: usize,
+}
+
+impl<'a> Pieces<'a> {
+    pub fn new(data: &'a [u8], total: usize, piece: usize) -> Self {
+        assert!(piece > 0 && data.len().is_multiple_of(piece), "pieces must divide the data");
+        Pieces { data, offset: 0, left: total, piece }
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = self.left.min(self.piece);
+        let bytes = &self.data[self.offset..self.offset + n];
+        self.offset = (self.offset + self.piece) % self.data.len();
+        self.left -= n;
+        Some(bytes)
+    }
 }
 
 /// The dialer's side of a round over a stream that `connect` returned after

@@ -12,7 +12,7 @@ use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{MemorySignalingHub, WebRtcConfig, WebRtcEndpoint};
 use serde_bytes::ByteBuf;
 
-use crate::common::{ECHO, Figures, MIB, PIECES, Params, mb_per_s, ms, random_bytes, spawn_listener};
+use crate::common::{ECHO, Figures, MIB, PIECES, Params, Pieces, mb_per_s, ms, random_bytes, spawn_listener};
 
 fn trust_all(_: &DeviceInfo) -> TrustLevel {
     TrustLevel::Trusted
@@ -46,11 +46,8 @@ fn expose(connection: &Connection, data: Arc<Vec<u8>>) {
 
 async fn write_stream(connection: &Connection, data: &[u8], total: usize, piece: usize) -> peers_sdk::Result<()> {
     let mut writer = connection.open_stream("sink", &()).await?;
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(piece);
-        writer.write(&data[..n]).await?;
-        left -= n;
+    for bytes in Pieces::new(data, total, piece) {
+        writer.write(bytes).await?;
     }
     writer.finish().await
 }
