@@ -284,20 +284,20 @@ function sealClaim(keys: DeviceKeys, claim: Claim): Uint8Array {
  */
 const verifiedCertificates = new Set<string>();
 
-function certificateEntry(info: DeviceInfo, sig: Uint8Array): string {
-  return toHex(sha256(concat(certificateText(info.user_id, info.device_id, info.signing_key, info.static_key), sig)));
+function textOf(info: DeviceInfo): Uint8Array {
+  return certificateText(info.user_id, info.device_id, info.signing_key, info.static_key);
 }
 
 /** Whether this certificate was verified before (tests). */
 export function certificateCached(info: DeviceInfo, sig: Uint8Array): boolean {
-  return verifiedCertificates.has(certificateEntry(info, sig));
+  return verifiedCertificates.has(toHex(sha256(concat(textOf(info), sig))));
 }
 
 function verifyCertificate(info: DeviceInfo, sig: Uint8Array): boolean {
-  const entry = certificateEntry(info, sig);
+  const text = textOf(info);
+  const entry = toHex(sha256(concat(text, sig)));
   if (verifiedCertificates.has(entry)) return true;
   // ed25519 strict: canonical s (zip215: false) and R not of small order.
-  const text = certificateText(info.user_id, info.device_id, info.signing_key, info.static_key);
   if (!strongPoint(sig.subarray(0, 32)) || !ed25519Verify(sig, text, info.signing_key)) return false;
   verifiedCertificates.add(entry);
   if (verifiedCertificates.size > CERTIFICATE_CACHE_CAPACITY) {

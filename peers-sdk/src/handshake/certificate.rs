@@ -92,6 +92,15 @@ fn verified() -> std::sync::MutexGuard<'static, Verified> {
     VERIFIED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The cache entry of a certificate: SHA-256 of its signed text and signature.
+fn entry(text: &[u8], sig: &[u8; 64]) -> [u8; 32] {
+    Sha256::new().chain_update(text).chain_update(sig).finalize().into()
+}
+
+fn text_of(info: &DeviceInfo) -> Vec<u8> {
+    certificate_text(&info.user_id, &info.device_id, &info.signing_key, &info.static_key)
+}
+
 /// Checks `sig` certifies `info.static_key` for `info`'s identity, with `key` the
 /// already validated (canonical, large order) decoding of `info.signing_key`.
 pub(crate) fn verify_certificate(
@@ -99,8 +108,8 @@ pub(crate) fn verify_certificate(
     key: &ed25519_dalek::VerifyingKey,
     sig: &[u8; 64],
 ) -> Result<(), HandshakeError> {
-    let text = certificate_text(&info.user_id, &info.device_id, &info.signing_key, &info.static_key);
-    let entry: [u8; 32] = Sha256::new().chain_update(&text).chain_update(sig).finalize().into();
+    let text = text_of(info);
+    let entry = entry(&text, sig);
     if verified().contains(&entry) {
         return Ok(());
     }
@@ -114,9 +123,7 @@ pub(crate) fn verify_certificate(
 
 #[cfg(test)]
 pub(crate) fn cached(info: &DeviceInfo, sig: &[u8; 64]) -> bool {
-    let text = certificate_text(&info.user_id, &info.device_id, &info.signing_key, &info.static_key);
-    let entry: [u8; 32] = Sha256::new().chain_update(&text).chain_update(sig).finalize().into();
-    verified().contains(&entry)
+    verified().contains(&entry(&text_of(info), sig))
 }
 
 #[cfg(test)]
