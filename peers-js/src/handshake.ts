@@ -1,6 +1,9 @@
 /**
  * The handshake (docs/protocol.md §2): `Noise_XX_25519_ChaChaPoly_SHA256` with
- * ed25519-signed identity claims and transport cipher negotiation, as sans-IO
+ * static-key certificates (ADR 0006: the ed25519 identity key signs the x25519
+ * static key once; Noise's es/se prove the static key in each handshake and its
+ * payload encryption authenticates the rest of the claim) and transport cipher
+ * negotiation, as sans-IO
  * states. Each state is consumed by its transition (a used state throws), takes
  * `now` (unix ms) and returns the bytes to send; nothing here does I/O.
  *
@@ -9,8 +12,8 @@
  * responder: new Responder ─readHello(msg1)─▶ (ExpectFinish, msg2) ─read(msg3)─▶ VerifyPeer ─finish(trust)─▶ Session
  *
  * msg1  0x01 | e (32) | Hello (MessagePack, clear)
- * msg2  0x02 | e (32) | enc(s) (48) | enc(SignedIdentity)     tokens e, ee, s, es
- * msg3  0x03 | enc(s) (48) | enc(SignedIdentity)              tokens s, se
+ * msg2  0x02 | e (32) | enc(s) (48) | enc({claim, certificate})     tokens e, ee, s, es
+ * msg3  0x03 | enc(s) (48) | enc({claim, certificate})              tokens s, se
  * ```
  *
  * Each check of the protocol table, and the attack it stops, is a refusal here
@@ -30,17 +33,25 @@ import { decode, encode } from "@msgpack/msgpack";
 import { concat, equal, toHex, u64be, utf8 } from "./bytes.js";
 import { ed25519Verify, x25519PublicKey, x25519Shared } from "./curves.js";
 import { handshakeError, PeersError } from "./errors.js";
-import { DeviceInfo, DeviceKeys, deviceIdHex, randomBytes, validateDeviceInfo } from "./identity.js";
+import {
+  DeviceInfo,
+  DeviceKeys,
+  certificateText,
+  deviceIdHex,
+  randomBytes,
+  validateDeviceInfo,
+} from "./identity.js";
 
 export const PROTOCOL_NAME = utf8.encode("Noise_XX_25519_ChaChaPoly_SHA256");
-export const PROTOCOL_VERSION = 1;
+/** 2 since the static-key certificate (ADR 0006); a responder refuses any other. */
+export const PROTOCOL_VERSION = 2;
 export const TAG_HELLO = 0x01;
 export const TAG_RESPONSE = 0x02;
 export const TAG_FINISH = 0x03;
 export const MAX_HANDSHAKE_MESSAGE = 8 * 1024;
 export const MAX_OFFER = 16;
-const RESPONDER_LABEL = utf8.encode("peers/v1 handshake responder");
-const INITIATOR_LABEL = utf8.encode("peers/v1 handshake initiator");
+/** Most verified certificates this module remembers (oldest evicted first). */
+export const CERTIFICATE_CACHE_CAPACITY = 4096;
 const PROLOGUE_LABEL = utf8.encode("peers/v1");
 
 /** Transport cipher ids (§2). */
@@ -250,7 +261,7 @@ function checkTimestamp(theirs: number, now: number, windowMs: number): void {
   }
 }
 
-function signClaim(keys: DeviceKeys, label: Uint8Array, h: Uint8Array, claim: Claim): Uint8Array {
+function sealClaim(keys: DeviceKeys, claim: Claim): Uint8Array {
   const fields: Record<string, unknown> = {
     info: {
       user_id: claim.info.user_id,
@@ -263,9 +274,37 @@ function signClaim(keys: DeviceKeys, label: Uint8Array, h: Uint8Array, claim: Cl
     skip_aead: claim.skip_aead,
   };
   if (claim.aead !== undefined) fields.aead = claim.aead;
-  const claimBytes = encode(fields);
-  const sig = keys.sign(concat(label, h, claimBytes));
-  return encode({ claim: claimBytes, sig });
+  return encode({ claim: encode(fields), sig: keys.staticKeyCertificate() });
+}
+
+/**
+ * Certificates verified so far, as hex SHA-256 of signed text and signature; a Set
+ * keeps insertion order, so the first entry is the oldest. Only a certificate that
+ * passed the strict verification is added.
+ */
+const verifiedCertificates = new Set<string>();
+
+function textOf(info: DeviceInfo): Uint8Array {
+  return certificateText(info.user_id, info.device_id, info.signing_key, info.static_key);
+}
+
+/** Whether this certificate was verified before (tests). */
+export function certificateCached(info: DeviceInfo, sig: Uint8Array): boolean {
+  return verifiedCertificates.has(toHex(sha256(concat(textOf(info), sig))));
+}
+
+function verifyCertificate(info: DeviceInfo, sig: Uint8Array): boolean {
+  const text = textOf(info);
+  const entry = toHex(sha256(concat(text, sig)));
+  if (verifiedCertificates.has(entry)) return true;
+  // ed25519 strict: canonical s (zip215: false) and R not of small order.
+  if (!strongPoint(sig.subarray(0, 32)) || !ed25519Verify(sig, text, info.signing_key)) return false;
+  verifiedCertificates.add(entry);
+  if (verifiedCertificates.size > CERTIFICATE_CACHE_CAPACITY) {
+    const oldest = verifiedCertificates.values().next().value;
+    if (oldest !== undefined) verifiedCertificates.delete(oldest);
+  }
+  return true;
 }
 
 /** A signing key for which signatures do not verify trivially: canonical and not of small order. */
@@ -278,7 +317,7 @@ function strongPoint(bytes: Uint8Array): boolean {
   }
 }
 
-function openClaim(payload: Uint8Array, label: Uint8Array, h: Uint8Array, provenStatic: Uint8Array, message: number): Claim {
+function openClaim(payload: Uint8Array, provenStatic: Uint8Array, message: number): Claim {
   const signed = decodeMap(payload, "signed identity", message);
   if (!(signed.claim instanceof Uint8Array) || !(signed.sig instanceof Uint8Array) || signed.sig.length !== 64) {
     throw malformed(message, "signed identity needs claim (bin) and sig (bin 64)");
@@ -311,13 +350,7 @@ function openClaim(payload: Uint8Array, label: Uint8Array, h: Uint8Array, proven
   if (!strongPoint(info.signing_key)) {
     throw handshakeError("WeakSigningKey", "the signing key is not canonical or of small order");
   }
-  const sig = signed.sig;
-  // ed25519 strict: canonical s (zip215: false) and R not of small order.
-  let ok = strongPoint(sig.subarray(0, 32));
-  if (ok) {
-    ok = ed25519Verify(sig, concat(label, h, signed.claim), info.signing_key);
-  }
-  if (!ok) {
+  if (!verifyCertificate(info, signed.sig)) {
     throw handshakeError("BadSignature", `bad signature from device ${deviceIdHex(info.device_id)}`, {
       device: deviceIdHex(info.device_id),
     });
@@ -387,7 +420,7 @@ export class Initiator {
     symmetric.mixHash(ePub);
     const out = concat(Uint8Array.of(TAG_HELLO), ePub, symmetric.encryptAndHash(hello));
     const claim = ownClaim(config, security, now);
-    return [new ExpectResponse(config, claim, symmetric, ephemeral, ePub, symmetric.hash, expected), out];
+    return [new ExpectResponse(config, claim, symmetric, ephemeral, ePub, expected), out];
   }
 }
 
@@ -398,7 +431,6 @@ export class ExpectResponse extends Once {
     private readonly symmetric: SymmetricState,
     private readonly ephemeral: Uint8Array,
     private readonly ePub: Uint8Array,
-    private readonly h1: Uint8Array,
     private readonly expected: Uint8Array | undefined,
   ) {
     super();
@@ -417,16 +449,15 @@ export class ExpectResponse extends Once {
     const rs = s.decryptAndHash(r.take(48), 2);
     s.mixKey(dh(this.ephemeral, rs));
     const payload = s.decryptAndHash(r.rest(), 2);
-    const remote = openClaim(payload, RESPONDER_LABEL, this.h1, rs, 2);
+    const remote = openClaim(payload, rs, 2);
     const cipher = acceptChoice(remote.aead, this.config.ciphers);
     checkPeer(this.config, remote, now, this.expected);
     return new VerifyPeer("initiator", remote, (level, floor, t) => {
       checkTrust(remote.info, level, floor);
-      const h2 = s.hash;
       const parts = [Uint8Array.of(TAG_FINISH), s.encryptAndHash(this.config.keys.staticPublic)];
       s.mixKey(dh(this.config.keys.staticSecret, re));
       const claim: Claim = { ...this.claim, ts: t };
-      parts.push(s.encryptAndHash(signClaim(this.config.keys, INITIATOR_LABEL, h2, claim)));
+      parts.push(s.encryptAndHash(sealClaim(this.config.keys, claim)));
       const [toResponder, toInitiator] = s.split();
       const session: Session = {
         remote: remote.info,
@@ -560,7 +591,6 @@ export class Responder extends Once {
     }
     const cipher = choose(aeads ?? null, this.config.ciphers);
 
-    const h1 = s.hash;
     const ephemeral = this.config.random(32);
     const ePub = x25519PublicKey(ephemeral);
     s.mixHash(ePub);
@@ -568,7 +598,7 @@ export class Responder extends Once {
     const encS = s.encryptAndHash(this.config.keys.staticPublic);
     s.mixKey(dh(this.config.keys.staticSecret, re));
     const claim: Claim = { ...this.claim, ts: now, aead: cipher };
-    const encPayload = s.encryptAndHash(signClaim(this.config.keys, RESPONDER_LABEL, h1, claim));
+    const encPayload = s.encryptAndHash(sealClaim(this.config.keys, claim));
     const out = concat(Uint8Array.of(TAG_RESPONSE), ePub, encS, encPayload);
     return [new ExpectFinish(this.config, claim, s, ephemeral, cipher), out];
   }
@@ -589,11 +619,10 @@ export class ExpectFinish extends Once {
     this.consume();
     const r = new Reader(splitTag(frame, TAG_FINISH, 3), 3);
     const s = this.symmetric;
-    const h2 = s.hash;
     const rs = s.decryptAndHash(r.take(48), 3);
     s.mixKey(dh(this.ephemeral, rs));
     const payload = s.decryptAndHash(r.rest(), 3);
-    const remote = openClaim(payload, INITIATOR_LABEL, h2, rs, 3);
+    const remote = openClaim(payload, rs, 3);
     checkPeer(this.config, remote, now, undefined);
     return new VerifyPeer("responder", remote, (level, floor) => {
       checkTrust(remote.info, level, floor);

@@ -106,6 +106,25 @@ export function encodeDeviceInfo(info: DeviceInfo): Uint8Array {
   });
 }
 
+/** Domain label that starts every static-key certificate's signed text. */
+export const CERTIFICATE_LABEL = utf8.encode("peers/v2 static key");
+
+/**
+ * The text a device's identity key signs to certify its x25519 static key
+ * (docs/protocol.md §2, "Static-key certificate"): label (19 bytes) |
+ * len(user_id) (1 byte, 1..=128) | user_id (UTF-8) | device_id (20) |
+ * signing_key (32) | static_key (32).
+ */
+export function certificateText(
+  userId: string,
+  deviceId: Uint8Array,
+  signingKey: Uint8Array,
+  staticKey: Uint8Array,
+): Uint8Array {
+  const user = utf8.encode(userId);
+  return concat(CERTIFICATE_LABEL, Uint8Array.of(Math.min(user.length, 255)), user, deviceId, signingKey, staticKey);
+}
+
 /** A device's secret keys. */
 export class DeviceKeys {
   readonly userId: string;
@@ -114,6 +133,8 @@ export class DeviceKeys {
   readonly signingPublic: Uint8Array;
   readonly staticPublic: Uint8Array;
   readonly deviceId: Uint8Array;
+  /** The static-key certificate, signed on first use (ed25519 is deterministic). */
+  private certificate: Uint8Array | undefined;
 
   private constructor(userId: string, signingSeed: Uint8Array, staticSecret: Uint8Array) {
     validateUserId(userId);
@@ -143,6 +164,15 @@ export class DeviceKeys {
 
   sign(message: Uint8Array): Uint8Array {
     return ed25519Sign(message, this.signingSeed);
+  }
+
+  /**
+   * The signature over this device's static-key certificate text
+   * ({@link certificateText}, ADR 0006), signed once and kept.
+   */
+  staticKeyCertificate(): Uint8Array {
+    this.certificate ??= this.sign(certificateText(this.userId, this.deviceId, this.signingPublic, this.staticPublic));
+    return this.certificate;
   }
 
   info(addresses: string[] = []): DeviceInfo {

@@ -2,7 +2,7 @@
  * peers-js: the `peers` protocol in TypeScript for Node 20 and browsers.
  *
  * What it does: device identity (ed25519 + x25519, the device id, share codes,
- * the key file), the PeerTx codec, the Noise XX handshake with signed claims and
+ * the key file), the PeerTx codec, the Noise XX handshake with static-key certificates and
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,

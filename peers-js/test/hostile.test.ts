@@ -8,6 +8,7 @@ import { test } from "node:test";
 import {
   Brotli,
   brotliFromWasm,
+  certificateCached,
   BrotliWasmModule,
   defaultCodecConfig,
   defaultHandshakeConfig,
@@ -155,6 +156,59 @@ test("the handshake refuses replayed, stale, reflected, tampered and garbage mes
   const [expect5, hello5] = Initiator.start(a, security, undefined, now);
   const [, response5] = new Responder(b, security, now).readHello(hello5, now, new ReplayGuard());
   assert.throws(() => expect5.read(response5, now).finish(TrustLevel.Untrusted, TrustLevel.Known, now), refused("Untrusted", "Handshake"));
+});
+
+/**
+ * Keys that hold `holder`'s static key (so they pass Noise's es/se) but show
+ * `info` with the certificate `sig` in their claim.
+ */
+function forgedKeys(holder: DeviceKeys, info: ReturnType<DeviceKeys["info"]>, sig: Uint8Array): DeviceKeys {
+  const forged = Object.create(holder) as DeviceKeys;
+  forged.info = () => info;
+  forged.staticKeyCertificate = () => sig;
+  return forged;
+}
+
+/** Our initiator's answer to a message 2 from a responder with `keys`. */
+function readResponseFrom(keys: DeviceKeys): unknown {
+  const now = Date.now();
+  const security = { confidential: false };
+  const [expect, hello] = Initiator.start(defaultHandshakeConfig(DeviceKeys.generate("alice")), security, undefined, now);
+  const [, response] = new Responder(defaultHandshakeConfig(keys), security, now).readHello(hello, now, new ReplayGuard());
+  try {
+    expect.read(response, now);
+    return "accepted";
+  } catch (e) {
+    return e;
+  }
+}
+
+test("a certificate for another static key is refused, also once the genuine one is cached", () => {
+  const [bob, mallory] = [DeviceKeys.generate("bob"), DeviceKeys.generate("mallory")];
+  const bobCert = bob.staticKeyCertificate();
+  // Bob's certificate replayed by Mallory, who proves another static key.
+  assert.ok(refused("InconsistentIdentity", "Handshake")(readResponseFrom(forgedKeys(mallory, bob.info(), bobCert))));
+  const forged = { ...bob.info(), static_key: mallory.staticPublic };
+  assert.ok(refused("BadSignature", "Handshake")(readResponseFrom(forgedKeys(mallory, forged, bobCert))));
+  // A genuine handshake with Bob caches his certificate; it still covers only his key.
+  assert.equal(readResponseFrom(bob), "accepted");
+  assert.ok(certificateCached(bob.info(), bobCert));
+  for (let i = 0; i < 2; i++) {
+    assert.ok(refused("BadSignature", "Handshake")(readResponseFrom(forgedKeys(mallory, forged, bobCert))));
+    assert.ok(!certificateCached(forged, bobCert), "a refused certificate is never remembered");
+  }
+});
+
+test("a version-1 Hello is refused as UnsupportedVersion", () => {
+  const now = Date.now();
+  const { a, b, security } = handshakeParts();
+  const [, hello] = Initiator.start(a, security, undefined, now);
+  // The Hello is message 1's clear payload after the tag and e: a map (0x84) whose
+  // first entry is "v" (0xa1 0x76) = 2 (positive fixint).
+  const v1 = Uint8Array.from(hello);
+  assert.deepEqual([...v1.subarray(33, 37)], [0x84, 0xa1, 0x76, 0x02]);
+  v1[36] = 0x01;
+  assert.throws(() => new Responder(b, security, now).readHello(v1, now, new ReplayGuard()), refused("UnsupportedVersion", "Handshake"));
 });
 
 test("sealed frames: replayed, reordered and forged frames are refused", () => {

@@ -2,15 +2,18 @@
 //!
 //! Rows:
 //! - the sans-IO state machine (`Initiator` → `Responder` → ... → `Session`), both
-//!   ends on this thread, no sockets, no runtime; also split into each side's share,
-//!   since a listener only pays the responder's;
+//!   ends on this thread, no sockets, no runtime, between two known peers (each
+//!   side's static-key certificate already verified and cached, ADR 0006); also split
+//!   into each side's share, since a listener only pays the responder's;
+//! - the same at first contact: a pool of key pairs larger than the certificate cache,
+//!   used in turn, so every handshake verifies both certificates;
 //! - `Connection::connect` + `Connection::accept` over a fresh `MemorySocket` pair,
 //!   on a current-thread tokio runtime (the handshake plus task spawns, the `Ready`
 //!   message and the teardown);
 //! - the baseline, the "crypto floor": the public-key operations a Noise XX
-//!   handshake with signed transcripts cannot avoid (2 x25519 key generations,
-//!   6 x25519 DH, 2 ed25519 signatures, 2 ed25519 verifications including decoding
-//!   the peer's key). The ratio column is our rate divided by that floor.
+//!   handshake cannot avoid (2 x25519 key generations, 6 x25519 DH); at first contact
+//!   also 2 ed25519 verifications including decoding the peer's key. The ratio column
+//!   is our rate divided by the floor of the same case.
 //!
 //! Measurements are interleaved in rounds and the best round is kept, so a busy
 //! machine lowers all rows alike and the ratios hold.
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
-use peers_sdk::handshake::{HandshakeConfig, Initiator, ReplayGuard, Responder, Session};
+use peers_sdk::handshake::{CERTIFICATE_CACHE_CAPACITY, HandshakeConfig, Initiator, ReplayGuard, Responder, Session};
 use peers_sdk::socket::TransportSecurity;
 use peers_sdk::{Connection, ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, MemorySocket, TrustLevel};
 use rand_core::OsRng;
@@ -129,8 +132,9 @@ impl FloorKeys {
         }
     }
 
-    /// The public-key work of one XX handshake with signed transcripts, both ends.
-    fn handshake(&self, transcript: &[u8]) {
+    /// The public-key work of one XX handshake, both ends; with `verify`, also each
+    /// side's verification of the other's certificate (first contact).
+    fn handshake(&self, transcript: &[u8], signatures: &[ed25519_dalek::Signature; 2], verify: bool) {
         // Fresh ephemerals: a random scalar and its public key, per side.
         let alice_e = StaticSecret::random_from_rng(OsRng);
         let alice_e_public = PublicKey::from(&alice_e);
@@ -143,11 +147,13 @@ impl FloorKeys {
         black_box(self.bob_static.diffie_hellman(&alice_e_public));
         black_box(self.alice_static.diffie_hellman(&bob_e_public));
         black_box(bob_e.diffie_hellman(&self.alice_static_public));
-        // Each side signs its transcript; the other decodes the key and verifies.
-        for signer in [&self.bob_signing, &self.alice_signing] {
-            let signature = signer.sign(transcript);
+        if !verify {
+            return;
+        }
+        // Each side decodes the other's key and verifies its certificate (signed once).
+        for (signer, signature) in [&self.bob_signing, &self.alice_signing].into_iter().zip(signatures) {
             let key = VerifyingKey::from_bytes(&signer.verifying_key().to_bytes()).unwrap();
-            assert!(key.verify(black_box(transcript), &signature).is_ok());
+            assert!(key.verify(black_box(transcript), signature).is_ok());
         }
     }
 }
@@ -162,6 +168,7 @@ fn main() {
     // One guard per listener, as `ConnectionConfig` shares it.
     let mut guard = ReplayGuard::new(300_000, ReplayGuard::DEFAULT_CAPACITY);
     let mut times = SideTimes::default();
+    let mut guard_first = ReplayGuard::new(300_000, ReplayGuard::DEFAULT_CAPACITY);
 
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
     let dial_config = ConnectionConfig::new(alice_keys.clone(), trust);
@@ -177,16 +184,41 @@ fn main() {
     };
 
     let floor = FloorKeys::new();
-    let transcript = [7u8; 200]; // about the size of a label, hash and claim
+    let transcript = [7u8; 120]; // about the size of a certificate's text
+    let signatures = [floor.bob_signing.sign(&transcript), floor.alice_signing.sign(&transcript)];
+
+    // First contact: more certificates than the cache holds, used in turn (oldest
+    // evicted first), so none is cached when its turn comes again.
+    let strangers: Vec<(HandshakeConfig, HandshakeConfig, DeviceId)> = (0..CERTIFICATE_CACHE_CAPACITY / 2 + 256)
+        .map(|_| {
+            let (a, b) = (DeviceKeys::generate("alice").unwrap(), DeviceKeys::generate("bob").unwrap());
+            // Signed once per device, as in use; not part of a handshake.
+            let _ = (a.static_key_certificate(), b.static_key_certificate());
+            let id = b.device_id();
+            (HandshakeConfig::new(Arc::new(a)), HandshakeConfig::new(Arc::new(b)), id)
+        })
+        .collect();
+    let mut next_stranger = 0;
+    let mut first_times = SideTimes::default();
 
     println!("handshake benchmark: {budget:?} per row, best of {ROUNDS} interleaved rounds, one thread");
     let mut sans_io_op = || {
         black_box(sans_io_handshake(&alice, &bob, bob_id, &mut guard, &mut times));
     };
+    let mut first_contact_op = || {
+        let (a, b, id) = &strangers[next_stranger % strangers.len()];
+        next_stranger += 1;
+        black_box(sans_io_handshake(a, b, *id, &mut guard_first, &mut first_times));
+    };
     let mut connection_op = || runtime.block_on(connection_handshake());
-    let mut floor_op = || floor.handshake(&transcript);
-    let rates = best_rates(budget, &mut [&mut sans_io_op, &mut connection_op, &mut floor_op]);
-    let (sans_io, connection, floor_rate) = (rates[0], rates[1], rates[2]);
+    let mut floor_op = || floor.handshake(&transcript, &signatures, false);
+    let mut floor_first_op = || floor.handshake(&transcript, &signatures, true);
+    let rates = best_rates(
+        budget,
+        &mut [&mut sans_io_op, &mut first_contact_op, &mut connection_op, &mut floor_op, &mut floor_first_op],
+    );
+    let (sans_io, first_contact, connection, floor_rate, floor_first) =
+        (rates[0], rates[1], rates[2], rates[3], rates[4]);
 
     // Parts, to see where the time goes (µs per operation).
     let mut keygen_op = || {
@@ -233,7 +265,7 @@ fn main() {
     let row = |name: &str, rate: f64| {
         println!("{name:<70} {rate:>12.0} {:>8.1} {:>7.2}", 1e6 / rate, rate / floor_rate);
     };
-    row("sans-IO state machine, both ends", sans_io);
+    row("sans-IO state machine, both ends, known peers (certificates cached)", sans_io);
     let per = |d: Duration| d.as_secs_f64() / f64::from(times.handshakes.max(1));
     let (initiator, responder) = (per(times.initiator), per(times.responder));
     let share = |name: &str, seconds: f64| {
@@ -246,15 +278,33 @@ fn main() {
     };
     share("  initiator's steps only (one side; /floor vs half the floor)", initiator);
     share("  responder's steps only (one side; /floor vs half the floor)", responder);
-    row("Connection::connect + accept, MemorySocket, current_thread", connection);
-    row("baseline: crypto floor, both ends (2 keygen, 6 DH, 2 sign, 2 verify)", floor_rate);
+    println!(
+        "{:<70} {first_contact:>12.0} {:>8.1} {:>7.2}",
+        "sans-IO state machine, both ends, first contact (2 certificates verified)",
+        1e6 / first_contact,
+        first_contact / floor_first
+    );
+    let per_first = |d: Duration| d.as_secs_f64() / f64::from(first_times.handshakes.max(1));
+    println!(
+        "  one side at first contact: initiator {:.1} µs, responder {:.1} µs",
+        per_first(first_times.initiator) * 1e6,
+        per_first(first_times.responder) * 1e6
+    );
+    row("Connection::connect + accept, MemorySocket, current_thread (known)", connection);
+    row("baseline: crypto floor, both ends (2 keygen, 6 DH)", floor_rate);
+    println!(
+        "{:<70} {floor_first:>12.0} {:>8.1} {:>7.2}",
+        "baseline at first contact (2 keygen, 6 DH, 2 decode key + verify)",
+        1e6 / floor_first,
+        1.0
+    );
     println!("{line}");
     println!("parts, µs per operation:");
     let names = [
         "x25519 key generation (OsRng + base point mult)",
         "x25519 DH",
-        "ed25519 sign (200 bytes)",
-        "ed25519 decode key + verify (200 bytes)",
+        "ed25519 sign (120 bytes)",
+        "ed25519 decode key + verify (120 bytes)",
         "ed25519 decode key only (VerifyingKey::from_bytes)",
         "DeviceKeys::static_public (cached)",
         "DeviceKeys::info (static_public + key checks)",
@@ -296,7 +346,7 @@ fn node_rows(budget: Duration, rust_sans_io: f64, rust_floor: f64) {
     );
     println!(
         "{:<70} {js_floor:>12.1} {:>8.0} {:>7.3}",
-        "peers-js crypto floor (the same 12 operations, its backend)",
+        "peers-js crypto floor (the same 8 operations, its backend)",
         1e6 / js_floor,
         js_floor / rust_floor
     );

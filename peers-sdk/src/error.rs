@@ -218,7 +218,7 @@ pub enum HandshakeError {
     /// A key exchange produced the all-zero value (a low-order public key).
     #[error("peer sent a low-order x25519 key")]
     WeakKey,
-    /// The peer's signature over the transcript is invalid.
+    /// The peer's static-key certificate (ADR 0006) does not verify under its signing key.
     #[error("bad signature from {device}")]
     BadSignature {
         /// The device that claimed to sign.

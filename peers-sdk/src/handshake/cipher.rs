@@ -11,9 +11,9 @@
 //! ```
 //!
 //! The offer travels in the clear but is mixed into the handshake hash, which is the
-//! associated data of message 2's AEAD and part of the text the responder signs; an
-//! offer altered on the way makes message 2 fail to decrypt at the initiator. The
-//! choice sits inside the responder's signed, encrypted claim. Unknown ids in an
+//! associated data of message 2's AEAD; an offer altered on the way makes message 2
+//! fail to decrypt at the initiator. The choice sits inside the responder's encrypted
+//! claim, authenticated by that AEAD (ADR 0006). Unknown ids in an
 //! offer are skipped, so a later version can add ciphers without breaking this one;
 //! an unknown id as the choice, or a choice the initiator did not offer, fails the
 //! handshake.

@@ -1,4 +1,4 @@
-//! The mutual-authentication handshake: Noise `XX` with ed25519-signed transcripts.
+//! The mutual-authentication handshake: Noise `XX` with static-key certificates.
 //!
 //! A sans-IO state machine: it turns bytes into bytes and takes the time as an
 //! argument. [`Connection`](crate::Connection) drives it over a [`Socket`](crate::Socket).
@@ -12,28 +12,34 @@
 //!
 //! ```text
 //!  initiator                                                  responder
-//!  [0x01] e, Hello{v, ts, binding digest}                 ──▶   check version, binding digest,
+//!  [0x01] e, Hello{v=2, ts, binding digest}               ──▶   check version, binding digest,
 //!                                                               timestamp, replay guard
 //!                                                         ◀──   [0x02] e, ee, s, es,
-//!  check e ≠ our e (reflection), decrypt,                       {claim_R, sig_R(h1)}
-//!  verify sig_R, device id, static key, timestamp,
+//!  check e ≠ our e (reflection), decrypt,                       {claim_R, cert_R}
+//!  device id, static key, cert_R, timestamp,
 //!  not ourselves, expected peer, trust ≥ floor
-//!  [0x03] s, se, {claim_I, sig_I(h2)}                      ──▶   decrypt, verify sig_I, …, trust
+//!  [0x03] s, se, {claim_I, cert_I}                         ──▶   decrypt, device id, …, cert_I, trust
 //! ```
 //!
-//! `h1` and `h2` are the Noise handshake hash after messages 1 and 2. Each
-//! signature covers a role label, that hash and the signer's whole claim
-//! (`DeviceInfo`, timestamp, AEAD preference).
+//! A certificate (ADR 0006; `docs/protocol.md` §2, "Static-key certificate") is the
+//! device's ed25519 signature over its user id, device id, signing key and x25519
+//! static key, made once per [`DeviceKeys`]. Noise's `es` (message 2) and `se`
+//! (message 3) prove that the sender holds the static key's secret: the payload only
+//! decrypts if it does. The rest of the claim (timestamp, AEAD choice, addresses) is
+//! authenticated by that same encryption, bound to the transcript hash. Verified
+//! certificates are cached ([`CERTIFICATE_CACHE_CAPACITY`]), so a known peer costs no
+//! signature check.
 //!
 //! | check | attack it stops |
 //! |---|---|
-//! | `ee`, `es`, `se` key agreement with fresh ephemerals | eavesdropping; forward secrecy once ephemerals are erased |
-//! | signature over the transcript hash | a man in the middle substituting keys; binds the ed25519 identity to this session |
-//! | `static_key` in the signed claim equals the Noise static | an identity claimed for someone else's x25519 key |
+//! | `ee`, `es`, `se` key agreement with fresh ephemerals | eavesdropping; forward secrecy once ephemerals are erased; replayed messages 2 and 3 |
+//! | payload decrypts after `es` / `se` | a sender that does not hold the static key it shows; any altered claim byte |
+//! | certificate over the static key, `verify_strict` | an identity claimed for someone else's x25519 key |
+//! | `static_key` in the claim equals the Noise static | a certificate shown for another static key |
 //! | `device_id` derived from `signing_key` | claiming another device's id |
-//! | role label in each signature | reflecting one side's signature as the other's |
 //! | our own ephemeral coming back | reflection of message 1 |
 //! | timestamp window and [`ReplayGuard`] | replay of an old message 1 |
+//! | version in the Hello (in the transcript) | an old peer mistaken for a bad signature; a version downgrade |
 //! | channel binding in the prologue | a man in the middle between two DTLS/TLS endpoints |
 //! | device id ≠ ours | connecting to ourselves |
 //! | expected device id | being redirected to another (trusted) device |
@@ -44,9 +50,10 @@
 //! channel binding was mixed into the prologue and both sides asked to skip.
 //!
 //! The transport frames' AEAD is negotiated: the Hello lists the initiator's
-//! ciphers, the responder's signed claim names its choice ([`TransportCipher`],
+//! ciphers, the responder's claim names its choice ([`TransportCipher`],
 //! ADR 0003). The offer is in `h1`, so a downgrade on the way fails message 2.
 
+mod certificate;
 mod cipher;
 mod noise;
 mod payload;
@@ -61,13 +68,15 @@ use rand_core::CryptoRngCore;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
+pub use certificate::CERTIFICATE_CACHE_CAPACITY;
+pub(crate) use certificate::certificate_text;
 pub use cipher::TransportCipher;
 pub(crate) use noise::nonce_bytes;
 pub use payload::PROTOCOL_VERSION;
 pub use replay::ReplayGuard;
 
 use self::noise::{LEN, SymmetricState, TAG_LEN, dh};
-use self::payload::{Hello, IdentityClaim, check_timestamp, open_claim, prologue, sign_claim};
+use self::payload::{Hello, IdentityClaim, check_timestamp, open_claim, prologue, seal_claim};
 use crate::error::{Error, HandshakeError, decode_msgpack, encode_msgpack};
 use crate::identity::{DeviceId, DeviceInfo, DeviceKeys};
 use crate::socket::TransportSecurity;
@@ -234,8 +243,7 @@ impl Initiator {
         symmetric.mix_hash(&e_pub);
         out.extend_from_slice(&symmetric.encrypt_and_hash(&hello));
         let claim = config.claim(security, now)?;
-        let h1 = symmetric.handshake_hash();
-        Ok((ExpectResponse { config, claim, symmetric, ephemeral, e_pub, h1, expected }, out))
+        Ok((ExpectResponse { config, claim, symmetric, ephemeral, e_pub, expected }, out))
     }
 }
 
@@ -246,7 +254,6 @@ pub struct ExpectResponse {
     symmetric: SymmetricState,
     ephemeral: StaticSecret,
     e_pub: [u8; 32],
-    h1: [u8; 32],
     expected: Option<DeviceId>,
 }
 
@@ -272,7 +279,7 @@ impl ExpectResponse {
         let rs = key32(&s.decrypt_and_hash(take(&mut input, LEN + TAG_LEN, 2)?, 2)?);
         s.mix_key(dh(&self.ephemeral, &rs)?.as_slice());
         let payload = s.decrypt_and_hash(input, 2)?;
-        let remote = open_claim(&payload, payload::RESPONDER_LABEL, &self.h1, &rs, 2)?;
+        let remote = open_claim(&payload, &rs, 2)?;
         let cipher = cipher::accept_choice(remote.aead, &self.config.ciphers)?;
         check_peer(&self.config, &remote, now, self.expected)?;
         Ok(VerifyPeer { remote, state: Initiating { inner: self, re, cipher } })
@@ -334,7 +341,6 @@ impl Responder {
         guard.check(&re, now)?;
         let cipher = cipher::choose(hello.aeads.as_deref(), &self.config.ciphers)?;
 
-        let h1 = s.handshake_hash();
         let ephemeral = StaticSecret::random_from_rng(rng);
         let e_pub = PublicKey::from(&ephemeral).to_bytes();
         let mut out = vec![TAG_RESPONSE];
@@ -345,7 +351,7 @@ impl Responder {
         s.mix_key(dh(self.config.keys.static_secret(), &re)?.as_slice());
         self.claim.ts = now;
         self.claim.aead = Some(cipher.id());
-        let signed = sign_claim(&self.config.keys, payload::RESPONDER_LABEL, &h1, &self.claim)?;
+        let signed = seal_claim(&self.config.keys, &self.claim)?;
         out.extend_from_slice(&self.symmetric.encrypt_and_hash(&signed));
         Ok((ExpectFinish { responder: self, ephemeral, cipher }, out))
     }
@@ -370,11 +376,10 @@ impl ExpectFinish {
     pub fn read(mut self, frame: &[u8], now: u64) -> Result<VerifyPeer<Responding>, HandshakeError> {
         let mut input = split_tag(frame, TAG_FINISH, 3)?;
         let s = &mut self.responder.symmetric;
-        let h2 = s.handshake_hash();
         let rs = key32(&s.decrypt_and_hash(take(&mut input, LEN + TAG_LEN, 3)?, 3)?);
         s.mix_key(dh(&self.ephemeral, &rs)?.as_slice());
         let payload = s.decrypt_and_hash(input, 3)?;
-        let remote = open_claim(&payload, payload::INITIATOR_LABEL, &h2, &rs, 3)?;
+        let remote = open_claim(&payload, &rs, 3)?;
         check_peer(&self.responder.config, &remote, now, None)?;
         Ok(VerifyPeer { remote, state: Responding { inner: self } })
     }
@@ -450,12 +455,11 @@ impl VerifyPeer<Initiating> {
         check_trust(&self.remote.info, level, floor)?;
         let Initiating { inner, re, cipher } = self.state;
         let ExpectResponse { config, mut claim, mut symmetric, .. } = inner;
-        let h2 = symmetric.handshake_hash();
         let mut out = vec![TAG_FINISH];
         out.extend_from_slice(&symmetric.encrypt_and_hash(config.keys.static_public().as_bytes()));
         symmetric.mix_key(dh(config.keys.static_secret(), &re)?.as_slice());
         claim.ts = now;
-        let signed = sign_claim(&config.keys, payload::INITIATOR_LABEL, &h2, &claim)?;
+        let signed = seal_claim(&config.keys, &claim)?;
         out.extend_from_slice(&symmetric.encrypt_and_hash(&signed));
         let (to_responder, to_initiator) = symmetric.split();
         let session = Session {

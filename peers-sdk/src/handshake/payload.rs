@@ -3,18 +3,19 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::certificate::verify_certificate;
 use crate::error::{HandshakeError, decode_msgpack};
 use crate::identity::{DeviceInfo, DeviceKeys};
 use crate::socket::ChannelBinding;
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this crate speaks: 2 since the static-key certificate
+/// (ADR 0006) replaced version 1's per-handshake transcript signatures. A responder
+/// refuses any other version in message 1 with
+/// [`HandshakeError::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u8 = 2;
 
-/// Domain label for the responder's transcript signature.
-pub(crate) const RESPONDER_LABEL: &[u8] = b"peers/v1 handshake responder";
-/// Domain label for the initiator's transcript signature.
-pub(crate) const INITIATOR_LABEL: &[u8] = b"peers/v1 handshake initiator";
-/// First bytes of every prologue.
+/// First bytes of every prologue (unchanged by version 2: versions are told apart by
+/// the Hello's `v`, which is in the transcript).
 const PROLOGUE_LABEL: &[u8] = b"peers/v1";
 
 /// Message 1's payload, sent in the clear.
@@ -34,7 +35,8 @@ pub(crate) struct Hello {
     pub(crate) aeads: Option<Vec<u8>>,
 }
 
-/// The signed part of messages 2 and 3.
+/// The claim of messages 2 and 3, authenticated by Noise's encryption of the payload
+/// (bound to the transcript); its identity part is certified by [`SignedIdentity::sig`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IdentityClaim {
     /// Who the sender is.
@@ -49,8 +51,9 @@ pub(crate) struct IdentityClaim {
     pub(crate) aead: Option<u8>,
 }
 
-/// Messages 2 and 3 payload: the claim's exact bytes and the signature over
-/// `label || transcript hash || claim bytes`.
+/// Messages 2 and 3 payload: the claim's exact bytes and the sender's static-key
+/// certificate, the signature over [`certificate_text`](super::certificate::certificate_text)
+/// (the same for every handshake of a device).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SignedIdentity {
     #[serde(with = "serde_bytes")]
@@ -59,33 +62,19 @@ pub(crate) struct SignedIdentity {
     pub(crate) sig: [u8; 64],
 }
 
-/// Builds the text that is signed: `label || transcript hash || claim bytes`.
-pub(crate) fn signed_text(label: &[u8], transcript: &[u8; 32], claim: &[u8]) -> Vec<u8> {
-    let mut text = Vec::with_capacity(label.len() + transcript.len() + claim.len());
-    text.extend_from_slice(label);
-    text.extend_from_slice(transcript);
-    text.extend_from_slice(claim);
-    text
-}
-
-/// Signs `claim` for the transcript `h` with `keys`.
-pub(crate) fn sign_claim(
-    keys: &DeviceKeys,
-    label: &[u8],
-    h: &[u8; 32],
-    claim: &IdentityClaim,
-) -> Result<Vec<u8>, crate::Error> {
+/// Encodes `claim` with the certificate of `keys` (signed once per [`DeviceKeys`]).
+pub(crate) fn seal_claim(keys: &DeviceKeys, claim: &IdentityClaim) -> Result<Vec<u8>, crate::Error> {
     let claim_bytes = crate::error::encode_msgpack("identity claim", claim)?;
-    let sig = keys.sign(&signed_text(label, h, &claim_bytes));
+    let sig = keys.static_key_certificate();
     crate::error::encode_msgpack("signed identity", &SignedIdentity { claim: claim_bytes, sig })
 }
 
-/// Decodes a [`SignedIdentity`], checks its signature and the identity's internal
-/// consistency, and returns the claim.
+/// Decodes a [`SignedIdentity`], checks the identity's internal consistency, that
+/// its static key is the one proven in the key exchange and its certificate, and
+/// returns the claim. The claim's other fields are authenticated by the Noise
+/// payload encryption the caller already checked.
 pub(crate) fn open_claim(
     payload: &[u8],
-    label: &[u8],
-    h: &[u8; 32],
     proven_static: &[u8; 32],
     message: u8,
 ) -> Result<IdentityClaim, HandshakeError> {
@@ -102,11 +91,7 @@ pub(crate) fn open_claim(
     if !canonical_strong_key(&key) {
         return Err(HandshakeError::WeakSigningKey);
     }
-    let signature = ed25519_dalek::Signature::from_bytes(&signed.sig);
-    // Strict: no small-order R, canonical s (the signaling server verifies the same way).
-    if key.verify_strict(&signed_text(label, h, &signed.claim), &signature).is_err() {
-        return Err(HandshakeError::BadSignature { device: claim.info.device_id });
-    }
+    verify_certificate(&claim.info, &key, &signed.sig)?;
     Ok(claim)
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rand_core::OsRng;
 
-use super::payload::{INITIATOR_LABEL, RESPONDER_LABEL};
 use super::*;
 use crate::connection::seal::{FrameCipher, Opener, Sealer, for_session};
 use crate::socket::ChannelBinding;
@@ -196,17 +195,15 @@ fn our_initiator_completes_a_handshake_with_snow() {
     let hello: payload::Hello = crate::error::decode_msgpack("hello", &buf[..n]).unwrap();
     assert_eq!(hello.v, PROTOCOL_VERSION);
 
-    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
-    let p2 = payload::sign_claim(&bob, RESPONDER_LABEL, &h1, &claim_of(&bob)).unwrap();
+    let p2 = payload::seal_claim(&bob, &claim_of(&bob)).unwrap();
     let n = snow.write_message(&p2, &mut buf).unwrap();
-    let h2: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
     let verify = state.read(&tagged(TAG_RESPONSE, &buf[..n]), NOW).unwrap();
     assert_eq!(verify.remote().device_id, bob.device_id());
     let (m3, session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
 
     let n = snow.read_message(&m3[1..], &mut buf).unwrap();
     let remote_static: [u8; 32] = snow.get_remote_static().unwrap().try_into().unwrap();
-    let claim = payload::open_claim(&buf[..n], INITIATOR_LABEL, &h2, &remote_static, 3).unwrap();
+    let claim = payload::open_claim(&buf[..n], &remote_static, 3).unwrap();
     assert_eq!(claim.info.device_id, alice.device_id());
     assert_eq!(snow.get_handshake_hash(), session.handshake_hash);
     check_transport(&session, snow.into_transport_mode().unwrap());
@@ -222,17 +219,15 @@ fn snow_initiator_completes_a_handshake_with_our_responder() {
     let hello =
         encode_msgpack("hello", &payload::Hello { v: PROTOCOL_VERSION, ts: NOW, binding: None, aeads: None }).unwrap();
     let n = snow.write_message(&hello, &mut buf).unwrap();
-    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
     let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
     let (expect_finish, m2) = responder.read_hello(&tagged(TAG_HELLO, &buf[..n]), NOW, &mut guard, &mut OsRng).unwrap();
 
     let n = snow.read_message(&m2[1..], &mut buf).unwrap();
     let remote_static: [u8; 32] = snow.get_remote_static().unwrap().try_into().unwrap();
-    let claim = payload::open_claim(&buf[..n], RESPONDER_LABEL, &h1, &remote_static, 2).unwrap();
+    let claim = payload::open_claim(&buf[..n], &remote_static, 2).unwrap();
     assert_eq!(claim.info.device_id, bob.device_id());
 
-    let h2: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
-    let p3 = payload::sign_claim(&alice, INITIATOR_LABEL, &h2, &claim_of(&alice)).unwrap();
+    let p3 = payload::seal_claim(&alice, &claim_of(&alice)).unwrap();
     let n = snow.write_message(&p3, &mut buf).unwrap();
     let verify = expect_finish.read(&tagged(TAG_FINISH, &buf[..n]), NOW).unwrap();
     assert_eq!(verify.remote().device_id, alice.device_id());
@@ -335,9 +330,8 @@ fn initiator_given_choice(offer: &[TransportCipher], choice: Option<u8>) -> Resu
     config.ciphers = offer.to_vec();
     let (state, m1) = Initiator::start(config, &plain(), None, NOW, &mut OsRng).unwrap();
     snow.read_message(&m1[1..], &mut buf).unwrap();
-    let h1: [u8; 32] = snow.get_handshake_hash().try_into().unwrap();
     let claim = payload::IdentityClaim { aead: choice, ..claim_of(&bob) };
-    let n = snow.write_message(&payload::sign_claim(&bob, RESPONDER_LABEL, &h1, &claim).unwrap(), &mut buf).unwrap();
+    let n = snow.write_message(&payload::seal_claim(&bob, &claim).unwrap(), &mut buf).unwrap();
     let verify = state.read(&tagged(TAG_RESPONSE, &buf[..n]), NOW)?;
     let (_, session) = verify.finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
     Ok(session.cipher)
@@ -385,4 +379,103 @@ fn offers_with_unknown_ids_are_read_safely() {
     }
     let err = responder_given_offer(Some(vec![1; 17]), &BOTH).unwrap_err();
     assert!(matches!(err, Error::Handshake(HandshakeError::Malformed { message: 1, .. })), "{err}");
+}
+
+// ---- static-key certificates (ADR 0006) ------------------------------------------
+
+/// Our initiator reads a message 2 written by snow holding `mallory`'s static key,
+/// whose payload shows `info` with the certificate `sig`.
+fn initiator_reads_forged(mallory: &DeviceKeys, info: DeviceInfo, sig: [u8; 64]) -> Result<(), HandshakeError> {
+    let mut snow = snow_builder(mallory).build_responder().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (state, m1) = Initiator::start(HandshakeConfig::new(keys("alice")), &plain(), None, NOW, &mut OsRng).unwrap();
+    snow.read_message(&m1[1..], &mut buf).unwrap();
+    let claim = payload::IdentityClaim { info, ts: NOW, skip_aead: false, aead: None };
+    let signed = payload::SignedIdentity { claim: encode_msgpack("claim", &claim).unwrap(), sig };
+    let n = snow.write_message(&encode_msgpack("signed", &signed).unwrap(), &mut buf).unwrap();
+    state.read(&tagged(TAG_RESPONSE, &buf[..n]), NOW).map(|_| ())
+}
+
+#[test]
+fn a_certificate_for_another_static_key_is_refused() {
+    let (bob, mallory) = (keys("bob"), keys("mallory"));
+    let bob_cert = bob.static_key_certificate();
+    // Bob's genuine claim and certificate, replayed by Mallory, who holds another
+    // static key: the key she proved in the DH is not the certified one.
+    let err = initiator_reads_forged(&mallory, bob.info(vec![]).unwrap(), bob_cert).unwrap_err();
+    assert!(matches!(err, HandshakeError::InconsistentIdentity(_)), "{err}");
+    // Bob's identity with Mallory's static key put in: Bob's certificate does not
+    // cover it.
+    let mut forged = bob.info(vec![]).unwrap();
+    forged.static_key = mallory.static_public().to_bytes();
+    let err = initiator_reads_forged(&mallory, forged, bob_cert).unwrap_err();
+    assert_eq!(err, HandshakeError::BadSignature { device: bob.device_id() });
+    // Mallory's own certificate over her own identity is fine.
+    initiator_reads_forged(&mallory, mallory.info(vec![]).unwrap(), mallory.static_key_certificate()).unwrap();
+}
+
+#[test]
+fn a_cached_certificate_does_not_let_another_static_key_through() {
+    let (alice, bob, mallory) = (keys("alice"), keys("bob"), keys("mallory"));
+    let bob_cert = bob.static_key_certificate();
+    run(&alice, &bob, &plain(), &plain(), 0).unwrap();
+    assert!(certificate::cached(&bob.info(vec![]).unwrap(), &bob_cert), "a verified certificate is remembered");
+    // Bob is now a known peer: a second handshake with him verifies no signature,
+    // and still completes.
+    run(&alice, &bob, &plain(), &plain(), 0).unwrap();
+
+    let mut forged = bob.info(vec![]).unwrap();
+    forged.static_key = mallory.static_public().to_bytes();
+    for _ in 0..2 {
+        let err = initiator_reads_forged(&mallory, forged.clone(), bob_cert).unwrap_err();
+        assert_eq!(err, HandshakeError::BadSignature { device: bob.device_id() });
+        assert!(!certificate::cached(&forged, &bob_cert), "a refused certificate is never remembered");
+    }
+    let err = initiator_reads_forged(&mallory, bob.info(vec![]).unwrap(), bob_cert).unwrap_err();
+    assert!(matches!(err, HandshakeError::InconsistentIdentity(_)), "{err}");
+}
+
+/// Message 2 of a fresh handshake from `bob` to `alice`, and the state that reads it.
+fn fresh_messages(alice: &Arc<DeviceKeys>, bob: &Arc<DeviceKeys>) -> (ExpectResponse, Vec<u8>) {
+    let (state, m1) = Initiator::start(HandshakeConfig::new(alice.clone()), &plain(), None, NOW, &mut OsRng).unwrap();
+    let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
+    let (_, m2) = responder.read_hello(&m1, NOW, &mut ReplayGuard::new(300_000, 16), &mut OsRng).unwrap();
+    (state, m2)
+}
+
+#[test]
+fn a_tampered_claim_fails_noise_authentication() {
+    let (alice, bob) = (keys("alice"), keys("bob"));
+    // A byte of message 2's or 3's encrypted claim (after the tag, e and the
+    // encrypted s), whatever field it belongs to (ts, skip_aead, aead, addresses,
+    // the certificate): the payload no longer decrypts.
+    let m2_payload = 1 + LEN + LEN + TAG_LEN;
+    let m3_payload = 1 + LEN + TAG_LEN;
+    for offset in [0, 7, 40, 90, 150] {
+        let (state, mut m2) = fresh_messages(&alice, &bob);
+        m2[m2_payload + offset] ^= 0x01;
+        assert_eq!(state.read(&m2, NOW).unwrap_err(), HandshakeError::DecryptFailed { message: 2 });
+
+        let (state, m1) =
+            Initiator::start(HandshakeConfig::new(alice.clone()), &plain(), None, NOW, &mut OsRng).unwrap();
+        let responder = Responder::new(HandshakeConfig::new(bob.clone()), &plain(), NOW).unwrap();
+        let (expect_finish, m2) =
+            responder.read_hello(&m1, NOW, &mut ReplayGuard::new(300_000, 16), &mut OsRng).unwrap();
+        let (mut m3, _) = state.read(&m2, NOW).unwrap().finish(TrustLevel::Trusted, TrustLevel::Known, NOW).unwrap();
+        m3[m3_payload + offset] ^= 0x01;
+        assert_eq!(expect_finish.read(&m3, NOW).unwrap_err(), HandshakeError::DecryptFailed { message: 3 });
+    }
+}
+
+#[test]
+fn a_version_1_peer_is_refused_as_unsupported() {
+    // A version-1 initiator's Hello (snow writes it, as any Noise stack would).
+    let mut snow = snow_builder(&keys("alice")).build_initiator().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let hello = payload::Hello { v: 1, ts: NOW, binding: None, aeads: None };
+    let n = snow.write_message(&encode_msgpack("hello", &hello).unwrap(), &mut buf).unwrap();
+    let responder = Responder::new(HandshakeConfig::new(keys("bob")), &plain(), NOW).unwrap();
+    let mut guard = ReplayGuard::new(300_000, 16);
+    let err = responder.read_hello(&tagged(TAG_HELLO, &buf[..n]), NOW, &mut guard, &mut OsRng).unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::UnsupportedVersion(1))), "{err}");
 }

@@ -4,10 +4,10 @@
 //! A device has two long-term keys:
 //!
 //! - an **ed25519 signing key**: its identity. The [`DeviceId`] is derived from its
-//!   public half, and the handshake transcript is signed with it;
+//!   public half, and it signs the static key's certificate (once, ADR 0006);
 //! - an **x25519 static key**: used inside the Noise handshake. [`DeviceInfo`] carries
 //!   both public keys, and the handshake checks that the x25519 key a peer proved it
-//!   owns is the one its signed `DeviceInfo` names.
+//!   owns is the one its `DeviceInfo` names and its certificate signs.
 
 mod keyfile;
 mod share;
@@ -17,6 +17,7 @@ pub use share::{MAX_SHARE_CODE_LEN, SHARE_CODE_PREFIX};
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use rand_core::{CryptoRngCore, OsRng};
@@ -100,6 +101,9 @@ pub struct DeviceKeys {
     static_secret: StaticSecret,
     /// Cached: deriving it is a scalar multiplication, and every handshake needs it.
     static_public: x25519_dalek::PublicKey,
+    /// The static-key certificate, signed on first use (ed25519 is deterministic, so
+    /// it never changes for these keys).
+    certificate: OnceLock<[u8; 64]>,
 }
 
 impl fmt::Debug for DeviceKeys {
@@ -133,7 +137,7 @@ impl DeviceKeys {
 
     fn assemble(user_id: String, signing: SigningKey, static_secret: StaticSecret) -> Self {
         let static_public = x25519_dalek::PublicKey::from(&static_secret);
-        DeviceKeys { user_id, signing, static_secret, static_public }
+        DeviceKeys { user_id, signing, static_secret, static_public, certificate: OnceLock::new() }
     }
 
     /// The user this device belongs to.
@@ -158,6 +162,21 @@ impl DeviceKeys {
 
     pub(crate) fn static_secret(&self) -> &StaticSecret {
         &self.static_secret
+    }
+
+    /// This device's static-key certificate (ADR 0006): the ed25519 signature over its
+    /// user id, device id, signing key and static key, as every handshake sends it.
+    /// Signed on first use and kept.
+    pub fn static_key_certificate(&self) -> [u8; 64] {
+        *self.certificate.get_or_init(|| {
+            let text = crate::handshake::certificate_text(
+                &self.user_id,
+                &self.device_id(),
+                self.signing.verifying_key().as_bytes(),
+                self.static_public.as_bytes(),
+            );
+            self.sign(&text)
+        })
     }
 
     /// Signs `message` with the device's ed25519 key.
@@ -195,9 +214,11 @@ fn validate_user_id(user_id: &str) -> Result<()> {
 
 /// What a device tells its peers about itself.
 ///
-/// In a handshake the whole `DeviceInfo` is covered by the sender's signature, and
-/// the receiver checks that `device_id` derives from `signing_key` and that
-/// `static_key` is the key used in the key exchange. The `user_id` is a claim: the
+/// In a handshake the `DeviceInfo` is authenticated by Noise's encryption of the
+/// payload; its `user_id`, `device_id`, `signing_key` and `static_key` are also
+/// covered by the sender's static-key certificate (ADR 0006). The receiver checks
+/// that `device_id` derives from `signing_key` and that `static_key` is the key used
+/// in the key exchange. The `user_id` is a claim: the
 /// trust policy decides what it is worth.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
