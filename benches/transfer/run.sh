@@ -155,9 +155,9 @@ fi
 # magic-wormhole, with its servers on loopback.
 if [ -n "$venv" ] && wanted wormhole; then
   mb_port="$(free_port)"; tr_port="$(free_port)"
-  (cd "$work" && "$venv/bin/twistd" -n --pidfile= wormhole-mailbox --port "tcp:$mb_port:interface=127.0.0.1" \
+  (cd "$work" && exec "$venv/bin/twistd" -n --pidfile= wormhole-mailbox --port "tcp:$mb_port:interface=127.0.0.1" \
     > "$work/mailbox.log" 2>&1) & pids+=($!)
-  (cd "$work" && "$venv/bin/twistd" -n --pidfile= transitrelay --port "tcp:$tr_port:interface=127.0.0.1" \
+  (cd "$work" && exec "$venv/bin/twistd" -n --pidfile= transitrelay --port "tcp:$tr_port:interface=127.0.0.1" \
     > "$work/transit.log" 2>&1) & pids+=($!)
   wait_port "$mb_port"; wait_port "$tr_port"
   wh=("$venv/bin/wormhole" --relay-url "ws://127.0.0.1:$mb_port/v1" --transit-helper "tcp:127.0.0.1:$tr_port")
@@ -179,7 +179,7 @@ fi
 # and the bytes go direct (QUIC over loopback); without that, `send` waits for a relay
 # before it prints a ticket.
 if command -v sendme > /dev/null && wanted sendme; then
-  (cd "$work/src" && sendme send --relay disabled --ticket-type addresses data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
+  (cd "$work/src" && exec sendme send --relay disabled --ticket-type addresses data.bin > "$work/sendme-send.log" 2>&1) & pids+=($!)
   ticket=""
   for _ in $(seq 300); do
     ticket="$(grep -o 'blob[a-z0-9]*' "$work/sendme-send.log" | head -1 || true)"
