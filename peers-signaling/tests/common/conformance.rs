@@ -65,39 +65,32 @@ pub fn local(config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Sen
     Box::pin(async move { Backend { servers: vec![super::server(config).await], _keep: None } })
 }
 
+/// Two instances sharing `redis` (kept running as long as the backend).
+#[cfg(feature = "redis")]
+async fn sharing<R: super::redis_server::SharedRedis + Send + 'static>(redis: R, mut config: ServerConfig) -> Backend {
+    config.store = super::redis_server::redis_config(&redis).store;
+    let (one, two) = super::redis_server::pair(config).await;
+    Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
+}
+
 /// Two instances sharing a `redis-server` started for the check.
 #[cfg(feature = "redis")]
-pub fn redis(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
-    Box::pin(async move {
-        let redis = super::redis_server::RedisServer::start().await;
-        config.store = super::redis_server::redis_config(&redis).store;
-        let (one, two) = super::redis_server::pair(config).await;
-        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
-    })
+pub fn redis(config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move { sharing(super::redis_server::RedisServer::start().await, config).await })
 }
 
 /// Two instances sharing a `redis-server` cluster node that holds every
 /// hash slot: Redis refuses any script call touching two slots.
 #[cfg(feature = "redis")]
-pub fn redis_cluster_node(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
-    Box::pin(async move {
-        let redis = super::redis_server::RedisServer::start_cluster_node().await;
-        config.store = super::redis_server::redis_config(&redis).store;
-        let (one, two) = super::redis_server::pair(config).await;
-        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
-    })
+pub fn redis_cluster_node(config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move { sharing(super::redis_server::RedisServer::start_cluster_node().await, config).await })
 }
 
 /// Two instances sharing a Redis Cluster of three nodes (the cluster
 /// client: slot routing, sharded pub/sub).
 #[cfg(feature = "redis")]
-pub fn redis_cluster(mut config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
-    Box::pin(async move {
-        let redis = super::redis_server::RedisCluster::start().await;
-        config.store = super::redis_server::redis_config(&redis).store;
-        let (one, two) = super::redis_server::pair(config).await;
-        Backend { servers: vec![one, two], _keep: Some(Box::new(redis)) }
-    })
+pub fn redis_cluster(config: ServerConfig) -> Pin<Box<dyn Future<Output = Backend> + Send>> {
+    Box::pin(async move { sharing(super::redis_server::RedisCluster::start().await, config).await })
 }
 
 /// Instantiates every check of the suite for `$factory`.
