@@ -624,18 +624,10 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
     let (cancel, cancelled) = Canceller::new();
-    let receiver = Receiver {
-        sender: joined.sender,
-        code,
-        keys,
-        info,
-        link,
-        local: Mutex::new(local),
-        status: status_tx,
-        cancelled,
-    };
+    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
-        let result = receiver.run(&client, options).await;
+        let local = local.map_or(Local::Off, Local::Listen);
+        let result = receiver.run(&client, options, local).await;
         if let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await {
             debug!(%err, "could not close the code's session (the sender may have closed it)");
         }
@@ -652,14 +644,12 @@ struct Receiver {
     keys: Arc<DeviceKeys>,
     info: DeviceInfo,
     link: LinkOptions,
-    /// The local socket, until the paths take it.
-    local: Mutex<Option<LocalListener>>,
     status: watch::Sender<Status>,
     cancelled: watch::Receiver<bool>,
 }
 
 impl Receiver {
-    async fn run(&self, client: &SignalingClient, mut options: ReceiveOptions) -> Result<Received> {
+    async fn run(&self, client: &SignalingClient, mut options: ReceiveOptions, local: Local) -> Result<Received> {
         let link = &self.link;
         // A "no" ends with the sender closing the connection: remember it was ours.
         // The offer of a manifest already accepted (again, on another path) is not asked again.
@@ -695,7 +685,6 @@ impl Receiver {
         };
         let drain = DEFAULT_ANSWER_TIMEOUT;
         let webrtc = webrtc_endpoint(client, link);
-        let local = self.local.lock().unwrap_or_else(|e| e.into_inner()).take().map_or(Local::Off, Local::Listen);
         let keys = self.keys.clone();
         let mut paths = Paths::start(Side::Receiver, keys, &peer, webrtc, local, drain, relay, setup).await?;
         let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
