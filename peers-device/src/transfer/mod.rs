@@ -56,6 +56,7 @@ pub mod code;
 pub mod exchange;
 pub mod live;
 pub mod manifest;
+mod meeting;
 pub mod pairing;
 pub mod pake;
 mod paths;

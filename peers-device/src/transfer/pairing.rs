@@ -36,7 +36,8 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use super::code::DEFAULT_WORDS;
-use super::live::{CLOSE_GRACE, CodeSession, LinkOptions, ephemeral, meet, open_code, register, wait_for_join};
+use super::live::{CLOSE_GRACE, LinkOptions};
+use super::meeting::{CodeSession, ephemeral, meet, open_code, register, wait_for_join};
 use super::pake::CodeRole;
 use super::rendezvous::pinned_config;
 use super::{TransferCode, TransferError};
