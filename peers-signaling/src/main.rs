@@ -41,8 +41,9 @@ struct Settings {
     /// through this Redis (`redis://host:port[/db]`); replaces the SQLite store.
     #[arg(long, env = "PEERS_SIGNALING_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
-    /// `redis_url` is one node of a Redis Cluster (7 or newer); the others are
-    /// found from it [default: false].
+    /// `redis_url` names seed nodes of a Redis Cluster (7 or newer): one URL, or
+    /// up to 16 separated by commas; the other nodes are found from whichever
+    /// answers [default: false].
     #[arg(long, env = "PEERS_SIGNALING_REDIS_CLUSTER")]
     redis_cluster: Option<bool>,
     /// Prefix of the Redis keys and channels [default: peers-signaling].

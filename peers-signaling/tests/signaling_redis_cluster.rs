@@ -5,8 +5,9 @@
 //! state is spread over the nodes and the instances' channels are sharded;
 //! killing an instance is noticed through its sharded "alive" channel long
 //! before its devices' presence runs out. The binary takes the cluster
-//! setting from its config file, and refuses it without a URL or with a
-//! database other than 0. A slot moved to another node while the servers
+//! setting from its config file (with a list of seed nodes whose first is
+//! down), and refuses it without a URL or with a database other than 0, and
+//! a list of URLs without it. A slot moved to another node while the servers
 //! run (a resharding) is followed (`MOVED`).
 
 mod common;
@@ -130,13 +131,17 @@ async fn a_killed_instance_is_noticed_through_its_sharded_alive_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_takes_redis_cluster_from_a_toml_file_and_refuses_what_a_cluster_cannot_be() {
+async fn the_binary_takes_redis_cluster_and_seed_nodes_from_a_toml_file_and_refuses_what_a_cluster_cannot_be() {
     let cluster = RedisCluster::start().await;
     let seed = cluster.nodes()[1].url();
+    // The first seed node is down (nothing listens there): the server finds the
+    // cluster from the next one.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let seeds = format!("redis://{dead}, {seed}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("signaling.toml");
     let toml = format!(
-        "bind = \"127.0.0.1:0\"\nredis_url = \"{seed}\"\nredis_cluster = true\nredis_key_prefix = \"from-toml\"\n"
+        "bind = \"127.0.0.1:0\"\nredis_url = \"{seeds}\"\nredis_cluster = true\nredis_key_prefix = \"from-toml\"\n"
     );
     std::fs::write(&file, toml).unwrap();
     let (_instance, url) = start_binary(&["--config", file.to_str().unwrap()]).await;
@@ -152,6 +157,8 @@ async fn the_binary_takes_redis_cluster_from_a_toml_file_and_refuses_what_a_clus
 
     let stderr = binary_fails(vec!["--redis-cluster".into(), "true".into(), "--memory".into(), "true".into()]).await;
     assert!(stderr.contains("redis_cluster") && stderr.contains("need redis_url"), "{stderr}");
+    let stderr = binary_fails(vec!["--redis-url".into(), seeds]).await;
+    assert!(stderr.contains("store.redis_url") && stderr.contains("seed nodes"), "{stderr}");
     let database_two = format!("{seed}/2");
     let stderr = binary_fails(vec!["--redis-url".into(), database_two, "--redis-cluster".into(), "true".into()]).await;
     assert!(stderr.contains("store.redis_url") && stderr.contains("database 0"), "{stderr}");

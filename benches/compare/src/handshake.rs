@@ -1,18 +1,24 @@
-//! Handshakes per second, both ends on this thread, no sockets: ours (Noise XX with
-//! static-key certificates and a device claim, sans-IO, between known peers whose
-//! certificates are cached) against `snow`'s Noise XX with the same primitives, with
-//! our extra cost itemised (a first contact adds two certificate verifications).
+//! Handshakes per second, both ends on this thread: ours (Noise XX with static-key
+//! certificates and a device claim, sans-IO), between known peers whose certificates
+//! are cached and at first contact (both certificates verified), against `snow`'s
+//! Noise XX with the same primitives and against libp2p's Noise handshake (XX with an
+//! identity signature over each static key, verified in every handshake, over an
+//! in-memory pipe), with our extra cost itemised.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
+use futures::future::join;
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
+use libp2p::{identity, noise};
 use peers_sdk::DeviceKeys;
 use peers_sdk::TrustLevel;
 use peers_sdk::handshake::{HandshakeConfig, Initiator, ReplayGuard, Responder};
 use peers_sdk::socket::TransportSecurity;
 use rand_core::OsRng;
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 const ROUNDS: u32 = 3;
 
@@ -71,28 +77,73 @@ fn snow_xx(params: &str, alice_key: &[u8], bob_key: &[u8]) {
     black_box((i.into_transport_mode().unwrap(), r.into_transport_mode().unwrap()));
 }
 
+/// One libp2p Noise handshake (`libp2p-noise`: XX, 25519, ChaChaPoly, SHA-256, each
+/// side's static key signed once by its ed25519 identity and that signature verified by
+/// the other side in every handshake), both ends, over an in-memory pipe.
+fn libp2p_noise(runtime: &tokio::runtime::Runtime, alice: &noise::Config, bob: &noise::Config) {
+    let (a, b) = tokio::io::duplex(4096);
+    let (dialed, accepted) = runtime.block_on(join(
+        alice.clone().upgrade_outbound(a.compat(), "/noise"),
+        bob.clone().upgrade_inbound(b.compat(), "/noise"),
+    ));
+    black_box((dialed.unwrap().0, accepted.unwrap().0));
+}
+
+/// Key pairs at first contact: more certificates (two per pair) than the certificate
+/// cache holds (4,096), used in turn, so every handshake verifies both.
+const FIRST_CONTACT_PAIRS: usize = 2_304;
+
 pub struct HandshakeTable {
     pub rows: Vec<(&'static str, f64)>,
     pub verifications_us: f64,
 }
 
+/// The rows, in this order: ours for a known peer, ours at first contact, snow with
+/// SHA-256, snow with BLAKE2s, libp2p's Noise.
 pub fn measure(budget: Duration) -> HandshakeTable {
     let alice = HandshakeConfig::new(Arc::new(DeviceKeys::generate("alice").unwrap()));
     let bob = HandshakeConfig::new(Arc::new(DeviceKeys::generate("bob").unwrap()));
+    let strangers: Vec<(HandshakeConfig, HandshakeConfig)> = (0..FIRST_CONTACT_PAIRS)
+        .map(|_| {
+            let pair = [DeviceKeys::generate("alice").unwrap(), DeviceKeys::generate("bob").unwrap()];
+            // Signed once per device, as a device does on first use; not part of a handshake.
+            let [a, b] = pair.map(|keys| {
+                keys.static_key_certificate();
+                HandshakeConfig::new(Arc::new(keys))
+            });
+            (a, b)
+        })
+        .collect();
     // A guard per batch: the real one refuses new first messages when full.
     let mut guard = ReplayGuard::new(300_000, 1 << 20);
+    let mut first_guard = ReplayGuard::new(300_000, 1 << 20);
     let builder = snow::Builder::new("Noise_XX_25519_ChaChaPoly_SHA256".parse().unwrap());
     let (ak, bk) = (builder.generate_keypair().unwrap(), builder.generate_keypair().unwrap());
+    let (p2p_alice, p2p_bob) = (
+        noise::Config::new(&identity::Keypair::generate_ed25519()).unwrap(),
+        noise::Config::new(&identity::Keypair::generate_ed25519()).unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let verify_each_us = verify_us();
     let mut op_ours = || ours(&alice, &bob, &mut guard);
+    let mut next = 0;
+    let mut op_first = || {
+        let (a, b) = &strangers[next % strangers.len()];
+        next += 1;
+        ours(a, b, &mut first_guard);
+    };
     let mut op_sha = || snow_xx("Noise_XX_25519_ChaChaPoly_SHA256", &ak.private, &bk.private);
     let mut op_blake = || snow_xx("Noise_XX_25519_ChaChaPoly_BLAKE2s", &ak.private, &bk.private);
-    let rates = best_rates(budget, &mut [&mut op_ours, &mut op_sha, &mut op_blake]);
+    let mut op_p2p = || libp2p_noise(&runtime, &p2p_alice, &p2p_bob);
+    let rates =
+        best_rates(budget, &mut [&mut op_ours, &mut op_first, &mut op_sha, &mut op_blake, &mut op_p2p]);
     HandshakeTable {
         rows: vec![
             ("ours (XX + certificates + claim), known peer", rates[0]),
-            ("snow Noise_XX_25519_ChaChaPoly_SHA256", rates[1]),
-            ("snow Noise_XX_25519_ChaChaPoly_BLAKE2s", rates[2]),
+            ("ours, first contact (2 certificates verified)", rates[1]),
+            ("snow Noise_XX_25519_ChaChaPoly_SHA256", rates[2]),
+            ("snow Noise_XX_25519_ChaChaPoly_BLAKE2s", rates[3]),
+            ("libp2p-noise (XX + 2 identity verifications)", rates[4]),
         ],
         verifications_us: 2.0 * verify_each_us,
     }

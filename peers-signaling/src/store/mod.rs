@@ -96,7 +96,8 @@ pub enum StoreConfig {
     Redis {
         /// `redis://[user:pass@]host:port[/db]`; `protocol=resp3` is added when
         /// missing (the socket.io adapter needs RESP3 pub/sub). With `cluster`,
-        /// any one node of the cluster (database 0).
+        /// seed nodes of the cluster (database 0): one URL, or up to 16
+        /// separated by commas, so the server starts while a seed node is down.
         url: String,
         /// `url` is a node of a Redis Cluster (7 or newer): the server finds
         /// the other nodes from it, sends each request to the node of its

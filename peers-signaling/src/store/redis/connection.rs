@@ -25,12 +25,15 @@ const RETRIES: u32 = 2;
 /// The longest wait between those retries.
 const MAX_RETRY_WAIT: Duration = Duration::from_millis(500);
 
+/// Most seed nodes a cluster URL list may name.
+pub(crate) const MAX_SEED_NODES: usize = 16;
+
 /// Where Redis is: one server, or the nodes of a cluster.
 #[derive(Clone, Debug)]
 pub(crate) enum RedisClient {
     /// One server (or a primary with replicas), RESP3.
     Single(redis::Client),
-    /// A Redis Cluster, discovered from its seed node, RESP3 (boxed: it is
+    /// A Redis Cluster, discovered from its seed nodes, RESP3 (boxed: it is
     /// twice the size of the other).
     Cluster(Box<ClusterClient>),
 }
@@ -47,21 +50,32 @@ pub(crate) fn with_resp3(url: &str) -> String {
 }
 
 impl RedisClient {
-    /// The client for `url` (`cluster`: a seed node of a Redis Cluster, which
-    /// must use database 0); nothing is dialed yet.
+    /// The client for `url` (`cluster`: the seed nodes of a Redis Cluster, one
+    /// URL or up to [`MAX_SEED_NODES`] separated by commas, each of database 0;
+    /// the cluster is found from whichever answers); nothing is dialed yet.
     pub(crate) fn open(url: &str, cluster: bool) -> Result<RedisClient, RedisError> {
-        let url = with_resp3(url);
-        let single = redis::Client::open(url.as_str())?;
+        let invalid = |detail: String| RedisError::from((redis::ErrorKind::InvalidClientConfig, "invalid", detail));
         if !cluster {
-            return Ok(RedisClient::Single(single));
+            if url.contains(',') {
+                return Err(invalid(
+                    "a list of URLs names the seed nodes of a Redis Cluster; one server takes one URL".into(),
+                ));
+            }
+            return redis::Client::open(with_resp3(url).as_str()).map(RedisClient::Single);
         }
-        if single.get_connection_info().redis_settings().db() != 0 {
-            return Err(RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "a Redis Cluster has database 0 only",
-            )));
+        let seeds: Vec<String> = url.split(',').map(str::trim).map(with_resp3).collect();
+        if seeds.len() > MAX_SEED_NODES {
+            return Err(invalid(format!("{} seed nodes; at most {MAX_SEED_NODES}", seeds.len())));
         }
-        ClusterClient::builder([url.as_str()])
+        for seed in &seeds {
+            if redis::Client::open(seed.as_str())?.get_connection_info().redis_settings().db() != 0 {
+                return Err(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a Redis Cluster has database 0 only",
+                )));
+            }
+        }
+        ClusterClient::builder(seeds)
             .use_protocol(ProtocolVersion::RESP3)
             .connection_timeout(REDIS_TIMEOUT)
             .response_timeout(REDIS_TIMEOUT)
@@ -198,5 +212,18 @@ mod tests {
         assert!(RedisClient::open("redis://h:1/2", false).is_ok());
         let err = RedisClient::open("redis://h:1/2", true).unwrap_err().to_string();
         assert!(err.contains("database 0"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_takes_a_list_of_seed_nodes_and_one_server_does_not() {
+        assert!(matches!(RedisClient::open("redis://a:1, redis://b:2,redis://c:3", true), Ok(RedisClient::Cluster(_))));
+        let err = RedisClient::open("redis://a:1,redis://b:2", false).unwrap_err().to_string();
+        assert!(err.contains("seed nodes"), "{err}");
+        let err = RedisClient::open("redis://a:1,redis://b:2/3", true).unwrap_err().to_string();
+        assert!(err.contains("database 0"), "{err}");
+        assert!(RedisClient::open("redis://a:1,", true).is_err(), "an empty seed");
+        let many = vec!["redis://a:1"; MAX_SEED_NODES + 1].join(",");
+        let err = RedisClient::open(&many, true).unwrap_err().to_string();
+        assert!(err.contains("at most 16"), "{err}");
     }
 }
