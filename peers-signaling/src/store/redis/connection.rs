@@ -195,7 +195,7 @@ impl RedisConnection {
 
 #[cfg(test)]
 mod tests {
-    use super::{RedisClient, with_resp3};
+    use super::{MAX_SEED_NODES, RedisClient, with_resp3};
 
     #[test]
     fn resp3_is_added_once() {
