@@ -21,11 +21,13 @@ import { equal, toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
 import { parseCode } from "./code.js";
 import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
+import { CloseReason } from "./envelope.js";
 import { PeersError } from "./errors.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { ChunkCutter, Cursor, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
 import { pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
+import { receiverReopens } from "./recovery.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
 import { PeerConnectionFactory, WebRtcAcceptor, WebRtcSocketOptions } from "./webrtc.js";
@@ -82,6 +84,11 @@ class Receiver {
   private lastPath: string | undefined;
   /** `decide` said no: the sender's close that follows ends the transfer as `Declined`. */
   private declined = false;
+  /** New relays after a break, and the bytes verified when the last one opened. */
+  private hops = 0;
+  private atHop = 0;
+  /** Opens a new relay to the sender and runs the pinned handshake on it (set once the first connection is up). */
+  reopen: (() => Promise<Connection>) | undefined;
   private finished!: (m: Manifest) => void;
   private failed!: (e: Error) => void;
   readonly done = new Promise<Manifest>((resolve, reject) => ((this.finished = resolve), (this.failed = reject)));
@@ -91,14 +98,7 @@ class Receiver {
     readonly sender: DeviceInfo,
     private readonly options: ReceiveOptions,
   ) {
-    this.links = new PeerLinks(own, sender.device_id, {
-      onEmpty: (reason) =>
-        this.failed(
-          this.declined
-            ? transferError("Declined", "you declined the offer; nothing was received")
-            : transferError("Closed", `the sender closed the connection: ${reason.message}`),
-        ),
-    });
+    this.links = new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.lost(reason) });
     void this.done.catch(() => undefined);
   }
 
@@ -162,6 +162,29 @@ class Receiver {
     if (cutter.complete) this.finished(cutter.manifest);
   }
 
+  /**
+   * The last connection closed: a path that failed after bytes moved gets a new relay
+   * (the sender opens one too, §9.5; at most {@link MAX_HOPS}); anything else ends the transfer.
+   */
+  private lost(reason: CloseReason): void {
+    if (this.cutter?.complete) return;
+    const reopen = this.reopen;
+    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops)) {
+      this.hops += 1;
+      this.atHop = this.bytes;
+      void reopen().then(
+        (connection) => this.add(connection, connection.transport, RANK_RELAY),
+        (err: Error) => this.failed(transferError("Closed", `the relay broke (${reason.message}) and no new one opened: ${err.message}`)),
+      );
+      return;
+    }
+    this.failed(
+      this.declined
+        ? transferError("Declined", "you declined the offer; nothing was received")
+        : transferError("Closed", `the sender closed the connection: ${reason.message}`),
+    );
+  }
+
   /** Waits up to `ms` for the sender to close every connection, then closes what is left. */
   close(ms: number): Promise<void> {
     return this.links.close(ms, "received");
@@ -193,6 +216,8 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       acceptor = webrtc;
       void acceptWebRtc(webrtc, toHex(sender.device_id), config, active);
     }
+    const relayTimeoutMs = options.relayTimeoutMs ?? 30_000;
+    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config);
     active.add(await Connection.accept(relay, config), relay.info.transport, RANK_RELAY);
     await active.done;
     return active.received!;

@@ -1,7 +1,7 @@
 // sendByCode live between two peers-js devices through the real signaling server
 // (./server.ts): a tree sent by code arrives through receiveByCode byte for byte, a
 // wrong code is refused on both sides, a declined offer fails the sender, a receiver
-// that stops taking bytes fails it with Stalled. (The Rust
+// that stops taking bytes fails it with Stalled (with no wait for its return). (The Rust
 // receiver's side: tests/tests/peers_js_send.rs.)
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -42,7 +42,7 @@ test("a wrong code fails on both sides, and a declined offer ends both sides as 
 
 test("a receiver that stops taking bytes fails the sender with Stalled, and the receiver is told", async () => {
   const big = new Uint8Array(6 << 20).map((_, i) => (i * 13 + (i >> 11)) & 0xff);
-  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([big]))], { chunkSize: 1 << 20, stallTimeoutMs: 1_000 });
+  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([big]))], { chunkSize: 1 << 20, stallTimeoutMs: 1_000, rejoinWaitMs: 0 });
   let chunks = 0;
   const receiving = receiveByCode(url, handle.code, { sink: () => (++chunks === 1 ? new Promise<void>(() => undefined) : undefined) }).then(
     () => assert.fail("the receiver cannot finish"),
