@@ -12,7 +12,8 @@
 // messages) and goes on there when the handover makes it active:
 // {"event":"path","to","bytes_done"}; "done" then carries "paths":[{"transport","bytes"}].
 // {"event":"code","code","entries","bytes"} once the code exists; {"event":"confirmed","receiver"}
-// after the PAKE; {"event":"accepted","from","resumed"} with the receiver's answer;
+// after the PAKE; {"event":"accepted","from","resumed"} with each receiver's first answer;
+// {"event":"progress","bytes_done"} after each chunk;
 // {"event":"done","bytes","resumed"} once the receiver verified everything;
 // {"event":"failed","kind","code","message"} on any failure (exit 1). With --cancel-after
 // it cancels once BYTES were handed to the connection ({"event":"cancelling","bytes_done"}).
@@ -60,6 +61,7 @@ try {
     onConfirmed: (receiver) => report("confirmed", { receiver: toHex(receiver.device_id) }),
     onAccepted: (from, resumed) => report("accepted", { from, resumed }),
     onProgress: ({ bytesDone }) => {
+      report("progress", { bytes_done: bytesDone });
       if (cancelAfter !== undefined && bytesDone >= cancelAfter && !cancelling) {
         cancelling = true;
         report("cancelling", { bytes_done: bytesDone });

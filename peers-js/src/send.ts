@@ -1,5 +1,5 @@
 /**
- * Sending by code (docs/protocol.md §9.3–9.5), compatible with `peers receive`: the
+ * Sending by code (docs/protocol.md §9.3–9.7), compatible with `peers receive`: the
  * mirror of `receiveByCode` (./transfer.ts).
  *
  * ```text
@@ -9,6 +9,7 @@
  *   "session" joined (peer) ─▶ relay-open peer ═══ relay ═══ relay-open
  *   PAKE as creator (pakeOnRelay) ◀══════════════════════════▶ as joiner
  *   Connection.connect, pinned to the confirmed device (the dialer, as the Rust sender)
+ *   dial its local socket (the URLs in its DeviceInfo) and WebRTC ──▶ better paths
  *   call peers:transfer:offer {manifest} ─────────────────────▶ Accept {from} | Decline
  *   stream peers:transfer:data {digest, from}: chunks from `from` (ChunkSending),
  *   each read again and checked against its hash before it goes ─▶ StreamDone
@@ -17,18 +18,29 @@
  *
  * The receiver's `Accept` names the first chunk it lacks (its staging of the same
  * manifest digest, §9.4), so the same files sent again after a cancel or a failure
- * resume there. Better paths (§9.7): with `webrtc` the receiver is dialed over WebRTC
- * too; the connections follow the handover of docs/device.md §4 (`PeerLinks`), and
- * when another connection becomes active the stream ends after the current chunk (a
- * pause), the offer goes again on the new one and the data goes on from the
- * receiver's answer; a retired connection closes only once its stream is over. A
- * connection that breaks under the stream: the offer goes again on another, if one
- * is left (at most {@link MAX_HOPS} times). The protocol logic is sans-IO: the
- * manifest and the chunk order ({@link buildManifest}, {@link ChunkSending},
- * ./manifest.ts), the offer's answer ({@link readAnswer}), the handover
- * (`LinkTable`, ./links.ts); this module only carries it out. What is not built: a new
- * relay after a broken one when no connection is left, waiting for a receiver that
- * vanished to run the code again (§9.5.1).
+ * resume there. Better paths (§9.7): the receiver's local socket (the socket.io URLs
+ * its confirmed device info names, at most 8, each ranked by its address: local for
+ * loopback and private ones, internet otherwise; `local: false` turns it off) and,
+ * with `webrtc`, WebRTC. The connections follow the handover of docs/device.md §4
+ * (`PeerLinks`); when another connection becomes active the stream ends after the
+ * current chunk (a pause), the offer goes again on the new one and the data goes on
+ * from the receiver's answer; a retired connection closes only once its stream is over.
+ *
+ * Breaks (§9.5, §9.5.1): a connection that breaks under the stream is followed by an
+ * offer on another, if one is active; with none left, after a path failure that came
+ * after bytes moved and while the server has the receiver online (presence), by a new
+ * relay (the receiver opens one too; the same pinned handshake, no new PAKE); at most
+ * {@link MAX_HOPS} of both per receiver. A receiver that vanished (its relay gone and
+ * it offline, or nothing moving for the stall timeout) is waited for: the sender
+ * reopens the code's session (`session-reopen`), and whoever joins next runs a new
+ * PAKE on the same words and answers the offer from what it kept; at most
+ * {@link MAX_REJOINS} waits of `rejoinWaitMs` (5 minutes), never past the code's
+ * lifetime. The protocol logic is sans-IO: the manifest and the chunk order
+ * ({@link buildManifest}, {@link ChunkSending}, ./manifest.ts), the offer's answer
+ * ({@link readAnswer}), the handover and the URL ranks (`LinkTable`, `localUrls`,
+ * ./links.ts), what follows a break (./recovery.ts); this module only carries it out.
+ * The signaling client itself does not reconnect: a sender whose signaling
+ * connection drops fails.
  */
 import { toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";

@@ -14,8 +14,13 @@
  * {@link ChunkCutter} (./manifest.ts) is the sans-IO part: bytes in, verified chunks
  * out; the data stream's digest must be the accepted manifest's. The code is read by
  * `parseCode` (./code.ts) without `strict`: a unique 4-letter prefix is expanded, a word
- * outside the list goes to the PAKE as typed. What is not built: a new relay after a
- * broken one, resuming from saved state across runs.
+ * outside the list goes to the PAKE as typed. When the last connection ends because
+ * its path failed (a relay at the server's cap, a transport failure) after bytes were
+ * verified, a new relay to the sender is opened and the pinned handshake runs again
+ * on it, as the Rust receiver does (./recovery.ts, at most `MAX_HOPS` times); the
+ * sender's new offer resumes from the cutter's cursor. What is not built: resuming
+ * from saved state across runs (a receiver run again starts over), a local socket
+ * of its own.
  */
 import { equal, toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
