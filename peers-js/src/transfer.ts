@@ -18,7 +18,8 @@
  * its path failed (a relay at the server's cap, a transport failure) after bytes were
  * verified, a new relay to the sender is opened and the pinned handshake runs again
  * on it, as the Rust receiver does (./recovery.ts, at most `MAX_HOPS` times); the
- * sender's new offer resumes from the cutter's cursor. What is not built: resuming
+ * sender's new offer resumes from the cutter's cursor. Once bytes arrived, nothing
+ * verified for `stallTimeoutMs` (60 s) fails the receive `Stalled`. What is not built: resuming
  * from saved state across runs (a receiver run again starts over), a local socket
  * of its own.
  */
@@ -28,6 +29,7 @@ import { parseCode } from "./code.js";
 import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
 import { CloseReason } from "./envelope.js";
 import { PeersError } from "./errors.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "./send.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { ChunkCutter, Cursor, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
@@ -49,6 +51,8 @@ export interface ReceiveOptions {
   onPath?: (transport: string, bytesDone: number) => void;
   /** Relay opening deadline, ms. Default 30,000. */
   relayTimeoutMs?: number;
+  /** Once bytes arrived, how long no chunk may be verified before the receive fails `Stalled` (as `peers receive`), ms. Default 60,000. */
+  stallTimeoutMs?: number;
   /** Brotli for the connection's codec (a browser passes `brotliFromWasm`); Node's `zlib` when absent there. */
   brotli?: Brotli;
   /**
@@ -131,6 +135,15 @@ class Receiver {
     return { Accept: { from: this.cutter.cursor } };
   }
 
+  /** The stall timer: (re)armed on each verified chunk once bytes arrived, cleared when the transfer ends. */
+  private stall: ReturnType<typeof setTimeout> | undefined;
+
+  private moved(): void {
+    clearTimeout(this.stall);
+    const ms = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.stall = setTimeout(() => this.failed(transferError("Stalled", `the other side stopped responding: nothing arrived for ${ms} ms`)), ms);
+  }
+
   private async data(transport: string, meta: unknown, reader: AsyncIterable<Uint8Array>): Promise<void> {
     const header = meta as { from?: Cursor; digest?: unknown } | null;
     const from = header?.from;
@@ -153,6 +166,7 @@ class Receiver {
           await this.options.sink(cutter.manifest.entries[chunk.entry]!, chunk);
           this.bytes += chunk.bytes.length;
           path.bytes += chunk.bytes.length;
+          this.moved();
         }
       }
       cutter.end();
@@ -191,8 +205,9 @@ class Receiver {
   }
 
   /** Waits up to `ms` for the sender to close every connection, then closes what is left. */
-  close(ms: number): Promise<void> {
-    return this.links.close(ms, "received");
+  close(ms: number, why: string): Promise<void> {
+    clearTimeout(this.stall);
+    return this.links.close(ms, why);
   }
 }
 
@@ -208,6 +223,7 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
   const signaling = await SignalingClient.connect(url, keys);
   let receiver: Receiver | undefined;
   let acceptor: WebRtcAcceptor | undefined;
+  let failure: Error | undefined;
   try {
     const joined = await signaling.joinSession(String(parsed.session));
     const relay = await RelaySocket.open(signaling, joined.sender, { timeoutMs: options.relayTimeoutMs ?? 30_000 });
@@ -226,10 +242,13 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
     active.add(await Connection.accept(relay, config), relay.info.transport, RANK_RELAY);
     await active.done;
     return active.received!;
+  } catch (err) {
+    failure = err as Error;
+    throw err;
   } finally {
     acceptor?.close();
-    // The sender closes once it read StreamDone; close ourselves if it has not within 2 s.
-    await receiver?.close(2_000);
+    // On success the sender closes once it read StreamDone: wait for it up to 2 s; on a failure close at once.
+    await receiver?.close(failure === undefined ? 2_000 : 0, failure === undefined ? "received" : `transfer failed: ${failure.message}`);
     signaling.close();
   }
 }
