@@ -53,7 +53,7 @@ import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.
 import { RelaySocket } from "./relay.js";
 import { afterBreak, DEFAULT_REJOIN_WAIT_MS, rejoinWait } from "./recovery.js";
 import { CreatedSession, SignalingClient } from "./signaling.js";
-import { SocketIoOptions, SocketIoSocket } from "./socket.js";
+import { Socket, SocketIoOptions, SocketIoSocket } from "./socket.js";
 import { PathBytes } from "./transfer.js";
 import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
 
@@ -319,7 +319,6 @@ class Sender {
     this.options.onConfirmed?.(receiver);
     stage("Connecting");
     const config = await connectionConfig(this.keys, pinnedTo(receiver), this.options.brotli ? { brotli: this.options.brotli } : {});
-    const connection = await this.step(Connection.connect(relay, config, receiver.device_id));
     let fail!: (err: PeersError) => void;
     const failed = new Promise<never>((_, reject) => (fail = reject));
     void failed.catch(() => undefined);
@@ -330,11 +329,16 @@ class Sender {
       onActive: (active) => (round.active = active),
       drained: (c) => (round.streaming?.connection === c ? round.streaming.over : Promise.resolve()),
     });
-    round.links.add(connection, RANK_RELAY);
+    round.links.add(await this.step(this.connect(round, relay)), RANK_RELAY);
     if (this.options.webrtc) void this.dialWebRtc(round, this.options.webrtc);
     const local = this.options.local ?? true;
     if (local !== false) void this.dialLocal(round, localUrls(receiver.addresses), local === true ? {} : local);
     return round;
+  }
+
+  /** The pinned handshake to the round's receiver on `socket`, the handover's RPCs exposed before the peer can call. */
+  private connect(round: Round, socket: Socket): Promise<Connection> {
+    return Connection.connect(socket, round.config, round.receiver.device_id, (c) => round.links.prepare(c));
   }
 
   /** Adds a dialed connection to the round, or closes it when the round is over. */
@@ -347,7 +351,7 @@ class Sender {
   private async dialWebRtc(round: Round, webrtc: NonNullable<SendOptions["webrtc"]>): Promise<void> {
     try {
       const socket = await dialWebRtc(this.signaling, round.peer, { createPeerConnection: webrtc.createPeerConnection, ...(webrtc.socket ? { socket: webrtc.socket } : {}) });
-      await this.join(round, await Connection.connect(socket, round.config, round.receiver.device_id), RANK_WEBRTC);
+      await this.join(round, await this.connect(round, socket), RANK_WEBRTC);
     } catch {
       // No better path: the relay carries the transfer.
     }
@@ -365,7 +369,7 @@ class Sender {
       try {
         const target = socketIoTarget(url);
         const io = await SocketIoSocket.connect(target.origin, { path: target.path, ...socket });
-        await this.join(round, await Connection.connect(io, round.config, round.receiver.device_id), urlRank(url));
+        await this.join(round, await this.connect(round, io), urlRank(url));
         return;
       } catch {
         // The next URL.
@@ -414,7 +418,7 @@ class Sender {
           continue;
         }
         const relay = await RelaySocket.open(this.signaling, round.peer, { timeoutMs: this.options.relayTimeoutMs ?? 30_000 });
-        const fresh = await Connection.connect(relay, round.config, round.receiver.device_id);
+        const fresh = await this.connect(round, relay);
         await this.join(round, fresh, RANK_RELAY);
         this.options.onNewRelay?.(this.hops);
         connection = round.active ?? fresh;

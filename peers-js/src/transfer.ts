@@ -90,6 +90,7 @@ class Receiver {
   private streaming = false;
   private bytes = 0;
   private readonly paths: PathBytes[] = [];
+  private readonly prepared = new Set<Connection>();
   private lastPath: string | undefined;
   /** `decide` said no: the sender's close that follows ends the transfer as `Declined`. */
   private declined = false;
@@ -115,10 +116,19 @@ class Receiver {
     return this.cutter?.complete ? { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, paths: this.paths } : undefined;
   }
 
-  /** A verified connection to the sender over `transport`. */
-  add(connection: Connection, transport: string, rank: number): void {
+  /** Exposes the offer, the data stream and the handover on `connection` (the `setup` of `Connection.accept`: the sender calls at once). */
+  prepare(connection: Connection): void {
+    if (this.prepared.has(connection)) return;
+    this.prepared.add(connection);
+    void connection.closed.then(() => this.prepared.delete(connection));
     connection.expose("peers:transfer:offer", (args) => this.offer(args));
-    connection.exposeStream("peers:transfer:data", (meta, reader) => this.data(transport, meta, reader));
+    connection.exposeStream("peers:transfer:data", (meta, reader) => this.data(connection.transport, meta, reader));
+    this.links.prepare(connection);
+  }
+
+  /** A verified connection to the sender. */
+  add(connection: Connection, rank: number): void {
+    this.prepare(connection);
     this.links.add(connection, rank);
   }
 
@@ -192,7 +202,7 @@ class Receiver {
       this.hops += 1;
       this.atHop = this.bytes;
       void reopen().then(
-        (connection) => this.add(connection, connection.transport, RANK_RELAY),
+        (connection) => this.add(connection, RANK_RELAY),
         (err: Error) => this.failed(transferError("Closed", `the relay broke (${reason.message}) and no new one opened: ${err.message}`)),
       );
       return;
@@ -238,8 +248,8 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       void acceptWebRtc(webrtc, toHex(sender.device_id), config, active);
     }
     const relayTimeoutMs = options.relayTimeoutMs ?? 30_000;
-    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config);
-    active.add(await Connection.accept(relay, config), relay.info.transport, RANK_RELAY);
+    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    active.add(await Connection.accept(relay, config, (c) => active.prepare(c)), RANK_RELAY);
     await active.done;
     return active.received!;
   } catch (err) {
@@ -267,7 +277,7 @@ async function acceptWebRtc(acceptor: WebRtcAcceptor, senderHex: string, config:
       continue;
     }
     try {
-      receiver.add(await Connection.accept(accepted.socket, config), accepted.socket.info.transport, RANK_WEBRTC);
+      receiver.add(await Connection.accept(accepted.socket, config, (c) => receiver.prepare(c)), RANK_WEBRTC);
     } catch {
       // A failed handshake closed its socket; the transfer goes on where it is.
     }
