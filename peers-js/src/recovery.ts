@@ -6,6 +6,7 @@
  *
  * ```text
  * sender, a connection broke under the offer or the data stream:
+ *   closed "Replaced" by the peer's handover, another active → Moved: offer again there (no hop)
  *   another connection is active, hops < MAX_HOPS           → Other: offer again there
  *   the receiver closed it on purpose (not a path failure)  → Answer: fail with its reason
  *   a path failure, bytes moved since the last hop,
@@ -52,7 +53,7 @@ export function receiverGone(err: unknown): boolean {
 }
 
 /** What the sender does after a connection broke: see the module documentation. */
-export type BreakStep = "Other" | "Answer" | "NewRelayIfOnline" | "Gone";
+export type BreakStep = "Moved" | "Other" | "Answer" | "NewRelayIfOnline" | "Gone";
 
 export interface Break {
   /** Why the broken connection closed. */
@@ -67,6 +68,8 @@ export interface Break {
 
 /** The sender's step after a break (the Rust sender's `transfer` loop). */
 export function afterBreak(b: Break): BreakStep {
+  // The peer's handover closed it for a better one under the offer or the pause: a move, not a break.
+  if (b.other && b.reason.code === "Replaced") return "Moved";
   if (b.other && b.hops < MAX_HOPS) return "Other";
   if (b.reason.by === "Remote" && !pathFailed(b.reason)) return "Answer";
   if (b.moved && b.hops < MAX_HOPS && pathFailed(b.reason)) return "NewRelayIfOnline";

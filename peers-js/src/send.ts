@@ -412,6 +412,10 @@ class Sender {
         const next = afterBreak({ reason, other: other !== undefined, hops: this.hops, moved: this.bytes > before });
         if (next === "Answer") throw transferError("Closed", `the receiver closed the connection: ${reason.message}`);
         if (next === "Gone" || (next === "NewRelayIfOnline" && !(await this.isOnline(round.peer)))) throw err;
+        if (next === "Moved") {
+          connection = other;
+          continue;
+        }
         this.hops += 1;
         if (next === "Other") {
           connection = other;

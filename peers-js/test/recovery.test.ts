@@ -37,6 +37,9 @@ test("a path failure is a relay cap, a transport failure or a timeout, whoever s
 test("after a break the sender goes on over another connection, then a new relay, and stops at an answer or the bound", () => {
   const b = { reason: reason("TransportFailure"), other: true, hops: 0, moved: true };
   assert.equal(afterBreak(b), "Other");
+  // The peer's handover replaced it with a better one: a move, not a hop; with nothing else, no move.
+  assert.equal(afterBreak({ ...b, reason: reason("Replaced"), hops: MAX_HOPS }), "Moved");
+  assert.equal(afterBreak({ ...b, other: false, reason: reason("Replaced") }), "Answer");
   assert.equal(afterBreak({ ...b, other: false }), "NewRelayIfOnline");
   // No bytes moved on the broken relay: no new one (it would break again), the receiver is taken as gone.
   assert.equal(afterBreak({ ...b, other: false, moved: false }), "Gone");

@@ -212,6 +212,7 @@ async fn peers_js_moves_a_send_to_the_receivers_local_socket_mid_way() {
     assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
     assert_eq!(bytes_over("relay"), moved_at, "everything before the move went over the relay: {done}");
     assert_eq!(bytes_over("socket.io"), LEN as u64 - moved_at, "everything after it over the local socket: {done}");
+    assert_eq!(done["hops"], 0, "a move is no break: {done}");
     let (ok, events) = tokio::time::timeout(STEP, receiver.finish()).await.expect("the receiver ends");
     assert!(ok, "the receiver reports success: {events:?}");
     assert!(std::fs::read(out.path().join("local.bin")).expect("file") == noise(LEN, 21), "the file arrived whole");
