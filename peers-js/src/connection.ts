@@ -169,8 +169,12 @@ export class Connection {
     void this.readLoop(new Opener(session), new FrameDecoder(config.codec));
   }
 
-  /** Dials: runs the handshake as initiator; returns once the responder sent `Ready`. */
-  static async connect(socket: Socket, config: ConnectionConfig, expected?: Uint8Array): Promise<Connection> {
+  /**
+   * Dials: runs the handshake as initiator; returns once the responder sent `Ready`.
+   * `setup` runs on the connection before anything the peer sends after `Ready` is
+   * handled (expose handlers there that the peer may call at once).
+   */
+  static async connect(socket: Socket, config: ConnectionConfig, expected?: Uint8Array, setup?: (connection: Connection) => void): Promise<Connection> {
     const deadline = Date.now() + config.handshakeTimeoutMs;
     let session: Session;
     try {
@@ -187,6 +191,7 @@ export class Connection {
       return failHandshake(socket, err);
     }
     const connection = new Connection(socket, config, session);
+    setup?.(connection);
     const ready = new Promise<void>((resolve, reject) => (connection.ready = { resolve, reject }));
     try {
       await withDeadline(Math.max(0, deadline - Date.now()), ready);
@@ -197,8 +202,8 @@ export class Connection {
     return connection;
   }
 
-  /** Accepts: runs the handshake as responder and sends `Ready`. */
-  static async accept(socket: Socket, config: ConnectionConfig): Promise<Connection> {
+  /** Accepts: runs the handshake as responder and sends `Ready`; `setup` as for {@link connect}. */
+  static async accept(socket: Socket, config: ConnectionConfig, setup?: (connection: Connection) => void): Promise<Connection> {
     let session: Session;
     try {
       session = await withDeadline(config.handshakeTimeoutMs, (async () => {
@@ -213,6 +218,7 @@ export class Connection {
       return failHandshake(socket, err);
     }
     const connection = new Connection(socket, config, session);
+    setup?.(connection);
     await connection.send({ type: "Ready" });
     return connection;
   }

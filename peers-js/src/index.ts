@@ -46,3 +46,4 @@ export * from "./webrtc.js";
 export * from "./save-browser.js";
 export * from "./links.js";
 export * from "./pace.js";
+export * from "./recovery.js";

@@ -22,9 +22,68 @@
  */
 import { PeersError } from "./errors.js";
 
-/** Link ranks, higher is better (docs/device.md §1's order, for the paths a transfer has). */
+/**
+ * Link ranks, higher is better: the Rust manager's order of connection classes
+ * (local, WebRTC, internet, server relay; docs/protocol.md §9.7) for the paths a
+ * transfer has.
+ */
 export const RANK_RELAY = 1;
-export const RANK_WEBRTC = 2;
+/** A socket.io connection to a public address. */
+export const RANK_INTERNET = 2;
+export const RANK_WEBRTC = 3;
+/** A socket.io connection to a loopback or private address. */
+export const RANK_LOCAL = 4;
+
+/** The most local URLs a sender dials (as the Rust `MAX_LOCAL_URLS`). */
+export const MAX_LOCAL_URLS = 8;
+
+/** Whether `host` (a URL's hostname: an IPv4 address, a bracketed IPv6 one or a name) is loopback or private, as the Rust `Locality::of_ip`. */
+export function isLocalHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h.replace(/^::ffff:/, ""));
+  if (v4) {
+    const [a, b] = [Number(v4[1]), Number(v4[2])];
+    // loopback, RFC 1918, link-local, RFC 6598 shared space (carrier-grade NAT, overlays).
+    return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254) || (a === 100 && (b & 0xc0) === 64);
+  }
+  if (!h.includes(":")) return false; // a name: not known to be local
+  if (h === "::1") return true;
+  const first = parseInt(h.split(":")[0] || "0", 16);
+  // unique-local fc00::/7, link-local fe80::/10.
+  return (first & 0xfe00) === 0xfc00 || (first & 0xffc0) === 0xfe80;
+}
+
+/** A socket.io URL's rank: {@link RANK_LOCAL} for a loopback or private address, {@link RANK_INTERNET} otherwise. */
+export function urlRank(url: string): number {
+  return isLocalHost(new URL(url).hostname) ? RANK_LOCAL : RANK_INTERNET;
+}
+
+/**
+ * The URLs of a peer's advertised addresses a sender dials for a local socket
+ * (docs/protocol.md §9.7, the Rust `local_urls`): `http`/`https` ones that parse, at
+ * most {@link MAX_LOCAL_URLS} of them, best rank first (the order kept within a rank).
+ */
+export function localUrls(addresses: readonly string[]): string[] {
+  const urls: string[] = [];
+  for (const a of addresses) {
+    if (urls.length >= MAX_LOCAL_URLS) break;
+    if (!a.startsWith("http://") && !a.startsWith("https://")) continue;
+    try {
+      new URL(a);
+    } catch {
+      continue;
+    }
+    urls.push(a);
+  }
+  return urls.map((url, i) => ({ url, i, rank: urlRank(url) })).sort((x, y) => y.rank - x.rank || x.i - y.i).map((u) => u.url);
+}
+
+/** Where socket.io-client dials a URL: its origin, and its path as the request path (`/socket.io/` when it has none), as the Rust client reads it. */
+export function socketIoTarget(url: string): { origin: string; path: string } {
+  const u = new URL(url);
+  return { origin: u.origin, path: u.pathname === "" || u.pathname === "/" ? "/socket.io/" : u.pathname };
+}
 
 /** At most this many links to one device at once; a further one is closed at once. */
 export const MAX_LINKS = 8;

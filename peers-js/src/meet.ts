@@ -125,6 +125,9 @@ export function pinnedTo(device: DeviceInfo): (peer: DeviceInfo) => TrustLevel {
 /** Control RPCs of docs/device.md §2 answered without acting on them (no groups, no device messages). */
 const CONTROL_NOOP = ["peers:ping", "peers:groupLeft", "peers:deviceMessage"];
 
+/** Handover calls kept for a connection not yet added (its `peers:groupReady` and a takeover or retire). */
+const MAX_EARLY_CALLS = 4;
+
 /** What the owner of {@link PeerLinks} is told, and asked. */
 export interface PeerLinkHooks {
   /** The last connection closed. */
@@ -144,6 +147,9 @@ export interface PeerLinkHooks {
 export class PeerLinks {
   private readonly table: LinkTable;
   private readonly connections = new Map<number, Connection>();
+  private readonly ids = new Map<Connection, number>();
+  /** Handover calls that came before the connection was added (bounded: three kinds, each applied once it is). */
+  private readonly early = new Map<Connection, Array<(id: number) => LinkAction[]>>();
   private nextLink = 1;
   private lastActive: number | undefined;
 
@@ -155,20 +161,45 @@ export class PeerLinks {
     this.table = new LinkTable(own, peer);
   }
 
+  /**
+   * Exposes the handover's RPCs on `connection` before it is added (pass it as the
+   * `setup` of `Connection.connect` / `accept`: the peer may call at once after
+   * `Ready`); what the peer calls before {@link add} is applied when it is added.
+   */
+  prepare(connection: Connection): void {
+    if (this.early.has(connection) || this.ids.has(connection)) return;
+    const early: Array<(id: number) => LinkAction[]> = [];
+    this.early.set(connection, early);
+    const on = (event: (id: number) => LinkAction[]) => () => {
+      const id = this.ids.get(connection);
+      if (id === undefined) {
+        if (early.length < MAX_EARLY_CALLS) early.push(event);
+      } else this.apply(event(id));
+      return null;
+    };
+    void connection.closed.then(() => this.early.delete(connection));
+    for (const method of CONTROL_NOOP) connection.expose(method, () => null);
+    connection.expose("peers:groupReady", on((id) => this.table.groupReady(id)));
+    connection.expose("peers:takeover", on((id) => this.table.takeover(id)));
+    connection.expose("peers:retire", on((id) => this.table.peerRetired(id)));
+  }
+
   /** Adds a verified connection of `rank` (./links.ts); the caller exposes its own handlers on it too. */
   add(connection: Connection, rank: number): void {
+    this.prepare(connection);
+    const early = this.early.get(connection) ?? [];
+    this.early.delete(connection);
     const id = this.nextLink++;
     this.connections.set(id, connection);
-    for (const method of CONTROL_NOOP) connection.expose(method, () => null);
-    connection.expose("peers:groupReady", () => (this.apply(this.table.groupReady(id)), null));
-    connection.expose("peers:takeover", () => (this.apply(this.table.takeover(id)), null));
-    connection.expose("peers:retire", () => (this.apply(this.table.peerRetired(id)), null));
+    this.ids.set(connection, id);
     void connection.closed.then((reason) => {
       this.connections.delete(id);
+      this.ids.delete(connection);
       this.apply(this.table.closed(id));
       if (this.connections.size === 0) this.hooks.onEmpty(reason);
     });
     this.apply(this.table.added(id, rank));
+    for (const event of early) this.apply(event(id));
   }
 
   /** The connection the handover made active (the one to carry the transfer). */

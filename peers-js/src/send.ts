@@ -1,5 +1,5 @@
 /**
- * Sending by code (docs/protocol.md §9.3–9.5), compatible with `peers receive`: the
+ * Sending by code (docs/protocol.md §9.3–9.7), compatible with `peers receive`: the
  * mirror of `receiveByCode` (./transfer.ts).
  *
  * ```text
@@ -9,6 +9,7 @@
  *   "session" joined (peer) ─▶ relay-open peer ═══ relay ═══ relay-open
  *   PAKE as creator (pakeOnRelay) ◀══════════════════════════▶ as joiner
  *   Connection.connect, pinned to the confirmed device (the dialer, as the Rust sender)
+ *   dial its local socket (the URLs in its DeviceInfo) and WebRTC ──▶ better paths
  *   call peers:transfer:offer {manifest} ─────────────────────▶ Accept {from} | Decline
  *   stream peers:transfer:data {digest, from}: chunks from `from` (ChunkSending),
  *   each read again and checked against its hash before it goes ─▶ StreamDone
@@ -17,29 +18,42 @@
  *
  * The receiver's `Accept` names the first chunk it lacks (its staging of the same
  * manifest digest, §9.4), so the same files sent again after a cancel or a failure
- * resume there. Better paths (§9.7): with `webrtc` the receiver is dialed over WebRTC
- * too; the connections follow the handover of docs/device.md §4 (`PeerLinks`), and
- * when another connection becomes active the stream ends after the current chunk (a
- * pause), the offer goes again on the new one and the data goes on from the
- * receiver's answer; a retired connection closes only once its stream is over. A
- * connection that breaks under the stream: the offer goes again on another, if one
- * is left (at most {@link MAX_HOPS} times). The protocol logic is sans-IO: the
- * manifest and the chunk order ({@link buildManifest}, {@link ChunkSending},
- * ./manifest.ts), the offer's answer ({@link readAnswer}), the handover
- * (`LinkTable`, ./links.ts); this module only carries it out. What is not built: a new
- * relay after a broken one when no connection is left, waiting for a receiver that
- * vanished to run the code again (§9.5.1).
+ * resume there. Better paths (§9.7): the receiver's local socket (the socket.io URLs
+ * its confirmed device info names, at most 8, each ranked by its address: local for
+ * loopback and private ones, internet otherwise; `local: false` turns it off) and,
+ * with `webrtc`, WebRTC. The connections follow the handover of docs/device.md §4
+ * (`PeerLinks`); when another connection becomes active the stream ends after the
+ * current chunk (a pause), the offer goes again on the new one and the data goes on
+ * from the receiver's answer; a retired connection closes only once its stream is over.
+ *
+ * Breaks (§9.5, §9.5.1): a connection that breaks under the stream is followed by an
+ * offer on another, if one is active; with none left, after a path failure that came
+ * after bytes moved and while the server has the receiver online (presence), by a new
+ * relay (the receiver opens one too; the same pinned handshake, no new PAKE); at most
+ * {@link MAX_HOPS} of both per receiver. A receiver that vanished (its relay gone and
+ * it offline, or nothing moving for the stall timeout) is waited for: the sender
+ * reopens the code's session (`session-reopen`), and whoever joins next runs a new
+ * PAKE on the same words and answers the offer from what it kept; at most
+ * {@link MAX_REJOINS} waits of `rejoinWaitMs` (5 minutes), never past the code's
+ * lifetime. The protocol logic is sans-IO: the manifest and the chunk order
+ * ({@link buildManifest}, {@link ChunkSending}, ./manifest.ts), the offer's answer
+ * ({@link readAnswer}), the handover and the URL ranks (`LinkTable`, `localUrls`,
+ * ./links.ts), what follows a break (./recovery.ts); this module only carries it out.
+ * The signaling client itself does not reconnect: a sender whose signaling
+ * connection drops fails.
  */
 import { toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
 import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
 import { PeersError } from "./errors.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
-import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
+import { localUrls, RANK_RELAY, RANK_WEBRTC, socketIoTarget, urlRank } from "./links.js";
 import { checkChunk, ChunkSending, Cursor, DEFAULT_TRANSFER_CHUNK_SIZE, buildManifest, Manifest, manifestDigest, SourceEntry, totalSize, transferError } from "./manifest.js";
 import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.js";
 import { RelaySocket } from "./relay.js";
-import { SignalingClient } from "./signaling.js";
+import { afterBreak, DEFAULT_REJOIN_WAIT_MS, rejoinWait } from "./recovery.js";
+import { CreatedSession, SignalingClient } from "./signaling.js";
+import { Socket, SocketIoOptions, SocketIoSocket } from "./socket.js";
 import { PathBytes } from "./transfer.js";
 import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
 
@@ -51,7 +65,7 @@ export const DEFAULT_ANSWER_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /** Where a send stands. */
-export type SendStage = "WaitingForPeer" | "Authenticating" | "Connecting" | "Offered" | "Sending" | "Done";
+export type SendStage = "WaitingForPeer" | "Authenticating" | "Connecting" | "Offered" | "Sending" | "WaitingForReturn" | "Done";
 
 export interface SendProgress {
   /** Bytes handed to the connection, plus those the receiver had before. */
@@ -83,8 +97,30 @@ export interface SendOptions {
   onAccepted?: (from: Cursor, resumedBytes: number) => void;
   /** After each chunk handed to the connection. */
   onProgress?: (progress: SendProgress) => void;
-  /** Told when the data goes on over another connection (`transport`: "relay", "webrtc"). */
+  /** Told when the data goes on over another kind of connection (`transport`: "relay", "webrtc", "socket.io"). */
   onPath?: (transport: string, bytesDone: number) => void;
+  /** Told when a new relay replaced a broken one (`hops`: moves after a break so far, this one included). */
+  onNewRelay?: (hops: number) => void;
+  /**
+   * Told when the receiver vanished mid-way (§9.5.1) and the sender reopened the code:
+   * `peers receive CODE` run again (into the same directory) resumes. `rejoins`
+   * counts the waits, `waitMs` is how long this one lasts, `why` what broke.
+   */
+  onWaitingForReturn?: (wait: { rejoins: number; waitMs: number; why: string }) => void;
+  /**
+   * How long to wait each time for a receiver that vanished to run the code again, ms
+   * (at most {@link MAX_REJOINS} times, never past the code's lifetime); 0 fails at
+   * once. Default 5 minutes (as `peers send --rejoin-wait`).
+   */
+  rejoinWaitMs?: number;
+  /**
+   * The receiver's local socket (§9.7): its confirmed device info names socket.io URLs
+   * (`peers receive` listens on its interfaces); the sender dials them (at most 8,
+   * loopback and private addresses first) with the same pinned trust, and the transfer
+   * moves there mid-way as it does to WebRTC. `false` turns it off (as `--paths relay`);
+   * an object passes socket.io options for the dials. Default: on.
+   */
+  local?: boolean | SocketIoOptions;
   /**
    * WebRTC (§9.7): with it, the receiver is also dialed over WebRTC (signaled through
    * the server, its ICE servers) once the relay connection is up; when the handover
@@ -103,6 +139,10 @@ export interface Sent {
   resumed: number;
   /** The connections the data went over, in the order they were first used, with the bytes sent on each. */
   paths: PathBytes[];
+  /** Moves to another connection or a new relay after a break. */
+  hops: number;
+  /** Times the receiver vanished and came back with the code. */
+  rejoins: number;
 }
 
 export interface SendHandle {
@@ -151,7 +191,7 @@ export async function sendByCode(url: string, sources: readonly SourceEntry[], o
   const sender = new Sender(signaling, keys, manifest, sources, code, options);
   const done = (async () => {
     try {
-      return await sender.run(created.transferId);
+      return await sender.run(created);
     } finally {
       await signaling.closeSession(created.transferId, created.senderToken).catch(() => undefined);
       signaling.close();
@@ -163,24 +203,38 @@ export async function sendByCode(url: string, sources: readonly SourceEntry[], o
   return handle;
 }
 
-/** Most times one send goes on over another connection after its connection broke (as the Rust `MAX_RELAY_HOPS`). */
-export const MAX_HOPS = 64;
-
 /** How one attempt on a connection ended. */
 type Attempt = "Complete" | "Paused";
 
+/** One receiver the sender met (the first, or one that ran the code again): its connections and where the data goes. */
+interface Round {
+  receiver: DeviceInfo;
+  /** The receiver's device id, hex (the relay's peer). */
+  peer: string;
+  config: ConnectionConfig;
+  links: PeerLinks;
+  /** The connection the handover made active: the data goes there. */
+  active: Connection | undefined;
+  /** The connection carrying the data stream now, and when that stream is over. */
+  streaming: { connection: Connection; over: Promise<void> } | undefined;
+  /** Fails the round (a stall): raced with its transfer. */
+  fail: (err: PeersError) => void;
+  failed: Promise<never>;
+  /** Set once the round ended: its background work (dials, a broken attempt) stops. */
+  over: boolean;
+  /** Whether this receiver answered an offer yet. */
+  accepted: boolean;
+}
+
 /** One send once the code is out. */
 class Sender {
-  private links: PeerLinks | undefined;
   private cancelled!: (err: PeersError) => void;
-  /** Rejects when the transfer is cancelled or its last connection closed; raced with every step. */
+  /** Rejects when the transfer is cancelled; raced with every step. */
   private readonly stopped = new Promise<never>((_, reject) => (this.cancelled = reject));
-  /** The connection the handover made active: the data goes there. */
-  private active: Connection | undefined;
-  /** The connection carrying the data stream now, and when that stream is over. */
-  private streaming: { connection: Connection; over: Promise<void> } | undefined;
   private bytes = 0;
   private resumed: number | undefined;
+  private hops = 0;
+  private rejoins = 0;
   /** Set once `run` ended: a dial that completes later is closed at once. */
   private ended = false;
   private readonly paths: PathBytes[] = [];
@@ -194,6 +248,8 @@ class Sender {
     private readonly options: SendOptions,
   ) {
     void this.stopped.catch(() => undefined);
+    // Late WebRTC candidates and presence changes arrive unasked: listeners keep them out of the client's bounded backlog.
+    this.signaling.on("signal", () => undefined).on("presence", () => undefined);
   }
 
   cancel(): void {
@@ -204,91 +260,190 @@ class Sender {
     return Promise.race([work, this.stopped]);
   }
 
-  async run(transferId: string): Promise<Sent> {
+  /**
+   * Meets the receiver and sends; when the receiver vanishes mid-way, reopens the
+   * code's session and does it again with whoever joins next (a new PAKE on the same
+   * words), at most {@link MAX_REJOINS} times and never past the code's lifetime.
+   */
+  async run(created: CreatedSession): Promise<Sent> {
     const stage = (s: SendStage) => this.options.onStage?.(s);
     stage("WaitingForPeer");
+    let joinWait = this.options.ttlMs ?? DEFAULT_CODE_TTL_MS;
     try {
-      const peer = await this.step(waitForJoin(this.signaling, transferId, this.options.ttlMs ?? DEFAULT_CODE_TTL_MS, this.stopped));
-      stage("Authenticating");
-      const relay = await this.step(RelaySocket.open(this.signaling, peer, { timeoutMs: this.options.relayTimeoutMs ?? 30_000 }));
-      const receiver = await this.step(pakeOnRelay(relay, this.code, "creator", this.keys.info()));
-      this.options.onConfirmed?.(receiver);
-      stage("Connecting");
-      const config = await connectionConfig(this.keys, pinnedTo(receiver), this.options.brotli ? { brotli: this.options.brotli } : {});
-      const connection = await this.step(Connection.connect(relay, config, receiver.device_id));
-      const links = new PeerLinks(this.keys.deviceId, receiver.device_id, {
-        onEmpty: (reason) => this.cancelled(transferError("Closed", `the receiver closed the connection: ${reason.message}`)),
-        onActive: (active) => (this.active = active),
-        drained: (c) => (this.streaming?.connection === c ? this.streaming.over : Promise.resolve()),
-      });
-      this.links = links;
-      links.add(connection, RANK_RELAY);
-      if (this.options.webrtc) void this.dialWebRtc(receiver, config, links, this.options.webrtc);
-      const sent = await this.step(this.transfer(receiver));
-      stage("Done");
-      await links.close(0, "transfer complete");
-      return sent;
-    } catch (err) {
-      const why = err instanceof PeersError && err.code === "Cancelled" ? "cancelled by the sender" : `transfer failed: ${(err as Error).message}`;
-      await this.links?.close(0, why);
-      throw err;
+      for (;;) {
+        const round = await this.meet(created.transferId, joinWait);
+        try {
+          const sent = await this.step(Promise.race([this.transfer(round), round.failed]));
+          stage("Done");
+          round.over = true;
+          await round.links.close(0, "transfer complete");
+          return sent;
+        } catch (err) {
+          round.over = true;
+          const wait = rejoinWait(err, this.rejoins, this.options.rejoinWaitMs ?? DEFAULT_REJOIN_WAIT_MS, created.expiresAt, Date.now());
+          const cancelled = err instanceof PeersError && err.code === "Cancelled";
+          await round.links.close(0, cancelled ? "cancelled by the sender" : wait !== undefined ? "the receiver is gone" : `transfer failed: ${(err as Error).message}`);
+          if (wait === undefined) throw err;
+          try {
+            await this.step(this.signaling.reopenSession(created.transferId, created.senderToken));
+          } catch (refused) {
+            if (refused instanceof PeersError && refused.code === "Cancelled") throw refused;
+            throw transferError("Protocol", `the receiver is gone (${(err as Error).message}) and the code cannot take it back: ${(refused as Error).message}`);
+          }
+          this.rejoins += 1;
+          joinWait = wait;
+          stage("WaitingForReturn");
+          this.options.onWaitingForReturn?.({ rejoins: this.rejoins, waitMs: wait, why: (err as Error).message });
+        }
+      }
     } finally {
       this.ended = true;
     }
   }
 
-  /** Dials the receiver over WebRTC; a verified connection joins the handover, a failed dial leaves the transfer where it is. */
-  private async dialWebRtc(receiver: DeviceInfo, config: ConnectionConfig, links: PeerLinks, webrtc: NonNullable<SendOptions["webrtc"]>): Promise<void> {
-    // Late candidates of the attempt arrive after it: a listener keeps them out of the client's bounded backlog.
-    this.signaling.on("signal", () => undefined);
+  /** Waits for a join, runs the PAKE and the pinned handshake on the relay; a failure here ends the send (no new round). */
+  private async meet(transferId: string, joinWait: number): Promise<Round> {
+    const stage = (s: SendStage) => this.options.onStage?.(s);
+    let peer: string;
     try {
-      const socket = await dialWebRtc(this.signaling, toHex(receiver.device_id), { createPeerConnection: webrtc.createPeerConnection, ...(webrtc.socket ? { socket: webrtc.socket } : {}) });
-      const connection = await Connection.connect(socket, config, receiver.device_id);
-      if (this.ended) await connection.close("Normal", "transfer over");
-      else links.add(connection, RANK_WEBRTC);
+      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped));
+    } catch (err) {
+      if (this.rejoins > 0 && err instanceof PeersError && err.code === "Timeout") {
+        throw transferError("Timeout", `the receiver did not run the same code again within ${joinWait} ms`);
+      }
+      throw err;
+    }
+    stage("Authenticating");
+    const relay = await this.step(RelaySocket.open(this.signaling, peer, { timeoutMs: this.options.relayTimeoutMs ?? 30_000 }));
+    const receiver = await this.step(pakeOnRelay(relay, this.code, "creator", this.keys.info()));
+    this.options.onConfirmed?.(receiver);
+    stage("Connecting");
+    const config = await connectionConfig(this.keys, pinnedTo(receiver), this.options.brotli ? { brotli: this.options.brotli } : {});
+    let fail!: (err: PeersError) => void;
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    void failed.catch(() => undefined);
+    const round: Round = { receiver, peer, config, links: undefined as never, active: undefined, streaming: undefined, fail, failed, over: false, accepted: false };
+    round.links = new PeerLinks(this.keys.deviceId, receiver.device_id, {
+      // A broken attempt decides what follows (another connection, a new relay, a rejoin).
+      onEmpty: () => undefined,
+      onActive: (active) => (round.active = active),
+      drained: (c) => (round.streaming?.connection === c ? round.streaming.over : Promise.resolve()),
+    });
+    round.links.add(await this.step(this.connect(round, relay)), RANK_RELAY);
+    if (this.options.webrtc) void this.dialWebRtc(round, this.options.webrtc);
+    const local = this.options.local ?? true;
+    if (local !== false) void this.dialLocal(round, localUrls(receiver.addresses), local === true ? {} : local);
+    return round;
+  }
+
+  /** The pinned handshake to the round's receiver on `socket`, the handover's RPCs exposed before the peer can call. */
+  private connect(round: Round, socket: Socket): Promise<Connection> {
+    return Connection.connect(socket, round.config, round.receiver.device_id, (c) => round.links.prepare(c));
+  }
+
+  /** Adds a dialed connection to the round, or closes it when the round is over. */
+  private async join(round: Round, connection: Connection, rank: number): Promise<void> {
+    if (this.ended || round.over) await connection.close("Normal", "transfer over");
+    else round.links.add(connection, rank);
+  }
+
+  /** Dials the receiver over WebRTC; a verified connection joins the handover, a failed dial leaves the transfer where it is. */
+  private async dialWebRtc(round: Round, webrtc: NonNullable<SendOptions["webrtc"]>): Promise<void> {
+    try {
+      const socket = await dialWebRtc(this.signaling, round.peer, { createPeerConnection: webrtc.createPeerConnection, ...(webrtc.socket ? { socket: webrtc.socket } : {}) });
+      await this.join(round, await this.connect(round, socket), RANK_WEBRTC);
     } catch {
       // No better path: the relay carries the transfer.
     }
   }
 
   /**
-   * Sends over the active connection; pauses at a chunk boundary and goes on over
-   * another when the handover switches, and goes on over another when one breaks
-   * (at most {@link MAX_HOPS} times).
+   * Dials the receiver's local socket (§9.7): its advertised socket.io URLs, best
+   * rank first, until one runs the pinned handshake; that connection joins the
+   * handover ranked by its address. A URL that does not answer (another network, a
+   * browser's mixed-content rule) is skipped; none left: the transfer stays where it is.
    */
-  private async transfer(receiver: DeviceInfo): Promise<Sent> {
-    let hops = 0;
-    for (let connection = this.active; ; ) {
+  private async dialLocal(round: Round, urls: string[], socket: SocketIoOptions): Promise<void> {
+    for (const url of urls) {
+      if (this.ended || round.over) return;
+      try {
+        const target = socketIoTarget(url);
+        const io = await SocketIoSocket.connect(target.origin, { path: target.path, ...socket });
+        await this.join(round, await this.connect(round, io), urlRank(url));
+        return;
+      } catch {
+        // The next URL.
+      }
+    }
+  }
+
+  /** Whether the signaling server has `peer` online (presence); unknown counts as online, as in Rust. */
+  private async isOnline(peer: string): Promise<boolean> {
+    try {
+      const online = await this.signaling.subscribe([peer]);
+      void this.signaling.unsubscribe([peer]).catch(() => undefined);
+      return online.includes(peer);
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Sends over the active connection; pauses at a chunk boundary and goes on over
+   * another when the handover switches; after a break goes on over another
+   * connection, or a new relay while the receiver is online (./recovery.ts).
+   */
+  private async transfer(round: Round): Promise<Sent> {
+    for (let connection = round.active; ; ) {
       if (!connection) throw transferError("Closed", "no connection to the receiver");
+      const before = this.bytes;
       let attempt: Attempt;
       try {
-        attempt = await this.attempt(connection);
+        attempt = await this.attempt(round, connection);
       } catch (err) {
         // An answer or a rule (declined, a changed file, a stall) ends it; a broken connection may not.
-        if (err instanceof PeersError && err.kind === "Transfer") throw err;
+        if (round.over || (err instanceof PeersError && err.kind === "Transfer")) throw err;
         // A failed write may come before the connection records its close (and the handover moves on): up to 2 s.
         let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([connection.closed, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+        const reason = await Promise.race([connection.closed, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 2_000)))]);
         clearTimeout(timer);
-        const other = this.active;
-        if (other === undefined || other === connection || hops >= MAX_HOPS) throw err;
-        hops += 1;
-        connection = other;
+        if (reason === undefined || round.over) throw err;
+        const other = round.active !== undefined && round.active !== connection ? round.active : undefined;
+        const next = afterBreak({ reason, other: other !== undefined, hops: this.hops, moved: this.bytes > before });
+        if (next === "Answer") throw transferError("Closed", `the receiver closed the connection: ${reason.message}`);
+        if (next === "Gone" || (next === "NewRelayIfOnline" && !(await this.isOnline(round.peer)))) throw err;
+        if (next === "Moved") {
+          connection = other;
+          continue;
+        }
+        this.hops += 1;
+        if (next === "Other") {
+          connection = other;
+          continue;
+        }
+        const relay = await RelaySocket.open(this.signaling, round.peer, { timeoutMs: this.options.relayTimeoutMs ?? 30_000 });
+        const fresh = await this.connect(round, relay);
+        await this.join(round, fresh, RANK_RELAY);
+        this.options.onNewRelay?.(this.hops);
+        connection = round.active ?? fresh;
         continue;
       }
-      if (attempt === "Complete") return { manifest: this.manifest, receiver, bytes: this.bytes, resumed: this.resumed ?? 0, paths: this.paths };
-      connection = this.active;
+      if (attempt === "Complete") {
+        return { manifest: this.manifest, receiver: round.receiver, bytes: this.bytes, resumed: this.resumed ?? 0, paths: this.paths, hops: this.hops, rejoins: this.rejoins };
+      }
+      connection = round.active;
     }
   }
 
   /** One offer and data stream on `connection`: to the end, or paused once another connection is active. */
-  private async attempt(connection: Connection): Promise<Attempt> {
+  private async attempt(round: Round, connection: Connection): Promise<Attempt> {
     this.options.onStage?.("Offered");
     const answer = readAnswer(await connection.emit("peers:transfer:offer", { manifest: this.manifest }, this.options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS));
     if ("decline" in answer) throw transferError("Declined", `the receiver declined: ${answer.decline}`);
     const sending = new ChunkSending(this.manifest, answer.accept);
-    if (this.resumed === undefined) {
-      this.resumed = sending.resumed;
+    if (!round.accepted) {
+      round.accepted = true;
+      this.resumed ??= sending.resumed;
       this.options.onAccepted?.(answer.accept, sending.resumed);
     }
     this.options.onStage?.("Sending");
@@ -301,19 +456,20 @@ class Sender {
     const bytesTotal = totalSize(this.manifest);
     const writer = await connection.openStream("peers:transfer:data", { digest: manifestDigest(this.manifest), from: answer.accept });
     let over!: () => void;
-    this.streaming = { connection, over: new Promise<void>((r) => (over = r)) };
-    // A receiver that stops taking bytes (its credit never comes) fails the send within the stall timeout.
+    round.streaming = { connection, over: new Promise<void>((r) => (over = r)) };
+    // A receiver that stops taking bytes (its credit never comes) fails the round within the stall timeout.
     const stallMs = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     let stall: ReturnType<typeof setTimeout> | undefined;
     const moved = () => {
       clearTimeout(stall);
-      stall = setTimeout(() => this.cancelled(transferError("Stalled", `the other side stopped responding: nothing moved for ${stallMs} ms`)), stallMs);
+      stall = setTimeout(() => round.fail(transferError("Stalled", `the other side stopped responding: nothing moved for ${stallMs} ms`)), stallMs);
     };
     try {
       moved();
       let paused = false;
       for (;;) {
-        if (this.active !== connection && !sending.done) {
+        if (round.over) throw transferError("Closed", "the round is over");
+        if (round.active !== connection && !sending.done) {
           paused = true;
           break;
         }
@@ -327,13 +483,13 @@ class Sender {
         this.bytes += bytes.length;
         path.bytes += bytes.length;
         moved();
-        this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: this.resumed });
+        this.options.onProgress?.({ bytesDone: sending.sentBytes, bytesTotal, bytesResumed: this.resumed ?? 0 });
       }
       await writer.finish();
       return paused ? "Paused" : "Complete";
     } finally {
       clearTimeout(stall);
-      this.streaming = undefined;
+      round.streaming = undefined;
       over();
     }
   }

@@ -568,6 +568,22 @@ export class SignalingClient {
     if (r.transfer_id !== transferId || r.state !== "closed") throw this.violation(`unusable session-close reply ${JSON.stringify(r).slice(0, 200)}`);
   }
 
+  /**
+   * Reopens the `pake` session `transferId` with the creator's token after its
+   * receiver vanished: it forgets the receiver and the next device naming its number
+   * joins it (a `session` event `joined`); the deadline stays. Resolves with that
+   * deadline (unix ms). Refusals: `BadToken`, `SessionNotFound`, `SessionClosed`,
+   * `SessionExpired`, `QuotaExceeded` (reopened 16 times already), `BadRequest`.
+   */
+  async reopenSession(transferId: string, token: string): Promise<number> {
+    if (!isText(transferId) || !isText(token)) throw invalidInput("session reopen", "transfer id and token must be non-empty strings");
+    const r = await this.request("session-reopen", { transfer_id: transferId, token });
+    if (r.transfer_id !== transferId || r.state !== "created" || !isUnixTime(r.expires_at)) {
+      throw this.violation(`unusable session-reopen reply ${JSON.stringify(r).slice(0, 200)}`);
+    }
+    return r.expires_at;
+  }
+
   /** Hands relay `id`'s events to `handler` (those held since it opened first). */
   routeRelay(id: number, handler: (e: RelayEvent) => void): void {
     const held = this.relayRoutes.get(id);

@@ -14,18 +14,27 @@
  * {@link ChunkCutter} (./manifest.ts) is the sans-IO part: bytes in, verified chunks
  * out; the data stream's digest must be the accepted manifest's. The code is read by
  * `parseCode` (./code.ts) without `strict`: a unique 4-letter prefix is expanded, a word
- * outside the list goes to the PAKE as typed. What is not built: a new relay after a
- * broken one, resuming from saved state across runs.
+ * outside the list goes to the PAKE as typed. When the last connection ends because
+ * its path failed (a relay at the server's cap, a transport failure) after bytes were
+ * verified, a new relay to the sender is opened and the pinned handshake runs again
+ * on it, as the Rust receiver does (./recovery.ts, at most `MAX_HOPS` times); the
+ * sender's new offer resumes from the cutter's cursor. Once bytes arrived, nothing
+ * verified for `stallTimeoutMs` (60 s) fails the receive `Stalled`. What is not built: resuming
+ * from saved state across runs (a receiver run again starts over), a local socket
+ * of its own.
  */
 import { equal, toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
 import { parseCode } from "./code.js";
 import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
+import { CloseReason } from "./envelope.js";
 import { PeersError } from "./errors.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "./send.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { ChunkCutter, Cursor, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
 import { pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
+import { receiverReopens } from "./recovery.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
 import { PeerConnectionFactory, WebRtcAcceptor, WebRtcSocketOptions } from "./webrtc.js";
@@ -42,6 +51,8 @@ export interface ReceiveOptions {
   onPath?: (transport: string, bytesDone: number) => void;
   /** Relay opening deadline, ms. Default 30,000. */
   relayTimeoutMs?: number;
+  /** Once bytes arrived, how long no chunk may be verified before the receive fails `Stalled` (as `peers receive`), ms. Default 60,000. */
+  stallTimeoutMs?: number;
   /** Brotli for the connection's codec (a browser passes `brotliFromWasm`); Node's `zlib` when absent there. */
   brotli?: Brotli;
   /**
@@ -79,9 +90,15 @@ class Receiver {
   private streaming = false;
   private bytes = 0;
   private readonly paths: PathBytes[] = [];
+  private readonly prepared = new Set<Connection>();
   private lastPath: string | undefined;
   /** `decide` said no: the sender's close that follows ends the transfer as `Declined`. */
   private declined = false;
+  /** New relays after a break, and the bytes verified when the last one opened. */
+  private hops = 0;
+  private atHop = 0;
+  /** Opens a new relay to the sender and runs the pinned handshake on it (set once the first connection is up). */
+  reopen: (() => Promise<Connection>) | undefined;
   private finished!: (m: Manifest) => void;
   private failed!: (e: Error) => void;
   readonly done = new Promise<Manifest>((resolve, reject) => ((this.finished = resolve), (this.failed = reject)));
@@ -91,14 +108,7 @@ class Receiver {
     readonly sender: DeviceInfo,
     private readonly options: ReceiveOptions,
   ) {
-    this.links = new PeerLinks(own, sender.device_id, {
-      onEmpty: (reason) =>
-        this.failed(
-          this.declined
-            ? transferError("Declined", "you declined the offer; nothing was received")
-            : transferError("Closed", `the sender closed the connection: ${reason.message}`),
-        ),
-    });
+    this.links = new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.lost(reason) });
     void this.done.catch(() => undefined);
   }
 
@@ -106,10 +116,19 @@ class Receiver {
     return this.cutter?.complete ? { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, paths: this.paths } : undefined;
   }
 
-  /** A verified connection to the sender over `transport`. */
-  add(connection: Connection, transport: string, rank: number): void {
+  /** Exposes the offer, the data stream and the handover on `connection` (the `setup` of `Connection.accept`: the sender calls at once). */
+  prepare(connection: Connection): void {
+    if (this.prepared.has(connection)) return;
+    this.prepared.add(connection);
+    void connection.closed.then(() => this.prepared.delete(connection));
     connection.expose("peers:transfer:offer", (args) => this.offer(args));
-    connection.exposeStream("peers:transfer:data", (meta, reader) => this.data(transport, meta, reader));
+    connection.exposeStream("peers:transfer:data", (meta, reader) => this.data(connection.transport, meta, reader));
+    this.links.prepare(connection);
+  }
+
+  /** A verified connection to the sender. */
+  add(connection: Connection, rank: number): void {
+    this.prepare(connection);
     this.links.add(connection, rank);
   }
 
@@ -124,6 +143,15 @@ class Receiver {
       this.digest = manifestDigest(manifest);
     }
     return { Accept: { from: this.cutter.cursor } };
+  }
+
+  /** The stall timer: (re)armed on each verified chunk once bytes arrived, cleared when the transfer ends. */
+  private stall: ReturnType<typeof setTimeout> | undefined;
+
+  private moved(): void {
+    clearTimeout(this.stall);
+    const ms = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.stall = setTimeout(() => this.failed(transferError("Stalled", `the other side stopped responding: nothing arrived for ${ms} ms`)), ms);
   }
 
   private async data(transport: string, meta: unknown, reader: AsyncIterable<Uint8Array>): Promise<void> {
@@ -148,6 +176,7 @@ class Receiver {
           await this.options.sink(cutter.manifest.entries[chunk.entry]!, chunk);
           this.bytes += chunk.bytes.length;
           path.bytes += chunk.bytes.length;
+          this.moved();
         }
       }
       cutter.end();
@@ -162,9 +191,33 @@ class Receiver {
     if (cutter.complete) this.finished(cutter.manifest);
   }
 
+  /**
+   * The last connection closed: a path that failed after bytes moved gets a new relay
+   * (the sender opens one too, §9.5; at most {@link MAX_HOPS}); anything else ends the transfer.
+   */
+  private lost(reason: CloseReason): void {
+    if (this.cutter?.complete) return;
+    const reopen = this.reopen;
+    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops)) {
+      this.hops += 1;
+      this.atHop = this.bytes;
+      void reopen().then(
+        (connection) => this.add(connection, RANK_RELAY),
+        (err: Error) => this.failed(transferError("Closed", `the relay broke (${reason.message}) and no new one opened: ${err.message}`)),
+      );
+      return;
+    }
+    this.failed(
+      this.declined
+        ? transferError("Declined", "you declined the offer; nothing was received")
+        : transferError("Closed", `the sender closed the connection: ${reason.message}`),
+    );
+  }
+
   /** Waits up to `ms` for the sender to close every connection, then closes what is left. */
-  close(ms: number): Promise<void> {
-    return this.links.close(ms, "received");
+  close(ms: number, why: string): Promise<void> {
+    clearTimeout(this.stall);
+    return this.links.close(ms, why);
   }
 }
 
@@ -180,6 +233,7 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
   const signaling = await SignalingClient.connect(url, keys);
   let receiver: Receiver | undefined;
   let acceptor: WebRtcAcceptor | undefined;
+  let failure: Error | undefined;
   try {
     const joined = await signaling.joinSession(String(parsed.session));
     const relay = await RelaySocket.open(signaling, joined.sender, { timeoutMs: options.relayTimeoutMs ?? 30_000 });
@@ -193,13 +247,18 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       acceptor = webrtc;
       void acceptWebRtc(webrtc, toHex(sender.device_id), config, active);
     }
-    active.add(await Connection.accept(relay, config), relay.info.transport, RANK_RELAY);
+    const relayTimeoutMs = options.relayTimeoutMs ?? 30_000;
+    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    active.add(await Connection.accept(relay, config, (c) => active.prepare(c)), RANK_RELAY);
     await active.done;
     return active.received!;
+  } catch (err) {
+    failure = err as Error;
+    throw err;
   } finally {
     acceptor?.close();
-    // The sender closes once it read StreamDone; close ourselves if it has not within 2 s.
-    await receiver?.close(2_000);
+    // On success the sender closes once it read StreamDone: wait for it up to 2 s; on a failure close at once.
+    await receiver?.close(failure === undefined ? 2_000 : 0, failure === undefined ? "received" : `transfer failed: ${failure.message}`);
     signaling.close();
   }
 }
@@ -218,7 +277,7 @@ async function acceptWebRtc(acceptor: WebRtcAcceptor, senderHex: string, config:
       continue;
     }
     try {
-      receiver.add(await Connection.accept(accepted.socket, config), accepted.socket.info.transport, RANK_WEBRTC);
+      receiver.add(await Connection.accept(accepted.socket, config, (c) => receiver.prepare(c)), RANK_WEBRTC);
     } catch {
       // A failed handshake closed its socket; the transfer goes on where it is.
     }

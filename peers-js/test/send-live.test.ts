@@ -1,7 +1,8 @@
 // sendByCode live between two peers-js devices through the real signaling server
 // (./server.ts): a tree sent by code arrives through receiveByCode byte for byte, a
 // wrong code is refused on both sides, a declined offer fails the sender, a receiver
-// that stops taking bytes fails it with Stalled. (The Rust
+// that stops taking bytes fails it with Stalled (with no wait for its return), a sender
+// that stops sending fails the receiver with Stalled. (The Rust
 // receiver's side: tests/tests/peers_js_send.rs.)
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -42,7 +43,7 @@ test("a wrong code fails on both sides, and a declined offer ends both sides as 
 
 test("a receiver that stops taking bytes fails the sender with Stalled, and the receiver is told", async () => {
   const big = new Uint8Array(6 << 20).map((_, i) => (i * 13 + (i >> 11)) & 0xff);
-  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([big]))], { chunkSize: 1 << 20, stallTimeoutMs: 1_000 });
+  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([big]))], { chunkSize: 1 << 20, stallTimeoutMs: 1_000, rejoinWaitMs: 0 });
   let chunks = 0;
   const receiving = receiveByCode(url, handle.code, { sink: () => (++chunks === 1 ? new Promise<void>(() => undefined) : undefined) }).then(
     () => assert.fail("the receiver cannot finish"),
@@ -52,4 +53,23 @@ test("a receiver that stops taking bytes fails the sender with Stalled, and the 
   const err = await receiving;
   assert.ok(refused("Transfer", "Closed")(err) && /stopped responding/.test((err as Error).message), String(err));
   assert.equal(chunks, 1);
+});
+
+test("a sender that stops sending fails the receiver with Stalled, as peers receive does", async () => {
+  const big = new Uint8Array(4 << 20).map((_, i) => (i * 7 + (i >> 10)) & 0xff);
+  const blob = blobSource("stuck.bin", new Blob([big]));
+  if ("dir" in blob) throw new Error("a file");
+  // The manifest reads each of the 4 chunks once; sending reads the first again, then waits forever.
+  let reads = 0;
+  const stuck = { ...blob, read: (offset: number, length: number) => (++reads > 5 ? new Promise<Uint8Array>(() => undefined) : blob.read(offset, length)) };
+  const handle = await sendByCode(url, [stuck], { chunkSize: 1 << 20, stallTimeoutMs: 3_000, rejoinWaitMs: 0 });
+  let chunks = 0;
+  const started = Date.now();
+  await assert.rejects(
+    receiveByCode(url, handle.code, { stallTimeoutMs: 1_000, sink: () => void (chunks += 1) }),
+    (err: unknown) => refused("Transfer", "Stalled")(err) && /stopped responding/.test((err as Error).message),
+  );
+  assert.equal(chunks, 1);
+  assert.ok(Date.now() - started < 3_000, `the receiver's own timeout, not the sender's close: ${Date.now() - started} ms`);
+  await assert.rejects(handle.done);
 });

@@ -1,7 +1,8 @@
 // Sessions joined by a code (docs/signaling.md §6) through the real signaling server
 // (./server.ts): create, a forgiving join, the creator told, one receiver only, the
 // creator refused as its own receiver, closing with a token (and a wrong one), three
-// wrong secrets lock a session, and a pake session's number-only code. All joins come
+// wrong secrets lock a session, and a pake session's number-only code, reopened by its
+// creator (the receiver's token refused) and joined again. All joins come
 // from one address, under the server's 10 joins a minute per address.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -76,9 +77,21 @@ test("three wrong secrets lock a session (its creator told), and a pake session 
 
   const pake = await a.createSession({ kind: "pake" });
   assert.match(pake.code, /^[1-9]\d{0,3}$|^0$/, "a number alone: the words never reach the server");
+  const first = nextSession(a);
   const joined = await b.joinSession(pake.code);
   assert.equal(joined.sender, a.deviceId);
+  assert.equal((await first).state, "joined");
   await assert.rejects(a.createSession({ ttlMs: -1 }), (e: unknown) => e instanceof PeersError && e.kind === "InvalidInput");
+
+  // Reopened by its creator (a receiver that vanished, §6): the same number is joined again, the deadline kept.
+  await assert.rejects(a.reopenSession(pake.transferId, joined.receiverToken), refusedWith("BadToken"));
+  const rejoined = nextSession(a);
+  assert.equal(await a.reopenSession(pake.transferId, pake.senderToken), pake.expiresAt);
+  await assert.rejects(b.closeSession(pake.transferId, joined.receiverToken), refusedWith("BadToken"));
+  const again = await b.joinSession(pake.code);
+  assert.equal((await rejoined).state, "joined");
+  assert.equal(again.transferId, pake.transferId);
+  await assert.rejects(a.reopenSession(created.transferId, created.senderToken), (e: unknown) => e instanceof PeersError && e.kind === "Signaling");
   a.close();
   b.close();
 });

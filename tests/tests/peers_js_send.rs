@@ -178,3 +178,139 @@ async fn peers_js_moves_a_send_from_the_relay_to_webrtc_mid_way() {
     assert!(status.success(), "the sender failed: {stderr}");
     server.shutdown().await;
 }
+
+/// §9.7's local socket with peers-js as the sender: `peers receive --paths local`
+/// listens for socket.io on its interfaces and puts the URLs in the device info its
+/// `Confirm` carries; the driver dials them (no WebRTC), the handover makes that
+/// connection active (local outranks the relay), the sender pauses its stream on the
+/// relay at a chunk boundary and offers again over socket.io. Nothing is sent twice:
+/// the bytes over the relay end where the move starts (on loopback the dial takes
+/// milliseconds, so the move usually comes before the first chunk: 0 bytes there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_moves_a_send_to_the_receivers_local_socket_mid_way() {
+    const LEN: usize = 32 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("local.bin");
+    std::fs::write(&file, noise(LEN, 21)).expect("file");
+
+    let mut sender = JsClient::spawn(&driver("send-by-code.js"), &[&url, file.to_str().expect("utf-8")]);
+    let code = sender.expect_event("code", STEP).await["code"].as_str().expect("code").to_owned();
+    let receiver = PeersReceive::start(&url, &code, out.path(), &["--paths", "local"]);
+    let path = sender.expect_event("path", STEP).await;
+    assert_eq!(path["to"], "socket.io", "{path}");
+    let moved_at = path["bytes_done"].as_u64().expect("bytes_done");
+    assert!(moved_at < LEN as u64, "the move came before the end: {path}");
+    let done = sender.expect_event("done", STEP).await;
+    assert_eq!(done["bytes"].as_u64(), Some(LEN as u64), "no chunk sent twice: {done}");
+    let paths = done["paths"].as_array().expect("paths");
+    let bytes_over = |transport: &str| {
+        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
+    };
+    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
+    assert_eq!(bytes_over("relay"), moved_at, "everything before the move went over the relay: {done}");
+    assert_eq!(bytes_over("socket.io"), LEN as u64 - moved_at, "everything after it over the local socket: {done}");
+    assert_eq!(done["hops"], 0, "a move is no break: {done}");
+    let (ok, events) = tokio::time::timeout(STEP, receiver.finish()).await.expect("the receiver ends");
+    assert!(ok, "the receiver reports success: {events:?}");
+    assert!(std::fs::read(out.path().join("local.bin")).expect("file") == noise(LEN, 21), "the file arrived whole");
+    let moved = events.iter().find(|e| e["event"] == "path").unwrap_or_else(|| panic!("a path event: {events:?}"));
+    assert_eq!(moved["from"], "server-relay", "{moved}");
+    assert!(moved["to"] == "local" || moved["to"] == "internet", "the receiver moved to its socket: {moved}");
+    let (status, stderr) = sender.wait(STEP).await;
+    assert!(status.success(), "the sender failed: {stderr}");
+    server.shutdown().await;
+}
+
+/// §9.5.1 with peers-js as the sender: `peers receive` is killed (SIGKILL) after 8 MiB
+/// of 24; the server closes its relay and has it offline, so the driver reopens the
+/// code's session and waits; `peers receive CODE` run again into the same directory
+/// runs a new PAKE, answers from its staging (whole chunks, more than nothing) and
+/// only the rest is sent. The file arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_receiver_runs_the_code_again_and_the_send_resumes() {
+    const LEN: usize = 24 << 20;
+    const CHUNK: u64 = 1 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("rejoin.bin");
+    std::fs::write(&file, noise(LEN, 23)).expect("file");
+
+    let args = [url.as_str(), "--no-local", "--rejoin-wait", "60", file.to_str().expect("utf-8")];
+    let mut sender = JsClient::spawn(&driver("send-by-code.js"), &args);
+    let code = sender.expect_event("code", STEP).await["code"].as_str().expect("code").to_owned();
+    let first = PeersReceive::start(&url, &code, out.path(), &["--paths", "relay"]);
+    let first_receiver = sender.expect_event("confirmed", STEP).await["receiver"].clone();
+    loop {
+        let progress = sender.expect_event("progress", STEP).await;
+        if progress["bytes_done"].as_u64().expect("bytes_done") >= 8 << 20 {
+            break;
+        }
+    }
+    drop(first); // SIGKILL
+    let waiting = sender.expect_event("waiting", STEP).await;
+    assert_eq!(waiting["rejoins"], 1, "{waiting}");
+
+    let second = PeersReceive::start(&url, &code, out.path(), &["--paths", "relay"]);
+    let confirmed = sender.expect_event("confirmed", STEP).await;
+    assert_ne!(confirmed["receiver"], first_receiver, "a new PAKE with the new receiver's fresh key: {confirmed}");
+    let accepted = sender.expect_event("accepted", STEP).await;
+    let resumed = accepted["resumed"].as_u64().expect("resumed");
+    assert!(resumed >= 4 << 20 && resumed < LEN as u64, "the receiver kept what it verified: {accepted}");
+    assert_eq!(resumed % CHUNK, 0, "whole chunks: {accepted}");
+    let done = sender.expect_event("done", Duration::from_secs(120)).await;
+    assert_eq!(done["rejoins"], 1, "{done}");
+    let sent = done["bytes"].as_u64().expect("bytes");
+    // Verified chunks are not sent again; only those in flight at the kill are (at most a few).
+    assert!(sent >= LEN as u64 && sent <= LEN as u64 + 4 * CHUNK, "sent {sent} for {LEN}: {done}");
+    let (ok, events) = tokio::time::timeout(STEP, second.finish()).await.expect("the receiver ends");
+    assert!(ok, "the returning receiver reports success: {events:?}");
+    let offer = events.iter().find(|e| e["event"] == "offer").unwrap_or_else(|| panic!("an offer event: {events:?}"));
+    assert_eq!(offer["staged"].as_u64(), Some(resumed), "it resumed from its staging: {offer}");
+    assert!(std::fs::read(out.path().join("rejoin.bin")).expect("file") == noise(LEN, 23), "the file arrived whole");
+    let (status, stderr) = sender.wait(STEP).await;
+    assert!(status.success(), "the sender failed: {stderr}");
+    server.shutdown().await;
+}
+
+/// §9.5's new relay with peers-js as the sender and `peers receive` as the receiver:
+/// a server whose relays carry at most 8 MiB ends the relay under a 24 MiB transfer
+/// (`LimitExceeded`); both sides are online, so each opens a new relay, the pinned
+/// handshake runs again (no new PAKE) and the offer resumes from the receiver's last
+/// verified chunk. The file arrives whole; only chunks in flight went twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_that_end_at_the_servers_cap_are_replaced_under_a_send() {
+    const LEN: usize = 24 << 20;
+    const CHUNK: u64 = 1 << 20;
+    let mut config = peers_signaling::ServerConfig::in_memory();
+    config.relay.max_bytes = 8 << 20;
+    let server = peers_signaling::SignalingServer::bind(config).await.expect("signaling server");
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("capped.bin");
+    std::fs::write(&file, noise(LEN, 25)).expect("file");
+
+    let args = [url.as_str(), "--no-local", "--rejoin-wait", "0", file.to_str().expect("utf-8")];
+    let mut sender = JsClient::spawn(&driver("send-by-code.js"), &args);
+    let code = sender.expect_event("code", STEP).await["code"].as_str().expect("code").to_owned();
+    let receiver = PeersReceive::start(&url, &code, out.path(), &["--paths", "relay"]);
+    let relay = sender.expect_event("relay", STEP).await;
+    assert_eq!(relay["hops"], 1, "{relay}");
+    let done = sender.expect_event("done", Duration::from_secs(120)).await;
+    let hops = done["hops"].as_u64().expect("hops");
+    assert!(hops >= 2, "24 MiB through relays of 8 MiB: {done}");
+    let sent = done["bytes"].as_u64().expect("bytes");
+    assert!(sent >= LEN as u64 && sent <= LEN as u64 + hops * 2 * CHUNK, "only chunks in flight went twice: {done}");
+    assert_eq!(done["rejoins"], 0, "{done}");
+    let (ok, events) = tokio::time::timeout(STEP, receiver.finish()).await.expect("the receiver ends");
+    assert!(ok, "the receiver reports success: {events:?}");
+    assert!(std::fs::read(out.path().join("capped.bin")).expect("file") == noise(LEN, 25), "the file arrived whole");
+    let (status, stderr) = sender.wait(STEP).await;
+    assert!(status.success(), "the sender failed: {stderr}");
+    server.shutdown().await;
+}

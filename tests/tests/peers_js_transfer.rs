@@ -114,3 +114,34 @@ async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
     assert!(moved["to"].as_str().is_some_and(|t| t.starts_with("webrtc")), "{moved}");
     server.shutdown().await;
 }
+
+/// §9.5's new relay with peers-js as the receiver: a server whose relays carry at most
+/// 8 MiB ends the relay under a 24 MiB `peers send --paths relay` (`LimitExceeded`);
+/// the driver opens a new relay to the sender as the Rust receiver does, runs the
+/// pinned handshake again and answers the new offer from its next chunk. The file
+/// arrives byte for byte, every chunk verified once (the driver counts verified bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_opens_a_new_relay_when_the_servers_cap_ends_one() {
+    const LEN: usize = 24 << 20;
+    let mut config = peers_signaling::ServerConfig::in_memory();
+    config.relay.max_bytes = 8 << 20;
+    let server = peers_signaling::SignalingServer::bind(config).await.expect("signaling server");
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("capped.bin");
+    std::fs::write(&file, noise(LEN, 27)).expect("file");
+
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &file);
+    let code = sender.code();
+    let mut receiver =
+        JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out.path().to_str().expect("utf-8")]);
+    let done = receiver.expect_event("done", Duration::from_secs(120)).await;
+    assert_eq!(done["bytes"].as_u64(), Some(LEN as u64), "each chunk verified once: {done}");
+    assert!(std::fs::read(out.path().join("capped.bin")).expect("file") == noise(LEN, 27), "the file arrived whole");
+    let (status, stderr) = receiver.wait(STEP).await;
+    assert!(status.success(), "receiver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    server.shutdown().await;
+}

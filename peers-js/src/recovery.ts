@@ -1,0 +1,93 @@
+/**
+ * What a transfer by code does when its connection breaks (docs/protocol.md §9.5,
+ * §9.5.1), sans-IO: the same rules as the Rust `peers send` / `peers receive`
+ * (`transfer/live.rs`). `sendByCode` (./send.ts) and `receiveByCode` (./transfer.ts)
+ * carry them out.
+ *
+ * ```text
+ * sender, a connection broke under the offer or the data stream:
+ *   closed "Replaced" by the peer's handover, another active → Moved: offer again there (no hop)
+ *   another connection is active, hops < MAX_HOPS           → Other: offer again there
+ *   the receiver closed it on purpose (not a path failure)  → Answer: fail with its reason
+ *   a path failure, bytes moved since the last hop,
+ *     hops < MAX_HOPS                                        → NewRelayIfOnline: presence says
+ *                                                             online → a new relay; else Gone
+ *   anything else                                            → Gone
+ * sender, the round failed: receiverGone(err), rejoins < MAX_REJOINS, a rejoin wait
+ *   → session-reopen, wait min(rejoin wait, the code's life left) for a new join, new PAKE
+ * receiver, its last connection closed:
+ *   a path failure, bytes verified since the last hop, hops < MAX_HOPS → a new relay
+ * ```
+ */
+import { CloseReason } from "./envelope.js";
+import { PeersError } from "./errors.js";
+
+/** Most times one transfer goes on over another connection or a new relay after a break (as the Rust `MAX_RELAY_HOPS`). */
+export const MAX_HOPS = 64;
+
+/** Most times a sender waits for its receiver to run the same code again (as the Rust `MAX_REJOINS`; the server allows 16 reopenings). */
+export const MAX_REJOINS = 8;
+
+/** How long a sender waits each time for a receiver that vanished to come back, ms (as `peers send --rejoin-wait`). */
+export const DEFAULT_REJOIN_WAIT_MS = 300_000;
+
+/**
+ * Whether a connection closed with `reason` ended because its path did (the server's
+ * caps on a relay, the path failing, seen by either side), not because a side closed
+ * it on purpose (the Rust `path_failed`).
+ */
+export function pathFailed(reason: CloseReason): boolean {
+  return reason.code === "LimitExceeded" || reason.code === "TransportFailure" || reason.code === "Timeout";
+}
+
+/**
+ * Whether a send failed because the receiver vanished (its connections gone, or
+ * nothing moving), not by an answer or a rule (the Rust `receiver_gone`): the
+ * transfer protocol's errors are answers (declined, cancelled, a changed file, the
+ * receiver's close), except a stall; the connections' and the signaling's are not.
+ */
+export function receiverGone(err: unknown): boolean {
+  if (!(err instanceof PeersError)) return false;
+  if (err.kind === "Transfer") return err.code === "Stalled";
+  return true;
+}
+
+/** What the sender does after a connection broke: see the module documentation. */
+export type BreakStep = "Moved" | "Other" | "Answer" | "NewRelayIfOnline" | "Gone";
+
+export interface Break {
+  /** Why the broken connection closed. */
+  reason: CloseReason;
+  /** Whether another connection than the broken one is active. */
+  other: boolean;
+  /** Hops so far (moves after a break and new relays). */
+  hops: number;
+  /** Whether the attempt on the broken connection moved bytes. */
+  moved: boolean;
+}
+
+/** The sender's step after a break (the Rust sender's `transfer` loop). */
+export function afterBreak(b: Break): BreakStep {
+  // The peer's handover closed it for a better one under the offer or the pause: a move, not a break.
+  if (b.other && b.reason.code === "Replaced") return "Moved";
+  if (b.other && b.hops < MAX_HOPS) return "Other";
+  if (b.reason.by === "Remote" && !pathFailed(b.reason)) return "Answer";
+  if (b.moved && b.hops < MAX_HOPS && pathFailed(b.reason)) return "NewRelayIfOnline";
+  return "Gone";
+}
+
+/** Whether the receiver opens a new relay after its last connection closed with `reason` (the Rust receiver's `Change::Lost`). */
+export function receiverReopens(reason: CloseReason, movedSinceHop: boolean, hops: number): boolean {
+  return movedSinceHop && hops < MAX_HOPS && pathFailed(reason);
+}
+
+/**
+ * How long a sender waits for the receiver's return after a round failed with `err`,
+ * ms, or `undefined` when it fails instead: not a vanished receiver, the rejoins used
+ * up, no rejoin wait, or the code's life over (`expiresAt`, unix ms).
+ */
+export function rejoinWait(err: unknown, rejoins: number, waitMs: number, expiresAt: number, now: number): number | undefined {
+  if (!receiverGone(err) || rejoins >= MAX_REJOINS || waitMs <= 0) return undefined;
+  const left = expiresAt - now;
+  return left > 0 ? Math.min(waitMs, left) : undefined;
+}
