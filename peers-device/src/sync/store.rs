@@ -156,13 +156,14 @@ impl Store {
         }
         let mut clock = self.clock.clone();
         let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
+        let origin_text = origin.to_string();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut changes = Vec::with_capacity(items.len());
         for (key, value) in items {
             let timestamp = clock.tick(wall_ms);
             let previous = read_version(&tx, key)?;
             head += 1;
-            write_entry(&tx, key, *value, timestamp, &origin, head)?;
+            write_entry(&tx, key, *value, timestamp, &origin_text, head)?;
             digest = updated_digest(digest, previous.as_ref().map(|(t, o)| (*key, *t, o)), (key, timestamp, &origin));
             entries += u64::from(previous.is_none());
             changes.push(Change {
@@ -237,6 +238,7 @@ impl Store {
             }
         };
         let mut batch = ChangeBatch { changes: Vec::new(), head: self.head, more: false, through: self.head };
+        let mut origins = OriginText::default();
         let mut bytes = 0usize;
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
@@ -250,7 +252,7 @@ impl Store {
                 key: row.get(1)?,
                 value: row.get(2)?,
                 timestamp: row.get::<_, i64>(3)? as u64,
-                origin: parse_origin(&row.get::<_, String>(4)?)?,
+                origin: origins.parse(row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?)?,
             };
             if !batch.changes.is_empty() && bytes + change.weight() > self.limits.max_batch_bytes {
                 (batch.more, batch.through) = (true, seq - 1);
@@ -309,6 +311,7 @@ impl Store {
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
         let mut written = Vec::with_capacity(batch.len());
+        let mut origins = OriginText::default();
         for change in batch {
             let previous = read_version(&tx, &change.key)?;
             let wins = previous.as_ref().is_none_or(|(ts, origin)| (change.timestamp, change.origin) > (*ts, *origin));
@@ -317,7 +320,8 @@ impl Store {
                 continue;
             }
             head += 1;
-            write_entry(&tx, &change.key, change.value.as_deref(), change.timestamp, &change.origin, head)?;
+            let origin = origins.text(&change.origin);
+            write_entry(&tx, &change.key, change.value.as_deref(), change.timestamp, origin, head)?;
             digest = updated_digest(
                 digest,
                 previous.as_ref().map(|(t, o)| (change.key.as_str(), *t, o)),
@@ -396,6 +400,34 @@ fn parse_origin(text: &str) -> Result<DeviceId> {
     })
 }
 
+/// The last origin turned into text or parsed from it: a page's changes mostly
+/// share one origin, and formatting or parsing a device id per row was a
+/// visible part of applying and listing.
+#[derive(Default)]
+struct OriginText {
+    last: Option<(DeviceId, String)>,
+}
+
+impl OriginText {
+    fn text(&mut self, origin: &DeviceId) -> &str {
+        if self.last.as_ref().is_none_or(|(id, _)| id != origin) {
+            self.last = Some((*origin, origin.to_string()));
+        }
+        self.last.as_ref().map_or("", |(_, text)| text.as_str())
+    }
+
+    fn parse(&mut self, text: &str) -> Result<DeviceId> {
+        match &self.last {
+            Some((id, last)) if last == text => Ok(*id),
+            _ => {
+                let id = parse_origin(text)?;
+                self.last = Some((id, text.to_owned()));
+                Ok(id)
+            }
+        }
+    }
+}
+
 fn read_version(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<(u64, DeviceId)>> {
     let row = tx
         .prepare_cached("SELECT ts, origin FROM entries WHERE key = ?1")?
@@ -409,7 +441,7 @@ fn write_entry(
     key: &str,
     value: Option<&[u8]>,
     timestamp: u64,
-    origin: &DeviceId,
+    origin: &str,
     seq: u64,
 ) -> Result<()> {
     tx.prepare_cached(
@@ -417,7 +449,7 @@ fn write_entry(
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, ts = excluded.ts,
              origin = excluded.origin, seq = excluded.seq",
     )?
-    .execute(params![key, value, timestamp as i64, origin.to_string(), seq as i64])?;
+    .execute(params![key, value, timestamp as i64, origin, seq as i64])?;
     Ok(())
 }
 
