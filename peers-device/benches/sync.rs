@@ -6,6 +6,9 @@
 //! - The time a new device takes to catch up on 100,000 changes over socket.io,
 //!   against the same pull in process (engine to engine, no network, no RPC).
 //!
+//! Each figure is the median of three interleaved rounds on fresh devices: the
+//! machine is shared, and one round says little.
+//!
 //! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run).
 
 use std::sync::Arc;
@@ -86,74 +89,94 @@ impl PeerDevice for Direct {
     }
 }
 
+/// The median of `values`.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (live, catch_up) = if quick { (2_000, 10_000) } else { (20_000, 100_000) };
+    let rounds = 3;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let group = GroupId::new("bench").unwrap();
 
-        // Local write rate (the floor), batches of 100.
-        let solo = device(dir.path(), "solo", &group).await;
-        let started = Instant::now();
-        write(&solo.engine, "k", live, 100).await;
-        let local_rate = live as f64 / started.elapsed().as_secs_f64();
+        // Interleaved rounds, each on fresh devices: the local write rate (the
+        // floor), batches of 100, then the same writes on a device whose peer
+        // follows over socket.io.
+        let (mut local, mut synced) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let solo = device(dir.path(), &format!("solo{round}"), &group).await;
+            let started = Instant::now();
+            write(&solo.engine, "k", live, 100).await;
+            local.push(live as f64 / started.elapsed().as_secs_f64());
 
-        // The same writes on a device whose peer follows over socket.io.
-        let (a, b) = (device(dir.path(), "a", &group).await, device(dir.path(), "b", &group).await);
-        let listener = connect(&a, &b).await;
-        while b.manager.connection(&a.id).is_none() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let a = device(dir.path(), &format!("a{round}"), &group).await;
+            let b = device(dir.path(), &format!("b{round}"), &group).await;
+            let listener = connect(&a, &b).await;
+            while b.manager.connection(&a.id).is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let started = Instant::now();
+            write(&a.engine, "k", live, 100).await;
+            wait_same(&a.engine, &b.engine).await;
+            synced.push(live as f64 / started.elapsed().as_secs_f64());
+            listener.shutdown().await;
+            a.manager.shutdown().await;
+            b.manager.shutdown().await;
         }
-        let started = Instant::now();
-        write(&a.engine, "k", live, 100).await;
-        wait_same(&a.engine, &b.engine).await;
-        let synced_rate = live as f64 / started.elapsed().as_secs_f64();
 
-        // Catch-up of a new device on `catch_up` changes.
+        // Catch-up of a new device on `catch_up` changes, in process and over
+        // socket.io, interleaved.
         let source = device(dir.path(), "source", &group).await;
         write(&source.engine, "c", catch_up, 1_000).await;
-        let direct = device(dir.path(), "direct", &group).await;
-        let started = Instant::now();
-        let peer = Direct { engine: source.engine.clone(), id: source.id, caller: direct.id };
-        direct.engine.peer_ready(Arc::new(peer)).await;
-        direct.engine.sync_now(&source.id).await.unwrap();
-        wait_same(&source.engine, &direct.engine).await;
-        let in_process = started.elapsed();
-        let newcomer = device(dir.path(), "newcomer", &group).await;
-        let started = Instant::now();
-        let listener2 = connect(&source, &newcomer).await;
-        wait_same(&source.engine, &newcomer.engine).await;
-        let over_socketio = started.elapsed();
+        let (mut in_process, mut over_socketio) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let direct = device(dir.path(), &format!("direct{round}"), &group).await;
+            let started = Instant::now();
+            let peer = Direct { engine: source.engine.clone(), id: source.id, caller: direct.id };
+            direct.engine.peer_ready(Arc::new(peer)).await;
+            direct.engine.sync_now(&source.id).await.unwrap();
+            wait_same(&source.engine, &direct.engine).await;
+            in_process.push(started.elapsed().as_secs_f64());
+            let newcomer = device(dir.path(), &format!("newcomer{round}"), &group).await;
+            let started = Instant::now();
+            let listener = connect(&source, &newcomer).await;
+            wait_same(&source.engine, &newcomer.engine).await;
+            over_socketio.push(started.elapsed().as_secs_f64());
+            listener.shutdown().await;
+            newcomer.manager.shutdown().await;
+        }
+        let ratios = |num: &[f64], den: &[f64]| median(num.iter().zip(den).map(|(n, d)| n / d).collect());
+        let synced_ratio = ratios(&synced, &local);
+        let catch_up_ratio = ratios(&in_process, &over_socketio);
+        let (local, synced) = (median(local), median(synced));
+        let (in_process, over_socketio) = (median(in_process), median(over_socketio));
 
         println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
+        println!("median of {rounds} interleaved rounds; ratio: the median of the rounds' ratios");
         let line = "-".repeat(84);
         println!("{line}");
         println!("{:<58} {:>12} {:>10}", "measure", "value", "ratio");
         println!("{line}");
-        println!("{:<58} {:>10.0}/s {:>10}", format!("local writes, batches of 100 ({live} changes)"), local_rate, "-");
-        println!(
-            "{:<58} {:>10.0}/s {:>10.2}",
-            "written on A and applied on B over socket.io",
-            synced_rate,
-            synced_rate / local_rate
-        );
+        println!("{:<58} {:>10.0}/s {:>10}", format!("local writes, batches of 100 ({live} changes)"), local, "-");
+        println!("{:<58} {:>10.0}/s {:>10.2}", "written on A and applied on B over socket.io", synced, synced_ratio);
         println!(
             "{:<58} {:>10.2} s {:>10}",
             format!("catch-up on {catch_up} changes, in process (no network)"),
-            in_process.as_secs_f64(),
+            in_process,
             "-"
         );
         println!(
             "{:<58} {:>10.2} s {:>10.2}",
             format!("catch-up on {catch_up} changes over socket.io (connect included)"),
-            over_socketio.as_secs_f64(),
-            in_process.as_secs_f64() / over_socketio.as_secs_f64()
+            over_socketio,
+            catch_up_ratio
         );
         println!("{line}");
         println!("ratio: our path's rate over the baseline's (1.00 = no cost over the baseline)");
-        listener.shutdown().await;
-        listener2.shutdown().await;
     });
 }

@@ -267,3 +267,144 @@ async fn a_failed_pull_is_tried_again_without_another_notice() {
     wait_for(&ea, "k", Some(b"v")).await;
     assert!(member.calls.load(std::sync::atomic::Ordering::SeqCst) >= 4);
 }
+
+/// A member called in process, recording what the puller and the notifier do.
+struct Watched {
+    remote: SqliteSyncEngine,
+    remote_id: DeviceId,
+    asker: DeviceId,
+    lists_in_flight: std::sync::atomic::AtomicUsize,
+    most_lists_in_flight: std::sync::atomic::AtomicUsize,
+    lists: std::sync::atomic::AtomicUsize,
+    largest_page: std::sync::atomic::AtomicUsize,
+    notices: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Watched {
+    fn new(remote: &SqliteSyncEngine, remote_id: DeviceId, asker: DeviceId) -> Arc<Self> {
+        Arc::new(Watched {
+            remote: remote.clone(),
+            remote_id,
+            asker,
+            lists_in_flight: 0.into(),
+            most_lists_in_flight: 0.into(),
+            lists: 0.into(),
+            largest_page: 0.into(),
+            notices: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerDevice for Watched {
+    fn device_id(&self) -> DeviceId {
+        self.remote_id
+    }
+    async fn list_changes(&self, request: ListChanges) -> peers_device::Result<ChangeBatch> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.lists_in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_lists_in_flight.fetch_max(now, SeqCst);
+        self.lists.fetch_add(1, SeqCst);
+        // Give an apply running beside this call the time to overlap it.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let batch = self.remote.list_changes(&self.asker, request).await;
+        if let Ok(batch) = &batch {
+            self.largest_page.fetch_max(batch.changes.len(), SeqCst);
+        }
+        self.lists_in_flight.fetch_sub(1, SeqCst);
+        batch
+    }
+    async fn get_network_info(&self) -> peers_device::Result<NetworkInfo> {
+        self.remote.get_network_info(&self.asker).await
+    }
+    async fn notify_of_changes(&self, notice: ChangeNotice) -> peers_device::Result<()> {
+        self.notices.lock().unwrap().push(notice.head);
+        Ok(())
+    }
+}
+
+async fn wait_same(a: &SqliteSyncEngine, b: &SqliteSyncEngine) {
+    tokio::time::timeout(WAIT, async {
+        while a.info().digest != b.info().digest {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the two devices never converged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_reads_one_page_ahead_and_never_more() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let ea = engine(&group, &a).await;
+    for start in (0..600).step_by(100) {
+        let items = (start..start + 100).map(|i| (format!("k{i:04}"), Some(vec![7u8; 100]))).collect();
+        ea.put_many(items).await.unwrap();
+    }
+    let mut options = EngineOptions::default();
+    options.page_size = 25;
+    let eb = SqliteSyncEngine::in_memory(group.clone(), b.id, options).await.unwrap();
+    let member = Watched::new(&ea, a.id, b.id);
+    eb.peer_ready(member.clone()).await;
+    wait_same(&ea, &eb).await;
+    use std::sync::atomic::Ordering::SeqCst;
+    // 600 changes in pages of 25: 24 pages, each asked for once (the next
+    // while the previous is applied), one call at a time.
+    assert!(member.lists.load(SeqCst) >= 24, "{} calls", member.lists.load(SeqCst));
+    assert_eq!(member.most_lists_in_flight.load(SeqCst), 1, "more than one page asked for at once");
+    assert_eq!(member.largest_page.load(SeqCst), 25, "pages within page_size");
+    assert_eq!(eb.peer_status()[0].checkpoint, ea.info().head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_pulled_from_a_member_are_not_announced_back_to_it() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let ea = engine(&group, &a).await;
+    ea.put("from a", b"1").await.unwrap();
+    let mut options = EngineOptions::default();
+    options.notify_debounce = Duration::ZERO;
+    let eb = SqliteSyncEngine::in_memory(group.clone(), b.id, options).await.unwrap();
+    let member = Watched::new(&ea, a.id, b.id);
+    // Ready: b pulls a's change at once (and writes it as its seq 1).
+    eb.peer_ready(member.clone()).await;
+    wait_for(&eb, "from a", Some(b"1")).await;
+    // A write of b's own is announced (head 2), and is the first notice a gets:
+    // seq 1 only holds what a wrote.
+    eb.put("from b", b"2").await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while !member.notices.lock().unwrap().contains(&2) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("b never announced its own write");
+    assert_eq!(*member.notices.lock().unwrap(), [2], "a was told about its own change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_is_not_sent_back_its_own_changes_but_a_full_read_gets_them() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b) = (device("a"), device("b"));
+    let (ea, eb) = (engine(&group, &a).await, engine(&group, &b).await);
+    ea.put_many((0..10).map(|i| (format!("a{i}"), Some(b"x".to_vec()))).collect()).await.unwrap();
+    // b's log: its own b0 (seq 1), a's ten (2 to 11, pulled in one page), b1 (12).
+    eb.put("b0", b"y").await.unwrap();
+    eb.peer_ready(Watched::new(&ea, a.id, b.id)).await;
+    wait_for(&eb, "a9", Some(b"x")).await;
+    eb.put("b1", b"y").await.unwrap();
+    let list = |since, limit, skip_mine| eb.list_changes(&a.id, ListChanges { since, limit, skip_mine });
+    // a asking with its own left out gets b's two, and pages that cover b's log.
+    let page = list(0, 100, true).await.unwrap();
+    assert_eq!(page.changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["b0", "b1"]);
+    assert_eq!((page.through, page.head, page.more), (12, 12, false));
+    // Pages of 1: the first holds b0 and covers a's ten after it.
+    let page = list(0, 1, true).await.unwrap();
+    assert_eq!((page.changes[0].key.as_str(), page.more, page.through), ("b0", true, 11));
+    assert_eq!(page.next_since(0), 11);
+    let page = list(11, 1, true).await.unwrap();
+    assert_eq!((page.changes[0].key.as_str(), page.more, page.next_since(11)), ("b1", false, 12));
+    // Without `skip_mine` (an older device, or the periodic full read): all of it.
+    assert_eq!(list(0, 100, false).await.unwrap().changes.len(), 12);
+}

@@ -47,7 +47,7 @@ async fn a_device_in_group_a_cannot_call_or_read_group_b() {
 
     // h calls A's RPCs fine, and B's are refused as if they did not exist.
     let to_v = to_victim(&h, &v);
-    let everything = ListChanges { since: 0, limit: 1000 };
+    let everything = ListChanges { since: 0, limit: 1000, skip_mine: false };
     let a_batch: ChangeBatch = to_v.emit("listChanges_A", &everything).await.unwrap();
     assert!(a_batch.changes.iter().any(|c| c.key == "shared"), "{a_batch:?}");
     let listed = to_v.emit::<_, ChangeBatch>("listChanges_B", &everything).await;

@@ -2,14 +2,15 @@
 //! kept in SQLite and synced by pulling from each member.
 //!
 //! Tasks: one announcer per engine (after local writes, and after writes pulled
-//! from a peer so changes travel on to members further away, it waits
-//! [`EngineOptions::notify_debounce`] and then hands every member's notifier the
-//! new head, waiting for none of them); per ready member, one notifier (sends
+//! from a peer so changes travel on to members further away, it hands the new
+//! head to the notifier of every member that may lack them, at most once per
+//! [`EngineOptions::notify_debounce`], waiting for none of them); per ready
+//! member, one notifier (sends
 //! that member the newest head, one notice at a time, each bounded by
 //! [`EngineOptions::notify_timeout`]; heads announced meanwhile collapse into
 //! one) and one puller (woken by that member's notices, when its link comes up,
 //! by a poll timer that backs off while the member has nothing new, and by the
-//! periodic full resync). A slow or vanished member therefore stalls only its
+//! periodic full resync; it asks for the next page while applying one). A slow or vanished member therefore stalls only its
 //! own two tasks. Tasks hold only a weak reference to the engine and stop when
 //! it is dropped or the member is gone.
 
@@ -38,7 +39,10 @@ use crate::util::{lock, now_ms};
 pub struct EngineOptions {
     /// Size limits on keys, values and batches.
     pub limits: SyncLimits,
-    /// How long to gather local writes before notifying members. Default: 20 ms.
+    /// The least time between two announcements of new writes to the members:
+    /// the first write after a quiet spell is announced at once, the writes
+    /// within this time after an announcement are gathered into the next one.
+    /// Default: 20 ms.
     pub notify_debounce: Duration,
     /// Changes asked for per `listChanges` call. Default: 1,000.
     pub page_size: u32,
@@ -156,7 +160,17 @@ struct Member {
     remote: Arc<dyn PeerDevice>,
     wake: Arc<Notify>,
     status: Arc<Mutex<PeerSyncStatus>>,
+    /// Held by a pull from this member, so the puller and
+    /// [`SqliteSyncEngine::sync_now`] never pull from it at the same time (two
+    /// pulls would list the same page, and the second's apply is refused).
+    pulling: Arc<tokio::sync::Mutex<()>>,
     heads: watch::Sender<u64>,
+    /// Something was written since the last notice that this member may not
+    /// have: a local write, or a pulled change that neither came from it nor
+    /// was made by it. The announcer notifies only members owed a notice, so
+    /// a change pulled from A is not announced back to A (which would pull
+    /// its own changes again).
+    owed: bool,
     puller: AbortHandle,
     notifier: AbortHandle,
 }
@@ -165,6 +179,16 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.puller.abort();
         self.notifier.abort();
+    }
+}
+
+impl Inner {
+    /// Marks the members `owed` picks as owed a notice and wakes the announcer.
+    fn owe(&self, owed: impl Fn(&DeviceId) -> bool) {
+        for (device, member) in lock(&self.peers).iter_mut() {
+            member.owed |= owed(device);
+        }
+        self.written.notify_one();
     }
 }
 
@@ -208,7 +232,8 @@ impl SqliteSyncEngine {
         SqliteSyncEngine { inner }
     }
 
-    /// Writes `key` and tells the members (after the debounce).
+    /// Writes `key` and tells the members (at most one notice per
+    /// [`EngineOptions::notify_debounce`]).
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<Change> {
         self.write(key, Some(value.to_vec())).await
     }
@@ -230,7 +255,7 @@ impl SqliteSyncEngine {
         for change in &changes {
             let _ = self.inner.changes.send(change.clone());
         }
-        self.inner.written.notify_one();
+        self.inner.owe(|_| true);
         Ok(changes)
     }
 
@@ -239,7 +264,7 @@ impl SqliteSyncEngine {
         let key = key.to_owned();
         let change = blocking(move || lock(&store).put(&key, value.as_deref(), now_ms())).await?;
         let _ = self.inner.changes.send(change.clone());
-        self.inner.written.notify_one();
+        self.inner.owe(|_| true);
         Ok(change)
     }
 
@@ -280,11 +305,13 @@ impl SqliteSyncEngine {
 
     /// Pulls everything new from `device` now and waits for it.
     pub async fn sync_now(&self, device: &DeviceId) -> Result<Applied> {
-        let member = lock(&self.inner.peers).get(device).map(|m| (m.remote.clone(), m.status.clone()));
-        let Some((remote, status)) = member else {
+        let member =
+            lock(&self.inner.peers).get(device).map(|m| (m.remote.clone(), m.status.clone(), m.pulling.clone()));
+        let Some((remote, status, pulling)) = member else {
             return Err(Error::NotAMember { device: *device, group: self.inner.group.to_string() });
         };
-        pull(&self.inner, remote.as_ref(), &status).await
+        let _alone = pulling.lock().await;
+        pull(&self.inner, remote.as_ref(), &status, false).await
     }
 }
 
@@ -296,8 +323,9 @@ impl SyncGroup for SqliteSyncEngine {
 
     async fn list_changes(&self, from: &DeviceId, request: ListChanges) -> Result<ChangeBatch> {
         debug!(group = %self.inner.group, peer = %from, since = request.since, "listChanges");
-        let store = self.inner.store.clone();
-        blocking(move || lock(&store).list_changes(request.since, request.limit)).await
+        let (store, from) = (self.inner.store.clone(), *from);
+        let skip = request.skip_mine.then_some(from);
+        blocking(move || lock(&store).list_changes_for(request.since, request.limit, skip.as_ref())).await
     }
 
     async fn get_network_info(&self, _from: &DeviceId) -> Result<NetworkInfo> {
@@ -337,8 +365,14 @@ impl SyncGroup for SqliteSyncEngine {
         // The link (re)came up: pull at once, and tell the member our head.
         let wake = Arc::new(Notify::new());
         wake.notify_one();
-        let puller =
-            tokio::spawn(pull_member(Arc::downgrade(&self.inner), remote.clone(), wake.clone(), status.clone()));
+        let pulling = Arc::new(tokio::sync::Mutex::new(()));
+        let puller = tokio::spawn(pull_member(
+            Arc::downgrade(&self.inner),
+            remote.clone(),
+            wake.clone(),
+            status.clone(),
+            pulling.clone(),
+        ));
         let head = lock(&self.inner.store).info().head;
         let (heads, head_rx) = watch::channel(head);
         let notifier = tokio::spawn(notify_member(
@@ -347,8 +381,16 @@ impl SyncGroup for SqliteSyncEngine {
             head_rx,
             self.inner.options.notify_timeout,
         ));
-        let member =
-            Member { remote, wake, status, heads, puller: puller.abort_handle(), notifier: notifier.abort_handle() };
+        let member = Member {
+            remote,
+            wake,
+            status,
+            pulling,
+            heads,
+            owed: false,
+            puller: puller.abort_handle(),
+            notifier: notifier.abort_handle(),
+        };
         // The member replaced (its tasks aborted on drop) outside the lock.
         let old = peers.insert(device, member);
         drop(peers);
@@ -374,6 +416,7 @@ async fn pull_member(
     remote: Arc<dyn PeerDevice>,
     wake: Arc<Notify>,
     status: Arc<Mutex<PeerSyncStatus>>,
+    pulling: Arc<tokio::sync::Mutex<()>>,
 ) {
     let Some(options) = engine.upgrade().map(|e| e.options.clone()) else { return };
     let mut schedule = PullSchedule::new(&options, Instant::now());
@@ -383,6 +426,7 @@ async fn pull_member(
             () = tokio::time::sleep_until(schedule.next()) => schedule.due(Instant::now()),
         };
         let Some(inner) = engine.upgrade() else { return };
+        let _alone = pulling.lock().await;
         if cause == PullCause::FullResync {
             let device = remote.device_id();
             let store = inner.store.clone();
@@ -390,7 +434,7 @@ async fn pull_member(
                 warn!(%err, "cannot reset checkpoint for the full resync");
             }
         }
-        let outcome = pull(&inner, remote.as_ref(), &status).await;
+        let outcome = pull(&inner, remote.as_ref(), &status, cause == PullCause::FullResync).await;
         let now = Instant::now();
         match outcome {
             Ok(applied) => schedule.on_pulled(cause, applied.written + applied.ignored > 0, now),
@@ -483,10 +527,18 @@ impl PullSchedule {
     }
 }
 
-/// Pulls pages from `remote` until it has nothing more.
-async fn pull(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<PeerSyncStatus>) -> Result<Applied> {
+/// Pulls pages from `remote` until it has nothing more. A full read
+/// (`everything`) also lists the changes this device made, which a normal pull
+/// leaves out ([`ListChanges::skip_mine`]): it is the safety net for a device
+/// whose own database went back.
+async fn pull(
+    inner: &Arc<Inner>,
+    remote: &dyn PeerDevice,
+    status: &Mutex<PeerSyncStatus>,
+    everything: bool,
+) -> Result<Applied> {
     let device = remote.device_id();
-    let result = pull_pages(inner, remote, status).await;
+    let result = pull_pages(inner, remote, status, everything).await;
     let mut status = lock(status);
     status.last_pull = Some(SystemTime::now());
     status.pulls += 1;
@@ -501,17 +553,26 @@ async fn pull(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<PeerSy
     result
 }
 
-async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<PeerSyncStatus>) -> Result<Applied> {
+/// The page loop. While a page is applied (one transaction, on the blocking
+/// pool), the next one is already asked for: at most two pages are held, the
+/// one being applied and the one arriving, each within [`SyncLimits`]. The
+/// checkpoint moves only in the transaction that applies a page, so a failure
+/// anywhere leaves it at the last page applied whole, and the page read ahead
+/// is dropped.
+async fn pull_pages(
+    inner: &Arc<Inner>,
+    remote: &dyn PeerDevice,
+    status: &Mutex<PeerSyncStatus>,
+    everything: bool,
+) -> Result<Applied> {
     let device = remote.device_id();
+    let request = |since| ListChanges { since, limit: inner.options.page_size, skip_mine: !everything };
     let mut applied = Applied::default();
     let mut restarted = false;
+    let mut since = lock(&inner.store).checkpoint(&device)?;
+    let mut batch = remote.list_changes(request(since)).await?;
     loop {
-        let since = lock(&inner.store).checkpoint(&device)?;
-        let batch = remote.list_changes(ListChanges { since, limit: inner.options.page_size }).await?;
-        {
-            let mut status = lock(status);
-            status.peer_head = batch.head;
-        }
+        lock(status).peer_head = batch.head;
         if batch.head < since && !restarted {
             // The member's log is behind what we pulled: its database was replaced
             // or restored. Read it again from the start (once per pull).
@@ -519,26 +580,39 @@ async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<
             restarted = true;
             let store = inner.store.clone();
             blocking(move || lock(&store).reset_checkpoint(&device)).await?;
+            since = 0;
+            batch = remote.list_changes(request(since)).await?;
             continue;
         }
-        let more = batch.more;
+        let (more, through) = (batch.more, batch.next_since(since));
         let store = inner.store.clone();
-        let changes = batch.changes;
-        let (mask, changes) = blocking(move || {
-            let mask = lock(&store).apply(&device, &changes, now_ms())?;
+        let changes = std::mem::take(&mut batch.changes);
+        let apply = blocking(move || {
+            let mask = lock(&store).apply_page(&device, &changes, through, now_ms())?;
             Ok((mask, changes))
-        })
-        .await?;
+        });
+        let (mask, changes) = if more {
+            let (done, next) = tokio::join!(apply, remote.list_changes(request(through)));
+            let done = done?;
+            (since, batch) = (through, next?);
+            done
+        } else {
+            apply.await?
+        };
         applied.add(&mask);
-        let mut wrote = false;
+        let mut origins: Vec<DeviceId> = Vec::new();
         for (change, written) in changes.into_iter().zip(mask) {
             if written {
-                wrote = true;
+                if !origins.contains(&change.origin) {
+                    origins.push(change.origin);
+                }
                 let _ = inner.changes.send(change);
             }
         }
-        if wrote {
-            inner.written.notify_one();
+        if !origins.is_empty() {
+            // Members further away may not have these; `device` listed them, and
+            // a member has the changes it made itself.
+            inner.owe(|member| *member != device && origins.iter().any(|o| o != member));
         }
         if !more {
             return Ok(applied);
@@ -546,18 +620,27 @@ async fn pull_pages(inner: &Arc<Inner>, remote: &dyn PeerDevice, status: &Mutex<
     }
 }
 
-/// A debounce after writes, hands every member's notifier the new head.
+/// After writes, hands the notifier of every member owed a notice
+/// ([`Member::owed`]) the new head: at once after a quiet spell, then at most
+/// once per [`EngineOptions::notify_debounce`], writes in between gathered
+/// into the next announcement.
 /// Waits on `written` without holding the engine, so dropping the engine ends
 /// the task; waits for no member.
 async fn announce_head(engine: Weak<Inner>, written: Arc<Notify>) {
+    let mut last: Option<Instant> = None;
     loop {
         written.notified().await;
         let Some(debounce) = engine.upgrade().map(|inner| inner.options.notify_debounce) else { return };
-        tokio::time::sleep(debounce).await;
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + debounce).await;
+        }
+        last = Some(Instant::now());
         let Some(inner) = engine.upgrade() else { return };
         let head = lock(&inner.store).info().head;
-        for member in lock(&inner.peers).values() {
-            member.heads.send_if_modified(|told| std::mem::replace(told, head) != head);
+        for member in lock(&inner.peers).values_mut() {
+            if std::mem::take(&mut member.owed) {
+                member.heads.send_if_modified(|told| std::mem::replace(told, head) != head);
+            }
         }
     }
 }

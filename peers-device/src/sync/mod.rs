@@ -13,9 +13,12 @@
 //!                                                          checkpoint(A) = 7
 //! ```
 //!
-//! Notifications are batched (a short debounce after a burst of writes), pulls
-//! are paged ([`SyncLimits`]), a peer whose log went backwards is re-read from the
-//! start, and a periodic full re-read is the safety net.
+//! Notifications are batched (at most one per 20 ms, and none to the member a
+//! change came from), pulls are paged ([`SyncLimits`]) with the next page asked
+//! for while one is applied, each page in one transaction with its checkpoint, a
+//! puller leaves out its own changes ([`ListChanges::skip_mine`]) except in the
+//! periodic full re-read, which is the safety net, and a peer whose log went
+//! backwards is re-read from the start.
 
 mod clock;
 mod engine;

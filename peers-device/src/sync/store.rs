@@ -156,13 +156,14 @@ impl Store {
         }
         let mut clock = self.clock.clone();
         let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
+        let origin_text = origin.to_string();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut changes = Vec::with_capacity(items.len());
         for (key, value) in items {
             let timestamp = clock.tick(wall_ms);
             let previous = read_version(&tx, key)?;
             head += 1;
-            write_entry(&tx, key, *value, timestamp, &origin, head)?;
+            write_entry(&tx, key, *value, timestamp, &origin_text, head)?;
             digest = updated_digest(digest, previous.as_ref().map(|(t, o)| (*key, *t, o)), (key, timestamp, &origin));
             entries += u64::from(previous.is_none());
             changes.push(Change {
@@ -173,7 +174,7 @@ impl Store {
                 origin,
             });
         }
-        tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('digest', ?1)", [&digest[..]])?;
+        write_digest(&tx, &digest)?;
         tx.commit()?;
         (self.clock, self.head, self.digest, self.entries) = (clock, head, digest, entries);
         Ok(changes)
@@ -207,27 +208,54 @@ impl Store {
 
     /// Changes after `since`, in `seq` order, at most `limit` (and the configured
     /// count and byte caps), always at least one when there are any.
+    #[cfg(test)]
     pub(crate) fn list_changes(&self, since: u64, limit: u32) -> Result<ChangeBatch> {
+        self.list_changes_for(since, limit, None)
+    }
+
+    /// [`Store::list_changes`], leaving out the changes whose origin is `skip`
+    /// (the asker's own): the page's `through` says how far it covers, so the
+    /// asker's checkpoint moves past what was left out. The rows left out are
+    /// filtered by SQLite and never loaded.
+    pub(crate) fn list_changes_for(&self, since: u64, limit: u32, skip: Option<&DeviceId>) -> Result<ChangeBatch> {
         let cap = (limit as usize).clamp(1, self.limits.max_batch_changes);
-        let mut statement = self
-            .db
-            .prepare_cached("SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        // One more row than the cap tells whether more follow.
-        let mut rows = statement.query(params![since.min(i64::MAX as u64) as i64, (cap + 1) as i64])?;
-        let mut batch = ChangeBatch { changes: Vec::new(), head: self.head, more: false };
+        // One more row than the cap tells whether more follow (and where).
+        let (since, rows_wanted) = (since.min(i64::MAX as u64) as i64, (cap + 1) as i64);
+        let mut statement;
+        let mut rows = match skip {
+            None => {
+                statement = self.db.prepare_cached(
+                    "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                statement.query(params![since, rows_wanted])?
+            }
+            Some(asker) => {
+                statement = self.db.prepare_cached(
+                    "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 AND origin != ?3
+                     ORDER BY seq LIMIT ?2",
+                )?;
+                statement.query(params![since, rows_wanted, asker.to_string()])?
+            }
+        };
+        let mut batch = ChangeBatch { changes: Vec::new(), head: self.head, more: false, through: self.head };
+        let mut origins = OriginText::default();
         let mut bytes = 0usize;
         while let Some(row) = rows.next()? {
+            let seq = row.get::<_, i64>(0)? as u64;
+            if batch.changes.len() == cap {
+                // Everything before this row is listed or left out.
+                (batch.more, batch.through) = (true, seq - 1);
+                break;
+            }
             let change = Change {
-                seq: row.get::<_, i64>(0)? as u64,
+                seq,
                 key: row.get(1)?,
                 value: row.get(2)?,
                 timestamp: row.get::<_, i64>(3)? as u64,
-                origin: parse_origin(&row.get::<_, String>(4)?)?,
+                origin: origins.parse(row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?)?,
             };
-            if batch.changes.len() == cap
-                || (!batch.changes.is_empty() && bytes + change.weight() > self.limits.max_batch_bytes)
-            {
-                batch.more = true;
+            if !batch.changes.is_empty() && bytes + change.weight() > self.limits.max_batch_bytes {
+                (batch.more, batch.through) = (true, seq - 1);
                 break;
             }
             bytes += change.weight();
@@ -236,11 +264,26 @@ impl Store {
         Ok(batch)
     }
 
-    /// Checks a peer's batch (every change, before anything is written), then
-    /// writes the changes that win and moves the peer's checkpoint to the batch's
-    /// last `seq`, in one transaction. Returns, for each change, whether it was
-    /// written.
+    /// [`Store::apply_page`] with the checkpoint moving to the batch's last `seq`.
+    #[cfg(test)]
     pub(crate) fn apply(&mut self, peer: &DeviceId, batch: &[Change], wall_ms: u64) -> Result<Vec<bool>> {
+        self.apply_page(peer, batch, 0, wall_ms)
+    }
+
+    /// Checks a peer's page (every change, before anything is written), then
+    /// writes the changes that win and moves the peer's checkpoint to the page's
+    /// last `seq`, or to `through` when that is further (the lister left out
+    /// changes after it, [`ChangeBatch::through`]), in one transaction with
+    /// statements prepared once per connection. Returns, for each change,
+    /// whether it was written. On any error nothing is written and the
+    /// checkpoint stays where it was.
+    pub(crate) fn apply_page(
+        &mut self,
+        peer: &DeviceId,
+        batch: &[Change],
+        through: u64,
+        wall_ms: u64,
+    ) -> Result<Vec<bool>> {
         if batch.len() > self.limits.max_batch_changes {
             return Err(invalid(
                 peer,
@@ -261,9 +304,14 @@ impl Store {
                 limit_ms: self.limits.max_clock_skew_ms,
             })?;
         }
+        let last_seq = last_seq.max(through);
+        if batch.is_empty() && last_seq == checkpoint {
+            return Ok(Vec::new());
+        }
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
         let mut written = Vec::with_capacity(batch.len());
+        let mut origins = OriginText::default();
         for change in batch {
             let previous = read_version(&tx, &change.key)?;
             let wins = previous.as_ref().is_none_or(|(ts, origin)| (change.timestamp, change.origin) > (*ts, *origin));
@@ -272,7 +320,8 @@ impl Store {
                 continue;
             }
             head += 1;
-            write_entry(&tx, &change.key, change.value.as_deref(), change.timestamp, &change.origin, head)?;
+            let origin = origins.text(&change.origin);
+            write_entry(&tx, &change.key, change.value.as_deref(), change.timestamp, origin, head)?;
             digest = updated_digest(
                 digest,
                 previous.as_ref().map(|(t, o)| (change.key.as_str(), *t, o)),
@@ -280,11 +329,11 @@ impl Store {
             );
             entries += u64::from(previous.is_none());
         }
-        tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('digest', ?1)", [&digest[..]])?;
-        tx.execute(
-            "INSERT OR REPLACE INTO checkpoints (peer, seq) VALUES (?1, ?2)",
-            params![peer.to_string(), last_seq.min(i64::MAX as u64) as i64],
-        )?;
+        if digest != self.digest {
+            write_digest(&tx, &digest)?;
+        }
+        tx.prepare_cached("INSERT OR REPLACE INTO checkpoints (peer, seq) VALUES (?1, ?2)")?
+            .execute(params![peer.to_string(), last_seq.min(i64::MAX as u64) as i64])?;
         tx.commit()?;
         for change in batch {
             self.clock.observe(change.timestamp);
@@ -297,7 +346,8 @@ impl Store {
     pub(crate) fn checkpoint(&self, peer: &DeviceId) -> Result<u64> {
         let seq: Option<i64> = self
             .db
-            .query_row("SELECT seq FROM checkpoints WHERE peer = ?1", [peer.to_string()], |row| row.get(0))
+            .prepare_cached("SELECT seq FROM checkpoints WHERE peer = ?1")?
+            .query_row([peer.to_string()], |row| row.get(0))
             .optional()?;
         Ok(seq.unwrap_or(0).max(0) as u64)
     }
@@ -307,6 +357,12 @@ impl Store {
     pub(crate) fn reset_checkpoint(&mut self, peer: &DeviceId) -> Result<()> {
         self.db.execute("DELETE FROM checkpoints WHERE peer = ?1", [peer.to_string()])?;
         Ok(())
+    }
+
+    /// The database itself, for tests that make it fail.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
     }
 
     /// This device's summary of the group.
@@ -344,11 +400,38 @@ fn parse_origin(text: &str) -> Result<DeviceId> {
     })
 }
 
+/// The last origin turned into text or parsed from it: a page's changes mostly
+/// share one origin, and formatting or parsing a device id per row was a
+/// visible part of applying and listing.
+#[derive(Default)]
+struct OriginText {
+    last: Option<(DeviceId, String)>,
+}
+
+impl OriginText {
+    fn text(&mut self, origin: &DeviceId) -> &str {
+        if self.last.as_ref().is_none_or(|(id, _)| id != origin) {
+            self.last = Some((*origin, origin.to_string()));
+        }
+        self.last.as_ref().map_or("", |(_, text)| text.as_str())
+    }
+
+    fn parse(&mut self, text: &str) -> Result<DeviceId> {
+        match &self.last {
+            Some((id, last)) if last == text => Ok(*id),
+            _ => {
+                let id = parse_origin(text)?;
+                self.last = Some((id, text.to_owned()));
+                Ok(id)
+            }
+        }
+    }
+}
+
 fn read_version(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<(u64, DeviceId)>> {
     let row = tx
-        .query_row("SELECT ts, origin FROM entries WHERE key = ?1", [key], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
+        .prepare_cached("SELECT ts, origin FROM entries WHERE key = ?1")?
+        .query_row([key], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
         .optional()?;
     row.map(|(ts, origin)| Ok((ts as u64, parse_origin(&origin)?))).transpose()
 }
@@ -358,15 +441,20 @@ fn write_entry(
     key: &str,
     value: Option<&[u8]>,
     timestamp: u64,
-    origin: &DeviceId,
+    origin: &str,
     seq: u64,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO entries (key, value, ts, origin, seq) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, ts = excluded.ts,
              origin = excluded.origin, seq = excluded.seq",
-        params![key, value, timestamp as i64, origin.to_string(), seq as i64],
-    )?;
+    )?
+    .execute(params![key, value, timestamp as i64, origin, seq as i64])?;
+    Ok(())
+}
+
+fn write_digest(tx: &rusqlite::Transaction<'_>, digest: &[u8; 32]) -> Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES ('digest', ?1)")?.execute([&digest[..]])?;
     Ok(())
 }
 

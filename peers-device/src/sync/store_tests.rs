@@ -280,3 +280,66 @@ fn a_batch_of_writes_is_all_or_nothing() {
     assert_eq!(s.info().entries, 2);
     assert_eq!(s.list_changes(0, 100).unwrap().changes.len(), 2);
 }
+
+#[test]
+fn a_page_that_fails_midway_leaves_nothing_and_the_checkpoint_where_it_was() {
+    let (a, b) = (device(), device());
+    let (mut sa, mut sb) = (store(a), store(b));
+    let items: Vec<(String, Option<&[u8]>)> = (0..10).map(|i| (format!("k{i}"), Some(&b"v"[..]))).collect();
+    let items: Vec<(&str, Option<&[u8]>)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    sa.put_many(&items[..4], 1_000).unwrap();
+    pull(&mut sb, &sa, 100, 1_000);
+    sa.put_many(&items[4..], 1_000).unwrap();
+    let before = (sb.checkpoint(&a).unwrap(), sb.info());
+    assert_eq!(before.0, 4);
+    // The database refuses the page's fourth change (k7), after k4 to k6 were
+    // written in the page's transaction.
+    sb.db()
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.key = 'k7'
+             BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;",
+        )
+        .unwrap();
+    let page = sa.list_changes_for(4, 100, Some(&b)).unwrap();
+    assert_eq!(page.changes.len(), 6);
+    assert!(sb.apply_page(&a, &page.changes, page.through, 1_000).is_err());
+    assert_eq!((sb.checkpoint(&a).unwrap(), sb.info()), before, "checkpoint, head or digest moved");
+    for key in ["k4", "k5", "k6"] {
+        assert!(sb.get(key).unwrap().is_none(), "{key} was written by a failed page");
+    }
+    // Once the database takes it again, the same page applies whole.
+    sb.db().execute_batch("DROP TRIGGER refuse").unwrap();
+    assert_eq!(sb.apply_page(&a, &page.changes, page.through, 1_000).unwrap(), vec![true; 6]);
+    assert_eq!(sb.checkpoint(&a).unwrap(), 10);
+    assert_eq!(sb.info().digest, sa.info().digest);
+}
+
+#[test]
+fn a_page_covers_what_it_leaves_out_and_stays_within_its_caps() {
+    let (a, b) = (device(), device());
+    let (mut sa, mut sb) = (store(a), store(b));
+    sb.put("b0", Some(b"1"), 1_000).unwrap();
+    sa.put_many(&[("a0", Some(b"1")), ("a1", Some(b"1")), ("a2", Some(b"1"))], 1_000).unwrap();
+    pull(&mut sb, &sa, 100, 1_000);
+    sb.put("b1", Some(b"1"), 1_000).unwrap();
+    // sb's log: b0 (1), a0 to a2 (2 to 4), b1 (5). a asks without its own.
+    let page = sb.list_changes_for(0, 1, Some(&a)).unwrap();
+    assert_eq!(page.changes.iter().map(|c| c.seq).collect::<Vec<_>>(), [1]);
+    assert_eq!((page.more, page.through), (true, 4), "a's three are covered, b1 is not");
+    sa.apply_page(&b, &page.changes, page.through, 1_000).unwrap();
+    assert_eq!(sa.checkpoint(&b).unwrap(), 4);
+    let page = sb.list_changes_for(4, 1, Some(&a)).unwrap();
+    assert_eq!((page.changes.len(), page.more, page.through), (1, false, 5));
+    sa.apply_page(&b, &page.changes, page.through, 1_000).unwrap();
+    assert_eq!(sa.info().digest, sb.info().digest);
+    // Nothing new: an empty page that moves nothing writes nothing.
+    let page = sb.list_changes_for(5, 100, Some(&a)).unwrap();
+    assert!(page.changes.is_empty() && !page.more);
+    assert_eq!(sa.apply_page(&b, &page.changes, page.through, 1_000).unwrap(), Vec::<bool>::new());
+    // A page never holds more than the configured count, whatever is asked.
+    let limits = SyncLimits { max_batch_changes: 2, ..SyncLimits::default() };
+    let mut small = Store::in_memory(&group(), device(), limits).unwrap();
+    small.put_many(&[("x", None), ("y", None), ("z", None)], 1_000).unwrap();
+    let page = small.list_changes_for(0, u32::MAX, None).unwrap();
+    assert_eq!((page.changes.len(), page.more, page.through), (2, true, 2));
+}

@@ -37,17 +37,38 @@ pub struct ChangeBatch {
     pub changes: Vec<Change>,
     /// The listing device's newest `seq` when the page was read.
     pub head: u64,
-    /// More changes follow: ask again from the last `seq` of this page.
+    /// More changes follow: ask again from [`ChangeBatch::next_since`].
     pub more: bool,
+    /// How far this page covers the listing device's log: every change up to
+    /// this `seq` is listed or was left out on purpose ([`ListChanges::skip_mine`]).
+    /// 0 (a device that does not send it): up to the last change listed.
+    #[serde(default)]
+    pub through: u64,
+}
+
+impl ChangeBatch {
+    /// Where the next page starts, and where the asker's checkpoint moves once
+    /// this page is applied: [`through`](Self::through), or the last change's
+    /// `seq` when the lister did not say.
+    pub fn next_since(&self, since: u64) -> u64 {
+        let last = self.changes.last().map_or(since, |c| c.seq);
+        self.through.max(last).max(since)
+    }
 }
 
 /// The arguments of `listChanges_{groupId}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListChanges {
     /// List changes after this `seq` (0: from the start).
     pub since: u64,
     /// At most this many changes (the lister applies its own cap too).
     pub limit: u32,
+    /// Leave out the changes the asker itself made (their `origin` is the
+    /// asker): it has them, or newer versions. The page's
+    /// [`ChangeBatch::through`] then says how far it covers. A lister that does
+    /// not know the field lists everything, which is still correct.
+    #[serde(default)]
+    pub skip_mine: bool,
 }
 
 /// The reply of `getNetworkInfo_{groupId}`: enough to tell whether two devices
