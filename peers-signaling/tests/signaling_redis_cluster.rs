@@ -8,7 +8,9 @@
 //! setting from its config file (with a list of seed nodes whose first is
 //! down), and refuses it without a URL or with a database other than 0, and
 //! a list of URLs without it. A slot moved to another node while the servers
-//! run (a resharding) is followed (`MOVED`).
+//! run (a resharding) is followed (`MOVED`). On a cluster with a replica per
+//! primary, a primary killed under the servers is replaced by its replica and
+//! the service resumes within seconds, the replicated queue intact.
 
 mod common;
 
@@ -18,7 +20,7 @@ use bytes::Bytes;
 use common::redis_server::{PRESENCE_TTL, RedisCluster, connect, pair, redis_config, start_instance};
 use common::*;
 use peers_sdk::Socket;
-use peers_signaling::{ClientEvent, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
+use peers_signaling::{ClientEvent, ErrorCode, Outcome, SignalKind, SignalingClient, SignalingClientOptions};
 use serde_json::json;
 
 fn outcome_event(event: &ClientEvent) -> Option<(String, Outcome)> {
@@ -197,4 +199,58 @@ async fn a_slot_moved_to_another_node_is_followed() {
     let direct = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 3})).await.unwrap();
     assert_eq!(direct.outcome, Outcome::Delivered);
     assert_eq!(incoming(&mut bob_in).await.id, direct.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_fails_over_to_its_replica_and_service_resumes_in_seconds() {
+    let mut cluster = RedisCluster::start_with_replicas().await;
+    let (one, two) = pair(redis_config(&cluster)).await;
+    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
+    let bob_keys = keys("bob");
+    let first = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 1})).await.unwrap();
+    assert!(matches!(first.outcome, Outcome::Queued { .. }), "{first:?}");
+
+    // Bob's queue is on one primary; once its replica holds the message too,
+    // that primary dies (SIGKILL) and the replica takes its slots over.
+    let (primary, slot) = cluster.primary_of(&format!("test:{{d:{}}}", bob_keys.device_id())).await;
+    let replica = &cluster.nodes()[primary + 3];
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let copied: usize = replica.query(redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot)).await;
+        if copied > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the replica never got bob's queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = tokio::time::Instant::now();
+    cluster.kill(primary);
+
+    // Alice keeps sending; within seconds a message is queued again (the
+    // server refuses with `internal` meanwhile, never claims a false success).
+    let mut refused = 0;
+    let second = loop {
+        let sent = alice.send(&bob_keys.device_id(), SignalKind::Ready, json!({"n": 2})).await.unwrap();
+        match &sent.outcome {
+            Outcome::Rejected { reason } if reason.code == ErrorCode::Internal => {
+                refused += 1;
+                assert!(killed.elapsed() < Duration::from_secs(20), "no service 20 s after the kill: {sent:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => break sent,
+        }
+    };
+    assert!(matches!(second.outcome, Outcome::Queued { .. }), "{second:?}");
+    let resumed = killed.elapsed();
+    assert!(resumed < Duration::from_secs(20), "took {resumed:?}");
+
+    // Bob registers on the other instance and gets both, in order.
+    let bob =
+        SignalingClient::connect(&two.url().unwrap(), &bob_keys, SignalingClientOptions::default()).await.unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    for sent in [&first, &second] {
+        let got = tokio::time::timeout(Duration::from_secs(10), incoming(&mut bob_in)).await.expect("delivered");
+        assert_eq!((&got.id, got.queued), (&sent.id, true));
+    }
+    eprintln!("service resumed {resumed:?} after the primary was killed ({refused} sends refused meanwhile)");
 }

@@ -72,6 +72,8 @@ pub struct RedisServer {
     port: u16,
     /// For a cluster node: its directory (its `nodes.conf`) and cluster bus port.
     cluster: Option<(tempfile::TempDir, u16)>,
+    /// `cluster-node-timeout` in ms, when not Redis's default (15 s).
+    node_timeout_ms: Option<u32>,
 }
 
 fn free_port() -> u16 {
@@ -88,11 +90,16 @@ impl RedisServer {
     /// Starts one, a cluster node (`--cluster-enabled yes`, in a directory of
     /// its own, holding no slot yet) if `cluster`.
     async fn start_node(cluster: bool) -> RedisServer {
+        Self::start_node_with(cluster, None).await
+    }
+
+    /// [`Self::start_node`], with a `cluster-node-timeout` of `node_timeout_ms`.
+    async fn start_node_with(cluster: bool, node_timeout_ms: Option<u32>) -> RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let cluster = cluster.then(|| (tempfile::tempdir().unwrap(), free_port()));
-            let child = spawn(port, cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)));
-            let mut server = RedisServer { child, port, cluster };
+            let child = spawn(port, cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)), node_timeout_ms);
+            let mut server = RedisServer { child, port, cluster, node_timeout_ms };
             if server.ready().await {
                 return server;
             }
@@ -134,7 +141,7 @@ impl RedisServer {
     /// Starts it again, empty, on the same port.
     pub async fn restart(&mut self) {
         self.stop();
-        self.child = spawn(self.port, self.cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)));
+        self.child = spawn(self.port, self.cluster.as_ref().map(|(dir, bus)| (dir.path(), *bus)), self.node_timeout_ms);
         assert!(self.ready().await, "redis-server did not come back on port {}", self.port);
     }
 
@@ -197,23 +204,49 @@ impl RedisCluster {
         RedisCluster { nodes }
     }
 
-    /// Its nodes.
-    pub fn nodes(&self) -> &[RedisServer] {
-        &self.nodes
+    /// Starts three primaries, each serving a third of the slots, and a
+    /// replica of each (`CLUSTER REPLICATE`), with a node timeout of one
+    /// second so a dead primary is replaced within a few; waits until every
+    /// node sees all six, every slot is served and every replica is in sync
+    /// with its primary. Nodes 0 to 2 are the primaries, 3 to 5 their replicas.
+    pub async fn start_with_replicas() -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(RedisServer::start_node_with(true, Some(1_000)).await);
+        }
+        for (node, (first, last)) in nodes.iter().zip([(0, 5460), (5461, 10922), (10923, 16383)]) {
+            let _: String = node.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last)).await;
+        }
+        for node in &nodes[1..] {
+            let bus = node.cluster.as_ref().expect("a cluster node").1;
+            let _: String =
+                nodes[0].query(redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(node.port).arg(bus)).await;
+        }
+        for node in &nodes {
+            node.wait_cluster_ok(nodes.len()).await;
+        }
+        for i in 0..3 {
+            let primary: String = nodes[i].query(redis::cmd("CLUSTER").arg("MYID")).await;
+            let _: String = nodes[i + 3].query(redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary)).await;
+        }
+        for replica in &nodes[3..] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let info: String = replica.query(redis::cmd("INFO").arg("replication")).await;
+                if info.contains("role:slave") && info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the replica did not sync: {info}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        RedisCluster { nodes }
     }
 
-    /// Moves the hash slot of `key` and its keys to the next node, as a
-    /// resharding does (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE`,
-    /// `SETSLOT NODE` on every node): a client that still sends the slot's
-    /// keys to the old node gets `MOVED`. Returns the slot and how many keys moved.
-    pub async fn move_slot_of(&self, key: &str) -> (u16, usize) {
+    /// The index of the node serving the hash slot of `key` (as the cluster
+    /// sees it now), and the slot. Every node must be up.
+    pub async fn primary_of(&self, key: &str) -> (usize, u16) {
         let slot: u16 = self.nodes[0].query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).await;
-        let mut ids = Vec::new();
-        for node in &self.nodes {
-            let id: String = node.query(redis::cmd("CLUSTER").arg("MYID")).await;
-            ids.push(id);
-        }
-        let mut owner = None;
         for (i, node) in self.nodes.iter().enumerate() {
             // `CLUSTER NODES`: the node's own line ("myself") ends with its slot ranges.
             let nodes: String = node.query(redis::cmd("CLUSTER").arg("NODES")).await;
@@ -224,10 +257,33 @@ impl RedisCluster {
                 })
             });
             if serves {
-                owner = Some(i);
+                return (i, slot);
             }
         }
-        let from = owner.expect("a node serves the slot");
+        panic!("no node serves slot {slot}")
+    }
+
+    /// Kills node `index` (SIGKILL), as a crashed Redis.
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].stop();
+    }
+
+    /// Its nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Moves the hash slot of `key` and its keys to the next node, as a
+    /// resharding does (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE`,
+    /// `SETSLOT NODE` on every node): a client that still sends the slot's
+    /// keys to the old node gets `MOVED`. Returns the slot and how many keys moved.
+    pub async fn move_slot_of(&self, key: &str) -> (u16, usize) {
+        let (from, slot) = self.primary_of(key).await;
+        let mut ids = Vec::new();
+        for node in &self.nodes {
+            let id: String = node.query(redis::cmd("CLUSTER").arg("MYID")).await;
+            ids.push(id);
+        }
         let to = (from + 1) % self.nodes.len();
         let (source, target) = (&self.nodes[from], &self.nodes[to]);
         let _: String =
@@ -258,7 +314,7 @@ impl RedisCluster {
     }
 }
 
-fn spawn(port: u16, cluster: Option<(&std::path::Path, u16)>) -> Child {
+fn spawn(port: u16, cluster: Option<(&std::path::Path, u16)>, node_timeout_ms: Option<u32>) -> Child {
     let mut command = Command::new("redis-server");
     command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
     if let Some((dir, bus)) = cluster {
@@ -266,6 +322,9 @@ fn spawn(port: u16, cluster: Option<(&std::path::Path, u16)>) -> Child {
             .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
             .args(["--cluster-port", &bus.to_string()])
             .current_dir(dir);
+    }
+    if let Some(ms) = node_timeout_ms {
+        command.args(["--cluster-node-timeout", &ms.to_string()]);
     }
     command
         .stdin(Stdio::null())
