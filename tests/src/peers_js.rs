@@ -106,6 +106,27 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A signaling server (in memory, on loopback) whose frame relays carry at most
+/// `max_bytes` each: a transfer through it needs new relays.
+pub async fn capped_relay_server(max_bytes: u64) -> peers_signaling::SignalingServer {
+    let mut config = peers_signaling::ServerConfig::in_memory();
+    config.relay.max_bytes = max_bytes;
+    peers_signaling::SignalingServer::bind(config).await.expect("signaling server")
+}
+
+/// Checks a transfer's `done` event (its `paths`: bytes per transport) against a move
+/// to `to` at `moved_at` of `len` bytes: it started on the relay, everything before the
+/// move went over the relay, everything after it over `to`.
+pub fn assert_moved_at(done: &serde_json::Value, moved_at: u64, len: u64, to: &str) {
+    let paths = done["paths"].as_array().expect("paths");
+    let bytes_over = |transport: &str| {
+        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
+    };
+    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
+    assert_eq!(bytes_over("relay"), moved_at, "everything before the move went over the relay: {done}");
+    assert_eq!(bytes_over(to), len - moved_at, "everything after it over {to}: {done}");
+}
+
 /// A running `peers ... --json` (the real binary, a child process) whose JSON lines a
 /// thread reads as they come, so it never blocks on a full pipe; killed when dropped.
 #[derive(Debug)]

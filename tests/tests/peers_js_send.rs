@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use peers_tests::JsClient;
-use peers_tests::peers_js::{PeersReceive, driver, noise};
+use peers_tests::peers_js::{PeersReceive, assert_moved_at, capped_relay_server, driver, noise};
 use peers_tests::webrtc::signaling_server;
 
 const STEP: Duration = Duration::from_secs(60);
@@ -205,13 +205,7 @@ async fn peers_js_moves_a_send_to_the_receivers_local_socket_mid_way() {
     assert!(moved_at < LEN as u64, "the move came before the end: {path}");
     let done = sender.expect_event("done", STEP).await;
     assert_eq!(done["bytes"].as_u64(), Some(LEN as u64), "no chunk sent twice: {done}");
-    let paths = done["paths"].as_array().expect("paths");
-    let bytes_over = |transport: &str| {
-        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
-    };
-    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
-    assert_eq!(bytes_over("relay"), moved_at, "everything before the move went over the relay: {done}");
-    assert_eq!(bytes_over("socket.io"), LEN as u64 - moved_at, "everything after it over the local socket: {done}");
+    assert_moved_at(&done, moved_at, LEN as u64, "socket.io");
     assert_eq!(done["hops"], 0, "a move is no break: {done}");
     let (ok, events) = tokio::time::timeout(STEP, receiver.finish()).await.expect("the receiver ends");
     assert!(ok, "the receiver reports success: {events:?}");
@@ -286,9 +280,7 @@ async fn a_killed_receiver_runs_the_code_again_and_the_send_resumes() {
 async fn relays_that_end_at_the_servers_cap_are_replaced_under_a_send() {
     const LEN: usize = 24 << 20;
     const CHUNK: u64 = 1 << 20;
-    let mut config = peers_signaling::ServerConfig::in_memory();
-    config.relay.max_bytes = 8 << 20;
-    let server = peers_signaling::SignalingServer::bind(config).await.expect("signaling server");
+    let server = capped_relay_server(8 << 20).await;
     let url = server.url().expect("server url");
     let src = tempfile::tempdir().expect("temp dir");
     let out = tempfile::tempdir().expect("temp dir");

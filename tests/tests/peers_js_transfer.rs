@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use peers_tests::JsClient;
-use peers_tests::peers_js::{PeersSend, driver, noise};
+use peers_tests::peers_js::{PeersSend, assert_moved_at, capped_relay_server, driver, noise};
 use peers_tests::webrtc::signaling_server;
 
 const STEP: Duration = Duration::from_secs(60);
@@ -98,13 +98,7 @@ async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
     let done = receiver.expect_event("done", Duration::from_secs(180)).await;
     let received = std::fs::read(out.path().join("moving.bin")).expect("received file");
     assert!(received == noise(LEN, 9), "the file arrived byte for byte");
-    let paths = done["paths"].as_array().expect("paths");
-    let bytes_over = |transport: &str| {
-        paths.iter().find(|p| p["transport"] == transport).and_then(|p| p["bytes"].as_u64()).unwrap_or(0)
-    };
-    assert_eq!(paths.first().map(|p| &p["transport"]), Some(&"relay".into()), "it starts on the relay: {done}");
-    assert_eq!(bytes_over("relay"), moved_at, "everything before the move came over the relay: {done}");
-    assert_eq!(bytes_over("webrtc"), LEN as u64 - moved_at, "everything after it over WebRTC: {done}");
+    assert_moved_at(&done, moved_at, LEN as u64, "webrtc");
     let (status, stderr) = receiver.wait(STEP).await;
     assert!(status.success(), "receiver failed: {stderr}");
     let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
@@ -123,9 +117,7 @@ async fn peers_js_follows_a_peers_send_from_the_relay_to_webrtc_mid_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_js_opens_a_new_relay_when_the_servers_cap_ends_one() {
     const LEN: usize = 24 << 20;
-    let mut config = peers_signaling::ServerConfig::in_memory();
-    config.relay.max_bytes = 8 << 20;
-    let server = peers_signaling::SignalingServer::bind(config).await.expect("signaling server");
+    let server = capped_relay_server(8 << 20).await;
     let url = server.url().expect("server url");
     let src = tempfile::tempdir().expect("temp dir");
     let out = tempfile::tempdir().expect("temp dir");

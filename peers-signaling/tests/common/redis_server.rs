@@ -186,9 +186,17 @@ impl RedisCluster {
     /// (`CLUSTER MEET`) and waits until every node sees all three and every
     /// slot served (`cluster_state:ok`).
     pub async fn start() -> RedisCluster {
+        RedisCluster { nodes: Self::start_nodes(3, None).await }
+    }
+
+    /// Starts `count` (three or more) cluster nodes with a `cluster-node-timeout`
+    /// of `node_timeout_ms`, gives the first three a third of the slots each,
+    /// joins them all (`CLUSTER MEET`) and waits until every node sees all of
+    /// them and every slot served.
+    async fn start_nodes(count: usize, node_timeout_ms: Option<u32>) -> Vec<RedisServer> {
         let mut nodes = Vec::new();
-        for _ in 0..3 {
-            nodes.push(RedisServer::start_node(true).await);
+        for _ in 0..count {
+            nodes.push(RedisServer::start_node_with(true, node_timeout_ms).await);
         }
         for (node, (first, last)) in nodes.iter().zip([(0, 5460), (5461, 10922), (10923, 16383)]) {
             let _: String = node.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last)).await;
@@ -201,7 +209,7 @@ impl RedisCluster {
         for node in &nodes {
             node.wait_cluster_ok(nodes.len()).await;
         }
-        RedisCluster { nodes }
+        nodes
     }
 
     /// Starts three primaries, each serving a third of the slots, and a
@@ -210,21 +218,7 @@ impl RedisCluster {
     /// node sees all six, every slot is served and every replica is in sync
     /// with its primary. Nodes 0 to 2 are the primaries, 3 to 5 their replicas.
     pub async fn start_with_replicas() -> RedisCluster {
-        let mut nodes = Vec::new();
-        for _ in 0..6 {
-            nodes.push(RedisServer::start_node_with(true, Some(1_000)).await);
-        }
-        for (node, (first, last)) in nodes.iter().zip([(0, 5460), (5461, 10922), (10923, 16383)]) {
-            let _: String = node.query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last)).await;
-        }
-        for node in &nodes[1..] {
-            let bus = node.cluster.as_ref().expect("a cluster node").1;
-            let _: String =
-                nodes[0].query(redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(node.port).arg(bus)).await;
-        }
-        for node in &nodes {
-            node.wait_cluster_ok(nodes.len()).await;
-        }
+        let nodes = Self::start_nodes(6, Some(1_000)).await;
         for i in 0..3 {
             let primary: String = nodes[i].query(redis::cmd("CLUSTER").arg("MYID")).await;
             let _: String = nodes[i + 3].query(redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary)).await;
