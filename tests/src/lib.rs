@@ -29,11 +29,16 @@ pub fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A Node.js process running a driver from `tests/js/`. Killed when dropped.
+/// A Node.js process running a driver from `tests/js/`. It runs in a process
+/// group of its own, and dropping the client kills the whole group: a driver
+/// killed with SIGKILL cannot close the headless Chromium it started, so the
+/// group, not the driver, is what must end.
 #[derive(Debug)]
 pub struct JsClient {
     script: PathBuf,
     child: Child,
+    /// The driver's pid, which is its process group's id.
+    group: Option<u32>,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: Option<JoinHandle<String>>,
 }
@@ -60,9 +65,11 @@ impl JsClient {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run node (install Node.js: scripts/install-deps.sh): {e}"));
+        let group = child.id();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut stderr = child.stderr.take().expect("piped stderr");
         let stderr = tokio::spawn(async move {
@@ -70,7 +77,21 @@ impl JsClient {
             let _ = stderr.read_to_string(&mut text).await;
             text
         });
-        JsClient { script, child, stdout, stderr: Some(stderr) }
+        JsClient { script, child, group, stdout, stderr: Some(stderr) }
+    }
+
+    /// Kills the driver's process group (the driver and every process it
+    /// started that did not leave the group, such as Chromium).
+    fn kill_group(&self) {
+        // The group outlives a driver that exited, and Linux does not hand out
+        // its id as a pid while any member lives.
+        if let Some(pid) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     /// The next JSON line the driver prints; panics (with the driver's stderr) if
@@ -118,6 +139,38 @@ impl JsClient {
                 tokio::time::timeout(Duration::from_secs(2), task).await.ok().and_then(Result::ok).unwrap_or_default()
             }
             None => String::new(),
+        }
+    }
+}
+
+impl Drop for JsClient {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `pid` names a process that is not a zombie.
+    fn alive(pid: u64) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn dropping_a_driver_ends_the_processes_it_started() {
+        let mut driver = JsClient::spawn("orphan_child.mjs", &[]);
+        let event = driver.expect_event("spawned", Duration::from_secs(20)).await;
+        let pid = event["pid"].as_u64().expect("the child's pid");
+        assert!(alive(pid), "the driver's child runs");
+        drop(driver);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(tokio::time::Instant::now() < deadline, "the driver's child outlived the dropped driver");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
