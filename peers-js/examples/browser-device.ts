@@ -14,6 +14,10 @@
 //                                         group G (./daemon-exercise.ts), call it and answer its control calls, close
 //   /?signaling=URL&send=N                send N MiB of the pattern as a picked file (`blobSources`) by code
 //                                         (`sendByCode`): "code", "accepted", then "done" with the bytes and the BLAKE3 offered
+//   /?socketio=ORIGIN&rust=DEVICE_ID&mib=N
+//                                         no signaling: dial the Rust device's socket.io listener at ORIGIN (a
+//                                         `SocketIoSocket`, WebSocket only), the handshake with the AEAD on (no
+//                                         DTLS to bind), then the same calls and streams as over WebRTC
 import { blake3 } from "@noble/hashes/blake3.js";
 import brotliWasm from "brotli-wasm";
 
@@ -30,6 +34,7 @@ import {
   PeerConnectionLike,
   sendByCode,
   SignalingClient,
+  SocketIoSocket,
   toHex,
   toShareCode,
   TrustLevel,
@@ -72,16 +77,17 @@ async function sendPattern(url: string, mib: number): Promise<void> {
 
 async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
+  const direct = params.get("socketio");
   const url = params.get("signaling");
-  if (!url) throw new Error("no ?signaling=URL");
+  if (!url && !direct) throw new Error("no ?signaling=URL or ?socketio=ORIGIN");
   const send = params.get("send");
-  if (send) return sendPattern(url, Number(send));
+  if (send && url) return sendPattern(url, Number(send));
   const streamMiB = Number(params.get("mib") ?? "16");
 
   const store = new IndexedDbKeyStore();
   const stored = await store.load();
   const keys = stored ?? (await loadOrCreateKeys(store, "browser-user"));
-  const signaling = await SignalingClient.connect(url, keys);
+  const signaling = direct ? undefined : await SignalingClient.connect(url!, keys);
   report("identity", {
     share_code: toShareCode(keys.info()),
     device_id: keys.deviceIdHex,
@@ -96,18 +102,22 @@ async function main(): Promise<void> {
 
   const createPeerConnection = (config: { iceServers: unknown[] }) =>
     new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike;
-  let socket: WebRtcSocket;
-  if (dialing) {
-    socket = await dialWebRtc(signaling, dialing, { createPeerConnection });
+  let socket: WebRtcSocket | SocketIoSocket;
+  if (direct) {
+    socket = await SocketIoSocket.connect(direct);
+  } else if (dialing) {
+    socket = await dialWebRtc(signaling!, dialing, { createPeerConnection });
   } else {
-    const acceptor = new WebRtcAcceptor(signaling, { createPeerConnection, onRefusal: (r) => report("refusal", r) });
+    const acceptor = new WebRtcAcceptor(signaling!, { createPeerConnection, onRefusal: (r) => report("refusal", r) });
     const accepted = await acceptor.accept();
     acceptor.close();
     if (accepted.from !== accepting) throw new Error(`accepted a dial from ${accepted.from}`);
     socket = accepted.socket;
   }
-  const binding = socket.info.security.channelBinding!;
-  report("socket", { binding: { kind: binding.kind, local: toHex(binding.local), remote: toHex(binding.remote) } });
+  const binding = socket.info.security.channelBinding;
+  report("socket", {
+    binding: binding ? { kind: binding.kind, local: toHex(binding.local), remote: toHex(binding.remote) } : null,
+  });
 
   const brotli = brotliFromWasm(await brotliWasm);
   const trust = (p: { device_id: Uint8Array }) => (toHex(p.device_id) === peer ? TrustLevel.Trusted : TrustLevel.Untrusted);
@@ -116,7 +126,7 @@ async function main(): Promise<void> {
   report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
   if (daemon) {
     await exerciseDaemon(connection, params.get("group") ?? "", report);
-    signaling.close();
+    signaling?.close();
     report("done");
     return;
   }
@@ -124,7 +134,7 @@ async function main(): Promise<void> {
   if (accepting) {
     const reason = await connection.closed;
     report("closed", { reason, reversed: exercise.reversed() });
-    signaling.close();
+    signaling?.close();
     report("done");
     return;
   }
@@ -135,7 +145,7 @@ async function main(): Promise<void> {
   await uploadPattern(connection, streamMiB, report);
   const reason = await connection.closed;
   report("closed", { reason, reversed: exercise.reversed() });
-  signaling.close();
+  signaling?.close();
   report("done");
 }
 

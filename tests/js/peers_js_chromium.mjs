@@ -3,6 +3,7 @@
 //   node peers_js_chromium.mjs SIGNALING_URL RUST_DEVICE_ID STREAM_MIB
 //   node peers_js_chromium.mjs SIGNALING_URL daemon DAEMON_SHARE_CODE GROUP
 //   node peers_js_chromium.mjs SIGNALING_URL send MIB
+//   node peers_js_chromium.mjs SOCKETIO_ORIGIN socketio RUST_DEVICE_ID STREAM_MIB
 //
 // Serves the bundle of peers-js/dist/examples/browser-device.js on a loopback port
 // (page_server.mjs) and opens the page in Chromium (chromium.mjs, host candidates
@@ -12,14 +13,16 @@
 // of the same origin whose keys come from IndexedDB and which accepts the Rust
 // device's dial. The `daemon` form makes one visit that accepts the dial of a `peers run`
 // daemon trusting the page in GROUP. The `send` form makes one visit in which the page
-// sends MIB MiB of the pattern by code (its "code" event is for `peers receive`).
+// sends MIB MiB of the pattern by code (its "code" event is for `peers receive`). The
+// `socketio` form makes one visit that dials a Rust socket.io listener directly (no
+// signaling server), as a page dials a device's local socket.
 
 import { launchChromium } from "./chromium.mjs";
 import { servePage } from "./page_server.mjs";
 import { fail, report } from "./webrtc_signaling.mjs";
 
 const [signaling, rustDevice, mib, group] = process.argv.slice(2);
-if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL (RUST_DEVICE_ID STREAM_MIB | daemon SHARE_CODE GROUP | send MIB)");
+if (!signaling || !rustDevice) fail("usage: peers_js_chromium.mjs SIGNALING_URL (RUST_DEVICE_ID STREAM_MIB | daemon SHARE_CODE GROUP | send MIB) | SOCKETIO_ORIGIN socketio RUST_DEVICE_ID STREAM_MIB");
 setTimeout(() => fail("timed out after 150 s"), 150_000).unref();
 
 const { origin, bundleBytes, server } = await servePage("dist/examples/browser-device.js");
@@ -42,7 +45,9 @@ try {
     await page.goto(`${origin}/?${new URLSearchParams(query)}`);
     if ((await ended) === "failed") throw new Error(`visit ${visit} failed`);
   };
-  if (rustDevice === "daemon") {
+  if (rustDevice === "socketio") {
+    await open({ socketio: signaling, rust: mib, mib: group ?? "16" });
+  } else if (rustDevice === "daemon") {
     await open({ signaling, daemon: mib, group });
   } else if (rustDevice === "send") {
     await open({ signaling, send: mib ?? "16" });

@@ -11,19 +11,23 @@
 //! the page registers with the same device id, its keys read back from IndexedDB, and
 //! accepts the Rust side's dial (the page's `WebRtcAcceptor`), the handshake proving
 //! the keys. A page also sends a file by code to the real `peers receive`
-//! (`sendByCode` over `blobSources`, on the relay).
+//! (`sendByCode` over `blobSources`, on the relay), and a page dials a Rust socket.io
+//! listener directly (a device's local socket), with the AEAD on.
 //! Needs Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, Socket, TrustLevel, TrustStore};
+use peers_sdk::{
+    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, DeviceKeys, Socket, TrustLevel, TrustStore,
+};
 use peers_tests::JsClient;
 use peers_tests::peers_js::{
     PeersReceive, compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib,
 };
 use peers_tests::webrtc::{Device, signaling_server};
+use peers_transport_socketio::{ServerOptions, SocketIoServer};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::mpsc;
 
@@ -166,4 +170,74 @@ async fn a_page_sends_a_file_by_code_to_peers_receive() {
     assert_eq!(blake3::hash(&received).to_hex().as_str(), pattern_blake3(MIB), "the file arrived byte for byte");
     browser.expect_event("finished", STEP).await;
     server.shutdown().await;
+}
+
+/// A page dials a Rust device's socket.io listener itself, as it would a device's local
+/// socket: no signaling server, the browser's own WebSocket (socket.io-client in the
+/// page), the handshake with the AEAD on (nothing to bind), RPCs both ways, a 16 MiB
+/// stream from the page and an 8 MiB one back with their BLAKE3 checked, and the Rust
+/// side's close reason reaching the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_dials_a_rust_socketio_listener_and_talks_both_ways() {
+    let server = SocketIoServer::bind(ServerOptions::default()).await.expect("a socket.io listener on loopback");
+    let origin = format!("http://{}", server.local_addr());
+    let keys = Arc::new(DeviceKeys::generate("rust-user").expect("keys"));
+    let rust_id = keys.device_id().to_string();
+    let mut browser =
+        JsClient::spawn("peers_js_chromium.mjs", &[&origin, "socketio", &rust_id, &STREAM_MIB.to_string()]);
+    let identity = browser.expect_event("identity", Duration::from_secs(60)).await;
+    let page = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
+        .expect("the page's share code parses");
+
+    let trust = TrustStore::new(TrustLevel::Unknown);
+    trust.set(page.device_id, TrustLevel::Trusted);
+    let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
+    let config = ConnectionConfig::new(Arc::clone(&keys), trust)
+        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx))
+        .with_setup(expose_text);
+    let socket = tokio::time::timeout(STEP, server.accept()).await.expect("the page dials").expect("listener up");
+    let socket_event = browser.expect_event("socket", STEP).await;
+    assert!(socket_event["binding"].is_null(), "a WebSocket has no DTLS fingerprint to bind: {socket_event}");
+    let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
+        .await
+        .expect("handshake in time")
+        .expect("the page completes the handshake");
+    assert_eq!(connection.remote().device_id, page.device_id);
+    assert!(connection.is_encrypted(), "no channel binding over socket.io: both sides seal");
+    let connected = browser.expect_event("connected", STEP).await;
+    assert_eq!((connected["encrypted"].as_bool(), connected["peer"].as_str()), (Some(true), Some(rust_id.as_str())));
+
+    let echo = browser.expect_event("echo", STEP).await;
+    assert_eq!(echo["reply"]["text"], "HELLO FROM A BROWSER", "{echo}");
+    let text = browser.expect_event("text", STEP).await;
+    assert_eq!(text["blake3"], blake3::hash(compressible_text(300_000).as_bytes()).to_hex().as_str(), "{text}");
+    let reversed: String = connection.emit("js.reverse", "over a websocket").await.expect("the page's handler answers");
+    assert_eq!(reversed, "tekcosbew a revo");
+
+    let streamed = browser.expect_event("streamed", Duration::from_secs(120)).await;
+    let upload = tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("upload finished");
+    let size = (STREAM_MIB as u64) << 20;
+    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
+    assert_eq!(upload.blake3, pattern_blake3(STREAM_MIB), "the Rust side received the page's pattern");
+    assert_eq!(streamed["blake3"], upload.blake3.as_str(), "the page hashed what it sent");
+    eprintln!("peers-js in Chromium over socket.io: {streamed}");
+
+    let mut writer = connection.open_stream("download", "to the page").await.expect("the page accepts the stream");
+    for i in 0..DOWNLOAD_MIB {
+        writer.write(&pattern_mib(i)).await.expect("write within the page's credit");
+    }
+    writer.finish().await.expect("the page's handler reports success");
+    let downloaded = browser.expect_event("downloaded", STEP).await;
+    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
+    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the page received the Rust side's pattern");
+
+    connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
+    let closed = browser.expect_event("closed", STEP).await;
+    assert_eq!(
+        (closed["reason"]["message"].as_str(), closed["reason"]["by"].as_str()),
+        (Some("rust done"), Some("Remote"))
+    );
+    browser.expect_event("finished", STEP).await;
+    let (status, stderr) = browser.wait(STEP).await;
+    assert!(status.success(), "driver failed: {stderr}");
 }
