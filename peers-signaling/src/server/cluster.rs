@@ -98,6 +98,10 @@ pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Rou
 /// The socket.io adapter of Redis mode.
 pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;
 
+/// How long after finding an instance's "alive" channel without subscriber
+/// it is checked again before its devices count as offline (a slot move
+/// leaves the channel without subscriber for milliseconds).
+const ALIVE_RECHECK: Duration = Duration::from_millis(200);
 /// How often the expiry loop looks for due messages.
 const EXPIRY_POLL: Duration = Duration::from_millis(200);
 /// How often the shared sessions are checked for deadlines.
@@ -221,27 +225,32 @@ impl Cluster {
     }
 
     /// Whether the instance named in `holder` (a presence value of `device`)
-    /// is alive. If it is not, `device`'s presence is released (only if it
-    /// is still that holder's) and its watchers hear "offline". On a Redis
-    /// error it is taken as alive.
+    /// is alive. If it is not (two checks [`ALIVE_RECHECK`] apart), `device`'s
+    /// presence is released (only if it is still that holder's) and its
+    /// watchers hear "offline". On a Redis error it is taken as alive.
     async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
         let mut parts = holder.split('|');
         let (Some(instance), Some(connection)) = (parts.next(), parts.next()) else { return true };
         if instance == self.instance {
             return true;
         }
-        match self.state.instance_alive(instance).await {
-            Ok(true) | Err(_) => true,
-            Ok(false) => {
-                info!(%device, instance, "the device's instance is gone; it is offline");
-                // Its list goes with its presence: read it first.
-                let allow = self.state.allow_list(device).await.ok().flatten();
-                if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
-                    cluster_presence::announce(self, device, false, allow.as_ref()).await;
-                }
-                false
+        // A channel is without its subscriber for a moment while its slot
+        // moves (it is subscribed again on the new node): look twice.
+        for check in 0..2 {
+            if check > 0 {
+                tokio::time::sleep(ALIVE_RECHECK).await;
+            }
+            if !matches!(self.state.instance_alive(instance).await, Ok(false)) {
+                return true;
             }
         }
+        info!(%device, instance, "the device's instance is gone; it is offline");
+        // Its list goes with its presence: read it first.
+        let allow = self.state.allow_list(device).await.ok().flatten();
+        if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
+            cluster_presence::announce(self, device, false, allow.as_ref()).await;
+        }
+        false
     }
 
     /// Counts one request against the budgets in Redis of `ip` and, once

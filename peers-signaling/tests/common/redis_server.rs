@@ -272,6 +272,15 @@ impl RedisCluster {
     /// `SETSLOT NODE` on every node): a client that still sends the slot's
     /// keys to the old node gets `MOVED`. Returns the slot and how many keys moved.
     pub async fn move_slot_of(&self, key: &str) -> (u16, usize) {
+        let (slot, keys, _) = self.move_slot_pausing(key, None).await;
+        (slot, keys)
+    }
+
+    /// [`Self::move_slot_of`], the new node paused (`CLIENT PAUSE … ALL`) for
+    /// `pause` once it serves the slot and before the old node lets it go
+    /// (which tells the slot's shard-channel subscribers): a slow new node.
+    /// Also returns when the old node let the slot go.
+    pub async fn move_slot_pausing(&self, key: &str, pause: Option<Duration>) -> (u16, usize, tokio::time::Instant) {
         let (from, slot) = self.primary_of(key).await;
         let mut ids = Vec::new();
         for node in &self.nodes {
@@ -299,12 +308,19 @@ impl RedisCluster {
                 )
                 .await;
         }
-        for node in [target, source].into_iter().chain(self.nodes.iter()) {
+        let _: String = target.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&ids[to])).await;
+        if let Some(pause) = pause {
+            let _: String =
+                target.query(redis::cmd("CLIENT").arg("PAUSE").arg(pause.as_millis() as u64).arg("ALL")).await;
+        }
+        let _: String = source.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&ids[to])).await;
+        let released = tokio::time::Instant::now();
+        for node in &self.nodes {
             let _: String = node.query(redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&ids[to])).await;
         }
         let now: usize = target.query(redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot)).await;
         assert_eq!(now, keys.len(), "the slot's keys are on the new node");
-        (slot, keys.len())
+        (slot, keys.len(), released)
     }
 }
 

@@ -83,7 +83,13 @@ impl Lost {
 /// The socket.io adapter's connection to Redis pub/sub.
 #[derive(Clone)]
 pub(crate) struct PubSubDriver {
+    /// Subscriptions only (and the heartbeat's `PING`): the `redis` crate
+    /// takes an `sunsubscribe` push that arrives while a command is in
+    /// flight on a node's connection for that command's reply, so publishes
+    /// and counts go over `commands`.
     connection: RedisConnection,
+    /// Publishes and subscriber counts (no push messages).
+    commands: RedisConnection,
     handlers: Handlers,
     lost: Arc<Lost>,
 }
@@ -139,8 +145,9 @@ impl PubSubDriver {
             Ok::<(), std::convert::Infallible>(())
         };
         let connection = client.connect(Some(push)).await?;
+        let commands = client.connect(None::<fn(PushInfo) -> Result<(), std::convert::Infallible>>).await?;
         tokio::spawn(resubscribe(connection.clone(), Arc::downgrade(&handlers), lost.clone()));
-        Ok(PubSubDriver { connection, handlers, lost })
+        Ok(PubSubDriver { connection, commands, handlers, lost })
     }
 
     /// Subscribes `chan`; its messages arrive on the receiver, at most `size`
@@ -218,7 +225,7 @@ impl Driver for PubSubDriver {
             tokio::time::sleep(PUBLISH_RETRY).await;
         }
         loop {
-            let receivers = self.connection.publish(&chan, &val).await?;
+            let receivers = self.commands.publish(&chan, &val).await?;
             let listening = self.handlers.read().unwrap_or_else(|e| e.into_inner()).contains_key(&chan);
             if receivers > 0 || !listening {
                 return Ok(());
@@ -242,7 +249,7 @@ impl Driver for PubSubDriver {
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let count = self.connection.subscribers(chan).await?;
+        let count = self.commands.subscribers(chan).await?;
         Ok(u16::try_from(count).unwrap_or(u16::MAX))
     }
 }
