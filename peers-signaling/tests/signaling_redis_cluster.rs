@@ -444,6 +444,19 @@ async fn broadcast_channel_moves(pause: Option<Duration>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_and_a_relay_survive_a_resharding_of_the_instances_own_channels() {
+    own_channels_move(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_and_a_relay_wait_for_a_slow_new_owner_of_the_instances_own_channels() {
+    own_channels_move(Some(Duration::from_millis(250))).await;
+}
+
+/// Bob (instance 2) keeps signalling alice (instance 1) and relaying frames
+/// with her while the slots of both instances' own channels move (with a
+/// new owner paused for `pause` first: those of her instance); she never
+/// looks offline to him.
+async fn own_channels_move(pause: Option<Duration>) {
     let cluster = RedisCluster::start().await;
     let (one, two) = pair(redis_config(&cluster)).await;
     let (alice_keys, alice) = connect(&one.url().unwrap(), "alice").await;
@@ -465,6 +478,23 @@ async fn signals_and_a_relay_survive_a_resharding_of_the_instances_own_channels(
         .collect();
     assert!(channels.iter().filter(|c| c.starts_with("test:alive:")).count() == 2, "{channels:?}");
     assert!(channels.iter().filter(|c| c.starts_with("test:relay:")).count() == 2, "{channels:?}");
+    // With a slow new owner, only those alice's traffic needs: her
+    // instance's "alive" channel (checked before a delivery to her) and its
+    // relay channel (named in her presence, "<instance>|<connection>|…").
+    let channels = match pause {
+        None => channels,
+        Some(_) => {
+            let client = redis::cluster::ClusterClient::new([cluster.nodes()[0].url()]).unwrap();
+            let mut connection = client.get_async_connection().await.unwrap();
+            let presence: String = redis::cmd("GET")
+                .arg(format!("test:{{d:{}}}:on", alice_keys.device_id()))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let instance = presence.split('|').next().unwrap().to_owned();
+            vec![format!("test:alive:{instance}"), format!("test:relay:{instance}")]
+        }
+    };
 
     // Frames go both ways through the relay while the channels move.
     let relay = async {
@@ -484,7 +514,7 @@ async fn signals_and_a_relay_survive_a_resharding_of_the_instances_own_channels(
         (frames, worst)
     };
     let gap = std::sync::Mutex::new(Ok(Duration::ZERO));
-    let change = async { *gap.lock().unwrap() = move_channels(&cluster, &channels, None).await };
+    let change = async { *gap.lock().unwrap() = move_channels(&cluster, &channels, pause).await };
     let alice_id = alice_keys.device_id();
     let (stream, (frames, round_trip)) = tokio::join!(signal_through(&bob, &alice_id, &mut alice_in, change), relay);
     stream.check("the instances' channels moved");
@@ -495,7 +525,7 @@ async fn signals_and_a_relay_survive_a_resharding_of_the_instances_own_channels(
     assert!(offline.is_none(), "{offline:?}");
     let gap = gap.into_inner().unwrap().expect("subscribed again");
     eprintln!(
-        "{} channels moved: each subscribed again within {gap:?}; {} signals delivered, {} refused, slowest {:?}; \
+        "{} channels moved (new nodes paused {pause:?}): each subscribed again within {gap:?}; {} signals delivered, {} refused, slowest {:?}; \
          {frames} relay round trips, slowest {round_trip:?}",
         channels.len(),
         stream.delivered.len(),

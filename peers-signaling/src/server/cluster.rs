@@ -98,10 +98,12 @@ pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Rou
 /// The socket.io adapter of Redis mode.
 pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;
 
-/// How long after finding an instance's "alive" channel without subscriber
-/// it is checked again before its devices count as offline (a slot move
-/// leaves the channel without subscriber for milliseconds).
-const ALIVE_RECHECK: Duration = Duration::from_millis(200);
+/// How long an instance's "alive" channel is looked at again (ten times)
+/// after it was found without subscriber, before the instance's devices
+/// count as offline: a slot move leaves the channel without subscriber
+/// until the instance has subscribed it on the new node (milliseconds; as
+/// long as the new node is slow to answer).
+const ALIVE_GRACE: Duration = Duration::from_millis(500);
 /// How often the expiry loop looks for due messages.
 const EXPIRY_POLL: Duration = Duration::from_millis(200);
 /// How often the shared sessions are checked for deadlines.
@@ -225,7 +227,7 @@ impl Cluster {
     }
 
     /// Whether the instance named in `holder` (a presence value of `device`)
-    /// is alive. If it is not (two checks [`ALIVE_RECHECK`] apart), `device`'s
+    /// is alive. If it is not (for [`ALIVE_GRACE`]), `device`'s
     /// presence is released (only if it is still that holder's) and its
     /// watchers hear "offline". On a Redis error it is taken as alive.
     async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
@@ -235,14 +237,17 @@ impl Cluster {
             return true;
         }
         // A channel is without its subscriber for a moment while its slot
-        // moves (it is subscribed again on the new node): look twice.
-        for check in 0..2 {
-            if check > 0 {
-                tokio::time::sleep(ALIVE_RECHECK).await;
-            }
+        // moves (it is subscribed again on the new node): look again for a
+        // while before taking the instance for gone.
+        let grace = tokio::time::Instant::now() + ALIVE_GRACE;
+        loop {
             if !matches!(self.state.instance_alive(instance).await, Ok(false)) {
                 return true;
             }
+            if tokio::time::Instant::now() >= grace {
+                break;
+            }
+            tokio::time::sleep(ALIVE_GRACE / 10).await;
         }
         info!(%device, instance, "the device's instance is gone; it is offline");
         // Its list goes with its presence: read it first.
