@@ -23,7 +23,10 @@
 //! being subscribed again waits for it (up to [`PUBLISH_WAIT`]), and one that
 //! reached nobody on a channel this instance itself listens on (so at least
 //! one listener is due) is tried again, every [`PUBLISH_RETRY`] up to
-//! [`PUBLISH_WAIT`]: nobody got it, so trying again cannot duplicate it.
+//! [`PUBLISH_WAIT`]: nobody got it, so trying again cannot duplicate it;
+//! still nobody then, the publish fails (a signal is refused with
+//! `recipient_busy` rather than answered `delivered`). Publishes and counts
+//! use a connection of their own (see [`PubSubDriver`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -232,7 +235,9 @@ impl Driver for PubSubDriver {
             }
             if Instant::now() >= deadline {
                 warn!(channel = %chan, "a message on a channel this instance listens on reached nobody; dropped");
-                return Ok(());
+                // An error, not silence: a signal is then refused, not
+                // answered `delivered`.
+                return Err(RedisError::from((redis::ErrorKind::Client, "the message reached no subscriber")));
             }
             debug!(channel = %chan, "a message reached nobody while its channel is subscribed again; trying again");
             tokio::time::sleep(PUBLISH_RETRY).await;
