@@ -11,6 +11,15 @@
 //! run (a resharding) is followed (`MOVED`). On a cluster with a replica per
 //! primary, a primary killed under the servers is replaced by its replica and
 //! the service resumes within seconds, the replicated queue intact.
+//!
+//! A resharding that moves a sharded pub/sub channel's slot (Redis drops
+//! the channel's subscribers with an `sunsubscribe` push) while one device
+//! signals another on the other instance and they relay frames: the socket.io
+//! adapter's broadcast channel (with the recipient's own slot), every
+//! channel of both instances, and each with a slow new node (paused as it
+//! takes the slot). Every signal answered `delivered` arrives once, in order,
+//! within seconds; none is queued; the recipient never looks offline; the
+//! relay keeps running.
 
 mod common;
 

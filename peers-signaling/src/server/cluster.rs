@@ -25,7 +25,8 @@
 //! Each instance refreshes the presence of the devices it holds (a third of
 //! `presence_ttl`), and stays subscribed to its own `P:alive:<instance>`
 //! channel: before delivering to a device another instance holds, the
-//! sender checks that channel still has a subscriber, so a crashed instance's
+//! sender checks that channel still has a subscriber (looking again for half
+//! a second if not: a slot move empties it for a moment), so a crashed instance's
 //! devices count as offline as soon as Redis sees its connection close (and
 //! at the latest when their presence runs out).
 //! Each instance also runs the expiry loop; the expiry index hands each due
