@@ -25,7 +25,8 @@
 //! Each instance refreshes the presence of the devices it holds (a third of
 //! `presence_ttl`), and stays subscribed to its own `P:alive:<instance>`
 //! channel: before delivering to a device another instance holds, the
-//! sender checks that channel still has a subscriber, so a crashed instance's
+//! sender checks that channel still has a subscriber (looking again for half
+//! a second if not: a slot move empties it for a moment), so a crashed instance's
 //! devices count as offline as soon as Redis sees its connection close (and
 //! at the latest when their presence runs out).
 //! Each instance also runs the expiry loop; the expiry index hands each due
@@ -98,6 +99,12 @@ pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Rou
 /// The socket.io adapter of Redis mode.
 pub(crate) type RedisIo = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, PubSubDriver>;
 
+/// How long an instance's "alive" channel is looked at again (ten times)
+/// after it was found without subscriber, before the instance's devices
+/// count as offline: a slot move leaves the channel without subscriber
+/// until the instance has subscribed it on the new node (milliseconds; as
+/// long as the new node is slow to answer).
+const ALIVE_GRACE: Duration = Duration::from_millis(500);
 /// How often the expiry loop looks for due messages.
 const EXPIRY_POLL: Duration = Duration::from_millis(200);
 /// How often the shared sessions are checked for deadlines.
@@ -221,27 +228,35 @@ impl Cluster {
     }
 
     /// Whether the instance named in `holder` (a presence value of `device`)
-    /// is alive. If it is not, `device`'s presence is released (only if it
-    /// is still that holder's) and its watchers hear "offline". On a Redis
-    /// error it is taken as alive.
+    /// is alive. If it is not (for [`ALIVE_GRACE`]), `device`'s
+    /// presence is released (only if it is still that holder's) and its
+    /// watchers hear "offline". On a Redis error it is taken as alive.
     async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
         let mut parts = holder.split('|');
         let (Some(instance), Some(connection)) = (parts.next(), parts.next()) else { return true };
         if instance == self.instance {
             return true;
         }
-        match self.state.instance_alive(instance).await {
-            Ok(true) | Err(_) => true,
-            Ok(false) => {
-                info!(%device, instance, "the device's instance is gone; it is offline");
-                // Its list goes with its presence: read it first.
-                let allow = self.state.allow_list(device).await.ok().flatten();
-                if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
-                    cluster_presence::announce(self, device, false, allow.as_ref()).await;
-                }
-                false
+        // A channel is without its subscriber for a moment while its slot
+        // moves (it is subscribed again on the new node): look again for a
+        // while before taking the instance for gone.
+        let grace = tokio::time::Instant::now() + ALIVE_GRACE;
+        loop {
+            if !matches!(self.state.instance_alive(instance).await, Ok(false)) {
+                return true;
             }
+            if tokio::time::Instant::now() >= grace {
+                break;
+            }
+            tokio::time::sleep(ALIVE_GRACE / 10).await;
         }
+        info!(%device, instance, "the device's instance is gone; it is offline");
+        // Its list goes with its presence: read it first.
+        let allow = self.state.allow_list(device).await.ok().flatten();
+        if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
+            cluster_presence::announce(self, device, false, allow.as_ref()).await;
+        }
+        false
     }
 
     /// Counts one request against the budgets in Redis of `ip` and, once
