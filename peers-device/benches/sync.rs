@@ -9,7 +9,8 @@
 //! Each figure is the median of three interleaved rounds on fresh devices: the
 //! machine is shared, and one round says little.
 //!
-//! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run).
+//! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run, `--
+//! --changes N` for N changes in the live rounds instead of 20,000).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,8 +97,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (live, catch_up) = if quick { (2_000, 10_000) } else { (20_000, 100_000) };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let (mut live, catch_up) = if quick { (2_000, 10_000) } else { (20_000, 100_000) };
+    if let Some(n) = args.iter().position(|a| a == "--changes").and_then(|i| args.get(i + 1)) {
+        live = n.parse().expect("--changes takes a number");
+    }
     let rounds = 3;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
