@@ -285,6 +285,31 @@ export class SignalingClient {
     return this.io !== undefined && !this.closeError;
   }
 
+  /** How many times the connection dropped (and the client set out to register again). */
+  get drops(): number {
+    return this.generation;
+  }
+
+  /**
+   * Resolves once the client is registered (at once when it is); fails with why it
+   * closed, or `Timeout` after `timeoutMs`.
+   */
+  whenRegistered(timeoutMs: number): Promise<void> {
+    if (this.closeError) return Promise.reject(this.closeError);
+    if (this.registered) return Promise.resolve();
+    let listener: ((s: SignalingState) => void) | undefined;
+    return settleOnce<void>(
+      timeoutMs,
+      () => new PeersError("Timeout", "Timeout", `not registered again within ${timeoutMs} ms`),
+      () => listener && this.off("state", listener),
+      (attempt) => {
+        listener = (s) => s.state === "registered" && (this.off("state", listener!), attempt.resolve());
+        this.on("state", listener);
+        void this.closed.then((err) => attempt.fail(err));
+      },
+    );
+  }
+
   /** Adds a listener; events held while nobody listened are handed to it first. */
   on<E extends EventName>(event: E, listener: (value: SignalingEvents[E]) => void): this {
     const list = this.listeners.get(event) ?? [];

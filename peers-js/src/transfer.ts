@@ -34,7 +34,7 @@ import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { ChunkCutter, Cursor, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
 import { pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
-import { receiverReopens } from "./recovery.js";
+import { receiverReopens, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
 import { PeerConnectionFactory, WebRtcAcceptor, WebRtcSocketOptions } from "./webrtc.js";
@@ -97,6 +97,10 @@ class Receiver {
   /** New relays after a break, and the bytes verified when the last one opened. */
   private hops = 0;
   private atHop = 0;
+  /** The signaling client's drops when the last relay opened (a drop since then ended it). */
+  private dropsAtHop = 0;
+  /** The signaling client's drop count (set with `reopen`). */
+  drops: () => number = () => 0;
   /** Opens a new relay to the sender and runs the pinned handshake on it (set once the first connection is up). */
   reopen: (() => Promise<Connection>) | undefined;
   private finished!: (m: Manifest) => void;
@@ -198,9 +202,10 @@ class Receiver {
   private lost(reason: CloseReason): void {
     if (this.cutter?.complete) return;
     const reopen = this.reopen;
-    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops)) {
+    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops, this.drops() > this.dropsAtHop)) {
       this.hops += 1;
       this.atHop = this.bytes;
+      this.dropsAtHop = this.drops();
       void reopen().then(
         (connection) => this.add(connection, RANK_RELAY),
         (err: Error) => this.failed(transferError("Closed", `the relay broke (${reason.message}) and no new one opened: ${err.message}`)),
@@ -248,7 +253,12 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       void acceptWebRtc(webrtc, toHex(sender.device_id), config, active);
     }
     const relayTimeoutMs = options.relayTimeoutMs ?? 30_000;
-    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    active.drops = () => signaling.drops;
+    active.reopen = async () => {
+      // After a signaling drop the relay waits for the registration (the new one is on the new socket).
+      await signaling.whenRegistered(SIGNALING_RETURN_WAIT_MS);
+      return Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    };
     active.add(await Connection.accept(relay, config, (c) => active.prepare(c)), RANK_RELAY);
     await active.done;
     return active.received!;

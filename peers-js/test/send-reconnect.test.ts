@@ -1,0 +1,66 @@
+// A transfer by code between two peers-js devices whose signaling server (./server.ts,
+// the real binary) is SIGKILLed mid-way and started again on the same port: both
+// signaling clients register again (./src/reconnect.ts), the relay that died with the
+// server is replaced by a new one on both sides, and the transfer goes on from the
+// receiver's last verified chunk (docs/protocol.md §9.5), the file's hash checked.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { blake3 } from "@noble/hashes/blake3.js";
+
+import { blobSource, concat, receiveByCode, sendByCode, toHex, VerifiedChunk } from "../src/index.js";
+import { restartServer, startServer, stopServers } from "./server.js";
+
+const MiB = 1 << 20;
+const CHUNK = 256 * 1024;
+const noise = (len: number, seed: number) => {
+  let x = seed | 1;
+  return new Uint8Array(len).map(() => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), x & 0xff));
+};
+
+let url = "";
+before(async () => {
+  url = await startServer();
+});
+after(stopServers);
+
+test("a signaling server killed and restarted under a relay transfer: new relays on both sides, no verified chunk goes twice", async () => {
+  const data = noise(8 * MiB, 11);
+  const relays: number[] = [];
+  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([data]))], { chunkSize: CHUNK, local: false, onNewRelay: (hops) => relays.push(hops) });
+  const chunks: VerifiedChunk[] = [];
+  let restarting: Promise<string> | undefined;
+  let killedAt = 0;
+  let restartedAt = 0;
+  let resumedAt = 0;
+  let bytesAtKill = 0;
+  const received = await receiveByCode(url, handle.code, {
+    sink: (_, chunk) => {
+      chunks.push(chunk);
+      const bytes = chunks.length * CHUNK;
+      if (!restarting && bytes >= 2 * MiB) {
+        killedAt = Date.now();
+        bytesAtKill = bytes;
+        restarting = restartServer(url, 1_000);
+        void restarting.then(() => (restartedAt = Date.now()));
+      } else if (restartedAt && !resumedAt) resumedAt = Date.now();
+    },
+  });
+  const sent = await handle.done;
+  assert.ok(restarting, "the server was killed mid-way");
+  await restarting;
+  console.log(`# killed at ${bytesAtKill} of ${data.length} bytes; the server listened again ${restartedAt - killedAt} ms and the first chunk after that came ${resumedAt - killedAt} ms after the kill`);
+  assert.equal(toHex(blake3(concat(...chunks.map((c) => c.bytes)))), toHex(blake3(data)), "the file arrived whole");
+  assert.deepEqual(
+    chunks.map((c) => c.chunk),
+    Array.from({ length: data.length / CHUNK }, (_, i) => i),
+    "each chunk verified once, in order: nothing started over",
+  );
+  assert.ok(sent.hops >= 1 && relays.length === sent.hops, `hops ${sent.hops}, new relays ${relays}`);
+  assert.equal(received.bytes, data.length);
+  // Chunks in flight when the relay died went again, nothing verified did.
+  assert.ok(sent.bytes - data.length <= sent.hops * (CHUNK + 256 * 1024), `sent ${sent.bytes} for ${data.length} over ${sent.hops} hops`);
+  assert.deepEqual(sent.paths.map((p) => p.transport), ["relay"]);
+  assert.equal(sent.rejoins, 0);
+  assert.ok(resumedAt - killedAt < 10_000, `resumed ${resumedAt - killedAt} ms after the kill`);
+});
