@@ -47,3 +47,4 @@ export * from "./save-browser.js";
 export * from "./links.js";
 export * from "./pace.js";
 export * from "./recovery.js";
+export * from "./staging-node.js";
