@@ -279,7 +279,7 @@ class Sender {
     let joinWait = this.options.ttlMs ?? DEFAULT_CODE_TTL_MS;
     try {
       for (;;) {
-        const round = await this.meet(created.transferId, joinWait);
+        const round = await this.meet(created.transferId, created.senderToken, joinWait);
         try {
           const sent = await this.step(Promise.race([this.transfer(round), round.failed]));
           stage("Done");
@@ -310,11 +310,11 @@ class Sender {
   }
 
   /** Waits for a join, runs the PAKE and the pinned handshake on the relay; a failure here ends the send (no new round). */
-  private async meet(transferId: string, joinWait: number): Promise<Round> {
+  private async meet(transferId: string, token: string, joinWait: number): Promise<Round> {
     const stage = (s: SendStage) => this.options.onStage?.(s);
     let peer: string;
     try {
-      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped));
+      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token));
     } catch (err) {
       if (this.rejoins > 0 && err instanceof PeersError && err.code === "Timeout") {
         throw transferError("Timeout", `the receiver did not run the same code again within ${joinWait} ms`);

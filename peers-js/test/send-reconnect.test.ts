@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 
 import { blake3 } from "@noble/hashes/blake3.js";
 
-import { blobSource, concat, receiveByCode, sendByCode, toHex, VerifiedChunk } from "../src/index.js";
+import { blobSource, concat, PeersError, receiveByCode, sendByCode, toHex, VerifiedChunk } from "../src/index.js";
 import { restartServer, startServer, stopServers } from "./server.js";
 
 const MiB = 1 << 20;
@@ -63,4 +63,13 @@ test("a signaling server killed and restarted under a relay transfer: new relays
   assert.deepEqual(sent.paths.map((p) => p.transport), ["relay"]);
   assert.equal(sent.rejoins, 0);
   assert.ok(resumedAt - killedAt < 10_000, `resumed ${resumedAt - killedAt} ms after the kill`);
+});
+
+test("a code nobody used yet when the in-memory server restarted fails at once with SessionLost, not at the code's end", async () => {
+  const handle = await sendByCode(url, [blobSource("small.bin", new Blob([noise(1000, 3)]))]);
+  const started = Date.now();
+  await restartServer(url, 300);
+  await assert.rejects(handle.done, (err: unknown) => err instanceof PeersError && err.kind === "Transfer" && err.code === "SessionLost");
+  console.log(`# the sender knew its code was gone ${Date.now() - started} ms after the kill`);
+  assert.ok(Date.now() - started < 10_000);
 });
