@@ -2,13 +2,15 @@
 // the real binary) is SIGKILLed mid-way and started again on the same port: both
 // signaling clients register again (./src/reconnect.ts), the relay that died with the
 // server is replaced by a new one on both sides, and the transfer goes on from the
-// receiver's last verified chunk (docs/protocol.md §9.5), the file's hash checked.
+// receiver's last verified chunk (docs/protocol.md §9.5), the file's hash checked; on
+// WebRTC (node-datachannel) the transfer goes on untouched, and nothing starts over.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { blake3 } from "@noble/hashes/blake3.js";
+import { RTCPeerConnection } from "node-datachannel/polyfill";
 
-import { blobSource, concat, PeersError, receiveByCode, sendByCode, toHex, VerifiedChunk } from "../src/index.js";
+import { blobSource, concat, PeerConnectionLike, PeersError, receiveByCode, sendByCode, toHex, VerifiedChunk } from "../src/index.js";
 import { restartServer, startServer, stopServers } from "./server.js";
 
 const MiB = 1 << 20;
@@ -72,4 +74,56 @@ test("a code nobody used yet when the in-memory server restarted fails at once w
   await assert.rejects(handle.done, (err: unknown) => err instanceof PeersError && err.kind === "Transfer" && err.code === "SessionLost");
   console.log(`# the sender knew its code was gone ${Date.now() - started} ms after the kill`);
   assert.ok(Date.now() - started < 10_000);
+});
+
+test("a signaling server killed and restarted while the transfer is on WebRTC: it goes on there, nothing starts over", async () => {
+  const data = noise(16 * MiB, 17);
+  const made: RTCPeerConnection[] = [];
+  // 64 KiB messages: node-datachannel stalls on larger ones (WebRtcSocketOptions).
+  const webrtc = {
+    createPeerConnection: (config: { iceServers: unknown[] }) => {
+      const pc = new RTCPeerConnection(config as never);
+      made.push(pc);
+      return pc as unknown as PeerConnectionLike;
+    },
+    socket: { maxFrameSize: 65_536 },
+  };
+  try {
+    let newRelays = 0;
+    const handle = await sendByCode(url, [blobSource("direct.bin", new Blob([data]))], { chunkSize: CHUNK, local: false, webrtc, onNewRelay: () => (newRelays += 1) });
+    const chunks: VerifiedChunk[] = [];
+    let onWebRtc = false;
+    let restarting: Promise<string> | undefined;
+    let bytesAtKill = 0;
+    const received = await receiveByCode(url, handle.code, {
+      webrtc,
+      onPath: (to) => (onWebRtc ||= to === "webrtc"),
+      sink: async (_, chunk) => {
+        chunks.push(chunk);
+        if (onWebRtc && !restarting && chunks.length * CHUNK >= 4 * MiB) {
+          bytesAtKill = chunks.length * CHUNK;
+          restarting = restartServer(url, 1_000);
+        }
+        // Slow enough that the outage falls inside the transfer.
+        if (restarting) await new Promise((r) => setTimeout(r, 20));
+      },
+    });
+    const sent = await handle.done;
+    assert.ok(restarting, `the server was killed while on WebRTC (paths ${JSON.stringify(sent.paths)})`);
+    await restarting;
+    console.log(`# killed at ${bytesAtKill} of ${data.length} bytes on WebRTC; paths ${JSON.stringify(sent.paths)}, hops ${sent.hops}`);
+    assert.equal(toHex(blake3(concat(...chunks.map((c) => c.bytes)))), toHex(blake3(data)), "the file arrived whole");
+    assert.deepEqual(
+      chunks.map((c) => c.chunk),
+      Array.from({ length: data.length / CHUNK }, (_, i) => i),
+      "each chunk verified once, in order: nothing started over",
+    );
+    assert.equal(received.bytes, data.length);
+    assert.equal(newRelays, 0, "no new relay: the direct path carried on");
+    assert.equal(sent.rejoins, 0);
+    const onDirect = sent.paths.find((p) => p.transport === "webrtc")?.bytes ?? 0;
+    assert.ok(onDirect >= data.length - bytesAtKill, `the rest went over WebRTC: ${JSON.stringify(sent.paths)}`);
+  } finally {
+    made.forEach((pc) => pc.close());
+  }
 });
