@@ -16,7 +16,9 @@
  *                                                             restart says nothing: no check)
  *   a path failure, bytes moved since the last hop,
  *     hops < MAX_HOPS                                        → NewRelayIfOnline: presence says
- *                                                             online → a new relay; else Gone
+ *                                                             online, or online again within
+ *                                                             PEER_RETURN_WAIT_MS (its signaling
+ *                                                             blinked) → a new relay; else Gone
  *   anything else                                            → Gone
  * sender, the round failed: receiverGone(err), rejoins < MAX_REJOINS, a rejoin wait
  *   → session-reopen, wait min(rejoin wait, the code's life left) for a new join, new PAKE
@@ -90,6 +92,14 @@ export function afterBreak(b: Break): BreakStep {
 export function receiverReopens(reason: CloseReason, movedSinceHop: boolean, hops: number, signalingDropped = false): boolean {
   return (movedSinceHop || signalingDropped) && hops < MAX_HOPS && pathFailed(reason);
 }
+
+/**
+ * How long a sender whose receiver's presence says offline after a break waits for it to
+ * come back online before taking it as gone, ms: a receiver whose own signaling
+ * connection blinked registers again within seconds (./reconnect.ts) and opens a new
+ * relay. (The Rust sender checks presence once; its receiver does not reconnect.)
+ */
+export const PEER_RETURN_WAIT_MS = 10_000;
 
 /** How long a side waits for its signaling client to register again before a new relay after a drop, ms. */
 export const SIGNALING_RETURN_WAIT_MS = 60_000;

@@ -59,8 +59,8 @@ import { localUrls, RANK_RELAY, RANK_WEBRTC, socketIoTarget, urlRank } from "./l
 import { checkChunk, ChunkSending, Cursor, DEFAULT_TRANSFER_CHUNK_SIZE, buildManifest, Manifest, manifestDigest, SourceEntry, totalSize, transferError } from "./manifest.js";
 import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.js";
 import { RelaySocket } from "./relay.js";
-import { afterBreak, DEFAULT_REJOIN_WAIT_MS, rejoinWait, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
-import { CreatedSession, SignalingClient } from "./signaling.js";
+import { afterBreak, DEFAULT_REJOIN_WAIT_MS, PEER_RETURN_WAIT_MS, rejoinWait, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
+import { CreatedSession, PresenceChange, SignalingClient } from "./signaling.js";
 import { Socket, SocketIoOptions, SocketIoSocket } from "./socket.js";
 import { PathBytes } from "./transfer.js";
 import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
@@ -385,14 +385,25 @@ class Sender {
     }
   }
 
-  /** Whether the signaling server has `peer` online (presence); unknown counts as online, as in Rust. */
+  /**
+   * Whether the signaling server has `peer` online (presence), or has it again within
+   * {@link PEER_RETURN_WAIT_MS} (its own signaling connection may have blinked: it
+   * registers again within seconds and opens a new relay); unknown counts as online, as in Rust.
+   */
   private async isOnline(peer: string): Promise<boolean> {
+    let listener: ((p: PresenceChange) => void) | undefined;
+    const back = new Promise<boolean>((resolve) => (listener = (p) => p.device === peer && p.online && resolve(true)));
+    this.signaling.on("presence", listener!);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const online = await this.signaling.subscribe([peer]);
-      void this.signaling.unsubscribe([peer]).catch(() => undefined);
-      return online.includes(peer);
+      if ((await this.signaling.subscribe([peer])).includes(peer)) return true;
+      return await Promise.race([back, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), PEER_RETURN_WAIT_MS)))]);
     } catch {
       return true;
+    } finally {
+      clearTimeout(timer);
+      this.signaling.off("presence", listener!);
+      void this.signaling.unsubscribe([peer]).catch(() => undefined);
     }
   }
 

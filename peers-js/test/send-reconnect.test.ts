@@ -3,8 +3,11 @@
 // signaling clients register again (./src/reconnect.ts), the relay that died with the
 // server is replaced by a new one on both sides, and the transfer goes on from the
 // receiver's last verified chunk (docs/protocol.md §9.5), the file's hash checked; on
-// WebRTC (node-datachannel) the transfer goes on untouched, and nothing starts over.
+// WebRTC (node-datachannel) the transfer goes on untouched, and nothing starts over. A
+// blip of the receiver's own link (a TCP proxy cut under it, the server up): its relay
+// ends on both sides, the sender waits for it to be online again, both open a new relay.
 import assert from "node:assert/strict";
+import { createServer, Socket as TcpSocket, connect as tcpConnect } from "node:net";
 import { after, before, test } from "node:test";
 
 import { blake3 } from "@noble/hashes/blake3.js";
@@ -125,5 +128,66 @@ test("a signaling server killed and restarted while the transfer is on WebRTC: i
     assert.ok(onDirect >= data.length - bytesAtKill, `the rest went over WebRTC: ${JSON.stringify(sent.paths)}`);
   } finally {
     made.forEach((pc) => pc.close());
+  }
+});
+
+/** A TCP proxy to `url` on a free loopback port: its URL, and `cut()` to end every connection through it (a network blip). */
+async function proxyTo(url: string): Promise<{ url: string; cut: () => number; close: () => void }> {
+  const target = new URL(url);
+  const open = new Set<TcpSocket>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+      s.on("error", () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut: () => {
+      const n = open.size;
+      for (const s of open) s.destroy();
+      return n;
+    },
+    close: () => server.close(),
+  };
+}
+
+test("the receiver's own link blinks under a relay transfer (the server stays up): new relays on both sides, no verified chunk twice", async () => {
+  const data = noise(8 * MiB, 23);
+  const proxy = await proxyTo(url);
+  try {
+    const handle = await sendByCode(url, [blobSource("blip.bin", new Blob([data]))], { chunkSize: CHUNK, local: false });
+    const chunks: VerifiedChunk[] = [];
+    let cutAt = 0;
+    const received = await receiveByCode(proxy.url, handle.code, {
+      sink: (_, chunk) => {
+        chunks.push(chunk);
+        if (!cutAt && chunks.length * CHUNK >= 2 * MiB) {
+          cutAt = Date.now();
+          assert.ok(proxy.cut() > 0, "the receiver's connection went through the proxy");
+        }
+      },
+    });
+    const sent = await handle.done;
+    assert.ok(cutAt, "the link was cut mid-way");
+    console.log(`# the receiver's link cut at 2 MiB; done ${Date.now() - cutAt} ms later, hops ${sent.hops}`);
+    assert.equal(toHex(blake3(concat(...chunks.map((c) => c.bytes)))), toHex(blake3(data)), "the file arrived whole");
+    assert.deepEqual(
+      chunks.map((c) => c.chunk),
+      Array.from({ length: data.length / CHUNK }, (_, i) => i),
+      "each chunk verified once, in order",
+    );
+    assert.equal(received.bytes, data.length);
+    assert.ok(sent.hops >= 1);
+    assert.equal(sent.rejoins, 0, "not taken for a receiver that vanished");
+  } finally {
+    proxy.close();
   }
 });
