@@ -6,11 +6,11 @@
  * cipher negotiation (sans-IO states), sealed frames, `Connection` (RPC both ways,
  * streams with credit, close reasons), a socket.io `Socket`
  * and the signaling client (registration, signals and their outcomes, presence,
- * ICE configuration, paced frame relays), the transfer PAKE, receiving a transfer
- * by code (moving to WebRTC with the sender) and saving it in a browser, sending a
- * transfer by code (`send.ts`, on the relay).
- *
- * What it does not do yet: pairing by code, sending over WebRTC.
+ * ICE configuration, paced frame relays, registering again after a drop), the
+ * transfer PAKE, receiving a transfer by code (moving to WebRTC with the sender;
+ * staged on disk in Node so a rerun resumes, `directoryStore`) and saving it in a
+ * browser, sending a transfer by code (`send.ts`, on the relay, the receiver's local
+ * socket and WebRTC), pairing by code (`pair.ts`).
  *
  * ```ts
  * const keys = await loadOrCreateKeys(new FileKeyStore("device.key"), "alice");
@@ -47,3 +47,4 @@ export * from "./save-browser.js";
 export * from "./links.js";
 export * from "./pace.js";
 export * from "./recovery.js";
+export * from "./staging-node.js";

@@ -266,8 +266,8 @@ function chunkAt(manifest: Manifest, at: Cursor): ChunkRef | undefined {
   return undefined;
 }
 
-/** Checks that `at` lies within the manifest (as the Rust `bytes_before`); returns the file bytes before it. */
-function bytesBefore(manifest: Manifest, at: Cursor): number {
+/** Checks that `at` lies within the manifest (as the Rust `bytes_before`); returns the file bytes before it (a `Transfer`/`Protocol` error outside). */
+export function bytesBefore(manifest: Manifest, at: Cursor): number {
   const outside = () => transferError("Protocol", `resume position ${JSON.stringify(at)} is outside the transfer`);
   const count = manifest.entries.length;
   if (!Number.isSafeInteger(at.entry) || !Number.isSafeInteger(at.chunk) || at.entry < 0 || at.chunk < 0) throw outside();
@@ -281,6 +281,13 @@ function bytesBefore(manifest: Manifest, at: Cursor): number {
   }
   if (at.chunk * 32 > kind.File.chunks.length) throw outside();
   return before + Math.min(at.chunk * manifest.chunk_size, kind.File.size);
+}
+
+/** The position after the verified chunk `chunk` of `entry`: where a later offer resumes once it is kept. */
+export function cursorAfter(manifest: Manifest, entry: number, chunk: number): Cursor {
+  const kind = manifest.entries[entry]?.kind;
+  const chunks = kind === undefined || kind === "Dir" ? 0 : kind.File.chunks.length / 32;
+  return chunk + 1 < chunks ? { entry, chunk: chunk + 1 } : { entry: entry + 1, chunk: 0 };
 }
 
 /**

@@ -16,7 +16,7 @@ import { decodePakeFrame, encodePakeFrame, PakeConfirm, PakeRole, startPake } fr
 import { RelaySocket } from "./relay.js";
 import { generateCode } from "./code.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
-import { CreatedSession, SessionChange, SignalingClient } from "./signaling.js";
+import { CreatedSession, SessionChange, SignalingClient, SignalingState } from "./signaling.js";
 
 /** How long the PAKE may take on the relay, ms (as the Rust side). */
 export const PAKE_TIMEOUT_MS = 30_000;
@@ -92,9 +92,13 @@ export async function openCode(url: string, words: number | undefined, ttlMs: nu
 /**
  * The device that joins the code's session `transferId` (the creator's `session`
  * event); fails `Timeout` after `ttlMs` or when the session expires, `Closed` when it
- * ends, with the signaling client's error when that closes, and with `stop`'s.
+ * ends, with the signaling client's error when that closes, and with `stop`'s. With
+ * the creator's `token`, each time the signaling client registers again after a drop
+ * the session is probed (`session-reopen`, which leaves a session still waiting for
+ * its receiver as it is): a server that forgot it (an in-memory one that restarted)
+ * fails the wait at once, `Transfer`/`SessionLost`, rather than at the code's end.
  */
-export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>): Promise<string> {
+export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>, token?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => finish(() => reject(transferError("Timeout", `nobody used the code within ${ttlMs} ms`))), ttlMs);
     const onSession = (change: SessionChange) => {
@@ -104,12 +108,20 @@ export function waitForJoin(signaling: SignalingClient, transferId: string, ttlM
       else if (change.state === "closed") finish(() => reject(transferError("Closed", `the code's session ended: ${change.reason ?? "closed"}`)));
     };
     const onClosed = (err: PeersError) => finish(() => reject(err));
+    const onState = (state: SignalingState) => {
+      if (state.state !== "registered" || token === undefined) return;
+      signaling.reopenSession(transferId, token).catch((err: unknown) => {
+        if (err instanceof PeersError && err.code === "SessionNotFound") {
+          finish(() => reject(transferError("SessionLost", "the signaling server restarted and forgot the code's session: make a new code")));
+        }
+      });
+    };
     const finish = (settle: () => void) => {
       clearTimeout(timer);
-      signaling.off("session", onSession).off("closed", onClosed);
+      signaling.off("session", onSession).off("closed", onClosed).off("state", onState);
       settle();
     };
-    signaling.on("session", onSession).on("closed", onClosed);
+    signaling.on("session", onSession).on("closed", onClosed).on("state", onState);
     stop?.catch((err: unknown) => finish(() => reject(err)));
   });
 }

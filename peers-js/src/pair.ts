@@ -93,7 +93,7 @@ export async function pairByCode(url: string, keys: DeviceKeys, groups: string[]
   const step = <T>(work: Promise<T>) => Promise.race([work, stopped]);
   const done = (async () => {
     try {
-      const joiner = await step(waitForJoin(signaling, created.transferId, ttl, stopped));
+      const joiner = await step(waitForJoin(signaling, created.transferId, ttl, stopped, created.senderToken));
       const relay = await step(RelaySocket.open(signaling, joiner, { timeoutMs: options.relayTimeoutMs ?? 30_000 }));
       const peer = await step(pakeOnRelay(relay, code, "creator", own));
       const config = await connectionConfig(keys, pinnedTo(peer), options.brotli ? { brotli: options.brotli } : {});

@@ -9,14 +9,22 @@
  *   closed "Replaced" by the peer's handover, another active → Moved: offer again there (no hop)
  *   another connection is active, hops < MAX_HOPS           → Other: offer again there
  *   the receiver closed it on purpose (not a path failure)  → Answer: fail with its reason
+ *   the signaling connection dropped since the attempt began
+ *     (its relays end with it), a path failure, hops < MAX_HOPS → NewRelayAfterReconnect: once
+ *                                                             registered again, a new relay
+ *                                                             (presence right after a server
+ *                                                             restart says nothing: no check)
  *   a path failure, bytes moved since the last hop,
  *     hops < MAX_HOPS                                        → NewRelayIfOnline: presence says
- *                                                             online → a new relay; else Gone
+ *                                                             online, or online again within
+ *                                                             PEER_RETURN_WAIT_MS (its signaling
+ *                                                             blinked) → a new relay; else Gone
  *   anything else                                            → Gone
  * sender, the round failed: receiverGone(err), rejoins < MAX_REJOINS, a rejoin wait
  *   → session-reopen, wait min(rejoin wait, the code's life left) for a new join, new PAKE
  * receiver, its last connection closed:
- *   a path failure, bytes verified since the last hop, hops < MAX_HOPS → a new relay
+ *   a path failure, bytes verified since the last hop or the signaling connection
+ *   dropped since then, hops < MAX_HOPS → a new relay (once registered again)
  * ```
  */
 import { CloseReason } from "./envelope.js";
@@ -53,7 +61,7 @@ export function receiverGone(err: unknown): boolean {
 }
 
 /** What the sender does after a connection broke: see the module documentation. */
-export type BreakStep = "Moved" | "Other" | "Answer" | "NewRelayIfOnline" | "Gone";
+export type BreakStep = "Moved" | "Other" | "Answer" | "NewRelayAfterReconnect" | "NewRelayIfOnline" | "Gone";
 
 export interface Break {
   /** Why the broken connection closed. */
@@ -64,6 +72,8 @@ export interface Break {
   hops: number;
   /** Whether the attempt on the broken connection moved bytes. */
   moved: boolean;
+  /** Whether the signaling connection dropped since the attempt began (the signaling client reconnects). */
+  signalingDropped?: boolean;
 }
 
 /** The sender's step after a break (the Rust sender's `transfer` loop). */
@@ -72,14 +82,27 @@ export function afterBreak(b: Break): BreakStep {
   if (b.other && b.reason.code === "Replaced") return "Moved";
   if (b.other && b.hops < MAX_HOPS) return "Other";
   if (b.reason.by === "Remote" && !pathFailed(b.reason)) return "Answer";
+  // The relay died with the signaling connection, not with the receiver: both sides open a new one once registered.
+  if (b.signalingDropped && b.hops < MAX_HOPS && pathFailed(b.reason)) return "NewRelayAfterReconnect";
   if (b.moved && b.hops < MAX_HOPS && pathFailed(b.reason)) return "NewRelayIfOnline";
   return "Gone";
 }
 
 /** Whether the receiver opens a new relay after its last connection closed with `reason` (the Rust receiver's `Change::Lost`). */
-export function receiverReopens(reason: CloseReason, movedSinceHop: boolean, hops: number): boolean {
-  return movedSinceHop && hops < MAX_HOPS && pathFailed(reason);
+export function receiverReopens(reason: CloseReason, movedSinceHop: boolean, hops: number, signalingDropped = false): boolean {
+  return (movedSinceHop || signalingDropped) && hops < MAX_HOPS && pathFailed(reason);
 }
+
+/**
+ * How long a sender whose receiver's presence says offline after a break waits for it to
+ * come back online before taking it as gone, ms: a receiver whose own signaling
+ * connection blinked registers again within seconds (./reconnect.ts) and opens a new
+ * relay. (The Rust sender checks presence once; its receiver does not reconnect.)
+ */
+export const PEER_RETURN_WAIT_MS = 10_000;
+
+/** How long a side waits for its signaling client to register again before a new relay after a drop, ms. */
+export const SIGNALING_RETURN_WAIT_MS = 60_000;
 
 /**
  * How long a sender waits for the receiver's return after a round failed with `err`,

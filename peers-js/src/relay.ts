@@ -35,7 +35,7 @@ export type RelayEvent =
   | { type: "open"; relay: number; peer: string; maxFrame: number; rate: RelayRate | undefined }
   | { type: "frame"; relay: number; data: string }
   | { type: "credit"; relay: number; frames: number; bytes: number }
-  | { type: "close"; relay: number; code: string; message: string };
+  | { type: "close"; relay: number; code: string; message: string; /** Ended by this client (its signaling connection dropped), not by the server. */ local?: boolean };
 
 /** The server's relay events by name. */
 export const RELAY_EVENTS = ["relay-open", "relay-frame", "relay-credit", "relay-close"] as const;
@@ -139,7 +139,7 @@ export class RelaySocket implements Socket {
       this.sendQueue.wake();
     } else if (e.type === "close") {
       const code = CLOSE_CODES.includes(e.code as CloseCode) ? (e.code as CloseCode) : "ProtocolError";
-      this.end({ code, message: truncateUtf8(e.message, MAX_CLOSE_MESSAGE), by: "Remote" });
+      this.end({ code, message: truncateUtf8(e.message, MAX_CLOSE_MESSAGE), by: e.local ? "Local" : "Remote" });
     }
   }
 

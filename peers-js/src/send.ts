@@ -39,8 +39,16 @@
  * ({@link buildManifest}, {@link ChunkSending}, ./manifest.ts), the offer's answer
  * ({@link readAnswer}), the handover and the URL ranks (`LinkTable`, `localUrls`,
  * ./links.ts), what follows a break (./recovery.ts); this module only carries it out.
- * The signaling client itself does not reconnect: a sender whose signaling
- * connection drops fails.
+ *
+ * The signaling connection (§9.5 and docs/signaling.md): the client registers again
+ * after a drop (a server restart, a network blip; ./reconnect.ts). A transfer on a
+ * direct path (WebRTC, the receiver's local socket) goes on untouched; one on the
+ * relay loses it (the server binds relays to the socket that opened them), and both
+ * sides open a new relay once registered again, run the pinned handshake on it and
+ * go on from the receiver's last verified chunk (a hop, ./recovery.ts). What lives in
+ * the server's store does not survive a restart of an in-memory server: a code not yet
+ * used, or a receiver that vanished during the outage, cannot come back through the
+ * code's session (`SessionNotFound`), and the send fails.
  */
 import { toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
@@ -51,8 +59,8 @@ import { localUrls, RANK_RELAY, RANK_WEBRTC, socketIoTarget, urlRank } from "./l
 import { checkChunk, ChunkSending, Cursor, DEFAULT_TRANSFER_CHUNK_SIZE, buildManifest, Manifest, manifestDigest, SourceEntry, totalSize, transferError } from "./manifest.js";
 import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.js";
 import { RelaySocket } from "./relay.js";
-import { afterBreak, DEFAULT_REJOIN_WAIT_MS, rejoinWait } from "./recovery.js";
-import { CreatedSession, SignalingClient } from "./signaling.js";
+import { afterBreak, DEFAULT_REJOIN_WAIT_MS, PEER_RETURN_WAIT_MS, rejoinWait, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
+import { CreatedSession, PresenceChange, SignalingClient } from "./signaling.js";
 import { Socket, SocketIoOptions, SocketIoSocket } from "./socket.js";
 import { PathBytes } from "./transfer.js";
 import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
@@ -271,7 +279,7 @@ class Sender {
     let joinWait = this.options.ttlMs ?? DEFAULT_CODE_TTL_MS;
     try {
       for (;;) {
-        const round = await this.meet(created.transferId, joinWait);
+        const round = await this.meet(created.transferId, created.senderToken, joinWait);
         try {
           const sent = await this.step(Promise.race([this.transfer(round), round.failed]));
           stage("Done");
@@ -302,11 +310,11 @@ class Sender {
   }
 
   /** Waits for a join, runs the PAKE and the pinned handshake on the relay; a failure here ends the send (no new round). */
-  private async meet(transferId: string, joinWait: number): Promise<Round> {
+  private async meet(transferId: string, token: string, joinWait: number): Promise<Round> {
     const stage = (s: SendStage) => this.options.onStage?.(s);
     let peer: string;
     try {
-      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped));
+      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token));
     } catch (err) {
       if (this.rejoins > 0 && err instanceof PeersError && err.code === "Timeout") {
         throw transferError("Timeout", `the receiver did not run the same code again within ${joinWait} ms`);
@@ -377,14 +385,25 @@ class Sender {
     }
   }
 
-  /** Whether the signaling server has `peer` online (presence); unknown counts as online, as in Rust. */
+  /**
+   * Whether the signaling server has `peer` online (presence), or has it again within
+   * {@link PEER_RETURN_WAIT_MS} (its own signaling connection may have blinked: it
+   * registers again within seconds and opens a new relay); unknown counts as online, as in Rust.
+   */
   private async isOnline(peer: string): Promise<boolean> {
+    let listener: ((p: PresenceChange) => void) | undefined;
+    const back = new Promise<boolean>((resolve) => (listener = (p) => p.device === peer && p.online && resolve(true)));
+    this.signaling.on("presence", listener!);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const online = await this.signaling.subscribe([peer]);
-      void this.signaling.unsubscribe([peer]).catch(() => undefined);
-      return online.includes(peer);
+      if ((await this.signaling.subscribe([peer])).includes(peer)) return true;
+      return await Promise.race([back, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), PEER_RETURN_WAIT_MS)))]);
     } catch {
       return true;
+    } finally {
+      clearTimeout(timer);
+      this.signaling.off("presence", listener!);
+      void this.signaling.unsubscribe([peer]).catch(() => undefined);
     }
   }
 
@@ -397,6 +416,7 @@ class Sender {
     for (let connection = round.active; ; ) {
       if (!connection) throw transferError("Closed", "no connection to the receiver");
       const before = this.bytes;
+      const drops = this.signaling.drops;
       let attempt: Attempt;
       try {
         attempt = await this.attempt(round, connection);
@@ -409,7 +429,7 @@ class Sender {
         clearTimeout(timer);
         if (reason === undefined || round.over) throw err;
         const other = round.active !== undefined && round.active !== connection ? round.active : undefined;
-        const next = afterBreak({ reason, other: other !== undefined, hops: this.hops, moved: this.bytes > before });
+        const next = afterBreak({ reason, other: other !== undefined, hops: this.hops, moved: this.bytes > before, signalingDropped: this.signaling.drops > drops });
         if (next === "Answer") throw transferError("Closed", `the receiver closed the connection: ${reason.message}`);
         if (next === "Gone" || (next === "NewRelayIfOnline" && !(await this.isOnline(round.peer)))) throw err;
         if (next === "Moved") {
@@ -421,6 +441,7 @@ class Sender {
           connection = other;
           continue;
         }
+        if (next === "NewRelayAfterReconnect") await this.signaling.whenRegistered(SIGNALING_RETURN_WAIT_MS);
         const relay = await RelaySocket.open(this.signaling, round.peer, { timeoutMs: this.options.relayTimeoutMs ?? 30_000 });
         const fresh = await this.connect(round, relay);
         await this.join(round, fresh, RANK_RELAY);

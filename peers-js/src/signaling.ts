@@ -8,223 +8,96 @@
  * refusal is a `PeersError` of kind `"Signaling"` whose `code` is the server's
  * error code in PascalCase (`"QueueFull"`, `"SelfAddressed"`...; `"Unknown"` for
  * a code this client does not know, the wire text kept in `detail.wire`).
+ * The wire forms and their parsers are in ./signaling-wire.ts.
  *
  * Events (`on(name, listener)`): `signal` (a relayed or queued message),
  * `outcome` (the later fate of a queued message), `presence`, `notice` (a
  * server notice such as `replaced`), `session` (a session's party joined, or it
- * closed or expired) and `closed`. The events that arrive before
+ * closed or expired), `state` (the connection dropped, or is registered again) and
+ * `closed`. The events that arrive before
  * a listener exists (the queued signals and outcome notices that follow the
  * registration) are kept, up to {@link MAX_BACKLOG} per event, and handed to the
  * first listener; past that bound the client closes with `Limit`/`Backlog`
  * rather than drop one.
  *
- * Not here yet: reconnection (a closed client stays closed, and its relays
- * end; connect a new one).
+ * Reconnection: when the connection drops without this side closing it (the server
+ * restarted, the network blinked), the client registers again with the same keys
+ * (a fresh challenge) on the schedule of ./reconnect.ts: the first attempt within
+ * {@link RECONNECT_FIRST_DELAY_MS} (250 ms), then doubling delays with jitter up to
+ * {@link RECONNECT_MAX_DELAY_MS} (2 s), for at most {@link RECONNECT_GIVE_UP_MS} (60 s)
+ * after the drop; then it closes with `Transport`/`ReconnectGaveUp`. While it is
+ * down (`state` event `{state: "reconnecting"}`):
+ * - requests in flight at the drop fail with `Transport`/`Disconnected` (their
+ *   outcome is unknown; none is sent again); requests made while down wait for the
+ *   registration within their own deadline, then go;
+ * - every open relay ends (`TransportFailure`): the server binds a relay to the
+ *   socket that opened it, and that socket is gone; relays being opened fail;
+ * - the devices watched (`subscribe`) are watched again once registered, and each
+ *   gets a `presence` event with its state then;
+ * - once registered, a `state` event `{state: "registered", reconnected: true,
+ *   downMs, attempts, queued}` tells callers to redo what lived on the old socket
+ *   (relays, WebRTC signaling in flight). Sessions live in the server's store: an
+ *   in-memory server that restarted has forgotten them (docs/signaling.md §6).
+ * A `replaced` notice (the same device registered elsewhere) or a refusal that
+ * holds for every try (`BadSignature`, `Protocol`) closes the client for good.
+ * `reconnect: false` in the options keeps the old behaviour: a drop closes it.
  */
-import { toHex, utf8, concat } from "./bytes.js";
+import { toHex } from "./bytes.js";
 import { PeersError, invalidInput, settleOnce } from "./errors.js";
 import { DeviceKeys } from "./identity.js";
 import { parseRelayEvent, RELAY_EVENTS, RelayEvent } from "./relay.js";
 import { Pacer, relayEventUnits } from "./pace.js";
+import { RECONNECT_FIRST_DELAY_MS, RECONNECT_GIVE_UP_MS, RECONNECT_MAX_DELAY_MS, ReconnectOptions, ReconnectSchedule } from "./reconnect.js";
+import {
+  CHALLENGE_VERSION,
+  checkDeviceId,
+  CreatedSession,
+  DEVICE_ID,
+  fromBase64,
+  IceConfig,
+  IceServer,
+  IncomingSignal,
+  isObject,
+  isText,
+  isUnixTime,
+  JoinedSession,
+  MAX_BACKLOG,
+  MAX_HELD_RELAY_EVENTS,
+  MAX_PENDING_REQUESTS,
+  MAX_RELAY_WAITERS,
+  MAX_SESSION_CODE_LEN,
+  MAX_SUBSCRIBE_BATCH,
+  OutcomeNotice,
+  parseOutcome,
+  parsePresence,
+  parseSessionChange,
+  parseSignal,
+  PresenceChange,
+  protocolError,
+  refusal,
+  registrationMessage,
+  serverOrigin,
+  SessionChange,
+  SessionKind,
+  SIGNAL_ID,
+  SIGNALING_ERROR_CODES,
+  SignalingNotice,
+  signalingError,
+  SignalKind,
+  SignalResult,
+  toBase64,
+} from "./signaling-wire.js";
 
-/** What the registration signature starts with (27 ASCII bytes). */
-export const REGISTER_CONTEXT = utf8.encode("peers/v1 signaling register");
-/** The challenge version this client speaks (v2 signs the origin). */
-export const CHALLENGE_VERSION = 2;
-/** Signal, answer and other kinds (section 3). */
-export const SIGNAL_KINDS = ["offer", "answer", "ice-candidate", "ready", "cancel", "error"] as const;
-export type SignalKind = (typeof SIGNAL_KINDS)[number];
-/** Longest signal body the server takes, as compact JSON (section 3). */
-export const MAX_SIGNAL_BODY = 64 * 1024;
-/** Most devices in one subscribe (section 5). */
-export const MAX_SUBSCRIBE_BATCH = 256;
-/** Events kept per event name while nobody listens. */
-export const MAX_BACKLOG = 4096;
-/** Requests awaiting their reply at once. */
-export const MAX_PENDING_REQUESTS = 1024;
-/** Relays being opened at once (the server lets a device have 16 requests waiting). */
-export const MAX_RELAY_WAITERS = 16;
-/** Events held for a relay between its opening and its socket (a window of frames and some credit). */
-export const MAX_HELD_RELAY_EVENTS = 256;
+export * from "./signaling-wire.js";
+export * from "./reconnect.js";
 
-/** The error codes of section 8, wire text → `PeersError.code`. */
-export const SIGNALING_ERROR_CODES: Readonly<Record<string, string>> = {
-  bad_request: "BadRequest",
-  too_large: "TooLarge",
-  unknown_event: "UnknownEvent",
-  unknown_kind: "UnknownKind",
-  not_registered: "NotRegistered",
-  already_registered: "AlreadyRegistered",
-  bad_signature: "BadSignature",
-  queue_full: "QueueFull",
-  quota_exceeded: "QuotaExceeded",
-  rate_limited: "RateLimited",
-  too_many_subscriptions: "TooManySubscriptions",
-  self_addressed: "SelfAddressed",
-  server_full: "ServerFull",
-  replaced: "Replaced",
-  registration_timeout: "RegistrationTimeout",
-  recipient_busy: "RecipientBusy",
-  unavailable: "Unavailable",
-  session_not_found: "SessionNotFound",
-  session_taken: "SessionTaken",
-  session_expired: "SessionExpired",
-  session_closed: "SessionClosed",
-  bad_token: "BadToken",
-  too_many_sessions: "TooManySessions",
-  too_many_relays: "TooManyRelays",
-  internal: "Internal",
-};
+/** Most devices a client keeps watching across reconnections (the server's own cap is lower). */
+export const MAX_WATCHED = 4096;
 
-/** A server refusal or notice code as a `PeersError`. */
-export function signalingError(wire: string, message: string, detail: Record<string, unknown> = {}): PeersError {
-  const code = Object.hasOwn(SIGNALING_ERROR_CODES, wire) ? (SIGNALING_ERROR_CODES[wire] as string) : "Unknown";
-  return new PeersError("Signaling", code, `${wire}: ${message}`, { ...detail, wire });
-}
-
-function protocolError(message: string): PeersError {
-  return new PeersError("Signaling", "Protocol", message);
-}
-
-/**
- * The origin the registration signs (section 2): `scheme://host:port`, the
- * scheme `http` or `https` (`ws`/`wss` count as those), the host lowercase as
- * dialed (IPv6 in brackets), the port always written.
- */
-export function serverOrigin(url: string | URL): string {
-  const u = new URL(url);
-  const scheme = { "http:": "http", "ws:": "http", "https:": "https", "wss:": "https" }[u.protocol];
-  if (!scheme) throw invalidInput("signaling URL", `scheme ${u.protocol} is not http(s) or ws(s)`);
-  const port = u.port || (scheme === "http" ? "80" : "443");
-  return `${scheme}://${u.hostname.toLowerCase()}:${port}`;
-}
-
-/** The bytes a device signs to register: context || nonce || origin. */
-export function registrationMessage(nonce: Uint8Array, origin: string): Uint8Array {
-  const o = utf8.encode(origin);
-  if (nonce.length !== 32) throw protocolError(`the challenge nonce is ${nonce.length} bytes, not 32`);
-  if (o.length < 1 || o.length > 255) throw invalidInput("origin", "must be 1..=255 bytes");
-  return concat(REGISTER_CONTEXT, nonce, o);
-}
-
-export function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
-
-export function fromBase64(text: string): Uint8Array {
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) {
-    throw protocolError("not standard padded base64");
-  }
-  const s = atob(text);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-const DEVICE_ID = /^[0-9a-f]{40}$/;
-const SIGNAL_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-
-function checkDeviceId(id: string, what = "device id"): void {
-  if (typeof id !== "string" || !DEVICE_ID.test(id)) throw invalidInput(what, "is not 40 lowercase hex digits");
-}
-
-// ---------------------------------------------------------------------------
-// Events
-
-/** A message relayed to this device (section 3). */
-export interface IncomingSignal {
-  id: string;
-  /** The sender's device id, as the server authenticated it. */
-  from: string;
-  kind: string;
-  body: Record<string, unknown>;
-  /** Unix ms. */
-  sentAt: number;
-  /** True when it waited in the offline queue. */
-  queued: boolean;
-}
-
-/** The first outcome of `signal` (its reply). */
-export interface SignalResult {
-  id: string;
-  outcome: "delivered" | "queued" | "expired";
-  /** Unix ms; for `queued`. */
-  expiresAt?: number;
-}
-
-/** The later outcome of a queued message (section 3, "outcome"). */
-export interface OutcomeNotice {
-  id: string;
-  to: string;
-  outcome: "delivered" | "expired";
-  /** Unix ms. */
-  at: number;
-}
-
-export interface PresenceChange {
-  device: string;
-  online: boolean;
-}
-
-/** A server notice: `code` is the PascalCase code, `wire` the server's text. */
-export interface SignalingNotice {
-  code: string;
-  wire: string;
-  message?: string;
-  raw: Record<string, unknown>;
-}
-
-/** `RTCIceServer`'s shape. */
-export interface IceServer {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
-
-export interface IceConfig {
-  iceServers: IceServer[];
-  /** Unix seconds: ask again before then (TURN credentials). */
-  expiresAt?: number;
-}
-
-/** A session this device created (docs/signaling.md §6). */
-export interface CreatedSession {
-  transferId: string;
-  /** The code to give the receiver: `NNNN-SSSSSS`, or the slot number alone for a `pake` session. */
-  code: string;
-  /** Closes the session; keep it secret. */
-  senderToken: string;
-  /** Unix ms. */
-  expiresAt: number;
-  /** The path of the server's receive page, when it serves one and the session is of kind `pake` (docs/signaling.md §10). */
-  receivePage?: string;
-}
-
-/** A session this device joined. */
-export interface JoinedSession {
-  transferId: string;
-  /** Closes the session; keep it secret. */
-  receiverToken: string;
-  /** The device that created it (signal it by this id). */
-  sender: string;
-  /** Unix ms. */
-  expiresAt: number;
-}
-
-/** A change of a session this device is a party of, told by the server. */
-export interface SessionChange {
-  transferId: string;
-  state: "joined" | "closed" | "expired";
-  /** The device that joined (for `joined`). */
-  peer?: string;
-  reason?: string;
-}
-
-export type SessionKind = "secret" | "pake";
-/** Longest code a join sends (the server reads codes forgivingly: spaces, case). */
-export const MAX_SESSION_CODE_LEN = 64;
+/** The connection's state, as the `state` event tells it. */
+export type SignalingState =
+  | { state: "reconnecting"; reason: PeersError }
+  | { state: "registered"; reconnected: true; downMs: number; attempts: number; queued: number };
 
 export interface SignalingEvents {
   signal: IncomingSignal;
@@ -233,7 +106,9 @@ export interface SignalingEvents {
   outcome: OutcomeNotice;
   presence: PresenceChange;
   notice: SignalingNotice;
-  /** Why the client closed (`Closed`/`Replaced`, `RegistrationTimeout`, `Transport`...). */
+  /** The connection dropped and the client is registering again, or it is registered again. */
+  state: SignalingState;
+  /** Why the client closed (`Closed`/`Replaced`, `RegistrationTimeout`, `Transport`/`ReconnectGaveUp`...). */
   closed: PeersError;
 }
 type EventName = keyof SignalingEvents;
@@ -247,6 +122,8 @@ export interface SignalingOptions {
   connectTimeoutMs?: number;
   /** Deadline of each request, ms. Default 10,000. */
   requestTimeoutMs?: number;
+  /** Register again after a drop (./reconnect.ts); `false`: a drop closes the client. Default: on. */
+  reconnect?: ReconnectOptions | false;
   /** Extra socket.io-client options (transports, extraHeaders...). */
   ioOptions?: Record<string, unknown>;
 }
@@ -268,21 +145,92 @@ interface Pending {
   resolve: (reply: Record<string, unknown>) => void;
   reject: (err: PeersError) => void;
   timer: ReturnType<typeof setTimeout>;
+  /** Sends it; `undefined` once sent (a drop fails it then). */
+  send: (() => void) | undefined;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+/** A socket that registered, with the events that came before the registration's reply. */
+interface Dialed {
+  io: IoSocket;
+  queued: number;
+  early: Array<[string, unknown[]]>;
 }
 
-function isUnixTime(v: unknown): v is number {
-  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+/** Connects to the server and registers `keys` (one attempt). */
+async function dial(url: string, keys: DeviceKeys, options: SignalingOptions, connectTimeoutMs: number): Promise<Dialed> {
+  const origin = serverOrigin(url);
+  const { io } = await import("socket.io-client");
+  const base = new URL(url);
+  const target = new URL(options.namespace ?? "/signaling", `${base.protocol}//${base.host}`);
+  const socket = io(target.toString(), {
+    path: options.path ?? "/socket.io",
+    transports: ["websocket"],
+    upgrade: false,
+    reconnection: false,
+    forceNew: true,
+    timeout: connectTimeoutMs,
+    ...options.ioOptions,
+  }) as unknown as IoSocket;
+
+  // Everything that arrives before the registration's reply is held here and
+  // replayed into the client, so no queued signal is missed.
+  const early: Array<[string, unknown[]]> = [];
+  let collecting = true;
+  for (const event of ["signal", "outcome", "presence", "notice", "session"]) {
+    socket.on(event, (...args) => {
+      if (collecting && early.length < MAX_BACKLOG) early.push([event, args]);
+    });
+  }
+  const registered = await settleOnce<number>(
+    connectTimeoutMs,
+    () => new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`),
+    () => socket.disconnect(),
+    (attempt) => {
+      const { resolve, fail } = attempt;
+      socket.on("connect_error", (err) => {
+        const text = (err as Error).message ?? String(err);
+        const m = /^([a-z_]+): ?(.*)$/s.exec(text);
+        if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
+        fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
+      });
+      socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
+      socket.on("notice", (n) => {
+        const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
+        fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
+      });
+      socket.on("challenge", (...args) => {
+        if (attempt.settled) return;
+        const c = args[0];
+        if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
+        if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
+        let signature: Uint8Array;
+        try {
+          const nonce = fromBase64(String(c.nonce));
+          signature = keys.sign(registrationMessage(nonce, origin));
+        } catch (e) {
+          return fail(e instanceof PeersError ? e : protocolError(String(e)));
+        }
+        const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
+        socket.emit("register", request, (reply: unknown) => {
+          if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
+          if (reply.ok !== true) return fail(refusal(reply));
+          if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
+            return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
+          }
+          resolve(reply.queued as number);
+        });
+      });
+    },
+  );
+  collecting = false;
+  return { io: socket, queued: registered, early };
 }
 
-/** A registered connection to a signaling server. */
+/** A registered connection to a signaling server, registered again after a drop. */
 export class SignalingClient {
   /** This device's id, as the server derived it (equals the keys' id). */
   readonly deviceId: string;
-  /** How many queued messages the server announced at registration. */
+  /** How many queued messages the server announced at the first registration. */
   readonly queued: number;
   private nextReq = 1;
   private nextId = 1;
@@ -291,102 +239,75 @@ export class SignalingClient {
   private readonly listeners = new Map<EventName, Array<(value: never) => void>>();
   private readonly backlog = new Map<EventName, unknown[]>();
   private closeError: PeersError | undefined;
+  /** The socket registered now; `undefined` while reconnecting. */
+  private io: IoSocket | undefined;
+  /** Bumped at each drop: events of an older socket are ignored. */
+  private generation = 0;
+  /** The devices watched (`subscribe`), watched again after a reconnection. */
+  private readonly watched = new Set<string>();
   /** Relays by id: their socket's handler, or the events held until the socket exists. */
   private readonly relayRoutes = new Map<number, ((e: RelayEvent) => void) | RelayEvent[]>();
   /** One pacer for all relays of this client (the server's rate is per device). */
   private readonly relayPacer = new Pacer();
   /** `openRelay` calls waiting for the server's relay-open, by peer. */
-  private readonly relayWaiters = new Map<string, (opened: { relay: number; maxFrame: number }) => void>();
+  private readonly relayWaiters = new Map<string, { resolve: (opened: { relay: number; maxFrame: number }) => void; fail: (err: PeersError) => void }>();
   private resolveClosed!: (e: PeersError) => void;
-  /** Resolves once, with why the client closed. */
+  /** Resolves once, with why the client closed for good. */
   readonly closed: Promise<PeersError> = new Promise((r) => (this.resolveClosed = r));
 
   private constructor(
-    private readonly io: IoSocket,
-    deviceId: string,
-    queued: number,
+    private readonly url: string,
+    private readonly keys: DeviceKeys,
+    private readonly options: SignalingOptions,
+    dialed: Dialed,
     private readonly requestTimeoutMs: number,
   ) {
-    this.deviceId = deviceId;
-    this.queued = queued;
+    this.deviceId = keys.deviceIdHex;
+    this.queued = dialed.queued;
+    this.attach(dialed);
   }
 
   /**
    * Connects to `url` (`http(s)://host:port`, the server's base URL), registers
    * with `keys` and resolves once the server accepted the registration.
    * Refusals: `Signaling`/`ServerFull`, `BadSignature`, `Protocol` (another
-   * challenge version, an unusable reply); `Timeout`; `Transport`.
+   * challenge version, an unusable reply); `Timeout`; `Transport`. (The first
+   * registration is not retried: the caller learns at once that the server is not there.)
    */
   static async connect(url: string, keys: DeviceKeys, options: SignalingOptions = {}): Promise<SignalingClient> {
-    const origin = serverOrigin(url);
     const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-    const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-    const { io } = await import("socket.io-client");
-    const base = new URL(url);
-    const target = new URL(options.namespace ?? "/signaling", `${base.protocol}//${base.host}`);
-    const socket = io(target.toString(), {
-      path: options.path ?? "/socket.io",
-      transports: ["websocket"],
-      upgrade: false,
-      reconnection: false,
-      timeout: connectTimeoutMs,
-      ...options.ioOptions,
-    }) as unknown as IoSocket;
+    const dialed = await dial(url, keys, options, connectTimeoutMs);
+    return new SignalingClient(url, keys, options, dialed, options.requestTimeoutMs ?? 10_000);
+  }
 
-    // Everything that arrives before the registration's reply is held here and
-    // replayed into the client, so no queued signal is missed.
-    const early: Array<[string, unknown[]]> = [];
-    let collecting = true;
-    for (const event of ["signal", "outcome", "presence", "notice", "session"]) {
-      socket.on(event, (...args) => {
-        if (collecting && early.length < MAX_BACKLOG) early.push([event, args]);
-      });
-    }
-    const registered = await settleOnce<{ deviceId: string; queued: number }>(
-      connectTimeoutMs,
-      () => new PeersError("Timeout", "Timeout", `not registered with ${origin} within ${connectTimeoutMs} ms`),
-      () => socket.disconnect(),
+  /** Whether the client is registered now (false while reconnecting and once closed). */
+  get registered(): boolean {
+    return this.io !== undefined && !this.closeError;
+  }
+
+  /** How many times the connection dropped (and the client set out to register again). */
+  get drops(): number {
+    return this.generation;
+  }
+
+  /**
+   * Resolves once the client is registered (at once when it is); fails with why it
+   * closed, or `Timeout` after `timeoutMs`.
+   */
+  whenRegistered(timeoutMs: number): Promise<void> {
+    if (this.closeError) return Promise.reject(this.closeError);
+    if (this.registered) return Promise.resolve();
+    let listener: ((s: SignalingState) => void) | undefined;
+    return settleOnce<void>(
+      timeoutMs,
+      () => new PeersError("Timeout", "Timeout", `not registered again within ${timeoutMs} ms`),
+      () => listener && this.off("state", listener),
       (attempt) => {
-        const { resolve, fail } = attempt;
-        socket.on("connect_error", (err) => {
-          const text = (err as Error).message ?? String(err);
-          const m = /^([a-z_]+): ?(.*)$/s.exec(text);
-          if (m && Object.hasOwn(SIGNALING_ERROR_CODES, m[1] as string)) return fail(signalingError(m[1] as string, m[2] ?? ""));
-          fail(new PeersError("Transport", "Refused", `socket.io refused the connection: ${text}`));
-        });
-        socket.on("disconnect", (why) => fail(new PeersError("Transport", "Disconnected", `disconnected before registering: ${String(why)}`)));
-        socket.on("notice", (n) => {
-          const notice = isObject(n) && typeof n.code === "string" ? n : { code: "unknown" };
-          fail(signalingError(notice.code as string, String(notice.message ?? "notice before registration")));
-        });
-        socket.on("challenge", (...args) => {
-          if (attempt.settled) return;
-          const c = args[0];
-          if (args.length !== 1 || !isObject(c)) return fail(protocolError(`unusable challenge ${JSON.stringify(args)}`));
-          if (c.v !== CHALLENGE_VERSION) return fail(protocolError(`challenge version ${JSON.stringify(c.v)}, this client speaks ${CHALLENGE_VERSION}`));
-          let signature: Uint8Array;
-          try {
-            const nonce = fromBase64(String(c.nonce));
-            signature = keys.sign(registrationMessage(nonce, origin));
-          } catch (e) {
-            return fail(e instanceof PeersError ? e : protocolError(String(e)));
-          }
-          const request = { req: 0, public_key: toBase64(keys.signingPublic), origin, signature: toBase64(signature) };
-          socket.emit("register", request, (reply: unknown) => {
-            if (!isObject(reply)) return fail(protocolError(`unusable register reply ${JSON.stringify(reply)}`));
-            if (reply.ok !== true) return fail(refusal(reply));
-            if (reply.device_id !== keys.deviceIdHex || !Number.isSafeInteger(reply.queued) || (reply.queued as number) < 0) {
-              return fail(protocolError(`the server registered ${JSON.stringify(reply)}, not ${keys.deviceIdHex}`));
-            }
-            resolve({ deviceId: reply.device_id, queued: reply.queued as number });
-          });
-        });
+        listener = (s) => s.state === "registered" && (this.off("state", listener!), attempt.resolve());
+        this.on("state", listener);
+        void this.closed.then((err) => attempt.fail(err));
       },
     );
-    collecting = false;
-    const client = new SignalingClient(socket, registered.deviceId, registered.queued, requestTimeoutMs);
-    client.listen(early);
-    return client;
   }
 
   /** Adds a listener; events held while nobody listened are handed to it first. */
@@ -442,7 +363,9 @@ export class SignalingClient {
   async subscribe(devices: string[]): Promise<string[]> {
     for (const d of devices) checkDeviceId(d);
     if (devices.length > MAX_SUBSCRIBE_BATCH) throw invalidInput("subscribe", `at most ${MAX_SUBSCRIBE_BATCH} devices per request`);
+    if (new Set([...this.watched, ...devices]).size > MAX_WATCHED) throw new PeersError("Limit", "TooManySubscriptions", `this client watches ${MAX_WATCHED} devices at most`);
     const reply = await this.request("subscribe", { devices });
+    for (const d of devices) this.watched.add(d);
     const online = reply.online;
     if (!Array.isArray(online) || !online.every((d) => typeof d === "string" && DEVICE_ID.test(d) && devices.includes(d))) {
       throw this.violation(`unusable subscribe reply ${JSON.stringify(reply)}`);
@@ -453,6 +376,7 @@ export class SignalingClient {
   async unsubscribe(devices: string[]): Promise<void> {
     for (const d of devices) checkDeviceId(d);
     if (devices.length > MAX_SUBSCRIBE_BATCH) throw invalidInput("unsubscribe", `at most ${MAX_SUBSCRIBE_BATCH} devices per request`);
+    for (const d of devices) this.watched.delete(d);
     await this.request("unsubscribe", { devices });
   }
 
@@ -480,7 +404,9 @@ export class SignalingClient {
   /**
    * Sends `event` with `payload` (plus a `req`) and resolves with the `ok`
    * reply; a refusal rejects with its code. For requests this class has no
-   * method for yet (sessions, relays).
+   * method for yet (sessions, relays). One made while the client reconnects waits
+   * for the registration (within its deadline); one in flight when the connection
+   * drops fails `Transport`/`Disconnected` and is not sent again.
    */
   request(event: string, payload: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.closeError) return Promise.reject(this.closeError);
@@ -493,8 +419,13 @@ export class SignalingClient {
         this.pending.delete(req);
         reject(new PeersError("Timeout", "Timeout", `no reply to ${event} within ${this.requestTimeoutMs} ms`, { event, req }));
       }, this.requestTimeoutMs);
-      this.pending.set(req, { resolve, reject, timer });
-      this.io.emit(event, { ...payload, req }, (reply: unknown) => this.onReply(req, reply));
+      const pending: Pending = { resolve, reject, timer, send: undefined };
+      pending.send = () => {
+        pending.send = undefined;
+        this.io?.emit(event, { ...payload, req }, (reply: unknown) => this.onReply(req, reply));
+      };
+      this.pending.set(req, pending);
+      if (this.io) pending.send();
     });
   }
 
@@ -505,6 +436,7 @@ export class SignalingClient {
    */
   openRelay(peer: string, timeoutMs: number): Promise<{ relay: number; maxFrame: number }> {
     checkDeviceId(peer, "relay peer");
+    if (this.closeError) return Promise.reject(this.closeError);
     if (this.relayWaiters.has(peer)) return Promise.reject(invalidInput("relay", `already opening a relay with ${peer}`));
     if (this.relayWaiters.size >= MAX_RELAY_WAITERS) {
       return Promise.reject(new PeersError("Limit", "TooManyRelays", `${MAX_RELAY_WAITERS} relays are already being opened`));
@@ -514,7 +446,7 @@ export class SignalingClient {
       () => new PeersError("Timeout", "Timeout", `${peer} did not open the relay within ${timeoutMs} ms`),
       () => this.relayWaiters.delete(peer),
       (attempt) => {
-        this.relayWaiters.set(peer, attempt.resolve);
+        this.relayWaiters.set(peer, { resolve: attempt.resolve, fail: attempt.fail });
         this.request("relay-open", { peer }).catch((err: PeersError) => attempt.fail(err));
         void this.closed.then((err) => attempt.fail(err));
       },
@@ -605,22 +537,22 @@ export class SignalingClient {
     return this.relayPacer.reserve(Date.now(), relayEventUnits(len));
   }
 
-  /** Sends a relay event (no reply); nothing once the client is closed. */
+  /** Sends a relay event (no reply); nothing once the client is closed or while it reconnects (its relays ended). */
   emitRelay(event: "relay-frame" | "relay-credit" | "relay-close", payload: Record<string, unknown>): void {
-    if (!this.closeError) this.io.emit(event, payload);
+    if (!this.closeError) this.io?.emit(event, payload);
   }
 
   private onRelay(e: RelayEvent): void {
     if (e.type === "open") {
       const waiter = this.relayWaiters.get(e.peer);
       if (!waiter) {
-        this.io.emit("relay-close", { relay: e.relay, code: "Refused", message: "nobody waits for this relay" });
+        this.io?.emit("relay-close", { relay: e.relay, code: "Refused", message: "nobody waits for this relay" });
         return;
       }
       this.relayWaiters.delete(e.peer);
       if (e.rate) this.relayPacer.setRate(e.rate);
       this.relayRoutes.set(e.relay, []);
-      waiter({ relay: e.relay, maxFrame: e.maxFrame });
+      waiter.resolve({ relay: e.relay, maxFrame: e.maxFrame });
       return;
     }
     const route = this.relayRoutes.get(e.relay);
@@ -649,8 +581,11 @@ export class SignalingClient {
     }
   }
 
-  private listen(early: Array<[string, unknown[]]>): void {
-    const io = this.io;
+  /** Makes `dialed` the client's socket: its events dispatched (those before the registration first), its drop handled. */
+  private attach(dialed: Dialed): void {
+    const io = dialed.io;
+    const generation = this.generation;
+    this.io = io;
     const handlers: Record<string, (args: unknown[]) => void> = {
       signal: (args) => this.emitEvent("signal", parseSignal(args)),
       outcome: (args) => this.emitEvent("outcome", parseOutcome(args)),
@@ -660,7 +595,7 @@ export class SignalingClient {
     };
     for (const name of RELAY_EVENTS) handlers[name] = (args) => this.onRelay(parseRelayEvent(name, args));
     const dispatch = (name: string, args: unknown[]) => {
-      if (this.closeError) return;
+      if (this.closeError || generation !== this.generation) return;
       try {
         (handlers[name] as (a: unknown[]) => void)(args);
       } catch (e) {
@@ -668,8 +603,85 @@ export class SignalingClient {
       }
     };
     for (const name of Object.keys(handlers)) io.on(name, (...args) => dispatch(name, args));
-    io.on("disconnect", (why) => this.shutdown(new PeersError("Transport", "Disconnected", `the connection ended: ${String(why)}`)));
-    for (const [name, args] of early) dispatch(name, args);
+    io.on("disconnect", (why) => {
+      if (generation === this.generation) this.dropped(new PeersError("Transport", "Disconnected", `the connection ended: ${String(why)}`));
+    });
+    for (const [name, args] of dialed.early) dispatch(name, args);
+  }
+
+  /**
+   * The connection dropped: what lived on it fails (requests in flight, relays, relays
+   * being opened), then the client registers again, or closes when told not to.
+   */
+  private dropped(err: PeersError): void {
+    if (this.closeError) return;
+    if (this.options.reconnect === false) return this.shutdown(err);
+    this.generation += 1;
+    this.io?.disconnect();
+    this.io = undefined;
+    this.failLinked(err);
+    this.emitEvent("state", { state: "reconnecting", reason: err });
+    void this.reconnect(new ReconnectSchedule(Date.now(), this.options.reconnect ?? {}));
+  }
+
+  /** Fails the requests sent on the socket that is gone, its relays and the relays being opened. */
+  private failLinked(err: PeersError): void {
+    for (const [req, p] of this.pending) {
+      if (p.send !== undefined) continue; // not sent yet: it goes once registered again
+      this.pending.delete(req);
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    for (const waiter of [...this.relayWaiters.values()]) waiter.fail(err);
+    const routes = [...this.relayRoutes];
+    this.relayRoutes.clear();
+    for (const [relay, route] of routes) {
+      if (typeof route === "function") route({ type: "close", relay, code: "TransportFailure", message: `the signaling connection dropped: ${err.message}`, local: true });
+    }
+  }
+
+  /** Registers again on `schedule` until it works, the schedule gives up or the client is closed. */
+  private async reconnect(schedule: ReconnectSchedule): Promise<void> {
+    let last: unknown;
+    for (;;) {
+      const wait = schedule.next(Date.now(), Math.random(), last);
+      if (wait === undefined) return this.shutdown(schedule.gaveUp(Date.now(), last));
+      // Unreferenced: a client nobody closed does not keep a Node process alive while it waits.
+      await new Promise<void>((r) => (setTimeout(r, wait) as unknown as { unref?: () => void }).unref?.());
+      if (this.closeError) return;
+      const left = schedule.since + (this.options.reconnect === false ? 0 : (this.options.reconnect?.giveUpMs ?? RECONNECT_GIVE_UP_MS)) - Date.now();
+      try {
+        const dialed = await dial(this.url, this.keys, this.options, Math.max(1, Math.min(left, this.options.connectTimeoutMs ?? 10_000)));
+        if (this.closeError) {
+          dialed.io.disconnect();
+          return;
+        }
+        this.attach(dialed);
+        await this.watchAgain();
+        for (const p of [...this.pending.values()]) p.send?.();
+        if (this.io !== dialed.io) return; // dropped again meanwhile
+        this.emitEvent("state", { state: "registered", reconnected: true, downMs: Date.now() - schedule.since, attempts: schedule.tried, queued: dialed.queued });
+        return;
+      } catch (err) {
+        last = err;
+      }
+    }
+  }
+
+  /** Watches again the devices watched before the drop, and tells each one's state now as a `presence` event. */
+  private async watchAgain(): Promise<void> {
+    const devices = [...this.watched];
+    for (let i = 0; i < devices.length; i += MAX_SUBSCRIBE_BATCH) {
+      const batch = devices.slice(i, i + MAX_SUBSCRIBE_BATCH);
+      let online: unknown;
+      try {
+        online = (await this.request("subscribe", { devices: batch })).online;
+      } catch {
+        continue; // refused or dropped again: the next drop's reconnection watches them again
+      }
+      if (!Array.isArray(online)) continue;
+      for (const device of batch) if (this.watched.has(device)) this.emitEvent("presence", { device, online: online.includes(device) });
+    }
   }
 
   private onNotice(args: unknown[]): void {
@@ -689,7 +701,7 @@ export class SignalingClient {
       for (const l of [...list]) (l as (v: SignalingEvents[E]) => void)(value);
       return;
     }
-    if (event === "closed") return; // `on("closed")` replays closeError
+    if (event === "closed" || event === "state") return; // `on("closed")` replays closeError; a past state is no news
     const held = this.backlog.get(event) ?? [];
     if (held.length >= MAX_BACKLOG) {
       this.shutdown(new PeersError("Limit", "Backlog", `${MAX_BACKLOG} ${event} events arrived with no listener`));
@@ -713,78 +725,10 @@ export class SignalingClient {
       p.reject(err);
     }
     this.pending.clear();
-    this.io.disconnect();
+    for (const waiter of [...this.relayWaiters.values()]) waiter.fail(err);
+    this.io?.disconnect();
+    this.io = undefined;
     this.resolveClosed(err);
     this.emitEvent("closed", err);
   }
-}
-
-function refusal(reply: Record<string, unknown>): PeersError {
-  const e = reply.error;
-  if (!isObject(e) || typeof e.code !== "string") return protocolError(`a refusal without a code: ${JSON.stringify(reply)}`);
-  return signalingError(e.code, typeof e.message === "string" ? e.message : "");
-}
-
-function one(args: unknown[], what: string): Record<string, unknown> {
-  const v = args[0];
-  if (args.length !== 1 || !isObject(v)) throw new Error(`unusable ${what} ${JSON.stringify(args).slice(0, 200)}`);
-  return v;
-}
-
-function parseSignal(args: unknown[]): IncomingSignal {
-  const s = one(args, "signal");
-  if (
-    typeof s.id !== "string" ||
-    typeof s.from !== "string" ||
-    !DEVICE_ID.test(s.from) ||
-    typeof s.kind !== "string" ||
-    !isObject(s.body) ||
-    !isUnixTime(s.sent_at) ||
-    typeof s.queued !== "boolean"
-  ) {
-    throw new Error(`unusable signal ${JSON.stringify(s).slice(0, 200)}`);
-  }
-  return { id: s.id, from: s.from, kind: s.kind, body: s.body, sentAt: s.sent_at, queued: s.queued };
-}
-
-function parseOutcome(args: unknown[]): OutcomeNotice {
-  const o = one(args, "outcome");
-  if (
-    typeof o.id !== "string" ||
-    typeof o.to !== "string" ||
-    !DEVICE_ID.test(o.to) ||
-    (o.outcome !== "delivered" && o.outcome !== "expired") ||
-    !isUnixTime(o.at)
-  ) {
-    throw new Error(`unusable outcome ${JSON.stringify(o).slice(0, 200)}`);
-  }
-  return { id: o.id, to: o.to, outcome: o.outcome, at: o.at };
-}
-
-function isText(v: unknown): v is string {
-  return typeof v === "string" && v.length > 0 && v.length <= 256;
-}
-
-function parseSessionChange(args: unknown[]): SessionChange {
-  const e = one(args, "session");
-  if (
-    !isText(e.transfer_id) ||
-    (e.state !== "joined" && e.state !== "closed" && e.state !== "expired") ||
-    (e.peer !== undefined && e.peer !== null && (typeof e.peer !== "string" || !DEVICE_ID.test(e.peer))) ||
-    (e.reason !== undefined && e.reason !== null && typeof e.reason !== "string")
-  ) {
-    throw new Error(`unusable session event ${JSON.stringify(e).slice(0, 200)}`);
-  }
-  const change: SessionChange = { transferId: e.transfer_id, state: e.state };
-  if (typeof e.peer === "string") change.peer = e.peer;
-  if (typeof e.reason === "string") change.reason = e.reason;
-  return change;
-}
-
-function parsePresence(args: unknown[]): PresenceChange {
-  const p = one(args, "presence");
-  if (typeof p.device !== "string" || !DEVICE_ID.test(p.device) || typeof p.online !== "boolean") {
-    throw new Error(`unusable presence ${JSON.stringify(p).slice(0, 200)}`);
-  }
-  return { device: p.device, online: p.online };
 }

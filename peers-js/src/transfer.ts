@@ -19,22 +19,29 @@
  * verified, a new relay to the sender is opened and the pinned handshake runs again
  * on it, as the Rust receiver does (./recovery.ts, at most `MAX_HOPS` times); the
  * sender's new offer resumes from the cutter's cursor. Once bytes arrived, nothing
- * verified for `stallTimeoutMs` (60 s) fails the receive `Stalled`. What is not built: resuming
- * from saved state across runs (a receiver run again starts over), a local socket
- * of its own.
+ * verified for `stallTimeoutMs` (60 s) fails the receive `Stalled`.
+ *
+ * Across runs (§9.4): with a `store` ({@link ReceiveStore}; in Node `directoryStore`,
+ * ./staging-node.ts, the Rust receiver's staging layout) each verified chunk is kept
+ * with the position after it, and the answer to a later offer of the same manifest
+ * names the first chunk the store lacks, so a receiver run again with the same code
+ * (the sender waits for it, §9.5.1) gets only the rest. Without one (a browser) nothing
+ * is kept: a receiver run again starts over. The signaling client registers again
+ * after a drop; a relay that died with it is replaced as after a path failure
+ * (./recovery.ts). Not built: a local socket of its own.
  */
 import { equal, toHex } from "./bytes.js";
 import { Brotli } from "./codec.js";
 import { parseCode } from "./code.js";
 import { Connection, ConnectionConfig, connectionConfig } from "./connection.js";
 import { CloseReason } from "./envelope.js";
-import { PeersError } from "./errors.js";
+import { invalidInput, PeersError } from "./errors.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./send.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
-import { ChunkCutter, Cursor, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
+import { bytesBefore, ChunkCutter, Cursor, cursorAfter, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
 import { pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
-import { receiverReopens } from "./recovery.js";
+import { receiverReopens, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
 import { PeerConnectionFactory, WebRtcAcceptor, WebRtcSocketOptions } from "./webrtc.js";
@@ -43,8 +50,10 @@ import { PeerConnectionFactory, WebRtcAcceptor, WebRtcSocketOptions } from "./we
 export interface ReceiveOptions {
   /** Asked once per manifest; false declines (the sender is told "declined"). Default: accept. */
   decide?: (manifest: Manifest, sender: DeviceInfo) => boolean | Promise<boolean>;
-  /** Each verified chunk, in order; awaited before the next is read (back-pressure). */
-  sink: (entry: ManifestEntry, chunk: VerifiedChunk) => void | Promise<void>;
+  /** Each verified chunk, in order (after the store kept it); awaited before the next is read (back-pressure). Needed without a `store`. */
+  sink?: (entry: ManifestEntry, chunk: VerifiedChunk) => void | Promise<void>;
+  /** Where verified chunks are kept across runs, and put in place at the end (Node: `directoryStore`). */
+  store?: ReceiveStore;
   /** Told once the PAKE confirmed the sender. */
   onConfirmed?: (sender: DeviceInfo) => void;
   /** Told when the sender starts sending over another connection (`transport`: "relay", "webrtc"). */
@@ -63,6 +72,19 @@ export interface ReceiveOptions {
   webrtc?: { createPeerConnection: PeerConnectionFactory; socket?: WebRtcSocketOptions };
 }
 
+/**
+ * Where a receiver keeps verified chunks between runs. `open` prepares the staging of
+ * a manifest and returns the first chunk it lacks (what an earlier run of the same
+ * manifest left; the start otherwise); `write` keeps a verified chunk and `next`, the
+ * position after it; `finish` moves everything into place once all is verified and
+ * removes the staging, returning the top-level names it stored.
+ */
+export interface ReceiveStore {
+  open(manifest: Manifest): Promise<Cursor>;
+  write(entry: ManifestEntry, chunk: VerifiedChunk, next: Cursor): Promise<void>;
+  finish(manifest: Manifest): Promise<string[]>;
+}
+
 /** How many data bytes arrived over one connection. */
 export interface PathBytes {
   transport: string;
@@ -72,7 +94,12 @@ export interface PathBytes {
 export interface Received {
   manifest: Manifest;
   sender: DeviceInfo;
+  /** Bytes verified in this run (not those the store had). */
   bytes: number;
+  /** Bytes the store had from an earlier run, not sent again. */
+  resumed: number;
+  /** With a store: the top-level names it stored the entries under. */
+  stored?: string[];
   /** The connections the data came over, in the order they were first used. */
   paths: PathBytes[];
 }
@@ -89,6 +116,7 @@ class Receiver {
   private digest: Uint8Array | undefined;
   private streaming = false;
   private bytes = 0;
+  private resumed = 0;
   private readonly paths: PathBytes[] = [];
   private readonly prepared = new Set<Connection>();
   private lastPath: string | undefined;
@@ -97,6 +125,10 @@ class Receiver {
   /** New relays after a break, and the bytes verified when the last one opened. */
   private hops = 0;
   private atHop = 0;
+  /** The signaling client's drops when the last relay opened (a drop since then ended it). */
+  private dropsAtHop = 0;
+  /** The signaling client's drop count (set with `reopen`). */
+  drops: () => number = () => 0;
   /** Opens a new relay to the sender and runs the pinned handshake on it (set once the first connection is up). */
   reopen: (() => Promise<Connection>) | undefined;
   private finished!: (m: Manifest) => void;
@@ -113,7 +145,7 @@ class Receiver {
   }
 
   get received(): Received | undefined {
-    return this.cutter?.complete ? { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, paths: this.paths } : undefined;
+    return this.cutter?.complete ? { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, resumed: this.resumed, paths: this.paths } : undefined;
   }
 
   /** Exposes the offer, the data stream and the handover on `connection` (the `setup` of `Connection.accept`: the sender calls at once). */
@@ -139,7 +171,12 @@ class Receiver {
         this.declined = true;
         return { Decline: { reason: "declined" } };
       }
-      this.cutter ??= new ChunkCutter(manifest);
+      let from: Cursor = { entry: 0, chunk: 0 };
+      if (this.options.store) {
+        from = await this.options.store.open(manifest);
+        this.resumed = bytesBefore(manifest, from);
+      }
+      this.cutter ??= new ChunkCutter(manifest, from);
       this.digest = manifestDigest(manifest);
     }
     return { Accept: { from: this.cutter.cursor } };
@@ -173,7 +210,13 @@ class Receiver {
     try {
       for await (const piece of reader) {
         for (const chunk of cutter.push(piece)) {
-          await this.options.sink(cutter.manifest.entries[chunk.entry]!, chunk);
+          const entry = cutter.manifest.entries[chunk.entry]!;
+          if (this.options.store) {
+            await this.options.store.write(entry, chunk, cursorAfter(cutter.manifest, chunk.entry, chunk.chunk)).catch((err: Error) => {
+              throw err instanceof PeersError ? err : transferError("Io", `keeping a chunk failed: ${err.message}`);
+            });
+          }
+          await this.options.sink?.(entry, chunk);
           this.bytes += chunk.bytes.length;
           path.bytes += chunk.bytes.length;
           this.moved();
@@ -198,9 +241,10 @@ class Receiver {
   private lost(reason: CloseReason): void {
     if (this.cutter?.complete) return;
     const reopen = this.reopen;
-    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops)) {
+    if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops, this.drops() > this.dropsAtHop)) {
       this.hops += 1;
       this.atHop = this.bytes;
+      this.dropsAtHop = this.drops();
       void reopen().then(
         (connection) => this.add(connection, RANK_RELAY),
         (err: Error) => this.failed(transferError("Closed", `the relay broke (${reason.message}) and no new one opened: ${err.message}`)),
@@ -229,6 +273,7 @@ class Receiver {
 export async function receiveByCode(url: string, code: string, options: ReceiveOptions): Promise<Received> {
   // Not strict: a word outside the list goes to the PAKE as typed (one guess, refused there).
   const parsed = parseCode(code, false);
+  if (!options.sink && !options.store) throw invalidInput("receive options", "a sink or a store is needed");
   const keys = DeviceKeys.generate("peers-transfer");
   const signaling = await SignalingClient.connect(url, keys);
   let receiver: Receiver | undefined;
@@ -248,10 +293,17 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       void acceptWebRtc(webrtc, toHex(sender.device_id), config, active);
     }
     const relayTimeoutMs = options.relayTimeoutMs ?? 30_000;
-    active.reopen = async () => Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    active.drops = () => signaling.drops;
+    active.reopen = async () => {
+      // After a signaling drop the relay waits for the registration (the new one is on the new socket).
+      await signaling.whenRegistered(SIGNALING_RETURN_WAIT_MS);
+      return Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
+    };
     active.add(await Connection.accept(relay, config, (c) => active.prepare(c)), RANK_RELAY);
-    await active.done;
-    return active.received!;
+    const manifest = await active.done;
+    const received = active.received!;
+    if (options.store) received.stored = await options.store.finish(manifest);
+    return received;
   } catch (err) {
     failure = err as Error;
     throw err;

@@ -49,6 +49,14 @@ test("after a break the sender goes on over another connection, then a new relay
   assert.equal(afterBreak({ ...b, other: false, reason: reason("Normal") }), "Answer");
   // This side closed it (not a path failure): nothing to recover.
   assert.equal(afterBreak({ ...b, other: false, reason: reason("Normal", "Local") }), "Gone");
+  // The relay died with the signaling connection (a server restart): a new one once registered again,
+  // moved bytes or not, no presence check; still bounded, and an answer stays an answer.
+  const dropped = { ...b, other: false, reason: reason("TransportFailure", "Local"), signalingDropped: true };
+  assert.equal(afterBreak(dropped), "NewRelayAfterReconnect");
+  assert.equal(afterBreak({ ...dropped, moved: false }), "NewRelayAfterReconnect");
+  assert.equal(afterBreak({ ...dropped, hops: MAX_HOPS }), "Gone");
+  assert.equal(afterBreak({ ...dropped, reason: reason("Normal") }), "Answer");
+  assert.equal(afterBreak({ ...dropped, other: true }), "Other", "a direct path goes on where it is");
 });
 
 test("the sender waits for a returning receiver only when it vanished, within the bounds and the code's life", () => {
@@ -72,6 +80,10 @@ test("the receiver opens a new relay only after a path failure that came after v
   assert.ok(!receiverReopens(reason("LimitExceeded"), false, 0));
   assert.ok(!receiverReopens(reason("Normal"), true, 0));
   assert.ok(!receiverReopens(reason("TransportFailure"), true, MAX_HOPS));
+  // After a signaling drop its relay died with the server, bytes or not: a new one once registered again.
+  assert.ok(receiverReopens(reason("TransportFailure", "Local"), false, 0, true));
+  assert.ok(!receiverReopens(reason("Normal"), false, 0, true));
+  assert.ok(!receiverReopens(reason("TransportFailure"), false, MAX_HOPS, true));
 });
 
 test("local socket URLs: http and https only, at most eight, loopback and private addresses first", () => {

@@ -3,12 +3,13 @@
 // at most 4 MiB ends the relay several times under a 12 MiB transfer, and both sides
 // open new ones and resume from the receiver's last verified chunk; a receiver killed
 // mid-way (SIGKILL of a Node process running examples/receive-by-code.js) is waited
-// for, and the same code run again completes the transfer with a new PAKE; a receiver
+// for, and the same code run again into the same directory completes the transfer with
+// a new PAKE, resuming from what the first run's staging kept; a receiver
 // that does not come back fails the sender once the rejoin wait is over. (The Rust
 // receiver's side: tests/tests/peers_js_send.rs.)
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -95,15 +96,23 @@ test("a receiver killed mid-way runs the code again: the sender reopened the ses
     assert.ok(first.events.some((e) => e.event === "confirmed"), JSON.stringify(first.events));
     await back;
     assert.deepEqual(waiting.map((w) => w.rejoins), [1]);
-    const chunks: Uint8Array[] = [];
-    const received = await receiveByCode(plain, handle.code, { sink: (_, chunk) => void chunks.push(chunk.bytes) });
+    // Run again into the same directory: its staging (directoryStore) keeps what the first run verified.
+    const second = receiverProcess(plain, handle.code, out);
+    assert.equal(await second.exited, 0, JSON.stringify(second.events));
+    const done = second.events.find((e) => e.event === "done") as unknown as { bytes: number; resumed: number; files: { blake3: string }[] };
     const sent = await handle.done;
-    assert.equal(toHex(blake3(concat(...chunks))), toHex(blake3(data)), "the file arrived whole");
-    assert.equal(received.bytes, data.length);
+    assert.equal(done.files[0]!.blake3, toHex(blake3(data)), "the file arrived whole");
+    assert.equal(toHex(blake3(await readFile(join(out, "big.bin")))), toHex(blake3(data)));
+    assert.deepEqual(await readdir(out), ["big.bin"], "the staging is gone");
     assert.equal(sent.rejoins, 1);
-    // peers-js's receiver keeps nothing across runs: the second answer starts over (the Rust one resumes: peers_js_send.rs).
-    assert.deepEqual(accepted, [0, 0]);
-    assert.ok(sent.bytes >= data.length + killedAt - 2 * CHUNK, `sent ${sent.bytes}, killed at ${killedAt}`);
+    // The second answer resumed from the staging: only the rest moved again.
+    assert.equal(accepted.length, 2);
+    assert.equal(accepted[0], 0);
+    assert.ok(accepted[1]! > 0 && accepted[1]! <= killedAt, `resumed ${accepted[1]}, killed at ${killedAt}`);
+    assert.equal(done.resumed, accepted[1]);
+    assert.equal(done.bytes, data.length - accepted[1]!);
+    console.log(`# killed at ${killedAt} bytes sent; the rerun resumed at ${accepted[1]}; ${sent.bytes} bytes sent in all for ${data.length}`);
+    assert.ok(sent.bytes <= data.length + killedAt - accepted[1]! + 2 * CHUNK, `sent ${sent.bytes}, killed at ${killedAt}`);
   } finally {
     await rm(out, { recursive: true, force: true });
   }

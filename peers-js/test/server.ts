@@ -14,11 +14,13 @@ const binary =
   process.env.PEERS_SIGNALING_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "debug", "peers-signaling");
 
 const servers: ChildProcess[] = [];
+/** The process serving each URL started here. */
+const byUrl = new Map<string, ChildProcess>();
 
-/** Starts a server with `args`; resolves with its URL. */
-export async function startServer(args: string[] = []): Promise<string> {
+/** Starts a server with `args` (on `bind`, default any free loopback port); resolves with its URL. */
+export async function startServer(args: string[] = [], bind = "127.0.0.1:0"): Promise<string> {
   assert.ok(existsSync(binary), `no signaling server at ${binary}: cargo build -p peers-signaling --features bin --bin peers-signaling`);
-  const child = spawn(binary, ["--bind", "127.0.0.1:0", "--memory", "true", ...args], {
+  const child = spawn(binary, ["--bind", bind, "--memory", "true", ...args], {
     env: { ...process.env, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -31,7 +33,23 @@ export async function startServer(args: string[] = []): Promise<string> {
   });
   const m = /^listening on (\S+)$/.exec(line);
   assert.ok(m, `unexpected first line ${JSON.stringify(line)}`);
+  byUrl.set(m[1] as string, child);
   return m[1] as string;
+}
+
+/**
+ * SIGKILLs the server at `url` (one started here) and, after `downMs`, starts a new
+ * one with `args` on the same port (its state is gone: in-memory store); resolves
+ * with the new one's URL (the same) once it listens.
+ */
+export async function restartServer(url: string, downMs: number, args: string[] = []): Promise<string> {
+  const child = byUrl.get(url);
+  assert.ok(child, `no server of this test at ${url}`);
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await exited;
+  await new Promise((r) => setTimeout(r, downMs));
+  return startServer(args, new URL(url).host);
 }
 
 /** Kills every server started here (SIGKILL). */

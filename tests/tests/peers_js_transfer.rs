@@ -137,3 +137,61 @@ async fn peers_js_opens_a_new_relay_when_the_servers_cap_ends_one() {
     assert!(ok, "the sender reports success: {events:?}");
     server.shutdown().await;
 }
+
+/// §9.4 with peers-js as the receiver across runs: the Node driver stages into its
+/// output directory as `peers receive` does (`.peers-transfer-<digest>` with a `resume`
+/// file). It is SIGKILLed mid-way under a 16 MiB `peers send --paths relay`; the sender
+/// waits for it to come back, and the driver run again with the same code into the
+/// same directory answers the offer from the first chunk it lacks: only the rest moves
+/// (the sender's own status says how much it skipped), the file arrives whole and the
+/// staging is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_js_killed_mid_way_resumes_from_its_staging_when_run_again() {
+    const LEN: usize = 16 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("staged.bin");
+    std::fs::write(&file, noise(LEN, 31)).expect("file");
+    let out_dir = out.path().to_str().expect("utf-8");
+
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &file);
+    let code = sender.code();
+    let mut first = JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out_dir]);
+    loop {
+        let progress = first.expect_event("progress", STEP).await;
+        if progress["bytes_verified"].as_u64().expect("bytes_verified") >= 4 << 20 {
+            break;
+        }
+    }
+    drop(first); // SIGKILL (kill_on_drop)
+    let staging = std::fs::read_dir(out.path())
+        .expect("out dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".peers-transfer-")))
+        .expect("a staging directory after the kill");
+    let kept = std::fs::read(staging.join("resume")).expect("a resume file");
+    assert_eq!(kept.len(), 8, "entry and chunk, big-endian");
+    assert!(!out.path().join("staged.bin").exists(), "nothing in place before the end");
+
+    let mut second = JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out_dir]);
+    let done = second.expect_event("done", Duration::from_secs(120)).await;
+    let resumed = done["resumed"].as_u64().expect("resumed");
+    let moved = done["bytes"].as_u64().expect("bytes");
+    eprintln!("the rerun resumed at {resumed} of {LEN} bytes and received {moved}");
+    assert!(resumed >= 3 << 20, "the rerun kept what the first verified (at least 4 MiB less a window): {done}");
+    assert_eq!(moved, LEN as u64 - resumed, "only the rest came, each chunk verified once: {done}");
+    assert!(std::fs::read(out.path().join("staged.bin")).expect("file") == noise(LEN, 31), "the file arrived whole");
+    let reported = &done["files"][0];
+    assert_eq!(reported["blake3"], blake3::hash(&noise(LEN, 31)).to_hex().as_str(), "{done}");
+    assert!(!staging.exists(), "the staging is removed once complete");
+    let (status, stderr) = second.wait(STEP).await;
+    assert!(status.success(), "receiver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    // The sender's side of it: its last status skipped what the receiver had.
+    let last = events.iter().rev().find(|e| e["event"] == "status").unwrap_or_else(|| panic!("a status: {events:?}"));
+    assert_eq!(last["bytes_resumed"].as_u64(), Some(resumed), "the sender skipped the staged bytes: {last}");
+    server.shutdown().await;
+}
