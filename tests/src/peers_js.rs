@@ -2,6 +2,8 @@
 //! the stream the Rust side exposes to them, and the byte pattern they stream
 //! (`peers-js/examples/exercise.ts`, `patternMiB`).
 
+use std::time::Duration;
+
 use peers_sdk::rpc::RemoteError;
 use peers_sdk::{Connection, StreamReader};
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,41 @@ pub fn pattern_blake3(mib: usize) -> String {
         hasher.update(&pattern_mib(i));
     }
     hasher.finalize().to_hex().to_string()
+}
+
+/// Waits for the driver's "streamed" event and the Rust side's [`Upload`] of the same
+/// stream, and checks that `mib` MiB of the pattern arrived whole with the BLAKE3 both
+/// sides computed; returns the "streamed" event (it carries the driver's rate).
+pub async fn expect_pattern_upload(
+    js: &mut crate::JsClient,
+    uploads: &mut mpsc::UnboundedReceiver<Upload>,
+    mib: usize,
+) -> serde_json::Value {
+    let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
+    let upload = tokio::time::timeout(Duration::from_secs(40), uploads.recv())
+        .await
+        .expect("upload in time")
+        .expect("upload finished");
+    let size = (mib as u64) << 20;
+    let expected = pattern_blake3(mib);
+    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
+    assert_eq!(upload.blake3, expected, "the Rust side received the driver's pattern");
+    assert_eq!(streamed["blake3"], expected, "the driver hashed what it sent");
+    streamed
+}
+
+/// Streams `mib` MiB of the pattern to the driver's "download" handler with `meta`,
+/// under the driver's credit, and checks the size and BLAKE3 it reports.
+pub async fn stream_pattern_to(js: &mut crate::JsClient, connection: &Connection, mib: usize, meta: &str) {
+    let mut writer = connection.open_stream("download", meta).await.expect("the driver accepts the stream");
+    for i in 0..mib {
+        writer.write(&pattern_mib(i)).await.expect("write within the driver's credit");
+    }
+    writer.finish().await.expect("the driver's handler reports success");
+    let downloaded = js.expect_event("downloaded", Duration::from_secs(40)).await;
+    assert_eq!(downloaded["meta"], meta, "{downloaded}");
+    assert_eq!(downloaded["bytes"], (mib as u64) << 20, "{downloaded}");
+    assert_eq!(downloaded["blake3"], pattern_blake3(mib), "the driver received the Rust side's pattern");
 }
 
 /// A compressible text of `len` characters: the Rust side sends it Brotli-compressed

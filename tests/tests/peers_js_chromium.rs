@@ -24,7 +24,8 @@ use peers_sdk::{
 };
 use peers_tests::JsClient;
 use peers_tests::peers_js::{
-    PeersReceive, compressible_text, expose_echo_and_upload, expose_text, hex, pattern_blake3, pattern_mib,
+    PeersReceive, compressible_text, expect_pattern_upload, expose_echo_and_upload, expose_text, hex, pattern_blake3,
+    stream_pattern_to,
 };
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_socketio::{ServerOptions, SocketIoServer};
@@ -88,25 +89,11 @@ async fn a_browser_device_registers_itself_talks_to_a_rust_endpoint_both_ways_an
     let reversed: String = connection.emit("js.reverse", "in a browser").await.expect("the page's handler answers");
     assert_eq!(reversed, "resworb a ni");
 
-    let streamed = browser.expect_event("streamed", Duration::from_secs(120)).await;
-    let upload = tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("upload finished");
-    let size = (STREAM_MIB as u64) << 20;
-    let expected = pattern_blake3(STREAM_MIB);
-    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
-    assert_eq!(upload.blake3, expected, "the Rust side received the page's pattern");
-    assert_eq!(streamed["blake3"], expected, "the page hashed what it sent");
+    let streamed = expect_pattern_upload(&mut browser, &mut uploads, STREAM_MIB).await;
     eprintln!("peers-js in Chromium over WebRTC: {streamed}");
 
     // Rust to the page: compressible pieces, decoded with brotli-wasm under the page's credit.
-    let mut writer = connection.open_stream("download", "to the page").await.expect("the page accepts the stream");
-    for i in 0..DOWNLOAD_MIB {
-        writer.write(&pattern_mib(i)).await.expect("write within the page's credit");
-    }
-    writer.finish().await.expect("the page's handler reports success");
-    let downloaded = browser.expect_event("downloaded", STEP).await;
-    assert_eq!(downloaded["meta"], "to the page", "{downloaded}");
-    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
-    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the page received the Rust side's pattern");
+    stream_pattern_to(&mut browser, &connection, DOWNLOAD_MIB, "to the page").await;
 
     connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
     let closed = browser.expect_event("closed", STEP).await;
@@ -214,22 +201,9 @@ async fn a_page_dials_a_rust_socketio_listener_and_talks_both_ways() {
     let reversed: String = connection.emit("js.reverse", "over a websocket").await.expect("the page's handler answers");
     assert_eq!(reversed, "tekcosbew a revo");
 
-    let streamed = browser.expect_event("streamed", Duration::from_secs(120)).await;
-    let upload = tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("upload finished");
-    let size = (STREAM_MIB as u64) << 20;
-    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
-    assert_eq!(upload.blake3, pattern_blake3(STREAM_MIB), "the Rust side received the page's pattern");
-    assert_eq!(streamed["blake3"], upload.blake3.as_str(), "the page hashed what it sent");
+    let streamed = expect_pattern_upload(&mut browser, &mut uploads, STREAM_MIB).await;
     eprintln!("peers-js in Chromium over socket.io: {streamed}");
-
-    let mut writer = connection.open_stream("download", "to the page").await.expect("the page accepts the stream");
-    for i in 0..DOWNLOAD_MIB {
-        writer.write(&pattern_mib(i)).await.expect("write within the page's credit");
-    }
-    writer.finish().await.expect("the page's handler reports success");
-    let downloaded = browser.expect_event("downloaded", STEP).await;
-    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
-    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the page received the Rust side's pattern");
+    stream_pattern_to(&mut browser, &connection, DOWNLOAD_MIB, "to the page").await;
 
     connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
     let closed = browser.expect_event("closed", STEP).await;

@@ -14,7 +14,7 @@ use peers_sdk::{
 };
 use peers_signaling::{SignalingClient, SignalingClientOptions};
 use peers_tests::JsClient;
-use peers_tests::peers_js::{driver, expose_echo_and_upload, pattern_blake3, pattern_mib};
+use peers_tests::peers_js::{driver, expect_pattern_upload, expose_echo_and_upload, stream_pattern_to};
 use peers_tests::signaling::{signaling_origin, signaling_server};
 use tokio::sync::mpsc;
 
@@ -63,24 +63,11 @@ async fn a_peers_js_device_and_a_rust_device_talk_through_the_frame_relay() {
     let reversed: String = connection.emit("js.reverse", "relayed").await.expect("the JS handler answers");
     assert_eq!(reversed, "deyaler");
 
-    let streamed = js.expect_event("streamed", Duration::from_secs(120)).await;
-    let upload = tokio::time::timeout(STEP, uploads.recv()).await.expect("upload in time").expect("upload finished");
-    let size = (STREAM_MIB as u64) << 20;
-    let expected = pattern_blake3(STREAM_MIB);
-    assert_eq!((upload.declared, upload.received), (size, size), "every byte arrived");
-    assert_eq!(upload.blake3, expected, "the Rust side received the driver's pattern");
-    assert_eq!(streamed["blake3"], expected, "the JS side hashed what it sent");
+    let streamed = expect_pattern_upload(&mut js, &mut uploads, STREAM_MIB).await;
     eprintln!("peers-js over the relay: {streamed}");
 
     // Rust to JS: the JS relay socket grants credit as its reader consumes.
-    let mut writer = connection.open_stream("download", "relayed").await.expect("the JS side accepts the stream");
-    for i in 0..DOWNLOAD_MIB {
-        writer.write(&pattern_mib(i)).await.expect("write within the JS side's credit");
-    }
-    writer.finish().await.expect("the JS handler reports success");
-    let downloaded = js.expect_event("downloaded", STEP).await;
-    assert_eq!(downloaded["bytes"], (DOWNLOAD_MIB as u64) << 20, "{downloaded}");
-    assert_eq!(downloaded["blake3"], pattern_blake3(DOWNLOAD_MIB), "the JS side received the Rust side's pattern");
+    stream_pattern_to(&mut js, &connection, DOWNLOAD_MIB, "relayed").await;
 
     connection.close(CloseReason::new(CloseCode::Normal, "rust done")).await;
     let closed = js.expect_event("closed", STEP).await;
