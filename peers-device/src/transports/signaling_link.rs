@@ -72,8 +72,9 @@ impl Default for ReconnectOptions {
 }
 
 impl ReconnectOptions {
-    /// The schedule: equal jitter between half the delay and the delay, no cooldown.
-    fn backoff(&self) -> Backoff {
+    /// The schedule: equal jitter between half the delay and the delay, no cooldown
+    /// (also a transfer by code's, `transfer::reconnect`).
+    pub(crate) fn backoff(&self) -> Backoff {
         Backoff::new(BackoffOptions {
             initial: self.initial,
             max: self.max.max(self.initial),
@@ -443,7 +444,7 @@ async fn sleep_until(at: Instant) {
 }
 
 /// A uniform random number in [0, 1) for backoff jitter.
-fn unit() -> f64 {
+pub(crate) fn unit() -> f64 {
     f64::from(OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
 }
 
