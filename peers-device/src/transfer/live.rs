@@ -35,7 +35,18 @@
 //! A relay that ends under the transfer (the server caps each relay's bytes and
 //! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
 //! connect again pinned to the same confirmed device, and the transfer resumes from
-//! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times.
+//! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times (the rules:
+//! `recovery`).
+//!
+//! The signaling server restarting (or the network blinking under one side) costs
+//! seconds: each side's signaling connection registers again (`reconnect`:
+//! 250 ms first, 2 s cap, [`LinkOptions::reconnect`]), the relays that died with it are
+//! replaced as above once both are registered, with no presence check (right after a
+//! restart it says nothing), and the code's session survives in the server's store. A
+//! transfer on WebRTC or the local socket is not disturbed. A side not registered again
+//! within [`LinkOptions::reconnect_give_up`] (60 s) fails with
+//! [`TransferError::SignalingLost`] when it needs the server. WebRTC signaling stays on
+//! the first registration: after a drop no new WebRTC path is dialed.
 //!
 //! A receiver that vanishes (its process killed: its relay ends, or its WebRTC
 //! connection goes silent for 10 s, and the server has it offline; or nothing moves
