@@ -6,8 +6,10 @@
 //! - On the server's frame relay the relay dies with the server: both sides register
 //!   again, open a new relay and resume from the receiver's last verified chunk, within
 //!   seconds of the restart; the file arrives intact and verified bytes are not sent again.
-//! - On the receiver's local socket nothing goes through the server: the transfer is not
-//!   disturbed.
+//! - On the receiver's local socket or on WebRTC nothing goes through the server: the
+//!   transfer is not disturbed.
+//! - A server that does not come back fails both sides with a typed error once the
+//!   stated give-up time has passed.
 //!
 //! The `peers-signaling` binary must be built into the same target directory
 //! (`cargo build -p peers-signaling --features bin --bin peers-signaling`).
@@ -21,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::files::{hash_file, write_noise};
-use peers_device::ConnectionClass;
-use peers_device::transfer::{LinkOptions, ReceiveOptions, SendOptions, Status, receive, send};
+use peers_device::transfer::{LinkOptions, ReceiveOptions, SendOptions, Status, TransferError, receive, send};
+use peers_device::{ConnectionClass, Error};
+use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -106,6 +109,13 @@ fn relay_only(url: &str) -> LinkOptions {
     link
 }
 
+/// Through the server at `url`; WebRTC on loopback only, no local socket.
+fn webrtc(url: &str) -> LinkOptions {
+    let mut link = relay_only(url);
+    link.webrtc = Some(WebRtcConfig::loopback());
+    link
+}
+
 /// Through the server at `url`; a local socket on loopback, no WebRTC.
 fn local_socket(url: &str) -> LinkOptions {
     let mut link = relay_only(url);
@@ -186,8 +196,9 @@ async fn a_relay_transfer_resumes_within_seconds_when_the_signaling_server_resta
     drop(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transfer_on_the_local_socket_is_not_disturbed_by_a_signaling_restart() {
+/// Sends `total` bytes through `make_link` links, kills and restarts the server once the
+/// transfer moved to `better`, and checks that it finished there, intact.
+async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass, total: u64) {
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
@@ -199,20 +210,19 @@ async fn a_transfer_on_the_local_socket_is_not_disturbed_by_a_signaling_restart(
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let file = src.path().join("photos.zip");
-    let total = 64u64 << 20;
     write_noise(&file, total as usize, 42);
-    let mut options = SendOptions::new(local_socket(&url));
+    let mut options = SendOptions::new(make_link(&url));
     options.chunk_size = 256 << 10;
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
-    let receiving = receive(code, local_socket(&url), accepting(out.path())).await.unwrap();
+    let receiving = receive(code, make_link(&url), accepting(out.path())).await.unwrap();
     let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
     let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
 
-    let on_local = wait_status(&mut receive_status, |s| s.class == Some(ConnectionClass::Local)).await;
+    let moved = wait_status(&mut receive_status, |s| s.class == Some(better)).await;
     let (server, _) = server.kill_and_restart().await;
     let verified = receive_status.borrow().progress.bytes_done;
     assert!(verified < total, "the transfer ended before the server was killed: make it larger");
-    eprintln!("killed at {on_local:?}");
+    eprintln!("killed at {moved:?}");
 
     let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
     sent.unwrap_or_else(|e| panic!("sender: {e}"));
@@ -220,7 +230,59 @@ async fn a_transfer_on_the_local_socket_is_not_disturbed_by_a_signaling_restart(
     assert_eq!(received.bytes, total);
     assert_eq!(hash_file(&out.path().join("photos.zip")), hash_file(&file));
     let last = *send_status.borrow();
-    assert_eq!(last.class, Some(ConnectionClass::Local));
+    assert_eq!(last.class, Some(better));
     assert_eq!(last.progress.bytes_done, total);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_on_the_local_socket_is_not_disturbed_by_a_signaling_restart() {
+    undisturbed(local_socket, ConnectionClass::Local, 64 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_on_webrtc_is_not_disturbed_by_a_signaling_restart() {
+    undisturbed(webrtc, ConnectionClass::WebRtcDirect, 16 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_after_the_give_up_time() {
+    let store = tempfile::tempdir().unwrap();
+    let mut server = tokio::task::spawn_blocking({
+        let data = store.path().to_path_buf();
+        move || Server::start(free_port(), &data)
+    })
+    .await
+    .unwrap();
+    let url = server.url();
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("backup.tar");
+    write_noise(&file, 32 << 20, 43);
+    let give_up = Duration::from_secs(2);
+    let link = |url: &str| {
+        let mut link = relay_only(url);
+        link.reconnect_give_up = give_up;
+        link
+    };
+    let mut options = SendOptions::new(link(&url));
+    options.chunk_size = 256 << 10;
+    let (code, sending) = send(vec![file.clone()], options).await.unwrap();
+    let receiving = receive(code, link(&url), accepting(out.path())).await.unwrap();
+    let mut receive_status = receiving.status.clone();
+    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+
+    wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let killed = Instant::now();
+    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
+    let ended_after = killed.elapsed();
+    let sent = sent.err().expect("the sender finished without the server");
+    let received = received.err().expect("the receiver finished without the server");
+    for (side, err) in [("sender", sent), ("receiver", received)] {
+        assert!(matches!(err, Error::Transfer(TransferError::SignalingLost { .. })), "{side}: {err}");
+    }
+    eprintln!("both ended {ended_after:?} after the kill");
+    assert!(ended_after < give_up + Duration::from_secs(10), "ended {ended_after:?} after the kill");
 }
