@@ -76,10 +76,11 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// SIGKILL, then a new process on the same port and store.
-    async fn kill_and_restart(mut self) -> (Server, Instant) {
+    /// SIGKILL, then after `down` a new process on the same port and store.
+    async fn kill_and_restart(mut self, down: Duration) -> (Server, Instant) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        tokio::time::sleep(down).await;
         let (port, data) = (self.port, self.data.clone());
         let started = tokio::task::spawn_blocking(move || Server::start(port, &data)).await.unwrap();
         (started, Instant::now())
@@ -130,6 +131,17 @@ async fn wait_status(status: &mut watch::Receiver<Status>, check: impl Fn(&Statu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_transfer_resumes_within_seconds_when_the_signaling_server_restarts() {
+    resumes_on_a_new_relay_after_a_restart(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_transfer_resumes_when_the_signaling_server_comes_back_after_three_seconds() {
+    resumes_on_a_new_relay_after_a_restart(Duration::from_secs(3)).await;
+}
+
+/// Sends 32 MiB on the relay, kills the server after 4 MiB, starts it again after
+/// `down`; checks that bytes move again within seconds and nothing verified is resent.
+async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
@@ -154,7 +166,7 @@ async fn a_relay_transfer_resumes_within_seconds_when_the_signaling_server_resta
     let before = wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
     assert_eq!(before.class, Some(ConnectionClass::ServerRelay));
     let killed_at = Instant::now();
-    let (server, restarted) = server.kill_and_restart().await;
+    let (server, restarted) = server.kill_and_restart(down).await;
     let verified = receive_status.borrow().progress.bytes_done;
     assert!(verified < total, "the transfer ended before the server was killed: make it larger");
     eprintln!("killed at {before:?} verified; restarted {:?} after the kill", restarted - killed_at);
@@ -219,7 +231,7 @@ async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass
     let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
 
     let moved = wait_status(&mut receive_status, |s| s.class == Some(better)).await;
-    let (server, _) = server.kill_and_restart().await;
+    let (server, _) = server.kill_and_restart(Duration::ZERO).await;
     let verified = receive_status.borrow().progress.bytes_done;
     assert!(verified < total, "the transfer ended before the server was killed: make it larger");
     eprintln!("killed at {moved:?}");
