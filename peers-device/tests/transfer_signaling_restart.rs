@@ -33,6 +33,10 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The most time from the server listening again to bytes verified again on the relay.
 const FLOWING_AGAIN_WITHIN: Duration = Duration::from_secs(10);
 
+/// More time for a blink under one side only: the sender may see the receiver offline
+/// and wait for it to come back (at most 10 s).
+const PEER_RETURN_SLACK: Duration = Duration::from_secs(10);
+
 /// The `peers-signaling` binary next to this test's directory.
 fn signaling_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
@@ -91,6 +95,49 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on loopback to `upstream`, whose connections [`cut`](Proxy::cut) ends
+/// (a network blink under one side's signaling connection, the server untouched).
+struct Proxy {
+    port: u16,
+    cut: watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cuts) = watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, task }
+    }
+
+    /// Ends every connection through the proxy now (new ones go through).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -290,11 +337,59 @@ async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_
     let killed = Instant::now();
     let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
     let ended_after = killed.elapsed();
-    let sent = sent.err().expect("the sender finished without the server");
-    let received = received.err().expect("the receiver finished without the server");
+    let sent = sent.expect_err("the sender finished without the server");
+    let received = received.expect_err("the receiver finished without the server");
     for (side, err) in [("sender", sent), ("receiver", received)] {
         assert!(matches!(err, Error::Transfer(TransferError::SignalingLost { .. })), "{side}: {err}");
     }
     eprintln!("both ended {ended_after:?} after the kill");
     assert!(ended_after < give_up + Duration::from_secs(10), "ended {ended_after:?} after the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_transfer_resumes_when_only_the_receivers_signaling_connection_blinks() {
+    let store = tempfile::tempdir().unwrap();
+    let server = tokio::task::spawn_blocking({
+        let data = store.path().to_path_buf();
+        move || Server::start(free_port(), &data)
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(server.port).await;
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("backup.tar");
+    let total = 32u64 << 20;
+    write_noise(&file, total as usize, 44);
+    let mut options = SendOptions::new(relay_only(&server.url()));
+    options.chunk_size = 256 << 10;
+    options.rejoin_wait = Duration::ZERO;
+    let (code, sending) = send(vec![file.clone()], options).await.unwrap();
+    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let receiving = receive(code, relay_only(&through_proxy), accepting(out.path())).await.unwrap();
+    let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
+    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+
+    wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
+    proxy.cut();
+    let cut = Instant::now();
+    let verified = receive_status.borrow().progress.bytes_done;
+    assert!(verified < total, "the transfer ended before the cut: make it larger");
+    let flowing = tokio::time::timeout(
+        FLOWING_AGAIN_WITHIN + PEER_RETURN_SLACK,
+        receive_status.wait_for(|s| s.progress.bytes_done > verified || s.progress.bytes_done == total),
+    )
+    .await
+    .is_ok_and(|seen| seen.is_ok());
+    assert!(flowing, "no byte verified within seconds of the blink: {:?}", *receive_status.borrow());
+    eprintln!("bytes verified again {:?} after the blink", cut.elapsed());
+
+    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
+    sent.unwrap_or_else(|e| panic!("sender: {e}"));
+    let received = received.unwrap_or_else(|e| panic!("receiver: {e}"));
+    assert_eq!(received.bytes, total);
+    assert_eq!(hash_file(&out.path().join("backup.tar")), hash_file(&file));
+    let last = send_status.borrow().progress;
+    assert!(last.bytes_resumed >= verified, "verified {verified} before the blink, resumed from {last:?}");
+    drop(server);
 }

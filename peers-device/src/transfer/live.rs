@@ -79,7 +79,7 @@ use super::pake::CodeRole;
 use super::paths::{Change, Local, LocalListener, Paths, Side, class_of, webrtc_endpoint};
 use super::reconnect::Signaling;
 pub use super::recovery::MAX_RELAY_HOPS;
-use super::recovery::{Break, BreakStep, after_break, receiver_gone, receiver_reopens};
+use super::recovery::{Break, BreakStep, after_break, peer_return_wait, receiver_gone, receiver_reopens};
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
@@ -89,6 +89,9 @@ use crate::{Error, Result};
 /// Most times a sender waits for its receiver to come back with the same code
 /// (the server allows 16 reopenings of a session).
 pub const MAX_REJOINS: u32 = 8;
+
+/// How often a sender asks for its receiver's presence while it waits for it to return.
+const PRESENCE_POLL: Duration = Duration::from_millis(500);
 
 /// How long the side that answered last (a receiver that stored everything, a joiner
 /// that has the groups) waits for the other to close: its answer may still be on the way.
@@ -419,6 +422,7 @@ impl Sender {
             let (progress_tx, progress_rx) = watch::channel(TransferProgress::default());
             let (pause_tx, pause) = watch::channel(false);
             let mut better = None;
+            let last_moved = Mutex::new(tokio::time::Instant::now());
             let sent = tokio::select! {
                 sent = async {
                     let send = exchange::send_until(&conn, scanned, self.options.answer_timeout, &progress_tx, &pause);
@@ -435,7 +439,8 @@ impl Sender {
                         }
                     }
                 } => sent,
-                stalled = follow(progress_rx, &self.status, link.stall_timeout) => Err(stalled.into()),
+                stalled = follow(progress_rx.clone(), &self.status, link.stall_timeout) => Err(stalled.into()),
+                never = note_moves(progress_rx, &last_moved) => match never {},
             };
             let after = *progress_tx.borrow();
             self.status.send_modify(|s| s.progress = after);
@@ -472,7 +477,9 @@ impl Sender {
                             info!(%err, hop = hops, done = after.bytes_done, "the signaling connection dropped; resuming on a new relay once registered again");
                             conn = self.new_relay(paths, receiver).await.map_err(|e| relay_failed(e, &err))?;
                         }
-                        (BreakStep::NewRelayIfOnline, _) if self.is_online(receiver).await => {
+                        (BreakStep::NewRelayIfOnline, _)
+                            if self.is_online(receiver, peer_return_wait(silent_since(&last_moved))).await =>
+                        {
                             hops += 1;
                             info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
                             conn = self.new_relay(paths, receiver).await.map_err(|e| relay_failed(e, &err))?;
@@ -493,17 +500,26 @@ impl Sender {
         paths.active_within(wait).await.ok_or_else(|| Error::NotConnected(*receiver))
     }
 
-    /// Whether the signaling server has `device` online (a receiver whose process
-    /// died is not: no new relay is tried, and the sender waits for it to come back).
-    async fn is_online(&self, device: &DeviceId) -> bool {
-        let presence = async {
-            Ok::<_, Error>(self.signaling.client().await?.subscribe_presence(std::slice::from_ref(device)).await?)
-        };
-        match presence.await {
-            Ok(online) => online.contains(device),
-            Err(err) => {
-                debug!(%err, "presence unknown; trying a new relay");
-                true
+    /// Whether the signaling server has `device` online, or again within `wait`
+    /// (a receiver whose signaling connection blinked registers again; one whose
+    /// process died does not: no new relay is tried, and the sender waits for it to
+    /// come back with the code). Asks every 500 ms.
+    async fn is_online(&self, device: &DeviceId, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let presence = async {
+                Ok::<_, Error>(self.signaling.client().await?.subscribe_presence(std::slice::from_ref(device)).await?)
+            };
+            match presence.await {
+                Ok(online) if online.contains(device) => return true,
+                Ok(_) if tokio::time::Instant::now() + PRESENCE_POLL < deadline => {
+                    tokio::time::sleep(PRESENCE_POLL).await;
+                }
+                Ok(_) => return false,
+                Err(err) => {
+                    debug!(%err, "presence unknown; trying a new relay");
+                    return true;
+                }
             }
         }
     }
@@ -705,6 +721,22 @@ impl Receiver {
             }
         }
     }
+}
+
+/// Records in `last` when `progress` last changed; never ends.
+async fn note_moves(
+    mut progress: watch::Receiver<TransferProgress>,
+    last: &Mutex<tokio::time::Instant>,
+) -> std::convert::Infallible {
+    while progress.changed().await.is_ok() {
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+    }
+    std::future::pending().await
+}
+
+/// How long since `last` (a time [`note_moves`] keeps).
+fn silent_since(last: &Mutex<tokio::time::Instant>) -> Duration {
+    last.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
 }
 
 /// Why `conn` closed, if it did (a write that failed may see the closed socket before

@@ -11,12 +11,18 @@
 //!                                                              (presence right after a server
 //!                                                              restart says nothing: no check)
 //!   a path failure, bytes moved since the last hop, hops < MAX → NewRelayIfOnline: presence
-//!                                                              says online → a new relay
+//!                                                              says online, or online again
+//!                                                              within PEER_RETURN_WAIT (its
+//!                                                              signaling blinked; minus the
+//!                                                              silence before the break)
+//!                                                              → a new relay
 //!   anything else                                            → Gone
 //! receiver, its last connection closed:
 //!   a path failure, bytes verified since the last hop or the signaling connection
 //!   dropped since then, hops < MAX_RELAY_HOPS → a new relay (once registered again)
 //! ```
+
+use std::time::Duration;
 
 use peers_sdk::socket::ClosedBy;
 use peers_sdk::{CloseCode, CloseReason};
@@ -29,6 +35,20 @@ use crate::Error;
 /// by the server's defaults; a signaling server's restart costs one). Moves to a better
 /// path do not count.
 pub const MAX_RELAY_HOPS: u32 = 64;
+
+/// How long a sender whose receiver's presence says offline after a break waits for it
+/// to come back online before taking it as gone: a receiver whose own signaling
+/// connection blinked registers again within seconds and opens a new relay (as
+/// peers-js's `PEER_RETURN_WAIT_MS`).
+pub(super) const PEER_RETURN_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the sender waits for its receiver to come back online after a break, when
+/// nothing moved for `silent` before it: what is left of [`PEER_RETURN_WAIT`] (a path
+/// closed as dead after 10 s of silence gave the receiver that time already, so a
+/// killed receiver is waited for with the code at once).
+pub(super) fn peer_return_wait(silent: Duration) -> Duration {
+    PEER_RETURN_WAIT.saturating_sub(silent)
+}
 
 /// A broken connection under the sender, as [`after_break`] weighs it.
 #[derive(Debug, Clone)]
@@ -156,6 +176,14 @@ mod tests {
         assert!(!receiver_reopens(&failed, false, 1, false));
         assert!(!receiver_reopens(&failed, true, MAX_RELAY_HOPS, true));
         assert!(!receiver_reopens(&reason(CloseCode::Normal, ClosedBy::Remote), true, 0, true));
+    }
+
+    #[test]
+    fn a_receiver_gone_silent_is_not_waited_for_again() {
+        assert_eq!(peer_return_wait(Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(peer_return_wait(Duration::from_secs(30)), Duration::ZERO);
+        assert_eq!(peer_return_wait(Duration::from_secs(3)), Duration::from_secs(7));
+        assert_eq!(peer_return_wait(Duration::ZERO), PEER_RETURN_WAIT);
     }
 
     #[test]
