@@ -8,6 +8,8 @@
 //!   seconds of the restart; the file arrives intact and verified bytes are not sent again.
 //! - On the receiver's local socket or on WebRTC nothing goes through the server: the
 //!   transfer is not disturbed.
+//! - One side's signaling connection blinking (a proxy cut, the server up) costs the
+//!   same: that side registers again, and the other waits for it to come back online.
 //! - A server that does not come back fails both sides with a typed error once the
 //!   stated give-up time has passed.
 //!
@@ -348,6 +350,25 @@ async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_transfer_resumes_when_only_the_receivers_signaling_connection_blinks() {
+    resumes_after_a_blink(Blink::Receiver).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_transfer_resumes_when_only_the_senders_signaling_connection_blinks() {
+    resumes_after_a_blink(Blink::Sender).await;
+}
+
+/// Whose signaling connection goes through the proxy that is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blink {
+    Sender,
+    Receiver,
+}
+
+/// Sends 32 MiB on the relay with one side's signaling connection through a proxy, cuts
+/// it after 4 MiB (the server stays up), and checks that the transfer resumes within
+/// seconds and arrives intact.
+async fn resumes_after_a_blink(blink: Blink) {
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
@@ -361,12 +382,13 @@ async fn a_relay_transfer_resumes_when_only_the_receivers_signaling_connection_b
     let file = src.path().join("backup.tar");
     let total = 32u64 << 20;
     write_noise(&file, total as usize, 44);
-    let mut options = SendOptions::new(relay_only(&server.url()));
+    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
+    let url = |side| if side == blink { through_proxy.clone() } else { server.url() };
+    let mut options = SendOptions::new(relay_only(&url(Blink::Sender)));
     options.chunk_size = 256 << 10;
     options.rejoin_wait = Duration::ZERO;
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
-    let through_proxy = format!("http://127.0.0.1:{}", proxy.port);
-    let receiving = receive(code, relay_only(&through_proxy), accepting(out.path())).await.unwrap();
+    let receiving = receive(code, relay_only(&url(Blink::Receiver)), accepting(out.path())).await.unwrap();
     let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
     let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
 
@@ -382,7 +404,7 @@ async fn a_relay_transfer_resumes_when_only_the_receivers_signaling_connection_b
     .await
     .is_ok_and(|seen| seen.is_ok());
     assert!(flowing, "no byte verified within seconds of the blink: {:?}", *receive_status.borrow());
-    eprintln!("bytes verified again {:?} after the blink", cut.elapsed());
+    eprintln!("bytes verified again {:?} after the {blink:?}'s blink", cut.elapsed());
 
     let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
     sent.unwrap_or_else(|e| panic!("sender: {e}"));
