@@ -1,7 +1,9 @@
 //! `peers send` and `peers receive` as real processes against a real signaling server
 //! on loopback, with `--json`: a directory arrives with every file intact; a wrong code
 //! fails both and burns the code; a receiver killed mid-way resumes by running the
-//! same code again, and does not leave the sender hanging when it does not.
+//! same code again, and does not leave the sender hanging when it does not; a transfer
+//! on the relay goes on when the signaling server (a `peers-signaling` process) is
+//! killed and started again.
 
 mod common;
 
@@ -12,7 +14,9 @@ use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{Peers, command, receive_args, with_server, wrong_code};
-use common::files::{hashes, noise};
+use common::daemons::free_port;
+use common::files::{hashes, noise, write_noise};
+use common::signaling::SignalingProcess;
 use serde_json::Value;
 
 fn spawn(args: &[&str]) -> Peers {
@@ -400,4 +404,47 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert!(staging(out.path()).is_empty());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
+    tokio::task::spawn_blocking(|| {
+        let store = tempfile::tempdir().unwrap();
+        let server = SignalingProcess::start(free_port(), store.path());
+        let url = server.url();
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        write_noise(&file, 64 << 20, 17);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
+        let mut receiver = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
+        let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
+        let mut verified = 0;
+        let mut line = String::new();
+        while verified < 4 << 20 {
+            line.clear();
+            assert!(receiver_out.read_line(&mut line).unwrap() > 0, "the receiver ended early");
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_ne!(event["event"], "done", "the receiver finished before the server was killed");
+            verified = verified.max(event["bytes_done"].as_u64().unwrap_or(0));
+        }
+        // SIGKILL and a new process on the same port and store.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (server, restarted) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+
+        let (received, events) = receiver.finish(Some(receiver_out), LIMIT);
+        assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        eprintln!("both done {:?} after the restart", restarted.elapsed());
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        assert_eq!(last_event(&events)["event"], "done", "{events:?}");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        // The sender's last attempt resumed after what the receiver had verified.
+        let resumed = sender_events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        drop(server);
+    })
+    .await
+    .unwrap();
 }

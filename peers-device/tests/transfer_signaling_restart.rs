@@ -14,17 +14,17 @@
 //!   stated give-up time has passed.
 //!
 //! The `peers-signaling` binary must be built into the same target directory
-//! (`cargo build -p peers-signaling --features bin --bin peers-signaling`).
+//! (`common::signaling`).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::daemons::free_port;
 use common::files::{hash_file, write_noise};
+use common::signaling::{Proxy, SignalingProcess};
 use peers_device::transfer::{LinkOptions, ReceiveOptions, SendOptions, Status, TransferError, receive, send};
 use peers_device::{ConnectionClass, Error};
 use peers_transport_webrtc::WebRtcConfig;
@@ -38,114 +38,6 @@ const FLOWING_AGAIN_WITHIN: Duration = Duration::from_secs(10);
 /// More time for a blink under one side only: the sender may see the receiver offline
 /// and wait for it to come back (at most 10 s).
 const PEER_RETURN_SLACK: Duration = Duration::from_secs(10);
-
-/// The `peers-signaling` binary next to this test's directory.
-fn signaling_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
-    let path = dir.join("peers-signaling");
-    assert!(path.exists(), "{} is missing: cargo build -p peers-signaling --features bin", path.display());
-    path
-}
-
-/// A `peers-signaling` process on `port` with its store in `data`, killed when dropped.
-struct Server {
-    child: Child,
-    // Kept open: the server's later lines on stdout must not meet a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-    port: u16,
-    data: PathBuf,
-}
-
-impl Server {
-    /// Starts the server and waits until it listens.
-    fn start(port: u16, data: &Path) -> Server {
-        let mut child = Command::new(signaling_bin())
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.starts_with("listening on"), "peers-signaling said {line:?}");
-        Server { child, _stdout: stdout, port, data: data.to_path_buf() }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL, then after `down` a new process on the same port and store.
-    async fn kill_and_restart(mut self, down: Duration) -> (Server, Instant) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        tokio::time::sleep(down).await;
-        let (port, data) = (self.port, self.data.clone());
-        let started = tokio::task::spawn_blocking(move || Server::start(port, &data)).await.unwrap();
-        (started, Instant::now())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A TCP proxy on loopback to `upstream`, whose connections [`cut`](Proxy::cut) ends
-/// (a network blink under one side's signaling connection, the server untouched).
-struct Proxy {
-    port: u16,
-    cut: watch::Sender<u64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (cut, cuts) = watch::channel(0u64);
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut cuts = cuts.clone();
-                cuts.borrow_and_update();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy { port, cut, task }
-    }
-
-    /// Ends every connection through the proxy now (new ones go through).
-    fn cut(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn accepting(out: &Path) -> ReceiveOptions {
     ReceiveOptions { out_dir: out.to_path_buf(), decide: Arc::new(|_| Box::pin(async { true })) }
@@ -194,7 +86,7 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
-        move || Server::start(free_port(), &data)
+        move || SignalingProcess::start(free_port(), &data)
     })
     .await
     .unwrap();
@@ -263,7 +155,7 @@ async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
-        move || Server::start(free_port(), &data)
+        move || SignalingProcess::start(free_port(), &data)
     })
     .await
     .unwrap();
@@ -311,7 +203,7 @@ async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_
     let store = tempfile::tempdir().unwrap();
     let mut server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
-        move || Server::start(free_port(), &data)
+        move || SignalingProcess::start(free_port(), &data)
     })
     .await
     .unwrap();
@@ -372,7 +264,7 @@ async fn resumes_after_a_blink(blink: Blink) {
     let store = tempfile::tempdir().unwrap();
     let server = tokio::task::spawn_blocking({
         let data = store.path().to_path_buf();
-        move || Server::start(free_port(), &data)
+        move || SignalingProcess::start(free_port(), &data)
     })
     .await
     .unwrap();
