@@ -448,3 +448,44 @@ async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_rerun_moves_to_webrtc() {
+    tokio::task::spawn_blocking(|| {
+        let store = tempfile::tempdir().unwrap();
+        let server = SignalingProcess::start(free_port(), store.path());
+        let url = server.url();
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        write_noise(&file, 64 << 20, 19);
+        // The receiver killed on the relay; the sender (WebRTC on) waits for it.
+        let (sender, mut sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
+        wait_for_return(&mut sender_out);
+        // The server dies and comes back (the code's session is in its store).
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        // The sender registers again within a second (its first attempt is within 250 ms
+        // of the drop). A join in that gap is not told to it: the server tells a session's
+        // changes only to a registered party (a known limit, docs/protocol.md §9.5).
+        std::thread::sleep(Duration::from_secs(2));
+
+        // The same command again: it meets the sender through its new registration, and
+        // moves to WebRTC, signaled through it too.
+        let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "loopback", &url));
+        let (received, events) = again.finish(None, LIMIT * 2);
+        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
+        let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(moves[0]["to"].as_str(), Some("webrtc-direct"), "{moves:?}");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        drop(server);
+    })
+    .await
+    .unwrap();
+}

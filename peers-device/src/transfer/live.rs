@@ -299,8 +299,8 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let webrtc = webrtc_endpoint(&client, &options.link);
     let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link);
+    let webrtc = webrtc_endpoint(&signaling, &options.link);
     let sender =
         Sender { signaling, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
@@ -623,7 +623,7 @@ impl Receiver {
             on_each.expose(conn);
         };
         let drain = DEFAULT_ANSWER_TIMEOUT;
-        let webrtc = webrtc_endpoint(signaling.first(), link);
+        let webrtc = webrtc_endpoint(signaling, link);
         let keys = self.keys.clone();
         let mut paths = Paths::start(Side::Receiver, keys, &peer, webrtc, local, drain, relay, setup).await?;
         let result = until_cancelled(&self.cancelled, self.receive(&mut paths, signaling, &handlers, &declined)).await;

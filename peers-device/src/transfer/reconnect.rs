@@ -16,15 +16,17 @@
 //! session of the code lives in the server's store and survives a restart with it. The
 //! events of every registration (sessions joined, closed...) come out of one channel;
 //! the drop of one registration is not an event (giving up is, as
-//! [`ClientEvent::Closed`]). WebRTC signaling stays on the first registration: a WebRTC
-//! connection already up is not disturbed, but no new one is dialed after a drop.
+//! [`ClientEvent::Closed`]). So do the WebRTC signals of every registration, for the
+//! transfer's one WebRTC endpoint ([`Signaling::webrtc_signaling`]): a WebRTC
+//! connection already up is not disturbed, and new ones are signaled once registered
+//! again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use peers_sdk::DeviceKeys;
-use peers_signaling::{ClientEvent, SignalingClient};
+use peers_signaling::{ClientEvent, DeliveredSignal, SignalingClient};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -33,7 +35,9 @@ use super::TransferError;
 use super::live::LinkOptions;
 use super::meeting::register;
 use crate::Result;
-use crate::transports::signaling_link::unit as jitter_unit;
+use crate::manager::LinkState;
+use crate::transports::ServerSignaling;
+use crate::transports::signaling_link::{Current, unit as jitter_unit};
 
 /// The registration now.
 #[derive(Clone, Default)]
@@ -55,6 +59,11 @@ pub(super) struct Signaling {
     first: SignalingClient,
     /// The longest [`client`](Self::client) waits: the give-up time and one attempt.
     wait: Duration,
+    /// The registered client and its state, for WebRTC signaling.
+    current: Current,
+    link_state: watch::Receiver<LinkState>,
+    /// The WebRTC signals of every registration, until WebRTC signaling takes them.
+    signals: Arc<std::sync::Mutex<Option<mpsc::Receiver<DeliveredSignal>>>>,
 }
 
 impl Signaling {
@@ -77,16 +86,39 @@ impl Signaling {
         let (state_tx, state) =
             watch::channel(Registration { client: Some(client.clone()), ..Registration::default() });
         let closing = Arc::new(AtomicBool::new(false));
-        let supervisor =
-            Supervisor { state: state_tx, keys, link: link.clone(), events: events_tx, closing: closing.clone() };
+        let current: Current = Arc::new(std::sync::RwLock::new(Some(client.clone())));
+        let (link_state_tx, link_state) = watch::channel(LinkState::Registered);
+        let (signals_tx, signals) = mpsc::channel(link.client.incoming_capacity.max(1));
+        let supervisor = Supervisor {
+            state: state_tx,
+            current: current.clone(),
+            link_state: link_state_tx,
+            keys,
+            link: link.clone(),
+            events: events_tx,
+            signals: signals_tx,
+            closing: closing.clone(),
+        };
         let task = tokio::spawn(supervisor.run(client.clone(), events));
         let wait = link.reconnect_give_up.saturating_add(link.client.connect_timeout);
-        (Signaling { state, closing, supervisor: Arc::new(task), first: client, wait }, events_rx)
+        let signals = Arc::new(std::sync::Mutex::new(Some(signals)));
+        let signaling =
+            Signaling { state, closing, supervisor: Arc::new(task), first: client, wait, current, link_state, signals };
+        (signaling, events_rx)
     }
 
-    /// The first registration's client (for what stays on it: WebRTC signaling).
+    /// The first registration's client.
     pub(super) fn first(&self) -> &SignalingClient {
         &self.first
+    }
+
+    /// WebRTC signaling over every registration (signals made while registering again
+    /// wait for it, as on the device's link), sent with `ttl`; `None` after the first
+    /// call.
+    pub(super) fn webrtc_signaling(&self, ttl: Duration) -> Option<ServerSignaling> {
+        let incoming = self.signals.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let (device, current, state) = (*self.first.device_id(), self.current.clone(), self.link_state.clone());
+        Some(ServerSignaling::over_registration(device, current, state, incoming, ttl))
     }
 
     /// Times the connection dropped so far.
@@ -146,9 +178,12 @@ impl Signaling {
 /// The task that registers again.
 struct Supervisor {
     state: watch::Sender<Registration>,
+    current: Current,
+    link_state: watch::Sender<LinkState>,
     keys: Arc<DeviceKeys>,
     link: LinkOptions,
     events: Option<mpsc::Sender<ClientEvent>>,
+    signals: mpsc::Sender<DeliveredSignal>,
     closing: Arc<AtomicBool>,
 }
 
@@ -156,17 +191,15 @@ impl Supervisor {
     async fn run(self, mut client: SignalingClient, events: Option<mpsc::Receiver<ClientEvent>>) {
         let mut backoff = self.link.reconnect.backoff();
         backoff.on_connected(Instant::now());
-        let mut _forwarding = Forwarding(events.map(|events| self.forward(events)));
+        let mut _forwarding = self.forwarding(&client, events);
         loop {
             let why = client.closed().await;
             if self.closing.load(Ordering::SeqCst) {
                 return;
             }
             let since = Instant::now();
-            self.state.send_modify(|r| {
-                r.client = None;
-                r.drops += 1;
-            });
+            self.publish(None, LinkState::Disconnected(why.clone()));
+            self.state.send_modify(|r| r.drops += 1);
             info!(%why, "the signaling connection dropped; registering again");
             let mut at = backoff.on_closed(since, jitter_unit());
             let mut last = why;
@@ -176,8 +209,9 @@ impl Supervisor {
                     warn!(?after, %last, "not registered again with the signaling server: giving up");
                     let reason = format!("not registered again within {after:?}: {last}");
                     if let Some(events) = &self.events {
-                        let _ = events.try_send(ClientEvent::Closed { reason });
+                        let _ = events.try_send(ClientEvent::Closed { reason: reason.clone() });
                     }
+                    self.link_state.send_replace(LinkState::Disconnected(reason.clone()));
                     self.state.send_modify(|r| r.gave_up = Some((after, last)));
                     return;
                 }
@@ -196,10 +230,34 @@ impl Supervisor {
                 return;
             }
             backoff.on_connected(Instant::now());
-            _forwarding = Forwarding(client.events().map(|events| self.forward(events)));
+            let events = client.events();
+            _forwarding = self.forwarding(&client, events);
             info!(down = ?since.elapsed(), "registered again with the signaling server");
-            self.state.send_modify(|r| r.client = Some(client.clone()));
+            self.publish(Some(client.clone()), LinkState::Registered);
         }
+    }
+
+    /// The registered client now (`None` while down) and its state.
+    fn publish(&self, client: Option<SignalingClient>, state: LinkState) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = client.clone();
+        self.state.send_modify(|r| r.client = client);
+        self.link_state.send_replace(state);
+    }
+
+    /// Passes on `client`'s WebRTC signals and `events` (its events).
+    fn forwarding(&self, client: &SignalingClient, events: Option<mpsc::Receiver<ClientEvent>>) -> Forwarding {
+        let events = events.map(|events| self.forward(events));
+        let signals = client.incoming().map(|mut incoming| {
+            let out = self.signals.clone();
+            tokio::spawn(async move {
+                while let Some(signal) = incoming.recv().await {
+                    if out.try_send(signal).is_err() {
+                        debug!("transfer WebRTC signals full (or WebRTC off): one dropped");
+                    }
+                }
+            })
+        });
+        Forwarding(events.into_iter().chain(signals).collect())
     }
 
     /// Passes one registration's events on, but its own close (the supervisor's business).
@@ -219,13 +277,13 @@ impl Supervisor {
     }
 }
 
-/// The task forwarding one registration's events, ended when replaced or dropped
+/// The tasks forwarding one registration's events and signals, ended when replaced or dropped
 /// (with the supervisor).
-struct Forwarding(Option<JoinHandle<()>>);
+struct Forwarding(Vec<JoinHandle<()>>);
 
 impl Drop for Forwarding {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
+        for task in &self.0 {
             task.abort();
         }
     }
