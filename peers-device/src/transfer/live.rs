@@ -45,8 +45,12 @@
 //! restart it says nothing), and the code's session survives in the server's store. A
 //! transfer on WebRTC or the local socket is not disturbed. A side not registered again
 //! within [`LinkOptions::reconnect_give_up`] (60 s) fails with
-//! [`TransferError::SignalingLost`] when it needs the server. WebRTC signaling stays on
-//! the first registration: after a drop no new WebRTC path is dialed.
+//! [`TransferError::SignalingLost`] when it needs the server. WebRTC is signaled over
+//! whichever registration is up. A receiver that joins the code's session in the moment
+//! between the server's start and the sender's registration (under 2 s) is not told to
+//! the sender (the server tells session changes to registered parties only): its relay
+//! wait (30 s) fails and its close of the session ends the sender too; a new code then
+//! resumes from the receiver's staged data.
 //!
 //! A receiver that vanishes (its process killed: its relay ends, or its WebRTC
 //! connection goes silent for 10 s, and the server has it offline; or nothing moves
