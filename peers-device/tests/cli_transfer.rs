@@ -1,7 +1,9 @@
 //! `peers send` and `peers receive` as real processes against a real signaling server
 //! on loopback, with `--json`: a directory arrives with every file intact; a wrong code
 //! fails both and burns the code; a receiver killed mid-way resumes by running the
-//! same code again, and does not leave the sender hanging when it does not.
+//! same code again, and does not leave the sender hanging when it does not; a transfer
+//! on the relay goes on when the signaling server (a `peers-signaling` process) is
+//! killed and started again.
 
 mod common;
 
@@ -12,7 +14,9 @@ use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{Peers, command, receive_args, with_server, wrong_code};
-use common::files::{hashes, noise};
+use common::daemons::free_port;
+use common::files::{hashes, noise, write_noise};
+use common::signaling::SignalingProcess;
 use serde_json::Value;
 
 fn spawn(args: &[&str]) -> Peers {
@@ -400,4 +404,88 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert!(staging(out.path()).is_empty());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
+    tokio::task::spawn_blocking(|| {
+        let store = tempfile::tempdir().unwrap();
+        let server = SignalingProcess::start(free_port(), store.path());
+        let url = server.url();
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        write_noise(&file, 64 << 20, 17);
+        let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
+        let mut receiver = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
+        let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
+        let mut verified = 0;
+        let mut line = String::new();
+        while verified < 4 << 20 {
+            line.clear();
+            assert!(receiver_out.read_line(&mut line).unwrap() > 0, "the receiver ended early");
+            let event: Value = serde_json::from_str(&line).unwrap();
+            assert_ne!(event["event"], "done", "the receiver finished before the server was killed");
+            verified = verified.max(event["bytes_done"].as_u64().unwrap_or(0));
+        }
+        // SIGKILL and a new process on the same port and store.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (server, restarted) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+
+        let (received, events) = receiver.finish(Some(receiver_out), LIMIT);
+        assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        eprintln!("both done {:?} after the restart", restarted.elapsed());
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        assert_eq!(last_event(&events)["event"], "done", "{events:?}");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        // The sender's last attempt resumed after what the receiver had verified.
+        let resumed = sender_events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        drop(server);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_rerun_moves_to_webrtc() {
+    tokio::task::spawn_blocking(|| {
+        let store = tempfile::tempdir().unwrap();
+        let server = SignalingProcess::start(free_port(), store.path());
+        let url = server.url();
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        write_noise(&file, 64 << 20, 19);
+        // The receiver killed on the relay; the sender (WebRTC on) waits for it.
+        let (sender, mut sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
+        wait_for_return(&mut sender_out);
+        // The server dies and comes back (the code's session is in its store).
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        // The sender registers again within a second (its first attempt is within 250 ms
+        // of the drop). A join in that gap is not told to it: the server tells a session's
+        // changes only to a registered party (a known limit, docs/protocol.md §9.5).
+        std::thread::sleep(Duration::from_secs(2));
+
+        // The same command again: it meets the sender through its new registration, and
+        // moves to WebRTC, signaled through it too.
+        let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "loopback", &url));
+        let (received, events) = again.finish(None, LIMIT * 2);
+        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
+        let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(moves[0]["to"].as_str(), Some("webrtc-direct"), "{moves:?}");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        drop(server);
+    })
+    .await
+    .unwrap();
 }

@@ -97,7 +97,7 @@ export function receiverReopens(reason: CloseReason, movedSinceHop: boolean, hop
  * How long a sender whose receiver's presence says offline after a break waits for it to
  * come back online before taking it as gone, ms: a receiver whose own signaling
  * connection blinked registers again within seconds (./reconnect.ts) and opens a new
- * relay. (The Rust sender checks presence once; its receiver does not reconnect.)
+ * relay. (The Rust sender waits the same, less the silence before the break.)
  */
 export const PEER_RETURN_WAIT_MS = 10_000;
 

@@ -35,7 +35,22 @@
 //! A relay that ends under the transfer (the server caps each relay's bytes and
 //! lifetime, 256 MiB and 10 minutes by default) is replaced: both sides open a new one,
 //! connect again pinned to the same confirmed device, and the transfer resumes from
-//! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times.
+//! the receiver's last verified chunk, at most [`MAX_RELAY_HOPS`] times (the rules:
+//! `recovery`).
+//!
+//! The signaling server restarting (or the network blinking under one side) costs
+//! seconds: each side's signaling connection registers again (`reconnect`:
+//! 250 ms first, 2 s cap, [`LinkOptions::reconnect`]), the relays that died with it are
+//! replaced as above once both are registered, with no presence check (right after a
+//! restart it says nothing), and the code's session survives in the server's store. A
+//! transfer on WebRTC or the local socket is not disturbed. A side not registered again
+//! within [`LinkOptions::reconnect_give_up`] (60 s) fails with
+//! [`TransferError::SignalingLost`] when it needs the server. WebRTC is signaled over
+//! whichever registration is up. A receiver that joins the code's session in the moment
+//! between the server's start and the sender's registration (under 2 s) is not told to
+//! the sender (the server tells session changes to registered parties only): its relay
+//! wait (30 s) fails and its close of the session ends the sender too; a new code then
+//! resumes from the receiver's staged data.
 //!
 //! A receiver that vanishes (its process killed: its relay ends, or its WebRTC
 //! connection goes silent for 10 s, and the server has it offline; or nothing moves
@@ -52,9 +67,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peers_sdk::socket::ClosedBy;
-use peers_sdk::{CloseCode, CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
-use peers_signaling::{ClientEvent, CreatedSession, SignalingClient, SignalingClientOptions};
+use peers_sdk::{CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
+use peers_signaling::{ClientEvent, CreatedSession, SignalingClientOptions};
 use peers_transport_webrtc::{WebRtcConfig, WebRtcEndpoint};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -67,19 +81,21 @@ use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
 use super::meeting::{CodeSession, ephemeral, meet, open_code, register, wait_for_join};
 use super::pake::CodeRole;
 use super::paths::{Change, Local, LocalListener, Paths, Side, class_of, webrtc_endpoint};
+use super::reconnect::Signaling;
+pub use super::recovery::MAX_RELAY_HOPS;
+use super::recovery::{Break, BreakStep, after_break, peer_return_wait, receiver_gone, receiver_reopens};
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
+use crate::transports::ReconnectOptions;
 use crate::{Error, Result};
-
-/// Most times one transfer goes on over another connection or a new relay after its
-/// connection broke (each relay carries at most 256 MiB and lives at most 10 minutes
-/// by the server's defaults). Moves to a better path do not count.
-pub const MAX_RELAY_HOPS: u32 = 64;
 
 /// Most times a sender waits for its receiver to come back with the same code
 /// (the server allows 16 reopenings of a session).
 pub const MAX_REJOINS: u32 = 8;
+
+/// How often a sender asks for its receiver's presence while it waits for it to return.
+const PRESENCE_POLL: Duration = Duration::from_millis(500);
 
 /// How long the side that answered last (a receiver that stored everything, a joiner
 /// that has the groups) waits for the other to close: its answer may still be on the way.
@@ -93,6 +109,13 @@ pub struct LinkOptions {
     pub signaling: Vec<String>,
     /// The signaling client's settings.
     pub client: SignalingClientOptions,
+    /// How the signaling client registers again after its connection dropped (the
+    /// server restarted): the device link's schedule. Default: 250 ms first, 2 s cap.
+    pub reconnect: ReconnectOptions,
+    /// A side not registered again within this time of a drop gives up, and the
+    /// transfer, if it needs the server, fails with [`TransferError::SignalingLost`].
+    /// Default: 60 s.
+    pub reconnect_give_up: Duration,
     /// How long to wait for the other device to open the relay. Default: 30 s.
     pub relay_wait: Duration,
     /// The PAKE must finish within this time. Default: 30 s.
@@ -118,6 +141,8 @@ impl LinkOptions {
         LinkOptions {
             signaling,
             client: SignalingClientOptions::default(),
+            reconnect: ReconnectOptions::default(),
+            reconnect_give_up: Duration::from_secs(60),
             relay_wait: Duration::from_secs(30),
             pake_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
@@ -278,12 +303,13 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let webrtc = webrtc_endpoint(&client, &options.link);
+    let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link);
+    let webrtc = webrtc_endpoint(&signaling, &options.link);
     let sender =
-        Sender { client, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
+        Sender { signaling, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         // `events` stays open until the end: later notices are read by nobody, not refused.
-        let mut events = events;
+        let Some(mut events) = events else { unreachable!("Signaling::start passes events on when given some") };
         let result = sender.run(&mut events, &scanned).await;
         sender.finish(&result).await;
         result
@@ -293,7 +319,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
 
 /// The sender's side once the code is out.
 struct Sender {
-    client: SignalingClient,
+    signaling: Signaling,
     created: CreatedSession,
     code: TransferCode,
     keys: Arc<DeviceKeys>,
@@ -322,8 +348,11 @@ impl Sender {
             }
             rejoins += 1;
             info!(err = %gone, rejoins, "the receiver is gone; waiting for it to use the code again");
-            let reopened = self.client.reopen_session(&self.created.transfer_id, &self.created.sender_token);
-            if let Err(refused) = until_cancelled(&self.cancelled, async { Ok(reopened.await?) }).await {
+            let reopened = async {
+                let client = self.signaling.client().await?;
+                Ok(client.reopen_session(&self.created.transfer_id, &self.created.sender_token).await?)
+            };
+            if let Err(refused) = until_cancelled(&self.cancelled, reopened).await {
                 let why = format!("the receiver is gone ({gone}) and the code cannot take it back: {refused}");
                 return Err(TransferError::Protocol(why).into());
             }
@@ -358,7 +387,8 @@ impl Sender {
                 }
             };
             set_stage(&self.status, Stage::Authenticating);
-            let (relay, peer) = meet(&self.client, &receiver, &self.code, CodeRole::Creator, &self.info, link).await?;
+            let client = self.signaling.client().await?;
+            let (relay, peer) = meet(&client, &receiver, &self.code, CodeRole::Creator, &self.info, link).await?;
             Ok((receiver, relay, peer))
         })
         .await
@@ -392,9 +422,11 @@ impl Sender {
         loop {
             set_connected(&self.status, class_of(&conn));
             let before = self.status.borrow().progress.bytes_done;
+            let drops = self.signaling.drops();
             let (progress_tx, progress_rx) = watch::channel(TransferProgress::default());
             let (pause_tx, pause) = watch::channel(false);
             let mut better = None;
+            let last_moved = Mutex::new(tokio::time::Instant::now());
             let sent = tokio::select! {
                 sent = async {
                     let send = exchange::send_until(&conn, scanned, self.options.answer_timeout, &progress_tx, &pause);
@@ -411,7 +443,8 @@ impl Sender {
                         }
                     }
                 } => sent,
-                stalled = follow(progress_rx, &self.status, link.stall_timeout) => Err(stalled.into()),
+                stalled = follow(progress_rx.clone(), &self.status, link.stall_timeout) => Err(stalled.into()),
+                never = note_moves(progress_rx, &last_moved) => match never {},
             };
             let after = *progress_tx.borrow();
             self.status.send_modify(|s| s.progress = after);
@@ -429,38 +462,68 @@ impl Sender {
                 Err(err) => {
                     let Some(reason) = closed_under(&conn).await else { return Err(err) };
                     let other = paths.active().filter(|c| c.session_id() != conn.session_id());
-                    if let Some(other) = other.filter(|_| hops < MAX_RELAY_HOPS) {
-                        hops += 1;
-                        info!(%err, to = class_of(&other).name(), "the path broke; going on over another");
-                        conn = other;
-                    } else if reason.by == ClosedBy::Remote && !path_failed(&reason) {
-                        let why = format!("the receiver closed the connection: {}", reason.message);
-                        return Err(TransferError::Protocol(why).into());
-                    } else if after.bytes_done > before
-                        && hops < MAX_RELAY_HOPS
-                        && path_failed(&reason)
-                        && self.is_online(receiver).await
-                    {
-                        hops += 1;
-                        info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
-                        paths.add_relay(self.client.open_relay(receiver, link.relay_wait).await?).await?;
-                        conn = paths.active_within(link.relay_wait).await.ok_or(err)?;
-                    } else {
-                        return Err(err);
+                    let signaling_dropped = self.signaling.dropped_since(drops);
+                    let moved = after.bytes_done > before;
+                    let step =
+                        after_break(&Break { reason: &reason, other: other.is_some(), hops, moved, signaling_dropped });
+                    match (step, other) {
+                        (BreakStep::Other, Some(other)) => {
+                            hops += 1;
+                            info!(%err, to = class_of(&other).name(), "the path broke; going on over another");
+                            conn = other;
+                        }
+                        (BreakStep::Answer, _) => {
+                            let why = format!("the receiver closed the connection: {}", reason.message);
+                            return Err(TransferError::Protocol(why).into());
+                        }
+                        (BreakStep::NewRelayAfterReconnect, _) => {
+                            hops += 1;
+                            info!(%err, hop = hops, done = after.bytes_done, "the signaling connection dropped; resuming on a new relay once registered again");
+                            conn = self.new_relay(paths, receiver).await.map_err(|e| relay_failed(e, &err))?;
+                        }
+                        (BreakStep::NewRelayIfOnline, _)
+                            if self.is_online(receiver, peer_return_wait(silent_since(&last_moved))).await =>
+                        {
+                            hops += 1;
+                            info!(%err, hop = hops, done = after.bytes_done, "the relay ended mid-way; resuming on a new one");
+                            conn = self.new_relay(paths, receiver).await.map_err(|e| relay_failed(e, &err))?;
+                        }
+                        _ => return Err(err),
                     }
                 }
             }
         }
     }
 
-    /// Whether the signaling server has `device` online (a receiver whose process
-    /// died is not: no new relay is tried, and the sender waits for it to come back).
-    async fn is_online(&self, device: &DeviceId) -> bool {
-        match self.client.subscribe_presence(std::slice::from_ref(device)).await {
-            Ok(online) => online.contains(device),
-            Err(err) => {
-                debug!(%err, "presence unknown; trying a new relay");
-                true
+    /// Opens a new relay to the receiver (once registered with the signaling server)
+    /// and waits for the connection on it.
+    async fn new_relay(&self, paths: &Paths, receiver: &DeviceId) -> Result<Connection> {
+        let wait = self.options.link.relay_wait;
+        let client = self.signaling.client().await?;
+        paths.add_relay(client.open_relay(receiver, wait).await?).await?;
+        paths.active_within(wait).await.ok_or_else(|| Error::NotConnected(*receiver))
+    }
+
+    /// Whether the signaling server has `device` online, or again within `wait`
+    /// (a receiver whose signaling connection blinked registers again; one whose
+    /// process died does not: no new relay is tried, and the sender waits for it to
+    /// come back with the code). Asks every 500 ms.
+    async fn is_online(&self, device: &DeviceId, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let presence = async {
+                Ok::<_, Error>(self.signaling.client().await?.subscribe_presence(std::slice::from_ref(device)).await?)
+            };
+            match presence.await {
+                Ok(online) if online.contains(device) => return true,
+                Ok(_) if tokio::time::Instant::now() + PRESENCE_POLL < deadline => {
+                    tokio::time::sleep(PRESENCE_POLL).await;
+                }
+                Ok(_) => return false,
+                Err(err) => {
+                    debug!(%err, "presence unknown; trying a new relay");
+                    return true;
+                }
             }
         }
     }
@@ -470,10 +533,15 @@ impl Sender {
         if let Err(err) = result {
             debug!(%err, "send failed");
         }
-        if let Err(err) = self.client.close_session(&self.created.transfer_id, &self.created.sender_token).await {
-            warn!(%err, "could not close the code's session");
+        match self.signaling.current() {
+            Some(client) => {
+                if let Err(err) = client.close_session(&self.created.transfer_id, &self.created.sender_token).await {
+                    warn!(%err, "could not close the code's session");
+                }
+            }
+            None => warn!("could not close the code's session: not registered with the signaling server"),
         }
-        self.client.close().await;
+        self.signaling.close().await;
     }
 }
 
@@ -496,14 +564,17 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
     let (cancel, cancelled) = Canceller::new();
+    let (signaling, _) = Signaling::start(client, None, keys.clone(), &link);
     let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         let local = local.map_or(Local::Off, Local::Listen);
-        let result = receiver.run(&client, options, local).await;
-        if let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await {
+        let result = receiver.run(&signaling, options, local).await;
+        if let Some(client) = signaling.current()
+            && let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await
+        {
             debug!(%err, "could not close the code's session (the sender may have closed it)");
         }
-        client.close().await;
+        signaling.close().await;
         result
     });
     Ok(ReceiveHandle { status, cancel, task })
@@ -521,7 +592,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(&self, client: &SignalingClient, mut options: ReceiveOptions, local: Local) -> Result<Received> {
+    async fn run(&self, signaling: &Signaling, mut options: ReceiveOptions, local: Local) -> Result<Received> {
         let link = &self.link;
         // A "no" ends with the sender closing the connection: remember it was ours.
         // The offer of a manifest already accepted (again, on another path) is not asked again.
@@ -545,7 +616,7 @@ impl Receiver {
         });
         let (relay, peer) = until_cancelled(
             &self.cancelled,
-            meet(client, &self.sender, &self.code, CodeRole::Joiner, &self.info, link),
+            meet(signaling.first(), &self.sender, &self.code, CodeRole::Joiner, &self.info, link),
         )
         .await?;
         set_stage(&self.status, Stage::Connecting);
@@ -556,10 +627,10 @@ impl Receiver {
             on_each.expose(conn);
         };
         let drain = DEFAULT_ANSWER_TIMEOUT;
-        let webrtc = webrtc_endpoint(client, link);
+        let webrtc = webrtc_endpoint(signaling, link);
         let keys = self.keys.clone();
         let mut paths = Paths::start(Side::Receiver, keys, &peer, webrtc, local, drain, relay, setup).await?;
-        let result = until_cancelled(&self.cancelled, self.receive(&mut paths, client, &handlers, &declined)).await;
+        let result = until_cancelled(&self.cancelled, self.receive(&mut paths, signaling, &handlers, &declined)).await;
         if result.is_ok() {
             set_stage(&self.status, Stage::Done);
             // The stream's final answer may still be on its way to the sender, which
@@ -581,7 +652,7 @@ impl Receiver {
     async fn receive(
         &self,
         paths: &mut Paths,
-        client: &SignalingClient,
+        signaling: &Signaling,
         handlers: &ReceiverHandlers,
         declined: &AtomicBool,
     ) -> Result<Received> {
@@ -594,6 +665,7 @@ impl Receiver {
         let mut last_error = None;
         let mut hops = 0;
         let mut at_hop = 0;
+        let mut drops = signaling.drops();
         let stalled = follow(handlers.progress(), status, link.stall_timeout);
         tokio::pin!(stalled);
         loop {
@@ -622,10 +694,13 @@ impl Receiver {
                     Change::Lost => {
                         let reason = current.closed().await;
                         let done = status.borrow().progress.bytes_done;
-                        if done > at_hop && hops < MAX_RELAY_HOPS && path_failed(&reason) {
+                        let dropped = signaling.dropped_since(drops);
+                        if receiver_reopens(&reason, done > at_hop, hops, dropped) {
                             hops += 1;
                             at_hop = done;
-                            info!(reason = %reason.message, hop = hops, done, "the relay ended mid-way; resuming on a new one");
+                            info!(reason = %reason.message, hop = hops, done, dropped, "the relay ended mid-way; resuming on a new one");
+                            let client = signaling.client().await?;
+                            drops = signaling.drops();
                             paths.add_relay(client.open_relay(&self.sender, link.relay_wait).await?).await?;
                             current = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
                             continue;
@@ -652,30 +727,36 @@ impl Receiver {
     }
 }
 
+/// Records in `last` when `progress` last changed; never ends.
+async fn note_moves(
+    mut progress: watch::Receiver<TransferProgress>,
+    last: &Mutex<tokio::time::Instant>,
+) -> std::convert::Infallible {
+    while progress.changed().await.is_ok() {
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+    }
+    std::future::pending().await
+}
+
+/// How long since `last` (a time [`note_moves`] keeps).
+fn silent_since(last: &Mutex<tokio::time::Instant>) -> Duration {
+    last.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+}
+
 /// Why `conn` closed, if it did (a write that failed may see the closed socket before
 /// the connection records it: waits up to 2 s).
 async fn closed_under(conn: &Connection) -> Option<CloseReason> {
     tokio::time::timeout(Duration::from_secs(2), conn.closed()).await.ok()
 }
 
-/// Whether a send failed because the receiver vanished (its relay and connections
-/// gone, or nothing moving), not by an answer or a rule: then the sender may wait
-/// for it to come back with the code. Errors of the transfer protocol (declined,
-/// cancelled, a closed connection with the receiver's reason, a bad chunk) are
-/// answers; the connections' and the signaling server's errors and a stall are not.
-fn receiver_gone(err: &Error) -> bool {
+/// The error of a transfer whose new relay could not open after `broke`: a signaling
+/// server that stayed away is said as such; otherwise the break itself.
+fn relay_failed(err: Error, broke: &Error) -> Error {
     match err {
-        Error::Transfer(TransferError::Stalled(_)) => true,
-        Error::Transfer(_) => false,
-        _ => true,
+        Error::Transfer(lost @ TransferError::SignalingLost { .. }) => lost.into(),
+        err => {
+            debug!(%err, %broke, "no new relay");
+            err
+        }
     }
-}
-
-/// Whether a connection closed with `reason` ended because its path did (the
-/// server's caps on a relay's bytes and duration, or the path failing, seen by
-/// either side), not because a side closed it on purpose: then, when no other
-/// connection is left, both sides open a new relay, and the transfer resumes from the
-/// receiver's last verified chunk.
-fn path_failed(reason: &CloseReason) -> bool {
-    matches!(reason.code, CloseCode::LimitExceeded | CloseCode::TransportFailure | CloseCode::Timeout)
 }

@@ -61,6 +61,8 @@ pub mod pairing;
 pub mod pake;
 mod paths;
 pub mod progress;
+mod reconnect;
+mod recovery;
 pub mod rendezvous;
 pub mod scan;
 pub mod status;
@@ -139,6 +141,16 @@ pub enum TransferError {
     /// This side cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The signaling connection dropped and was not registered again within the
+    /// stated time (`LinkOptions::reconnect_give_up`); the transfer cannot go on
+    /// over a new relay.
+    #[error("the signaling server is unreachable: not registered again within {after:?} ({last})")]
+    SignalingLost {
+        /// How long it tried.
+        after: std::time::Duration,
+        /// The last failure.
+        last: String,
+    },
     /// Reading or writing local files failed.
     #[error("cannot {what}: {source}")]
     Io {

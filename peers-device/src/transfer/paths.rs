@@ -36,17 +36,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peers_sdk::{CloseReason, Connection, DeviceId, DeviceInfo, DeviceKeys};
-use peers_signaling::{RelaySocket, SignalingClient};
+use peers_signaling::RelaySocket;
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::WebRtcEndpoint;
 use tracing::debug;
 
 use super::live::LinkOptions;
+use super::reconnect::Signaling;
 use super::rendezvous::pinned_config;
 use crate::device::advertise::advertise_urls;
 use crate::manager::{ConnectionManager, ManagerConfig};
 use crate::netmon::interface_ips;
-use crate::transports::{ServerSignaling, SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
+use crate::transports::{SocketIoDialer, SocketIoListener, WebRtcDialer, WebRtcListener};
 use crate::{ConnectionClass, Result};
 
 /// A transfer's connection on which nothing at all arrived for this long is closed as
@@ -245,12 +246,13 @@ impl Drop for Paths {
     }
 }
 
-/// The WebRTC endpoint of a transfer, signaled through `client` (whose incoming
-/// signals it takes: one per client, kept across the receivers a sender meets), or
-/// `None` when `link` has no WebRTC.
-pub(super) fn webrtc_endpoint(client: &SignalingClient, link: &LinkOptions) -> Option<Arc<WebRtcEndpoint>> {
+/// The WebRTC endpoint of a transfer, signaled through `signaling` (whose incoming
+/// signals it takes, of every registration: one per transfer, kept across the
+/// receivers a sender meets and the signaling server's restarts), or `None` when
+/// `link` has no WebRTC.
+pub(super) fn webrtc_endpoint(signaling: &Signaling, link: &LinkOptions) -> Option<Arc<WebRtcEndpoint>> {
     let config = link.webrtc.as_ref()?;
-    match ServerSignaling::over_client(client.clone(), config.connect_timeout) {
+    match signaling.webrtc_signaling(config.connect_timeout) {
         Some(signaling) => Some(Arc::new(WebRtcEndpoint::new(Arc::new(signaling), config.clone()))),
         None => {
             debug!("the signaling client's signals are taken: no WebRTC for this transfer");

@@ -4,7 +4,7 @@
 //! its frame relay as a dialer); the server itself is `peers-signaling`'s.
 
 mod allow_sync;
-mod signaling_link;
+pub(crate) mod signaling_link;
 mod socketio;
 mod webrtc;
 

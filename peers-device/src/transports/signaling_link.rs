@@ -72,8 +72,9 @@ impl Default for ReconnectOptions {
 }
 
 impl ReconnectOptions {
-    /// The schedule: equal jitter between half the delay and the delay, no cooldown.
-    fn backoff(&self) -> Backoff {
+    /// The schedule: equal jitter between half the delay and the delay, no cooldown
+    /// (also a transfer by code's, `transfer::reconnect`).
+    pub(crate) fn backoff(&self) -> Backoff {
         Backoff::new(BackoffOptions {
             initial: self.initial,
             max: self.max.max(self.initial),
@@ -160,7 +161,7 @@ impl From<Vec<String>> for ServerUrls {
 }
 
 /// The client in use, if registered.
-type Current = Arc<std::sync::RwLock<Option<SignalingClient>>>;
+pub(crate) type Current = Arc<std::sync::RwLock<Option<SignalingClient>>>;
 
 fn current_client(current: &Current) -> Result<SignalingClient, DialError> {
     current
@@ -443,7 +444,7 @@ async fn sleep_until(at: Instant) {
 }
 
 /// A uniform random number in [0, 1) for backoff jitter.
-fn unit() -> f64 {
+pub(crate) fn unit() -> f64 {
     f64::from(OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
 }
 
@@ -485,6 +486,27 @@ impl ServerSignaling {
 }
 
 impl ServerSignaling {
+    /// WebRTC signaling over a registration that another supervisor keeps up (a
+    /// transfer by code's, `transfer::reconnect`): `current` is the registered client
+    /// (`None` while it registers again), `state` its state (a signal made meanwhile
+    /// waits for it as on the link), `incoming` the signals of every registration.
+    pub(crate) fn over_registration(
+        device: DeviceId,
+        current: Current,
+        state: watch::Receiver<LinkState>,
+        incoming: mpsc::Receiver<peers_signaling::DeliveredSignal>,
+        signal_ttl: Duration,
+    ) -> ServerSignaling {
+        ServerSignaling {
+            device,
+            current,
+            state: Some(state),
+            incoming: Mutex::new(incoming),
+            ttl: signal_ttl,
+            allow: None,
+        }
+    }
+
     async fn client(&self) -> Result<SignalingClient, String> {
         match &self.state {
             Some(state) => registered_client(&self.current, state).await,

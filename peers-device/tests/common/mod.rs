@@ -1,12 +1,14 @@
 //! Shared harness of the integration tests: devices with a manager and SQLite
 //! engines, linked over in-memory sockets that can pose as any transport; the
-//! `peers` binary as a process ([`cli`]); files to transfer ([`files`]).
+//! `peers` binary as a process ([`cli`]); files to transfer ([`files`]); the
+//! `peers-signaling` binary as a process, killed and restarted ([`signaling`]).
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cli;
 pub mod daemons;
 pub mod files;
+pub mod signaling;
 
 use std::collections::HashMap;
 use std::sync::Arc;
