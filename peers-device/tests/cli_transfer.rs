@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
@@ -406,16 +406,25 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
     .await;
 }
 
+/// A fresh temporary directory.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `big.bin` in `dir`: 64 MiB of noise from `seed`.
+fn noise_file(dir: &Path, seed: u64) -> PathBuf {
+    let file = dir.join("big.bin");
+    write_noise(&file, 64 << 20, seed);
+    file
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
     tokio::task::spawn_blocking(|| {
-        let store = tempfile::tempdir().unwrap();
+        let (store, src, out) = (tempdir(), tempdir(), tempdir());
         let server = SignalingProcess::start(free_port(), store.path());
         let url = server.url();
-        let src = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let file = src.path().join("big.bin");
-        write_noise(&file, 64 << 20, 17);
+        let file = noise_file(src.path(), 17);
         let (sender, sender_out, code) = start_send(&url, &[], &[&file]);
         let mut receiver = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
         let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
@@ -452,13 +461,10 @@ async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_rerun_moves_to_webrtc() {
     tokio::task::spawn_blocking(|| {
-        let store = tempfile::tempdir().unwrap();
+        let (store, src, out) = (tempdir(), tempdir(), tempdir());
         let server = SignalingProcess::start(free_port(), store.path());
         let url = server.url();
-        let src = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let file = src.path().join("big.bin");
-        write_noise(&file, 64 << 20, 19);
+        let file = noise_file(src.path(), 19);
         // The receiver killed on the relay; the sender (WebRTC on) waits for it.
         let (sender, mut sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
         wait_for_return(&mut sender_out);

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use common::daemons::free_port;
 use common::files::{hash_file, write_noise};
 use common::signaling::{Proxy, SignalingProcess};
-use peers_device::transfer::{LinkOptions, ReceiveOptions, SendOptions, Status, TransferError, receive, send};
+use peers_device::transfer::{
+    LinkOptions, ReceiveHandle, ReceiveOptions, Received, SendHandle, SendOptions, Status, TransferError, receive, send,
+};
 use peers_device::{ConnectionClass, Error};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::watch;
@@ -65,6 +67,33 @@ fn local_socket(url: &str) -> LinkOptions {
     link
 }
 
+/// The real `peers-signaling` on a free port, its store in `store`.
+async fn start_server(store: &Path) -> SignalingProcess {
+    let data = store.to_path_buf();
+    tokio::task::spawn_blocking(move || SignalingProcess::start(free_port(), &data)).await.unwrap()
+}
+
+/// Both sides' outcomes, once both ended.
+type Outcomes = (peers_device::Result<()>, peers_device::Result<Received>);
+
+/// Runs both sides to their ends in a task of their own.
+fn both_finished(sending: SendHandle, receiving: ReceiveHandle) -> tokio::task::JoinHandle<Outcomes> {
+    tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) })
+}
+
+/// Both outcomes, within [`WAIT`].
+async fn ended(finished: tokio::task::JoinHandle<Outcomes>) -> Outcomes {
+    tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap()
+}
+
+/// Both sides succeeded and `file` arrived in `out` byte for byte.
+fn arrived_intact(sent: peers_device::Result<()>, received: peers_device::Result<Received>, file: &Path, out: &Path) {
+    sent.unwrap_or_else(|e| panic!("sender: {e}"));
+    let received = received.unwrap_or_else(|e| panic!("receiver: {e}"));
+    assert_eq!(received.bytes, std::fs::metadata(file).unwrap().len());
+    assert_eq!(hash_file(&out.join(file.file_name().unwrap())), hash_file(file));
+}
+
 /// Waits until `status` satisfies `check`; the status then.
 async fn wait_status(status: &mut watch::Receiver<Status>, check: impl Fn(&Status) -> bool) -> Status {
     *tokio::time::timeout(WAIT, status.wait_for(|s| check(s))).await.expect("status never reached").unwrap()
@@ -84,12 +113,7 @@ async fn a_relay_transfer_resumes_when_the_signaling_server_comes_back_after_thr
 /// `down`; checks that bytes move again within seconds and nothing verified is resent.
 async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     let store = tempfile::tempdir().unwrap();
-    let server = tokio::task::spawn_blocking({
-        let data = store.path().to_path_buf();
-        move || SignalingProcess::start(free_port(), &data)
-    })
-    .await
-    .unwrap();
+    let server = start_server(store.path()).await;
     let url = server.url();
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -101,7 +125,7 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
     let receiving = receive(code, relay_only(&url), accepting(out.path())).await.unwrap();
     let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
-    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+    let finished = both_finished(sending, receiving);
 
     // Some bytes verified on the relay, then the server dies and comes back.
     let before = wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
@@ -135,7 +159,7 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     }
     eprintln!("bytes verified again {flowing_after:?} after the restart");
 
-    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
+    let (sent, received) = ended(finished).await;
     sent.unwrap_or_else(|e| panic!("sender: {e} (flowing again after {flowing_after:?})"));
     let received = received.unwrap_or_else(|e| panic!("receiver: {e}"));
     assert_eq!(received.bytes, total);
@@ -153,12 +177,7 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
 /// transfer moved to `better`, and checks that it finished there, intact.
 async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass, total: u64) {
     let store = tempfile::tempdir().unwrap();
-    let server = tokio::task::spawn_blocking({
-        let data = store.path().to_path_buf();
-        move || SignalingProcess::start(free_port(), &data)
-    })
-    .await
-    .unwrap();
+    let server = start_server(store.path()).await;
     let url = server.url();
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -169,7 +188,7 @@ async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
     let receiving = receive(code, make_link(&url), accepting(out.path())).await.unwrap();
     let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
-    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+    let finished = both_finished(sending, receiving);
 
     let moved = wait_status(&mut receive_status, |s| s.class == Some(better)).await;
     let (server, _) = server.kill_and_restart(Duration::ZERO).await;
@@ -177,11 +196,8 @@ async fn undisturbed(make_link: fn(&str) -> LinkOptions, better: ConnectionClass
     assert!(verified < total, "the transfer ended before the server was killed: make it larger");
     eprintln!("killed at {moved:?}");
 
-    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
-    sent.unwrap_or_else(|e| panic!("sender: {e}"));
-    let received = received.unwrap_or_else(|e| panic!("receiver: {e}"));
-    assert_eq!(received.bytes, total);
-    assert_eq!(hash_file(&out.path().join("photos.zip")), hash_file(&file));
+    let (sent, received) = ended(finished).await;
+    arrived_intact(sent, received, &file, out.path());
     let last = *send_status.borrow();
     assert_eq!(last.class, Some(better));
     assert_eq!(last.progress.bytes_done, total);
@@ -201,12 +217,7 @@ async fn a_transfer_on_webrtc_is_not_disturbed_by_a_signaling_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_after_the_give_up_time() {
     let store = tempfile::tempdir().unwrap();
-    let mut server = tokio::task::spawn_blocking({
-        let data = store.path().to_path_buf();
-        move || SignalingProcess::start(free_port(), &data)
-    })
-    .await
-    .unwrap();
+    let mut server = start_server(store.path()).await;
     let url = server.url();
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -223,13 +234,13 @@ async fn a_signaling_server_that_stays_away_fails_both_sides_with_a_typed_error_
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
     let receiving = receive(code, link(&url), accepting(out.path())).await.unwrap();
     let mut receive_status = receiving.status.clone();
-    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+    let finished = both_finished(sending, receiving);
 
     wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let killed = Instant::now();
-    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
+    let (sent, received) = ended(finished).await;
     let ended_after = killed.elapsed();
     let sent = sent.expect_err("the sender finished without the server");
     let received = received.expect_err("the receiver finished without the server");
@@ -262,12 +273,7 @@ enum Blink {
 /// seconds and arrives intact.
 async fn resumes_after_a_blink(blink: Blink) {
     let store = tempfile::tempdir().unwrap();
-    let server = tokio::task::spawn_blocking({
-        let data = store.path().to_path_buf();
-        move || SignalingProcess::start(free_port(), &data)
-    })
-    .await
-    .unwrap();
+    let server = start_server(store.path()).await;
     let proxy = Proxy::start(server.port).await;
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -282,7 +288,7 @@ async fn resumes_after_a_blink(blink: Blink) {
     let (code, sending) = send(vec![file.clone()], options).await.unwrap();
     let receiving = receive(code, relay_only(&url(Blink::Receiver)), accepting(out.path())).await.unwrap();
     let (send_status, mut receive_status) = (sending.status.clone(), receiving.status.clone());
-    let finished = tokio::spawn(async move { tokio::join!(sending.finished(), receiving.finished()) });
+    let finished = both_finished(sending, receiving);
 
     wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
     proxy.cut();
@@ -298,11 +304,8 @@ async fn resumes_after_a_blink(blink: Blink) {
     assert!(flowing, "no byte verified within seconds of the blink: {:?}", *receive_status.borrow());
     eprintln!("bytes verified again {:?} after the {blink:?}'s blink", cut.elapsed());
 
-    let (sent, received) = tokio::time::timeout(WAIT, finished).await.expect("the transfer hung").unwrap();
-    sent.unwrap_or_else(|e| panic!("sender: {e}"));
-    let received = received.unwrap_or_else(|e| panic!("receiver: {e}"));
-    assert_eq!(received.bytes, total);
-    assert_eq!(hash_file(&out.path().join("backup.tar")), hash_file(&file));
+    let (sent, received) = ended(finished).await;
+    arrived_intact(sent, received, &file, out.path());
     let last = send_status.borrow().progress;
     assert!(last.bytes_resumed >= verified, "verified {verified} before the blink, resumed from {last:?}");
     drop(server);
