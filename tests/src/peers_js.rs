@@ -170,6 +170,8 @@ pub fn assert_moved_at(done: &serde_json::Value, moved_at: u64, len: u64, to: &s
 struct JsonChild {
     child: std::process::Child,
     lines: Option<std::thread::JoinHandle<Vec<serde_json::Value>>>,
+    /// The lines read so far, for waiting on one while it runs.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl JsonChild {
@@ -193,10 +195,28 @@ impl JsonChild {
             stdout.read_line(&mut line).expect("the first line");
             serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
         });
-        let lines = std::thread::spawn(move || {
-            stdout.lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::thread::spawn({
+            let seen = seen.clone();
+            move || {
+                for line in stdout.lines().map_while(Result::ok) {
+                    if let Ok(value) = serde_json::from_str(&line) {
+                        seen.lock().unwrap_or_else(|e| e.into_inner()).push(value);
+                    }
+                }
+                seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
         });
-        (JsonChild { child, lines: Some(lines) }, first)
+        (JsonChild { child, lines: Some(lines), seen }, first)
+    }
+
+    /// Waits until it printed a line that `check` accepts (at most `timeout`).
+    async fn wait_for(&self, check: impl Fn(&serde_json::Value) -> bool, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.seen.lock().unwrap_or_else(|e| e.into_inner()).iter().any(&check) {
+            assert!(tokio::time::Instant::now() < deadline, "no such line within {timeout:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Its remaining JSON lines once it exits, and whether it exited with success.
@@ -241,6 +261,12 @@ impl PeersSend {
     /// The code it printed.
     pub fn code(&self) -> String {
         self.code_event["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Waits until its status says it waits for the receiver to run the code again
+    /// (`"stage": "waiting-return"`: it reopened the code's session), at most `timeout`.
+    pub async fn waiting_for_return(&self, timeout: std::time::Duration) {
+        self.run.wait_for(|line| line["stage"] == "waiting-return", timeout).await;
     }
 
     /// Its remaining JSON lines once it exits, and whether it exited with success.

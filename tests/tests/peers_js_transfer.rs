@@ -175,6 +175,9 @@ async fn peers_js_killed_mid_way_resumes_from_its_staging_when_run_again() {
     assert_eq!(kept.len(), 8, "entry and chunk, big-endian");
     assert!(!out.path().join("staged.bin").exists(), "nothing in place before the end");
 
+    // The code can be run again once the sender has reopened its session (it first
+    // waits up to 10 s for a receiver that only blinked: docs/protocol.md §9.5).
+    sender.waiting_for_return(Duration::from_secs(30)).await;
     let mut second = JsClient::spawn(&driver("receive-by-code.js"), &[&url, &code, out_dir]);
     let done = second.expect_event("done", Duration::from_secs(120)).await;
     let resumed = done["resumed"].as_u64().expect("resumed");
