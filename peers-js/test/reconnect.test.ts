@@ -21,7 +21,7 @@ import {
   SignalingEvents,
   SignalingState,
 } from "../src/index.js";
-import { restartServer, startServer, stopServers } from "./server.js";
+import { nextEvent, restartServer, startServer, stopServers } from "./server.js";
 
 const PROMPT = 15_000;
 
@@ -58,19 +58,8 @@ before(async () => {
 });
 after(stopServers);
 
-/** The next `event` of `client` that `accept` takes, within PROMPT. */
-function next<E extends keyof SignalingEvents>(client: SignalingClient, event: E, accept: (v: SignalingEvents[E]) => boolean = () => true): Promise<SignalingEvents[E]> {
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`no ${event} within ${PROMPT} ms`)), PROMPT);
-    const listener = (v: SignalingEvents[E]) => {
-      if (!accept(v)) return;
-      clearTimeout(timer);
-      client.off(event, listener);
-      res(v);
-    };
-    client.on(event, listener);
-  });
-}
+const next = <E extends keyof SignalingEvents>(client: SignalingClient, event: E, accept?: (v: SignalingEvents[E]) => boolean) =>
+  nextEvent(client, event, PROMPT, accept);
 
 test("a server SIGKILLed and restarted on the same port: registered again within seconds, signals and presence flow again", async () => {
   const [a, b] = await Promise.all([SignalingClient.connect(url, DeviceKeys.generate("a")), SignalingClient.connect(url, DeviceKeys.generate("b"))]);

@@ -9,6 +9,8 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
+import type { SignalingClient, SignalingEvents } from "../src/index.js";
+
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const binary =
   process.env.PEERS_SIGNALING_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "debug", "peers-signaling");
@@ -55,4 +57,23 @@ export async function restartServer(url: string, downMs: number, args: string[] 
 /** Kills every server started here (SIGKILL). */
 export function stopServers(): void {
   for (const s of servers.splice(0)) s.kill("SIGKILL");
+}
+
+/** The next `event` of `client` that `accept` takes, within `withinMs`. */
+export function nextEvent<E extends keyof SignalingEvents>(
+  client: SignalingClient,
+  event: E,
+  withinMs: number,
+  accept: (v: SignalingEvents[E]) => boolean = () => true,
+): Promise<SignalingEvents[E]> {
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`no ${event} within ${withinMs} ms`)), withinMs);
+    const listener = (v: SignalingEvents[E]) => {
+      if (!accept(v)) return;
+      clearTimeout(timer);
+      client.off(event, listener);
+      res(v);
+    };
+    client.on(event, listener);
+  });
 }

@@ -13,7 +13,7 @@ import {
   signalingError,
   SIGNALING_ERROR_CODES,
 } from "../src/index.js";
-import { startServer, stopServers } from "./server.js";
+import { nextEvent, startServer, stopServers } from "./server.js";
 
 const TURN_SECRET = "a-turn-secret-for-tests";
 const PROMPT = 5000;
@@ -24,23 +24,8 @@ before(async () => {
 });
 after(stopServers);
 
-/** The next `event` of `client` that `accept` takes, within PROMPT. */
-function next<E extends keyof SignalingEvents>(
-  client: SignalingClient,
-  event: E,
-  accept: (v: SignalingEvents[E]) => boolean = () => true,
-): Promise<SignalingEvents[E]> {
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`no ${event} within ${PROMPT} ms`)), PROMPT);
-    const listener = (v: SignalingEvents[E]) => {
-      if (!accept(v)) return;
-      clearTimeout(timer);
-      client.off(event, listener);
-      res(v);
-    };
-    client.on(event, listener);
-  });
-}
+const next = <E extends keyof SignalingEvents>(client: SignalingClient, event: E, accept?: (v: SignalingEvents[E]) => boolean) =>
+  nextEvent(client, event, PROMPT, accept);
 
 async function refused(p: Promise<unknown>, code: string): Promise<PeersError> {
   const err = await p.then(
