@@ -51,7 +51,7 @@ use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
-use super::hub::{CheckedSignal, incoming};
+use super::hub::{CheckedSignal, Peer, incoming};
 use super::state::SignalOutcome;
 use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
@@ -73,7 +73,13 @@ pub(super) async fn attach(config: ServerConfig) -> Result<(SignalingServer, Rou
         .map_err(|err| Error::InvalidConfig { field: "store.redis_url", detail: err.to_string() })?;
     let state =
         RedisState::connect(&client, key_prefix, config.queue.clone(), config.notices.clone(), *presence_ttl).await?;
-    let adapter_config = RedisAdapterConfig::new().with_prefix(format!("{key_prefix}:socket.io"));
+    // The adapter's pub/sub messages wait in a bounded channel per subscribed
+    // channel until its reader takes them, and one that finds it full is
+    // dropped (`pubsub.rs`, logged): 8,192 (the crate's default is 1,024) is
+    // about 4 s of signals between instances at P6's 2,000/s, a few MiB at
+    // most, so a reader starved for a moment loses nothing.
+    let adapter_config =
+        RedisAdapterConfig::new().with_prefix(format!("{key_prefix}:socket.io")).with_stream_buffer(PUBSUB_BUFFER);
     let pubsub = PubSubDriver::connect(&client)
         .await
         .map_err(|err| Error::Redis { operation: "connect the socket.io adapter", detail: err.to_string() })?;
@@ -193,7 +199,7 @@ impl Cluster {
 
     /// The presence token of connection `peer_id` on this instance.
     pub(super) fn token(&self, peer_id: u64) -> String {
-        format!("{}|{peer_id}", self.instance)
+        presence_token(&self.instance, peer_id)
     }
 
     fn room(&self, room: String) -> Option<BroadcastOperators<RedisIo>> {
@@ -225,6 +231,15 @@ impl Cluster {
         if let Err(err) = self.emit(device_room(device), event, data).await {
             warn!(%device, event, %err, "could not reach the device");
         }
+    }
+
+    /// `device`'s connection, if `holder` (its presence value,
+    /// `<instance>|<connection>|up`) names one of this instance's that is
+    /// still open.
+    fn local_holder(&self, shared: &Shared, device: &DeviceId, holder: &str) -> Option<Arc<Peer>> {
+        let (instance, connection) = holder_connection(holder)?;
+        (instance == self.instance).then_some(())?;
+        shared.hub().peer(device).filter(|peer| peer.id == connection && peer.connected())
     }
 
     /// Whether the instance named in `holder` (a presence value of `device`)
@@ -456,8 +471,32 @@ pub(super) async fn register(
     info!(%device, peer = conn.peer.id, delivered, "device registered");
 }
 
+/// The presence token of connection `peer_id` on `instance`: what a presence
+/// value starts with (`presence.lua` adds `|pending` or `|up`).
+fn presence_token(instance: &str, peer_id: u64) -> String {
+    format!("{instance}|{peer_id}")
+}
+
+/// The instance and connection a presence value names.
+fn holder_connection(holder: &str) -> Option<(&str, u64)> {
+    let mut parts = holder.split('|');
+    Some((parts.next()?, parts.next()?.parse().ok()?))
+}
+
+/// The adapter's stream buffer: pub/sub messages held for one channel's reader.
+const PUBSUB_BUFFER: usize = 8192;
+
 /// Forwards or queues a checked signal through Redis; returns its first outcome.
-pub(super) async fn signal(cluster: &Cluster, signal: CheckedSignal) -> Result<SignalOutcome, Rejection> {
+///
+/// A recipient whose connection this instance holds is handed the signal
+/// here, as one instance does, without a publish and the pub/sub hop back
+/// (half of a delivered signal's Redis round trips); one held elsewhere gets
+/// it through the adapter's pub/sub.
+pub(super) async fn signal(
+    cluster: &Cluster,
+    shared: &Shared,
+    signal: CheckedSignal,
+) -> Result<SignalOutcome, Rejection> {
     let now = now_ms();
     let message = QueuedMessage {
         seq: 0,
@@ -480,7 +519,7 @@ pub(super) async fn signal(cluster: &Cluster, signal: CheckedSignal) -> Result<S
         sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;
     }
     match sent {
-        SendOutcome::Deliver { .. } => {
+        SendOutcome::Deliver { holder } => {
             let wire = DeliveredSignalWire {
                 id: message.id.clone(),
                 from: message.from.to_string(),
@@ -489,7 +528,12 @@ pub(super) async fn signal(cluster: &Cluster, signal: CheckedSignal) -> Result<S
                 sent_at: now,
                 queued: false,
             };
-            if let Err(err) = cluster.emit(device_room(&message.to), events::INCOMING, &wire).await {
+            let delivered = match cluster.local_holder(shared, &message.to, &holder) {
+                Some(peer) if peer.emit(events::INCOMING, &wire) => Ok(()),
+                Some(_) => Err("its connection here is not taking messages".to_owned()),
+                None => cluster.emit(device_room(&message.to), events::INCOMING, &wire).await,
+            };
+            if let Err(err) = delivered {
                 debug!(to = %message.to, %err, "delivery failed");
                 return Err(Rejection::new(
                     ErrorCode::RecipientBusy,
@@ -620,5 +664,20 @@ pub(super) async fn run_expiry(cluster: Weak<Cluster>) {
         if !more {
             tokio::time::sleep(EXPIRY_POLL).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{holder_connection, presence_token};
+
+    #[test]
+    fn a_presence_value_names_its_instance_and_connection() {
+        let token = presence_token("4f2a9c", 17);
+        assert_eq!(holder_connection(&format!("{token}|up")), Some(("4f2a9c", 17)));
+        assert_eq!(holder_connection(&format!("{token}|pending")), Some(("4f2a9c", 17)));
+        assert_eq!(holder_connection(&token), Some(("4f2a9c", 17)));
+        assert_eq!(holder_connection("4f2a9c"), None);
+        assert_eq!(holder_connection("4f2a9c|x|up"), None);
     }
 }

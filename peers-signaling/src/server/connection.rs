@@ -145,10 +145,10 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     if let Some(rx) = queued_jobs {
         tokio::spawn(run_jobs(Arc::downgrade(&conn), rx));
     }
-    for kind in RequestKind::ALL {
-        socket.on(kind.name(), EventHandler { kind: Some(kind), conn: conn.clone() });
-    }
-    socket.on_fallback(EventHandler { kind: None, conn: conn.clone() });
+    // One handler for every event, which dispatches on the name itself: a
+    // handler per event name would cost each idle connection a map of boxed
+    // handlers (about 0.7 KiB, `docs/BENCHMARKS.md`, P6).
+    socket.on_fallback(EventHandler { conn: conn.clone() });
     socket.on_disconnect(Closed { conn: conn.clone() });
     debug!(peer = peer.id, ?ip, "signaling connection open");
     let online = shared.hub().online_count();
@@ -194,7 +194,9 @@ pub(crate) struct Connection {
     pub(super) device: Mutex<Option<DeviceId>>,
     /// The connection's task, which runs its requests in order (for a
     /// backend that waits on I/O).
-    jobs: Option<mpsc::Sender<Job>>,
+    /// Each job is boxed: the channel allocates its first block of 32 slots
+    /// with the connection, so a slot is a pointer, not a whole request.
+    jobs: Option<mpsc::Sender<Box<Job>>>,
     /// Redis mode: the devices this connection watches (their rooms).
     #[cfg(feature = "redis")]
     pub(super) watching: Mutex<HashSet<DeviceId>>,
@@ -241,11 +243,9 @@ impl Connection {
     }
 }
 
-/// The handler of one event name; `kind` is `None` for names the protocol
-/// does not have.
+/// The handler of every event of a connection.
 #[derive(Clone)]
 struct EventHandler {
-    kind: Option<RequestKind>,
     conn: Arc<Connection>,
 }
 
@@ -284,11 +284,13 @@ struct Job {
 }
 
 /// Runs one connection's requests in arrival order, one at a time (a
-/// backend that waits on I/O). Ends with the connection.
-async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Job>) {
+/// backend that waits on I/O). Ends with the connection. The request's
+/// future is boxed while it runs, so the idle task (one per connection) is
+/// a few words, not the size of the largest request's state.
+async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Box<Job>>) {
     while let Some(job) = jobs.recv().await {
         let Some(conn) = conn.upgrade() else { return };
-        run_request(conn, job).await;
+        Box::pin(run_request(conn, *job)).await;
     }
 }
 
@@ -376,10 +378,10 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
     fn call(&self, socket: Arc<Io<A>>, value: Value, ack_id: Option<i64>) {
         let socket: Arc<dyn PeerSocket> = socket;
         let conn = &self.conn;
-        let event = arguments(value);
+        let (kind, event) = arguments(value);
         let req = event.as_ref().ok().and_then(|(_, payload)| protocol::request_number(payload));
         let replier = Replier { socket, peer: conn.peer.clone(), ack_id, req };
-        let Some(kind) = self.kind else {
+        let Some(kind) = kind else {
             let unknown = event.and_then(|(name, _)| {
                 conn.shared.limiters.check(conn.ip, conn.device().as_ref()).map_err(rate_limited)?;
                 Err(Rejection::new(ErrorCode::UnknownEvent, format!("unknown event {:?}", protocol::clip(&name))))
@@ -420,7 +422,9 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
         let request = event.and_then(|(_, payload)| Request::parse(kind, payload, &conn.shared.config.payload));
         let job = Job { kind, request, replier };
         let Some(jobs) = &conn.jobs else { return run_inline(conn, job) };
-        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) = jobs.try_send(job) {
+        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+            jobs.try_send(Box::new(job))
+        {
             job.replier.send(Err(Rejection::new(
                 ErrorCode::RateLimited,
                 format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
@@ -479,14 +483,20 @@ fn misrouted() -> Rejection {
     Rejection::new(ErrorCode::Internal, "request routed to the wrong handler")
 }
 
-/// Takes socketioxide's `["event", payload]` text apart.
-fn arguments(value: Value) -> Result<(String, Json), Rejection> {
+/// Takes socketioxide's `["event", payload]` text apart: the request kind its
+/// name stands for (`None` for a name the protocol does not have), and the
+/// name and payload, or why the event is refused.
+fn arguments(value: Value) -> (Option<RequestKind>, Result<(String, Json), Rejection>) {
     let bad = |detail: &str| Rejection::new(ErrorCode::BadRequest, detail);
-    let Value::Str(text, attachments) = value else { return Err(bad("binary packets are not part of the protocol")) };
+    let Value::Str(text, attachments) = value else {
+        return (None, Err(bad("binary packets are not part of the protocol")));
+    };
+    let event = protocol::split_event(text.as_str());
+    let kind = event.as_ref().ok().and_then(|(name, _)| RequestKind::of(name));
     if attachments.is_some_and(|a| !a.is_empty()) {
-        return Err(bad("binary attachments are not part of the protocol"));
+        return (kind, Err(bad("binary attachments are not part of the protocol")));
     }
-    protocol::split_event(text.as_str())
+    (kind, event)
 }
 
 /// Checks a registration against this connection's challenge (which it

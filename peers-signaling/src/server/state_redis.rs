@@ -55,10 +55,10 @@ impl SignalingState for RedisBackend {
 
     fn signal<'a>(
         &'a self,
-        _conn: &'a Connection,
+        conn: &'a Connection,
         signal: CheckedSignal,
     ) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
-        Box::pin(cluster::signal(&self.0, signal))
+        Box::pin(cluster::signal(&self.0, &conn.shared, signal))
     }
 
     fn subscribe<'a>(
