@@ -190,7 +190,7 @@ async fn a_page_closed_mid_transfer_and_opened_again_with_the_code_gets_only_the
     std::fs::write(&reopen, b"").expect("the go-ahead");
     let resumed = page.expect_event("resumed", STEP).await;
     let kept = resumed["bytes"].as_u64().expect("bytes");
-    assert!(kept >= CLOSE_AT && kept < LEN, "the page kept what it had verified: {resumed}");
+    assert!((CLOSE_AT..LEN).contains(&kept), "the page kept what it had verified: {resumed}");
     assert_eq!(kept % (8 << 20), 0, "whole 8 MiB segments (SEGMENT_BYTES) are kept: {resumed}");
     let shown = resumed["status_shown"].as_str().expect("status");
     assert!(
