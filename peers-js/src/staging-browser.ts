@@ -25,7 +25,10 @@
  * `peers send` of the same files resumes from one, as in Rust, within that time),
  * checks the quota (`navigator.storage.estimate()`: the bytes still to come and one
  * segment for the final copy must fit, else `Transfer`/`NoSpace`, as the Rust
- * receiver's disk check). `finish` writes each file into the save target the page set
+ * receiver's disk check). The estimate can promise more than the browser enforces
+ * (Chromium reports a rounded quota: with the quota set to 16 MiB through DevTools it
+ * still says 10 GB), so a write the quota refuses (`QuotaExceededError`) is `NoSpace`
+ * too; what was kept stays for a later run with more room. `finish` writes each file into the save target the page set
  * with {@link OpfsStore.saveTo} (a directory the person picked, or a fresh one in OPFS
  * from which the page offers downloads) through {@link DirectorySink} (free top-level
  * names), deleting each segment once copied, then removes the staging. Where the
@@ -102,6 +105,8 @@ export function opfsAvailable(): boolean {
 function ioError(what: string, cause: unknown): PeersError {
   if (cause instanceof PeersError) return cause;
   const detail = cause instanceof Error || cause instanceof DOMException ? cause.message : String(cause);
+  // The quota the browser enforces can be below what `estimate()` said (Chromium reports a rounded quota).
+  if (cause instanceof DOMException && cause.name === "QuotaExceededError") return transferError("NoSpace", `not enough room in the browser's storage: ${what}: ${detail}`);
   return transferError("Io", `${what}: ${detail}`);
 }
 

@@ -8,6 +8,9 @@
 //                                                          FILE exists (the test made it) the page is
 //                                                          opened again with the same code, in the
 //                                                          same browser (its storage kept), to the end
+//   node peers_js_receive.mjs SIGNALING_URL CODE --quota BYTES
+//                                                          the same with the origin's storage quota set
+//                                                          to BYTES (DevTools' Storage.overrideQuotaForOrigin)
 //   node peers_js_receive.mjs --link LINK [--decline]      open the link `peers send` printed (the
 //                                                          signaling server serves the page), click Save
 //                                                          (or Decline; then `failed` also carries the
@@ -37,6 +40,7 @@ const option = (name) => {
 };
 const closeAfter = option("--close-after");
 const reopenWhen = option("--reopen-when");
+const quota = option("--quota");
 if ((closeAfter === undefined) !== (reopenWhen === undefined)) fail("--close-after and --reopen-when go together");
 setTimeout(() => fail("timed out after 240 s"), 240_000).unref();
 
@@ -111,6 +115,10 @@ async function visit(closeAt) {
     report(event, parsed);
     if (event === "done" || event === "failed") ended(event);
   });
+  if (quota !== undefined) {
+    const cdp = await page.createCDPSession();
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(address).origin, quotaSize: Number(quota) });
+  }
   await page.goto(address);
   return end;
 }

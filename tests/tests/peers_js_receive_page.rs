@@ -213,3 +213,31 @@ async fn a_page_closed_mid_transfer_and_opened_again_with_the_code_gets_only_the
     assert_eq!(last["bytes_resumed"].as_u64(), Some(kept), "the sender skipped the bytes the page had: {last}");
     server.shutdown().await;
 }
+
+/// A transfer larger than the origin's storage quota (set to 16 MiB through DevTools):
+/// the page fails `NoSpace` ("not enough room in the browser's storage") and the sender
+/// is told why. Chromium's `navigator.storage.estimate()` does not show the lowered
+/// quota (it says 10 GB), so the refusal comes from the first write the quota refuses,
+/// not from the check at the offer (`roomNeeded`, tested in Node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_storage_cannot_hold_the_transfer_fails_with_no_space() {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("too-big.bin");
+    std::fs::write(&file, noise(32 << 20, 17)).expect("file");
+    let sender = PeersSend::start(&url, &["--paths", "relay", "--rejoin-wait", "0"], &file);
+    let quota = (16u64 << 20).to_string();
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &[&url, &sender.code(), "--quota", &quota]);
+    let failed = page.expect_event("failed", STEP).await;
+    assert_eq!((failed["kind"].as_str(), failed["code"].as_str()), (Some("Transfer"), Some("NoSpace")), "{failed}");
+    assert!(failed["message"].as_str().is_some_and(|m| m.contains("not enough room")), "{failed}");
+    let (status, _) = page.wait(STEP).await;
+    assert!(!status.success(), "the page's driver reports the transfer did not happen");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(!ok, "the sender does not report success: {events:?}");
+    let text = serde_json::to_string(&events).expect("json");
+    eprintln!("the sender on a page without room: {text}");
+    assert!(text.contains("not enough room"), "the sender is told why: {text}");
+    server.shutdown().await;
+}
