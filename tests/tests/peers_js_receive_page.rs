@@ -10,6 +10,9 @@
 //! sides (the page reports `WrongCode`, the sender exits with its "did not match").
 //! Then the signaling server serves the page itself (`ServerConfig::receive_page`), and
 //! the link `peers send` prints beside the code receives the file in Chromium.
+//! The page stages in the origin private file system (`peers-js/src/staging-browser.ts`):
+//! a page closed mid-transfer and opened again with the code gets only the rest, and a
+//! transfer larger than the origin's quota fails `NoSpace` on both sides.
 //! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
 //! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
