@@ -3,7 +3,7 @@
  * browser_webrtc`; its driver `tests/js/peers_js_bench.mjs` bundles this file with
  * esbuild and serves it to headless Chromium).
  *
- *   /?signaling=URL&rust=DEVICE_ID&mib=N&rounds=R
+ *   /?signaling=URL&rust=DEVICE_ID&mib=N&rounds=R[&causes=1]
  *
  * The page registers with the signaling server, dials the Rust device over WebRTC and
  * completes the handshake as `examples/browser-device.ts` does (IndexedDB keys, DTLS
@@ -18,6 +18,11 @@
  *   (256 KiB, or the channel's smaller `maxMessageSize`), sending while
  *   `bufferedAmount` is at most 4 MiB and waiting for `bufferedamountlow` (2 MiB), as
  *   `WebRtcSocket` does; timed until the peer's "done" message (it counted every byte).
+ *
+ * With `causes=1` each round has two more, to test the causes of the gap: "peers-count"
+ * (the same stream to the Rust "upload-count" handler, which counts the bytes and hashes
+ * nothing) and "raw-frame" (the raw channel in messages of the socket's frame size, as
+ * the stream's pieces go to the Rust side).
  *
  * Events go to `window.peersReport(event, fieldsJson)`: "ready" (the BLAKE3 the Rust
  * side must report, the sizes), "round" (path, round, bytes, ms), then "done" after the
@@ -102,9 +107,9 @@ async function rawRound(channel: RTCDataChannel, data: Uint8Array<ArrayBuffer>, 
 }
 
 /** Streams `mib` MiB of `data` to the Rust device's "upload"; resolves with the ms until its verdict. */
-async function peersRound(connection: Connection, data: Uint8Array, mib: number): Promise<number> {
+async function peersRound(connection: Connection, data: Uint8Array, mib: number, stream = "upload"): Promise<number> {
   const started = performance.now();
-  const writer = await connection.openStream("upload", { size: mib * MIB });
+  const writer = await connection.openStream(stream, { size: mib * MIB });
   for (let i = 0; i < mib; i++) await writer.write(data);
   await writer.finish();
   return performance.now() - started;
@@ -117,6 +122,7 @@ async function main(): Promise<void> {
   if (!url || !rust) throw new Error("needs ?signaling=URL&rust=DEVICE_ID");
   const mib = Number(params.get("mib") ?? "64");
   const rounds = Number(params.get("rounds") ?? "3");
+  const causes = params.get("causes") === "1";
 
   const data = randomMiB();
   const hasher = blake3.create();
@@ -139,6 +145,9 @@ async function main(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     report("round", { path: "peers", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib) });
     report("round", { path: "raw", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, size) });
+    if (!causes) continue;
+    report("round", { path: "peers-count", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib, "upload-count") });
+    report("round", { path: "raw-frame", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, Math.min(size, socket.info.maxFrameSize)) });
   }
   raw.pc.close();
   report("rounds");

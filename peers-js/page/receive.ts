@@ -9,6 +9,15 @@
 //   ?signaling=URL                     the signaling server (default: the page's own origin)
 //   ?accept=auto                       accept the offer without a click, into the origin private file system
 //   ?sink=opfs                         save into the origin private file system even where a directory picker exists
+//   ?staging=off                       keep nothing between visits (default: staged in OPFS where the browser has it)
+//
+// Staging (staging-browser.ts): where the browser has the origin private file system,
+// every verified chunk is kept there (per 8 MiB segment) under the manifest's digest,
+// so a page closed or reloaded mid-transfer and opened again with the same code
+// resumes ("resuming: N MiB already here"): the sender waits for the code to be run
+// again and sends only the rest. Once complete, the staged files go to the save target
+// below and the staging is deleted. Without OPFS nothing is kept: chunks go straight
+// to the save target, and a page opened again starts over.
 //
 // Saving: "Save" asks for a directory with the File System Access API where the
 // browser offers it and writes each verified chunk into it as it arrives; elsewhere
@@ -24,6 +33,8 @@ import {
   canPickDirectory,
   DirectorySink,
   Manifest,
+  OpfsStore,
+  opfsAvailable,
   PeerConnectionLike,
   PeersError,
   pickDirectory,
@@ -40,6 +51,7 @@ const params = new URLSearchParams(location.search);
 const signalingUrl = params.get("signaling") ?? location.origin;
 const autoAccept = params.get("accept") === "auto";
 const privateOnly = params.get("sink") === "opfs";
+const staging = params.get("staging") !== "off" && opfsAvailable();
 
 const element = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const status = (text: string, error = false): void => {
@@ -110,13 +122,22 @@ async function receive(code: string): Promise<void> {
   status(`Connecting with code ${code}…`);
   const progress = element<HTMLProgressElement>("progress");
   let target: { sink: DirectorySink; picked: boolean } | undefined;
+  const store = staging ? new OpfsStore() : undefined;
   let received = 0;
+  let resumed = 0;
   let nextReport = 0;
   let started = 0;
   const brotli = brotliFromWasm(await brotliWasm);
   try {
     const { manifest, bytes, paths } = await receiveByCode(signalingUrl, code, {
       brotli,
+      ...(store ? { store } : {}),
+      onResume: (kept) => {
+        resumed = received = kept;
+        progress.value = kept;
+        status(`Receiving ${mib(progress.max)}… resuming: ${mib(kept)} already here.`);
+        report("resumed", { bytes: kept });
+      },
       // The sender moves the transfer to WebRTC when it connects (direct, or TURN); else it stays on the relay.
       webrtc: { createPeerConnection: (config) => new RTCPeerConnection(config as RTCConfiguration) as unknown as PeerConnectionLike },
       onPath: (to, done) => report("path", { to, bytes_done: done }),
@@ -134,32 +155,34 @@ async function receive(code: string): Promise<void> {
           return false;
         }
         target = { sink: new DirectorySink(answer.dir), picked: answer.picked };
+        store?.saveTo(answer.dir);
         progress.max = Math.max(total, 1);
         progress.hidden = false;
         status(`Receiving ${mib(total)}…`);
         started = performance.now();
-        report("accepted", { sink: answer.picked ? "directory" : "opfs" });
+        report("accepted", { sink: answer.picked ? "directory" : "opfs", staging: store !== undefined });
         return true;
       },
       sink: async (entry, chunk) => {
-        await target!.sink.sink(entry, chunk);
+        // With a store the chunk is kept already (and saved at the end); else it is written now.
+        if (!store) await target!.sink.sink(entry, chunk);
         received += chunk.bytes.length;
         progress.value = received;
         const seconds = (performance.now() - started) / 1000;
-        element("rate").textContent = `${mib(received)} of ${mib(progress.max)}, ${(received / (1 << 20) / Math.max(seconds, 0.001)).toFixed(1)} MiB/s`;
+        element("rate").textContent = `${mib(received)} of ${mib(progress.max)}, ${((received - resumed) / (1 << 20) / Math.max(seconds, 0.001)).toFixed(1)} MiB/s`;
         if (received >= nextReport) {
           report("progress", { bytes: received });
           nextReport = received + (8 << 20);
         }
       },
     });
-    const saved = await target!.sink.finish(manifest);
-    status(target!.picked ? `Saved ${mib(bytes)} into the folder you chose.` : `Received ${mib(bytes)}. Save the files:`);
+    const saved = store ? store.saved : await target!.sink.finish(manifest);
+    status(target!.picked ? `Saved ${mib(bytes + resumed)} into the folder you chose.` : `Received ${mib(bytes + resumed)}. Save the files:`);
     if (!target!.picked) await offerDownloads(saved);
     const files = page.peersReport ? await Promise.all(saved.map(async (f) => ({ path: f.path, size: f.size, blake3: await hashFile(f) }))) : [];
-    report("done", { bytes, files, paths, sink: target!.picked ? "directory" : "opfs", seconds: (performance.now() - started) / 1000 });
+    report("done", { bytes, resumed, files, paths, sink: target!.picked ? "directory" : "opfs", seconds: (performance.now() - started) / 1000 });
   } catch (err) {
-    await target?.sink.abort();
+    await (store ?? target?.sink)?.abort();
     const e = err instanceof PeersError ? err : new PeersError("Transport", "Unexpected", String(err));
     if (e.code === "Declined") status("Declined: nothing was received.");
     else status(e.code === "WrongCode" ? "The code did not match. Ask the sender for a new code." : `Failed: ${e.message}`, true);

@@ -48,3 +48,4 @@ export * from "./links.js";
 export * from "./pace.js";
 export * from "./recovery.js";
 export * from "./staging-node.js";
+export * from "./staging-browser.js";

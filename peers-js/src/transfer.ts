@@ -25,8 +25,11 @@
  * ./staging-node.ts, the Rust receiver's staging layout) each verified chunk is kept
  * with the position after it, and the answer to a later offer of the same manifest
  * names the first chunk the store lacks, so a receiver run again with the same code
- * (the sender waits for it, §9.5.1) gets only the rest. Without one (a browser) nothing
- * is kept: a receiver run again starts over. The signaling client registers again
+ * (the sender waits for it, §9.5.1) gets only the rest. In a browser the store is
+ * `OpfsStore` (./staging-browser.ts, the origin private file system, kept per segment
+ * of 8 MiB), which the receive page uses: a page closed or reloaded mid-transfer and
+ * opened again with the same code resumes. Without a store (a browser without OPFS)
+ * nothing is kept: a receiver run again starts over. The signaling client registers again
  * after a drop; a relay that died with it is replaced as after a path failure
  * (./recovery.ts). Not built: a local socket of its own.
  */
@@ -52,8 +55,10 @@ export interface ReceiveOptions {
   decide?: (manifest: Manifest, sender: DeviceInfo) => boolean | Promise<boolean>;
   /** Each verified chunk, in order (after the store kept it); awaited before the next is read (back-pressure). Needed without a `store`. */
   sink?: (entry: ManifestEntry, chunk: VerifiedChunk) => void | Promise<void>;
-  /** Where verified chunks are kept across runs, and put in place at the end (Node: `directoryStore`). */
+  /** Where verified chunks are kept across runs, and put in place at the end (Node: `directoryStore`; a browser: `OpfsStore`). */
   store?: ReceiveStore;
+  /** With a `store` that kept part of this manifest: told the bytes it had (not sent again), before the rest arrives. */
+  onResume?: (bytes: number) => void;
   /** Told once the PAKE confirmed the sender. */
   onConfirmed?: (sender: DeviceInfo) => void;
   /** Told when the sender starts sending over another connection (`transport`: "relay", "webrtc"). */
@@ -173,8 +178,16 @@ class Receiver {
       }
       let from: Cursor = { entry: 0, chunk: 0 };
       if (this.options.store) {
-        from = await this.options.store.open(manifest);
+        try {
+          from = await this.options.store.open(manifest);
+        } catch (err) {
+          // No room, no storage: the sender is answered the error, and the receive fails with it.
+          const e = err instanceof PeersError ? err : transferError("Io", `opening the staging failed: ${(err as Error).message}`);
+          this.failed(e);
+          throw e;
+        }
         this.resumed = bytesBefore(manifest, from);
+        if (this.resumed > 0) this.options.onResume?.(this.resumed);
       }
       this.cutter ??= new ChunkCutter(manifest, from);
       this.digest = manifestDigest(manifest);

@@ -11,7 +11,12 @@
 //! over the raw channel in 256 KiB messages under the same 4 MiB send buffer. The best
 //! round of each counts.
 //!
-//! `cargo bench -p peers-tests --bench browser_webrtc [-- --mib 64 --rounds 3]`
+//! `cargo bench -p peers-tests --bench browser_webrtc [-- --mib 64 --rounds 3 --causes 1]`
+//!
+//! `--causes 1` adds two rounds per round, to test the causes of the gap: the same
+//! stream to an "upload-count" handler that hashes nothing (the Rust receiver's BLAKE3),
+//! and the raw channel in messages of the socket's frame size (64 KiB to the Rust side,
+//! against the raw channel's 256 KiB).
 //!
 //! Needs what `tests/tests/peers_js_chromium.rs` needs: Node.js with `npm ci` in
 //! `tests/` and `peers-js/`, `npx tsc -p peers-js`, and Chromium (`$CHROMIUM_PATH`, or
@@ -20,9 +25,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peers_sdk::{CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, TrustLevel, TrustStore};
+use peers_sdk::{
+    CloseCode, CloseReason, Connection, ConnectionConfig, DeviceInfo, StreamReader, TrustLevel, TrustStore,
+    rpc::RemoteError,
+};
 use peers_tests::JsClient;
-use peers_tests::peers_js::expose_echo_and_upload;
+use peers_tests::peers_js::{UploadMeta, expose_echo_and_upload};
 use peers_tests::webrtc::{Device, signaling_server};
 use peers_transport_webrtc::WebRtcConfig;
 use tokio::sync::mpsc;
@@ -59,18 +67,38 @@ impl Best {
 fn main() {
     let mib = arg("--mib", 64);
     let rounds = arg("--rounds", 3);
+    let causes = arg("--causes", 0) == 1;
     assert!(mib > 0 && rounds > 0, "--mib and --rounds must be positive");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    runtime.block_on(run(mib, rounds));
+    runtime.block_on(run(mib, rounds, causes));
 }
 
-async fn run(mib: usize, rounds: usize) {
+/// The "upload-count" stream: counts the bytes and hashes nothing; sends the count.
+fn expose_count(connection: &Connection, counts: &mpsc::UnboundedSender<u64>) {
+    let counts = counts.clone();
+    connection.expose_stream("upload-count", move |_: UploadMeta, mut reader: StreamReader| {
+        let counts = counts.clone();
+        async move {
+            let mut received = 0u64;
+            while let Some(piece) = reader.next().await.map_err(RemoteError::handler)? {
+                received += piece.len() as u64;
+            }
+            let _ = counts.send(received);
+            Ok(())
+        }
+    });
+}
+
+async fn run(mib: usize, rounds: usize, causes: bool) {
     let server = signaling_server().await;
     let url = server.url().expect("server url");
     let rust = Device::register(&url, "rust", WebRtcConfig::default()).await;
     let rust_id = rust.id().to_string();
-    let mut browser = JsClient::spawn("peers_js_bench.mjs", &[&url, &rust_id, &mib.to_string(), &rounds.to_string()]);
+    let mut browser = JsClient::spawn(
+        "peers_js_bench.mjs",
+        &[&url, &rust_id, &mib.to_string(), &rounds.to_string(), if causes { "1" } else { "0" }],
+    );
 
     let identity = browser.expect_event("identity", STEP).await;
     let page = DeviceInfo::from_share_code(identity["share_code"].as_str().expect("share code"))
@@ -82,8 +110,11 @@ async fn run(mib: usize, rounds: usize) {
     let trust = TrustStore::new(TrustLevel::Unknown);
     trust.set(page.device_id, TrustLevel::Trusted);
     let (uploads_tx, mut uploads) = mpsc::unbounded_channel();
-    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust)
-        .with_setup(move |connection| expose_echo_and_upload(connection, &uploads_tx));
+    let (counts_tx, mut counts) = mpsc::unbounded_channel();
+    let config = ConnectionConfig::new(Arc::clone(&rust.keys), trust).with_setup(move |connection| {
+        expose_echo_and_upload(connection, &uploads_tx);
+        expose_count(connection, &counts_tx);
+    });
     let connection = tokio::time::timeout(STEP, Connection::accept(Box::new(socket), config))
         .await
         .expect("handshake in time")
@@ -96,7 +127,8 @@ async fn run(mib: usize, rounds: usize) {
     // A round at 1 MB/s is far below anything worth measuring.
     let round_limit = Duration::from_secs(30 + bytes / 1_000_000);
     let (mut ours, mut raw) = (Best::default(), Best::default());
-    for _ in 0..2 * rounds {
+    let (mut ours_count, mut raw_frame) = (Best::default(), Best::default());
+    for _ in 0..(if causes { 4 } else { 2 }) * rounds {
         let round = browser.expect_event("round", round_limit).await;
         assert_eq!(round["bytes"].as_u64(), Some(bytes), "{round}");
         let ms = round["ms"].as_f64().unwrap_or_else(|| panic!("{round}"));
@@ -108,6 +140,11 @@ async fn run(mib: usize, rounds: usize) {
                 ours.add(ms);
             }
             Some("raw") => raw.add(ms),
+            Some("peers-count") => {
+                assert_eq!(counts.recv().await, Some(bytes), "every byte arrived");
+                ours_count.add(ms);
+            }
+            Some("raw-frame") => raw_frame.add(ms),
             _ => panic!("a round of an unknown path: {round}"),
         }
         eprintln!("{round}");
@@ -134,4 +171,18 @@ async fn run(mib: usize, rounds: usize) {
     println!("| peers-js `Connection` stream, Chromium → Rust `WebRtcEndpoint` | {ours_mb:.1} | {} |", list(&ours));
     println!("| raw `RTCDataChannel`, Chromium → node-datachannel | {raw_mb:.1} | {} |", list(&raw));
     println!("| ratio (target ≥ 0.8) | {:.2} | |", ours_mb / raw_mb);
+    if causes {
+        let (count_mb, frame_mb) = (ours_count.mb_per_s(bytes), raw_frame.mb_per_s(bytes));
+        println!("| peers-js stream to a handler that hashes nothing | {count_mb:.1} | {} |", list(&ours_count));
+        println!(
+            "| raw `RTCDataChannel` in messages of {} bytes | {frame_mb:.1} | {} |",
+            ready["frame_size"],
+            list(&raw_frame)
+        );
+        println!(
+            "| ratio without the hash / ratio against raw frame-size messages | {:.2} / {:.2} | |",
+            count_mb / raw_mb,
+            ours_mb / frame_mb
+        );
+    }
 }

@@ -1,6 +1,8 @@
 // The driver of the browser-to-Rust WebRTC bench (tests/benches/browser_webrtc.rs).
 //
-//   node peers_js_bench.mjs SIGNALING_URL RUST_DEVICE_ID MIB ROUNDS
+//   node peers_js_bench.mjs SIGNALING_URL RUST_DEVICE_ID MIB ROUNDS [CAUSES]
+//
+// CAUSES "1": the page adds the rounds that test the gap's causes (see the page's header).
 //
 // Serves the bundle of peers-js/dist/bench/browser-webrtc.js (page_server.mjs), opens
 // it in headless Chromium (chromium.mjs, host candidates without mDNS) and holds the
@@ -15,11 +17,11 @@ import { launchChromium } from "./chromium.mjs";
 import { servePage } from "./page_server.mjs";
 import { fail, report } from "./webrtc_signaling.mjs";
 
-const [signaling, rustDevice, mib, rounds] = process.argv.slice(2);
+const [signaling, rustDevice, mib, rounds, causes = "0"] = process.argv.slice(2);
 if (!signaling || !rustDevice || !mib || !rounds) fail("usage: peers_js_bench.mjs SIGNALING_URL RUST_DEVICE_ID MIB ROUNDS");
 const roundBytes = Number(mib) * 1024 * 1024;
 // Every round moves MIB MiB twice; allow 1 MB/s and a minute for the setup.
-setTimeout(() => fail("timed out"), 60_000 + (2 * Number(rounds) * roundBytes) / 1000).unref();
+setTimeout(() => fail("timed out"), 60_000 + ((causes === "1" ? 4 : 2) * Number(rounds) * roundBytes) / 1000).unref();
 
 // The raw peers, kept referenced for the whole run.
 const rawPeers = [];
@@ -59,7 +61,7 @@ try {
     if (event === "done" || event === "failed") ended(event);
   });
   await page.exposeFunction("rawAnswer", rawAnswer);
-  await page.goto(`${origin}/?${new URLSearchParams({ signaling, rust: rustDevice, mib, rounds })}`);
+  await page.goto(`${origin}/?${new URLSearchParams({ signaling, rust: rustDevice, mib, rounds, causes })}`);
   if ((await end) === "failed") throw new Error("the page failed");
 } catch (e) {
   await browser.close();

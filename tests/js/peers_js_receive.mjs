@@ -2,6 +2,15 @@
 // by code; driven by tests/tests/peers_js_receive_page.rs.
 //
 //   node peers_js_receive.mjs SIGNALING_URL CODE           serve the page here, on a loopback port
+//   node peers_js_receive.mjs SIGNALING_URL CODE --close-after BYTES --reopen-when FILE
+//                                                          the same; once the page reported BYTES
+//                                                          received it is closed (`closed`), and once
+//                                                          FILE exists (the test made it) the page is
+//                                                          opened again with the same code, in the
+//                                                          same browser (its storage kept), to the end
+//   node peers_js_receive.mjs SIGNALING_URL CODE --quota BYTES
+//                                                          the same with the origin's storage quota set
+//                                                          to BYTES (DevTools' Storage.overrideQuotaForOrigin)
 //   node peers_js_receive.mjs --link LINK [--decline]      open the link `peers send` printed (the
 //                                                          signaling server serves the page), click Save
 //                                                          (or Decline; then `failed` also carries the
@@ -15,7 +24,7 @@
 // page uses where a person can answer it. The page's events are printed as JSON
 // lines; the driver exits once the page reports `done` (0) or `failed` (1).
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
@@ -25,6 +34,14 @@ import { launchChromium } from "./chromium.mjs";
 import { fail, report } from "./webrtc_signaling.mjs";
 
 const args = process.argv.slice(2);
+const option = (name) => {
+  const at = args.indexOf(name);
+  return at < 0 ? undefined : args.splice(at, 2)[1];
+};
+const closeAfter = option("--close-after");
+const reopenWhen = option("--reopen-when");
+const quota = option("--quota");
+if ((closeAfter === undefined) !== (reopenWhen === undefined)) fail("--close-after and --reopen-when go together");
 setTimeout(() => fail("timed out after 240 s"), 240_000).unref();
 
 let server;
@@ -55,14 +72,36 @@ if (args[0] === "--link") {
 
 const browser = await launchChromium();
 let status = 1;
-try {
+/** In the page: the names of the stagings left in the origin private file system. */
+async function stagingLeft() {
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle("peers-staging").catch(() => undefined);
+  const names = [];
+  if (dir) for await (const name of dir.keys()) names.push(name);
+  return names;
+}
+
+/** Opens the page at `address`; resolves with its last event: `done`, `failed`, or `closed` (`--close-after`). */
+async function visit(closeAt) {
   const page = await browser.newPage();
   page.on("console", (m) => process.stderr.write(`[page] ${m.text()}\n`));
   page.on("pageerror", (e) => process.stderr.write(`[page error] ${e.message}\n`));
   let ended;
   const end = new Promise((resolve) => (ended = resolve));
+  let closing = false;
   await page.exposeFunction("peersReport", async (event, fields) => {
+    if (closing) return;
     const parsed = JSON.parse(fields);
+    if (event === "progress" && closeAt !== undefined && parsed.bytes >= closeAt) {
+      // A person closes the tab mid-transfer: whatever the page had in flight is lost.
+      closing = true;
+      report(event, parsed);
+      void page.close().then(() => {
+        report("closed", { after: parsed.bytes });
+        ended("closed");
+      });
+      return;
+    }
     if (event === "offer" && args[0] === "--link") {
       // A person reads the offer and clicks Save (the page shows progress) or Decline.
       const button = args.includes("--decline") ? "#decline" : "#accept";
@@ -70,12 +109,27 @@ try {
       await page.click(button);
     }
     if (event === "failed") parsed.status_shown = await page.$eval("#status", (p) => p.textContent);
+    if (event === "resumed") parsed.status_shown = await page.$eval("#status", (p) => p.textContent);
+    if (event === "done") parsed.staging_left = await page.evaluate(stagingLeft);
     if (event === "done") parsed.progress_shown = await page.$eval("#progress", (p) => ({ value: p.value, max: p.max, hidden: p.hidden }));
     report(event, parsed);
     if (event === "done" || event === "failed") ended(event);
   });
+  if (quota !== undefined) {
+    const cdp = await page.createCDPSession();
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(address).origin, quotaSize: Number(quota) });
+  }
   await page.goto(address);
-  status = (await end) === "done" ? 0 : 1;
+  return end;
+}
+
+try {
+  let last = await visit(closeAfter === undefined ? undefined : Number(closeAfter));
+  if (last === "closed") {
+    while (!(await stat(reopenWhen).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 100));
+    last = await visit(undefined);
+  }
+  status = last === "done" ? 0 : 1;
 } catch (e) {
   process.stderr.write(`${e.stack || e}\n`);
 } finally {

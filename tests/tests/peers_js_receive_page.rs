@@ -10,6 +10,9 @@
 //! sides (the page reports `WrongCode`, the sender exits with its "did not match").
 //! Then the signaling server serves the page itself (`ServerConfig::receive_page`), and
 //! the link `peers send` prints beside the code receives the file in Chromium.
+//! The page stages in the origin private file system (`peers-js/src/staging-browser.ts`):
+//! a page closed mid-transfer and opened again with the code gets only the rest, and a
+//! transfer larger than the origin's quota fails `NoSpace` on both sides.
 //! Needs the `peers` binary built beside this test (`cargo build -p peers-device --bin
 //! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
@@ -150,5 +153,94 @@ async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_
     assert!(!ok, "the sender does not report success: {events:?}");
     let text = serde_json::to_string(&events).expect("json");
     assert!(text.contains("declined"), "the sender says the receiver declined: {text}");
+    server.shutdown().await;
+}
+
+/// A page closed mid-transfer resumes from its staging in the origin private file
+/// system (`peers-js/src/staging-browser.ts`, docs/protocol.md §9.5.1): the page,
+/// served on loopback, receives 64 MiB from `peers send --paths relay` and is closed
+/// once it has 24 MiB; the sender sees its receiver gone and waits for the code to be
+/// run again (`waiting-return`); the page opened again with the same code in the same
+/// browser says it resumes, gets only the rest, and saves the file whole, its staging
+/// deleted. The sender's last status skipped the bytes the page had kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_closed_mid_transfer_and_opened_again_with_the_code_gets_only_the_rest() {
+    const LEN: u64 = (MIB as u64) << 20;
+    const CLOSE_AT: u64 = 24 << 20;
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("resumed.bin");
+    let bytes = noise(LEN as usize, 13);
+    std::fs::write(&file, &bytes).expect("file");
+    let expected = blake3::hash(&bytes).to_hex().to_string();
+    drop(bytes);
+    let reopen = src.path().join("reopen");
+
+    let sender = PeersSend::start(&url, &["--paths", "relay"], &file);
+    let code = sender.code();
+    let reopen_arg = reopen.to_str().expect("utf-8");
+    let close_arg = CLOSE_AT.to_string();
+    let args = [url.as_str(), &code, "--close-after", &close_arg, "--reopen-when", reopen_arg];
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &args);
+    let accepted = page.expect_event("accepted", STEP).await;
+    assert_eq!(accepted["staging"], true, "the page stages in the origin private file system: {accepted}");
+    let closed = page.expect_event("closed", Duration::from_secs(120)).await;
+    let closed_at = closed["after"].as_u64().expect("after");
+    assert!((CLOSE_AT..LEN).contains(&closed_at), "closed mid-way: {closed}");
+
+    sender.waiting_for_return(STEP).await;
+    std::fs::write(&reopen, b"").expect("the go-ahead");
+    let resumed = page.expect_event("resumed", STEP).await;
+    let kept = resumed["bytes"].as_u64().expect("bytes");
+    assert!((CLOSE_AT..LEN).contains(&kept), "the page kept what it had verified: {resumed}");
+    assert_eq!(kept % (8 << 20), 0, "whole 8 MiB segments (SEGMENT_BYTES) are kept: {resumed}");
+    let shown = resumed["status_shown"].as_str().expect("status");
+    assert!(
+        shown.contains(&format!("resuming: {}.0 MiB already here", kept >> 20)),
+        "the page says it resumes: {shown}"
+    );
+    let done = page.expect_event("done", Duration::from_secs(180)).await;
+    assert_eq!(done["resumed"], kept, "{done}");
+    assert_eq!(done["bytes"], LEN - kept, "only the rest came: {done}");
+    assert_eq!(done["files"][0]["path"], "resumed.bin", "{done}");
+    assert_eq!(done["files"][0]["size"], LEN, "{done}");
+    assert_eq!(done["files"][0]["blake3"], expected.as_str(), "the file the page saved is the file sent");
+    assert_eq!(done["staging_left"], serde_json::json!([]), "the staging is deleted once saved: {done}");
+    eprintln!("the page closed after {closed_at} bytes resumed at {kept} of {LEN} and received {}", done["bytes"]);
+    let (status, stderr) = page.wait(STEP).await;
+    assert!(status.success(), "page driver failed: {stderr}");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(ok, "the sender reports success: {events:?}");
+    let last = events.iter().rev().find(|e| e["event"] == "status").unwrap_or_else(|| panic!("a status: {events:?}"));
+    assert_eq!(last["bytes_resumed"].as_u64(), Some(kept), "the sender skipped the bytes the page had: {last}");
+    server.shutdown().await;
+}
+
+/// A transfer larger than the origin's storage quota (set to 16 MiB through DevTools):
+/// the page fails `NoSpace` ("not enough room in the browser's storage") and the sender
+/// is told why. Chromium's `navigator.storage.estimate()` does not show the lowered
+/// quota (it says 10 GB), so the refusal comes from the first write the quota refuses,
+/// not from the check at the offer (`roomNeeded`, tested in Node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_storage_cannot_hold_the_transfer_fails_with_no_space() {
+    let server = signaling_server().await;
+    let url = server.url().expect("server url");
+    let src = tempfile::tempdir().expect("temp dir");
+    let file = src.path().join("too-big.bin");
+    std::fs::write(&file, noise(32 << 20, 17)).expect("file");
+    let sender = PeersSend::start(&url, &["--paths", "relay", "--rejoin-wait", "0"], &file);
+    let quota = (16u64 << 20).to_string();
+    let mut page = JsClient::spawn("peers_js_receive.mjs", &[&url, &sender.code(), "--quota", &quota]);
+    let failed = page.expect_event("failed", STEP).await;
+    assert_eq!((failed["kind"].as_str(), failed["code"].as_str()), (Some("Transfer"), Some("NoSpace")), "{failed}");
+    assert!(failed["message"].as_str().is_some_and(|m| m.contains("not enough room")), "{failed}");
+    let (status, _) = page.wait(STEP).await;
+    assert!(!status.success(), "the page's driver reports the transfer did not happen");
+    let (ok, events) = tokio::time::timeout(STEP, sender.finish()).await.expect("the sender ends");
+    assert!(!ok, "the sender does not report success: {events:?}");
+    let text = serde_json::to_string(&events).expect("json");
+    eprintln!("the sender on a page without room: {text}");
+    assert!(text.contains("not enough room"), "the sender is told why: {text}");
     server.shutdown().await;
 }
