@@ -471,19 +471,63 @@ async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_
         // The server dies and comes back (the code's session is in its store).
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
-        // The sender registers again within a second (its first attempt is within 250 ms
-        // of the drop). A join in that gap is not told to it: the server tells a session's
-        // changes only to a registered party (a known limit, docs/protocol.md §9.5).
-        std::thread::sleep(Duration::from_secs(2));
 
-        // The same command again: it meets the sender through its new registration, and
-        // moves to WebRTC, signaled through it too.
+        // The same command again at once, maybe before the sender registered again (the
+        // server tells the sender of the join when it does): it meets the sender through
+        // its new registration, and moves to WebRTC, signaled through it too.
         let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "loopback", &url));
         let (received, events) = again.finish(None, LIMIT * 2);
         assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert_eq!(moves[0]["to"].as_str(), Some("webrtc-direct"), "{moves:?}");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
+        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        drop(server);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_after_a_signaling_restart_resumes_by_running_the_code_again() {
+    tokio::task::spawn_blocking(|| {
+        let (store, src, out) = (tempdir(), tempdir(), tempdir());
+        let server = SignalingProcess::start(free_port(), store.path());
+        let url = server.url();
+        let file = noise_file(src.path(), 23);
+        let (sender, mut sender_out, code) = start_send(&url, &[], &[&file]);
+        let mut receiver = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
+        let mut receiver_out = BufReader::new(receiver.0.stdout.take().unwrap());
+        let mut verified = 0;
+        let mut line = String::new();
+        let mut read_until = |at_least: u64, verified: &mut u64| {
+            while *verified < at_least {
+                line.clear();
+                assert!(receiver_out.read_line(&mut line).unwrap() > 0, "the receiver ended early");
+                let event: Value = serde_json::from_str(&line).unwrap();
+                assert_ne!(event["event"], "done", "the receiver finished too early");
+                *verified = (*verified).max(event["bytes_done"].as_u64().unwrap_or(0));
+            }
+        };
+        read_until(4 << 20, &mut verified);
+        // The server restarts: the sender registers again and is told of the session its
+        // receiver joined (a "joined" it already knows: it must do nothing with it).
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        read_until(verified + (4 << 20), &mut verified);
+        receiver.0.kill().unwrap();
+        let _ = receiver.0.wait();
+        wait_for_return(&mut sender_out);
+
+        // The rerun is the one the sender meets, not the receiver it was told of again.
+        let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
+        let (received, events) = again.finish(None, LIMIT);
+        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
         assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
         assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);

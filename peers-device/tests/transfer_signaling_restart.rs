@@ -12,6 +12,9 @@
 //!   same: that side registers again, and the other waits for it to come back online.
 //! - A server that does not come back fails both sides with a typed error once the
 //!   stated give-up time has passed.
+//! - A receiver that joins after the restart but before the sender registered again is
+//!   seen by the sender once it does (the server tells a registering creator of its
+//!   joined sessions).
 //!
 //! The `peers-signaling` binary must be built into the same target directory
 //! (`common::signaling`).
@@ -308,5 +311,36 @@ async fn resumes_after_a_blink(blink: Blink) {
     arrived_intact(sent, received, &file, out.path());
     let last = send_status.borrow().progress;
     assert!(last.bytes_resumed >= verified, "verified {verified} before the blink, resumed from {last:?}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_joins_before_the_sender_registered_again_after_a_restart_is_seen() {
+    let store = tempfile::tempdir().unwrap();
+    let server = start_server(store.path()).await;
+    let url = server.url();
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("notes.tar");
+    write_noise(&file, 8 << 20, 45);
+    // The sender registers again 3 to 6 s after its connection drops.
+    let reconnect_after = Duration::from_secs(6);
+    let mut sender_link = relay_only(&url);
+    sender_link.reconnect.initial = reconnect_after;
+    sender_link.reconnect.max = reconnect_after;
+    let (code, sending) = send(vec![file.clone()], SendOptions::new(sender_link)).await.unwrap();
+
+    let killed = Instant::now();
+    let (server, _) = server.kill_and_restart(Duration::ZERO).await;
+    let receiving = receive(code, relay_only(&url), accepting(out.path())).await.unwrap();
+    let joined_after = killed.elapsed();
+    eprintln!("the receiver joined {joined_after:?} after the kill");
+    assert!(
+        joined_after < reconnect_after / 2,
+        "joined {joined_after:?} after the kill: the sender may be back already"
+    );
+
+    let (sent, received) = ended(both_finished(sending, receiving)).await;
+    arrived_intact(sent, received, &file, out.path());
     drop(server);
 }

@@ -97,12 +97,19 @@ export async function openCode(url: string, words: number | undefined, ttlMs: nu
  * the session is probed (`session-reopen`, which leaves a session still waiting for
  * its receiver as it is): a server that forgot it (an in-memory one that restarted)
  * fails the wait at once, `Transfer`/`SessionLost`, rather than at the code's end.
+ * The probe waits one round trip first (an `ice-config` request): the server ends a
+ * registration with a `joined` for each joined session of the device (docs/signaling.md
+ * §6), so a join made while this client was away is seen before the probe, which
+ * would otherwise reopen that session. A `joined` for a device of `met` (a receiver
+ * already met, told again by a registration) is not a new join.
  */
-export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>, token?: string): Promise<string> {
+export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>, token?: string, met: readonly string[] = []): Promise<string> {
   return new Promise((resolve, reject) => {
+    let settled = false;
     const timer = setTimeout(() => finish(() => reject(transferError("Timeout", `nobody used the code within ${ttlMs} ms`))), ttlMs);
     const onSession = (change: SessionChange) => {
       if (change.transferId !== transferId) return;
+      if (change.state === "joined" && change.peer && met.includes(change.peer)) return;
       if (change.state === "joined" && change.peer) finish(() => resolve(change.peer!));
       else if (change.state === "expired") finish(() => reject(transferError("Timeout", "the code expired before anybody used it")));
       else if (change.state === "closed") finish(() => reject(transferError("Closed", `the code's session ended: ${change.reason ?? "closed"}`)));
@@ -110,13 +117,19 @@ export function waitForJoin(signaling: SignalingClient, transferId: string, ttlM
     const onClosed = (err: PeersError) => finish(() => reject(err));
     const onState = (state: SignalingState) => {
       if (state.state !== "registered" || token === undefined) return;
-      signaling.reopenSession(transferId, token).catch((err: unknown) => {
-        if (err instanceof PeersError && err.code === "SessionNotFound") {
-          finish(() => reject(transferError("SessionLost", "the signaling server restarted and forgot the code's session: make a new code")));
-        }
-      });
+      const probe = () => {
+        if (settled) return;
+        signaling.reopenSession(transferId, token).catch((err: unknown) => {
+          if (err instanceof PeersError && err.code === "SessionNotFound") {
+            finish(() => reject(transferError("SessionLost", "the signaling server restarted and forgot the code's session: make a new code")));
+          }
+        });
+      };
+      signaling.iceConfig().then(probe, probe);
     };
     const finish = (settle: () => void) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       signaling.off("session", onSession).off("closed", onClosed).off("state", onState);
       settle();

@@ -243,6 +243,8 @@ class Sender {
   private resumed: number | undefined;
   private hops = 0;
   private rejoins = 0;
+  /** The receivers met so far (at most one per rejoin): a `joined` told again for one of them is no new join. */
+  private readonly met: string[] = [];
   /** Set once `run` ended: a dial that completes later is closed at once. */
   private ended = false;
   private readonly paths: PathBytes[] = [];
@@ -314,7 +316,8 @@ class Sender {
     const stage = (s: SendStage) => this.options.onStage?.(s);
     let peer: string;
     try {
-      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token));
+      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token, this.met));
+      this.met.push(peer);
     } catch (err) {
       if (this.rejoins > 0 && err instanceof PeersError && err.code === "Timeout") {
         throw transferError("Timeout", `the receiver did not run the same code again within ${joinWait} ms`);

@@ -337,8 +337,9 @@ impl Sender {
     /// times. The receiver resumes from its staged data.
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
         let mut rejoins = 0;
+        let mut met = Vec::new();
         loop {
-            let result = self.meet_and_send(events, scanned, rejoins).await;
+            let result = self.meet_and_send(events, scanned, rejoins, &mut met).await;
             let gone = match &result {
                 Err(err) if receiver_gone(err) => err,
                 _ => return result,
@@ -370,14 +371,15 @@ impl Sender {
         events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
         scanned: &Scanned,
         rejoins: u32,
+        met: &mut Vec<DeviceId>,
     ) -> Result<()> {
         let link = &self.options.link;
         let (receiver, relay, peer) = until_cancelled(&self.cancelled, async {
             let receiver = match rejoins {
-                0 => wait_for_join(events, &self.created, self.options.code_ttl).await?,
+                0 => wait_for_join(events, &self.created, self.options.code_ttl, met).await?,
                 _ => {
                     let wait = self.options.rejoin_wait;
-                    match wait_for_join(events, &self.created, wait).await {
+                    match wait_for_join(events, &self.created, wait, met).await {
                         Err(Error::Transfer(TransferError::TimedOut { .. })) => {
                             let what = "the receiver to run the same code again";
                             return Err(TransferError::TimedOut { what, after: wait }.into());
@@ -386,6 +388,7 @@ impl Sender {
                     }
                 }
             };
+            met.push(receiver);
             set_stage(&self.status, Stage::Authenticating);
             let client = self.signaling.client().await?;
             let (relay, peer) = meet(&client, &receiver, &self.code, CodeRole::Creator, &self.info, link).await?;

@@ -93,17 +93,24 @@ pub(super) async fn meet(
 }
 
 /// Waits for the `joined` event of the session `created`; returns the device that
-/// joined. Fails when no one joined within `ttl` or the session ended.
+/// joined. Fails when no one joined within `ttl` or the session ended. A `joined` for a
+/// device of `met` (a receiver already met: the server tells a creator that registers
+/// again of its joined sessions, signaling.md §6, and such a notice may wait in
+/// `events` from before a reopen) is not a new join.
 pub(super) async fn wait_for_join(
     events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
     created: &CreatedSession,
     ttl: Duration,
+    met: &[DeviceId],
 ) -> Result<peers_sdk::DeviceId> {
     let waiting = async {
         while let Some(event) = events.recv().await {
             match event {
                 ClientEvent::Session { transfer_id, state, peer, reason } if transfer_id == created.transfer_id => {
                     match (state, peer) {
+                        (SessionState::Joined, Some(peer)) if met.contains(&peer) => {
+                            debug!(%peer, "a joined session told again for a receiver already met");
+                        }
                         (SessionState::Joined, Some(peer)) => return Ok(peer),
                         (SessionState::Expired, _) => {
                             return Err(TransferError::TimedOut { what: "the other device to join", after: ttl }.into());
