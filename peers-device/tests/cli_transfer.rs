@@ -184,6 +184,39 @@ async fn a_receiver_killed_mid_way_resumes_by_running_the_same_code_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_mid_way_and_run_again_at_once_retries_until_the_sender_reopens() {
+    with_server(|url| {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = src.path().join("big.bin");
+        fs::write(&file, noise(64 << 20, 10)).unwrap();
+        let (sender, sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
+
+        // At once, before the sender noticed (it waits up to 10 s for a receiver that
+        // only blinked): the first joins get session_taken and are tried again.
+        let started = Instant::now();
+        let out_dir = out.path().to_str().unwrap();
+        let mut again = command(None, &receive_args(&code, out_dir, "relay", &url));
+        again.env("RUST_LOG", "error,peers_device::transfer::meeting=info");
+        let (received, events) = Peers::spawn(again, Stdio::piped()).finish(None, LIMIT);
+        let stderr = String::from_utf8_lossy(&received.stderr);
+        assert!(received.status.success(), "receive again: {stderr}");
+        assert!(stderr.contains("joining again"), "the rerun was never refused session_taken: {stderr}");
+        eprintln!("the rerun finished {:?} after it started", started.elapsed());
+        let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
+        assert!(offer["staged"].as_u64().unwrap() >= verified, "{offer} (verified {verified} before the kill)");
+        let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
+        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+        for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
+            let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
+            assert!(resumed >= verified, "{side}: resumed from {resumed}, {verified} verified before the kill");
+        }
+        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_killed_on_webrtc_is_noticed_within_seconds_and_its_rerun_moves_to_webrtc_again() {
     with_server(|url| {
         let src = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ import { decodePakeFrame, encodePakeFrame, PakeConfirm, PakeRole, startPake } fr
 import { RelaySocket } from "./relay.js";
 import { generateCode } from "./code.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
-import { CreatedSession, SessionChange, SignalingClient, SignalingState } from "./signaling.js";
+import { CreatedSession, JoinedSession, SessionChange, SignalingClient, SignalingState } from "./signaling.js";
 
 /** How long the PAKE may take on the relay, ms (as the Rust side). */
 export const PAKE_TIMEOUT_MS = 30_000;
@@ -137,6 +137,38 @@ export function waitForJoin(signaling: SignalingClient, transferId: string, ttlM
     signaling.on("session", onSession).on("closed", onClosed).on("state", onState);
     stop?.catch((err: unknown) => finish(() => reject(err)));
   });
+}
+
+/**
+ * The pauses, ms, between the joins of a receiver refused `SessionTaken`: the sender
+ * still holds the session for its previous receiver (a receiver killed a moment ago; the
+ * sender reopens the session within about 10 s, docs/protocol.md §9.5.1). Six joins over
+ * 15 s, well within the server's join rate (10 a minute per device and per address), as
+ * the Rust receiver's `TAKEN_RETRIES`.
+ */
+export const TAKEN_RETRIES_MS: readonly number[] = [2_000, 3_000, 3_000, 3_000, 4_000];
+
+/**
+ * Joins the session numbered `session`; a join refused `SessionTaken` is tried again
+ * after each pause of `retriesMs` (ms), and the last refusal is thrown. `stop` ends
+ * the wait with its error.
+ */
+export async function joinCode(signaling: SignalingClient, session: string, retriesMs: readonly number[] = TAKEN_RETRIES_MS, stop?: Promise<never>): Promise<JoinedSession> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await signaling.joinSession(session);
+    } catch (err) {
+      const pause = retriesMs[attempt];
+      if (!(err instanceof PeersError && err.code === "SessionTaken") || pause === undefined) throw err;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const slept = new Promise<void>((r) => (timer = setTimeout(r, pause)));
+      try {
+        await (stop ? Promise.race([slept, stop]) : slept);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
 }
 
 /** A trust decision that accepts exactly `device` (user id, device id, both keys) and nothing else. */

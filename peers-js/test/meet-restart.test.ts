@@ -4,15 +4,15 @@
 // does (the server ends a registration with a `joined` for each joined session of the
 // device, docs/signaling.md §6), and the creator's probe of the session after the new
 // registration does not reopen it; a `joined` told again for a receiver already met is
-// no new join.
+// no new join. A join refused SessionTaken is tried again (joinCode) for a bounded time.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 
-import { DeviceKeys, PeersError, SignalingClient, toHex, waitForJoin } from "../src/index.js";
-import { restartServer, startServer, stopServers } from "./server.js";
+import { DeviceKeys, joinCode, PeersError, SignalingClient, toHex, waitForJoin } from "../src/index.js";
+import { nextEvent, restartServer, startServer, stopServers } from "./server.js";
 
 const dir = mkdtempSync(join(tmpdir(), "peers-meet-"));
 const args = ["--data-dir", dir];
@@ -50,4 +50,30 @@ test("a join made while the creator registers again after a restart is seen, onc
   assert.equal(await told, toHex(receiverKeys.deviceId), "the registration told the join again");
   await assert.rejects(again, (err: PeersError) => err.code === "Timeout");
   for (const c of [creator, receiver, intruder]) c.close();
+});
+
+test("a join refused SessionTaken is tried again until the creator reopens the session, within a bound", async () => {
+  const creator = await SignalingClient.connect(url, DeviceKeys.generate("peers-transfer"));
+  const created = await creator.createSession({ kind: "pake" });
+  const first = await SignalingClient.connect(url, DeviceKeys.generate("peers-transfer"));
+  await first.joinSession(created.code);
+  const secondKeys = DeviceKeys.generate("peers-transfer");
+  const second = await SignalingClient.connect(url, secondKeys);
+  const started = Date.now();
+  // The creator reopens the session after 1.5 s (it noticed its receiver is gone).
+  const reopened = new Promise<void>((r) => setTimeout(() => void creator.reopenSession(created.transferId, created.senderToken).then(() => r()), 1_500));
+  const told = nextEvent(creator, "session", 10_000, (c) => c.state === "joined" && c.peer === toHex(secondKeys.deviceId));
+  const joined = await joinCode(second, created.code, [1_000, 1_000, 1_000]);
+  await reopened;
+  assert.equal(joined.transferId, created.transferId);
+  const took = Date.now() - started;
+  assert.ok(took >= 1_500 && took < 4_000, `joined after ${took} ms`);
+  await told;
+
+  // Never reopened: the same refusal once the pauses are spent.
+  const third = await SignalingClient.connect(url, DeviceKeys.generate("peers-transfer"));
+  const refusedFrom = Date.now();
+  await assert.rejects(joinCode(third, created.code, [300, 300]), (err: PeersError) => err.code === "SessionTaken");
+  assert.ok(Date.now() - refusedFrom >= 600, "both pauses were waited");
+  for (const c of [creator, first, second, third]) c.close();
 });

@@ -78,7 +78,7 @@ use super::exchange::{
     self, DEFAULT_ANSWER_TIMEOUT, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress,
 };
 use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
-use super::meeting::{CodeSession, ephemeral, meet, open_code, register, wait_for_join};
+use super::meeting::{CodeSession, TAKEN_RETRIES, ephemeral, join_code, meet, open_code, register, wait_for_join};
 use super::pake::CodeRole;
 use super::paths::{Change, Local, LocalListener, Paths, Side, class_of, webrtc_endpoint};
 use super::reconnect::Signaling;
@@ -133,6 +133,11 @@ pub struct LinkOptions {
     /// carries WebRTC's host candidates). `None`: no local socket. Default: `0.0.0.0`
     /// (every IPv4 interface; the URLs name each interface's address).
     pub local: Option<IpAddr>,
+    /// A receiver's join refused `session_taken` (the sender still holds the session
+    /// for a receiver process killed a moment ago, and reopens it within about 10 s) is
+    /// tried again after each of these pauses, then fails as refused. Default: 2, 3, 3,
+    /// 3 and 4 s (six joins over 15 s; the server allows 10 a minute). Empty: no retry.
+    pub taken_retries: Vec<Duration>,
 }
 
 impl LinkOptions {
@@ -148,6 +153,7 @@ impl LinkOptions {
             stall_timeout: Duration::from_secs(60),
             webrtc: Some(WebRtcConfig::default()),
             local: Some(Ipv4Addr::UNSPECIFIED.into()),
+            taken_retries: TAKEN_RETRIES.to_vec(),
         }
     }
 }
@@ -558,7 +564,7 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
     };
     let (keys, info) = ephemeral(local.as_ref().map(LocalListener::urls).unwrap_or_default())?;
     let client = register(&link, &keys).await?;
-    let joined = match client.join_session(&code.session().to_string()).await {
+    let joined = match join_code(&client, &code.session().to_string(), &link.taken_retries).await {
         Ok(joined) => joined,
         Err(err) => {
             client.close().await;
