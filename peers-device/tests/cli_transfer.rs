@@ -3,7 +3,8 @@
 //! fails both and burns the code; a receiver killed mid-way resumes by running the
 //! same code again, and does not leave the sender hanging when it does not; a transfer
 //! on the relay goes on when the signaling server (a `peers-signaling` process) is
-//! killed and started again.
+//! killed and started again, and both sides say (`"event": "signaling"`) that they
+//! register again and when they are back.
 
 mod common;
 
@@ -485,6 +486,14 @@ async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
         // The sender's last attempt resumed after what the receiver had verified.
         let resumed = sender_events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
         assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        // Both said their signaling connection was down, and then that it was back.
+        for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
+            let links: Vec<&str> =
+                events.iter().filter(|e| e["event"] == "signaling").filter_map(|e| e["state"].as_str()).collect();
+            assert_eq!(links, ["reconnecting", "registered"], "{side}: {events:?}");
+            let last = events.iter().rfind(|e| e["event"] == "status").expect("a status line");
+            assert_eq!(last["signaling"], "registered", "{side}: {last}");
+        }
         drop(server);
     })
     .await

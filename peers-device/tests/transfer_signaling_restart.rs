@@ -6,6 +6,7 @@
 //! - On the server's frame relay the relay dies with the server: both sides register
 //!   again, open a new relay and resume from the receiver's last verified chunk, within
 //!   seconds of the restart; the file arrives intact and verified bytes are not sent again.
+//!   Both statuses say `SignalingLink::Reconnecting` meanwhile, and `Registered` after.
 //! - On the receiver's local socket or on WebRTC nothing goes through the server: the
 //!   transfer is not disturbed.
 //! - One side's signaling connection blinking (a proxy cut, the server up) costs the
@@ -29,7 +30,8 @@ use common::daemons::free_port;
 use common::files::{hash_file, write_noise};
 use common::signaling::{Proxy, SignalingProcess};
 use peers_device::transfer::{
-    LinkOptions, ReceiveHandle, ReceiveOptions, Received, SendHandle, SendOptions, Status, TransferError, receive, send,
+    LinkOptions, ReceiveHandle, ReceiveOptions, Received, SendHandle, SendOptions, SignalingLink, Status,
+    TransferError, receive, send,
 };
 use peers_device::{ConnectionClass, Error};
 use peers_transport_webrtc::WebRtcConfig;
@@ -133,6 +135,9 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     // Some bytes verified on the relay, then the server dies and comes back.
     let before = wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
     assert_eq!(before.class, Some(ConnectionClass::ServerRelay));
+    let reconnecting = [send_status.clone(), receive_status.clone()].map(|mut status| {
+        tokio::spawn(async move { status.wait_for(|s| s.signaling == SignalingLink::Reconnecting).await.is_ok() })
+    });
     let killed_at = Instant::now();
     let (server, restarted) = server.kill_and_restart(down).await;
     let verified = receive_status.borrow().progress.bytes_done;
@@ -161,6 +166,12 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
         );
     }
     eprintln!("bytes verified again {flowing_after:?} after the restart");
+    for (side, saw) in ["sender", "receiver"].into_iter().zip(reconnecting) {
+        assert!(saw.await.unwrap(), "the {side}'s status never said it was registering again");
+    }
+    for (side, status) in [("sender", &send_status), ("receiver", &receive_status)] {
+        assert_eq!(status.borrow().signaling, SignalingLink::Registered, "the {side} is registered again");
+    }
 
     let (sent, received) = ended(finished).await;
     sent.unwrap_or_else(|e| panic!("sender: {e} (flowing again after {flowing_after:?})"));

@@ -309,7 +309,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link);
+    let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link, status_tx.clone());
     let webrtc = webrtc_endpoint(&signaling, &options.link);
     let sender =
         Sender { signaling, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
@@ -573,7 +573,7 @@ pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOpti
     };
     let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
     let (cancel, cancelled) = Canceller::new();
-    let (signaling, _) = Signaling::start(client, None, keys.clone(), &link);
+    let (signaling, _) = Signaling::start(client, None, keys.clone(), &link, status_tx.clone());
     let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
     let task = tokio::spawn(async move {
         let local = local.map_or(Local::Off, Local::Listen);

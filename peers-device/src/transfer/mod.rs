@@ -75,7 +75,7 @@ pub use live::{Canceller, LinkOptions, MAX_REJOINS, ReceiveHandle, SendHandle, S
 pub use manifest::{EntryKind, Manifest, ManifestEntry};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
-pub use status::{Stage, Status};
+pub use status::{SignalingLink, Stage, Status};
 
 /// Why a code, a PAKE, a manifest or a chunk was refused.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 //! restarted, the network blinked): [`Signaling`].
 //!
 //! ```text
-//! registered ── the connection ends (not closed by this side) ──▶ down (drops + 1)
+//! registered ── the connection ends (not closed by this side) ──▶ down (drops + 1;
+//!   the transfer's status says SignalingLink::Reconnecting until registered again)
 //!   attempt after the device link's ReconnectOptions schedule: 125–250 ms, then
 //!   doubling with equal jitter up to 1–2 s, trying each server URL in order
 //!   registered again ──▶ registered (the same ephemeral device key)
@@ -34,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::TransferError;
 use super::live::LinkOptions;
 use super::meeting::register;
+use super::status::{SignalingLink, Status};
 use crate::Result;
 use crate::manager::LinkState;
 use crate::transports::ServerSignaling;
@@ -75,6 +77,7 @@ impl Signaling {
         events: Option<mpsc::Receiver<ClientEvent>>,
         keys: Arc<DeviceKeys>,
         link: &LinkOptions,
+        status: watch::Sender<Status>,
     ) -> (Signaling, Option<mpsc::Receiver<ClientEvent>>) {
         let (events_tx, events_rx) = match events {
             Some(_) => {
@@ -98,6 +101,7 @@ impl Signaling {
             events: events_tx,
             signals: signals_tx,
             closing: closing.clone(),
+            status,
         };
         let task = tokio::spawn(supervisor.run(client.clone(), events));
         let wait = link.reconnect_give_up.saturating_add(link.client.connect_timeout);
@@ -185,6 +189,8 @@ struct Supervisor {
     events: Option<mpsc::Sender<ClientEvent>>,
     signals: mpsc::Sender<DeliveredSignal>,
     closing: Arc<AtomicBool>,
+    /// The transfer's status: its [`SignalingLink`] follows the registration.
+    status: watch::Sender<Status>,
 }
 
 impl Supervisor {
@@ -239,6 +245,8 @@ impl Supervisor {
 
     /// The registered client now (`None` while down) and its state.
     fn publish(&self, client: Option<SignalingClient>, state: LinkState) {
+        let link = if client.is_some() { SignalingLink::Registered } else { SignalingLink::Reconnecting };
+        self.status.send_if_modified(|s| std::mem::replace(&mut s.signaling, link) != link);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = client.clone();
         self.state.send_modify(|r| r.client = client);
         self.link_state.send_replace(state);
