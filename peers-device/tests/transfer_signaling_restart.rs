@@ -6,12 +6,16 @@
 //! - On the server's frame relay the relay dies with the server: both sides register
 //!   again, open a new relay and resume from the receiver's last verified chunk, within
 //!   seconds of the restart; the file arrives intact and verified bytes are not sent again.
+//!   Both statuses say `SignalingLink::Reconnecting` meanwhile, and `Registered` after.
 //! - On the receiver's local socket or on WebRTC nothing goes through the server: the
 //!   transfer is not disturbed.
 //! - One side's signaling connection blinking (a proxy cut, the server up) costs the
 //!   same: that side registers again, and the other waits for it to come back online.
 //! - A server that does not come back fails both sides with a typed error once the
 //!   stated give-up time has passed.
+//! - A receiver that joins after the restart but before the sender registered again is
+//!   seen by the sender once it does (the server tells a registering creator of its
+//!   joined sessions).
 //!
 //! The `peers-signaling` binary must be built into the same target directory
 //! (`common::signaling`).
@@ -26,7 +30,8 @@ use common::daemons::free_port;
 use common::files::{hash_file, write_noise};
 use common::signaling::{Proxy, SignalingProcess};
 use peers_device::transfer::{
-    LinkOptions, ReceiveHandle, ReceiveOptions, Received, SendHandle, SendOptions, Status, TransferError, receive, send,
+    LinkOptions, ReceiveHandle, ReceiveOptions, Received, SendHandle, SendOptions, SignalingLink, Status,
+    TransferError, receive, send,
 };
 use peers_device::{ConnectionClass, Error};
 use peers_transport_webrtc::WebRtcConfig;
@@ -130,6 +135,9 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
     // Some bytes verified on the relay, then the server dies and comes back.
     let before = wait_status(&mut receive_status, |s| s.progress.bytes_done >= 4 << 20).await;
     assert_eq!(before.class, Some(ConnectionClass::ServerRelay));
+    let reconnecting = [send_status.clone(), receive_status.clone()].map(|mut status| {
+        tokio::spawn(async move { status.wait_for(|s| s.signaling == SignalingLink::Reconnecting).await.is_ok() })
+    });
     let killed_at = Instant::now();
     let (server, restarted) = server.kill_and_restart(down).await;
     let verified = receive_status.borrow().progress.bytes_done;
@@ -158,6 +166,12 @@ async fn resumes_on_a_new_relay_after_a_restart(down: Duration) {
         );
     }
     eprintln!("bytes verified again {flowing_after:?} after the restart");
+    for (side, saw) in ["sender", "receiver"].into_iter().zip(reconnecting) {
+        assert!(saw.await.unwrap(), "the {side}'s status never said it was registering again");
+    }
+    for (side, status) in [("sender", &send_status), ("receiver", &receive_status)] {
+        assert_eq!(status.borrow().signaling, SignalingLink::Registered, "the {side} is registered again");
+    }
 
     let (sent, received) = ended(finished).await;
     sent.unwrap_or_else(|e| panic!("sender: {e} (flowing again after {flowing_after:?})"));
@@ -308,5 +322,36 @@ async fn resumes_after_a_blink(blink: Blink) {
     arrived_intact(sent, received, &file, out.path());
     let last = send_status.borrow().progress;
     assert!(last.bytes_resumed >= verified, "verified {verified} before the blink, resumed from {last:?}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_joins_before_the_sender_registered_again_after_a_restart_is_seen() {
+    let store = tempfile::tempdir().unwrap();
+    let server = start_server(store.path()).await;
+    let url = server.url();
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = src.path().join("notes.tar");
+    write_noise(&file, 8 << 20, 45);
+    // The sender registers again 3 to 6 s after its connection drops.
+    let reconnect_after = Duration::from_secs(6);
+    let mut sender_link = relay_only(&url);
+    sender_link.reconnect.initial = reconnect_after;
+    sender_link.reconnect.max = reconnect_after;
+    let (code, sending) = send(vec![file.clone()], SendOptions::new(sender_link)).await.unwrap();
+
+    let killed = Instant::now();
+    let (server, _) = server.kill_and_restart(Duration::ZERO).await;
+    let receiving = receive(code, relay_only(&url), accepting(out.path())).await.unwrap();
+    let joined_after = killed.elapsed();
+    eprintln!("the receiver joined {joined_after:?} after the kill");
+    assert!(
+        joined_after < reconnect_after / 2,
+        "joined {joined_after:?} after the kill: the sender may be back already"
+    );
+
+    let (sent, received) = ended(both_finished(sending, receiving)).await;
+    arrived_intact(sent, received, &file, out.path());
     drop(server);
 }

@@ -16,7 +16,7 @@ import { decodePakeFrame, encodePakeFrame, PakeConfirm, PakeRole, startPake } fr
 import { RelaySocket } from "./relay.js";
 import { generateCode } from "./code.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
-import { CreatedSession, SessionChange, SignalingClient, SignalingState } from "./signaling.js";
+import { CreatedSession, JoinedSession, SessionChange, SignalingClient, SignalingState } from "./signaling.js";
 
 /** How long the PAKE may take on the relay, ms (as the Rust side). */
 export const PAKE_TIMEOUT_MS = 30_000;
@@ -97,12 +97,19 @@ export async function openCode(url: string, words: number | undefined, ttlMs: nu
  * the session is probed (`session-reopen`, which leaves a session still waiting for
  * its receiver as it is): a server that forgot it (an in-memory one that restarted)
  * fails the wait at once, `Transfer`/`SessionLost`, rather than at the code's end.
+ * The probe waits one round trip first (an `ice-config` request): the server ends a
+ * registration with a `joined` for each joined session of the device (docs/signaling.md
+ * §6), so a join made while this client was away is seen before the probe, which
+ * would otherwise reopen that session. A `joined` for a device of `met` (a receiver
+ * already met, told again by a registration) is not a new join.
  */
-export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>, token?: string): Promise<string> {
+export function waitForJoin(signaling: SignalingClient, transferId: string, ttlMs: number, stop?: Promise<never>, token?: string, met: readonly string[] = []): Promise<string> {
   return new Promise((resolve, reject) => {
+    let settled = false;
     const timer = setTimeout(() => finish(() => reject(transferError("Timeout", `nobody used the code within ${ttlMs} ms`))), ttlMs);
     const onSession = (change: SessionChange) => {
       if (change.transferId !== transferId) return;
+      if (change.state === "joined" && change.peer && met.includes(change.peer)) return;
       if (change.state === "joined" && change.peer) finish(() => resolve(change.peer!));
       else if (change.state === "expired") finish(() => reject(transferError("Timeout", "the code expired before anybody used it")));
       else if (change.state === "closed") finish(() => reject(transferError("Closed", `the code's session ended: ${change.reason ?? "closed"}`)));
@@ -110,13 +117,19 @@ export function waitForJoin(signaling: SignalingClient, transferId: string, ttlM
     const onClosed = (err: PeersError) => finish(() => reject(err));
     const onState = (state: SignalingState) => {
       if (state.state !== "registered" || token === undefined) return;
-      signaling.reopenSession(transferId, token).catch((err: unknown) => {
-        if (err instanceof PeersError && err.code === "SessionNotFound") {
-          finish(() => reject(transferError("SessionLost", "the signaling server restarted and forgot the code's session: make a new code")));
-        }
-      });
+      const probe = () => {
+        if (settled) return;
+        signaling.reopenSession(transferId, token).catch((err: unknown) => {
+          if (err instanceof PeersError && err.code === "SessionNotFound") {
+            finish(() => reject(transferError("SessionLost", "the signaling server restarted and forgot the code's session: make a new code")));
+          }
+        });
+      };
+      signaling.iceConfig().then(probe, probe);
     };
     const finish = (settle: () => void) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       signaling.off("session", onSession).off("closed", onClosed).off("state", onState);
       settle();
@@ -124,6 +137,38 @@ export function waitForJoin(signaling: SignalingClient, transferId: string, ttlM
     signaling.on("session", onSession).on("closed", onClosed).on("state", onState);
     stop?.catch((err: unknown) => finish(() => reject(err)));
   });
+}
+
+/**
+ * The pauses, ms, between the joins of a receiver refused `SessionTaken`: the sender
+ * still holds the session for its previous receiver (a receiver killed a moment ago; the
+ * sender reopens the session within about 10 s, docs/protocol.md §9.5.1). Six joins over
+ * 15 s, well within the server's join rate (10 a minute per device and per address), as
+ * the Rust receiver's `TAKEN_RETRIES`.
+ */
+export const TAKEN_RETRIES_MS: readonly number[] = [2_000, 3_000, 3_000, 3_000, 4_000];
+
+/**
+ * Joins the session numbered `session`; a join refused `SessionTaken` is tried again
+ * after each pause of `retriesMs` (ms), and the last refusal is thrown. `stop` ends
+ * the wait with its error.
+ */
+export async function joinCode(signaling: SignalingClient, session: string, retriesMs: readonly number[] = TAKEN_RETRIES_MS, stop?: Promise<never>): Promise<JoinedSession> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await signaling.joinSession(session);
+    } catch (err) {
+      const pause = retriesMs[attempt];
+      if (!(err instanceof PeersError && err.code === "SessionTaken") || pause === undefined) throw err;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const slept = new Promise<void>((r) => (timer = setTimeout(r, pause)));
+      try {
+        await (stop ? Promise.race([slept, stop]) : slept);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
 }
 
 /** A trust decision that accepts exactly `device` (user id, device id, both keys) and nothing else. */

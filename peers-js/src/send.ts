@@ -60,7 +60,7 @@ import { checkChunk, ChunkSending, Cursor, DEFAULT_TRANSFER_CHUNK_SIZE, buildMan
 import { openCode, pakeOnRelay, PeerLinks, pinnedTo, waitForJoin } from "./meet.js";
 import { RelaySocket } from "./relay.js";
 import { afterBreak, DEFAULT_REJOIN_WAIT_MS, PEER_RETURN_WAIT_MS, rejoinWait, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
-import { CreatedSession, PresenceChange, SignalingClient } from "./signaling.js";
+import { CreatedSession, PresenceChange, SignalingClient, SignalingState } from "./signaling.js";
 import { Socket, SocketIoOptions, SocketIoSocket } from "./socket.js";
 import { PathBytes } from "./transfer.js";
 import { dialWebRtc, PeerConnectionFactory, WebRtcSocketOptions } from "./webrtc.js";
@@ -109,6 +109,13 @@ export interface SendOptions {
   onPath?: (transport: string, bytesDone: number) => void;
   /** Told when a new relay replaced a broken one (`hops`: moves after a break so far, this one included). */
   onNewRelay?: (hops: number) => void;
+  /**
+   * Told when the sender's signaling connection dropped and it registers again
+   * (`"reconnecting"`), and when it is registered again (`"registered"`), beside the
+   * stage: the data may keep moving on WebRTC or a local socket meanwhile (as the Rust
+   * `Status::signaling`, docs/protocol.md §9.5).
+   */
+  onSignaling?: (state: SignalingState["state"]) => void;
   /**
    * Told when the receiver vanished mid-way (§9.5.1) and the sender reopened the code:
    * `peers receive CODE` run again (into the same directory) resumes. `rejoins`
@@ -197,11 +204,14 @@ export async function sendByCode(url: string, sources: readonly SourceEntry[], o
   const manifest = await buildManifest(sources, options.chunkSize ?? DEFAULT_TRANSFER_CHUNK_SIZE);
   const { keys, signaling, created, code, link } = await openCode(url, options.words, options.ttlMs ?? DEFAULT_CODE_TTL_MS);
   const sender = new Sender(signaling, keys, manifest, sources, code, options);
+  const onState = (state: SignalingState) => options.onSignaling?.(state.state);
+  signaling.on("state", onState);
   const done = (async () => {
     try {
       return await sender.run(created);
     } finally {
       await signaling.closeSession(created.transferId, created.senderToken).catch(() => undefined);
+      signaling.off("state", onState);
       signaling.close();
     }
   })();
@@ -243,6 +253,8 @@ class Sender {
   private resumed: number | undefined;
   private hops = 0;
   private rejoins = 0;
+  /** The receivers met so far (at most one per rejoin): a `joined` told again for one of them is no new join. */
+  private readonly met: string[] = [];
   /** Set once `run` ended: a dial that completes later is closed at once. */
   private ended = false;
   private readonly paths: PathBytes[] = [];
@@ -314,7 +326,8 @@ class Sender {
     const stage = (s: SendStage) => this.options.onStage?.(s);
     let peer: string;
     try {
-      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token));
+      peer = await this.step(waitForJoin(this.signaling, transferId, joinWait, this.stopped, token, this.met));
+      this.met.push(peer);
     } catch (err) {
       if (this.rejoins > 0 && err instanceof PeersError && err.code === "Timeout") {
         throw transferError("Timeout", `the receiver did not run the same code again within ${joinWait} ms`);

@@ -32,7 +32,8 @@ after(stopServers);
 test("a signaling server killed and restarted under a relay transfer: new relays on both sides, no verified chunk goes twice", async () => {
   const data = noise(8 * MiB, 11);
   const relays: number[] = [];
-  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([data]))], { chunkSize: CHUNK, local: false, onNewRelay: (hops) => relays.push(hops) });
+  const links: string[] = [];
+  const handle = await sendByCode(url, [blobSource("big.bin", new Blob([data]))], { chunkSize: CHUNK, local: false, onNewRelay: (hops) => relays.push(hops), onSignaling: (s) => links.push(s) });
   const chunks: VerifiedChunk[] = [];
   let restarting: Promise<string> | undefined;
   let killedAt = 0;
@@ -68,6 +69,7 @@ test("a signaling server killed and restarted under a relay transfer: new relays
   assert.deepEqual(sent.paths.map((p) => p.transport), ["relay"]);
   assert.equal(sent.rejoins, 0);
   assert.ok(resumedAt - killedAt < 10_000, `resumed ${resumedAt - killedAt} ms after the kill`);
+  assert.deepEqual(links, ["reconnecting", "registered"], "the sender said it registered again, and when it was back");
 });
 
 test("a code nobody used yet when the in-memory server restarted fails at once with SessionLost, not at the code's end", async () => {

@@ -19,10 +19,11 @@ const servers: ChildProcess[] = [];
 /** The process serving each URL started here. */
 const byUrl = new Map<string, ChildProcess>();
 
-/** Starts a server with `args` (on `bind`, default any free loopback port); resolves with its URL. */
+/** Starts a server with `args` (on `bind`, default any free loopback port; in memory unless `args` name a `--data-dir`); resolves with its URL. */
 export async function startServer(args: string[] = [], bind = "127.0.0.1:0"): Promise<string> {
   assert.ok(existsSync(binary), `no signaling server at ${binary}: cargo build -p peers-signaling --features bin --bin peers-signaling`);
-  const child = spawn(binary, ["--bind", bind, "--memory", "true", ...args], {
+  const store = args.includes("--data-dir") ? [] : ["--memory", "true"];
+  const child = spawn(binary, ["--bind", bind, ...store, ...args], {
     env: { ...process.env, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -584,6 +584,21 @@ impl SessionTable {
         }
     }
 
+    /// The joined sessions `creator` made, live at `now` (at most
+    /// [`SessionLimits::per_device`]): what a creator that registers again is
+    /// told, as the `joined` it may have missed while it was not registered.
+    pub fn joined_by(&self, creator: &DeviceId, now: u64) -> Vec<CodeSession> {
+        let mut joined: Vec<CodeSession> = self
+            .sessions
+            .values()
+            .filter(|s| s.sender == *creator && s.state == SessionState::Joined && s.expires_at > now)
+            .cloned()
+            .collect();
+        joined.sort_by_key(|s| s.expires_at);
+        joined.truncate(self.limits.per_device);
+        joined
+    }
+
     /// Expires live sessions past their deadline (returned, to notify and
     /// store) and forgets finished ones past their grace time (ids returned,
     /// to delete from the store).

@@ -206,6 +206,32 @@ fn a_pake_session_is_reopened_by_its_creator_for_one_new_join() {
 }
 
 #[test]
+fn a_creator_is_told_only_its_joined_live_sessions() {
+    let mut sessions = table();
+    let waiting = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, None).unwrap();
+    let joined = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, Some(500)).unwrap();
+    let theirs = sessions.create(0, &mut OsRng, device(3), None, SessionKind::Pake, None).unwrap();
+    let closed = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Pake, None).unwrap();
+    sessions.join(1, &mut OsRng, device(2), &joined.session.code()).unwrap();
+    sessions.join(1, &mut OsRng, device(1), &theirs.session.code()).unwrap();
+    sessions.join(1, &mut OsRng, device(2), &closed.session.code()).unwrap();
+    sessions.close(&closed.session.transfer_id, &closed.sender_token).unwrap();
+    let told = sessions.joined_by(&device(1), 2);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].transfer_id.as_str(), told[0].receiver),
+        (joined.session.transfer_id.as_str(), Some(device(2)))
+    );
+    // The receiver of a session is told nothing of it; nor is anyone of a session past its deadline.
+    assert!(sessions.joined_by(&device(2), 2).is_empty());
+    assert!(sessions.joined_by(&device(1), 500).is_empty());
+    // A reopened session waits for a join again: nothing to tell.
+    sessions.reopen(3, &joined.session.transfer_id, &joined.sender_token).unwrap();
+    assert!(sessions.joined_by(&device(1), 3).is_empty());
+    let _ = waiting;
+}
+
+#[test]
 fn sessions_stored_before_kinds_read_as_secret_ones() {
     let mut sessions = table();
     let created = sessions.create(0, &mut OsRng, device(1), None, SessionKind::Secret, None).unwrap();

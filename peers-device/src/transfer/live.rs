@@ -1,4 +1,6 @@
-//! Sending and receiving by code through a signaling server: [`send`] and [`receive`].
+//! Sending and receiving by code through a signaling server: [`send`] here, and
+//! [`receive`](super::receive) (`receiving`), with what both share ([`LinkOptions`],
+//! [`Canceller`]).
 //!
 //! ```text
 //!  sender                                  server                       receiver
@@ -46,11 +48,11 @@
 //! transfer on WebRTC or the local socket is not disturbed. A side not registered again
 //! within [`LinkOptions::reconnect_give_up`] (60 s) fails with
 //! [`TransferError::SignalingLost`] when it needs the server. WebRTC is signaled over
-//! whichever registration is up. A receiver that joins the code's session in the moment
-//! between the server's start and the sender's registration (under 2 s) is not told to
-//! the sender (the server tells session changes to registered parties only): its relay
-//! wait (30 s) fails and its close of the session ends the sender too; a new code then
-//! resumes from the receiver's staged data.
+//! whichever registration is up, and the status says [`SignalingLink::Reconnecting`](super::SignalingLink)
+//! meanwhile. A receiver that joins the code's session in the moment between the
+//! server's start and the sender's registration is told to the sender when it registers
+//! (the server tells a registering creator of its joined sessions; a `joined` told
+//! again for a receiver already met is ignored).
 //!
 //! A receiver that vanishes (its process killed: its relay ends, or its WebRTC
 //! connection goes silent for 10 s, and the server has it offline; or nothing moves
@@ -59,11 +61,12 @@
 //! [`Stage::WaitingForReturn`] and waits [`SendOptions::rejoin_wait`] (5 min) for a new
 //! join, at most [`MAX_REJOINS`] times; the device that joins runs a new PAKE on the same
 //! words (a wrong one burns the code), and its offer answer resumes from the staging
-//! directory it finds by the manifest's digest.
+//! directory it finds by the manifest's digest. A receiver run again before the sender
+//! reopened the session (its join refused `session_taken`) joins again for up to 15 s
+//! ([`LinkOptions::taken_retries`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,16 +77,14 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::code::DEFAULT_WORDS;
-use super::exchange::{
-    self, DEFAULT_ANSWER_TIMEOUT, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress,
-};
-use super::manifest::{DEFAULT_CHUNK_SIZE, Hash};
-use super::meeting::{CodeSession, ephemeral, meet, open_code, register, wait_for_join};
+use super::exchange::{self, DEFAULT_ANSWER_TIMEOUT, SendEnd, TransferProgress};
+use super::manifest::DEFAULT_CHUNK_SIZE;
+use super::meeting::{CodeSession, TAKEN_RETRIES, ephemeral, meet, open_code, wait_for_join};
 use super::pake::CodeRole;
-use super::paths::{Change, Local, LocalListener, Paths, Side, class_of, webrtc_endpoint};
+use super::paths::{Change, Local, Paths, Side, class_of, webrtc_endpoint};
 use super::reconnect::Signaling;
 pub use super::recovery::MAX_RELAY_HOPS;
-use super::recovery::{Break, BreakStep, after_break, peer_return_wait, receiver_gone, receiver_reopens};
+use super::recovery::{Break, BreakStep, after_break, peer_return_wait, receiver_gone};
 use super::scan::{Scanned, scan};
 use super::status::{Stage, Status, follow, set_connected, set_stage};
 use super::{TransferCode, TransferError};
@@ -133,6 +134,11 @@ pub struct LinkOptions {
     /// carries WebRTC's host candidates). `None`: no local socket. Default: `0.0.0.0`
     /// (every IPv4 interface; the URLs name each interface's address).
     pub local: Option<IpAddr>,
+    /// A receiver's join refused `session_taken` (the sender still holds the session
+    /// for a receiver process killed a moment ago, and reopens it within about 10 s) is
+    /// tried again after each of these pauses, then fails as refused. Default: 2, 3, 3,
+    /// 3 and 4 s (six joins over 15 s; the server allows 10 a minute). Empty: no retry.
+    pub taken_retries: Vec<Duration>,
 }
 
 impl LinkOptions {
@@ -148,6 +154,7 @@ impl LinkOptions {
             stall_timeout: Duration::from_secs(60),
             webrtc: Some(WebRtcConfig::default()),
             local: Some(Ipv4Addr::UNSPECIFIED.into()),
+            taken_retries: TAKEN_RETRIES.to_vec(),
         }
     }
 }
@@ -194,7 +201,7 @@ impl SendOptions {
 pub struct Canceller(Arc<watch::Sender<bool>>);
 
 impl Canceller {
-    fn new() -> (Canceller, watch::Receiver<bool>) {
+    pub(super) fn new() -> (Canceller, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
         (Canceller(Arc::new(tx)), rx)
     }
@@ -208,7 +215,10 @@ impl Canceller {
 }
 
 /// Runs `work` until it ends or the transfer is cancelled ([`TransferError::Cancelled`]).
-async fn until_cancelled<T>(cancel: &watch::Receiver<bool>, work: impl Future<Output = Result<T>>) -> Result<T> {
+pub(super) async fn until_cancelled<T>(
+    cancel: &watch::Receiver<bool>,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     let mut cancel = cancel.clone();
     tokio::select! {
         result = work => result,
@@ -222,7 +232,7 @@ async fn until_cancelled<T>(cancel: &watch::Receiver<bool>, work: impl Future<Ou
 }
 
 /// How a side closes its connections when it is done: the other side shows the reason.
-fn close_reason<T>(result: &Result<T>, side: &str) -> CloseReason {
+pub(super) fn close_reason<T>(result: &Result<T>, side: &str) -> CloseReason {
     match result {
         Ok(_) => CloseReason::normal("transfer complete"),
         Err(Error::Transfer(TransferError::Cancelled)) => CloseReason::normal(format!("cancelled by the {side}")),
@@ -262,33 +272,6 @@ impl SendHandle {
     }
 }
 
-/// A running receive. Dropping it does not stop the transfer; [`cancel`](Self::cancel) does.
-#[derive(Debug)]
-pub struct ReceiveHandle {
-    /// The transfer's phase, path and bytes.
-    pub status: watch::Receiver<Status>,
-    cancel: Canceller,
-    task: tokio::task::JoinHandle<Result<Received>>,
-}
-
-impl ReceiveHandle {
-    /// Stops the transfer ([`Canceller::cancel`]); [`finished`](Self::finished) returns
-    /// [`TransferError::Cancelled`].
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
-    /// A canceller that outlives [`finished`](Self::finished)'s taking of the handle.
-    pub fn canceller(&self) -> Canceller {
-        self.cancel.clone()
-    }
-
-    /// Waits until everything is verified and stored (or the transfer failed).
-    pub async fn finished(self) -> Result<Received> {
-        self.task.await.map_err(|e| Error::Worker(e.to_string()))?
-    }
-}
-
 /// Scans `paths`, registers with the signaling server, creates the code's session and
 /// returns the code to give the receiver; the rest runs in the background (see the
 /// module documentation).
@@ -303,7 +286,7 @@ pub async fn send(paths: Vec<PathBuf>, options: SendOptions) -> Result<(Transfer
     let (status_tx, status) = watch::channel(Status::start(Stage::WaitingForPeer));
     let (cancel, cancelled) = Canceller::new();
     let skipped = scanned.skipped.clone();
-    let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link);
+    let (signaling, events) = Signaling::start(client, Some(events), keys.clone(), &options.link, status_tx.clone());
     let webrtc = webrtc_endpoint(&signaling, &options.link);
     let sender =
         Sender { signaling, created, code: code.clone(), keys, info, options, webrtc, status: status_tx, cancelled };
@@ -337,8 +320,9 @@ impl Sender {
     /// times. The receiver resumes from its staged data.
     async fn run(&self, events: &mut tokio::sync::mpsc::Receiver<ClientEvent>, scanned: &Scanned) -> Result<()> {
         let mut rejoins = 0;
+        let mut met = Vec::new();
         loop {
-            let result = self.meet_and_send(events, scanned, rejoins).await;
+            let result = self.meet_and_send(events, scanned, rejoins, &mut met).await;
             let gone = match &result {
                 Err(err) if receiver_gone(err) => err,
                 _ => return result,
@@ -370,14 +354,15 @@ impl Sender {
         events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
         scanned: &Scanned,
         rejoins: u32,
+        met: &mut Vec<DeviceId>,
     ) -> Result<()> {
         let link = &self.options.link;
         let (receiver, relay, peer) = until_cancelled(&self.cancelled, async {
             let receiver = match rejoins {
-                0 => wait_for_join(events, &self.created, self.options.code_ttl).await?,
+                0 => wait_for_join(events, &self.created, self.options.code_ttl, met).await?,
                 _ => {
                     let wait = self.options.rejoin_wait;
-                    match wait_for_join(events, &self.created, wait).await {
+                    match wait_for_join(events, &self.created, wait, met).await {
                         Err(Error::Transfer(TransferError::TimedOut { .. })) => {
                             let what = "the receiver to run the same code again";
                             return Err(TransferError::TimedOut { what, after: wait }.into());
@@ -386,6 +371,7 @@ impl Sender {
                     }
                 }
             };
+            met.push(receiver);
             set_stage(&self.status, Stage::Authenticating);
             let client = self.signaling.client().await?;
             let (relay, peer) = meet(&client, &receiver, &self.code, CodeRole::Creator, &self.info, link).await?;
@@ -542,188 +528,6 @@ impl Sender {
             None => warn!("could not close the code's session: not registered with the signaling server"),
         }
         self.signaling.close().await;
-    }
-}
-
-/// Joins the session of `code` and returns at once; the PAKE, the connection and the
-/// transfer run in the background (see the module documentation). Each offer is
-/// decided by `options.decide`, which sees the names and sizes.
-pub async fn receive(code: TransferCode, link: LinkOptions, options: ReceiveOptions) -> Result<ReceiveHandle> {
-    let local = match link.local {
-        Some(ip) => LocalListener::bind(ip).await,
-        None => None,
-    };
-    let (keys, info) = ephemeral(local.as_ref().map(LocalListener::urls).unwrap_or_default())?;
-    let client = register(&link, &keys).await?;
-    let joined = match client.join_session(&code.session().to_string()).await {
-        Ok(joined) => joined,
-        Err(err) => {
-            client.close().await;
-            return Err(err.into());
-        }
-    };
-    let (status_tx, status) = watch::channel(Status::start(Stage::Authenticating));
-    let (cancel, cancelled) = Canceller::new();
-    let (signaling, _) = Signaling::start(client, None, keys.clone(), &link);
-    let receiver = Receiver { sender: joined.sender, code, keys, info, link, status: status_tx, cancelled };
-    let task = tokio::spawn(async move {
-        let local = local.map_or(Local::Off, Local::Listen);
-        let result = receiver.run(&signaling, options, local).await;
-        if let Some(client) = signaling.current()
-            && let Err(err) = client.close_session(&joined.transfer_id, &joined.receiver_token).await
-        {
-            debug!(%err, "could not close the code's session (the sender may have closed it)");
-        }
-        signaling.close().await;
-        result
-    });
-    Ok(ReceiveHandle { status, cancel, task })
-}
-
-/// The receiver's side once the session is joined.
-struct Receiver {
-    sender: peers_sdk::DeviceId,
-    code: TransferCode,
-    keys: Arc<DeviceKeys>,
-    info: DeviceInfo,
-    link: LinkOptions,
-    status: watch::Sender<Status>,
-    cancelled: watch::Receiver<bool>,
-}
-
-impl Receiver {
-    async fn run(&self, signaling: &Signaling, mut options: ReceiveOptions, local: Local) -> Result<Received> {
-        let link = &self.link;
-        // A "no" ends with the sender closing the connection: remember it was ours.
-        // The offer of a manifest already accepted (again, on another path) is not asked again.
-        let declined = Arc::new(AtomicBool::new(false));
-        let accepted: Arc<Mutex<Option<Hash>>> = Arc::default();
-        let (decide, said_no, said_yes) = (options.decide.clone(), declined.clone(), accepted.clone());
-        options.decide = Arc::new(move |manifest| {
-            let digest = manifest.digest();
-            if *said_yes.lock().unwrap_or_else(|e| e.into_inner()) == Some(digest) {
-                return Box::pin(std::future::ready(true));
-            }
-            let (answer, said_no, said_yes) = (decide(manifest), said_no.clone(), said_yes.clone());
-            Box::pin(async move {
-                let yes = answer.await;
-                said_no.store(!yes, Ordering::Relaxed);
-                if yes {
-                    *said_yes.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
-                }
-                yes
-            })
-        });
-        let (relay, peer) = until_cancelled(
-            &self.cancelled,
-            meet(signaling.first(), &self.sender, &self.code, CodeRole::Joiner, &self.info, link),
-        )
-        .await?;
-        set_stage(&self.status, Stage::Connecting);
-        // The handlers go on every connection before the sender may call (its offer comes at once).
-        let handlers = ReceiverHandlers::new(options);
-        let on_each = handlers.clone();
-        let setup = move |conn: &Connection| {
-            on_each.expose(conn);
-        };
-        let drain = DEFAULT_ANSWER_TIMEOUT;
-        let webrtc = webrtc_endpoint(signaling, link);
-        let keys = self.keys.clone();
-        let mut paths = Paths::start(Side::Receiver, keys, &peer, webrtc, local, drain, relay, setup).await?;
-        let result = until_cancelled(&self.cancelled, self.receive(&mut paths, signaling, &handlers, &declined)).await;
-        if result.is_ok() {
-            set_stage(&self.status, Stage::Done);
-            // The stream's final answer may still be on its way to the sender, which
-            // closes once it has it; close only if it does not.
-            let mut current = paths.active();
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                while let Change::Active(next) = paths.changed(current.as_ref()).await {
-                    current = Some(next);
-                }
-            })
-            .await;
-        }
-        paths.close(close_reason(&result, "receiver")).await;
-        result
-    }
-
-    /// Follows the transfer over whichever connection carries it, until the data is
-    /// stored, it fails, or the sender is gone.
-    async fn receive(
-        &self,
-        paths: &mut Paths,
-        signaling: &Signaling,
-        handlers: &ReceiverHandlers,
-        declined: &AtomicBool,
-    ) -> Result<Received> {
-        let (link, status) = (&self.link, &self.status);
-        let no_path = || TransferError::Protocol("no connection to the sender".into());
-        let mut current = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
-        set_connected(status, class_of(&current));
-        let mut outcome = handlers.last_outcome();
-        let mut carrier = handlers.carrier();
-        let mut last_error = None;
-        let mut hops = 0;
-        let mut at_hop = 0;
-        let mut drops = signaling.drops();
-        let stalled = follow(handlers.progress(), status, link.stall_timeout);
-        tokio::pin!(stalled);
-        loop {
-            tokio::select! {
-                changed = outcome.changed() => {
-                    changed.map_err(|_| Error::Worker("the receiving handlers stopped".into()))?;
-                    match outcome.borrow_and_update().clone() {
-                        Some(Ok(received)) => return Ok(received),
-                        Some(Err(err)) => {
-                            debug!(%err, "a data stream failed; waiting for the sender to go on or give up");
-                            last_error = Some(err);
-                        }
-                        None => {}
-                    }
-                }
-                stalled = &mut stalled => return Err(stalled.into()),
-                // The status shows the path the bytes take (the data stream's), which
-                // may lag the manager's switch by the chunks in flight on the old one.
-                Ok(()) = carrier.changed() => {
-                    if let Some(class) = *carrier.borrow_and_update() {
-                        set_connected(status, class);
-                    }
-                }
-                change = paths.changed(Some(&current)) => match change {
-                    Change::Active(next) => current = next,
-                    Change::Lost => {
-                        let reason = current.closed().await;
-                        let done = status.borrow().progress.bytes_done;
-                        let dropped = signaling.dropped_since(drops);
-                        if receiver_reopens(&reason, done > at_hop, hops, dropped) {
-                            hops += 1;
-                            at_hop = done;
-                            info!(reason = %reason.message, hop = hops, done, dropped, "the relay ended mid-way; resuming on a new one");
-                            let client = signaling.client().await?;
-                            drops = signaling.drops();
-                            paths.add_relay(client.open_relay(&self.sender, link.relay_wait).await?).await?;
-                            current = paths.active_within(link.relay_wait).await.ok_or_else(no_path)?;
-                            continue;
-                        }
-                        // The data task may still be reporting why the stream broke.
-                        if let Ok(Ok(ended)) =
-                            tokio::time::timeout(Duration::from_secs(2), outcome.wait_for(Option::is_some)).await
-                        {
-                            last_error = match ended.clone() {
-                                Some(Ok(received)) => return Ok(received),
-                                Some(Err(err)) => Some(err),
-                                None => last_error,
-                            };
-                        }
-                        return Err(match last_error {
-                            Some(err) => TransferError::Protocol(err).into(),
-                            None if declined.load(Ordering::Relaxed) => TransferError::Declined("you said no".into()).into(),
-                            None => TransferError::Protocol(format!("the sender closed the connection: {}", reason.message)).into(),
-                        });
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use peers_sdk::{CloseReason, DeviceId, DeviceInfo, DeviceKeys};
 use peers_signaling::protocol::{SessionKind, SessionState};
-use peers_signaling::{ClientEvent, CreatedSession, RelaySocket, SignalingClient};
-use tracing::debug;
+use peers_signaling::{ClientEvent, CreatedSession, ErrorCode, JoinedSession, RelaySocket, SignalingClient};
+use tracing::{debug, info};
 
 use super::live::LinkOptions;
 use super::pake::CodeRole;
@@ -45,6 +45,41 @@ async fn register_at<'a>(link: &'a LinkOptions, keys: &DeviceKeys) -> Result<(Si
         }
     }
     Err(last.map_or_else(|| Error::Config { field: "signaling", reason: "no server URL given".into() }, Error::from))
+}
+
+/// The pauses between the joins of a receiver whose join is refused `session_taken`:
+/// the sender still holds the session for its previous receiver (a process of the same
+/// receiver killed a moment ago: the sender reopens the session within about 10 s,
+/// protocol.md §9.5.1). Six joins over 15 s, well within the server's join rate (10 a
+/// minute per device and per address, signaling.md §6).
+pub(super) const TAKEN_RETRIES: [Duration; 5] = [
+    Duration::from_secs(2),
+    Duration::from_secs(3),
+    Duration::from_secs(3),
+    Duration::from_secs(3),
+    Duration::from_secs(4),
+];
+
+/// Joins the session numbered `session`; a join refused `session_taken` is tried again
+/// after each pause of `retries`, and the last refusal is the error.
+pub(super) async fn join_code(
+    client: &SignalingClient,
+    session: &str,
+    retries: &[Duration],
+) -> std::result::Result<JoinedSession, peers_signaling::Error> {
+    let mut pauses = retries.iter();
+    loop {
+        let joined = client.join_session(session).await;
+        let taken = matches!(&joined, Err(peers_signaling::Error::Refused { rejection, .. })
+            if rejection.code == ErrorCode::SessionTaken);
+        match pauses.next() {
+            Some(pause) if taken => {
+                info!(%session, ?pause, "the code's session still has a receiver (the sender may not have noticed the last one is gone yet): joining again");
+                tokio::time::sleep(*pause).await;
+            }
+            _ => return joined,
+        }
+    }
 }
 
 /// A code's session, created: the client registered for it, its events, the session
@@ -93,17 +128,24 @@ pub(super) async fn meet(
 }
 
 /// Waits for the `joined` event of the session `created`; returns the device that
-/// joined. Fails when no one joined within `ttl` or the session ended.
+/// joined. Fails when no one joined within `ttl` or the session ended. A `joined` for a
+/// device of `met` (a receiver already met: the server tells a creator that registers
+/// again of its joined sessions, signaling.md §6, and such a notice may wait in
+/// `events` from before a reopen) is not a new join.
 pub(super) async fn wait_for_join(
     events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
     created: &CreatedSession,
     ttl: Duration,
+    met: &[DeviceId],
 ) -> Result<peers_sdk::DeviceId> {
     let waiting = async {
         while let Some(event) = events.recv().await {
             match event {
                 ClientEvent::Session { transfer_id, state, peer, reason } if transfer_id == created.transfer_id => {
                     match (state, peer) {
+                        (SessionState::Joined, Some(peer)) if met.contains(&peer) => {
+                            debug!(%peer, "a joined session told again for a receiver already met");
+                        }
                         (SessionState::Joined, Some(peer)) => return Ok(peer),
                         (SessionState::Expired, _) => {
                             return Err(TransferError::TimedOut { what: "the other device to join", after: ttl }.into());

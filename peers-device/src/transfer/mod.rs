@@ -17,7 +17,8 @@
 //! `Connection` that is already authenticated ([`exchange::send`], [`expose_receiver`]);
 //! [`rendezvous`], which runs the PAKE over a socket and pins the connection to the
 //! confirmed device; [`pairing`], which pairs two devices' long-term keys the same
-//! way ([`pair`], [`join`]); and [`live`], the whole thing through a signaling server:
+//! way ([`pair`], [`join`]); and [`live`] (sending) with [`receiving`], the whole thing
+//! through a signaling server:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -61,6 +62,7 @@ pub mod pairing;
 pub mod pake;
 mod paths;
 pub mod progress;
+pub mod receiving;
 mod reconnect;
 mod recovery;
 pub mod rendezvous;
@@ -71,11 +73,12 @@ pub use code::TransferCode;
 pub use exchange::{
     Incoming, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress, expose_receiver, staged_bytes,
 };
-pub use live::{Canceller, LinkOptions, MAX_REJOINS, ReceiveHandle, SendHandle, SendOptions, receive, send};
+pub use live::{Canceller, LinkOptions, MAX_REJOINS, SendHandle, SendOptions, send};
 pub use manifest::{EntryKind, Manifest, ManifestEntry};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
-pub use status::{Stage, Status};
+pub use receiving::{ReceiveHandle, receive};
+pub use status::{SignalingLink, Stage, Status};
 
 /// Why a code, a PAKE, a manifest or a chunk was refused.
 #[derive(Debug, thiserror::Error)]

@@ -137,7 +137,7 @@ pub async fn pair(
     let task = tokio::spawn(async move {
         let link = &options.link;
         let run = async {
-            let joiner = wait_for_join(&mut events, &created, options.code_ttl).await?;
+            let joiner = wait_for_join(&mut events, &created, options.code_ttl, &[]).await?;
             let (relay, peer) = meet(&client, &joiner, &task_code, CodeRole::Creator, &own, link).await?;
             let config = pinned_config(keys, peer.clone());
             let conn = Connection::connect(Box::new(relay), config, Some(peer.device_id)).await?;

@@ -2,7 +2,8 @@
 //! restarted, the network blinked): [`Signaling`].
 //!
 //! ```text
-//! registered ── the connection ends (not closed by this side) ──▶ down (drops + 1)
+//! registered ── the connection ends (not closed by this side) ──▶ down (drops + 1;
+//!   the transfer's status says SignalingLink::Reconnecting until registered again)
 //!   attempt after the device link's ReconnectOptions schedule: 125–250 ms, then
 //!   doubling with equal jitter up to 1–2 s, trying each server URL in order
 //!   registered again ──▶ registered (the same ephemeral device key)
@@ -19,7 +20,9 @@
 //! [`ClientEvent::Closed`]). So do the WebRTC signals of every registration, for the
 //! transfer's one WebRTC endpoint ([`Signaling::webrtc_signaling`]): a WebRTC
 //! connection already up is not disturbed, and new ones are signaled once registered
-//! again.
+//! again. The registered client lives in one place, the supervisor's `watch`: the
+//! transfer, its status and its WebRTC signaling (through the link's `Registration`
+//! trait) all read it there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +37,10 @@ use tracing::{debug, info, warn};
 use super::TransferError;
 use super::live::LinkOptions;
 use super::meeting::register;
+use super::status::{SignalingLink, Status};
 use crate::Result;
-use crate::manager::LinkState;
 use crate::transports::ServerSignaling;
-use crate::transports::signaling_link::{Current, unit as jitter_unit};
+use crate::transports::signaling_link::{REGISTRATION_WAIT, Registration as RegisteredClient, unit as jitter_unit};
 
 /// The registration now.
 #[derive(Clone, Default)]
@@ -59,9 +62,6 @@ pub(super) struct Signaling {
     first: SignalingClient,
     /// The longest [`client`](Self::client) waits: the give-up time and one attempt.
     wait: Duration,
-    /// The registered client and its state, for WebRTC signaling.
-    current: Current,
-    link_state: watch::Receiver<LinkState>,
     /// The WebRTC signals of every registration, until WebRTC signaling takes them.
     signals: Arc<std::sync::Mutex<Option<mpsc::Receiver<DeliveredSignal>>>>,
 }
@@ -75,6 +75,7 @@ impl Signaling {
         events: Option<mpsc::Receiver<ClientEvent>>,
         keys: Arc<DeviceKeys>,
         link: &LinkOptions,
+        status: watch::Sender<Status>,
     ) -> (Signaling, Option<mpsc::Receiver<ClientEvent>>) {
         let (events_tx, events_rx) = match events {
             Some(_) => {
@@ -86,24 +87,20 @@ impl Signaling {
         let (state_tx, state) =
             watch::channel(Registration { client: Some(client.clone()), ..Registration::default() });
         let closing = Arc::new(AtomicBool::new(false));
-        let current: Current = Arc::new(std::sync::RwLock::new(Some(client.clone())));
-        let (link_state_tx, link_state) = watch::channel(LinkState::Registered);
         let (signals_tx, signals) = mpsc::channel(link.client.incoming_capacity.max(1));
         let supervisor = Supervisor {
             state: state_tx,
-            current: current.clone(),
-            link_state: link_state_tx,
             keys,
             link: link.clone(),
             events: events_tx,
             signals: signals_tx,
             closing: closing.clone(),
+            status,
         };
         let task = tokio::spawn(supervisor.run(client.clone(), events));
         let wait = link.reconnect_give_up.saturating_add(link.client.connect_timeout);
         let signals = Arc::new(std::sync::Mutex::new(Some(signals)));
-        let signaling =
-            Signaling { state, closing, supervisor: Arc::new(task), first: client, wait, current, link_state, signals };
+        let signaling = Signaling { state, closing, supervisor: Arc::new(task), first: client, wait, signals };
         (signaling, events_rx)
     }
 
@@ -117,8 +114,7 @@ impl Signaling {
     /// call.
     pub(super) fn webrtc_signaling(&self, ttl: Duration) -> Option<ServerSignaling> {
         let incoming = self.signals.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-        let (device, current, state) = (*self.first.device_id(), self.current.clone(), self.link_state.clone());
-        Some(ServerSignaling::over_registration(device, current, state, incoming, ttl))
+        Some(ServerSignaling::over_registration(*self.first.device_id(), Arc::new(self.clone()), incoming, ttl))
     }
 
     /// Times the connection dropped so far.
@@ -175,16 +171,34 @@ impl Signaling {
     }
 }
 
+impl std::fmt::Debug for Signaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signaling").field("device", self.first.device_id()).finish_non_exhaustive()
+    }
+}
+
+/// WebRTC signaling asks for the client here: it waits up to the device link's
+/// [`REGISTRATION_WAIT`] for a registration under way, as it does on the link.
+#[async_trait::async_trait]
+impl RegisteredClient for Signaling {
+    async fn registered(&self) -> std::result::Result<SignalingClient, String> {
+        match tokio::time::timeout(REGISTRATION_WAIT, self.client()).await {
+            Ok(client) => client.map_err(|e| e.to_string()),
+            Err(_) => Err("not registered with the signaling server".into()),
+        }
+    }
+}
+
 /// The task that registers again.
 struct Supervisor {
     state: watch::Sender<Registration>,
-    current: Current,
-    link_state: watch::Sender<LinkState>,
     keys: Arc<DeviceKeys>,
     link: LinkOptions,
     events: Option<mpsc::Sender<ClientEvent>>,
     signals: mpsc::Sender<DeliveredSignal>,
     closing: Arc<AtomicBool>,
+    /// The transfer's status: its [`SignalingLink`] follows the registration.
+    status: watch::Sender<Status>,
 }
 
 impl Supervisor {
@@ -198,7 +212,7 @@ impl Supervisor {
                 return;
             }
             let since = Instant::now();
-            self.publish(None, LinkState::Disconnected(why.clone()));
+            self.publish(None);
             self.state.send_modify(|r| r.drops += 1);
             info!(%why, "the signaling connection dropped; registering again");
             let mut at = backoff.on_closed(since, jitter_unit());
@@ -209,9 +223,8 @@ impl Supervisor {
                     warn!(?after, %last, "not registered again with the signaling server: giving up");
                     let reason = format!("not registered again within {after:?}: {last}");
                     if let Some(events) = &self.events {
-                        let _ = events.try_send(ClientEvent::Closed { reason: reason.clone() });
+                        let _ = events.try_send(ClientEvent::Closed { reason });
                     }
-                    self.link_state.send_replace(LinkState::Disconnected(reason.clone()));
                     self.state.send_modify(|r| r.gave_up = Some((after, last)));
                     return;
                 }
@@ -233,15 +246,16 @@ impl Supervisor {
             let events = client.events();
             _forwarding = self.forwarding(&client, events);
             info!(down = ?since.elapsed(), "registered again with the signaling server");
-            self.publish(Some(client.clone()), LinkState::Registered);
+            self.publish(Some(client.clone()));
         }
     }
 
-    /// The registered client now (`None` while down) and its state.
-    fn publish(&self, client: Option<SignalingClient>, state: LinkState) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = client.clone();
+    /// The registered client now (`None` while down): the one place it is kept, for
+    /// the transfer and its WebRTC signaling alike; the transfer's status follows.
+    fn publish(&self, client: Option<SignalingClient>) {
+        let link = if client.is_some() { SignalingLink::Registered } else { SignalingLink::Reconnecting };
+        self.status.send_if_modified(|s| std::mem::replace(&mut s.signaling, link) != link);
         self.state.send_modify(|r| r.client = client);
-        self.link_state.send_replace(state);
     }
 
     /// Passes on `client`'s WebRTC signals and `events` (its events).

@@ -45,11 +45,37 @@ impl Stage {
     }
 }
 
-/// A transfer's phase, path and byte counts.
+/// Whether a side's signaling connection is up. While it registers again (the server
+/// restarted, the network blinked) a transfer on WebRTC or a local socket goes on, and
+/// one on the server's relay waits for it (protocol.md §9.5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignalingLink {
+    /// Registered with the signaling server.
+    #[default]
+    Registered,
+    /// The connection dropped; registering again on the reconnection schedule (until
+    /// [`LinkOptions::reconnect_give_up`](super::LinkOptions::reconnect_give_up)).
+    Reconnecting,
+}
+
+impl SignalingLink {
+    /// A short name for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalingLink::Registered => "registered",
+            SignalingLink::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// A transfer's phase, path, signaling connection and byte counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     /// The phase.
     pub stage: Stage,
+    /// Whether this side's signaling connection is up or being registered again (beside
+    /// the stage: bytes may keep moving on another path meanwhile).
+    pub signaling: SignalingLink,
     /// The class of the path the bytes take, once connected.
     pub class: Option<ConnectionClass>,
     /// Bytes done and to do.
@@ -59,7 +85,7 @@ pub struct Status {
 impl Status {
     /// The first status of a side.
     pub(crate) fn start(stage: Stage) -> Self {
-        Status { stage, class: None, progress: TransferProgress::default() }
+        Status { stage, signaling: SignalingLink::Registered, class: None, progress: TransferProgress::default() }
     }
 }
 

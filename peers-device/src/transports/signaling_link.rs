@@ -49,7 +49,7 @@ const RELAY_WAIT: Duration = Duration::from_secs(15);
 /// the link is (re)registering waits for the registration before failing with
 /// "not registered": at start-up, the first WebRTC dial usually comes a moment
 /// before the first registration.
-const REGISTRATION_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const REGISTRATION_WAIT: Duration = Duration::from_secs(5);
 
 /// How the registration retries after a failure: its own jittered exponential
 /// backoff, capped at a few seconds and with no cooldown, so that a server
@@ -243,6 +243,7 @@ impl SignalingServerLink {
                 incoming: Mutex::new(webrtc_rx),
                 ttl: signal_ttl,
                 allow: Some(allow.clone()),
+                registration: None,
             }),
             relay: Arc::new(RelayDialer {
                 device,
@@ -448,6 +449,14 @@ pub(crate) fn unit() -> f64 {
     f64::from(OsRng.next_u32()) / (f64::from(u32::MAX) + 1.0)
 }
 
+/// A registration that another supervisor keeps up (a transfer by code's,
+/// `transfer::reconnect`), as [`ServerSignaling::over_registration`] uses it.
+#[async_trait]
+pub(crate) trait Registration: Send + Sync + std::fmt::Debug {
+    /// The registered client, waiting a while (bounded) for a registration under way.
+    async fn registered(&self) -> Result<SignalingClient, String>;
+}
+
 /// The WebRTC `Signaling` trait over the signaling server's client.
 ///
 /// Signals are sent with a time to live, so an offer to a device that is offline
@@ -463,6 +472,8 @@ pub struct ServerSignaling {
     ttl: Duration,
     /// The link's allow list (`None`: a single client, which keeps none).
     allow: Option<Arc<AllowSync>>,
+    /// Another supervisor's registration, asked for the client instead of `current`.
+    registration: Option<Arc<dyn Registration>>,
 }
 
 impl ServerSignaling {
@@ -481,33 +492,37 @@ impl ServerSignaling {
             incoming: Mutex::new(incoming),
             ttl: signal_ttl,
             allow: None,
+            registration: None,
         })
     }
 }
 
 impl ServerSignaling {
     /// WebRTC signaling over a registration that another supervisor keeps up (a
-    /// transfer by code's, `transfer::reconnect`): `current` is the registered client
-    /// (`None` while it registers again), `state` its state (a signal made meanwhile
-    /// waits for it as on the link), `incoming` the signals of every registration.
+    /// transfer by code's, `transfer::reconnect`): `registration` hands out the
+    /// registered client (a signal made while it registers again waits for it, as on
+    /// the link), `incoming` is the signals of every registration.
     pub(crate) fn over_registration(
         device: DeviceId,
-        current: Current,
-        state: watch::Receiver<LinkState>,
+        registration: Arc<dyn Registration>,
         incoming: mpsc::Receiver<peers_signaling::DeliveredSignal>,
         signal_ttl: Duration,
     ) -> ServerSignaling {
         ServerSignaling {
             device,
-            current,
-            state: Some(state),
+            current: Current::default(),
+            state: None,
             incoming: Mutex::new(incoming),
             ttl: signal_ttl,
             allow: None,
+            registration: Some(registration),
         }
     }
 
     async fn client(&self) -> Result<SignalingClient, String> {
+        if let Some(registration) = &self.registration {
+            return registration.registered().await;
+        }
         match &self.state {
             Some(state) => registered_client(&self.current, state).await,
             None => current_client(&self.current),

@@ -47,7 +47,6 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tracing::{debug, info, warn};
 
-use super::cluster_presence;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
@@ -55,6 +54,7 @@ use super::hub::{CheckedSignal, Peer, incoming};
 use super::state::SignalOutcome;
 use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
+use super::{cluster_presence, cluster_sessions};
 use crate::error::Error;
 use crate::protocol::{AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, events};
 use crate::queue::QueuedMessage;
@@ -468,6 +468,7 @@ pub(super) async fn register(
             m::store_errors();
         }
     }
+    cluster_sessions::tell_joined(cluster, conn, &device).await;
     info!(%device, peer = conn.peer.id, delivered, "device registered");
 }
 

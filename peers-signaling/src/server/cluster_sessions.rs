@@ -214,3 +214,26 @@ pub(super) async fn expire(cluster: &Cluster, limits: &SessionLimits) {
         m::sessions(live);
     }
 }
+
+/// Tells `device`, registering on `conn`, of each joined session it created, as the
+/// `joined` it may have missed while it was not registered (docs/signaling.md §6).
+pub(super) async fn tell_joined(cluster: &Cluster, conn: &Connection, device: &DeviceId) {
+    let limits = &conn.shared.config.sessions;
+    let ids = match cluster.state.sessions_created_by(device, limits.per_device).await {
+        Ok(ids) => ids,
+        Err(err) => return warn!(%device, %err, "could not list the sessions of a registering device"),
+    };
+    let mut sessions = Vec::with_capacity(ids.len());
+    for id in ids {
+        match cluster.state.load_session(&id).await {
+            Ok(Some(session)) => sessions.push(session),
+            Ok(None) => {}
+            Err(err) => warn!(%device, %err, transfer = %id, "could not load a session of a registering device"),
+        }
+    }
+    let mut table = SessionTable::new(limits.clone());
+    table.restore(sessions);
+    for session in table.joined_by(device, now_ms()) {
+        conn.peer.emit_forced(events::SESSION, &session_notice(&session, session.receiver.as_ref()));
+    }
+}

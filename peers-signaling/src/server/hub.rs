@@ -292,8 +292,9 @@ impl Hub {
     /// disconnected (after the unlock); watchers it allows hear "online" only
     /// if the device was offline. `reply` runs before the queued messages go
     /// out; those from senders `allow` does not name move to the device's
-    /// shadow queue instead (they expire there). Returns how many queued
-    /// messages were delivered.
+    /// shadow queue instead (they expire there); then the outcome notices kept
+    /// for it, then a `"session"` `joined` for each joined session it created
+    /// (docs/signaling.md §6). Returns how many queued messages were delivered.
     pub(crate) fn register(
         &mut self,
         now: u64,
@@ -354,6 +355,11 @@ impl Hub {
         }
         let gone: Vec<u64> = notices.iter().chain(&stale).map(|n| n.seq).collect();
         self.persist(|store| store.delete_notices(&gone));
+        // A join while the creator was not registered (a server restart) was told
+        // to nobody: the creator hears it now, as it would have live.
+        for session in self.sessions.joined_by(&device, now) {
+            peer.emit_forced(events::SESSION, &session_notice(&session, session.receiver.as_ref()));
+        }
         self.gauges();
         count
     }

@@ -103,6 +103,7 @@ macro_rules! state_conformance_tests {
             expiry_notices_reach_the_sender_online_or_later,
             a_second_registration_replaces_the_first,
             sessions_create_join_close_and_reopen,
+            a_registering_creator_hears_of_joins_it_missed,
             wrong_codes_lock_a_session_and_guesses_are_rate_limited,
             session_quotas_per_device_and_address,
             relay_credit_and_close,
@@ -264,6 +265,44 @@ pub async fn sessions_create_join_close_and_reopen(make: Factory) {
     assert_eq!(event(&mut sender_events, session_event).await.1, SessionState::Joined);
     sender.close_session(&pake.transfer_id, &pake.sender_token).await.unwrap();
     assert_eq!(refusal(sender.reopen_session(&pake.transfer_id, &pake.sender_token).await), ErrorCode::SessionClosed);
+}
+
+/// A join while its session's creator is not registered (a server restart)
+/// is told to the creator when it registers again, on any instance, as the
+/// `joined` it would have heard live; a session waiting for its receiver, a
+/// reopened one and the receiver's side are told nothing.
+pub async fn a_registering_creator_hears_of_joins_it_missed(make: Factory) {
+    let backend = make(ServerConfig::in_memory()).await;
+    let (sender_keys, sender) = dial(&backend.first(), "sender").await;
+    let (receiver_keys, receiver) = dial(&backend.second(), "receiver").await;
+    let waiting = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    let pake = sender.create_session_of(SessionKind::Pake, None).await.unwrap();
+    sender.close().await;
+    let joined = receiver.join_session(&pake.code).await.unwrap();
+    receiver.close().await;
+
+    let again = |url: String, keys: DeviceKeys| async move {
+        let client = SignalingClient::connect(&url, &keys, SignalingClientOptions::default()).await.expect("registers");
+        let events = client.events().unwrap();
+        (client, events)
+    };
+    let (sender, mut sender_events) = again(backend.second(), sender_keys.clone()).await;
+    let told = event(&mut sender_events, |e| match e {
+        ClientEvent::Session { transfer_id, state, peer, .. } => Some((transfer_id.clone(), *state, *peer)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(told, (joined.transfer_id.clone(), SessionState::Joined, Some(receiver_keys.device_id())));
+    nothing(&mut sender_events, Duration::from_millis(300)).await;
+    let (_receiver, mut receiver_events) = again(backend.first(), receiver_keys).await;
+    nothing(&mut receiver_events, Duration::from_millis(300)).await;
+
+    // A reopened session waits for a join again: nothing to tell.
+    sender.reopen_session(&pake.transfer_id, &pake.sender_token).await.unwrap();
+    sender.close().await;
+    let (sender, mut sender_events) = again(backend.first(), sender_keys).await;
+    nothing(&mut sender_events, Duration::from_millis(300)).await;
+    sender.close_session(&waiting.transfer_id, &waiting.sender_token).await.unwrap();
 }
 
 /// Wrong secrets for a code lock its session (its creator is told, the

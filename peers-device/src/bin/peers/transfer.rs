@@ -21,8 +21,8 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use peers_device::daemon::DataDir;
 use peers_device::daemon::control::{self, ControlRequest, ControlResponse};
 use peers_device::transfer::{
-    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, Stage, Status, TransferCode,
-    TransferProgress, receive, send, staged_bytes,
+    Canceller, EntryKind, LinkOptions, Manifest, ReceiveOptions, SendOptions, SignalingLink, Stage, Status,
+    TransferCode, TransferProgress, receive, send, staged_bytes,
 };
 use peers_transport_webrtc::WebRtcConfig;
 use serde_json::{Value, json};
@@ -241,7 +241,8 @@ async fn send_through_daemon(device: String, args: SendArgs, data: &DataDir, tim
         false => eprintln!("sending {} to {device} through the daemon…", HumanBytes(bytes)),
     }
     let progress = TransferProgress { bytes_total: bytes, ..TransferProgress::default() };
-    let (status_tx, status) = watch::channel(Status { stage: Stage::Offered, class: None, progress });
+    let status = Status { stage: Stage::Offered, signaling: SignalingLink::Registered, class: None, progress };
+    let (status_tx, status) = watch::channel(status);
     let display = tokio::spawn(show(status, args.json, Side::Sender));
     // Ctrl-C cancels the transfer in the daemon (the receiving daemon discards what it
     // staged); the daemon's answer ends the loop as for any other end.
@@ -470,10 +471,19 @@ fn stage_line(stage: Stage, side: Side, status: &Status) -> Option<String> {
     }
 }
 
+/// The line for this side's signaling connection dropping or coming back.
+fn signaling_line(link: SignalingLink) -> &'static str {
+    match link {
+        SignalingLink::Reconnecting => "the signaling server is unreachable; registering again…",
+        SignalingLink::Registered => "registered again with the signaling server",
+    }
+}
+
 fn status_json(status: &Status) -> Value {
     json!({
         "event": "status",
         "stage": status.stage.name(),
+        "signaling": status.signaling.name(),
         "path": status.class.map(|c| c.name()),
         "bytes_done": status.progress.bytes_done,
         "bytes_total": status.progress.bytes_total,
@@ -502,14 +512,20 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
         let now = *status.borrow_and_update();
         let new_stage = shown.is_none_or(|s| s.stage != now.stage);
         let new_path = shown.is_some_and(|s| s.class.is_some() && s.class != now.class);
+        let new_link = shown.is_some_and(|s| s.signaling != now.signaling);
         if json {
+            if new_link {
+                line(json!({
+                    "event": "signaling", "state": now.signaling.name(), "bytes_done": now.progress.bytes_done,
+                }));
+            }
             if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
                 line(json!({
                     "event": "path", "from": from.name(), "to": to.name(), "bytes_done": now.progress.bytes_done,
                 }));
             }
             let due = last_json.is_none_or(|at| at.elapsed() >= JSON_INTERVAL);
-            if new_stage || new_path || due {
+            if new_stage || new_path || new_link || due {
                 line(status_json(&now));
                 last_json = Some(Instant::now());
             }
@@ -520,6 +536,9 @@ async fn show(mut status: watch::Receiver<Status>, json: bool, side: Side) -> Op
             };
             if new_stage && let Some(text) = stage_line(now.stage, side, &now) {
                 say(text);
+            }
+            if new_link {
+                say(signaling_line(now.signaling).into());
             }
             if new_path && let (Some(from), Some(to)) = (shown.and_then(|s| s.class), now.class) {
                 say(format!("path: {} → {} after {}", from.name(), to.name(), HumanBytes(now.progress.bytes_done)));

@@ -156,6 +156,19 @@ impl RedisState {
         json.map(|json| serde_json::from_str(&json).map_err(|e| bad_reply("load a session", e.to_string()))).transpose()
     }
 
+    /// The transfer ids of the live sessions `device` created (at most `max`, the
+    /// earliest deadlines first; a lapsed count may name a finished one).
+    pub(crate) async fn sessions_created_by(&self, device: &DeviceId, max: usize) -> Result<Vec<String>> {
+        let [counted] = checked_keys([format!("{}:z", self.keys.sessions_of_device(&device.to_string()))]);
+        redis::cmd("ZRANGE")
+            .arg(counted)
+            .arg(0)
+            .arg(max.saturating_sub(1))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(redis_error("list a device's sessions"))
+    }
+
     /// Takes (`take`) or gives back (`give`) session `transfer_id`'s lock for
     /// `token`; whether it did.
     pub(crate) async fn session_lock(&self, transfer_id: &str, op: &str, token: &str) -> Result<bool> {
