@@ -43,7 +43,7 @@ import { DEFAULT_STALL_TIMEOUT_MS } from "./send.js";
 import { DeviceInfo, DeviceKeys } from "./identity.js";
 import { RANK_RELAY, RANK_WEBRTC } from "./links.js";
 import { bytesBefore, ChunkCutter, Cursor, cursorAfter, Manifest, ManifestEntry, manifestDigest, transferError, validateManifest, VerifiedChunk } from "./manifest.js";
-import { pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
+import { joinCode, pakeOnRelay, PeerLinks, pinnedTo } from "./meet.js";
 import { receiverReopens, SIGNALING_RETURN_WAIT_MS } from "./recovery.js";
 import { RelaySocket } from "./relay.js";
 import { SignalingClient } from "./signaling.js";
@@ -293,7 +293,7 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
   let acceptor: WebRtcAcceptor | undefined;
   let failure: Error | undefined;
   try {
-    const joined = await signaling.joinSession(String(parsed.session));
+    const joined = await joinCode(signaling, String(parsed.session));
     const relay = await RelaySocket.open(signaling, joined.sender, { timeoutMs: options.relayTimeoutMs ?? 30_000 });
     const sender = await pakeOnRelay(relay, parsed.text, "joiner", keys.info());
     options.onConfirmed?.(sender);
