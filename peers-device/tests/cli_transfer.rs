@@ -11,7 +11,7 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdout, Stdio};
+use std::process::{ChildStdout, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{Peers, command, receive_args, with_server, wrong_code};
@@ -38,6 +38,31 @@ fn start_send(url: &str, extra: &[&str], paths: &[&Path]) -> (Peers, BufReader<C
 
 fn last_event(events: &[Value]) -> &Value {
     events.last().expect("no JSON line")
+}
+
+/// The most any status line of `events` says was resumed (`bytes_resumed`).
+fn resumed(events: &[Value]) -> u64 {
+    events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0)
+}
+
+/// What a person sees once a receiver run again and its waiting sender have both ended:
+/// both succeeded, the whole `file` is in `out`, intact, and neither side moved again
+/// the `verified` bytes the killed receiver had checked (both started after them).
+fn assert_resumed_whole(
+    received: (&Output, &[Value]),
+    sent: (&Output, &[Value]),
+    verified: u64,
+    out: &Path,
+    file: &Path,
+) {
+    assert!(received.0.status.success(), "receive again: {}", String::from_utf8_lossy(&received.0.stderr));
+    assert!(sent.0.status.success(), "send: {}", String::from_utf8_lossy(&sent.0.stderr));
+    assert_eq!(last_event(sent.1)["bytes"].as_u64(), Some(fs::metadata(file).unwrap().len()));
+    for (side, events) in [("receiver", received.1), ("sender", sent.1)] {
+        let resumed = resumed(events);
+        assert!(resumed >= verified, "{side}: resumed from {resumed}, {verified} verified before the kill");
+    }
+    assert_eq!(common::files::hash_file(&out.join(file.file_name().unwrap())), common::files::hash_file(file));
 }
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -167,18 +192,10 @@ async fn a_receiver_killed_mid_way_resumes_by_running_the_same_code_again() {
         let out_dir = out.path().to_str().unwrap();
         let again = spawn(&receive_args(&code, out_dir, "relay", &url));
         let (received, events) = again.finish(None, LIMIT);
-        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
         assert!(offer["staged"].as_u64().unwrap() >= verified, "{offer} (verified {verified} before the kill)");
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
-        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
-        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
-        // Nothing the first receiver verified was sent again: both sides started after it.
-        for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
-            let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-            assert!(resumed >= verified, "{side}: resumed from {resumed}, {verified} verified before the kill");
-        }
-        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert_resumed_whole((&received, &events), (&sent, &sender_events), verified, out.path(), &file);
         assert!(staging(out.path()).is_empty());
     })
     .await;
@@ -207,12 +224,7 @@ async fn a_receiver_killed_mid_way_and_run_again_at_once_retries_until_the_sende
         let offer = events.iter().find(|e| e["event"] == "offer").expect("an offer line");
         assert!(offer["staged"].as_u64().unwrap() >= verified, "{offer} (verified {verified} before the kill)");
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
-        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
-        for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
-            let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-            assert!(resumed >= verified, "{side}: resumed from {resumed}, {verified} verified before the kill");
-        }
-        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert_resumed_whole((&received, &events), (&sent, &sender_events), verified, out.path(), &file);
     })
     .await;
 }
@@ -254,16 +266,11 @@ async fn a_receiver_killed_on_webrtc_is_noticed_within_seconds_and_its_rerun_mov
         // The same command again: on the relay first, then WebRTC again, from the staged data.
         let again = spawn(&receive_args(&code, out_dir, "loopback", &url));
         let (received, events) = again.finish(None, LIMIT * 2);
-        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert_eq!((moves[0]["from"].as_str(), moves[0]["to"].as_str()), (Some("server-relay"), Some("webrtc-direct")));
-        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
-        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
-        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
-        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert_resumed_whole((&received, &events), (&sent, &sender_events), verified, out.path(), &file);
         assert!(staging(out.path()).is_empty());
     })
     .await;
@@ -422,8 +429,8 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         let message = last_event(&events)["message"].as_str().unwrap().to_owned();
         assert!(message.contains("cancelled by the sender"), "{message}");
         // That second attempt resumed where the first stopped.
-        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed > 0, "{events:?}");
+        let first = resumed(&events);
+        assert!(first > 0, "{events:?}");
         assert!(!out.path().join("big.bin").exists());
 
         // A third sending of the same file completes from there.
@@ -432,8 +439,8 @@ async fn ctrl_c_on_either_side_ends_both_with_a_clear_message_and_the_partial_da
         assert!(received.status.success(), "{}", String::from_utf8_lossy(&received.stderr));
         let (sent, _) = sender.finish(Some(sender_out), LIMIT);
         assert!(sent.status.success());
-        let resumed_again = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed_again >= resumed, "{resumed_again} < {resumed}");
+        let resumed_again = resumed(&events);
+        assert!(resumed_again >= first, "{resumed_again} < {first}");
         assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
         assert!(staging(out.path()).is_empty());
     })
@@ -484,8 +491,8 @@ async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
         assert_eq!(last_event(&events)["event"], "done", "{events:?}");
         assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
         // The sender's last attempt resumed after what the receiver had verified.
-        let resumed = sender_events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
+        let from = resumed(&sender_events);
+        assert!(from >= verified, "resumed from {from}, {verified} verified before the kill");
         // Both said their signaling connection was down, and then that it was back.
         for (side, events) in [("receiver", &events), ("sender", &sender_events)] {
             let links: Vec<&str> =
@@ -519,16 +526,11 @@ async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_
         // its new registration, and moves to WebRTC, signaled through it too.
         let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "loopback", &url));
         let (received, events) = again.finish(None, LIMIT * 2);
-        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let moves: Vec<&Value> = events.iter().filter(|e| e["event"] == "path").collect();
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert_eq!(moves[0]["to"].as_str(), Some("webrtc-direct"), "{moves:?}");
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
-        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
-        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
-        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
-        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert_resumed_whole((&received, &events), (&sent, &sender_events), verified, out.path(), &file);
         drop(server);
     })
     .await
@@ -569,13 +571,8 @@ async fn a_receiver_killed_after_a_signaling_restart_resumes_by_running_the_code
         // The rerun is the one the sender meets, not the receiver it was told of again.
         let again = spawn(&receive_args(&code, out.path().to_str().unwrap(), "relay", &url));
         let (received, events) = again.finish(None, LIMIT);
-        assert!(received.status.success(), "receive again: {}", String::from_utf8_lossy(&received.stderr));
         let (sent, sender_events) = sender.finish(Some(sender_out), LIMIT);
-        assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
-        assert_eq!(last_event(&sender_events)["bytes"], 64 << 20);
-        let resumed = events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0);
-        assert!(resumed >= verified, "resumed from {resumed}, {verified} verified before the kill");
-        assert_eq!(common::files::hash_file(&out.path().join("big.bin")), common::files::hash_file(&file));
+        assert_resumed_whole((&received, &events), (&sent, &sender_events), verified, out.path(), &file);
         drop(server);
     })
     .await
