@@ -165,13 +165,27 @@ async fn the_signaling_server_serves_the_page_and_peers_send_prints_a_link_that_
 /// deleted. The sender's last status skipped the bytes the page had kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_closed_mid_transfer_and_opened_again_with_the_code_gets_only_the_rest() {
+    close_and_open_again(13, true).await;
+}
+
+/// The same, opened again at once, before the sender noticed the page went: the page's
+/// join is refused `session_taken` (the session still names the closed page) and tried
+/// again (`joinCode`) until the sender has reopened the session, then it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_again_at_once_is_refused_until_the_sender_waits_and_then_resumes() {
+    close_and_open_again(21, false).await;
+}
+
+/// Closes the receive page mid-transfer and opens it again with the code, once the
+/// sender waits for it (`wait_for_return`) or at once.
+async fn close_and_open_again(seed: u64, wait_for_return: bool) {
     const LEN: u64 = (MIB as u64) << 20;
     const CLOSE_AT: u64 = 24 << 20;
     let server = signaling_server().await;
     let url = server.url().expect("server url");
     let src = tempfile::tempdir().expect("temp dir");
     let file = src.path().join("resumed.bin");
-    let bytes = noise(LEN as usize, 13);
+    let bytes = noise(LEN as usize, seed);
     std::fs::write(&file, &bytes).expect("file");
     let expected = blake3::hash(&bytes).to_hex().to_string();
     drop(bytes);
@@ -189,7 +203,9 @@ async fn a_page_closed_mid_transfer_and_opened_again_with_the_code_gets_only_the
     let closed_at = closed["after"].as_u64().expect("after");
     assert!((CLOSE_AT..LEN).contains(&closed_at), "closed mid-way: {closed}");
 
-    sender.waiting_for_return(STEP).await;
+    if wait_for_return {
+        sender.waiting_for_return(STEP).await;
+    }
     std::fs::write(&reopen, b"").expect("the go-ahead");
     let resumed = page.expect_event("resumed", STEP).await;
     let kept = resumed["bytes"].as_u64().expect("bytes");
