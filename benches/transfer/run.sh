@@ -107,7 +107,10 @@ ours() {
   exec 3< "$work/send.out"
   read -r first <&3
   local code
-  code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
+  code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("code", ""))' || true)"
+  if [ -z "$code" ]; then
+    echo "$name: peers send printed no code: $first" >&2; tail -5 "$work/send.err" >&2; exit 1
+  fi
   mkdir -p "$work/$name"
   local start; start="$(date +%s.%N)"
   /usr/bin/time -v -o "$work/$name.time" "$bin/peers" receive "$code" --out "$work/$name" --yes --json \
