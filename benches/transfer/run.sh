@@ -9,16 +9,22 @@
 # start to exit; for send --to, the sending command's), the receiver's peak RSS
 # (/usr/bin/time -v; the receiving daemon's VmHWM for send --to) with each rate as a
 # ratio of the floor's, and for `peers receive CODE` the seconds from its start to its
-# first verified byte. Not part of the test run.
+# first verified byte. The row webrtc-raw is the library alone: the same file over one
+# webrtc-rs data channel on loopback between two processes, into a file
+# (peers-transport-webrtc's bench program webrtc_raw_file); with peers-webrtc in the same
+# run, the script also prints the ratio of the two. Not part of the test run.
 #
-# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--rows "ROW..."]
+# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--raw FILE] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
-#   --rows LIST   which rows, of: cat local relay webrtc code-local wormhole sendme (default: all;
-#                 cat always runs, as the floor)
+#   --rows LIST   which rows, of: cat local relay webrtc-raw webrtc code-local wormhole sendme
+#                 (default: all; cat always runs, as the floor)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
 #                 cargo build --release -p peers-device --bin peers, and
 #                 cargo build --release -p peers-signaling --features bin --bin peers-signaling)
+#   --raw FILE    the webrtc_raw_file program (default: the newest DIR/deps/webrtc_raw_file-*,
+#                 from cargo bench -p peers-transport-webrtc --features test-utils
+#                 --bench webrtc_raw_file --no-run); without it, the webrtc-raw row is left out
 #   --venv DIR    a Python venv with magic-wormhole, magic-wormhole-mailbox-server and
 #                 magic-wormhole-transit-relay (pip install ...); without it, the
 #                 wormhole row is left out
@@ -27,13 +33,15 @@ set -euo pipefail
 size_mib=1024
 bin="${CARGO_TARGET_DIR:-target}/release"
 venv=""
-rows_wanted="local relay webrtc code-local wormhole sendme"
+raw=""
+rows_wanted="local relay webrtc-raw webrtc code-local wormhole sendme"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib="$2"; shift 2 ;;
     --rows) rows_wanted="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --venv) venv="$2"; shift 2 ;;
+    --raw) raw="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -99,7 +107,10 @@ ours() {
   exec 3< "$work/send.out"
   read -r first <&3
   local code
-  code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')"
+  code="$(echo "$first" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("code", ""))' || true)"
+  if [ -z "$code" ]; then
+    echo "$name: peers send printed no code: $first" >&2; tail -5 "$work/send.err" >&2; exit 1
+  fi
   mkdir -p "$work/$name"
   local start; start="$(date +%s.%N)"
   /usr/bin/time -v -o "$work/$name.time" "$bin/peers" receive "$code" --out "$work/$name" --yes --json \
@@ -121,6 +132,14 @@ else:
   record "$name" "$work/$name.time" "$work/$name/data.bin" "$first"
 }
 wanted relay && ours peers-relay relay
+# The library alone: this process receives, the program starts itself again as the sender.
+if [ -z "$raw" ]; then
+  raw="$(ls -t "$bin"/deps/webrtc_raw_file-* 2> /dev/null | grep -v '\.d$' | head -1 || true)"
+fi
+if [ -n "$raw" ] && wanted webrtc-raw; then
+  /usr/bin/time -v -o "$work/raw.time" "$raw" "$src" "$work/raw.out" 2> "$work/raw.err"
+  record "webrtc-raw" "$work/raw.time" "$work/raw.out"
+fi
 wanted webrtc && ours peers-webrtc loopback
 wanted code-local && ours peers-code-local local
 
@@ -198,3 +217,12 @@ for line in "${rows[@]}"; do
   awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" \
     'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); printf "%-16s %10.1f %10.3f %14.1f %14s\n", n, b/s/1e6, f/s, r/1024, fb }'
 done
+# peers-webrtc against the library alone, when both ran.
+raw_secs=""; webrtc_secs=""
+for line in "${rows[@]}"; do
+  set -- $line
+  case "$1" in webrtc-raw) raw_secs="$2" ;; peers-webrtc) webrtc_secs="$2" ;; esac
+done
+if [ -n "$raw_secs" ] && [ -n "$webrtc_secs" ]; then
+  awk -v r="$raw_secs" -v w="$webrtc_secs" 'BEGIN { printf "peers-webrtc / webrtc-raw: %.2f\n", (w > 0 ? r / w : 0) }'
+fi

@@ -82,3 +82,13 @@ pub use signaling::{IncomingSignal, Signaling};
 #[cfg(feature = "test-utils")]
 pub use signaling::{Interceptor, MemorySignaling, MemorySignalingHub};
 pub use socket::{BINDING_KIND, WebRtcSocket};
+
+/// A bare peer connection of the library with the settings our sockets use
+/// (detached channels, our ICE timers and candidate scope, our UDP socket on
+/// loopback), for benchmarks that measure the library alone beside [`WebRtcSocket`].
+#[cfg(feature = "test-utils")]
+pub async fn library_peer_connection(
+    config: &WebRtcConfig,
+) -> Result<std::sync::Arc<webrtc::peer_connection::RTCPeerConnection>> {
+    peer::new_peer_connection(config, Vec::new()).await
+}

@@ -80,6 +80,19 @@ const MAX_LOCAL_CONNECTIONS: usize = 4;
 /// The most local URLs a receiver advertises, and a sender dials.
 const MAX_LOCAL_URLS: usize = 8;
 
+/// The credit window of a transfer connection's incoming streams (the SDK's default
+/// is 4 MiB). The window spans every byte between the sender's write and the
+/// receiver's read, and a WebRTC socket alone buffers up to 4 MiB before SCTP sends
+/// it, so 4 MiB left the channel idle between grants: over WebRTC on loopback the
+/// transfer moved about 18 MB/s with it and 25 MB/s with this one (docs/BENCHMARKS.md,
+/// "send by code"). With at most [`MAX_TRANSFER_STREAMS`] streams, a connection to the
+/// one confirmed peer buffers at most 64 MiB of stream data.
+const TRANSFER_STREAM_WINDOW: u64 = 16 * 1024 * 1024;
+
+/// The most incoming streams on a transfer connection: the data stream, with room
+/// for a new one while an earlier one is still being answered.
+const MAX_TRANSFER_STREAMS: usize = 4;
+
 /// The receiver's local socket: a socket.io listener, bound before the PAKE so that its
 /// URLs can go in the receiver's device info.
 pub(super) struct LocalListener {
@@ -159,6 +172,8 @@ impl Paths {
         setup: impl Fn(&Connection) + Send + Sync + 'static,
     ) -> Result<Paths> {
         let mut config = ManagerConfig::new(pinned_config(keys, peer.clone()));
+        config.connection.stream_window = TRANSFER_STREAM_WINDOW;
+        config.connection.max_incoming_streams = MAX_TRANSFER_STREAMS;
         config.drain_timeout = config.drain_timeout.max(drain);
         // A bulk transfer keeps a path busy; a busy WebRTC path on a loaded machine can
         // go quiet for a few seconds without being dead (the stall timeout ends a dead one).
