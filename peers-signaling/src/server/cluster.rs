@@ -32,7 +32,7 @@
 //! Each instance also runs the expiry loop; the expiry index hands each due
 //! message to one instance, which tells its sender.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -147,9 +147,6 @@ pub(crate) struct Cluster {
     io: OnceLock<SocketIo<RedisIo>>,
     /// The devices registered here (device → connection), for the heartbeat.
     held: Mutex<HashMap<DeviceId, u64>>,
-    /// The devices whose queue is being handed over here (a registration's,
-    /// or a presence put back), so that a heartbeat does not start another.
-    draining: Mutex<HashSet<DeviceId>>,
     /// Keeps the "alive" subscription (nothing is ever published on it).
     _alive: MessageStream<ChanItem>,
     /// The limits of the shared sessions (for their expiry).
@@ -184,7 +181,6 @@ impl Cluster {
             namespace: config.namespace.clone(),
             io: OnceLock::new(),
             held: Mutex::new(HashMap::new()),
-            draining: Mutex::new(HashSet::new()),
             _alive: alive,
             sessions: config.sessions.clone(),
             relays: ClusterRelays::new(config.relay.clone(), inbound),
@@ -199,12 +195,6 @@ impl Cluster {
     /// Gives the cluster the `SocketIo` its rooms live on (once, at start).
     pub(crate) fn set_io(&self, io: SocketIo<RedisIo>) {
         let _ = self.io.set(io);
-    }
-
-    /// Marks `device`'s queue as being handed over here until the guard is
-    /// dropped; `None` if it already is.
-    fn start_draining(&self, device: DeviceId) -> Option<Draining<'_>> {
-        lock(&self.draining).insert(device).then_some(Draining { cluster: self, device })
     }
 
     /// The presence token of connection `peer_id` on this instance.
@@ -390,9 +380,6 @@ pub(super) async fn register(
     // The list an older connection of the device set, if it is still online
     // (for the watchers the new list changes things for).
     let old_allow = cluster.state.allow_list(&device).await.ok().flatten();
-    // Claimed pending until its queue is handed over below: a heartbeat meanwhile
-    // leaves that to this registration.
-    let _draining = cluster.start_draining(device);
     let previous = match cluster.state.claim(&device, &token, allow.as_ref()).await {
         Ok(previous) => previous,
         Err(err) => return registration_refused(conn, unavailable(err), replier),
@@ -612,13 +599,16 @@ pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) 
         let (Some(cluster), Some(shared)) = (cluster.upgrade(), shared.upgrade()) else { return };
         let held: Vec<(DeviceId, String)> =
             lock(&cluster.held).iter().map(|(device, peer)| (*device, cluster.token(*peer))).collect();
-        let (pending, failed) = cluster.state.refresh(&held).await;
-        if let Some(err) = failed {
-            warn!(%err, devices = held.len(), "presence heartbeat failed");
-            m::store_errors();
-        }
-        for (device, token) in pending {
-            hand_over_restored(&cluster, &shared, device, &token).await;
+        match cluster.state.refresh(&held).await {
+            Ok(restored) => {
+                for (device, token) in restored {
+                    hand_over_restored(&cluster, &shared, device, &token).await;
+                }
+            }
+            Err(err) => {
+                warn!(%err, devices = held.len(), "presence heartbeat failed");
+                m::store_errors();
+            }
         }
         if let Err(err) = cluster.pubsub.ping().await {
             warn!(%err, "redis pub/sub connection is down; deliveries between instances wait for it");
@@ -633,24 +623,10 @@ pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) 
 async fn hand_over_restored(cluster: &Cluster, shared: &Shared, device: DeviceId, token: &str) {
     let peer = shared.hub().peer(&device);
     let Some(peer) = peer.filter(|peer| cluster.token(peer.id) == token && peer.connected()) else { return };
-    // A registration (or an earlier heartbeat) is handing it over already.
-    let Some(_draining) = cluster.start_draining(device) else { return };
     info!(%device, "presence put back after Redis lost it; handing over what was queued meanwhile");
     if let Drained::Failed(rejection) = drain_queue(cluster, &peer, &device, token, |_| {}).await {
         warn!(%device, reason = %rejection.message, "could not hand over the queue; closing the connection");
         peer.disconnect();
-    }
-}
-
-/// A queue being handed over ([`Cluster::start_draining`]).
-struct Draining<'a> {
-    cluster: &'a Cluster,
-    device: DeviceId,
-}
-
-impl Drop for Draining<'_> {
-    fn drop(&mut self) {
-        lock(&self.cluster.draining).remove(&self.device);
     }
 }
 

@@ -357,28 +357,20 @@ impl RedisState {
     }
 
     /// Extends the presence of the devices this instance holds (one call per
-    /// device, at most 256 in flight). Returns those whose presence is
-    /// pending after it (put back after Redis lost it, or a hand-over not
-    /// done yet): their queues are to be handed over; and the first error, if
-    /// a call failed (every call runs, so no device's answer is lost).
-    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> (Vec<(DeviceId, String)>, Option<Error>) {
-        let mut pending = Vec::new();
-        let mut failed = None;
+    /// device, at most 256 in flight). Returns those whose presence was
+    /// missing and is back, pending: their queues are to be handed over.
+    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<Vec<(DeviceId, String)>> {
+        let mut restored = Vec::new();
         for chunk in held.chunks(256) {
             let calls = chunk.iter().map(|(device, token)| {
                 let call = self.presence_call(device, "refresh", token);
                 let mut connection = self.connection.clone();
                 async move { call.invoke_async::<u64>(&mut connection).await.map_err(redis_error("refresh presence")) }
             });
-            for (held, reply) in chunk.iter().zip(futures_util::future::join_all(calls).await) {
-                match reply {
-                    Ok(2) => pending.push(held.clone()),
-                    Ok(_) => {}
-                    Err(err) => failed = failed.or(Some(err)),
-                }
-            }
+            let replies = futures_util::future::try_join_all(calls).await?;
+            restored.extend(chunk.iter().zip(replies).filter(|(_, reply)| *reply == 2).map(|(held, _)| held.clone()));
         }
-        (pending, failed)
+        Ok(restored)
     }
 
     /// The pub/sub channel an instance stays subscribed to while it runs.

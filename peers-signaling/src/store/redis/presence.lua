@@ -5,8 +5,7 @@
 -- ARGV: op, ttl_ms, token; claim and allow then take '0' (no list: everyone
 -- may reach the device) or '1' followed by the allowed ids. claim returns
 -- the previous value (or nil); release, refresh and allow return 1 if they
--- acted, and refresh returns 2 when the presence is pending after it (it put a
--- missing one back, pending, or found one pending). Release, refresh and allow only act on a key that still holds
+-- acted, and refresh returns 2 when it put a missing presence back. Release, refresh and allow only act on a key that still holds
 -- this token (refresh also on a missing one), so a newer registration is
 -- never undone. The allow list D:al lives and dies with the presence D:on.
 local d, op, ttl, token = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -42,10 +41,6 @@ if held then
   else
     redis.call('PEXPIRE', key, ttl)
     redis.call('PEXPIRE', allow, ttl)
-    -- Still pending at a heartbeat: its queue is still to be handed over (a
-    -- put-back whose hand-over failed, or a registration's, which the
-    -- instance knows it is running).
-    if op == 'refresh' and current == mine .. 'pending' then return 2 end
   end
   return 1
 end
