@@ -421,23 +421,42 @@ pub(super) async fn register(
     *lock(&conn.allow) = allow;
     m::registered();
     let mut replier = Some(replier);
-    let reply = |queued: usize| {
-        if let Some(replier) = replier.take() {
-            replier.send(Ok(registered_reply(&device, queued)));
-        }
-    };
-    let delivered = match drain_queue(cluster, &conn.peer, &device, &token, reply).await {
-        Drained::All(delivered) => delivered,
-        Drained::Stopped => return,
-        Drained::Failed(rejection) => {
-            // What is left stays queued; the device has to register again.
-            if let Some(replier) = replier.take() {
-                replier.send(Err(rejection));
+    let mut delivered = 0usize;
+    loop {
+        let batch = match cluster.state.take(&device, &token).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                // What is left stays queued; the device has to register again.
+                let rejection = unavailable(err);
+                if let Some(replier) = replier.take() {
+                    replier.send(Err(rejection));
+                }
+                conn.peer.disconnect();
+                return;
             }
-            conn.peer.disconnect();
-            return;
+        };
+        if let Some(replier) = replier.take() {
+            replier.send(Ok(registered_reply(&device, batch.len())));
         }
-    };
+        if batch.is_empty() {
+            break;
+        }
+        let mut rest = batch.into_iter();
+        while let Some(message) = rest.next() {
+            if !conn.peer.emit_forced(events::INCOMING, &incoming(&message, true)) {
+                let back: Vec<QueuedMessage> = std::iter::once(message).chain(rest).collect();
+                warn!(%device, left = back.len(), "could not deliver the whole queue; the rest stays queued");
+                if let Err(err) = cluster.state.requeue(&back).await {
+                    warn!(%device, %err, lost = back.len(), "could not put undelivered messages back");
+                    m::store_errors();
+                }
+                return;
+            }
+            delivered += 1;
+            m::signal_outcome("delivered_from_queue");
+            cluster.outcome(now_ms(), &message, OutcomeKind::Delivered).await;
+        }
+    }
     match cluster.state.take_notices(now_ms(), &device).await {
         Ok((notices, _stale)) => {
             for notice in &notices {
@@ -592,90 +611,19 @@ pub(super) fn disconnected(
 
 /// Keeps the presence of this instance's devices alive, and the pub/sub
 /// connection awake.
-pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) {
+pub(super) async fn run_heartbeat(cluster: Weak<Cluster>) {
     let every = cluster.upgrade().map_or(Duration::from_secs(1), |c| c.state.presence_ttl() / 3);
     loop {
         tokio::time::sleep(every).await;
-        let (Some(cluster), Some(shared)) = (cluster.upgrade(), shared.upgrade()) else { return };
+        let Some(cluster) = cluster.upgrade() else { return };
         let held: Vec<(DeviceId, String)> =
             lock(&cluster.held).iter().map(|(device, peer)| (*device, cluster.token(*peer))).collect();
-        match cluster.state.refresh(&held).await {
-            Ok(restored) => {
-                for (device, token) in restored {
-                    hand_over_restored(&cluster, &shared, device, &token).await;
-                }
-            }
-            Err(err) => {
-                warn!(%err, devices = held.len(), "presence heartbeat failed");
-                m::store_errors();
-            }
+        if let Err(err) = cluster.state.refresh(&held).await {
+            warn!(%err, devices = held.len(), "presence heartbeat failed");
+            m::store_errors();
         }
         if let Err(err) = cluster.pubsub.ping().await {
             warn!(%err, "redis pub/sub connection is down; deliveries between instances wait for it");
-        }
-    }
-}
-
-/// `device`'s presence was missing while this instance held its connection
-/// (Redis lost it) and is back, pending: senders queued meanwhile, so its
-/// queue goes to it now, as at a registration, and the device is up again
-/// once it is empty. A connection this fails for is closed, to register again.
-async fn hand_over_restored(cluster: &Cluster, shared: &Shared, device: DeviceId, token: &str) {
-    let peer = shared.hub().peer(&device);
-    let Some(peer) = peer.filter(|peer| cluster.token(peer.id) == token && peer.connected()) else { return };
-    info!(%device, "presence put back after Redis lost it; handing over what was queued meanwhile");
-    if let Drained::Failed(rejection) = drain_queue(cluster, &peer, &device, token, |_| {}).await {
-        warn!(%device, reason = %rejection.message, "could not hand over the queue; closing the connection");
-        peer.disconnect();
-    }
-}
-
-/// How [`drain_queue`] ended.
-enum Drained {
-    /// The queue is empty (so the device is up): how many were delivered.
-    All(usize),
-    /// The connection stopped taking messages; the rest is queued again.
-    Stopped,
-    /// Redis failed; what is left stays queued.
-    Failed(Rejection),
-}
-
-/// Hands `device`'s queued messages to its connection `peer`, oldest first,
-/// in batches, telling each sender; the `take` that finds the queue empty
-/// makes the device up (`queue.lua`), so nothing sent later overtakes them.
-/// `first_batch` hears the size of the first batch before any of it goes
-/// out (a registration's reply counts it).
-async fn drain_queue(
-    cluster: &Cluster,
-    peer: &Peer,
-    device: &DeviceId,
-    token: &str,
-    mut first_batch: impl FnMut(usize),
-) -> Drained {
-    let mut delivered = 0usize;
-    loop {
-        let batch = match cluster.state.take(device, token).await {
-            Ok(batch) => batch,
-            Err(err) => return Drained::Failed(unavailable(err)),
-        };
-        first_batch(batch.len());
-        if batch.is_empty() {
-            return Drained::All(delivered);
-        }
-        let mut rest = batch.into_iter();
-        while let Some(message) = rest.next() {
-            if !peer.emit_forced(events::INCOMING, &incoming(&message, true)) {
-                let back: Vec<QueuedMessage> = std::iter::once(message).chain(rest).collect();
-                warn!(%device, left = back.len(), "could not deliver the whole queue; the rest stays queued");
-                if let Err(err) = cluster.state.requeue(&back).await {
-                    warn!(%device, %err, lost = back.len(), "could not put undelivered messages back");
-                    m::store_errors();
-                }
-                return Drained::Stopped;
-            }
-            delivered += 1;
-            m::signal_outcome("delivered_from_queue");
-            cluster.outcome(now_ms(), &message, OutcomeKind::Delivered).await;
         }
     }
 }

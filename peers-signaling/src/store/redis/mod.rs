@@ -357,20 +357,17 @@ impl RedisState {
     }
 
     /// Extends the presence of the devices this instance holds (one call per
-    /// device, at most 256 in flight). Returns those whose presence was
-    /// missing and is back, pending: their queues are to be handed over.
-    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<Vec<(DeviceId, String)>> {
-        let mut restored = Vec::new();
+    /// device, at most 256 in flight).
+    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<()> {
         for chunk in held.chunks(256) {
             let calls = chunk.iter().map(|(device, token)| {
                 let call = self.presence_call(device, "refresh", token);
                 let mut connection = self.connection.clone();
                 async move { call.invoke_async::<u64>(&mut connection).await.map_err(redis_error("refresh presence")) }
             });
-            let replies = futures_util::future::try_join_all(calls).await?;
-            restored.extend(chunk.iter().zip(replies).filter(|(_, reply)| *reply == 2).map(|(held, _)| held.clone()));
+            futures_util::future::try_join_all(calls).await?;
         }
-        Ok(restored)
+        Ok(())
     }
 
     /// The pub/sub channel an instance stays subscribed to while it runs.

@@ -5,7 +5,7 @@
 -- ARGV: op, ttl_ms, token; claim and allow then take '0' (no list: everyone
 -- may reach the device) or '1' followed by the allowed ids. claim returns
 -- the previous value (or nil); release, refresh and allow return 1 if they
--- acted, and refresh returns 2 when it put a missing presence back. Release, refresh and allow only act on a key that still holds
+-- acted. Release, refresh and allow only act on a key that still holds
 -- this token (refresh also on a missing one), so a newer registration is
 -- never undone. The allow list D:al lives and dies with the presence D:on.
 local d, op, ttl, token = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -46,12 +46,8 @@ if held then
 end
 if not current and op == 'refresh' then
   -- Lost while this instance still holds the connection (Redis restarted
-  -- without its data, or an outage longer than the TTL): put it back,
-  -- pending, as a registration does: senders queued while it was missing,
-  -- the instance now hands that queue over (queue.lua's take), and the
-  -- take that finds it empty makes the device up, so nothing sent later
-  -- overtakes what was queued.
-  redis.call('SET', key, mine .. 'pending', 'PX', ttl)
-  return 2
+  -- without its data, or an outage longer than the TTL): put it back.
+  redis.call('SET', key, mine .. 'up', 'PX', ttl)
+  return 1
 end
 return 0
