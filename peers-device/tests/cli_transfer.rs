@@ -40,6 +40,13 @@ fn last_event(events: &[Value]) -> &Value {
     events.last().expect("no JSON line")
 }
 
+/// SIGKILLs the signaling server and starts it again on its port at once, from a test's
+/// blocking thread; returns it and the instant it was started again.
+fn restart(server: SignalingProcess) -> (SignalingProcess, Instant) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(server.kill_and_restart(Duration::ZERO))
+}
+
 /// The most any status line of `events` says was resumed (`bytes_resumed`).
 fn resumed(events: &[Value]) -> u64 {
     events.iter().filter_map(|e| e["bytes_resumed"].as_u64()).max().unwrap_or(0)
@@ -479,8 +486,7 @@ async fn a_transfer_on_the_relay_goes_on_when_the_signaling_server_restarts() {
             verified = verified.max(event["bytes_done"].as_u64().unwrap_or(0));
         }
         // SIGKILL and a new process on the same port and store.
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (server, restarted) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        let (server, restarted) = restart(server);
 
         let (received, events) = receiver.finish(Some(receiver_out), LIMIT);
         assert!(received.status.success(), "receive: {}", String::from_utf8_lossy(&received.stderr));
@@ -518,8 +524,7 @@ async fn a_sender_waiting_for_its_receiver_survives_a_signaling_restart_and_the_
         let (sender, mut sender_out, code, verified) = kill_receiver_mid_way(&url, out.path(), &file, "relay", &[]);
         wait_for_return(&mut sender_out);
         // The server dies and comes back (the code's session is in its store).
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        let (server, _) = restart(server);
 
         // The same command again at once, maybe before the sender registered again (the
         // server tells the sender of the join when it does): it meets the sender through
@@ -561,8 +566,7 @@ async fn a_receiver_killed_after_a_signaling_restart_resumes_by_running_the_code
         read_until(4 << 20, &mut verified);
         // The server restarts: the sender registers again and is told of the session its
         // receiver joined (a "joined" it already knows: it must do nothing with it).
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (server, _) = runtime.block_on(server.kill_and_restart(Duration::ZERO));
+        let (server, _) = restart(server);
         read_until(verified + (4 << 20), &mut verified);
         receiver.0.kill().unwrap();
         let _ = receiver.0.wait();
