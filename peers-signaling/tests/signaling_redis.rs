@@ -318,6 +318,71 @@ async fn registering_on_another_instance_replaces_the_old_connection_and_rate_li
     assert!(accepted <= 3, "{accepted} accepted after the burst was spent");
 }
 
+/// A signal's budgets are charged while its recipient is looked up; one
+/// refused `rate_limited` must not be delivered or queued all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_over_its_budget_is_neither_delivered_nor_queued() {
+    let redis = RedisServer::start().await;
+    let mut config = redis_config(&redis);
+    config.rate_limits.device_per_second = 1;
+    config.rate_limits.device_burst = 4;
+    let one = server(config).await;
+    let url = one.url().unwrap();
+    let (bob_keys, bob) = connect(&url, "bob").await;
+    let (_, alice) = connect(&url, "alice").await;
+    let to = bob_keys.device_id();
+    let mut bob_in = bob.incoming().unwrap();
+
+    // Bob online: Alice sends until her budget refuses; Bob gets exactly the
+    // accepted ones, in order, and never the refused one.
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let sent = alice.send(&to, SignalKind::Ready, json!({})).await.unwrap();
+        match sent.outcome {
+            Outcome::Delivered => accepted.push(sent.id),
+            Outcome::Rejected { reason } => {
+                assert_eq!(reason.code, ErrorCode::RateLimited, "{reason:?}");
+                break sent.id;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(accepted.len() <= 4, "the burst of 4 did not hold");
+    };
+    for id in &accepted {
+        assert_eq!(&incoming(&mut bob_in).await.id, id);
+    }
+    let late = tokio::time::timeout(Duration::from_millis(500), incoming(&mut bob_in)).await;
+    assert!(late.is_err(), "the refused signal {refused} was delivered: {late:?}");
+
+    // Bob offline: one request's worth comes back each second. Alice's
+    // signals go to the queue until one is refused; the refused one is not
+    // queued: Redis holds only the accepted ones and Bob is handed only them.
+    bob.close().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut queued = Vec::new();
+    loop {
+        let sent = alice.send(&to, SignalKind::Ready, json!({})).await.unwrap();
+        match sent.outcome {
+            Outcome::Queued { .. } => queued.push(sent.id),
+            Outcome::Rejected { reason } => {
+                assert_eq!(reason.code, ErrorCode::RateLimited, "{reason:?}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(queued.len() <= 3, "more queued than the rate returned");
+    }
+    assert!(!queued.is_empty(), "a second gave nothing back");
+    assert_eq!(redis_queue_total(&redis).await.0, queued.len() as u64, "a refused signal was queued");
+    let bob = SignalingClient::connect(&url, &bob_keys, SignalingClientOptions::default()).await.unwrap();
+    let mut bob_in = bob.incoming().unwrap();
+    for id in &queued {
+        assert_eq!(&incoming(&mut bob_in).await.id, id);
+    }
+    let late = tokio::time::timeout(Duration::from_millis(500), incoming(&mut bob_in)).await;
+    assert!(late.is_err(), "a refused signal was queued and delivered: {late:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_spreading_requests_over_instances_gets_one_budget() {
     let redis = RedisServer::start().await;

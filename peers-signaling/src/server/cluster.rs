@@ -51,7 +51,7 @@ use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
 use super::hub::{CheckedSignal, Peer, incoming};
-use super::state::SignalOutcome;
+use super::state::{Charge, SignalOutcome};
 use super::state_redis::RedisBackend;
 use super::{AnyIo, Shared, SignalingServer, metrics as m, now_ms};
 use super::{cluster_presence, cluster_sessions};
@@ -489,6 +489,10 @@ const PUBSUB_BUFFER: usize = 8192;
 
 /// Forwards or queues a checked signal through Redis; returns its first outcome.
 ///
+/// The request's `charge` and the recipient's lookup (`queue.lua`'s peek)
+/// go to Redis together, so a delivered signal waits one round trip, not
+/// two; nothing is delivered or queued before the charge is known.
+///
 /// A recipient whose connection this instance holds is handed the signal
 /// here, as one instance does, without a publish and the pub/sub hop back
 /// (half of a delivered signal's Redis round trips); one held elsewhere gets
@@ -497,6 +501,7 @@ pub(super) async fn signal(
     cluster: &Cluster,
     shared: &Shared,
     signal: CheckedSignal,
+    charge: Charge<'_>,
 ) -> Result<SignalOutcome, Rejection> {
     let now = now_ms();
     let message = QueuedMessage {
@@ -512,7 +517,10 @@ pub(super) async fn signal(
         // queue.lua shadows it if `to` does not allow `from`.
         shadowed: false,
     };
-    let mut sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;
+    let (charged, peeked) = tokio::join!(charge, cluster.state.peek(&message, signal.ttl_ms));
+    connection::charged(charged)?;
+    let peeked = peeked.map_err(unavailable)?;
+    let mut sent = cluster.state.send_peeked(&message, peeked).await.map_err(unavailable)?;
     if let SendOutcome::Deliver { holder } = &sent
         && !cluster.holder_alive(&message.to, holder).await
     {

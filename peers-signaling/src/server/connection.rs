@@ -49,7 +49,7 @@ use tracing::{debug, info};
 use super::hub::{CheckedSignal, Outgoing, Peer, PeerSocket};
 use super::outgoing::{self, OutgoingBudget};
 use super::session_requests;
-use super::state::RelayOpening;
+use super::state::{Charge, RelayOpening};
 use super::{Shared, metrics as m, now_ms, relay_requests};
 use crate::protocol::{
     self, AllowUpdate, Challenge, ErrorCode, NONCE_LEN, OutcomeKind, PROTOCOL_VERSION, Registration, Rejection,
@@ -308,10 +308,12 @@ fn run_inline(conn: &Arc<Connection>, job: Job) {
 /// state ([`admit`]), then the backend operation; answers it.
 async fn run_request(conn: Arc<Connection>, job: Job) {
     let state = conn.shared.state.clone();
-    match state.charge_request(&conn).await {
-        Ok(None) => {}
-        Ok(Some(limited)) => return job.replier.send(Err(rate_limited(limited))),
-        Err(rejection) => return job.replier.send(Err(rejection)),
+    let charge = state.charge_request(&conn);
+    if job.kind == RequestKind::Signal {
+        return run_signal(&conn, job, charge).await;
+    }
+    if let Err(rejection) = charged(charge.await) {
+        return job.replier.send(Err(rejection));
     }
     let Some((admitted, replier)) = admit(&conn, job.kind, job.request, job.replier) else { return };
     match admitted {
@@ -323,16 +325,30 @@ async fn run_request(conn: Arc<Connection>, job: Job) {
     }
 }
 
+/// Carries out a signal: the checks that need nothing but the connection,
+/// then the backend, which charges the budgets while it looks the recipient
+/// up. A signal that fails its checks is still charged, and a charge with
+/// no room is the answer before any other refusal, as for every request.
+async fn run_signal(conn: &Arc<Connection>, job: Job, charge: Charge<'_>) {
+    let checked = conn.registered().and_then(|device| match job.request? {
+        Request::Signal(signal) => checked_signal(conn, device, signal),
+        _ => Err(misrouted()),
+    });
+    let reply = match checked {
+        Ok(signal) => {
+            let id = signal.id.clone();
+            let sent = conn.shared.state.signal(conn, signal, charge).await;
+            sent.map(|sent| signal_reply(id, sent.outcome, sent.expires_at))
+        }
+        Err(rejection) => charged(charge.await).and(Err(rejection)),
+    };
+    job.replier.send(reply);
+}
+
 /// The reply to a request of the registered `device`.
 async fn answer(conn: &Arc<Connection>, device: DeviceId, request: Request) -> Result<Map<String, Json>, Rejection> {
     let state = &conn.shared.state;
     match request {
-        Request::Signal(signal) => {
-            let signal = checked_signal(conn, device, signal)?;
-            let id = signal.id.clone();
-            let sent = state.signal(conn, signal).await?;
-            Ok(signal_reply(id, sent.outcome, sent.expires_at))
-        }
         Request::Subscribe(devices) => Ok(online_reply(&state.subscribe(conn, device, devices).await?)),
         Request::Unsubscribe(devices) => state.unsubscribe(conn, devices).await.map(|()| Map::new()),
         Request::IceConfig => ice_config(conn, device),
@@ -347,7 +363,7 @@ async fn answer(conn: &Arc<Connection>, device: DeviceId, request: Request) -> R
             state.set_allow(conn, device, update.allow).await?;
             Ok(reply)
         }
-        Request::Register(_) | Request::Relay(_) => Err(misrouted()),
+        Request::Signal(_) | Request::Register(_) | Request::Relay(_) => Err(misrouted()),
     }
 }
 
@@ -364,6 +380,14 @@ fn relay_opening_reply(opening: RelayOpening) -> Map<String, Json> {
         }
     }
     fields
+}
+
+/// A charge's result as a refusal: `rate_limited` when a budget had no room.
+pub(super) fn charged(charge: Result<Option<Limited>, Rejection>) -> Result<(), Rejection> {
+    match charge? {
+        None => Ok(()),
+        Some(limited) => Err(rate_limited(limited)),
+    }
 }
 
 pub(super) fn rate_limited(limited: Limited) -> Rejection {

@@ -44,6 +44,9 @@ use crate::ratelimit::Limited;
 /// A backend operation in progress (ready at once for the local backend).
 pub(crate) type StateFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A request's charge against the shared budgets: which one had no room.
+pub(crate) type Charge<'a> = StateFuture<'a, Result<Option<Limited>, Rejection>>;
+
 /// The reply fields of a request, or its refusal.
 pub(crate) type Reply = Result<Map<String, Json>, Rejection>;
 
@@ -82,7 +85,7 @@ pub(crate) trait SignalingState: Send + Sync + Debug + 'static {
 
     /// Counts a request against the budgets the backend shares between
     /// instances (none for one process); which one had no room.
-    fn charge_request<'a>(&'a self, conn: &'a Connection) -> StateFuture<'a, Result<Option<Limited>, Rejection>>;
+    fn charge_request<'a>(&'a self, conn: &'a Connection) -> Charge<'a>;
 
     /// Binds `device` (its signature already checked) to `conn` with its
     /// allow list: replaces an older connection of the device (told
@@ -102,10 +105,15 @@ pub(crate) trait SignalingState: Send + Sync + Debug + 'static {
     /// (per recipient, per sending device and address, overall), or reports
     /// it expired (`ttl_ms` 0). A sender the recipient's list does not name
     /// gets exactly what a signal to a made-up id gets.
+    ///
+    /// `charge` is the request's [`charge_request`](Self::charge_request):
+    /// nothing takes effect before it is known to be within its budgets, but
+    /// the backend may look the recipient up meanwhile (both wait on Redis).
     fn signal<'a>(
         &'a self,
         conn: &'a Connection,
         signal: CheckedSignal,
+        charge: Charge<'a>,
     ) -> StateFuture<'a, Result<SignalOutcome, Rejection>>;
 
     /// Watches `devices` for `conn`'s device `watcher` (within the

@@ -11,9 +11,9 @@ use peers_sdk::DeviceId;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use super::connection::{Connection, Replier, registered_reply};
+use super::connection::{Connection, Replier, charged, registered_reply};
 use super::hub::{AfterUnlock, CheckedSignal};
-use super::state::{RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
+use super::state::{Charge, RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
 use super::{Shared, metrics as m, now_ms, relay_requests, session_requests};
 use crate::protocol::{AllowList, Rejection, RelayEvent, SessionRequest};
 use crate::ratelimit::Limited;
@@ -35,7 +35,7 @@ impl SignalingState for LocalState {
         shared.limiters.check(ip, device)
     }
 
-    fn charge_request<'a>(&'a self, _conn: &'a Connection) -> StateFuture<'a, Result<Option<Limited>, Rejection>> {
+    fn charge_request<'a>(&'a self, _conn: &'a Connection) -> Charge<'a> {
         // `check_rate` counted it already: one process has no other budget.
         ready(Ok(None))
     }
@@ -68,13 +68,19 @@ impl SignalingState for LocalState {
         &'a self,
         conn: &'a Connection,
         signal: CheckedSignal,
+        charge: Charge<'a>,
     ) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
-        let shared = &conn.shared;
-        let sent = shared.hub().forward_signal(now_ms(), signal);
-        if let Ok((_, Some(_))) = &sent {
-            shared.wake_expiry();
-        }
-        ready(sent.map(|(outcome, expires_at)| SignalOutcome { outcome, expires_at }))
+        // The charge is ready here (no shared budget), so this completes
+        // at its first poll, in the read loop.
+        Box::pin(async move {
+            charged(charge.await)?;
+            let shared = &conn.shared;
+            let sent = shared.hub().forward_signal(now_ms(), signal);
+            if let Ok((_, Some(_))) = &sent {
+                shared.wake_expiry();
+            }
+            sent.map(|(outcome, expires_at)| SignalOutcome { outcome, expires_at })
+        })
     }
 
     fn subscribe<'a>(

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::cluster::{self, Cluster};
 use super::connection::{Connection, Replier, lock};
 use super::hub::CheckedSignal;
-use super::state::{RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
+use super::state::{Charge, RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
 use super::{Shared, cluster_presence, cluster_relay, cluster_sessions};
 use crate::protocol::{AllowList, Rejection, RelayEvent, SessionRequest};
 use crate::ratelimit::Limited;
@@ -36,7 +36,7 @@ impl SignalingState for RedisBackend {
         shared.limiters.check(ip, None)
     }
 
-    fn charge_request<'a>(&'a self, conn: &'a Connection) -> StateFuture<'a, Result<Option<Limited>, Rejection>> {
+    fn charge_request<'a>(&'a self, conn: &'a Connection) -> Charge<'a> {
         Box::pin(async move {
             let device = conn.device();
             self.0.allow(&conn.shared.config.rate_limits, device.as_ref(), conn.ip()).await
@@ -57,8 +57,9 @@ impl SignalingState for RedisBackend {
         &'a self,
         conn: &'a Connection,
         signal: CheckedSignal,
+        charge: Charge<'a>,
     ) -> StateFuture<'a, Result<SignalOutcome, Rejection>> {
-        Box::pin(cluster::signal(&self.0, &conn.shared, signal))
+        Box::pin(cluster::signal(&self.0, &conn.shared, signal, charge))
     }
 
     fn subscribe<'a>(

@@ -64,6 +64,7 @@ mod sessions;
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use peers_sdk::DeviceId;
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -407,24 +408,23 @@ impl RedisState {
 
     /// One request against each of `budgets` (see [`Budget`]): `None` if
     /// every budget had room (and now counts it), otherwise the index of the
-    /// first one without room (and nothing counts: the budgets before it
-    /// get their request back). Each budget is its own key and slot, so they
-    /// are taken one after the other.
+    /// first one without room (and nothing counts: the budgets that had
+    /// room get their request back). Each budget is its own key and slot,
+    /// so each is its own call; they go out together (one round trip on the
+    /// pipelined connection).
     pub(crate) async fn allow<'a>(
         &self,
         now: u64,
         budgets: impl IntoIterator<Item = &'a Budget>,
     ) -> Result<Option<usize>> {
         let budgets: Vec<&Budget> = budgets.into_iter().collect();
-        for (i, budget) in budgets.iter().enumerate() {
-            if !self.rate_call(budget, "take", now).await? {
-                for taken in &budgets[..i] {
-                    self.rate_call(taken, "give", now).await?;
-                }
-                return Ok(Some(i));
-            }
-        }
-        Ok(None)
+        let takes = budgets.iter().map(|budget| self.rate_call(budget, "take", now));
+        let taken: Vec<bool> = join_all(takes).await.into_iter().collect::<Result<_>>()?;
+        let Some(refused) = taken.iter().position(|had_room| !had_room) else { return Ok(None) };
+        let counted = budgets.iter().zip(&taken).filter(|(_, had_room)| **had_room);
+        let gives = counted.map(|(budget, _)| self.rate_call(budget, "give", now));
+        join_all(gives).await.into_iter().collect::<Result<Vec<bool>>>()?;
+        Ok(Some(refused))
     }
 
     /// One call of `ratelimit.lua` on `budget`; whether it had room.

@@ -47,6 +47,16 @@ struct Owner {
     usage: fn(&mut QueueUsage, usize, usize),
 }
 
+/// Where [`RedisState::peek`] found a message goes.
+#[derive(Debug)]
+pub(crate) enum Peeked {
+    /// Decided: delivered, expired or refused.
+    Done(SendOutcome),
+    /// The recipient's queue has room: the seq it takes there, whether it
+    /// goes to the shadow queue, and the queue's usage.
+    Room { seq: u64, shadowed: bool, usage: QueueUsage },
+}
+
 /// The quota member of message `seq` of `to`'s queue.
 fn member(to: &str, seq: u64) -> String {
     format!("{to}|{seq}")
@@ -120,32 +130,53 @@ impl RedisState {
 
     /// Delivers, expires, refuses or queues one signal (the steps above).
     pub(crate) async fn send(&self, message: &QueuedMessage, ttl_ms: u64) -> Result<SendOutcome> {
+        let peeked = self.peek(message, ttl_ms).await?;
+        self.send_peeked(message, peeked).await
+    }
+
+    /// The first step of [`send`](Self::send), on the recipient's slot
+    /// alone: where the message goes. Changes nothing a caller could see
+    /// (a seq taken and not used leaves a gap), so it may run before the
+    /// request is known to be within its budgets.
+    pub(crate) async fn peek(&self, message: &QueuedMessage, ttl_ms: u64) -> Result<Peeked> {
+        let limits = &self.queue;
+        let to = message.to.to_string();
+        let mut peek = self.queue_call(&to, "peek");
+        peek.arg(&to).arg(message.from.to_string()).arg(ttl_ms).arg(message.size());
+        peek.arg(limits.per_device_messages).arg(limits.per_device_bytes);
+        let reply: Vec<String> = peek.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("send"))?;
+        let mut usage = QueueUsage::default();
+        match reply.first().map(String::as_str) {
+            Some("deliver") => {
+                Ok(Peeked::Done(SendOutcome::Deliver { holder: reply.get(1).cloned().unwrap_or_default() }))
+            }
+            Some("expired") => Ok(Peeked::Done(SendOutcome::Expired)),
+            Some("full") => {
+                (usage.device_messages, usage.device_bytes) = numbers("send", &reply, 1)?;
+                Ok(Peeked::Done(self.full(&usage, message.size(), QueueBound::DeviceBytes)))
+            }
+            Some("room") => {
+                let seq =
+                    reply.get(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad_reply("send", format!("{reply:?}")))?;
+                let shadowed = reply.get(2).map(String::as_str) == Some("1");
+                (usage.device_messages, usage.device_bytes) = numbers("send", &reply, 3)?;
+                Ok(Peeked::Room { seq, shadowed, usage })
+            }
+            _ => Err(bad_reply("send", format!("{reply:?}"))),
+        }
+    }
+
+    /// The rest of [`send`](Self::send) after `peeked`: for a message with
+    /// room, its reservations and its place in the queue.
+    pub(crate) async fn send_peeked(&self, message: &QueuedMessage, peeked: Peeked) -> Result<SendOutcome> {
+        let (seq, shadowed, mut usage) = match peeked {
+            Peeked::Done(outcome) => return Ok(outcome),
+            Peeked::Room { seq, shadowed, usage } => (seq, if shadowed { "1" } else { "0" }, usage),
+        };
         let stored = StoredMessage::of(message);
         let json = serde_json::to_string(&stored).map_err(|e| bad_reply("send", e.to_string()))?;
         let limits = &self.queue;
         let size = stored.size;
-        let mut peek = self.queue_call(&stored.to, "peek");
-        peek.arg(&stored.to).arg(&stored.from).arg(ttl_ms).arg(size);
-        peek.arg(limits.per_device_messages).arg(limits.per_device_bytes);
-        let reply: Vec<String> = peek.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("send"))?;
-        let mut usage = QueueUsage::default();
-        let seq: u64;
-        let shadowed: &str;
-        match reply.first().map(String::as_str) {
-            Some("deliver") => return Ok(SendOutcome::Deliver { holder: reply.get(1).cloned().unwrap_or_default() }),
-            Some("expired") => return Ok(SendOutcome::Expired),
-            Some("full") => {
-                (usage.device_messages, usage.device_bytes) = numbers("send", &reply, 1)?;
-                return Ok(self.full(&usage, size, QueueBound::DeviceBytes));
-            }
-            Some("room") => {
-                seq =
-                    reply.get(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad_reply("send", format!("{reply:?}")))?;
-                shadowed = if reply.get(2).map(String::as_str) == Some("1") { "1" } else { "0" };
-                (usage.device_messages, usage.device_bytes) = numbers("send", &reply, 3)?;
-            }
-            _ => return Err(bad_reply("send", format!("{reply:?}"))),
-        }
         let member = member(&stored.to, seq);
         let owners = self.owners(message);
         let mut reserved: Vec<&Owner> = Vec::with_capacity(owners.len());
