@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis_server::{RedisServer, connect, pair, redis_config, start_instance};
+use common::redis_server::{PRESENCE_TTL, RedisServer, connect, pair, redis_config, start_instance};
 use common::*;
 use peers_signaling::{
     ClientEvent, ErrorCode, Outcome, OutgoingSignal, SignalKind, SignalingClient, SignalingClientOptions,
@@ -433,9 +433,10 @@ async fn an_address_spreading_requests_over_instances_gets_one_budget() {
 async fn losing_redis_refuses_requests_clearly_and_the_server_recovers() {
     let mut redis = RedisServer::start().await;
     let one = server(redis_config(&redis)).await;
-    let (_, alice) = connect(&one.url().unwrap(), "alice").await;
-    let (bob_keys, bob) = connect(&one.url().unwrap(), "bob").await;
-    let mut bob_in = bob.incoming().unwrap();
+    let url = one.url().unwrap();
+    let (alice_keys, alice) = connect(&url, "alice").await;
+    let (bob_keys, bob_client) = connect(&url, "bob").await;
+    let mut bob_in = bob_client.incoming().unwrap();
     let bob = bob_keys.device_id();
     let first = alice.send(&bob, SignalKind::Ready, json!({})).await.unwrap();
     assert_eq!(first.outcome, Outcome::Delivered);
@@ -447,20 +448,47 @@ async fn losing_redis_refuses_requests_clearly_and_the_server_recovers() {
     assert_eq!(reason.code, ErrorCode::Internal, "{reason:?}");
     assert!(!alice.is_closed(), "the connection stays up");
 
-    // Redis comes back empty: the instance reconnects, its heartbeat puts
-    // bob's presence back, and signals flow again.
+    // Redis comes back empty. Until the heartbeat notices, signals to bob
+    // are queued (his presence is gone); then the instance tells both
+    // devices it lost their registrations and closes them. Nothing answered
+    // queued is lost: bob, registering again as any client does after a
+    // close, gets all of it in order, then direct signals again.
     redis.restart().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let sent = alice.send(&bob, SignalKind::Ready, json!({"again": true})).await.unwrap();
-        if sent.outcome == Outcome::Delivered {
-            let got = incoming(&mut bob_in).await;
-            assert_eq!((got.id, got.body), (sent.id, json!({"again": true})));
-            break;
+    let mut bob_events = bob_client.events().unwrap();
+    let mut queued = Vec::new();
+    let deadline = tokio::time::Instant::now() + 4 * PRESENCE_TTL;
+    while !alice.is_closed() {
+        match alice.send(&bob, SignalKind::Ready, json!({"n": queued.len()})).await {
+            Ok(sent) => match sent.outcome {
+                Outcome::Queued { .. } => queued.push(sent.id),
+                Outcome::Rejected { reason } => assert_eq!(reason.code, ErrorCode::Internal, "{reason:?}"),
+                other => panic!("bob's presence is gone, yet {other:?}"),
+            },
+            Err(err) => assert!(alice.is_closed(), "{err:?}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "never recovered: {sent:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(tokio::time::Instant::now() < deadline, "the lost registrations were never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let notice = event(&mut bob_events, |e| match e {
+        ClientEvent::Notice(rejection) => Some(rejection.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(notice, ErrorCode::Internal);
+    tokio::time::timeout(PROMPT, bob_client.closed()).await.expect("bob's lost registration was closed");
+    assert!(!queued.is_empty(), "nothing was sent between the restart and the close");
+
+    let alice = SignalingClient::connect(&url, &alice_keys, SignalingClientOptions::default()).await.unwrap();
+    let bob_client = SignalingClient::connect(&url, &bob_keys, SignalingClientOptions::default()).await.unwrap();
+    let mut bob_in = bob_client.incoming().unwrap();
+    for id in &queued {
+        let got = incoming(&mut bob_in).await;
+        assert_eq!((&got.id, got.queued), (id, true));
+    }
+    let sent = alice.send(&bob, SignalKind::Ready, json!({"again": true})).await.unwrap();
+    assert_eq!(sent.outcome, Outcome::Delivered);
+    let got = incoming(&mut bob_in).await;
+    assert_eq!((got.id, got.body), (sent.id, json!({"again": true})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

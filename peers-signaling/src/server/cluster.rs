@@ -618,22 +618,44 @@ pub(super) fn disconnected(
 }
 
 /// Keeps the presence of this instance's devices alive, and the pub/sub
-/// connection awake.
-pub(super) async fn run_heartbeat(cluster: Weak<Cluster>) {
+/// connection awake. A device whose presence Redis lost (a restart without
+/// its data, an outage longer than the presence's lifetime) is told and its
+/// connection closed: registering again restores its allow list, hands it
+/// what senders queued meanwhile, in order, and makes it reachable again.
+pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) {
     let every = cluster.upgrade().map_or(Duration::from_secs(1), |c| c.state.presence_ttl() / 3);
     loop {
         tokio::time::sleep(every).await;
-        let Some(cluster) = cluster.upgrade() else { return };
+        let (Some(cluster), Some(shared)) = (cluster.upgrade(), shared.upgrade()) else { return };
         let held: Vec<(DeviceId, String)> =
             lock(&cluster.held).iter().map(|(device, peer)| (*device, cluster.token(*peer))).collect();
-        if let Err(err) = cluster.state.refresh(&held).await {
-            warn!(%err, devices = held.len(), "presence heartbeat failed");
-            m::store_errors();
+        match cluster.state.refresh(&held).await {
+            Ok(lost) => {
+                for (device, token) in lost {
+                    registration_lost(&cluster, &shared, &device, &token);
+                }
+            }
+            Err(err) => {
+                warn!(%err, devices = held.len(), "presence heartbeat failed");
+                m::store_errors();
+            }
         }
         if let Err(err) = cluster.pubsub.ping().await {
             warn!(%err, "redis pub/sub connection is down; deliveries between instances wait for it");
         }
     }
+}
+
+/// Closes `device`'s connection here (registration `token`) after Redis
+/// lost its presence, with a notice saying to register again.
+fn registration_lost(cluster: &Cluster, shared: &Shared, device: &DeviceId, token: &str) {
+    let peer = shared.hub().peer(device);
+    let Some(peer) = peer.filter(|peer| cluster.token(peer.id) == token && peer.connected()) else { return };
+    warn!(%device, "Redis lost this device's presence; closing its connection so it registers again");
+    let lost = Rejection::new(ErrorCode::Internal, "the server lost this registration (its store); register again");
+    peer.emit(events::NOTICE, &lost);
+    peer.disconnect();
+    m::store_errors();
 }
 
 /// Expires due messages (telling their senders) and sessions, and sweeps

@@ -135,7 +135,7 @@ impl SignalingState for RedisBackend {
 
     fn spawn_tasks(&self, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![
-            tokio::spawn(cluster::run_heartbeat(Arc::downgrade(&self.0))),
+            tokio::spawn(cluster::run_heartbeat(Arc::downgrade(&self.0), Arc::downgrade(shared))),
             tokio::spawn(cluster::run_expiry(Arc::downgrade(&self.0))),
         ];
         tasks.extend(cluster_relay::spawn_tasks(shared, &self.0));

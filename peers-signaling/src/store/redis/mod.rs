@@ -358,17 +358,30 @@ impl RedisState {
     }
 
     /// Extends the presence of the devices this instance holds (one call per
-    /// device, at most 256 in flight).
-    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<()> {
+    /// device, at most 256 in flight). Returns those whose presence Redis
+    /// no longer has (`presence.lua`: lost, not put back).
+    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<Vec<(DeviceId, String)>> {
+        let mut lost = Vec::new();
         for chunk in held.chunks(256) {
             let calls = chunk.iter().map(|(device, token)| {
                 let call = self.presence_call(device, "refresh", token);
                 let mut connection = self.connection.clone();
                 async move { call.invoke_async::<u64>(&mut connection).await.map_err(redis_error("refresh presence")) }
             });
-            futures_util::future::try_join_all(calls).await?;
+            let answers = futures_util::future::try_join_all(calls).await?;
+            lost.extend(chunk.iter().zip(answers).filter(|(_, answer)| *answer == 2).map(|(held, _)| held.clone()));
         }
-        Ok(())
+        if lost.is_empty() {
+            return Ok(lost);
+        }
+        // A script names its device's keys itself, so while a slot moves
+        // between nodes it may run where the presence is not (yet or any
+        // more); a plain read follows the move. Lost is what that read
+        // does not find either.
+        let devices: Vec<DeviceId> = lost.iter().map(|(device, _)| *device).collect();
+        let present = self.online(&devices).await?;
+        lost.retain(|(device, _)| !present.contains(device));
+        Ok(lost)
     }
 
     /// The pub/sub channel an instance stays subscribed to while it runs.

@@ -46,8 +46,9 @@ if held then
 end
 if not current and op == 'refresh' then
   -- Lost while this instance still holds the connection (Redis restarted
-  -- without its data, or an outage longer than the TTL): put it back.
-  redis.call('SET', key, mine .. 'up', 'PX', ttl)
-  return 1
+  -- without its data, or an outage longer than the TTL): not put back, as
+  -- its allow list and what senders queued meanwhile would not be; the
+  -- instance closes the connection so the device registers again.
+  return 2
 end
 return 0
