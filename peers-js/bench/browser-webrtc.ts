@@ -46,6 +46,7 @@ import {
   loadOrCreateKeys,
   PeerConnectionLike,
   SignalingClient,
+  StreamWriter,
   toHex,
   toShareCode,
   TrustLevel,
@@ -115,15 +116,40 @@ async function rawRound(channel: RTCDataChannel, data: Uint8Array<ArrayBuffer>, 
 }
 
 /** Streams `mib` MiB of `data` to the Rust device's "upload"; resolves with the ms until its verdict. */
-async function peersRound(connection: Connection, data: Uint8Array, mib: number, stream = "upload", label = stream): Promise<number> {
+/**
+ * What held the stream's sender back, sampled every 2 ms during a round (the private
+ * state read through casts; bench diagnostics only): the share of samples with no
+ * credit left, and with the data channel's buffered amount above the socket's mark.
+ */
+function waits(writer: StreamWriter, socket: object): () => { no_credit: number; buffer_full: number } {
+  const state = (writer as unknown as { state: { credit: number } }).state;
+  const channel = (socket as { channel: RTCDataChannel }).channel;
+  let samples = 0;
+  let noCredit = 0;
+  let full = 0;
+  const timer = setInterval(() => {
+    samples++;
+    if (state.credit === 0) noCredit++;
+    if (channel.bufferedAmount > HIGH) full++;
+  }, 2);
+  return () => {
+    clearInterval(timer);
+    const share = (n: number) => Math.round((100 * n) / Math.max(1, samples)) / 100;
+    return { no_credit: share(noCredit), buffer_full: share(full) };
+  };
+}
+
+async function peersRound(connection: Connection, socket: object, data: Uint8Array, mib: number, stream = "upload", label = stream): Promise<{ ms: number; waits: object }> {
   await page.peersProfile?.("start");
   const started = performance.now();
   const writer = await connection.openStream(stream, { size: mib * MIB });
+  const sampled = waits(writer, socket);
   for (let i = 0; i < mib; i++) await writer.write(data);
   await writer.finish();
   const ms = performance.now() - started;
+  const held = sampled();
   await page.peersProfile?.(`stop ${label}`);
-  return ms;
+  return { ms, waits: held };
 }
 
 async function main(): Promise<void> {
@@ -157,11 +183,11 @@ async function main(): Promise<void> {
   const rustSize = toRust ? Math.min(PIECE, toRust.pc.sctp?.maxMessageSize ?? PIECE) : 0;
   report("ready", { blake3: toHex(hasher.digest()), bytes: mib * MIB, raw_message: size, frame_size: socket.info.maxFrameSize, raw_rust_message: rustSize });
   for (let round = 1; round <= rounds; round++) {
-    report("round", { path: "peers", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib, "upload", `peers.${round}`) });
+    report("round", { path: "peers", round, bytes: mib * MIB, ...(await peersRound(connection, socket, data, mib, "upload", `peers.${round}`)) });
     report("round", { path: "raw", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, size) });
     if (toRust) report("round", { path: "raw-rust", round, bytes: mib * MIB, ms: await rawRound(toRust.channel, data, mib, rustSize) });
     if (!causes) continue;
-    report("round", { path: "peers-count", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib, "upload-count", `peers-count.${round}`) });
+    report("round", { path: "peers-count", round, bytes: mib * MIB, ...(await peersRound(connection, socket, data, mib, "upload-count", `peers-count.${round}`)) });
     report("round", { path: "raw-frame", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, Math.min(size, socket.info.maxFrameSize)) });
   }
   raw.pc.close();
