@@ -108,7 +108,10 @@ async fn answer(stream: tokio::net::TcpStream, round: u64) -> Result<(), Failure
 }
 
 /// Sets the local description and waits until every candidate is in it.
-async fn local_description(pc: &RTCPeerConnection, sdp: RTCSessionDescription) -> Result<RTCSessionDescription, Failure> {
+async fn local_description(
+    pc: &RTCPeerConnection,
+    sdp: RTCSessionDescription,
+) -> Result<RTCSessionDescription, Failure> {
     let mut gathered = pc.gathering_complete_promise().await;
     pc.set_local_description(sdp).await?;
     let _ = gathered.recv().await;
