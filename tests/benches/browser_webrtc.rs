@@ -27,6 +27,11 @@
 //! `--window MIB` sets the stream credit window the Rust side grants (default: the
 //! SDK's, 4 MiB; transfer connections grant 16).
 //!
+//! `--loopback 1` runs the Rust device on `WebRtcConfig::loopback()`: loopback candidates
+//! only, on our own UDP socket with 4 MiB buffers (`udp_socket_buffer`), where the
+//! default scope leaves host candidates to the library's sockets with the kernel's
+//! default buffers.
+//!
 //! Needs what `tests/tests/peers_js_chromium.rs` needs: Node.js with `npm ci` in
 //! `tests/` and `peers-js/`, `npx tsc -p peers-js`, and Chromium (`$CHROMIUM_PATH`, or
 //! `chromium` on `$PATH`).
@@ -91,10 +96,11 @@ fn main() {
     let causes = arg("--causes", 0) == 1;
     let raw_rust = arg("--raw-rust", 0) == 1;
     let window = arg("--window", 0) as u64;
+    let config = if arg("--loopback", 0) == 1 { WebRtcConfig::loopback() } else { WebRtcConfig::default() };
     assert!(mib > 0 && rounds > 0, "--mib and --rounds must be positive");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    runtime.block_on(run(mib, rounds, causes, raw_rust, window));
+    runtime.block_on(run(mib, rounds, causes, raw_rust, window, config));
 }
 
 /// The "upload-count" stream: counts the bytes and hashes nothing; sends the count.
@@ -113,10 +119,10 @@ fn expose_count(connection: &Connection, counts: &mpsc::UnboundedSender<u64>) {
     });
 }
 
-async fn run(mib: usize, rounds: usize, causes: bool, raw_rust: bool, window_mib: u64) {
+async fn run(mib: usize, rounds: usize, causes: bool, raw_rust: bool, window_mib: u64, webrtc: WebRtcConfig) {
     let server = signaling_server().await;
     let url = server.url().expect("server url");
-    let rust = Device::register(&url, "rust", WebRtcConfig::default()).await;
+    let rust = Device::register(&url, "rust", webrtc).await;
     let rust_id = rust.id().to_string();
     let bytes = (mib as u64) << 20;
     // Port 0: no raw webrtc-rs peer.
