@@ -85,7 +85,7 @@ impl Best {
         let mut rounds = self.rounds.clone();
         rounds.sort_by(f64::total_cmp);
         let mid = rounds.len() / 2;
-        let ms = if rounds.len() % 2 == 0 { (rounds[mid - 1] + rounds[mid]) / 2.0 } else { rounds[mid] };
+        let ms = if rounds.len().is_multiple_of(2) { (rounds[mid - 1] + rounds[mid]) / 2.0 } else { rounds[mid] };
         bytes as f64 / 1e6 / (ms / 1e3)
     }
 }
