@@ -3,7 +3,7 @@
  * browser_webrtc`; its driver `tests/js/peers_js_bench.mjs` bundles this file with
  * esbuild and serves it to headless Chromium).
  *
- *   /?signaling=URL&rust=DEVICE_ID&mib=N&rounds=R[&causes=1]
+ *   /?signaling=URL&rust=DEVICE_ID&mib=N&rounds=R[&causes=1][&rawRust=1]
  *
  * The page registers with the signaling server, dials the Rust device over WebRTC and
  * completes the handshake as `examples/browser-device.ts` does (IndexedDB keys, DTLS
@@ -24,6 +24,11 @@
  * nothing) and "raw-frame" (the raw channel in messages of the socket's frame size, as
  * the stream's pieces go to the Rust side).
  *
+ * With `rawRust=1` each round has one more: "raw-rust", the raw channel to a webrtc-rs
+ * peer in the bench program (`window.rawRustAnswer(offerSdp)`), in messages of that
+ * channel's `maxMessageSize` (64 KiB: webrtc-rs names none). Against "raw-frame" it
+ * is the receiver's share of the gap; "peers" against it, peers-js's.
+ *
  * Events go to `window.peersReport(event, fieldsJson)`: "ready" (the BLAKE3 the Rust
  * side must report, the sizes), "round" (path, round, bytes, ms), then "done" after the
  * Rust side closes, or "failed".
@@ -41,6 +46,7 @@ import {
   loadOrCreateKeys,
   PeerConnectionLike,
   SignalingClient,
+  StreamWriter,
   toHex,
   toShareCode,
   TrustLevel,
@@ -49,6 +55,9 @@ import {
 type Page = {
   peersReport?: (event: string, fields: string) => Promise<void>;
   rawAnswer?: (offer: string) => Promise<string>;
+  rawRustAnswer?: (offer: string) => Promise<string>;
+  /** The driver's CPU profiler around the stream's rounds ("start", "stop <label>"); a no-op unless asked for. */
+  peersProfile?: (command: string) => Promise<void>;
 };
 const page = globalThis as unknown as Page;
 const report = (event: string, fields: Record<string, unknown> = {}): void => void page.peersReport?.(event, JSON.stringify(fields));
@@ -74,15 +83,15 @@ async function gathered(pc: RTCPeerConnection): Promise<void> {
   while (pc.iceGatheringState !== "complete") await once(pc, "icegatheringstatechange");
 }
 
-/** The raw channel to the driver's node-datachannel peer, open. */
-async function openRawChannel(): Promise<{ pc: RTCPeerConnection; channel: RTCDataChannel }> {
-  if (!page.rawAnswer) throw new Error("the driver exposes no rawAnswer");
+/** A raw channel to the peer `answer` reaches (the driver's node-datachannel peer, or the bench's webrtc-rs one), open. */
+async function openRawChannel(answerOffer: ((offer: string) => Promise<string>) | undefined): Promise<{ pc: RTCPeerConnection; channel: RTCDataChannel }> {
+  if (!answerOffer) throw new Error("the driver exposes no answer for this raw channel");
   const pc = new RTCPeerConnection();
   const channel = pc.createDataChannel("raw", { ordered: true });
   channel.binaryType = "arraybuffer";
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
-  const answer = await page.rawAnswer(pc.localDescription!.sdp);
+  const answer = await answerOffer(pc.localDescription!.sdp);
   await pc.setRemoteDescription({ type: "answer", sdp: answer });
   if (channel.readyState !== "open") await once(channel, "open");
   return { pc, channel };
@@ -107,12 +116,40 @@ async function rawRound(channel: RTCDataChannel, data: Uint8Array<ArrayBuffer>, 
 }
 
 /** Streams `mib` MiB of `data` to the Rust device's "upload"; resolves with the ms until its verdict. */
-async function peersRound(connection: Connection, data: Uint8Array, mib: number, stream = "upload"): Promise<number> {
+/**
+ * What held the stream's sender back, sampled every 2 ms during a round (the private
+ * state read through casts; bench diagnostics only): the share of samples with no
+ * credit left, and with the data channel's buffered amount above the socket's mark.
+ */
+function waits(writer: StreamWriter, socket: object): () => { no_credit: number; buffer_full: number } {
+  const state = (writer as unknown as { state: { credit: number } }).state;
+  const channel = (socket as { channel: RTCDataChannel }).channel;
+  let samples = 0;
+  let noCredit = 0;
+  let full = 0;
+  const timer = setInterval(() => {
+    samples++;
+    if (state.credit === 0) noCredit++;
+    if (channel.bufferedAmount > HIGH) full++;
+  }, 2);
+  return () => {
+    clearInterval(timer);
+    const share = (n: number) => Math.round((100 * n) / Math.max(1, samples)) / 100;
+    return { no_credit: share(noCredit), buffer_full: share(full) };
+  };
+}
+
+async function peersRound(connection: Connection, socket: object, data: Uint8Array, mib: number, stream = "upload", label = stream): Promise<{ ms: number; waits: object }> {
+  await page.peersProfile?.("start");
   const started = performance.now();
   const writer = await connection.openStream(stream, { size: mib * MIB });
+  const sampled = waits(writer, socket);
   for (let i = 0; i < mib; i++) await writer.write(data);
   await writer.finish();
-  return performance.now() - started;
+  const ms = performance.now() - started;
+  const held = sampled();
+  await page.peersProfile?.(`stop ${label}`);
+  return { ms, waits: held };
 }
 
 async function main(): Promise<void> {
@@ -123,6 +160,7 @@ async function main(): Promise<void> {
   const mib = Number(params.get("mib") ?? "64");
   const rounds = Number(params.get("rounds") ?? "3");
   const causes = params.get("causes") === "1";
+  const rawRust = params.get("rawRust") === "1";
 
   const data = randomMiB();
   const hasher = blake3.create();
@@ -139,17 +177,21 @@ async function main(): Promise<void> {
   const trust = (p: { device_id: Uint8Array }) => (toHex(p.device_id) === rust ? TrustLevel.Trusted : TrustLevel.Untrusted);
   const connection = await Connection.connect(socket, await connectionConfig(keys, trust, { brotli }), fromHex(rust));
 
-  const raw = await openRawChannel();
+  const raw = await openRawChannel(page.rawAnswer);
   const size = Math.min(PIECE, raw.pc.sctp?.maxMessageSize ?? PIECE);
-  report("ready", { blake3: toHex(hasher.digest()), bytes: mib * MIB, raw_message: size, frame_size: socket.info.maxFrameSize });
+  const toRust = rawRust ? await openRawChannel(page.rawRustAnswer) : undefined;
+  const rustSize = toRust ? Math.min(PIECE, toRust.pc.sctp?.maxMessageSize ?? PIECE) : 0;
+  report("ready", { blake3: toHex(hasher.digest()), bytes: mib * MIB, raw_message: size, frame_size: socket.info.maxFrameSize, raw_rust_message: rustSize });
   for (let round = 1; round <= rounds; round++) {
-    report("round", { path: "peers", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib) });
+    report("round", { path: "peers", round, bytes: mib * MIB, ...(await peersRound(connection, socket, data, mib, "upload", `peers.${round}`)) });
     report("round", { path: "raw", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, size) });
+    if (toRust) report("round", { path: "raw-rust", round, bytes: mib * MIB, ms: await rawRound(toRust.channel, data, mib, rustSize) });
     if (!causes) continue;
-    report("round", { path: "peers-count", round, bytes: mib * MIB, ms: await peersRound(connection, data, mib, "upload-count") });
+    report("round", { path: "peers-count", round, bytes: mib * MIB, ...(await peersRound(connection, socket, data, mib, "upload-count", `peers-count.${round}`)) });
     report("round", { path: "raw-frame", round, bytes: mib * MIB, ms: await rawRound(raw.channel, data, mib, Math.min(size, socket.info.maxFrameSize)) });
   }
   raw.pc.close();
+  toRust?.pc.close();
   report("rounds");
   const reason = await connection.closed;
   signaling.close();
