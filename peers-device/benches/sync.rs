@@ -112,7 +112,7 @@ fn main() {
         // Interleaved rounds, each on fresh devices: the local write rate (the
         // floor), batches of 100, then the same writes on a device whose peer
         // follows over socket.io.
-        let (mut local, mut synced) = (Vec::new(), Vec::new());
+        let (mut local, mut synced, mut written_on_a) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let solo = device(dir.path(), &format!("solo{round}"), &group).await;
             let started = Instant::now();
@@ -127,6 +127,7 @@ fn main() {
             }
             let started = Instant::now();
             write(&a.engine, "k", live, 100).await;
+            written_on_a.push(live as f64 / started.elapsed().as_secs_f64());
             wait_same(&a.engine, &b.engine).await;
             synced.push(live as f64 / started.elapsed().as_secs_f64());
             listener.shutdown().await;
@@ -158,7 +159,8 @@ fn main() {
         let ratios = |num: &[f64], den: &[f64]| median(num.iter().zip(den).map(|(n, d)| n / d).collect());
         let synced_ratio = ratios(&synced, &local);
         let catch_up_ratio = ratios(&in_process, &over_socketio);
-        let (local, synced) = (median(local), median(synced));
+        let a_ratio = ratios(&written_on_a, &local);
+        let (local, synced, written_on_a) = (median(local), median(synced), median(written_on_a));
         let (in_process, over_socketio) = (median(in_process), median(over_socketio));
 
         println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
@@ -169,6 +171,7 @@ fn main() {
         println!("{line}");
         println!("{:<58} {:>10.0}/s {:>10}", format!("local writes, batches of 100 ({live} changes)"), local, "-");
         println!("{:<58} {:>10.0}/s {:>10.2}", "written on A and applied on B over socket.io", synced, synced_ratio);
+        println!("{:<58} {:>10.0}/s {:>10.2}", "  of which A's writes alone (while B follows)", written_on_a, a_ratio);
         println!(
             "{:<58} {:>10.2} s {:>10}",
             format!("catch-up on {catch_up} changes, in process (no network)"),
