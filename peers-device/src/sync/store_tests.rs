@@ -400,8 +400,9 @@ proptest! {
 fn within_a_page_a_repeated_key_compares_with_its_earlier_change() {
     let (a, b) = (device(), device());
     let mut sb = store(b);
-    sb.put("stored newer", Some(b"b"), 5_000).unwrap();
+    // (In this order: a device's clock never goes back.)
     sb.put("stored older", Some(b"b"), 1_000).unwrap();
+    sb.put("stored newer", Some(b"b"), 5_000).unwrap();
     let page = [
         change(1, 1, 3_000, 0, a, Some(1)),
         change(2, 1, 2_000, 0, a, Some(2)), // older than the first: ignored
