@@ -90,6 +90,19 @@ impl PeerDevice for Direct {
     }
 }
 
+/// CPU time the whole process has used so far (user and system, every
+/// thread), from `/proc/self/stat` in ticks of 10 ms; `None` where there is no
+/// such file. On a shared machine the wall-clock rates move with the other
+/// load; the CPU spent per change moves much less.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (which ends at the last ')'), utime and stime
+    // are the 12th and 13th fields.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// The median of `values`.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -112,12 +125,18 @@ fn main() {
         // Interleaved rounds, each on fresh devices: the local write rate (the
         // floor), batches of 100, then the same writes on a device whose peer
         // follows over socket.io.
-        let (mut local, mut synced) = (Vec::new(), Vec::new());
+        let (mut local, mut synced, mut written_on_a) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut local_cpu, mut synced_cpu) = (Vec::new(), Vec::new());
+        let per_change_us = |from: Option<f64>| match (from, cpu_seconds()) {
+            (Some(from), Some(to)) => Some((to - from) * 1e6 / live as f64),
+            _ => None,
+        };
         for round in 0..rounds {
             let solo = device(dir.path(), &format!("solo{round}"), &group).await;
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), cpu_seconds());
             write(&solo.engine, "k", live, 100).await;
             local.push(live as f64 / started.elapsed().as_secs_f64());
+            local_cpu.extend(per_change_us(cpu));
 
             let a = device(dir.path(), &format!("a{round}"), &group).await;
             let b = device(dir.path(), &format!("b{round}"), &group).await;
@@ -125,10 +144,12 @@ fn main() {
             while b.manager.connection(&a.id).is_none() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), cpu_seconds());
             write(&a.engine, "k", live, 100).await;
+            written_on_a.push(live as f64 / started.elapsed().as_secs_f64());
             wait_same(&a.engine, &b.engine).await;
             synced.push(live as f64 / started.elapsed().as_secs_f64());
+            synced_cpu.extend(per_change_us(cpu));
             listener.shutdown().await;
             a.manager.shutdown().await;
             b.manager.shutdown().await;
@@ -158,7 +179,8 @@ fn main() {
         let ratios = |num: &[f64], den: &[f64]| median(num.iter().zip(den).map(|(n, d)| n / d).collect());
         let synced_ratio = ratios(&synced, &local);
         let catch_up_ratio = ratios(&in_process, &over_socketio);
-        let (local, synced) = (median(local), median(synced));
+        let a_ratio = ratios(&written_on_a, &local);
+        let (local, synced, written_on_a) = (median(local), median(synced), median(written_on_a));
         let (in_process, over_socketio) = (median(in_process), median(over_socketio));
 
         println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
@@ -169,6 +191,7 @@ fn main() {
         println!("{line}");
         println!("{:<58} {:>10.0}/s {:>10}", format!("local writes, batches of 100 ({live} changes)"), local, "-");
         println!("{:<58} {:>10.0}/s {:>10.2}", "written on A and applied on B over socket.io", synced, synced_ratio);
+        println!("{:<58} {:>10.0}/s {:>10.2}", "  of which A's writes alone (while B follows)", written_on_a, a_ratio);
         println!(
             "{:<58} {:>10.2} s {:>10}",
             format!("catch-up on {catch_up} changes, in process (no network)"),
@@ -181,6 +204,16 @@ fn main() {
             over_socketio,
             catch_up_ratio
         );
+        if !local_cpu.is_empty() && !synced_cpu.is_empty() {
+            let (local_cpu, synced_cpu) = (median(local_cpu), median(synced_cpu));
+            println!("{:<58} {:>9.2} us {:>10}", "CPU per change, local writes", local_cpu, "-");
+            println!(
+                "{:<58} {:>9.2} us {:>10.2}",
+                "CPU per change, written on A and applied on B",
+                synced_cpu,
+                local_cpu / synced_cpu
+            );
+        }
         println!("{line}");
         println!("ratio: our path's rate over the baseline's (1.00 = no cost over the baseline)");
     });

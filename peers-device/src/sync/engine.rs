@@ -27,7 +27,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use super::store::{Applied, Entry, Store};
+use super::store::{Applied, Entry, Lister, Store};
 use super::{Change, ChangeBatch, ChangeNotice, ListChanges, NetworkInfo, PeerDevice, SyncGroup, SyncLimits};
 use crate::error::{Error, Result};
 use crate::group::GroupId;
@@ -146,6 +146,9 @@ struct Inner {
     group: GroupId,
     device: DeviceId,
     store: Arc<Mutex<Store>>,
+    /// Lists pages for members beside the store's connection (file-backed
+    /// groups; an in-memory one lists through the store).
+    lister: Option<Arc<Mutex<Lister>>>,
     options: EngineOptions,
     peers: Mutex<HashMap<DeviceId, Member>>,
     changes: broadcast::Sender<Change>,
@@ -205,22 +208,27 @@ impl SqliteSyncEngine {
     /// Opens the group's database at `path` (created if missing).
     pub async fn open(path: PathBuf, group: GroupId, device: DeviceId, options: EngineOptions) -> Result<Self> {
         let (limits, id) = (options.limits.clone(), group.clone());
-        let store = blocking(move || Store::open(&path, &id, device, limits)).await?;
-        Ok(Self::start(store, group, device, options))
+        let (store, lister) = blocking(move || {
+            let store = Store::open(&path, &id, device, limits.clone())?;
+            Ok((store, Lister::open(&path, limits)?))
+        })
+        .await?;
+        Ok(Self::start(store, Some(lister), group, device, options))
     }
 
     /// A group kept in memory only, for tests and examples.
     pub async fn in_memory(group: GroupId, device: DeviceId, options: EngineOptions) -> Result<Self> {
         let store = Store::in_memory(&group, device, options.limits.clone())?;
-        Ok(Self::start(store, group, device, options))
+        Ok(Self::start(store, None, group, device, options))
     }
 
-    fn start(store: Store, group: GroupId, device: DeviceId, options: EngineOptions) -> Self {
+    fn start(store: Store, lister: Option<Lister>, group: GroupId, device: DeviceId, options: EngineOptions) -> Self {
         let (changes, _) = broadcast::channel(options.subscriber_capacity.max(1));
         let inner = Arc::new(Inner {
             group,
             device,
             store: Arc::new(Mutex::new(store)),
+            lister: lister.map(|l| Arc::new(Mutex::new(l))),
             options,
             peers: Mutex::new(HashMap::new()),
             changes,
@@ -323,9 +331,15 @@ impl SyncGroup for SqliteSyncEngine {
 
     async fn list_changes(&self, from: &DeviceId, request: ListChanges) -> Result<ChangeBatch> {
         debug!(group = %self.inner.group, peer = %from, since = request.since, "listChanges");
-        let (store, from) = (self.inner.store.clone(), *from);
-        let skip = request.skip_mine.then_some(from);
-        blocking(move || lock(&store).list_changes_for(request.since, request.limit, skip.as_ref())).await
+        let skip = request.skip_mine.then_some(*from);
+        let (since, limit) = (request.since, request.limit);
+        match self.inner.lister.clone() {
+            Some(lister) => blocking(move || lock(&lister).list_changes_for(since, limit, skip.as_ref())).await,
+            None => {
+                let store = self.inner.store.clone();
+                blocking(move || lock(&store).list_changes_for(since, limit, skip.as_ref())).await
+            }
+        }
     }
 
     async fn get_network_info(&self, _from: &DeviceId) -> Result<NetworkInfo> {

@@ -22,6 +22,7 @@
 
 mod clock;
 mod engine;
+mod rows;
 mod rpc;
 mod store;
 #[cfg(test)]

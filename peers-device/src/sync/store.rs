@@ -14,16 +14,23 @@
 //! applying a change twice does nothing and changes flow on to devices further
 //! away.
 //!
+//! A page from a peer is applied in one transaction with a few statements, not
+//! two per change: the stored versions of all its keys are read together and
+//! its winning changes written by multi-row `INSERT`s (`rows`). A file-backed
+//! group also has a [`Lister`], a second, read-only connection that lists pages
+//! for members' pulls from a WAL snapshot while the store's connection writes.
+//!
 //! Synchronous and clock-free: the caller passes the wall clock in, and the async
 //! engine runs these calls on the blocking pool.
 
 use std::path::Path;
 
 use peers_sdk::DeviceId;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
 use super::clock::HybridClock;
+use super::rows::{OriginText, parse_origin, stored_versions, write_changes};
 use super::types::{Change, ChangeBatch, NetworkInfo, SyncLimits};
 use crate::error::{Error, Result};
 use crate::group::GroupId;
@@ -106,6 +113,9 @@ impl Store {
 
     fn init(mut db: Connection, path: &str, group: &GroupId, device: DeviceId, limits: SyncLimits) -> Result<Self> {
         db.execute_batch(SCHEMA)?;
+        // Room for every statement the store prepares (the multi-row ones
+        // included, `rows`), so none is parsed again.
+        db.set_prepared_statement_cache_capacity(32);
         let incompatible = |reason: String| Error::IncompatibleDatabase { path: path.to_owned(), reason };
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (name, value) in [
@@ -218,50 +228,7 @@ impl Store {
     /// asker's checkpoint moves past what was left out. The rows left out are
     /// filtered by SQLite and never loaded.
     pub(crate) fn list_changes_for(&self, since: u64, limit: u32, skip: Option<&DeviceId>) -> Result<ChangeBatch> {
-        let cap = (limit as usize).clamp(1, self.limits.max_batch_changes);
-        // One more row than the cap tells whether more follow (and where).
-        let (since, rows_wanted) = (since.min(i64::MAX as u64) as i64, (cap + 1) as i64);
-        let mut statement;
-        let mut rows = match skip {
-            None => {
-                statement = self.db.prepare_cached(
-                    "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                statement.query(params![since, rows_wanted])?
-            }
-            Some(asker) => {
-                statement = self.db.prepare_cached(
-                    "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 AND origin != ?3
-                     ORDER BY seq LIMIT ?2",
-                )?;
-                statement.query(params![since, rows_wanted, asker.to_string()])?
-            }
-        };
-        let mut batch = ChangeBatch { changes: Vec::new(), head: self.head, more: false, through: self.head };
-        let mut origins = OriginText::default();
-        let mut bytes = 0usize;
-        while let Some(row) = rows.next()? {
-            let seq = row.get::<_, i64>(0)? as u64;
-            if batch.changes.len() == cap {
-                // Everything before this row is listed or left out.
-                (batch.more, batch.through) = (true, seq - 1);
-                break;
-            }
-            let change = Change {
-                seq,
-                key: row.get(1)?,
-                value: row.get(2)?,
-                timestamp: row.get::<_, i64>(3)? as u64,
-                origin: origins.parse(row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?)?,
-            };
-            if !batch.changes.is_empty() && bytes + change.weight() > self.limits.max_batch_bytes {
-                (batch.more, batch.through) = (true, seq - 1);
-                break;
-            }
-            bytes += change.weight();
-            batch.changes.push(change);
-        }
-        Ok(batch)
+        list_page(&self.db, self.head, &self.limits, (since, limit, skip))
     }
 
     /// [`Store::apply_page`] with the checkpoint moving to the batch's last `seq`.
@@ -310,25 +277,32 @@ impl Store {
         }
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut head, mut digest, mut entries) = (self.head, self.digest, self.entries);
+        // The stored versions of the page's keys, read in a few statements
+        // rather than one per change, then kept up to date as the page's
+        // changes win, so a key listed twice compares with the first.
+        let mut versions = stored_versions(&tx, batch.iter().map(|c| c.key.as_str()))?;
         let mut written = Vec::with_capacity(batch.len());
-        let mut origins = OriginText::default();
+        let mut rows = Vec::with_capacity(batch.len());
         for change in batch {
-            let previous = read_version(&tx, &change.key)?;
-            let wins = previous.as_ref().is_none_or(|(ts, origin)| (change.timestamp, change.origin) > (*ts, *origin));
+            let version = versions
+                .get_mut(change.key.as_str())
+                .ok_or_else(|| Error::Worker("a key of the page was not looked up".into()))?;
+            let wins = version.is_none_or(|(ts, origin)| (change.timestamp, change.origin) > (ts, origin));
             written.push(wins);
             if !wins {
                 continue;
             }
             head += 1;
-            let origin = origins.text(&change.origin);
-            write_entry(&tx, &change.key, change.value.as_deref(), change.timestamp, origin, head)?;
+            rows.push((change, head));
             digest = updated_digest(
                 digest,
-                previous.as_ref().map(|(t, o)| (change.key.as_str(), *t, o)),
+                version.as_ref().map(|(t, o)| (change.key.as_str(), *t, o)),
                 (&change.key, change.timestamp, &change.origin),
             );
-            entries += u64::from(previous.is_none());
+            entries += u64::from(version.is_none());
+            *version = Some((change.timestamp, change.origin));
         }
+        write_changes(&tx, &rows)?;
         if digest != self.digest {
             write_digest(&tx, &digest)?;
         }
@@ -389,43 +363,91 @@ impl Store {
     }
 }
 
+/// A second, read-only connection to a file-backed group's database that lists
+/// pages for members' pulls. In WAL mode it reads a snapshot while the store's
+/// own connection writes, so serving a pull does not hold up local writes or
+/// the applying of another member's page (listing through the store held its
+/// lock for as long as the page took to read).
+pub(crate) struct Lister {
+    db: Connection,
+    limits: SyncLimits,
+}
+
+impl Lister {
+    /// Opens the database at `path`, which [`Store::open`] created, for reading.
+    pub(crate) fn open(path: &Path, limits: SyncLimits) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Ok(Lister { db: Connection::open_with_flags(path, flags)?, limits })
+    }
+
+    /// [`Store::list_changes_for`] from the newest committed state: the page and
+    /// its `head` (hence its `through`) come from one snapshot.
+    pub(crate) fn list_changes_for(&mut self, since: u64, limit: u32, skip: Option<&DeviceId>) -> Result<ChangeBatch> {
+        let tx = self.db.transaction()?;
+        let head: i64 =
+            tx.prepare_cached("SELECT coalesce(max(seq), 0) FROM entries")?.query_row([], |row| row.get(0))?;
+        let batch = list_page(&tx, head.max(0) as u64, &self.limits, (since, limit, skip))?;
+        tx.commit()?;
+        Ok(batch)
+    }
+}
+
 fn invalid(origin: &DeviceId, reason: String) -> Error {
     Error::InvalidChange { origin: origin.to_string(), reason }
 }
 
-fn parse_origin(text: &str) -> Result<DeviceId> {
-    text.parse().map_err(|_| Error::IncompatibleDatabase {
-        path: "entries".into(),
-        reason: format!("origin {text:?} is not a device id"),
-    })
-}
-
-/// The last origin turned into text or parsed from it: a page's changes mostly
-/// share one origin, and formatting or parsing a device id per row was a
-/// visible part of applying and listing.
-#[derive(Default)]
-struct OriginText {
-    last: Option<(DeviceId, String)>,
-}
-
-impl OriginText {
-    fn text(&mut self, origin: &DeviceId) -> &str {
-        if self.last.as_ref().is_none_or(|(id, _)| id != origin) {
-            self.last = Some((*origin, origin.to_string()));
+/// Lists a page of `db`'s changes after `since` (see
+/// [`Store::list_changes_for`]); `head` is the newest `seq` the page is read at.
+fn list_page(
+    db: &Connection,
+    head: u64,
+    limits: &SyncLimits,
+    (since, limit, skip): (u64, u32, Option<&DeviceId>),
+) -> Result<ChangeBatch> {
+    let cap = (limit as usize).clamp(1, limits.max_batch_changes);
+    // One more row than the cap tells whether more follow (and where).
+    let (since, rows_wanted) = (since.min(i64::MAX as u64) as i64, (cap + 1) as i64);
+    let mut statement;
+    let mut rows = match skip {
+        None => {
+            statement = db.prepare_cached(
+                "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            statement.query(params![since, rows_wanted])?
         }
-        self.last.as_ref().map_or("", |(_, text)| text.as_str())
-    }
-
-    fn parse(&mut self, text: &str) -> Result<DeviceId> {
-        match &self.last {
-            Some((id, last)) if last == text => Ok(*id),
-            _ => {
-                let id = parse_origin(text)?;
-                self.last = Some((id, text.to_owned()));
-                Ok(id)
-            }
+        Some(asker) => {
+            statement = db.prepare_cached(
+                "SELECT seq, key, value, ts, origin FROM entries WHERE seq > ?1 AND origin != ?3
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            statement.query(params![since, rows_wanted, asker.to_string()])?
         }
+    };
+    let mut batch = ChangeBatch { changes: Vec::new(), head, more: false, through: head };
+    let mut origins = OriginText::default();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next()? {
+        let seq = row.get::<_, i64>(0)? as u64;
+        if batch.changes.len() == cap {
+            // Everything before this row is listed or left out.
+            (batch.more, batch.through) = (true, seq - 1);
+            break;
+        }
+        let change = Change {
+            seq,
+            key: row.get(1)?,
+            value: row.get(2)?,
+            timestamp: row.get::<_, i64>(3)? as u64,
+            origin: origins.parse(row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?)?,
+        };
+        if !batch.changes.is_empty() && bytes + change.weight() > limits.max_batch_bytes {
+            (batch.more, batch.through) = (true, seq - 1);
+            break;
+        }
+        bytes += change.weight();
+        batch.changes.push(change);
     }
+    Ok(batch)
 }
 
 fn read_version(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<(u64, DeviceId)>> {

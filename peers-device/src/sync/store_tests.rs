@@ -4,8 +4,8 @@
 use peers_sdk::{DeviceId, DeviceKeys};
 use proptest::prelude::*;
 
-use super::store::Store;
-use super::types::{MAX_VALUE_LEN, SyncLimits};
+use super::store::{Lister, Store};
+use super::types::{Change, MAX_VALUE_LEN, SyncLimits};
 use crate::error::Error;
 use crate::group::GroupId;
 
@@ -342,4 +342,114 @@ fn a_page_covers_what_it_leaves_out_and_stays_within_its_caps() {
     small.put_many(&[("x", None), ("y", None), ("z", None)], 1_000).unwrap();
     let page = small.list_changes_for(0, u32::MAX, None).unwrap();
     assert_eq!((page.changes.len(), page.more, page.through), (2, true, 2));
+}
+
+/// A change from `origin` at `wall` ms (plus `counter`) for `key`, as a peer would list it.
+fn change(seq: u64, key: u8, wall: u64, counter: u16, origin: DeviceId, value: Option<u8>) -> Change {
+    Change {
+        seq,
+        key: format!("key {key}"),
+        value: value.map(|v| vec![v]),
+        timestamp: (wall << 16) | u64::from(counter),
+        origin,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// A page is applied with its keys looked up and its rows written a few
+    /// statements at a time. Whatever it holds (a key listed twice, versions
+    /// older or newer than the stored ones, ties broken on the origin, more keys
+    /// than one statement looks up or writes), it does exactly what applying
+    /// its changes one at a time does: the same changes win, with the same
+    /// `seq`s, values, entry count and digest.
+    #[test]
+    fn a_page_applies_as_its_changes_would_one_by_one(
+        before in proptest::collection::vec((0..150u8, 1_000..1_040u64), 0..40),
+        page in proptest::collection::vec((0..150u8, 1_000..1_040u64, 0..3u16, 0..3usize, any::<Option<u8>>()), 1..300),
+    ) {
+        let (me, a, c) = (device(), device(), device());
+        let origins = [a, c, me];
+        let page: Vec<Change> = page
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, wall, counter, origin, value))| change(i as u64 + 1, key, wall, counter, origins[origin], value))
+            .collect();
+        let (mut whole, mut one_by_one) = (store(me), store(me));
+        for s in [&mut whole, &mut one_by_one] {
+            for (key, wall) in &before {
+                s.put(&format!("key {key}"), Some(b"mine"), *wall).unwrap();
+            }
+        }
+        let written = whole.apply(&a, &page, 2_000).unwrap();
+        let mut expected = Vec::new();
+        for change in &page {
+            expected.extend(one_by_one.apply_page(&a, std::slice::from_ref(change), 0, 2_000).unwrap());
+        }
+        prop_assert_eq!(written, expected);
+        prop_assert_eq!(whole.info(), one_by_one.info());
+        prop_assert_eq!(whole.checkpoint(&a).unwrap(), page.len() as u64);
+        for key in 0..150u8 {
+            let key = format!("key {key}");
+            prop_assert_eq!(whole.get(&key).unwrap(), one_by_one.get(&key).unwrap());
+        }
+    }
+}
+
+#[test]
+fn within_a_page_a_repeated_key_compares_with_its_earlier_change() {
+    let (a, b) = (device(), device());
+    let mut sb = store(b);
+    // (In this order: a device's clock never goes back.)
+    sb.put("stored older", Some(b"b"), 1_000).unwrap();
+    sb.put("stored newer", Some(b"b"), 5_000).unwrap();
+    let page = [
+        change(1, 1, 3_000, 0, a, Some(1)),
+        change(2, 1, 2_000, 0, a, Some(2)), // older than the first: ignored
+        change(3, 1, 3_000, 1, a, None),    // newer: a tombstone wins
+        change(4, 1, 3_000, 1, a, Some(4)), // the same version again: ignored
+        Change { key: "stored newer".into(), ..change(5, 0, 3_000, 0, a, Some(5)) },
+        Change { key: "stored older".into(), ..change(6, 0, 3_000, 0, a, Some(6)) },
+    ];
+    assert_eq!(sb.apply(&a, &page, 6_000).unwrap(), [true, false, true, false, false, true]);
+    let key = sb.get("key 1").unwrap().unwrap();
+    assert_eq!((key.value, key.timestamp, key.seq), (None, (3_000 << 16) | 1, 4));
+    assert_eq!(sb.get("stored newer").unwrap().unwrap().value.as_deref(), Some(&b"b"[..]));
+    assert_eq!(sb.get("stored older").unwrap().unwrap().value.as_deref(), Some(&[6u8][..]));
+    assert_eq!(sb.info().entries, 3);
+}
+
+#[test]
+fn the_lister_reads_committed_pages_beside_an_open_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.sqlite3");
+    let (me, asker) = (device(), device());
+    let mut s = Store::open(&path, &group(), me, SyncLimits::default()).unwrap();
+    let mut lister = Lister::open(&path, SyncLimits::default()).unwrap();
+    s.put_many(&[("a", Some(b"1")), ("b", None), ("c", Some(b"3"))], 1_000).unwrap();
+    let page = lister.list_changes_for(0, 2, None).unwrap();
+    assert_eq!(page, s.list_changes_for(0, 2, None).unwrap());
+    assert_eq!((page.changes.len(), page.head, page.more, page.through), (2, 3, true, 2));
+
+    // The store's connection is in the middle of a write: the lister neither
+    // waits for it nor sees it.
+    s.db()
+        .execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT INTO entries (key, value, ts, origin, seq) VALUES ('open', NULL, 1, 'x', 4);",
+        )
+        .unwrap();
+    let during = lister.list_changes_for(0, 100, None).unwrap();
+    assert_eq!((during.changes.len(), during.head, during.more, during.through), (3, 3, false, 3));
+    s.db().execute_batch("ROLLBACK").unwrap();
+
+    // Later commits are read, and the asker's own changes are left out as before.
+    let mut asker_store = store(asker);
+    asker_store.put("d", Some(b"4"), 1_000).unwrap();
+    pull(&mut s, &asker_store, 10, 1_000);
+    s.put("e", Some(b"5"), 1_000).unwrap();
+    let page = lister.list_changes_for(3, 100, Some(&asker)).unwrap();
+    assert_eq!(page, s.list_changes_for(3, 100, Some(&asker)).unwrap());
+    assert_eq!(page.changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["e"]);
+    assert_eq!((page.head, page.through), (5, 5));
 }
