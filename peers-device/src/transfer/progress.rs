@@ -306,6 +306,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_chunk_in_pieces_checks_as_the_whole_and_any_wrong_piece_fails_it() {
+        let (manifest, contents) = tree(&[40_000]);
+        let chunk = *Reception::new(manifest, Cursor::START).unwrap().expected().unwrap();
+        let whole = bytes_of(&contents, &chunk);
+        for cut in [1, 100, 1024, 8191, whole.len() - 1] {
+            let (a, b) = whole.split_at(cut);
+            chunk.check_pieces(&[a, b]).unwrap();
+            chunk.check_pieces(&[&whole[..0], a, &whole[..0], b]).unwrap();
+            let mut tampered = b.to_vec();
+            tampered[b.len() - 1] ^= 1;
+            assert!(matches!(chunk.check_pieces(&[a, &tampered[..]]), Err(TransferError::ChunkMismatch { .. })));
+            // The right bytes, but one too few or one too many.
+            assert!(chunk.check_pieces(&[a, &b[1..]]).is_err());
+            assert!(chunk.check_pieces(&[a, b, &b[..1]]).is_err());
+        }
+    }
+
     proptest! {
         #[test]
         fn any_cut_resumes_to_the_same_bytes(
