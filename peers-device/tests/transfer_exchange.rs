@@ -195,7 +195,8 @@ async fn hostile_senders_write_nothing_outside_or_complete() {
         }],
     };
     let digest = manifest.digest().to_vec();
-    let answer: peers_device::transfer::exchange::Answer = a.emit(OFFER_METHOD, &Offer { manifest }).await.unwrap();
+    let answer: peers_device::transfer::exchange::Answer =
+        a.emit(OFFER_METHOD, &Offer { manifest: manifest.clone() }).await.unwrap();
     let peers_device::transfer::exchange::Answer::Accept { from } = answer else { panic!("{answer:?}") };
     let mut writer = a.open_stream(DATA_STREAM, &DataHeader { digest, from }).await.unwrap();
     let mut forged = honest.clone();
@@ -205,4 +206,12 @@ async fn hostile_senders_write_nothing_outside_or_complete() {
     assert!(err.to_string().contains("does not match"), "{err}");
     assert!(handle.finished().await.unwrap_err().contains("does not match"));
     assert!(!target.join("doc.pdf").exists());
+    // The staging holds the three chunks before the forged one, verified, and not a
+    // byte of the forged chunk or of those received after it (the receiver takes in
+    // the next chunk while it writes the one before).
+    let verified = 3 * MIN_CHUNK_SIZE as usize;
+    assert_eq!(peers_device::transfer::staged_bytes(&target, &manifest), Some(verified as u64));
+    let staged: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().path()).collect();
+    let [staging] = &staged[..] else { panic!("{staged:?}") };
+    assert_eq!(fs::read(staging.join("data/doc.pdf")).unwrap(), honest[..verified]);
 }

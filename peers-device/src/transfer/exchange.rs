@@ -32,24 +32,25 @@
 //! is replaced. A chunk that does not match fails the transfer and leaves the staging
 //! directory as it was.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::future::Future;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use peers_sdk::Connection;
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::TransferError;
-use super::manifest::{EntryKind, Hash, Manifest};
-use super::progress::{ChunkRef, Cursor, Reception, Sending};
+use super::manifest::{Hash, Manifest};
+use super::progress::{ChunkRef, Cursor, Sending};
 use super::scan::{Scanned, read_full};
+use super::staging::Staging;
 use crate::{ConnectionClass, Error, Result};
 
 /// The offer call's name.
@@ -167,21 +168,24 @@ pub async fn send_until(
     let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
     // One chunk is read and checked ahead while the one before it goes out, so the
     // disk and the hash overlap the sealing and the socket.
+    // Two buffers take turns: the one whose chunk went out last is filled by the next read.
     let mut ahead =
         sending.next_chunk().map(|chunk| read_ahead(scanned, SourceReader::default(), chunk)).transpose()?;
-    let (mut done, mut sent) = (resumed, SendEnd::Complete);
+    let (mut done, mut sent, mut free) = (resumed, SendEnd::Complete, None);
     while let Some(task) = ahead.take() {
-        let (reader, bytes) = task.await.map_err(|e| Error::Worker(e.to_string()))?;
+        let (mut reader, bytes) = task.await.map_err(|e| Error::Worker(e.to_string()))?;
         let bytes = bytes?;
         if *pause.borrow() {
             // The chunk read ahead is not sent: the next offer starts at it.
             sent = SendEnd::Paused;
             break;
         }
+        reader.spare = free.take();
         ahead = sending.next_chunk().map(|chunk| read_ahead(scanned, reader, chunk)).transpose()?;
         writer.write(&bytes).await?;
         done += bytes.len() as u64;
         progress.send_modify(|p| p.bytes_done = done);
+        free = Some(bytes);
     }
     writer.finish().await?;
     Ok(sent)
@@ -204,10 +208,13 @@ fn read_ahead(scanned: &Scanned, mut reader: SourceReader, chunk: ChunkRef) -> R
     }))
 }
 
-/// The sender's open file, kept from one chunk to the next.
+/// The sender's open file, kept from one chunk to the next, and a buffer to read into.
 #[derive(Default)]
 struct SourceReader {
     open: Option<(usize, File)>,
+    /// A buffer of an earlier chunk, reused so that a chunk costs no allocation and no
+    /// zeroing of a fresh buffer.
+    spare: Option<Vec<u8>>,
 }
 
 impl SourceReader {
@@ -219,7 +226,9 @@ impl SourceReader {
         }
         let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
         file.seek(SeekFrom::Start(chunk.offset)).map_err(io)?;
-        let mut bytes = vec![0u8; chunk.len as usize];
+        let mut bytes = self.spare.take().unwrap_or_default();
+        // Zeroes only what the buffer grows by: chunks of one transfer are one size but the last.
+        bytes.resize(chunk.len as usize, 0);
         let n = read_full(file, &mut bytes).map_err(io)?;
         bytes.truncate(n);
         chunk.check(&bytes).map_err(|_| TransferError::SourceChanged(path.display().to_string()))?;
@@ -465,36 +474,45 @@ async fn answer_offer(manifest: Manifest, options: &ReceiveOptions) -> Result<(A
 
 /// Reads the data stream into the staging directory, then moves the entries into
 /// place; a stream that ends at a chunk boundary before the last chunk is a pause.
+///
+/// The chunk being received and the one before it, being checked and written on the
+/// blocking pool, overlap: the network and the disk work at once. The received pieces
+/// are kept as they came (no copy into one buffer), hashed in order, and written only
+/// once the whole chunk matched its hash. Every return waits for the write in flight,
+/// so nothing writes into the staging after the stream's outcome is known.
 async fn receive_data(
-    mut staging: Staging,
+    staging: Staging,
     header: &DataHeader,
     reader: &mut peers_sdk::StreamReader,
     progress: &Arc<watch::Sender<TransferProgress>>,
 ) -> std::result::Result<Ended, String> {
-    if header.digest != staging.reception.manifest().digest() || header.from != staging.reception.resume_point() {
+    let (manifest, from) = (staging.reception.manifest(), staging.reception.resume_point());
+    if header.digest != manifest.digest() || header.from != from {
         return Err("the data does not start where the offer was accepted".into());
     }
-    let mut pending = BytesMut::new();
-    while let Some(expected) = staging.reception.expected().copied() {
-        while (pending.len() as u64) < expected.len {
-            match reader.next().await.map_err(|e| e.to_string())? {
-                Some(piece) => pending.extend_from_slice(&piece),
-                None if pending.is_empty() => {
-                    let paused = tokio::task::spawn_blocking(move || staging.pause()).await;
-                    return paused.map_err(|e| e.to_string())?.map(|()| Ended::Paused);
-                }
-                None => return Err(format!("the stream ended inside chunk {:?}", expected.at)),
+    let mut order = Sending::new(manifest.clone(), from).map_err(|e| e.to_string())?;
+    let mut writing = Writing::Idle(staging);
+    let mut carry = None;
+    // Some(true): every chunk arrived; Some(false): the sender paused.
+    let read = loop {
+        let Some(expected) = order.next_chunk() else { break Ok(true) };
+        match next_chunk(reader, &mut carry, &expected).await {
+            Ok(Some(pieces)) => {
+                let mut staging = writing.settle(progress).await?;
+                writing = Writing::Busy(tokio::task::spawn_blocking(move || {
+                    staging.store(expected.at, &pieces).map(|()| staging)
+                }));
             }
+            Ok(None) => break Ok(false),
+            Err(err) => break Err(err),
         }
-        let chunk = pending.split_to(expected.len as usize);
-        staging.reception.accept(expected.at, &chunk).map_err(|e| e.to_string())?;
-        staging = tokio::task::spawn_blocking(move || staging.write(&expected, &chunk).map(|()| staging))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        progress.send_modify(|p| p.bytes_done = staging.reception.verified_bytes());
+    };
+    let staging = writing.settle(progress).await?;
+    if !read? {
+        let paused = tokio::task::spawn_blocking(move || staging.pause()).await;
+        return paused.map_err(|e| e.to_string())?.map(|()| Ended::Paused);
     }
-    if !pending.is_empty() || reader.next().await.map_err(|e| e.to_string())?.is_some() {
+    if carry.is_some() || reader.next().await.map_err(|e| e.to_string())?.is_some() {
         return Err("bytes after the last chunk".into());
     }
     tokio::task::spawn_blocking(move || staging.finish())
@@ -504,169 +522,50 @@ async fn receive_data(
         .map_err(|e| e.to_string())
 }
 
-/// Bytes already verified in `out_dir` for `manifest`: what an earlier offer of the
-/// same files (same digest) left in its staging directory, or `None` when there is no
-/// saved position. An application may accept such an offer without asking again: the
-/// person accepted exactly these files into this directory before.
-pub fn staged_bytes(out_dir: &Path, manifest: &Manifest) -> Option<u64> {
-    let dir = out_dir.join(Staging::dir_name(&manifest.digest()));
-    let at = decode_cursor(&fs::read(dir.join("resume")).ok()?)?;
-    Reception::new(manifest.clone(), at).ok().map(|reception| reception.verified_bytes())
+/// The receiver's staging, idle or writing one chunk on the blocking pool.
+enum Writing {
+    Idle(Staging),
+    Busy(tokio::task::JoinHandle<std::result::Result<Staging, TransferError>>),
 }
 
-/// The receiver's staging directory for one manifest.
-struct Staging {
-    out_dir: PathBuf,
-    dir: PathBuf,
-    reception: Reception,
-    open: Option<(usize, File)>,
-}
-
-impl Staging {
-    /// The staging directory's name for a manifest digest.
-    fn dir_name(digest: &Hash) -> String {
-        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-        format!(".peers-transfer-{hex}")
-    }
-
-    /// Opens (or creates) the staging directory of `manifest` under `out_dir`, with
-    /// its directories and empty files, resuming from its saved position; checks that
-    /// the disk has room for the rest.
-    fn open(out_dir: &Path, manifest: Manifest) -> Result<Self> {
-        let io = |what: String| move |source| TransferError::Io { what, source };
-        let dir = out_dir.join(Self::dir_name(&manifest.digest()));
-        fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
-        let resume_file = dir.join("resume");
-        let from = match fs::read(&resume_file) {
-            Ok(bytes) => decode_cursor(&bytes).unwrap_or(Cursor::START),
-            Err(_) => Cursor::START,
+impl Writing {
+    /// Waits for the chunk being written (reporting the progress), and gives the staging back.
+    async fn settle(self, progress: &watch::Sender<TransferProgress>) -> std::result::Result<Staging, String> {
+        let staging = match self {
+            Writing::Idle(staging) => staging,
+            Writing::Busy(task) => task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?,
         };
-        // A saved position that does not fit the manifest (a damaged file) starts over.
-        let reception = match Reception::new(manifest.clone(), from) {
-            Ok(reception) => reception,
-            Err(_) => Reception::new(manifest, Cursor::START)?,
+        progress.send_modify(|p| p.bytes_done = staging.reception.verified_bytes());
+        Ok(staging)
+    }
+}
+
+/// The pieces of the stream that make up `chunk` (the last one cut at its end, the rest
+/// kept in `carry` for the next chunk): at most one chunk and one piece held. `None`
+/// when the stream ends before its first byte (a pause at a chunk boundary).
+async fn next_chunk(
+    reader: &mut peers_sdk::StreamReader,
+    carry: &mut Option<Bytes>,
+    chunk: &ChunkRef,
+) -> std::result::Result<Option<Vec<Bytes>>, String> {
+    let (mut pieces, mut have) = (Vec::new(), 0u64);
+    while have < chunk.len {
+        let mut piece = match carry.take() {
+            Some(piece) => piece,
+            None => match reader.next().await.map_err(|e| e.to_string())? {
+                Some(piece) => piece,
+                None if have == 0 => return Ok(None),
+                None => return Err(format!("the stream ended inside chunk {:?}", chunk.at)),
+            },
         };
-        let needed = reception.manifest().total_size().saturating_sub(reception.verified_bytes());
-        if let Some(available) = available_space(&dir)
-            && available < needed
-        {
-            return Err(TransferError::NoSpace { needed, available }.into());
+        let need = usize::try_from(chunk.len - have).unwrap_or(usize::MAX);
+        if piece.len() > need {
+            *carry = Some(piece.split_off(need));
         }
-        for entry in &reception.manifest().entries {
-            let path = dir.join("data").join(&entry.path);
-            match &entry.kind {
-                EntryKind::Dir => fs::create_dir_all(&path).map_err(io(format!("create {}", path.display())))?,
-                EntryKind::File { .. } => {
-                    if let Some(parent) = path.parent() {
-                        fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
-                    }
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .map_err(io(format!("create {}", path.display())))?;
-                }
-            }
-        }
-        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None })
-    }
-
-    /// Writes a verified chunk at its place and saves the position after it.
-    fn write(&mut self, chunk: &ChunkRef, bytes: &[u8]) -> std::result::Result<(), TransferError> {
-        let entry = self
-            .reception
-            .manifest()
-            .entries
-            .get(chunk.entry)
-            .ok_or_else(|| TransferError::Protocol("no such entry".into()))?;
-        let path = self.dir.join("data").join(&entry.path);
-        let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
-        if self.open.as_ref().is_none_or(|(i, _)| *i != chunk.entry) {
-            if let Some((_, previous)) = self.open.take() {
-                previous.sync_all().map_err(io)?;
-            }
-            self.open = Some((chunk.entry, OpenOptions::new().write(true).open(&path).map_err(io)?));
-        }
-        let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
-        file.seek(SeekFrom::Start(chunk.offset)).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        let resume = self.dir.join("resume");
-        let tmp = self.dir.join("resume.tmp");
-        fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
-        fs::rename(&tmp, &resume).map_err(io)
-    }
-
-    /// Syncs the file being written: what was verified stays for the next offer.
-    fn pause(mut self) -> std::result::Result<(), String> {
-        match self.open.take() {
-            Some((_, file)) => file.sync_all().map_err(|e| format!("sync: {e}")),
-            None => Ok(()),
+        have += piece.len() as u64;
+        if !piece.is_empty() {
+            pieces.push(piece);
         }
     }
-
-    /// Syncs, sets modes, moves every top-level entry into place under a free name and
-    /// removes the staging directory.
-    fn finish(mut self) -> std::result::Result<Received, String> {
-        if let Some((_, file)) = self.open.take() {
-            file.sync_all().map_err(|e| e.to_string())?;
-        }
-        let manifest = self.reception.manifest();
-        let data = self.dir.join("data");
-        set_modes(&data, manifest);
-        let mut stored = vec![];
-        for entry in manifest.entries.iter().filter(|e| !e.path.contains('/')) {
-            let name = super::manifest::free_name(&entry.path, |p| self.out_dir.join(p).symlink_metadata().is_ok())
-                .map_err(|e| e.to_string())?;
-            fs::rename(data.join(&entry.path), self.out_dir.join(&name)).map_err(|e| format!("move {name}: {e}"))?;
-            stored.push(name);
-        }
-        let bytes = manifest.total_size();
-        fs::remove_dir_all(&self.dir).map_err(|e| format!("remove {}: {e}", self.dir.display()))?;
-        Ok(Received { stored, bytes })
-    }
-}
-
-fn encode_cursor(at: Cursor) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&at.entry.to_be_bytes());
-    out[4..].copy_from_slice(&at.chunk.to_be_bytes());
-    out
-}
-
-fn decode_cursor(bytes: &[u8]) -> Option<Cursor> {
-    let entry = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
-    let chunk = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
-    Some(Cursor { entry, chunk })
-}
-
-#[cfg(unix)]
-fn set_modes(data: &Path, manifest: &Manifest) {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in &manifest.entries {
-        if let EntryKind::File { executable: true, .. } = entry.kind {
-            let path = data.join(&entry.path);
-            if let Ok(meta) = fs::metadata(&path) {
-                let mut permissions = meta.permissions();
-                let mode = permissions.mode() & 0o777;
-                // Execute wherever read is allowed: 0644 becomes 0755.
-                permissions.set_mode(mode | ((mode & 0o444) >> 2));
-                let _ = fs::set_permissions(&path, permissions);
-            }
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn set_modes(_: &Path, _: &Manifest) {}
-
-/// Bytes free for an unprivileged user on the file system holding `dir`.
-#[cfg(unix)]
-fn available_space(dir: &Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
-#[cfg(not(unix))]
-fn available_space(_: &Path) -> Option<u64> {
-    None
+    Ok(Some(pieces))
 }

@@ -67,17 +67,17 @@ mod reconnect;
 mod recovery;
 pub mod rendezvous;
 pub mod scan;
+mod staging;
 pub mod status;
 
 pub use code::TransferCode;
-pub use exchange::{
-    Incoming, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress, expose_receiver, staged_bytes,
-};
+pub use exchange::{Incoming, ReceiveOptions, Received, ReceiverHandlers, SendEnd, TransferProgress, expose_receiver};
 pub use live::{Canceller, LinkOptions, MAX_REJOINS, SendHandle, SendOptions, send};
 pub use manifest::{EntryKind, Manifest, ManifestEntry};
 pub use pairing::{PairHandle, PairOptions, Paired, join, pair};
 pub use progress::{ChunkRef, Cursor, Reception, Sending};
 pub use receiving::{ReceiveHandle, receive};
+pub use staging::staged_bytes;
 pub use status::{SignalingLink, Stage, Status};
 
 /// Why a code, a PAKE, a manifest or a chunk was refused.

@@ -42,7 +42,25 @@ pub struct ChunkRef {
 impl ChunkRef {
     /// Checks `bytes` against this chunk's length and hash.
     pub fn check(&self, bytes: &[u8]) -> Result<(), TransferError> {
-        if bytes.len() as u64 != self.len || chunk_hash(bytes) != self.hash {
+        self.check_pieces(&[bytes])
+    }
+
+    /// Checks the chunk that `pieces` make up, in order, against its length and hash,
+    /// without joining them (the hash of the pieces is the hash of their concatenation).
+    pub fn check_pieces<B: AsRef<[u8]>>(&self, pieces: &[B]) -> Result<(), TransferError> {
+        let len: u64 = pieces.iter().map(|piece| piece.as_ref().len() as u64).sum();
+        let matches = len == self.len
+            && match pieces {
+                [whole] => chunk_hash(whole.as_ref()) == self.hash,
+                _ => {
+                    let mut hasher = blake3::Hasher::new();
+                    for piece in pieces {
+                        hasher.update(piece.as_ref());
+                    }
+                    *hasher.finalize().as_bytes() == self.hash
+                }
+            };
+        if !matches {
             return Err(TransferError::ChunkMismatch { entry: self.entry, chunk: self.at.chunk });
         }
         Ok(())
@@ -131,11 +149,16 @@ impl Reception {
     /// Takes the chunk the sender says is at `at`: it must be the expected one, of the
     /// right length and hash. Returns where its bytes go; only then may they be written.
     pub fn accept(&mut self, at: Cursor, bytes: &[u8]) -> Result<ChunkRef, TransferError> {
+        self.accept_pieces(at, &[bytes])
+    }
+
+    /// [`accept`](Self::accept) for a chunk that arrived in pieces, in order.
+    pub fn accept_pieces<B: AsRef<[u8]>>(&mut self, at: Cursor, pieces: &[B]) -> Result<ChunkRef, TransferError> {
         let expected = self.next.ok_or_else(|| TransferError::Protocol("a chunk after the last one".into()))?;
         if expected.at != at {
             return Err(TransferError::Protocol(format!("chunk {at:?} sent, {:?} expected", expected.at)));
         }
-        expected.check(bytes)?;
+        expected.check_pieces(pieces)?;
         self.verified += expected.len;
         self.next = chunk_at(&self.manifest, after(&expected));
         Ok(expected)
@@ -280,6 +303,24 @@ mod tests {
         for at in [Cursor { entry: 1, chunk: 4 }, Cursor { entry: 9, chunk: 0 }, Cursor { entry: 0, chunk: 1 }] {
             assert!(Reception::new(manifest.clone(), at).is_err(), "{at:?}");
             assert!(Sending::new(manifest.clone(), at).is_err(), "{at:?}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_in_pieces_checks_as_the_whole_and_any_wrong_piece_fails_it() {
+        let (manifest, contents) = tree(&[40_000]);
+        let chunk = *Reception::new(manifest, Cursor::START).unwrap().expected().unwrap();
+        let whole = bytes_of(&contents, &chunk);
+        for cut in [1, 100, 1024, 8191, whole.len() - 1] {
+            let (a, b) = whole.split_at(cut);
+            chunk.check_pieces(&[a, b]).unwrap();
+            chunk.check_pieces(&[&whole[..0], a, &whole[..0], b]).unwrap();
+            let mut tampered = b.to_vec();
+            tampered[b.len() - 1] ^= 1;
+            assert!(matches!(chunk.check_pieces(&[a, &tampered[..]]), Err(TransferError::ChunkMismatch { .. })));
+            // The right bytes, but one too few or one too many.
+            assert!(chunk.check_pieces(&[a, &b[1..]]).is_err());
+            assert!(chunk.check_pieces(&[a, b, &b[..1]]).is_err());
         }
     }
 

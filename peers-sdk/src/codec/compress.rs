@@ -69,6 +69,53 @@ pub(crate) fn compress_if_worthwhile(message: &[u8], compression: Compression) -
     compressed
 }
 
+/// The most messages a [`CompressionBackoff`] lets go by unprobed: with a stream's
+/// pieces of 256 KiB, one probe per 16 MiB of incompressible data.
+const MAX_BACKOFF: u32 = 63;
+
+/// What a sender remembers between the messages of one stream about how they
+/// compressed: after a message that did not compress, the next 1, 2, 4, ... up to
+/// [`MAX_BACKOFF`] messages are sent as they are without even sampling them; one that
+/// compresses starts over. A stream of ciphertext or media then costs one 16 KiB sample
+/// per 64 messages instead of one per message, and a stream whose data turns
+/// compressible is compressed again after at most [`MAX_BACKOFF`] messages. Sender-side
+/// policy only: the frames are the same either way.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompressionBackoff {
+    /// Messages still to send without trying.
+    skip: u32,
+    /// The last gap: the next one after a failed try is twice as long.
+    gap: u32,
+}
+
+/// [`compress_if_worthwhile`], skipping the attempt while `backoff` says the stream's
+/// recent messages did not compress, and recording the outcome of an attempt.
+pub(crate) fn compress_with_backoff(
+    message: &[u8],
+    compression: Compression,
+    backoff: &mut CompressionBackoff,
+) -> Option<Vec<u8>> {
+    let Compression::Brotli { min_size, .. } = compression else {
+        return None;
+    };
+    if message.len() < min_size {
+        return None;
+    }
+    if backoff.skip > 0 {
+        backoff.skip -= 1;
+        return None;
+    }
+    let compressed = compress_if_worthwhile(message, compression);
+    match compressed {
+        Some(_) => backoff.gap = 0,
+        None => {
+            backoff.gap = (backoff.gap.saturating_mul(2)).clamp(1, MAX_BACKOFF);
+            backoff.skip = backoff.gap;
+        }
+    }
+    compressed
+}
+
 /// The largest compressed size worth sending instead of `len` bytes: at least 1/16
 /// (and at least one byte) smaller.
 fn worthwhile_limit(len: usize) -> usize {
@@ -281,6 +328,42 @@ pub(crate) mod tests {
     }
 
     const ON: Compression = Compression::Brotli { min_size: 4096, quality: 3 };
+
+    #[test]
+    fn backoff_skips_after_incompressible_messages_and_starts_over_on_compressible_ones() {
+        let mut backoff = CompressionBackoff::default();
+        let random = incompressible(64 * 1024);
+        // Tries at message 0, then skips 1, 2, 4, ... messages, up to MAX_BACKOFF.
+        let tried: Vec<usize> = (0..400)
+            .filter(|_| {
+                let skip_before = backoff.skip;
+                assert_eq!(compress_with_backoff(&random, ON, &mut backoff), None);
+                skip_before == 0
+            })
+            .collect();
+        let gaps: Vec<usize> = tried.windows(2).map(|w| w[1] - w[0] - 1).collect();
+        assert_eq!(&gaps[..7], &[1, 2, 4, 8, 16, 32, 63]);
+        assert!(gaps[7..].iter().all(|&gap| gap == MAX_BACKOFF as usize), "{gaps:?}");
+        // A compressible message is compressed at the next try, and the gaps start over.
+        let text = compressible(64 * 1024);
+        let mut sent_as_is = 0;
+        while compress_with_backoff(&text, ON, &mut backoff).is_none() {
+            sent_as_is += 1;
+        }
+        assert!(sent_as_is <= MAX_BACKOFF as usize, "{sent_as_is}");
+        assert!(compress_with_backoff(&text, ON, &mut backoff).is_some());
+        assert_eq!(compress_with_backoff(&random, ON, &mut backoff), None);
+        assert_eq!(backoff.skip, 1);
+    }
+
+    #[test]
+    fn backoff_ignores_small_messages_and_compression_off() {
+        let mut backoff = CompressionBackoff::default();
+        assert_eq!(compress_with_backoff(&incompressible(100), ON, &mut backoff), None);
+        assert_eq!(compress_with_backoff(&incompressible(64 * 1024), Compression::Off, &mut backoff), None);
+        assert_eq!((backoff.skip, backoff.gap), (0, 0));
+        assert!(compress_with_backoff(&compressible(64 * 1024), ON, &mut backoff).is_some());
+    }
 
     #[test]
     fn bomb_is_a_valid_stream() {

@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 
-use super::compress::compress_if_worthwhile;
+use super::compress::{CompressionBackoff, compress_if_worthwhile, compress_with_backoff};
 use super::frame::{CHUNK_HEADER_LEN, ChunkHeader, FrameFlags, FrameHeader, WHOLE_HEADER_LEN};
 use super::message::MessageBuf;
 use super::{CodecConfig, size_u64, too_large};
@@ -68,17 +68,23 @@ impl FrameEncoder {
 
     /// [`encode`](Self::encode) for a message built in a [`MessageBuf`]: when it goes
     /// out as one uncompressed WHOLE frame, that frame is the message's own buffer,
-    /// with no copy.
+    /// with no copy. With `backoff` (one per stream), compression is not even tried
+    /// while the stream's recent messages did not compress.
     pub(crate) fn encode_message(
         &mut self,
         message: MessageBuf,
         max_frame: usize,
         headroom: usize,
         tailroom: usize,
+        backoff: Option<&mut CompressionBackoff>,
     ) -> Result<Vec<BytesMut>, Error> {
         let len = message.as_slice().len();
         self.check(len, max_frame)?;
-        if let Some(compressed) = compress_if_worthwhile(message.as_slice(), self.config.compression) {
+        let compressed = match backoff {
+            Some(backoff) => compress_with_backoff(message.as_slice(), self.config.compression, backoff),
+            None => compress_if_worthwhile(message.as_slice(), self.config.compression),
+        };
+        if let Some(compressed) = compressed {
             return self.frames(&compressed, FrameFlags::COMPRESSED, max_frame, headroom, tailroom);
         }
         let message = if len <= self.whole_capacity(max_frame) {
@@ -357,7 +363,7 @@ mod tests {
             buf.extend_from_slice(&message);
             let start = buf.as_slice().as_ptr();
             let expected = FrameEncoder::new(config()).encode(&message, max_frame, 8, 16).unwrap();
-            let frames = FrameEncoder::new(config()).encode_message(buf, max_frame, 8, 16).unwrap();
+            let frames = FrameEncoder::new(config()).encode_message(buf, max_frame, 8, 16, None).unwrap();
             assert_eq!(frames, expected, "{} bytes, max_frame {max_frame}", message.len());
             assert!(frames.iter().all(|frame| frame.capacity() - frame.len() >= 16));
             if frames.len() == 1 && message.len() < 4096 {

@@ -88,6 +88,7 @@ mod frame;
 mod message;
 mod reassembly;
 
+pub(crate) use compress::CompressionBackoff;
 pub use encoder::FrameEncoder;
 pub use frame::{CHUNK_HEADER_LEN, ChunkHeader, FrameFlags, FrameHeader, TYPE_CHUNK, TYPE_WHOLE, WHOLE_HEADER_LEN};
 pub(crate) use message::MessageBuf;

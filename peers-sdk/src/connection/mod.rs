@@ -35,7 +35,7 @@ pub(crate) use establish::unix_millis;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
 use self::seal::{SEAL_HEADROOM, SEAL_TAILROOM, Sealer};
-use crate::codec::{FrameEncoder, MessageBuf};
+use crate::codec::{CompressionBackoff, FrameEncoder, MessageBuf};
 use crate::error::{Error, Result, decode_msgpack};
 use crate::handshake::{Role, TransportCipher};
 use crate::identity::DeviceInfo;
@@ -367,6 +367,11 @@ impl Inner {
     /// Frames, seals and sends one encoded message. Frames of different messages
     /// may interleave; the frames of one message keep their order.
     async fn send_message(&self, message: MessageBuf) -> Result<()> {
+        self.send_message_with(message, None).await
+    }
+
+    /// [`send_message`](Self::send_message) with a stream's compression backoff.
+    async fn send_message_with(&self, message: MessageBuf, backoff: Option<&mut CompressionBackoff>) -> Result<()> {
         if matches!(*self.state.borrow(), ConnectionState::Closed(_)) {
             return Err(self.closed_error());
         }
@@ -377,7 +382,7 @@ impl Inner {
             .encoder
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .encode_message(message, max_frame, headroom, tailroom)?;
+            .encode_message(message, max_frame, headroom, tailroom, backoff)?;
         for frame in frames {
             let mut sealer = self.sealer.lock().await;
             let sealed = sealer.seal(frame)?;

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::debug;
 
 use super::{Connection, ConnectionConfig, Inner};
-use crate::codec::MessageBuf;
+use crate::codec::{CompressionBackoff, MessageBuf};
 use crate::error::{Error, Result, decode_msgpack, encode_msgpack};
 use crate::rpc::{Envelope, RemoteError, RemoteErrorCode};
 
@@ -324,6 +324,9 @@ impl Drop for StreamWriter {
 /// A stream's flusher task: hands what the writer buffered to the connection,
 /// one message per turn, until the writer finishes or leaves.
 async fn run_flusher(inner: Arc<Inner>, id: u64, state: Arc<OutgoingState>) {
+    // A stream's pieces are alike (a file, a media stream): one that did not compress
+    // spares the next ones the Brotli sample for a while.
+    let mut backoff = CompressionBackoff::default();
     loop {
         let (phase, piece) = {
             let mut buffer = lock(&state.buffer);
@@ -349,7 +352,7 @@ async fn run_flusher(inner: Arc<Inner>, id: u64, state: Arc<OutgoingState>) {
         state.to_writer.notify_one();
         match (phase, piece) {
             (_, Some(message)) => {
-                if let Err(err) = inner.send_message(message).await {
+                if let Err(err) = inner.send_message_with(message, Some(&mut backoff)).await {
                     let mut buffer = lock(&state.buffer);
                     buffer.sending = false;
                     buffer.phase = WriterPhase::Failed;

@@ -1,0 +1,198 @@
+//! The receiver's staging directory: verified chunks written in place, the position
+//! after the last one saved, and the entries moved into place once all are there.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::TransferError;
+use super::exchange::Received;
+use super::manifest::{EntryKind, Hash, Manifest};
+use super::progress::{Cursor, Reception};
+use crate::Result;
+
+/// Bytes already verified in `out_dir` for `manifest`: what an earlier offer of the
+/// same files (same digest) left in its staging directory, or `None` when there is no
+/// saved position. An application may accept such an offer without asking again: the
+/// person accepted exactly these files into this directory before.
+pub fn staged_bytes(out_dir: &Path, manifest: &Manifest) -> Option<u64> {
+    let dir = out_dir.join(Staging::dir_name(&manifest.digest()));
+    let at = decode_cursor(&fs::read(dir.join("resume")).ok()?)?;
+    Reception::new(manifest.clone(), at).ok().map(|reception| reception.verified_bytes())
+}
+
+/// The receiver's staging directory for one manifest.
+pub(super) struct Staging {
+    out_dir: PathBuf,
+    dir: PathBuf,
+    pub(super) reception: Reception,
+    open: Option<(usize, File)>,
+}
+
+impl Staging {
+    /// The staging directory's name for a manifest digest.
+    pub(super) fn dir_name(digest: &Hash) -> String {
+        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        format!(".peers-transfer-{hex}")
+    }
+
+    /// Opens (or creates) the staging directory of `manifest` under `out_dir`, with
+    /// its directories and empty files, resuming from its saved position; checks that
+    /// the disk has room for the rest.
+    pub(super) fn open(out_dir: &Path, manifest: Manifest) -> Result<Self> {
+        let io = |what: String| move |source| TransferError::Io { what, source };
+        let dir = out_dir.join(Self::dir_name(&manifest.digest()));
+        fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let resume_file = dir.join("resume");
+        let from = match fs::read(&resume_file) {
+            Ok(bytes) => decode_cursor(&bytes).unwrap_or(Cursor::START),
+            Err(_) => Cursor::START,
+        };
+        // A saved position that does not fit the manifest (a damaged file) starts over.
+        let reception = match Reception::new(manifest.clone(), from) {
+            Ok(reception) => reception,
+            Err(_) => Reception::new(manifest, Cursor::START)?,
+        };
+        let needed = reception.manifest().total_size().saturating_sub(reception.verified_bytes());
+        if let Some(available) = available_space(&dir)
+            && available < needed
+        {
+            return Err(TransferError::NoSpace { needed, available }.into());
+        }
+        for entry in &reception.manifest().entries {
+            let path = dir.join("data").join(&entry.path);
+            match &entry.kind {
+                EntryKind::Dir => fs::create_dir_all(&path).map_err(io(format!("create {}", path.display())))?,
+                EntryKind::File { .. } => {
+                    if let Some(parent) = path.parent() {
+                        fs::create_dir_all(parent).map_err(io(format!("create {}", parent.display())))?;
+                    }
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(io(format!("create {}", path.display())))?;
+                }
+            }
+        }
+        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None })
+    }
+
+    /// Checks the chunk at `at`, in `pieces`, against the manifest; only then writes it
+    /// at its place and saves the position after it.
+    pub(super) fn store(&mut self, at: Cursor, pieces: &[Bytes]) -> std::result::Result<(), TransferError> {
+        let chunk = self.reception.accept_pieces(at, pieces)?;
+        let entry = self
+            .reception
+            .manifest()
+            .entries
+            .get(chunk.entry)
+            .ok_or_else(|| TransferError::Protocol("no such entry".into()))?;
+        let path = self.dir.join("data").join(&entry.path);
+        let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
+        if self.open.as_ref().is_none_or(|(i, _)| *i != chunk.entry) {
+            if let Some((_, previous)) = self.open.take() {
+                previous.sync_all().map_err(io)?;
+            }
+            self.open = Some((chunk.entry, OpenOptions::new().write(true).open(&path).map_err(io)?));
+        }
+        let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
+        let mut offset = chunk.offset;
+        for piece in pieces {
+            write_all_at(file, piece, offset).map_err(io)?;
+            offset += piece.len() as u64;
+        }
+        let resume = self.dir.join("resume");
+        let tmp = self.dir.join("resume.tmp");
+        fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
+        fs::rename(&tmp, &resume).map_err(io)
+    }
+
+    /// Syncs the file being written: what was verified stays for the next offer.
+    pub(super) fn pause(mut self) -> std::result::Result<(), String> {
+        match self.open.take() {
+            Some((_, file)) => file.sync_all().map_err(|e| format!("sync: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs, sets modes, moves every top-level entry into place under a free name and
+    /// removes the staging directory.
+    pub(super) fn finish(mut self) -> std::result::Result<Received, String> {
+        if let Some((_, file)) = self.open.take() {
+            file.sync_all().map_err(|e| e.to_string())?;
+        }
+        let manifest = self.reception.manifest();
+        let data = self.dir.join("data");
+        set_modes(&data, manifest);
+        let mut stored = vec![];
+        for entry in manifest.entries.iter().filter(|e| !e.path.contains('/')) {
+            let name = super::manifest::free_name(&entry.path, |p| self.out_dir.join(p).symlink_metadata().is_ok())
+                .map_err(|e| e.to_string())?;
+            fs::rename(data.join(&entry.path), self.out_dir.join(&name)).map_err(|e| format!("move {name}: {e}"))?;
+            stored.push(name);
+        }
+        let bytes = manifest.total_size();
+        fs::remove_dir_all(&self.dir).map_err(|e| format!("remove {}: {e}", self.dir.display()))?;
+        Ok(Received { stored, bytes })
+    }
+}
+
+fn encode_cursor(at: Cursor) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&at.entry.to_be_bytes());
+    out[4..].copy_from_slice(&at.chunk.to_be_bytes());
+    out
+}
+
+fn decode_cursor(bytes: &[u8]) -> Option<Cursor> {
+    let entry = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    let chunk = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+    Some(Cursor { entry, chunk })
+}
+
+#[cfg(unix)]
+fn set_modes(data: &Path, manifest: &Manifest) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in &manifest.entries {
+        if let EntryKind::File { executable: true, .. } = entry.kind {
+            let path = data.join(&entry.path);
+            if let Ok(meta) = fs::metadata(&path) {
+                let mut permissions = meta.permissions();
+                let mode = permissions.mode() & 0o777;
+                // Execute wherever read is allowed: 0644 becomes 0755.
+                permissions.set_mode(mode | ((mode & 0o444) >> 2));
+                let _ = fs::set_permissions(&path, permissions);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_modes(_: &Path, _: &Manifest) {}
+
+/// Bytes free for an unprivileged user on the file system holding `dir`.
+#[cfg(unix)]
+fn available_space(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn available_space(_: &Path) -> Option<u64> {
+    None
+}
+
+/// Writes all of `bytes` at `offset` of `file` (no seek: positioned writes).
+#[cfg(unix)]
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(not(unix))]
+fn write_all_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)
+}
