@@ -31,6 +31,13 @@ fn outcome_event(event: &ClientEvent) -> Option<(String, Outcome)> {
     }
 }
 
+fn notice_code(event: &ClientEvent) -> Option<ErrorCode> {
+    match event {
+        ClientEvent::Notice(rejection) => Some(rejection.code),
+        _ => None,
+    }
+}
+
 fn presence_event(event: &ClientEvent) -> Option<(peers_sdk::DeviceId, bool)> {
     match event {
         ClientEvent::Presence { device, online } => Some((*device, *online)),
@@ -283,11 +290,7 @@ async fn registering_on_another_instance_replaces_the_old_connection_and_rate_li
     // and messages reach the new one.
     let new_bob =
         SignalingClient::connect(&two.url().unwrap(), &bob_keys, SignalingClientOptions::default()).await.unwrap();
-    let notice = event(&mut old_events, |e| match e {
-        ClientEvent::Notice(rejection) => Some(rejection.code),
-        _ => None,
-    })
-    .await;
+    let notice = event(&mut old_events, notice_code).await;
     assert_eq!(notice, ErrorCode::Replaced);
     tokio::time::timeout(PROMPT, old_bob.closed()).await.expect("the old connection was closed");
     let mut new_in = new_bob.incoming().unwrap();
@@ -469,11 +472,7 @@ async fn losing_redis_refuses_requests_clearly_and_the_server_recovers() {
         assert!(tokio::time::Instant::now() < deadline, "the lost registrations were never closed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let notice = event(&mut bob_events, |e| match e {
-        ClientEvent::Notice(rejection) => Some(rejection.code),
-        _ => None,
-    })
-    .await;
+    let notice = event(&mut bob_events, notice_code).await;
     assert_eq!(notice, ErrorCode::Internal);
     tokio::time::timeout(PROMPT, bob_client.closed()).await.expect("bob's lost registration was closed");
     assert!(!queued.is_empty(), "nothing was sent between the restart and the close");

@@ -177,7 +177,16 @@ pub fn file_hash(chunks: &[Hash]) -> Hash {
 
 /// A chunk's hash.
 pub fn chunk_hash(bytes: &[u8]) -> Hash {
-    *blake3::hash(bytes).as_bytes()
+    chunk_hash_of_pieces(&[bytes])
+}
+
+/// The hash of the chunk that `pieces` make up, in order, without joining them.
+pub(crate) fn chunk_hash_of_pieces<B: AsRef<[u8]>>(pieces: &[B]) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    for piece in pieces {
+        hasher.update(piece.as_ref());
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// Refuses any path that could leave the target directory or means something else on

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::TransferError;
-use super::manifest::{EntryKind, Hash, Manifest, chunk_hash};
+use super::manifest::{EntryKind, Hash, Manifest, chunk_hash_of_pieces};
 
 /// A chunk's position: entry index and chunk index within that file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,18 +49,7 @@ impl ChunkRef {
     /// without joining them (the hash of the pieces is the hash of their concatenation).
     pub fn check_pieces<B: AsRef<[u8]>>(&self, pieces: &[B]) -> Result<(), TransferError> {
         let len: u64 = pieces.iter().map(|piece| piece.as_ref().len() as u64).sum();
-        let matches = len == self.len
-            && match pieces {
-                [whole] => chunk_hash(whole.as_ref()) == self.hash,
-                _ => {
-                    let mut hasher = blake3::Hasher::new();
-                    for piece in pieces {
-                        hasher.update(piece.as_ref());
-                    }
-                    *hasher.finalize().as_bytes() == self.hash
-                }
-            };
-        if !matches {
+        if len != self.len || chunk_hash_of_pieces(pieces) != self.hash {
             return Err(TransferError::ChunkMismatch { entry: self.entry, chunk: self.at.chunk });
         }
         Ok(())
@@ -224,6 +213,7 @@ mod tests {
 
     use super::super::manifest::{MIN_CHUNK_SIZE, ManifestEntry, chunk_count};
     use super::*;
+    use crate::transfer::manifest::chunk_hash;
 
     /// A manifest of real contents: each file's bytes are `i` repeated.
     fn tree(sizes: &[u64]) -> (Manifest, Vec<Vec<u8>>) {

@@ -234,8 +234,8 @@ impl Cluster {
     }
 
     /// `device`'s connection, if `holder` (its presence value,
-    /// `<instance>|<connection>|up`) names one of this instance's that is
-    /// still open.
+    /// `<instance>|<connection>|up`, or a presence token) names one of this
+    /// instance's that is still open.
     fn local_holder(&self, shared: &Shared, device: &DeviceId, holder: &str) -> Option<Arc<Peer>> {
         let (instance, connection) = holder_connection(holder)?;
         (instance == self.instance).then_some(())?;
@@ -649,8 +649,7 @@ pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) 
 /// Closes `device`'s connection here (registration `token`) after Redis
 /// lost its presence, with a notice saying to register again.
 fn registration_lost(cluster: &Cluster, shared: &Shared, device: &DeviceId, token: &str) {
-    let peer = shared.hub().peer(device);
-    let Some(peer) = peer.filter(|peer| cluster.token(peer.id) == token && peer.connected()) else { return };
+    let Some(peer) = cluster.local_holder(shared, device, token) else { return };
     warn!(%device, "Redis lost this device's presence; closing its connection so it registers again");
     let lost = Rejection::new(ErrorCode::Internal, "the server lost this registration (its store); register again");
     peer.emit(events::NOTICE, &lost);
