@@ -155,6 +155,57 @@ async fn a_message_queued_through_one_instance_is_delivered_on_the_other_in_orde
     }
 }
 
+/// Requests wait on Redis; a request that arrives while one waits must not
+/// overtake it. A burst written without waiting for replies (signals to a
+/// device on the same instance and to one on the other, with presence
+/// subscriptions between them) is answered in the order it was sent, and each
+/// recipient gets its signals in that order; then, once idle, the next request
+/// is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_is_answered_and_delivered_in_arrival_order() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let url = one.url().unwrap();
+    let (bob_keys, bob) = connect(&url, "bob").await;
+    let (carol_keys, carol) = connect(&two.url().unwrap(), "carol").await;
+    let (mut bob_in, mut carol_in) = (bob.incoming().unwrap(), carol.incoming().unwrap());
+    let mut raw = RawClient::connect(&url).await;
+    assert_eq!(raw.register(&keys("alice")).await["ok"], json!(true));
+
+    const BURST: u64 = 48;
+    let (mut to_bob, mut to_carol) = (Vec::new(), Vec::new());
+    for req in 100..100 + BURST {
+        let payload = match req % 3 {
+            0 => json!({"req": req, "devices": [carol_keys.device_id().to_string()]}),
+            n => {
+                let (to, sent) =
+                    if n == 1 { (&bob_keys, &mut to_bob) } else { (&carol_keys, &mut to_carol) };
+                let id = format!("burst-{req}");
+                sent.push(id.clone());
+                json!({"req": req, "id": id, "to": to.device_id().to_string(), "kind": "ready", "body": {}})
+            }
+        };
+        raw.emit(if req % 3 == 0 { "subscribe" } else { "signal" }, vec![payload]).await;
+    }
+    for req in 100..100 + BURST {
+        let reply = raw.expect("reply").await;
+        assert_eq!(reply["req"], json!(req), "replies out of order: {reply}");
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+        if req % 3 != 0 {
+            assert_eq!(reply["outcome"], json!("delivered"), "{reply}");
+        }
+    }
+    for (rx, sent) in [(&mut bob_in, &to_bob), (&mut carol_in, &to_carol)] {
+        for id in sent {
+            assert_eq!(&incoming(rx).await.id, id, "signals out of order");
+        }
+    }
+    // Idle again: the next request starts (and is answered) straight away.
+    let payload = json!({"id": "after", "to": bob_keys.device_id().to_string(), "kind": "ready", "body": {}});
+    assert_eq!(raw.request("signal", payload).await["outcome"], json!("delivered"));
+    assert_eq!(incoming(&mut bob_in).await.id, "after");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_instance_loses_no_queued_message() {
     let redis = RedisServer::start().await;

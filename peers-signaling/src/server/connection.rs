@@ -21,10 +21,11 @@
 //! adapter. Each request is parsed and checked here once, gated by the
 //! connection's state ([`admit`]) and then carried out by the server's
 //! [`SignalingState`](super::state::SignalingState) ([`run_request`]), the
-//! same way for every backend. A backend that waits on I/O (Redis) gets the
-//! requests in arrival order through one task per connection ([`run_jobs`]),
-//! which runs them one at a time; the local backend never waits, so its
-//! requests run in the read loop itself.
+//! same way for every backend. Every request starts in the read loop; the
+//! local backend never waits, so its requests finish there. A backend that
+//! waits on I/O (Redis) keeps the requests in arrival order, one at a time:
+//! a request that has to wait, and every request that arrives while one is
+//! waiting, goes on in the connection's task ([`run_jobs`]).
 
 #[cfg(feature = "redis")]
 use std::collections::HashSet;
@@ -32,7 +33,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Waker};
 
@@ -123,7 +124,7 @@ fn open<A: Adapter>(shared: &Arc<Shared>, socket: Arc<Io<A>>) {
     OsRng.fill_bytes(&mut nonce);
     let (jobs, queued_jobs) = if shared.state.waits() {
         let (tx, rx) = mpsc::channel(JOBS_IN_FLIGHT);
-        (Some(tx), Some(rx))
+        (Some(Jobs { tx, waiting: AtomicUsize::new(0) }), Some(rx))
     } else {
         (None, None)
     };
@@ -192,11 +193,9 @@ pub(crate) struct Connection {
     /// The server origins a registration signature may cover.
     origins: Arc<[String]>,
     pub(super) device: Mutex<Option<DeviceId>>,
-    /// The connection's task, which runs its requests in order (for a
-    /// backend that waits on I/O).
-    /// Each job is boxed: the channel allocates its first block of 32 slots
-    /// with the connection, so a slot is a pointer, not a whole request.
-    jobs: Option<mpsc::Sender<Box<Job>>>,
+    /// The connection's task, which goes on with its requests that wait (for
+    /// a backend that waits on I/O).
+    jobs: Option<Jobs>,
     /// Redis mode: the devices this connection watches (their rooms).
     #[cfg(feature = "redis")]
     pub(super) watching: Mutex<HashSet<DeviceId>>,
@@ -283,14 +282,78 @@ struct Job {
     replier: Replier,
 }
 
-/// Runs one connection's requests in arrival order, one at a time (a
-/// backend that waits on I/O). Ends with the connection. The request's
-/// future is boxed while it runs, so the idle task (one per connection) is
-/// a few words, not the size of the largest request's state.
-async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Box<Job>>) {
-    while let Some(job) = jobs.recv().await {
+/// A request being carried out.
+type Running = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What the connection's task goes on with, in arrival order.
+enum Work {
+    /// A request that started in the read loop and waits.
+    Started(Running),
+    /// A request that arrived while another was waiting.
+    Queued(Job),
+}
+
+/// The requests of a connection whose backend waits on I/O.
+#[derive(Debug)]
+struct Jobs {
+    /// To the connection's task. Each piece of work is boxed: the channel
+    /// allocates its first block of 32 slots with the connection, so a slot
+    /// is a pointer, not a whole request.
+    tx: mpsc::Sender<Box<Work>>,
+    /// Requests handed to the task and not finished. Only the read loop adds
+    /// to it, so at zero the task is idle and a new request may start in the
+    /// read loop without overtaking one.
+    waiting: AtomicUsize,
+}
+
+impl Jobs {
+    /// Carries out `job` after every request before it: in the read loop
+    /// when none is waiting, up to its first wait (a delivered signal then
+    /// skips a hand-off to the task); in the task otherwise.
+    fn run(&self, conn: &Arc<Connection>, job: Job) {
+        let work = if self.waiting.load(Ordering::Acquire) == 0 {
+            let mut running: Running = Box::pin(run_request(conn.clone(), job));
+            if running.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
+                return;
+            }
+            Work::Started(running)
+        } else {
+            Work::Queued(job)
+        };
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let refused = match self.tx.try_send(Box::new(work)) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(work) | mpsc::error::TrySendError::Closed(work)) => work,
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        // Only a queued request can find the channel full: a started one
+        // finds it empty, or closed with the connection.
+        if let Work::Queued(job) = *refused {
+            job.replier.send(Err(Rejection::new(
+                ErrorCode::RateLimited,
+                format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
+            )));
+        }
+    }
+}
+
+/// Goes on with one connection's requests that wait (a backend that waits
+/// on I/O), in arrival order, one at a time. Ends with the connection. A
+/// request's future is boxed while it runs, so the idle task (one per
+/// connection) is a few words, not the size of the largest request's state.
+async fn run_jobs(conn: Weak<Connection>, mut jobs: mpsc::Receiver<Box<Work>>) {
+    while let Some(work) = jobs.recv().await {
+        match *work {
+            Work::Started(running) => running.await,
+            Work::Queued(job) => {
+                let Some(conn) = conn.upgrade() else { return };
+                Box::pin(run_request(conn, job)).await;
+            }
+        }
         let Some(conn) = conn.upgrade() else { return };
-        Box::pin(run_request(conn, *job)).await;
+        if let Some(jobs) = &conn.jobs {
+            jobs.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -445,14 +508,9 @@ impl<A: Adapter> MessageHandler<A, InOrder> for EventHandler {
         }
         let request = event.and_then(|(_, payload)| Request::parse(kind, payload, &conn.shared.config.payload));
         let job = Job { kind, request, replier };
-        let Some(jobs) = &conn.jobs else { return run_inline(conn, job) };
-        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
-            jobs.try_send(Box::new(job))
-        {
-            job.replier.send(Err(Rejection::new(
-                ErrorCode::RateLimited,
-                format!("more than {JOBS_IN_FLIGHT} requests in flight on this connection"),
-            )));
+        match &conn.jobs {
+            Some(jobs) => jobs.run(conn, job),
+            None => run_inline(conn, job),
         }
     }
 }
