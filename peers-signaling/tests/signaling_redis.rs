@@ -178,8 +178,7 @@ async fn a_burst_of_requests_is_answered_and_delivered_in_arrival_order() {
         let payload = match req % 3 {
             0 => json!({"req": req, "devices": [carol_keys.device_id().to_string()]}),
             n => {
-                let (to, sent) =
-                    if n == 1 { (&bob_keys, &mut to_bob) } else { (&carol_keys, &mut to_carol) };
+                let (to, sent) = if n == 1 { (&bob_keys, &mut to_bob) } else { (&carol_keys, &mut to_carol) };
                 let id = format!("burst-{req}");
                 sent.push(id.clone());
                 json!({"req": req, "id": id, "to": to.device_id().to_string(), "kind": "ready", "body": {}})
@@ -204,6 +203,44 @@ async fn a_burst_of_requests_is_answered_and_delivered_in_arrival_order() {
     let payload = json!({"id": "after", "to": bob_keys.device_id().to_string(), "kind": "ready", "body": {}});
     assert_eq!(raw.request("signal", payload).await["outcome"], json!("delivered"));
     assert_eq!(incoming(&mut bob_in).await.id, "after");
+}
+
+/// A presence can outlive its connection: the disconnect's release is a
+/// Redis round trip, and one that fails (Redis slow or away) leaves the
+/// presence until `presence_ttl`. A signal to a device whose presence names
+/// a connection this instance no longer holds is queued, not answered
+/// `delivered` to nobody, and reaches the device when it registers again;
+/// the stale presence is released and the device's watchers hear it is
+/// offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_to_a_presence_that_outlived_its_connection_is_queued() {
+    let redis = RedisServer::start().await;
+    let (one, _two) = pair(redis_config(&redis)).await;
+    let url = one.url().unwrap();
+    let (_, alice) = connect(&url, "alice").await;
+    let mut alice_events = alice.events().unwrap();
+    let (bob_keys, bob) = connect(&url, "bob").await;
+    let bob_id = bob_keys.device_id();
+    assert_eq!(alice.subscribe_presence(&[bob_id]).await.unwrap(), vec![bob_id]);
+    let key = format!("test:{{d:{bob_id}}}:on");
+    let presence: String = redis.query(redis::cmd("GET").arg(&key)).await;
+    assert!(presence.ends_with("|up"), "{presence}");
+
+    // Bob goes; then his presence is put back as a failed release leaves it.
+    bob.close().await;
+    let about_bob = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == bob_id).map(|(_, on)| on);
+    assert!(!event(&mut alice_events, about_bob).await, "bob offline");
+    let () = redis.query(redis::cmd("SET").arg(&key).arg(&presence).arg("PX").arg(60_000)).await;
+
+    let sent = alice.send(&bob_id, SignalKind::Offer, body(SignalKind::Offer, 1)).await.unwrap();
+    assert!(matches!(sent.outcome, Outcome::Queued { .. }), "sent to a connection that is gone: {sent:?}");
+    let left: Option<String> = redis.query(redis::cmd("GET").arg(&key)).await;
+    assert_eq!(left, None, "the stale presence is released");
+    assert!(!event(&mut alice_events, about_bob).await, "bob offline, told again as his presence ends");
+
+    let bob = SignalingClient::connect(&url, &bob_keys, SignalingClientOptions::default()).await.unwrap();
+    let got = incoming(&mut bob.incoming().unwrap()).await;
+    assert_eq!((got.id, got.queued), (sent.id, true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

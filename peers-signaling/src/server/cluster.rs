@@ -242,36 +242,48 @@ impl Cluster {
         shared.hub().peer(device).filter(|peer| peer.id == connection && peer.connected())
     }
 
-    /// Whether the instance named in `holder` (a presence value of `device`)
-    /// is alive. If it is not (for [`ALIVE_GRACE`]), `device`'s
-    /// presence is released (only if it is still that holder's) and its
-    /// watchers hear "offline". On a Redis error it is taken as alive.
+    /// Whether the connection named in `holder` (a presence value of
+    /// `device`) is still there. One of this instance's is while it holds
+    /// the device (its presence can outlive it by the release's round trip,
+    /// or longer when that fails). Another instance's is while that instance
+    /// is alive (looked at for [`ALIVE_GRACE`]; on a Redis error it is taken
+    /// as alive). A holder that is gone loses `device`'s presence (only if it
+    /// is still that holder's), and the watchers hear "offline".
     async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
-        let mut parts = holder.split('|');
-        let (Some(instance), Some(connection)) = (parts.next(), parts.next()) else { return true };
+        let Some((instance, connection)) = holder_connection(holder) else { return true };
         if instance == self.instance {
-            return true;
+            if lock(&self.held).get(device) == Some(&connection) {
+                return true;
+            }
+            debug!(%device, connection, "the device's connection here closed; it is offline");
+        } else {
+            if self.instance_alive(instance).await {
+                return true;
+            }
+            info!(%device, instance, "the device's instance is gone; it is offline");
         }
-        // A channel is without its subscriber for a moment while its slot
-        // moves (it is subscribed again on the new node): look again for a
-        // while before taking the instance for gone.
+        // Its list goes with its presence: read it first.
+        let allow = self.state.allow_list(device).await.ok().flatten();
+        if let Ok(true) = self.state.release(device, &presence_token(instance, connection)).await {
+            cluster_presence::announce(self, device, false, allow.as_ref()).await;
+        }
+        false
+    }
+
+    /// Whether `instance` is alive. A channel is without its subscriber for a
+    /// moment while its slot moves (it is subscribed again on the new node):
+    /// it is looked at again for a while before the instance counts as gone.
+    async fn instance_alive(&self, instance: &str) -> bool {
         let grace = tokio::time::Instant::now() + ALIVE_GRACE;
         loop {
             if !matches!(self.state.instance_alive(instance).await, Ok(false)) {
                 return true;
             }
             if tokio::time::Instant::now() >= grace {
-                break;
+                return false;
             }
             tokio::time::sleep(ALIVE_GRACE / 10).await;
         }
-        info!(%device, instance, "the device's instance is gone; it is offline");
-        // Its list goes with its presence: read it first.
-        let allow = self.state.allow_list(device).await.ok().flatten();
-        if let Ok(true) = self.state.release(device, &format!("{instance}|{connection}")).await {
-            cluster_presence::announce(self, device, false, allow.as_ref()).await;
-        }
-        false
     }
 
     /// Counts one request against the budgets in Redis of `ip` and, once
@@ -340,7 +352,7 @@ impl Cluster {
         if let Ok(NotifyOutcome::Online { holder }) = &notified
             && !self.holder_alive(sender, holder).await
         {
-            // Its instance died: the presence is gone now, so this keeps it.
+            // Its connection is gone: so is the presence now, and this keeps it.
             notified = self.state.notify(now, sender, &notice).await;
         }
         match notified {
@@ -524,7 +536,7 @@ pub(super) async fn signal(
     if let SendOutcome::Deliver { holder } = &sent
         && !cluster.holder_alive(&message.to, holder).await
     {
-        // Its instance died: the presence is gone now, so this queues it.
+        // Its connection is gone: so is the presence now, and this queues it.
         sent = cluster.state.send(&message, signal.ttl_ms).await.map_err(unavailable)?;
     }
     match sent {
@@ -600,10 +612,15 @@ pub(super) fn disconnected(
     cluster_relay::device_gone(shared, cluster, device, peer_id);
     let cluster = cluster.clone();
     tokio::spawn(async move {
-        if let Err(err) = cluster.state.relay_drop(&device, &cluster.token(peer_id)).await {
+        // Both at once: until the release, a signal from another instance
+        // finds the device up and is sent to a connection that is gone.
+        let token = cluster.token(peer_id);
+        let (dropped, released) =
+            tokio::join!(cluster.state.relay_drop(&device, &token), cluster.state.release(&device, &token));
+        if let Err(err) = dropped {
             warn!(%device, %err, "could not drop the relay requests; they lapse with relay.pending_wait");
         }
-        match cluster.state.release(&device, &cluster.token(peer_id)).await {
+        match released {
             Ok(true) => {
                 info!(%device, "device offline");
                 cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
