@@ -243,6 +243,32 @@ async fn a_signal_to_a_presence_that_outlived_its_connection_is_queued() {
     assert_eq!((got.id, got.queued), (sent.id, true));
 }
 
+/// A disconnect whose presence release fails (Redis hung for longer than a
+/// request's timeout) tries it again: the device is announced offline, and
+/// its presence gone, once Redis answers, not left up until it runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_failed_is_tried_again() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(redis_config(&redis)).await;
+    let (_, alice) = connect(&two.url().unwrap(), "alice").await;
+    let mut alice_events = alice.events().unwrap();
+    let (bob_keys, bob) = connect(&one.url().unwrap(), "bob").await;
+    let bob_id = bob_keys.device_id();
+    assert_eq!(alice.subscribe_presence(&[bob_id]).await.unwrap(), vec![bob_id]);
+
+    redis.freeze();
+    bob.close().await;
+    // Longer than a request's timeout (2 s): the release fails.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    redis.thaw();
+    let thawed = tokio::time::Instant::now();
+    let about_bob = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == bob_id).map(|(_, on)| on);
+    assert!(!event(&mut alice_events, about_bob).await, "bob announced offline");
+    assert!(thawed.elapsed() < PRESENCE_TTL / 2, "announced only after {:?}", thawed.elapsed());
+    let left: Option<String> = redis.query(redis::cmd("GET").arg(format!("test:{{d:{bob_id}}}:on"))).await;
+    assert_eq!(left, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_instance_loses_no_queued_message() {
     let redis = RedisServer::start().await;

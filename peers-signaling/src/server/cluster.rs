@@ -496,6 +496,11 @@ fn holder_connection(holder: &str) -> Option<(&str, u64)> {
     Some((parts.next()?, parts.next()?.parse().ok()?))
 }
 
+/// The first pause before a failed presence release is tried again (doubled
+/// each time, at most [`RELEASE_RETRY_MAX`], while the presence would last).
+const RELEASE_RETRY: Duration = Duration::from_millis(250);
+const RELEASE_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// The adapter's stream buffer: pub/sub messages held for one channel's reader.
 const PUBSUB_BUFFER: usize = 8192;
 
@@ -620,16 +625,35 @@ pub(super) fn disconnected(
         if let Err(err) = dropped {
             warn!(%device, %err, "could not drop the relay requests; they lapse with relay.pending_wait");
         }
-        match released {
-            Ok(true) => {
+        // A release that fails is tried again while the presence would last:
+        // until it ends, signals from other instances are sent to nobody.
+        // A try that timed out may still have been carried out: after one,
+        // "not ours to release" means gone, unless the device is online again.
+        let (mut released, mut pause, mut retried) = (released, RELEASE_RETRY, false);
+        let give_up = tokio::time::Instant::now() + cluster.state.presence_ttl();
+        loop {
+            let gone = match released {
+                Ok(true) => true,
+                Ok(false) => retried && cluster.state.online(&[device]).await.is_ok_and(|on| on.is_empty()),
+                Err(err) if tokio::time::Instant::now() + pause < give_up => {
+                    debug!(%device, %err, ?pause, "could not end the presence; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RELEASE_RETRY_MAX);
+                    released = cluster.state.release(&device, &token).await;
+                    retried = true;
+                    continue;
+                }
+                Err(err) => {
+                    warn!(%device, %err, "could not end the presence; it runs out with presence_ttl");
+                    m::store_errors();
+                    false
+                }
+            };
+            if gone {
                 info!(%device, "device offline");
                 cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
             }
-            Ok(false) => {}
-            Err(err) => {
-                warn!(%device, %err, "could not end the presence; it runs out with presence_ttl");
-                m::store_errors();
-            }
+            break;
         }
     });
 }

@@ -138,6 +138,22 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Stops it answering (SIGSTOP) until [`thaw`](Self::thaw): a Redis that
+    /// hangs, with its connections open.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen Redis go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill").arg(signal).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} redis-server");
+    }
+
     /// Starts it again, empty, on the same port.
     pub async fn restart(&mut self) {
         self.stop();
