@@ -28,6 +28,8 @@ pub(super) struct Staging {
     dir: PathBuf,
     pub(super) reception: Reception,
     open: Option<(usize, File)>,
+    /// The `resume` file, open once the first chunk is stored.
+    resume: Option<File>,
 }
 
 impl Staging {
@@ -76,7 +78,7 @@ impl Staging {
                 }
             }
         }
-        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None })
+        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None, resume: None })
     }
 
     /// Checks the chunk at `at`, in `pieces`, against the manifest; only then writes it
@@ -103,10 +105,26 @@ impl Staging {
             write_all_at(file, piece, offset).map_err(io)?;
             offset += piece.len() as u64;
         }
-        let resume = self.dir.join("resume");
-        let tmp = self.dir.join("resume.tmp");
-        fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
-        fs::rename(&tmp, &resume).map_err(io)
+        start_writeback(file, chunk.offset, offset - chunk.offset);
+        self.save_position()
+    }
+
+    /// Writes the position after the last verified chunk into the `resume` file, in
+    /// place: its 8 bytes at offset 0, one write within one page, so a receiver that
+    /// dies leaves the old position or the new one. (Writing a temporary file and
+    /// renaming it over `resume` cost about 2 ms per chunk on ext4, which flushes a
+    /// file renamed over another: the receiver's largest cost per chunk.)
+    fn save_position(&mut self) -> std::result::Result<(), TransferError> {
+        let path = self.dir.join("resume");
+        let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
+        if self.resume.is_none() {
+            let file =
+                OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+            file.set_len(8).map_err(io)?;
+            self.resume = Some(file);
+        }
+        let Some(file) = self.resume.as_ref() else { unreachable!("opened above") };
+        write_all_at(file, &encode_cursor(self.reception.resume_point()), 0).map_err(io)
     }
 
     /// Syncs the file being written: what was verified stays for the next offer.
@@ -183,6 +201,24 @@ fn available_space(dir: &Path) -> Option<u64> {
 fn available_space(_: &Path) -> Option<u64> {
     None
 }
+
+/// Starts writing `len` bytes at `offset` of `file` to the disk without waiting for
+/// it, so the data goes to the disk while the next chunks arrive and the final
+/// `sync_all` finds little left to write (it took 0.3 to 0.4 s for 1 GiB at the end of
+/// a transfer). A hint: a failure changes nothing but the timing. On Linux,
+/// `POSIX_FADV_DONTNEED` starts the writeback of the range's dirty pages (and drops the
+/// ones already clean, so a large transfer does not fill the page cache).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // `None` would mean "to the end of the file".
+    let Some(len) = std::num::NonZeroU64::new(len) else { return };
+    if let Err(err) = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed) {
+        tracing::debug!(%err, "could not start writing a chunk to the disk");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
 
 /// Writes all of `bytes` at `offset` of `file` (no seek: positioned writes).
 #[cfg(unix)]
