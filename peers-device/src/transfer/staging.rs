@@ -232,3 +232,68 @@ fn write_all_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<(
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::manifest::{MIN_CHUNK_SIZE, ManifestEntry, chunk_hash};
+    use crate::transfer::progress::{ChunkRef, Sending};
+
+    const CHUNK: usize = MIN_CHUNK_SIZE as usize;
+
+    fn data() -> Vec<u8> {
+        (0..CHUNK * 3 + CHUNK / 2).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn manifest_of(data: &[u8]) -> Manifest {
+        let chunks = data.chunks(CHUNK).map(chunk_hash).collect();
+        let kind = EntryKind::File { size: data.len() as u64, executable: false, chunks };
+        Manifest { chunk_size: MIN_CHUNK_SIZE, entries: vec![ManifestEntry { path: "f.bin".into(), kind }] }
+    }
+
+    /// The chunk's bytes in two pieces, as a stream may cut them.
+    fn pieces(data: &[u8], chunk: &ChunkRef) -> Vec<Bytes> {
+        let bytes = &data[chunk.offset as usize..(chunk.offset + chunk.len) as usize];
+        let (a, b) = bytes.split_at(bytes.len() / 3);
+        vec![Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)]
+    }
+
+    fn saved(out: &Path, manifest: &Manifest) -> Vec<u8> {
+        fs::read(out.join(Staging::dir_name(&manifest.digest())).join("resume")).unwrap()
+    }
+
+    #[test]
+    fn each_chunk_saves_its_position_in_place_and_a_reopen_resumes_after_it() {
+        let (out, data) = (tempfile::tempdir().unwrap(), data());
+        let manifest = manifest_of(&data);
+        let mut staging = Staging::open(out.path(), manifest.clone()).unwrap();
+        let mut order = Sending::new(manifest.clone(), Cursor::START).unwrap();
+        // A position an earlier receiver left, longer than one: overwritten, cut to 8 bytes.
+        fs::write(out.path().join(Staging::dir_name(&manifest.digest())).join("resume"), [0xff; 16]).unwrap();
+        for _ in 0..2 {
+            let chunk = order.next_chunk().unwrap();
+            staging.store(chunk.at, &pieces(&data, &chunk)).unwrap();
+            assert_eq!(saved(out.path(), &manifest), encode_cursor(staging.reception.resume_point()));
+        }
+        drop(staging);
+        assert_eq!(staged_bytes(out.path(), &manifest), Some(2 * CHUNK as u64));
+
+        let mut staging = Staging::open(out.path(), manifest.clone()).unwrap();
+        assert_eq!(staging.reception.resume_point(), Cursor { entry: 0, chunk: 2 });
+        let mut order = Sending::new(manifest.clone(), staging.reception.resume_point()).unwrap();
+        // A chunk that does not match is not written and does not move the position.
+        let chunk = order.next_chunk().unwrap();
+        let mut bad = pieces(&data, &chunk);
+        bad[0] = Bytes::from(vec![0; bad[0].len()]);
+        assert!(staging.store(chunk.at, &bad).is_err());
+        assert_eq!(saved(out.path(), &manifest), encode_cursor(Cursor { entry: 0, chunk: 2 }));
+        staging.store(chunk.at, &pieces(&data, &chunk)).unwrap();
+        let last = order.next_chunk().unwrap();
+        staging.store(last.at, &pieces(&data, &last)).unwrap();
+        assert!(order.next_chunk().is_none());
+        let received = staging.finish().unwrap();
+        assert_eq!(received.stored, ["f.bin"]);
+        assert_eq!(fs::read(out.path().join("f.bin")).unwrap(), data);
+        assert!(!out.path().join(Staging::dir_name(&manifest.digest())).exists());
+    }
+}
