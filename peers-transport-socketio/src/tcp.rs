@@ -9,12 +9,16 @@
 //! second message waits for it: 40 ms added to a connect or a round trip.
 //!
 //! The server cannot switch the client's Nagle off, but it can stop delaying its
-//! ACKs: [`QuickAck`] sets `TCP_QUICKACK` after every read that returned data,
-//! which sends an ACK still pending at once and leaves the kernel's "ping-pong"
-//! mode, so the client's held segment goes out one loopback round trip later
-//! instead of 40 ms later. The flag is not permanent (the kernel falls back to
-//! delayed ACKs on its own), hence once per read: one `setsockopt` per read
-//! call, which carries many messages when data streams in.
+//! ACKs: [`QuickAck`] sets `TCP_QUICKACK` once a read finds the socket drained (a
+//! read that returned data without filling the buffer, or one that would block
+//! after a read that filled it), which sends an ACK still pending at once and
+//! leaves the kernel's "ping-pong" mode, so the client's held segment goes out one
+//! loopback round trip later instead of 40 ms later. The flag is not permanent (the
+//! kernel falls back to delayed ACKs on its own), hence once per drained socket.
+//! While data streams in, reads fill the buffer and no flag is set: the kernel
+//! acknowledges a bulk stream on its own, and a `setsockopt` (with the immediate
+//! ACK it sends) after each of the WebSocket reader's reads cost as much as the
+//! reads themselves.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,8 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
-/// An accepted TCP stream that sets `TCP_QUICKACK` after each read that
-/// returned data (when enabled; on Linux and Android only, elsewhere it is a
+/// An accepted TCP stream that sets `TCP_QUICKACK` whenever a read finds the
+/// socket drained (when enabled; on Linux and Android only, elsewhere it is a
 /// plain stream).
 ///
 /// [`SocketIoServer`](crate::SocketIoServer) wraps every connection in one. An
@@ -47,6 +51,9 @@ use tracing::debug;
 pub struct QuickAck {
     tcp: TcpStream,
     enabled: bool,
+    /// The last read filled the caller's buffer, so more data was probably
+    /// waiting: the quick ACK is owed to the next read that finds none.
+    owed: bool,
 }
 
 impl QuickAck {
@@ -56,17 +63,23 @@ impl QuickAck {
         if nodelay && let Err(err) = tcp.set_nodelay(true) {
             debug!(%err, "cannot set TCP_NODELAY");
         }
-        QuickAck { tcp, enabled: quickack }
+        QuickAck { tcp, enabled: quickack, owed: false }
     }
 }
 
 impl AsyncRead for QuickAck {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
+        let (before, room) = (buf.filled().len(), buf.remaining());
         let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
-        if self.enabled
-            && matches!(polled, Poll::Ready(Ok(())))
-            && buf.filled().len() > before
+        if !self.enabled {
+            return polled;
+        }
+        let read = match polled {
+            Poll::Ready(Ok(())) => Some(buf.filled().len() - before),
+            Poll::Pending => None,
+            Poll::Ready(Err(_)) => return polled,
+        };
+        if ack_due(&mut self.owed, read, room)
             && let Err(err) = quick_ack(&self.tcp)
         {
             // Not fatal: ACKs are merely delayed again. Stop trying.
@@ -100,6 +113,25 @@ impl AsyncWrite for QuickAck {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Whether a read that returned `read` bytes into `room` (`None`: it would block)
+/// finds the socket drained with a quick ACK owed: a read that returned data without
+/// filling the buffer, or a blocked one after a read that filled it (`owed` keeps
+/// that). A read that fills the buffer leaves data waiting, most likely: no ACK yet.
+fn ack_due(owed: &mut bool, read: Option<usize>, room: usize) -> bool {
+    match read {
+        Some(0) => false,
+        Some(got) if got >= room => {
+            *owed = true;
+            false
+        }
+        Some(_) => {
+            *owed = false;
+            true
+        }
+        None => std::mem::take(owed),
     }
 }
 
@@ -159,4 +191,24 @@ pub(crate) fn is_per_connection(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ack_due;
+
+    #[test]
+    fn the_quick_ack_waits_for_a_drained_socket() {
+        let mut owed = false;
+        assert!(ack_due(&mut owed, Some(10), 4096), "a short read drained the socket");
+        assert!(!ack_due(&mut owed, None, 4096), "nothing owed, nothing read");
+        assert!(!ack_due(&mut owed, Some(4096), 4096), "a full read: more is waiting");
+        assert!(!ack_due(&mut owed, Some(4096), 4096));
+        assert!(!ack_due(&mut owed, Some(0), 4096), "the end of the stream");
+        assert!(ack_due(&mut owed, None, 4096), "blocked after full reads: owed now");
+        assert!(!ack_due(&mut owed, None, 4096), "once");
+        assert!(!ack_due(&mut owed, Some(4096), 4096));
+        assert!(ack_due(&mut owed, Some(1), 4096), "a short read after a full one");
+        assert!(!ack_due(&mut owed, None, 4096), "already sent");
+    }
 }

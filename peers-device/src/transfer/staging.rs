@@ -28,6 +28,8 @@ pub(super) struct Staging {
     dir: PathBuf,
     pub(super) reception: Reception,
     open: Option<(usize, File)>,
+    /// The `resume` file, open once the first chunk is stored.
+    resume: Option<File>,
 }
 
 impl Staging {
@@ -76,7 +78,7 @@ impl Staging {
                 }
             }
         }
-        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None })
+        Ok(Self { out_dir: out_dir.to_path_buf(), dir, reception, open: None, resume: None })
     }
 
     /// Checks the chunk at `at`, in `pieces`, against the manifest; only then writes it
@@ -103,10 +105,26 @@ impl Staging {
             write_all_at(file, piece, offset).map_err(io)?;
             offset += piece.len() as u64;
         }
-        let resume = self.dir.join("resume");
-        let tmp = self.dir.join("resume.tmp");
-        fs::write(&tmp, encode_cursor(self.reception.resume_point())).map_err(io)?;
-        fs::rename(&tmp, &resume).map_err(io)
+        start_writeback(file, chunk.offset, offset - chunk.offset);
+        self.save_position()
+    }
+
+    /// Writes the position after the last verified chunk into the `resume` file, in
+    /// place: its 8 bytes at offset 0, one write within one page, so a receiver that
+    /// dies leaves the old position or the new one. (Writing a temporary file and
+    /// renaming it over `resume` cost about 2 ms per chunk on ext4, which flushes a
+    /// file renamed over another: the receiver's largest cost per chunk.)
+    fn save_position(&mut self) -> std::result::Result<(), TransferError> {
+        let path = self.dir.join("resume");
+        let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
+        if self.resume.is_none() {
+            let file =
+                OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+            file.set_len(8).map_err(io)?;
+            self.resume = Some(file);
+        }
+        let Some(file) = self.resume.as_ref() else { unreachable!("opened above") };
+        write_all_at(file, &encode_cursor(self.reception.resume_point()), 0).map_err(io)
     }
 
     /// Syncs the file being written: what was verified stays for the next offer.
@@ -184,6 +202,24 @@ fn available_space(_: &Path) -> Option<u64> {
     None
 }
 
+/// Starts writing `len` bytes at `offset` of `file` to the disk without waiting for
+/// it, so the data goes to the disk while the next chunks arrive and the final
+/// `sync_all` finds little left to write (it took 0.3 to 0.4 s for 1 GiB at the end of
+/// a transfer). A hint: a failure changes nothing but the timing. On Linux,
+/// `POSIX_FADV_DONTNEED` starts the writeback of the range's dirty pages (and drops the
+/// ones already clean, so a large transfer does not fill the page cache).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    // `None` would mean "to the end of the file".
+    let Some(len) = std::num::NonZeroU64::new(len) else { return };
+    if let Err(err) = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed) {
+        tracing::debug!(%err, "could not start writing a chunk to the disk");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+
 /// Writes all of `bytes` at `offset` of `file` (no seek: positioned writes).
 #[cfg(unix)]
 fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
@@ -195,4 +231,69 @@ fn write_all_at(mut file: &File, bytes: &[u8], offset: u64) -> std::io::Result<(
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::manifest::{MIN_CHUNK_SIZE, ManifestEntry, chunk_hash};
+    use crate::transfer::progress::{ChunkRef, Sending};
+
+    const CHUNK: usize = MIN_CHUNK_SIZE as usize;
+
+    fn data() -> Vec<u8> {
+        (0..CHUNK * 3 + CHUNK / 2).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn manifest_of(data: &[u8]) -> Manifest {
+        let chunks = data.chunks(CHUNK).map(chunk_hash).collect();
+        let kind = EntryKind::File { size: data.len() as u64, executable: false, chunks };
+        Manifest { chunk_size: MIN_CHUNK_SIZE, entries: vec![ManifestEntry { path: "f.bin".into(), kind }] }
+    }
+
+    /// The chunk's bytes in two pieces, as a stream may cut them.
+    fn pieces(data: &[u8], chunk: &ChunkRef) -> Vec<Bytes> {
+        let bytes = &data[chunk.offset as usize..(chunk.offset + chunk.len) as usize];
+        let (a, b) = bytes.split_at(bytes.len() / 3);
+        vec![Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)]
+    }
+
+    fn saved(out: &Path, manifest: &Manifest) -> Vec<u8> {
+        fs::read(out.join(Staging::dir_name(&manifest.digest())).join("resume")).unwrap()
+    }
+
+    #[test]
+    fn each_chunk_saves_its_position_in_place_and_a_reopen_resumes_after_it() {
+        let (out, data) = (tempfile::tempdir().unwrap(), data());
+        let manifest = manifest_of(&data);
+        let mut staging = Staging::open(out.path(), manifest.clone()).unwrap();
+        let mut order = Sending::new(manifest.clone(), Cursor::START).unwrap();
+        // A position an earlier receiver left, longer than one: overwritten, cut to 8 bytes.
+        fs::write(out.path().join(Staging::dir_name(&manifest.digest())).join("resume"), [0xff; 16]).unwrap();
+        for _ in 0..2 {
+            let chunk = order.next_chunk().unwrap();
+            staging.store(chunk.at, &pieces(&data, &chunk)).unwrap();
+            assert_eq!(saved(out.path(), &manifest), encode_cursor(staging.reception.resume_point()));
+        }
+        drop(staging);
+        assert_eq!(staged_bytes(out.path(), &manifest), Some(2 * CHUNK as u64));
+
+        let mut staging = Staging::open(out.path(), manifest.clone()).unwrap();
+        assert_eq!(staging.reception.resume_point(), Cursor { entry: 0, chunk: 2 });
+        let mut order = Sending::new(manifest.clone(), staging.reception.resume_point()).unwrap();
+        // A chunk that does not match is not written and does not move the position.
+        let chunk = order.next_chunk().unwrap();
+        let mut bad = pieces(&data, &chunk);
+        bad[0] = Bytes::from(vec![0; bad[0].len()]);
+        assert!(staging.store(chunk.at, &bad).is_err());
+        assert_eq!(saved(out.path(), &manifest), encode_cursor(Cursor { entry: 0, chunk: 2 }));
+        staging.store(chunk.at, &pieces(&data, &chunk)).unwrap();
+        let last = order.next_chunk().unwrap();
+        staging.store(last.at, &pieces(&data, &last)).unwrap();
+        assert!(order.next_chunk().is_none());
+        let received = staging.finish().unwrap();
+        assert_eq!(received.stored, ["f.bin"]);
+        assert_eq!(fs::read(out.path().join("f.bin")).unwrap(), data);
+        assert!(!out.path().join(Staging::dir_name(&manifest.digest())).exists());
+    }
 }
