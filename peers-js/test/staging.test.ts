@@ -57,6 +57,12 @@ test("a staging kept by one store resumes in the next; another manifest's is dis
     // A position outside the manifest (a damaged file): start over.
     await writeFile(join(stagingDir, "resume"), encodeResume({ entry: 9, chunk: 0 }));
     assert.deepEqual(await directoryStore(out, { stagingDir }).open(manifest), { entry: 0, chunk: 0 });
+    // One too long: start over, and the file is a position again (it is written in place).
+    await writeFile(join(stagingDir, "resume"), new Uint8Array(12).fill(7));
+    const d = directoryStore(out, { stagingDir });
+    assert.deepEqual(await d.open(manifest), { entry: 0, chunk: 0 });
+    await d.write(manifest.entries[0]!, chunks[0]!, cursorAfter(manifest, 0, 0));
+    assert.deepEqual(new Uint8Array(await readFile(join(stagingDir, "resume"))), encodeResume({ entry: 0, chunk: 1 }));
   } finally {
     await rm(out, { recursive: true, force: true });
   }
