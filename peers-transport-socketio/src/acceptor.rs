@@ -37,6 +37,7 @@ use tracing::{debug, info};
 use crate::ServerOptions;
 use crate::flow::Credit;
 use crate::locality::classify;
+use crate::separators::{self, BinaryFormat};
 use crate::socket::{CLOSE_TIMEOUT, Core, Link, SocketIoSocket, spawn_writer};
 use crate::wire::{
     self, CloseNotice, EVENT_BINARY, EVENT_CLOSE, EVENT_CREDIT, EVENT_HELLO, EVENT_TEXT, Hello, WireError,
@@ -462,7 +463,7 @@ impl ServerLink {
     /// escaping: `rust_socketio`). Such a client parses one text message once,
     /// instead of a header and an attachment. Other clients always get `"b"`.
     fn small_as_text(&self, len: usize) -> bool {
-        len < wire::SERVER_SMALL_FRAME_LIMIT && self.core.peer_wants_escape()
+        len < wire::SERVER_SMALL_FRAME_LIMIT && self.core.send_format() != BinaryFormat::Raw
     }
 }
 
@@ -479,11 +480,7 @@ impl Link for ServerLink {
                 None => self.emit(EVENT_TEXT, &text).await,
             };
         }
-        if self.core.peer_wants_escape() {
-            self.emit(EVENT_BINARY, &wire::escape_record_separators(frame)).await
-        } else {
-            self.emit(EVENT_BINARY, &frame).await
-        }
+        self.emit(EVENT_BINARY, &separators::encode(self.core.send_format(), frame)).await
     }
 
     async fn send_grant(&mut self, grant: Credit) -> Result<(), String> {

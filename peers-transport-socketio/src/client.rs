@@ -21,8 +21,8 @@
 //!   record separator of engine.io's HTTP long-polling payloads, binary messages
 //!   included, so a binary attachment holding that byte arrives in pieces (an
 //!   "EngineIO Error", or worse, a piece that parses as another packet). Our
-//!   hello therefore asks the server to escape 0x1e in the binary frames it sends
-//!   us (`wire::escape_record_separators`). Text is safe: JSON escapes 0x1e.
+//!   hello therefore asks the server for binary frames without 0x1e, patched or
+//!   escaped (`separators`). Text is safe: JSON escapes 0x1e.
 //! - It exposes neither the TCP addresses nor the TLS session (it dials
 //!   `https`/`wss` with native-tls; we can only hand it a connector, to trust
 //!   [`ClientOptions::tls_root_certificates`]), so `local_addr` is unknown and
@@ -48,6 +48,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::flow::Credit;
 use crate::locality::classify;
+use crate::separators;
 use crate::socket::{Core, Link, SocketIoSocket, spawn_writer};
 use crate::wire::{
     self, CloseNotice, DEFAULT_SMALL_FRAME_LIMIT, EVENT_BINARY, EVENT_CLOSE, EVENT_CREDIT, EVENT_HELLO, EVENT_TEXT,
@@ -247,8 +248,8 @@ pub fn client_builder(url: &str, namespace: &str, ended: impl Fn(&str) + Send + 
 
 fn on_binary(core: &Core, payload: Payload, max: usize) -> std::result::Result<(), WireError> {
     match payload {
-        Payload::Binary(escaped) => {
-            core.on_frame(wire::unescape_record_separators(escaped, max)?);
+        Payload::Binary(encoded) => {
+            core.on_frame(separators::decode(core.recv_format(), encoded, max)?);
             Ok(())
         }
         _ => Err(WireError::Malformed { event: EVENT_BINARY, detail: "text where a binary frame belongs".into() }),

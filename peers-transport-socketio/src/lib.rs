@@ -86,6 +86,7 @@ mod error;
 mod flow;
 mod limits;
 mod locality;
+mod separators;
 #[cfg(feature = "server")]
 mod server;
 mod socket;

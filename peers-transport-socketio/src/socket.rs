@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::flow::{Credit, RecvWindow, SendCredit};
+use crate::separators::BinaryFormat;
 use crate::wire::{CloseNotice, Hello, WireError};
 
 /// How long closing waits to hand the frames already sent and the close notice to
@@ -68,7 +69,8 @@ pub(crate) struct Core {
     pub(crate) label: String,
     /// The largest frame we accept.
     max_recv_frame: usize,
-    /// Our hello asks for escaped binary frames.
+    /// Our hello asks for binary frames without 0x1e (escaped, or patched if the
+    /// peer can; see [`crate::separators`]).
     escape: bool,
     state: SocketLifecycle,
     /// A local close that the writer should tell the peer about.
@@ -126,6 +128,8 @@ impl Core {
             max_frame: self.max_recv_frame as u64,
             window: lock(&self.inbound).window.initial(),
             escape_record_separators: self.escape,
+            // Our server patches for clients that ask; our client decodes it.
+            patch_record_separators: true,
         }
     }
 
@@ -284,9 +288,19 @@ impl Core {
     }
 
     #[cfg(feature = "server")]
-    /// Whether the peer's hello asked for escaped binary frames.
-    pub(crate) fn peer_wants_escape(&self) -> bool {
-        self.peer_hello.borrow().is_some_and(|hello| hello.escape_record_separators)
+    /// How binary frames to the peer travel, from its hello (raw before it).
+    pub(crate) fn send_format(&self) -> BinaryFormat {
+        self.peer_hello.borrow().map_or(BinaryFormat::Raw, |peer| {
+            BinaryFormat::new(peer.escape_record_separators, peer.patch_record_separators, true)
+        })
+    }
+
+    #[cfg(feature = "client")]
+    /// How binary frames from the peer travel, from both hellos (as asked before
+    /// the peer's hello).
+    pub(crate) fn recv_format(&self) -> BinaryFormat {
+        let peer_patches = self.peer_hello.borrow().is_some_and(|peer| peer.patch_record_separators);
+        BinaryFormat::new(self.escape, true, peer_patches)
     }
 
     /// Waits until the writer task finished (it told the peer and disconnected).

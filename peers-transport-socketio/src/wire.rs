@@ -9,7 +9,7 @@
 //! "b"            <binary attachment: the frame, escaped if asked>            both
 //! "t"            "<base64 frame>" [, {"frames": u64, "bytes": u64}]          both (small frames)
 //! "peers:hello"  {"v": 1, "maxFrame": u64, "window": {"frames", "bytes"},     both, first event
-//!                 "escapeRecordSeparators"?: bool}
+//!                 "escapeRecordSeparators"?: bool, "patchRecordSeparators"?: bool}
 //! "peers:credit" {"frames": u64, "bytes": u64}                                both
 //! "peers:close"  {"code": "Normal" | "GoingAway" | …, "message": str ≤ 256 B}  both, last event
 //! ```
@@ -22,8 +22,9 @@
 //!   our server sends frames below `SERVER_SMALL_FRAME_LIMIT` as `"t"` to
 //!   clients that ask for escaping (ours), which parse it once instead of twice.
 //! - A peer whose hello sets `escapeRecordSeparators` (our client does) gets its
-//!   `"b"` attachments with 0x1e escaped ([`escape_record_separators`]):
-//!   `rust_socketio` splits incoming WebSocket messages at that byte.
+//!   `"b"` attachments without 0x1e ([`crate::separators`]): `rust_socketio`
+//!   splits incoming WebSocket messages at that byte. They are patched if both
+//!   hellos set `patchRecordSeparators` (ours do), escaped otherwise.
 //! - The optional object after a `"t"` frame is a credit grant riding along for
 //!   free (same meaning as `"peers:credit"`).
 //! - Credit totals are cumulative (see [`crate::flow`]); `"peers:hello"` carries
@@ -90,13 +91,20 @@ pub(crate) struct Hello {
     pub(crate) max_frame: u64,
     /// The first credit grant: the sender's receive window.
     pub(crate) window: Credit,
-    /// Binary frames sent to the sender of the hello must have their 0x1e bytes
-    /// escaped ([`escape_record_separators`]). `rust_socketio`'s engine.io layer
+    /// Binary frames sent to the sender of the hello must hold no 0x1e byte
+    /// ([`crate::separators`]). `rust_socketio`'s engine.io layer
     /// splits every incoming WebSocket message, binary ones included, at 0x1e
     /// (the separator of engine.io's *polling* payloads), which corrupts raw
     /// binary. Absent (JavaScript clients): false.
     #[serde(default)]
     pub(crate) escape_record_separators: bool,
+    /// The sender of the hello speaks the patched format of
+    /// [`crate::separators`]: a client that sets it and
+    /// `escapeRecordSeparators` gets its binary frames patched rather than
+    /// escaped by a server that sets it too. Absent (JavaScript clients, earlier
+    /// versions): false.
+    #[serde(default)]
+    pub(crate) patch_record_separators: bool,
 }
 
 impl Hello {
@@ -128,76 +136,6 @@ pub(crate) struct CloseNotice {
     pub(crate) code: CloseCode,
     /// Details; cut to [`peers_sdk::CloseReason::MAX_MESSAGE_LEN`] on receipt.
     pub(crate) message: String,
-}
-
-/// engine.io's record separator, which `rust_socketio` splits binary messages at.
-const RECORD_SEPARATOR: u8 = 0x1e;
-/// The escape byte of [`escape_record_separators`].
-const ESCAPE: u8 = 0x1d;
-
-#[cfg(feature = "server")]
-/// Escapes a binary frame for a peer whose hello asked for it, so the result
-/// holds no 0x1e byte: 0x1e becomes 0x1d 0x01 and 0x1d becomes 0x1d 0x02. Random
-/// (encrypted) frames grow by about 0.8 %; a frame without either byte is
-/// passed through without copying.
-///
-/// ```text
-/// raw      ... 41 1e 42 1d 43 ...
-/// escaped  ... 41 1d 01 42 1d 02 43 ...
-/// ```
-pub(crate) fn escape_record_separators(frame: Bytes) -> Bytes {
-    // memchr's SIMD search: a byte-at-a-time scan made escaping and unescaping
-    // half of the CPU time of a server → client stream (docs/BENCHMARKS.md).
-    let mut specials = memchr::memchr2_iter(RECORD_SEPARATOR, ESCAPE, &frame).peekable();
-    if specials.peek().is_none() {
-        return frame;
-    }
-    // Random (encrypted) frames hold one special byte in 128 on average.
-    let mut out = Vec::with_capacity(frame.len() + frame.len() / 64 + 16);
-    let mut start = 0;
-    // Copies runs of ordinary bytes whole.
-    for at in specials {
-        out.extend_from_slice(&frame[start..at]);
-        out.extend_from_slice(if frame[at] == RECORD_SEPARATOR { &[ESCAPE, 0x01] } else { &[ESCAPE, 0x02] });
-        start = at + 1;
-    }
-    out.extend_from_slice(&frame[start..]);
-    Bytes::from(out)
-}
-
-#[cfg(feature = "client")]
-/// Undoes [`escape_record_separators`]; refuses bad escapes and results over
-/// `max_frame` bytes.
-pub(crate) fn unescape_record_separators(escaped: Bytes, max_frame: usize) -> Result<Bytes, WireError> {
-    let too_large = |size| WireError::FrameTooLarge { size, max: max_frame };
-    if memchr::memchr(ESCAPE, &escaped).is_none() {
-        return if escaped.len() > max_frame { Err(too_large(escaped.len())) } else { Ok(escaped) };
-    }
-    let mut out = Vec::with_capacity(escaped.len().min(max_frame));
-    let mut rest = &escaped[..];
-    loop {
-        let at = memchr::memchr(ESCAPE, rest).unwrap_or(rest.len());
-        if out.len() + at > max_frame {
-            return Err(too_large(out.len() + at));
-        }
-        out.extend_from_slice(&rest[..at]);
-        let Some(escape) = rest.get(at..at + 2) else {
-            if at < rest.len() {
-                return Err(malformed(EVENT_BINARY, "bad escape sequence"));
-            }
-            return Ok(Bytes::from(out));
-        };
-        let byte = match escape[1] {
-            0x01 => RECORD_SEPARATOR,
-            0x02 => ESCAPE,
-            _ => return Err(malformed(EVENT_BINARY, "bad escape sequence")),
-        };
-        if out.len() == max_frame {
-            return Err(too_large(max_frame + 1));
-        }
-        out.push(byte);
-        rest = &rest[at + 2..];
-    }
 }
 
 /// An event that does not follow this mapping.
@@ -324,14 +262,19 @@ mod tests {
 
     #[test]
     fn control_payloads_have_the_documented_json() {
-        let hello =
-            Hello { v: 1, max_frame: 1000, window: Credit { frames: 2, bytes: 3 }, escape_record_separators: true };
+        let hello = Hello {
+            v: 1,
+            max_frame: 1000,
+            window: Credit { frames: 2, bytes: 3 },
+            escape_record_separators: true,
+            patch_record_separators: true,
+        };
         assert_eq!(
             serde_json::to_string(&hello).unwrap(),
-            r#"{"v":1,"maxFrame":1000,"window":{"frames":2,"bytes":3},"escapeRecordSeparators":true}"#
+            r#"{"v":1,"maxFrame":1000,"window":{"frames":2,"bytes":3},"escapeRecordSeparators":true,"patchRecordSeparators":true}"#
         );
         let js: Hello = serde_json::from_str(r#"{"v":1,"maxFrame":1000,"window":{"frames":2,"bytes":3}}"#).unwrap();
-        assert!(!js.escape_record_separators, "absent means no escaping");
+        assert!(!js.escape_record_separators && !js.patch_record_separators, "absent means raw binary");
         let close = CloseNotice { code: CloseCode::GoingAway, message: "bye".into() };
         assert_eq!(serde_json::to_string(&close).unwrap(), r#"{"code":"GoingAway","message":"bye"}"#);
         let args = event_args(EVENT_CLOSE, r#"["peers:close",{"code":"Normal","message":"done"}]"#).unwrap();
@@ -348,6 +291,7 @@ mod tests {
             max_frame: 1 << 20,
             window: Credit { frames: 8, bytes: 4 << 20 },
             escape_record_separators: false,
+            patch_record_separators: false,
         };
         good.validate().unwrap();
         assert_eq!(Hello { v: 2, ..good }.validate(), Err(WireError::Version(2)));
@@ -381,29 +325,7 @@ mod tests {
         assert!(decode_text_frame(&bad_grant, max).is_err());
     }
 
-    #[test]
-    fn escaping_removes_record_separators() {
-        let raw = Bytes::from_static(&[0x41, 0x1e, 0x42, 0x1d, 0x43]);
-        let escaped = escape_record_separators(raw.clone());
-        assert_eq!(&escaped[..], &[0x41, 0x1d, 0x01, 0x42, 0x1d, 0x02, 0x43]);
-        assert_eq!(unescape_record_separators(escaped, 5).unwrap(), raw);
-        let plain = Bytes::from_static(b"plain");
-        assert_eq!(escape_record_separators(plain.clone()).as_ptr(), plain.as_ptr(), "no copy without specials");
-        for bad in [&[0x1d][..], &[0x1d, 0x03], &[0x41, 0x1d, 0x00]] {
-            assert!(unescape_record_separators(Bytes::copy_from_slice(bad), 10).is_err(), "{bad:?}");
-        }
-        assert!(unescape_record_separators(Bytes::from_static(&[0x1d, 0x01, 0x41]), 1).is_err(), "too large");
-        assert!(unescape_record_separators(Bytes::from_static(b"ab"), 1).is_err(), "too large");
-    }
-
     proptest! {
-        #[test]
-        fn escaping_round_trips(frame in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let escaped = escape_record_separators(Bytes::from(frame.clone()));
-            prop_assert!(!escaped.contains(&RECORD_SEPARATOR));
-            prop_assert_eq!(&unescape_record_separators(escaped, frame.len()).unwrap()[..], &frame[..]);
-        }
-
         #[test]
         fn text_frames_round_trip(
             frame in proptest::collection::vec(any::<u8>(), 0..2048),
