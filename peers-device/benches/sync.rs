@@ -10,7 +10,8 @@
 //! machine is shared, and one round says little.
 //!
 //! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run, `--
-//! --changes N` for N changes in the live rounds instead of 20,000).
+//! --changes N` for N changes in the live rounds instead of 20,000, `-- --page
+//! N` for pages of N changes instead of the engine's default).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,12 +31,12 @@ struct Device {
     engine: SqliteSyncEngine,
 }
 
-async fn device(dir: &std::path::Path, name: &str, group: &GroupId) -> Device {
+async fn device(dir: &std::path::Path, name: &str, group: &GroupId, options: &EngineOptions) -> Device {
     let keys = Arc::new(DeviceKeys::generate(name).unwrap());
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
     let manager = ConnectionManager::new(ManagerConfig::new(ConnectionConfig::new(keys.clone(), trust)));
     let path = dir.join(format!("{name}.sqlite3"));
-    let engine = SqliteSyncEngine::open(path, group.clone(), keys.device_id(), EngineOptions::default()).await.unwrap();
+    let engine = SqliteSyncEngine::open(path, group.clone(), keys.device_id(), options.clone()).await.unwrap();
     Device { id: keys.device_id(), manager, engine }
 }
 
@@ -116,6 +117,13 @@ fn main() {
     if let Some(n) = args.iter().position(|a| a == "--changes").and_then(|i| args.get(i + 1)) {
         live = n.parse().expect("--changes takes a number");
     }
+    // `--page N`: changes per page (the engine's page size and its cap on a
+    // page it serves or applies); the engine's default otherwise.
+    let mut options = EngineOptions::default();
+    if let Some(n) = args.iter().position(|a| a == "--page").and_then(|i| args.get(i + 1)) {
+        options.page_size = n.parse().expect("--page takes a number");
+        options.limits.max_batch_changes = options.page_size as usize;
+    }
     let rounds = 3;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -132,14 +140,14 @@ fn main() {
             _ => None,
         };
         for round in 0..rounds {
-            let solo = device(dir.path(), &format!("solo{round}"), &group).await;
+            let solo = device(dir.path(), &format!("solo{round}"), &group, &options).await;
             let (started, cpu) = (Instant::now(), cpu_seconds());
             write(&solo.engine, "k", live, 100).await;
             local.push(live as f64 / started.elapsed().as_secs_f64());
             local_cpu.extend(per_change_us(cpu));
 
-            let a = device(dir.path(), &format!("a{round}"), &group).await;
-            let b = device(dir.path(), &format!("b{round}"), &group).await;
+            let a = device(dir.path(), &format!("a{round}"), &group, &options).await;
+            let b = device(dir.path(), &format!("b{round}"), &group, &options).await;
             let listener = connect(&a, &b).await;
             while b.manager.connection(&a.id).is_none() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -157,18 +165,18 @@ fn main() {
 
         // Catch-up of a new device on `catch_up` changes, in process and over
         // socket.io, interleaved.
-        let source = device(dir.path(), "source", &group).await;
+        let source = device(dir.path(), "source", &group, &options).await;
         write(&source.engine, "c", catch_up, 1_000).await;
         let (mut in_process, mut over_socketio) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let direct = device(dir.path(), &format!("direct{round}"), &group).await;
+            let direct = device(dir.path(), &format!("direct{round}"), &group, &options).await;
             let started = Instant::now();
             let peer = Direct { engine: source.engine.clone(), id: source.id, caller: direct.id };
             direct.engine.peer_ready(Arc::new(peer)).await;
             direct.engine.sync_now(&source.id).await.unwrap();
             wait_same(&source.engine, &direct.engine).await;
             in_process.push(started.elapsed().as_secs_f64());
-            let newcomer = device(dir.path(), &format!("newcomer{round}"), &group).await;
+            let newcomer = device(dir.path(), &format!("newcomer{round}"), &group, &options).await;
             let started = Instant::now();
             let listener = connect(&source, &newcomer).await;
             wait_same(&source.engine, &newcomer.engine).await;
@@ -185,6 +193,7 @@ fn main() {
 
         println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
         println!("median of {rounds} interleaved rounds; ratio: the median of the rounds' ratios");
+        println!("pages of {} changes", options.page_size);
         let line = "-".repeat(84);
         println!("{line}");
         println!("{:<58} {:>12} {:>10}", "measure", "value", "ratio");
