@@ -6,12 +6,13 @@
 //! - The time a new device takes to catch up on 100,000 changes over socket.io,
 //!   against the same pull in process (engine to engine, no network, no RPC).
 //!
-//! Each figure is the median of three interleaved rounds on fresh devices: the
+//! Each figure is the median of three (or `--rounds`) interleaved rounds on fresh devices: the
 //! machine is shared, and one round says little.
 //!
 //! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run, `--
 //! --changes N` for N changes in the live rounds instead of 20,000, `-- --page
-//! N` for pages of N changes instead of the engine's default).
+//! N` for pages of N changes instead of the engine's default, `-- --rounds N`
+//! for N rounds instead of three).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,7 +125,13 @@ fn main() {
         options.page_size = n.parse().expect("--page takes a number");
         options.limits.max_batch_changes = options.page_size as usize;
     }
-    let rounds = 3;
+    // `--rounds N`: interleaved rounds per figure (default 3); on a loaded
+    // machine one slow round moves a median of three.
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(3, |n| n.parse().expect("--rounds takes a number"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
