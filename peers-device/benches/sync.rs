@@ -6,11 +6,14 @@
 //! - The time a new device takes to catch up on 100,000 changes over socket.io,
 //!   against the same pull in process (engine to engine, no network, no RPC).
 //!
-//! Each figure is the median of three interleaved rounds on fresh devices: the
+//! Each figure is the median of three (or `--rounds`) interleaved rounds on fresh devices: the
 //! machine is shared, and one round says little.
 //!
 //! `cargo bench -p peers-device --bench sync` (`-- --quick` for a smaller run, `--
-//! --changes N` for N changes in the live rounds instead of 20,000).
+//! --changes N` for N changes in the live rounds instead of 20,000, `-- --page
+//! N` for pages of N changes instead of the engine's default, `-- --rounds N`
+//! for N rounds instead of three, `-- --no-compression` to see what the
+//! codec's compression costs).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use peers_device::sync::{
 };
 use peers_device::transports::{SocketIoDialer, SocketIoListener};
 use peers_device::{ConnectionManager, GroupId, ManagerConfig};
+use peers_sdk::codec::Compression;
 use peers_sdk::{ConnectionConfig, DeviceId, DeviceInfo, DeviceKeys, TrustLevel};
 use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 
@@ -30,12 +34,25 @@ struct Device {
     engine: SqliteSyncEngine,
 }
 
-async fn device(dir: &std::path::Path, name: &str, group: &GroupId) -> Device {
+/// What the devices are made with: the engine's options, and whether
+/// connections compress (`--no-compression`, a diagnostic that shows what the
+/// codec's Brotli costs; the figures to quote use the default).
+struct Setup {
+    options: EngineOptions,
+    compress: bool,
+}
+
+async fn device(dir: &std::path::Path, name: &str, group: &GroupId, setup: &Setup) -> Device {
     let keys = Arc::new(DeviceKeys::generate(name).unwrap());
     let trust = |_: &DeviceInfo| TrustLevel::Trusted;
-    let manager = ConnectionManager::new(ManagerConfig::new(ConnectionConfig::new(keys.clone(), trust)));
+    let mut config = ConnectionConfig::new(keys.clone(), trust);
+    if !setup.compress {
+        config.codec.compression = Compression::Off;
+    }
+    let manager = ConnectionManager::new(ManagerConfig::new(config));
+    let options = &setup.options;
     let path = dir.join(format!("{name}.sqlite3"));
-    let engine = SqliteSyncEngine::open(path, group.clone(), keys.device_id(), EngineOptions::default()).await.unwrap();
+    let engine = SqliteSyncEngine::open(path, group.clone(), keys.device_id(), options.clone()).await.unwrap();
     Device { id: keys.device_id(), manager, engine }
 }
 
@@ -116,7 +133,21 @@ fn main() {
     if let Some(n) = args.iter().position(|a| a == "--changes").and_then(|i| args.get(i + 1)) {
         live = n.parse().expect("--changes takes a number");
     }
-    let rounds = 3;
+    // `--page N`: changes per page (the engine's page size and its cap on a
+    // page it serves or applies); the engine's default otherwise.
+    let mut options = EngineOptions::default();
+    if let Some(n) = args.iter().position(|a| a == "--page").and_then(|i| args.get(i + 1)) {
+        options.page_size = n.parse().expect("--page takes a number");
+        options.limits.max_batch_changes = options.page_size as usize;
+    }
+    let setup = Setup { options, compress: !args.iter().any(|a| a == "--no-compression") };
+    // `--rounds N`: interleaved rounds per figure (default 3); on a loaded
+    // machine one slow round moves a median of three.
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(3, |n| n.parse().expect("--rounds takes a number"));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
@@ -132,14 +163,14 @@ fn main() {
             _ => None,
         };
         for round in 0..rounds {
-            let solo = device(dir.path(), &format!("solo{round}"), &group).await;
+            let solo = device(dir.path(), &format!("solo{round}"), &group, &setup).await;
             let (started, cpu) = (Instant::now(), cpu_seconds());
             write(&solo.engine, "k", live, 100).await;
             local.push(live as f64 / started.elapsed().as_secs_f64());
             local_cpu.extend(per_change_us(cpu));
 
-            let a = device(dir.path(), &format!("a{round}"), &group).await;
-            let b = device(dir.path(), &format!("b{round}"), &group).await;
+            let a = device(dir.path(), &format!("a{round}"), &group, &setup).await;
+            let b = device(dir.path(), &format!("b{round}"), &group, &setup).await;
             let listener = connect(&a, &b).await;
             while b.manager.connection(&a.id).is_none() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -157,18 +188,18 @@ fn main() {
 
         // Catch-up of a new device on `catch_up` changes, in process and over
         // socket.io, interleaved.
-        let source = device(dir.path(), "source", &group).await;
+        let source = device(dir.path(), "source", &group, &setup).await;
         write(&source.engine, "c", catch_up, 1_000).await;
         let (mut in_process, mut over_socketio) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let direct = device(dir.path(), &format!("direct{round}"), &group).await;
+            let direct = device(dir.path(), &format!("direct{round}"), &group, &setup).await;
             let started = Instant::now();
             let peer = Direct { engine: source.engine.clone(), id: source.id, caller: direct.id };
             direct.engine.peer_ready(Arc::new(peer)).await;
             direct.engine.sync_now(&source.id).await.unwrap();
             wait_same(&source.engine, &direct.engine).await;
             in_process.push(started.elapsed().as_secs_f64());
-            let newcomer = device(dir.path(), &format!("newcomer{round}"), &group).await;
+            let newcomer = device(dir.path(), &format!("newcomer{round}"), &group, &setup).await;
             let started = Instant::now();
             let listener = connect(&source, &newcomer).await;
             wait_same(&source.engine, &newcomer.engine).await;
@@ -185,6 +216,8 @@ fn main() {
 
         println!("sync benchmark: two devices in one process, socket.io on loopback, SQLite files (WAL)");
         println!("median of {rounds} interleaved rounds; ratio: the median of the rounds' ratios");
+        let compression = if setup.compress { "compressed as configured by default" } else { "NOT compressed" };
+        println!("pages of {} changes, {compression}", setup.options.page_size);
         let line = "-".repeat(84);
         println!("{line}");
         println!("{:<58} {:>12} {:>10}", "measure", "value", "ratio");

@@ -408,3 +408,46 @@ async fn a_member_is_not_sent_back_its_own_changes_but_a_full_read_gets_them() {
     // Without `skip_mine` (an older device, or the periodic full read): all of it.
     assert_eq!(list(0, 100, false).await.unwrap().changes.len(), 12);
 }
+
+/// `count` changes written on `engine` in transactions of 500.
+async fn write_many(engine: &SqliteSyncEngine, count: usize) {
+    for start in (0..count).step_by(500) {
+        let items = (start..(start + 500).min(count)).map(|i| (format!("k{i:05}"), Some(vec![1u8; 20]))).collect();
+        engine.put_many(items).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_as_large_as_the_smaller_cap_of_the_two_devices() {
+    let group = GroupId::new("g").unwrap();
+    let (a, b, c) = (device("a"), device("b"), device("c"));
+    // A device with the earlier default: pages of at most 1,000 changes.
+    let mut small = EngineOptions::default();
+    small.page_size = 1000;
+    small.limits.max_batch_changes = 1000;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    // Both at the default: one page holds 4,000 changes.
+    let ea = engine(&group, &a).await;
+    write_many(&ea, 9_000).await;
+    let eb = engine(&group, &b).await;
+    let from_a = Watched::new(&ea, a.id, b.id);
+    eb.peer_ready(from_a.clone()).await;
+    wait_same(&ea, &eb).await;
+    assert_eq!(from_a.largest_page.load(SeqCst), 4000);
+    assert_eq!(eb.peer_status()[0].checkpoint, ea.info().head);
+
+    // The smaller cap wins, whichever side has it: c asks b for pages of
+    // 1,000, and b asks c, which serves at most 1,000.
+    let ec = SqliteSyncEngine::in_memory(group.clone(), c.id, small).await.unwrap();
+    let from_b = Watched::new(&eb, b.id, c.id);
+    ec.peer_ready(from_b.clone()).await;
+    wait_same(&eb, &ec).await;
+    assert_eq!(from_b.largest_page.load(SeqCst), 1000);
+    let items = (0..3_000).map(|i| (format!("c{i:05}"), Some(vec![2u8; 20]))).collect();
+    ec.put_many(items).await.unwrap();
+    let from_c = Watched::new(&ec, c.id, b.id);
+    eb.peer_ready(from_c.clone()).await;
+    wait_same(&eb, &ec).await;
+    assert_eq!(from_c.largest_page.load(SeqCst), 1000);
+}

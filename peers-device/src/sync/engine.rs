@@ -44,7 +44,11 @@ pub struct EngineOptions {
     /// within this time after an announcement are gathered into the next one.
     /// Default: 20 ms.
     pub notify_debounce: Duration,
-    /// Changes asked for per `listChanges` call. Default: 1,000.
+    /// Changes asked for per `listChanges` call (the member also caps a page
+    /// at its own [`SyncLimits::max_batch_changes`]). Default: 4,000: each
+    /// page costs a call, a compression, a transaction and a hop to the
+    /// blocking pool on both sides whatever its size, and pages of 4,000
+    /// small changes spent less CPU per change than pages of 1,000.
     pub page_size: u32,
     /// How often every member is re-read from the start, as a safety net.
     /// Default: 1 hour.
@@ -77,7 +81,7 @@ impl Default for EngineOptions {
         EngineOptions {
             limits: SyncLimits::default(),
             notify_debounce: Duration::from_millis(20),
-            page_size: 1000,
+            page_size: 4000,
             full_resync_interval: Duration::from_secs(3600),
             max_peers: 256,
             subscriber_capacity: 1024,
@@ -260,8 +264,12 @@ impl SqliteSyncEngine {
             lock(&store).put_many(&items, now_ms())
         })
         .await?;
-        for change in &changes {
-            let _ = self.inner.changes.send(change.clone());
+        // Cloned only for subscribers: with none, the copy of every key and
+        // value was a share of the write's allocations.
+        if self.inner.changes.receiver_count() > 0 {
+            for change in &changes {
+                let _ = self.inner.changes.send(change.clone());
+            }
         }
         self.inner.owe(|_| true);
         Ok(changes)

@@ -112,7 +112,9 @@ pub struct SyncLimits {
     /// The largest value, in bytes. Default: [`MAX_VALUE_LEN`] (32 MiB). Both
     /// ends of a group must accept what its members write.
     pub max_value_len: usize,
-    /// The most changes in one batch. Default: 1,000.
+    /// The most changes in one batch, served or applied. Default: 4,000. A
+    /// member with a smaller cap serves smaller pages, so devices with
+    /// different caps still sync.
     pub max_batch_changes: usize,
     /// The most bytes (by [`Change::weight`]) in one batch; a batch always holds at
     /// least one change (so a page is at most this, or one change of up to
@@ -127,7 +129,7 @@ impl Default for SyncLimits {
         SyncLimits {
             max_key_len: 1024,
             max_value_len: MAX_VALUE_LEN,
-            max_batch_changes: 1000,
+            max_batch_changes: 4000,
             max_batch_bytes: 4 << 20,
             max_clock_skew_ms: 10 * 60 * 1000,
         }
