@@ -121,11 +121,12 @@ test("the word list and a manifest's digest are those of the Rust implementation
   assert.equal(toHex(manifestDigest(validateManifest(manifest))), transfer.digest);
 });
 
-test("nodeSources scans as peers send does: name order, directories first, symbolic links skipped, the execute bit", async () => {
-  const { mkdtemp, mkdir, writeFile, symlink, chmod } = await import("node:fs/promises");
+test("nodeSources scans as peers send does: name order, directories first, symbolic links skipped, the execute bit", async (t) => {
+  const { mkdtemp, mkdir, writeFile, symlink, chmod, rm } = await import("node:fs/promises");
   const { join } = await import("node:path");
   const { tmpdir } = await import("node:os");
   const root = await mkdtemp(join(tmpdir(), "peers-js-sources-"));
+  t.after(() => rm(root, { recursive: true, force: true }));
   await mkdir(join(root, "top/sub"), { recursive: true });
   await writeFile(join(root, "top/b.txt"), "bee");
   await writeFile(join(root, "top/a.sh"), "#!/bin/sh\n");
