@@ -5,7 +5,7 @@
 # receiver's local socket; and peers send --to between two daemons over a local
 # socket.io connection) beside magic-wormhole (with its mailbox
 # server and transit relay run locally), iroh's sendme when it is installed, and `cat`
-# into a file as the floor. Prints MB/s (file size / the receiver's wall time, from
+# into a file as the floor (and `cat` then an fsync of the file: the durable floor). Prints MB/s (file size / the receiver's wall time, from
 # start to exit; for send --to, the sending command's), the receiver's peak RSS
 # (/usr/bin/time -v; the receiving daemon's VmHWM for send --to) with each rate as a
 # ratio of the floor's, and for `peers receive CODE` the seconds from its start to its
@@ -17,7 +17,7 @@
 # usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--raw FILE] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
 #   --rows LIST   which rows, of: cat local relay webrtc-raw webrtc code-local wormhole sendme
-#                 (default: all; cat always runs, as the floor)
+#                 (default: all; cat and cat+sync always run, as the floors)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
 #                 cargo build --release -p peers-device --bin peers, and
@@ -86,9 +86,12 @@ record() {
 # stamp: copies standard input to standard output, each line prefixed with the time.
 stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "$l"; done; }
 
-# The floor: cat into a file.
+# The floors: cat into a file (the page cache), and the same followed by an fsync of the
+# file (`sync FILE`: the bytes on the disk, as `peers receive` leaves them).
 /usr/bin/time -v -o "$work/cat.time" sh -c "cat '$src' > '$work/cat.out'"
 record "cat" "$work/cat.time" "$work/cat.out"
+/usr/bin/time -v -o "$work/cat-sync.time" sh -c "cat '$src' > '$work/cat-sync.out' && sync '$work/cat-sync.out'"
+record "cat+sync" "$work/cat-sync.time" "$work/cat-sync.out"
 
 # Ours: peers send / peers receive through a local signaling server.
 sig_port="$(free_port)"
@@ -210,12 +213,14 @@ if command -v sendme > /dev/null && wanted sendme; then
 fi
 
 floor_secs="$(echo "${rows[0]}" | cut -d' ' -f2)"
+durable_secs="$(echo "${rows[1]}" | cut -d' ' -f2)"
 printf '%s MiB of random data over loopback\n' "$size_mib"
-printf '%-16s %10s %10s %14s %14s\n' "tool" "MB/s" "vs cat" "peak RSS MiB" "first byte s"
+printf '%-16s %10s %10s %12s %14s %14s\n' "tool" "MB/s" "vs cat" "vs cat+sync" "peak RSS MiB" "first byte s"
 for line in "${rows[@]}"; do
   set -- $line
-  awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" \
-    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); printf "%-16s %10.1f %10.3f %14.1f %14s\n", n, b/s/1e6, f/s, r/1024, fb }'
+  awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" -v d="$durable_secs" \
+    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); d = (d > 0 ? d : 0.01);
+             printf "%-16s %10.1f %10.3f %12.3f %14.1f %14s\n", n, b/s/1e6, f/s, d/s, r/1024, fb }'
 done
 # peers-webrtc against the library alone, when both ran.
 raw_secs=""; webrtc_secs=""
