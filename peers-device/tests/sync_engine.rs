@@ -354,7 +354,19 @@ async fn a_pull_reads_one_page_ahead_and_never_more() {
     assert!(member.lists.load(SeqCst) >= 24, "{} calls", member.lists.load(SeqCst));
     assert_eq!(member.most_lists_in_flight.load(SeqCst), 1, "more than one page asked for at once");
     assert_eq!(member.largest_page.load(SeqCst), 25, "pages within page_size");
-    assert_eq!(eb.peer_status()[0].checkpoint, ea.info().head);
+    wait_checkpoint(&eb, ea.info().head).await;
+}
+
+/// Waits until `engine`'s checkpoint of its first peer is `head`: it is saved
+/// once the last page is applied, just after the digests agree.
+async fn wait_checkpoint(engine: &SqliteSyncEngine, head: u64) {
+    tokio::time::timeout(WAIT, async {
+        while engine.peer_status()[0].checkpoint != head {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the checkpoint stayed at {}, not {head}", engine.peer_status()[0].checkpoint));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +447,7 @@ async fn pages_are_as_large_as_the_smaller_cap_of_the_two_devices() {
     eb.peer_ready(from_a.clone()).await;
     wait_same(&ea, &eb).await;
     assert_eq!(from_a.largest_page.load(SeqCst), 4000);
-    assert_eq!(eb.peer_status()[0].checkpoint, ea.info().head);
+    wait_checkpoint(&eb, ea.info().head).await;
 
     // The smaller cap wins, whichever side has it: c asks b for pages of
     // 1,000, and b asks c, which serves at most 1,000.
