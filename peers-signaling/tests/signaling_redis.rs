@@ -45,6 +45,11 @@ fn presence_event(event: &ClientEvent) -> Option<(peers_sdk::DeviceId, bool)> {
     }
 }
 
+/// Whether `device` went online or offline, from a presence event about it.
+fn presence_of(device: peers_sdk::DeviceId) -> impl Fn(&ClientEvent) -> Option<bool> + Copy {
+    move |e| presence_event(e).filter(|(about, _)| *about == device).map(|(_, online)| online)
+}
+
 /// Messages and bytes queued overall, read from Redis itself.
 async fn redis_queue_total(redis: &RedisServer) -> (u64, u64) {
     let n: Option<u64> = redis.query(redis::cmd("ZCARD").arg("test:{qt}:z")).await;
@@ -93,7 +98,7 @@ async fn a_device_on_one_instance_reaches_a_device_on_the_other() {
     // (Bob's own announcement, published before alice subscribed, may still be
     // in flight between the instances: only carol's events count here.)
     let carol_id = carol_keys.device_id();
-    let about_carol = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == carol_id).map(|(_, on)| on);
+    let about_carol = presence_of(carol_id);
     assert!(event(&mut alice_events, about_carol).await, "carol online");
     carol.close().await;
     assert!(!event(&mut alice_events, about_carol).await, "carol offline");
@@ -228,7 +233,7 @@ async fn a_signal_to_a_presence_that_outlived_its_connection_is_queued() {
 
     // Bob goes; then his presence is put back as a failed release leaves it.
     bob.close().await;
-    let about_bob = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == bob_id).map(|(_, on)| on);
+    let about_bob = presence_of(bob_id);
     assert!(!event(&mut alice_events, about_bob).await, "bob offline");
     let () = redis.query(redis::cmd("SET").arg(&key).arg(&presence).arg("PX").arg(60_000)).await;
 
@@ -262,7 +267,7 @@ async fn a_release_that_failed_is_tried_again() {
     tokio::time::sleep(Duration::from_millis(2_600)).await;
     redis.thaw();
     let thawed = tokio::time::Instant::now();
-    let about_bob = |e: &ClientEvent| presence_event(e).filter(|(device, _)| *device == bob_id).map(|(_, on)| on);
+    let about_bob = presence_of(bob_id);
     assert!(!event(&mut alice_events, about_bob).await, "bob announced offline");
     assert!(thawed.elapsed() < PRESENCE_TTL / 2, "announced only after {:?}", thawed.elapsed());
     let left: Option<String> = redis.query(redis::cmd("GET").arg(format!("test:{{d:{bob_id}}}:on"))).await;

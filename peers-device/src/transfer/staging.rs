@@ -117,13 +117,15 @@ impl Staging {
     fn save_position(&mut self) -> std::result::Result<(), TransferError> {
         let path = self.dir.join("resume");
         let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
-        if self.resume.is_none() {
-            let file =
-                OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-            file.set_len(8).map_err(io)?;
-            self.resume = Some(file);
-        }
-        let Some(file) = self.resume.as_ref() else { unreachable!("opened above") };
+        let file = match &mut self.resume {
+            Some(file) => file,
+            None => {
+                let file =
+                    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+                file.set_len(8).map_err(io)?;
+                self.resume.insert(file)
+            }
+        };
         write_all_at(file, &encode_cursor(self.reception.resume_point()), 0).map_err(io)
     }
 

@@ -625,37 +625,39 @@ pub(super) fn disconnected(
         if let Err(err) = dropped {
             warn!(%device, %err, "could not drop the relay requests; they lapse with relay.pending_wait");
         }
-        // A release that fails is tried again while the presence would last:
-        // until it ends, signals from other instances are sent to nobody.
-        // A try that timed out may still have been carried out: after one,
-        // "not ours to release" means gone, unless the device is online again.
-        let (mut released, mut pause, mut retried) = (released, RELEASE_RETRY, false);
-        let give_up = tokio::time::Instant::now() + cluster.state.presence_ttl();
-        loop {
-            let gone = match released {
-                Ok(true) => true,
-                Ok(false) => retried && cluster.state.online(&[device]).await.is_ok_and(|on| on.is_empty()),
-                Err(err) if tokio::time::Instant::now() + pause < give_up => {
-                    debug!(%device, %err, ?pause, "could not end the presence; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RELEASE_RETRY_MAX);
-                    released = cluster.state.release(&device, &token).await;
-                    retried = true;
-                    continue;
-                }
-                Err(err) => {
-                    warn!(%device, %err, "could not end the presence; it runs out with presence_ttl");
-                    m::store_errors();
-                    false
-                }
-            };
-            if gone {
-                info!(%device, "device offline");
-                cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
-            }
-            break;
+        if release_presence(&cluster, &device, &token, released).await {
+            info!(%device, "device offline");
+            cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
         }
     });
+}
+
+/// Whether `device` is offline once the release of its presence held by `token`
+/// (`first`: the first try's result) is done. A release that fails is tried again
+/// while the presence would last: until it ends, signals from other instances are
+/// sent to nobody. A try that timed out may still have been carried out: after
+/// one, "not ours to release" means gone, unless the device is online again.
+async fn release_presence(cluster: &Cluster, device: &DeviceId, token: &str, first: crate::Result<bool>) -> bool {
+    let (mut released, mut pause, mut retried) = (first, RELEASE_RETRY, false);
+    let give_up = tokio::time::Instant::now() + cluster.state.presence_ttl();
+    loop {
+        match released {
+            Ok(true) => return true,
+            Ok(false) => return retried && cluster.state.online(&[*device]).await.is_ok_and(|on| on.is_empty()),
+            Err(err) if tokio::time::Instant::now() + pause < give_up => {
+                debug!(%device, %err, ?pause, "could not end the presence; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RELEASE_RETRY_MAX);
+                released = cluster.state.release(device, token).await;
+                retried = true;
+            }
+            Err(err) => {
+                warn!(%device, %err, "could not end the presence; it runs out with presence_ttl");
+                m::store_errors();
+                return false;
+            }
+        }
+    }
 }
 
 /// Keeps the presence of this instance's devices alive, and the pub/sub
