@@ -41,7 +41,7 @@ import {
   WebRtcAcceptor,
   WebRtcSocket,
 } from "../src/index.js";
-import { exerciseDaemon } from "./daemon-exercise.js";
+import { answerDaemon, exerciseDaemon } from "./daemon-exercise.js";
 import { exposeExercise, patternMiB, Report, uploadPattern } from "./exercise.js";
 
 const page = globalThis as unknown as { peersReport?: (event: string, fields: string) => Promise<void> };
@@ -122,10 +122,13 @@ async function main(): Promise<void> {
   const brotli = brotliFromWasm(await brotliWasm);
   const trust = (p: { device_id: Uint8Array }) => (toHex(p.device_id) === peer ? TrustLevel.Trusted : TrustLevel.Untrusted);
   const config = await connectionConfig(keys, trust, { brotli });
-  const connection = dialing ? await Connection.connect(socket, config, fromHex(peer)) : await Connection.accept(socket, config);
+  // A daemon's connection takes part in its handover (./daemon-exercise.ts): its links are set up before the first call can arrive.
+  const daemonLinks = daemon ? answerDaemon(keys.deviceId, fromHex(peer), report) : undefined;
+  const setup = daemonLinks && ((c: Connection) => daemonLinks.links.prepare(c));
+  const connection = dialing ? await Connection.connect(socket, config, fromHex(peer), setup) : await Connection.accept(socket, config, setup);
   report("connected", { encrypted: connection.cipher !== undefined, peer: toHex(connection.remote.device_id) });
-  if (daemon) {
-    await exerciseDaemon(connection, params.get("group") ?? "", report);
+  if (daemonLinks) {
+    await exerciseDaemon(connection, params.get("group") ?? "", daemonLinks, report);
     signaling?.close();
     report("done");
     return;

@@ -193,6 +193,8 @@ export interface PeerLinkHooks {
   onActive?: (active: Connection) => void;
   /** Resolves once this side's own work on `connection` is done (a sender's data stream): a retired link closes only then. */
   drained?: (connection: Connection) => Promise<void>;
+  /** Told of every control RPC the peer calls (docs/device.md §2), with its arguments, as it is answered. */
+  onControl?: (method: string, args: unknown) => void;
 }
 
 /**
@@ -227,18 +229,21 @@ export class PeerLinks {
     if (this.early.has(connection) || this.ids.has(connection)) return;
     const early: Array<(id: number) => LinkAction[]> = [];
     this.early.set(connection, early);
-    const on = (event: (id: number) => LinkAction[]) => () => {
-      const id = this.ids.get(connection);
-      if (id === undefined) {
-        if (early.length < MAX_EARLY_CALLS) early.push(event);
-      } else this.apply(event(id));
-      return null;
-    };
+    const on = (method: string, event?: (id: number) => LinkAction[]) =>
+      connection.expose(method, (args) => {
+        this.hooks.onControl?.(method, args);
+        if (!event) return null;
+        const id = this.ids.get(connection);
+        if (id === undefined) {
+          if (early.length < MAX_EARLY_CALLS) early.push(event);
+        } else this.apply(event(id));
+        return null;
+      });
     void connection.closed.then(() => this.early.delete(connection));
-    for (const method of CONTROL_NOOP) connection.expose(method, () => null);
-    connection.expose("peers:groupReady", on((id) => this.table.groupReady(id)));
-    connection.expose("peers:takeover", on((id) => this.table.takeover(id)));
-    connection.expose("peers:retire", on((id) => this.table.peerRetired(id)));
+    for (const method of CONTROL_NOOP) on(method);
+    on("peers:groupReady", (id) => this.table.groupReady(id));
+    on("peers:takeover", (id) => this.table.takeover(id));
+    on("peers:retire", (id) => this.table.peerRetired(id));
   }
 
   /** Adds a verified connection of `rank` (./links.ts); the caller exposes its own handlers on it too. */

@@ -20,7 +20,7 @@
 import { CloseCode, CloseReason, CLOSE_CODES, truncateUtf8 } from "./envelope.js";
 import { PeersError } from "./errors.js";
 import { fromBase64, toBase64 } from "./signaling.js";
-import type { SignalingClient } from "./signaling.js";
+import type { IncomingSignal, SignalingClient } from "./signaling.js";
 import { Credit, RecvWindow, SendCredit } from "./flow.js";
 import type { RelayRate } from "./pace.js";
 import { Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
@@ -204,5 +204,85 @@ export class RelaySocket implements Socket {
     if (!reason) return;
     this.signaling.emitRelay("relay-close", { relay: this.relay, code, message: reason.message });
     this.signaling.unrouteRelay(this.relay);
+  }
+}
+
+/** Relays an acceptor opens at once; requests beyond it are left unanswered (the asking device's dial times out). */
+export const MAX_RELAY_OPENINGS = 8;
+/** Opened relays an acceptor holds until {@link RelayAcceptor.accept} takes them. */
+export const RELAY_ACCEPT_QUEUE = 16;
+
+export interface RelayAcceptOptions {
+  /** Whether to answer a relay request from `device` (hex). Default: every device (the handshake on top decides trust). */
+  allow?: (device: string) => boolean;
+  /** How long each relay may take to open, ms. Default 35,000 (the server waits 30 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * The answering side of a device's relay dial (docs/device.md §5a, `RelayDialer`): a
+ * `ready` signal whose body is `{"relay": true}` is a device asking for a frame relay.
+ * The acceptor opens its side (the server pairs the two requests) and queues the
+ * socket for {@link accept}; the asking device then runs the handshake as initiator
+ * on it, so the caller takes it with `Connection.accept`. What a `peers run` daemon
+ * that trusts this device dials when no better path works. Bounds: one opening per
+ * device, at most {@link MAX_RELAY_OPENINGS} at once and {@link RELAY_ACCEPT_QUEUE}
+ * open sockets not yet taken (beyond it a socket is closed `GoingAway`).
+ */
+export class RelayAcceptor {
+  private readonly ready: RelaySocket[] = [];
+  private readonly opening = new Set<string>();
+  private waiter: { resolve: (s: RelaySocket) => void; reject: (e: Error) => void } | undefined;
+  private stopped = false;
+  private readonly listener = (s: IncomingSignal) => this.onSignal(s);
+
+  constructor(
+    private readonly signaling: SignalingClient,
+    private readonly options: RelayAcceptOptions = {},
+  ) {
+    signaling.on("signal", this.listener);
+  }
+
+  /** The next opened relay (its `peer` is the device that asked); rejects with `Closed` once {@link close} was called. */
+  accept(): Promise<RelaySocket> {
+    const next = this.ready.shift();
+    if (next) return Promise.resolve(next);
+    if (this.stopped) return Promise.reject(new PeersError("Closed", "Closed", "the relay acceptor is closed"));
+    if (this.waiter) return Promise.reject(new Error("accept called concurrently"));
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** Stops answering requests and closes the relays not yet taken (relays still opening are closed when they open). */
+  close(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.signaling.off("signal", this.listener);
+    for (const socket of this.ready.splice(0)) void socket.close("GoingAway", "acceptor closed");
+    this.waiter?.reject(new PeersError("Closed", "Closed", "the relay acceptor is closed"));
+    this.waiter = undefined;
+  }
+
+  private onSignal(s: IncomingSignal): void {
+    if (this.stopped || s.kind !== "ready" || s.body.relay !== true) return;
+    if (this.opening.has(s.from) || this.opening.size >= MAX_RELAY_OPENINGS) return;
+    if (!(this.options.allow?.(s.from) ?? true)) return;
+    this.opening.add(s.from);
+    RelaySocket.open(this.signaling, s.from, { timeoutMs: this.options.timeoutMs ?? 35_000 })
+      .then(
+        (socket) => this.opened(socket),
+        () => undefined, // the other device gave up or the server refused: its dial fails on its side
+      )
+      .finally(() => this.opening.delete(s.from));
+  }
+
+  private opened(socket: RelaySocket): void {
+    if (this.stopped || (!this.waiter && this.ready.length >= RELAY_ACCEPT_QUEUE)) {
+      void socket.close("GoingAway", this.stopped ? "acceptor closed" : "too many relays waiting to be accepted");
+      return;
+    }
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) waiter.resolve(socket);
+    else this.ready.push(socket);
   }
 }

@@ -158,5 +158,12 @@ export function directoryStore(outDir: string, options: DirectoryStoreOptions = 
       await fs.rm(dir, { recursive: true, force: true });
       return stored;
     },
+
+    async discard(manifest: Manifest): Promise<void> {
+      const fs = await load();
+      await closeOpen(false);
+      await closeResume();
+      await fs.rm(staging(manifest), { recursive: true, force: true });
+    },
   };
 }

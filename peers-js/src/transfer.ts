@@ -88,7 +88,12 @@ export interface ReceiveStore {
   open(manifest: Manifest): Promise<Cursor>;
   write(entry: ManifestEntry, chunk: VerifiedChunk, next: Cursor): Promise<void>;
   finish(manifest: Manifest): Promise<string[]>;
+  /** Removes what was staged for `manifest` (the sender cancelled it for good, {@link receiveFrom}). */
+  discard?(manifest: Manifest): Promise<void>;
 }
+
+/** How long a cancel waits for the data stream it follows to end before discarding (as the Rust receiver). */
+const CANCEL_WAIT_MS = 10_000;
 
 /** How many data bytes arrived over one connection. */
 export interface PathBytes {
@@ -116,7 +121,8 @@ export interface Received {
  * {@link ChunkCutter}.
  */
 class Receiver {
-  private readonly links: PeerLinks;
+  /** The handover between this transfer's own connections (a transfer by code); none on a connection the caller keeps ({@link receiveFrom}). */
+  private readonly links: PeerLinks | undefined;
   private cutter: ChunkCutter | undefined;
   private digest: Uint8Array | undefined;
   private streaming = false;
@@ -141,11 +147,11 @@ class Receiver {
   readonly done = new Promise<Manifest>((resolve, reject) => ((this.finished = resolve), (this.failed = reject)));
 
   constructor(
-    own: Uint8Array,
+    own: Uint8Array | undefined,
     readonly sender: DeviceInfo,
     private readonly options: ReceiveOptions,
   ) {
-    this.links = new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.lost(reason) });
+    this.links = own && new PeerLinks(own, sender.device_id, { onEmpty: (reason) => this.lost(reason) });
     void this.done.catch(() => undefined);
   }
 
@@ -160,14 +166,54 @@ class Receiver {
     void connection.closed.then(() => this.prepared.delete(connection));
     connection.expose("peers:transfer:offer", (args) => this.offer(args));
     connection.exposeStream("peers:transfer:data", (meta, reader) => this.data(connection.transport, meta, reader));
-    this.links.prepare(connection);
+    this.links?.prepare(connection);
   }
 
   /** A verified connection to the sender. */
   add(connection: Connection, rank: number): void {
     this.prepare(connection);
-    this.links.add(connection, rank);
+    this.links?.add(connection, rank);
   }
+
+  /**
+   * The sender gave the transfer up (`peers:transfer:cancel`, §9.4): the receive fails
+   * `Cancelled`; answers whether anything of that digest was under way.
+   */
+  async cancel(args: unknown): Promise<boolean> {
+    const digest = (args as { digest?: unknown } | null)?.digest;
+    if (!(digest instanceof Uint8Array) || digest.length !== 32) throw invalidInput("cancel", "a manifest digest has 32 bytes");
+    const cutter = this.cutter;
+    if (!cutter || !this.digest || !equal(digest, this.digest) || cutter.complete) return false;
+    this.cancelled = true;
+    clearTimeout(this.stall);
+    // The sender reset the stream before calling: once it ended, nothing writes into the store.
+    if (this.streaming) {
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, CANCEL_WAIT_MS);
+        this.idle.push(() => (clearTimeout(timer), r()));
+      });
+    }
+    const store = this.options.store;
+    await store?.discard?.(cutter.manifest);
+    const kept = store !== undefined && store.discard === undefined;
+    this.failed(transferError("Cancelled", `cancelled by the sender; the partial data was ${kept ? "kept" : "discarded"}`));
+    return true;
+  }
+
+  /**
+   * Resolves once no data stream runs and its handler's answer (`StreamDone`) is queued
+   * on the connection: a macrotask after the handler returned, when every microtask of
+   * the connection's stream code ran. A close after it reaches the sender behind the answer.
+   */
+  async answered(): Promise<void> {
+    if (this.streaming) await new Promise<void>((r) => this.idle.push(r));
+    await new Promise((r) => setTimeout(r, 0));
+  }
+
+  /** The sender cancelled: no chunk is kept after that. */
+  private cancelled = false;
+  /** Told when the running data stream ends. */
+  private readonly idle: Array<() => void> = [];
 
   private async offer(args: unknown): Promise<unknown> {
     const manifest = validateManifest((args as { manifest?: unknown } | null)?.manifest);
@@ -223,6 +269,8 @@ class Receiver {
     try {
       for await (const piece of reader) {
         for (const chunk of cutter.push(piece)) {
+          // The sender cancelled: the cancel call fails the receive; nothing more is kept.
+          if (this.cancelled) return;
           const entry = cutter.manifest.entries[chunk.entry]!;
           if (this.options.store) {
             await this.options.store.write(entry, chunk, cursorAfter(cutter.manifest, chunk.entry, chunk.chunk)).catch((err: Error) => {
@@ -243,6 +291,7 @@ class Receiver {
       throw err;
     } finally {
       this.streaming = false;
+      for (const told of this.idle.splice(0)) told();
     }
     if (cutter.complete) this.finished(cutter.manifest);
   }
@@ -251,7 +300,7 @@ class Receiver {
    * The last connection closed: a path that failed after bytes moved gets a new relay
    * (the sender opens one too, §9.5; at most {@link MAX_HOPS}); anything else ends the transfer.
    */
-  private lost(reason: CloseReason): void {
+  lost(reason: CloseReason): void {
     if (this.cutter?.complete) return;
     const reopen = this.reopen;
     if (reopen && !this.declined && receiverReopens(reason, this.bytes > this.atHop, this.hops, this.drops() > this.dropsAtHop)) {
@@ -274,7 +323,38 @@ class Receiver {
   /** Waits up to `ms` for the sender to close every connection, then closes what is left. */
   close(ms: number, why: string): Promise<void> {
     clearTimeout(this.stall);
-    return this.links.close(ms, why);
+    return this.links?.close(ms, why) ?? Promise.resolve();
+  }
+}
+
+/**
+ * Receives one transfer that the device at the other end of `connection` offers on
+ * it, with no code and no PAKE: what a `peers run` daemon that trusts this device
+ * sends with `peers send --to` (docs/protocol.md §9.4, over the connection its
+ * manager holds). The connection stays the caller's: its handshake already
+ * authenticated the sender, and only the offer, data stream and cancel handlers are
+ * exposed on it. Resolves once every chunk arrived, matched and was handed to the
+ * sink (and, with a `store`, was put in place); fails `Cancelled` when the sender
+ * gives up, `Closed` when the connection ends first (a later connection's offer of
+ * the same files resumes from a `store`'s position), and like {@link receiveByCode}
+ * otherwise. Call it before the sender offers (the offer is answered by whichever
+ * call is current).
+ */
+export async function receiveFrom(connection: Connection, options: ReceiveOptions): Promise<Received> {
+  if (!options.sink && !options.store) throw invalidInput("receive options", "a sink or a store is needed");
+  const receiver = new Receiver(undefined, connection.remote, options);
+  receiver.prepare(connection);
+  connection.expose("peers:transfer:cancel", (args) => receiver.cancel(args));
+  void connection.closed.then((reason) => receiver.lost(reason));
+  try {
+    const manifest = await receiver.done;
+    const received = receiver.received!;
+    if (options.store) received.stored = await options.store.finish(manifest);
+    // The connection stays open: a caller that closes it at once must not overtake the sender's StreamDone.
+    await receiver.answered();
+    return received;
+  } finally {
+    await receiver.close(0, "");
   }
 }
 

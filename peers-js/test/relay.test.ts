@@ -2,11 +2,12 @@
 // real signaling server (./server.ts): frames both ways in order with the credit
 // granted as they are read, the close reason, the server's refusal of a relay with
 // oneself, a peer that never asks (Timeout), a sender that overruns the window
-// (ProtocolError), and malformed relay events.
+// (ProtocolError), malformed relay events, and the relay acceptor (a `ready` signal
+// with `{"relay": true}` answered by opening the relay, from allowed devices only).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { DeviceKeys, parseRelayEvent, PeersError, RELAY_WINDOW, RelaySocket, SignalingClient } from "../src/index.js";
+import { DeviceKeys, parseRelayEvent, PeersError, RelayAcceptor, RELAY_WINDOW, RelaySocket, SignalingClient } from "../src/index.js";
 import { startServer, stopServers } from "./server.js";
 
 let url = "";
@@ -73,4 +74,25 @@ test("malformed relay events are refused", () => {
   refused("relay-credit", [{ relay: 1, frames: 1.5, bytes: 0 }]);
   refused("relay-close", [{ relay: 1, code: 7, message: "" }]);
   assert.equal((parseRelayEvent("relay-open", [{ relay: 1, peer: "ab".repeat(20), max_frame: 1 << 30 }]) as { maxFrame: number }).maxFrame, 90 * 1024);
+});
+
+test("a relay acceptor answers a relay request from an allowed device, and not from another", async () => {
+  const [a, b, c] = await Promise.all([device("a"), device("b"), device("c")]);
+  const acceptor = new RelayAcceptor(b, { allow: (d) => d === a.deviceId, timeoutMs: 5_000 });
+  // c asks first: not allowed, so its relay never opens
+  assert.equal((await c.signal(b.deviceId, "ready", { relay: true })).outcome, "delivered");
+  await assert.rejects(RelaySocket.open(c, b.deviceId, { timeoutMs: 700 }), (e: unknown) => e instanceof PeersError && e.code === "Timeout");
+  // a asks as a `peers run` daemon's relay dialer does: the signal, then its side of the relay
+  assert.equal((await a.signal(b.deviceId, "ready", { relay: true })).outcome, "delivered");
+  const [sa, sb] = await Promise.all([RelaySocket.open(a, b.deviceId), acceptor.accept()]);
+  assert.equal(sb.peer, a.deviceId);
+  assert.equal(sa.relay, sb.relay);
+  await sa.send(new Uint8Array([1, 2, 3]));
+  assert.deepEqual(await sb.recv(), new Uint8Array([1, 2, 3]));
+  // a `ready` without the relay flag is someone else's business
+  assert.equal((await a.signal(b.deviceId, "ready", {})).outcome, "delivered");
+  acceptor.close();
+  await assert.rejects(acceptor.accept(), (e: unknown) => e instanceof PeersError && e.kind === "Closed");
+  await sa.close("Normal", "done");
+  for (const d of [a, b, c]) d.close();
 });

@@ -57,7 +57,12 @@ pub struct WebRtcConfig {
     /// Sends wait while more than this many bytes are queued in the data channel
     /// (its buffered amount), and resume below half of it. Default: 4 MiB.
     pub send_buffer_high: usize,
-    /// Largest frame we send, before the peer's own limit. Default: 256 KiB.
+    /// Largest frame we send, before the peer's own limit (its SDP's
+    /// `a=max-message-size`). The SCTP association gets the same cap (the library
+    /// refuses to send a larger message), so every frame the socket allows is one the
+    /// library sends. Default: 64 KiB, what every peer accepts (RFC 8841's default):
+    /// Chromium and libdatachannel announce 256 KiB, but libdatachannel (node-datachannel)
+    /// stalls on 256 KiB messages from this library.
     pub max_frame_size: usize,
     /// Largest message we accept from the peer (our read buffer). Default: 256 KiB.
     pub max_receive_message: usize,
@@ -104,7 +109,7 @@ impl Default for WebRtcConfig {
             ice_keepalive_interval: Duration::from_secs(1),
             ice_prflx_acceptance_wait: Duration::ZERO,
             send_buffer_high: 4 * 1024 * 1024,
-            max_frame_size: 256 * 1024,
+            max_frame_size: 64 * 1024,
             max_receive_message: 256 * 1024,
             receive_queue: 64,
             max_sessions: 32,

@@ -11,7 +11,7 @@ use peers_sdk::socket::Locality;
 use peers_sdk::{PathInfo, PathKind};
 use sha2::{Digest, Sha256};
 use webrtc::api::APIBuilder;
-use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::setting_engine::{SctpMaxMessageSize, SettingEngine};
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -47,6 +47,10 @@ pub(crate) async fn new_peer_connection(
         Some(config.ice_keepalive_interval),
     );
     settings.set_prflx_acceptance_min_wait(Some(config.ice_prflx_acceptance_wait));
+    // The association refuses messages above this (the library's default is 64 KiB
+    // whatever the peer announces): the socket's frame size may not exceed it.
+    let can_send = u32::try_from(config.max_frame_size).unwrap_or(u32::MAX);
+    settings.set_sctp_max_message_size_can_send(SctpMaxMessageSize::Bounded(can_send));
     if config.candidate_scope == CandidateScope::LoopbackOnly {
         settings.set_include_loopback_candidate(true);
         settings.set_network_types(vec![NetworkType::Udp4]);

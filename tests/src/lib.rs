@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod coturn;
+pub mod daemon;
 pub mod device;
 pub mod nat;
 pub mod netns;

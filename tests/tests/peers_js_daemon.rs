@@ -14,51 +14,15 @@
 //! peers`), Node.js with `npm ci` in `tests/` and `peers-js/`, `npx tsc -p peers-js`, and
 //! a Chromium binary (`$CHROMIUM_PATH`, or `chromium` on `$PATH`).
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peers_sdk::DeviceInfo;
 use peers_tests::JsClient;
-use peers_tests::nat::workspace_binary;
+use peers_tests::daemon::{init, peers, run};
 use peers_tests::webrtc::signaling_server;
 
 const STEP: Duration = Duration::from_secs(40);
 const GROUP: &str = "notes";
-
-/// `peers --data-dir <data> <args>`, asserting success; its standard output.
-async fn peers(data: &Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(workspace_binary("peers"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("PEERS_SIGNALING_URL")
-        .env_remove("PEERS_ADVERTISE")
-        .output()
-        .await
-        .expect("peers");
-    assert!(out.status.success(), "peers {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `peers status` until the running daemon answers (at most `STEP`).
-async fn daemon_answers(data: &Path) {
-    let started = Instant::now();
-    loop {
-        let out = tokio::process::Command::new(workspace_binary("peers"))
-            .arg("--data-dir")
-            .arg(data)
-            .arg("status")
-            .output()
-            .await
-            .expect("peers status");
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("signaling") {
-            return;
-        }
-        assert!(started.elapsed() < STEP, "the daemon did not answer: {}", String::from_utf8_lossy(&out.stderr));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_device_and_a_peers_daemon_trust_each_other_connect_over_webrtc_and_call_both_ways() {
@@ -66,22 +30,9 @@ async fn a_browser_device_and_a_peers_daemon_trust_each_other_connect_over_webrt
     let url = server.url().expect("server url");
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("daemon");
-    peers(&data, &["init", "--user", "alice"]).await;
-    let info = peers(&data, &["info"]).await;
-    let code = info.lines().find_map(|l| l.strip_prefix("share code ")).expect("share code").trim().to_owned();
+    let code = init(&data, "alice").await;
     let daemon_id = DeviceInfo::from_share_code(&code).expect("the daemon's share code parses").device_id;
-
-    let mut daemon = tokio::process::Command::new(workspace_binary("peers"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", "--group", GROUP, "--signaling", &url])
-        .env_remove("PEERS_ADVERTISE")
-        .env("RUST_LOG", std::env::var("PEERS_DAEMON_LOG").unwrap_or_else(|_| "error".into()))
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("peers run");
-    daemon_answers(&data).await;
+    let mut daemon = run(&data, &["--group", GROUP, "--signaling", &url], "signaling", STEP).await;
     peers(&data, &["put", GROUP, "greeting", "from the daemon"]).await;
 
     let mut browser = JsClient::spawn("peers_js_chromium.mjs", &[&url, "daemon", &code, GROUP]);
