@@ -73,9 +73,8 @@ async fn a_device_over_its_budget_stays_refused_on_another_instance() {
     let spent = Instant::now();
     alice.close().await;
     released(&redis, &alice_id).await;
-    let alice = SignalingClient::connect(&two.url().unwrap(), &alice_keys, SignalingClientOptions::default())
-        .await
-        .unwrap();
+    let alice =
+        SignalingClient::connect(&two.url().unwrap(), &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let (accepted, _) = send_until_refused(&alice, &bob, 5).await;
     assert!(accepted <= seconds(spent), "{accepted} accepted on instance two: a fresh budget");
 
@@ -83,9 +82,8 @@ async fn a_device_over_its_budget_stays_refused_on_another_instance() {
     // her (a replacement): what she spent there is not known yet, so the
     // move counts as her whole burst.
     let spent = Instant::now();
-    let again = SignalingClient::connect(&one.url().unwrap(), &alice_keys, SignalingClientOptions::default())
-        .await
-        .unwrap();
+    let again =
+        SignalingClient::connect(&one.url().unwrap(), &alice_keys, SignalingClientOptions::default()).await.unwrap();
     let (accepted, _) = send_until_refused(&again, &bob, 5).await;
     assert!(accepted <= seconds(spent), "{accepted} accepted after a replacement: a fresh budget");
     drop(alice);
@@ -159,7 +157,8 @@ async fn newer_signals_never_overtake_the_queue_being_handed_over() {
     released(&redis, &bob_keys.device_id()).await;
     let mut alice = RawClient::connect(&url).await;
     assert_eq!(alice.register(&keys("alice")).await["ok"], json!(true));
-    let signal = |i: usize| json!({"id": format!("m-{i}"), "to": bob_keys.device_id().to_string(), "kind": "ready", "body": {}});
+    let signal =
+        |i: usize| json!({"id": format!("m-{i}"), "to": bob_keys.device_id().to_string(), "kind": "ready", "body": {}});
 
     for i in 0..QUEUED {
         let reply = alice.request("signal", signal(i)).await;

@@ -1,8 +1,10 @@
 //! Redis mode: several server instances share one Redis ([`StoreConfig::Redis`](crate::store::StoreConfig::Redis)).
 //!
 //! Redis is the authority for the queue, the outcome notices, presence,
-//! sessions (`cluster_sessions.rs`) and per-device rate limits
-//! ([`RedisState`]); deliveries cross instances as
+//! sessions (`cluster_sessions.rs`) and the shared rate budgets
+//! ([`RedisState`]; a device's request budget is held by the instance that
+//! holds the device, an address's is leased: `cluster_budgets.rs`);
+//! deliveries cross instances as
 //! socket.io room broadcasts through `socketioxide-redis`. Every registered
 //! socket joins the room `d:<device id>`; a socket watching a device joins
 //! `w:<device id>`.
@@ -16,8 +18,11 @@
 //!     ▼
 //!  notices kept for this device ─▶ emitted
 //!
-//!  signal ─▶ queue.lua: recipient "up" ─▶ emit to d:<to> (delivered)
-//!                       otherwise ─▶ queued / expired (ttl 0) / queue_full
+//!  signal ─▶ recipient held here, "up", allows the sender ─▶ its connection (delivered, no Redis)
+//!     │ otherwise
+//!     ▼
+//!  queue.lua: recipient "up" ─▶ emit to d:<to> (delivered)
+//!             otherwise ─▶ queued / expired (ttl 0) / queue_full
 //! ```
 //!
 //! A sender that sees the recipient "pending" queues: the registration's

@@ -290,12 +290,7 @@ impl RedisState {
     /// connection to release it left it (its GCRA state, unix ms; `None`:
     /// full).
     /// `allow` becomes its allow list (`P:{d:<dev>}:al`) in the same step.
-    pub(crate) async fn claim(
-        &self,
-        device: &DeviceId,
-        token: &str,
-        allow: Option<&AllowList>,
-    ) -> Result<Claimed> {
+    pub(crate) async fn claim(&self, device: &DeviceId, token: &str, allow: Option<&AllowList>) -> Result<Claimed> {
         let mut call = self.presence_call(device, "claim", token);
         allow_args(&mut call, allow);
         let reply: Vec<String> =
@@ -453,8 +448,7 @@ impl RedisState {
     ) -> Result<Option<usize>> {
         let budgets: Vec<&Budget> = budgets.into_iter().collect();
         let takes = budgets.iter().map(|budget| self.rate_call(budget, "take", now, 1));
-        let taken: Vec<bool> =
-            join_all(takes).await.into_iter().map(|n| n.map(|n| n > 0)).collect::<Result<_>>()?;
+        let taken: Vec<bool> = join_all(takes).await.into_iter().map(|n| n.map(|n| n > 0)).collect::<Result<_>>()?;
         let Some(refused) = taken.iter().position(|had_room| !had_room) else { return Ok(None) };
         let counted = budgets.iter().zip(&taken).filter(|(_, had_room)| **had_room);
         let gives = counted.map(|(budget, _)| self.rate_call(budget, "give", now, 1));
