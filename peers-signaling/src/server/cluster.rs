@@ -1,8 +1,10 @@
 //! Redis mode: several server instances share one Redis ([`StoreConfig::Redis`](crate::store::StoreConfig::Redis)).
 //!
 //! Redis is the authority for the queue, the outcome notices, presence,
-//! sessions (`cluster_sessions.rs`) and per-device rate limits
-//! ([`RedisState`]); deliveries cross instances as
+//! sessions (`cluster_sessions.rs`) and the shared rate budgets
+//! ([`RedisState`]; a device's request budget is held by the instance that
+//! holds the device, an address's is leased: `cluster_budgets.rs`);
+//! deliveries cross instances as
 //! socket.io room broadcasts through `socketioxide-redis`. Every registered
 //! socket joins the room `d:<device id>`; a socket watching a device joins
 //! `w:<device id>`.
@@ -16,8 +18,11 @@
 //!     ▼
 //!  notices kept for this device ─▶ emitted
 //!
-//!  signal ─▶ queue.lua: recipient "up" ─▶ emit to d:<to> (delivered)
-//!                       otherwise ─▶ queued / expired (ttl 0) / queue_full
+//!  signal ─▶ recipient held here, "up", allows the sender ─▶ its connection (delivered, no Redis)
+//!     │ otherwise
+//!     ▼
+//!  queue.lua: recipient "up" ─▶ emit to d:<to> (delivered)
+//!             otherwise ─▶ queued / expired (ttl 0) / queue_full
 //! ```
 //!
 //! A sender that sees the recipient "pending" queues: the registration's
@@ -32,8 +37,6 @@
 //! Each instance also runs the expiry loop; the expiry index hands each due
 //! message to one instance, which tells its sender.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -47,6 +50,8 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tracing::{debug, info, warn};
 
+use super::cluster_budgets::{AddressLeases, Gcra, Rate};
+use super::cluster_held::HeldDevices;
 use super::cluster_relay::{self, ClusterRelays};
 use super::config::ServerConfig;
 use super::connection::{self, Connection, Replier, lock, registered_reply, registration_refused};
@@ -58,10 +63,10 @@ use super::{cluster_presence, cluster_sessions};
 use crate::error::Error;
 use crate::protocol::{AllowList, DeliveredSignalWire, ErrorCode, OutcomeKind, OutcomeNotice, Rejection, events};
 use crate::queue::QueuedMessage;
-use crate::ratelimit::{Limited, RateLimits};
+use crate::ratelimit::RateLimits;
 use crate::sessions::SessionLimits;
 use crate::store::StoreConfig;
-use crate::store::redis::{Budget, NotifyOutcome, PubSubDriver, RedisClient, RedisState, SendOutcome};
+use crate::store::redis::{NotifyOutcome, PubSubDriver, RedisClient, RedisState, SendOutcome};
 
 /// Connects to Redis and registers the namespace on a `SocketIo` with the
 /// Redis adapter: the server and its routes, for [`SignalingServer::bind`].
@@ -145,8 +150,13 @@ pub(crate) struct Cluster {
     instance: String,
     namespace: String,
     io: OnceLock<SocketIo<RedisIo>>,
-    /// The devices registered here (device → connection), for the heartbeat.
-    held: Mutex<HashMap<DeviceId, u64>>,
+    /// The devices registered here: their connections, registration phase
+    /// and request budgets (`cluster_held.rs`).
+    pub(super) held: HeldDevices,
+    /// This instance's leases of the address budgets (`cluster_budgets.rs`).
+    pub(super) leases: Mutex<AddressLeases>,
+    /// The request rate limits (the device and address budgets).
+    pub(super) rate_limits: RateLimits,
     /// Keeps the "alive" subscription (nothing is ever published on it).
     _alive: MessageStream<ChanItem>,
     /// The limits of the shared sessions (for their expiry).
@@ -180,7 +190,9 @@ impl Cluster {
             instance,
             namespace: config.namespace.clone(),
             io: OnceLock::new(),
-            held: Mutex::new(HashMap::new()),
+            held: HeldDevices::default(),
+            leases: Mutex::new(AddressLeases::new(&config.rate_limits, config.max_connections)),
+            rate_limits: config.rate_limits.clone(),
             _alive: alive,
             sessions: config.sessions.clone(),
             relays: ClusterRelays::new(config.relay.clone(), inbound),
@@ -252,7 +264,7 @@ impl Cluster {
     async fn holder_alive(&self, device: &DeviceId, holder: &str) -> bool {
         let Some((instance, connection)) = holder_connection(holder) else { return true };
         if instance == self.instance {
-            if lock(&self.held).get(device) == Some(&connection) {
+            if self.held.holds(device, connection) {
                 return true;
             }
             debug!(%device, connection, "the device's connection here closed; it is offline");
@@ -264,7 +276,7 @@ impl Cluster {
         }
         // Its list goes with its presence: read it first.
         let allow = self.state.allow_list(device).await.ok().flatten();
-        if let Ok(true) = self.state.release(device, &presence_token(instance, connection)).await {
+        if let Ok(true) = self.state.release(device, &presence_token(instance, connection), None).await {
             cluster_presence::announce(self, device, false, allow.as_ref()).await;
         }
         false
@@ -284,63 +296,6 @@ impl Cluster {
             }
             tokio::time::sleep(ALIVE_GRACE / 10).await;
         }
-    }
-
-    /// Counts one request against the budgets in Redis of `ip` and, once
-    /// registered, `device`, so a client spreading its requests over the
-    /// instances gets no more than on one; which budget had no room, if any.
-    pub(crate) async fn allow(
-        &self,
-        limits: &RateLimits,
-        device: Option<&DeviceId>,
-        ip: Option<IpAddr>,
-    ) -> Result<Option<Limited>, Rejection> {
-        let ip =
-            ip.map(|ip| (Budget::per_second(format!("ip:{ip}"), limits.ip_per_second, limits.ip_burst), Limited::Ip));
-        let device = device.map(|device| {
-            let budget = Budget::per_second(format!("dev:{device}"), limits.device_per_second, limits.device_burst);
-            (budget, Limited::Device)
-        });
-        self.check(&[ip, device]).await
-    }
-
-    /// Counts one session join (a code guess) against the join budgets in
-    /// Redis of `ip` and `device`, shared by every instance.
-    pub(crate) async fn allow_join(
-        &self,
-        limits: &SessionLimits,
-        device: &DeviceId,
-        ip: Option<IpAddr>,
-    ) -> Result<Option<Limited>, Rejection> {
-        let per_minute = limits.joins_per_minute_per_ip;
-        let device = (Budget::per_minute(format!("join-dev:{device}"), per_minute, per_minute), Limited::Device);
-        let ip = ip.map(|ip| (Budget::per_minute(format!("join-ip:{ip}"), per_minute, per_minute), Limited::Ip));
-        self.check(&[Some(device), ip]).await
-    }
-
-    /// Counts one session creation against the creation budgets in Redis of
-    /// `ip` and `device`, shared by every instance.
-    pub(crate) async fn allow_create(
-        &self,
-        limits: &SessionLimits,
-        device: &DeviceId,
-        ip: Option<IpAddr>,
-    ) -> Result<Option<Limited>, Rejection> {
-        let (per_device, per_ip) = (limits.creates_per_minute_per_device, limits.creates_per_minute_per_ip);
-        let device = (Budget::per_minute(format!("create-dev:{device}"), per_device, per_device), Limited::Device);
-        let ip = ip.map(|ip| (Budget::per_minute(format!("create-ip:{ip}"), per_ip, per_ip), Limited::Ip));
-        self.check(&[ip, Some(device)]).await
-    }
-
-    /// Counts one request against each budget present; which one had no room.
-    async fn check(&self, budgets: &[Option<(Budget, Limited)>]) -> Result<Option<Limited>, Rejection> {
-        let budgets: Vec<&(Budget, Limited)> = budgets.iter().flatten().collect();
-        if budgets.is_empty() {
-            return Ok(None);
-        }
-        let refused =
-            self.state.allow(now_ms(), budgets.iter().map(|(budget, _)| budget)).await.map_err(unavailable)?;
-        Ok(refused.and_then(|i| budgets.get(i).map(|(_, whose)| *whose)))
     }
 
     /// Tells `sender` what became of its message: at once if it is up
@@ -392,9 +347,20 @@ pub(super) async fn register(
     // The list an older connection of the device set, if it is still online
     // (for the watchers the new list changes things for).
     let old_allow = cluster.state.allow_list(&device).await.ok().flatten();
-    let previous = match cluster.state.claim(&device, &token, allow.as_ref()).await {
-        Ok(previous) => previous,
+    // No direct delivery to an older connection of the device here from now on.
+    let held_here = cluster.held.registering(&device);
+    let claimed = match cluster.state.claim(&device, &token, allow.as_ref()).await {
+        Ok(claimed) => claimed,
         Err(err) => return registration_refused(conn, unavailable(err), replier),
+    };
+    let previous = claimed.previous;
+    // The device's budget: as this instance held it, as the last release
+    // left it, or, when a connection elsewhere still holds it, with its
+    // burst spent (what it spent there since is not known yet).
+    let budget = match (held_here, &previous) {
+        (Some(budget), _) => budget,
+        (None, Some(_)) => Gcra::moved(claimed.budget, now_ms(), Rate::device(&cluster.rate_limits)),
+        (None, None) => Gcra::stored(claimed.budget),
     };
     let room = device_room(&device);
     if previous.is_some() {
@@ -417,7 +383,7 @@ pub(super) async fn register(
     if let Some(socket) = conn.peer.socket.upgrade() {
         socket.join_room(room);
     }
-    lock(&cluster.held).insert(device, conn.peer.id);
+    cluster.held.hold(device, conn, budget);
     if !conn.peer.connected() {
         // It closed before it had a device, so its disconnect handler could
         // not clean up: do it here (both are idempotent).
@@ -451,6 +417,8 @@ pub(super) async fn register(
             replier.send(Ok(registered_reply(&device, batch.len())));
         }
         if batch.is_empty() {
+            // The take that found the queue empty turned the presence "up".
+            cluster.held.up(&device, conn.peer.id);
             break;
         }
         let mut rest = batch.into_iter();
@@ -504,29 +472,43 @@ const RELEASE_RETRY_MAX: Duration = Duration::from_secs(2);
 /// The adapter's stream buffer: pub/sub messages held for one channel's reader.
 const PUBSUB_BUFFER: usize = 8192;
 
-/// Forwards or queues a checked signal through Redis; returns its first outcome.
+/// Delivers, forwards or queues a checked signal; returns its first outcome.
 ///
-/// The request's `charge` and the recipient's lookup (`queue.lua`'s peek)
-/// go to Redis together, so a delivered signal waits one round trip, not
-/// two; nothing is delivered or queued before the charge is known.
-///
-/// A recipient whose connection this instance holds is handed the signal
-/// here, as one instance does, without a publish and the pub/sub hop back
-/// (half of a delivered signal's Redis round trips); one held elsewhere gets
-/// it through the adapter's pub/sub.
+/// A recipient held by this instance, its queue handed over and its allow
+/// list letting the sender reach it, is handed the signal here, as one
+/// instance does, without a call to Redis (`cluster_held.rs`); with the
+/// request's budgets held here too (`cluster_budgets.rs`), such a signal
+/// completes in the connection's read loop. Any other goes through Redis:
+/// the request's `charge` and the recipient's lookup (`queue.lua`'s peek)
+/// go out together, so a delivered signal waits one round trip; nothing is
+/// delivered or queued before the charge is known. A recipient whose
+/// connection this instance holds is still handed the signal here; one held
+/// elsewhere gets it through the adapter's pub/sub.
 pub(super) async fn signal(
     cluster: &Cluster,
     shared: &Shared,
     signal: CheckedSignal,
     charge: Charge<'_>,
 ) -> Result<SignalOutcome, Rejection> {
+    let mut charge = Some(charge);
+    if cluster.held.direct(&signal.to, &signal.from).is_some()
+        && let Some(charge) = charge.take()
+    {
+        // Charged first (ready at once while the address's lease lasts); the
+        // recipient is looked up again after it.
+        connection::charged(charge.await)?;
+        if let Some(peer) = cluster.held.direct(&signal.to, &signal.from) {
+            deliver_here(&peer, wire(signal, now_ms()))?;
+            return Ok(SignalOutcome { outcome: OutcomeKind::Delivered, expires_at: None });
+        }
+    }
     let now = now_ms();
     let message = QueuedMessage {
         seq: 0,
         to: signal.to,
         from: signal.from,
         origin: signal.origin,
-        id: signal.id,
+        id: signal.id.clone(),
         kind: signal.kind,
         body: serde_json::to_string(&signal.body).unwrap_or_default(),
         sent_at: now,
@@ -534,8 +516,15 @@ pub(super) async fn signal(
         // queue.lua shadows it if `to` does not allow `from`.
         shadowed: false,
     };
-    let (charged, peeked) = tokio::join!(charge, cluster.state.peek(&message, signal.ttl_ms));
-    connection::charged(charged)?;
+    let peek = cluster.state.peek(&message, signal.ttl_ms);
+    let peeked = match charge {
+        Some(charge) => {
+            let (charged, peeked) = tokio::join!(charge, peek);
+            connection::charged(charged)?;
+            peeked
+        }
+        None => peek.await,
+    };
     let peeked = peeked.map_err(unavailable)?;
     let mut sent = cluster.state.send_peeked(&message, peeked).await.map_err(unavailable)?;
     if let SendOutcome::Deliver { holder } = &sent
@@ -546,27 +535,17 @@ pub(super) async fn signal(
     }
     match sent {
         SendOutcome::Deliver { holder } => {
-            let wire = DeliveredSignalWire {
-                id: message.id.clone(),
-                from: message.from.to_string(),
-                kind: message.kind,
-                body: signal.body,
-                sent_at: now,
-                queued: false,
-            };
-            let delivered = match cluster.local_holder(shared, &message.to, &holder) {
-                Some(peer) if peer.emit(events::INCOMING, &wire) => Ok(()),
-                Some(_) => Err("its connection here is not taking messages".to_owned()),
-                None => cluster.emit(device_room(&message.to), events::INCOMING, &wire).await,
-            };
-            if let Err(err) = delivered {
-                debug!(to = %message.to, %err, "delivery failed");
-                return Err(Rejection::new(
-                    ErrorCode::RecipientBusy,
-                    "the recipient's connection is not taking messages",
-                ));
+            let wire = wire(signal, now);
+            match cluster.local_holder(shared, &message.to, &holder) {
+                Some(peer) => deliver_here(&peer, wire)?,
+                None => {
+                    if let Err(err) = cluster.emit(device_room(&message.to), events::INCOMING, &wire).await {
+                        debug!(to = %message.to, %err, "delivery failed");
+                        return Err(recipient_busy());
+                    }
+                    m::signal_outcome("delivered");
+                }
             }
-            m::signal_outcome("delivered");
             Ok(SignalOutcome { outcome: OutcomeKind::Delivered, expires_at: None })
         }
         SendOutcome::Expired => {
@@ -580,6 +559,32 @@ pub(super) async fn signal(
             Ok(SignalOutcome { outcome: OutcomeKind::Queued, expires_at: Some(message.expires_at) })
         }
     }
+}
+
+/// What the recipient of `signal` gets.
+fn wire(signal: CheckedSignal, sent_at: u64) -> DeliveredSignalWire {
+    DeliveredSignalWire {
+        id: signal.id,
+        from: signal.from.to_string(),
+        kind: signal.kind,
+        body: signal.body,
+        sent_at,
+        queued: false,
+    }
+}
+
+/// Hands a signal to its recipient's connection on this instance.
+fn deliver_here(peer: &Peer, wire: DeliveredSignalWire) -> Result<(), Rejection> {
+    if !peer.emit(events::INCOMING, &wire) {
+        debug!(peer = peer.id, "delivery failed: its connection here is not taking messages");
+        return Err(recipient_busy());
+    }
+    m::signal_outcome("delivered");
+    Ok(())
+}
+
+fn recipient_busy() -> Rejection {
+    Rejection::new(ErrorCode::RecipientBusy, "the recipient's connection is not taking messages")
 }
 
 /// Replaces `device`'s allow list (the request's signature is checked);
@@ -608,24 +613,22 @@ pub(super) fn disconnected(
     peer_id: u64,
     allow: Option<AllowList>,
 ) {
-    {
-        let mut held = lock(&cluster.held);
-        if held.get(&device) == Some(&peer_id) {
-            held.remove(&device);
-        }
-    }
+    let budget = cluster.held.release(&device, peer_id);
     cluster_relay::device_gone(shared, cluster, device, peer_id);
     let cluster = cluster.clone();
     tokio::spawn(async move {
         // Both at once: until the release, a signal from another instance
-        // finds the device up and is sent to a connection that is gone.
+        // finds the device up and is sent to a connection that is gone. The
+        // release keeps the device's budget for its next registration.
         let token = cluster.token(peer_id);
+        let now = now_ms();
+        let budget = budget.and_then(|budget| budget.state(now)).map(|tat| (now, tat));
         let (dropped, released) =
-            tokio::join!(cluster.state.relay_drop(&device, &token), cluster.state.release(&device, &token));
+            tokio::join!(cluster.state.relay_drop(&device, &token), cluster.state.release(&device, &token, budget));
         if let Err(err) = dropped {
             warn!(%device, %err, "could not drop the relay requests; they lapse with relay.pending_wait");
         }
-        if release_presence(&cluster, &device, &token, released).await {
+        if release_presence(&cluster, &device, &token, budget, released).await {
             info!(%device, "device offline");
             cluster_presence::announce(&cluster, &device, false, allow.as_ref()).await;
         }
@@ -637,7 +640,13 @@ pub(super) fn disconnected(
 /// while the presence would last: until it ends, signals from other instances are
 /// sent to nobody. A try that timed out may still have been carried out: after
 /// one, "not ours to release" means gone, unless the device is online again.
-async fn release_presence(cluster: &Cluster, device: &DeviceId, token: &str, first: crate::Result<bool>) -> bool {
+async fn release_presence(
+    cluster: &Cluster,
+    device: &DeviceId,
+    token: &str,
+    budget: Option<(u64, f64)>,
+    first: crate::Result<bool>,
+) -> bool {
     let (mut released, mut pause, mut retried) = (first, RELEASE_RETRY, false);
     let give_up = tokio::time::Instant::now() + cluster.state.presence_ttl();
     loop {
@@ -648,7 +657,7 @@ async fn release_presence(cluster: &Cluster, device: &DeviceId, token: &str, fir
                 debug!(%device, %err, ?pause, "could not end the presence; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RELEASE_RETRY_MAX);
-                released = cluster.state.release(device, token).await;
+                released = cluster.state.release(device, token, budget).await;
                 retried = true;
             }
             Err(err) => {
@@ -671,11 +680,21 @@ pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) 
         tokio::time::sleep(every).await;
         let (Some(cluster), Some(shared)) = (cluster.upgrade(), shared.upgrade()) else { return };
         let held: Vec<(DeviceId, String)> =
-            lock(&cluster.held).iter().map(|(device, peer)| (*device, cluster.token(*peer))).collect();
+            cluster.held.connections().into_iter().map(|(device, peer)| (device, cluster.token(peer))).collect();
         match cluster.state.refresh(&held).await {
-            Ok(lost) => {
-                for (device, token) in lost {
-                    registration_lost(&cluster, &shared, &device, &token);
+            Ok(refreshed) => {
+                for (device, token) in refreshed.lost {
+                    warn!(%device, "Redis lost this device's presence; closing its connection so it registers again");
+                    let lost = "the server lost this registration (its store); register again";
+                    close_held(&cluster, &shared, &device, &token, Rejection::new(ErrorCode::Internal, lost));
+                    m::store_errors();
+                }
+                for (device, token) in refreshed.replaced {
+                    // Its `replaced` broadcast did not arrive: until now this
+                    // connection kept its signals and its own budget here.
+                    info!(%device, "a newer connection holds this device; closing the old one");
+                    let replaced = Rejection::new(ErrorCode::Replaced, "a newer connection registered this device");
+                    close_held(&cluster, &shared, &device, &token, replaced);
                 }
             }
             Err(err) => {
@@ -689,15 +708,12 @@ pub(super) async fn run_heartbeat(cluster: Weak<Cluster>, shared: Weak<Shared>) 
     }
 }
 
-/// Closes `device`'s connection here (registration `token`) after Redis
-/// lost its presence, with a notice saying to register again.
-fn registration_lost(cluster: &Cluster, shared: &Shared, device: &DeviceId, token: &str) {
+/// Closes `device`'s connection here (registration `token`) with `notice`:
+/// Redis lost its presence, or a newer connection holds it.
+fn close_held(cluster: &Cluster, shared: &Shared, device: &DeviceId, token: &str, notice: Rejection) {
     let Some(peer) = cluster.local_holder(shared, device, token) else { return };
-    warn!(%device, "Redis lost this device's presence; closing its connection so it registers again");
-    let lost = Rejection::new(ErrorCode::Internal, "the server lost this registration (its store); register again");
-    peer.emit(events::NOTICE, &lost);
+    peer.emit(events::NOTICE, &notice);
     peer.disconnect();
-    m::store_errors();
 }
 
 /// Expires due messages (telling their senders) and sessions, and sweeps

@@ -7,6 +7,10 @@
 #[cfg(feature = "redis")]
 mod cluster;
 #[cfg(feature = "redis")]
+mod cluster_budgets;
+#[cfg(feature = "redis")]
+mod cluster_held;
+#[cfg(feature = "redis")]
 mod cluster_presence;
 #[cfg(feature = "redis")]
 mod cluster_relay;

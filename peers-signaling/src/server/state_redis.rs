@@ -16,7 +16,7 @@ use super::cluster::{self, Cluster};
 use super::connection::{Connection, Replier, lock};
 use super::hub::CheckedSignal;
 use super::state::{Charge, RelayOpening, Reply, SignalOutcome, SignalingState, StateFuture};
-use super::{Shared, cluster_presence, cluster_relay, cluster_sessions};
+use super::{Shared, cluster_budgets, cluster_presence, cluster_relay, cluster_sessions};
 use crate::protocol::{AllowList, Rejection, RelayEvent, SessionRequest};
 use crate::ratelimit::Limited;
 
@@ -29,18 +29,23 @@ impl SignalingState for RedisBackend {
         true
     }
 
-    fn check_rate(&self, shared: &Shared, ip: Option<IpAddr>, _device: Option<&DeviceId>) -> Result<(), Limited> {
-        // The device's budget lives in Redis (`charge_request`); the
-        // address's is kept here too, so a flood at one instance is refused
-        // without a round trip.
-        shared.limiters.check(ip, None)
+    fn check_rate(&self, shared: &Shared, ip: Option<IpAddr>, device: Option<&DeviceId>) -> Result<(), Limited> {
+        // The address's budget is shared (`charge_request`, leased); it is
+        // kept here too, so a flood at one instance is refused first. The
+        // device's lives on the instance that holds the device
+        // (`cluster_budgets.rs`).
+        shared.limiters.check(ip, None)?;
+        let Some(device) = device else { return Ok(()) };
+        match self.0.charge_device(device) {
+            Some(true) => Ok(()),
+            Some(false) => Err(Limited::Device),
+            // Not held here (its connection is going): this instance's own.
+            None => shared.limiters.check(None, Some(device)),
+        }
     }
 
     fn charge_request<'a>(&'a self, conn: &'a Connection) -> Charge<'a> {
-        Box::pin(async move {
-            let device = conn.device();
-            self.0.allow(&conn.shared.config.rate_limits, device.as_ref(), conn.ip()).await
-        })
+        self.0.charge_address(conn.ip())
     }
 
     fn register<'a>(
@@ -137,6 +142,7 @@ impl SignalingState for RedisBackend {
         let mut tasks = vec![
             tokio::spawn(cluster::run_heartbeat(Arc::downgrade(&self.0), Arc::downgrade(shared))),
             tokio::spawn(cluster::run_expiry(Arc::downgrade(&self.0))),
+            tokio::spawn(cluster_budgets::run_lease_returns(Arc::downgrade(&self.0))),
         ];
         tasks.extend(cluster_relay::spawn_tasks(shared, &self.0));
         tasks

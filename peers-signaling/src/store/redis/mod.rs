@@ -1,6 +1,6 @@
 //! [`RedisState`]: the shared state of several server instances, kept in
-//! Redis: the offline queue, the outcome notices, presence and per-device rate
-//! limits. Every change that must hold across instances is made of Lua
+//! Redis: the offline queue, the outcome notices, presence and the shared
+//! rate budgets. Every change that must hold across instances is made of Lua
 //! scripts (the `*.lua` files next to this one), each atomic in Redis and
 //! each touching the keys of one hash slot (`keys.rs`), so the state can
 //! live on a Redis Cluster (`connection.rs`: one Redis or a cluster, behind
@@ -14,6 +14,8 @@
 //! ```text
 //! P:{d:<dev>}:on     string   "<instance>|<connection>|pending|up", expires
 //! P:{d:<dev>}:al     set      the devices allowed to reach <dev>, and "*"; lives with :on
+//! P:{d:<dev>}:rl     string   <dev>'s request budget (GCRA state) as its last holder
+//!                             left it; written on release, read by a claim; expires
 //! P:{d:<dev>}:m      hash     seq -> queued message (JSON)
 //! P:{d:<dev>}:q      zset     seqs waiting for <dev>, in order; :sq its shadow queue
 //! P:{d:<dev>}:c      hash     qn, qb, sn, sb: messages / bytes in :q and :sq
@@ -26,7 +28,7 @@
 //! P:{d:<dev>}:n      list     outcome notices for <dev>
 //! P:{nt}:c P:{nt}:t  hash, counter  notices per box, notices kept overall
 //! P:{nt}:z           zset     <dev> scored by when its newest notice runs out
-//! P:{rl:<what>}      string   GCRA state of a rate budget (dev:<dev>, ip:<ip>,
+//! P:{rl:<what>}      string   GCRA state of a rate budget (ip:<ip>,
 //!                             join-dev:<dev>, join-ip:<ip>, ...), expires
 //! P:{s:<id>}         string   session <id> (JSON); P:{s:<id>}:lock its lock, expires
 //! P:{sl}:slot:<n>    string   the transfer id holding code slot <n>
@@ -284,17 +286,20 @@ impl RedisState {
 
     /// Marks `device` as registering on connection `token`; returns the
     /// previous presence value (another connection's, or a crashed instance's
-    /// not yet expired).
+    /// not yet expired) and the device's request budget as the last
+    /// connection to release it left it (its GCRA state, unix ms; `None`:
+    /// full).
     /// `allow` becomes its allow list (`P:{d:<dev>}:al`) in the same step.
-    pub(crate) async fn claim(
-        &self,
-        device: &DeviceId,
-        token: &str,
-        allow: Option<&AllowList>,
-    ) -> Result<Option<String>> {
+    pub(crate) async fn claim(&self, device: &DeviceId, token: &str, allow: Option<&AllowList>) -> Result<Claimed> {
         let mut call = self.presence_call(device, "claim", token);
         allow_args(&mut call, allow);
-        call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("claim presence"))
+        let reply: Vec<String> =
+            call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("claim presence"))?;
+        let [previous, budget] = reply.as_slice() else {
+            return Err(bad_reply("claim presence", format!("{reply:?}")));
+        };
+        let previous = (!previous.is_empty()).then(|| previous.clone());
+        Ok(Claimed { previous, budget: budget.parse().ok() })
     }
 
     /// A call of `presence.lua` about `device`.
@@ -348,20 +353,25 @@ impl RedisState {
     }
 
     /// Ends `device`'s presence if `token` still holds it; returns whether it did.
-    pub(crate) async fn release(&self, device: &DeviceId, token: &str) -> Result<bool> {
-        let n: u64 = self
-            .presence_call(device, "release", token)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(redis_error("release presence"))?;
+    /// `budget` (the device's request budget as this instance leaves it, a
+    /// GCRA state in unix ms, with `now`) is kept for the next registration,
+    /// whoever holds the presence.
+    pub(crate) async fn release(&self, device: &DeviceId, token: &str, budget: Option<(u64, f64)>) -> Result<bool> {
+        let mut call = self.presence_call(device, "release", token);
+        if let Some((now, tat)) = budget {
+            call.arg(now).arg(tat);
+        }
+        let n: u64 = call.invoke_async(&mut self.connection.clone()).await.map_err(redis_error("release presence"))?;
         Ok(n > 0)
     }
 
     /// Extends the presence of the devices this instance holds (one call per
     /// device, at most 256 in flight). Returns those whose presence Redis
-    /// no longer has (`presence.lua`: lost, not put back).
-    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<Vec<(DeviceId, String)>> {
-        let mut lost = Vec::new();
+    /// no longer has (`presence.lua`: lost, not put back), and those another
+    /// connection holds now (a newer registration whose `replaced` did not
+    /// reach this instance).
+    pub(crate) async fn refresh(&self, held: &[(DeviceId, String)]) -> Result<Refreshed> {
+        let (mut lost, mut replaced) = (Vec::new(), Vec::new());
         for chunk in held.chunks(256) {
             let calls = chunk.iter().map(|(device, token)| {
                 let call = self.presence_call(device, "refresh", token);
@@ -369,10 +379,16 @@ impl RedisState {
                 async move { call.invoke_async::<u64>(&mut connection).await.map_err(redis_error("refresh presence")) }
             });
             let answers = futures_util::future::try_join_all(calls).await?;
-            lost.extend(chunk.iter().zip(answers).filter(|(_, answer)| *answer == 2).map(|(held, _)| held.clone()));
+            for (held, answer) in chunk.iter().zip(answers) {
+                match answer {
+                    0 => replaced.push(held.clone()),
+                    2 => lost.push(held.clone()),
+                    _ => {}
+                }
+            }
         }
         if lost.is_empty() {
-            return Ok(lost);
+            return Ok(Refreshed { lost, replaced });
         }
         // A script names its device's keys itself, so while a slot moves
         // between nodes it may run where the presence is not (yet or any
@@ -381,7 +397,7 @@ impl RedisState {
         let devices: Vec<DeviceId> = lost.iter().map(|(device, _)| *device).collect();
         let present = self.online(&devices).await?;
         lost.retain(|(device, _)| !present.contains(device));
-        Ok(lost)
+        Ok(Refreshed { lost, replaced })
     }
 
     /// The pub/sub channel an instance stays subscribed to while it runs.
@@ -431,17 +447,29 @@ impl RedisState {
         budgets: impl IntoIterator<Item = &'a Budget>,
     ) -> Result<Option<usize>> {
         let budgets: Vec<&Budget> = budgets.into_iter().collect();
-        let takes = budgets.iter().map(|budget| self.rate_call(budget, "take", now));
-        let taken: Vec<bool> = join_all(takes).await.into_iter().collect::<Result<_>>()?;
+        let takes = budgets.iter().map(|budget| self.rate_call(budget, "take", now, 1));
+        let taken: Vec<bool> = join_all(takes).await.into_iter().map(|n| n.map(|n| n > 0)).collect::<Result<_>>()?;
         let Some(refused) = taken.iter().position(|had_room| !had_room) else { return Ok(None) };
         let counted = budgets.iter().zip(&taken).filter(|(_, had_room)| **had_room);
-        let gives = counted.map(|(budget, _)| self.rate_call(budget, "give", now));
-        join_all(gives).await.into_iter().collect::<Result<Vec<bool>>>()?;
+        let gives = counted.map(|(budget, _)| self.rate_call(budget, "give", now, 1));
+        join_all(gives).await.into_iter().collect::<Result<Vec<u32>>>()?;
         Ok(Some(refused))
     }
 
-    /// One call of `ratelimit.lua` on `budget`; whether it had room.
-    async fn rate_call(&self, budget: &Budget, op: &str, now: u64) -> Result<bool> {
+    /// Counts up to `n` requests against `budget` at once, as many as it has
+    /// room for (an instance's lease, spent in memory); how many.
+    pub(crate) async fn lease(&self, now: u64, budget: &Budget, n: u32) -> Result<u32> {
+        self.rate_call(budget, "lease", now, n).await
+    }
+
+    /// Gives `n` requests a lease counted and nobody made back to `budget`.
+    pub(crate) async fn give(&self, now: u64, budget: &Budget, n: u32) -> Result<()> {
+        self.rate_call(budget, "give", now, n).await.map(drop)
+    }
+
+    /// One call of `ratelimit.lua` on `budget` for `n` requests; how many it
+    /// counted (`take`: 1 or 0).
+    async fn rate_call(&self, budget: &Budget, op: &str, now: u64, n: u32) -> Result<u32> {
         let [key] = checked_keys([self.keys.rate(&budget.key)]);
         let done: u64 = self
             .scripts
@@ -452,11 +480,30 @@ impl RedisState {
             .arg(now)
             .arg(budget.interval_ms)
             .arg(budget.burst.max(1))
+            .arg(n)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(redis_error("rate limit"))?;
-        Ok(done == 1)
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
     }
+}
+
+/// What [`RedisState::claim`] found.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    /// The previous presence value, if a connection held the device.
+    pub(crate) previous: Option<String>,
+    /// The device's request budget as the last release left it (GCRA state,
+    /// unix ms; `None`: full).
+    pub(crate) budget: Option<f64>,
+}
+
+/// What [`RedisState::refresh`] found: the held devices (with their tokens)
+/// whose presence is lost, and those another connection holds now.
+#[derive(Debug, Default)]
+pub(crate) struct Refreshed {
+    pub(crate) lost: Vec<(DeviceId, String)>,
+    pub(crate) replaced: Vec<(DeviceId, String)>,
 }
 
 /// A rate budget shared by every instance: requests one per `interval_ms` on

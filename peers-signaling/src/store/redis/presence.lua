@@ -3,9 +3,12 @@
 -- instance's heartbeat) or allow (a new allow list from the registered
 -- connection).
 -- ARGV: op, ttl_ms, token; claim and allow then take '0' (no list: everyone
--- may reach the device) or '1' followed by the allowed ids. claim returns
--- the previous value (or nil); release, refresh and allow return 1 if they
--- acted. Release, refresh and allow only act on a key that still holds
+-- may reach the device) or '1' followed by the allowed ids; release may then
+-- take now (unix ms) and the device's request budget as its holder left it
+-- (its GCRA state, see ratelimit.lua), kept in D:rl whoever holds the
+-- presence (the larger of the two, so a budget is never refilled by it).
+-- claim returns {the previous value or '', D:rl or ''}: the budget the last
+-- holder left; release, refresh and allow return 1 if they acted. Release, refresh and allow only act on a key that still holds
 -- this token (refresh also on a missing one), so a newer registration is
 -- never undone. The allow list D:al lives and dies with the presence D:on.
 local d, op, ttl, token = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -26,7 +29,13 @@ local current = redis.call('GET', key)
 if op == 'claim' then
   redis.call('SET', key, token .. '|pending', 'PX', ttl)
   set_allow()
-  return current
+  return {current or '', redis.call('GET', d .. ':rl') or ''}
+end
+if op == 'release' and ARGV[5] then
+  local now, tat = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local kept = tonumber(redis.call('GET', d .. ':rl') or '0')
+  if kept > tat then tat = kept end
+  if tat > now then redis.call('SET', d .. ':rl', tostring(tat), 'PX', math.ceil(tat - now) + 1) end
 end
 local mine = token .. '|'
 local held = current and string.sub(current, 1, #mine) == mine
