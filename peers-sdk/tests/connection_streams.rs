@@ -198,3 +198,43 @@ async fn streams_beyond_the_limits_are_refused_busy_and_grow_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_arrive_whole_and_one_beyond_half_the_window_still_arrives() {
+    let (a, b) = pair().await;
+    let (got_tx, got_rx) = oneshot::channel();
+    let got_tx = std::sync::Mutex::new(Some(got_tx));
+    b.expose_stream("pieces", move |(): (), mut reader| {
+        let tx = got_tx.lock().unwrap().take();
+        async move {
+            let mut pieces = Vec::new();
+            while let Some(piece) = reader.next().await.map_err(RemoteError::handler)? {
+                pieces.push(piece.to_vec());
+            }
+            tx.unwrap().send(pieces).unwrap();
+            Ok(())
+        }
+    });
+    let payload = data(4 * 1024 * 1024);
+    let (whole, rest) = payload.split_at(2 * 1024 * 1024);
+    let mut writer = a.open_stream("pieces", &()).await.unwrap();
+    // Half the window each: every piece is one message, one piece for the reader.
+    for part in whole.chunks(WINDOW as usize / 2) {
+        let mut piece = writer.piece(part.len()).unwrap();
+        assert_eq!(piece.read_from(part, part.len()).unwrap(), part.len());
+        writer.write_piece(piece).await.unwrap();
+    }
+    // More than half the window: cut by the writer, and it still arrives.
+    let mut piece = writer.piece(rest.len()).unwrap();
+    piece.read_from(rest, rest.len()).unwrap();
+    writer.write_piece(piece).await.unwrap();
+    // A piece of another stream is refused.
+    let other = a.open_stream("pieces", &()).await.unwrap();
+    assert!(writer.write_piece(other.piece(1).unwrap()).await.is_err());
+    writer.finish().await.unwrap();
+    let pieces = got_rx.await.unwrap();
+    assert_eq!(pieces.concat(), payload, "stream content differs");
+    let halves: Vec<usize> = pieces.iter().take(4).map(Vec::len).collect();
+    assert_eq!(halves, [WINDOW as usize / 2; 4], "a piece was cut or merged");
+    assert!(pieces.len() > 5, "the piece beyond half the window went out whole");
+}
