@@ -30,8 +30,9 @@ pub struct Piece {
 impl Piece {
     /// An empty piece of stream `id` with room for `capacity` data bytes.
     pub(super) fn new(id: u64, capacity: usize) -> Result<Piece> {
-        // The envelope takes a few bytes (a map with the type and the id).
-        let mut buf = MessageBuf::vec_with_capacity(capacity.saturating_add(16));
+        // Room for the envelope (a map with the type and the id, under 32 bytes): a
+        // buffer too short for it would be reallocated (a copy) when the data comes in.
+        let mut buf = MessageBuf::vec_with_capacity(capacity.saturating_add(64));
         rmp_serde::encode::write_named(&mut buf, &Envelope::StreamData { id })
             .map_err(|e| Error::encode("envelope", e))?;
         let start = buf.len();
@@ -77,7 +78,9 @@ mod tests {
         assert_eq!(piece.data(), b"0123456789");
         assert_eq!(piece.read_from(&b"xy"[..], 5).unwrap(), 2, "a short source gives what it has");
         assert_eq!(piece.len(), 12);
+        let at = piece.data().as_ptr();
         let message = piece.into_message();
+        assert!(message.as_slice().as_ptr_range().contains(&at), "the piece was copied");
         let (envelope, body) = Envelope::decode(bytes::Bytes::copy_from_slice(message.as_slice())).unwrap();
         assert_eq!(envelope, Envelope::StreamData { id: 7 });
         assert_eq!(&body[..], b"0123456789xy");
