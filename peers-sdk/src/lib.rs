@@ -62,7 +62,7 @@ pub mod text;
 pub mod trust;
 
 pub use connection::{
-    Clock, Connection, ConnectionConfig, ConnectionState, Piece, Setup, StreamProgress, StreamReader, StreamWriter,
+    Clock, Connection, ConnectionConfig, ConnectionState, Setup, StreamProgress, StreamReader, StreamWriter,
 };
 pub use dial::{ConnectionClass, DialError, Dialer};
 pub use error::{CodecError, Error, HandshakeError, Result};

@@ -41,15 +41,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use peers_sdk::Connection;
 use peers_sdk::rpc::{RemoteError, RemoteErrorCode};
-use peers_sdk::{Connection, Piece, StreamWriter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::TransferError;
 use super::manifest::{Hash, Manifest};
 use super::progress::{ChunkRef, Cursor, Sending};
-use super::scan::Scanned;
+use super::scan::{Scanned, read_full};
 use super::staging::Staging;
 use crate::{ConnectionClass, Error, Result};
 
@@ -167,73 +167,72 @@ pub async fn send_until(
     let header = DataHeader { digest: scanned.manifest.digest().to_vec(), from };
     let mut writer = conn.open_stream(DATA_STREAM, &header).await?;
     // One chunk is read and checked ahead while the one before it goes out, so the
-    // disk and the hash overlap the sealing and the socket. Each chunk is read
-    // straight into the stream piece that becomes its message (no copy after the read).
-    let mut reader = Some(SourceReader::default());
-    let mut ahead = sending.next_chunk().map(|chunk| read_ahead(scanned, &writer, &mut reader, chunk)).transpose()?;
-    let (mut done, mut sent) = (resumed, SendEnd::Complete);
+    // disk and the hash overlap the sealing and the socket.
+    // Two buffers take turns: the one whose chunk went out last is filled by the next read.
+    let mut ahead =
+        sending.next_chunk().map(|chunk| read_ahead(scanned, SourceReader::default(), chunk)).transpose()?;
+    let (mut done, mut sent, mut free) = (resumed, SendEnd::Complete, None);
     while let Some(task) = ahead.take() {
-        let (back, piece) = task.await.map_err(|e| Error::Worker(e.to_string()))?;
-        reader = Some(back);
-        let piece = piece?;
+        let (mut reader, bytes) = task.await.map_err(|e| Error::Worker(e.to_string()))?;
+        let bytes = bytes?;
         if *pause.borrow() {
             // The chunk read ahead is not sent: the next offer starts at it.
             sent = SendEnd::Paused;
             break;
         }
-        ahead = sending.next_chunk().map(|chunk| read_ahead(scanned, &writer, &mut reader, chunk)).transpose()?;
-        done += piece.len() as u64;
-        writer.write_piece(piece).await?;
+        reader.spare = free.take();
+        ahead = sending.next_chunk().map(|chunk| read_ahead(scanned, reader, chunk)).transpose()?;
+        writer.write(&bytes).await?;
+        done += bytes.len() as u64;
         progress.send_modify(|p| p.bytes_done = done);
+        free = Some(bytes);
     }
     writer.finish().await?;
     Ok(sent)
 }
 
-/// A chunk being read from its source into a stream piece (and checked) on the
-/// blocking pool: the reader comes back with the piece, to read the next chunk of the
-/// same file without reopening it.
-type ReadAhead = tokio::task::JoinHandle<(SourceReader, std::result::Result<Piece, TransferError>)>;
+/// A chunk being read from its source (and checked) on the blocking pool: the reader
+/// comes back with the bytes, to read the next chunk of the same file without reopening it.
+type ReadAhead = tokio::task::JoinHandle<(SourceReader, std::result::Result<Vec<u8>, TransferError>)>;
 
-/// Starts reading `chunk` of `scanned` with the reader in `reader` (taken: it comes
-/// back with the task's result).
-fn read_ahead(
-    scanned: &Scanned,
-    writer: &StreamWriter,
-    reader: &mut Option<SourceReader>,
-    chunk: ChunkRef,
-) -> Result<ReadAhead> {
+/// Starts reading `chunk` of `scanned` with `reader`.
+fn read_ahead(scanned: &Scanned, mut reader: SourceReader, chunk: ChunkRef) -> Result<ReadAhead> {
     let source = scanned
         .sources
         .get(chunk.entry)
         .ok_or_else(|| TransferError::Protocol("a chunk of an entry without a source".into()))?
         .clone();
-    let piece = writer.piece(usize::try_from(chunk.len).unwrap_or(usize::MAX))?;
-    let mut reader = reader.take().unwrap_or_default();
     Ok(tokio::task::spawn_blocking(move || {
-        let piece = reader.read(&source, &chunk, piece);
-        (reader, piece)
+        let bytes = reader.read(&source, &chunk);
+        (reader, bytes)
     }))
 }
 
-/// The sender's open file, kept from one chunk to the next.
+/// The sender's open file, kept from one chunk to the next, and a buffer to read into.
 #[derive(Default)]
 struct SourceReader {
     open: Option<(usize, File)>,
+    /// A buffer of an earlier chunk, reused so that a chunk costs no allocation and no
+    /// zeroing of a fresh buffer.
+    spare: Option<Vec<u8>>,
 }
 
 impl SourceReader {
-    /// Reads `chunk` from `path` into `piece` and checks it against the manifest.
-    fn read(&mut self, path: &Path, chunk: &ChunkRef, mut piece: Piece) -> std::result::Result<Piece, TransferError> {
+    /// Reads `chunk` from `path` and checks it against the manifest.
+    fn read(&mut self, path: &Path, chunk: &ChunkRef) -> std::result::Result<Vec<u8>, TransferError> {
         let io = |e| TransferError::Io { what: format!("read {}", path.display()), source: e };
-        let mut file = match &mut self.open {
-            Some((entry, file)) if *entry == chunk.entry => &*file,
-            open => &open.insert((chunk.entry, File::open(path).map_err(io)?)).1,
-        };
+        if self.open.as_ref().is_none_or(|(entry, _)| *entry != chunk.entry) {
+            self.open = Some((chunk.entry, File::open(path).map_err(io)?));
+        }
+        let Some((_, file)) = self.open.as_mut() else { unreachable!("opened above") };
         file.seek(SeekFrom::Start(chunk.offset)).map_err(io)?;
-        piece.read_from(file, usize::try_from(chunk.len).unwrap_or(usize::MAX)).map_err(io)?;
-        chunk.check(piece.data()).map_err(|_| TransferError::SourceChanged(path.display().to_string()))?;
-        Ok(piece)
+        let mut bytes = self.spare.take().unwrap_or_default();
+        // Zeroes only what the buffer grows by: chunks of one transfer are one size but the last.
+        bytes.resize(chunk.len as usize, 0);
+        let n = read_full(file, &mut bytes).map_err(io)?;
+        bytes.truncate(n);
+        chunk.check(&bytes).map_err(|_| TransferError::SourceChanged(path.display().to_string()))?;
+        Ok(bytes)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::io;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
 use super::frame::{FrameFlags, TYPE_WHOLE, WHOLE_HEADER_LEN};
 
@@ -31,28 +31,6 @@ impl MessageBuf {
         let mut buf = BytesMut::with_capacity(PREFIX.saturating_add(capacity).saturating_add(TAILROOM));
         buf.put_bytes(0, PREFIX);
         MessageBuf { buf }
-    }
-
-    /// The same layout in a `Vec`, for a caller that fills it with `Read` (which
-    /// appends to a `Vec` without zeroing it first): [`PREFIX`] free bytes, room for
-    /// `capacity` message bytes and the tailroom. [`from_vec`](Self::from_vec) makes
-    /// it a message.
-    pub(crate) fn vec_with_capacity(capacity: usize) -> Vec<u8> {
-        let mut vec = Vec::with_capacity(PREFIX.saturating_add(capacity).saturating_add(TAILROOM));
-        vec.resize(PREFIX, 0);
-        vec
-    }
-
-    /// A message from a buffer made by [`vec_with_capacity`](Self::vec_with_capacity)
-    /// and filled after its prefix: no copy (one only if it lacks the tailroom).
-    pub(crate) fn from_vec(mut vec: Vec<u8>) -> Self {
-        if vec.len() < PREFIX {
-            vec.resize(PREFIX, 0);
-        }
-        vec.reserve(TAILROOM);
-        // Both conversions keep the allocation: a `Vec` with spare capacity becomes a
-        // unique shared buffer, which becomes mutable again in place.
-        MessageBuf { buf: BytesMut::from(Bytes::from(vec)) }
     }
 
     /// Appends bytes, keeping [`TAILROOM`] spare so sealing never reallocates.
@@ -121,18 +99,6 @@ mod tests {
         let frame = message.into_whole_frame(FrameFlags::NONE, 8, 16).unwrap();
         assert_eq!(&frame[..10], &[0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00]);
         assert_eq!(&frame[10..15], b"hello");
-        assert_eq!(frame[10..].as_ptr(), start, "the message was copied");
-        assert!(frame.capacity() - frame.len() >= 16);
-    }
-
-    #[test]
-    fn a_vec_filled_after_its_prefix_becomes_a_frame_without_a_copy() {
-        let mut vec = MessageBuf::vec_with_capacity(3000);
-        vec.extend_from_slice(&[5; 3000]);
-        let start = vec[PREFIX..].as_ptr();
-        let message = MessageBuf::from_vec(vec);
-        assert_eq!(message.as_slice(), &[5; 3000][..]);
-        let frame = message.into_whole_frame(FrameFlags::NONE, 8, 16).unwrap();
         assert_eq!(frame[10..].as_ptr(), start, "the message was copied");
         assert!(frame.capacity() - frame.len() >= 16);
     }

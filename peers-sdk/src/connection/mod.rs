@@ -11,7 +11,6 @@
 mod activity;
 mod config;
 mod establish;
-mod piece;
 mod reader;
 pub(crate) mod seal;
 mod stream;
@@ -33,7 +32,6 @@ use tracing::debug;
 pub use config::{Clock, ConnectionConfig, Setup};
 #[cfg(test)]
 pub(crate) use establish::unix_millis;
-pub use piece::Piece;
 pub use stream::{StreamProgress, StreamReader, StreamWriter};
 
 use self::seal::{SEAL_HEADROOM, SEAL_TAILROOM, Sealer};

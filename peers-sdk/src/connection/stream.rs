@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -29,7 +28,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::debug;
 
-use super::piece::Piece;
 use super::{Connection, ConnectionConfig, Inner};
 use crate::codec::{CompressionBackoff, MessageBuf};
 use crate::error::{Error, Result, decode_msgpack, encode_msgpack};
@@ -68,8 +66,6 @@ struct IncomingState {
 
 struct OutgoingState {
     credit: Mutex<u64>,
-    /// The window the receiver granted when it accepted the stream (0 before).
-    window: AtomicU64,
     credit_changed: Notify,
     done: Mutex<Option<oneshot::Sender<Option<RemoteError>>>>,
     progress: watch::Sender<StreamProgress>,
@@ -172,7 +168,6 @@ impl Connection {
         };
         let state = Arc::new(OutgoingState {
             credit: Mutex::new(0),
-            window: AtomicU64::new(0),
             credit_changed: Notify::new(),
             done: Mutex::new(Some(done_tx)),
             progress: watch::Sender::new(StreamProgress::default()),
@@ -230,83 +225,6 @@ impl StreamWriter {
         Ok(())
     }
 
-    /// An empty [`Piece`] of this stream with room for `capacity` bytes, to fill
-    /// (a file's chunk read straight into it) and send with
-    /// [`write_piece`](Self::write_piece).
-    pub fn piece(&self, capacity: usize) -> Result<Piece> {
-        Piece::new(self.id, capacity)
-    }
-
-    /// Sends `piece` as one `StreamData` message built in place: no copy into the
-    /// send buffer, one message (and one piece for the reader) however large, up to
-    /// half the receiver's window. Waits until the send buffer is empty and the
-    /// receiver's credit covers the whole piece. A larger piece (the receiver returns
-    /// credit by halves of its window, so more could wait for ever) goes through
-    /// [`write`](Self::write), cut and copied.
-    pub async fn write_piece(&mut self, piece: Piece) -> Result<()> {
-        if piece.id != self.id {
-            return Err(Error::InvalidInput { what: "piece", detail: "made by another stream's writer".into() });
-        }
-        let len = piece.len();
-        if len == 0 {
-            return Ok(());
-        }
-        if !self.wait_credit_for(len).await? {
-            return self.write(piece.data()).await;
-        }
-        // The credit is taken: from here on the piece goes into the buffer.
-        if let Err(err) = self.wait_buffer(|buffer| usize::from(buffer.len == 0)).await {
-            self.return_credit(len);
-            return Err(err);
-        }
-        {
-            let mut buffer = lock(&self.state.buffer);
-            buffer.message = piece.into_message();
-            buffer.len = len;
-        }
-        self.state.to_flusher.notify_one();
-        self.state.progress.send_modify(|p| p.transferred += len as u64);
-        Ok(())
-    }
-
-    /// Gives back credit taken for a piece that was not sent.
-    fn return_credit(&self, bytes: usize) {
-        let mut credit = lock(&self.state.credit);
-        *credit = credit.saturating_add(bytes as u64);
-    }
-
-    /// Waits until the receiver's credit covers `len` bytes and takes them: `true`.
-    /// `false` (nothing taken) when `len` is more than half the receiver's window.
-    async fn wait_credit_for(&self, len: usize) -> Result<bool> {
-        loop {
-            let notified = self.state.credit_changed.notified();
-            {
-                let mut credit = lock(&self.state.credit);
-                let window = self.state.window.load(Ordering::Acquire);
-                if window > 0 && len as u64 > window / 2 {
-                    return Ok(false);
-                }
-                if window > 0 && *credit >= len as u64 {
-                    *credit -= len as u64;
-                    return Ok(true);
-                }
-            }
-            self.check_open()?;
-            notified.await;
-        }
-    }
-
-    /// Fails once the connection closed or the receiver ended the stream.
-    fn check_open(&self) -> Result<()> {
-        if self.inner.is_closed() {
-            return Err(self.inner.closed_error());
-        }
-        if lock(&self.state.done).is_none() {
-            return Err(Error::Remote(RemoteError::new(RemoteErrorCode::Handler, "receiver ended the stream")));
-        }
-        Ok(())
-    }
-
     /// Waits until everything written so far was handed to the connection.
     pub async fn flush(&mut self) -> Result<()> {
         self.wait_buffer(|buffer| usize::from(buffer.len == 0 && !buffer.sending)).await.map(drop)
@@ -347,7 +265,12 @@ impl StreamWriter {
                     return Ok(grant);
                 }
             }
-            self.check_open()?;
+            if self.inner.is_closed() {
+                return Err(self.inner.closed_error());
+            }
+            if self.state.done.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+                return Err(Error::Remote(RemoteError::new(RemoteErrorCode::Handler, "receiver ended the stream")));
+            }
             notified.await;
         }
     }
@@ -607,9 +530,6 @@ fn add_credit(table: &StreamTable, id: u64, bytes: u64, consumed: bool) {
     if let Some(state) = table.outgoing.get(&id) {
         let mut credit = state.credit.lock().unwrap_or_else(|e| e.into_inner());
         *credit = credit.saturating_add(bytes);
-        if !consumed {
-            state.window.store(bytes, Ordering::Release);
-        }
         if consumed {
             state.progress.send_modify(|p| p.consumed = p.consumed.saturating_add(bytes));
         }
