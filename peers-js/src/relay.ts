@@ -23,7 +23,7 @@ import { fromBase64, toBase64 } from "./signaling.js";
 import type { IncomingSignal, SignalingClient } from "./signaling.js";
 import { Credit, RecvWindow, SendCredit } from "./flow.js";
 import type { RelayRate } from "./pace.js";
-import { Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
+import { AcceptQueue, Inbox, MAX_CLOSE_MESSAGE, SendQueue, Socket, SocketInfo } from "./socket.js";
 
 /** What each side may be sent beyond what it consumed. */
 export const RELAY_WINDOW: Readonly<Credit> = { frames: 64, bytes: 256 * 1024 };
@@ -230,10 +230,8 @@ export interface RelayAcceptOptions {
  * open sockets not yet taken (beyond it a socket is closed `GoingAway`).
  */
 export class RelayAcceptor {
-  private readonly ready: RelaySocket[] = [];
+  private readonly queue = new AcceptQueue<RelaySocket>("the relay acceptor is closed", (socket) => void socket.close("GoingAway", "acceptor closed"));
   private readonly opening = new Set<string>();
-  private waiter: { resolve: (s: RelaySocket) => void; reject: (e: Error) => void } | undefined;
-  private stopped = false;
   private readonly listener = (s: IncomingSignal) => this.onSignal(s);
 
   constructor(
@@ -245,25 +243,17 @@ export class RelayAcceptor {
 
   /** The next opened relay (its `peer` is the device that asked); rejects with `Closed` once {@link close} was called. */
   accept(): Promise<RelaySocket> {
-    const next = this.ready.shift();
-    if (next) return Promise.resolve(next);
-    if (this.stopped) return Promise.reject(new PeersError("Closed", "Closed", "the relay acceptor is closed"));
-    if (this.waiter) return Promise.reject(new Error("accept called concurrently"));
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.queue.next();
   }
 
   /** Stops answering requests and closes the relays not yet taken (relays still opening are closed when they open). */
   close(): void {
-    if (this.stopped) return;
-    this.stopped = true;
+    this.queue.close();
     this.signaling.off("signal", this.listener);
-    for (const socket of this.ready.splice(0)) void socket.close("GoingAway", "acceptor closed");
-    this.waiter?.reject(new PeersError("Closed", "Closed", "the relay acceptor is closed"));
-    this.waiter = undefined;
   }
 
   private onSignal(s: IncomingSignal): void {
-    if (this.stopped || s.kind !== "ready" || s.body.relay !== true) return;
+    if (this.queue.closed || s.kind !== "ready" || s.body.relay !== true) return;
     if (this.opening.has(s.from) || this.opening.size >= MAX_RELAY_OPENINGS) return;
     if (!(this.options.allow?.(s.from) ?? true)) return;
     this.opening.add(s.from);
@@ -276,13 +266,10 @@ export class RelayAcceptor {
   }
 
   private opened(socket: RelaySocket): void {
-    if (this.stopped || (!this.waiter && this.ready.length >= RELAY_ACCEPT_QUEUE)) {
-      void socket.close("GoingAway", this.stopped ? "acceptor closed" : "too many relays waiting to be accepted");
+    if (!this.queue.closed && !this.queue.waiting && this.queue.length >= RELAY_ACCEPT_QUEUE) {
+      void socket.close("GoingAway", "too many relays waiting to be accepted");
       return;
     }
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    if (waiter) waiter.resolve(socket);
-    else this.ready.push(socket);
+    this.queue.push(socket);
   }
 }

@@ -229,6 +229,64 @@ const DEFAULT_MAX_FRAME = 1024 * 1024 + 4096;
 const DEFAULT_WINDOW: Credit = { frames: 128, bytes: 4 * 1024 * 1024 + 16 * 1024 };
 
 /**
+ * What an acceptor holds for `accept()`: what arrived before anyone asked, one caller
+ * waiting, and the end. {@link close} rejects the waiting caller with `Closed` and
+ * hands every held item to `discard`, as {@link push} does with what arrives after it.
+ * The acceptor bounds it (it reads {@link length} before it lets more in).
+ */
+export class AcceptQueue<T> {
+  private readonly held: T[] = [];
+  private waiter: { resolve: (item: T) => void; reject: (e: Error) => void } | undefined;
+  private stopped = false;
+
+  /** `closedMessage`: the `Closed` error's text; `discard`: what becomes of an item nobody will take. */
+  constructor(
+    private readonly closedMessage: string,
+    private readonly discard: (item: T) => void,
+  ) {}
+
+  /** Items held, not yet taken. */
+  get length(): number {
+    return this.held.length;
+  }
+
+  /** Whether a caller waits in {@link next}. */
+  get waiting(): boolean {
+    return this.waiter !== undefined;
+  }
+
+  get closed(): boolean {
+    return this.stopped;
+  }
+
+  /** The next item; rejects with `Closed` once closed, and when another call already waits. */
+  next(): Promise<T> {
+    const item = this.held.shift();
+    if (item !== undefined) return Promise.resolve(item);
+    if (this.stopped) return Promise.reject(new PeersError("Closed", "Closed", this.closedMessage));
+    if (this.waiter) return Promise.reject(new Error("accept called concurrently"));
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** Hands `item` to the waiting caller, or holds it; discards it once closed. */
+  push(item: T): void {
+    if (this.stopped) return this.discard(item);
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) waiter.resolve(item);
+    else this.held.push(item);
+  }
+
+  close(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const item of this.held.splice(0)) this.discard(item);
+    this.waiter?.reject(new PeersError("Closed", "Closed", this.closedMessage));
+    this.waiter = undefined;
+  }
+}
+
+/**
  * A `Socket` over socket.io-client speaking the peers socket.io transport
  * (docs/transport-socketio.md §1–3): hellos, `"b"`/`"t"` frames, cumulative
  * credit both ways, `"peers:close"` with the reason. Frames go out as `"b"`

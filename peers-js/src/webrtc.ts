@@ -15,7 +15,7 @@ import { PeersError, settleOnce } from "./errors.js";
 import { toHex } from "./bytes.js";
 import { randomBytes } from "./identity.js";
 import { IceServer, IncomingSignal, SignalingClient } from "./signaling.js";
-import { Inbox, SendQueue, Socket, SocketInfo } from "./socket.js";
+import { AcceptQueue, Inbox, SendQueue, Socket, SocketInfo } from "./socket.js";
 
 export const BINDING_KIND = "dtls-sha256-fingerprints";
 export const CHANNEL_LABEL = "peers";
@@ -525,9 +525,7 @@ interface AcceptSession {
  */
 export class WebRtcAcceptor {
   private readonly sessions = new Map<string, AcceptSession>();
-  private readonly ready: AcceptedSocket[] = [];
-  private waiter: { resolve: (s: AcceptedSocket) => void; reject: (e: Error) => void } | undefined;
-  private stopped = false;
+  private readonly queue = new AcceptQueue<AcceptedSocket>("the acceptor is closed", ({ socket }) => void socket.close("GoingAway", "acceptor closed"));
   private readonly listener = (s: IncomingSignal) => this.onSignal(s);
 
   constructor(private readonly signaling: SignalingClient, private readonly options: AcceptOptions) {
@@ -536,22 +534,15 @@ export class WebRtcAcceptor {
 
   /** The next accepted socket; rejects with `Closed` once {@link close} was called. */
   accept(): Promise<AcceptedSocket> {
-    const next = this.ready.shift();
-    if (next) return Promise.resolve(next);
-    if (this.stopped) return Promise.reject(new PeersError("Closed", "Closed", "the acceptor is closed"));
-    if (this.waiter) return Promise.reject(new Error("accept called concurrently"));
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.queue.next();
   }
 
   /** Stops answering, ends every attempt in progress and closes sockets not yet taken. */
   close(): void {
-    if (this.stopped) return;
-    this.stopped = true;
+    if (this.queue.closed) return;
+    this.queue.close();
     this.signaling.off("signal", this.listener);
     for (const key of [...this.sessions.keys()]) this.end(key);
-    for (const { socket } of this.ready.splice(0)) void socket.close("GoingAway", "acceptor closed");
-    this.waiter?.reject(new PeersError("Closed", "Closed", "the acceptor is closed"));
-    this.waiter = undefined;
   }
 
   private refuse(s: IncomingSignal, code: string, detail: string, reply: boolean): void {
@@ -563,7 +554,7 @@ export class WebRtcAcceptor {
   }
 
   private onSignal(s: IncomingSignal): void {
-    if (this.stopped || !["offer", "answer", "ice-candidate", "cancel", "error"].includes(s.kind)) return;
+    if (this.queue.closed || !["offer", "answer", "ice-candidate", "cancel", "error"].includes(s.kind)) return;
     const answerable = s.kind === "offer" || s.kind === "answer";
     if (!isSessionId(s.body.session)) return this.refuse(s, "BadSessionId", "session id is not 1-64 of [0-9A-Za-z_-]", answerable);
     const key = `${s.from}/${s.body.session as string}`;
@@ -571,7 +562,7 @@ export class WebRtcAcceptor {
     if (s.kind === "offer") {
       if (session) return this.refuse(s, "DuplicateSession", "an offer for a session in progress", true);
       const max = this.options.maxSessions ?? 32;
-      if (this.sessions.size >= max || this.ready.length >= (this.options.acceptQueue ?? 16)) {
+      if (this.sessions.size >= max || this.queue.length >= (this.options.acceptQueue ?? 16)) {
         return this.refuse(s, "Flooded", "too many attempts in progress", true);
       }
       const sdp = checkSdp(s.body);
@@ -668,10 +659,6 @@ export class WebRtcAcceptor {
   }
 
   private deliver(accepted: AcceptedSocket): void {
-    if (this.stopped) return void accepted.socket.close("GoingAway", "acceptor closed");
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (w) w.resolve(accepted);
-    else this.ready.push(accepted);
+    this.queue.push(accepted);
   }
 }

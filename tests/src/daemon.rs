@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use peers_sdk::DeviceId;
 use tokio::process::{Child, Command};
 
+use crate::JsClient;
 use crate::nat::workspace_binary;
 
 /// `peers --data-dir <data> <args…>` with no signaling or advertise variables from the
@@ -58,4 +60,25 @@ pub async fn run(data: &Path, args: &[&str], status_contains: &str, within: Dura
         assert!(started.elapsed() < within, "the daemon did not answer: {}", String::from_utf8_lossy(&out.stderr));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The RPCs both ways between a peers-js device (`peers-js/examples/daemon-exercise.ts`,
+/// run by `js`) and the daemon `daemon` that trusts it in `group`: the device called the
+/// daemon's `peers:ping` and read, with `listChanges_{group}`, the value `"greeting"`
+/// = `"from the daemon"` put through the daemon; the daemon called the device's
+/// `peers:groupReady` for the group and its liveness `peers:ping`. Each event within `step`.
+pub async fn expect_calls_both_ways(js: &mut JsClient, daemon: &DeviceId, group: &str, step: Duration) {
+    js.expect_event("pinged", step).await;
+    let changes = js.expect_event("changes", step).await;
+    let read = changes["changes"].as_array().expect("changes");
+    assert!(
+        read.iter()
+            .any(|c| c["key"] == "greeting" && c["value"] == "from the daemon" && c["origin"] == daemon.to_string()),
+        "the device read the value put through the daemon: {changes}"
+    );
+    let ready = js.expect_event("group_ready", step).await;
+    assert_eq!(ready["groups"], serde_json::json!([group]), "{ready}");
+    let calls = js.expect_event("daemon_calls", step).await;
+    let calls: Vec<&str> = calls["calls"].as_array().expect("calls").iter().filter_map(|c| c.as_str()).collect();
+    assert!(calls.contains(&"peers:groupReady") && calls.contains(&"peers:ping"), "{calls:?}");
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use peers_sdk::DeviceInfo;
 use peers_tests::JsClient;
-use peers_tests::daemon::{init, peers, run};
+use peers_tests::daemon::{expect_calls_both_ways, init, peers, run};
 use peers_tests::webrtc::signaling_server;
 
 const STEP: Duration = Duration::from_secs(40);
@@ -48,22 +48,9 @@ async fn a_browser_device_and_a_peers_daemon_trust_each_other_connect_over_webrt
     let connected = browser.expect_event("connected", STEP).await;
     assert_eq!(connected["peer"], daemon_id.to_string(), "{connected}");
 
-    // Page -> daemon: the control ping and the group's changes.
-    browser.expect_event("pinged", STEP).await;
-    let changes = browser.expect_event("changes", STEP).await;
-    let read = changes["changes"].as_array().expect("changes");
-    assert!(
-        read.iter()
-            .any(|c| c["key"] == "greeting" && c["value"] == "from the daemon" && c["origin"] == daemon_id.to_string()),
-        "the page read the value put through the daemon: {changes}"
-    );
-
-    // Daemon -> page: its groupReady for the group and a liveness ping.
-    let ready = browser.expect_event("group_ready", STEP).await;
-    assert_eq!(ready["groups"], serde_json::json!([GROUP]), "{ready}");
-    let calls = browser.expect_event("daemon_calls", STEP).await;
-    let calls: Vec<&str> = calls["calls"].as_array().expect("calls").iter().filter_map(|c| c.as_str()).collect();
-    assert!(calls.contains(&"peers:groupReady") && calls.contains(&"peers:ping"), "{calls:?}");
+    // Page -> daemon: the control ping and the group's changes; daemon -> page: its
+    // groupReady for the group and a liveness ping.
+    expect_calls_both_ways(&mut browser, &daemon_id, GROUP, STEP).await;
 
     let closed = browser.expect_event("closed", STEP).await;
     assert_eq!(closed["reason"]["message"], "page done", "{closed}");

@@ -25,7 +25,7 @@ use std::time::Duration;
 use peers_sdk::{DeviceId, DeviceInfo};
 use peers_signaling::SignalingServer;
 use peers_tests::JsClient;
-use peers_tests::daemon::{init, peers, peers_command, run};
+use peers_tests::daemon::{expect_calls_both_ways, init, peers, peers_command, run};
 use peers_tests::peers_js::{driver, hex, noise};
 use peers_tests::webrtc::signaling_server;
 use serde_json::Value;
@@ -153,21 +153,7 @@ async fn meet(route: &Route) -> Meeting {
         );
     }
 
-    // Device -> daemon: the control ping and the group's changes.
-    node.expect_event("pinged", STEP).await;
-    let changes = node.expect_event("changes", STEP).await;
-    let read = changes["changes"].as_array().expect("changes");
-    assert!(
-        read.iter()
-            .any(|c| c["key"] == "greeting" && c["value"] == "from the daemon" && c["origin"] == daemon_id.to_string()),
-        "the device read the value put through the daemon: {changes}"
-    );
-    // Daemon -> device: its groupReady for the group and a liveness ping.
-    let ready = node.expect_event("group_ready", STEP).await;
-    assert_eq!(ready["groups"], serde_json::json!([GROUP]), "{ready}");
-    let calls = node.expect_event("daemon_calls", STEP).await;
-    let calls: Vec<&str> = calls["calls"].as_array().expect("calls").iter().filter_map(|c| c.as_str()).collect();
-    assert!(calls.contains(&"peers:groupReady") && calls.contains(&"peers:ping"), "{calls:?}");
+    expect_calls_both_ways(&mut node, &daemon_id, GROUP, STEP).await;
     node.expect_event("receiving", STEP).await;
     Meeting { dir, data, node, node_id, daemon, server }
 }
