@@ -9,7 +9,9 @@
  * ```text
  * OPFS peers-staging/.peers-transfer-<the manifest digest's first 12 bytes, hex>/
  *   digest            the whole manifest digest, hex; rewritten at each open (its age is the staging's)
- *   resume            8 bytes: entry, chunk (u32 big-endian): the first chunk not kept yet
+ *   resume            16 bytes, as the Node store's: two positions (entry, chunk, u32
+ *                     big-endian), both the first chunk not kept yet (a segment is on
+ *                     disk once closed, so what is written is kept)
  *   data/<entry>/<n>  segment n of entry <entry> (its index in the manifest): SEGMENT_BYTES
  *                     of the file from n × SEGMENT_BYTES (whole chunks)
  * ```
@@ -75,7 +77,7 @@ export function segmentOf(manifest: Manifest, chunk: number): { index: number; s
  * to its segment's start: a segment is written whole by one writable), else the start.
  */
 export function resumePoint(manifest: Manifest, saved: Uint8Array | undefined): Cursor {
-  const at = saved && decodeResume(saved);
+  const at = saved && decodeResume(saved)?.synced;
   if (!at) return { entry: 0, chunk: 0 };
   try {
     bytesBefore(manifest, at);

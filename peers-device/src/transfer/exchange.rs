@@ -26,8 +26,8 @@
 //!
 //! The receiver writes into a hidden staging directory in the target directory,
 //! `.peers-transfer-<digest>`, with a `resume` file holding the position after the last
-//! verified chunk. A later offer of the same manifest (same digest) resumes there, so
-//! verified bytes are not sent again. Only a complete, verified transfer is moved into
+//! verified chunk and the last checkpoint's (`staging`). A later offer of the same
+//! manifest (same digest) resumes there, so verified bytes are not sent again. Only a complete, verified transfer is moved into
 //! place, each top-level entry under a free name (`name (1).ext`) so nothing existing
 //! is replaced. A chunk that does not match fails the transfer and leaves the staging
 //! directory as it was.
