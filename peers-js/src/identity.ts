@@ -11,11 +11,17 @@
  *              -----END PEERS DEVICE KEY-----
  * ```
  *
+ * Generated keys derive the static key from the signing key, as the Rust
+ * `DeviceKeys::generate` does (ADR 0008): its secret is the first half of
+ * SHA-512(signing seed), the scalar ed25519 signs with, so its public half is the
+ * signing key's Montgomery form and a Rust peer meeting this device for the first time
+ * has no certificate to verify.
+ *
  * The key file is the Rust `DeviceKeys::save` format, so a Node device and a Rust
  * device can share one. Storage sits behind {@link KeyStore}: {@link FileKeyStore}
  * for Node, `IndexedDbKeyStore` (keystore-indexeddb.ts) for browsers.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { decode, encode } from "@msgpack/msgpack";
 
 import { concat, equal, toHex, utf8 } from "./bytes.js";
@@ -147,9 +153,10 @@ export class DeviceKeys {
     this.deviceId = deviceIdOf(this.signingPublic);
   }
 
-  /** Fresh keys from the platform's secure random source. */
+  /** Fresh keys from the platform's secure random source; the static key derived from the signing key (see the module documentation). */
   static generate(userId: string): DeviceKeys {
-    return DeviceKeys.fromSecrets(userId, randomBytes(32), randomBytes(32));
+    const seed = randomBytes(32);
+    return DeviceKeys.fromSecrets(userId, seed, sha512(seed).slice(0, 32));
   }
 
   /** Keys from their secrets (an ed25519 seed and an x25519 scalar, 32 bytes each). */

@@ -12,7 +12,7 @@ import {
   x25519PublicKey,
   x25519Shared,
 } from "../src/curves.js";
-import { randomBytes } from "../src/identity.js";
+import { DeviceKeys, randomBytes } from "../src/identity.js";
 
 test("on Node the curves run in node:crypto", () => {
   assert.equal(curvesBackend, "node:crypto");
@@ -70,4 +70,14 @@ test("ed25519: a signature with s not reduced (s + L) is refused by both", () =>
     assert.equal(ed25519Verify(forged, message, key), false);
     assert.equal(ed25519.verify(forged, message, key, { zip215: false }), false);
   }
+});
+
+test("generated device keys derive the static key: the signing key's Montgomery form, as the Rust keys (ADR 0008)", () => {
+  for (let i = 0; i < 8; i++) {
+    const keys = DeviceKeys.generate("alice");
+    assert.deepEqual(keys.staticPublic, ed25519.utils.toMontgomery(keys.signingPublic));
+  }
+  // Keys from a key file keep the static secret it holds, derived or not.
+  const older = DeviceKeys.fromSecrets("alice", randomBytes(32), randomBytes(32));
+  assert.notDeepEqual(older.staticPublic, ed25519.utils.toMontgomery(older.signingPublic));
 });

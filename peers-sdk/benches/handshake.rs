@@ -6,7 +6,10 @@
 //!   side's static-key certificate already verified and cached, ADR 0006); also split
 //!   into each side's share, since a listener only pays the responder's;
 //! - the same at first contact: a pool of key pairs larger than the certificate cache,
-//!   used in turn, so every handshake verifies both certificates;
+//!   used in turn, so no handshake finds the other side cached: with keys as
+//!   `DeviceKeys::generate` makes them (the static key derived from the signing key,
+//!   ADR 0008: no certificate to verify), and with keys as key files written before
+//!   that hold them (an independent static key: both certificates verified);
 //! - `Connection::connect` + `Connection::accept` over a fresh `MemorySocket` pair,
 //!   on a current-thread tokio runtime (the handshake plus task spawns, the `Ready`
 //!   message and the teardown);
@@ -189,36 +192,56 @@ fn main() {
 
     // First contact: more certificates than the cache holds, used in turn (oldest
     // evicted first), so none is cached when its turn comes again.
-    let strangers: Vec<(HandshakeConfig, HandshakeConfig, DeviceId)> = (0..CERTIFICATE_CACHE_CAPACITY / 2 + 256)
-        .map(|_| {
-            let (a, b) = (DeviceKeys::generate("alice").unwrap(), DeviceKeys::generate("bob").unwrap());
-            // Signed once per device, as in use; not part of a handshake.
-            let _ = (a.static_key_certificate(), b.static_key_certificate());
-            let id = b.device_id();
-            (HandshakeConfig::new(Arc::new(a)), HandshakeConfig::new(Arc::new(b)), id)
-        })
-        .collect();
-    let mut next_stranger = 0;
-    let mut first_times = SideTimes::default();
+    let strangers = |keys: &dyn Fn(&str) -> DeviceKeys| -> Vec<(HandshakeConfig, HandshakeConfig, DeviceId)> {
+        (0..CERTIFICATE_CACHE_CAPACITY / 2 + 256)
+            .map(|_| {
+                let (a, b) = (keys("alice"), keys("bob"));
+                // Signed once per device, as in use; not part of a handshake.
+                let _ = (a.static_key_certificate(), b.static_key_certificate());
+                let id = b.device_id();
+                (HandshakeConfig::new(Arc::new(a)), HandshakeConfig::new(Arc::new(b)), id)
+            })
+            .collect()
+    };
+    let derived = strangers(&|user| DeviceKeys::generate(user).unwrap());
+    let certified = strangers(&|user| {
+        let (seed, secret) = (SigningKey::generate(&mut OsRng).to_bytes(), StaticSecret::random_from_rng(OsRng));
+        DeviceKeys::from_secrets(user, seed, secret.to_bytes()).unwrap()
+    });
+    let (mut next_derived, mut next_certified) = (0, 0);
+    let (mut first_times, mut certified_times) = (SideTimes::default(), SideTimes::default());
+    let mut guard_certified = ReplayGuard::new(300_000, ReplayGuard::DEFAULT_CAPACITY);
 
     println!("handshake benchmark: {budget:?} per row, best of {ROUNDS} interleaved rounds, one thread");
     let mut sans_io_op = || {
         black_box(sans_io_handshake(&alice, &bob, bob_id, &mut guard, &mut times));
     };
     let mut first_contact_op = || {
-        let (a, b, id) = &strangers[next_stranger % strangers.len()];
-        next_stranger += 1;
+        let (a, b, id) = &derived[next_derived % derived.len()];
+        next_derived += 1;
         black_box(sans_io_handshake(a, b, *id, &mut guard_first, &mut first_times));
+    };
+    let mut certified_op = || {
+        let (a, b, id) = &certified[next_certified % certified.len()];
+        next_certified += 1;
+        black_box(sans_io_handshake(a, b, *id, &mut guard_certified, &mut certified_times));
     };
     let mut connection_op = || runtime.block_on(connection_handshake());
     let mut floor_op = || floor.handshake(&transcript, &signatures, false);
     let mut floor_first_op = || floor.handshake(&transcript, &signatures, true);
     let rates = best_rates(
         budget,
-        &mut [&mut sans_io_op, &mut first_contact_op, &mut connection_op, &mut floor_op, &mut floor_first_op],
+        &mut [
+            &mut sans_io_op,
+            &mut first_contact_op,
+            &mut certified_op,
+            &mut connection_op,
+            &mut floor_op,
+            &mut floor_first_op,
+        ],
     );
-    let (sans_io, first_contact, connection, floor_rate, floor_first) =
-        (rates[0], rates[1], rates[2], rates[3], rates[4]);
+    let (sans_io, first_contact, first_certified, connection, floor_rate, floor_first) =
+        (rates[0], rates[1], rates[2], rates[3], rates[4], rates[5]);
 
     // Parts, to see where the time goes (µs per operation).
     let mut keygen_op = || {
@@ -278,18 +301,21 @@ fn main() {
     };
     share("  initiator's steps only (one side; /floor vs half the floor)", initiator);
     share("  responder's steps only (one side; /floor vs half the floor)", responder);
+    row("sans-IO state machine, both ends, first contact (derived static keys)", first_contact);
     println!(
-        "{:<70} {first_contact:>12.0} {:>8.1} {:>7.2}",
-        "sans-IO state machine, both ends, first contact (2 certificates verified)",
-        1e6 / first_contact,
-        first_contact / floor_first
+        "{:<70} {first_certified:>12.0} {:>8.1} {:>7.2}",
+        "sans-IO, first contact, older key files (2 certificates verified)",
+        1e6 / first_certified,
+        first_certified / floor_first
     );
-    let per_first = |d: Duration| d.as_secs_f64() / f64::from(first_times.handshakes.max(1));
-    println!(
-        "  one side at first contact: initiator {:.1} µs, responder {:.1} µs",
-        per_first(first_times.initiator) * 1e6,
-        per_first(first_times.responder) * 1e6
-    );
+    for (name, times) in [("derived", &first_times), ("older key files", &certified_times)] {
+        let per = |d: Duration| d.as_secs_f64() / f64::from(times.handshakes.max(1));
+        println!(
+            "  one side at first contact, {name}: initiator {:.1} µs, responder {:.1} µs",
+            per(times.initiator) * 1e6,
+            per(times.responder) * 1e6
+        );
+    }
     row("Connection::connect + accept, MemorySocket, current_thread (known)", connection);
     row("baseline: crypto floor, both ends (2 keygen, 6 DH)", floor_rate);
     println!(

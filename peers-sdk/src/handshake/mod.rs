@@ -28,13 +28,16 @@
 //! decrypts if it does. The rest of the claim (timestamp, AEAD choice, addresses) is
 //! authenticated by that same encryption, bound to the transcript hash. Verified
 //! certificates are cached ([`CERTIFICATE_CACHE_CAPACITY`]), so a known peer costs no
-//! signature check.
+//! signature check. A static key that is the signing key's own Montgomery form (as
+//! [`DeviceKeys::generate`] derives it, ADR 0008) needs no certificate at all: proving
+//! its secret proves the signing key's, so a first contact costs no signature check
+//! either.
 //!
 //! | check | attack it stops |
 //! |---|---|
 //! | `ee`, `es`, `se` key agreement with fresh ephemerals | eavesdropping; forward secrecy once ephemerals are erased; replayed messages 2 and 3 |
 //! | payload decrypts after `es` / `se` | a sender that does not hold the static key it shows; any altered claim byte |
-//! | certificate over the static key, `verify_strict` | an identity claimed for someone else's x25519 key |
+//! | certificate over the static key, `verify_strict` (unless the static key is the signing key's Montgomery form) | an identity claimed for someone else's x25519 key |
 //! | `static_key` in the claim equals the Noise static | a certificate shown for another static key |
 //! | `device_id` derived from `signing_key` | claiming another device's id |
 //! | our own ephemeral coming back | reflection of message 1 |

@@ -16,6 +16,16 @@ fn keys(user: &str) -> Arc<DeviceKeys> {
     Arc::new(DeviceKeys::generate(user).unwrap())
 }
 
+/// Fresh keys as a key file written before ADR 0008 holds them: a static secret that
+/// is not the signing key's scalar, so peers verify the certificate.
+fn older_keys(user: &str) -> Arc<DeviceKeys> {
+    use rand_core::RngCore;
+    let (mut seed, mut secret) = ([0u8; 32], [0u8; 32]);
+    OsRng.fill_bytes(&mut seed);
+    OsRng.fill_bytes(&mut secret);
+    Arc::new(DeviceKeys::from_secrets(user, seed, secret).unwrap())
+}
+
 fn plain() -> TransportSecurity {
     TransportSecurity::default()
 }
@@ -416,7 +426,10 @@ fn a_certificate_for_another_static_key_is_refused() {
 
 #[test]
 fn a_cached_certificate_does_not_let_another_static_key_through() {
-    let (alice, bob, mallory) = (keys("alice"), keys("bob"), keys("mallory"));
+    // Bob's static key is not derived from his signing key (an older key file), so
+    // his certificate is verified, and then remembered.
+    let bob = older_keys("bob");
+    let (alice, mallory) = (keys("alice"), keys("mallory"));
     let bob_cert = bob.static_key_certificate();
     run(&alice, &bob, &plain(), &plain(), 0).unwrap();
     assert!(certificate::cached(&bob.info(vec![]).unwrap(), &bob_cert), "a verified certificate is remembered");
@@ -433,6 +446,33 @@ fn a_cached_certificate_does_not_let_another_static_key_through() {
     }
     let err = initiator_reads_forged(&mallory, bob.info(vec![]).unwrap(), bob_cert).unwrap_err();
     assert!(matches!(err, HandshakeError::InconsistentIdentity(_)), "{err}");
+}
+
+#[test]
+fn a_static_key_derived_from_the_signing_key_needs_no_certificate() {
+    let (bob, mallory) = (keys("bob"), keys("mallory"));
+    // Generated keys derive the static key: its public half is the signing key's
+    // Montgomery form (ADR 0008).
+    assert_eq!(bob.static_public().to_bytes(), bob.signing_public().to_montgomery().to_bytes());
+    // Proving that static key in the DH proves the identity: the certificate is not
+    // looked at (a wrong one passes, and nothing enters the cache).
+    let info = bob.info(vec![]).unwrap();
+    initiator_reads_forged(&bob, info.clone(), [7; 64]).unwrap();
+    assert!(!certificate::cached(&info, &[7; 64]));
+    // Without the secret, claiming that identity and static key fails in the DH's
+    // authentication: Mallory cannot write a payload under Bob's static key.
+    let err = initiator_reads_forged(&mallory, info, bob.static_key_certificate()).unwrap_err();
+    assert!(matches!(err, HandshakeError::InconsistentIdentity(_)), "{err}");
+}
+
+#[test]
+fn an_independent_static_key_from_an_older_key_file_is_certified() {
+    let old = older_keys("carol");
+    assert_ne!(old.static_public().to_bytes(), old.signing_public().to_montgomery().to_bytes());
+    let info = old.info(vec![]).unwrap();
+    let err = initiator_reads_forged(&old, info.clone(), [7; 64]).unwrap_err();
+    assert_eq!(err, HandshakeError::BadSignature { device: old.device_id() });
+    initiator_reads_forged(&old, info, old.static_key_certificate()).unwrap();
 }
 
 /// Message 2 of a fresh handshake from `bob` to `alice`, and the state that reads it.

@@ -122,7 +122,7 @@ impl DeviceKeys {
         if body.v != KEY_FILE_VERSION {
             return Err(bad(format!("unsupported key file version {}", body.v)));
         }
-        DeviceKeys::from_parts(body.user_id.clone(), body.signing_seed, body.static_secret)
+        DeviceKeys::from_secrets(body.user_id.clone(), body.signing_seed, body.static_secret)
     }
 }
 

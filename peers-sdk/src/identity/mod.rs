@@ -8,6 +8,12 @@
 //! - an **x25519 static key**: used inside the Noise handshake. [`DeviceInfo`] carries
 //!   both public keys, and the handshake checks that the x25519 key a peer proved it
 //!   owns is the one its `DeviceInfo` names and its certificate signs.
+//!
+//! Keys generated here derive the static key from the signing key (ADR 0008): its
+//! secret is the signing key's scalar (the first half of SHA-512 of the seed, as
+//! ed25519 uses it), so its public half is the signing key's Montgomery form, and a
+//! peer that sees that needs no certificate to know the two belong together. Keys
+//! loaded from a key file keep whatever static key it holds.
 
 mod keyfile;
 mod share;
@@ -122,15 +128,22 @@ impl DeviceKeys {
         Self::generate_with(user_id, &mut OsRng)
     }
 
-    /// Generates keys from `rng` (tests use a seeded generator).
+    /// Generates keys from `rng` (tests use a seeded generator). The static key is
+    /// derived from the signing key (see the module documentation).
     pub fn generate_with(user_id: impl Into<String>, rng: &mut impl CryptoRngCore) -> Result<Self> {
         let user_id = user_id.into();
         validate_user_id(&user_id)?;
         let signing = SigningKey::generate(rng);
-        Ok(Self::assemble(user_id, signing, StaticSecret::random_from_rng(rng)))
+        let static_secret = StaticSecret::from(signing.to_scalar_bytes());
+        Ok(Self::assemble(user_id, signing, static_secret))
     }
 
-    pub(crate) fn from_parts(user_id: String, signing_seed: [u8; 32], static_secret: [u8; 32]) -> Result<Self> {
+    /// Keys from their secrets, as a key file holds them: an ed25519 seed and an
+    /// x25519 secret. A static secret that is not the seed's scalar (key files written
+    /// before ADR 0008 hold an independent one) works the same, but every peer that
+    /// has not met this device yet verifies its certificate.
+    pub fn from_secrets(user_id: impl Into<String>, signing_seed: [u8; 32], static_secret: [u8; 32]) -> Result<Self> {
+        let user_id = user_id.into();
         validate_user_id(&user_id)?;
         Ok(Self::assemble(user_id, SigningKey::from_bytes(&signing_seed), StaticSecret::from(static_secret)))
     }
