@@ -17,7 +17,7 @@
 # usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--raw FILE] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
 #   --rows LIST   which rows, of: cat local relay webrtc-raw webrtc code-local wormhole sendme
-#                 (default: all; cat and cat+sync always run, as the floors)
+#                 (default: all; cat, cat+sync and tcp+sync always run, as the floors)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
 #                 cargo build --release -p peers-device --bin peers, and
@@ -92,6 +92,33 @@ stamp() { while IFS= read -r l; do printf '%s %s\n' "$(date +%s.%N)" "$l"; done;
 record "cat" "$work/cat.time" "$work/cat.out"
 /usr/bin/time -v -o "$work/cat-sync.time" sh -c "cat '$src' > '$work/cat-sync.out' && sync '$work/cat-sync.out'"
 record "cat+sync" "$work/cat-sync.time" "$work/cat-sync.out"
+
+# A third floor: the file through a plain loopback TCP connection into a file, then an
+# fsync (`tcp+sync`): what any transfer between two processes pays here before it
+# encrypts or hashes anything (bash writes the file to the socket; python3 reads it in
+# 1 MiB pieces straight into the file's writes).
+cat > "$work/tcp_sink.py" <<'PY'
+import os, socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+buf = memoryview(bytearray(1 << 20))
+while n := conn.recv_into(buf):
+    view = buf[:n]
+    while view:
+        view = view[os.write(out, view):]
+os.fsync(out)
+PY
+tcp_pipe() {
+  rm -f "$work/tcp.port"; mkfifo "$work/tcp.port"
+  python3 "$work/tcp_sink.py" "$work/tcp-sync.out" > "$work/tcp.port" & local sink=$!
+  local port; read -r port < "$work/tcp.port"
+  cat "$src" > "/dev/tcp/127.0.0.1/$port"
+  wait "$sink"
+}
+/usr/bin/time -v -o "$work/tcp-sync.time" bash -c "$(declare -f tcp_pipe); work='$work' src='$src' tcp_pipe"
+record "tcp+sync" "$work/tcp-sync.time" "$work/tcp-sync.out"
 
 # Ours: peers send / peers receive through a local signaling server.
 sig_port="$(free_port)"
@@ -214,13 +241,14 @@ fi
 
 floor_secs="$(echo "${rows[0]}" | cut -d' ' -f2)"
 durable_secs="$(echo "${rows[1]}" | cut -d' ' -f2)"
+tcp_secs="$(echo "${rows[2]}" | cut -d' ' -f2)"
 printf '%s MiB of random data over loopback\n' "$size_mib"
-printf '%-16s %10s %10s %12s %14s %14s\n' "tool" "MB/s" "vs cat" "vs cat+sync" "peak RSS MiB" "first byte s"
+printf '%-16s %10s %10s %12s %12s %14s %14s\n' "tool" "MB/s" "vs cat" "vs cat+sync" "vs tcp+sync" "peak RSS MiB" "first byte s"
 for line in "${rows[@]}"; do
   set -- $line
-  awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" -v d="$durable_secs" \
-    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); d = (d > 0 ? d : 0.01);
-             printf "%-16s %10.1f %10.3f %12.3f %14.1f %14s\n", n, b/s/1e6, f/s, d/s, r/1024, fb }'
+  awk -v n="$1" -v s="$2" -v r="$3" -v fb="$4" -v b="$bytes" -v f="$floor_secs" -v d="$durable_secs" -v t="$tcp_secs" \
+    'BEGIN { s = (s > 0 ? s : 0.01); f = (f > 0 ? f : 0.01); d = (d > 0 ? d : 0.01); t = (t > 0 ? t : 0.01);
+             printf "%-16s %10.1f %10.3f %12.3f %12.3f %14.1f %14s\n", n, b/s/1e6, f/s, d/s, t/s, r/1024, fb }'
 done
 # peers-webrtc against the library alone, when both ran.
 raw_secs=""; webrtc_secs=""
