@@ -172,7 +172,8 @@ async fn peers_js_killed_mid_way_resumes_from_its_staging_when_run_again() {
         .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".peers-transfer-")))
         .expect("a staging directory after the kill");
     let kept = std::fs::read(staging.join("resume")).expect("a resume file");
-    assert_eq!(kept.len(), 8, "entry and chunk, big-endian");
+    assert_eq!(kept.len(), 16, "the written and the synced position, entry and chunk each, big-endian");
+    assert!(kept[8..] <= kept[..8], "nothing synced past what was written: {kept:?}");
     assert!(!out.path().join("staged.bin").exists(), "nothing in place before the end");
 
     // The code can be run again once the sender has reopened its session (it first
