@@ -152,6 +152,23 @@ async fn send(src: &str) -> Outcome<()> {
     Ok(())
 }
 
+/// Runs `work` to its end, unless the sender exits first: a sender that fails would
+/// leave the channel (or its opening) waiting until ICE gives up, if it does.
+async fn unless_exited<T>(child: &mut Child, work: impl Future<Output = Outcome<T>>) -> Outcome<T> {
+    tokio::pin!(work);
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = watch.tick() => {
+                if let Some(status) = child.try_wait()? {
+                    return Err(format!("the sender exited ({status}) before the end").into());
+                }
+            }
+        }
+    }
+}
+
 /// Reads `size` bytes from the channel into a new file `dst`, `message` at most at a
 /// time, and syncs it.
 async fn read_file(channel: &DataChannel, dst: &str, size: u64, message: usize) -> Outcome<u64> {
@@ -207,23 +224,14 @@ async fn receive(src: &str, dst: &str, sender: Option<&[String]>) -> Outcome<()>
     let sdp = local_description(&pc, answer).await?;
     writeln!(to_sender, "{}", serde_json::to_string(&sdp)?)?;
     to_sender.flush()?;
-    let channel = open_rx.recv().await.ok_or("the channel never opened")?;
-    let opened = Instant::now();
-    let receiving = read_file(&channel, dst, offer.size, config.max_receive_message);
-    tokio::pin!(receiving);
-    // A sender that fails leaves the channel open until ICE gives up, if it does: its
-    // exit ends the run instead.
-    let mut watch = tokio::time::interval(Duration::from_secs(1));
-    let got = loop {
-        tokio::select! {
-            got = &mut receiving => break got?,
-            _ = watch.tick() => {
-                if let Some(status) = child.try_wait()? {
-                    return Err(format!("the sender exited ({status}) before the end").into());
-                }
-            }
-        }
+    // The channel's open, then every byte: until then, the sender's exit ends the run.
+    let receiving = async {
+        let channel = open_rx.recv().await.ok_or("the channel never opened")?;
+        let opened = Instant::now();
+        let got = read_file(&channel, dst, offer.size, config.max_receive_message).await?;
+        Outcome::Ok((got, opened))
     };
+    let (got, opened) = unless_exited(&mut child, receiving).await?;
     let secs = started.elapsed().as_secs_f64();
     let open_secs = opened.elapsed().as_secs_f64();
     writeln!(to_sender, "done")?;
