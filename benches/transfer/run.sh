@@ -149,14 +149,17 @@ wanted relay && ours peers-relay relay
 if [ -z "$raw" ]; then
   raw="$(ls -t "$bin"/deps/webrtc_raw_file-* 2> /dev/null | grep -v '\.d$' | head -1 || true)"
 fi
-if [ -n "$raw" ] && wanted webrtc-raw; then
-  /usr/bin/time -v -o "$work/raw.time" "$raw" "$src" "$work/raw.out" 2> "$work/raw.err"
-  record "webrtc-raw" "$work/raw.time" "$work/raw.out"
-fi
+# raw_row NAME [--sender COMMAND...]: the raw program receives the file from its sender.
+raw_row() {
+  local name="$1"; shift
+  /usr/bin/time -v -o "$work/$name.time" "$raw" "$src" "$work/$name.out" "$@" 2> "$work/$name.err" \
+    || { echo "$name failed:" >&2; tail -5 "$work/$name.err" >&2; exit 1; }
+  record "$name" "$work/$name.time" "$work/$name.out"
+}
+if [ -n "$raw" ] && wanted webrtc-raw; then raw_row webrtc-raw; fi
 # The same receiver with node-datachannel's sender in place of webrtc-rs's.
 if [ -n "$raw" ] && [ -f "$ndc" ] && command -v node > /dev/null && wanted webrtc-raw-ndc; then
-  /usr/bin/time -v -o "$work/raw-ndc.time" "$raw" "$src" "$work/raw-ndc.out" --sender node "$ndc" 2> "$work/raw-ndc.err"
-  record "webrtc-raw-ndc" "$work/raw-ndc.time" "$work/raw-ndc.out"
+  raw_row webrtc-raw-ndc --sender node "$ndc"
 fi
 wanted webrtc && ours peers-webrtc loopback
 wanted code-local && ours peers-code-local local
@@ -250,7 +253,7 @@ fi
 # times, and over the transfers alone (the receivers' "from the channel's open" seconds).
 if [ -n "$raw_secs" ] && [ -n "$ndc_secs" ]; then
   open_secs() { sed -n "s/.*from the channel's open \([0-9.]*\) s.*/\1/p" "$1"; }
-  awk -v r="$raw_secs" -v n="$ndc_secs" -v ro="$(open_secs "$work/raw.err")" -v no="$(open_secs "$work/raw-ndc.err")" \
+  awk -v r="$raw_secs" -v n="$ndc_secs" -v ro="$(open_secs "$work/webrtc-raw.err")" -v no="$(open_secs "$work/webrtc-raw-ndc.err")" \
     'BEGIN { printf "webrtc-raw / webrtc-raw-ndc: %.2f (from the channel'"'"'s open: %.2f; target >= 1.0)\n",
              (r > 0 ? n / r : 0), (ro > 0 ? no / ro : 0) }'
 fi
