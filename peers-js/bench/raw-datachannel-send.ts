@@ -52,6 +52,10 @@ async function main(): Promise<void> {
   };
 
   const pc = new PeerConnection("raw-send", { iceServers: [], bindAddress: "127.0.0.1" });
+  // The connection's and ICE's states so far, for the error message of a failed run.
+  const states: string[] = [];
+  pc.onStateChange((state) => states.push(`pc ${state}`));
+  pc.onIceStateChange((state) => states.push(`ice ${state}`));
   const gathered = new Promise<void>((resolve) =>
     pc.onGatheringStateChange((state) => {
       if (state === "complete") resolve();
@@ -70,7 +74,11 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify({ sdp: { type: offer.type, sdp: offer.sdp }, size }) + "\n");
   const answer = JSON.parse(await nextLine("its answer")) as { type: string; sdp: string };
   if (answer.type !== "answer") throw new Error(`expected an answer, got ${answer.type}`);
-  pc.setRemoteDescription(answer.sdp, "answer");
+  try {
+    pc.setRemoteDescription(answer.sdp, "answer");
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : String(err)} (events: ${states.join(", ") || "none"}; now pc ${pc.state()}, ice ${pc.iceState()}, signaling ${pc.signalingState()})`);
+  }
   await opened;
 
   const message = Math.min(FRAME, channel.maxMessageSize());
