@@ -12,11 +12,16 @@
 # first verified byte. The row webrtc-raw is the library alone: the same file over one
 # webrtc-rs data channel on loopback between two processes, into a file
 # (peers-transport-webrtc's bench program webrtc_raw_file); with peers-webrtc in the same
-# run, the script also prints the ratio of the two. Not part of the test run.
+# run, the script also prints the ratio of the two. The row webrtc-raw-ndc is the same
+# webrtc-rs receiver with node-datachannel's sender (peers-js's
+# bench/raw-datachannel-send.ts, the same protocol and pacing): with both raw rows in a
+# run, the script prints webrtc-raw / webrtc-raw-ndc (target: at least 1.0), over the
+# receivers' wall times and over their transfers alone (from the channel's open to the
+# synced file, without the sender's start-up). Not part of the test run.
 #
-# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--raw FILE] [--rows "ROW..."]
+# usage: benches/transfer/run.sh [--size-mib N] [--bin DIR] [--venv DIR] [--raw FILE] [--ndc FILE] [--rows "ROW..."]
 #   --size-mib N  file size in MiB (default 1024)
-#   --rows LIST   which rows, of: cat local relay webrtc-raw webrtc code-local wormhole sendme
+#   --rows LIST   which rows, of: cat local relay webrtc-raw webrtc-raw-ndc webrtc code-local wormhole sendme
 #                 (default: all; cat, cat+sync and tcp+sync always run, as the floors)
 #   --bin DIR     where `peers` and `peers-signaling` are (default:
 #                 ${CARGO_TARGET_DIR:-target}/release; build them with
@@ -24,7 +29,10 @@
 #                 cargo build --release -p peers-signaling --features bin --bin peers-signaling)
 #   --raw FILE    the webrtc_raw_file program (default: the newest DIR/deps/webrtc_raw_file-*,
 #                 from cargo bench -p peers-transport-webrtc --features test-utils
-#                 --bench webrtc_raw_file --no-run); without it, the webrtc-raw row is left out
+#                 --bench webrtc_raw_file --no-run); without it, the webrtc-raw rows are left out
+#   --ndc FILE    node-datachannel's sender for webrtc-raw-ndc (default:
+#                 peers-js/dist/bench/raw-datachannel-send.js, from npx tsc -p . in peers-js);
+#                 without it or without node, the webrtc-raw-ndc row is left out
 #   --venv DIR    a Python venv with magic-wormhole, magic-wormhole-mailbox-server and
 #                 magic-wormhole-transit-relay (pip install ...); without it, the
 #                 wormhole row is left out
@@ -34,7 +42,8 @@ size_mib=1024
 bin="${CARGO_TARGET_DIR:-target}/release"
 venv=""
 raw=""
-rows_wanted="local relay webrtc-raw webrtc code-local wormhole sendme"
+ndc="$(cd "$(dirname "$0")/../.." && pwd)/peers-js/dist/bench/raw-datachannel-send.js"
+rows_wanted="local relay webrtc-raw webrtc-raw-ndc webrtc code-local wormhole sendme"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib="$2"; shift 2 ;;
@@ -42,6 +51,7 @@ while [ $# -gt 0 ]; do
     --bin) bin="$2"; shift 2 ;;
     --venv) venv="$2"; shift 2 ;;
     --raw) raw="$2"; shift 2 ;;
+    --ndc) ndc="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -166,9 +176,17 @@ wanted relay && ours peers-relay relay
 if [ -z "$raw" ]; then
   raw="$(ls -t "$bin"/deps/webrtc_raw_file-* 2> /dev/null | grep -v '\.d$' | head -1 || true)"
 fi
-if [ -n "$raw" ] && wanted webrtc-raw; then
-  /usr/bin/time -v -o "$work/raw.time" "$raw" "$src" "$work/raw.out" 2> "$work/raw.err"
-  record "webrtc-raw" "$work/raw.time" "$work/raw.out"
+# raw_row NAME [--sender COMMAND...]: the raw program receives the file from its sender.
+raw_row() {
+  local name="$1"; shift
+  /usr/bin/time -v -o "$work/$name.time" "$raw" "$src" "$work/$name.out" "$@" 2> "$work/$name.err" \
+    || { echo "$name failed:" >&2; tail -5 "$work/$name.err" >&2; exit 1; }
+  record "$name" "$work/$name.time" "$work/$name.out"
+}
+if [ -n "$raw" ] && wanted webrtc-raw; then raw_row webrtc-raw; fi
+# The same receiver with node-datachannel's sender in place of webrtc-rs's.
+if [ -n "$raw" ] && [ -f "$ndc" ] && command -v node > /dev/null && wanted webrtc-raw-ndc; then
+  raw_row webrtc-raw-ndc --sender node "$ndc"
 fi
 wanted webrtc && ours peers-webrtc loopback
 wanted code-local && ours peers-code-local local
@@ -251,11 +269,19 @@ for line in "${rows[@]}"; do
              printf "%-16s %10.1f %10.3f %12.3f %12.3f %14.1f %14s\n", n, b/s/1e6, f/s, d/s, t/s, r/1024, fb }'
 done
 # peers-webrtc against the library alone, when both ran.
-raw_secs=""; webrtc_secs=""
+raw_secs=""; webrtc_secs=""; ndc_secs=""
 for line in "${rows[@]}"; do
   set -- $line
-  case "$1" in webrtc-raw) raw_secs="$2" ;; peers-webrtc) webrtc_secs="$2" ;; esac
+  case "$1" in webrtc-raw) raw_secs="$2" ;; peers-webrtc) webrtc_secs="$2" ;; webrtc-raw-ndc) ndc_secs="$2" ;; esac
 done
 if [ -n "$raw_secs" ] && [ -n "$webrtc_secs" ]; then
   awk -v r="$raw_secs" -v w="$webrtc_secs" 'BEGIN { printf "peers-webrtc / webrtc-raw: %.2f\n", (w > 0 ? r / w : 0) }'
+fi
+# webrtc-rs's sender against node-datachannel's, to the same receiver: over the wall
+# times, and over the transfers alone (the receivers' "from the channel's open" seconds).
+if [ -n "$raw_secs" ] && [ -n "$ndc_secs" ]; then
+  open_secs() { sed -n "s/.*from the channel's open \([0-9.]*\) s.*/\1/p" "$1"; }
+  awk -v r="$raw_secs" -v n="$ndc_secs" -v ro="$(open_secs "$work/webrtc-raw.err")" -v no="$(open_secs "$work/webrtc-raw-ndc.err")" \
+    'BEGIN { printf "webrtc-raw / webrtc-raw-ndc: %.2f (from the channel'"'"'s open: %.2f; target >= 1.0)\n",
+             (r > 0 ? n / r : 0), (ro > 0 ? no / ro : 0) }'
 fi

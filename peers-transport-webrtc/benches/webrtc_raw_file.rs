@@ -17,6 +17,18 @@
 //! candidate in them (gathering finished first). Not a test;
 //! `cargo bench -p peers-transport-webrtc --features test-utils --bench webrtc_raw_file --no-run`
 //! builds it.
+//!
+//! `webrtc_raw_file SRC DST --sender COMMAND...` starts `COMMAND... --send SRC` as the
+//! sender instead, for another library's sender speaking the same protocol on its
+//! standard input and output: its first line the offer and the size (`Offer`), then it
+//! reads the answer line, sends the file in one ordered channel, and reads one more
+//! line (the receiver has every byte, synced) before it closes. peers-js's
+//! `bench/raw-datachannel-send.ts` is node-datachannel's (`--sender node
+//! peers-js/dist/bench/raw-datachannel-send.js`: the `webrtc-raw-ndc` row).
+//!
+//! The receiver prints the rate over its whole run (the sender's start, signaling and
+//! the transfer), and over the time from the channel's open to the synced file (the
+//! transfer alone, without the sender process's start-up).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -47,8 +59,11 @@ async fn main() -> Outcome<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.as_slice() {
         [flag, src] if flag == "--send" => send(src).await,
-        [src, dst] => receive(src, dst).await,
-        _ => Err("usage: webrtc_raw_file SRC DST".into()),
+        [src, dst] => receive(src, dst, None).await,
+        [src, dst, flag, sender @ ..] if flag == "--sender" && !sender.is_empty() => {
+            receive(src, dst, Some(sender)).await
+        }
+        _ => Err("usage: webrtc_raw_file SRC DST [--sender COMMAND...]".into()),
     }
 }
 
@@ -137,22 +152,64 @@ async fn send(src: &str) -> Outcome<()> {
     Ok(())
 }
 
-/// Starts this program again as the sender of `src`.
-fn start_sender(src: &str) -> Outcome<(Child, ChildStdin, BufReader<std::process::ChildStdout>)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--send", src])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
+/// Runs `work` to its end, unless the sender exits first: a sender that fails would
+/// leave the channel (or its opening) waiting until ICE gives up, if it does.
+async fn unless_exited<T>(child: &mut Child, work: impl Future<Output = Outcome<T>>) -> Outcome<T> {
+    tokio::pin!(work);
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = watch.tick() => {
+                if let Some(status) = child.try_wait()? {
+                    return Err(format!("the sender exited ({status}) before the end").into());
+                }
+            }
+        }
+    }
+}
+
+/// Reads `size` bytes from the channel into a new file `dst`, `message` at most at a
+/// time, and syncs it.
+async fn read_file(channel: &DataChannel, dst: &str, size: u64, message: usize) -> Outcome<u64> {
+    let mut file = std::fs::File::create(dst)?;
+    let mut buf = vec![0u8; message];
+    let mut got = 0u64;
+    while got < size {
+        let n = channel.read(&mut buf).await?;
+        if n == 0 {
+            return Err(format!("the channel ended after {got} of {size} bytes").into());
+        }
+        file.write_all(&buf[..n])?;
+        got += n as u64;
+    }
+    file.sync_all()?;
+    Ok(got)
+}
+
+/// Starts the sender of `src`: `sender --send SRC`, or this program again.
+fn start_sender(
+    src: &str,
+    sender: Option<&[String]>,
+) -> Outcome<(Child, ChildStdin, BufReader<std::process::ChildStdout>)> {
+    let mut command = match sender {
+        Some([program, args @ ..]) => {
+            let mut command = Command::new(program);
+            command.args(args);
+            command
+        }
+        _ => Command::new(std::env::current_exe()?),
+    };
+    let mut child = command.args(["--send", src]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
     let stdin = child.stdin.take().ok_or("no stdin")?;
     let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     Ok((child, stdin, stdout))
 }
 
-async fn receive(src: &str, dst: &str) -> Outcome<()> {
+async fn receive(src: &str, dst: &str, sender: Option<&[String]>) -> Outcome<()> {
     let started = Instant::now();
     let config = WebRtcConfig::loopback();
-    let (mut child, mut to_sender, mut from_sender) = start_sender(src)?;
+    let (mut child, mut to_sender, mut from_sender) = start_sender(src, sender)?;
     let mut line = String::new();
     from_sender.read_line(&mut line)?;
     let offer: Offer = serde_json::from_str(&line)?;
@@ -167,24 +224,28 @@ async fn receive(src: &str, dst: &str) -> Outcome<()> {
     let sdp = local_description(&pc, answer).await?;
     writeln!(to_sender, "{}", serde_json::to_string(&sdp)?)?;
     to_sender.flush()?;
-    let channel = open_rx.recv().await.ok_or("the channel never opened")?;
-    let mut file = std::fs::File::create(dst)?;
-    let mut buf = vec![0u8; config.max_receive_message];
-    let mut got = 0u64;
-    while got < offer.size {
-        let n = channel.read(&mut buf).await?;
-        if n == 0 {
-            return Err(format!("the channel ended after {got} of {} bytes", offer.size).into());
-        }
-        file.write_all(&buf[..n])?;
-        got += n as u64;
-    }
-    file.sync_all()?;
+    // The channel's open, then every byte: until then, the sender's exit ends the run.
+    let receiving = async {
+        let channel = open_rx.recv().await.ok_or("the channel never opened")?;
+        let opened = Instant::now();
+        let got = read_file(&channel, dst, offer.size, config.max_receive_message).await?;
+        Outcome::Ok((got, opened))
+    };
+    let (got, opened) = unless_exited(&mut child, receiving).await?;
     let secs = started.elapsed().as_secs_f64();
+    let open_secs = opened.elapsed().as_secs_f64();
     writeln!(to_sender, "done")?;
     to_sender.flush()?;
-    child.wait()?;
+    let status = child.wait()?;
     pc.close().await?;
-    eprintln!("{got} bytes in {secs:.2} s: {:.1} MB/s", got as f64 / secs / 1e6);
+    if !status.success() {
+        return Err(format!("the sender exited with {status}").into());
+    }
+    let rate = |secs: f64| got as f64 / secs / 1e6;
+    eprintln!(
+        "{got} bytes in {secs:.2} s: {:.1} MB/s; from the channel's open {open_secs:.2} s: {:.1} MB/s",
+        rate(secs),
+        rate(open_secs)
+    );
     Ok(())
 }
