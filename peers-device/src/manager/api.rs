@@ -68,6 +68,10 @@ pub(super) struct Inner {
     /// Signals and relay requests dropped because their sender is outside the
     /// trust set ([`ConnectionManager::admits`]).
     pub(super) strangers_refused: std::sync::atomic::AtomicU64,
+    /// A device's turn is held while working out which link each group's
+    /// engine syncs over and telling the engines, so they hear in the order
+    /// it was decided ([`super::handoff`]).
+    pub(super) group_handoffs: super::handoff::Handoffs,
 }
 
 /// Application set-up run on every new connection.
@@ -235,6 +239,7 @@ impl ConnectionManager {
                 signaling: Mutex::new(Vec::new()),
                 handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
                 strangers_refused: std::sync::atomic::AtomicU64::new(0),
+                group_handoffs: Default::default(),
             }),
         }
     }
@@ -639,6 +644,7 @@ impl Inner {
         group: &GroupId,
         engine: &Arc<dyn SyncGroup>,
     ) {
+        let _in_order = self.group_handoffs.turn(device).await;
         let connections: Vec<Connection> = {
             let mut state = lock(&self.state);
             let Some(links) = state.devices.get_mut(device) else { return };

@@ -482,6 +482,7 @@ impl Inner {
     /// Hands each group's engine the active link where the group is ready on both
     /// sides, or tells it the device is gone.
     pub(super) async fn refresh_groups(self: &Arc<Self>, device: &DeviceId) {
+        let _in_order = self.group_handoffs.turn(device).await;
         let actions: Vec<(GroupId, GroupAction)> = {
             let mut state = lock(&self.state);
             let groups: Vec<(GroupId, Arc<dyn SyncGroup>)> =

@@ -10,6 +10,7 @@ pub mod class;
 mod config;
 mod control;
 mod dial;
+mod handoff;
 pub mod health;
 pub mod link_table;
 mod links;

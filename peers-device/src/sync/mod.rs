@@ -61,7 +61,13 @@ pub trait SyncGroup: Send + Sync + 'static {
     /// `notifyOfChanges_{groupId}`: `from` has changes up to `notice.head`.
     async fn notify_of_changes(&self, from: &DeviceId, notice: ChangeNotice) -> Result<()>;
 
-    /// A member's side of the group is ready (both sides registered the RPCs).
+    /// A member's side of the group is ready (both sides registered the RPCs),
+    /// or it moved to another link: `peer` replaces any handle given before.
+    ///
+    /// For one member, the manager calls `peer_ready` and
+    /// [`peer_gone`](Self::peer_gone) one at a time, in the order it decided
+    /// them, and waits for each before the member's next hand-off: return
+    /// promptly (spawn the work), and never wait here on the manager.
     async fn peer_ready(&self, peer: Arc<dyn PeerDevice>);
 
     /// A member is no longer reachable through `peer_ready`'s handle.
