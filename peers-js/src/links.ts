@@ -20,6 +20,7 @@
  * closed(link)         forgotten; the active one → the best remaining link
  * ```
  */
+import type { CloseCode } from "./envelope.js";
 import { PeersError } from "./errors.js";
 
 /**
@@ -92,7 +93,7 @@ export type LinkAction =
   | { kind: "SendGroupReady"; link: number }
   | { kind: "SendTakeover"; link: number }
   | { kind: "Retire"; link: number }
-  | { kind: "Close"; link: number; why: string };
+  | { kind: "Close"; link: number; code: CloseCode; why: string };
 
 type Phase = "Verified" | "Adopted" | "Retired" | "PeerRetired" | "BothRetired";
 
@@ -157,7 +158,7 @@ export class LinkTable {
 
   added(id: number, rank: number): LinkAction[] {
     if (this.links.has(id)) throw new PeersError("InvalidInput", "InvalidInput", `link ${id} added twice`);
-    if (this.links.size >= MAX_LINKS) return [{ kind: "Close", link: id, why: `more than ${MAX_LINKS} connections to one device` }];
+    if (this.links.size >= MAX_LINKS) return [{ kind: "Close", link: id, code: "LimitExceeded", why: `more than ${MAX_LINKS} connections to one device` }];
     this.links.set(id, { rank, phase: "Verified" });
     if (this.activeLink === undefined) this.activeLink = id;
     return [{ kind: "SendGroupReady", link: id }];
@@ -184,7 +185,7 @@ export class LinkTable {
   peerRetired(id: number): LinkAction[] {
     const link = this.links.get(id);
     if (!link || link.phase === "BothRetired" || link.phase === "PeerRetired") return [];
-    const close: LinkAction = { kind: "Close", link: id, why: "retired by both sides" };
+    const close: LinkAction = { kind: "Close", link: id, code: "Replaced", why: "retired by both sides" };
     if (link.phase === "Retired") {
       link.phase = "BothRetired";
       return [close];

@@ -286,7 +286,7 @@ export class PeerLinks {
           quiet(connection.emit("peers:retire", null));
           break;
         case "Close":
-          quiet((this.hooks.drained?.(connection) ?? Promise.resolve()).then(() => connection.close("Normal", action.why)));
+          quiet((this.hooks.drained?.(connection) ?? Promise.resolve()).then(() => connection.close(action.code, action.why)));
           break;
       }
     }

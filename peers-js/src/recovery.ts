@@ -6,7 +6,7 @@
  *
  * ```text
  * sender, a connection broke under the offer or the data stream:
- *   closed "Replaced" by the peer's handover, another active → Moved: offer again there (no hop)
+ *   closed "Replaced" by either side's handover, another active → Moved: offer again there (no hop)
  *   another connection is active, hops < MAX_HOPS           → Other: offer again there
  *   the receiver closed it on purpose (not a path failure)  → Answer: fail with its reason
  *   the signaling connection dropped since the attempt began
@@ -78,7 +78,7 @@ export interface Break {
 
 /** The sender's step after a break (the Rust sender's `transfer` loop). */
 export function afterBreak(b: Break): BreakStep {
-  // The peer's handover closed it for a better one under the offer or the pause: a move, not a break.
+  // A handover (either side's) closed it for a better one under the offer or the pause: a move, not a break.
   if (b.other && b.reason.code === "Replaced") return "Moved";
   if (b.other && b.hops < MAX_HOPS) return "Other";
   if (b.reason.by === "Remote" && !pathFailed(b.reason)) return "Answer";

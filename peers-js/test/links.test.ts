@@ -29,7 +29,7 @@ test("leader: a better adopted link becomes active, is announced, and the old on
   ]);
   assert.equal(t.active, 2);
   assert.deepEqual(t.groupReady(2), [], "a second groupReady changes nothing");
-  assert.deepEqual(t.peerRetired(1), [{ kind: "Close", link: 1, why: "retired by both sides" }]);
+  assert.deepEqual(t.peerRetired(1), [{ kind: "Close", link: 1, code: "Replaced", why: "retired by both sides" }]);
   assert.deepEqual(t.closed(1), []);
   assert.equal(t.size, 1);
 });
@@ -53,7 +53,7 @@ test("follower: ignores adoption, follows the takeover, and a lost takeover is m
   assert.deepEqual(t.groupReady(2), [], "the follower never picks");
   assert.deepEqual(t.takeover(2), [{ kind: "Retire", link: 1 }]);
   assert.equal(t.active, 2);
-  assert.deepEqual(t.peerRetired(1), [{ kind: "Close", link: 1, why: "retired by both sides" }]);
+  assert.deepEqual(t.peerRetired(1), [{ kind: "Close", link: 1, code: "Replaced", why: "retired by both sides" }]);
 
   const lost = new LinkTable(high, low);
   lost.added(1, RANK_RELAY);
@@ -61,7 +61,7 @@ test("follower: ignores adoption, follows the takeover, and a lost takeover is m
   // The takeover on 2 never arrived; the peer retires 1, the active link.
   assert.deepEqual(lost.peerRetired(1), [
     { kind: "Retire", link: 1 },
-    { kind: "Close", link: 1, why: "retired by both sides" },
+    { kind: "Close", link: 1, code: "Replaced", why: "retired by both sides" },
   ]);
   assert.equal(lost.active, 2);
 });
@@ -82,7 +82,7 @@ test("a retired only link keeps carrying; a closed active link hands over to the
 test("links to one device are bounded", () => {
   const t = new LinkTable(low, high);
   for (let i = 1; i <= MAX_LINKS; i++) t.added(i, RANK_RELAY);
-  assert.deepEqual(t.added(MAX_LINKS + 1, RANK_RELAY), [{ kind: "Close", link: MAX_LINKS + 1, why: `more than ${MAX_LINKS} connections to one device` }]);
+  assert.deepEqual(t.added(MAX_LINKS + 1, RANK_RELAY), [{ kind: "Close", link: MAX_LINKS + 1, code: "LimitExceeded", why: `more than ${MAX_LINKS} connections to one device` }]);
 });
 
 test("sdpForSignal drops candidates and caps the announced message size", () => {
