@@ -185,6 +185,40 @@ impl Coturn {
     }
 }
 
+/// A port for coturn on loopback that nothing else takes while it starts.
+///
+/// A port from `bind(0)` is free when picked but sits in the kernel's ephemeral
+/// range, which every outgoing connection draws its local port from, and coturn
+/// binds more than that one UDP port: TCP on it too, and UDP and TCP on the next
+/// port (its RFC 5780 alternative port). In CI one of those was taken by the
+/// time coturn started ("Address already in use"), and it never answered. So the
+/// port comes from below the ephemeral range, where only explicit binds land,
+/// with all four free when checked, and distinct within this process.
+pub fn loopback_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(12_002) - 2);
+    let span = (high - low) / 2;
+    // Processes start at different places; one process walks on from the last pick.
+    let start = (std::process::id() % u32::from(span)) as u16;
+    let _ = NEXT.compare_exchange(0, start + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let slot = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = low + 2 * slot;
+        let free = [port, port + 1].iter().all(|&p| {
+            std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port pair for coturn on 127.0.0.1 between {low} and {high}");
+}
+
 /// A command running `program` in `ns`, or here with `None`; killed on drop.
 fn command(ns: Option<&Ns>, program: &str) -> tokio::process::Command {
     let mut command = match ns {

@@ -45,7 +45,7 @@ fn credentials(secret: &str, valid_for: i64) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coturn_relays_with_signaling_credentials_and_refuses_bad_ones() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = peers_tests::coturn::loopback_port();
     let mut config = CoturnConfig::new("127.0.0.1", port, REALM, SECRET);
     // The peer below is a plain socket on loopback.
     config.extra.push("allow-loopback-peers".into());

@@ -15,8 +15,7 @@ const SECRET: &str = "turn-test-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_only_devices_connect_through_turn_with_signaling_credentials() {
-    // A free UDP port on loopback for coturn to listen on.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = peers_tests::coturn::loopback_port();
     let mut coturn = CoturnConfig::new("127.0.0.1", port, "peers", SECRET);
     // Both devices' relayed addresses are on loopback here; coturn refuses
     // loopback peers unless told otherwise.
