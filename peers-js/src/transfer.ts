@@ -156,8 +156,14 @@ class Receiver {
   }
 
   get received(): Received | undefined {
-    return this.cutter?.complete ? { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, resumed: this.resumed, paths: this.paths } : undefined;
+    if (!this.cutter?.complete) return undefined;
+    const received: Received = { manifest: this.cutter.manifest, sender: this.sender, bytes: this.bytes, resumed: this.resumed, paths: this.paths };
+    if (this.stored) received.stored = this.stored;
+    return received;
   }
+
+  /** With a store: the top-level names it put the entries under, once the last data stream did. */
+  private stored: string[] | undefined;
 
   /** Exposes the offer, the data stream and the handover on `connection` (the `setup` of `Connection.accept`: the sender calls at once). */
   prepare(connection: Connection): void {
@@ -284,6 +290,14 @@ class Receiver {
         }
       }
       cutter.end();
+      // StreamDone means "entries moved" (§9.4): the handler returns, and the sender
+      // hears success, only once the store put them in place; a failed move is the answer.
+      if (cutter.complete && this.options.store) {
+        clearTimeout(this.stall);
+        this.stored = await this.options.store.finish(cutter.manifest).catch((err: Error) => {
+          throw err instanceof PeersError ? err : transferError("Io", `putting the files in place failed: ${err.message}`);
+        });
+      }
     } catch (err) {
       // A refused chunk or a failed sink ends the transfer; a broken connection only
       // this stream (the sender offers again on another, from the cursor).
@@ -347,9 +361,8 @@ export async function receiveFrom(connection: Connection, options: ReceiveOption
   connection.expose("peers:transfer:cancel", (args) => receiver.cancel(args));
   void connection.closed.then((reason) => receiver.lost(reason));
   try {
-    const manifest = await receiver.done;
+    await receiver.done;
     const received = receiver.received!;
-    if (options.store) received.stored = await options.store.finish(manifest);
     // The connection stays open: a caller that closes it at once must not overtake the sender's StreamDone.
     await receiver.answered();
     return received;
@@ -393,9 +406,8 @@ export async function receiveByCode(url: string, code: string, options: ReceiveO
       return Connection.accept(await RelaySocket.open(signaling, joined.sender, { timeoutMs: relayTimeoutMs }), config, (c) => active.prepare(c));
     };
     active.add(await Connection.accept(relay, config, (c) => active.prepare(c)), RANK_RELAY);
-    const manifest = await active.done;
+    await active.done;
     const received = active.received!;
-    if (options.store) received.stored = await options.store.finish(manifest);
     return received;
   } catch (err) {
     failure = err as Error;

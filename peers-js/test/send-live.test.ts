@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { blobSource, concat, receiveByCode, sendByCode, WORDS } from "../src/index.js";
+import type { ReceiveStore } from "../src/index.js";
 import { CHUNK, files, refused, sources } from "./tree.js";
 import { startServer, stopServers } from "./server.js";
 
@@ -72,4 +73,28 @@ test("a sender that stops sending fails the receiver with Stalled, as peers rece
   assert.equal(chunks, 1);
   assert.ok(Date.now() - started < 3_000, `the receiver's own timeout, not the sender's close: ${Date.now() - started} ms`);
   await assert.rejects(handle.done);
+});
+
+test("the sender hears success only once the receiver's store put the files in place, and a failed move fails both", async () => {
+  // StreamDone means "entries moved" (docs/protocol.md §9.4).
+  let moved = false;
+  const slow: ReceiveStore = {
+    open: async () => ({ entry: 0, chunk: 0 }),
+    write: async () => undefined,
+    finish: async (manifest) => {
+      await new Promise((r) => setTimeout(r, 300));
+      moved = true;
+      return manifest.entries.map((e) => e.path.split("/")[0]!);
+    },
+  };
+  const handle = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK });
+  const receiving = receiveByCode(url, handle.code, { store: slow });
+  await handle.done;
+  assert.ok(moved, "the sender finished before the receiver moved the files into place");
+  assert.ok((await receiving).stored?.length, "the receive reports what it stored");
+
+  const failing: ReceiveStore = { ...slow, finish: async () => Promise.reject(new Error("no room left for the rename")) };
+  const second = await sendByCode(url, sources.slice(0, 2), { chunkSize: CHUNK, rejoinWaitMs: 0 });
+  await assert.rejects(receiveByCode(url, second.code, { store: failing }), (err: unknown) => refused("Transfer", "Io")(err) && /no room left/.test((err as Error).message));
+  await assert.rejects(second.done, (err: unknown) => /no room left/.test((err as Error).message));
 });
