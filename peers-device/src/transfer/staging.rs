@@ -152,7 +152,7 @@ impl Staging {
             file.sync_data().map_err(io)?;
             return self.checkpoint();
         }
-        self.save_position()
+        self.save_position().map(drop)
     }
 
     /// Saves the position after the last verified chunk as synced too, and syncs the
@@ -160,9 +160,8 @@ impl Staging {
     fn checkpoint(&mut self) -> std::result::Result<(), TransferError> {
         self.synced = self.reception.resume_point();
         self.unsynced_bytes = 0;
-        self.save_position()?;
         let path = self.dir.join("resume");
-        let resume = self.resume.as_ref().ok_or_else(|| TransferError::Protocol("no resume file".into()))?;
+        let resume = self.save_position()?;
         resume.sync_data().map_err(|e| TransferError::Io { what: format!("sync {}", path.display()), source: e })
     }
 
@@ -171,20 +170,23 @@ impl Staging {
     /// page, so a receiver that dies leaves the old positions or the new ones. (Writing
     /// a temporary file and renaming it over `resume` cost about 2 ms per chunk on ext4,
     /// which flushes a file renamed over another: the receiver's largest cost per chunk.)
-    fn save_position(&mut self) -> std::result::Result<(), TransferError> {
+    /// Returns the `resume` file.
+    fn save_position(&mut self) -> std::result::Result<&File, TransferError> {
         let path = self.dir.join("resume");
         let io = |e| TransferError::Io { what: format!("write {}", path.display()), source: e };
-        let file = match &mut self.resume {
+        let file = match self.resume.take() {
             Some(file) => file,
             None => {
                 let file =
                     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
                 file.set_len(RESUME_LEN as u64).map_err(io)?;
-                self.resume.insert(file)
+                file
             }
         };
+        let file = self.resume.insert(file);
         let saved = Saved { written: self.reception.resume_point(), synced: self.synced };
-        write_all_at(file, &encode_resume(saved), 0).map_err(io)
+        write_all_at(file, &encode_resume(saved), 0).map_err(io)?;
+        Ok(file)
     }
 
     /// Syncs the file being written and checkpoints: what was verified stays for the
