@@ -65,9 +65,14 @@ pub fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e6
 }
 
-/// Random bytes that no compressor shrinks.
-pub fn random_bytes(len: usize) -> Vec<u8> {
-    peers_sdk::testdata::incompressible(len, 0x5eed)
+/// The 1 MiB of random bytes (no compressor shrinks them) every stack echoes and
+/// streams, made once per process before anything is timed: making them costs
+/// about a millisecond, which would otherwise land in whichever figure ran first
+/// (the listener's connect, the dialer's first echo).
+pub fn test_data() -> &'static [u8] {
+    static DATA: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| peers_sdk::testdata::incompressible(MIB, 0x5eed));
+    &DATA
 }
 
 /// A current-thread runtime, as each end of a two-process setup would have.
@@ -83,6 +88,7 @@ where
     F: FnOnce(tokio::sync::oneshot::Sender<A>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
+    test_data();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || runtime().block_on(listen(tx)));
     rx.blocking_recv().expect("the listener failed to start")
@@ -102,7 +108,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let data = random_bytes(MIB);
+    let data = test_data();
     let mut head = [0u8; 17];
     let mut buf = vec![0u8; MIB];
     while rx.read_exact(&mut head).await.is_ok() {
@@ -111,7 +117,7 @@ where
         let ok = match head[0] {
             OP_ECHO => echo_back(&mut rx, &mut tx, &mut buf, a).await,
             OP_SINK => sink(&mut rx, &mut tx, &mut buf, a).await,
-            OP_SOURCE => write_pieces(&mut tx, &data, a, b).await,
+            OP_SOURCE => write_pieces(&mut tx, data, a, b).await,
             _ => return,
         };
         if ok.is_err() {
@@ -209,21 +215,21 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let data = random_bytes(MIB);
+    let data = test_data();
     let mut buf = vec![0u8; MIB];
     tx.write_all(&head(OP_ECHO, params.echoes + 1, 0)).await.unwrap();
-    echo_once(&mut rx, &mut tx, &data, &mut buf).await;
+    echo_once(&mut rx, &mut tx, data, &mut buf).await;
     let first_echo_ms = ms(started.elapsed());
     let t = Instant::now();
     for _ in 0..params.echoes {
-        echo_once(&mut rx, &mut tx, &data, &mut buf).await;
+        echo_once(&mut rx, &mut tx, data, &mut buf).await;
     }
     let round_trips_per_s = params.echoes as f64 / t.elapsed().as_secs_f64();
     let mut rates = Vec::new();
     for piece in PIECES {
         let t = Instant::now();
         tx.write_all(&head(OP_SINK, params.stream_bytes, 0)).await.unwrap();
-        write_pieces(&mut tx, &data, params.stream_bytes, piece).await.unwrap();
+        write_pieces(&mut tx, data, params.stream_bytes, piece).await.unwrap();
         rx.read_exact(&mut buf[..8]).await.unwrap();
         rates.push(mb_per_s(params.stream_bytes, t.elapsed()));
     }

@@ -12,7 +12,7 @@ use peers_transport_socketio::{ClientOptions, ServerOptions, SocketIoServer};
 use peers_transport_webrtc::{MemorySignalingHub, WebRtcConfig, WebRtcEndpoint};
 use serde_bytes::ByteBuf;
 
-use crate::common::{ECHO, Figures, MIB, PIECES, Params, Pieces, mb_per_s, ms, random_bytes, spawn_listener};
+use crate::common::{ECHO, Figures, MIB, PIECES, Params, Pieces, mb_per_s, ms, spawn_listener, test_data};
 
 fn trust_all(_: &DeviceInfo) -> TrustLevel {
     TrustLevel::Trusted
@@ -28,7 +28,7 @@ fn internal(e: impl std::fmt::Display) -> RemoteError {
 
 /// Handlers both ends expose: `echo`, a `sink` stream that reads to the end, and
 /// `source(total, piece)`, which streams `total` bytes back in `piece` writes.
-fn expose(connection: &Connection, data: Arc<Vec<u8>>) {
+fn expose(connection: &Connection, data: &'static [u8]) {
     connection.expose_rpc("echo", |data: ByteBuf| async move { Ok::<_, RemoteError>(data) });
     connection.expose_stream("sink", |(): (), mut reader: peers_sdk::StreamReader| async move {
         while reader.next().await.map_err(internal)?.is_some() {}
@@ -36,9 +36,9 @@ fn expose(connection: &Connection, data: Arc<Vec<u8>>) {
     });
     let weak = connection.clone();
     connection.expose_rpc("source", move |(total, piece): (usize, usize)| {
-        let (connection, data) = (weak.clone(), data.clone());
+        let connection = weak.clone();
         async move {
-            write_stream(&connection, &data, total, piece).await.map_err(internal)?;
+            write_stream(&connection, data, total, piece).await.map_err(internal)?;
             Ok::<_, RemoteError>(())
         }
     });
@@ -53,17 +53,16 @@ async fn write_stream(connection: &Connection, data: &[u8], total: usize, piece:
 }
 
 async fn serve(socket: BoxSocket, keys: Arc<DeviceKeys>) {
-    let data = Arc::new(random_bytes(MIB));
     if let Ok(connection) = Connection::accept(socket, config(&keys)).await {
-        expose(&connection, data);
+        expose(&connection, test_data());
         connection.closed().await;
     }
 }
 
 async fn drive(connection: Connection, started: Instant, params: &Params) -> Figures {
     let connect_ms = ms(started.elapsed());
-    let data = Arc::new(random_bytes(MIB));
-    expose(&connection, data.clone());
+    let data = test_data();
+    expose(&connection, data);
     let ping = ByteBuf::from(data[..ECHO].to_vec());
     let _: ByteBuf = connection.emit("echo", &ping).await.unwrap();
     let first_echo_ms = ms(started.elapsed());
@@ -75,7 +74,7 @@ async fn drive(connection: Connection, started: Instant, params: &Params) -> Fig
     let mut rates = Vec::new();
     for piece in PIECES {
         let t = Instant::now();
-        write_stream(&connection, &data, params.stream_bytes, piece).await.unwrap();
+        write_stream(&connection, data, params.stream_bytes, piece).await.unwrap();
         rates.push(mb_per_s(params.stream_bytes, t.elapsed()));
     }
     let t = Instant::now();
