@@ -178,5 +178,7 @@ fn print_handshakes(table: &handshake::HandshakeTable) {
         1e6 / older - snow_us,
         table.verifications_us,
     );
-    println!("ours/this, first/this, older/this: our time per handshake (known peer, first contact, first contact with older key files) over this row's; below 1.2 is the target against snow.");
+    println!(
+        "ours/this, first/this, older/this: our time per handshake (known peer, first contact, first contact with older key files) over this row's; below 1.2 is the target against snow."
+    );
 }
